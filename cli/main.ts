@@ -1,0 +1,34 @@
+import { gpuInfo } from './commands/gpu-info';
+
+const USAGE = `hone — LoRA fine-tuning on WebGPU
+
+Usage:
+  hone gpu-info     print the WebGPU adapter as JSON and verify a kernel on it
+  hone help         this text
+`;
+
+const commands: Record<string, (args: string[]) => Promise<number>> = {
+  'gpu-info': gpuInfo,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  if (!name || name === 'help' || name === '--help' || name === '-h') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const command = commands[name];
+  if (!command) {
+    process.stderr.write(`hone: unknown command '${name}'\n\n${USAGE}`);
+    return 2;
+  }
+  return command(args);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`hone: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,41 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const HONE = new URL('../../bin/hone.mjs', import.meta.url).pathname;
+
+async function hone(...args: string[]) {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [HONE, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('hone CLI', () => {
+  it('gpu-info prints the adapter as JSON with a verified kernel run', async () => {
+    const { code, stdout } = await hone('gpu-info');
+    expect(code).toBe(0);
+    const info = JSON.parse(stdout);
+    expect(info.adapter.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    expect(typeof info.adapter.isFallbackAdapter).toBe('boolean');
+    expect(info.selfTest.passed).toBe(true);
+    expect(info.selfTest.maxAbsError).toBeLessThanOrEqual(info.selfTest.tolerance);
+  });
+
+  it('rejects an unknown command with usage and exit code 2', async () => {
+    const { code, stderr } = await hone('frobnicate');
+    expect(code).toBe(2);
+    expect(stderr).toContain("unknown command 'frobnicate'");
+    expect(stderr).toContain('gpu-info');
+  });
+
+  it('rejects stray arguments to gpu-info by name', async () => {
+    const { code, stderr } = await hone('gpu-info', '--bogus');
+    expect(code).toBe(1);
+    expect(stderr).toContain('gpu-info takes no arguments');
+  });
+});

@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { randomUniform } from '../../../core/random';
+import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
+import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape } from './matmul';
+import { matmulCpu } from './matmul.cpu';
+
+const gpu = setupTestGpu();
+
+/** Elements each buffer must hold for `shape`, offsets and batch strides included. */
+function extent(shape: MatmulShape, v: Pick<MatmulVariant, 'transA' | 'transB'>) {
+  const s = resolveMatmulShape(shape, v);
+  const last = (offset: number, stride: number, rows: number, ld: number, cols: number) =>
+    offset + (s.batch - 1) * stride + (rows - 1) * ld + cols;
+  return {
+    a: v.transA ? last(s.offsetA, s.strideA, s.K, s.lda, s.M) : last(s.offsetA, s.strideA, s.M, s.lda, s.K),
+    b: v.transB ? last(s.offsetB, s.strideB, s.N, s.ldb, s.K) : last(s.offsetB, s.strideB, s.K, s.ldb, s.N),
+    c: last(s.offsetC, s.strideC, s.M, s.ldc, s.N),
+  };
+}
+
+async function check(variant: MatmulVariant, shape: MatmulShape, seed: number) {
+  const { device } = gpu();
+  const n = extent(shape, variant);
+  const a = randomUniform(n.a, seed);
+  const b = randomUniform(n.b, seed + 1);
+  const c = randomUniform(n.c, seed + 2);
+  const expected = Float64Array.from(c);
+  matmulCpu(a, b, expected, shape, variant);
+
+  const kernel = new MatmulKernel(device, variant);
+  const buffers = [uploadBuffer(device, a), uploadBuffer(device, b), uploadBuffer(device, c)];
+  const got = await runAndRead(
+    device,
+    (pass) => kernel.encode(pass, buffers[0], buffers[1], buffers[2], shape),
+    buffers[2],
+    n.c * 4,
+  );
+  for (const buffer of buffers) buffer.destroy();
+  expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+  // Elements of C outside the written matrices (before the offset, between strided rows) are untouched.
+  const written = new Float64Array(n.c).fill(Number.NaN);
+  matmulCpu(a, b, written, { ...shape, beta: 0 }, variant);
+  for (let i = 0; i < n.c; i++) if (Number.isNaN(written[i])) expect(got[i]).toBe(c[i]);
+}
+
+describe('matmul kernel against its CPU twin', () => {
+  const layouts = [
+    { transA: false, transB: true, name: 'x·Wᵀ (forward)' },
+    { transA: false, transB: false, name: 'dy·W (input gradient)' },
+    { transA: true, transB: false, name: 'dyᵀ·x (weight gradient)' },
+    { transA: true, transB: true, name: 'Aᵀ·Bᵀ' },
+  ];
+  const tiles = [
+    { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+    { tileM: 8, tileN: 8, workgroupX: 4, workgroupY: 8 },
+    { tileM: 4, tileN: 8, workgroupX: 16, workgroupY: 4 },
+  ] as const;
+  for (const layout of layouts) {
+    for (const tile of tiles) {
+      it(`${layout.name}, ${tile.tileM}x${tile.tileN} per invocation, awkward sizes`, async () => {
+        const variant = { ...tile, transA: layout.transA, transB: layout.transB };
+        await check(variant, { M: 37, N: 29, K: 53 }, 10);
+        await check(variant, { M: 1, N: 67, K: 5 }, 20);
+        await check(variant, { M: 70, N: 3, K: 1 }, 30);
+      });
+    }
+  }
+
+  it('batches with strides and offsets, alpha, and accumulation into C (beta = 1)', async () => {
+    const variant = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, transA: false, transB: true } as const;
+    await check(
+      variant,
+      { M: 13, N: 9, K: 11, batch: 3, alpha: 0.125, beta: 1, offsetA: 5, offsetB: 7, offsetC: 3 },
+      40,
+    );
+    // A sub-matrix of a wider row-major buffer (lda, ldc > the dense width), the way heads are sliced.
+    await check(variant, { M: 6, N: 5, K: 4, batch: 2, lda: 20, ldc: 12, strideA: 4, strideC: 5, strideB: 20 }, 50);
+  });
+
+  it('does not read C when beta is 0, so a NaN-filled output is fully overwritten', async () => {
+    const { device } = gpu();
+    const variant = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, transA: false, transB: true } as const;
+    const shape = { M: 9, N: 10, K: 7 };
+    const a = randomUniform(63, 1);
+    const b = randomUniform(70, 2);
+    const kernel = new MatmulKernel(device, variant);
+    const [bufA, bufB, bufC] = [
+      uploadBuffer(device, a),
+      uploadBuffer(device, b),
+      uploadBuffer(device, new Float32Array(90).fill(Number.NaN)),
+    ];
+    const got = await runAndRead(device, (pass) => kernel.encode(pass, bufA, bufB, bufC, shape), bufC);
+    const expected = new Float64Array(90);
+    matmulCpu(a, b, expected, shape, variant);
+    expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+    for (const buffer of [bufA, bufB, bufC]) buffer.destroy();
+  });
+});
+
+describe('createStorageBuffer', () => {
+  it('rounds sizes up to whole 4-byte words', () => {
+    const buffer = createStorageBuffer(gpu().device, 6);
+    expect(buffer.size).toBe(8);
+    buffer.destroy();
+  });
+});

@@ -1,0 +1,208 @@
+/**
+ * Batched matrix multiply on the GPU: C[b] = alpha * op(A[b]) · op(B[b]) + beta * C[b].
+ *
+ *   op(A): [M, K]; stored as [M, K] (row-major, leading dimension lda) or, with transA, as [K, M].
+ *   op(B): [K, N]; stored as [K, N] or, with transB, as [N, K].
+ *
+ * The three products of a linear layer y = x W^T map onto it without copies:
+ *   forward   y  = x  · W^T     A = x [T, in],   B = W [out, in]  transB
+ *   input     dx = dy · W       A = dy [T, out], B = W [out, in]
+ *   weight    dW = dy^T · x     A = dy [T, out]  transA, B = x [T, in]
+ *
+ * Each invocation computes a TM x TN block of C in registers, reading A and B straight from storage: on
+ * software adapters large register blocks without workgroup memory were fastest (see
+ * shared notes). Out-of-range rows and columns are clamped on load and skipped on store, so any M, N, K work.
+ */
+
+export interface MatmulVariant {
+  transA: boolean;
+  transB: boolean;
+  /** Rows of C per invocation. */
+  tileM: 4 | 8;
+  /** Columns of C per invocation (a multiple of 4: they are held as vec4). */
+  tileN: 4 | 8;
+  /** Workgroup size: x runs along N, y along M. */
+  workgroupX: number;
+  workgroupY: number;
+}
+
+export const DEFAULT_MATMUL_TILE = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 } as const;
+
+export interface MatmulShape {
+  M: number;
+  N: number;
+  K: number;
+  batch?: number;
+  /** Leading dimensions; default to the dense layout implied by the transposes. */
+  lda?: number;
+  ldb?: number;
+  ldc?: number;
+  /** Elements between consecutive batch matrices; default dense. */
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  /** Element offsets of the first matrix inside each buffer. */
+  offsetA?: number;
+  offsetB?: number;
+  offsetC?: number;
+  alpha?: number;
+  /** 0 overwrites C; 1 accumulates into it (gradient accumulation). */
+  beta?: number;
+}
+
+/** The shape with every default filled in, in the order the uniform buffer holds it. */
+export function resolveMatmulShape(shape: MatmulShape, variant: Pick<MatmulVariant, 'transA' | 'transB'>) {
+  const { M, N, K } = shape;
+  const lda = shape.lda ?? (variant.transA ? M : K);
+  const ldb = shape.ldb ?? (variant.transB ? K : N);
+  const ldc = shape.ldc ?? N;
+  return {
+    M,
+    N,
+    K,
+    batch: shape.batch ?? 1,
+    lda,
+    ldb,
+    ldc,
+    strideA: shape.strideA ?? M * K,
+    strideB: shape.strideB ?? K * N,
+    strideC: shape.strideC ?? M * N,
+    offsetA: shape.offsetA ?? 0,
+    offsetB: shape.offsetB ?? 0,
+    offsetC: shape.offsetC ?? 0,
+    alpha: shape.alpha ?? 1,
+    beta: shape.beta ?? 0,
+  };
+}
+
+export function matmulShader(v: MatmulVariant): string {
+  if (v.tileN % 4 !== 0) throw new Error(`matmul tileN must be a multiple of 4, got ${v.tileN}`);
+  const vecN = v.tileN / 4;
+  // Index of op(A)[m, k] and op(B)[k, n] in storage, relative to the batch's base offset.
+  const aIndex = (m: string, k: string) => (v.transA ? `${k} * p.lda + ${m}` : `${m} * p.lda + ${k}`);
+  const bIndex = (k: string, n: string) => (v.transB ? `${n} * p.ldb + ${k}` : `${k} * p.ldb + ${n}`);
+
+  const loadA = Array.from({ length: v.tileM }, (_, i) => `    let a${i} = A[aBase + ${aIndex(`r${i}`, 'k')}];`).join(
+    '\n',
+  );
+  const loadB = Array.from({ length: vecN }, (_, j) => {
+    const lanes = [0, 1, 2, 3].map((l) => `B[bBase + ${bIndex('k', `c${4 * j + l}`)}]`).join(', ');
+    return `    let b${j} = vec4f(${lanes});`;
+  }).join('\n');
+  const fma = Array.from({ length: v.tileM }, (_, i) =>
+    Array.from({ length: vecN }, (_, j) => `    acc[${i * vecN + j}] += a${i} * b${j};`).join('\n'),
+  ).join('\n');
+  const rows = Array.from({ length: v.tileM }, (_, i) => `  let r${i} = min(row0 + ${i}u, p.M - 1u);`).join('\n');
+  const cols = Array.from({ length: v.tileN }, (_, c) => `  let c${c} = min(col0 + ${c}u, p.N - 1u);`).join('\n');
+
+  return /* wgsl */ `
+struct Params {
+  M: u32, N: u32, K: u32, batch: u32,
+  lda: u32, ldb: u32, ldc: u32, strideA: u32,
+  strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
+  offsetC: u32, alpha: f32, beta: f32, _pad: u32,
+}
+
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let row0 = gid.y * ${v.tileM}u;
+  let col0 = gid.x * ${v.tileN}u;
+  let b = gid.z;
+  if (row0 >= p.M || col0 >= p.N || b >= p.batch) { return; }
+  let aBase = p.offsetA + b * p.strideA;
+  let bBase = p.offsetB + b * p.strideB;
+  let cBase = p.offsetC + b * p.strideC;
+${rows}
+${cols}
+  var acc: array<vec4f, ${v.tileM * vecN}>;
+  for (var k = 0u; k < p.K; k++) {
+${loadA}
+${loadB}
+${fma}
+  }
+  for (var i = 0u; i < ${v.tileM}u; i++) {
+    let row = row0 + i;
+    if (row >= p.M) { break; }
+    for (var j = 0u; j < ${v.tileN}u; j++) {
+      let col = col0 + j;
+      if (col >= p.N) { break; }
+      let at = cBase + row * p.ldc + col;
+      var value = p.alpha * acc[i * ${vecN}u + j / 4u][j % 4u];
+      if (p.beta != 0.0) { value += p.beta * C[at]; }
+      C[at] = value;
+    }
+  }
+}
+`;
+}
+
+const PARAMS_BYTES = 64;
+
+/** A compiled matmul variant; `encode` records one dispatch into a compute pass. */
+export class MatmulKernel {
+  private readonly pipeline: GPUComputePipeline;
+
+  constructor(
+    private readonly device: GPUDevice,
+    readonly variant: MatmulVariant,
+  ) {
+    const module = device.createShaderModule({ code: matmulShader(variant), label: matmulLabel(variant) });
+    this.pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+  }
+
+  /** Writes the shape's uniforms and records the dispatch. The uniform buffer lives as long as the bind group. */
+  encode(pass: GPUComputePassEncoder, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): void {
+    const s = resolveMatmulShape(shape, this.variant);
+    const params = new ArrayBuffer(PARAMS_BYTES);
+    const u = new Uint32Array(params);
+    u.set([
+      s.M,
+      s.N,
+      s.K,
+      s.batch,
+      s.lda,
+      s.ldb,
+      s.ldc,
+      s.strideA,
+      s.strideB,
+      s.strideC,
+      s.offsetA,
+      s.offsetB,
+      s.offsetC,
+    ]);
+    const f = new Float32Array(params);
+    f[13] = s.alpha;
+    f[14] = s.beta;
+    const uniform = this.device.createBuffer({
+      size: PARAMS_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    this.device.queue.writeBuffer(uniform, 0, params);
+    const bindGroup = this.device.createBindGroup({
+      layout: this.pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: a } },
+        { binding: 1, resource: { buffer: b } },
+        { binding: 2, resource: { buffer: c } },
+        { binding: 3, resource: { buffer: uniform } },
+      ],
+    });
+    pass.setPipeline(this.pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const v = this.variant;
+    pass.dispatchWorkgroups(
+      Math.ceil(s.N / (v.tileN * v.workgroupX)),
+      Math.ceil(s.M / (v.tileM * v.workgroupY)),
+      s.batch,
+    );
+  }
+}
+
+function matmulLabel(v: MatmulVariant): string {
+  return `matmul_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
+}
