@@ -2,6 +2,7 @@ import { afterAll, beforeAll } from 'vitest';
 import { acquireNodeGpu } from '../../cli/node-gpu';
 import { readFloat32 } from '../../workers/engine/gpu/buffers';
 import type { Gpu } from '../../workers/engine/gpu/device';
+import { type Op, submitOps } from '../../workers/engine/gpu/ops';
 
 /**
  * A real WebGPU device for the tests of one file (Dawn in Node on whatever Vulkan driver the machine has:
@@ -24,19 +25,15 @@ export function setupTestGpu(): () => Gpu {
   };
 }
 
-/** Runs `record` in one compute pass, submits it, and reads `output` back. */
+/** Submits `ops`, fails on any validation error, and reads `output` back. */
 export async function runAndRead(
   device: GPUDevice,
-  record: (pass: GPUComputePassEncoder) => void,
+  ops: readonly Op[],
   output: GPUBuffer,
   byteLength?: number,
 ): Promise<Float32Array> {
   device.pushErrorScope('validation');
-  const encoder = device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  record(pass);
-  pass.end();
-  device.queue.submit([encoder.finish()]);
+  submitOps(device, ops);
   const error = await device.popErrorScope();
   if (error) throw new Error(`WebGPU validation error: ${error.message}`);
   return readFloat32(device, output, byteLength);
@@ -53,4 +50,15 @@ export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<
     scale = Math.max(scale, Math.abs(expected[i]));
   }
   return maxDiff / (scale || 1);
+}
+
+/** Central finite difference of scalar `f` with respect to x[i] (x is restored afterwards). */
+export function finiteDifference(f: () => number, x: Float64Array, i: number, h = 1e-6): number {
+  const saved = x[i];
+  x[i] = saved + h;
+  const plus = f();
+  x[i] = saved - h;
+  const minus = f();
+  x[i] = saved;
+  return (plus - minus) / (2 * h);
 }

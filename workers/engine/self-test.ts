@@ -1,5 +1,6 @@
 import { randomUniform } from '../../core/random';
 import { createStorageBuffer, readFloat32, uploadBuffer } from './gpu/buffers';
+import { submitOps } from './gpu/ops';
 import { DEFAULT_MATMUL_TILE, MatmulKernel, type MatmulShape } from './kernels/matmul';
 import { matmulCpu } from './kernels/matmul.cpu';
 
@@ -29,11 +30,7 @@ export async function runSelfTest(device: GPUDevice): Promise<SelfTestResult> {
   const bufA = uploadBuffer(device, a);
   const bufB = uploadBuffer(device, b);
   const bufC = createStorageBuffer(device, expected.length * 4);
-  const encoder = device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  kernel.encode(pass, bufA, bufB, bufC, shape);
-  pass.end();
-  device.queue.submit([encoder.finish()]);
+  submitOps(device, [kernel.op(bufA, bufB, bufC, shape)]);
   const got = await readFloat32(device, bufC, expected.length * 4);
   const milliseconds = performance.now() - started;
   for (const buffer of [bufA, bufB, bufC]) buffer.destroy();

@@ -14,7 +14,7 @@ export function matmulCpu(
   const s = resolveMatmulShape(shape, variant);
   for (let batch = 0; batch < s.batch; batch++) {
     const aBase = s.offsetA + batch * s.strideA;
-    const bBase = s.offsetB + batch * s.strideB;
+    const bBase = s.offsetB + Math.floor(batch / s.batchDivB) * s.strideB;
     const cBase = s.offsetC + batch * s.strideC;
     for (let m = 0; m < s.M; m++) {
       for (let n = 0; n < s.N; n++) {

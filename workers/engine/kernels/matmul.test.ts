@@ -12,9 +12,11 @@ function extent(shape: MatmulShape, v: Pick<MatmulVariant, 'transA' | 'transB'>)
   const s = resolveMatmulShape(shape, v);
   const last = (offset: number, stride: number, rows: number, ld: number, cols: number) =>
     offset + (s.batch - 1) * stride + (rows - 1) * ld + cols;
+  const lastB = (offset: number, stride: number, rows: number, ld: number, cols: number) =>
+    offset + Math.floor((s.batch - 1) / s.batchDivB) * stride + (rows - 1) * ld + cols;
   return {
     a: v.transA ? last(s.offsetA, s.strideA, s.K, s.lda, s.M) : last(s.offsetA, s.strideA, s.M, s.lda, s.K),
-    b: v.transB ? last(s.offsetB, s.strideB, s.N, s.ldb, s.K) : last(s.offsetB, s.strideB, s.K, s.ldb, s.N),
+    b: v.transB ? lastB(s.offsetB, s.strideB, s.N, s.ldb, s.K) : lastB(s.offsetB, s.strideB, s.K, s.ldb, s.N),
     c: last(s.offsetC, s.strideC, s.M, s.ldc, s.N),
   };
 }
@@ -30,12 +32,7 @@ async function check(variant: MatmulVariant, shape: MatmulShape, seed: number) {
 
   const kernel = new MatmulKernel(device, variant);
   const buffers = [uploadBuffer(device, a), uploadBuffer(device, b), uploadBuffer(device, c)];
-  const got = await runAndRead(
-    device,
-    (pass) => kernel.encode(pass, buffers[0], buffers[1], buffers[2], shape),
-    buffers[2],
-    n.c * 4,
-  );
+  const got = await runAndRead(device, [kernel.op(buffers[0], buffers[1], buffers[2], shape)], buffers[2], n.c * 4);
   for (const buffer of buffers) buffer.destroy();
   expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
   // Elements of C outside the written matrices (before the offset, between strided rows) are untouched.
@@ -78,6 +75,13 @@ describe('matmul kernel against its CPU twin', () => {
     await check(variant, { M: 6, N: 5, K: 4, batch: 2, lda: 20, ldc: 12, strideA: 4, strideC: 5, strideB: 20 }, 50);
   });
 
+  it('shares one B matrix between consecutive batch entries (grouped-query attention)', async () => {
+    for (const transB of [true, false]) {
+      const variant = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, transA: false, transB } as const;
+      await check(variant, { M: 7, N: 7, K: 6, batch: 6, batchDivB: 3 }, 60);
+    }
+  });
+
   it('does not read C when beta is 0, so a NaN-filled output is fully overwritten', async () => {
     const { device } = gpu();
     const variant = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, transA: false, transB: true } as const;
@@ -90,7 +94,7 @@ describe('matmul kernel against its CPU twin', () => {
       uploadBuffer(device, b),
       uploadBuffer(device, new Float32Array(90).fill(Number.NaN)),
     ];
-    const got = await runAndRead(device, (pass) => kernel.encode(pass, bufA, bufB, bufC, shape), bufC);
+    const got = await runAndRead(device, [kernel.op(bufA, bufB, bufC, shape)], bufC);
     const expected = new Float64Array(90);
     matmulCpu(a, b, expected, shape, variant);
     expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);

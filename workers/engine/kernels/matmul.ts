@@ -1,3 +1,6 @@
+import { f32, Kernel, u32 } from '../gpu/kernel';
+import type { Op } from '../gpu/ops';
+
 /**
  * Batched matrix multiply on the GPU: C[b] = alpha * op(A[b]) · op(B[b]) + beta * C[b].
  *
@@ -8,6 +11,9 @@
  *   forward   y  = x  · W^T     A = x [T, in],   B = W [out, in]  transB
  *   input     dx = dy · W       A = dy [T, out], B = W [out, in]
  *   weight    dW = dy^T · x     A = dy [T, out]  transA, B = x [T, in]
+ *
+ * Batches run along the dispatch's z: matrix b of A and C is at offset + b * stride, of B at
+ * offsetB + floor(b / batchDivB) * strideB, so query heads can share their key/value head (grouped-query attention).
  *
  * Each invocation computes a TM x TN block of C in registers, reading A and B straight from storage: on
  * software adapters large register blocks without workgroup memory were fastest (see
@@ -41,6 +47,8 @@ export interface MatmulShape {
   strideA?: number;
   strideB?: number;
   strideC?: number;
+  /** Consecutive batch entries that share one B matrix (grouped-query attention); default 1. */
+  batchDivB?: number;
   /** Element offsets of the first matrix inside each buffer. */
   offsetA?: number;
   offsetB?: number;
@@ -67,6 +75,7 @@ export function resolveMatmulShape(shape: MatmulShape, variant: Pick<MatmulVaria
     strideA: shape.strideA ?? M * K,
     strideB: shape.strideB ?? K * N,
     strideC: shape.strideC ?? M * N,
+    batchDivB: shape.batchDivB ?? 1,
     offsetA: shape.offsetA ?? 0,
     offsetB: shape.offsetB ?? 0,
     offsetC: shape.offsetC ?? 0,
@@ -100,7 +109,7 @@ struct Params {
   M: u32, N: u32, K: u32, batch: u32,
   lda: u32, ldb: u32, ldc: u32, strideA: u32,
   strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
-  offsetC: u32, alpha: f32, beta: f32, _pad: u32,
+  offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
@@ -115,7 +124,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let b = gid.z;
   if (row0 >= p.M || col0 >= p.N || b >= p.batch) { return; }
   let aBase = p.offsetA + b * p.strideA;
-  let bBase = p.offsetB + b * p.strideB;
+  let bBase = p.offsetB + (b / p.batchDivB) * p.strideB;
   let cBase = p.offsetC + b * p.strideC;
 ${rows}
 ${cols}
@@ -141,64 +150,30 @@ ${fma}
 `;
 }
 
-const PARAMS_BYTES = 64;
-
-/** A compiled matmul variant; `encode` records one dispatch into a compute pass. */
+/** A compiled matmul variant; `op` records one multiplication for a plan. */
 export class MatmulKernel {
-  private readonly pipeline: GPUComputePipeline;
+  private readonly kernel: Kernel;
 
   constructor(
-    private readonly device: GPUDevice,
+    device: GPUDevice,
     readonly variant: MatmulVariant,
   ) {
-    const module = device.createShaderModule({ code: matmulShader(variant), label: matmulLabel(variant) });
-    this.pipeline = device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+    this.kernel = new Kernel(device, matmulShader(variant), matmulLabel(variant));
   }
 
-  /** Writes the shape's uniforms and records the dispatch. The uniform buffer lives as long as the bind group. */
-  encode(pass: GPUComputePassEncoder, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): void {
+  op(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op {
     const s = resolveMatmulShape(shape, this.variant);
-    const params = new ArrayBuffer(PARAMS_BYTES);
-    const u = new Uint32Array(params);
-    u.set([
-      s.M,
-      s.N,
-      s.K,
-      s.batch,
-      s.lda,
-      s.ldb,
-      s.ldc,
-      s.strideA,
-      s.strideB,
-      s.strideC,
-      s.offsetA,
-      s.offsetB,
-      s.offsetC,
-    ]);
-    const f = new Float32Array(params);
-    f[13] = s.alpha;
-    f[14] = s.beta;
-    const uniform = this.device.createBuffer({
-      size: PARAMS_BYTES,
-      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
-    });
-    this.device.queue.writeBuffer(uniform, 0, params);
-    const bindGroup = this.device.createBindGroup({
-      layout: this.pipeline.getBindGroupLayout(0),
-      entries: [
-        { binding: 0, resource: { buffer: a } },
-        { binding: 1, resource: { buffer: b } },
-        { binding: 2, resource: { buffer: c } },
-        { binding: 3, resource: { buffer: uniform } },
-      ],
-    });
-    pass.setPipeline(this.pipeline);
-    pass.setBindGroup(0, bindGroup);
     const v = this.variant;
-    pass.dispatchWorkgroups(
-      Math.ceil(s.N / (v.tileN * v.workgroupX)),
-      Math.ceil(s.M / (v.tileM * v.workgroupY)),
-      s.batch,
+    return this.kernel.op(
+      [a, b, c],
+      [
+        ...[s.M, s.N, s.K, s.batch, s.lda, s.ldb, s.ldc, s.strideA, s.strideB, s.strideC].map(u32),
+        ...[s.offsetA, s.offsetB, s.offsetC].map(u32),
+        f32(s.alpha),
+        f32(s.beta),
+        u32(s.batchDivB),
+      ],
+      [Math.ceil(s.N / (v.tileN * v.workgroupX)), Math.ceil(s.M / (v.tileM * v.workgroupY)), s.batch],
     );
   }
 }

@@ -1,0 +1,50 @@
+/**
+ * The engine records work as a list of ops once per shape (a "plan"), then replays it every step: no
+ * allocation, no bind-group creation and no uniform writes on the hot path.
+ */
+export type Op =
+  | {
+      kind: 'dispatch';
+      label: string;
+      pipeline: GPUComputePipeline;
+      bindGroup: GPUBindGroup;
+      workgroups: [number, number, number];
+    }
+  | {
+      kind: 'copy';
+      source: GPUBuffer;
+      target: GPUBuffer;
+      byteLength: number;
+      sourceOffset?: number;
+      targetOffset?: number;
+    }
+  | { kind: 'clear'; buffer: GPUBuffer };
+
+/** Records ops into `encoder`, grouping consecutive dispatches into one compute pass. */
+export function encodeOps(encoder: GPUCommandEncoder, ops: readonly Op[]): void {
+  let pass: GPUComputePassEncoder | null = null;
+  for (const op of ops) {
+    if (op.kind === 'dispatch') {
+      pass ??= encoder.beginComputePass();
+      pass.setPipeline(op.pipeline);
+      pass.setBindGroup(0, op.bindGroup);
+      pass.dispatchWorkgroups(...op.workgroups);
+      continue;
+    }
+    pass?.end();
+    pass = null;
+    if (op.kind === 'copy') {
+      encoder.copyBufferToBuffer(op.source, op.sourceOffset ?? 0, op.target, op.targetOffset ?? 0, op.byteLength);
+    } else {
+      encoder.clearBuffer(op.buffer);
+    }
+  }
+  pass?.end();
+}
+
+/** Submits ops as one command buffer. */
+export function submitOps(device: GPUDevice, ops: readonly Op[]): void {
+  const encoder = device.createCommandEncoder();
+  encodeOps(encoder, ops);
+  device.queue.submit([encoder.finish()]);
+}

@@ -1,0 +1,142 @@
+import { grid1d, Kernel, u32 } from '../gpu/kernel';
+import type { Op } from '../gpu/ops';
+
+/**
+ * Cross-entropy over a vocabulary seen one chunk of logits at a time, so [tokens x vocab] never exists.
+ *   logits chunk: [tokens, chunkRows] for vocabulary rows [first, first + chunkRows)
+ *   targets: [tokens] (i32; -100 or any id outside the vocabulary = ignored)
+ *   weights: [tokens], 1 / (number of counted targets) or 0 — the mean is taken over counted targets
+ *   stats: [tokens, 3] = running max, running sum of exp(logit - max), the target's logit
+ * Pass 1, each chunk: `stats` merges the chunk into the running (max, sum) online, and picks the target logit.
+ * Then `finish`: lse = max + log(sum), loss[t] = (lse - targetLogit) * weight.
+ * Pass 2, each chunk (logits recomputed): `backward` turns logits into d(loss)/d(logits) in place:
+ *   (softmax - onehot(target)) * weight.
+ */
+const WG = 64;
+
+const statsShader = /* wgsl */ `
+struct Params { tokens: u32, chunkRows: u32, first: u32, isFirstChunk: u32 }
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<i32>;
+@group(0) @binding(2) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+var<workgroup> partial: array<f32, ${WG}>;
+
+fn reduce(value: f32, li: u32, isMax: bool) -> f32 {
+  partial[li] = value;
+  workgroupBarrier();
+  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
+    if (li < stride) {
+      let other = partial[li + stride];
+      partial[li] = select(partial[li] + other, max(partial[li], other), isMax);
+    }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let t = wg.x + wg.y * nwg.x;
+  if (t >= p.tokens) { return; }
+  let base = t * p.chunkRows;
+  var m = -3.0e38;
+  for (var j = li; j < p.chunkRows; j += ${WG}u) { m = max(m, logits[base + j]); }
+  m = reduce(m, li, true);
+  var s = 0.0;
+  for (var j = li; j < p.chunkRows; j += ${WG}u) { s += exp(logits[base + j] - m); }
+  s = reduce(s, li, false);
+  if (li != 0u) { return; }
+  if (p.isFirstChunk != 0u) {
+    stats[t * 3u] = m;
+    stats[t * 3u + 1u] = s;
+    stats[t * 3u + 2u] = 0.0;
+  } else {
+    let oldMax = stats[t * 3u];
+    let newMax = max(oldMax, m);
+    stats[t * 3u] = newMax;
+    stats[t * 3u + 1u] = stats[t * 3u + 1u] * exp(oldMax - newMax) + s * exp(m - newMax);
+  }
+  let local = u32(targets[t]) - p.first;  // wraps for targets below the chunk and for -100
+  if (targets[t] >= 0 && local < p.chunkRows) { stats[t * 3u + 2u] = logits[base + local]; }
+}
+`;
+
+const finishShader = /* wgsl */ `
+struct Params { tokens: u32, _p0: u32, _p1: u32, _p2: u32 }
+@group(0) @binding(0) var<storage, read> stats: array<f32>;
+@group(0) @binding(1) var<storage, read> weights: array<f32>;
+@group(0) @binding(2) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let t = gid.x;
+  if (t >= p.tokens) { return; }
+  let l = stats[t * 3u] + log(stats[t * 3u + 1u]);
+  lse[t] = l;
+  loss[t] = select(0.0, (l - stats[t * 3u + 2u]) * weights[t], weights[t] != 0.0);
+}
+`;
+
+const backwardShader = /* wgsl */ `
+struct Params { tokens: u32, chunkRows: u32, first: u32, _p0: u32 }
+@group(0) @binding(0) var<storage, read> targets: array<i32>;
+@group(0) @binding(1) var<storage, read> weights: array<f32>;
+@group(0) @binding(2) var<storage, read> lse: array<f32>;
+@group(0) @binding(3) var<storage, read_write> logits: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= p.tokens * p.chunkRows) { return; }
+  let t = i / p.chunkRows;
+  let j = i % p.chunkRows;
+  let onehot = select(0.0, 1.0, targets[t] >= 0 && u32(targets[t]) == p.first + j);
+  logits[i] = (exp(logits[i] - lse[t]) - onehot) * weights[t];
+}
+`;
+
+export class CrossEntropyKernels {
+  private readonly stats: Kernel;
+  private readonly finish: Kernel;
+  private readonly backward: Kernel;
+
+  constructor(device: GPUDevice) {
+    this.stats = new Kernel(device, statsShader, 'cross_entropy_stats');
+    this.finish = new Kernel(device, finishShader, 'cross_entropy_finish');
+    this.backward = new Kernel(device, backwardShader, 'cross_entropy_backward');
+  }
+
+  statsOp(logits: GPUBuffer, targets: GPUBuffer, stats: GPUBuffer, tokens: number, first: number, rows: number): Op {
+    return this.stats.op(
+      [logits, targets, stats],
+      [u32(tokens), u32(rows), u32(first), u32(first === 0 ? 1 : 0)],
+      grid1d(tokens, 1),
+    );
+  }
+
+  finishOp(stats: GPUBuffer, weights: GPUBuffer, lse: GPUBuffer, loss: GPUBuffer, tokens: number): Op {
+    return this.finish.op([stats, weights, lse, loss], [u32(tokens), u32(0), u32(0), u32(0)], grid1d(tokens, 64));
+  }
+
+  backwardOp(
+    targets: GPUBuffer,
+    weights: GPUBuffer,
+    lse: GPUBuffer,
+    logits: GPUBuffer,
+    tokens: number,
+    first: number,
+    rows: number,
+  ): Op {
+    return this.backward.op(
+      [targets, weights, lse, logits],
+      [u32(tokens), u32(rows), u32(first), u32(0)],
+      grid1d(tokens * rows, 64),
+    );
+  }
+}

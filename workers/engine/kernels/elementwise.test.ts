@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { randomUniform } from '../../../core/random';
+import { finiteDifference, maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
+import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
+import { BiasKernels } from './bias';
+import { SwiGluKernels } from './swiglu';
+import { swigluBackwardCpu, swigluCpu } from './swiglu.cpu';
+
+const gpu = setupTestGpu();
+
+describe('SwiGLU', () => {
+  it('CPU twin gradients match finite differences', () => {
+    const g = Float64Array.from(randomUniform(9, 1, -4, 4));
+    const u = Float64Array.from(randomUniform(9, 2));
+    const c = randomUniform(9, 3);
+    const loss = () => swigluCpu(g, u).reduce((s, a, i) => s + a * c[i], 0);
+    const { dg, du } = swigluBackwardCpu(g, u, c);
+    for (let i = 0; i < 9; i++) {
+      expect(dg[i]).toBeCloseTo(finiteDifference(loss, g, i), 7);
+      expect(du[i]).toBeCloseTo(finiteDifference(loss, u, i), 7);
+    }
+  });
+
+  it('kernels match the CPU twin', async () => {
+    const { device } = gpu();
+    const k = new SwiGluKernels(device);
+    const n = 1003;
+    const [g, u, da] = [randomUniform(n, 4, -6, 6), randomUniform(n, 5), randomUniform(n, 6)];
+    const [bg, bu, bda] = [uploadBuffer(device, g), uploadBuffer(device, u), uploadBuffer(device, da)];
+    const [ba, bdg, bdu] = [0, 0, 0].map(() => createStorageBuffer(device, n * 4));
+    const a = await runAndRead(device, [k.forwardOp(bg, bu, ba, n)], ba);
+    expect(maxRelativeError(a, swigluCpu(g, u))).toBeLessThan(1e-5);
+    const ref = swigluBackwardCpu(g, u, da);
+    const dg = await runAndRead(device, [k.backwardOp(bg, bu, bda, bdg, bdu, n)], bdg);
+    expect(maxRelativeError(dg, ref.dg)).toBeLessThan(1e-5);
+    expect(maxRelativeError(await readFloat32(device, bdu), ref.du)).toBeLessThan(1e-5);
+  });
+});
+
+describe('bias', () => {
+  it('adds a bias to every row and accumulates its gradient over rows', async () => {
+    const { device } = gpu();
+    const k = new BiasKernels(device);
+    const [rows, dim] = [13, 7];
+    const y = randomUniform(rows * dim, 1);
+    const bias = randomUniform(dim, 2);
+    const by = uploadBuffer(device, y);
+    const got = await runAndRead(device, [k.addOp(uploadBuffer(device, bias), by, rows, dim)], by);
+    expect(
+      maxRelativeError(
+        got,
+        Float64Array.from(y, (v, i) => v + bias[i % dim]),
+      ),
+    ).toBeLessThan(1e-6);
+
+    const dy = randomUniform(rows * dim, 3);
+    const bdb = uploadBuffer(device, new Float32Array(dim).fill(1));
+    const db = await runAndRead(device, [k.gradOp(uploadBuffer(device, dy), bdb, rows, dim)], bdb);
+    const expected = new Float64Array(dim).fill(1);
+    dy.forEach((v, i) => {
+      expected[i % dim] += v;
+    });
+    expect(maxRelativeError(db, expected)).toBeLessThan(1e-6);
+  });
+});

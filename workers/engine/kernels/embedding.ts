@@ -1,0 +1,113 @@
+import { grid1d, Kernel, u32 } from '../gpu/kernel';
+import type { Op } from '../gpu/ops';
+
+/**
+ * Token embedding, over a vocabulary split into chunks (one buffer each) so a table larger than the device's
+ * largest storage binding still works.
+ *   table chunk: [chunkRows, dim], rows [first, first + chunkRows) of the vocabulary
+ *   forward   x[t, :] = table[tokens[t], :]          (each chunk writes the tokens it holds)
+ *   backward  dTable[v, :] += sum over t with tokens[t] = v of dx[t, :]   (full-parameter training only)
+ * The backward reads a token index built on the CPU (see buildTokenIndex) so each row is summed by one
+ * invocation, without atomics and deterministically.
+ */
+const forwardShader = /* wgsl */ `
+struct Params { tokens: u32, dim: u32, first: u32, chunkRows: u32 }
+@group(0) @binding(0) var<storage, read> ids: array<u32>;
+@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= p.tokens * p.dim) { return; }
+  let t = i / p.dim;
+  let row = ids[t] - p.first;  // wraps around for ids below the chunk, so one comparison suffices
+  if (row < p.chunkRows) { x[i] = table[row * p.dim + i % p.dim]; }
+}
+`;
+
+const backwardShader = /* wgsl */ `
+struct Params { tokens: u32, dim: u32, first: u32, chunkRows: u32 }
+// index = [distinct count U, ids[tokens], starts[tokens + 1], positions[tokens]]
+@group(0) @binding(0) var<storage, read> index: array<u32>;
+@group(0) @binding(1) var<storage, read> dx: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dTable: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  let u = i / p.dim;
+  if (u >= index[0]) { return; }
+  let row = index[1u + u] - p.first;
+  if (row >= p.chunkRows) { return; }
+  let j = i % p.dim;
+  let starts = 1u + p.tokens;
+  let positions = starts + p.tokens + 1u;
+  var s = 0.0;
+  for (var k = index[starts + u]; k < index[starts + u + 1u]; k++) { s += dx[index[positions + k] * p.dim + j]; }
+  dTable[row * p.dim + j] += s;
+}
+`;
+
+/** The CSR index of a batch's tokens the backward reads: distinct ids and, for each, the positions holding it. */
+export function buildTokenIndex(tokens: ArrayLike<number>): Uint32Array {
+  const n = tokens.length;
+  const byId = new Map<number, number[]>();
+  for (let t = 0; t < n; t++) {
+    const list = byId.get(tokens[t]);
+    if (list) list.push(t);
+    else byId.set(tokens[t], [t]);
+  }
+  const index = new Uint32Array(1 + n + (n + 1) + n);
+  index[0] = byId.size;
+  let u = 0;
+  let k = 0;
+  for (const [id, positions] of byId) {
+    index[1 + u] = id;
+    index[1 + n + u] = k;
+    for (const t of positions) index[1 + n + (n + 1) + k++] = t;
+    u++;
+  }
+  index[1 + n + u] = k;
+  return index;
+}
+
+export class EmbeddingKernels {
+  private readonly forward: Kernel;
+  private readonly backward: Kernel;
+
+  constructor(device: GPUDevice) {
+    this.forward = new Kernel(device, forwardShader, 'embedding_forward');
+    this.backward = new Kernel(device, backwardShader, 'embedding_backward');
+  }
+
+  forwardOp(
+    ids: GPUBuffer,
+    chunk: GPUBuffer,
+    x: GPUBuffer,
+    tokens: number,
+    dim: number,
+    first: number,
+    rows: number,
+  ): Op {
+    return this.forward.op([ids, chunk, x], [u32(tokens), u32(dim), u32(first), u32(rows)], grid1d(tokens * dim, 64));
+  }
+
+  backwardOp(
+    index: GPUBuffer,
+    dx: GPUBuffer,
+    dChunk: GPUBuffer,
+    tokens: number,
+    dim: number,
+    first: number,
+    rows: number,
+  ): Op {
+    return this.backward.op(
+      [index, dx, dChunk],
+      [u32(tokens), u32(dim), u32(first), u32(rows)],
+      grid1d(tokens * dim, 64),
+    );
+  }
+}

@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { randomUniform } from '../../../core/random';
+import { finiteDifference, maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
+import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
+import { RmsNormKernels } from './rmsnorm';
+import { rmsnormBackwardCpu, rmsnormForwardCpu } from './rmsnorm.cpu';
+
+const gpu = setupTestGpu();
+
+describe('RMSNorm CPU twin', () => {
+  it('has the gradient of sum(y * c) by finite differences', () => {
+    const [rows, dim] = [3, 7];
+    const x = Float64Array.from(randomUniform(rows * dim, 1));
+    const w = Float64Array.from(randomUniform(dim, 2, 0.5, 1.5));
+    const c = randomUniform(rows * dim, 3);
+    const loss = () => rmsnormForwardCpu(x, w, rows, dim, 1e-5).y.reduce((s, y, i) => s + y * c[i], 0);
+    const { rstd } = rmsnormForwardCpu(x, w, rows, dim, 1e-5);
+    const { dx, dw } = rmsnormBackwardCpu(x, w, rstd, c, rows, dim);
+    for (let i = 0; i < x.length; i++) expect(dx[i]).toBeCloseTo(finiteDifference(loss, x, i), 7);
+    for (let j = 0; j < dim; j++) expect(dw[j]).toBeCloseTo(finiteDifference(loss, w, j), 7);
+  });
+});
+
+describe('RMSNorm kernels against the CPU twin', () => {
+  for (const [rows, dim] of [
+    [5, 37],
+    [3, 131],
+    [70, 6],
+  ]) {
+    it(`forward and backward, ${rows} rows of ${dim}`, async () => {
+      const { device } = gpu();
+      const k = new RmsNormKernels(device);
+      const x = randomUniform(rows * dim, rows, -2, 2);
+      const w = randomUniform(dim, dim, 0.5, 1.5);
+      const dy = randomUniform(rows * dim, 7);
+      const prior = randomUniform(rows * dim, 8);
+      const ref = rmsnormForwardCpu(x, w, rows, dim, 1e-6);
+      const back = rmsnormBackwardCpu(x, w, ref.rstd, dy, rows, dim);
+
+      const [bx, bw, bdy] = [uploadBuffer(device, x), uploadBuffer(device, w), uploadBuffer(device, dy)];
+      const by = createStorageBuffer(device, rows * dim * 4);
+      const brstd = createStorageBuffer(device, rows * 4);
+      const bdx = uploadBuffer(device, prior);
+      const bdw = uploadBuffer(device, new Float32Array(dim).fill(0.5));
+      const y = await runAndRead(device, [k.forwardOp(bx, bw, by, brstd, rows, dim, 1e-6)], by);
+      expect(maxRelativeError(y, ref.y)).toBeLessThan(1e-5);
+      expect(maxRelativeError(await readFloat32(device, brstd), ref.rstd)).toBeLessThan(1e-5);
+
+      const dx = await runAndRead(
+        device,
+        [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, true), k.weightGradOp(bx, brstd, bdy, bdw, rows, dim)],
+        bdx,
+      );
+      // Accumulating backward: adds to what dx held.
+      expect(
+        maxRelativeError(
+          dx,
+          back.dx.map((v, i) => v + prior[i]),
+        ),
+      ).toBeLessThan(1e-5);
+      expect(
+        maxRelativeError(
+          await readFloat32(device, bdw),
+          back.dw.map((v) => v + 0.5),
+        ),
+      ).toBeLessThan(1e-5);
+
+      const overwritten = await runAndRead(device, [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, false)], bdx);
+      expect(maxRelativeError(overwritten, back.dx)).toBeLessThan(1e-5);
+    });
+  }
+});

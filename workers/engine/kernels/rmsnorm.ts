@@ -1,0 +1,131 @@
+import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
+import type { Op } from '../gpu/ops';
+
+/**
+ * RMSNorm over rows: y[r, :] = w * x[r, :] * rstd[r], rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps).
+ *   x, y: [rows, dim]   w: [dim]   rstd: [rows] (saved for the backward)
+ * Backward, with xhat = x * rstd and g = dy * w:
+ *   dx = rstd * (g - xhat * mean(g * xhat))          (written, or added to dx when accumulating)
+ *   dw += sum over rows of dy * xhat                  (full-parameter training only)
+ * One workgroup per row reduces over dim; Qwen3's per-head q/k norm is the same kernel with rows = tokens * heads.
+ */
+
+const WG = 64;
+
+const reduceSnippet = /* wgsl */ `
+var<workgroup> partial: array<f32, ${WG}>;
+
+fn workgroupSum(value: f32, li: u32) -> f32 {
+  partial[li] = value;
+  workgroupBarrier();
+  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
+    if (li < stride) { partial[li] += partial[li + stride]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}
+`;
+
+const forwardShader = /* wgsl */ `
+struct Params { rows: u32, dim: u32, eps: f32, _pad: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+${reduceSnippet}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let row = wg.x + wg.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.dim;
+  var s = 0.0;
+  for (var j = li; j < p.dim; j += ${WG}u) { let v = x[base + j]; s += v * v; }
+  let r = inverseSqrt(workgroupSum(s, li) / f32(p.dim) + p.eps);
+  for (var j = li; j < p.dim; j += ${WG}u) { y[base + j] = x[base + j] * r * w[j]; }
+  if (li == 0u) { rstd[row] = r; }
+}
+`;
+
+const backwardShader = /* wgsl */ `
+struct Params { rows: u32, dim: u32, accumulate: u32, _pad: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> rstd: array<f32>;
+@group(0) @binding(3) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+${reduceSnippet}
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let row = wg.x + wg.y * nwg.x;
+  if (row >= p.rows) { return; }
+  let base = row * p.dim;
+  let r = rstd[row];
+  var s = 0.0;
+  for (var j = li; j < p.dim; j += ${WG}u) { s += dy[base + j] * w[j] * x[base + j] * r; }
+  let meanGX = workgroupSum(s, li) / f32(p.dim);
+  for (var j = li; j < p.dim; j += ${WG}u) {
+    let xhat = x[base + j] * r;
+    var value = r * (dy[base + j] * w[j] - xhat * meanGX);
+    if (p.accumulate != 0u) { value += dx[base + j]; }
+    dx[base + j] = value;
+  }
+}
+`;
+
+const weightGradShader = /* wgsl */ `
+struct Params { rows: u32, dim: u32, _pad0: u32, _pad1: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> rstd: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dw: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let j = gid.x;
+  if (j >= p.dim) { return; }
+  var s = 0.0;
+  for (var r = 0u; r < p.rows; r++) { s += dy[r * p.dim + j] * x[r * p.dim + j] * rstd[r]; }
+  dw[j] += s;
+}
+`;
+
+export class RmsNormKernels {
+  private readonly forward: Kernel;
+  private readonly backward: Kernel;
+  private readonly weightGrad: Kernel;
+
+  constructor(device: GPUDevice) {
+    this.forward = new Kernel(device, forwardShader, 'rmsnorm_forward');
+    this.backward = new Kernel(device, backwardShader, 'rmsnorm_backward');
+    this.weightGrad = new Kernel(device, weightGradShader, 'rmsnorm_weight_grad');
+  }
+
+  forwardOp(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, rstd: GPUBuffer, rows: number, dim: number, eps: number): Op {
+    return this.forward.op([x, w, y, rstd], [u32(rows), u32(dim), f32(eps), u32(0)], grid1d(rows, 1));
+  }
+
+  /** dx = d(loss)/dx, written, or added to what dx holds when `accumulate` (a residual stream's gradient). */
+  backwardOp(
+    x: GPUBuffer,
+    w: GPUBuffer,
+    rstd: GPUBuffer,
+    dy: GPUBuffer,
+    dx: GPUBuffer,
+    rows: number,
+    dim: number,
+    accumulate: boolean,
+  ): Op {
+    const uniforms: UniformValue[] = [u32(rows), u32(dim), u32(accumulate ? 1 : 0), u32(0)];
+    return this.backward.op([x, w, rstd, dy, dx], uniforms, grid1d(rows, 1));
+  }
+
+  /** dw += sum over rows of dy * xhat. */
+  weightGradOp(x: GPUBuffer, rstd: GPUBuffer, dy: GPUBuffer, dw: GPUBuffer, rows: number, dim: number): Op {
+    return this.weightGrad.op([x, rstd, dy, dw], [u32(rows), u32(dim), u32(0), u32(0)], grid1d(dim, WG));
+  }
+}
