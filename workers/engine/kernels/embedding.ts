@@ -52,7 +52,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 `;
 
 /** The CSR index of a batch's tokens the backward reads: distinct ids and, for each, the positions holding it. */
-export function buildTokenIndex(tokens: ArrayLike<number>): Uint32Array {
+export function buildTokenIndex(tokens: ArrayLike<number>): Uint32Array<ArrayBuffer> {
   const n = tokens.length;
   const byId = new Map<number, number[]>();
   for (let t = 0; t < n; t++) {

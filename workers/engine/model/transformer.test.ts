@@ -1,0 +1,147 @@
+import { describe, expect, it } from 'vitest';
+import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
+import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { submitOps } from '../gpu/ops';
+import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
+import { referenceForwardBackward } from '../reference/transformer.cpu';
+import { EngineKernels } from './kernels';
+import { GpuLora } from './lora';
+import { TransformerStep } from './transformer';
+import { GpuWeights } from './weights';
+
+const gpu = setupTestGpu();
+
+interface Case {
+  name: string;
+  config: ModelConfig;
+  targets: Projection[];
+  full: boolean;
+  /** Force the embedding into several chunks and the loss into several logits slices. */
+  chunked?: boolean;
+  labels?: boolean;
+  batch?: number;
+  seq?: number;
+  rslora?: boolean;
+}
+
+const cases: Case[] = [
+  { name: 'llama, tied, LoRA on all seven projections', config: tinyConfig(), targets: [...PROJECTIONS], full: false },
+  {
+    name: 'llama, untied, chunked vocabulary, labels with -100, rsLoRA on q and v',
+    config: tinyConfig({ tieWordEmbeddings: false }),
+    targets: ['q_proj', 'v_proj'],
+    full: false,
+    chunked: true,
+    labels: true,
+    rslora: true,
+  },
+  {
+    name: 'qwen2 (q/k/v bias), full-parameter gradients',
+    config: tinyConfig({ modelType: 'qwen2', attentionBias: true }),
+    targets: ['k_proj', 'o_proj', 'down_proj'],
+    full: true,
+    chunked: true,
+  },
+  {
+    name: 'qwen3 (per-head q/k norm, explicit head_dim), full-parameter gradients',
+    config: tinyConfig({ modelType: 'qwen3', qkNorm: true, headDim: 8, numHeads: 4, numKvHeads: 1 }),
+    targets: ['q_proj', 'k_proj', 'gate_proj', 'up_proj'],
+    full: true,
+    labels: true,
+  },
+  {
+    name: 'llama3 rope scaling, multi-head (no grouping), one row',
+    config: tinyConfig({
+      numKvHeads: 4,
+      ropeTheta: 500000,
+      ropeScaling: {
+        type: 'llama3',
+        factor: 8,
+        lowFreqFactor: 1,
+        highFreqFactor: 4,
+        originalMaxPositionEmbeddings: 16,
+      },
+    }),
+    targets: [...PROJECTIONS],
+    full: false,
+    batch: 1,
+    seq: 11,
+  },
+];
+
+describe('the WebGPU transformer step against the float64 CPU reference', () => {
+  for (const c of cases) {
+    it(c.name, async () => {
+      const { device } = gpu();
+      const config = c.config;
+      const [batch, seq] = [c.batch ?? 2, c.seq ?? 7];
+      const weights = randomWeights(config, 1);
+      const rank = 3;
+      const refLora = randomLora(config, c.targets, rank, 5, c.rslora ?? false, 2);
+      const tokens = Array.from({ length: batch }, (_, b) =>
+        Array.from({ length: seq }, (_, t) => (b * 13 + t * 7 + 3) % config.vocabSize),
+      );
+      const labels = c.labels ? tokens.map((row) => row.map((id, t) => (t % 3 === 1 ? -100 : id))) : undefined;
+      const ref = referenceForwardBackward(config, weights, refLora, tokens, labels, { full: c.full });
+
+      const kernels = new EngineKernels(device);
+      const maxChunkBytes = c.chunked ? 10 * config.hiddenSize * 4 : undefined;
+      const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), maxChunkBytes);
+      const lora = GpuLora.create(
+        device,
+        config,
+        { rank, alpha: 5, useRslora: c.rslora ?? false, targets: c.targets },
+        (m, a, b) => {
+          const module = refLora.modules.get(`${m.layer}.${m.projection}`);
+          if (!module) throw new Error(`no reference module ${m.layer}.${m.projection}`);
+          a.set(module.A);
+          b.set(module.B);
+        },
+      );
+      const step = new TransformerStep(
+        device,
+        kernels,
+        gw,
+        lora,
+        { batch, seq },
+        {
+          full: c.full,
+          maxLogitsBytes: c.chunked ? batch * seq * 4 * 7 : undefined,
+        },
+      );
+      step.setBatch(tokens, labels);
+      device.pushErrorScope('validation');
+      submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps]);
+      expect(await device.popErrorScope()).toBeNull();
+
+      const loss = await step.readLoss();
+      expect(Math.abs(loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
+      const grads = await lora.readGradients(device);
+      for (const [key, g] of ref.loraGrads) {
+        const got = grads.get(key);
+        expect(got, key).toBeDefined();
+        expect(maxRelativeError(got?.A ?? [], g.A), `${key} A`).toBeLessThan(1e-4);
+        expect(maxRelativeError(got?.B ?? [], g.B), `${key} B`).toBeLessThan(1e-4);
+      }
+      if (c.full) {
+        const { readFloat32 } = await import('../gpu/buffers');
+        for (const [key, g] of ref.weightGrads) {
+          const buffers = step.weightGrads?.get(key);
+          expect(buffers, key).toBeDefined();
+          const parts = await Promise.all((buffers ?? []).map((b) => readFloat32(device, b)));
+          const got = new Float32Array(g.length);
+          let at = 0;
+          for (const part of parts) {
+            const n = Math.min(part.length, g.length - at);
+            got.set(part.subarray(0, n), at);
+            at += n;
+          }
+          expect(maxRelativeError(got, g), key).toBeLessThan(1e-4);
+        }
+      }
+      step.destroy();
+      lora.destroy();
+      gw.destroy();
+    });
+  }
+});

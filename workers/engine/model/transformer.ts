@@ -1,0 +1,615 @@
+import { type Projection, projectionKey, projectionShape } from '../../../core/model-config';
+import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
+import type { Op } from '../gpu/ops';
+import { buildTokenIndex } from '../kernels/embedding';
+import type { MatmulShape } from '../kernels/matmul';
+import type { EngineKernels } from './kernels';
+import type { GpuLora, LoraModule } from './lora';
+import { ropeTables } from './rope-tables';
+import type { GpuWeights, VocabChunk } from './weights';
+
+/**
+ * One training step's forward and backward pass of a Llama-family decoder, recorded once for a batch shape
+ * ([batch, seq] tokens) as a list of GPU ops and replayed every step.
+ *
+ * Shapes: N = batch * seq tokens, d = hidden, f = intermediate, H / KV = query / key-value heads, hd = head dim,
+ * G = H / KV (query heads per key-value head), r = LoRA rank, V = vocabulary.
+ *
+ * Activations kept for the backward, per layer: the residual stream entering it (xIn) and after attention
+ * (xMid), both normed inputs with their rstd, q/k/v in heads layout after rotary embeddings, the attention
+ * output, gate/up/activation, and each LoRA module's x A^T. Attention probabilities are recomputed in the
+ * backward, one layer at a time, so only one [batch * H, seq, seq] buffer exists.
+ *
+ * Gradients are accumulated into (LoRA's flat gradient buffer, and in full mode one gradient buffer per
+ * weight): `zeroGradOps` clears them, so several micro-batches can add up before an optimizer step.
+ */
+
+export interface StepShape {
+  batch: number;
+  seq: number;
+}
+
+export interface StepOptions {
+  /** Gradients for every base weight too (full-parameter training); the adapter may then be null. */
+  full: boolean;
+  /** Largest logits chunk in bytes (tokens x vocabulary rows x 4); the LM head and loss run chunk by chunk. */
+  maxLogitsBytes?: number;
+}
+
+interface LayerActivations {
+  xIn: GPUBuffer; // [N, d]
+  xn1: GPUBuffer; // [N, d]
+  rstd1: GPUBuffer; // [N]
+  qPre: GPUBuffer | null; // [N, H*hd] q before its per-head norm (qwen3)
+  kPre: GPUBuffer | null; // [N, KV*hd]
+  rstdQ: GPUBuffer | null; // [N*H]
+  rstdK: GPUBuffer | null; // [N*KV]
+  qh: GPUBuffer; // [B, H, T, hd] after rotary embeddings
+  kh: GPUBuffer; // [B, KV, T, hd]
+  vh: GPUBuffer; // [B, KV, T, hd]
+  attn: GPUBuffer; // [N, H*hd] attention output, input of o_proj
+  xMid: GPUBuffer; // [N, d] residual after attention
+  xn2: GPUBuffer; // [N, d]
+  rstd2: GPUBuffer; // [N]
+  gate: GPUBuffer; // [N, f]
+  up: GPUBuffer; // [N, f]
+  act: GPUBuffer; // [N, f] silu(gate) * up, input of down_proj
+  /** x A^T of each LoRA module of this layer, [N, r]. */
+  loraXa: Partial<Record<Projection, GPUBuffer>>;
+}
+
+/** The logits of vocabulary rows [first, first + rows), read from `chunk` at row offset `first - chunk.first`. */
+interface LogitsSlice {
+  chunkIndex: number;
+  chunk: VocabChunk;
+  first: number;
+  rows: number;
+}
+
+export class TransformerStep {
+  readonly tokens: number;
+  private readonly buffers: GPUBuffer[] = [];
+  private readonly layers: LayerActivations[] = [];
+  private readonly ids: GPUBuffer;
+  private readonly targets: GPUBuffer;
+  private readonly weightsPerToken: GPUBuffer;
+  private readonly tokenIndex: GPUBuffer | null;
+  private readonly lossRows: GPUBuffer;
+  private readonly slices: LogitsSlice[];
+  /** d(loss) / d(weight) for every base weight in full mode, under the weights' keys. */
+  readonly weightGrads: Map<string, GPUBuffer[]> | null;
+  readonly forwardOps: Op[] = [];
+  readonly backwardOps: Op[] = [];
+  readonly zeroGradOps: Op[] = [];
+  private countedTargets = 0;
+
+  // Scratch shared by all layers.
+  private readonly s: Record<string, GPUBuffer> = {};
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly k: EngineKernels,
+    private readonly w: GpuWeights,
+    private readonly lora: GpuLora | null,
+    readonly shape: StepShape,
+    options: StepOptions,
+  ) {
+    const c = w.config;
+    const N = shape.batch * shape.seq;
+    this.tokens = N;
+    if (shape.seq > c.maxPositionEmbeddings) {
+      throw new Error(
+        `sequence length ${shape.seq} exceeds the model's max_position_embeddings ${c.maxPositionEmbeddings}`,
+      );
+    }
+    if (!lora && !options.full) throw new Error('a training step needs a LoRA adapter or full-parameter mode');
+
+    this.ids = this.alloc(N * 4, 'token ids');
+    this.targets = this.alloc(N * 4, 'targets');
+    this.weightsPerToken = this.alloc(N * 4, 'target weights');
+    this.lossRows = this.alloc(N * 4, 'loss per token');
+    this.tokenIndex = options.full ? this.alloc((3 * N + 2) * 4, 'token index') : null;
+    this.weightGrads = options.full ? w.zerosLike(device, 'grad') : null;
+    if (this.weightGrads) for (const list of this.weightGrads.values()) this.buffers.push(...list);
+
+    const maxLogits = options.maxLogitsBytes ?? Math.min(64 * 2 ** 20, device.limits.maxStorageBufferBindingSize);
+    this.slices = sliceVocabulary(w.lmHead, Math.max(1, Math.floor(maxLogits / (N * 4))));
+    this.allocateActivations();
+    this.recordZeroGrad();
+    this.recordForward();
+    this.recordBackward();
+  }
+
+  /** Bytes of every buffer this step allocated (activations, scratch, inputs, full-mode gradients). */
+  get byteLength(): number {
+    return this.buffers.reduce((total, b) => total + b.size, 0);
+  }
+
+  /**
+   * Loads a batch. tokens: [batch][seq]; labels likewise, -100 where ignored, default = tokens. As in Hugging
+   * Face, position t's logits predict labels[t + 1]; the loss is the mean over counted targets in the batch.
+   */
+  setBatch(tokens: number[][], labels?: number[][]): void {
+    const { batch, seq } = this.shape;
+    const vocab = this.w.config.vocabSize;
+    if (tokens.length !== batch || tokens.some((row) => row.length !== seq)) {
+      throw new Error(`tokens must be ${batch} rows of ${seq} ids`);
+    }
+    if (labels && (labels.length !== batch || labels.some((row) => row.length !== seq))) {
+      throw new Error(`labels must have the shape of tokens: ${batch} rows of ${seq}`);
+    }
+    const ids = new Uint32Array(this.tokens);
+    const targets = new Int32Array(this.tokens).fill(-100);
+    for (let b = 0; b < batch; b++) {
+      for (let t = 0; t < seq; t++) {
+        const id = tokens[b][t];
+        if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+          throw new Error(`token ${id} at [${b}][${t}] is outside the vocabulary (0..${vocab - 1})`);
+        }
+        ids[b * seq + t] = id;
+        if (t + 1 === seq) continue;
+        const next = (labels ?? tokens)[b][t + 1];
+        if (next === -100) continue;
+        if (!Number.isInteger(next) || next < 0 || next >= vocab) {
+          throw new Error(`label ${next} at [${b}][${t + 1}] is outside the vocabulary (0..${vocab - 1}) and not -100`);
+        }
+        targets[b * seq + t] = next;
+      }
+    }
+    this.countedTargets = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
+    if (this.countedTargets === 0) throw new Error('the batch has no label to predict (every label is -100)');
+    const weights = Float32Array.from(targets, (t) => (t >= 0 ? 1 / this.countedTargets : 0));
+    const q = this.device.queue;
+    q.writeBuffer(this.ids, 0, ids);
+    q.writeBuffer(this.targets, 0, targets);
+    q.writeBuffer(this.weightsPerToken, 0, weights);
+    if (this.tokenIndex) q.writeBuffer(this.tokenIndex, 0, buildTokenIndex(ids));
+  }
+
+  /** The batch's mean loss, after the forward ops ran (summed in float64 on the CPU). */
+  async readLoss(): Promise<number> {
+    const rows = await readFloat32(this.device, this.lossRows, this.tokens * 4);
+    let sum = 0;
+    for (const v of rows) sum += v;
+    return sum;
+  }
+
+  destroy(): void {
+    for (const b of this.buffers) b.destroy();
+  }
+
+  // ---- allocation -------------------------------------------------------------------------------------------
+
+  private alloc(bytes: number, label: string): GPUBuffer {
+    const buffer = createStorageBuffer(this.device, bytes, label);
+    this.buffers.push(buffer);
+    return buffer;
+  }
+
+  private allocateActivations(): void {
+    const c = this.w.config;
+    const { batch: B, seq: T } = this.shape;
+    const N = this.tokens;
+    const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
+    const r = this.lora?.settings.rank ?? 0;
+    const f32 = (n: number, label: string) => this.alloc(n * 4, label);
+    for (let l = 0; l < c.numLayers; l++) {
+      const loraXa: LayerActivations['loraXa'] = {};
+      for (const m of this.loraModules(l)) loraXa[m.projection] = f32(N * r, `L${l} ${m.projection} xA`);
+      this.layers.push({
+        xIn: f32(N * d, `L${l} xIn`),
+        xn1: f32(N * d, `L${l} xn1`),
+        rstd1: f32(N, `L${l} rstd1`),
+        qPre: c.qkNorm ? f32(N * H * hd, `L${l} qPre`) : null,
+        kPre: c.qkNorm ? f32(N * KV * hd, `L${l} kPre`) : null,
+        rstdQ: c.qkNorm ? f32(N * H, `L${l} rstdQ`) : null,
+        rstdK: c.qkNorm ? f32(N * KV, `L${l} rstdK`) : null,
+        qh: f32(N * H * hd, `L${l} qh`),
+        kh: f32(N * KV * hd, `L${l} kh`),
+        vh: f32(N * KV * hd, `L${l} vh`),
+        attn: f32(N * H * hd, `L${l} attn`),
+        xMid: f32(N * d, `L${l} xMid`),
+        xn2: f32(N * d, `L${l} xn2`),
+        rstd2: f32(N, `L${l} rstd2`),
+        gate: f32(N * f, `L${l} gate`),
+        up: f32(N * f, `L${l} up`),
+        act: f32(N * f, `L${l} act`),
+        loraXa,
+      });
+    }
+    const maxSlice = Math.max(...this.slices.map((s) => s.rows));
+    Object.assign(this.s, {
+      xOut: f32(N * d, 'x out'), // residual after the last layer
+      xf: f32(N * d, 'x final norm'),
+      rstdF: f32(N, 'rstd final'),
+      q: f32(N * H * hd, 'q rows'),
+      k: f32(N * KV * hd, 'k rows'),
+      v: f32(N * KV * hd, 'v rows'),
+      qn: f32(N * H * hd, 'q normed'),
+      kn: f32(N * KV * hd, 'k normed'),
+      oh: f32(N * H * hd, 'attention out heads'),
+      scores: f32(B * H * T * T, 'attention probabilities'),
+      logits: f32(N * maxSlice, 'logits chunk'),
+      ceStats: f32(N * 3, 'cross-entropy stats'),
+      lse: f32(N, 'log-sum-exp'),
+      // Backward scratch.
+      dx: f32(N * d, 'd residual'),
+      dxf: f32(N * d, 'd final norm out'),
+      dxn: f32(N * d, 'd normed'),
+      dq: f32(N * H * hd, 'd q rows'),
+      dk: f32(N * KV * hd, 'd k rows'),
+      dv: f32(N * KV * hd, 'd v rows'),
+      dqn: f32(N * H * hd, 'd q normed'),
+      dkn: f32(N * KV * hd, 'd k normed'),
+      dattn: f32(N * H * hd, 'd attention rows'),
+      doh: f32(N * H * hd, 'd attention heads'),
+      dqh: f32(N * H * hd, 'd q heads'),
+      dkh: f32(N * KV * hd, 'd k heads'),
+      dvh: f32(N * KV * hd, 'd v heads'),
+      dscores: f32(B * H * T * T, 'd attention scores'),
+      dgate: f32(N * f, 'd gate'),
+      dup: f32(N * f, 'd up'),
+      dact: f32(N * f, 'd act'),
+      dxa: f32(Math.max(1, N * r), 'd xA'),
+    });
+    const { cos, sin } = ropeTables(c, T);
+    this.s.cos = this.upload(cos, 'rope cos');
+    this.s.sin = this.upload(sin, 'rope sin');
+  }
+
+  private upload(data: Float32Array<ArrayBuffer>, label: string): GPUBuffer {
+    const buffer = this.alloc(data.byteLength, label);
+    this.device.queue.writeBuffer(buffer, 0, data);
+    return buffer;
+  }
+
+  private loraModules(layer: number): LoraModule[] {
+    return this.lora ? this.lora.modules.filter((m) => m.layer === layer) : [];
+  }
+
+  private grad(key: string, index = 0): GPUBuffer {
+    const list = this.weightGrads?.get(key);
+    if (!list) throw new Error(`no gradient buffer for ${key}`);
+    return list[index];
+  }
+
+  // ---- recording --------------------------------------------------------------------------------------------
+
+  private recordZeroGrad(): void {
+    if (this.lora) this.zeroGradOps.push({ kind: 'clear', buffer: this.lora.grads });
+    if (this.weightGrads) {
+      for (const list of this.weightGrads.values())
+        for (const buffer of list) this.zeroGradOps.push({ kind: 'clear', buffer });
+    }
+  }
+
+  private mm(transA: boolean, transB: boolean, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op {
+    return this.k.matmul(transA, transB).op(a, b, c, shape);
+  }
+
+  /** y [N, out] (= or +=) x [N, in] · W^T (+ bias) + s (x A^T) B^T. */
+  private linear(
+    ops: Op[],
+    layer: number,
+    projection: Projection,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    accumulate: boolean,
+  ): void {
+    const N = this.tokens;
+    const [out, inDim] = projectionShape(this.w.config, projection);
+    const lw = this.w.layers[layer];
+    ops.push(this.mm(false, true, x, lw.proj[projection], y, { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 }));
+    const bias = lw.bias[projection];
+    if (bias) ops.push(this.k.bias.addOp(bias, y, N, out));
+    const m = this.lora?.module(layer, projection);
+    const xa = this.layers[layer].loraXa[projection];
+    if (!m || !xa || !this.lora) return;
+    const r = this.lora.settings.rank;
+    const params = this.lora.params;
+    ops.push(this.mm(false, true, x, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
+    ops.push(
+      this.mm(false, true, xa, params, y, { M: N, N: out, K: r, offsetB: m.offsetB, alpha: this.lora.scale, beta: 1 }),
+    );
+  }
+
+  /** dx [N, in] (= or +=) dy · W (+ the LoRA path); accumulates LoRA (and in full mode W, bias) gradients. */
+  private linearBackward(
+    ops: Op[],
+    layer: number,
+    projection: Projection,
+    x: GPUBuffer,
+    dy: GPUBuffer,
+    dx: GPUBuffer,
+    accumulate: boolean,
+  ): void {
+    const N = this.tokens;
+    const [out, inDim] = projectionShape(this.w.config, projection);
+    const lw = this.w.layers[layer];
+    ops.push(this.mm(false, false, dy, lw.proj[projection], dx, { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 }));
+    if (this.weightGrads) {
+      ops.push(
+        this.mm(true, false, dy, x, this.grad(projectionKey(layer, projection)), { M: out, N: inDim, K: N, beta: 1 }),
+      );
+      if (lw.bias[projection]) {
+        const key = projectionKey(layer, projection).replace(/weight$/, 'bias');
+        ops.push(this.k.bias.gradOp(dy, this.grad(key), N, out));
+      }
+    }
+    const m = this.lora?.module(layer, projection);
+    const xa = this.layers[layer].loraXa[projection];
+    if (!m || !xa || !this.lora) return;
+    const { params, grads, scale } = this.lora;
+    const r = this.lora.settings.rank;
+    const dxa = this.s.dxa;
+    // dB += s dy^T (x A^T)       [out, r]
+    ops.push(this.mm(true, false, dy, xa, grads, { M: out, N: r, K: N, offsetC: m.offsetB, alpha: scale, beta: 1 }));
+    // d(x A^T) = s dy B          [N, r]
+    ops.push(this.mm(false, false, dy, params, dxa, { M: N, N: r, K: out, offsetB: m.offsetB, alpha: scale }));
+    // dA += d(x A^T)^T x         [r, in]
+    ops.push(this.mm(true, false, dxa, x, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
+    // dx += d(x A^T) A           [N, in]
+    ops.push(this.mm(false, false, dxa, params, dx, { M: N, N: inDim, K: r, offsetB: m.offsetA, beta: 1 }));
+  }
+
+  /** P = softmax(scale · Qh Kh^T) with the causal mask, into `scores`, for one layer. */
+  private attentionProbabilities(ops: Op[], a: LayerActivations): void {
+    const c = this.w.config;
+    const { batch: B, seq: T } = this.shape;
+    const [H, KV, hd] = [c.numHeads, c.numKvHeads, c.headDim];
+    ops.push(
+      this.mm(false, true, a.qh, a.kh, this.s.scores, {
+        M: T,
+        N: T,
+        K: hd,
+        batch: B * H,
+        strideA: T * hd,
+        strideB: T * hd,
+        strideC: T * T,
+        batchDivB: H / KV,
+        alpha: 1 / Math.sqrt(hd),
+      }),
+    );
+    ops.push(this.k.softmax.forwardOp(this.s.scores, B * H * T, T));
+  }
+
+  private recordForward(): void {
+    const ops = this.forwardOps;
+    const c = this.w.config;
+    const { batch: B, seq: T } = this.shape;
+    const N = this.tokens;
+    const [d, f, H, KV, hd, eps] = [
+      c.hiddenSize,
+      c.intermediateSize,
+      c.numHeads,
+      c.numKvHeads,
+      c.headDim,
+      c.rmsNormEps,
+    ];
+    const s = this.s;
+    const rope = (x: GPUBuffer, y: GPUBuffer, heads: number, rotation: 'forward' | 'none') =>
+      this.k.rope.op('rowsToHeads', rotation, x, s.cos, s.sin, y, { batch: B, seq: T, heads, headDim: hd });
+
+    for (const chunk of this.w.embed) {
+      ops.push(this.k.embedding.forwardOp(this.ids, chunk.buffer, this.layers[0].xIn, N, d, chunk.first, chunk.rows));
+    }
+    for (let l = 0; l < c.numLayers; l++) {
+      const a = this.layers[l];
+      const lw = this.w.layers[l];
+      const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
+      // Attention block.
+      ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps));
+      this.linear(ops, l, 'q_proj', a.xn1, a.qPre ?? s.q, false);
+      this.linear(ops, l, 'k_proj', a.xn1, a.kPre ?? s.k, false);
+      this.linear(ops, l, 'v_proj', a.xn1, s.v, false);
+      if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
+        ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
+        ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
+        ops.push(rope(s.qn, a.qh, H, 'forward'), rope(s.kn, a.kh, KV, 'forward'));
+      } else {
+        ops.push(rope(s.q, a.qh, H, 'forward'), rope(s.k, a.kh, KV, 'forward'));
+      }
+      ops.push(rope(s.v, a.vh, KV, 'none'));
+      this.attentionProbabilities(ops, a);
+      // O_h = P V_h, per query head, its key-value head shared by G consecutive query heads.
+      ops.push(
+        this.mm(false, false, s.scores, a.vh, s.oh, {
+          M: T,
+          N: hd,
+          K: T,
+          batch: B * H,
+          strideA: T * T,
+          strideB: T * hd,
+          strideC: T * hd,
+          batchDivB: H / KV,
+        }),
+      );
+      ops.push(
+        this.k.rope.op('headsToRows', 'none', s.oh, s.cos, s.sin, a.attn, { batch: B, seq: T, heads: H, headDim: hd }),
+      );
+      ops.push({ kind: 'copy', source: a.xIn, target: a.xMid, byteLength: N * d * 4 });
+      this.linear(ops, l, 'o_proj', a.attn, a.xMid, true);
+      // MLP block.
+      ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps));
+      this.linear(ops, l, 'gate_proj', a.xn2, a.gate, false);
+      this.linear(ops, l, 'up_proj', a.xn2, a.up, false);
+      ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
+      ops.push({ kind: 'copy', source: a.xMid, target: next, byteLength: N * d * 4 });
+      this.linear(ops, l, 'down_proj', a.act, next, true);
+    }
+    ops.push(this.k.rmsnorm.forwardOp(s.xOut, this.w.finalNorm, s.xf, s.rstdF, N, d, eps));
+    // Loss, one vocabulary slice at a time: logits = xf · E_slice^T, merged online into per-token statistics.
+    for (const slice of this.slices) {
+      ops.push(this.logitsOp(slice));
+      ops.push(this.k.crossEntropy.statsOp(s.logits, this.targets, s.ceStats, N, slice.first, slice.rows));
+    }
+    ops.push(this.k.crossEntropy.finishOp(s.ceStats, this.weightsPerToken, s.lse, this.lossRows, N));
+  }
+
+  private logitsOp(slice: LogitsSlice): Op {
+    const d = this.w.config.hiddenSize;
+    return this.mm(false, true, this.s.xf, slice.chunk.buffer, this.s.logits, {
+      M: this.tokens,
+      N: slice.rows,
+      K: d,
+      offsetB: (slice.first - slice.chunk.first) * d,
+    });
+  }
+
+  private recordBackward(): void {
+    const ops = this.backwardOps;
+    const c = this.w.config;
+    const { batch: B, seq: T } = this.shape;
+    const N = this.tokens;
+    const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
+    const G = H / KV;
+    const s = this.s;
+    const full = this.weightGrads !== null;
+    const lmKey = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
+
+    // Loss → final norm output: per slice, recompute logits, turn them into d(loss)/d(logits) in place, then
+    // dxf += dlogits · E_slice and (full) dE_slice += dlogits^T · xf.
+    ops.push({ kind: 'clear', buffer: s.dxf });
+    for (const slice of this.slices) {
+      const off = (slice.first - slice.chunk.first) * d;
+      ops.push(this.logitsOp(slice));
+      ops.push(
+        this.k.crossEntropy.backwardOp(this.targets, this.weightsPerToken, s.lse, s.logits, N, slice.first, slice.rows),
+      );
+      ops.push(
+        this.mm(false, false, s.logits, slice.chunk.buffer, s.dxf, {
+          M: N,
+          N: d,
+          K: slice.rows,
+          offsetB: off,
+          beta: 1,
+        }),
+      );
+      if (full) {
+        ops.push(
+          this.mm(true, false, s.logits, s.xf, this.grad(lmKey, slice.chunkIndex), {
+            M: slice.rows,
+            N: d,
+            K: N,
+            offsetC: off,
+            beta: 1,
+          }),
+        );
+      }
+    }
+    ops.push(this.k.rmsnorm.backwardOp(s.xOut, this.w.finalNorm, s.rstdF, s.dxf, s.dx, N, d, false));
+    if (full) ops.push(this.k.rmsnorm.weightGradOp(s.xOut, s.rstdF, s.dxf, this.grad('model.norm.weight'), N, d));
+
+    const headShape = (heads: number) => ({ batch: B, seq: T, heads, headDim: hd });
+    for (let l = c.numLayers - 1; l >= 0; l--) {
+      const a = this.layers[l];
+      const lw = this.w.layers[l];
+      const p = `model.layers.${l}`;
+      // s.dx holds d(loss)/d(residual leaving this layer).
+      // MLP block: x_next = xMid + down(silu(gate(xn2)) * up(xn2)).
+      this.linearBackward(ops, l, 'down_proj', a.act, s.dx, s.dact, false);
+      ops.push(this.k.swiglu.backwardOp(a.gate, a.up, s.dact, s.dgate, s.dup, N * f));
+      this.linearBackward(ops, l, 'gate_proj', a.xn2, s.dgate, s.dxn, false);
+      this.linearBackward(ops, l, 'up_proj', a.xn2, s.dup, s.dxn, true);
+      ops.push(this.k.rmsnorm.backwardOp(a.xMid, lw.postNorm, a.rstd2, s.dxn, s.dx, N, d, true));
+      if (full)
+        ops.push(
+          this.k.rmsnorm.weightGradOp(a.xMid, a.rstd2, s.dxn, this.grad(`${p}.post_attention_layernorm.weight`), N, d),
+        );
+
+      // Attention block: xMid = xIn + o_proj(attention(xn1)).
+      this.linearBackward(ops, l, 'o_proj', a.attn, s.dx, s.dattn, false);
+      ops.push(this.k.rope.op('rowsToHeads', 'none', s.dattn, s.cos, s.sin, s.doh, headShape(H)));
+      this.attentionProbabilities(ops, a);
+      // dP = dO_h V_h^T
+      const perHead = { M: T, batch: B * H, strideA: T * hd, strideC: T * T, batchDivB: G };
+      ops.push(this.mm(false, true, s.doh, a.vh, s.dscores, { ...perHead, N: T, K: hd, strideB: T * hd }));
+      // dV_g = sum over the G query heads j sharing it of P_j^T dO_j.
+      this.sumOverGroup(ops, s.scores, s.doh, s.dvh, 1);
+      ops.push(this.k.softmax.backwardOp(s.scores, s.dscores, B * H * T, T));
+      // dQ_h = scale dS K_g;  dK_g = scale sum_j dS_j^T Q_j.
+      const scale = 1 / Math.sqrt(hd);
+      ops.push(
+        this.mm(false, false, s.dscores, a.kh, s.dqh, {
+          M: T,
+          N: hd,
+          K: T,
+          batch: B * H,
+          strideA: T * T,
+          strideB: T * hd,
+          strideC: T * hd,
+          batchDivB: G,
+          alpha: scale,
+        }),
+      );
+      this.sumOverGroup(ops, s.dscores, a.qh, s.dkh, scale);
+      ops.push(this.k.rope.op('headsToRows', 'inverse', s.dqh, s.cos, s.sin, a.qPre ? s.dqn : s.dq, headShape(H)));
+      ops.push(this.k.rope.op('headsToRows', 'inverse', s.dkh, s.cos, s.sin, a.kPre ? s.dkn : s.dk, headShape(KV)));
+      ops.push(this.k.rope.op('headsToRows', 'none', s.dvh, s.cos, s.sin, s.dv, headShape(KV)));
+      if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
+        ops.push(this.k.rmsnorm.backwardOp(a.qPre, lw.qNorm, a.rstdQ, s.dqn, s.dq, N * H, hd, false));
+        ops.push(this.k.rmsnorm.backwardOp(a.kPre, lw.kNorm, a.rstdK, s.dkn, s.dk, N * KV, hd, false));
+        if (full) {
+          ops.push(
+            this.k.rmsnorm.weightGradOp(a.qPre, a.rstdQ, s.dqn, this.grad(`${p}.self_attn.q_norm.weight`), N * H, hd),
+          );
+          ops.push(
+            this.k.rmsnorm.weightGradOp(a.kPre, a.rstdK, s.dkn, this.grad(`${p}.self_attn.k_norm.weight`), N * KV, hd),
+          );
+        }
+      }
+      this.linearBackward(ops, l, 'q_proj', a.xn1, s.dq, s.dxn, false);
+      this.linearBackward(ops, l, 'k_proj', a.xn1, s.dk, s.dxn, true);
+      this.linearBackward(ops, l, 'v_proj', a.xn1, s.dv, s.dxn, true);
+      ops.push(this.k.rmsnorm.backwardOp(a.xIn, lw.inputNorm, a.rstd1, s.dxn, s.dx, N, d, true));
+      if (full)
+        ops.push(this.k.rmsnorm.weightGradOp(a.xIn, a.rstd1, s.dxn, this.grad(`${p}.input_layernorm.weight`), N, d));
+    }
+    if (full && this.tokenIndex) {
+      for (const [i, chunk] of this.w.embed.entries()) {
+        const dTable = this.grad('model.embed_tokens.weight', i);
+        ops.push(this.k.embedding.backwardOp(this.tokenIndex, s.dx, dTable, N, d, chunk.first, chunk.rows));
+      }
+    }
+  }
+
+  /**
+   * out_g = alpha * sum over the G query heads j of key-value head g of left_j^T · right_j, for every batch row:
+   * left: [B, H, T, T] per query head, right: [B, H, T, hd], out: [B, KV, T, hd]. One batched matmul per j,
+   * accumulating, since the G heads of a group would otherwise write the same output.
+   */
+  private sumOverGroup(ops: Op[], left: GPUBuffer, right: GPUBuffer, out: GPUBuffer, alpha: number): void {
+    const c = this.w.config;
+    const { batch: B, seq: T } = this.shape;
+    const [H, KV, hd] = [c.numHeads, c.numKvHeads, c.headDim];
+    const G = H / KV;
+    for (let j = 0; j < G; j++) {
+      ops.push(
+        this.mm(true, false, left, right, out, {
+          M: T,
+          N: hd,
+          K: T,
+          batch: B * KV,
+          offsetA: j * T * T,
+          strideA: G * T * T,
+          offsetB: j * T * hd,
+          strideB: G * T * hd,
+          strideC: T * hd,
+          alpha,
+          beta: j === 0 ? 0 : 1,
+        }),
+      );
+    }
+  }
+}
+
+/** Splits the LM head's chunks into slices of at most `maxRows` vocabulary rows. */
+function sliceVocabulary(chunks: VocabChunk[], maxRows: number): LogitsSlice[] {
+  const slices: LogitsSlice[] = [];
+  chunks.forEach((chunk, chunkIndex) => {
+    for (let first = chunk.first; first < chunk.first + chunk.rows; first += maxRows) {
+      slices.push({ chunkIndex, chunk, first, rows: Math.min(maxRows, chunk.first + chunk.rows - first) });
+    }
+  });
+  return slices;
+}

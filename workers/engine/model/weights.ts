@@ -1,0 +1,127 @@
+import {
+  expectedTensors,
+  type ModelConfig,
+  PROJECTIONS,
+  type Projection,
+  projectionKey,
+} from '../../../core/model-config';
+import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+
+/** A slice of vocabulary rows held in one buffer: rows [first, first + rows). */
+export interface VocabChunk {
+  first: number;
+  rows: number;
+  buffer: GPUBuffer;
+}
+
+export interface LayerWeights {
+  inputNorm: GPUBuffer;
+  postNorm: GPUBuffer;
+  proj: Record<Projection, GPUBuffer>;
+  /** q/k/v biases (qwen2), else null. */
+  bias: Partial<Record<Projection, GPUBuffer>>;
+  /** Per-head q/k RMSNorm weights (qwen3), else null. */
+  qNorm: GPUBuffer | null;
+  kNorm: GPUBuffer | null;
+}
+
+/** Supplies a base weight by checkpoint key as float32 (bf16/fp16 checkpoints widened on the way). */
+export type TensorSource = (key: string) => Float32Array;
+
+/**
+ * The base model on the GPU, fp32. Embedding and LM head tables are split by vocabulary rows into chunks no
+ * larger than the device's storage-binding limit, since their full size can exceed it (Qwen2.5's embedding is
+ * 545 MB in fp32). With tied embeddings the LM head is the embedding's chunks.
+ */
+export class GpuWeights {
+  private constructor(
+    readonly config: ModelConfig,
+    readonly embed: VocabChunk[],
+    readonly lmHead: VocabChunk[],
+    readonly layers: LayerWeights[],
+    readonly finalNorm: GPUBuffer,
+    /** Every buffer under its checkpoint key (the chunked tables under theirs, once per chunk, in order). */
+    readonly byKey: Map<string, GPUBuffer[]>,
+  ) {}
+
+  static upload(device: GPUDevice, config: ModelConfig, source: TensorSource, maxChunkBytes?: number): GpuWeights {
+    const limit = maxChunkBytes ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const byKey = new Map<string, GPUBuffer[]>();
+    const shapes = expectedTensors(config);
+    const load = (key: string) => {
+      const data = source(key);
+      const expected = shapes.get(key);
+      const count = expected?.reduce((a, b) => a * b, 1);
+      if (count !== undefined && data.length !== count) {
+        throw new Error(`tensor ${key}: ${data.length} values, expected ${count} for shape [${expected?.join(', ')}]`);
+      }
+      const buffer = uploadBuffer(device, data, key);
+      byKey.set(key, [buffer]);
+      return buffer;
+    };
+    const chunks = (key: string): VocabChunk[] => {
+      const table = source(key);
+      const { vocabSize: vocab, hiddenSize: d } = config;
+      if (table.length !== vocab * d) throw new Error(`tensor ${key}: ${table.length} values, expected ${vocab * d}`);
+      const rowsPerChunk = Math.max(1, Math.floor(limit / (d * 4)));
+      const list: VocabChunk[] = [];
+      for (let first = 0; first < vocab; first += rowsPerChunk) {
+        const rows = Math.min(rowsPerChunk, vocab - first);
+        list.push({ first, rows, buffer: uploadBuffer(device, table.subarray(first * d, (first + rows) * d), key) });
+      }
+      byKey.set(
+        key,
+        list.map((c) => c.buffer),
+      );
+      return list;
+    };
+
+    const embed = chunks('model.embed_tokens.weight');
+    const lmHead = config.tieWordEmbeddings ? embed : chunks('lm_head.weight');
+    const layers: LayerWeights[] = [];
+    for (let l = 0; l < config.numLayers; l++) {
+      const p = `model.layers.${l}`;
+      const proj = Object.fromEntries(PROJECTIONS.map((name) => [name, load(projectionKey(l, name))])) as Record<
+        Projection,
+        GPUBuffer
+      >;
+      const bias: LayerWeights['bias'] = {};
+      if (config.attentionBias) {
+        for (const name of ['q_proj', 'k_proj', 'v_proj'] as const) bias[name] = load(`${p}.self_attn.${name}.bias`);
+      }
+      layers.push({
+        inputNorm: load(`${p}.input_layernorm.weight`),
+        postNorm: load(`${p}.post_attention_layernorm.weight`),
+        proj,
+        bias,
+        qNorm: config.qkNorm ? load(`${p}.self_attn.q_norm.weight`) : null,
+        kNorm: config.qkNorm ? load(`${p}.self_attn.k_norm.weight`) : null,
+      });
+    }
+    const finalNorm = load('model.norm.weight');
+    return new GpuWeights(config, embed, lmHead, layers, finalNorm, byKey);
+  }
+
+  /** Zero-filled buffers shaped like every weight, under the same keys (full-parameter gradients, Adam moments). */
+  zerosLike(device: GPUDevice, label: string): Map<string, GPUBuffer[]> {
+    const out = new Map<string, GPUBuffer[]>();
+    for (const [key, buffers] of this.byKey) {
+      out.set(
+        key,
+        buffers.map((b) => createStorageBuffer(device, b.size, `${label} ${key}`)),
+      );
+    }
+    return out;
+  }
+
+  /** Total bytes held on the GPU. */
+  get byteLength(): number {
+    let total = 0;
+    for (const buffers of this.byKey.values()) for (const b of buffers) total += b.size;
+    return total;
+  }
+
+  destroy(): void {
+    for (const buffers of this.byKey.values()) for (const b of buffers) b.destroy();
+  }
+}
