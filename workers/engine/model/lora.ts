@@ -1,4 +1,5 @@
 import { type ModelConfig, type Projection, projectionShape } from '../../../core/model-config';
+import { loraScale } from '../../../core/peft';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 
 /**
@@ -8,12 +9,19 @@ import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
  * matmuls address a module's matrices by element offset.
  */
 export interface LoraSettings {
-  rank: number;
-  alpha: number;
+  /** Rank, alpha and rsLoRA, named as PEFT's adapter_config.json names them. */
+  r: number;
+  loraAlpha: number;
   useRslora: boolean;
-  targets: readonly Projection[];
-  /** Layers that get adapters (PEFT's layers_to_transform); all when absent. */
-  layers?: readonly number[];
+  /** The adapted projections, in the order their A and B are laid out. */
+  modules: ReadonlyArray<{ layer: number; projection: Projection }>;
+}
+
+/** Adapters on `targets` in every layer. */
+export function everyLayer(config: ModelConfig, targets: readonly Projection[]): LoraSettings['modules'] {
+  return Array.from({ length: config.numLayers }, (_, layer) =>
+    targets.map((projection) => ({ layer, projection })),
+  ).flat();
 }
 
 export interface LoraModule {
@@ -26,21 +34,16 @@ export interface LoraModule {
   offsetB: number;
 }
 
-export function loraScale(s: Pick<LoraSettings, 'rank' | 'alpha' | 'useRslora'>): number {
-  return s.useRslora ? s.alpha / Math.sqrt(s.rank) : s.alpha / s.rank;
-}
-
 /** Where each module's A and B sit in the flat layout, and the layout's total length. */
 export function loraLayout(config: ModelConfig, settings: LoraSettings): { modules: LoraModule[]; length: number } {
   const modules: LoraModule[] = [];
   let length = 0;
-  const layers = settings.layers ?? Array.from({ length: config.numLayers }, (_, l) => l);
-  for (const layer of layers) {
-    for (const projection of settings.targets) {
-      const [outDim, inDim] = projectionShape(config, projection);
-      modules.push({ layer, projection, inDim, outDim, offsetA: length, offsetB: length + settings.rank * inDim });
-      length += settings.rank * (inDim + outDim);
-    }
+  for (const { layer, projection } of settings.modules) {
+    if (layer < 0 || layer >= config.numLayers)
+      throw new Error(`LoRA module on layer ${layer}: the model has ${config.numLayers}`);
+    const [outDim, inDim] = projectionShape(config, projection);
+    modules.push({ layer, projection, inDim, outDim, offsetA: length, offsetB: length + settings.r * inDim });
+    length += settings.r * (inDim + outDim);
   }
   return { modules, length };
 }
@@ -72,8 +75,8 @@ export class GpuLora {
     for (const m of modules) {
       init(
         m,
-        flat.subarray(m.offsetA, m.offsetA + settings.rank * m.inDim),
-        flat.subarray(m.offsetB, m.offsetB + m.outDim * settings.rank),
+        flat.subarray(m.offsetA, m.offsetA + settings.r * m.inDim),
+        flat.subarray(m.offsetB, m.offsetB + m.outDim * settings.r),
       );
     }
     const params = createStorageBuffer(device, length * 4, 'lora params');
@@ -96,7 +99,7 @@ export class GpuLora {
   }
 
   private split(flat: Float32Array) {
-    const r = this.settings.rank;
+    const r = this.settings.r;
     return new Map(
       this.modules.map((m) => [
         `${m.layer}.${m.projection}`,

@@ -5,7 +5,7 @@ import { submitOps } from '../gpu/ops';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { referenceForwardBackward } from '../reference/transformer.cpu';
 import { EngineKernels } from './kernels';
-import { GpuLora } from './lora';
+import { everyLayer, GpuLora } from './lora';
 import { TransformerStep } from './transformer';
 import { GpuWeights } from './weights';
 
@@ -90,7 +90,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       const lora = GpuLora.create(
         device,
         config,
-        { rank, alpha: 5, useRslora: c.rslora ?? false, targets: c.targets },
+        { r: rank, loraAlpha: 5, useRslora: c.rslora ?? false, modules: everyLayer(config, c.targets) },
         (m, a, b) => {
           const module = refLora.modules.get(`${m.layer}.${m.projection}`);
           if (!module) throw new Error(`no reference module ${m.layer}.${m.projection}`);

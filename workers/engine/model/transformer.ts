@@ -191,7 +191,7 @@ export class TransformerStep {
     const { batch: B, seq: T } = this.shape;
     const N = this.tokens;
     const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
-    const r = this.lora?.settings.rank ?? 0;
+    const r = this.lora?.settings.r ?? 0;
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
     for (let l = 0; l < c.numLayers; l++) {
       const loraXa: LayerActivations['loraXa'] = {};
@@ -305,7 +305,7 @@ export class TransformerStep {
     const m = this.lora?.module(layer, projection);
     const xa = this.layers[layer].loraXa[projection];
     if (!m || !xa || !this.lora) return;
-    const r = this.lora.settings.rank;
+    const r = this.lora.settings.r;
     const params = this.lora.params;
     ops.push(this.mm(false, true, x, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
     ops.push(
@@ -340,7 +340,7 @@ export class TransformerStep {
     const xa = this.layers[layer].loraXa[projection];
     if (!m || !xa || !this.lora) return;
     const { params, grads, scale } = this.lora;
-    const r = this.lora.settings.rank;
+    const r = this.lora.settings.r;
     const dxa = this.s.dxa;
     // dB += s dy^T (x A^T)       [out, r]
     ops.push(this.mm(true, false, dy, xa, grads, { M: out, N: r, K: N, offsetC: m.offsetB, alpha: scale, beta: 1 }));
