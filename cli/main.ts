@@ -1,14 +1,19 @@
 import { gpuInfo } from './commands/gpu-info';
+import { GRADS_USAGE, grads } from './commands/grads';
 
 const USAGE = `hone — LoRA fine-tuning on WebGPU
 
 Usage:
   hone gpu-info     print the WebGPU adapter as JSON and verify a kernel on it
+  ${GRADS_USAGE}
+                    one forward + backward pass of the engine; writes the loss and the gradients
+                    of every adapter tensor (and with --full every base weight) as safetensors
   hone help         this text
 `;
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   'gpu-info': gpuInfo,
+  grads,
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -91,3 +91,201 @@ export function expectedTensors(config: ModelConfig): Map<string, number[]> {
   if (!config.tieWordEmbeddings) tensors.set('lm_head.weight', [v, d]);
   return tensors;
 }
+
+const MODEL_TYPES: readonly ModelType[] = ['llama', 'qwen2', 'qwen3'];
+
+export class ModelConfigError extends Error {
+  constructor(
+    readonly source: string,
+    /** The offending config.json field, e.g. `rope_scaling.factor`; null when the file as a whole is wrong. */
+    readonly field: string | null,
+    detail: string,
+  ) {
+    super(`${source}: ${detail}`);
+    this.name = 'ModelConfigError';
+  }
+}
+
+/**
+ * A `ModelConfig` from the parsed JSON of a Hugging Face `config.json`. Absent fields take the defaults of the
+ * transformers config class of the model type (LlamaConfig, Qwen2Config, Qwen3Config), so a config means here what
+ * it means in PyTorch; features Hone cannot run (other RoPE scalings, sliding windows, biases beyond q/k/v) are
+ * refused rather than ignored.
+ */
+export function parseModelConfig(json: unknown, source = 'config.json'): ModelConfig {
+  if (!isRecord(json)) throw new ModelConfigError(source, null, `not a JSON object, got ${show(json)}`);
+  const fields = new Fields(json, source);
+  const modelType = json.model_type;
+  if (!MODEL_TYPES.includes(modelType as ModelType)) {
+    // The architectures list names the model for a person; only model_type decides.
+    const architectures = json.architectures === undefined ? '' : ` (architectures ${show(json.architectures)})`;
+    throw fields.fail(
+      'model_type',
+      `${show(modelType)}${architectures} is not supported; supported: ${MODEL_TYPES.join(', ')}`,
+    );
+  }
+
+  const hiddenSize = fields.positiveInt('hidden_size');
+  const numHeads = fields.positiveInt('num_attention_heads');
+  const numKvHeads = fields.positiveInt('num_key_value_heads', numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    throw fields.fail('num_key_value_heads', `${numKvHeads} does not divide num_attention_heads ${numHeads}`);
+  }
+  const derivedHeadDim = defaultHeadDim(modelType as ModelType, hiddenSize, numHeads);
+  if (derivedHeadDim === undefined && !fields.has('head_dim')) {
+    throw fields.fail(
+      'head_dim',
+      `is missing and hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${numHeads}`,
+    );
+  }
+  const headDim = fields.positiveInt('head_dim', derivedHeadDim);
+  // Rotary embeddings turn the head's dimensions in pairs.
+  if (headDim % 2 !== 0) throw fields.fail('head_dim', `must be even for rotary embeddings, got ${headDim}`);
+
+  fields.refuseUnless('hidden_act', 'silu', 'only SiLU (SwiGLU) MLPs are supported');
+  fields.refuseUnless('mlp_bias', false, 'bias on the MLP projections is not supported');
+  fields.refuseUnless('use_sliding_window', false, 'sliding-window attention is not supported');
+  // qwen2 always has q/k/v bias; llama's and qwen3's attention_bias would also put a bias on o_proj.
+  if (modelType !== 'qwen2') {
+    fields.refuseUnless('attention_bias', false, 'attention_bias (bias on q/k/v and o_proj) is not supported');
+  }
+
+  return {
+    modelType: modelType as ModelType,
+    vocabSize: fields.positiveInt('vocab_size'),
+    hiddenSize,
+    intermediateSize: fields.positiveInt('intermediate_size'),
+    numLayers: fields.positiveInt('num_hidden_layers'),
+    numHeads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: fields.positiveNumber('rms_norm_eps'),
+    ...parseRope(fields),
+    maxPositionEmbeddings: fields.positiveInt('max_position_embeddings'),
+    // False is the default of all three config classes (only PretrainedConfig's is true).
+    tieWordEmbeddings: fields.boolean('tie_word_embeddings', false),
+    attentionBias: modelType === 'qwen2',
+    qkNorm: modelType === 'qwen3',
+  };
+}
+
+/** Qwen3Config defaults head_dim to 128; the others derive it. Undefined when it cannot be derived. */
+function defaultHeadDim(modelType: ModelType, hiddenSize: number, numHeads: number): number | undefined {
+  if (modelType === 'qwen3') return 128;
+  return hiddenSize % numHeads === 0 ? hiddenSize / numHeads : undefined;
+}
+
+/**
+ * transformers 5 writes `rope_parameters: {rope_type, rope_theta, ...}`; earlier versions write `rope_theta` and
+ * `rope_scaling` (null, or `{rope_type | type, ...}`).
+ */
+function parseRope(fields: Fields): Pick<ModelConfig, 'ropeTheta' | 'ropeScaling'> {
+  if (fields.has('rope_parameters')) {
+    const params = fields.object('rope_parameters');
+    return { ropeTheta: params.positiveNumber('rope_theta', 10000), ropeScaling: parseRopeScaling(params) };
+  }
+  const ropeTheta = fields.positiveNumber('rope_theta', 10000);
+  return {
+    ropeTheta,
+    ropeScaling: fields.has('rope_scaling') ? parseRopeScaling(fields.object('rope_scaling')) : null,
+  };
+}
+
+function parseRopeScaling(scaling: Fields): Llama3RopeScaling | null {
+  const typeField = scaling.has('rope_type') ? 'rope_type' : 'type';
+  const type = scaling.string(typeField);
+  if (type === 'default') return null;
+  if (type !== 'llama3') {
+    throw scaling.fail(typeField, `${show(type)} is not supported; supported: llama3 (or default, none)`);
+  }
+  const factor = scaling.positiveNumber('factor');
+  // The bounds transformers' _validate_llama3_parameters enforces.
+  if (factor < 1) throw scaling.fail('factor', `must be at least 1, got ${factor}`);
+  const lowFreqFactor = scaling.positiveNumber('low_freq_factor');
+  const highFreqFactor = scaling.positiveNumber('high_freq_factor');
+  if (highFreqFactor <= lowFreqFactor) {
+    throw scaling.fail('high_freq_factor', `${highFreqFactor} must be greater than low_freq_factor ${lowFreqFactor}`);
+  }
+  return {
+    type: 'llama3',
+    factor,
+    lowFreqFactor,
+    highFreqFactor,
+    originalMaxPositionEmbeddings: scaling.positiveInt('original_max_position_embeddings'),
+  };
+}
+
+/** Typed reads of config fields; absent and null both mean "use the default". Errors name the full field path. */
+class Fields {
+  constructor(
+    private readonly json: Record<string, unknown>,
+    private readonly source: string,
+    private readonly prefix = '',
+  ) {}
+
+  /** An error whose message starts with the field's full path: `rope_scaling.factor must be ...`. */
+  fail(field: string, detail: string): ModelConfigError {
+    const path = this.prefix + field;
+    return new ModelConfigError(this.source, path, `${path} ${detail}`);
+  }
+
+  has(field: string): boolean {
+    return Object.hasOwn(this.json, field) && this.json[field] !== null;
+  }
+
+  positiveInt(field: string, fallback?: number): number {
+    const value = this.read(field, fallback);
+    if (!Number.isSafeInteger(value) || (value as number) <= 0) {
+      throw this.fail(field, `must be a positive integer, got ${show(value)}`);
+    }
+    return value as number;
+  }
+
+  positiveNumber(field: string, fallback?: number): number {
+    const value = this.read(field, fallback);
+    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+      throw this.fail(field, `must be a positive number, got ${show(value)}`);
+    }
+    return value;
+  }
+
+  boolean(field: string, fallback: boolean): boolean {
+    const value = this.read(field, fallback);
+    if (typeof value !== 'boolean') throw this.fail(field, `must be true or false, got ${show(value)}`);
+    return value;
+  }
+
+  string(field: string): string {
+    const value = this.read(field);
+    if (typeof value !== 'string') throw this.fail(field, `must be a string, got ${show(value)}`);
+    return value;
+  }
+
+  object(field: string): Fields {
+    const value = this.read(field);
+    if (!isRecord(value)) throw this.fail(field, `must be an object, got ${show(value)}`);
+    return new Fields(value, this.source, `${this.prefix}${field}.`);
+  }
+
+  /** Refuses a present field whose value is not the one Hone supports. */
+  refuseUnless(field: string, supported: string | boolean, why: string): void {
+    if (this.has(field) && this.json[field] !== supported) {
+      throw this.fail(field, `${show(this.json[field])}: ${why}`);
+    }
+  }
+
+  private read(field: string, fallback?: unknown): unknown {
+    if (this.has(field)) return this.json[field];
+    if (fallback === undefined) throw this.fail(field, `is missing`);
+    return fallback;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function show(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+}

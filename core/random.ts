@@ -14,7 +14,7 @@ export function mulberry32(seed: number): () => number {
 }
 
 /** n values uniform in [lo, hi). */
-export function randomUniform(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+export function randomUniform(n: number, seed: number, lo = -1, hi = 1): Float32Array<ArrayBuffer> {
   const next = mulberry32(seed);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * next();

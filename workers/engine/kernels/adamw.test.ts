@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
-import { AdamWKernels } from './adamw';
+import { AdamWKernels, PARTIALS_PER_BUFFER } from './adamw';
 import { adamwCpu } from './adamw.cpu';
 
 const gpu = setupTestGpu();
@@ -21,7 +21,7 @@ describe('AdamW', () => {
     it(`kernels match the CPU twin over three steps on two buffers (maxNorm ${maxNorm})`, async () => {
       const { device } = gpu();
       const k = new AdamWKernels(device);
-      const sizes = [37, 1029];
+      const sizes = [37, 20029];
       const params = sizes.map((n, i) => randomUniform(n, i));
       const refParams = params.map((p) => Float64Array.from(p));
       const refM = sizes.map((n) => new Float64Array(n));
@@ -29,18 +29,24 @@ describe('AdamW', () => {
       const bp = params.map((p) => uploadBuffer(device, p));
       const bm = sizes.map((n) => createStorageBuffer(device, n * 4));
       const bv = sizes.map((n) => createStorageBuffer(device, n * 4));
-      const partial = createStorageBuffer(device, 8);
+      const bg = sizes.map((n) => createStorageBuffer(device, n * 4));
+      const partial = createStorageBuffer(device, sizes.length * PARTIALS_PER_BUFFER * 4);
       const clip = createStorageBuffer(device, 8);
+      const hyper = k.createHyper();
+      const stepOps = sizes.map((n, i) => k.stepOp(bp[i], bg[i], bm[i], bv[i], clip, hyper, n));
       for (let step = 1; step <= 3; step++) {
         const grads = sizes.map((n, i) => randomUniform(n, 10 * step + i, -0.2, 0.2));
-        const bg = grads.map((g) => uploadBuffer(device, g));
+        grads.forEach((g, i) => {
+          device.queue.writeBuffer(bg[i], 0, g);
+        });
+        k.writeHyper(hyper, settings, step);
         const norm = adamwCpu(refParams, grads, refM, refV, settings, step, maxNorm);
         await runAndRead(
           device,
           [
             ...bg.map((g, i) => k.sumSquaresOp(g, sizes[i], partial, i)),
             k.clipOp(partial, sizes.length, clip, maxNorm),
-            ...sizes.map((n, i) => k.stepOp(bp[i], bg[i], bm[i], bv[i], clip, n, settings, step)),
+            ...stepOps,
           ],
           clip,
         ).then((c) => expect(c[1]).toBeCloseTo(norm, 4));

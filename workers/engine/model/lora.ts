@@ -1,5 +1,6 @@
-import { type ModelConfig, type Projection, projectionShape } from '../../../core/model-config';
+import { type ModelConfig, PROJECTIONS, type Projection, projectionShape } from '../../../core/model-config';
 import { loraScale } from '../../../core/peft';
+import { mulberry32 } from '../../../core/random';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 
 /**
@@ -115,4 +116,17 @@ export class GpuLora {
     this.params.destroy();
     this.grads.destroy();
   }
+}
+
+/**
+ * PEFT's default initialization: A Kaiming-uniform with a = sqrt(5) (nn.Linear's default, bound 1 / sqrt(in)),
+ * B zeros, so the adapted model starts equal to the base model.
+ */
+export function peftInit(seed: number): (module: LoraModule, a: Float32Array, b: Float32Array) => void {
+  return (module, a, b) => {
+    const next = mulberry32(seed ^ (module.layer * 7919 + PROJECTIONS.indexOf(module.projection) * 104729));
+    const bound = 1 / Math.sqrt(module.inDim);
+    for (let i = 0; i < a.length; i++) a[i] = (2 * next() - 1) * bound;
+    b.fill(0);
+  };
 }

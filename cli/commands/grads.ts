@@ -1,0 +1,128 @@
+import { writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { type LoadedAdapter, loadAdapter, loadCheckpoint } from '../../core/checkpoint';
+import type { ModelConfig } from '../../core/model-config';
+import { type F32Tensor, serializeSafetensors } from '../../core/safetensors';
+import { readFloat32 } from '../../workers/engine/gpu/buffers';
+import { submitOps } from '../../workers/engine/gpu/ops';
+import { EngineKernels } from '../../workers/engine/model/kernels';
+import { GpuLora } from '../../workers/engine/model/lora';
+import { TransformerStep } from '../../workers/engine/model/transformer';
+import { GpuWeights } from '../../workers/engine/model/weights';
+import { folderReader, readJsonFile } from '../folder';
+import { acquireNodeGpu } from '../node-gpu';
+
+export const GRADS_USAGE =
+  'hone grads --model DIR --tokens FILE --adapter DIR --out FILE.safetensors [--labels FILE] [--full]';
+
+/** A JSON [batch][seq] array of integers, all rows the same length; `what` names it in errors. */
+export function parseTokenMatrix(json: unknown, what: string, allowIgnore: boolean): number[][] {
+  if (!Array.isArray(json) || json.length === 0) throw new Error(`${what}: expected a non-empty array of arrays`);
+  const seq = Array.isArray(json[0]) ? json[0].length : -1;
+  json.forEach((row, b) => {
+    if (!Array.isArray(row)) throw new Error(`${what}: row ${b} is not an array`);
+    if (row.length !== seq || seq === 0) throw new Error(`${what}: row ${b} has ${row.length} ids, row 0 has ${seq}`);
+    row.forEach((id, t) => {
+      if (!Number.isInteger(id) || (id < 0 && !(allowIgnore && id === -100))) {
+        throw new Error(
+          `${what}: [${b}][${t}] = ${JSON.stringify(id)} is not a token id${allowIgnore ? ' or -100' : ''}`,
+        );
+      }
+    });
+  });
+  return json as number[][];
+}
+
+/**
+ * `hone grads`: one forward and backward pass of the WebGPU engine on a checkpoint, a batch and a PEFT adapter;
+ * writes d(loss)/d(each adapter tensor) under the adapter file's keys, the loss, and with --full every base
+ * weight's gradient under its checkpoint key. For comparing the engine with another implementation.
+ */
+export async function grads(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      tokens: { type: 'string' },
+      labels: { type: 'string' },
+      adapter: { type: 'string' },
+      out: { type: 'string' },
+      full: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  const { model, tokens: tokensPath, adapter: adapterDir, out, full } = values;
+  if (!model || !tokensPath || !out || (!adapterDir && !full)) throw new Error(`usage: ${GRADS_USAGE}`);
+
+  const checkpoint = await loadCheckpoint(folderReader(model), model);
+  const config = checkpoint.config;
+  const adapter = adapterDir ? await loadAdapter(folderReader(adapterDir), adapterDir, config) : null;
+  const tokens = parseTokenMatrix(await readJsonFile(tokensPath), tokensPath, false);
+  const labels = values.labels ? parseTokenMatrix(await readJsonFile(values.labels), values.labels, true) : undefined;
+  const shape = { batch: tokens.length, seq: tokens[0].length };
+
+  const { device, summary } = await acquireNodeGpu();
+  try {
+    const kernels = new EngineKernels(device);
+    const weights = GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key));
+    const lora = adapter ? uploadAdapter(device, config, adapter) : null;
+    const step = new TransformerStep(device, kernels, weights, lora, shape, { full });
+    step.setBatch(tokens, labels);
+    device.pushErrorScope('validation');
+    submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps]);
+    const error = await device.popErrorScope();
+    if (error) throw new Error(`the GPU rejected the step: ${error.message}`);
+
+    const result = new Map<string, F32Tensor>();
+    if (lora && adapter) {
+      const loraGrads = await lora.readGradients(device);
+      for (const m of adapter.modules) {
+        const g = loraGrads.get(`${m.layer}.${m.projection}`);
+        if (!g) throw new Error(`no gradient for ${m.keyA}`);
+        result.set(m.keyA, { dtype: 'F32', shape: m.shapeA, data: g.A });
+        result.set(m.keyB, { dtype: 'F32', shape: m.shapeB, data: g.B });
+      }
+    }
+    result.set('loss', { dtype: 'F32', shape: [1], data: Float32Array.of(await step.readLoss()) });
+    for (const [key, buffers] of step.weightGrads ?? []) {
+      const info = checkpoint.tensors.get(key);
+      if (!info) continue;
+      const parts = await Promise.all(buffers.map((b) => readFloat32(device, b)));
+      const data = new Float32Array(info.shape.reduce((a, b) => a * b, 1));
+      let at = 0;
+      for (const part of parts) {
+        data.set(part.subarray(0, data.length - at), at);
+        at += part.length;
+      }
+      result.set(key, { dtype: 'F32', shape: info.shape, data });
+    }
+    await writeFile(out, serializeSafetensors(result, { format: 'pt', producer: 'hone grads' }));
+    process.stdout.write(
+      `${JSON.stringify({ loss: result.get('loss')?.data[0], tensors: result.size, out, adapter: summary.description || summary.architecture })}\n`,
+    );
+    return 0;
+  } finally {
+    device.destroy();
+  }
+}
+
+/** The adapter's A and B on the GPU, widened to fp32, in the file's module order. */
+function uploadAdapter(device: GPUDevice, config: ModelConfig, adapter: LoadedAdapter): GpuLora {
+  const byModule = new Map(adapter.modules.map((m) => [`${m.layer}.${m.projection}`, m]));
+  return GpuLora.create(
+    device,
+    config,
+    {
+      r: adapter.config.r,
+      loraAlpha: adapter.config.loraAlpha,
+      useRslora: adapter.config.useRslora,
+      modules: adapter.modules,
+    },
+    (m, a, b) => {
+      const found = byModule.get(`${m.layer}.${m.projection}`);
+      if (!found) throw new Error(`adapter has no module ${m.layer}.${m.projection}`);
+      a.set(adapter.file.readFloat32(found.keyA));
+      b.set(adapter.file.readFloat32(found.keyB));
+    },
+  );
+}

@@ -1,0 +1,294 @@
+/**
+ * The safetensors format (https://github.com/huggingface/safetensors#format): an 8-byte little-endian u64 header
+ * length N, N bytes of UTF-8 JSON `{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__"?: {..}}`, then
+ * the tensor data, with offsets relative to the start of the data. The reader makes every check the reference
+ * Rust reader makes, so a file it accepts is one PyTorch accepts too, and a hostile file fails with a message that
+ * names the file and the tensor.
+ *
+ * Tensor bytes are read through typed arrays, which use the host's byte order: every platform with WebGPU is
+ * little-endian, like the format.
+ */
+
+/** Bytes per element of each dtype the format defines with whole bytes (the sub-byte F4/F6 types are not read). */
+const DTYPE_SIZES = {
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  F8_E8M0: 1,
+  I16: 2,
+  U16: 2,
+  F16: 2,
+  BF16: 2,
+  I32: 4,
+  U32: 4,
+  F32: 4,
+  F64: 8,
+  I64: 8,
+  U64: 8,
+  C64: 8,
+} as const;
+
+export type Dtype = keyof typeof DTYPE_SIZES;
+
+/** The reference reader's cap: a larger header is an attack on memory, not a model. */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+export interface TensorInfo {
+  dtype: Dtype;
+  shape: number[];
+  /** Where the tensor's bytes lie in the file: absolute, past the header (data_offsets are relative to the data). */
+  byteOffset: number;
+  byteLength: number;
+}
+
+export interface SafetensorsFile {
+  source: string;
+  /** In the order of the header. */
+  tensors: Map<string, TensorInfo>;
+  metadata: Record<string, string>;
+  /** A fresh float32 copy of a tensor: F32 copied, F16 and BF16 widened exactly. Other dtypes throw. */
+  readFloat32(name: string): Float32Array;
+}
+
+export class SafetensorsError extends Error {
+  constructor(
+    readonly source: string,
+    readonly tensor: string | null,
+    detail: string,
+  ) {
+    super(tensor === null ? `${source}: ${detail}` : `${source}: tensor "${tensor}": ${detail}`);
+    this.name = 'SafetensorsError';
+  }
+}
+
+export function parseSafetensors(bytes: Uint8Array, source: string): SafetensorsFile {
+  const fail = (detail: string, tensor: string | null = null) => new SafetensorsError(source, tensor, detail);
+  if (bytes.length < 8) throw fail(`${bytes.length} bytes is too short for a safetensors file (at least 8)`);
+  // Read as BigInt: a hostile u64 above 2^53 would otherwise round to something plausible.
+  const headerLength64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  if (headerLength64 > BigInt(MAX_HEADER_BYTES)) {
+    throw fail(`header length ${headerLength64} is over the ${MAX_HEADER_BYTES}-byte limit`);
+  }
+  const headerLength = Number(headerLength64);
+  const dataStart = 8 + headerLength;
+  if (dataStart > bytes.length) {
+    throw fail(`header length ${headerLength} runs past the end of the ${bytes.length}-byte file`);
+  }
+  const header = parseHeaderJson(bytes.subarray(8, dataStart), fail);
+  const dataLength = bytes.length - dataStart;
+
+  const tensors = new Map<string, TensorInfo>();
+  let metadata: Record<string, string> = {};
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === '__metadata__') metadata = parseMetadata(entry, fail);
+    else tensors.set(name, parseTensorInfo(name, entry, dataStart, dataLength, fail));
+  }
+  checkCoverage(tensors, dataStart, dataLength, fail);
+
+  return {
+    source,
+    tensors,
+    metadata,
+    readFloat32(name) {
+      const info = tensors.get(name);
+      if (info === undefined) throw fail('no such tensor in the file', name);
+      // slice() copies into a fresh, aligned buffer, whatever the alignment of the tensor in the file.
+      const raw = bytes.slice(info.byteOffset, info.byteOffset + info.byteLength).buffer;
+      switch (info.dtype) {
+        case 'F32':
+          return new Float32Array(raw);
+        case 'F16':
+          return widen(new Uint16Array(raw), f16Table());
+        case 'BF16':
+          return widen(new Uint16Array(raw), null);
+        default:
+          throw fail(`dtype ${info.dtype} cannot be read as float32 (only F32, F16 and BF16 can)`, name);
+      }
+    },
+  };
+}
+
+type Fail = (detail: string, tensor?: string | null) => SafetensorsError;
+
+function parseHeaderJson(headerBytes: Uint8Array, fail: Fail): Record<string, unknown> {
+  let text: string;
+  try {
+    // ignoreBOM keeps a byte-order mark in the text, so it fails the '{' check as it does in the reference reader.
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(headerBytes);
+  } catch {
+    throw fail('header is not valid UTF-8');
+  }
+  if (!text.startsWith('{')) throw fail('header is not a JSON object (it must start with "{")');
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (error) {
+    throw fail(`header is not valid JSON: ${(error as Error).message}`);
+  }
+  // A text that starts with '{' and parses is an object.
+  return header as Record<string, unknown>;
+}
+
+function parseMetadata(entry: unknown, fail: Fail): Record<string, string> {
+  if (!isRecord(entry)) throw fail('__metadata__ must be an object of strings');
+  for (const [key, value] of Object.entries(entry)) {
+    if (typeof value !== 'string') throw fail(`__metadata__ value of "${key}" must be a string, got ${show(value)}`);
+  }
+  return entry as Record<string, string>;
+}
+
+function parseTensorInfo(name: string, entry: unknown, dataStart: number, dataLength: number, fail: Fail): TensorInfo {
+  if (!isRecord(entry)) throw fail(`entry must be an object, got ${show(entry)}`, name);
+  const { dtype, shape, data_offsets: offsets } = entry;
+  if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_SIZES, dtype)) {
+    throw fail(`unknown dtype ${show(dtype)} (known: ${Object.keys(DTYPE_SIZES).join(', ')})`, name);
+  }
+  if (!Array.isArray(shape) || !shape.every(isIndex)) {
+    throw fail(`shape must be an array of non-negative integers, got ${show(shape)}`, name);
+  }
+  if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex)) {
+    throw fail(`data_offsets must be [begin, end], two non-negative integers, got ${show(offsets)}`, name);
+  }
+  const [begin, end] = offsets as [number, number];
+  if (begin > end || end > dataLength) {
+    throw fail(`data_offsets [${begin}, ${end}] lie outside the ${dataLength} bytes of data`, name);
+  }
+  let count = 1;
+  for (const dim of shape as number[]) {
+    count *= dim;
+    // Monotonic rounding keeps this test exact: a true product above 2^53 - 1 never rounds below it.
+    if (count > Number.MAX_SAFE_INTEGER) throw fail(`shape ${show(shape)} overflows the element count`, name);
+  }
+  const expected = count * DTYPE_SIZES[dtype as Dtype];
+  if (expected > Number.MAX_SAFE_INTEGER) throw fail(`shape ${show(shape)} overflows the byte count`, name);
+  if (end - begin !== expected) {
+    throw fail(
+      `shape ${show(shape)} of ${dtype} needs ${expected} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+      name,
+    );
+  }
+  return { dtype: dtype as Dtype, shape: shape as number[], byteOffset: dataStart + begin, byteLength: end - begin };
+}
+
+/** The spec forbids holes and overlaps: sorted by offset, each tensor starts where the previous one ends. */
+function checkCoverage(tensors: Map<string, TensorInfo>, dataStart: number, dataLength: number, fail: Fail) {
+  const sorted = [...tensors].sort(
+    ([, a], [, b]) => a.byteOffset - b.byteOffset || a.byteOffset + a.byteLength - (b.byteOffset + b.byteLength),
+  );
+  let cursor = 0;
+  let previous: string | null = null;
+  for (const [name, info] of sorted) {
+    const begin = info.byteOffset - dataStart;
+    if (begin < cursor) throw fail(`data_offsets overlap those of tensor "${previous}"`, name);
+    if (begin > cursor) throw fail(`data bytes ${cursor}..${begin} before it belong to no tensor (a hole)`, name);
+    cursor = begin + info.byteLength;
+    previous = name;
+  }
+  if (cursor !== dataLength) throw fail(`the last ${dataLength - cursor} bytes of data belong to no tensor`);
+}
+
+/** Float32 bit patterns written straight from 16-bit ones: exact, NaN payloads included. */
+function widen(halves: Uint16Array, table: Uint32Array | null): Float32Array {
+  const out = new Float32Array(halves.length);
+  const bits = new Uint32Array(out.buffer);
+  if (table === null) {
+    // bfloat16 is the top half of a float32.
+    for (let i = 0; i < halves.length; i++) bits[i] = halves[i] << 16;
+  } else {
+    for (let i = 0; i < halves.length; i++) bits[i] = table[halves[i]];
+  }
+  return out;
+}
+
+let f16ToF32Bits: Uint32Array | null = null;
+
+/** All 65536 float16 patterns as float32 bits (256 KiB), built on first use: a lookup beats branching per value. */
+function f16Table(): Uint32Array {
+  if (f16ToF32Bits === null) {
+    f16ToF32Bits = new Uint32Array(65536);
+    for (let h = 0; h < 65536; h++) f16ToF32Bits[h] = f16BitsToF32Bits(h);
+  }
+  return f16ToF32Bits;
+}
+
+function f16BitsToF32Bits(h: number): number {
+  const sign = (h & 0x8000) << 16;
+  const exponent = (h >> 10) & 0x1f;
+  let mantissa = h & 0x3ff;
+  if (exponent === 0x1f) return sign | 0x7f800000 | (mantissa << 13); // infinities and NaNs
+  if (exponent !== 0) return sign | ((exponent + 112) << 23) | (mantissa << 13); // rebias 15 → 127
+  if (mantissa === 0) return sign; // ±0
+  // A subnormal (mantissa × 2^-24) is a normal float32: shift its leading 1 up to the implicit bit.
+  let e = 113; // float32 exponent field of 2^-14
+  while ((mantissa & 0x400) === 0) {
+    mantissa <<= 1;
+    e--;
+  }
+  return sign | (e << 23) | ((mantissa & 0x3ff) << 13);
+}
+
+export interface F32Tensor {
+  dtype: 'F32';
+  shape: readonly number[];
+  data: Float32Array;
+}
+
+/**
+ * A safetensors file holding `tensors` in the order given. The header is padded with spaces to a multiple of 8
+ * bytes, as the reference writer does, so every tensor starts 4-byte aligned and can be viewed in place.
+ */
+export function serializeSafetensors(
+  tensors: Array<F32Tensor & { name: string }> | Map<string, F32Tensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const entries: Array<[string, F32Tensor]> =
+    tensors instanceof Map ? [...tensors] : tensors.map((tensor) => [tensor.name, tensor]);
+  // Written by hand rather than with JSON.stringify(object): an object would move integer-like names first and
+  // treat a tensor named "__proto__" as its prototype.
+  const fields: string[] = [];
+  if (metadata !== undefined) fields.push(`"__metadata__":${JSON.stringify(metadata)}`);
+  const names = new Set<string>();
+  let offset = 0;
+  for (const [name, { dtype, shape, data }] of entries) {
+    if (name === '__metadata__' || names.has(name))
+      throw new Error(`serializeSafetensors: bad or repeated name "${name}"`);
+    names.add(name);
+    const count = shape.reduce((a, b) => a * b, 1);
+    if (!shape.every(isIndex) || count !== data.length) {
+      throw new Error(`serializeSafetensors: "${name}" has shape [${shape}] but ${data.length} values`);
+    }
+    fields.push(
+      `${JSON.stringify(name)}:${JSON.stringify({ dtype, shape, data_offsets: [offset, offset + data.byteLength] })}`,
+    );
+    offset += data.byteLength;
+  }
+  const json = new TextEncoder().encode(`{${fields.join(',')}}`);
+  const headerLength = Math.ceil(json.length / 8) * 8;
+
+  const out = new Uint8Array(8 + headerLength + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerLength), true);
+  out.set(json, 8);
+  out.fill(0x20, 8 + json.length, 8 + headerLength);
+  let at = 8 + headerLength;
+  for (const [, { data }] of entries) {
+    out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), at);
+    at += data.byteLength;
+  }
+  return out;
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function isIndex(value: unknown): value is number {
+  return Number.isSafeInteger(value) && (value as number) >= 0;
+}
+
+/** A value for an error message, cut short: hostile headers can hold megabytes. */
+function show(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}

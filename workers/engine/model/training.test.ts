@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import { PROJECTIONS } from '../../../core/model-config';
+import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { submitOps } from '../gpu/ops';
+import { adamwCpu } from '../kernels/adamw.cpu';
+import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
+import { referenceForwardBackward } from '../reference/transformer.cpu';
+import { EngineKernels } from './kernels';
+import { everyLayer, GpuLora, peftInit } from './lora';
+import { AdamW } from './optimizer';
+import { TransformerStep } from './transformer';
+import { GpuWeights } from './weights';
+
+const gpu = setupTestGpu();
+const settings = { lr: 0.02, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 0.5 };
+
+describe('LoRA training steps on the GPU', () => {
+  it('three steps of forward, backward and clipped AdamW follow the float64 reference', async () => {
+    const { device } = gpu();
+    const config = tinyConfig();
+    const weights = randomWeights(config, 3);
+    const ref = randomLora(config, ['q_proj', 'v_proj', 'down_proj'], 2, 4, false, 4);
+    const tokens = [
+      [1, 5, 9, 2, 7, 3],
+      [4, 4, 8, 1, 0, 6],
+    ];
+    const kernels = new EngineKernels(device);
+    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const lora = GpuLora.create(
+      device,
+      config,
+      { r: 2, loraAlpha: 4, useRslora: false, modules: everyLayer(config, ['q_proj', 'v_proj', 'down_proj']) },
+      (m, a, b) => {
+        const r = ref.modules.get(`${m.layer}.${m.projection}`);
+        a.set(r?.A ?? []);
+        b.set(r?.B ?? []);
+      },
+    );
+    const step = new TransformerStep(device, kernels, gw, lora, { batch: 2, seq: 6 }, { full: false });
+    const optimizer = new AdamW(device, kernels, [{ param: lora.params, grad: lora.grads, n: lora.length }], settings);
+    step.setBatch(tokens);
+
+    const keys = [...ref.modules.keys()];
+    const refParams = keys.flatMap((k) => [ref.modules.get(k)?.A, ref.modules.get(k)?.B] as Float64Array[]);
+    const m = refParams.map((p) => new Float64Array(p.length));
+    const v = refParams.map((p) => new Float64Array(p.length));
+    const losses: number[] = [];
+    for (let t = 1; t <= 3; t++) {
+      const r = referenceForwardBackward(config, weights, ref, tokens);
+      const grads = keys.flatMap((k) => [r.loraGrads.get(k)?.A, r.loraGrads.get(k)?.B] as Float64Array[]);
+      const norm = adamwCpu(refParams, grads, m, v, settings, t, settings.maxGradNorm);
+
+      optimizer.prepareStep();
+      submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps, ...optimizer.ops]);
+      const loss = await step.readLoss();
+      expect(Math.abs(loss - r.loss) / r.loss).toBeLessThan(1e-5);
+      expect(await optimizer.readGradNorm()).toBeCloseTo(norm, 4);
+      losses.push(loss);
+    }
+    const params = await lora.readParams(device);
+    for (const k of keys) {
+      expect(maxRelativeError(params.get(k)?.A ?? [], ref.modules.get(k)?.A ?? []), k).toBeLessThan(1e-4);
+      expect(maxRelativeError(params.get(k)?.B ?? [], ref.modules.get(k)?.B ?? []), k).toBeLessThan(1e-4);
+    }
+    expect(losses[2]).toBeLessThan(losses[0]);
+  });
+
+  it('PEFT initialization leaves the model unchanged until the first step, then training lowers the loss', async () => {
+    const { device } = gpu();
+    const config = tinyConfig();
+    const weights = randomWeights(config, 5);
+    const tokens = [[3, 1, 4, 1, 5, 9, 2, 6]];
+    const kernels = new EngineKernels(device);
+    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const lora = GpuLora.create(
+      device,
+      config,
+      { r: 4, loraAlpha: 8, useRslora: false, modules: everyLayer(config, PROJECTIONS) },
+      peftInit(7),
+    );
+    const step = new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 8 }, { full: false });
+    const optimizer = new AdamW(device, kernels, [{ param: lora.params, grad: lora.grads, n: lora.length }], {
+      ...settings,
+      lr: 0.05,
+      maxGradNorm: 1,
+    });
+    step.setBatch(tokens);
+    const losses: number[] = [];
+    for (let t = 0; t < 8; t++) {
+      optimizer.prepareStep();
+      submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps, ...optimizer.ops]);
+      losses.push(await step.readLoss());
+    }
+    expect(Math.abs(losses[0] - referenceForwardBackward(config, weights, null, tokens).loss)).toBeLessThan(1e-5);
+    const params = await lora.readParams(device);
+    const a = params.get('0.q_proj')?.A ?? new Float32Array();
+    expect(Math.max(...a.map(Math.abs))).toBeLessThanOrEqual(1 / Math.sqrt(config.hiddenSize) + 0.4);
+    expect(losses[7]).toBeLessThan(losses[0] * 0.9);
+  });
+});
