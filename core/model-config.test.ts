@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { expectedTensors, type ModelConfig, ModelConfigError, parseModelConfig } from './model-config';
+import {
+  expectedTensors,
+  type ModelConfig,
+  ModelConfigError,
+  parseModelConfig,
+  serializeModelConfig,
+} from './model-config';
 
 // config.json files as published on the Hugging Face Hub.
 const SMOLLM2_135M = {
@@ -373,5 +379,40 @@ describe('parseModelConfig errors name the field', () => {
     rejects({ ...SMOLLM2_135M, attention_bias: true }, 'attention_bias', 'o_proj');
     rejects({ ...QWEN3_06B, attention_bias: true }, 'attention_bias', 'o_proj');
     rejects({ ...QWEN25_05B, use_sliding_window: true }, 'use_sliding_window', 'sliding-window');
+  });
+});
+
+describe('serializeModelConfig', () => {
+  it('round-trips every supported architecture through parseModelConfig', () => {
+    const base = parseModelConfig({
+      model_type: 'llama',
+      vocab_size: 101,
+      hidden_size: 48,
+      intermediate_size: 80,
+      num_hidden_layers: 3,
+      num_attention_heads: 6,
+      num_key_value_heads: 2,
+      rms_norm_eps: 1e-6,
+      rope_theta: 5000,
+      max_position_embeddings: 256,
+      tie_word_embeddings: true,
+    });
+    const variants = [
+      base,
+      { ...base, tieWordEmbeddings: false },
+      { ...base, modelType: 'qwen2' as const, attentionBias: true },
+      { ...base, modelType: 'qwen3' as const, qkNorm: true, headDim: 16 },
+      {
+        ...base,
+        ropeScaling: {
+          type: 'llama3' as const,
+          factor: 32,
+          lowFreqFactor: 1,
+          highFreqFactor: 4,
+          originalMaxPositionEmbeddings: 64,
+        },
+      },
+    ];
+    for (const config of variants) expect(parseModelConfig(JSON.parse(serializeModelConfig(config)))).toEqual(config);
   });
 });

@@ -170,6 +170,41 @@ export function parseModelConfig(json: unknown, source = 'config.json'): ModelCo
 }
 
 /** Qwen3Config defaults head_dim to 128; the others derive it. Undefined when it cannot be derived. */
+/**
+ * The `config.json` of a model, as transformers writes it for the model type, so Hone's own models load
+ * in PyTorch and back into Hone unchanged (`parseModelConfig(JSON.parse(serializeModelConfig(c)))` is `c`).
+ */
+export function serializeModelConfig(c: ModelConfig): string {
+  const architecture = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM' }[c.modelType];
+  const json: Record<string, unknown> = {
+    architectures: [architecture],
+    model_type: c.modelType,
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numLayers,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    hidden_act: 'silu',
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta,
+    rope_scaling: c.ropeScaling && {
+      rope_type: 'llama3',
+      factor: c.ropeScaling.factor,
+      low_freq_factor: c.ropeScaling.lowFreqFactor,
+      high_freq_factor: c.ropeScaling.highFreqFactor,
+      original_max_position_embeddings: c.ropeScaling.originalMaxPositionEmbeddings,
+    },
+    max_position_embeddings: c.maxPositionEmbeddings,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    torch_dtype: 'float32',
+  };
+  // Qwen2 always has q/k/v biases (no field); llama and qwen3 only support attention_bias false here.
+  if (c.modelType !== 'qwen2') json.attention_bias = false;
+  return `${JSON.stringify(json, null, 2)}\n`;
+}
+
 function defaultHeadDim(modelType: ModelType, hiddenSize: number, numHeads: number): number | undefined {
   if (modelType === 'qwen3') return 128;
   return hiddenSize % numHeads === 0 ? hiddenSize / numHeads : undefined;

@@ -235,15 +235,24 @@ export interface F32Tensor {
   data: Float32Array;
 }
 
+/** 16-bit floats as their raw bits (bf16 checkpoints, fp16 exports). */
+export interface Half16Tensor {
+  dtype: 'BF16' | 'F16';
+  shape: readonly number[];
+  data: Uint16Array;
+}
+
+export type WritableTensor = F32Tensor | Half16Tensor;
+
 /**
  * A safetensors file holding `tensors` in the order given. The header is padded with spaces to a multiple of 8
  * bytes, as the reference writer does, so every tensor starts 4-byte aligned and can be viewed in place.
  */
 export function serializeSafetensors(
-  tensors: Array<F32Tensor & { name: string }> | Map<string, F32Tensor>,
+  tensors: Array<WritableTensor & { name: string }> | Map<string, WritableTensor>,
   metadata?: Record<string, string>,
 ): Uint8Array {
-  const entries: Array<[string, F32Tensor]> =
+  const entries: Array<[string, WritableTensor]> =
     tensors instanceof Map ? [...tensors] : tensors.map((tensor) => [tensor.name, tensor]);
   // Written by hand rather than with JSON.stringify(object): an object would move integer-like names first and
   // treat a tensor named "__proto__" as its prototype.

@@ -1,19 +1,5 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-
-const run = promisify(execFile);
-const HONE = new URL('../../bin/hone.mjs', import.meta.url).pathname;
-
-async function hone(...args: string[]) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [HONE, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+import { hone } from '../helpers/hone-cli';
 
 describe('hone CLI', () => {
   it('gpu-info prints the adapter as JSON with a verified kernel run', async () => {

@@ -147,7 +147,10 @@ export class TransformerStep {
           throw new Error(`token ${id} at [${b}][${t}] is outside the vocabulary (0..${vocab - 1})`);
         }
         ids[b * seq + t] = id;
-        if (t + 1 === seq) continue;
+      }
+    }
+    for (let b = 0; b < batch; b++) {
+      for (let t = 0; t + 1 < seq; t++) {
         const next = (labels ?? tokens)[b][t + 1];
         if (next === -100) continue;
         if (!Number.isInteger(next) || next < 0 || next >= vocab) {

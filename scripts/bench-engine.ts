@@ -1,0 +1,255 @@
+/**
+ * `npm run bench:engine`: the engine's speed on the adapter it runs on. Prints a table and JSON:
+ *   - the best matmul rate our kernels reach on the training step's shapes (GFLOP/s), per tile variant;
+ *   - one LoRA training step (forward + backward + AdamW) on SmolLM2-135M's shape with random weights
+ *     (r = 16 on all seven projections; seq 128, batch 1 by default): s/step, tokens/s, useful GFLOP/s,
+ *     useful rate / best matmul rate, and the GPU bytes allocated (every allocation lives for the whole step,
+ *     so this is the peak).
+ * Useful FLOPs count what a LoRA step must compute (forward and input-gradient products of the frozen
+ * linears and the LM head, attention's four T x T products forward and backward, the LoRA matmuls), not
+ * recomputation, so the ratio shows how much of the matmul rate the whole step keeps.
+ *
+ * Options: --seq N --batch N --layers N (default 30) --rank N --steps N (timed, default 2) --skip-matmul --json
+ */
+import { parseArgs } from 'node:util';
+import { acquireNodeGpu } from '../cli/node-gpu';
+import { type ModelConfig, PROJECTIONS, projectionShape } from '../core/model-config';
+import { mulberry32 } from '../core/random';
+import { createStorageBuffer } from '../workers/engine/gpu/buffers';
+import { type Op, submitOps } from '../workers/engine/gpu/ops';
+import { MatmulKernel, type MatmulShape } from '../workers/engine/kernels/matmul';
+import { EngineKernels, type MatmulTile } from '../workers/engine/model/kernels';
+import { everyLayer, GpuLora, peftInit } from '../workers/engine/model/lora';
+import { AdamW } from '../workers/engine/model/optimizer';
+import { TransformerStep } from '../workers/engine/model/transformer';
+import { GpuWeights } from '../workers/engine/model/weights';
+
+const { values: opts } = parseArgs({
+  options: {
+    seq: { type: 'string', default: '128' },
+    batch: { type: 'string', default: '1' },
+    layers: { type: 'string', default: '30' },
+    rank: { type: 'string', default: '16' },
+    steps: { type: 'string', default: '2' },
+    'skip-matmul': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  },
+});
+const seq = Number(opts.seq);
+const batch = Number(opts.batch);
+const rank = Number(opts.rank);
+const timedSteps = Number(opts.steps);
+
+/** SmolLM2-135M's architecture. */
+const config: ModelConfig = {
+  modelType: 'llama',
+  vocabSize: 49152,
+  hiddenSize: 576,
+  intermediateSize: 1536,
+  numLayers: Number(opts.layers),
+  numHeads: 9,
+  numKvHeads: 3,
+  headDim: 64,
+  rmsNormEps: 1e-5,
+  ropeTheta: 100000,
+  ropeScaling: null,
+  maxPositionEmbeddings: 8192,
+  tieWordEmbeddings: true,
+  attentionBias: false,
+  qkNorm: false,
+};
+
+const TILES: MatmulTile[] = [
+  { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+  { tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16 },
+  { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
+  { tileM: 8, tileN: 8, workgroupX: 16, workgroupY: 16 },
+  { tileM: 4, tileN: 8, workgroupX: 16, workgroupY: 8 },
+];
+
+/** Useful FLOPs of one LoRA step, by part (see the header). */
+function usefulFlops(c: ModelConfig, tokens: number, r: number) {
+  let linear = 0;
+  let lora = 0;
+  for (const p of PROJECTIONS) {
+    const [out, inDim] = projectionShape(c, p);
+    linear += 2 * 2 * tokens * inDim * out;
+    lora += 6 * tokens * r * (inDim + out);
+  }
+  const head = 2 * 2 * tokens * c.hiddenSize * c.vocabSize;
+  const attention = 12 * batch * seq * seq * c.headDim * c.numHeads;
+  const total = (linear + lora + attention) * c.numLayers + head;
+  return { total, linear: linear * c.numLayers, lora: lora * c.numLayers, attention: attention * c.numLayers, head };
+}
+
+async function timeOps(device: GPUDevice, ops: Op[], reps: number): Promise<number> {
+  submitOps(device, ops);
+  await device.queue.onSubmittedWorkDone();
+  const started = performance.now();
+  for (let i = 0; i < reps; i++) submitOps(device, ops);
+  await device.queue.onSubmittedWorkDone();
+  return (performance.now() - started) / 1000 / reps;
+}
+
+/** The main products of the step: forward (x W^T), input gradient (dy W), and the LM head slice. */
+function stepShapes(tokens: number): { name: string; transA: boolean; transB: boolean; shape: MatmulShape }[] {
+  const [d, f] = [config.hiddenSize, config.intermediateSize];
+  return [
+    { name: `x·Wᵀ ${tokens}x${f}x${d} (gate/up)`, transA: false, transB: true, shape: { M: tokens, N: f, K: d } },
+    { name: `x·Wᵀ ${tokens}x${d}x${f} (down)`, transA: false, transB: true, shape: { M: tokens, N: d, K: f } },
+    { name: `dy·W ${tokens}x${d}x${f} (gate/up dx)`, transA: false, transB: false, shape: { M: tokens, N: d, K: f } },
+    { name: `x·Eᵀ ${tokens}x8192x${d} (LM head)`, transA: false, transB: true, shape: { M: tokens, N: 8192, K: d } },
+  ];
+}
+
+async function benchMatmul(device: GPUDevice, tokens: number) {
+  const rows: { shape: string; tile: string; gflops: number }[] = [];
+  const big = 8192 * config.hiddenSize;
+  const a = createStorageBuffer(device, Math.max(tokens, 8192) * config.intermediateSize * 4);
+  const b = createStorageBuffer(device, Math.max(big, config.intermediateSize * config.hiddenSize) * 4);
+  const c = createStorageBuffer(device, tokens * 8192 * 4);
+  for (const s of stepShapes(tokens)) {
+    for (const tile of TILES) {
+      const kernel = new MatmulKernel(device, { ...tile, transA: s.transA, transB: s.transB });
+      const op = kernel.op(a, b, c, s.shape);
+      const flops = 2 * s.shape.M * s.shape.N * s.shape.K;
+      // Aim for about a quarter second per measurement, whatever the adapter's speed.
+      const once = await timeOps(device, [op], 1);
+      const reps = Math.max(1, Math.min(200, Math.round(0.25 / Math.max(once, 1e-6))));
+      const seconds = await timeOps(device, Array(reps).fill(op), 1);
+      rows.push({
+        shape: s.name,
+        tile: `${tile.tileM}x${tile.tileN}/${tile.workgroupX}x${tile.workgroupY}`,
+        gflops: (flops * reps) / seconds / 1e9,
+      });
+    }
+  }
+  for (const buffer of [a, b, c]) buffer.destroy();
+  return rows;
+}
+
+/** Fills a tensor with N(0, 0.02²)-ish values (uniform with that std), fast and seeded. */
+function randomTensor(n: number, seed: number, std: number): Float32Array {
+  const next = mulberry32(seed);
+  const out = new Float32Array(n);
+  const bound = std * Math.sqrt(3);
+  for (let i = 0; i < n; i++) out[i] = (2 * next() - 1) * bound;
+  return out;
+}
+
+async function benchStep(device: GPUDevice, tile: MatmulTile) {
+  const kernels = new EngineKernels(device, tile);
+  let seed = 1;
+  const weights = GpuWeights.upload(device, config, (key) => {
+    const n = key.endsWith('norm.weight') ? config.hiddenSize : tensorSize(key);
+    return key.endsWith('norm.weight') ? new Float32Array(n).fill(1) : randomTensor(n, seed++, 0.02);
+  });
+  const lora = GpuLora.create(
+    device,
+    config,
+    { r: rank, loraAlpha: 2 * rank, useRslora: false, modules: everyLayer(config, PROJECTIONS) },
+    peftInit(2),
+  );
+  const step = new TransformerStep(device, kernels, weights, lora, { batch, seq }, { full: false });
+  const optimizer = new AdamW(device, kernels, [{ param: lora.params, grad: lora.grads, n: lora.length }], {
+    lr: 1e-3,
+    beta1: 0.9,
+    beta2: 0.999,
+    eps: 1e-8,
+    weightDecay: 0.01,
+    maxGradNorm: 1,
+  });
+  const next = mulberry32(99);
+  step.setBatch(
+    Array.from({ length: batch }, () => Array.from({ length: seq }, () => Math.floor(next() * config.vocabSize))),
+  );
+  const ops = [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps, ...optimizer.ops];
+  const times: number[] = [];
+  const losses: number[] = [];
+  for (let i = 0; i <= timedSteps; i++) {
+    optimizer.prepareStep();
+    const started = performance.now();
+    submitOps(device, ops);
+    losses.push(await step.readLoss());
+    if (i > 0) times.push((performance.now() - started) / 1000);
+  }
+  const bytes = weights.byteLength + step.byteLength + optimizer.byteLength + lora.length * 8;
+  const result = { seconds: Math.min(...times), losses, bytes, dispatches: ops.length, loraParams: lora.length };
+  step.destroy();
+  optimizer.destroy();
+  lora.destroy();
+  weights.destroy();
+  return result;
+}
+
+function tensorSize(key: string): number {
+  if (key === 'model.embed_tokens.weight') return config.vocabSize * config.hiddenSize;
+  const projection = PROJECTIONS.find((p) => key.endsWith(`${p}.weight`));
+  if (!projection) throw new Error(`unexpected tensor ${key}`);
+  const [out, inDim] = projectionShape(config, projection);
+  return out * inDim;
+}
+
+async function main() {
+  const { device, summary } = await acquireNodeGpu();
+  const tokens = batch * seq;
+  const matmul = opts['skip-matmul'] ? [] : await benchMatmul(device, tokens);
+  const best = matmul.reduce((top, row) => (row.gflops > (top?.gflops ?? 0) ? row : top), matmul[0]);
+  const bestTile = best
+    ? TILES.find((t) => `${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}` === best.tile)
+    : TILES[0];
+  const step = await benchStep(device, bestTile ?? TILES[0]);
+  const flops = usefulFlops(config, tokens, rank);
+  const stepGflops = flops.total / step.seconds / 1e9;
+  const report = {
+    adapter: {
+      vendor: summary.vendor,
+      architecture: summary.architecture,
+      description: summary.description,
+      fallback: summary.isFallbackAdapter,
+    },
+    workload: { model: 'SmolLM2-135M shape', layers: config.numLayers, batch, seq, rank, targets: 'all seven' },
+    bestMatmul: best ?? null,
+    matmul,
+    step: {
+      secondsPerStep: step.seconds,
+      tokensPerSecond: tokens / step.seconds,
+      usefulGflop: flops.total / 1e9,
+      usefulGflopsPerSecond: stepGflops,
+      fractionOfBestMatmul: best ? stepGflops / best.gflops : null,
+      gpuBytesAllocated: step.bytes,
+      dispatchesPerStep: step.dispatches,
+      loraParams: step.loraParams,
+      losses: step.losses,
+    },
+  };
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    const a = report.adapter;
+    console.log(`Adapter: ${a.vendor} ${a.architecture} ${a.description}${a.fallback ? ' (software)' : ''}`);
+    console.log('\n| matmul shape | tile (per thread / workgroup) | GFLOP/s |\n|---|---|---|');
+    for (const row of matmul) console.log(`| ${row.shape} | ${row.tile} | ${row.gflops.toFixed(2)} |`);
+    const s = report.step;
+    console.log(
+      `\nLoRA step (${config.numLayers} layers, batch ${batch}, seq ${seq}, r ${rank}, tile ${best?.tile ?? 'default'}):`,
+    );
+    console.log(
+      '| s/step | tokens/s | useful GFLOP | useful GFLOP/s | / best matmul | GPU MiB | dispatches |\n|---|---|---|---|---|---|---|',
+    );
+    console.log(
+      `| ${s.secondsPerStep.toFixed(3)} | ${s.tokensPerSecond.toFixed(1)} | ${s.usefulGflop.toFixed(2)} | ${s.usefulGflopsPerSecond.toFixed(2)} | ${s.fractionOfBestMatmul === null ? '-' : `${(100 * s.fractionOfBestMatmul).toFixed(0)}%`} | ${(s.gpuBytesAllocated / 2 ** 20).toFixed(0)} | ${s.dispatchesPerStep} |`,
+    );
+    console.log(`losses: ${s.losses.map((l) => l.toFixed(5)).join(' → ')}`);
+    console.log(`\n${JSON.stringify(report)}`);
+  }
+  device.destroy();
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error(error);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,81 @@
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expectedTensors, type ModelConfig, type Projection, serializeModelConfig } from '../../core/model-config';
+import { loraTensorKey, serializeAdapterConfig } from '../../core/peft';
+import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
+import type { ReferenceLora } from '../../workers/engine/reference/transformer.cpu';
+
+/** A fresh temporary folder. */
+export function tempDir(prefix = 'hone-test-'): Promise<string> {
+  return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** bf16 bits of a float32 value, truncated: exact when the value already is a bf16 number. */
+function toBf16Bits(values: ArrayLike<number>): Uint16Array {
+  const f32 = Float32Array.from(values);
+  const u32 = new Uint32Array(f32.buffer);
+  return Uint16Array.from(u32, (bits) => bits >>> 16);
+}
+
+/** Rounds values to the nearest bf16 (toward zero), so a bf16 file and an fp32 reference hold the same numbers. */
+export function roundToBf16(values: Float64Array): Float64Array {
+  const u32 = new Uint32Array(Float32Array.from(values).buffer);
+  for (let i = 0; i < u32.length; i++) u32[i] &= 0xffff0000;
+  return Float64Array.from(new Float32Array(u32.buffer));
+}
+
+/** Writes a model folder in the Hugging Face layout: config.json + model.safetensors (F32 or BF16). */
+export async function writeModelFolder(
+  dir: string,
+  config: ModelConfig,
+  weights: Map<string, Float64Array>,
+  dtype: 'F32' | 'BF16' = 'F32',
+): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'config.json'), serializeModelConfig(config));
+  const shapes = expectedTensors(config);
+  const tensors = new Map<string, WritableTensor>();
+  for (const [key, data] of weights) {
+    const shape = shapes.get(key) ?? [data.length];
+    tensors.set(
+      key,
+      dtype === 'F32' ? { dtype, shape, data: Float32Array.from(data) } : { dtype, shape, data: toBf16Bits(data) },
+    );
+  }
+  await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
+  return dir;
+}
+
+/** Writes a PEFT adapter folder holding `lora` for `targets`. */
+export async function writeAdapterFolder(dir: string, lora: ReferenceLora, targets: string[]): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(
+    join(dir, 'adapter_config.json'),
+    serializeAdapterConfig({
+      r: lora.rank,
+      loraAlpha: lora.alpha,
+      loraDropout: 0,
+      targetModules: targets,
+      useRslora: lora.useRslora,
+      layersToTransform: null,
+      baseModelNameOrPath: 'hone/tiny-test',
+    }),
+  );
+  const tensors = new Map<string, WritableTensor>();
+  for (const [key, { A, B }] of lora.modules) {
+    const [layer, projection] = key.split('.') as [string, Projection];
+    tensors.set(loraTensorKey(Number(layer), projection, 'A'), {
+      dtype: 'F32',
+      shape: [lora.rank, A.length / lora.rank],
+      data: Float32Array.from(A),
+    });
+    tensors.set(loraTensorKey(Number(layer), projection, 'B'), {
+      dtype: 'F32',
+      shape: [B.length / lora.rank, lora.rank],
+      data: Float32Array.from(B),
+    });
+  }
+  await writeFile(join(dir, 'adapter_model.safetensors'), serializeSafetensors(tensors));
+  return dir;
+}

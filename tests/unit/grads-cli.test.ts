@@ -1,0 +1,140 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { serializeModelConfig } from '../../core/model-config';
+import { loraTensorKey } from '../../core/peft';
+import { parseSafetensors } from '../../core/safetensors';
+import { randomLora, randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
+import { referenceForwardBackward } from '../../workers/engine/reference/transformer.cpu';
+import { maxRelativeError } from '../helpers/gpu';
+import { hone } from '../helpers/hone-cli';
+import { roundToBf16, tempDir, writeAdapterFolder, writeModelFolder } from '../helpers/model-folder';
+
+const config = tinyConfig({ modelType: 'qwen2', attentionBias: true, tieWordEmbeddings: false });
+const targets = ['q_proj', 'v_proj', 'down_proj'] as const;
+const tokens = [
+  [3, 14, 15, 9, 26, 5, 35],
+  [8, 9, 7, 9, 3, 2, 3],
+];
+const labels = tokens.map((row) => row.map((id, t) => (t < 2 ? -100 : id)));
+
+let dir: string;
+beforeAll(async () => {
+  dir = await tempDir();
+  await writeFile(join(dir, 'tokens.json'), JSON.stringify(tokens));
+  await writeFile(join(dir, 'labels.json'), JSON.stringify(labels));
+});
+
+async function readOut(path: string) {
+  return parseSafetensors(new Uint8Array(await readFile(path)), path);
+}
+
+describe('hone grads', () => {
+  it('writes the loss and each adapter tensor’s gradient under its own key, matching the reference', async () => {
+    const weights = randomWeights(config, 11);
+    const lora = randomLora(config, [...targets], 4, 8, false, 12);
+    const model = await writeModelFolder(join(dir, 'model'), config, weights);
+    const adapter = await writeAdapterFolder(join(dir, 'adapter'), lora, [...targets]);
+    const out = join(dir, 'grads.safetensors');
+    const args = ['--model', model, '--tokens', join(dir, 'tokens.json'), '--adapter', adapter, '--out', out];
+    const result = await hone('grads', ...args, '--labels', join(dir, 'labels.json'));
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+
+    const ref = referenceForwardBackward(config, weights, lora, tokens, labels);
+    const file = await readOut(out);
+    expect(Math.abs(file.readFloat32('loss')[0] - ref.loss) / ref.loss).toBeLessThan(1e-5);
+    expect(file.tensors.size).toBe(1 + 2 * lora.modules.size);
+    for (const [key, g] of ref.loraGrads) {
+      const [layer, projection] = key.split('.') as [string, (typeof targets)[number]];
+      const keyA = loraTensorKey(Number(layer), projection, 'A');
+      expect(file.tensors.get(keyA)?.shape).toEqual([4, g.A.length / 4]);
+      expect(maxRelativeError(file.readFloat32(keyA), g.A), keyA).toBeLessThan(1e-4);
+      expect(maxRelativeError(file.readFloat32(loraTensorKey(Number(layer), projection, 'B')), g.B)).toBeLessThan(1e-4);
+    }
+  });
+
+  it('--full adds every base weight’s gradient, reading a bf16 checkpoint widened exactly', async () => {
+    const weights = new Map([...randomWeights(config, 21)].map(([k, v]) => [k, roundToBf16(v)]));
+    const lora = randomLora(config, [...targets], 2, 2, true, 22);
+    const model = await writeModelFolder(join(dir, 'model-bf16'), config, weights, 'BF16');
+    const adapter = await writeAdapterFolder(join(dir, 'adapter-rs'), lora, [...targets]);
+    const out = join(dir, 'grads-full.safetensors');
+    const result = await hone(
+      'grads',
+      ...['--model', model, '--tokens', join(dir, 'tokens.json'), '--adapter', adapter, '--out', out, '--full'],
+    );
+    expect(result.code).toBe(0);
+    const ref = referenceForwardBackward(config, weights, lora, tokens, undefined, { full: true });
+    const file = await readOut(out);
+    expect(Math.abs(file.readFloat32('loss')[0] - ref.loss) / ref.loss).toBeLessThan(1e-5);
+    expect(ref.weightGrads.size).toBeGreaterThan(10);
+    for (const [key, g] of ref.weightGrads) {
+      expect(maxRelativeError(file.readFloat32(key), g), key).toBeLessThan(1e-4);
+    }
+  });
+
+  describe('bad input is named, not crashed on', () => {
+    let model: string;
+    let adapter: string;
+    beforeAll(async () => {
+      const weights = randomWeights(config, 31);
+      model = await writeModelFolder(join(dir, 'bad-model'), config, weights);
+      adapter = await writeAdapterFolder(join(dir, 'bad-adapter'), randomLora(config, ['q_proj'], 2, 2, false, 1), [
+        'q_proj',
+      ]);
+    });
+    const grads = (m: string, a: string, tokensFile = join(dir, 'tokens.json')) =>
+      hone('grads', '--model', m, '--tokens', tokensFile, '--adapter', a, '--out', join(dir, 'x.safetensors'));
+
+    it('an unknown architecture names model_type', async () => {
+      const other = join(dir, 'gpt2');
+      await writeModelFolder(other, config, randomWeights(config, 1));
+      const json = JSON.parse(serializeModelConfig(config));
+      await writeFile(join(other, 'config.json'), JSON.stringify({ ...json, model_type: 'gpt2' }));
+      const { code, stderr } = await grads(other, adapter);
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/model_type.*gpt2.*not supported/);
+    });
+
+    it('a missing tensor and a wrong shape name the tensor', async () => {
+      const weights = randomWeights(config, 2);
+      weights.delete('model.layers.1.mlp.up_proj.weight');
+      const missing = await writeModelFolder(join(dir, 'missing'), config, weights);
+      expect((await grads(missing, adapter)).stderr).toContain('model.layers.1.mlp.up_proj.weight');
+
+      const wide = tinyConfig({ ...config, intermediateSize: config.intermediateSize + 2 });
+      const mismatched = await writeModelFolder(join(dir, 'mismatch'), wide, randomWeights(wide, 3));
+      await writeFile(join(mismatched, 'config.json'), serializeModelConfig(config));
+      const { code, stderr } = await grads(mismatched, adapter);
+      expect(code).toBe(1);
+      expect(stderr).toMatch(/model\.layers\.0\.mlp\.\w+_proj\.weight has shape/);
+    });
+
+    it('an adapter for a different model names the tensor and says so', async () => {
+      const bigger = tinyConfig({ ...config, hiddenSize: 32 });
+      const foreign = await writeAdapterFolder(join(dir, 'foreign'), randomLora(bigger, ['q_proj'], 2, 2, false, 4), [
+        'q_proj',
+      ]);
+      const { code, stderr } = await grads(model, foreign);
+      expect(code).toBe(1);
+      expect(stderr).toContain('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight');
+      expect(stderr).toContain('different model');
+    });
+
+    it('a ragged token file and an out-of-vocabulary id name the file and the position', async () => {
+      const ragged = join(dir, 'ragged.json');
+      await writeFile(
+        ragged,
+        JSON.stringify([
+          [1, 2, 3],
+          [4, 5],
+        ]),
+      );
+      expect((await grads(model, adapter, ragged)).stderr).toMatch(/ragged\.json: row 1 has 2 ids/);
+      const outside = join(dir, 'outside.json');
+      await writeFile(outside, JSON.stringify([[1, 2, config.vocabSize]]));
+      expect((await grads(model, adapter, outside)).stderr).toMatch(/token 37 at \[0\]\[2\] is outside the vocabulary/);
+    });
+  });
+});
