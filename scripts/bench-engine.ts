@@ -9,7 +9,10 @@
  * linears and the LM head, attention's four T x T products forward and backward, the LoRA matmuls), not
  * recomputation, so the ratio shows how much of the matmul rate the whole step keeps.
  *
- * Options: --seq N --batch N --layers N (default 30) --rank N --steps N (timed, default 2) --skip-matmul --json
+ * The step uses the matmul variant with the least total time over the step's main shapes (a small autotune).
+ *
+ * Options: --seq N --batch N --layers N (default 30) --rank N --steps N (timed, default 2) --skip-matmul
+ *          --profile (GPU time per kernel, from timestamp queries) --json
  */
 import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
@@ -17,6 +20,7 @@ import { type ModelConfig, PROJECTIONS, projectionShape } from '../core/model-co
 import { mulberry32 } from '../core/random';
 import { createStorageBuffer } from '../workers/engine/gpu/buffers';
 import { type Op, submitOps } from '../workers/engine/gpu/ops';
+import { type KernelTime, profileOps } from '../workers/engine/gpu/profile';
 import { MatmulKernel, type MatmulShape } from '../workers/engine/kernels/matmul';
 import { EngineKernels, type MatmulTile } from '../workers/engine/model/kernels';
 import { everyLayer, GpuLora, peftInit } from '../workers/engine/model/lora';
@@ -32,6 +36,7 @@ const { values: opts } = parseArgs({
     rank: { type: 'string', default: '16' },
     steps: { type: 'string', default: '2' },
     'skip-matmul': { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
@@ -59,13 +64,17 @@ const config: ModelConfig = {
   qkNorm: false,
 };
 
+/** The matmul variants tried: register blocks (CPU adapters' favourite) and workgroup-memory tiles (GPUs'). */
 const TILES: MatmulTile[] = [
   { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
-  { tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16 },
   { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
   { tileM: 8, tileN: 8, workgroupX: 16, workgroupY: 16 },
-  { tileM: 4, tileN: 8, workgroupX: 16, workgroupY: 8 },
+  { tiled: true, tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16 },
+  { tiled: true, tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
+  { tiled: true, tileM: 4, tileN: 8, workgroupX: 16, workgroupY: 8 },
 ];
+
+const tileName = (t: MatmulTile) => `${t.tiled ? 'tiled ' : ''}${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}`;
 
 /** Useful FLOPs of one LoRA step, by part (see the header). */
 function usefulFlops(c: ModelConfig, tokens: number, r: number) {
@@ -103,7 +112,7 @@ function stepShapes(tokens: number): { name: string; transA: boolean; transB: bo
 }
 
 async function benchMatmul(device: GPUDevice, tokens: number) {
-  const rows: { shape: string; tile: string; gflops: number }[] = [];
+  const rows: { shape: string; tile: string; gflops: number; seconds: number }[] = [];
   const big = 8192 * config.hiddenSize;
   const a = createStorageBuffer(device, Math.max(tokens, 8192) * config.intermediateSize * 4);
   const b = createStorageBuffer(device, Math.max(big, config.intermediateSize * config.hiddenSize) * 4);
@@ -119,8 +128,9 @@ async function benchMatmul(device: GPUDevice, tokens: number) {
       const seconds = await timeOps(device, Array(reps).fill(op), 1);
       rows.push({
         shape: s.name,
-        tile: `${tile.tileM}x${tile.tileN}/${tile.workgroupX}x${tile.workgroupY}`,
+        tile: tileName(tile),
         gflops: (flops * reps) / seconds / 1e9,
+        seconds: seconds / reps,
       });
     }
   }
@@ -173,8 +183,20 @@ async function benchStep(device: GPUDevice, tile: MatmulTile) {
     losses.push(await step.readLoss());
     if (i > 0) times.push((performance.now() - started) / 1000);
   }
+  let profile: KernelTime[] = [];
+  if (opts.profile) {
+    optimizer.prepareStep();
+    profile = await profileOps(device, ops);
+  }
   const bytes = weights.byteLength + step.byteLength + optimizer.byteLength + lora.length * 8;
-  const result = { seconds: Math.min(...times), losses, bytes, dispatches: ops.length, loraParams: lora.length };
+  const result = {
+    seconds: Math.min(...times),
+    losses,
+    bytes,
+    dispatches: ops.length,
+    loraParams: lora.length,
+    profile,
+  };
   step.destroy();
   optimizer.destroy();
   lora.destroy();
@@ -195,10 +217,11 @@ async function main() {
   const tokens = batch * seq;
   const matmul = opts['skip-matmul'] ? [] : await benchMatmul(device, tokens);
   const best = matmul.reduce((top, row) => (row.gflops > (top?.gflops ?? 0) ? row : top), matmul[0]);
-  const bestTile = best
-    ? TILES.find((t) => `${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}` === best.tile)
-    : TILES[0];
-  const step = await benchStep(device, bestTile ?? TILES[0]);
+  // The step's variant: least total time over the step's shapes (a small autotune).
+  const totalTime = (t: MatmulTile) =>
+    matmul.filter((r) => r.tile === tileName(t)).reduce((sum, r) => sum + r.seconds, 0);
+  const stepTile = matmul.length ? TILES.reduce((a, b) => (totalTime(b) < totalTime(a) ? b : a)) : TILES[0];
+  const step = await benchStep(device, stepTile);
   const flops = usefulFlops(config, tokens, rank);
   const stepGflops = flops.total / step.seconds / 1e9;
   const report = {
@@ -212,6 +235,7 @@ async function main() {
     bestMatmul: best ?? null,
     matmul,
     step: {
+      matmulVariant: tileName(stepTile),
       secondsPerStep: step.seconds,
       tokensPerSecond: tokens / step.seconds,
       usefulGflop: flops.total / 1e9,
@@ -221,6 +245,7 @@ async function main() {
       dispatchesPerStep: step.dispatches,
       loraParams: step.loraParams,
       losses: step.losses,
+      profile: step.profile,
     },
   };
   if (opts.json) {
@@ -232,7 +257,7 @@ async function main() {
     for (const row of matmul) console.log(`| ${row.shape} | ${row.tile} | ${row.gflops.toFixed(2)} |`);
     const s = report.step;
     console.log(
-      `\nLoRA step (${config.numLayers} layers, batch ${batch}, seq ${seq}, r ${rank}, tile ${best?.tile ?? 'default'}):`,
+      `\nLoRA step (${config.numLayers} layers, batch ${batch}, seq ${seq}, r ${rank}, matmul ${s.matmulVariant}):`,
     );
     console.log(
       '| s/step | tokens/s | useful GFLOP | useful GFLOP/s | / best matmul | GPU MiB | dispatches |\n|---|---|---|---|---|---|---|',
@@ -241,6 +266,10 @@ async function main() {
       `| ${s.secondsPerStep.toFixed(3)} | ${s.tokensPerSecond.toFixed(1)} | ${s.usefulGflop.toFixed(2)} | ${s.usefulGflopsPerSecond.toFixed(2)} | ${s.fractionOfBestMatmul === null ? '-' : `${(100 * s.fractionOfBestMatmul).toFixed(0)}%`} | ${(s.gpuBytesAllocated / 2 ** 20).toFixed(0)} | ${s.dispatchesPerStep} |`,
     );
     console.log(`losses: ${s.losses.map((l) => l.toFixed(5)).join(' → ')}`);
+    if (s.profile.length) {
+      console.log('\n| kernel | dispatches | GPU ms |\n|---|---|---|');
+      for (const k of s.profile) console.log(`| ${k.label} | ${k.dispatches} | ${k.milliseconds.toFixed(2)} |`);
+    }
     console.log(`\n${JSON.stringify(report)}`);
   }
   device.destroy();

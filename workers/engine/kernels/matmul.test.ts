@@ -52,10 +52,14 @@ describe('matmul kernel against its CPU twin', () => {
     { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
     { tileM: 8, tileN: 8, workgroupX: 4, workgroupY: 8 },
     { tileM: 4, tileN: 8, workgroupX: 16, workgroupY: 4 },
+    { tiled: true, tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16 },
+    { tiled: true, tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
+    { tiled: true, tileM: 4, tileN: 8, workgroupX: 8, workgroupY: 16 },
   ] as const;
   for (const layout of layouts) {
     for (const tile of tiles) {
-      it(`${layout.name}, ${tile.tileM}x${tile.tileN} per invocation, awkward sizes`, async () => {
+      const family = 'tiled' in tile ? 'tiled' : 'registers';
+      it(`${layout.name}, ${family} ${tile.tileM}x${tile.tileN} per invocation, awkward sizes`, async () => {
         const variant = { ...tile, transA: layout.transA, transB: layout.transB };
         await check(variant, { M: 37, N: 29, K: 53 }, 10);
         await check(variant, { M: 1, N: 67, K: 5 }, 20);
@@ -65,6 +69,16 @@ describe('matmul kernel against its CPU twin', () => {
   }
 
   it('batches with strides and offsets, alpha, and accumulation into C (beta = 1)', async () => {
+    const tiled = {
+      tiled: true,
+      tileM: 4,
+      tileN: 4,
+      workgroupX: 16,
+      workgroupY: 16,
+      transA: true,
+      transB: false,
+    } as const;
+    await check(tiled, { M: 70, N: 9, K: 33, batch: 3, alpha: 0.125, beta: 1, offsetA: 5, offsetB: 7, offsetC: 3 }, 45);
     const variant = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, transA: false, transB: true } as const;
     await check(
       variant,
@@ -77,8 +91,10 @@ describe('matmul kernel against its CPU twin', () => {
 
   it('shares one B matrix between consecutive batch entries (grouped-query attention)', async () => {
     for (const transB of [true, false]) {
-      const variant = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, transA: false, transB } as const;
-      await check(variant, { M: 7, N: 7, K: 6, batch: 6, batchDivB: 3 }, 60);
+      for (const tiled of [false, true]) {
+        const variant = { tiled, tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 4, transA: false, transB } as const;
+        await check(variant, { M: 7, N: 7, K: 6, batch: 6, batchDivB: 3 }, 60);
+      }
     }
   });
 

@@ -15,14 +15,22 @@ import type { Op } from '../gpu/ops';
  * Batches run along the dispatch's z: matrix b of A and C is at offset + b * stride, of B at
  * offsetB + floor(b / batchDivB) * strideB, so query heads can share their key/value head (grouped-query attention).
  *
- * Each invocation computes a TM x TN block of C in registers, reading A and B straight from storage: on
- * software adapters large register blocks without workgroup memory were fastest (see
- * shared notes). Out-of-range rows and columns are clamped on load and skipped on store, so any M, N, K work.
+ * Two families, chosen per adapter (software and hardware adapters want opposite trade-offs):
+ *   registers: each invocation computes a TM x TN block of C in registers, reading A and B straight from
+ *              storage. Fastest on CPU adapters (SwiftShader, lavapipe), where caches do the staging.
+ *   tiled:     the workgroup stages BK-deep slices of its A and B tiles in workgroup memory, loaded so that
+ *              neighbouring invocations read neighbouring addresses whatever the layout, then each invocation
+ *              computes its TM x TN block from there. What GPUs want: coalesced loads, each loaded value
+ *              reused by a whole row or column of invocations.
+ * Out-of-range rows and columns are clamped (registers) or zero-filled (tiled) on load and skipped on store, so
+ * any M, N, K work.
  */
 
 export interface MatmulVariant {
   transA: boolean;
   transB: boolean;
+  /** Stage tiles in workgroup memory (the tiled family); registers-only otherwise. */
+  tiled?: boolean;
   /** Rows of C per invocation. */
   tileM: 4 | 8;
   /** Columns of C per invocation (a multiple of 4: they are held as vec4). */
@@ -85,6 +93,41 @@ export function resolveMatmulShape(shape: MatmulShape, variant: Pick<MatmulVaria
 }
 
 export function matmulShader(v: MatmulVariant): string {
+  return v.tiled ? tiledShader(v) : registersShader(v);
+}
+
+const PARAMS_STRUCT = /* wgsl */ `
+struct Params {
+  M: u32, N: u32, K: u32, batch: u32,
+  lda: u32, ldb: u32, ldc: u32, strideA: u32,
+  strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
+  offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
+}
+
+@group(0) @binding(0) var<storage, read> A: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+`;
+
+/** Writes alpha * acc (+ beta * C) for the block at (row0, col0), skipping what lies outside C. */
+function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride: string): string {
+  return /* wgsl */ `
+  for (var i = 0u; i < ${v.tileM}u; i++) {
+    let row = row0 + i * ${rowStride};
+    if (row >= p.M) { break; }
+    for (var j = 0u; j < ${v.tileN}u; j++) {
+      let col = col0 + j * ${colStride};
+      if (col >= p.N) { continue; }
+      let at = cBase + row * p.ldc + col;
+      var value = p.alpha * acc[i * ${vecN}u + j / 4u][j % 4u];
+      if (p.beta != 0.0) { value += p.beta * C[at]; }
+      C[at] = value;
+    }
+  }`;
+}
+
+function registersShader(v: MatmulVariant): string {
   if (v.tileN % 4 !== 0) throw new Error(`matmul tileN must be a multiple of 4, got ${v.tileN}`);
   const vecN = v.tileN / 4;
   // Index of op(A)[m, k] and op(B)[k, n] in storage, relative to the batch's base offset.
@@ -105,18 +148,7 @@ export function matmulShader(v: MatmulVariant): string {
   const cols = Array.from({ length: v.tileN }, (_, c) => `  let c${c} = min(col0 + ${c}u, p.N - 1u);`).join('\n');
 
   return /* wgsl */ `
-struct Params {
-  M: u32, N: u32, K: u32, batch: u32,
-  lda: u32, ldb: u32, ldc: u32, strideA: u32,
-  strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
-  offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
-}
-
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<f32>;
-@group(0) @binding(2) var<storage, read_write> C: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-
+${PARAMS_STRUCT}
 @compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let row0 = gid.y * ${v.tileM}u;
@@ -134,18 +166,78 @@ ${loadA}
 ${loadB}
 ${fma}
   }
-  for (var i = 0u; i < ${v.tileM}u; i++) {
-    let row = row0 + i;
-    if (row >= p.M) { break; }
-    for (var j = 0u; j < ${v.tileN}u; j++) {
-      let col = col0 + j;
-      if (col >= p.N) { break; }
-      let at = cBase + row * p.ldc + col;
-      var value = p.alpha * acc[i * ${vecN}u + j / 4u][j % 4u];
-      if (p.beta != 0.0) { value += p.beta * C[at]; }
-      C[at] = value;
-    }
+${storeBlock(v, vecN, '1u', '1u')}
+}
+`;
+}
+
+/** Depth of the K slices the tiled family stages in workgroup memory. */
+const TILE_K = 16;
+
+function tiledShader(v: MatmulVariant): string {
+  const threads = v.workgroupX * v.workgroupY;
+  const BM = v.workgroupY * v.tileM;
+  const BN = v.workgroupX * v.tileN;
+  const vecN = v.tileN / 4;
+  if ((BM * TILE_K) % threads !== 0 || (BN * TILE_K) % threads !== 0) {
+    throw new Error(
+      `tiled matmul: ${BM}x${TILE_K} and ${BN}x${TILE_K} tiles must split evenly over ${threads} invocations`,
+    );
   }
+  // Each tile element e is mapped to (row-or-column, k) so that consecutive invocations read consecutive
+  // addresses of the stored matrix: along k when k is the contiguous axis, along m (or n) otherwise.
+  const loadTile = (
+    name: 'A' | 'B',
+    size: number,
+    contiguousK: boolean,
+    index: (mn: string, k: string) => string,
+    limit: string,
+  ) => `
+    for (var e = li; e < ${size * TILE_K}u; e += ${threads}u) {
+      ${contiguousK ? `let k = e % ${TILE_K}u; let mn = e / ${TILE_K}u;` : `let mn = e % ${size}u; let k = e / ${size}u;`}
+      let g = ${name === 'A' ? 'rowBase' : 'colBase'} + mn;
+      let gk = k0 + k;
+      var value = 0.0;
+      if (g < ${limit} && gk < p.K) { value = ${name}[${name === 'A' ? 'aBase' : 'bBase'} + ${index('g', 'gk')}]; }
+      ${name}s[k * ${size}u + mn] = value;
+    }`;
+  const aIndex = (m: string, k: string) => (v.transA ? `${k} * p.lda + ${m}` : `${m} * p.lda + ${k}`);
+  const bIndex = (n: string, k: string) => (v.transB ? `${n} * p.ldb + ${k}` : `${k} * p.ldb + ${n}`);
+  // Invocation (x, y) owns rows y + WY * i and columns x + WX * j of the tile: neighbours read neighbouring
+  // workgroup-memory words, which avoids bank conflicts.
+  const fma = Array.from({ length: v.tileM }, (_, i) => {
+    const a = `As[kk * ${BM}u + lid.y + ${i * v.workgroupY}u]`;
+    return Array.from({ length: vecN }, (_, j) => {
+      const lanes = [0, 1, 2, 3].map((l) => `Bs[kk * ${BN}u + lid.x + ${(4 * j + l) * v.workgroupX}u]`).join(', ');
+      return `      acc[${i * vecN + j}] += ${a} * vec4f(${lanes});`;
+    }).join('\n');
+  }).join('\n');
+  return /* wgsl */ `
+${PARAMS_STRUCT}
+var<workgroup> As: array<f32, ${BM * TILE_K}>;
+var<workgroup> Bs: array<f32, ${BN * TILE_K}>;
+
+@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let b = wg.z;
+  let rowBase = wg.y * ${BM}u;
+  let colBase = wg.x * ${BN}u;
+  let aBase = p.offsetA + b * p.strideA;
+  let bBase = p.offsetB + (b / p.batchDivB) * p.strideB;
+  let cBase = p.offsetC + b * p.strideC;
+  var acc: array<vec4f, ${v.tileM * vecN}>;
+  for (var k0 = 0u; k0 < p.K; k0 += ${TILE_K}u) {
+${loadTile('A', BM, !v.transA, aIndex, 'p.M')}
+${loadTile('B', BN, v.transB, bIndex, 'p.N')}
+    workgroupBarrier();
+    for (var kk = 0u; kk < ${TILE_K}u; kk++) {
+${fma}
+    }
+    workgroupBarrier();
+  }
+  let row0 = rowBase + lid.y;
+  let col0 = colBase + lid.x;
+${storeBlock(v, vecN, `${v.workgroupY}u`, `${v.workgroupX}u`)}
 }
 `;
 }
@@ -179,5 +271,6 @@ export class MatmulKernel {
 }
 
 function matmulLabel(v: MatmulVariant): string {
-  return `matmul_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
+  const family = v.tiled ? 'tiled' : 'registers';
+  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
 }
