@@ -157,7 +157,7 @@ async function benchStep(device: GPUDevice, tile: MatmulTile) {
   const lora = GpuLora.create(
     device,
     config,
-    { r: rank, loraAlpha: 2 * rank, useRslora: false, modules: everyLayer(config, PROJECTIONS) },
+    { r: rank, loraAlpha: 2 * rank, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
     peftInit(2),
   );
   const step = new TransformerStep(device, kernels, weights, lora, { batch, seq }, { full: false });

@@ -116,6 +116,8 @@ function uploadAdapter(device: GPUDevice, config: ModelConfig, adapter: LoadedAd
       r: adapter.config.r,
       loraAlpha: adapter.config.loraAlpha,
       useRslora: adapter.config.useRslora,
+      // Off whatever lora_dropout says: the gradients must be deterministic to compare (PyTorch's eval mode).
+      loraDropout: 0,
       modules: adapter.modules,
     },
     (m, a, b) => {

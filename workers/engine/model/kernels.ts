@@ -1,6 +1,7 @@
 import { AdamWKernels } from '../kernels/adamw';
 import { BiasKernels } from '../kernels/bias';
 import { CrossEntropyKernels } from '../kernels/cross-entropy';
+import { DropoutKernel } from '../kernels/dropout';
 import { EmbeddingKernels } from '../kernels/embedding';
 import { DEFAULT_MATMUL_TILE, MatmulKernel, type MatmulVariant } from '../kernels/matmul';
 import { RmsNormKernels } from '../kernels/rmsnorm';
@@ -20,6 +21,7 @@ export class EngineKernels {
   readonly embedding: EmbeddingKernels;
   readonly crossEntropy: CrossEntropyKernels;
   readonly adamw: AdamWKernels;
+  readonly dropout: DropoutKernel;
   private readonly matmuls = new Map<string, MatmulKernel>();
 
   constructor(
@@ -34,6 +36,7 @@ export class EngineKernels {
     this.embedding = new EmbeddingKernels(device);
     this.crossEntropy = new CrossEntropyKernels(device);
     this.adamw = new AdamWKernels(device);
+    this.dropout = new DropoutKernel(device);
   }
 
   /** The matmul for op(A) · op(B) with this engine's tile. */

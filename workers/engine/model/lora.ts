@@ -14,6 +14,8 @@ export interface LoraSettings {
   r: number;
   loraAlpha: number;
   useRslora: boolean;
+  /** PEFT's lora_dropout: the probability of zeroing each value of the adapter path's input while training. */
+  loraDropout: number;
   /** The adapted projections, in the order their A and B are laid out. */
   modules: ReadonlyArray<{ layer: number; projection: Projection }>;
 }
@@ -26,6 +28,8 @@ export function everyLayer(config: ModelConfig, targets: readonly Projection[]):
 }
 
 export interface LoraModule {
+  /** Position in the layout; also picks the module's own dropout mask. */
+  index: number;
   layer: number;
   projection: Projection;
   inDim: number;
@@ -43,7 +47,8 @@ export function loraLayout(config: ModelConfig, settings: LoraSettings): { modul
     if (layer < 0 || layer >= config.numLayers)
       throw new Error(`LoRA module on layer ${layer}: the model has ${config.numLayers}`);
     const [outDim, inDim] = projectionShape(config, projection);
-    modules.push({ layer, projection, inDim, outDim, offsetA: length, offsetB: length + settings.r * inDim });
+    const index = modules.length;
+    modules.push({ index, layer, projection, inDim, outDim, offsetA: length, offsetB: length + settings.r * inDim });
     length += settings.r * (inDim + outDim);
   }
   return { modules, length };

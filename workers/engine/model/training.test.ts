@@ -29,7 +29,13 @@ describe('LoRA training steps on the GPU', () => {
     const lora = GpuLora.create(
       device,
       config,
-      { r: 2, loraAlpha: 4, useRslora: false, modules: everyLayer(config, ['q_proj', 'v_proj', 'down_proj']) },
+      {
+        r: 2,
+        loraAlpha: 4,
+        useRslora: false,
+        loraDropout: 0,
+        modules: everyLayer(config, ['q_proj', 'v_proj', 'down_proj']),
+      },
       (m, a, b) => {
         const r = ref.modules.get(`${m.layer}.${m.projection}`);
         a.set(r?.A ?? []);
@@ -75,7 +81,7 @@ describe('LoRA training steps on the GPU', () => {
     const lora = GpuLora.create(
       device,
       config,
-      { r: 4, loraAlpha: 8, useRslora: false, modules: everyLayer(config, PROJECTIONS) },
+      { r: 4, loraAlpha: 8, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
       peftInit(7),
     );
     const step = new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 8 }, { full: false });

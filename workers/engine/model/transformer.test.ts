@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { submitOps } from '../gpu/ops';
+import { dropoutMaskCpu } from '../kernels/dropout.cpu';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { referenceForwardBackward } from '../reference/transformer.cpu';
 import { EngineKernels } from './kernels';
@@ -22,6 +23,8 @@ interface Case {
   batch?: number;
   seq?: number;
   rslora?: boolean;
+  /** LoRA dropout probability: the reference then gets the masks the GPU draws. */
+  dropout?: number;
 }
 
 const cases: Case[] = [
@@ -48,6 +51,14 @@ const cases: Case[] = [
     targets: ['q_proj', 'k_proj', 'gate_proj', 'up_proj'],
     full: true,
     labels: true,
+  },
+  {
+    name: 'LoRA dropout (p = 0.3): each module draws its own mask, regenerated in the backward',
+    config: tinyConfig(),
+    targets: ['q_proj', 'o_proj', 'up_proj', 'down_proj'],
+    full: true,
+    labels: true,
+    dropout: 0.3,
   },
   {
     name: 'llama3 rope scaling, multi-head (no grouping), one row',
@@ -82,7 +93,6 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
         Array.from({ length: seq }, (_, t) => (b * 13 + t * 7 + 3) % config.vocabSize),
       );
       const labels = c.labels ? tokens.map((row) => row.map((id, t) => (t % 3 === 1 ? -100 : id))) : undefined;
-      const ref = referenceForwardBackward(config, weights, refLora, tokens, labels, { full: c.full });
 
       const kernels = new EngineKernels(device);
       const maxChunkBytes = c.chunked ? 10 * config.hiddenSize * 4 : undefined;
@@ -90,7 +100,13 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       const lora = GpuLora.create(
         device,
         config,
-        { r: rank, loraAlpha: 5, useRslora: c.rslora ?? false, modules: everyLayer(config, c.targets) },
+        {
+          r: rank,
+          loraAlpha: 5,
+          useRslora: c.rslora ?? false,
+          loraDropout: c.dropout ?? 0,
+          modules: everyLayer(config, c.targets),
+        },
         (m, a, b) => {
           const module = refLora.modules.get(`${m.layer}.${m.projection}`);
           if (!module) throw new Error(`no reference module ${m.layer}.${m.projection}`);
@@ -110,10 +126,21 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
         },
       );
       step.setBatch(tokens, labels);
+      if (c.dropout) {
+        const seed = 1234;
+        step.setDropoutSeed(seed);
+        refLora.dropoutMasks = new Map(
+          lora.modules.map((m) => [
+            `${m.layer}.${m.projection}`,
+            dropoutMaskCpu(batch * seq * m.inDim, seed, m.index, c.dropout ?? 0),
+          ]),
+        );
+      }
       device.pushErrorScope('validation');
       submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps]);
       expect(await device.popErrorScope()).toBeNull();
 
+      const ref = referenceForwardBackward(config, weights, refLora, tokens, labels, { full: c.full });
       const loss = await step.readLoss();
       expect(Math.abs(loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
       const grads = await lora.readGradients(device);

@@ -82,6 +82,8 @@ export class TransformerStep {
   readonly backwardOps: Op[] = [];
   readonly zeroGradOps: Op[] = [];
   private countedTargets = 0;
+  /** The step's dropout seed (one u32), when the adapter has LoRA dropout. */
+  private readonly dropoutSeed: GPUBuffer | null;
 
   // Scratch shared by all layers.
   private readonly s: Record<string, GPUBuffer> = {};
@@ -109,6 +111,7 @@ export class TransformerStep {
     this.weightsPerToken = this.alloc(N * 4, 'target weights');
     this.lossRows = this.alloc(N * 4, 'loss per token');
     this.tokenIndex = options.full ? this.alloc((3 * N + 2) * 4, 'token index') : null;
+    this.dropoutSeed = lora && lora.settings.loraDropout > 0 ? this.alloc(4, 'dropout seed') : null;
     this.weightGrads = options.full ? w.zerosLike(device, 'grad') : null;
     if (this.weightGrads) for (const list of this.weightGrads.values()) this.buffers.push(...list);
 
@@ -167,6 +170,11 @@ export class TransformerStep {
     q.writeBuffer(this.targets, 0, targets);
     q.writeBuffer(this.weightsPerToken, 0, weights);
     if (this.tokenIndex) q.writeBuffer(this.tokenIndex, 0, buildTokenIndex(ids));
+  }
+
+  /** Draws new LoRA dropout masks for the next run of the ops (call once per step when training). */
+  setDropoutSeed(seed: number): void {
+    if (this.dropoutSeed) this.device.queue.writeBuffer(this.dropoutSeed, 0, Uint32Array.of(seed >>> 0));
   }
 
   /** The batch's mean loss, after the forward ops ran (summed in float64 on the CPU). */
@@ -255,6 +263,12 @@ export class TransformerStep {
       dact: f32(N * f, 'd act'),
       dxa: f32(Math.max(1, N * r), 'd xA'),
     });
+    if (this.dropoutSeed) {
+      // The adapter path's input after dropout, and the gradient reaching it, for the widest projection input.
+      const widest = Math.max(d, f, H * hd);
+      this.s.loraIn = f32(N * widest, 'LoRA input after dropout');
+      this.s.dLoraIn = f32(N * widest, 'd LoRA input');
+    }
     const { cos, sin } = ropeTables(c, T);
     this.s.cos = this.upload(cos, 'rope cos');
     this.s.sin = this.upload(sin, 'rope sin');
@@ -310,7 +324,8 @@ export class TransformerStep {
     if (!m || !xa || !this.lora) return;
     const r = this.lora.settings.r;
     const params = this.lora.params;
-    ops.push(this.mm(false, true, x, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
+    const xl = this.dropout(ops, m, x, N * inDim);
+    ops.push(this.mm(false, true, xl, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
     ops.push(
       this.mm(false, true, xa, params, y, { M: N, N: out, K: r, offsetB: m.offsetB, alpha: this.lora.scale, beta: 1 }),
     );
@@ -349,10 +364,28 @@ export class TransformerStep {
     ops.push(this.mm(true, false, dy, xa, grads, { M: out, N: r, K: N, offsetC: m.offsetB, alpha: scale, beta: 1 }));
     // d(x A^T) = s dy B          [N, r]
     ops.push(this.mm(false, false, dy, params, dxa, { M: N, N: r, K: out, offsetB: m.offsetB, alpha: scale }));
-    // dA += d(x A^T)^T x         [r, in]
-    ops.push(this.mm(true, false, dxa, x, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
-    // dx += d(x A^T) A           [N, in]
-    ops.push(this.mm(false, false, dxa, params, dx, { M: N, N: inDim, K: r, offsetB: m.offsetA, beta: 1 }));
+    // dA += d(x A^T)^T xl        [r, in], xl = dropout(x) regenerated from the step's seed
+    const xl = this.dropout(ops, m, x, N * inDim);
+    ops.push(this.mm(true, false, dxa, xl, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
+    // dx += dropout'(d(x A^T) A) [N, in]: the same mask on the way back
+    if (xl === x) {
+      ops.push(this.mm(false, false, dxa, params, dx, { M: N, N: inDim, K: r, offsetB: m.offsetA, beta: 1 }));
+    } else {
+      ops.push(this.mm(false, false, dxa, params, this.s.dLoraIn, { M: N, N: inDim, K: r, offsetB: m.offsetA }));
+      ops.push(this.maskOp(m, this.s.dLoraIn, dx, N * inDim, true));
+    }
+  }
+
+  /** The adapter path's input: `x` itself, or dropout(x) in the scratch buffer when the adapter has dropout. */
+  private dropout(ops: Op[], m: LoraModule, x: GPUBuffer, n: number): GPUBuffer {
+    if (!this.dropoutSeed) return x;
+    ops.push(this.maskOp(m, x, this.s.loraIn, n, false));
+    return this.s.loraIn;
+  }
+
+  private maskOp(m: LoraModule, x: GPUBuffer, y: GPUBuffer, n: number, accumulate: boolean): Op {
+    const p = this.lora?.settings.loraDropout ?? 0;
+    return this.k.dropout.op(x, this.dropoutSeed as GPUBuffer, y, n, m.index, p, accumulate);
   }
 
   /** P = softmax(scale · Qh Kh^T) with the causal mask, into `scores`, for one layer. */

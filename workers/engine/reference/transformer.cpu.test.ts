@@ -163,6 +163,42 @@ describe('referenceForwardBackward matches finite differences of referenceForwar
     });
   }
 
+  it('with LoRA dropout masks (fixed, p = 0.5), for LoRA and base weights alike', () => {
+    const { config, weights, lora, tokens, labels } = setup(1);
+    const next = mulberry32(77);
+    const N = tokens.length * tokens[0].length;
+    lora.dropoutMasks = new Map(
+      [...lora.modules].map(([key, { A }]) => [
+        key,
+        Float64Array.from({ length: N * (A.length / lora.rank) }, () => (next() < 0.5 ? 0 : 2)),
+      ]),
+    );
+    const loss = () => referenceForward(config, weights, lora, tokens, labels);
+    const result = referenceForwardBackward(config, weights, lora, tokens, labels, { full: true });
+    const withoutDropout = referenceForward(config, weights, { ...lora, dropoutMasks: undefined }, tokens, labels);
+    expect(Math.abs(result.loss - withoutDropout)).toBeGreaterThan(1e-6);
+    const mismatches: string[] = [];
+    let seed = 500;
+    for (const [key, module] of lora.modules) {
+      const grad = result.loraGrads.get(key);
+      if (!grad) throw new Error(`no LoRA gradient for ${key}`);
+      mismatches.push(...finiteDifferenceMismatches(`${key}.A`, module.A, grad.A, loss, seed++));
+      mismatches.push(...finiteDifferenceMismatches(`${key}.B`, module.B, grad.B, loss, seed++));
+    }
+    for (const key of ['model.embed_tokens.weight', 'model.layers.0.input_layernorm.weight']) {
+      mismatches.push(
+        ...finiteDifferenceMismatches(
+          key,
+          tensor(weights, key),
+          result.weightGrads.get(key) ?? new Float64Array(),
+          loss,
+          seed++,
+        ),
+      );
+    }
+    expect(mismatches).toEqual([]);
+  });
+
   it('gives the same LoRA gradients with frozen base weights, and no weight gradients', () => {
     const config = tinyConfig();
     const weights = randomWeights(config, 1);

@@ -23,6 +23,11 @@ export interface ReferenceLora {
   useRslora: boolean;
   /** keyed `${layer}.${projection}`, e.g. "0.q_proj"; A: [rank, in], B: [out, rank], row-major */
   modules: Map<string, { A: Float64Array; B: Float64Array }>;
+  /**
+   * LoRA dropout, as fixed masks: per module (same keys), [N, in] multipliers of the LoRA path's input (0, or
+   * 1 / (1 - p) where kept), so a stochastic engine step can be checked exactly. Absent: no dropout.
+   */
+  dropoutMasks?: Map<string, Float64Array>;
 }
 
 export interface ReferenceResult {
@@ -142,7 +147,7 @@ interface Linear {
   outDim: number;
   weight: Float64Array;
   bias: Float64Array | null;
-  lora: { rank: number; scale: number; A: Float64Array; B: Float64Array } | null;
+  lora: { rank: number; scale: number; A: Float64Array; B: Float64Array; mask: Float64Array | null } | null;
   /** Where gradients go; null entries are frozen. */
   grad: {
     weight: Float64Array | null;
@@ -241,7 +246,16 @@ function buildModel(
         outDim,
         weight: weight.value,
         bias: bias?.value ?? null,
-        lora: module && lora ? { rank: lora.rank, scale: loraScale(lora), A: module.A, B: module.B } : null,
+        lora:
+          module && lora
+            ? {
+                rank: lora.rank,
+                scale: loraScale(lora),
+                A: module.A,
+                B: module.B,
+                mask: lora.dropoutMasks?.get(`${l}.${projection}`) ?? null,
+              }
+            : null,
         grad: { weight: weight.grad, bias: bias?.grad ?? null, A: loraGrad?.A ?? null, B: loraGrad?.B ?? null },
       };
     }
@@ -365,24 +379,28 @@ function addOuter(
 interface LinearCache {
   /** [N, in] the input */
   x: Float64Array;
-  /** [N, r] x A^T, the LoRA bottleneck (null without LoRA) */
+  /** [N, in] the LoRA path's input: x, or dropout(x) */
+  xl: Float64Array;
+  /** [N, r] xl A^T, the LoRA bottleneck (null without LoRA) */
   xa: Float64Array | null;
 }
 
-/** y[N, out] = x W^T + bias + s (x A^T) B^T */
+/** y[N, out] = x W^T + bias + s (dropout(x) A^T) B^T */
 function linearForward(lin: Linear, x: Float64Array, N: number): { y: Float64Array; cache: LinearCache } {
   const y = matmulTransposed(x, lin.weight, N, lin.inDim, lin.outDim);
   if (lin.bias) {
     for (let n = 0; n < N; n++) for (let o = 0; o < lin.outDim; o++) y[n * lin.outDim + o] += lin.bias[o];
   }
   let xa: Float64Array | null = null;
+  let xl = x;
   if (lin.lora) {
-    const { rank, scale, A, B } = lin.lora;
-    xa = matmulTransposed(x, A, N, lin.inDim, rank); // [N, r]
+    const { rank, scale, A, B, mask } = lin.lora;
+    if (mask) xl = x.map((v, i) => v * mask[i]);
+    xa = matmulTransposed(xl, A, N, lin.inDim, rank); // [N, r]
     const delta = matmulTransposed(xa, B, N, rank, lin.outDim); // [N, out]
     for (let i = 0; i < y.length; i++) y[i] += scale * delta[i];
   }
-  return { y, cache: { x, xa } };
+  return { y, cache: { x, xl, xa } };
 }
 
 /** Accumulates dW, dbias, dA, dB (where not frozen); returns dx[N, in]. */
@@ -396,12 +414,16 @@ function linearBackward(lin: Linear, cache: LinearCache, dy: Float64Array, N: nu
   }
   if (lin.lora && cache.xa) {
     const { rank, scale, A, B } = lin.lora;
-    // y += s * xa B^T, xa = x A^T: dB = s dy^T xa; dxa = s dy B; dA = dxa^T x; dx += dxa A.
+    // y += s * xa B^T, xa = xl A^T, xl = x * mask: dB = s dy^T xa; dxa = s dy B; dA = dxa^T xl;
+    // dx += (dxa A) * mask.
+    const { mask } = lin.lora;
     if (grad.B) addOuter(grad.B, dy, cache.xa, N, rank, outDim, scale);
     const dxa = new Float64Array(N * rank);
     addMatmul(dxa, dy, B, N, rank, outDim, scale);
-    if (grad.A) addOuter(grad.A, dxa, cache.x, N, inDim, rank);
-    addMatmul(dx, dxa, A, N, inDim, rank);
+    if (grad.A) addOuter(grad.A, dxa, cache.xl, N, inDim, rank);
+    const dxl = new Float64Array(N * inDim);
+    addMatmul(dxl, dxa, A, N, inDim, rank);
+    for (let i = 0; i < dx.length; i++) dx[i] += mask ? dxl[i] * mask[i] : dxl[i];
   }
   return dx;
 }

@@ -1,0 +1,19 @@
+import { dropoutThreshold } from './dropout';
+
+/** The hash the dropout kernel uses (lowbias32), in 32-bit unsigned arithmetic. */
+function mix(v: number): number {
+  let h = v >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x7feb352d) >>> 0;
+  h ^= h >>> 15;
+  h = Math.imul(h, 0x846ca68b) >>> 0;
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+/** CPU twin of the dropout kernel's mask: n multipliers, 0 or 1 / (1 - p). */
+export function dropoutMaskCpu(n: number, seed: number, module: number, p: number): Float64Array {
+  const threshold = dropoutThreshold(p);
+  const moduleHash = mix((seed + Math.imul(module, 0x9e3779b9)) >>> 0);
+  return Float64Array.from({ length: n }, (_, i) => (mix((i ^ moduleHash) >>> 0) >= threshold ? 1 / (1 - p) : 0));
+}

@@ -1,0 +1,64 @@
+import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
+import type { Op } from '../gpu/ops';
+
+/**
+ * LoRA dropout (PEFT's lora_dropout on the adapter path's input), elementwise over n values:
+ *   y (= or +=) keep(i) ? x[i] / (1 - p) : 0
+ * keep(i) hashes (step seed, module, i), so the backward regenerates the forward's mask instead of storing it,
+ * and each module draws its own mask, as each PEFT module has its own nn.Dropout. The step seed lives in a
+ * small buffer, rewritten each step, so recorded ops stay valid.
+ */
+const shader = /* wgsl */ `
+struct Params { n: u32, moduleId: u32, threshold: u32, accumulate: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> seed: array<u32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+fn mix(v: u32) -> u32 {
+  var h = v;
+  h ^= h >> 16u; h *= 0x7feb352du; h ^= h >> 15u; h *= 0x846ca68bu; h ^= h >> 16u;
+  return h;
+}
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= p.n) { return; }
+  let keep = mix(i ^ mix(seed[0] + p.moduleId * 0x9e3779b9u)) >= p.threshold;
+  var value = select(0.0, x[i] * p.scale, keep);
+  if (p.accumulate != 0u) { value += y[i]; }
+  y[i] = value;
+}
+`;
+
+/** The uint32 a hash must reach to keep a value: p of them fall below it. */
+export function dropoutThreshold(p: number): number {
+  if (!(p >= 0 && p < 1)) throw new Error(`dropout probability must be in [0, 1), got ${p}`);
+  return Math.min(0xffffffff, Math.round(p * 2 ** 32));
+}
+
+export class DropoutKernel {
+  private readonly kernel: Kernel;
+
+  constructor(device: GPUDevice) {
+    this.kernel = new Kernel(device, shader, 'lora_dropout');
+  }
+
+  op(x: GPUBuffer, seed: GPUBuffer, y: GPUBuffer, n: number, module: number, p: number, accumulate: boolean): Op {
+    return this.kernel.op(
+      [x, seed, y],
+      [
+        u32(n),
+        u32(module),
+        u32(dropoutThreshold(p)),
+        u32(accumulate ? 1 : 0),
+        f32(1 / (1 - p)),
+        u32(0),
+        u32(0),
+        u32(0),
+      ],
+      grid1d(n, 64),
+    );
+  }
+}
