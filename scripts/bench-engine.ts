@@ -9,7 +9,8 @@
  * linears and the LM head, attention's four T x T products forward and backward, the LoRA matmuls), not
  * recomputation, so the ratio shows how much of the matmul rate the whole step keeps.
  *
- * The step uses the matmul variant with the least total time over the step's main shapes (a small autotune).
+ * The step's matmuls default to the variant with the least total time over the step's main shapes; on hardware
+ * adapters (or with --tune) each distinct product of the step is then timed on every candidate and gets its own.
  *
  * Options: --seq N --batch N --layers N (default 30) --rank N --steps N (timed, default 2) --skip-matmul
  *          --profile (GPU time per kernel, from timestamp queries) --json
@@ -22,8 +23,9 @@ import { createStorageBuffer } from '../workers/engine/gpu/buffers';
 import { type Op, submitOps } from '../workers/engine/gpu/ops';
 import { type KernelTime, profileOps } from '../workers/engine/gpu/profile';
 import { MatmulKernel, type MatmulShape } from '../workers/engine/kernels/matmul';
-import { EngineKernels, type MatmulTile } from '../workers/engine/model/kernels';
+import { EngineKernels } from '../workers/engine/model/kernels';
 import { everyLayer, GpuLora, peftInit } from '../workers/engine/model/lora';
+import { GPU_MATMUL_CANDIDATES, type MatmulTile } from '../workers/engine/model/matmul-tuner';
 import { AdamW } from '../workers/engine/model/optimizer';
 import { TransformerStep } from '../workers/engine/model/transformer';
 import { GpuWeights } from '../workers/engine/model/weights';
@@ -37,6 +39,7 @@ const { values: opts } = parseArgs({
     steps: { type: 'string', default: '2' },
     'skip-matmul': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    tune: { type: 'boolean' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -65,14 +68,7 @@ const config: ModelConfig = {
 };
 
 /** The matmul variants tried: register blocks (CPU adapters' favourite) and workgroup-memory tiles (GPUs'). */
-const TILES: MatmulTile[] = [
-  { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
-  { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
-  { tileM: 8, tileN: 8, workgroupX: 16, workgroupY: 16 },
-  { tiled: true, tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16 },
-  { tiled: true, tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
-  { tiled: true, tileM: 4, tileN: 8, workgroupX: 16, workgroupY: 8 },
-];
+const TILES: MatmulTile[] = [...GPU_MATMUL_CANDIDATES, { tileM: 8, tileN: 8, workgroupX: 16, workgroupY: 16 }];
 
 const tileName = (t: MatmulTile) => `${t.tiled ? 'tiled ' : ''}${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}`;
 
@@ -147,7 +143,7 @@ function randomTensor(n: number, seed: number, std: number): Float32Array {
   return out;
 }
 
-async function benchStep(device: GPUDevice, tile: MatmulTile) {
+async function benchStep(device: GPUDevice, tile: MatmulTile, tune: boolean) {
   const kernels = new EngineKernels(device, tile);
   let seed = 1;
   const weights = GpuWeights.upload(device, config, (key) => {
@@ -160,7 +156,14 @@ async function benchStep(device: GPUDevice, tile: MatmulTile) {
     { r: rank, loraAlpha: 2 * rank, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
     peftInit(2),
   );
-  const step = new TransformerStep(device, kernels, weights, lora, { batch, seq }, { full: false });
+  let step = new TransformerStep(device, kernels, weights, lora, { batch, seq }, { full: false });
+  let tunedShapes = 0;
+  if (tune) {
+    // Recording the plan told the tuner every product it needs; time them, then record the plan again.
+    tunedShapes = await kernels.matmuls.tune(GPU_MATMUL_CANDIDATES);
+    step.destroy();
+    step = new TransformerStep(device, kernels, weights, lora, { batch, seq }, { full: false });
+  }
   const optimizer = new AdamW(device, kernels, [{ param: lora.params, grad: lora.grads, n: lora.length }], {
     lr: 1e-3,
     beta1: 0.9,
@@ -196,6 +199,8 @@ async function benchStep(device: GPUDevice, tile: MatmulTile) {
     dispatches: ops.length,
     loraParams: lora.length,
     profile,
+    tunedShapes,
+    matmulChoices: kernels.matmuls.choices().map((c) => ({ shape: c.shape, tile: tileName(c.tile) })),
   };
   step.destroy();
   optimizer.destroy();
@@ -221,7 +226,7 @@ async function main() {
   const totalTime = (t: MatmulTile) =>
     matmul.filter((r) => r.tile === tileName(t)).reduce((sum, r) => sum + r.seconds, 0);
   const stepTile = matmul.length ? TILES.reduce((a, b) => (totalTime(b) < totalTime(a) ? b : a)) : TILES[0];
-  const step = await benchStep(device, stepTile);
+  const step = await benchStep(device, stepTile, opts.tune ?? !summary.isFallbackAdapter);
   const flops = usefulFlops(config, tokens, rank);
   const stepGflops = flops.total / step.seconds / 1e9;
   const report = {
@@ -235,7 +240,8 @@ async function main() {
     bestMatmul: best ?? null,
     matmul,
     step: {
-      matmulVariant: tileName(stepTile),
+      matmulVariant: step.tunedShapes ? `per shape (${step.tunedShapes} shapes tuned)` : tileName(stepTile),
+      matmulChoices: step.matmulChoices,
       secondsPerStep: step.seconds,
       tokensPerSecond: tokens / step.seconds,
       usefulGflop: flops.total / 1e9,

@@ -301,7 +301,7 @@ export class TransformerStep {
   }
 
   private mm(transA: boolean, transB: boolean, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op {
-    return this.k.matmul(transA, transB).op(a, b, c, shape);
+    return this.k.matmuls.kernelFor(transA, transB, shape).op(a, b, c, shape);
   }
 
   /** y [N, out] (= or +=) x [N, in] · W^T (+ bias) + s (x A^T) B^T. */
