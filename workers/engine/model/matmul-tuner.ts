@@ -1,8 +1,16 @@
 import { createStorageBuffer } from '../gpu/buffers';
-import { submitOps } from '../gpu/ops';
+import { type Op, submitOps } from '../gpu/ops';
+import { profileOps } from '../gpu/profile';
 import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape } from '../kernels/matmul';
+import { canSplitK, SplitKMatmul } from '../kernels/split-k';
 
-export type MatmulTile = Omit<MatmulVariant, 'transA' | 'transB'>;
+/** A matmul variant without its layout; `splitK` cuts K into that many slices summed by a reduce pass. */
+export type MatmulTile = Omit<MatmulVariant, 'transA' | 'transB'> & { splitK?: number };
+
+/** One product of a plan, on its chosen variant. */
+export interface MatmulProduct {
+  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op[];
+}
 
 /**
  * Register blocks read straight from storage: what CPU adapters (SwiftShader, lavapipe) run fastest, where
@@ -18,6 +26,10 @@ export const GPU_MATMUL_CANDIDATES: MatmulTile[] = [
   { tiled: true, tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
   { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
   { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
+  // For few output tiles over a long K (LoRA's 16-wide products, 128-token projections).
+  { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 4 },
+  { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 8 },
+  { tiled: true, tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16, splitK: 8 },
 ];
 
 /** What decides a matmul's speed: layout and sizes (offsets and strides do not change the work). */
@@ -34,28 +46,52 @@ function shapeKey(transA: boolean, transB: boolean, shape: MatmulShape): string 
 export class MatmulTuner {
   private readonly chosen = new Map<string, MatmulTile>();
   private readonly requested = new Map<string, { transA: boolean; transB: boolean; shape: MatmulShape }>();
-  private readonly kernels = new Map<string, MatmulKernel>();
+  private readonly kernels = new Map<string, MatmulKernel | SplitKMatmul>();
+  /** Split-K partial sums; products run one after another, so one buffer serves all (a larger one replaces it). */
+  private scratch: GPUBuffer | null = null;
 
   constructor(
     private readonly device: GPUDevice,
     readonly fallback: MatmulTile,
   ) {}
 
-  /** The compiled kernel for this product. */
-  kernelFor(transA: boolean, transB: boolean, shape: MatmulShape): MatmulKernel {
+  /** This product on its chosen variant (the fallback until tuned). */
+  productFor(transA: boolean, transB: boolean, shape: MatmulShape): MatmulProduct {
     const key = shapeKey(transA, transB, shape);
     if (!this.requested.has(key)) this.requested.set(key, { transA, transB, shape });
-    return this.kernel({ ...(this.chosen.get(key) ?? this.fallback), transA, transB });
+    return this.product(this.chosen.get(key) ?? this.fallback, transA, transB);
   }
 
-  private kernel(variant: MatmulVariant): MatmulKernel {
-    const key = JSON.stringify(variant);
+  private product(tile: MatmulTile, transA: boolean, transB: boolean): MatmulProduct {
+    const { splitK, ...rest } = tile;
+    const variant: MatmulVariant = { ...rest, transA, transB };
+    return {
+      ops: (a, b, c, shape) => {
+        // A split-K choice falls back to the plain kernel for products it cannot split.
+        if (!splitK || !canSplitK(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape)];
+        const kernel = this.kernel(variant, splitK);
+        return kernel.ops(a, b, c, shape, this.scratchOf(kernel.scratchBytes(shape)));
+      },
+    };
+  }
+
+  private kernel(variant: MatmulVariant, splitK: 0): MatmulKernel;
+  private kernel(variant: MatmulVariant, splitK: number): SplitKMatmul;
+  private kernel(variant: MatmulVariant, splitK: number): MatmulKernel | SplitKMatmul {
+    const key = JSON.stringify({ variant, splitK });
     let kernel = this.kernels.get(key);
     if (!kernel) {
-      kernel = new MatmulKernel(this.device, variant);
+      kernel = splitK ? new SplitKMatmul(this.device, variant, splitK) : new MatmulKernel(this.device, variant);
       this.kernels.set(key, kernel);
     }
     return kernel;
+  }
+
+  private scratchOf(bytes: number): GPUBuffer {
+    if (!this.scratch || this.scratch.size < bytes) {
+      this.scratch = createStorageBuffer(this.device, bytes, 'split-K partial sums');
+    }
+    return this.scratch;
   }
 
   /** Times `candidates` on every requested shape not tuned yet; returns how many shapes it tuned. */
@@ -66,20 +102,11 @@ export class MatmulTuner {
       const s = resolveMatmulShape({ M: shape.M, N: shape.N, K: shape.K, batch: shape.batch }, { transA, transB });
       const buffers = [s.M * s.K, s.K * s.N, s.M * s.N].map((n) => createStorageBuffer(this.device, n * s.batch * 4));
       let best: { tile: MatmulTile; seconds: number } | null = null;
+      const plain = { M: s.M, N: s.N, K: s.K, batch: s.batch };
       for (const tile of candidates) {
-        const op = this.kernel({ ...tile, transA, transB }).op(buffers[0], buffers[1], buffers[2], {
-          M: s.M,
-          N: s.N,
-          K: s.K,
-          batch: s.batch,
-        });
-        const ops = Array(repeats).fill(op);
-        submitOps(this.device, ops);
-        await this.device.queue.onSubmittedWorkDone();
-        const started = performance.now();
-        submitOps(this.device, ops);
-        await this.device.queue.onSubmittedWorkDone();
-        const seconds = (performance.now() - started) / 1000;
+        if (tile.splitK && !canSplitK(plain, tile.splitK)) continue;
+        const ops = this.product(tile, transA, transB).ops(buffers[0], buffers[1], buffers[2], plain);
+        const seconds = await this.time(Array.from({ length: repeats }, () => ops).flat());
         if (!best || seconds < best.seconds) best = { tile, seconds };
       }
       for (const buffer of buffers) buffer.destroy();
@@ -87,6 +114,22 @@ export class MatmulTuner {
       tuned++;
     }
     return tuned;
+  }
+
+  /**
+   * Seconds the ops take: GPU time from timestamp queries where the adapter has them (wall-clock time of a
+   * submit is mostly latency for products this small), else wall-clock after a warm-up run.
+   */
+  private async time(ops: Op[]): Promise<number> {
+    submitOps(this.device, ops);
+    await this.device.queue.onSubmittedWorkDone();
+    if (this.device.features.has('timestamp-query')) {
+      return (await profileOps(this.device, ops)).reduce((sum, k) => sum + k.milliseconds, 0) / 1000;
+    }
+    const started = performance.now();
+    submitOps(this.device, ops);
+    await this.device.queue.onSubmittedWorkDone();
+    return (performance.now() - started) / 1000;
   }
 
   /** The variant chosen per shape, for reports. */

@@ -7,6 +7,7 @@ import { randomLora, randomWeights, tinyConfig } from '../reference/random-model
 import { referenceForwardBackward } from '../reference/transformer.cpu';
 import { EngineKernels } from './kernels';
 import { everyLayer, GpuLora, peftInit } from './lora';
+import type { MatmulTile } from './matmul-tuner';
 import { AdamW } from './optimizer';
 import { TransformerStep } from './transformer';
 import { GpuWeights } from './weights';
@@ -106,41 +107,45 @@ describe('LoRA training steps on the GPU', () => {
 });
 
 describe('matmul variants tuned per shape', () => {
-  it('a plan recorded after tuning mixes variants and still matches the reference', async () => {
-    const { device } = gpu();
-    const config = tinyConfig({ numKvHeads: 1 });
-    const weights = randomWeights(config, 9);
-    const ref = randomLora(config, [...PROJECTIONS], 2, 2, false, 10);
-    const tokens = [[5, 3, 9, 11, 2, 8, 30, 1, 4]];
-    const kernels = new EngineKernels(device);
-    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
-    const lora = GpuLora.create(
-      device,
-      config,
-      { r: 2, loraAlpha: 2, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
-      (m, a, b) => {
-        a.set(ref.modules.get(`${m.layer}.${m.projection}`)?.A ?? []);
-        b.set(ref.modules.get(`${m.layer}.${m.projection}`)?.B ?? []);
-      },
-    );
-    new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true }).destroy();
-    const candidates = [
-      { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
-      { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
-    ] as const;
-    const tuned = await kernels.matmuls.tune([...candidates], 2);
-    expect(tuned).toBeGreaterThan(10);
-    expect(new Set(kernels.matmuls.choices().map((c) => c.shape)).size).toBe(tuned);
+  const splitFallback: MatmulTile = { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 4 };
+  for (const fallback of [undefined, splitFallback]) {
+    it(`a plan recorded after tuning mixes variants and still matches the reference (fallback ${fallback ? 'split-K 4' : 'default'})`, async () => {
+      const { device } = gpu();
+      const config = tinyConfig({ numKvHeads: 1 });
+      const weights = randomWeights(config, 9);
+      const ref = randomLora(config, [...PROJECTIONS], 2, 2, false, 10);
+      const tokens = [[5, 3, 9, 11, 2, 8, 30, 1, 4]];
+      const kernels = new EngineKernels(device, fallback);
+      const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+      const lora = GpuLora.create(
+        device,
+        config,
+        { r: 2, loraAlpha: 2, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
+        (m, a, b) => {
+          a.set(ref.modules.get(`${m.layer}.${m.projection}`)?.A ?? []);
+          b.set(ref.modules.get(`${m.layer}.${m.projection}`)?.B ?? []);
+        },
+      );
+      new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true }).destroy();
+      const candidates = [
+        { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+        { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+        { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 2 },
+      ] as const;
+      const tuned = await kernels.matmuls.tune([...candidates], 2);
+      expect(tuned).toBeGreaterThan(10);
+      expect(new Set(kernels.matmuls.choices().map((c) => c.shape)).size).toBe(tuned);
 
-    const step = new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true });
-    step.setBatch(tokens);
-    submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps]);
-    const r = referenceForwardBackward(config, weights, ref, tokens, undefined, { full: true });
-    expect(Math.abs((await step.readLoss()) - r.loss) / r.loss).toBeLessThan(1e-5);
-    const grads = await lora.readGradients(device);
-    for (const [key, g] of r.loraGrads) {
-      expect(maxRelativeError(grads.get(key)?.A ?? [], g.A), key).toBeLessThan(1e-4);
-      expect(maxRelativeError(grads.get(key)?.B ?? [], g.B), key).toBeLessThan(1e-4);
-    }
-  });
+      const step = new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true });
+      step.setBatch(tokens);
+      submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps]);
+      const r = referenceForwardBackward(config, weights, ref, tokens, undefined, { full: true });
+      expect(Math.abs((await step.readLoss()) - r.loss) / r.loss).toBeLessThan(1e-5);
+      const grads = await lora.readGradients(device);
+      for (const [key, g] of r.loraGrads) {
+        expect(maxRelativeError(grads.get(key)?.A ?? [], g.A), key).toBeLessThan(1e-4);
+        expect(maxRelativeError(grads.get(key)?.B ?? [], g.B), key).toBeLessThan(1e-4);
+      }
+    });
+  }
 });

@@ -300,8 +300,8 @@ export class TransformerStep {
     }
   }
 
-  private mm(transA: boolean, transB: boolean, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op {
-    return this.k.matmuls.kernelFor(transA, transB, shape).op(a, b, c, shape);
+  private mm(transA: boolean, transB: boolean, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op[] {
+    return this.k.matmuls.productFor(transA, transB, shape).ops(a, b, c, shape);
   }
 
   /** y [N, out] (= or +=) x [N, in] · W^T (+ bias) + s (x A^T) B^T. */
@@ -316,7 +316,7 @@ export class TransformerStep {
     const N = this.tokens;
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    ops.push(this.mm(false, true, x, lw.proj[projection], y, { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 }));
+    ops.push(...this.mm(false, true, x, lw.proj[projection], y, { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 }));
     const bias = lw.bias[projection];
     if (bias) ops.push(this.k.bias.addOp(bias, y, N, out));
     const m = this.lora?.module(layer, projection);
@@ -325,9 +325,16 @@ export class TransformerStep {
     const r = this.lora.settings.r;
     const params = this.lora.params;
     const xl = this.dropout(ops, m, x, N * inDim);
-    ops.push(this.mm(false, true, xl, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
+    ops.push(...this.mm(false, true, xl, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
     ops.push(
-      this.mm(false, true, xa, params, y, { M: N, N: out, K: r, offsetB: m.offsetB, alpha: this.lora.scale, beta: 1 }),
+      ...this.mm(false, true, xa, params, y, {
+        M: N,
+        N: out,
+        K: r,
+        offsetB: m.offsetB,
+        alpha: this.lora.scale,
+        beta: 1,
+      }),
     );
   }
 
@@ -344,10 +351,17 @@ export class TransformerStep {
     const N = this.tokens;
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    ops.push(this.mm(false, false, dy, lw.proj[projection], dx, { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 }));
+    ops.push(
+      ...this.mm(false, false, dy, lw.proj[projection], dx, { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 }),
+    );
     if (this.weightGrads) {
       ops.push(
-        this.mm(true, false, dy, x, this.grad(projectionKey(layer, projection)), { M: out, N: inDim, K: N, beta: 1 }),
+        ...this.mm(true, false, dy, x, this.grad(projectionKey(layer, projection)), {
+          M: out,
+          N: inDim,
+          K: N,
+          beta: 1,
+        }),
       );
       if (lw.bias[projection]) {
         const key = projectionKey(layer, projection).replace(/weight$/, 'bias');
@@ -361,17 +375,17 @@ export class TransformerStep {
     const r = this.lora.settings.r;
     const dxa = this.s.dxa;
     // dB += s dy^T (x A^T)       [out, r]
-    ops.push(this.mm(true, false, dy, xa, grads, { M: out, N: r, K: N, offsetC: m.offsetB, alpha: scale, beta: 1 }));
+    ops.push(...this.mm(true, false, dy, xa, grads, { M: out, N: r, K: N, offsetC: m.offsetB, alpha: scale, beta: 1 }));
     // d(x A^T) = s dy B          [N, r]
-    ops.push(this.mm(false, false, dy, params, dxa, { M: N, N: r, K: out, offsetB: m.offsetB, alpha: scale }));
+    ops.push(...this.mm(false, false, dy, params, dxa, { M: N, N: r, K: out, offsetB: m.offsetB, alpha: scale }));
     // dA += d(x A^T)^T xl        [r, in], xl = dropout(x) regenerated from the step's seed
     const xl = this.dropout(ops, m, x, N * inDim);
-    ops.push(this.mm(true, false, dxa, xl, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
+    ops.push(...this.mm(true, false, dxa, xl, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
     // dx += dropout'(d(x A^T) A) [N, in]: the same mask on the way back
     if (xl === x) {
-      ops.push(this.mm(false, false, dxa, params, dx, { M: N, N: inDim, K: r, offsetB: m.offsetA, beta: 1 }));
+      ops.push(...this.mm(false, false, dxa, params, dx, { M: N, N: inDim, K: r, offsetB: m.offsetA, beta: 1 }));
     } else {
-      ops.push(this.mm(false, false, dxa, params, this.s.dLoraIn, { M: N, N: inDim, K: r, offsetB: m.offsetA }));
+      ops.push(...this.mm(false, false, dxa, params, this.s.dLoraIn, { M: N, N: inDim, K: r, offsetB: m.offsetA }));
       ops.push(this.maskOp(m, this.s.dLoraIn, dx, N * inDim, true));
     }
   }
@@ -394,7 +408,7 @@ export class TransformerStep {
     const { batch: B, seq: T } = this.shape;
     const [H, KV, hd] = [c.numHeads, c.numKvHeads, c.headDim];
     ops.push(
-      this.mm(false, true, a.qh, a.kh, this.s.scores, {
+      ...this.mm(false, true, a.qh, a.kh, this.s.scores, {
         M: T,
         N: T,
         K: hd,
@@ -449,7 +463,7 @@ export class TransformerStep {
       this.attentionProbabilities(ops, a);
       // O_h = P V_h, per query head, its key-value head shared by G consecutive query heads.
       ops.push(
-        this.mm(false, false, s.scores, a.vh, s.oh, {
+        ...this.mm(false, false, s.scores, a.vh, s.oh, {
           M: T,
           N: hd,
           K: T,
@@ -476,13 +490,13 @@ export class TransformerStep {
     ops.push(this.k.rmsnorm.forwardOp(s.xOut, this.w.finalNorm, s.xf, s.rstdF, N, d, eps));
     // Loss, one vocabulary slice at a time: logits = xf · E_slice^T, merged online into per-token statistics.
     for (const slice of this.slices) {
-      ops.push(this.logitsOp(slice));
+      ops.push(...this.logitsOps(slice));
       ops.push(this.k.crossEntropy.statsOp(s.logits, this.targets, s.ceStats, N, slice.first, slice.rows));
     }
     ops.push(this.k.crossEntropy.finishOp(s.ceStats, this.weightsPerToken, s.lse, this.lossRows, N));
   }
 
-  private logitsOp(slice: LogitsSlice): Op {
+  private logitsOps(slice: LogitsSlice): Op[] {
     const d = this.w.config.hiddenSize;
     return this.mm(false, true, this.s.xf, slice.chunk.buffer, this.s.logits, {
       M: this.tokens,
@@ -508,12 +522,12 @@ export class TransformerStep {
     ops.push({ kind: 'clear', buffer: s.dxf });
     for (const slice of this.slices) {
       const off = (slice.first - slice.chunk.first) * d;
-      ops.push(this.logitsOp(slice));
+      ops.push(...this.logitsOps(slice));
       ops.push(
         this.k.crossEntropy.backwardOp(this.targets, this.weightsPerToken, s.lse, s.logits, N, slice.first, slice.rows),
       );
       ops.push(
-        this.mm(false, false, s.logits, slice.chunk.buffer, s.dxf, {
+        ...this.mm(false, false, s.logits, slice.chunk.buffer, s.dxf, {
           M: N,
           N: d,
           K: slice.rows,
@@ -523,7 +537,7 @@ export class TransformerStep {
       );
       if (full) {
         ops.push(
-          this.mm(true, false, s.logits, s.xf, this.grad(lmKey, slice.chunkIndex), {
+          ...this.mm(true, false, s.logits, s.xf, this.grad(lmKey, slice.chunkIndex), {
             M: slice.rows,
             N: d,
             K: N,
@@ -559,14 +573,14 @@ export class TransformerStep {
       this.attentionProbabilities(ops, a);
       // dP = dO_h V_h^T
       const perHead = { M: T, batch: B * H, strideA: T * hd, strideC: T * T, batchDivB: G };
-      ops.push(this.mm(false, true, s.doh, a.vh, s.dscores, { ...perHead, N: T, K: hd, strideB: T * hd }));
+      ops.push(...this.mm(false, true, s.doh, a.vh, s.dscores, { ...perHead, N: T, K: hd, strideB: T * hd }));
       // dV_g = sum over the G query heads j sharing it of P_j^T dO_j.
       this.sumOverGroup(ops, s.scores, s.doh, s.dvh, 1);
       ops.push(this.k.softmax.backwardOp(s.scores, s.dscores, B * H * T, T));
       // dQ_h = scale dS K_g;  dK_g = scale sum_j dS_j^T Q_j.
       const scale = 1 / Math.sqrt(hd);
       ops.push(
-        this.mm(false, false, s.dscores, a.kh, s.dqh, {
+        ...this.mm(false, false, s.dscores, a.kh, s.dqh, {
           M: T,
           N: hd,
           K: T,
@@ -621,7 +635,7 @@ export class TransformerStep {
     const G = H / KV;
     for (let j = 0; j < G; j++) {
       ops.push(
-        this.mm(true, false, left, right, out, {
+        ...this.mm(true, false, left, right, out, {
           M: T,
           N: hd,
           K: T,

@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { randomUniform } from '../../../core/random';
+import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
+import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+import { matmulCpu } from './matmul.cpu';
+import { canSplitK, SplitKMatmul } from './split-k';
+
+const gpu = setupTestGpu();
+
+describe('split-K matmul against the CPU twin', () => {
+  for (const [transA, transB] of [
+    [false, true],
+    [false, false],
+    [true, false],
+    [true, true],
+  ]) {
+    it(`transA ${transA}, transB ${transB}: slices of K summed, with offsets, alpha and beta`, async () => {
+      const { device } = gpu();
+      const variant = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, transA, transB } as const;
+      const shape = { M: 37, N: 13, K: 96, offsetA: 3, offsetB: 5, offsetC: 2, ldc: 15, alpha: 0.5, beta: 1 };
+      const kernel = new SplitKMatmul(device, variant, 4);
+      const a = randomUniform(3 + 37 * 96, 1);
+      const b = randomUniform(5 + 13 * 96, 2);
+      const c = randomUniform(2 + 37 * 15, 3);
+      const expected = Float64Array.from(c);
+      matmulCpu(a, b, expected, shape, variant);
+      const [ba, bb, bc] = [uploadBuffer(device, a), uploadBuffer(device, b), uploadBuffer(device, c)];
+      const scratch = createStorageBuffer(device, kernel.scratchBytes(shape));
+      const got = await runAndRead(device, kernel.ops(ba, bb, bc, shape, scratch), bc);
+      expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('refuses what it cannot split', () => {
+    expect(canSplitK({ M: 4, N: 4, K: 96 }, 4)).toBe(true);
+    expect(canSplitK({ M: 4, N: 4, K: 90 }, 4)).toBe(false);
+    expect(canSplitK({ M: 4, N: 4, K: 96, batch: 2 }, 4)).toBe(false);
+    expect(canSplitK({ M: 4, N: 4, K: 16 }, 4)).toBe(false);
+  });
+});

@@ -1,0 +1,79 @@
+import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
+import type { Op } from '../gpu/ops';
+import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape } from './matmul';
+
+/**
+ * Split-K matmul, for products with few output tiles and a long K (at 128 tokens, x A^T of a LoRA module is
+ * 128 x 16 over K = 576..1536: two workgroups would do all the work). The K range is cut into `splits`
+ * equal slices, run as a batch of independent products into a scratch buffer of partial sums
+ * [splits, M, N], then a reduce kernel adds the slices: C = alpha * sum + beta * C.
+ * Only for batch 1 and K divisible by `splits`.
+ */
+const reduceShader = /* wgsl */ `
+struct Params { M: u32, N: u32, splits: u32, ldc: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
+@group(0) @binding(0) var<storage, read> partial: array<f32>;
+@group(0) @binding(1) var<storage, read_write> C: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let i = gid.x + gid.y * nwg.x * 64u;
+  if (i >= p.M * p.N) { return; }
+  var s = 0.0;
+  for (var k = 0u; k < p.splits; k++) { s += partial[k * p.M * p.N + i]; }
+  let at = p.offsetC + (i / p.N) * p.ldc + i % p.N;
+  var value = p.alpha * s;
+  if (p.beta != 0.0) { value += p.beta * C[at]; }
+  C[at] = value;
+}
+`;
+
+export function canSplitK(shape: MatmulShape, splits: number): boolean {
+  return (shape.batch ?? 1) === 1 && shape.K % splits === 0 && shape.K / splits >= 8;
+}
+
+export class SplitKMatmul {
+  private readonly partials: MatmulKernel;
+  private readonly reduce: Kernel;
+
+  constructor(
+    device: GPUDevice,
+    readonly variant: MatmulVariant,
+    readonly splits: number,
+  ) {
+    this.partials = new MatmulKernel(device, variant);
+    this.reduce = new Kernel(device, reduceShader, 'matmul_split_k_reduce');
+  }
+
+  /** Bytes of scratch the product needs. */
+  scratchBytes(shape: MatmulShape): number {
+    return this.splits * shape.M * shape.N * 4;
+  }
+
+  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, scratch: GPUBuffer): Op[] {
+    if (!canSplitK(shape, this.splits)) throw new Error(`split-K ${this.splits} cannot run ${JSON.stringify(shape)}`);
+    const s = resolveMatmulShape(shape, this.variant);
+    const slice = s.K / this.splits;
+    const { transA, transB } = this.variant;
+    const partialOp = this.partials.op(a, b, scratch, {
+      M: s.M,
+      N: s.N,
+      K: slice,
+      batch: this.splits,
+      lda: s.lda,
+      ldb: s.ldb,
+      // Slice k of op(A) starts slice * k columns in (rows, when A is stored transposed); likewise op(B).
+      strideA: transA ? slice * s.lda : slice,
+      strideB: transB ? slice : slice * s.ldb,
+      strideC: s.M * s.N,
+      offsetA: s.offsetA,
+      offsetB: s.offsetB,
+    });
+    const reduceOp = this.reduce.op(
+      [scratch, c],
+      [u32(s.M), u32(s.N), u32(this.splits), u32(s.ldc), u32(s.offsetC), f32(s.alpha), f32(s.beta), u32(0)],
+      grid1d(s.M * s.N, 64),
+    );
+    return [partialOp, reduceOp];
+  }
+}
