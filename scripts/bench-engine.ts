@@ -70,7 +70,8 @@ const config: ModelConfig = {
 /** The matmul variants tried: register blocks (CPU adapters' favourite) and workgroup-memory tiles (GPUs'). */
 const TILES: MatmulTile[] = [...GPU_MATMUL_CANDIDATES, { tileM: 8, tileN: 8, workgroupX: 16, workgroupY: 16 }];
 
-const tileName = (t: MatmulTile) => `${t.tiled ? 'tiled ' : ''}${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}`;
+const tileName = (t: MatmulTile) =>
+  `${t.tiled ? 'tiled ' : ''}${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}${t.splitK ? ` split-K ${t.splitK}` : ''}`;
 
 /** Useful FLOPs of one LoRA step, by part (see the header). */
 function usefulFlops(c: ModelConfig, tokens: number, r: number) {
