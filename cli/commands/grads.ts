@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { type LoadedAdapter, loadAdapter, loadCheckpoint } from '../../core/checkpoint';
 import type { ModelConfig } from '../../core/model-config';
 import { type F32Tensor, serializeSafetensors } from '../../core/safetensors';
-import { readFloat32 } from '../../workers/engine/gpu/buffers';
+import { readConcatenated } from '../../workers/engine/gpu/buffers';
 import { submitOps } from '../../workers/engine/gpu/ops';
 import { EngineKernels } from '../../workers/engine/model/kernels';
 import { GpuLora } from '../../workers/engine/model/lora';
@@ -87,13 +87,11 @@ export async function grads(args: string[]): Promise<number> {
     for (const [key, buffers] of step.weightGrads ?? []) {
       const info = checkpoint.tensors.get(key);
       if (!info) continue;
-      const parts = await Promise.all(buffers.map((b) => readFloat32(device, b)));
-      const data = new Float32Array(info.shape.reduce((a, b) => a * b, 1));
-      let at = 0;
-      for (const part of parts) {
-        data.set(part.subarray(0, data.length - at), at);
-        at += part.length;
-      }
+      const data = await readConcatenated(
+        device,
+        buffers,
+        info.shape.reduce((a, b) => a * b, 1),
+      );
       result.set(key, { dtype: 'F32', shape: info.shape, data });
     }
     await writeFile(out, serializeSafetensors(result, { format: 'pt', producer: 'hone grads' }));

@@ -34,3 +34,20 @@ export async function readFloat32(
   staging.destroy();
   return out;
 }
+
+/** The first `length` float32 values held by `buffers` one after another (a tensor split into chunks). */
+export async function readConcatenated(
+  device: GPUDevice,
+  buffers: readonly GPUBuffer[],
+  length: number,
+): Promise<Float32Array> {
+  const out = new Float32Array(length);
+  let at = 0;
+  for (const buffer of buffers) {
+    if (at >= length) break;
+    const part = await readFloat32(device, buffer);
+    out.set(part.subarray(0, length - at), at);
+    at += part.length;
+  }
+  return out;
+}

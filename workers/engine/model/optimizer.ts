@@ -78,3 +78,14 @@ export class AdamW {
     for (const b of this.owned) b.destroy();
   }
 }
+
+/** Every base weight with its full-parameter gradient (both keyed by checkpoint key, chunk by chunk). */
+export function weightParamGroups(weights: Map<string, GPUBuffer[]>, grads: Map<string, GPUBuffer[]>): ParamGroup[] {
+  return [...weights].flatMap(([key, buffers]) =>
+    buffers.map((param, i) => {
+      const grad = grads.get(key)?.[i];
+      if (!grad) throw new Error(`no gradient buffer for ${key}`);
+      return { param, grad, n: param.size / 4 };
+    }),
+  );
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PROJECTIONS } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { readConcatenated } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
 import { adamwCpu } from '../kernels/adamw.cpu';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
@@ -8,7 +9,7 @@ import { referenceForwardBackward } from '../reference/transformer.cpu';
 import { EngineKernels } from './kernels';
 import { everyLayer, GpuLora, peftInit } from './lora';
 import type { MatmulTile } from './matmul-tuner';
-import { AdamW } from './optimizer';
+import { AdamW, weightParamGroups } from './optimizer';
 import { TransformerStep } from './transformer';
 import { GpuWeights } from './weights';
 
@@ -148,4 +149,51 @@ describe('matmul variants tuned per shape', () => {
       }
     });
   }
+});
+
+describe('full-parameter training steps', () => {
+  it('two steps of clipped AdamW on every base weight follow the float64 reference', async () => {
+    const { device } = gpu();
+    const config = tinyConfig({ tieWordEmbeddings: false });
+    const weights = randomWeights(config, 13);
+    const tokens = [
+      [2, 7, 1, 8, 2, 8],
+      [3, 1, 4, 1, 5, 9],
+    ];
+    const kernels = new EngineKernels(device);
+    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
+      vocabChunkBytes: 10 * 24 * 4,
+    });
+    const step = new TransformerStep(device, kernels, gw, null, { batch: 2, seq: 6 }, { full: true });
+    const grads = step.weightGrads;
+    if (!grads) throw new Error('full mode has weight gradients');
+    const optimizer = new AdamW(device, kernels, weightParamGroups(gw.byKey, grads), settings);
+    step.setBatch(tokens);
+
+    const keys = [...weights.keys()];
+    const refParams = keys.map((k) => weights.get(k) as Float64Array);
+    const m = refParams.map((p) => new Float64Array(p.length));
+    const v = refParams.map((p) => new Float64Array(p.length));
+    for (let t = 1; t <= 2; t++) {
+      const r = referenceForwardBackward(config, weights, null, tokens, undefined, { full: true });
+      const norm = adamwCpu(
+        refParams,
+        keys.map((k) => r.weightGrads.get(k) as Float64Array),
+        m,
+        v,
+        settings,
+        t,
+        settings.maxGradNorm,
+      );
+      optimizer.prepareStep();
+      submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps, ...optimizer.ops]);
+      expect(Math.abs((await step.readLoss()) - r.loss) / r.loss).toBeLessThan(1e-5);
+      expect(await optimizer.readGradNorm()).toBeCloseTo(norm, 4);
+    }
+    for (const key of keys) {
+      const expected = weights.get(key) ?? new Float64Array();
+      const got = await readConcatenated(device, gw.byKey.get(key) ?? [], expected.length);
+      expect(maxRelativeError(got, expected), key).toBeLessThan(1e-4);
+    }
+  });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { readConcatenated } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
 import { dropoutMaskCpu } from '../kernels/dropout.cpu';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
@@ -96,7 +97,9 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
 
       const kernels = new EngineKernels(device);
       const maxChunkBytes = c.chunked ? 10 * config.hiddenSize * 4 : undefined;
-      const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), maxChunkBytes);
+      const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
+        vocabChunkBytes: maxChunkBytes,
+      });
       const lora = GpuLora.create(
         device,
         config,
@@ -151,18 +154,10 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
         expect(maxRelativeError(got?.B ?? [], g.B), `${key} B`).toBeLessThan(1e-4);
       }
       if (c.full) {
-        const { readFloat32 } = await import('../gpu/buffers');
         for (const [key, g] of ref.weightGrads) {
           const buffers = step.weightGrads?.get(key);
           expect(buffers, key).toBeDefined();
-          const parts = await Promise.all((buffers ?? []).map((b) => readFloat32(device, b)));
-          const got = new Float32Array(g.length);
-          let at = 0;
-          for (const part of parts) {
-            const n = Math.min(part.length, g.length - at);
-            got.set(part.subarray(0, n), at);
-            at += n;
-          }
+          const got = await readConcatenated(device, buffers ?? [], g.length);
           expect(maxRelativeError(got, g), key).toBeLessThan(1e-4);
         }
       }
@@ -171,4 +166,20 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       gw.destroy();
     });
   }
+});
+
+describe('GpuWeights', () => {
+  it('refuses a tensor over the binding limit by name, rather than failing on the GPU', () => {
+    const { device } = gpu();
+    const config = tinyConfig();
+    const weights = randomWeights(config, 1);
+    const source = (key: string) => Float32Array.from(weights.get(key) ?? []);
+    // Embedding rows are 96 bytes; q_proj is 24 x 24 floats = 2304 bytes.
+    expect(() => GpuWeights.upload(device, config, source, { bindingLimit: 2000 })).toThrow(
+      /model\.layers\.0\.self_attn\.q_proj\.weight needs 2304 bytes, over this GPU's 2000-byte/,
+    );
+    expect(() => GpuWeights.upload(device, config, source, { bindingLimit: 64 })).toThrow(
+      /model\.embed_tokens\.weight: one row/,
+    );
+  });
 });

@@ -44,8 +44,19 @@ export class GpuWeights {
     readonly byKey: Map<string, GPUBuffer[]>,
   ) {}
 
-  static upload(device: GPUDevice, config: ModelConfig, source: TensorSource, maxChunkBytes?: number): GpuWeights {
-    const limit = maxChunkBytes ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+  /**
+   * `limits` default to the device's: `bindingLimit` is the largest buffer a kernel may bind, `vocabChunkBytes`
+   * the largest vocabulary chunk (smaller values let tests exercise chunking on tiny models).
+   */
+  static upload(
+    device: GPUDevice,
+    config: ModelConfig,
+    source: TensorSource,
+    limits: { bindingLimit?: number; vocabChunkBytes?: number } = {},
+  ): GpuWeights {
+    const limit =
+      limits.bindingLimit ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const chunkBytes = Math.min(limit, limits.vocabChunkBytes ?? limit);
     const byKey = new Map<string, GPUBuffer[]>();
     const shapes = expectedTensors(config);
     const load = (key: string) => {
@@ -55,6 +66,11 @@ export class GpuWeights {
       if (count !== undefined && data.length !== count) {
         throw new Error(`tensor ${key}: ${data.length} values, expected ${count} for shape [${expected?.join(', ')}]`);
       }
+      if (data.byteLength > limit) {
+        throw new Error(
+          `tensor ${key} needs ${data.byteLength} bytes, over this GPU's ${limit}-byte buffer binding limit`,
+        );
+      }
       const buffer = uploadBuffer(device, data, key);
       byKey.set(key, [buffer]);
       return buffer;
@@ -63,7 +79,9 @@ export class GpuWeights {
       const table = source(key);
       const { vocabSize: vocab, hiddenSize: d } = config;
       if (table.length !== vocab * d) throw new Error(`tensor ${key}: ${table.length} values, expected ${vocab * d}`);
-      const rowsPerChunk = Math.max(1, Math.floor(limit / (d * 4)));
+      const rowsPerChunk = Math.floor(chunkBytes / (d * 4));
+      if (rowsPerChunk === 0)
+        throw new Error(`tensor ${key}: one row (${d * 4} bytes) is over the ${limit}-byte binding limit`);
       const list: VocabChunk[] = [];
       for (let first = 0; first < vocab; first += rowsPerChunk) {
         const rows = Math.min(rowsPerChunk, vocab - first);
