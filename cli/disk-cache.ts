@@ -1,0 +1,50 @@
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import type { FileCache } from '../core/hub';
+
+/** The CLI's cache folder: HONE_CACHE_DIR, else ~/.cache/hone. */
+export function defaultCacheDir(): string {
+  return process.env.HONE_CACHE_DIR ?? join(homedir(), '.cache', 'hone');
+}
+
+/** A FileCache in a folder: one file per key, written whole through a temporary name so a crash leaves no half file. */
+export function diskCache(root: string): FileCache {
+  const pathOf = (key: string) => {
+    const path = resolve(root, key);
+    if (!path.startsWith(resolve(root) + sep)) throw new Error(`cache key ${key} leaves the cache folder`);
+    return path;
+  };
+  return {
+    async get(key) {
+      try {
+        return new Uint8Array(await readFile(pathOf(key)));
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw error;
+      }
+    },
+    async put(key, bytes) {
+      const path = pathOf(key);
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(`${path}.partial`, bytes);
+      await rename(`${path}.partial`, path);
+    },
+    async entries() {
+      const out: { key: string; bytes: number }[] = [];
+      const walk = async (dir: string): Promise<void> => {
+        for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+          const path = join(dir, entry.name);
+          if (entry.isDirectory()) await walk(path);
+          else if (!entry.name.endsWith('.partial'))
+            out.push({ key: relative(root, path), bytes: (await stat(path)).size });
+        }
+      };
+      await walk(root);
+      return out;
+    },
+    async clear(prefix = '') {
+      await rm(prefix ? pathOf(prefix) : root, { recursive: true, force: true });
+    },
+  };
+}
