@@ -1,0 +1,136 @@
+/**
+ * A model's tokenizer and chat template, from its own files: `tokenizer.json` + `tokenizer_config.json` through
+ * @huggingface/tokenizers, the chat template (tokenizer_config.json's `chat_template`, or `chat_template.jinja`)
+ * through @huggingface/jinja, and the stop tokens from `generation_config.json` and the tokenizer config.
+ */
+import { Template } from '@huggingface/jinja';
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { ReadFile } from './checkpoint';
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+export class TokenizerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TokenizerError';
+  }
+}
+
+/** A special token as tokenizer_config.json writes it: a string, or an AddedToken object with `content`. */
+function tokenText(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'object' && value !== null && typeof (value as { content?: unknown }).content === 'string') {
+    return (value as { content: string }).content;
+  }
+  return null;
+}
+
+export class ModelTokenizer {
+  private readonly tokenizer: Tokenizer;
+  private readonly template: Template | null;
+  /** Token ids that end a generation: generation_config's eos_token_id(s) and the tokenizer's eos_token. */
+  readonly eosTokenIds: number[];
+  readonly specialTokens: Record<string, string>;
+
+  constructor(
+    tokenizerJson: object,
+    readonly config: Record<string, unknown>,
+    readonly chatTemplate: string | null,
+    generationConfig: Record<string, unknown> | null,
+    source: string,
+  ) {
+    try {
+      this.tokenizer = new Tokenizer(tokenizerJson, config);
+    } catch (error) {
+      throw new TokenizerError(`${source}/tokenizer.json: cannot build the tokenizer: ${(error as Error).message}`);
+    }
+    try {
+      this.template = chatTemplate === null ? null : new Template(chatTemplate);
+    } catch (error) {
+      throw new TokenizerError(`${source}: the chat template does not parse: ${(error as Error).message}`);
+    }
+    this.specialTokens = {};
+    for (const name of ['bos_token', 'eos_token', 'pad_token', 'unk_token']) {
+      const text = tokenText(config[name]);
+      if (text !== null) this.specialTokens[name] = text;
+    }
+    const ids = new Set<number>();
+    const fromGeneration = generationConfig?.eos_token_id;
+    for (const id of Array.isArray(fromGeneration) ? fromGeneration : [fromGeneration]) {
+      if (Number.isInteger(id)) ids.add(id as number);
+    }
+    const eos = this.specialTokens.eos_token;
+    const eosId = eos === undefined ? undefined : this.tokenizer.token_to_id(eos);
+    if (eosId !== undefined) ids.add(eosId);
+    this.eosTokenIds = [...ids];
+  }
+
+  encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: number[], options: { skipSpecialTokens?: boolean } = {}): string {
+    // The library refuses an empty list; nothing decodes to nothing.
+    if (ids.length === 0) return '';
+    return this.tokenizer.decode(ids, { skip_special_tokens: options.skipSpecialTokens ?? false });
+  }
+
+  tokenToId(token: string): number | undefined {
+    return this.tokenizer.token_to_id(token);
+  }
+
+  get hasChatTemplate(): boolean {
+    return this.template !== null;
+  }
+
+  /** The conversation as the model was trained to read it; with `addGenerationPrompt`, ready for its answer. */
+  applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
+    if (!this.template) throw new TokenizerError('this model has no chat template');
+    return this.template.render({
+      messages,
+      add_generation_prompt: options.addGenerationPrompt ?? false,
+      ...this.specialTokens,
+    });
+  }
+}
+
+async function readJson(read: ReadFile, folder: string, name: string): Promise<Record<string, unknown> | null> {
+  const bytes = await read(name);
+  if (bytes === null) return null;
+  try {
+    const value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
+    return value;
+  } catch (error) {
+    throw new TokenizerError(`${folder}/${name}: ${(error as Error).message}`);
+  }
+}
+
+/** The chat template wherever the model keeps it; a list of named templates picks `default`. */
+async function findChatTemplate(
+  read: ReadFile,
+  folder: string,
+  config: Record<string, unknown>,
+): Promise<string | null> {
+  const inline = config.chat_template;
+  if (typeof inline === 'string') return inline;
+  if (Array.isArray(inline)) {
+    const named = inline as { name?: unknown; template?: unknown }[];
+    const chosen = named.find((t) => t.name === 'default') ?? named[0];
+    if (typeof chosen?.template === 'string') return chosen.template;
+    throw new TokenizerError(`${folder}/tokenizer_config.json: chat_template list has no usable template`);
+  }
+  const file = await read('chat_template.jinja');
+  return file === null ? null : new TextDecoder().decode(file);
+}
+
+export async function loadTokenizer(read: ReadFile, folder: string): Promise<ModelTokenizer> {
+  const tokenizerJson = await readJson(read, folder, 'tokenizer.json');
+  if (!tokenizerJson) throw new TokenizerError(`${folder}: no tokenizer.json`);
+  const config = (await readJson(read, folder, 'tokenizer_config.json')) ?? {};
+  const generation = await readJson(read, folder, 'generation_config.json');
+  return new ModelTokenizer(tokenizerJson, config, await findChatTemplate(read, folder, config), generation, folder);
+}
