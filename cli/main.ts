@@ -1,3 +1,4 @@
+import { cache } from './commands/cache';
 import { gpuInfo } from './commands/gpu-info';
 import { GRADS_USAGE, grads } from './commands/grads';
 
@@ -8,12 +9,18 @@ Usage:
   ${GRADS_USAGE}
                     one forward + backward pass of the engine; writes the loss and the gradients
                     of every adapter tensor (and with --full every base weight) as safetensors
+  hone cache [list | clear [PREFIX]]
+                    the models downloaded from the Hub (HONE_CACHE_DIR, default ~/.cache/hone)
   hone help         this text
+
+A model or adapter DIR may be hub:ORG/NAME[@REVISION]: fetched from HONE_HUB_URL (default the Hugging Face
+Hub; HF_TOKEN for gated models) into the cache.
 `;
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   'gpu-info': gpuInfo,
   grads,
+  cache,
 };
 
 async function main(argv: string[]): Promise<number> {

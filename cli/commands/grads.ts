@@ -9,11 +9,13 @@ import { EngineKernels } from '../../workers/engine/model/kernels';
 import { GpuLora } from '../../workers/engine/model/lora';
 import { TransformerStep } from '../../workers/engine/model/transformer';
 import { GpuWeights } from '../../workers/engine/model/weights';
-import { folderReader, readJsonFile } from '../folder';
+import { readJsonFile } from '../folder';
+import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 
 export const GRADS_USAGE =
   'hone grads --model DIR --tokens FILE --adapter DIR --out FILE.safetensors [--labels FILE] [--full]';
+// DIR may also be hub:ORG/NAME[@REVISION]: downloaded from HONE_HUB_URL (default: the Hugging Face Hub) into the cache.
 
 /** A JSON [batch][seq] array of integers, all rows the same length; `what` names it in errors. */
 export function parseTokenMatrix(json: unknown, what: string, allowIgnore: boolean): number[][] {
@@ -54,9 +56,11 @@ export async function grads(args: string[]): Promise<number> {
   const { model, tokens: tokensPath, adapter: adapterDir, out, full } = values;
   if (!model || !tokensPath || !out || (!adapterDir && !full)) throw new Error(`usage: ${GRADS_USAGE}`);
 
-  const checkpoint = await loadCheckpoint(folderReader(model), model);
+  const source = modelSource(model);
+  const checkpoint = await loadCheckpoint(source.read, source.label);
   const config = checkpoint.config;
-  const adapter = adapterDir ? await loadAdapter(folderReader(adapterDir), adapterDir, config) : null;
+  const adapterSource = adapterDir ? modelSource(adapterDir) : null;
+  const adapter = adapterSource ? await loadAdapter(adapterSource.read, adapterSource.label, config) : null;
   const tokens = parseTokenMatrix(await readJsonFile(tokensPath), tokensPath, false);
   const labels = values.labels ? parseTokenMatrix(await readJsonFile(values.labels), values.labels, true) : undefined;
   const shape = { batch: tokens.length, seq: tokens[0].length };

@@ -7,7 +7,8 @@ import { parseSafetensors } from '../../core/safetensors';
 import { randomLora, randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
 import { referenceForwardBackward } from '../../workers/engine/reference/transformer.cpu';
 import { maxRelativeError } from '../helpers/gpu';
-import { hone } from '../helpers/hone-cli';
+import { hone, honeWithEnv } from '../helpers/hone-cli';
+import { startHubServer } from '../helpers/hub-server';
 import { roundToBf16, tempDir, writeAdapterFolder, writeModelFolder } from '../helpers/model-folder';
 
 const config = tinyConfig({ modelType: 'qwen2', attentionBias: true, tieWordEmbeddings: false });
@@ -136,5 +137,56 @@ describe('hone grads', () => {
       await writeFile(outside, JSON.stringify([[1, 2, config.vocabSize]]));
       expect((await grads(model, adapter, outside)).stderr).toMatch(/token 37 at \[0\]\[2\] is outside the vocabulary/);
     });
+  });
+});
+
+describe('hone with hub:ORG/NAME', () => {
+  it('downloads the model once into the cache, then loads it from there; cache list and clear', async () => {
+    const hub = await startHubServer();
+    try {
+      const weights = randomWeights(config, 41);
+      const model = await writeModelFolder(join(dir, 'hub-model'), config, weights);
+      const adapter = await writeAdapterFolder(
+        join(dir, 'hub-adapter'),
+        randomLora(config, ['v_proj'], 2, 4, false, 42),
+        ['v_proj'],
+      );
+      const files = new Map<string, Uint8Array>();
+      for (const name of ['config.json', 'model.safetensors'])
+        files.set(name, new Uint8Array(await readFile(join(model, name))));
+      hub.files.set('org/tiny', files);
+      const env = { HONE_HUB_URL: hub.url, HONE_CACHE_DIR: join(dir, 'cache') };
+      const args = ['--model', 'hub:org/tiny', '--tokens', join(dir, 'tokens.json'), '--adapter', adapter];
+      const first = await honeWithEnv(env, 'grads', ...args, '--out', join(dir, 'hub1.safetensors'));
+      expect(first.code).toBe(0);
+      expect(first.stderr).toMatch(/model\.safetensors: [\d.]+ \/ [\d.]+ MB/);
+      const downloads = () => hub.requests.filter((r) => r.path.endsWith('model.safetensors')).length;
+      expect(downloads()).toBe(1);
+
+      const second = await honeWithEnv(env, 'grads', ...args, '--out', join(dir, 'hub2.safetensors'));
+      expect(second.code).toBe(0);
+      expect(downloads()).toBe(1);
+      const [a, b] = await Promise.all(['hub1', 'hub2'].map((f) => readOut(join(dir, `${f}.safetensors`))));
+      expect(b.readFloat32('loss')).toEqual(a.readFloat32('loss'));
+
+      const list = await honeWithEnv(env, 'cache', 'list');
+      expect(list.stdout).toMatch(/org\/tiny\/main\/model\.safetensors/);
+      await honeWithEnv(env, 'cache', 'clear');
+      expect((await honeWithEnv(env, 'cache', 'list')).stdout).toMatch(/^0 files/m);
+
+      const missing = await honeWithEnv(
+        env,
+        'grads',
+        '--model',
+        'hub:org/absent',
+        ...args.slice(2),
+        '--out',
+        join(dir, 'x'),
+      );
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('hub:org/absent: no config.json');
+    } finally {
+      await hub.close();
+    }
   });
 });

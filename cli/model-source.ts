@@ -1,0 +1,33 @@
+import { join } from 'node:path';
+import type { ReadFile } from '../core/checkpoint';
+import { DEFAULT_HUB_URL, type DownloadProgress, hubReader } from '../core/hub';
+import { defaultCacheDir, diskCache } from './disk-cache';
+import { folderReader } from './folder';
+
+/** The Hub settings from the environment: HONE_HUB_URL (a mirror, or a local server) and HF_TOKEN. */
+export function hubOptionsFromEnv(revision?: string) {
+  return {
+    baseUrl: process.env.HONE_HUB_URL ?? DEFAULT_HUB_URL,
+    token: process.env.HF_TOKEN ?? process.env.HONE_HUB_TOKEN,
+    revision,
+  };
+}
+
+function progressLine(p: DownloadProgress): void {
+  const mb = (n: number) => (n / 2 ** 20).toFixed(1);
+  const total = p.totalBytes === null ? '' : ` / ${mb(p.totalBytes)} MB`;
+  const eta = p.etaSeconds === null ? '' : `, ${Math.ceil(p.etaSeconds)} s left`;
+  process.stderr.write(`\r${p.file}: ${mb(p.receivedBytes)}${total} MB at ${mb(p.bytesPerSecond)} MB/s${eta}   `);
+  if (p.totalBytes !== null && p.receivedBytes === p.totalBytes) process.stderr.write('\n');
+}
+
+/**
+ * Where a `--model` or `--adapter` argument points: `hub:ORG/NAME[@REVISION]` (downloaded once into the cache
+ * folder, with progress on stderr), or a local folder. Both give the same ReadFile to the one loader.
+ */
+export function modelSource(spec: string): { read: ReadFile; label: string } {
+  if (!spec.startsWith('hub:')) return { read: folderReader(spec), label: spec };
+  const [repo, revision] = spec.slice(4).split('@');
+  const cache = diskCache(join(defaultCacheDir(), 'hub'));
+  return { read: hubReader(hubOptionsFromEnv(revision), repo, cache, { onProgress: progressLine }), label: spec };
+}
