@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PROJECTIONS } from '../../../core/model-config';
+import { estimateTrainingMemory, parameterCount } from '../../../core/model-memory';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { readConcatenated } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
@@ -195,5 +196,33 @@ describe('full-parameter training steps', () => {
       const got = await readConcatenated(device, gw.byKey.get(key) ?? [], expected.length);
       expect(maxRelativeError(got, expected), key).toBeLessThan(1e-4);
     }
+  });
+});
+
+describe('estimateTrainingMemory', () => {
+  it('is within 25% of what the engine allocates for a LoRA step', () => {
+    const { device } = gpu();
+    const config = tinyConfig({ numLayers: 3, vocabSize: 300, intermediateSize: 64 });
+    const weights = randomWeights(config, 1);
+    const kernels = new EngineKernels(device);
+    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const lora = GpuLora.create(
+      device,
+      config,
+      { r: 4, loraAlpha: 8, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
+      peftInit(1),
+    );
+    const step = new TransformerStep(device, kernels, gw, lora, { batch: 2, seq: 32 }, { full: false });
+    const optimizer = new AdamW(device, kernels, [{ param: lora.params, grad: lora.grads, n: lora.length }], settings);
+    const actual = gw.byteLength + step.byteLength + optimizer.byteLength + lora.length * 8;
+    const estimate = estimateTrainingMemory(config, { batch: 2, seq: 32, rank: 4 });
+    expect(estimate.weights).toBe(gw.byteLength);
+    expect(estimate.total / actual).toBeGreaterThan(0.75);
+    expect(estimate.total / actual).toBeLessThan(1.25);
+    expect(parameterCount(config) * 4).toBe(gw.byteLength);
+    step.destroy();
+    optimizer.destroy();
+    lora.destroy();
+    gw.destroy();
   });
 });

@@ -1,0 +1,48 @@
+import { expectedTensors, type ModelConfig, PROJECTIONS, type Projection, projectionShape } from './model-config';
+
+/** Parameters of the base model, counted from the tensors its architecture needs. */
+export function parameterCount(config: ModelConfig): number {
+  let total = 0;
+  for (const shape of expectedTensors(config).values()) total += shape.reduce((a, b) => a * b, 1);
+  return total;
+}
+
+export interface TrainingMemory {
+  /** fp32 base weights on the GPU. */
+  weights: number;
+  /** Activations kept for the backward, and scratch, for one [batch, seq] step. */
+  activations: number;
+  /** LoRA parameters, gradients and Adam moments. */
+  adapter: number;
+  total: number;
+  /** The largest tensor that must sit in one binding (the vocabulary tables are split, so not those). */
+  largestBinding: number;
+}
+
+/**
+ * GPU bytes a LoRA training step needs, following what the engine allocates (fp32 everywhere): per layer the
+ * saved activations, plus attention probabilities for one layer and the loss's logits slice.
+ */
+export function estimateTrainingMemory(
+  config: ModelConfig,
+  {
+    batch = 1,
+    seq = 512,
+    rank = 16,
+    targets = PROJECTIONS,
+  }: { batch?: number; seq?: number; rank?: number; targets?: readonly Projection[] } = {},
+): TrainingMemory {
+  const { hiddenSize: d, intermediateSize: f, numHeads: H, numKvHeads: KV, headDim: hd, numLayers: L } = config;
+  const N = batch * seq;
+  const perLayer = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2) + N * rank * targets.length;
+  const scratch = N * (4 * d + 3 * f + 6 * H * hd + 6 * KV * hd) + 2 * batch * H * seq * seq;
+  const logits = Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
+  const activations = 4 * (L * perLayer + scratch + logits);
+  const params = parameterCount(config);
+  const adapterParams = L * targets.reduce((n, p) => n + rank * projectionShape(config, p).reduce((a, b) => a + b), 0);
+  // Parameters, gradients and two Adam moments.
+  const adapter = 4 * 4 * adapterParams;
+  const weights = 4 * params;
+  const largestBinding = 4 * Math.max(f * d, H * hd * d);
+  return { weights, activations, adapter, total: weights + activations + adapter, largestBinding };
+}

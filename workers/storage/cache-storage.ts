@@ -1,0 +1,40 @@
+import type { FileCache } from '../../core/hub';
+
+/**
+ * The browser's download cache: Cache Storage (in pages and workers alike), one entry per file under a
+ * synthetic same-origin URL, its size in a header so listing needs no reads. Survives reloads; cleared
+ * from the studio or with the site's data.
+ */
+const CACHE_NAME = 'hone-hub-v1';
+const PREFIX = '/__hone_cache__/';
+
+export function cacheStorageCache(): FileCache {
+  const open = () => caches.open(CACHE_NAME);
+  const url = (key: string) =>
+    new URL(PREFIX + key.split('/').map(encodeURIComponent).join('/'), self.location.origin).href;
+  const keyOf = (request: Request) =>
+    new URL(request.url).pathname.slice(PREFIX.length).split('/').map(decodeURIComponent).join('/');
+  return {
+    async get(key) {
+      const response = await (await open()).match(url(key));
+      return response ? new Uint8Array(await response.arrayBuffer()) : null;
+    },
+    async put(key, bytes) {
+      const body = new Blob([bytes as Uint8Array<ArrayBuffer>]);
+      await (await open()).put(url(key), new Response(body, { headers: { 'x-hone-size': String(bytes.length) } }));
+    },
+    async entries() {
+      const cache = await open();
+      const out: { key: string; bytes: number }[] = [];
+      for (const request of await cache.keys()) {
+        const response = await cache.match(request);
+        out.push({ key: keyOf(request), bytes: Number(response?.headers.get('x-hone-size') ?? 0) });
+      }
+      return out;
+    },
+    async clear(prefix = '') {
+      const cache = await open();
+      for (const request of await cache.keys()) if (keyOf(request).startsWith(prefix)) await cache.delete(request);
+    },
+  };
+}
