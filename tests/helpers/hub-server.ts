@@ -14,6 +14,8 @@ export interface HubServer {
   truncateOnce: Set<string>;
   /** When set, requests without `Authorization: Bearer {token}` get 401. */
   token: string | null;
+  /** When set, bodies go out in chunks of this many bytes, 50 ms apart (so progress can be seen). */
+  throttleBytes: number | null;
   requests: { method: string; path: string; range: string | null }[];
   close(): Promise<void>;
 }
@@ -23,10 +25,19 @@ export async function startHubServer(): Promise<HubServer> {
     files: new Map(),
     truncateOnce: new Set(),
     token: null,
+    throttleBytes: null,
     requests: [],
   };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const match = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(decodeURIComponent(req.url ?? ''));
+    // The studio's worker fetches cross-origin, as it would from the real Hub.
+    res.setHeader('Access-Control-Allow-Origin', '*');
+    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Range');
+    res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range');
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204).end();
+      return;
+    }
     state.requests.push({ method: req.method ?? '', path: req.url ?? '', range: req.headers.range ?? null });
     if (state.token && req.headers.authorization !== `Bearer ${state.token}`) {
       res.writeHead(401).end('unauthorized');
@@ -52,7 +63,17 @@ export async function startHubServer(): Promise<HubServer> {
       setTimeout(() => res.destroy(), 20);
       return;
     }
-    res.end(body);
+    const chunk = state.throttleBytes;
+    if (!chunk) {
+      res.end(body);
+      return;
+    }
+    const send = (at: number) => {
+      if (at >= body.length) return void res.end();
+      res.write(body.subarray(at, at + chunk));
+      setTimeout(() => send(at + chunk), 50);
+    };
+    send(0);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

@@ -1,11 +1,6 @@
 import type { GpuReport } from '../../../workers/engine/api';
+import { formatBytes } from '../../lib/format';
 import { useGpuReport } from './use-gpu-report';
-
-const MiB = 1024 * 1024;
-
-function formatBytes(bytes: number): string {
-  return bytes >= 1024 * MiB ? `${(bytes / (1024 * MiB)).toFixed(1)} GiB` : `${Math.round(bytes / MiB)} MiB`;
-}
 
 /** The GPU the engine worker found: what it is, what it can hold, and proof that a kernel ran on it. */
 export function GpuPanel() {

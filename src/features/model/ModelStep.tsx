@@ -1,15 +1,302 @@
-/** The Model step. Its workings arrive with later issues; for now it says what it will do. */
+import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import * as Comlink from 'comlink';
+import { useState } from 'react';
+import type { DownloadProgress, ModelInfo, ModelSource } from '../../../workers/engine/api';
+import { getEngine } from '../../lib/engine';
+import { formatBytes, formatCount, formatSeconds } from '../../lib/format';
+import { hubSettings, useHubSettings } from '../../stores/hub-settings';
+import { useModel } from '../../stores/model';
+import { CATALOG } from './catalog';
+import { filesFromDrop, filesFromInput } from './picked-files';
+
+const card = 'rounded-lg border border-slate-200 bg-white p-4 shadow-sm dark:border-slate-700 dark:bg-slate-900';
+const button =
+  'rounded-md px-3 py-1.5 text-sm font-medium focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-indigo-600 disabled:opacity-50';
+
+/** The Model step: pick a Hub model or a local folder, see what it costs, download it onto the GPU. */
 export function ModelStep() {
+  const [source, setSource] = useState<ModelSource | null>(null);
   return (
-    <section aria-labelledby="model-heading" className="space-y-2">
-      <h1 id="model-heading" className="text-2xl font-semibold">
-        Model
-      </h1>
-      <p className="text-slate-600 dark:text-slate-300">
-        Pick a pretrained model: SmolLM2, Qwen2.5/3, Llama 3.2 from the Hugging Face Hub, a local folder, or Hone's
-        offline demo model.
-      </p>
-      <p className="text-sm text-slate-500">This step is not built yet.</p>
+    <section aria-labelledby="model-heading" className="space-y-4">
+      <div>
+        <h1 id="model-heading" className="text-2xl font-semibold">
+          Model
+        </h1>
+        <p className="text-slate-600 dark:text-slate-300">
+          Pick a pretrained model from the Hugging Face Hub, or a model folder on this computer.
+        </p>
+      </div>
+      <ModelPicker source={source} onPick={setSource} />
+      {source && <ModelDetails key={JSON.stringify(sourceKey(source))} source={source} />}
+      <div className="grid gap-4 md:grid-cols-2">
+        <HubSettingsPanel />
+        <CachePanel />
+      </div>
     </section>
+  );
+}
+
+function sourceKey(source: ModelSource) {
+  return source.kind === 'hub' ? source : { name: source.name, files: source.files.map((f) => f.path) };
+}
+
+function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (s: ModelSource) => void }) {
+  const [repo, setRepo] = useState('');
+  const [dragging, setDragging] = useState(false);
+  const [pickError, setPickError] = useState<string | null>(null);
+  const picked = source?.kind === 'hub' ? source.repo : null;
+  const pickFiles = (result: { name: string; files: { path: string; file: File }[] }) => {
+    if (!result.files.some((f) => f.path.endsWith('config.json'))) {
+      setPickError(`${result.name}: no config.json among the ${result.files.length} files: pick a model folder.`);
+      return;
+    }
+    setPickError(null);
+    onPick({ kind: 'files', ...result });
+  };
+  return (
+    <div className={card}>
+      <fieldset>
+        <legend className="mb-2 text-sm font-semibold uppercase tracking-wide text-slate-500">From the Hub</legend>
+        <ul className="grid gap-2 sm:grid-cols-2">
+          {CATALOG.map((entry) => (
+            <li key={entry.repo}>
+              <label
+                className={`flex cursor-pointer gap-2 rounded-md border p-2 text-sm ${picked === entry.repo ? 'border-indigo-600 bg-indigo-50 dark:bg-indigo-950' : 'border-slate-200 dark:border-slate-700'}`}
+              >
+                <input
+                  type="radio"
+                  name="catalog-model"
+                  checked={picked === entry.repo}
+                  onChange={() => onPick({ kind: 'hub', repo: entry.repo })}
+                />
+                <span>
+                  <span className="font-medium">{entry.name}</span>
+                  <span className="block text-slate-500">{entry.note}</span>
+                </span>
+              </label>
+            </li>
+          ))}
+        </ul>
+      </fieldset>
+      <form
+        className="mt-3 flex flex-wrap items-end gap-2"
+        onSubmit={(e) => {
+          e.preventDefault();
+          const [name, revision] = repo.trim().split('@');
+          if (name) onPick({ kind: 'hub', repo: name, revision });
+        }}
+      >
+        <label className="flex grow flex-col text-sm">
+          <span className="text-slate-600 dark:text-slate-300">Any Hub repo (org/name, optionally @revision)</span>
+          <input
+            value={repo}
+            onChange={(e) => setRepo(e.target.value)}
+            placeholder="HuggingFaceTB/SmolLM2-135M-Instruct"
+            className="rounded-md border border-slate-300 px-2 py-1 dark:border-slate-600 dark:bg-slate-800"
+          />
+        </label>
+        <button type="submit" className={`${button} bg-slate-800 text-white dark:bg-slate-200 dark:text-slate-900`}>
+          Use this repo
+        </button>
+      </form>
+      <section
+        aria-label="Model folder on this computer"
+        onDragOver={(e) => {
+          e.preventDefault();
+          setDragging(true);
+        }}
+        onDragLeave={() => setDragging(false)}
+        onDrop={async (e) => {
+          e.preventDefault();
+          setDragging(false);
+          pickFiles(await filesFromDrop(e.dataTransfer));
+        }}
+        className={`mt-3 rounded-md border-2 border-dashed p-3 text-sm ${dragging ? 'border-indigo-600 bg-indigo-50 dark:bg-indigo-950' : 'border-slate-300 dark:border-slate-600'}`}
+      >
+        Or drop a model folder here (config.json, model.safetensors, tokenizer files), or{' '}
+        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
+          choose a folder
+          <input
+            type="file"
+            className="sr-only"
+            // @ts-expect-error: webkitdirectory is not in React's types, but every current browser supports it.
+            webkitdirectory=""
+            multiple
+            onChange={(e) => e.target.files && pickFiles(filesFromInput(e.target.files))}
+          />
+        </label>
+        .
+        {pickError && (
+          <p role="alert" className="mt-2 text-red-700 dark:text-red-400">
+            {pickError}
+          </p>
+        )}
+      </section>
+    </div>
+  );
+}
+
+function ModelDetails({ source }: { source: ModelSource }) {
+  const settings = useHubSettings();
+  const hub = hubSettings(settings);
+  const setLoaded = useModel((s) => s.setLoaded);
+  const loaded = useModel((s) => s.loaded);
+  const [progress, setProgress] = useState<DownloadProgress | null>(null);
+  const queryClient = useQueryClient();
+  const info = useQuery({
+    queryKey: ['describe-model', sourceKey(source), hub],
+    queryFn: async (): Promise<ModelInfo> => getEngine().describeModel(source, hub),
+  });
+  const load = useMutation({
+    mutationFn: async () => getEngine().loadModel(source, hub, Comlink.proxy(setProgress)),
+    onSuccess: (summary) => {
+      setLoaded(summary);
+      void queryClient.invalidateQueries({ queryKey: ['cache-entries'] });
+    },
+  });
+  const isLoaded = load.data !== undefined && loaded === load.data;
+  return (
+    <div className={card} data-testid="model-details">
+      {info.isPending && <p className="text-slate-600">Reading the model’s config…</p>}
+      {info.isError && <ErrorMessage error={info.error} />}
+      {info.data && <ModelFacts info={info.data} />}
+      {info.data && (
+        <div className="mt-3 flex flex-wrap items-center gap-3">
+          <button
+            type="button"
+            disabled={load.isPending}
+            onClick={() => load.mutate()}
+            className={`${button} bg-indigo-600 text-white hover:bg-indigo-700`}
+          >
+            {source.kind === 'hub' ? 'Download and load' : 'Load'}
+          </button>
+          {load.isPending && progress && <ProgressBar progress={progress} />}
+          {load.isPending && !progress && <span className="text-sm text-slate-600">Reading…</span>}
+        </div>
+      )}
+      {load.isError && <ErrorMessage error={load.error} />}
+      {isLoaded && load.data && (
+        <p
+          data-testid="model-loaded"
+          className="mt-3 rounded bg-emerald-50 px-2 py-1 text-sm text-emerald-800 dark:bg-emerald-950 dark:text-emerald-200"
+        >
+          ✓ {load.data.info.label} is on the GPU ({formatBytes(load.data.gpuBytes)} of weights, loaded in{' '}
+          {formatSeconds(load.data.seconds)}).{' '}
+          {load.data.tokenizer
+            ? `Tokenizer ready${load.data.tokenizer.hasChatTemplate ? ', with a chat template' : ', no chat template'}.`
+            : `No tokenizer: ${load.data.tokenizerError}`}
+        </p>
+      )}
+    </div>
+  );
+}
+
+function ModelFacts({ info }: { info: ModelInfo }) {
+  const c = info.config;
+  const rows: [string, string][] = [
+    ['Model', info.label],
+    [
+      'Architecture',
+      `${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} KV)`,
+    ],
+    ['Parameters', formatCount(info.parameters)],
+    ['Download', info.downloadBytes === null ? 'unknown size' : formatBytes(info.downloadBytes)],
+    ['GPU memory to train', `about ${formatBytes(info.memory.total)} (LoRA r 16, 512 tokens)`],
+  ];
+  return (
+    <dl className="grid grid-cols-[max-content_1fr] gap-x-4 gap-y-1 text-sm" data-testid="model-facts">
+      {rows.map(([label, value]) => (
+        <div key={label} className="contents">
+          <dt className="text-slate-500">{label}</dt>
+          <dd className="font-medium">{value}</dd>
+        </div>
+      ))}
+    </dl>
+  );
+}
+
+function ProgressBar({ progress }: { progress: DownloadProgress }) {
+  const fraction = progress.totalBytes ? progress.receivedBytes / progress.totalBytes : null;
+  return (
+    <div className="min-w-64 grow text-sm" data-testid="download-progress">
+      <progress className="w-full" value={fraction ?? undefined} max={1} aria-label={`Downloading ${progress.file}`} />
+      <span className="text-slate-600 dark:text-slate-300">
+        {progress.file}: {formatBytes(progress.receivedBytes)}
+        {progress.totalBytes !== null && ` of ${formatBytes(progress.totalBytes)}`} at{' '}
+        {formatBytes(progress.bytesPerSecond)}/s
+        {progress.etaSeconds !== null && `, ${formatSeconds(progress.etaSeconds)} left`}
+      </span>
+    </div>
+  );
+}
+
+function ErrorMessage({ error }: { error: unknown }) {
+  return (
+    <p role="alert" className="mt-2 text-sm text-red-700 dark:text-red-400">
+      {error instanceof Error ? error.message : String(error)}
+    </p>
+  );
+}
+
+function HubSettingsPanel() {
+  const { baseUrl, token, setBaseUrl, setToken } = useHubSettings();
+  return (
+    <details className={card}>
+      <summary className="cursor-pointer text-sm font-semibold">Hub settings</summary>
+      <div className="mt-2 space-y-2 text-sm">
+        <label className="flex flex-col">
+          <span className="text-slate-600 dark:text-slate-300">Hub URL (a mirror works too)</span>
+          <input
+            defaultValue={baseUrl}
+            onBlur={(e) => setBaseUrl(e.target.value)}
+            className="rounded-md border border-slate-300 px-2 py-1 dark:border-slate-600 dark:bg-slate-800"
+          />
+        </label>
+        <label className="flex flex-col">
+          <span className="text-slate-600 dark:text-slate-300">Access token, for gated models</span>
+          <input
+            type="password"
+            defaultValue={token}
+            onBlur={(e) => setToken(e.target.value)}
+            autoComplete="off"
+            className="rounded-md border border-slate-300 px-2 py-1 dark:border-slate-600 dark:bg-slate-800"
+          />
+        </label>
+        <p className="text-slate-500">Kept only in this browser, and sent only to the Hub URL above.</p>
+      </div>
+    </details>
+  );
+}
+
+function CachePanel() {
+  const queryClient = useQueryClient();
+  const entries = useQuery({ queryKey: ['cache-entries'], queryFn: () => getEngine().cacheEntries() });
+  const clear = useMutation({
+    mutationFn: () => getEngine().clearCache(),
+    onSuccess: () => queryClient.invalidateQueries({ queryKey: ['cache-entries'] }),
+  });
+  const total = entries.data?.reduce((n, e) => n + e.bytes, 0) ?? 0;
+  return (
+    <details className={card} data-testid="cache-panel">
+      <summary className="cursor-pointer text-sm font-semibold">
+        Downloaded models ({entries.data ? `${entries.data.length} files, ${formatBytes(total)}` : '…'})
+      </summary>
+      <ul className="mt-2 max-h-40 overflow-auto text-xs">
+        {entries.data?.map((e) => (
+          <li key={e.key} className="flex justify-between gap-2">
+            <span className="truncate">{e.key}</span>
+            <span>{formatBytes(e.bytes)}</span>
+          </li>
+        ))}
+      </ul>
+      <button
+        type="button"
+        onClick={() => clear.mutate()}
+        disabled={!entries.data?.length}
+        className={`${button} mt-2 border border-slate-300 dark:border-slate-600`}
+      >
+        Clear the cache
+      </button>
+    </details>
   );
 }

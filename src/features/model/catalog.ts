@@ -1,0 +1,24 @@
+/** The small models people fine-tune most, as the model picker offers them. */
+export interface CatalogEntry {
+  repo: string;
+  name: string;
+  note: string;
+  gated?: boolean;
+}
+
+export const CATALOG: CatalogEntry[] = [
+  {
+    repo: 'HuggingFaceTB/SmolLM2-135M-Instruct',
+    name: 'SmolLM2 135M Instruct',
+    note: 'Tiny and quick: the place to start.',
+  },
+  { repo: 'HuggingFaceTB/SmolLM2-360M-Instruct', name: 'SmolLM2 360M Instruct', note: 'More capable, still light.' },
+  { repo: 'Qwen/Qwen2.5-0.5B-Instruct', name: 'Qwen2.5 0.5B Instruct', note: 'Multilingual, strong for its size.' },
+  { repo: 'Qwen/Qwen3-0.6B', name: 'Qwen3 0.6B', note: 'Newest Qwen; thinks before answering.' },
+  {
+    repo: 'meta-llama/Llama-3.2-1B-Instruct',
+    name: 'Llama 3.2 1B Instruct',
+    note: 'Gated: accept Meta’s license on the Hub and enter an access token.',
+    gated: true,
+  },
+];

@@ -1,0 +1,81 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, test } from '@playwright/test';
+import { randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
+import { type HubServer, startHubServer } from '../helpers/hub-server';
+import { tempDir, writeModelFolder } from '../helpers/model-folder';
+import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer';
+
+let hub: HubServer;
+let folder: string;
+
+test.beforeAll(async () => {
+  hub = await startHubServer();
+  // Room for the tiny tokenizer's 265 tokens.
+  const config = tinyConfig({ vocabSize: 300 });
+  folder = await writeModelFolder(join(await tempDir(), 'tiny-model'), config, randomWeights(config, 1));
+  const tokenizerFiles = tinyTokenizerFiles();
+  for (const [name, text] of Object.entries(tokenizerFiles)) await writeFile(join(folder, name), text);
+  const files = new Map<string, Uint8Array>();
+  for (const name of ['config.json', 'model.safetensors', ...Object.keys(tokenizerFiles)]) {
+    files.set(name, new Uint8Array(await readFile(join(folder, name))));
+  }
+  hub.files.set('org/tiny', files);
+});
+test.afterAll(() => hub.close());
+
+async function pointAtLocalHub(page: import('@playwright/test').Page) {
+  await page.getByText('Hub settings').click();
+  const url = page.getByLabel('Hub URL');
+  await url.fill(hub.url);
+  await url.blur();
+}
+
+test('a Hub model downloads with progress onto the GPU, and comes from the cache the second time', async ({ page }) => {
+  await page.goto('/');
+  await pointAtLocalHub(page);
+  await page.getByLabel(/Any Hub repo/).fill('org/tiny');
+  await page.getByRole('button', { name: 'Use this repo' }).click();
+  const facts = page.getByTestId('model-facts');
+  await expect(facts).toContainText('hub:org/tiny');
+  await expect(facts).toContainText('llama, 2 layers');
+  await expect(facts).toContainText('Download');
+  // Slow, and cut short once: the bar must show progress, and the loader must resume the transfer.
+  hub.throttleBytes = 8192;
+  hub.truncateOnce.add('org/tiny/model.safetensors');
+  await page.getByRole('button', { name: 'Download and load' }).click();
+  await expect(page.getByTestId('download-progress')).toContainText(/model\.safetensors: [\d.]+ KiB of 67 KiB/);
+  await expect(page.getByTestId('model-loaded')).toContainText('hub:org/tiny is on the GPU');
+  hub.throttleBytes = null;
+  expect(hub.requests.some((r) => r.path.endsWith('model.safetensors') && r.range !== null)).toBe(true);
+  await expect(page.getByTestId('model-loaded')).toContainText('with a chat template');
+  const weightDownloads = () =>
+    hub.requests.filter((r) => r.method === 'GET' && r.path.endsWith('model.safetensors')).length;
+  expect(weightDownloads()).toBe(2); // the cut transfer and its resumption
+  await page.getByText(/Downloaded models/).click();
+  await expect(page.getByTestId('cache-panel')).toContainText('org/tiny/main/model.safetensors');
+  await page.screenshot({ path: 'test-results/model-step.png', fullPage: true });
+
+  await page.reload();
+  await page.getByLabel(/Any Hub repo/).fill('org/tiny');
+  await page.getByRole('button', { name: 'Use this repo' }).click();
+  await page.getByRole('button', { name: 'Download and load' }).click();
+  await expect(page.getByTestId('model-loaded')).toBeVisible();
+  expect(weightDownloads()).toBe(2);
+});
+
+test('a repo that does not exist gets a clear message', async ({ page }) => {
+  await page.goto('/');
+  await pointAtLocalHub(page);
+  await page.getByLabel(/Any Hub repo/).fill('org/missing');
+  await page.getByRole('button', { name: 'Use this repo' }).click();
+  await expect(page.getByTestId('model-details').getByRole('alert')).toContainText('hub:org/missing: no config.json');
+});
+
+test('a model folder from this computer loads through the same loader', async ({ page }) => {
+  await page.goto('/');
+  await page.getByLabel('choose a folder').setInputFiles(folder);
+  await expect(page.getByTestId('model-facts')).toContainText('tiny-model');
+  await page.getByRole('button', { name: 'Load', exact: true }).click();
+  await expect(page.getByTestId('model-loaded')).toContainText('tiny-model is on the GPU');
+});
