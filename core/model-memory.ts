@@ -46,3 +46,24 @@ export function estimateTrainingMemory(
   const largestBinding = 4 * Math.max(f * d, H * hd * d);
   return { weights, activations, adapter, total: weights + activations + adapter, largestBinding };
 }
+
+/**
+ * Whether training fits the adapter's limits. WebGPU does not report how much memory a GPU has, so the hard
+ * check is the one it does report: each weight that cannot be split must fit one storage binding.
+ */
+export function checkFit(
+  memory: TrainingMemory,
+  limits: { maxStorageBufferBindingSize: number; maxBufferSize: number },
+): { fits: boolean; reason: string } {
+  const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  if (memory.largestBinding > limit) {
+    return {
+      fits: false,
+      reason: `Will not fit: its largest weight needs ${memory.largestBinding} bytes in one buffer, and this GPU allows ${limit}.`,
+    };
+  }
+  return {
+    fits: true,
+    reason: 'Fits this GPU’s buffer limits (the browser does not say how much memory the GPU has).',
+  };
+}

@@ -40,6 +40,7 @@ test('a Hub model downloads with progress onto the GPU, and comes from the cache
   await expect(facts).toContainText('hub:org/tiny');
   await expect(facts).toContainText('llama, 2 layers');
   await expect(facts).toContainText('Download');
+  await expect(page.getByTestId('model-fit')).toContainText('Fits this GPU');
   // Slow, and cut short once: the bar must show progress, and the loader must resume the transfer.
   hub.throttleBytes = 8192;
   hub.truncateOnce.add('org/tiny/model.safetensors');

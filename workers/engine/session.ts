@@ -1,4 +1,5 @@
 import type { DownloadProgress, FileCache } from '../../core/hub';
+import { checkFit } from '../../core/model-memory';
 import { acquireGpu, type Gpu } from './gpu/device';
 import { GpuWeights } from './model/weights';
 import {
@@ -9,6 +10,10 @@ import {
   type ModelSource,
   readerFor,
 } from './model-loader';
+
+export interface DescribedModel extends ModelInfo {
+  fit: { fits: boolean; reason: string };
+}
 
 export interface LoadedModelSummary {
   info: ModelInfo;
@@ -44,8 +49,11 @@ export class EngineSession {
     return this.gpu;
   }
 
-  describe(source: ModelSource, hub: HubSettings): Promise<ModelInfo> {
-    return describeModel(source, hub, this.cache);
+  /** The model's facts, with whether it fits this GPU's limits. */
+  async describe(source: ModelSource, hub: HubSettings): Promise<DescribedModel> {
+    const info = await describeModel(source, hub, this.cache);
+    const { device } = await this.device();
+    return { ...info, fit: checkFit(info.memory, device.limits) };
   }
 
   async load(

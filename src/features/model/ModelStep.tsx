@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
-import type { DownloadProgress, ModelInfo, ModelSource } from '../../../workers/engine/api';
+import type { DescribedModel, DownloadProgress, ModelSource } from '../../../workers/engine/api';
 import { getEngine } from '../../lib/engine';
 import { formatBytes, formatCount, formatSeconds } from '../../lib/format';
 import { hubSettings, useHubSettings } from '../../stores/hub-settings';
@@ -145,7 +145,7 @@ function ModelDetails({ source }: { source: ModelSource }) {
   const queryClient = useQueryClient();
   const info = useQuery({
     queryKey: ['describe-model', sourceKey(source), hub],
-    queryFn: async (): Promise<ModelInfo> => getEngine().describeModel(source, hub),
+    queryFn: async (): Promise<DescribedModel> => getEngine().describeModel(source, hub),
   });
   const load = useMutation({
     mutationFn: async () => getEngine().loadModel(source, hub, Comlink.proxy(setProgress)),
@@ -191,7 +191,7 @@ function ModelDetails({ source }: { source: ModelSource }) {
   );
 }
 
-function ModelFacts({ info }: { info: ModelInfo }) {
+function ModelFacts({ info }: { info: DescribedModel }) {
   const c = info.config;
   const rows: [string, string][] = [
     ['Model', info.label],
@@ -204,14 +204,22 @@ function ModelFacts({ info }: { info: ModelInfo }) {
     ['GPU memory to train', `about ${formatBytes(info.memory.total)} (LoRA r 16, 512 tokens)`],
   ];
   return (
-    <dl className="grid grid-cols-[max-content_1fr] gap-x-4 gap-y-1 text-sm" data-testid="model-facts">
-      {rows.map(([label, value]) => (
-        <div key={label} className="contents">
-          <dt className="text-slate-500">{label}</dt>
-          <dd className="font-medium">{value}</dd>
-        </div>
-      ))}
-    </dl>
+    <div data-testid="model-facts">
+      <dl className="grid grid-cols-[max-content_1fr] gap-x-4 gap-y-1 text-sm">
+        {rows.map(([label, value]) => (
+          <div key={label} className="contents">
+            <dt className="text-slate-500">{label}</dt>
+            <dd className="font-medium">{value}</dd>
+          </div>
+        ))}
+      </dl>
+      <p
+        data-testid="model-fit"
+        className={`mt-2 text-sm ${info.fit.fits ? 'text-slate-600 dark:text-slate-300' : 'font-semibold text-red-700 dark:text-red-400'}`}
+      >
+        {info.fit.reason}
+      </p>
+    </div>
   );
 }
 

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { parseModelConfig } from './model-config';
+import { checkFit, estimateTrainingMemory, parameterCount } from './model-memory';
+
+const smollm2 = parseModelConfig({
+  model_type: 'llama',
+  vocab_size: 49152,
+  hidden_size: 576,
+  intermediate_size: 1536,
+  num_hidden_layers: 30,
+  num_attention_heads: 9,
+  num_key_value_heads: 3,
+  rms_norm_eps: 1e-5,
+  rope_theta: 100000,
+  max_position_embeddings: 8192,
+  tie_word_embeddings: true,
+});
+
+describe('model memory', () => {
+  it('counts SmolLM2-135M’s parameters', () => {
+    expect(parameterCount(smollm2)).toBe(134_515_008);
+  });
+
+  it('says when a weight cannot fit one binding, and otherwise that it fits', () => {
+    const memory = estimateTrainingMemory(smollm2);
+    expect(memory.largestBinding).toBe(1536 * 576 * 4);
+    expect(checkFit(memory, { maxStorageBufferBindingSize: 2 ** 30, maxBufferSize: 2 ** 30 }).fits).toBe(true);
+    const small = checkFit(memory, { maxStorageBufferBindingSize: 2 ** 20, maxBufferSize: 2 ** 30 });
+    expect(small.fits).toBe(false);
+    expect(small.reason).toMatch(/largest weight needs 3538944 bytes.*allows 1048576/);
+  });
+});
