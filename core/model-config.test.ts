@@ -1,11 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  expectedTensors,
-  type ModelConfig,
-  ModelConfigError,
-  parseModelConfig,
-  serializeModelConfig,
-} from './model-config';
+import { type ModelConfig, ModelConfigError, parseModelConfig, serializeModelConfig } from './model-config';
+import { parameterCount } from './model-memory';
 
 // config.json files as published on the Hugging Face Hub.
 const SMOLLM2_135M = {
@@ -126,13 +121,6 @@ const LLAMA32_1B = {
   use_cache: true,
   vocab_size: 128256,
 };
-
-/** The parameter count the model cards give, from the tensors a config implies. */
-function parameterCount(config: ModelConfig): number {
-  let total = 0;
-  for (const shape of expectedTensors(config).values()) total += shape.reduce((a, b) => a * b, 1);
-  return total;
-}
 
 function rejects(json: unknown, field: string | null, ...fragments: string[]): void {
   let error: unknown;

@@ -1,5 +1,6 @@
 import { grid1d, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { workgroupReduce } from './wgsl';
 
 /**
  * Cross-entropy over a vocabulary seen one chunk of logits at a time, so [tokens x vocab] never exists.
@@ -20,23 +21,7 @@ struct Params { tokens: u32, chunkRows: u32, first: u32, isFirstChunk: u32 }
 @group(0) @binding(1) var<storage, read> targets: array<i32>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-var<workgroup> partial: array<f32, ${WG}>;
-
-fn reduce(value: f32, li: u32, isMax: bool) -> f32 {
-  partial[li] = value;
-  workgroupBarrier();
-  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
-    if (li < stride) {
-      let other = partial[li + stride];
-      partial[li] = select(partial[li] + other, max(partial[li], other), isMax);
-    }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}
-
+${workgroupReduce(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let t = wg.x + wg.y * nwg.x;

@@ -1,5 +1,6 @@
 import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { workgroupReduce } from './wgsl';
 
 /**
  * RMSNorm over rows: y[r, :] = w * x[r, :] * rstd[r], rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps).
@@ -12,22 +13,6 @@ import type { Op } from '../gpu/ops';
 
 const WG = 64;
 
-const reduceSnippet = /* wgsl */ `
-var<workgroup> partial: array<f32, ${WG}>;
-
-fn workgroupSum(value: f32, li: u32) -> f32 {
-  partial[li] = value;
-  workgroupBarrier();
-  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
-    if (li < stride) { partial[li] += partial[li + stride]; }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}
-`;
-
 const forwardShader = /* wgsl */ `
 struct Params { rows: u32, dim: u32, eps: f32, _pad: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -35,7 +20,7 @@ struct Params { rows: u32, dim: u32, eps: f32, _pad: u32 }
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
-${reduceSnippet}
+${workgroupReduce(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let row = wg.x + wg.y * nwg.x;
@@ -43,7 +28,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let base = row * p.dim;
   var s = 0.0;
   for (var j = li; j < p.dim; j += ${WG}u) { let v = x[base + j]; s += v * v; }
-  let r = inverseSqrt(workgroupSum(s, li) / f32(p.dim) + p.eps);
+  let r = inverseSqrt(reduce(s, li, false) / f32(p.dim) + p.eps);
   for (var j = li; j < p.dim; j += ${WG}u) { y[base + j] = x[base + j] * r * w[j]; }
   if (li == 0u) { rstd[row] = r; }
 }
@@ -57,7 +42,7 @@ struct Params { rows: u32, dim: u32, accumulate: u32, _pad: u32 }
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
-${reduceSnippet}
+${workgroupReduce(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let row = wg.x + wg.y * nwg.x;
@@ -66,7 +51,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let r = rstd[row];
   var s = 0.0;
   for (var j = li; j < p.dim; j += ${WG}u) { s += dy[base + j] * w[j] * x[base + j] * r; }
-  let meanGX = workgroupSum(s, li) / f32(p.dim);
+  let meanGX = reduce(s, li, false) / f32(p.dim);
   for (var j = li; j < p.dim; j += ${WG}u) {
     let xhat = x[base + j] * r;
     var value = r * (dy[base + j] * w[j] - xhat * meanGX);

@@ -1,5 +1,6 @@
 import { grid1d, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { workgroupReduce } from './wgsl';
 
 /**
  * Causal softmax over attention scores, in place.
@@ -12,23 +13,7 @@ const WG = 64;
 
 const common = /* wgsl */ `
 struct Params { rows: u32, seq: u32, _p0: u32, _p1: u32 }
-var<workgroup> partial: array<f32, ${WG}>;
-
-fn reduce(value: f32, li: u32, isMax: bool) -> f32 {
-  partial[li] = value;
-  workgroupBarrier();
-  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
-    if (li < stride) {
-      let other = partial[li + stride];
-      partial[li] = select(partial[li] + other, max(partial[li], other), isMax);
-    }
-    workgroupBarrier();
-  }
-  let total = partial[0];
-  workgroupBarrier();
-  return total;
-}
-`;
+${workgroupReduce(WG)}`;
 
 const forwardShader = /* wgsl */ `
 @group(0) @binding(0) var<storage, read_write> s: array<f32>;
