@@ -1,6 +1,10 @@
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createWriteStream, openAsBlob } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import type { FileCache } from '../core/hub';
 
 /** The CLI's cache folder: HONE_CACHE_DIR, else ~/.cache/hone. */
@@ -18,16 +22,17 @@ export function diskCache(root: string): FileCache {
   return {
     async get(key) {
       try {
-        return new Uint8Array(await readFile(pathOf(key)));
+        await stat(pathOf(key));
+        return await openAsBlob(pathOf(key));
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw error;
       }
     },
-    async put(key, bytes) {
+    async put(key, file) {
       const path = pathOf(key);
       await mkdir(dirname(path), { recursive: true });
-      await writeFile(`${path}.partial`, bytes);
+      await pipeline(Readable.fromWeb(file.stream() as NodeReadableStream), createWriteStream(`${path}.partial`));
       await rename(`${path}.partial`, path);
     },
     async entries() {

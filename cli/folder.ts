@@ -1,12 +1,16 @@
-import { readFile } from 'node:fs/promises';
+import { openAsBlob } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ReadFile } from '../core/checkpoint';
 
-/** A ReadFile over a folder on disk: a file's bytes, or null when it does not exist. */
+/** A ReadFile over a folder on disk: a file-backed Blob, or null when the file does not exist. */
 export function folderReader(dir: string): ReadFile {
   return async (name) => {
+    const path = join(dir, name);
     try {
-      return new Uint8Array(await readFile(join(dir, name)));
+      // openAsBlob's own error does not say the file is missing, so ask first.
+      await stat(path);
+      return await openAsBlob(path);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw error;

@@ -6,10 +6,19 @@
  */
 import { expectedTensors, type ModelConfig, parseModelConfig } from './model-config';
 import { type AdapterConfig, type LoraModule, matchAdapterToModel, PeftError, parseAdapterConfig } from './peft';
-import { parseSafetensors, type SafetensorsFile, type TensorInfo } from './safetensors';
+import {
+  openSafetensors,
+  parseSafetensors,
+  type SafetensorsBlob,
+  type SafetensorsFile,
+  type TensorInfo,
+} from './safetensors';
 
-/** The bytes of `name` inside the folder, or null when the folder has no such file. */
-export type ReadFile = (name: string) => Promise<Uint8Array | null>;
+/**
+ * `name` inside the folder as a Blob (file-backed on disk and in the browser's cache, so large checkpoints are
+ * read tensor by tensor, never whole), or null when the folder has no such file.
+ */
+export type ReadFile = (name: string) => Promise<Blob | null>;
 
 export class CheckpointError extends Error {
   constructor(message: string) {
@@ -24,35 +33,35 @@ export interface Checkpoint {
   config: ModelConfig;
   /** Every tensor of every shard, by key. */
   tensors: Map<string, TensorInfo & { file: string }>;
-  /** A base weight as float32 (bf16 / fp16 widened exactly). */
-  readFloat32(key: string): Float32Array;
+  /** A base weight as float32 (bf16 / fp16 widened exactly), read from its shard when asked for. */
+  readFloat32(key: string): Promise<Float32Array>;
 }
 
-function parseJson(bytes: Uint8Array, path: string): unknown {
+async function parseJson(blob: Blob, path: string): Promise<unknown> {
   try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await blob.arrayBuffer()));
   } catch (error) {
     throw new CheckpointError(`${path}: not valid JSON (${(error as Error).message})`);
   }
 }
 
 async function readJson(read: ReadFile, folder: string, name: string): Promise<unknown> {
-  const bytes = await read(name);
-  if (bytes === null) throw new CheckpointError(`${folder}: no ${name}`);
-  return parseJson(bytes, `${folder}/${name}`);
+  const blob = await read(name);
+  if (blob === null) throw new CheckpointError(`${folder}: no ${name}`);
+  return parseJson(blob, `${folder}/${name}`);
 }
 
-async function readSafetensors(read: ReadFile, folder: string, name: string): Promise<SafetensorsFile> {
-  const bytes = await read(name);
-  if (bytes === null) throw new CheckpointError(`${folder}: no ${name}`);
-  return parseSafetensors(bytes, `${folder}/${name}`);
+async function fileOf(read: ReadFile, folder: string, name: string): Promise<Blob> {
+  const blob = await read(name);
+  if (blob === null) throw new CheckpointError(`${folder}: no ${name}`);
+  return blob;
 }
 
 /** The shard file names of a model: the index's weight_map, or the single model.safetensors. */
 async function shardNames(read: ReadFile, folder: string): Promise<string[]> {
   const index = await read('model.safetensors.index.json');
   if (index === null) return ['model.safetensors'];
-  const json = parseJson(index, `${folder}/model.safetensors.index.json`) as { weight_map?: unknown } | null;
+  const json = (await parseJson(index, `${folder}/model.safetensors.index.json`)) as { weight_map?: unknown } | null;
   const map = json?.weight_map;
   if (typeof map !== 'object' || map === null) {
     throw new CheckpointError(`${folder}/model.safetensors.index.json: no weight_map object`);
@@ -70,10 +79,10 @@ async function shardNames(read: ReadFile, folder: string): Promise<string[]> {
 /** Reads and checks a model folder: every tensor the architecture needs, with its shape, in a float dtype. */
 export async function loadCheckpoint(read: ReadFile, folder: string): Promise<Checkpoint> {
   const config = parseModelConfig(await readJson(read, folder, 'config.json'), `${folder}/config.json`);
-  const files = new Map<string, SafetensorsFile>();
+  const files = new Map<string, SafetensorsBlob>();
   const tensors = new Map<string, TensorInfo & { file: string }>();
   for (const name of await shardNames(read, folder)) {
-    const file = await readSafetensors(read, folder, name);
+    const file = await openSafetensors(await fileOf(read, folder, name), `${folder}/${name}`);
     files.set(name, file);
     for (const [key, info] of file.tensors) tensors.set(key, { ...info, file: name });
   }
@@ -94,10 +103,10 @@ export async function loadCheckpoint(read: ReadFile, folder: string): Promise<Ch
   return {
     config,
     tensors,
-    readFloat32(key) {
+    async readFloat32(key) {
       const info = tensors.get(key);
       if (!info) throw new CheckpointError(`${folder}: missing tensor ${key}`);
-      return (files.get(info.file) as SafetensorsFile).readFloat32(key);
+      return (files.get(info.file) as SafetensorsBlob).readFloat32(key);
     },
   };
 }
@@ -115,7 +124,10 @@ export async function loadAdapter(read: ReadFile, folder: string, model: ModelCo
     await readJson(read, folder, 'adapter_config.json'),
     `${folder}/adapter_config.json`,
   );
-  const file = await readSafetensors(read, folder, 'adapter_model.safetensors');
+  // Adapters are small: read whole, so their tensors can be read synchronously.
+  const name = 'adapter_model.safetensors';
+  const blob = await fileOf(read, folder, name);
+  const file = parseSafetensors(new Uint8Array(await blob.arrayBuffer()), `${folder}/${name}`);
   for (const [key, info] of file.tensors) {
     if (!FLOAT_DTYPES.has(info.dtype)) {
       throw new PeftError(file.source, `tensor "${key}" is ${info.dtype}; F32, F16 or BF16 expected`);

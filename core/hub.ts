@@ -85,19 +85,25 @@ export interface DownloadOptions {
   retries?: number;
 }
 
+/** Bytes gathered in memory before they are folded into a Blob, which the browser may keep on disk. */
+const FOLD_BYTES = 16 * 2 ** 20;
+
 /**
- * A whole file's bytes. Null when the file does not exist (404), so callers can probe optional files.
- * A transfer that ends early is resumed from the last byte received (Range), up to `retries` times.
+ * A whole file, as a Blob. Null when the file does not exist (404), so callers can probe optional files.
+ * A transfer that ends early is resumed from the last byte received (Range), up to `retries` times. Received
+ * bytes are folded into Blobs as they come, so a multi-gigabyte file never has to fit in one ArrayBuffer.
  */
 export async function downloadFile(
   options: HubOptions,
   repo: string,
   file: string,
   download: DownloadOptions = {},
-): Promise<Uint8Array | null> {
+): Promise<Blob | null> {
   const doFetch = options.fetch ?? fetch;
   const url = hubFileUrl(options, repo, file);
-  const chunks: Uint8Array[] = [];
+  let parts: Blob[] = [];
+  let chunks: Uint8Array<ArrayBuffer>[] = [];
+  let pending = 0;
   let received = 0;
   let total: number | null = null;
   const started = Date.now();
@@ -117,7 +123,9 @@ export async function downloadFile(
     if (!response.ok) throw statusError(response.status, repo, file, options);
     if (received > 0 && response.status !== 206) {
       // The server ignored the Range header: start over rather than duplicate bytes.
-      chunks.length = 0;
+      parts = [];
+      chunks = [];
+      pending = 0;
       received = 0;
     }
     const length = Number(response.headers.get('content-length'));
@@ -129,8 +137,14 @@ export async function downloadFile(
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
-        chunks.push(value);
+        chunks.push(value as Uint8Array<ArrayBuffer>);
         received += value.length;
+        pending += value.length;
+        if (pending >= FOLD_BYTES) {
+          parts.push(new Blob(chunks));
+          chunks = [];
+          pending = 0;
+        }
         const seconds = Math.max((Date.now() - started) / 1000, 1e-3);
         const bytesPerSecond = received / seconds;
         download.onProgress?.({
@@ -153,19 +167,13 @@ export async function downloadFile(
       throw new HubError(`${repo}/${file}: download ended at ${received} of ${total ?? '?'} bytes, after retries`, 0);
     }
   }
-  const bytes = new Uint8Array(received);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
+  return new Blob([...parts, ...chunks]);
 }
 
 /** Where downloaded files are kept between runs: Cache Storage or OPFS in the browser, a folder in the CLI. */
 export interface FileCache {
-  get(key: string): Promise<Uint8Array | null>;
-  put(key: string, bytes: Uint8Array): Promise<void>;
+  get(key: string): Promise<Blob | null>;
+  put(key: string, file: Blob): Promise<void>;
   /** Every cached file with its size, for a person to see what the cache holds. */
   entries(): Promise<{ key: string; bytes: number }[]>;
   /** Removes every file whose key starts with `prefix` (all files without one). */
@@ -187,13 +195,15 @@ export function hubReader(
   repo: string,
   cache: FileCache | null,
   download: DownloadOptions = {},
-): (name: string) => Promise<Uint8Array | null> {
+): (name: string) => Promise<Blob | null> {
   return async (name) => {
     const key = hubCacheKey(options, repo, name);
     const cached = await cache?.get(key);
     if (cached) return cached;
-    const bytes = await downloadFile(options, repo, name, download);
-    if (bytes && cache) await cache.put(key, bytes);
-    return bytes;
+    const file = await downloadFile(options, repo, name, download);
+    if (!file || !cache) return file;
+    await cache.put(key, file);
+    // Read back from the cache: there the file lives on disk, not in this page's memory.
+    return (await cache.get(key)) ?? file;
   };
 }

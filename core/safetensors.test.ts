@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { MAX_HEADER_BYTES, parseSafetensors, SafetensorsError, serializeSafetensors } from './safetensors';
+import {
+  MAX_HEADER_BYTES,
+  openSafetensors,
+  parseSafetensors,
+  SafetensorsError,
+  serializeSafetensors,
+} from './safetensors';
 
 const SOURCE = 'weights.safetensors';
 
@@ -329,5 +335,22 @@ describe('serializeSafetensors', () => {
     expect(() => serializeSafetensors([{ name: '__metadata__', dtype: 'F32', shape: [6], data }])).toThrow(
       /__metadata__/,
     );
+  });
+});
+
+describe('openSafetensors (a Blob, read tensor by tensor)', () => {
+  it('reads the same tensors as parseSafetensors, and checks the header just as strictly', async () => {
+    const bytes = serializeSafetensors([
+      { name: 'a', dtype: 'F32', shape: [2, 3], data: Float32Array.of(1, 2, 3, 4, 5, 6) },
+      { name: 'b', dtype: 'BF16', shape: [2], data: Uint16Array.of(0x3f80, 0xc000) },
+    ]);
+    const file = await openSafetensors(new Blob([bytes as Uint8Array<ArrayBuffer>]), 'm.safetensors');
+    expect([...file.tensors.keys()]).toEqual(['a', 'b']);
+    expect(await file.readFloat32('a')).toEqual(parseSafetensors(bytes, 'm').readFloat32('a'));
+    expect(await file.readFloat32('b')).toEqual(Float32Array.of(1, -2));
+    await expect(file.readFloat32('c')).rejects.toThrow('m.safetensors: tensor "c": no such tensor');
+    const cut = new Blob([bytes.slice(0, bytes.length - 4)]);
+    await expect(openSafetensors(cut, 'cut.safetensors')).rejects.toThrow(/cut\.safetensors/);
+    await expect(openSafetensors(new Blob([bytes.slice(0, 5)]), 'tiny')).rejects.toThrow(/too short/);
   });
 });

@@ -43,13 +43,21 @@ export interface TensorInfo {
   byteLength: number;
 }
 
-export interface SafetensorsFile {
+export interface SafetensorsLayout {
   source: string;
   /** In the order of the header. */
   tensors: Map<string, TensorInfo>;
   metadata: Record<string, string>;
+}
+
+export interface SafetensorsFile extends SafetensorsLayout {
   /** A fresh float32 copy of a tensor: F32 copied, F16 and BF16 widened exactly. Other dtypes throw. */
   readFloat32(name: string): Float32Array;
+}
+
+/** The same, for a file read tensor by tensor from a Blob. */
+export interface SafetensorsBlob extends SafetensorsLayout {
+  readFloat32(name: string): Promise<Float32Array>;
 }
 
 export class SafetensorsError extends Error {
@@ -64,21 +72,69 @@ export class SafetensorsError extends Error {
 }
 
 export function parseSafetensors(bytes: Uint8Array, source: string): SafetensorsFile {
-  const fail = (detail: string, tensor: string | null = null) => new SafetensorsError(source, tensor, detail);
-  if (bytes.length < 8) throw fail(`${bytes.length} bytes is too short for a safetensors file (at least 8)`);
+  const fail = failer(source);
+  const layout = parseLayout(bytes.subarray(0, 8), (n) => bytes.subarray(8, 8 + n), bytes.length, source);
+  return {
+    ...layout,
+    readFloat32(name) {
+      const info = tensorInfo(layout, name);
+      // slice() copies into a fresh, aligned buffer, whatever the alignment of the tensor in the file.
+      return decodeFloat32(bytes.slice(info.byteOffset, info.byteOffset + info.byteLength).buffer, info, name, fail);
+    },
+  };
+}
+
+/**
+ * A safetensors file kept as a Blob (a download in the browser's cache, a file on disk): only the header is
+ * read up front, and each tensor when asked for, so a multi-gigabyte checkpoint never sits whole in memory.
+ */
+export async function openSafetensors(blob: Blob, source: string): Promise<SafetensorsBlob> {
+  const fail = failer(source);
+  const first = new Uint8Array(await blob.slice(0, 8).arrayBuffer());
+  const headerLength = checkHeaderLength(first, blob.size, fail);
+  const header = new Uint8Array(await blob.slice(8, 8 + headerLength).arrayBuffer());
+  const layout = parseLayout(first, () => header, blob.size, source);
+  return {
+    ...layout,
+    async readFloat32(name) {
+      const info = tensorInfo(layout, name);
+      const raw = await blob.slice(info.byteOffset, info.byteOffset + info.byteLength).arrayBuffer();
+      return decodeFloat32(raw, info, name, fail);
+    },
+  };
+}
+
+function failer(source: string) {
+  return (detail: string, tensor: string | null = null) => new SafetensorsError(source, tensor, detail);
+}
+
+/** The header's length from the first 8 bytes, checked against the file's length. */
+function checkHeaderLength(first: Uint8Array, fileLength: number, fail: Fail): number {
+  if (fileLength < 8) throw fail(`${fileLength} bytes is too short for a safetensors file (at least 8)`);
   // Read as BigInt: a hostile u64 above 2^53 would otherwise round to something plausible.
-  const headerLength64 = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true);
+  const headerLength64 = new DataView(first.buffer, first.byteOffset, 8).getBigUint64(0, true);
   if (headerLength64 > BigInt(MAX_HEADER_BYTES)) {
     throw fail(`header length ${headerLength64} is over the ${MAX_HEADER_BYTES}-byte limit`);
   }
   const headerLength = Number(headerLength64);
-  const dataStart = 8 + headerLength;
-  if (dataStart > bytes.length) {
-    throw fail(`header length ${headerLength} runs past the end of the ${bytes.length}-byte file`);
+  if (8 + headerLength > fileLength) {
+    throw fail(`header length ${headerLength} runs past the end of the ${fileLength}-byte file`);
   }
-  const header = parseHeaderJson(bytes.subarray(8, dataStart), fail);
-  const dataLength = bytes.length - dataStart;
+  return headerLength;
+}
 
+/** Every check of the header against the file: JSON, dtypes, shapes, offsets in range, data fully covered. */
+function parseLayout(
+  first: Uint8Array,
+  headerBytes: (length: number) => Uint8Array,
+  fileLength: number,
+  source: string,
+): SafetensorsLayout {
+  const fail = failer(source);
+  const headerLength = checkHeaderLength(first, fileLength, fail);
+  const dataStart = 8 + headerLength;
+  const header = parseHeaderJson(headerBytes(headerLength), fail);
+  const dataLength = fileLength - dataStart;
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
@@ -86,28 +142,27 @@ export function parseSafetensors(bytes: Uint8Array, source: string): Safetensors
     else tensors.set(name, parseTensorInfo(name, entry, dataStart, dataLength, fail));
   }
   checkCoverage(tensors, dataStart, dataLength, fail);
+  return { source, tensors, metadata };
+}
 
-  return {
-    source,
-    tensors,
-    metadata,
-    readFloat32(name) {
-      const info = tensors.get(name);
-      if (info === undefined) throw fail('no such tensor in the file', name);
-      // slice() copies into a fresh, aligned buffer, whatever the alignment of the tensor in the file.
-      const raw = bytes.slice(info.byteOffset, info.byteOffset + info.byteLength).buffer;
-      switch (info.dtype) {
-        case 'F32':
-          return new Float32Array(raw);
-        case 'F16':
-          return widen(new Uint16Array(raw), f16Table());
-        case 'BF16':
-          return widen(new Uint16Array(raw), null);
-        default:
-          throw fail(`dtype ${info.dtype} cannot be read as float32 (only F32, F16 and BF16 can)`, name);
-      }
-    },
-  };
+function tensorInfo(layout: SafetensorsLayout, name: string): TensorInfo {
+  const info = layout.tensors.get(name);
+  if (info === undefined) throw new SafetensorsError(layout.source, name, 'no such tensor in the file');
+  return info;
+}
+
+/** A tensor's bytes as float32: F32 as is, F16 and BF16 widened exactly; other dtypes refused. */
+function decodeFloat32(raw: ArrayBuffer, info: TensorInfo, name: string, fail: Fail): Float32Array {
+  switch (info.dtype) {
+    case 'F32':
+      return new Float32Array(raw);
+    case 'F16':
+      return widen(new Uint16Array(raw), f16Table());
+    case 'BF16':
+      return widen(new Uint16Array(raw), null);
+    default:
+      throw fail(`dtype ${info.dtype} cannot be read as float32 (only F32, F16 and BF16 can)`, name);
+  }
 }
 
 type Fail = (detail: string, tensor?: string | null) => SafetensorsError;

@@ -4,7 +4,7 @@ import type { ReadFile } from './checkpoint';
 import { loadTokenizer, TokenizerError } from './tokenizer';
 
 function reader(files: Record<string, string>): ReadFile {
-  return async (name) => (name in files ? new TextEncoder().encode(files[name]) : null);
+  return async (name) => (name in files ? new Blob([files[name]]) : null);
 }
 
 describe('the model tokenizer', () => {

@@ -98,10 +98,10 @@ export class ModelTokenizer {
 }
 
 async function readJson(read: ReadFile, folder: string, name: string): Promise<Record<string, unknown> | null> {
-  const bytes = await read(name);
-  if (bytes === null) return null;
+  const blob = await read(name);
+  if (blob === null) return null;
   try {
-    const value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    const value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await blob.arrayBuffer()));
     if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error('not a JSON object');
     return value;
   } catch (error) {
@@ -124,7 +124,7 @@ async function findChatTemplate(
     throw new TokenizerError(`${folder}/tokenizer_config.json: chat_template list has no usable template`);
   }
   const file = await read('chat_template.jinja');
-  return file === null ? null : new TextDecoder().decode(file);
+  return file === null ? null : file.text();
 }
 
 export async function loadTokenizer(read: ReadFile, folder: string): Promise<ModelTokenizer> {

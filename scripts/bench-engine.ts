@@ -147,7 +147,7 @@ function randomTensor(n: number, seed: number, std: number): Float32Array {
 async function benchStep(device: GPUDevice, tile: MatmulTile, tune: boolean) {
   const kernels = new EngineKernels(device, tile);
   let seed = 1;
-  const weights = GpuWeights.upload(device, config, (key) => {
+  const weights = await GpuWeights.upload(device, config, (key) => {
     const n = key.endsWith('norm.weight') ? config.hiddenSize : tensorSize(key);
     return key.endsWith('norm.weight') ? new Float32Array(n).fill(1) : randomTensor(n, seed++, 0.02);
   });

@@ -68,7 +68,7 @@ export async function grads(args: string[]): Promise<number> {
   const { device, summary } = await acquireNodeGpu();
   try {
     const kernels = new EngineKernels(device);
-    const weights = GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key));
+    const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key));
     const lora = adapter ? uploadAdapter(device, config, adapter) : null;
     const step = new TransformerStep(device, kernels, weights, lora, shape, { full });
     step.setBatch(tokens, labels);

@@ -31,10 +31,7 @@ export function sourceLabel(source: ModelSource): string {
 /** A ReadFile over picked files: the folder's own files by name, wherever the picker rooted the paths. */
 function filesReader(files: { path: string; file: Blob }[]): ReadFile {
   const byName = new Map(files.map(({ path, file }) => [path.split('/').slice(-1)[0], file]));
-  return async (name) => {
-    const file = byName.get(name);
-    return file ? new Uint8Array(await file.arrayBuffer()) : null;
-  };
+  return async (name) => byName.get(name) ?? null;
 }
 
 export function readerFor(
@@ -51,8 +48,7 @@ export function readerFor(
 async function hubDownloadBytes(source: Extract<ModelSource, { kind: 'hub' }>, hub: HubSettings, read: ReadFile) {
   const index = await read('model.safetensors.index.json');
   if (index) {
-    const total = (JSON.parse(new TextDecoder().decode(index)) as { metadata?: { total_size?: unknown } }).metadata
-      ?.total_size;
+    const total = (JSON.parse(await index.text()) as { metadata?: { total_size?: unknown } }).metadata?.total_size;
     if (typeof total === 'number') return total;
   }
   return headFile({ ...hub, revision: source.revision }, source.repo, 'model.safetensors');
@@ -68,7 +64,7 @@ export async function describeModel(
   const read = readerFor(source, hub, cache);
   const configBytes = await read('config.json');
   if (!configBytes) throw new CheckpointError(`${label}: no config.json (is this a model folder or repo?)`);
-  const config = parseModelConfig(JSON.parse(new TextDecoder().decode(configBytes)), `${label}/config.json`);
+  const config = parseModelConfig(JSON.parse(await configBytes.text()), `${label}/config.json`);
   const downloadBytes =
     source.kind === 'hub'
       ? await hubDownloadBytes(source, hub, read)

@@ -67,7 +67,7 @@ export class EngineSession {
     const { device } = await this.device();
     this.weights?.destroy();
     this.weights = null;
-    this.weights = GpuWeights.upload(device, model.checkpoint.config, (key) => model.checkpoint.readFloat32(key));
+    this.weights = await GpuWeights.upload(device, model.checkpoint.config, (key) => model.checkpoint.readFloat32(key));
     return {
       info,
       gpuBytes: this.weights.byteLength,

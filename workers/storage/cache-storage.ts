@@ -17,11 +17,10 @@ export function cacheStorageCache(): FileCache {
   return {
     async get(key) {
       const response = await (await open()).match(url(key));
-      return response ? new Uint8Array(await response.arrayBuffer()) : null;
+      return response ? response.blob() : null;
     },
-    async put(key, bytes) {
-      const body = new Blob([bytes as Uint8Array<ArrayBuffer>]);
-      await (await open()).put(url(key), new Response(body, { headers: { 'x-hone-size': String(bytes.length) } }));
+    async put(key, file) {
+      await (await open()).put(url(key), new Response(file, { headers: { 'x-hone-size': String(file.size) } }));
     },
     async entries() {
       const cache = await open();

@@ -28,7 +28,7 @@ describe('LoRA training steps on the GPU', () => {
       [4, 4, 8, 1, 0, 6],
     ];
     const kernels = new EngineKernels(device);
-    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
     const lora = GpuLora.create(
       device,
       config,
@@ -80,7 +80,7 @@ describe('LoRA training steps on the GPU', () => {
     const weights = randomWeights(config, 5);
     const tokens = [[3, 1, 4, 1, 5, 9, 2, 6]];
     const kernels = new EngineKernels(device);
-    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
     const lora = GpuLora.create(
       device,
       config,
@@ -118,7 +118,7 @@ describe('matmul variants tuned per shape', () => {
       const ref = randomLora(config, [...PROJECTIONS], 2, 2, false, 10);
       const tokens = [[5, 3, 9, 11, 2, 8, 30, 1, 4]];
       const kernels = new EngineKernels(device, fallback);
-      const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+      const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
       const lora = GpuLora.create(
         device,
         config,
@@ -162,7 +162,7 @@ describe('full-parameter training steps', () => {
       [3, 1, 4, 1, 5, 9],
     ];
     const kernels = new EngineKernels(device);
-    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
+    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
       vocabChunkBytes: 10 * 24 * 4,
     });
     const step = new TransformerStep(device, kernels, gw, null, { batch: 2, seq: 6 }, { full: true });
@@ -200,12 +200,12 @@ describe('full-parameter training steps', () => {
 });
 
 describe('estimateTrainingMemory', () => {
-  it('is within 25% of what the engine allocates for a LoRA step', () => {
+  it('is within 25% of what the engine allocates for a LoRA step', async () => {
     const { device } = gpu();
     const config = tinyConfig({ numLayers: 3, vocabSize: 300, intermediateSize: 64 });
     const weights = randomWeights(config, 1);
     const kernels = new EngineKernels(device);
-    const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
     const lora = GpuLora.create(
       device,
       config,

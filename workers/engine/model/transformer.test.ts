@@ -97,7 +97,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
 
       const kernels = new EngineKernels(device);
       const maxChunkBytes = c.chunked ? 10 * config.hiddenSize * 4 : undefined;
-      const gw = GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
+      const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
         vocabChunkBytes: maxChunkBytes,
       });
       const lora = GpuLora.create(
@@ -169,16 +169,16 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
 });
 
 describe('GpuWeights', () => {
-  it('refuses a tensor over the binding limit by name, rather than failing on the GPU', () => {
+  it('refuses a tensor over the binding limit by name, rather than failing on the GPU', async () => {
     const { device } = gpu();
     const config = tinyConfig();
     const weights = randomWeights(config, 1);
     const source = (key: string) => Float32Array.from(weights.get(key) ?? []);
     // Embedding rows are 96 bytes; q_proj is 24 x 24 floats = 2304 bytes.
-    expect(() => GpuWeights.upload(device, config, source, { bindingLimit: 2000 })).toThrow(
+    await expect(GpuWeights.upload(device, config, source, { bindingLimit: 2000 })).rejects.toThrow(
       /model\.layers\.0\.self_attn\.q_proj\.weight needs 2304 bytes, over this GPU's 2000-byte/,
     );
-    expect(() => GpuWeights.upload(device, config, source, { bindingLimit: 64 })).toThrow(
+    await expect(GpuWeights.upload(device, config, source, { bindingLimit: 64 })).rejects.toThrow(
       /model\.embed_tokens\.weight: one row/,
     );
   });

@@ -26,7 +26,7 @@ export interface LayerWeights {
 }
 
 /** Supplies a base weight by checkpoint key as float32 (bf16/fp16 checkpoints widened on the way). */
-export type TensorSource = (key: string) => Float32Array;
+export type TensorSource = (key: string) => Float32Array | Promise<Float32Array>;
 
 /**
  * The base model on the GPU, fp32. Embedding and LM head tables are split by vocabulary rows into chunks no
@@ -48,19 +48,20 @@ export class GpuWeights {
    * `limits` default to the device's: `bindingLimit` is the largest buffer a kernel may bind, `vocabChunkBytes`
    * the largest vocabulary chunk (smaller values let tests exercise chunking on tiny models).
    */
-  static upload(
+  static async upload(
     device: GPUDevice,
     config: ModelConfig,
     source: TensorSource,
     limits: { bindingLimit?: number; vocabChunkBytes?: number } = {},
-  ): GpuWeights {
+  ): Promise<GpuWeights> {
     const limit =
       limits.bindingLimit ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     const chunkBytes = Math.min(limit, limits.vocabChunkBytes ?? limit);
     const byKey = new Map<string, GPUBuffer[]>();
     const shapes = expectedTensors(config);
-    const load = (key: string) => {
-      const data = source(key);
+    // One tensor at a time: read, check, upload, let go.
+    const load = async (key: string) => {
+      const data = await source(key);
       const expected = shapes.get(key);
       const count = expected?.reduce((a, b) => a * b, 1);
       if (count !== undefined && data.length !== count) {
@@ -75,8 +76,8 @@ export class GpuWeights {
       byKey.set(key, [buffer]);
       return buffer;
     };
-    const chunks = (key: string): VocabChunk[] => {
-      const table = source(key);
+    const chunks = async (key: string): Promise<VocabChunk[]> => {
+      const table = await source(key);
       const { vocabSize: vocab, hiddenSize: d } = config;
       if (table.length !== vocab * d) throw new Error(`tensor ${key}: ${table.length} values, expected ${vocab * d}`);
       const rowsPerChunk = Math.floor(chunkBytes / (d * 4));
@@ -94,29 +95,28 @@ export class GpuWeights {
       return list;
     };
 
-    const embed = chunks('model.embed_tokens.weight');
-    const lmHead = config.tieWordEmbeddings ? embed : chunks('lm_head.weight');
+    const embed = await chunks('model.embed_tokens.weight');
+    const lmHead = config.tieWordEmbeddings ? embed : await chunks('lm_head.weight');
     const layers: LayerWeights[] = [];
     for (let l = 0; l < config.numLayers; l++) {
       const p = `model.layers.${l}`;
-      const proj = Object.fromEntries(PROJECTIONS.map((name) => [name, load(projectionKey(l, name))])) as Record<
-        Projection,
-        GPUBuffer
-      >;
+      const proj = {} as Record<Projection, GPUBuffer>;
+      for (const name of PROJECTIONS) proj[name] = await load(projectionKey(l, name));
       const bias: LayerWeights['bias'] = {};
       if (config.attentionBias) {
-        for (const name of ['q_proj', 'k_proj', 'v_proj'] as const) bias[name] = load(`${p}.self_attn.${name}.bias`);
+        for (const name of ['q_proj', 'k_proj', 'v_proj'] as const)
+          bias[name] = await load(`${p}.self_attn.${name}.bias`);
       }
       layers.push({
-        inputNorm: load(`${p}.input_layernorm.weight`),
-        postNorm: load(`${p}.post_attention_layernorm.weight`),
+        inputNorm: await load(`${p}.input_layernorm.weight`),
+        postNorm: await load(`${p}.post_attention_layernorm.weight`),
         proj,
         bias,
-        qNorm: config.qkNorm ? load(`${p}.self_attn.q_norm.weight`) : null,
-        kNorm: config.qkNorm ? load(`${p}.self_attn.k_norm.weight`) : null,
+        qNorm: config.qkNorm ? await load(`${p}.self_attn.q_norm.weight`) : null,
+        kNorm: config.qkNorm ? await load(`${p}.self_attn.k_norm.weight`) : null,
       });
     }
-    const finalNorm = load('model.norm.weight');
+    const finalNorm = await load('model.norm.weight');
     return new GpuWeights(config, embed, lmHead, layers, finalNorm, byKey);
   }
 
