@@ -49,7 +49,11 @@ export function diskCache(root: string): FileCache {
       return out;
     },
     async clear(prefix = '') {
-      await rm(prefix ? pathOf(prefix) : root, { recursive: true, force: true });
+      if (!prefix) {
+        await rm(root, { recursive: true, force: true });
+        return;
+      }
+      for (const { key } of await this.entries()) if (key.startsWith(prefix)) await rm(pathOf(key), { force: true });
     },
   };
 }

@@ -80,6 +80,29 @@ describe('Hub client', () => {
     expect(Number(requests[1].range?.slice(6, -1))).toBeGreaterThan(0);
   });
 
+  it('keeps the parts of an interrupted download and resumes from them on the next try', async () => {
+    const cache = memoryCache();
+    const options = { baseUrl: hub.url };
+    const key = hubCacheKey(options, 'org/blob', 'data.bin');
+    hub.truncateOnce.add('org/blob/data.bin');
+    const partBytes = 64 * 1024;
+    const interrupted = hubReader(options, 'org/blob', cache, { retries: 0, partBytes });
+    await expect(interrupted('data.bin')).rejects.toThrow(/download ended at \d+ of 300000 bytes/);
+    // Half the file arrived: what filled whole parts was kept (how much depends on the network's chunks).
+    const parts = [...cache.store.keys()];
+    expect(parts.length).toBeGreaterThan(0);
+    expect(parts).toEqual(parts.map((_, i) => `${key}.part-${i}`));
+    const kept = [...cache.store.values()].reduce((n, part) => n + part.size, 0);
+    expect(kept).toBeGreaterThanOrEqual(partBytes);
+    expect(kept).toBeLessThan(big.length);
+
+    const before = hub.requests.length;
+    const file = await hubReader(options, 'org/blob', cache, { partBytes })('data.bin');
+    expect(new Uint8Array(await (file as Blob).arrayBuffer())).toEqual(big);
+    expect(hub.requests.slice(before).map((r) => r.range)).toEqual([`bytes=${kept}-`]);
+    expect([...cache.store.keys()]).toEqual([key]);
+  });
+
   it('reads a missing file as null and explains a gated repo', async () => {
     expect(await downloadFile({ baseUrl: hub.url }, 'org/blob', 'nope.json')).toBeNull();
     expect(await headFile({ baseUrl: hub.url }, 'org/nothing', 'config.json')).toBeNull();

@@ -83,15 +83,21 @@ export interface DownloadOptions {
   signal?: AbortSignal;
   /** Attempts after a truncated or failed transfer before giving up. */
   retries?: number;
+  /** Bytes gathered in memory before they become a part (a Blob the browser may keep on disk); 16 MiB. */
+  partBytes?: number;
+  /** The parts of an earlier, interrupted download of this file: the transfer resumes after them. */
+  resume?: Blob[];
+  /** Called with each finished part, so it can be kept and the download resumed after a reload. */
+  onPart?: (part: Blob, index: number) => Promise<void>;
+  /** Called when the server ignores a Range request and the download starts over: earlier parts are void. */
+  onRestart?: () => Promise<void>;
 }
-
-/** Bytes gathered in memory before they are folded into a Blob, which the browser may keep on disk. */
-const FOLD_BYTES = 16 * 2 ** 20;
 
 /**
  * A whole file, as a Blob. Null when the file does not exist (404), so callers can probe optional files.
  * A transfer that ends early is resumed from the last byte received (Range), up to `retries` times. Received
- * bytes are folded into Blobs as they come, so a multi-gigabyte file never has to fit in one ArrayBuffer.
+ * bytes are gathered into parts (Blobs) as they come, so a multi-gigabyte file never has to fit in one
+ * ArrayBuffer; with `resume` and `onPart` a download interrupted by a reload picks up where it stopped.
  */
 export async function downloadFile(
   options: HubOptions,
@@ -101,10 +107,11 @@ export async function downloadFile(
 ): Promise<Blob | null> {
   const doFetch = options.fetch ?? fetch;
   const url = hubFileUrl(options, repo, file);
-  let parts: Blob[] = [];
+  const partBytes = download.partBytes ?? 16 * 2 ** 20;
+  let parts: Blob[] = [...(download.resume ?? [])];
   let chunks: Uint8Array<ArrayBuffer>[] = [];
   let pending = 0;
-  let received = 0;
+  let received = parts.reduce((n, part) => n + part.size, 0);
   let total: number | null = null;
   const started = Date.now();
   let attemptsLeft = download.retries ?? 3;
@@ -127,6 +134,7 @@ export async function downloadFile(
       chunks = [];
       pending = 0;
       received = 0;
+      await download.onRestart?.();
     }
     const length = Number(response.headers.get('content-length'));
     if (Number.isFinite(length) && response.headers.get('content-length') !== null) total = received + length;
@@ -140,10 +148,12 @@ export async function downloadFile(
         chunks.push(value as Uint8Array<ArrayBuffer>);
         received += value.length;
         pending += value.length;
-        if (pending >= FOLD_BYTES) {
-          parts.push(new Blob(chunks));
+        if (pending >= partBytes) {
+          const part = new Blob(chunks);
+          parts.push(part);
           chunks = [];
           pending = 0;
+          await download.onPart?.(part, parts.length - 1);
         }
         const seconds = Math.max((Date.now() - started) / 1000, 1e-3);
         const bytesPerSecond = received / seconds;
@@ -198,11 +208,24 @@ export function hubReader(
 ): (name: string) => Promise<Blob | null> {
   return async (name) => {
     const key = hubCacheKey(options, repo, name);
-    const cached = await cache?.get(key);
+    if (!cache) return downloadFile(options, repo, name, download);
+    const cached = await cache.get(key);
     if (cached) return cached;
-    const file = await downloadFile(options, repo, name, download);
-    if (!file || !cache) return file;
+    // Parts of an interrupted download are cached as they arrive, and resumed from.
+    const partKey = (i: number) => `${key}.part-${i}`;
+    const resume: Blob[] = [];
+    for (let part = await cache.get(partKey(0)); part; part = await cache.get(partKey(resume.length)))
+      resume.push(part);
+    const clearParts = () => cache.clear(`${key}.part-`);
+    const file = await downloadFile(options, repo, name, {
+      ...download,
+      resume,
+      onPart: (part, i) => cache.put(partKey(i), part),
+      onRestart: clearParts,
+    });
+    if (!file) return null;
     await cache.put(key, file);
+    await clearParts();
     // Read back from the cache: there the file lives on disk, not in this page's memory.
     return (await cache.get(key)) ?? file;
   };
