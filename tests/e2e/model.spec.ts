@@ -80,3 +80,22 @@ test('a model folder from this computer loads through the same loader', async ({
   await page.getByRole('button', { name: 'Load', exact: true }).click();
   await expect(page.getByTestId('model-loaded')).toContainText('tiny-model is on the GPU');
 });
+
+test('model files dropped onto the page load too', async ({ page }) => {
+  await page.goto('/');
+  const names = ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'];
+  const files = await Promise.all(
+    names.map(async (name) => ({ name, bytes: [...new Uint8Array(await readFile(join(folder, name)))] })),
+  );
+  const transfer = await page.evaluateHandle((list) => {
+    const data = new DataTransfer();
+    for (const { name, bytes } of list) data.items.add(new File([new Uint8Array(bytes)], name));
+    return data;
+  }, files);
+  await page
+    .getByRole('region', { name: 'Model folder on this computer' })
+    .dispatchEvent('drop', { dataTransfer: transfer });
+  await expect(page.getByTestId('model-facts')).toContainText('dropped files');
+  await page.getByRole('button', { name: 'Load', exact: true }).click();
+  await expect(page.getByTestId('model-loaded')).toContainText('dropped files is on the GPU');
+});
