@@ -5,6 +5,7 @@ import { GpuWeights } from './model/weights';
 import {
   describeModel,
   type HubSettings,
+  type LoadedModel,
   loadModelFiles,
   type ModelInfo,
   type ModelSource,
@@ -25,6 +26,33 @@ export interface LoadedModelSummary {
   seconds: number;
 }
 
+/** Uploads the weights, turning the GPU's own failures (out of memory, refused buffers) into plain words. */
+async function uploadChecked(device: GPUDevice, model: LoadedModel, info: ModelInfo): Promise<GpuWeights> {
+  device.pushErrorScope('out-of-memory');
+  device.pushErrorScope('validation');
+  let weights: GpuWeights;
+  try {
+    weights = await GpuWeights.upload(device, model.checkpoint.config, (key) => model.checkpoint.readFloat32(key));
+  } catch (error) {
+    await device.popErrorScope();
+    await device.popErrorScope();
+    throw new Error(`${info.label}: the weights could not be put on the GPU: ${(error as Error).message}`);
+  }
+  const invalid = await device.popErrorScope();
+  const outOfMemory = await device.popErrorScope();
+  const failure = outOfMemory ?? invalid;
+  if (failure) {
+    weights.destroy();
+    const size = `${(info.memory.weights / 2 ** 30).toFixed(2)} GiB of weights`;
+    throw new Error(
+      outOfMemory
+        ? `${info.label}: not enough GPU memory for ${size}. Close other GPU-heavy tabs, or pick a smaller model.`
+        : `${info.label}: the GPU refused the weights (${failure.message}).`,
+    );
+  }
+  return weights;
+}
+
 /**
  * What the engine worker holds between calls: the GPU device and the loaded model. Loading a model replaces
  * (and frees) the previous one.
@@ -32,6 +60,8 @@ export interface LoadedModelSummary {
 export class EngineSession {
   private gpu: Gpu | null = null;
   private weights: GpuWeights | null = null;
+  /** Why the last device was lost (a driver reset, a tab in the background too long); the next call starts a new one. */
+  private lostReason: string | null = null;
 
   constructor(
     private readonly gpuApi: GPU | undefined,
@@ -41,9 +71,10 @@ export class EngineSession {
   private async device(): Promise<Gpu> {
     if (!this.gpu) {
       this.gpu = await acquireGpu(this.gpuApi);
-      this.gpu.device.lost.then(() => {
+      this.gpu.device.lost.then((info) => {
         this.gpu = null;
         this.weights = null;
+        this.lostReason = info.message || info.reason || 'unknown reason';
       });
     }
     return this.gpu;
@@ -67,7 +98,13 @@ export class EngineSession {
     const { device } = await this.device();
     this.weights?.destroy();
     this.weights = null;
-    this.weights = await GpuWeights.upload(device, model.checkpoint.config, (key) => model.checkpoint.readFloat32(key));
+    this.lostReason = null;
+    this.weights = await uploadChecked(device, model, info);
+    // Work on a lost device silently does nothing: say so rather than report a model that is not there.
+    await device.queue.onSubmittedWorkDone();
+    if (this.lostReason) {
+      throw new Error(`The GPU device was lost while loading ${info.label} (${this.lostReason}). Load it again.`);
+    }
     return {
       info,
       gpuBytes: this.weights.byteLength,

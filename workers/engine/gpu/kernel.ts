@@ -55,6 +55,7 @@ export class Kernel {
   /** An op that runs this kernel on `buffers` with `uniforms`, over `workgroups`. */
   op(buffers: readonly GPUBuffer[], uniforms: readonly UniformValue[], workgroups: [number, number, number]): Op {
     const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
+    let uniformBuffer: GPUBuffer | undefined;
     if (uniforms.length > 0) {
       const data = packUniforms(uniforms);
       const buffer = this.device.createBuffer({
@@ -64,9 +65,17 @@ export class Kernel {
       });
       this.device.queue.writeBuffer(buffer, 0, data);
       entries.push({ binding: buffers.length, resource: { buffer } });
+      uniformBuffer = buffer;
     }
     const bindGroup = this.device.createBindGroup({ layout: this.pipeline.getBindGroupLayout(0), entries });
-    return { kind: 'dispatch', label: this.label, pipeline: this.pipeline, bindGroup, workgroups };
+    return {
+      kind: 'dispatch',
+      label: this.label,
+      pipeline: this.pipeline,
+      bindGroup,
+      workgroups,
+      uniforms: uniformBuffer,
+    };
   }
 }
 

@@ -9,6 +9,8 @@ export type Op =
       pipeline: GPUComputePipeline;
       bindGroup: GPUBindGroup;
       workgroups: [number, number, number];
+      /** The op's own uniform buffer, freed with `releaseOps`. */
+      uniforms?: GPUBuffer;
     }
   | {
       kind: 'copy';
@@ -40,6 +42,11 @@ export function encodeOps(encoder: GPUCommandEncoder, ops: readonly Op[]): void 
     }
   }
   pass?.end();
+}
+
+/** Frees the uniform buffers recorded ops own (call when their plan is done with). */
+export function releaseOps(ops: readonly Op[]): void {
+  for (const op of ops) if (op.kind === 'dispatch') op.uniforms?.destroy();
 }
 
 /** Submits ops as one command buffer. */

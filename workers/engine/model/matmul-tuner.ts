@@ -1,5 +1,5 @@
 import { createStorageBuffer } from '../gpu/buffers';
-import { type Op, submitOps } from '../gpu/ops';
+import { type Op, releaseOps, submitOps } from '../gpu/ops';
 import { profileOps } from '../gpu/profile';
 import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape } from '../kernels/matmul';
 import { canSplitK, SplitKMatmul } from '../kernels/split-k';
@@ -107,6 +107,7 @@ export class MatmulTuner {
         if (tile.splitK && !canSplitK(plain, tile.splitK)) continue;
         const ops = this.product(tile, transA, transB).ops(buffers[0], buffers[1], buffers[2], plain);
         const seconds = await this.time(Array.from({ length: repeats }, () => ops).flat());
+        releaseOps(ops);
         if (!best || seconds < best.seconds) best = { tile, seconds };
       }
       for (const buffer of buffers) buffer.destroy();

@@ -1,5 +1,5 @@
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
-import type { Op } from '../gpu/ops';
+import { type Op, releaseOps } from '../gpu/ops';
 import { type AdamWSettings, PARTIALS_PER_BUFFER } from '../kernels/adamw';
 import type { EngineKernels } from './kernels';
 
@@ -76,6 +76,7 @@ export class AdamW {
 
   destroy(): void {
     for (const b of this.owned) b.destroy();
+    releaseOps(this.ops);
   }
 }
 

@@ -1,6 +1,6 @@
 import { type Projection, projectionKey, projectionShape } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
-import type { Op } from '../gpu/ops';
+import { type Op, releaseOps } from '../gpu/ops';
 import { buildTokenIndex } from '../kernels/embedding';
 import type { MatmulShape } from '../kernels/matmul';
 import type { EngineKernels } from './kernels';
@@ -187,6 +187,7 @@ export class TransformerStep {
 
   destroy(): void {
     for (const b of this.buffers) b.destroy();
+    releaseOps([...this.forwardOps, ...this.backwardOps]);
   }
 
   // ---- allocation -------------------------------------------------------------------------------------------
