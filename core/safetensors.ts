@@ -9,6 +9,8 @@
  * little-endian, like the format.
  */
 
+import { f16BitsToF32Bits } from './float16';
+
 /** Bytes per element of each dtype the format defines with whole bytes (the sub-byte F4/F6 types are not read). */
 const DTYPE_SIZES = {
   BOOL: 1,
@@ -266,22 +268,6 @@ function f16Table(): Uint32Array {
     for (let h = 0; h < 65536; h++) f16ToF32Bits[h] = f16BitsToF32Bits(h);
   }
   return f16ToF32Bits;
-}
-
-function f16BitsToF32Bits(h: number): number {
-  const sign = (h & 0x8000) << 16;
-  const exponent = (h >> 10) & 0x1f;
-  let mantissa = h & 0x3ff;
-  if (exponent === 0x1f) return sign | 0x7f800000 | (mantissa << 13); // infinities and NaNs
-  if (exponent !== 0) return sign | ((exponent + 112) << 23) | (mantissa << 13); // rebias 15 → 127
-  if (mantissa === 0) return sign; // ±0
-  // A subnormal (mantissa × 2^-24) is a normal float32: shift its leading 1 up to the implicit bit.
-  let e = 113; // float32 exponent field of 2^-14
-  while ((mantissa & 0x400) === 0) {
-    mantissa <<= 1;
-    e--;
-  }
-  return sign | (e << 23) | ((mantissa & 0x3ff) << 13);
 }
 
 export interface F32Tensor {

@@ -13,7 +13,7 @@
  * adapters (or with --tune) each distinct product of the step is then timed on every candidate and gets its own.
  *
  * Options: --seq N --batch N --layers N (default 30) --rank N --steps N (timed, default 2) --skip-matmul
- *          --profile (GPU time per kernel, from timestamp queries) --json
+ *          --profile (GPU time per kernel, from timestamp queries) --f16 (frozen matrices as fp16) --json
  */
 import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
@@ -25,7 +25,7 @@ import { type KernelTime, profileOps } from '../workers/engine/gpu/profile';
 import { MatmulKernel, type MatmulShape } from '../workers/engine/kernels/matmul';
 import { EngineKernels } from '../workers/engine/model/kernels';
 import { everyLayer, GpuLora, peftInit } from '../workers/engine/model/lora';
-import { GPU_MATMUL_CANDIDATES, type MatmulTile } from '../workers/engine/model/matmul-tuner';
+import { CPU_MATMUL_TILE, GPU_MATMUL_CANDIDATES, type MatmulTile } from '../workers/engine/model/matmul-tuner';
 import { AdamW } from '../workers/engine/model/optimizer';
 import { TransformerStep } from '../workers/engine/model/transformer';
 import { GpuWeights } from '../workers/engine/model/weights';
@@ -40,6 +40,7 @@ const { values: opts } = parseArgs({
     'skip-matmul': { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     tune: { type: 'boolean' },
+    f16: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
@@ -147,10 +148,15 @@ function randomTensor(n: number, seed: number, std: number): Float32Array {
 async function benchStep(device: GPUDevice, tile: MatmulTile, tune: boolean) {
   const kernels = new EngineKernels(device, tile);
   let seed = 1;
-  const weights = await GpuWeights.upload(device, config, (key) => {
-    const n = key.endsWith('norm.weight') ? config.hiddenSize : tensorSize(key);
-    return key.endsWith('norm.weight') ? new Float32Array(n).fill(1) : randomTensor(n, seed++, 0.02);
-  });
+  const weights = await GpuWeights.upload(
+    device,
+    config,
+    (key) => {
+      const n = key.endsWith('norm.weight') ? config.hiddenSize : tensorSize(key);
+      return key.endsWith('norm.weight') ? new Float32Array(n).fill(1) : randomTensor(n, seed++, 0.02);
+    },
+    { halfMatrices: opts.f16 },
+  );
   const lora = GpuLora.create(
     device,
     config,
@@ -226,7 +232,8 @@ async function main() {
   // The step's variant: least total time over the step's shapes (a small autotune).
   const totalTime = (t: MatmulTile) =>
     matmul.filter((r) => r.tile === tileName(t)).reduce((sum, r) => sum + r.seconds, 0);
-  const stepTile = matmul.length ? TILES.reduce((a, b) => (totalTime(b) < totalTime(a) ? b : a)) : TILES[0];
+  const untimed = summary.isFallbackAdapter ? CPU_MATMUL_TILE : GPU_MATMUL_CANDIDATES[0];
+  const stepTile = matmul.length ? TILES.reduce((a, b) => (totalTime(b) < totalTime(a) ? b : a)) : untimed;
   const step = await benchStep(device, stepTile, opts.tune ?? !summary.isFallbackAdapter);
   const flops = usefulFlops(config, tokens, rank);
   const stepGflops = flops.total / step.seconds / 1e9;
@@ -237,7 +244,15 @@ async function main() {
       description: summary.description,
       fallback: summary.isFallbackAdapter,
     },
-    workload: { model: 'SmolLM2-135M shape', layers: config.numLayers, batch, seq, rank, targets: 'all seven' },
+    workload: {
+      model: 'SmolLM2-135M shape',
+      layers: config.numLayers,
+      batch,
+      seq,
+      rank,
+      targets: 'all seven',
+      weights: opts.f16 ? 'fp16 matrices' : 'fp32',
+    },
     bestMatmul: best ?? null,
     matmul,
     step: {

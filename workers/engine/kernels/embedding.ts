@@ -10,10 +10,11 @@ import type { Op } from '../gpu/ops';
  * The backward reads a token index built on the CPU (see buildTokenIndex) so each row is summed by one
  * invocation, without atomics and deterministically.
  */
-const forwardShader = /* wgsl */ `
+/** The gather; with `half`, the table holds fp16 pairs (see GpuWeights' halfMatrices). */
+const forwardShader = (half: boolean) => /* wgsl */ `
 struct Params { tokens: u32, dim: u32, first: u32, chunkRows: u32 }
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
-@group(0) @binding(1) var<storage, read> table: array<f32>;
+@group(0) @binding(1) var<storage, read> table: array<${half ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -23,7 +24,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   if (i >= p.tokens * p.dim) { return; }
   let t = i / p.dim;
   let row = ids[t] - p.first;  // wraps around for ids below the chunk, so one comparison suffices
-  if (row < p.chunkRows) { x[i] = table[row * p.dim + i % p.dim]; }
+  let at = row * p.dim + i % p.dim;
+  if (row < p.chunkRows) { x[i] = ${half ? 'unpack2x16float(table[at >> 1u])[at & 1u]' : 'table[at]'}; }
 }
 `;
 
@@ -76,10 +78,12 @@ export function buildTokenIndex(tokens: ArrayLike<number>): Uint32Array<ArrayBuf
 
 export class EmbeddingKernels {
   private readonly forward: Kernel;
+  private readonly forwardHalf: Kernel;
   private readonly backward: Kernel;
 
   constructor(device: GPUDevice) {
-    this.forward = new Kernel(device, forwardShader, 'embedding_forward');
+    this.forward = new Kernel(device, forwardShader(false), 'embedding_forward');
+    this.forwardHalf = new Kernel(device, forwardShader(true), 'embedding_forward_f16');
     this.backward = new Kernel(device, backwardShader, 'embedding_backward');
   }
 
@@ -91,8 +95,10 @@ export class EmbeddingKernels {
     dim: number,
     first: number,
     rows: number,
+    half = false,
   ): Op {
-    return this.forward.op([ids, chunk, x], [u32(tokens), u32(dim), u32(first), u32(rows)], grid1d(tokens * dim, 64));
+    const kernel = half ? this.forwardHalf : this.forward;
+    return kernel.op([ids, chunk, x], [u32(tokens), u32(dim), u32(first), u32(rows)], grid1d(tokens * dim, 64));
   }
 
   backwardOp(

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { packHalves, roundToHalf } from '../../../core/float16';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
@@ -124,4 +125,37 @@ describe('createStorageBuffer', () => {
     expect(buffer.size).toBe(8);
     buffer.destroy();
   });
+});
+
+describe('matmul with fp16 B (frozen weights at half the memory)', () => {
+  for (const tiled of [false, true]) {
+    for (const transB of [true, false]) {
+      it(`${tiled ? 'tiled' : 'registers'}, transB ${transB}, odd offsets into B`, async () => {
+        const { device } = gpu();
+        const variant = {
+          tiled,
+          halfB: true,
+          tileM: 4,
+          tileN: 4,
+          workgroupX: 8,
+          workgroupY: 8,
+          transA: false,
+          transB,
+        } as const;
+        const shape = { M: 19, N: 13, K: 21, offsetB: 3, alpha: 1.5 };
+        const a = randomUniform(19 * 21, 1);
+        const b = roundToHalf(randomUniform(3 + 13 * 21, 2, -2, 2));
+        const expected = new Float64Array(19 * 13);
+        matmulCpu(a, b, expected, shape, variant);
+        const kernel = new MatmulKernel(device, variant);
+        const c = createStorageBuffer(device, expected.length * 4);
+        const got = await runAndRead(
+          device,
+          [kernel.op(uploadBuffer(device, a), uploadBuffer(device, packHalves(b)), c, shape)],
+          c,
+        );
+        expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+      });
+    }
+  }
 });

@@ -31,6 +31,11 @@ export interface MatmulVariant {
   transB: boolean;
   /** Stage tiles in workgroup memory (the tiled family); registers-only otherwise. */
   tiled?: boolean;
+  /**
+   * B holds fp16 values, two per 32-bit word (frozen base weights kept at half the memory); they are widened
+   * with unpack2x16float, which is core WGSL, so no shader-f16 feature is needed. Accumulation stays fp32.
+   */
+  halfB?: boolean;
   /** Rows of C per invocation. */
   tileM: 4 | 8;
   /** Columns of C per invocation (a multiple of 4: they are held as vec4). */
@@ -96,7 +101,8 @@ export function matmulShader(v: MatmulVariant): string {
   return v.tiled ? tiledShader(v) : registersShader(v);
 }
 
-const PARAMS_STRUCT = /* wgsl */ `
+/** Bindings, uniforms, and loadB: B's element i as f32, whatever its storage. */
+const header = (v: MatmulVariant) => /* wgsl */ `
 struct Params {
   M: u32, N: u32, K: u32, batch: u32,
   lda: u32, ldb: u32, ldc: u32, strideA: u32,
@@ -105,9 +111,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<f32>;
+@group(0) @binding(1) var<storage, read> B: array<${v.halfB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
+
+fn loadB(i: u32) -> f32 { return ${v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]'}; }
 `;
 
 /** Writes alpha * acc (+ beta * C) for the block at (row0, col0), skipping what lies outside C. */
@@ -138,7 +146,7 @@ function registersShader(v: MatmulVariant): string {
     '\n',
   );
   const loadB = Array.from({ length: vecN }, (_, j) => {
-    const lanes = [0, 1, 2, 3].map((l) => `B[bBase + ${bIndex('k', `c${4 * j + l}`)}]`).join(', ');
+    const lanes = [0, 1, 2, 3].map((l) => `loadB(bBase + ${bIndex('k', `c${4 * j + l}`)})`).join(', ');
     return `    let b${j} = vec4f(${lanes});`;
   }).join('\n');
   const fma = Array.from({ length: v.tileM }, (_, i) =>
@@ -148,7 +156,7 @@ function registersShader(v: MatmulVariant): string {
   const cols = Array.from({ length: v.tileN }, (_, c) => `  let c${c} = min(col0 + ${c}u, p.N - 1u);`).join('\n');
 
   return /* wgsl */ `
-${PARAMS_STRUCT}
+${header(v)}
 @compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let row0 = gid.y * ${v.tileM}u;
@@ -198,7 +206,7 @@ function tiledShader(v: MatmulVariant): string {
       let g = ${name === 'A' ? 'rowBase' : 'colBase'} + mn;
       let gk = k0 + k;
       var value = 0.0;
-      if (g < ${limit} && gk < p.K) { value = ${name}[${name === 'A' ? 'aBase' : 'bBase'} + ${index('g', 'gk')}]; }
+      if (g < ${limit} && gk < p.K) { value = ${name === 'A' ? `A[aBase + ${index('g', 'gk')}]` : `loadB(bBase + ${index('g', 'gk')})`}; }
       ${name}s[k * ${size}u + mn] = value;
     }`;
   const aIndex = (m: string, k: string) => (v.transA ? `${k} * p.lda + ${m}` : `${m} * p.lda + ${k}`);
@@ -213,7 +221,7 @@ function tiledShader(v: MatmulVariant): string {
     }).join('\n');
   }).join('\n');
   return /* wgsl */ `
-${PARAMS_STRUCT}
+${header(v)}
 var<workgroup> As: array<f32, ${BM * TILE_K}>;
 var<workgroup> Bs: array<f32, ${BN * TILE_K}>;
 
@@ -272,5 +280,5 @@ export class MatmulKernel {
 
 function matmulLabel(v: MatmulVariant): string {
   const family = v.tiled ? 'tiled' : 'registers';
-  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
+  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
 }

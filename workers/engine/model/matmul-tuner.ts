@@ -33,8 +33,9 @@ export const GPU_MATMUL_CANDIDATES: MatmulTile[] = [
 ];
 
 /** What decides a matmul's speed: layout and sizes (offsets and strides do not change the work). */
-function shapeKey(transA: boolean, transB: boolean, shape: MatmulShape): string {
-  return `${transA ? 't' : 'n'}${transB ? 't' : 'n'} ${shape.M}x${shape.N}x${shape.K}x${shape.batch ?? 1}`;
+function shapeKey(transA: boolean, transB: boolean, shape: MatmulShape, halfB: boolean): string {
+  const layout = `${transA ? 't' : 'n'}${transB ? 't' : 'n'}${halfB ? ' f16' : ''}`;
+  return `${layout} ${shape.M}x${shape.N}x${shape.K}x${shape.batch ?? 1}`;
 }
 
 /**
@@ -45,7 +46,10 @@ function shapeKey(transA: boolean, transB: boolean, shape: MatmulShape): string 
  */
 export class MatmulTuner {
   private readonly chosen = new Map<string, MatmulTile>();
-  private readonly requested = new Map<string, { transA: boolean; transB: boolean; shape: MatmulShape }>();
+  private readonly requested = new Map<
+    string,
+    { transA: boolean; transB: boolean; shape: MatmulShape; halfB: boolean }
+  >();
   private readonly kernels = new Map<string, MatmulKernel | SplitKMatmul>();
   /** Split-K partial sums; products run one after another, so one buffer serves all (a larger one replaces it). */
   private scratch: GPUBuffer | null = null;
@@ -56,15 +60,15 @@ export class MatmulTuner {
   ) {}
 
   /** This product on its chosen variant (the fallback until tuned). */
-  productFor(transA: boolean, transB: boolean, shape: MatmulShape): MatmulProduct {
-    const key = shapeKey(transA, transB, shape);
-    if (!this.requested.has(key)) this.requested.set(key, { transA, transB, shape });
-    return this.product(this.chosen.get(key) ?? this.fallback, transA, transB);
+  productFor(transA: boolean, transB: boolean, shape: MatmulShape, halfB = false): MatmulProduct {
+    const key = shapeKey(transA, transB, shape, halfB);
+    if (!this.requested.has(key)) this.requested.set(key, { transA, transB, shape, halfB });
+    return this.product(this.chosen.get(key) ?? this.fallback, transA, transB, halfB);
   }
 
-  private product(tile: MatmulTile, transA: boolean, transB: boolean): MatmulProduct {
+  private product(tile: MatmulTile, transA: boolean, transB: boolean, halfB: boolean): MatmulProduct {
     const { splitK, ...rest } = tile;
-    const variant: MatmulVariant = { ...rest, transA, transB };
+    const variant: MatmulVariant = { ...rest, transA, transB, halfB };
     return {
       ops: (a, b, c, shape) => {
         // A split-K choice falls back to the plain kernel for products it cannot split.
@@ -97,7 +101,7 @@ export class MatmulTuner {
   /** Times `candidates` on every requested shape not tuned yet; returns how many shapes it tuned. */
   async tune(candidates: MatmulTile[], repeats = 10): Promise<number> {
     let tuned = 0;
-    for (const [key, { transA, transB, shape }] of this.requested) {
+    for (const [key, { transA, transB, shape, halfB }] of this.requested) {
       if (this.chosen.has(key)) continue;
       const s = resolveMatmulShape({ M: shape.M, N: shape.N, K: shape.K, batch: shape.batch }, { transA, transB });
       const buffers = [s.M * s.K, s.K * s.N, s.M * s.N].map((n) => createStorageBuffer(this.device, n * s.batch * 4));
@@ -105,7 +109,7 @@ export class MatmulTuner {
       const plain = { M: s.M, N: s.N, K: s.K, batch: s.batch };
       for (const tile of candidates) {
         if (tile.splitK && !canSplitK(plain, tile.splitK)) continue;
-        const ops = this.product(tile, transA, transB).ops(buffers[0], buffers[1], buffers[2], plain);
+        const ops = this.product(tile, transA, transB, halfB).ops(buffers[0], buffers[1], buffers[2], plain);
         const seconds = await this.time(Array.from({ length: repeats }, () => ops).flat());
         releaseOps(ops);
         if (!best || seconds < best.seconds) best = { tile, seconds };

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { roundToHalf } from '../../../core/float16';
 import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { readConcatenated } from '../gpu/buffers';
@@ -13,6 +14,10 @@ import { GpuWeights } from './weights';
 
 const gpu = setupTestGpu();
 
+/** The weights GpuWeights may hold at half precision: projections, embedding, LM head. */
+const isMatrix = (key: string) =>
+  key.endsWith('_proj.weight') || key.includes('embed_tokens') || key === 'lm_head.weight';
+
 interface Case {
   name: string;
   config: ModelConfig;
@@ -26,6 +31,8 @@ interface Case {
   rslora?: boolean;
   /** LoRA dropout probability: the reference then gets the masks the GPU draws. */
   dropout?: number;
+  /** Matrices held as fp16 on the GPU; the reference gets the same fp16-rounded values. */
+  half?: boolean;
 }
 
 const cases: Case[] = [
@@ -52,6 +59,15 @@ const cases: Case[] = [
     targets: ['q_proj', 'k_proj', 'gate_proj', 'up_proj'],
     full: true,
     labels: true,
+  },
+  {
+    name: 'fp16 matrices (qwen2, chunked vocabulary): the same gradients from half the weight memory',
+    config: tinyConfig({ modelType: 'qwen2', attentionBias: true, tieWordEmbeddings: false }),
+    targets: [...PROJECTIONS],
+    full: false,
+    chunked: true,
+    labels: true,
+    half: true,
   },
   {
     name: 'LoRA dropout (p = 0.3): each module draws its own mask, regenerated in the backward',
@@ -88,6 +104,9 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       const config = c.config;
       const [batch, seq] = [c.batch ?? 2, c.seq ?? 7];
       const weights = randomWeights(config, 1);
+      if (c.half) {
+        for (const [key, values] of weights) if (isMatrix(key)) weights.set(key, roundToHalf(values));
+      }
       const rank = 3;
       const refLora = randomLora(config, c.targets, rank, 5, c.rslora ?? false, 2);
       const tokens = Array.from({ length: batch }, (_, b) =>
@@ -99,6 +118,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       const maxChunkBytes = c.chunked ? 10 * config.hiddenSize * 4 : undefined;
       const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
         vocabChunkBytes: maxChunkBytes,
+        halfMatrices: c.half,
       });
       const lora = GpuLora.create(
         device,

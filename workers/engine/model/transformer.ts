@@ -105,6 +105,11 @@ export class TransformerStep {
       );
     }
     if (!lora && !options.full) throw new Error('a training step needs a LoRA adapter or full-parameter mode');
+    if (options.full && w.halfMatrices) {
+      throw new Error(
+        'full-parameter training needs fp32 weights (they are trained): upload them without halfMatrices',
+      );
+    }
 
     this.ids = this.alloc(N * 4, 'token ids');
     this.targets = this.alloc(N * 4, 'targets');
@@ -305,6 +310,18 @@ export class TransformerStep {
     return this.k.matmuls.productFor(transA, transB, shape).ops(a, b, c, shape);
   }
 
+  /** A product whose B is a base weight matrix (packed fp16 when the weights are held at half precision). */
+  private mmWeight(
+    transA: boolean,
+    transB: boolean,
+    a: GPUBuffer,
+    w: GPUBuffer,
+    c: GPUBuffer,
+    shape: MatmulShape,
+  ): Op[] {
+    return this.k.matmuls.productFor(transA, transB, shape, this.w.halfMatrices).ops(a, w, c, shape);
+  }
+
   /** y [N, out] (= or +=) x [N, in] · W^T (+ bias) + s (x A^T) B^T. */
   private linear(
     ops: Op[],
@@ -317,7 +334,9 @@ export class TransformerStep {
     const N = this.tokens;
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    ops.push(...this.mm(false, true, x, lw.proj[projection], y, { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 }));
+    ops.push(
+      ...this.mmWeight(false, true, x, lw.proj[projection], y, { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 }),
+    );
     const bias = lw.bias[projection];
     if (bias) ops.push(this.k.bias.addOp(bias, y, N, out));
     const m = this.lora?.module(layer, projection);
@@ -353,7 +372,7 @@ export class TransformerStep {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
     ops.push(
-      ...this.mm(false, false, dy, lw.proj[projection], dx, { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 }),
+      ...this.mmWeight(false, false, dy, lw.proj[projection], dx, { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 }),
     );
     if (this.weightGrads) {
       ops.push(
@@ -442,7 +461,9 @@ export class TransformerStep {
       this.k.rope.op('rowsToHeads', rotation, x, s.cos, s.sin, y, { batch: B, seq: T, heads, headDim: hd });
 
     for (const chunk of this.w.embed) {
-      ops.push(this.k.embedding.forwardOp(this.ids, chunk.buffer, this.layers[0].xIn, N, d, chunk.first, chunk.rows));
+      const { first, rows } = chunk;
+      const half = this.w.halfMatrices;
+      ops.push(this.k.embedding.forwardOp(this.ids, chunk.buffer, this.layers[0].xIn, N, d, first, rows, half));
     }
     for (let l = 0; l < c.numLayers; l++) {
       const a = this.layers[l];
@@ -499,7 +520,7 @@ export class TransformerStep {
 
   private logitsOps(slice: LogitsSlice): Op[] {
     const d = this.w.config.hiddenSize;
-    return this.mm(false, true, this.s.xf, slice.chunk.buffer, this.s.logits, {
+    return this.mmWeight(false, true, this.s.xf, slice.chunk.buffer, this.s.logits, {
       M: this.tokens,
       N: slice.rows,
       K: d,
@@ -528,7 +549,7 @@ export class TransformerStep {
         this.k.crossEntropy.backwardOp(this.targets, this.weightsPerToken, s.lse, s.logits, N, slice.first, slice.rows),
       );
       ops.push(
-        ...this.mm(false, false, s.logits, slice.chunk.buffer, s.dxf, {
+        ...this.mmWeight(false, false, s.logits, slice.chunk.buffer, s.dxf, {
           M: N,
           N: d,
           K: slice.rows,

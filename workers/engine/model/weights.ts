@@ -1,3 +1,4 @@
+import { packHalves } from '../../../core/float16';
 import {
   expectedTensors,
   type ModelConfig,
@@ -42,37 +43,43 @@ export class GpuWeights {
     readonly finalNorm: GPUBuffer,
     /** Every buffer under its checkpoint key (the chunked tables under theirs, once per chunk, in order). */
     readonly byKey: Map<string, GPUBuffer[]>,
+    /** Matrices (projections, embedding, LM head) held as packed fp16. */
+    readonly halfMatrices: boolean,
   ) {}
 
   /**
-   * `limits` default to the device's: `bindingLimit` is the largest buffer a kernel may bind, `vocabChunkBytes`
-   * the largest vocabulary chunk (smaller values let tests exercise chunking on tiny models).
+   * Options default to the device's limits: `bindingLimit` is the largest buffer a kernel may bind,
+   * `vocabChunkBytes` the largest vocabulary chunk (smaller values let tests exercise chunking on tiny models).
+   * `halfMatrices` keeps the frozen matrices (projections, embedding, LM head) as fp16, two values per word:
+   * half the memory for LoRA training; norms and biases stay fp32, and all arithmetic is fp32.
    */
   static async upload(
     device: GPUDevice,
     config: ModelConfig,
     source: TensorSource,
-    limits: { bindingLimit?: number; vocabChunkBytes?: number } = {},
+    options: { bindingLimit?: number; vocabChunkBytes?: number; halfMatrices?: boolean } = {},
   ): Promise<GpuWeights> {
     const limit =
-      limits.bindingLimit ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
-    const chunkBytes = Math.min(limit, limits.vocabChunkBytes ?? limit);
+      options.bindingLimit ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
+    const chunkBytes = Math.min(limit, options.vocabChunkBytes ?? limit);
+    const half = options.halfMatrices ?? false;
+    const elementBytes = half ? 2 : 4;
+    const matrix = (values: Float32Array, key: string) => uploadBuffer(device, half ? packHalves(values) : values, key);
     const byKey = new Map<string, GPUBuffer[]>();
     const shapes = expectedTensors(config);
     // One tensor at a time: read, check, upload, let go.
-    const load = async (key: string) => {
+    const load = async (key: string, isMatrix = false) => {
       const data = await source(key);
       const expected = shapes.get(key);
       const count = expected?.reduce((a, b) => a * b, 1);
       if (count !== undefined && data.length !== count) {
         throw new Error(`tensor ${key}: ${data.length} values, expected ${count} for shape [${expected?.join(', ')}]`);
       }
-      if (data.byteLength > limit) {
-        throw new Error(
-          `tensor ${key} needs ${data.byteLength} bytes, over this GPU's ${limit}-byte buffer binding limit`,
-        );
+      const bytes = isMatrix ? data.length * elementBytes : data.byteLength;
+      if (bytes > limit) {
+        throw new Error(`tensor ${key} needs ${bytes} bytes, over this GPU's ${limit}-byte buffer binding limit`);
       }
-      const buffer = uploadBuffer(device, data, key);
+      const buffer = isMatrix ? matrix(data, key) : uploadBuffer(device, data, key);
       byKey.set(key, [buffer]);
       return buffer;
     };
@@ -80,13 +87,14 @@ export class GpuWeights {
       const table = await source(key);
       const { vocabSize: vocab, hiddenSize: d } = config;
       if (table.length !== vocab * d) throw new Error(`tensor ${key}: ${table.length} values, expected ${vocab * d}`);
-      const rowsPerChunk = Math.floor(chunkBytes / (d * 4));
-      if (rowsPerChunk === 0)
-        throw new Error(`tensor ${key}: one row (${d * 4} bytes) is over the ${limit}-byte binding limit`);
+      const rowsPerChunk = Math.floor(chunkBytes / (d * elementBytes));
+      if (rowsPerChunk === 0) {
+        throw new Error(`tensor ${key}: one row (${d * elementBytes} bytes) is over the ${limit}-byte binding limit`);
+      }
       const list: VocabChunk[] = [];
       for (let first = 0; first < vocab; first += rowsPerChunk) {
         const rows = Math.min(rowsPerChunk, vocab - first);
-        list.push({ first, rows, buffer: uploadBuffer(device, table.subarray(first * d, (first + rows) * d), key) });
+        list.push({ first, rows, buffer: matrix(table.subarray(first * d, (first + rows) * d), key) });
       }
       byKey.set(
         key,
@@ -101,7 +109,7 @@ export class GpuWeights {
     for (let l = 0; l < config.numLayers; l++) {
       const p = `model.layers.${l}`;
       const proj = {} as Record<Projection, GPUBuffer>;
-      for (const name of PROJECTIONS) proj[name] = await load(projectionKey(l, name));
+      for (const name of PROJECTIONS) proj[name] = await load(projectionKey(l, name), true);
       const bias: LayerWeights['bias'] = {};
       if (config.attentionBias) {
         for (const name of ['q_proj', 'k_proj', 'v_proj'] as const)
@@ -117,7 +125,7 @@ export class GpuWeights {
       });
     }
     const finalNorm = await load('model.norm.weight');
-    return new GpuWeights(config, embed, lmHead, layers, finalNorm, byKey);
+    return new GpuWeights(config, embed, lmHead, layers, finalNorm, byKey, half);
   }
 
   /** Zero-filled buffers shaped like every weight, under the same keys (full-parameter gradients, Adam moments). */
