@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { halfBits, packHalves, roundToHalf } from './float16';
+import { bfloat16Bits, halfBits, packHalves, roundToHalf } from './float16';
 
 describe('fp16 conversion', () => {
   it('encodes exact values, rounds to nearest even, and handles the edges', () => {
@@ -26,5 +26,18 @@ describe('fp16 conversion', () => {
       expect(Math.abs(v - values[i])).toBeLessThanOrEqual(Math.abs(values[i]) * 2 ** -11 + 2 ** -25);
     });
     expect([...packHalves([1, -2, 0.5])]).toEqual([0xc000_3c00, 0x0000_3800]);
+  });
+});
+
+describe('bfloat16 conversion', () => {
+  it('keeps the top half, rounding to nearest even', () => {
+    expect(bfloat16Bits(1)).toBe(0x3f80);
+    expect(bfloat16Bits(-2)).toBe(0xc000);
+    // 1 + 2^-8 is halfway between bf16 neighbours 1 and 1 + 2^-7: ties to even (1).
+    expect(bfloat16Bits(1 + 2 ** -8)).toBe(0x3f80);
+    expect(bfloat16Bits(1 + 3 * 2 ** -8)).toBe(0x3f82);
+    expect(bfloat16Bits(Number.POSITIVE_INFINITY)).toBe(0x7f80);
+    expect(bfloat16Bits(Number.NaN) & 0x7f80).toBe(0x7f80);
+    expect(bfloat16Bits(Number.NaN) & 0x7f).not.toBe(0);
   });
 });

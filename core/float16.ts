@@ -65,3 +65,11 @@ export function f16BitsToF32Bits(h: number): number {
   }
   return sign | (e << 23) | ((mantissa & 0x3ff) << 13);
 }
+
+/** fp32 → bfloat16 bits (the top half of the float32, rounded to nearest even; NaN kept a NaN). */
+export function bfloat16Bits(value: number): number {
+  f32[0] = value;
+  const x = u32[0];
+  if ((x & 0x7fffffff) > 0x7f800000) return (x >>> 16) | 0x40; // NaN: keep it quiet and a NaN
+  return (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
+}

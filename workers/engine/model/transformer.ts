@@ -182,6 +182,17 @@ export class TransformerStep {
     if (this.dropoutSeed) this.device.queue.writeBuffer(this.dropoutSeed, 0, Uint32Array.of(seed >>> 0));
   }
 
+  /**
+   * The logits at token position `position` (batch-major) after the forward ops ran, when the whole vocabulary
+   * fits one logits slice (small vocabularies): enough to sample from a tiny model without a decoding engine.
+   */
+  async readLogits(position: number): Promise<Float32Array> {
+    if (this.slices.length !== 1) throw new Error('readLogits needs the vocabulary in one logits slice');
+    const vocab = this.slices[0].rows;
+    const all = await readFloat32(this.device, this.s.logits, this.tokens * vocab * 4);
+    return all.slice(position * vocab, (position + 1) * vocab);
+  }
+
   /** The batch's mean loss, after the forward ops ran (summed in float64 on the CPU). */
   async readLoss(): Promise<number> {
     const rows = await readFloat32(this.device, this.lossRows, this.tokens * 4);
