@@ -201,6 +201,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     let smoothed = 0;
     // The schedule needs a length: estimate it from the first steps' speed and the time budget.
     let plannedSteps = o.steps;
+    const trainingStarted = performance.now();
     while (steps < plannedSteps && performance.now() < deadline) {
       const progress = Math.min(1, steps / plannedSteps);
       const lr =
@@ -213,8 +214,9 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
       smoothed = steps === 0 ? loss : 0.9 * smoothed + 0.1 * loss;
       steps++;
       if (steps === 5) {
-        const perStep = (performance.now() - started) / 5;
-        plannedSteps = Math.min(o.steps, Math.floor((deadline - started) / perStep));
+        const perStep = (performance.now() - trainingStarted) / 5;
+        // Leave a tenth of the time for the evaluations and the samples.
+        plannedSteps = Math.min(o.steps, Math.floor((0.9 * (deadline - performance.now())) / perStep) + 5);
         log(`about ${Math.round(perStep / 100) / 10} s per step: planning ${plannedSteps} steps`);
       }
       if (steps % 25 === 0 || steps === plannedSteps) {
