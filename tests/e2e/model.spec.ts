@@ -99,3 +99,14 @@ test('model files dropped onto the page load too', async ({ page }) => {
   await page.getByRole('button', { name: 'Load', exact: true }).click();
   await expect(page.getByTestId('model-loaded')).toContainText('dropped files is on the GPU');
 });
+
+test('the offline demo model that ships with the studio loads with no Hub at all', async ({ page }) => {
+  await page.goto('/');
+  await page.getByLabel('Hone tiny (offline demo)').check();
+  const facts = page.getByTestId('model-facts');
+  await expect(facts).toContainText('hone-tiny');
+  await expect(facts).toContainText('llama');
+  await page.getByRole('button', { name: 'Load', exact: true }).click();
+  await expect(page.getByTestId('model-loaded')).toContainText('hone-tiny is on the GPU');
+  await expect(page.getByTestId('model-loaded')).toContainText('with a chat template');
+});

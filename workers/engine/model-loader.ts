@@ -4,9 +4,13 @@ import { type ModelConfig, parseModelConfig } from '../../core/model-config';
 import { estimateTrainingMemory, parameterCount, type TrainingMemory } from '../../core/model-memory';
 import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
 
-/** Where a model comes from: a Hub repo, or files a person picked or dropped (paths relative to the folder). */
+/**
+ * Where a model comes from: a Hub repo, a model shipped with the studio (served beside the page, its files
+ * listed so a missing optional file is never fetched), or files a person picked or dropped.
+ */
 export type ModelSource =
   | { kind: 'hub'; repo: string; revision?: string }
+  | { kind: 'bundled'; name: string; url: string; files: string[] }
   | { kind: 'files'; name: string; files: { path: string; file: Blob }[] };
 
 export interface HubSettings {
@@ -28,6 +32,16 @@ export function sourceLabel(source: ModelSource): string {
   return source.kind === 'hub' ? `hub:${source.repo}${source.revision ? `@${source.revision}` : ''}` : source.name;
 }
 
+/** A ReadFile over a model served beside the studio. */
+function bundledReader(source: Extract<ModelSource, { kind: 'bundled' }>): ReadFile {
+  return async (name) => {
+    if (!source.files.includes(name)) return null;
+    const response = await fetch(new URL(name, source.url));
+    if (!response.ok) throw new Error(`${source.name}/${name}: the studio's server answered HTTP ${response.status}`);
+    return response.blob();
+  };
+}
+
 /** A ReadFile over picked files: the folder's own files by name, wherever the picker rooted the paths. */
 function filesReader(files: { path: string; file: Blob }[]): ReadFile {
   const byName = new Map(files.map(({ path, file }) => [path.split('/').slice(-1)[0], file]));
@@ -41,6 +55,7 @@ export function readerFor(
   onProgress?: (p: DownloadProgress) => void,
 ): ReadFile {
   if (source.kind === 'files') return filesReader(source.files);
+  if (source.kind === 'bundled') return bundledReader(source);
   return hubReader({ ...hub, revision: source.revision }, source.repo, cache, { onProgress });
 }
 
@@ -68,7 +83,9 @@ export async function describeModel(
   const downloadBytes =
     source.kind === 'hub'
       ? await hubDownloadBytes(source, hub, read)
-      : source.files.reduce((n, f) => n + (f.path.endsWith('.safetensors') ? f.file.size : 0), 0);
+      : source.kind === 'files'
+        ? source.files.reduce((n, f) => n + (f.path.endsWith('.safetensors') ? f.file.size : 0), 0)
+        : ((await read('model.safetensors'))?.size ?? null);
   return {
     label,
     config,

@@ -6,7 +6,7 @@ import { getEngine } from '../../lib/engine';
 import { formatBytes, formatCount, formatSeconds } from '../../lib/format';
 import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useModel } from '../../stores/model';
-import { CATALOG } from './catalog';
+import { bundledModel, CATALOG } from './catalog';
 import { filesFromDrop, filesFromInput } from './picked-files';
 
 const card = 'rounded-lg border border-slate-200 bg-white p-4 shadow-sm dark:border-slate-700 dark:bg-slate-900';
@@ -36,15 +36,16 @@ export function ModelStep() {
   );
 }
 
+/** What identifies a source for queries and React keys (picked files by their paths, not their contents). */
 function sourceKey(source: ModelSource) {
-  return source.kind === 'hub' ? source : { name: source.name, files: source.files.map((f) => f.path) };
+  return source.kind === 'files' ? { name: source.name, files: source.files.map((f) => f.path) } : source;
 }
 
 function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (s: ModelSource) => void }) {
   const [repo, setRepo] = useState('');
   const [dragging, setDragging] = useState(false);
   const [pickError, setPickError] = useState<string | null>(null);
-  const picked = source?.kind === 'hub' ? source.repo : null;
+  const picked = source?.kind === 'hub' ? source.repo : source?.kind === 'bundled' ? source.name : null;
   const pickFiles = (result: { name: string; files: { path: string; file: File }[] }) => {
     if (!result.files.some((f) => f.path.endsWith('config.json'))) {
       setPickError(`${result.name}: no config.json among the ${result.files.length} files: pick a model folder.`);
@@ -56,8 +57,24 @@ function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (
   return (
     <div className={card}>
       <fieldset>
-        <legend className="mb-2 text-sm font-semibold uppercase tracking-wide text-slate-500">From the Hub</legend>
+        <legend className="mb-2 text-sm font-semibold uppercase tracking-wide text-slate-500">Models</legend>
         <ul className="grid gap-2 sm:grid-cols-2">
+          <li>
+            <label
+              className={`flex cursor-pointer gap-2 rounded-md border p-2 text-sm ${picked === 'hone-tiny' ? 'border-indigo-600 bg-indigo-50 dark:bg-indigo-950' : 'border-slate-200 dark:border-slate-700'}`}
+            >
+              <input
+                type="radio"
+                name="catalog-model"
+                checked={picked === 'hone-tiny'}
+                onChange={() => onPick(bundledModel())}
+              />
+              <span>
+                <span className="font-medium">Hone tiny (offline demo)</span>
+                <span className="block text-slate-500">Comes with the studio: no download, works offline.</span>
+              </span>
+            </label>
+          </li>
           {CATALOG.map((entry) => (
             <li key={entry.repo}>
               <label

@@ -1,9 +1,21 @@
+import type { ModelSource } from '../../../workers/engine/api';
+
 /** The small models people fine-tune most, as the model picker offers them. */
 export interface CatalogEntry {
   repo: string;
   name: string;
   note: string;
   gated?: boolean;
+}
+
+/** Hone's own tiny model, shipped with the studio (public/models/hone-tiny): works with no network. */
+export function bundledModel(): ModelSource {
+  return {
+    kind: 'bundled',
+    name: 'hone-tiny',
+    url: new URL('models/hone-tiny/', document.baseURI).href,
+    files: ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json'],
+  };
 }
 
 export const CATALOG: CatalogEntry[] = [
