@@ -13,8 +13,9 @@ Usage:
                     the models downloaded from the Hub (HONE_CACHE_DIR, default ~/.cache/hone)
   hone help         this text
 
-A model or adapter DIR may be hub:ORG/NAME[@REVISION]: fetched from HONE_HUB_URL (default the Hugging Face
-Hub; HF_TOKEN for gated models) into the cache.
+A model DIR may be hone-tiny (the small model Hone ships), and a model or adapter DIR may be
+hub:ORG/NAME[@REVISION]: fetched from HONE_HUB_URL (default the Hugging Face Hub; HF_TOKEN for gated models)
+into the cache.
 `;
 
 const commands: Record<string, (args: string[]) => Promise<number>> = {

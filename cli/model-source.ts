@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { ReadFile } from '../core/checkpoint';
 import { DEFAULT_HUB_URL, type DownloadProgress, hubReader } from '../core/hub';
 import { defaultCacheDir, diskCache } from './disk-cache';
@@ -21,11 +22,18 @@ function progressLine(p: DownloadProgress): void {
   if (p.totalBytes !== null && p.receivedBytes === p.totalBytes) process.stderr.write('\n');
 }
 
+/** Hone's own tiny model, shipped in the package (the studio serves the same folder). */
+export const BUNDLED_MODEL = 'hone-tiny';
+
 /**
- * Where a `--model` or `--adapter` argument points: `hub:ORG/NAME[@REVISION]` (downloaded once into the cache
- * folder, with progress on stderr), or a local folder. Both give the same ReadFile to the one loader.
+ * Where a `--model` or `--adapter` argument points: `hone-tiny` (the bundled model), `hub:ORG/NAME[@REVISION]`
+ * (downloaded once into the cache folder, with progress on stderr), or a local folder. All give the same
+ * ReadFile to the one loader.
  */
 export function modelSource(spec: string): { read: ReadFile; label: string } {
+  if (spec === BUNDLED_MODEL) {
+    return { read: folderReader(fileURLToPath(new URL('../public/models/hone-tiny', import.meta.url))), label: spec };
+  }
   if (!spec.startsWith('hub:')) return { read: folderReader(spec), label: spec };
   const [repo, revision] = spec.slice(4).split('@');
   const cache = diskCache(join(defaultCacheDir(), 'hub'));

@@ -1,9 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { folderReader } from '../../cli/folder';
 import { serializeModelConfig } from '../../core/model-config';
 import { loraTensorKey } from '../../core/peft';
 import { parseSafetensors } from '../../core/safetensors';
+import { loadTokenizer } from '../../core/tokenizer';
 import { randomLora, randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
 import { referenceForwardBackward } from '../../workers/engine/reference/transformer.cpu';
 import { maxRelativeError } from '../helpers/gpu';
@@ -188,5 +190,19 @@ describe('hone with hub:ORG/NAME', () => {
     } finally {
       await hub.close();
     }
+  });
+});
+
+describe('hone with the bundled model', () => {
+  it('names hone-tiny as --model and runs it, its loss on its own corpus well under uniform guessing', async () => {
+    const tokenizer = await loadTokenizer(folderReader('public/models/hone-tiny'), 'hone-tiny');
+    const ids = tokenizer.encode('Call me Ishmael. Some years ago, never mind how long precisely, having little money');
+    const tokensFile = join(dir, 'tiny-tokens.json');
+    await writeFile(tokensFile, JSON.stringify([ids]));
+    const out = join(dir, 'tiny.safetensors');
+    const result = await hone('grads', '--model', 'hone-tiny', '--tokens', tokensFile, '--full', '--out', out);
+    expect(result.stderr).toBe('');
+    const loss = (await readOut(out)).readFloat32('loss')[0];
+    expect(loss).toBeLessThan(Math.log(4096) - 1);
   });
 });
