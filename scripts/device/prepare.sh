@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Prepares `.device/` and `.gl/` (both git-ignored) for a run on a lent GPU machine, whose image has no Node:
+# the engine bench and the CLI bundled by esbuild, Node itself (xz), the webgpu package's Linux dawn.node, the
+# Vulkan loader's Debian packages, and the tiny test models for scripts/compare-with-transformers.py.
+# Then run, with `.device` and `.gl` carried: bash scripts/device/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mkdir -p .device/node_modules/webgpu/dist/linux-x64 .gl
+npx esbuild scripts/bench-engine.ts --bundle --platform=node --format=esm --outfile=.device/bench.mjs --external:webgpu --log-level=warning
+npx esbuild cli/main.ts --bundle --platform=node --format=esm --outfile=.device/hone.mjs --external:webgpu --log-level=warning
+cp node_modules/webgpu/index.js node_modules/webgpu/package.json .device/node_modules/webgpu/
+cp node_modules/webgpu/dist/linux-x64/dawn.node .device/node_modules/webgpu/dist/linux-x64/
+[ -f .device/node.xz ] || xz -9 -T2 -c "$(command -v node)" > .device/node.xz
+if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
+  o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
+  mkdir -p /tmp/amd64/partial
+  # shellcheck disable=SC2086
+  apt-get $o update -q >/dev/null
+  # shellcheck disable=SC2086
+  (cd .gl && apt-get $o download libvulkan1 >/dev/null)
+fi
+du -sh .device .gl

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs on the lent GPU machine (see prepare.sh): unpacks the Vulkan loader, points it at the NVIDIA driver, and
+# runs the engine bench at batch 1 (with a per-kernel profile) and batch 8. Results land in $OUT.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+[ -f "$ICD" ] && export VK_DRIVER_FILES=$ICD
+python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.device/node.xz'), open('/tmp/node','wb'))"
+chmod +x /tmp/node
+cd .device
+/tmp/node hone.mjs gpu-info | head -12
+for args in "--profile" "--batch 8" "--batch 8 --f16"; do
+  name=$(echo "bench$args" | tr -d ' -')
+  timeout 120 /tmp/node bench.mjs $args > "$OUT/$name.txt" 2>&1
+  echo "== bench $args"; grep -v '^{' "$OUT/$name.txt" | sed -n '/LoRA step/,/losses/p'
+done
