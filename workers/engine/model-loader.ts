@@ -22,8 +22,10 @@ export interface ModelInfo {
   label: string;
   config: ModelConfig;
   parameters: number;
-  /** Bytes of the weights to download; null when the source does not say (or nothing is to download). */
+  /** Bytes of the weights; null when the source does not say. */
   downloadBytes: number | null;
+  /** Whether loading downloads the weights (a Hub repo) or reads them from here. */
+  downloads: boolean;
   /** For LoRA training at batch 1 × 512 tokens, r = 16 on all projections. */
   memory: TrainingMemory;
 }
@@ -91,6 +93,7 @@ export async function describeModel(
     config,
     parameters: parameterCount(config),
     downloadBytes,
+    downloads: source.kind === 'hub',
     memory: estimateTrainingMemory(config),
   };
 }

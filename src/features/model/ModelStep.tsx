@@ -217,7 +217,10 @@ function ModelFacts({ info }: { info: DescribedModel }) {
       `${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, ${c.numHeads} heads (${c.numKvHeads} KV)`,
     ],
     ['Parameters', formatCount(info.parameters)],
-    ['Download', info.downloadBytes === null ? 'unknown size' : formatBytes(info.downloadBytes)],
+    [
+      info.downloads ? 'Download' : 'Weights file',
+      info.downloadBytes === null ? 'unknown size' : formatBytes(info.downloadBytes),
+    ],
     ['GPU memory to train', `about ${formatBytes(info.memory.total)} (LoRA r 16, 512 tokens)`],
   ];
   return (
