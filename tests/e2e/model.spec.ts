@@ -102,7 +102,7 @@ test('model files dropped onto the page load too', async ({ page }) => {
 
 test('the offline demo model that ships with the studio loads with no Hub at all', async ({ page }) => {
   await page.goto('/');
-  await page.getByLabel('Hone tiny (offline demo)').check();
+  await page.getByLabel('Offline demo model (hone-tiny)').check();
   const facts = page.getByTestId('model-facts');
   await expect(facts).toContainText('hone-tiny');
   await expect(facts).toContainText('llama');

@@ -70,7 +70,7 @@ function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (
                 onChange={() => onPick(bundledModel())}
               />
               <span>
-                <span className="font-medium">Hone tiny (offline demo)</span>
+                <span className="font-medium">Offline demo model (hone-tiny)</span>
                 <span className="block text-slate-500">Comes with the studio: no download, works offline.</span>
               </span>
             </label>
