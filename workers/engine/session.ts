@@ -1,5 +1,6 @@
 import type { DownloadProgress, FileCache } from '../../core/hub';
-import { checkFit } from '../../core/model-memory';
+import type { ModelConfig } from '../../core/model-config';
+import { checkFit, parameterCount } from '../../core/model-memory';
 import { acquireGpu, type Gpu } from './gpu/device';
 import { GpuWeights } from './model/weights';
 import {
@@ -10,6 +11,7 @@ import {
   type ModelInfo,
   type ModelSource,
   readerFor,
+  sourceLabel,
 } from './model-loader';
 
 export interface DescribedModel extends ModelInfo {
@@ -17,7 +19,8 @@ export interface DescribedModel extends ModelInfo {
 }
 
 export interface LoadedModelSummary {
-  info: ModelInfo;
+  label: string;
+  config: ModelConfig;
   /** Bytes of weights now on the GPU. */
   gpuBytes: number;
   tokenizer: { hasChatTemplate: boolean; eosTokenIds: number[] } | null;
@@ -27,27 +30,28 @@ export interface LoadedModelSummary {
 }
 
 /** Uploads the weights, turning the GPU's own failures (out of memory, refused buffers) into plain words. */
-async function uploadChecked(device: GPUDevice, model: LoadedModel, info: ModelInfo): Promise<GpuWeights> {
+async function uploadChecked(device: GPUDevice, model: LoadedModel, label: string): Promise<GpuWeights> {
+  const config = model.checkpoint.config;
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
   let weights: GpuWeights;
   try {
-    weights = await GpuWeights.upload(device, model.checkpoint.config, (key) => model.checkpoint.readFloat32(key));
+    weights = await GpuWeights.upload(device, config, (key) => model.checkpoint.readFloat32(key));
   } catch (error) {
     await device.popErrorScope();
     await device.popErrorScope();
-    throw new Error(`${info.label}: the weights could not be put on the GPU: ${(error as Error).message}`);
+    throw new Error(`${label}: the weights could not be put on the GPU: ${(error as Error).message}`);
   }
   const invalid = await device.popErrorScope();
   const outOfMemory = await device.popErrorScope();
   const failure = outOfMemory ?? invalid;
   if (failure) {
     weights.destroy();
-    const size = `${(info.memory.weights / 2 ** 30).toFixed(2)} GiB of weights`;
+    const size = `${((4 * parameterCount(config)) / 2 ** 30).toFixed(2)} GiB of weights`;
     throw new Error(
       outOfMemory
-        ? `${info.label}: not enough GPU memory for ${size}. Close other GPU-heavy tabs, or pick a smaller model.`
-        : `${info.label}: the GPU refused the weights (${failure.message}).`,
+        ? `${label}: not enough GPU memory for ${size}. Close other GPU-heavy tabs, or pick a smaller model.`
+        : `${label}: the GPU refused the weights (${failure.message}).`,
     );
   }
   return weights;
@@ -93,20 +97,21 @@ export class EngineSession {
     onProgress: (p: DownloadProgress) => void,
   ): Promise<LoadedModelSummary> {
     const started = performance.now();
-    const info = await describeModel(source, hub, this.cache);
-    const model = await loadModelFiles(readerFor(source, hub, this.cache, onProgress), info.label);
+    const label = sourceLabel(source);
+    const model = await loadModelFiles(readerFor(source, hub, this.cache, onProgress), label);
     const { device } = await this.device();
     this.weights?.destroy();
     this.weights = null;
     this.lostReason = null;
-    this.weights = await uploadChecked(device, model, info);
+    this.weights = await uploadChecked(device, model, label);
     // Work on a lost device silently does nothing: say so rather than report a model that is not there.
     await device.queue.onSubmittedWorkDone();
     if (this.lostReason) {
-      throw new Error(`The GPU device was lost while loading ${info.label} (${this.lostReason}). Load it again.`);
+      throw new Error(`The GPU device was lost while loading ${label} (${this.lostReason}). Load it again.`);
     }
     return {
-      info,
+      label,
+      config: model.checkpoint.config,
       gpuBytes: this.weights.byteLength,
       tokenizer: model.tokenizer
         ? { hasChatTemplate: model.tokenizer.hasChatTemplate, eosTokenIds: model.tokenizer.eosTokenIds }

@@ -197,7 +197,7 @@ function ModelDetails({ source }: { source: ModelSource }) {
           data-testid="model-loaded"
           className="mt-3 rounded bg-emerald-50 px-2 py-1 text-sm text-emerald-800 dark:bg-emerald-950 dark:text-emerald-200"
         >
-          ✓ {load.data.info.label} is on the GPU ({formatBytes(load.data.gpuBytes)} of weights, loaded in{' '}
+          ✓ {load.data.label} is on the GPU ({formatBytes(load.data.gpuBytes)} of weights, loaded in{' '}
           {formatSeconds(load.data.seconds)}).{' '}
           {load.data.tokenizer
             ? `Tokenizer ready${load.data.tokenizer.hasChatTemplate ? ', with a chat template' : ', no chat template'}.`
