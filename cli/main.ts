@@ -1,6 +1,7 @@
 import { cache } from './commands/cache';
 import { gpuInfo } from './commands/gpu-info';
 import { GRADS_USAGE, grads } from './commands/grads';
+import { INSPECT_USAGE, inspect } from './commands/inspect';
 
 const USAGE = `hone — LoRA fine-tuning on WebGPU
 
@@ -9,6 +10,9 @@ Usage:
   ${GRADS_USAGE}
                     one forward + backward pass of the engine; writes the loss and the gradients
                     of every adapter tensor (and with --full every base weight) as safetensors
+  ${INSPECT_USAGE}
+                    what Hone makes of dataset files: the format, every bad record with its line,
+                    and with --model the token lengths under the model's chat template
   hone cache [list | clear [PREFIX]]
                     the models downloaded from the Hub (HONE_CACHE_DIR, default ~/.cache/hone)
   hone help         this text
@@ -21,6 +25,7 @@ into the cache.
 const commands: Record<string, (args: string[]) => Promise<number>> = {
   'gpu-info': gpuInfo,
   grads,
+  inspect,
   cache,
 };
 

@@ -28,6 +28,18 @@ function tokenText(value: unknown): string | null {
   return null;
 }
 
+/**
+ * For models that ship no chat template (base models): plain "User:" / "Assistant:" turns. It writes no end-of-turn
+ * token, so the dataset renderer adds EOS after each answer and the model learns where answers stop.
+ */
+export const PLAIN_CHAT_TEMPLATE =
+  "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] + '\\n\\n' }}" +
+  "{% elif m['role'] == 'user' %}{{ 'User: ' + m['content'] + '\\n' }}" +
+  "{% else %}{{ 'Assistant: ' + m['content'] + '\\n' }}{% endif %}{% endfor %}" +
+  "{% if add_generation_prompt %}{{ 'Assistant: ' }}{% endif %}";
+
+const plainTemplate = new Template(PLAIN_CHAT_TEMPLATE);
+
 export class ModelTokenizer {
   private readonly tokenizer: Tokenizer;
   private readonly template: Template | null;
@@ -68,6 +80,12 @@ export class ModelTokenizer {
     this.eosTokenIds = [...ids];
   }
 
+  /** The token that ends a document or an answer: the tokenizer's eos_token, else the first stop token. */
+  get eosTokenId(): number | undefined {
+    const eos = this.specialTokens.eos_token;
+    return (eos === undefined ? undefined : this.tokenizer.token_to_id(eos)) ?? this.eosTokenIds[0];
+  }
+
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
     return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
   }
@@ -86,10 +104,12 @@ export class ModelTokenizer {
     return this.template !== null;
   }
 
-  /** The conversation as the model was trained to read it; with `addGenerationPrompt`, ready for its answer. */
+  /**
+   * The conversation as the model was trained to read it; with `addGenerationPrompt`, ready for its answer. A model
+   * without a chat template gets PLAIN_CHAT_TEMPLATE.
+   */
   applyChatTemplate(messages: ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): string {
-    if (!this.template) throw new TokenizerError('this model has no chat template');
-    return this.template.render({
+    return (this.template ?? plainTemplate).render({
       messages,
       add_generation_prompt: options.addGenerationPrompt ?? false,
       ...this.specialTokens,

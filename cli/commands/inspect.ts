@@ -1,0 +1,126 @@
+import { openAsBlob } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { LengthStats } from '../../core/dataset/batches';
+import { DATASET_FORMATS, type DatasetFormat, type FieldMapping, FORMAT_SPECS } from '../../core/dataset/formats';
+import { DatasetError, loadDataset } from '../../core/dataset/load-dataset';
+import { sequenceStats, tokenizeExamples } from '../../core/dataset/tokenize-dataset';
+import { loadTokenizer } from '../../core/tokenizer';
+import { modelSource } from '../model-source';
+
+export const INSPECT_USAGE =
+  'hone inspect FILE... [--model M] [--format F] [--map FIELD=COLUMN]... [--max-length N] [--prompt-loss] [--json]';
+
+function parseMapping(pairs: string[]): FieldMapping {
+  const mapping: FieldMapping = {};
+  for (const pair of pairs) {
+    const [field, column] = pair.split('=');
+    if (!field || column === undefined) throw new Error(`--map takes FIELD=COLUMN, not '${pair}'`);
+    mapping[field] = column;
+  }
+  return mapping;
+}
+
+function histogramLines(stats: LengthStats): string[] {
+  const widest = Math.max(...stats.histogram.map((b) => b.count));
+  return stats.histogram.map(
+    (b) =>
+      `  ${`${b.from}-${b.to}`.padStart(11)} ${'#'.repeat(Math.round((40 * b.count) / Math.max(1, widest))).padEnd(40)} ${b.count}`,
+  );
+}
+
+/**
+ * `hone inspect`: what Hone makes of dataset files: the detected format and field mapping, the usable and skipped
+ * records with every error's file and line, and with --model the token-length statistics under its chat template.
+ */
+export async function inspect(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      model: { type: 'string' },
+      format: { type: 'string' },
+      map: { type: 'string', multiple: true, default: [] },
+      'max-length': { type: 'string', default: '1024' },
+      'prompt-loss': { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (positionals.length === 0) throw new Error(`usage: ${INSPECT_USAGE}`);
+  const format = values.format as DatasetFormat | undefined;
+  if (format !== undefined && !DATASET_FORMATS.includes(format)) {
+    throw new Error(`--format must be one of ${DATASET_FORMATS.join(', ')}, not '${format}'`);
+  }
+  const maxLength = Number(values['max-length']);
+  if (!Number.isInteger(maxLength) || maxLength < 2)
+    throw new Error('--max-length must be a whole number of at least 2');
+
+  const files = [];
+  for (const path of positionals) {
+    try {
+      await stat(path);
+    } catch {
+      throw new Error(`${path}: no such file`);
+    }
+    files.push({ name: basename(path), blob: await openAsBlob(path) });
+  }
+  let dataset: Awaited<ReturnType<typeof loadDataset>>;
+  try {
+    dataset = await loadDataset(files, { format, mapping: parseMapping(values.map) });
+  } catch (error) {
+    if (error instanceof DatasetError) {
+      process.stderr.write(`hone inspect: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+  const errors = [...dataset.issues];
+  let records = dataset.examples.length;
+  let tokens: LengthStats | undefined;
+  if (values.model) {
+    // Rendering can refuse records too (a template that raises), so they count as skipped.
+    const source = modelSource(values.model);
+    const tokenizer = await loadTokenizer(source.read, source.label);
+    const result = tokenizeExamples(dataset.examples, tokenizer, { trainOnPrompt: values['prompt-loss'] });
+    errors.push(...result.issues);
+    records = result.tokenized.length;
+    tokens = sequenceStats(result.tokenized, maxLength);
+  }
+  const report = {
+    format: dataset.format,
+    detected: dataset.detected,
+    mapping: dataset.mapping,
+    columns: dataset.columns,
+    records,
+    skipped: errors.length,
+    errors: errors.map(({ file, line, reason }) => ({ file, line, reason })),
+    files: dataset.files,
+    ...(tokens ? { maxLength, tokens } : {}),
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+  } else {
+    const out: string[] = [];
+    const mapping = Object.entries(dataset.mapping).map(([field, column]) =>
+      field === column ? field : `${field}=${column}`,
+    );
+    out.push(
+      `format: ${dataset.format} — ${FORMAT_SPECS[dataset.format].label}${dataset.detected ? ' (detected)' : ''}`,
+      `fields: ${mapping.join(', ')}`,
+      `${records} usable, ${errors.length} skipped`,
+    );
+    for (const file of dataset.files) if (file.notice) out.push(`note: ${file.notice}`);
+    for (const e of errors) out.push(`  ${e.file}${e.line > 0 ? `:${e.line}` : ''}: ${e.reason}`);
+    if (tokens) {
+      out.push(
+        `tokens per sequence (${values.model}): min ${tokens.min}, median ${tokens.median}, mean ${tokens.mean.toFixed(1)}, ` +
+          `p95 ${tokens.p95}, max ${tokens.max}; ${tokens.truncated} of ${tokens.count} longer than ${maxLength}`,
+        ...histogramLines(tokens),
+      );
+    }
+    process.stdout.write(`${out.join('\n')}\n`);
+  }
+  return records > 0 ? 0 : 1;
+}
