@@ -24,3 +24,8 @@ export function formatSeconds(s: number): string {
   const m = Math.floor(s / 60);
   return m < 60 ? `${m} min ${Math.ceil(s - 60 * m)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
+
+/** "1 record", "2 records". */
+export function plural(n: number, word: string): string {
+  return `${n.toLocaleString()} ${word}${n === 1 ? '' : 's'}`;
+}

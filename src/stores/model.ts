@@ -1,13 +1,15 @@
 import { create } from 'zustand';
-import type { LoadedModelSummary } from '../../workers/engine/api';
+import type { LoadedModelSummary, ModelSource } from '../../workers/engine/api';
 
-/** The model on the GPU, shared by the studio's steps. */
+/** The model on the GPU, and where it came from (the data step reads its tokenizer), shared by the studio's steps. */
 interface ModelState {
   loaded: LoadedModelSummary | null;
-  setLoaded: (loaded: LoadedModelSummary | null) => void;
+  source: ModelSource | null;
+  setLoaded: (loaded: LoadedModelSummary, source: ModelSource) => void;
 }
 
 export const useModel = create<ModelState>((set) => ({
   loaded: null,
-  setLoaded: (loaded) => set({ loaded }),
+  source: null,
+  setLoaded: (loaded, source) => set({ loaded, source }),
 }));

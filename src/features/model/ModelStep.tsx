@@ -2,16 +2,13 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
 import type { DescribedModel, DownloadProgress, ModelSource } from '../../../workers/engine/api';
+import { button, card, ErrorMessage } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { formatBytes, formatCount, formatSeconds } from '../../lib/format';
 import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useModel } from '../../stores/model';
 import { bundledModel, CATALOG } from './catalog';
 import { filesFromDrop, filesFromInput } from './picked-files';
-
-const card = 'rounded-lg border border-slate-200 bg-white p-4 shadow-sm dark:border-slate-700 dark:bg-slate-900';
-const button =
-  'rounded-md px-3 py-1.5 text-sm font-medium focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-indigo-600 disabled:opacity-50';
 
 /** The Model step: pick a Hub model or a local folder, see what it costs, download it onto the GPU. */
 export function ModelStep() {
@@ -167,7 +164,7 @@ function ModelDetails({ source }: { source: ModelSource }) {
   const load = useMutation({
     mutationFn: async () => getEngine().loadModel(source, hub, Comlink.proxy(setProgress)),
     onSuccess: (summary) => {
-      setLoaded(summary);
+      setLoaded(summary, source);
       void queryClient.invalidateQueries({ queryKey: ['cache-entries'] });
     },
   });
@@ -255,14 +252,6 @@ function ProgressBar({ progress }: { progress: DownloadProgress }) {
         {progress.etaSeconds !== null && `, ${formatSeconds(progress.etaSeconds)} left`}
       </span>
     </div>
-  );
-}
-
-function ErrorMessage({ error }: { error: unknown }) {
-  return (
-    <p role="alert" className="mt-2 text-sm text-red-700 dark:text-red-400">
-      {error instanceof Error ? error.message : String(error)}
-    </p>
   );
 }
 

@@ -1,0 +1,17 @@
+/// <reference lib="webworker" />
+import * as Comlink from 'comlink';
+import { DataSession } from './data/data-session';
+import { cacheStorageCache } from './storage/cache-storage';
+
+/** The data worker: datasets are read, checked and tokenized here, never on the page's main thread. */
+const session = new DataSession(typeof caches === 'undefined' ? null : cacheStorageCache());
+
+const api = {
+  load: session.load.bind(session),
+  tokenize: session.tokenize.bind(session),
+  issuesCsv: session.issuesCsv.bind(session),
+};
+
+export type DataApi = typeof api;
+
+Comlink.expose(api);
