@@ -2,7 +2,7 @@ import { openAsBlob } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { LengthStats } from '../../core/dataset/batches';
+import { type LengthStats, packBlocks } from '../../core/dataset/batches';
 import { DATASET_FORMATS, type DatasetFormat, type FieldMapping, FORMAT_SPECS } from '../../core/dataset/formats';
 import { DatasetError, loadDataset } from '../../core/dataset/load-dataset';
 import { sequenceStats, tokenizeExamples } from '../../core/dataset/tokenize-dataset';
@@ -79,6 +79,8 @@ export async function inspect(args: string[]): Promise<number> {
   const errors = [...dataset.issues];
   let records = dataset.examples.length;
   let tokens: LengthStats | undefined;
+  // Raw text is packed into blocks of the max length rather than cut.
+  let packedBlocks: number | undefined;
   if (values.model) {
     // Rendering can refuse records too (a template that raises), so they count as skipped.
     const source = modelSource(values.model);
@@ -87,6 +89,12 @@ export async function inspect(args: string[]): Promise<number> {
     errors.push(...result.issues);
     records = result.tokenized.length;
     tokens = sequenceStats(result.tokenized, maxLength);
+    if (dataset.format === 'text') {
+      packedBlocks = packBlocks(
+        result.tokenized.map((t) => t.sequences[0].ids),
+        maxLength,
+      ).length;
+    }
   }
   const report = {
     format: dataset.format,
@@ -98,6 +106,7 @@ export async function inspect(args: string[]): Promise<number> {
     errors: errors.map(({ file, line, reason }) => ({ file, line, reason })),
     files: dataset.files,
     ...(tokens ? { maxLength, tokens } : {}),
+    ...(packedBlocks === undefined ? {} : { packedBlocks }),
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -108,7 +117,7 @@ export async function inspect(args: string[]): Promise<number> {
     );
     out.push(
       `format: ${dataset.format} — ${FORMAT_SPECS[dataset.format].label}${dataset.detected ? ' (detected)' : ''}`,
-      `fields: ${mapping.join(', ')}`,
+      `fields: ${mapping.length > 0 ? mapping.join(', ') : 'none (each file is one document)'}`,
       `${records} usable, ${errors.length} skipped`,
     );
     for (const file of dataset.files) if (file.notice) out.push(`note: ${file.notice}`);
@@ -116,7 +125,10 @@ export async function inspect(args: string[]): Promise<number> {
     if (tokens) {
       out.push(
         `tokens per sequence (${values.model}): min ${tokens.min}, median ${tokens.median}, mean ${tokens.mean.toFixed(1)}, ` +
-          `p95 ${tokens.p95}, max ${tokens.max}; ${tokens.truncated} of ${tokens.count} longer than ${maxLength}`,
+          `p95 ${tokens.p95}, max ${tokens.max}; ` +
+          (packedBlocks === undefined
+            ? `${tokens.truncated} of ${tokens.count} longer than ${maxLength}`
+            : `packed into ${packedBlocks} blocks of ${maxLength}`),
         ...histogramLines(tokens),
       );
     }

@@ -89,5 +89,6 @@ describe('hone inspect', () => {
     expect(stdout).toContain('format: text — Raw text (detected)');
     expect(stdout).toContain('1 usable, 0 skipped');
     expect(stdout).toMatch(/tokens per sequence \(hone-tiny\): min \d+/);
+    expect(stdout).toMatch(/packed into 1 blocks of 1024/);
   });
 });
