@@ -1,4 +1,4 @@
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
 import { tempDir } from '../helpers/model-folder';
@@ -83,6 +83,23 @@ test('columns with unusual names are mapped by hand', async ({ page }) => {
   await choice.getByRole('button', { name: 'Read again as this' }).click();
   await expect(page.getByTestId('dataset-counts')).toHaveText('2 usable, 0 skipped');
   await expect(page.getByTestId('record-preview').first().locator('mark[data-loss]')).toHaveText(['That.<|im_end|>\n']);
+});
+
+test('several files dropped at once are read as one dataset', async ({ page }) => {
+  await page.goto('/');
+  await page.getByRole('button', { name: /Data/ }).click();
+  const files = await Promise.all(
+    ['chat.jsonl', 'latin1.jsonl'].map(async (name) => ({ name, bytes: [...(await readFile(join(dir, name)))] })),
+  );
+  const transfer = await page.evaluateHandle((list) => {
+    const data = new DataTransfer();
+    for (const { name, bytes } of list) data.items.add(new File([new Uint8Array(bytes)], name));
+    return data;
+  }, files);
+  await page.getByTestId('dataset-drop').dispatchEvent('drop', { dataTransfer: transfer });
+  await expect(page.getByTestId('dataset-counts')).toHaveText('2 usable, 3 skipped');
+  await expect(page.getByTestId('dataset-report')).toContainText('latin1.jsonl: not UTF-8 text');
+  await expect(page.getByTestId('token-report')).toContainText('Load a model in the Model step');
 });
 
 test('a file that is not UTF-8 gets a clear answer', async ({ page }) => {
