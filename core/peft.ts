@@ -3,6 +3,7 @@
  * the way the `peft` library does, so adapters move both ways between Hone and PyTorch.
  */
 import { type ModelConfig, PROJECTIONS, type Projection, projectionKey, projectionShape } from './model-config';
+import { serializeSafetensors, type WritableTensor } from './safetensors';
 
 export interface AdapterConfig {
   peftType: 'LORA';
@@ -287,6 +288,34 @@ export function serializeAdapterConfig(adapter: AdapterConfigInit): string {
   // Never write a file Hone itself would refuse.
   parseAdapterConfig(json, 'serializeAdapterConfig');
   return `${JSON.stringify(json, null, 2)}\n`;
+}
+
+/**
+ * A PEFT adapter folder's two files: `adapter_config.json` and `adapter_model.safetensors` holding each module's
+ * A ([r, in]) and B ([out, r]) as F32 under PEFT's keys. `modules` is keyed `${layer}.${projection}`.
+ */
+export function serializeAdapter(
+  config: AdapterConfigInit,
+  modules: Map<string, { A: Float32Array; B: Float32Array }>,
+): { 'adapter_config.json': string; 'adapter_model.safetensors': Uint8Array } {
+  const tensors = new Map<string, WritableTensor>();
+  for (const [key, { A, B }] of modules) {
+    const [layer, projection] = key.split('.') as [string, Projection];
+    tensors.set(loraTensorKey(Number(layer), projection, 'A'), {
+      dtype: 'F32',
+      shape: [config.r, A.length / config.r],
+      data: A,
+    });
+    tensors.set(loraTensorKey(Number(layer), projection, 'B'), {
+      dtype: 'F32',
+      shape: [B.length / config.r, config.r],
+      data: B,
+    });
+  }
+  return {
+    'adapter_config.json': serializeAdapterConfig(config),
+    'adapter_model.safetensors': serializeSafetensors(tensors, { format: 'pt' }),
+  };
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

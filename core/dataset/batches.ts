@@ -78,6 +78,13 @@ export function padBatch(examples: TokenizedExample[], seqLength: number, padId:
   return { tokens, labels };
 }
 
+/** How many positions of a batch carry loss: labels after the first position (each predicted from the one before). */
+export function countLossTargets(labels: number[][]): number {
+  let n = 0;
+  for (const row of labels) for (let t = 1; t < row.length; t++) if (row[t] !== IGNORE_INDEX) n++;
+  return n;
+}
+
 export interface LengthStats {
   count: number;
   min: number;

@@ -1,8 +1,8 @@
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expectedTensors, type ModelConfig, type Projection, serializeModelConfig } from '../../core/model-config';
-import { loraTensorKey, serializeAdapterConfig } from '../../core/peft';
+import { expectedTensors, type ModelConfig, serializeModelConfig } from '../../core/model-config';
+import { serializeAdapter } from '../../core/peft';
 import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
 import type { ReferenceLora } from '../../workers/engine/reference/transformer.cpu';
 
@@ -50,9 +50,8 @@ export async function writeModelFolder(
 /** Writes a PEFT adapter folder holding `lora` for `targets`. */
 export async function writeAdapterFolder(dir: string, lora: ReferenceLora, targets: string[]): Promise<string> {
   await mkdir(dir, { recursive: true });
-  await writeFile(
-    join(dir, 'adapter_config.json'),
-    serializeAdapterConfig({
+  const files = serializeAdapter(
+    {
       r: lora.rank,
       loraAlpha: lora.alpha,
       loraDropout: 0,
@@ -60,22 +59,10 @@ export async function writeAdapterFolder(dir: string, lora: ReferenceLora, targe
       useRslora: lora.useRslora,
       layersToTransform: null,
       baseModelNameOrPath: 'hone/tiny-test',
-    }),
+    },
+    new Map([...lora.modules].map(([key, { A, B }]) => [key, { A: Float32Array.from(A), B: Float32Array.from(B) }])),
   );
-  const tensors = new Map<string, WritableTensor>();
-  for (const [key, { A, B }] of lora.modules) {
-    const [layer, projection] = key.split('.') as [string, Projection];
-    tensors.set(loraTensorKey(Number(layer), projection, 'A'), {
-      dtype: 'F32',
-      shape: [lora.rank, A.length / lora.rank],
-      data: Float32Array.from(A),
-    });
-    tensors.set(loraTensorKey(Number(layer), projection, 'B'), {
-      dtype: 'F32',
-      shape: [B.length / lora.rank, lora.rank],
-      data: Float32Array.from(B),
-    });
-  }
-  await writeFile(join(dir, 'adapter_model.safetensors'), serializeSafetensors(tensors));
+  await writeFile(join(dir, 'adapter_config.json'), files['adapter_config.json']);
+  await writeFile(join(dir, 'adapter_model.safetensors'), files['adapter_model.safetensors']);
   return dir;
 }

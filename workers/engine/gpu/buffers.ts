@@ -23,7 +23,7 @@ export async function readFloat32(
   device: GPUDevice,
   source: GPUBuffer,
   byteLength = source.size,
-): Promise<Float32Array> {
+): Promise<Float32Array<ArrayBuffer>> {
   const staging = device.createBuffer({ size: byteLength, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
   const encoder = device.createCommandEncoder();
   encoder.copyBufferToBuffer(source, 0, staging, 0, byteLength);

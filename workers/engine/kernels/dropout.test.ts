@@ -25,7 +25,7 @@ describe('LoRA dropout', () => {
     const n = 1037;
     const x = randomUniform(n, 1);
     const prior = randomUniform(n, 2);
-    const seed = uploadBuffer(device, Uint32Array.of(0xdeadbeef));
+    const seed = uploadBuffer(device, Uint32Array.of(0xdeadbeef, 1));
     const mask = dropoutMaskCpu(n, 0xdeadbeef, 7, 0.25);
     const y = uploadBuffer(device, prior);
     const written = await runAndRead(device, [k.op(uploadBuffer(device, x), seed, y, n, 7, 0.25, false)], y);
@@ -42,5 +42,8 @@ describe('LoRA dropout', () => {
         Float64Array.from(x, (v, i) => 2 * v * mask[i]),
       ),
     ).toBeLessThan(1e-7);
+    // Switched off (evaluation): every value passes, unscaled.
+    const off = uploadBuffer(device, Uint32Array.of(0xdeadbeef, 0));
+    expect(await runAndRead(device, [k.op(uploadBuffer(device, x), off, y, n, 7, 0.25, false)], y)).toEqual(x);
   });
 });

@@ -5,13 +5,14 @@ import type { Op } from '../gpu/ops';
  * LoRA dropout (PEFT's lora_dropout on the adapter path's input), elementwise over n values:
  *   y (= or +=) keep(i) ? x[i] / (1 - p) : 0
  * keep(i) hashes (step seed, module, i), so the backward regenerates the forward's mask instead of storing it,
- * and each module draws its own mask, as each PEFT module has its own nn.Dropout. The step seed lives in a
- * small buffer, rewritten each step, so recorded ops stay valid.
+ * and each module draws its own mask, as each PEFT module has its own nn.Dropout. The step's state lives in a
+ * small buffer, rewritten each step, so recorded ops stay valid: [seed, on]; with on = 0 (evaluation, as in
+ * PyTorch's eval mode) every value passes unscaled.
  */
 const shader = /* wgsl */ `
 struct Params { n: u32, moduleId: u32, threshold: u32, accumulate: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> seed: array<u32>;
+@group(0) @binding(1) var<storage, read> state: array<u32>; // [seed, on]
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
@@ -25,8 +26,9 @@ fn mix(v: u32) -> u32 {
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * 64u;
   if (i >= p.n) { return; }
-  let keep = mix(i ^ mix(seed[0] + p.moduleId * 0x9e3779b9u)) >= p.threshold;
-  var value = select(0.0, x[i] * p.scale, keep);
+  let on = state[1] != 0u;
+  let keep = !on || mix(i ^ mix(state[0] + p.moduleId * 0x9e3779b9u)) >= p.threshold;
+  var value = select(0.0, x[i] * select(1.0, p.scale, on), keep);
   if (p.accumulate != 0u) { value += y[i]; }
   y[i] = value;
 }
@@ -45,9 +47,10 @@ export class DropoutKernel {
     this.kernel = new Kernel(device, shader, 'lora_dropout');
   }
 
-  op(x: GPUBuffer, seed: GPUBuffer, y: GPUBuffer, n: number, module: number, p: number, accumulate: boolean): Op {
+  /** `state`: two u32, [seed, on]. */
+  op(x: GPUBuffer, state: GPUBuffer, y: GPUBuffer, n: number, module: number, p: number, accumulate: boolean): Op {
     return this.kernel.op(
-      [x, seed, y],
+      [x, state, y],
       [
         u32(n),
         u32(module),

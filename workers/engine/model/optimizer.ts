@@ -3,6 +3,11 @@ import { type Op, releaseOps } from '../gpu/ops';
 import { type AdamWSettings, PARTIALS_PER_BUFFER } from '../kernels/adamw';
 import type { EngineKernels } from './kernels';
 
+export interface OptimizerState {
+  steps: number;
+  groups: { param: Float32Array<ArrayBuffer>; m: Float32Array<ArrayBuffer>; v: Float32Array<ArrayBuffer> }[];
+}
+
 /** A trainable tensor (or the LoRA adapter's flat vector) and its gradient, n floats each. */
 export interface ParamGroup {
   param: GPUBuffer;
@@ -24,6 +29,8 @@ export class AdamW {
   private readonly clip: GPUBuffer;
   private readonly hyper: GPUBuffer;
   private readonly owned: GPUBuffer[] = [];
+  /** Each group's buffers, for saving and restoring the whole state. */
+  private readonly state: { param: GPUBuffer; m: GPUBuffer; v: GPUBuffer; n: number }[] = [];
   private stepCount = 0;
 
   constructor(
@@ -46,6 +53,7 @@ export class AdamW {
       const m = this.own(createStorageBuffer(device, g.n * 4, 'adam m'));
       const v = this.own(createStorageBuffer(device, g.n * 4, 'adam v'));
       this.ops.push(k.stepOp(g.param, g.grad, m, v, this.clip, this.hyper, g.n));
+      this.state.push({ param: g.param, m, v, n: g.n });
     }
   }
 
@@ -67,6 +75,36 @@ export class AdamW {
   /** The global gradient norm before clipping, as of the last step. */
   async readGradNorm(): Promise<number> {
     return (await readFloat32(this.device, this.clip, 8))[1];
+  }
+
+  /** Everything a resumed run needs: each group's parameters and moments, and the step count (bias correction). */
+  async readState(): Promise<OptimizerState> {
+    const groups = [];
+    for (const g of this.state) {
+      groups.push({
+        param: await readFloat32(this.device, g.param, g.n * 4),
+        m: await readFloat32(this.device, g.m, g.n * 4),
+        v: await readFloat32(this.device, g.v, g.n * 4),
+      });
+    }
+    return { steps: this.stepCount, groups };
+  }
+
+  /** Puts a saved state back: the same groups, in the same order, of the same sizes. */
+  writeState(saved: OptimizerState): void {
+    if (saved.groups.length !== this.state.length) {
+      throw new Error(`the saved optimizer state has ${saved.groups.length} groups; this run has ${this.state.length}`);
+    }
+    saved.groups.forEach((group, i) => {
+      const g = this.state[i];
+      for (const part of [group.param, group.m, group.v]) {
+        if (part.length !== g.n) throw new Error(`saved optimizer group ${i} has ${part.length} values, not ${g.n}`);
+      }
+      this.device.queue.writeBuffer(g.param, 0, group.param);
+      this.device.queue.writeBuffer(g.m, 0, group.m);
+      this.device.queue.writeBuffer(g.v, 0, group.v);
+    });
+    this.stepCount = saved.steps;
   }
 
   /** Bytes of optimizer state (moments and scratch). */

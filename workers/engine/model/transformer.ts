@@ -81,9 +81,8 @@ export class TransformerStep {
   readonly forwardOps: Op[] = [];
   readonly backwardOps: Op[] = [];
   readonly zeroGradOps: Op[] = [];
-  private countedTargets = 0;
-  /** The step's dropout seed (one u32), when the adapter has LoRA dropout. */
-  private readonly dropoutSeed: GPUBuffer | null;
+  /** The step's dropout state ([seed, on], two u32), when the adapter has LoRA dropout. */
+  private readonly dropoutState: GPUBuffer | null;
 
   // Scratch shared by all layers.
   private readonly s: Record<string, GPUBuffer> = {};
@@ -116,7 +115,7 @@ export class TransformerStep {
     this.weightsPerToken = this.alloc(N * 4, 'target weights');
     this.lossRows = this.alloc(N * 4, 'loss per token');
     this.tokenIndex = options.full ? this.alloc((3 * N + 2) * 4, 'token index') : null;
-    this.dropoutSeed = lora && lora.settings.loraDropout > 0 ? this.alloc(4, 'dropout seed') : null;
+    this.dropoutState = lora && lora.settings.loraDropout > 0 ? this.alloc(8, 'dropout state') : null;
     this.weightGrads = options.full ? w.zerosLike(device, 'grad') : null;
     if (this.weightGrads) for (const list of this.weightGrads.values()) this.buffers.push(...list);
 
@@ -135,9 +134,11 @@ export class TransformerStep {
 
   /**
    * Loads a batch. tokens: [batch][seq]; labels likewise, -100 where ignored, default = tokens. As in Hugging
-   * Face, position t's logits predict labels[t + 1]; the loss is the mean over counted targets in the batch.
+   * Face, position t's logits predict labels[t + 1]; the loss is the mean over counted targets in the batch, or
+   * the sum over them divided by `lossDenominator`: with the count of a whole accumulated step, micro-batches add
+   * up to that step's token mean.
    */
-  setBatch(tokens: number[][], labels?: number[][]): void {
+  setBatch(tokens: number[][], labels?: number[][], lossDenominator?: number): void {
     const { batch, seq } = this.shape;
     const vocab = this.w.config.vocabSize;
     if (tokens.length !== batch || tokens.some((row) => row.length !== seq)) {
@@ -167,9 +168,10 @@ export class TransformerStep {
         targets[b * seq + t] = next;
       }
     }
-    this.countedTargets = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
-    if (this.countedTargets === 0) throw new Error('the batch has no label to predict (every label is -100)');
-    const weights = Float32Array.from(targets, (t) => (t >= 0 ? 1 / this.countedTargets : 0));
+    const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
+    if (counted === 0) throw new Error('the batch has no label to predict (every label is -100)');
+    const denominator = lossDenominator ?? counted;
+    const weights = Float32Array.from(targets, (t) => (t >= 0 ? 1 / denominator : 0));
     const q = this.device.queue;
     q.writeBuffer(this.ids, 0, ids);
     q.writeBuffer(this.targets, 0, targets);
@@ -177,9 +179,13 @@ export class TransformerStep {
     if (this.tokenIndex) q.writeBuffer(this.tokenIndex, 0, buildTokenIndex(ids));
   }
 
-  /** Draws new LoRA dropout masks for the next run of the ops (call once per step when training). */
-  setDropoutSeed(seed: number): void {
-    if (this.dropoutSeed) this.device.queue.writeBuffer(this.dropoutSeed, 0, Uint32Array.of(seed >>> 0));
+  /**
+   * Draws new LoRA dropout masks for the next run of the ops (call once per step when training); null turns
+   * dropout off, for evaluation.
+   */
+  setDropoutSeed(seed: number | null): void {
+    const state = seed === null ? Uint32Array.of(0, 0) : Uint32Array.of(seed >>> 0, 1);
+    if (this.dropoutState) this.device.queue.writeBuffer(this.dropoutState, 0, state);
   }
 
   /**
@@ -280,7 +286,7 @@ export class TransformerStep {
       dact: f32(N * f, 'd act'),
       dxa: f32(Math.max(1, N * r), 'd xA'),
     });
-    if (this.dropoutSeed) {
+    if (this.dropoutState) {
       // The adapter path's input after dropout, and the gradient reaching it, for the widest projection input.
       const widest = Math.max(d, f, H * hd);
       this.s.loraIn = f32(N * widest, 'LoRA input after dropout');
@@ -423,14 +429,14 @@ export class TransformerStep {
 
   /** The adapter path's input: `x` itself, or dropout(x) in the scratch buffer when the adapter has dropout. */
   private dropout(ops: Op[], m: LoraModule, x: GPUBuffer, n: number): GPUBuffer {
-    if (!this.dropoutSeed) return x;
+    if (!this.dropoutState) return x;
     ops.push(this.maskOp(m, x, this.s.loraIn, n, false));
     return this.s.loraIn;
   }
 
   private maskOp(m: LoraModule, x: GPUBuffer, y: GPUBuffer, n: number, accumulate: boolean): Op {
     const p = this.lora?.settings.loraDropout ?? 0;
-    return this.k.dropout.op(x, this.dropoutSeed as GPUBuffer, y, n, m.index, p, accumulate);
+    return this.k.dropout.op(x, this.dropoutState as GPUBuffer, y, n, m.index, p, accumulate);
   }
 
   /** P = softmax(scale · Qh Kh^T) with the causal mask, into `scores`, for one layer. */

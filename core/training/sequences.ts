@@ -1,0 +1,47 @@
+/**
+ * A tokenized dataset into the sequences a next-token method trains on: split into training and validation by
+ * record (seeded), raw text packed into blocks of the sequence length, conversations cut at it. A conversation
+ * whose answer starts past the cut has nothing left to learn from and is counted, not trained on.
+ */
+import { countLossTargets, packBlocks, splitTrainValidation, truncate } from '../dataset/batches';
+import type { TokenizedExample } from '../dataset/render';
+import type { TokenizedSource } from '../dataset/tokenize-dataset';
+
+export interface SplitSettings {
+  /** A fraction (below 1) or a count of records held out. */
+  validation: number;
+  seed: number;
+}
+
+export interface TrainingSequences {
+  train: TokenizedExample[];
+  validation: TokenizedExample[];
+  /** Sequences with no loss left within the sequence length. */
+  dropped: number;
+}
+
+export function nextTokenSequences(
+  tokenized: TokenizedSource[],
+  packed: boolean,
+  seqLen: number,
+  split: SplitSettings,
+): TrainingSequences {
+  const parts = splitTrainValidation(tokenized, split.validation, split.seed);
+  let dropped = 0;
+  const prepare = (sources: TokenizedSource[]): TokenizedExample[] => {
+    const sequences = sources.flatMap((s) => s.sequences);
+    if (packed)
+      return packBlocks(
+        sequences.map((s) => s.ids),
+        seqLen,
+      );
+    return sequences
+      .map((s) => truncate(s, seqLen))
+      .filter((s) => {
+        const learnable = countLossTargets([s.labels]) > 0;
+        if (!learnable) dropped++;
+        return learnable;
+      });
+  };
+  return { train: prepare(parts.train), validation: prepare(parts.validation), dropped };
+}

@@ -1,0 +1,147 @@
+/**
+ * Training settings: what each method trains on, defaults that work per method and model size, and the checks
+ * that refuse a bad combination before any GPU work starts, each with its reason.
+ */
+import type { DatasetFormat } from '../dataset/formats';
+import { type ModelConfig, PROJECTIONS, type Projection } from '../model-config';
+
+export const METHODS = {
+  cpt: 'Continued pretraining (raw text)',
+  sft: 'Supervised fine-tuning (instructions, chats)',
+  rm: 'Reward model (preference pairs)',
+  grpo: 'Policy optimization (RL prompts and a reward)',
+  dpo: 'Direct preference optimization (preference pairs)',
+} as const;
+export type Method = keyof typeof METHODS;
+
+export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
+export type Schedule = (typeof SCHEDULES)[number];
+
+/** The dataset formats each method trains on. */
+export const METHOD_FORMATS: Record<Method, readonly DatasetFormat[]> = {
+  cpt: ['text'],
+  sft: ['alpaca', 'prompt_completion', 'messages', 'sharegpt'],
+  rm: ['preference'],
+  grpo: ['rl_prompts'],
+  dpo: ['preference'],
+};
+
+export interface TrainSettings {
+  method: Method;
+  /** Train every weight instead of a LoRA adapter (tiny models only: it needs fp32 weights and their moments). */
+  full: boolean;
+  loraR: number;
+  loraAlpha: number;
+  loraDropout: number;
+  targets: Projection[];
+  rslora: boolean;
+  lr: number;
+  schedule: Schedule;
+  /** Warm-up steps; below 1, a fraction of the total steps. */
+  warmup: number;
+  epochs: number;
+  /** Stops after this many optimizer steps when set, whatever the epochs say. */
+  maxSteps: number | null;
+  batchSize: number;
+  gradAccum: number;
+  seqLen: number;
+  weightDecay: number;
+  /** Global gradient-norm clipping; 0 turns it off. */
+  maxGradNorm: number;
+  seed: number;
+  /** Validation loss every this many steps; 0 only at the end. */
+  evalEvery: number;
+  /** A resumable checkpoint every this many steps; 0 never. */
+  checkpointEvery: number;
+}
+
+/**
+ * Defaults that train visibly in a short run: LoRA on every projection at rank 16 (alpha 32), a learning rate that
+ * grows as the model shrinks (a tiny model's adapter needs large steps), cosine decay after a short warm-up.
+ */
+export function defaultSettings(method: Method, parameters: number): TrainSettings {
+  const lr = parameters < 20e6 ? 3e-3 : parameters < 600e6 ? 3e-4 : 1e-4;
+  return {
+    method,
+    full: false,
+    loraR: 16,
+    loraAlpha: 32,
+    loraDropout: 0.05,
+    targets: [...PROJECTIONS],
+    rslora: false,
+    // Preference losses move a policy far with small steps.
+    lr: method === 'dpo' ? lr / 10 : lr,
+    schedule: 'cosine',
+    warmup: 0.05,
+    epochs: method === 'cpt' ? 1 : 3,
+    maxSteps: null,
+    batchSize: 4,
+    gradAccum: 1,
+    seqLen: 512,
+    weightDecay: 0,
+    maxGradNorm: 1,
+    seed: 42,
+    evalEvery: 50,
+    checkpointEvery: 50,
+  };
+}
+
+const isWhole = (n: number, min: number) => Number.isInteger(n) && n >= min;
+
+/**
+ * Every reason the settings cannot train this model on this dataset, or none. `format` is the dataset's format;
+ * `sequences` how many training sequences it holds.
+ */
+export function settingsProblems(
+  s: TrainSettings,
+  context: { config: ModelConfig; format?: DatasetFormat; sequences?: number },
+): string[] {
+  const problems: string[] = [];
+  const need = (ok: boolean, reason: string) => {
+    if (!ok) problems.push(reason);
+  };
+  need(s.method in METHODS, `unknown method "${s.method}"; the methods are ${Object.keys(METHODS).join(', ')}`);
+  if (!s.full) {
+    need(isWhole(s.loraR, 1), `the LoRA rank must be a whole number of at least 1, not ${s.loraR}`);
+    need(s.loraAlpha > 0, `LoRA alpha must be above 0, not ${s.loraAlpha}`);
+    need(s.loraDropout >= 0 && s.loraDropout < 1, `LoRA dropout must be in [0, 1), not ${s.loraDropout}`);
+    need(s.targets.length > 0, 'LoRA needs at least one target module');
+    const unknown = s.targets.filter((t) => !PROJECTIONS.includes(t));
+    need(
+      unknown.length === 0,
+      `unknown target modules ${unknown.join(', ')}; the targets are ${PROJECTIONS.join(', ')}`,
+    );
+  }
+  need(s.lr > 0 && s.lr < 1, `the learning rate must be above 0 and below 1, not ${s.lr}`);
+  need(SCHEDULES.includes(s.schedule), `unknown schedule "${s.schedule}"; the schedules are ${SCHEDULES.join(', ')}`);
+  need(s.warmup >= 0, `warm-up must be 0 or more, not ${s.warmup}`);
+  need(s.maxSteps !== null || s.epochs > 0, `epochs must be above 0, not ${s.epochs}`);
+  need(
+    s.maxSteps === null || isWhole(s.maxSteps, 1),
+    `max steps must be a whole number of at least 1, not ${s.maxSteps}`,
+  );
+  need(isWhole(s.batchSize, 1), `the batch size must be a whole number of at least 1, not ${s.batchSize}`);
+  need(isWhole(s.gradAccum, 1), `gradient accumulation must be a whole number of at least 1, not ${s.gradAccum}`);
+  need(isWhole(s.seqLen, 2), `the sequence length must be a whole number of at least 2, not ${s.seqLen}`);
+  need(
+    s.seqLen <= context.config.maxPositionEmbeddings,
+    `the sequence length ${s.seqLen} is past the model's max_position_embeddings, ${context.config.maxPositionEmbeddings}`,
+  );
+  need(s.weightDecay >= 0, `weight decay must be 0 or more, not ${s.weightDecay}`);
+  need(s.maxGradNorm >= 0, `gradient clipping must be 0 (off) or more, not ${s.maxGradNorm}`);
+  need(isWhole(s.seed, 0), `the seed must be a whole number of at least 0, not ${s.seed}`);
+  need(isWhole(s.evalEvery, 0), `evaluation every N steps needs a whole N of 0 or more, not ${s.evalEvery}`);
+  need(
+    isWhole(s.checkpointEvery, 0),
+    `checkpoints every N steps need a whole N of 0 or more, not ${s.checkpointEvery}`,
+  );
+  if (context.format !== undefined && s.method in METHODS) {
+    const formats = METHOD_FORMATS[s.method];
+    need(
+      formats.includes(context.format),
+      `${METHODS[s.method]} trains on ${formats.join(' or ')} data; this dataset is ${context.format}`,
+    );
+  }
+  if (context.sequences !== undefined) need(context.sequences > 0, 'the dataset has nothing to train on');
+  return problems;
+}
