@@ -2,6 +2,7 @@ import { cache } from './commands/cache';
 import { gpuInfo } from './commands/gpu-info';
 import { GRADS_USAGE, grads } from './commands/grads';
 import { INSPECT_USAGE, inspect } from './commands/inspect';
+import { TRAIN_USAGE, train } from './commands/train';
 
 const USAGE = `hone — LoRA fine-tuning on WebGPU
 
@@ -13,6 +14,9 @@ Usage:
   ${INSPECT_USAGE}
                     what Hone makes of dataset files: the format, every bad record with its line,
                     and with --model the token lengths under the model's chat template
+  ${TRAIN_USAGE}
+                    fine-tunes on a dataset: a PEFT adapter (or with --full the model), metrics.jsonl
+                    and a resumable checkpoint in DIR; 'hone train' alone lists the settings
   hone cache [list | clear [PREFIX]]
                     the models downloaded from the Hub (HONE_CACHE_DIR, default ~/.cache/hone)
   hone help         this text
@@ -26,6 +30,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   'gpu-info': gpuInfo,
   grads,
   inspect,
+  train,
   cache,
 };
 

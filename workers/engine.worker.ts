@@ -4,10 +4,12 @@ import type { EngineApi } from './engine/api';
 import { gpuReport } from './engine/gpu-report';
 import { EngineSession } from './engine/session';
 import { cacheStorageCache } from './storage/cache-storage';
+import { opfsRunStore } from './storage/opfs-run-store';
 
 /** The engine's dedicated worker: GPU work and model downloads never run on the page's main thread. */
 const cache = typeof caches === 'undefined' ? null : cacheStorageCache();
-const session = new EngineSession(self.navigator.gpu, cache);
+const runs = typeof self.navigator.storage?.getDirectory === 'function' ? opfsRunStore() : null;
+const session = new EngineSession(self.navigator.gpu, cache, runs);
 
 const api: EngineApi = {
   gpuReport: () => gpuReport(self.navigator.gpu),
@@ -15,6 +17,13 @@ const api: EngineApi = {
   loadModel: (source, hub, onProgress) => session.load(source, hub, onProgress),
   cacheEntries: async () => (cache ? cache.entries() : []),
   clearCache: async (prefix) => cache?.clear(prefix),
+  startTraining: (request, files, onEvent) => session.startTraining(request, files, onEvent),
+  pauseTraining: async () => session.pauseTraining(),
+  resumeTraining: (onEvent) => session.resumeTraining(onEvent),
+  stopTraining: () => session.stopTraining(),
+  savedRun: () => session.savedRun(),
+  resumeSavedRun: (onEvent) => session.resumeSavedRun(onEvent),
+  discardSavedRun: () => session.discardSavedRun(),
 };
 
 Comlink.expose(api);

@@ -14,6 +14,9 @@ export const METHODS = {
 } as const;
 export type Method = keyof typeof METHODS;
 
+/** The methods the engine trains today; the rest are refused by name rather than run half-built. */
+export const TRAINABLE_METHODS: readonly Method[] = ['cpt', 'sft'];
+
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
 export type Schedule = (typeof SCHEDULES)[number];
 
@@ -60,7 +63,7 @@ export interface TrainSettings {
  * grows as the model shrinks (a tiny model's adapter needs large steps), cosine decay after a short warm-up.
  */
 export function defaultSettings(method: Method, parameters: number): TrainSettings {
-  const lr = parameters < 20e6 ? 3e-3 : parameters < 600e6 ? 3e-4 : 1e-4;
+  const lr = parameters < 20e6 ? 1e-2 : parameters < 600e6 ? 3e-4 : 1e-4;
   return {
     method,
     full: false,

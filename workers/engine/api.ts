@@ -1,15 +1,27 @@
 import type { AdapterSummary, GpuUnavailableReason } from '../../core/adapter';
+import type { DatasetFile } from '../../core/dataset/read-records';
 import type { DownloadProgress } from '../../core/hub';
+import type { TrainSettings } from '../../core/training/settings';
 import type { HubSettings, ModelInfo, ModelSource } from './model-loader';
 import type { SelfTestResult } from './self-test';
 import type { DescribedModel, LoadedModelSummary } from './session';
+import type { TrainEvent, TrainRequest } from './train/training-session';
 
 /** The engine worker's answer to "which GPU do I have?": the adapter and a verified kernel run, or why not. */
 export type GpuReport =
   | { ok: true; adapter: AdapterSummary; selfTest: SelfTestResult }
   | { ok: false; reason: GpuUnavailableReason; message: string };
 
-export type { DescribedModel, DownloadProgress, HubSettings, LoadedModelSummary, ModelInfo, ModelSource };
+export type {
+  DescribedModel,
+  DownloadProgress,
+  HubSettings,
+  LoadedModelSummary,
+  ModelInfo,
+  ModelSource,
+  TrainEvent,
+  TrainRequest,
+};
 
 /** What the UI may ask of the engine worker (exposed with comlink). */
 export interface EngineApi {
@@ -24,4 +36,25 @@ export interface EngineApi {
   ): Promise<LoadedModelSummary>;
   cacheEntries(): Promise<{ key: string; bytes: number }[]>;
   clearCache(prefix?: string): Promise<void>;
+  /**
+   * Trains the loaded model on dataset files; `onEvent` (a comlink proxy) hears every step. Resolves when the run
+   * finishes, pauses, stops or fails; a run that cannot start rejects with every reason.
+   */
+  startTraining(request: TrainRequest, files: DatasetFile[], onEvent: (e: TrainEvent) => void): Promise<void>;
+  /** Ends the run after the current step, checkpointed; `resumeTraining` continues it. */
+  pauseTraining(): Promise<void>;
+  resumeTraining(onEvent: (e: TrainEvent) => void): Promise<void>;
+  /** Ends the run after the current step, keeping the adapter so far. */
+  stopTraining(): Promise<void>;
+  /** A run an earlier page left (a reload, a crash, a lost GPU), resumable from its checkpoint. */
+  savedRun(): Promise<SavedRunSummary | null>;
+  resumeSavedRun(onEvent: (e: TrainEvent) => void): Promise<void>;
+  discardSavedRun(): Promise<void>;
+}
+
+export interface SavedRunSummary {
+  model: string;
+  settings: TrainSettings;
+  step: number;
+  files: string[];
 }

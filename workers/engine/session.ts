@@ -1,7 +1,10 @@
+import type { DatasetFile } from '../../core/dataset/read-records';
 import type { DownloadProgress, FileCache } from '../../core/hub';
 import type { ModelConfig } from '../../core/model-config';
 import { checkFit, parameterCount } from '../../core/model-memory';
+import type { TrainSettings } from '../../core/training/settings';
 import { acquireGpu, type Gpu } from './gpu/device';
+import { EngineKernels } from './model/kernels';
 import { GpuWeights } from './model/weights';
 import {
   describeModel,
@@ -13,6 +16,13 @@ import {
   readerFor,
   sourceLabel,
 } from './model-loader';
+import {
+  type ModelOnGpu,
+  type RunStore,
+  type TrainEvent,
+  TrainingSession,
+  type TrainRequest,
+} from './train/training-session';
 
 export interface DescribedModel extends ModelInfo {
   fit: { fits: boolean; reason: string };
@@ -63,13 +73,17 @@ async function uploadChecked(device: GPUDevice, model: LoadedModel, label: strin
  */
 export class EngineSession {
   private gpu: Gpu | null = null;
+  private kernels: EngineKernels | null = null;
   private weights: GpuWeights | null = null;
+  private model: ModelOnGpu | null = null;
+  private training: TrainingSession | null = null;
   /** Why the last device was lost (a driver reset, a tab in the background too long); the next call starts a new one. */
   private lostReason: string | null = null;
 
   constructor(
     private readonly gpuApi: GPU | undefined,
     private readonly cache: FileCache | null,
+    private readonly runs: RunStore | null = null,
   ) {}
 
   private async device(): Promise<Gpu> {
@@ -77,7 +91,10 @@ export class EngineSession {
       this.gpu = await acquireGpu(this.gpuApi);
       this.gpu.device.lost.then((info) => {
         this.gpu = null;
+        this.kernels = null;
         this.weights = null;
+        this.model = null;
+        this.training = null;
         this.lostReason = info.message || info.reason || 'unknown reason';
       });
     }
@@ -100,10 +117,17 @@ export class EngineSession {
     const label = sourceLabel(source);
     const model = await loadModelFiles(readerFor(source, hub, this.cache, onProgress), label);
     const { device } = await this.device();
+    if (this.training?.isRunning) throw new Error('a run is training on the loaded model: stop it first');
+    this.training?.destroy();
+    this.training = null;
     this.weights?.destroy();
     this.weights = null;
+    this.model = null;
     this.lostReason = null;
     this.weights = await uploadChecked(device, model, label);
+    if (model.tokenizer) {
+      this.model = { label, config: model.checkpoint.config, tokenizer: model.tokenizer, weights: this.weights };
+    }
     // Work on a lost device silently does nothing: say so rather than report a model that is not there.
     await device.queue.onSubmittedWorkDone();
     if (this.lostReason) {
@@ -119,5 +143,65 @@ export class EngineSession {
       tokenizerError: model.tokenizerError,
       seconds: (performance.now() - started) / 1000,
     };
+  }
+
+  /** The loaded model, ready to train: it must have a tokenizer, since datasets are text. */
+  private async trainable(): Promise<{ device: GPUDevice; kernels: EngineKernels; model: ModelOnGpu }> {
+    if (this.lostReason) throw new Error(`The GPU device was lost (${this.lostReason}). Load the model again.`);
+    if (!this.weights) throw new Error('Load a model in the Model step first.');
+    if (!this.model) throw new Error('The loaded model has no tokenizer, so it cannot read a dataset.');
+    const { device } = await this.device();
+    this.kernels ??= new EngineKernels(device);
+    return { device, kernels: this.kernels, model: this.model };
+  }
+
+  /** Starts a run on the loaded model; resolves when it finishes, pauses, stops or fails (events say which). */
+  async startTraining(request: TrainRequest, files: DatasetFile[], emit: (e: TrainEvent) => void): Promise<void> {
+    if (this.training?.isRunning) throw new Error('a run is already training');
+    const { device, kernels, model } = await this.trainable();
+    this.training?.destroy();
+    this.training = new TrainingSession(device, kernels, model, this.runs);
+    await this.training.start({ ...request, model: model.label }, files, emit);
+  }
+
+  pauseTraining(): void {
+    this.training?.pause();
+  }
+
+  async resumeTraining(emit: (e: TrainEvent) => void): Promise<void> {
+    if (!this.training) throw new Error('there is no run to resume');
+    await this.training.continue(emit);
+  }
+
+  async stopTraining(): Promise<void> {
+    await this.training?.stop();
+  }
+
+  /** A run saved by an earlier page (or before a crash or a lost device) that can continue, and where it was. */
+  async savedRun(): Promise<{ model: string; settings: TrainSettings; step: number; files: string[] } | null> {
+    const saved = await this.runs?.load();
+    if (!saved) return null;
+    const step = (JSON.parse(saved.checkpoint.json) as { step: number }).step;
+    return {
+      model: saved.request.model,
+      settings: saved.request.settings,
+      step,
+      files: saved.files.map((f) => f.name),
+    };
+  }
+
+  /** Continues the saved run from its checkpoint, on the loaded model (which must be the run's). */
+  async resumeSavedRun(emit: (e: TrainEvent) => void): Promise<void> {
+    const saved = await this.runs?.load();
+    if (!saved) throw new Error('there is no saved run');
+    if (this.training?.isRunning) throw new Error('a run is already training');
+    const { device, kernels, model } = await this.trainable();
+    this.training?.destroy();
+    this.training = new TrainingSession(device, kernels, model, this.runs);
+    await this.training.start(saved.request, saved.files, emit, saved);
+  }
+
+  async discardSavedRun(): Promise<void> {
+    await this.runs?.clear();
   }
 }

@@ -1,15 +1,171 @@
-/** The Train step. Its workings arrive with later issues; for now it says what it will do. */
+import { useQuery, useQueryClient } from '@tanstack/react-query';
+import * as Comlink from 'comlink';
+import { useEffect } from 'react';
+import { parameterCount } from '../../../core/model-memory';
+import {
+  defaultSettings,
+  METHOD_FORMATS,
+  type Method,
+  settingsProblems,
+  TRAINABLE_METHODS,
+} from '../../../core/training/settings';
+import { button, card, ErrorMessage } from '../../components/ui';
+import { getEngine } from '../../lib/engine';
+import { useDataset } from '../../stores/dataset';
+import { useModel } from '../../stores/model';
+import { useTraining } from '../../stores/training';
+import { RunPanel } from './RunPanel';
+import { SettingsForm } from './SettingsForm';
+
+/** The method that fits the dataset's format, among those the engine trains. */
+function methodFor(format: string | undefined): Method {
+  return TRAINABLE_METHODS.find((m) => format !== undefined && METHOD_FORMATS[m].some((f) => f === format)) ?? 'sft';
+}
+
+/** The Train step: settings with defaults for the model and data, refused with reasons, then the run, live. */
 export function TrainStep() {
+  const loaded = useModel((s) => s.loaded);
+  const dataset = useDataset();
+  const training = useTraining();
+  const { settings, setSettings } = training;
+  const parameters = loaded ? parameterCount(loaded.config) : 0;
+  const format = dataset.summary?.format;
+
+  // Defaults arrive with the model (their size sets the learning rate) and the data (its format, the method).
+  useEffect(() => {
+    if (!loaded || settings) return;
+    setSettings({ ...defaultSettings(methodFor(format), parameters), seqLen: dataset.settings.maxLength });
+  }, [loaded, settings, setSettings, format, parameters, dataset.settings.maxLength]);
+
+  const busy = training.status === 'running' || training.status === 'preparing';
+  const problems =
+    settings && loaded
+      ? settingsProblems(settings, { config: loaded.config, format, sequences: dataset.summary?.records })
+      : [];
+  const missing = !loaded
+    ? 'Load a model in the Model step first.'
+    : !dataset.summary
+      ? 'Drop a dataset in the Data step first.'
+      : null;
+
+  const start = async () => {
+    if (!settings || !loaded) return;
+    training.reset('preparing');
+    try {
+      await getEngine().startTraining(
+        {
+          model: loaded.label,
+          settings,
+          data: {
+            ...dataset.choice,
+            validation: dataset.settings.validation,
+            trainOnPrompt: dataset.settings.trainOnPrompt,
+          },
+        },
+        dataset.files.map((f) => ({ name: f.name, blob: f })),
+        Comlink.proxy(training.handle),
+      );
+    } catch (error) {
+      training.fail((error as Error).message);
+    }
+  };
+
   return (
-    <section aria-labelledby="train-heading" className="space-y-2">
-      <h1 id="train-heading" className="text-2xl font-semibold">
-        Train
-      </h1>
-      <p className="text-slate-600 dark:text-slate-300">
-        Choose how to fine-tune (continued pretraining, instruction tuning, reinforcement learning or DPO) and watch the
-        loss live.
-      </p>
-      <p className="text-sm text-slate-500">This step is not built yet.</p>
+    <section aria-labelledby="train-heading" className="space-y-4">
+      <div>
+        <h1 id="train-heading" className="text-2xl font-semibold">
+          Train
+        </h1>
+        <p className="text-slate-600 dark:text-slate-300">
+          Choose how to fine-tune and watch the loss live. Training runs in a worker on your GPU; the page stays free.
+        </p>
+      </div>
+      <SavedRun />
+      {missing && <p className="text-sm text-slate-600 dark:text-slate-300">{missing}</p>}
+      {settings && loaded && (
+        <div className={card}>
+          <SettingsForm
+            settings={settings}
+            onChange={setSettings}
+            onMethod={(method) =>
+              setSettings({ ...defaultSettings(method, parameters), seqLen: settings.seqLen, seed: settings.seed })
+            }
+            disabled={busy}
+          />
+          {problems.length > 0 && (
+            <ul
+              role="alert"
+              className="mt-3 list-disc pl-5 text-sm text-red-700 dark:text-red-400"
+              data-testid="train-problems"
+            >
+              {problems.map((p) => (
+                <li key={p}>{p}</li>
+              ))}
+            </ul>
+          )}
+          <button
+            type="button"
+            disabled={busy || problems.length > 0 || missing !== null}
+            onClick={start}
+            className={`${button} mt-3 bg-indigo-600 text-white hover:bg-indigo-700`}
+          >
+            Start training
+          </button>
+        </div>
+      )}
+      {training.status !== 'idle' && <RunPanel />}
     </section>
+  );
+}
+
+/** A run an earlier page left behind (a reload, a crash, a lost GPU device), offered for resumption. */
+function SavedRun() {
+  const loaded = useModel((s) => s.loaded);
+  const training = useTraining();
+  const queryClient = useQueryClient();
+  const saved = useQuery({ queryKey: ['saved-run'], queryFn: () => getEngine().savedRun() });
+  if (!saved.data || training.status !== 'idle') return null;
+  const run = saved.data;
+  const forget = () => queryClient.setQueryData(['saved-run'], null);
+  return (
+    <div className={`${card} border-amber-400`} data-testid="saved-run">
+      <p className="text-sm">
+        A {run.settings.method} run on <strong>{run.model}</strong> ({run.files.join(', ')}) stopped at step {run.step}.
+        It can continue from that checkpoint.
+      </p>
+      {loaded?.label !== run.model && (
+        <p className="mt-1 text-sm text-slate-600">Load {run.model} in the Model step to resume it.</p>
+      )}
+      <div className="mt-2 flex gap-2">
+        <button
+          type="button"
+          disabled={loaded?.label !== run.model}
+          className={`${button} bg-indigo-600 text-white`}
+          onClick={async () => {
+            training.reset('preparing');
+            training.setSettings(run.settings);
+            forget();
+            try {
+              await getEngine().resumeSavedRun(Comlink.proxy(training.handle));
+            } catch (error) {
+              training.fail((error as Error).message);
+            }
+          }}
+        >
+          Resume the run
+        </button>
+        <button
+          type="button"
+          className={`${button} border border-slate-300`}
+          onClick={async () => {
+            await getEngine().discardSavedRun();
+            forget();
+          }}
+        >
+          Discard it
+        </button>
+      </div>
+      {saved.isError && <ErrorMessage error={saved.error} />}
+    </div>
   );
 }

@@ -1,0 +1,317 @@
+import { openAsBlob } from 'node:fs';
+import { appendFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadCheckpoint } from '../../core/checkpoint';
+import { DATASET_FORMATS, type DatasetFormat, type FieldMapping } from '../../core/dataset/formats';
+import { DatasetError } from '../../core/dataset/load-dataset';
+import { type Projection, serializeModelConfig } from '../../core/model-config';
+import { parameterCount } from '../../core/model-memory';
+import { serializeAdapter } from '../../core/peft';
+import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
+import { loadTokenizer } from '../../core/tokenizer';
+import { prepareNextTokenRun } from '../../core/training/prepare';
+import {
+  defaultSettings,
+  METHODS,
+  type Method,
+  SCHEDULES,
+  type Schedule,
+  TRAINABLE_METHODS,
+  type TrainSettings,
+} from '../../core/training/settings';
+import { readConcatenated } from '../../workers/engine/gpu/buffers';
+import { EngineKernels } from '../../workers/engine/model/kernels';
+import { GpuWeights } from '../../workers/engine/model/weights';
+import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../workers/engine/train/checkpoint-files';
+import { runTraining, type StepMetrics, Trainer } from '../../workers/engine/train/trainer';
+import { modelSource } from '../model-source';
+import { acquireNodeGpu } from '../node-gpu';
+
+export const TRAIN_USAGE =
+  'hone train --model M --data FILE[,FILE...] --method cpt|sft|rm|grpo|dpo --out DIR [settings] [--resume]';
+
+const SETTINGS_HELP = `settings: --max-steps N --epochs N --lr X --lora-r N --lora-alpha X --lora-dropout X
+  --targets q_proj,v_proj,... --rslora --full --batch-size N --grad-accum N --seq-len N --warmup X (steps, or a
+  fraction below 1) --schedule constant|linear|cosine --weight-decay X --max-grad-norm X --seed N --eval-every N
+  --checkpoint-every N --validation X (fraction or count) --prompt-loss --format F --map FIELD=COLUMN`;
+
+function numberFlag(values: Record<string, unknown>, flag: string): number | undefined {
+  const text = values[flag];
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (typeof text !== 'string' || text.trim() === '' || !Number.isFinite(n)) {
+    throw new Error(`--${flag} takes a number, not '${String(text)}'`);
+  }
+  return n;
+}
+
+/** The defaults for the method and model, with every flag given on top. */
+function settingsFrom(values: Record<string, unknown>, method: Method, parameters: number): TrainSettings {
+  const s = defaultSettings(method, parameters);
+  const numbers: [string, keyof TrainSettings][] = [
+    ['epochs', 'epochs'],
+    ['lr', 'lr'],
+    ['lora-r', 'loraR'],
+    ['lora-alpha', 'loraAlpha'],
+    ['lora-dropout', 'loraDropout'],
+    ['batch-size', 'batchSize'],
+    ['grad-accum', 'gradAccum'],
+    ['seq-len', 'seqLen'],
+    ['warmup', 'warmup'],
+    ['weight-decay', 'weightDecay'],
+    ['max-grad-norm', 'maxGradNorm'],
+    ['seed', 'seed'],
+    ['eval-every', 'evalEvery'],
+    ['checkpoint-every', 'checkpointEvery'],
+  ];
+  const out: Record<string, unknown> = { ...s };
+  for (const [flag, key] of numbers) {
+    const n = numberFlag(values, flag);
+    if (n !== undefined) out[key] = n;
+  }
+  const maxSteps = numberFlag(values, 'max-steps');
+  if (maxSteps !== undefined) out.maxSteps = maxSteps;
+  if (values.schedule !== undefined) out.schedule = values.schedule as Schedule;
+  if (values.targets !== undefined)
+    out.targets = String(values.targets)
+      .split(',')
+      .map((t) => t.trim()) as Projection[];
+  if (values.rslora) out.rslora = true;
+  if (values.full) out.full = true;
+  return out as unknown as TrainSettings;
+}
+
+function parseMapping(pairs: string[]): FieldMapping {
+  return Object.fromEntries(
+    pairs.map((pair) => {
+      const [field, column] = pair.split('=');
+      if (!field || column === undefined) throw new Error(`--map takes FIELD=COLUMN, not '${pair}'`);
+      return [field, column];
+    }),
+  );
+}
+
+function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds)) return '?';
+  const m = Math.floor(seconds / 60);
+  return m > 0 ? `${m}m ${Math.round(seconds % 60)}s` : `${Math.round(seconds)}s`;
+}
+
+/** One line, redrawn: where the run is, how fast, how long is left. */
+function progressLine(m: StepMetrics, started: number): string {
+  const width = 24;
+  const done = Math.round((width * m.step) / m.totalSteps);
+  const elapsed = (performance.now() - started) / 1000;
+  const eta = (elapsed / m.step) * (m.totalSteps - m.step);
+  return (
+    `\rstep ${m.step}/${m.totalSteps} [${'#'.repeat(done)}${'.'.repeat(width - done)}] loss ${m.loss.toFixed(4)} ` +
+    `lr ${m.lr.toExponential(1)} | ${Math.round(m.tokensPerSecond)} tok/s | ${formatDuration(eta)} left   `
+  );
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * `hone train`: the studio's training in Node: the dataset read and rendered as in the browser, the engine on
+ * Dawn, progress on stderr, metrics in DIR/metrics.jsonl, a resumable checkpoint in DIR/checkpoint, and the
+ * result in DIR: a PEFT adapter, or with --full the model itself.
+ */
+export async function train(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      model: { type: 'string' },
+      data: { type: 'string' },
+      method: { type: 'string' },
+      out: { type: 'string' },
+      resume: { type: 'boolean', default: false },
+      format: { type: 'string' },
+      map: { type: 'string', multiple: true, default: [] },
+      validation: { type: 'string', default: '0.1' },
+      'prompt-loss': { type: 'boolean', default: false },
+      'max-steps': { type: 'string' },
+      epochs: { type: 'string' },
+      lr: { type: 'string' },
+      'lora-r': { type: 'string' },
+      'lora-alpha': { type: 'string' },
+      'lora-dropout': { type: 'string' },
+      targets: { type: 'string' },
+      rslora: { type: 'boolean' },
+      full: { type: 'boolean' },
+      'batch-size': { type: 'string' },
+      'grad-accum': { type: 'string' },
+      'seq-len': { type: 'string' },
+      warmup: { type: 'string' },
+      schedule: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      'max-grad-norm': { type: 'string' },
+      seed: { type: 'string' },
+      'eval-every': { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      'reward-model': { type: 'string' },
+      'reward-js': { type: 'string' },
+      'reward-onnx': { type: 'string' },
+    },
+    strict: true,
+  });
+  const { model, data, out } = values;
+  const method = values.method as Method | undefined;
+  if (!model || !data || !method || !out) throw new Error(`usage: ${TRAIN_USAGE}\n${SETTINGS_HELP}`);
+  if (!(method in METHODS))
+    throw new Error(`--method must be one of ${Object.keys(METHODS).join(', ')}, not '${method}'`);
+  if (!TRAINABLE_METHODS.includes(method)) {
+    throw new Error(`--method ${method} (${METHODS[method]}) is not built yet; cpt and sft train today`);
+  }
+  if (values.schedule !== undefined && !SCHEDULES.includes(values.schedule as Schedule)) {
+    throw new Error(`--schedule must be one of ${SCHEDULES.join(', ')}, not '${values.schedule}'`);
+  }
+  const format = values.format as DatasetFormat | undefined;
+  if (format !== undefined && !DATASET_FORMATS.includes(format)) {
+    throw new Error(`--format must be one of ${DATASET_FORMATS.join(', ')}, not '${format}'`);
+  }
+  const validation = numberFlag(values, 'validation') ?? 0.1;
+
+  const source = modelSource(model);
+  const checkpoint = await loadCheckpoint(source.read, source.label);
+  const config = checkpoint.config;
+  const settings = settingsFrom(values, method, parameterCount(config));
+  const tokenizer = await loadTokenizer(source.read, source.label);
+
+  const files = [];
+  for (const path of data.split(',')) {
+    if (!(await exists(path))) throw new Error(`${path}: no such file`);
+    files.push({ name: basename(path), blob: await openAsBlob(path) });
+  }
+  let prepared: Awaited<ReturnType<typeof prepareNextTokenRun>>;
+  try {
+    prepared = await prepareNextTokenRun(
+      files,
+      { format, mapping: parseMapping(values.map), validation, trainOnPrompt: values['prompt-loss'] },
+      tokenizer,
+      config,
+      settings,
+    );
+  } catch (error) {
+    if (error instanceof DatasetError) throw new Error(error.message);
+    throw error;
+  }
+  const { sequences, skipped } = prepared;
+  if (prepared.problems.length > 0) {
+    const reasons = prepared.problems.map((p) => `  - ${p}`).join('\n');
+    process.stderr.write(`hone train: these settings cannot train:\n${reasons}\n`);
+    return 2;
+  }
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  log(
+    `${prepared.format} data: ${prepared.records} records (${skipped} skipped${skipped > 0 ? '; see hone inspect' : ''}), ` +
+      `${sequences.train.length} training and ${sequences.validation.length} validation sequences` +
+      (sequences.dropped > 0 ? `; ${sequences.dropped} cut before their answers and left out` : ''),
+  );
+
+  await mkdir(out, { recursive: true });
+  const checkpointDir = join(out, 'checkpoint');
+  const metricsPath = join(out, 'metrics.jsonl');
+  const { device, summary } = await acquireNodeGpu();
+  try {
+    const kernels = new EngineKernels(device);
+    const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
+      halfMatrices: !settings.full,
+    });
+    const padId = tokenizer.tokenToId(tokenizer.specialTokens.pad_token ?? '') ?? tokenizer.eosTokenId ?? 0;
+    const trainer = new Trainer(device, kernels, weights, settings, { ...sequences, padId });
+    if (values.resume) {
+      if (!(await exists(join(checkpointDir, CHECKPOINT_FILES[0]))))
+        throw new Error(`--resume: ${checkpointDir} holds no checkpoint`);
+      trainer.restore(
+        parseCheckpoint(
+          await readFile(join(checkpointDir, 'trainer.json'), 'utf8'),
+          new Uint8Array(await readFile(join(checkpointDir, 'optimizer.safetensors'))),
+          checkpointDir,
+        ),
+      );
+      log(`resuming at step ${trainer.stepsCompleted} of ${trainer.totalSteps}`);
+    } else {
+      await rm(metricsPath, { force: true });
+    }
+    log(`training on ${summary.description || summary.architecture}: ${trainer.totalSteps} steps`);
+
+    let stopRequested = false;
+    const onInterrupt = () => {
+      stopRequested = true;
+      log('\nstopping after this step (Ctrl-C again to quit at once)');
+      process.once('SIGINT', () => process.exit(130));
+    };
+    process.once('SIGINT', onInterrupt);
+    const started = performance.now();
+    const record = (entry: object) => appendFile(metricsPath, `${JSON.stringify(entry)}\n`);
+    let pending = Promise.resolve();
+    const outcome = await runTraining(trainer, {
+      onStep: (m) => {
+        process.stderr.write(progressLine(m, started));
+        pending = pending.then(() => record({ type: 'train', ...m }));
+      },
+      onEval: (step, loss) => {
+        pending = pending.then(() => record({ type: 'eval', step, validationLoss: loss }));
+      },
+      onCheckpoint: async (c) => {
+        await mkdir(checkpointDir, { recursive: true });
+        for (const [name, content] of Object.entries(serializeCheckpoint(c))) {
+          await writeFile(join(checkpointDir, name), content);
+        }
+      },
+      shouldStop: () => stopRequested,
+    });
+    process.off('SIGINT', onInterrupt);
+    await pending;
+    process.stderr.write('\n');
+    if (outcome === 'stopped') {
+      log(`stopped at step ${trainer.stepsCompleted}; continue with the same command and --resume`);
+      trainer.destroy();
+      return 130;
+    }
+
+    if (trainer.lora) {
+      const files = serializeAdapter(
+        {
+          r: settings.loraR,
+          loraAlpha: settings.loraAlpha,
+          loraDropout: settings.loraDropout,
+          targetModules: settings.targets,
+          useRslora: settings.rslora,
+          layersToTransform: null,
+          baseModelNameOrPath: model,
+        },
+        await trainer.lora.readParams(device),
+      );
+      for (const [name, content] of Object.entries(files)) await writeFile(join(out, name), content);
+    } else {
+      const tensors = new Map<string, WritableTensor>();
+      for (const [key, info] of checkpoint.tensors) {
+        const n = info.shape.reduce((a, b) => a * b, 1);
+        tensors.set(key, {
+          dtype: 'F32',
+          shape: info.shape,
+          data: await readConcatenated(device, weights.byKey.get(key) ?? [], n),
+        });
+      }
+      await writeFile(join(out, 'model.safetensors'), serializeSafetensors(tensors, { format: 'pt' }));
+      await writeFile(join(out, 'config.json'), serializeModelConfig(config));
+      for (const name of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+        const file = await source.read(name);
+        if (file) await writeFile(join(out, name), new Uint8Array(await file.arrayBuffer()));
+      }
+    }
+    trainer.destroy();
+    weights.destroy();
+    log(`wrote ${trainer.lora ? 'the adapter' : 'the model'} and metrics.jsonl to ${out}`);
+    return 0;
+  } finally {
+    device.destroy();
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * From dataset files to the sequences a run trains on, with every reason the run cannot start: the one path the
+ * studio's worker and `hone train` share.
+ */
+import type { DatasetFormat, FieldMapping } from '../dataset/formats';
+import { loadDataset } from '../dataset/load-dataset';
+import type { DatasetFile } from '../dataset/read-records';
+import { tokenizeExamples } from '../dataset/tokenize-dataset';
+import type { ModelConfig } from '../model-config';
+import type { ModelTokenizer } from '../tokenizer';
+import { nextTokenSequences, type TrainingSequences } from './sequences';
+import { settingsProblems, type TrainSettings } from './settings';
+
+export interface DataChoice {
+  format?: DatasetFormat;
+  mapping?: FieldMapping;
+  /** A fraction (below 1) or a count of records held out for validation. */
+  validation: number;
+  trainOnPrompt: boolean;
+}
+
+export interface PreparedRun {
+  format: DatasetFormat;
+  records: number;
+  /** Records skipped (unreadable, or refused by the chat template). */
+  skipped: number;
+  sequences: TrainingSequences;
+  /** Why the run cannot start; empty when it can. */
+  problems: string[];
+}
+
+export async function prepareNextTokenRun(
+  files: DatasetFile[],
+  choice: DataChoice,
+  tokenizer: ModelTokenizer,
+  config: ModelConfig,
+  settings: TrainSettings,
+): Promise<PreparedRun> {
+  const dataset = await loadDataset(files, { format: choice.format, mapping: choice.mapping });
+  const { tokenized, issues } = tokenizeExamples(dataset.examples, tokenizer, { trainOnPrompt: choice.trainOnPrompt });
+  const sequences = nextTokenSequences(tokenized, dataset.format === 'text', settings.seqLen, {
+    validation: choice.validation,
+    seed: settings.seed,
+  });
+  return {
+    format: dataset.format,
+    records: tokenized.length,
+    skipped: dataset.issues.length + issues.length,
+    sequences,
+    problems: settingsProblems(settings, { config, format: dataset.format, sequences: sequences.train.length }),
+  };
+}

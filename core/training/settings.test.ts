@@ -1,0 +1,56 @@
+import { describe, expect, it } from 'vitest';
+import { tinyConfig } from '../../workers/engine/reference/random-model';
+import { learningRate, warmupSteps } from './schedule';
+import { defaultSettings, settingsProblems } from './settings';
+
+describe('learning-rate schedules', () => {
+  it('climb through the warm-up, then hold, fall linearly, or follow a cosine to zero', () => {
+    expect([0, 1, 2].map((s) => learningRate(1, 'constant', 3, s, 10))).toEqual([0.25, 0.5, 0.75]);
+    expect(learningRate(1, 'constant', 3, 9, 10)).toBe(1);
+    expect(learningRate(1, 'linear', 0, 5, 10)).toBe(0.5);
+    expect(learningRate(1, 'linear', 0, 10, 10)).toBe(0);
+    expect(learningRate(1, 'cosine', 0, 0, 10)).toBe(1);
+    expect(learningRate(1, 'cosine', 0, 5, 10)).toBeCloseTo(0.5);
+    expect(learningRate(1, 'cosine', 2, 6, 10)).toBeCloseTo(0.5);
+    expect(warmupSteps(0.1, 50)).toBe(5);
+    expect(warmupSteps(7, 50)).toBe(7);
+    expect(warmupSteps(70, 50)).toBe(50);
+  });
+});
+
+describe('training settings', () => {
+  const config = tinyConfig();
+  it('defaults pass for every method on its own data, and the learning rate shrinks as models grow', () => {
+    const s = { ...defaultSettings('sft', 1e6), seqLen: 64 };
+    expect(settingsProblems(s, { config, format: 'messages', sequences: 10 })).toEqual([]);
+    expect(defaultSettings('sft', 135e6).lr).toBeLessThan(s.lr);
+    expect(defaultSettings('sft', 1.2e9).lr).toBeLessThan(defaultSettings('sft', 135e6).lr);
+    expect(defaultSettings('dpo', 135e6).lr).toBeLessThan(defaultSettings('sft', 135e6).lr);
+  });
+
+  it('refuses every bad value and a method given data it cannot train on, naming each', () => {
+    const s = {
+      ...defaultSettings('cpt', 1e6),
+      loraDropout: 1,
+      targets: ['q_proj', 'wq'] as never,
+      schedule: 'step' as never,
+      batchSize: 1.5,
+      gradAccum: 0,
+      seqLen: 65,
+      maxGradNorm: -1,
+      evalEvery: -5,
+    };
+    expect(settingsProblems(s, { config, format: 'preference', sequences: 0 })).toEqual([
+      'LoRA dropout must be in [0, 1), not 1',
+      'unknown target modules wq; the targets are q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj',
+      'unknown schedule "step"; the schedules are constant, linear, cosine',
+      'the batch size must be a whole number of at least 1, not 1.5',
+      'gradient accumulation must be a whole number of at least 1, not 0',
+      "the sequence length 65 is past the model's max_position_embeddings, 64",
+      'gradient clipping must be 0 (off) or more, not -1',
+      'evaluation every N steps needs a whole N of 0 or more, not -5',
+      'Continued pretraining (raw text) trains on text data; this dataset is preference',
+      'the dataset has nothing to train on',
+    ]);
+  });
+});

@@ -1,0 +1,58 @@
+import { create } from 'zustand';
+import type { TrainSettings } from '../../core/training/settings';
+import type { TrainEvent } from '../../workers/engine/api';
+import type { MetricRecord } from '../../workers/engine/train/training-session';
+
+export type RunStatus = 'idle' | 'preparing' | 'running' | 'paused' | 'finished' | 'stopped' | 'failed';
+
+type Prepared = Extract<TrainEvent, { type: 'prepared' }>;
+
+/** The run the Train step started: its state, what it trains on, every metric so far, and when steps landed. */
+interface TrainingState {
+  /** The settings being edited (null until the step first opens with a model loaded). */
+  settings: TrainSettings | null;
+  setSettings: (settings: TrainSettings) => void;
+  status: RunStatus;
+  prepared: Prepared | null;
+  metrics: MetricRecord[];
+  /** Wall-clock time of each training step's report, for the ETA. */
+  stepTimes: number[];
+  lastCheckpoint: number | null;
+  message: string | null;
+  reset: (status: RunStatus) => void;
+  setStatus: (status: RunStatus) => void;
+  handle: (event: TrainEvent) => void;
+  fail: (message: string) => void;
+}
+
+export const useTraining = create<TrainingState>((set) => ({
+  settings: null,
+  setSettings: (settings) => set({ settings }),
+  status: 'idle',
+  prepared: null,
+  metrics: [],
+  stepTimes: [],
+  lastCheckpoint: null,
+  message: null,
+  reset: (status) => set({ status, prepared: null, metrics: [], stepTimes: [], lastCheckpoint: null, message: null }),
+  fail: (message) => set({ status: 'failed', message }),
+  setStatus: (status) => set({ status, message: null }),
+  handle: (event) =>
+    set((s) => {
+      switch (event.type) {
+        case 'prepared':
+          return { prepared: event, status: 'running', metrics: [], stepTimes: [] };
+        case 'metric':
+          return {
+            metrics: [...s.metrics, event.metric],
+            stepTimes: event.metric.type === 'train' ? [...s.stepTimes, performance.now()] : s.stepTimes,
+          };
+        case 'checkpoint':
+          return { lastCheckpoint: event.step };
+        case 'failed':
+          return { status: 'failed', message: event.message };
+        default:
+          return { status: event.type };
+      }
+    }),
+}));

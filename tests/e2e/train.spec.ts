@@ -1,0 +1,95 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, type Page, test } from '@playwright/test';
+import { tempDir } from '../helpers/model-folder';
+
+let chat: string;
+
+test.beforeAll(async () => {
+  chat = join(await tempDir(), 'capitals.jsonl');
+  const pairs = [
+    ['Capital of France?', 'Paris.'],
+    ['Capital of Spain?', 'Madrid.'],
+    ['Capital of Italy?', 'Rome.'],
+    ['Capital of Peru?', 'Lima.'],
+    ['Capital of Chile?', 'Santiago.'],
+  ];
+  const line = ([q, a]: string[]) =>
+    JSON.stringify({
+      messages: [
+        { role: 'user', content: q },
+        { role: 'assistant', content: `Answer: ${a}` },
+      ],
+    });
+  await writeFile(chat, `${pairs.map(line).join('\n')}\n`);
+});
+
+async function loadModelAndData(page: Page) {
+  await page.goto('/');
+  await page.getByLabel('Offline demo model (hone-tiny)').check();
+  await page.getByRole('button', { name: 'Load', exact: true }).click();
+  await expect(page.getByTestId('model-loaded')).toContainText('hone-tiny is on the GPU');
+  await page.getByRole('button', { name: /Data/ }).click();
+  await page.getByLabel('choose files').setInputFiles(chat);
+  await expect(page.getByTestId('dataset-counts')).toHaveText('5 usable, 0 skipped');
+  await page.getByRole('button', { name: /Train/ }).click();
+}
+
+async function setNumber(page: Page, label: string, value: string) {
+  const field = page.getByTestId('train-settings').getByLabel(label, { exact: true });
+  await field.fill(value);
+  await field.blur();
+}
+
+test('a run trains live in the worker: progress, charts, validation, finished', async ({ page }) => {
+  await loadModelAndData(page);
+  await expect(page.getByTestId('train-settings').getByLabel('Method')).toHaveValue('sft');
+  await setNumber(page, 'LoRA rank', '0');
+  await expect(page.getByTestId('train-problems')).toContainText(
+    'the LoRA rank must be a whole number of at least 1, not 0',
+  );
+  await expect(page.getByRole('button', { name: 'Start training' })).toBeDisabled();
+  await setNumber(page, 'LoRA rank', '4');
+  await setNumber(page, 'LoRA alpha', '8');
+  await setNumber(page, 'Max steps (empty: by epochs)', '6');
+  await setNumber(page, 'Evaluate every (steps)', '3');
+  await setNumber(page, 'Sequence length', '64');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-data')).toContainText('messages data: 4 training sequences, 1 for validation');
+  await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  await expect(page.getByTestId('run-progress')).toContainText('Step 6 of 6, loss');
+  await expect(page.getByTestId('chart-Loss').locator('canvas')).toBeVisible();
+  await expect(page.getByTestId('chart-Loss')).toContainText('validation');
+  await page.screenshot({ path: 'test-results/train-step.png', fullPage: true });
+});
+
+test('a paused run survives a reload and resumes from its checkpoint', async ({ page }) => {
+  await loadModelAndData(page);
+  await setNumber(page, 'LoRA rank', '4');
+  await setNumber(page, 'Max steps (empty: by epochs)', '200');
+  await setNumber(page, 'Checkpoint every (steps)', '2');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-progress')).toContainText(/Step [3-9] of 200/);
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Paused');
+  const pausedAt = Number((await page.getByTestId('run-progress').textContent())?.match(/Step (\d+)/)?.[1]);
+
+  await page.reload();
+  await page.getByRole('button', { name: /Train/ }).click();
+  const saved = page.getByTestId('saved-run');
+  await expect(saved).toContainText(`A sft run on hone-tiny (capitals.jsonl) stopped at step ${pausedAt}`);
+  await expect(saved.getByRole('button', { name: 'Resume the run' })).toBeDisabled();
+  await page.getByRole('button', { name: /Model/ }).click();
+  await page.getByLabel('Offline demo model (hone-tiny)').check();
+  await page.getByRole('button', { name: 'Load', exact: true }).click();
+  await expect(page.getByTestId('model-loaded')).toBeVisible();
+  await page.getByRole('button', { name: /Train/ }).click();
+  await page.getByTestId('saved-run').getByRole('button', { name: 'Resume the run' }).click();
+  await expect(page.getByTestId('run-progress')).toContainText(new RegExp(`Step ${pausedAt + 2} of 200`));
+  await page.getByRole('button', { name: 'Stop' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Stopped');
+  await page.reload();
+  await page.getByRole('button', { name: /Train/ }).click();
+  await expect(page.getByText('Load a model in the Model step first.')).toBeVisible();
+  await expect(page.getByTestId('saved-run')).toHaveCount(0);
+});

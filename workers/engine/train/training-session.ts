@@ -1,0 +1,203 @@
+/**
+ * A training run inside the engine worker: prepared from the dataset files with the same code as `hone train`,
+ * stepped by the trainer, paused, resumed and stopped between steps, checkpointed into a RunStore so a reload,
+ * a crash or a lost GPU device can continue from the last checkpoint. Events stream to the page as they happen.
+ */
+import type { DatasetFile } from '../../../core/dataset/read-records';
+import type { ModelConfig } from '../../../core/model-config';
+import type { ModelTokenizer } from '../../../core/tokenizer';
+import { type DataChoice, prepareNextTokenRun } from '../../../core/training/prepare';
+import type { TrainSettings } from '../../../core/training/settings';
+import type { EngineKernels } from '../model/kernels';
+import type { GpuWeights } from '../model/weights';
+import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
+import { runTraining, type StepMetrics, Trainer } from './trainer';
+
+export interface TrainRequest {
+  /** The model the run belongs to (its label), so a saved run is resumed on the same model. */
+  model: string;
+  settings: TrainSettings;
+  data: DataChoice;
+}
+
+export type MetricRecord = ({ type: 'train' } & StepMetrics) | { type: 'eval'; step: number; validationLoss: number };
+
+export type TrainEvent =
+  | {
+      type: 'prepared';
+      format: string;
+      records: number;
+      skipped: number;
+      train: number;
+      validation: number;
+      dropped: number;
+      totalSteps: number;
+      /** Steps already done (a resumed run). */
+      step: number;
+    }
+  | { type: 'metric'; metric: MetricRecord }
+  | { type: 'checkpoint'; step: number }
+  | { type: 'paused'; step: number }
+  | { type: 'finished'; step: number }
+  | { type: 'stopped'; step: number }
+  | { type: 'failed'; message: string; step: number };
+
+/** Where a run's request, data copy, checkpoint and metrics are kept between page loads. */
+export interface RunStore {
+  begin(request: TrainRequest, files: DatasetFile[]): Promise<void>;
+  saveCheckpoint(files: Record<string, string | Uint8Array>, metrics: MetricRecord[]): Promise<void>;
+  load(): Promise<SavedRun | null>;
+  clear(): Promise<void>;
+}
+
+export interface SavedRun {
+  request: TrainRequest;
+  files: DatasetFile[];
+  checkpoint: { json: string; tensors: Uint8Array };
+  metrics: MetricRecord[];
+}
+
+export interface ModelOnGpu {
+  label: string;
+  config: ModelConfig;
+  tokenizer: ModelTokenizer;
+  weights: GpuWeights;
+}
+
+/** Why the run cannot start, every reason at once. */
+export class RunRefusedError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`The run cannot start:\n${problems.map((p) => `• ${p}`).join('\n')}`);
+    this.name = 'RunRefusedError';
+  }
+}
+
+export class TrainingSession {
+  private trainer: Trainer | null = null;
+  private request: TrainRequest | null = null;
+  private metrics: MetricRecord[] = [];
+  private pauseRequested = false;
+  private stopRequested = false;
+  private running = false;
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly kernels: EngineKernels,
+    private readonly model: ModelOnGpu,
+    private readonly store: RunStore | null,
+  ) {}
+
+  get isRunning(): boolean {
+    return this.running;
+  }
+
+  /** The trained adapter's trainer (for comparing and exporting), once a run has stepped. */
+  get current(): Trainer | null {
+    return this.trainer;
+  }
+
+  /** Prepares the data and the trainer; with `saved`, restores its checkpoint instead of starting fresh. */
+  async start(
+    request: TrainRequest,
+    files: DatasetFile[],
+    emit: (e: TrainEvent) => void,
+    saved?: SavedRun,
+  ): Promise<void> {
+    if (this.running) throw new Error('a run is already training');
+    if (request.model !== this.model.label) {
+      throw new Error(`the run was made on ${request.model}; ${this.model.label} is loaded`);
+    }
+    const prepared = await prepareNextTokenRun(
+      files,
+      request.data,
+      this.model.tokenizer,
+      this.model.config,
+      request.settings,
+    );
+    if (prepared.problems.length > 0) throw new RunRefusedError(prepared.problems);
+    this.trainer?.destroy();
+    const tokenizer = this.model.tokenizer;
+    const padId = tokenizer.tokenToId(tokenizer.specialTokens.pad_token ?? '') ?? tokenizer.eosTokenId ?? 0;
+    this.trainer = new Trainer(this.device, this.kernels, this.model.weights, request.settings, {
+      ...prepared.sequences,
+      padId,
+    });
+    this.request = request;
+    this.metrics = [];
+    if (saved) {
+      this.trainer.restore(parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run'));
+      this.metrics = saved.metrics.filter((m) => m.step <= (this.trainer as Trainer).stepsCompleted);
+    } else {
+      await this.store?.begin(request, files);
+    }
+    const { sequences } = prepared;
+    emit({
+      type: 'prepared',
+      format: prepared.format,
+      records: prepared.records,
+      skipped: prepared.skipped,
+      train: sequences.train.length,
+      validation: sequences.validation.length,
+      dropped: sequences.dropped,
+      totalSteps: this.trainer.totalSteps,
+      step: this.trainer.stepsCompleted,
+    });
+    for (const metric of this.metrics) emit({ type: 'metric', metric });
+    await this.continue(emit);
+  }
+
+  /** Steps until the run finishes, is paused or stopped, or fails. */
+  async continue(emit: (e: TrainEvent) => void): Promise<void> {
+    const trainer = this.trainer;
+    if (!trainer || this.running) return;
+    this.running = true;
+    this.pauseRequested = false;
+    this.stopRequested = false;
+    const record = (metric: MetricRecord) => {
+      this.metrics.push(metric);
+      emit({ type: 'metric', metric });
+    };
+    try {
+      const outcome = await runTraining(trainer, {
+        onStep: (m) => record({ type: 'train', ...m }),
+        onEval: (step, loss) => record({ type: 'eval', step, validationLoss: loss }),
+        onCheckpoint: async (c) => {
+          await this.store?.saveCheckpoint(serializeCheckpoint(c), this.metrics);
+          emit({ type: 'checkpoint', step: c.step });
+        },
+        shouldStop: () => this.pauseRequested || this.stopRequested,
+      });
+      const step = trainer.stepsCompleted;
+      if (outcome === 'finished') emit({ type: 'finished', step });
+      else emit({ type: this.stopRequested ? 'stopped' : 'paused', step });
+      if (outcome === 'finished' || this.stopRequested) await this.store?.clear();
+    } catch (error) {
+      emit({ type: 'failed', message: (error as Error).message, step: trainer.stepsCompleted });
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Ends the run after the current step, checkpointed, to be continued with `continue`. */
+  pause(): void {
+    this.pauseRequested = true;
+  }
+
+  /**
+   * Ends the run after the current step (or now, when paused); the adapter so far is kept for comparing and
+   * exporting, and the saved run is let go.
+   */
+  async stop(): Promise<void> {
+    if (this.running) this.stopRequested = true;
+    else await this.store?.clear();
+  }
+
+  get settings(): TrainSettings | null {
+    return this.request?.settings ?? null;
+  }
+
+  destroy(): void {
+    this.trainer?.destroy();
+    this.trainer = null;
+  }
+}
