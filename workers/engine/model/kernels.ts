@@ -1,6 +1,7 @@
 import { AdamWKernels } from '../kernels/adamw';
 import { BiasKernels } from '../kernels/bias';
 import { CrossEntropyKernels } from '../kernels/cross-entropy';
+import { DecodeAttentionKernels } from '../kernels/decode-attention';
 import { DropoutKernel } from '../kernels/dropout';
 import { EmbeddingKernels } from '../kernels/embedding';
 import { RmsNormKernels } from '../kernels/rmsnorm';
@@ -20,6 +21,7 @@ export class EngineKernels {
   readonly crossEntropy: CrossEntropyKernels;
   readonly adamw: AdamWKernels;
   readonly dropout: DropoutKernel;
+  readonly decodeAttention: DecodeAttentionKernels;
   /** Picks each matmul's variant; `tune` it on hardware adapters before recording a plan for speed. */
   readonly matmuls: MatmulTuner;
 
@@ -37,5 +39,6 @@ export class EngineKernels {
     this.crossEntropy = new CrossEntropyKernels(device);
     this.adamw = new AdamWKernels(device);
     this.dropout = new DropoutKernel(device);
+    this.decodeAttention = new DecodeAttentionKernels(device);
   }
 }

@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import type { ModelConfig, Projection } from '../../../core/model-config';
+import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { submitOps } from '../gpu/ops';
+import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
+import { Decoder } from './decoder';
+import { EngineKernels } from './kernels';
+import { everyLayer, GpuLora } from './lora';
+import { TransformerStep } from './transformer';
+import { GpuWeights } from './weights';
+
+const gpu = setupTestGpu();
+const TARGETS: Projection[] = ['q_proj', 'v_proj', 'o_proj', 'down_proj'];
+
+function argmax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
+  return best;
+}
+
+async function setup(config: ModelConfig, withLora: boolean, vocabChunkBytes?: number) {
+  const { device } = gpu();
+  const kernels = new EngineKernels(device);
+  const weights = randomWeights(config, 11);
+  const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
+    vocabChunkBytes,
+  });
+  const ref = randomLora(config, TARGETS, 3, 6, false, 12);
+  const lora = withLora
+    ? GpuLora.create(
+        device,
+        config,
+        { r: 3, loraAlpha: 6, useRslora: false, loraDropout: 0, modules: everyLayer(config, TARGETS) },
+        (m, a, b) => {
+          const r = ref.modules.get(`${m.layer}.${m.projection}`);
+          a.set(r?.A ?? []);
+          b.set(r?.B ?? []);
+        },
+      )
+    : null;
+  return { device, kernels, gw, lora };
+}
+
+/** Greedy decoding by recomputing the whole sequence with the training forward every token. */
+async function recomputed(
+  device: GPUDevice,
+  step: TransformerStep,
+  prompt: number[],
+  steps: number,
+): Promise<{ ids: number[]; logits: Float32Array[] }> {
+  const ids = [...prompt];
+  const logits: Float32Array[] = [];
+  const seq = step.shape.seq;
+  for (let n = 0; n < steps; n++) {
+    step.setBatch([[...ids, ...Array(seq - ids.length).fill(0)]]);
+    submitOps(device, step.forwardOps);
+    const l = await step.readLogits(ids.length - 1);
+    logits.push(l);
+    ids.push(argmax(l));
+  }
+  return { ids: ids.slice(prompt.length), logits };
+}
+
+describe('decoding with a key-value cache', () => {
+  const cases: [string, ModelConfig, boolean][] = [
+    ['llama, base model', tinyConfig(), false],
+    ['llama with a LoRA adapter', tinyConfig(), true],
+    [
+      'qwen2 (q/k/v bias, untied head)',
+      tinyConfig({ modelType: 'qwen2', attentionBias: true, tieWordEmbeddings: false }),
+      true,
+    ],
+    [
+      'qwen3 (q/k norms)',
+      tinyConfig({ modelType: 'qwen3', qkNorm: true, headDim: 8, numHeads: 4, numKvHeads: 1 }),
+      true,
+    ],
+  ];
+  for (const [name, config, withLora] of cases) {
+    it(`gives the logits of recomputing the whole sequence, token by token: ${name}`, async () => {
+      const { device, kernels, gw, lora } = await setup(config, withLora);
+      const prompt = [3, 17, 5, 30, 8];
+      const steps = 9;
+      const step = new TransformerStep(
+        device,
+        kernels,
+        gw,
+        lora,
+        { batch: 1, seq: prompt.length + steps },
+        { full: !lora },
+      );
+      const expected = await recomputed(device, step, prompt, steps);
+      const decoder = new Decoder(device, kernels, gw, lora, 32);
+      let logits = await decoder.feed(prompt);
+      const ids: number[] = [];
+      for (let n = 0; n < steps; n++) {
+        expect(maxRelativeError(logits, expected.logits[n])).toBeLessThan(1e-4);
+        const next = argmax(logits);
+        ids.push(next);
+        logits = await decoder.step(next);
+      }
+      expect(ids).toEqual(expected.ids);
+      expect(decoder.cached).toBe(prompt.length + steps);
+      step.destroy();
+      decoder.destroy();
+    });
+  }
+
+  it('splits the LM head across vocabulary chunks, and the adapter-off decoder is the base model', async () => {
+    const config = tinyConfig();
+    const chunked = await setup(config, true, 24 * 4 * 10);
+    expect(chunked.gw.lmHead.length).toBeGreaterThan(1);
+    const whole = await setup(config, true);
+    const prompt = [1, 2, 3, 36];
+    const a = await new Decoder(chunked.device, chunked.kernels, chunked.gw, chunked.lora, 8).feed(prompt);
+    const b = await new Decoder(whole.device, whole.kernels, whole.gw, whole.lora, 8).feed(prompt);
+    expect(maxRelativeError(a, b)).toBeLessThan(1e-5);
+    const base = await new Decoder(whole.device, whole.kernels, whole.gw, null, 8).feed(prompt);
+    const tuned = await new Decoder(whole.device, whole.kernels, whole.gw, whole.lora, 8).feed(prompt);
+    expect(maxRelativeError(base, tuned)).toBeGreaterThan(1e-3);
+    const { device, kernels, gw } = await setup(config, false);
+    expect(await new Decoder(device, kernels, gw, null, 8).feed(prompt)).toEqual(base);
+  });
+
+  it('refuses a token outside the vocabulary and a conversation past its length', async () => {
+    const { device, kernels, gw } = await setup(tinyConfig(), false);
+    const decoder = new Decoder(device, kernels, gw, null, 2);
+    await expect(decoder.step(37)).rejects.toThrow('token 37 is outside the vocabulary (0..36)');
+    await decoder.feed([1, 2]);
+    await expect(decoder.step(3)).rejects.toThrow('the conversation reached its 2-token limit');
+    decoder.reset();
+    expect((await decoder.step(3)).length).toBe(37);
+    expect(() => new Decoder(device, kernels, gw, null, 65)).toThrow('does not fit max_position_embeddings 64');
+  });
+});

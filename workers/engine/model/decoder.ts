@@ -1,0 +1,216 @@
+import type { Projection } from '../../../core/model-config';
+import { projectionShape } from '../../../core/model-config';
+import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
+import { type Op, releaseOps, submitOps } from '../gpu/ops';
+import type { MatmulShape } from '../kernels/matmul';
+import type { EngineKernels } from './kernels';
+import type { GpuLora } from './lora';
+import { ropeTables } from './rope-tables';
+import type { GpuWeights } from './weights';
+
+/**
+ * Generation, one token at a time, with a key-value cache on the GPU (batch 1). The forward of one token is
+ * recorded once as ops and replayed for every token: before each, the CPU writes the token id, its position and
+ * that position's rotary cos/sin; the ops append the token's keys and values to each layer's cache and attend
+ * over the cache so far. The prompt goes through the same ops token by token, so there is one path to trust.
+ *
+ * With a LoRA adapter the projections add its path (no dropout: this is inference); without one the same weights
+ * give the base model, so "base" and "tuned" decoders share the model in GPU memory.
+ *
+ * Shapes: d hidden, f intermediate, H / KV query / key-value heads, hd head dim, V vocabulary, L max length.
+ */
+export class Decoder {
+  readonly maxLength: number;
+  private readonly ops: Op[] = [];
+  private readonly buffers: GPUBuffer[] = [];
+  private readonly id: GPUBuffer; // [1] u32
+  private readonly position: GPUBuffer; // [1] u32
+  private readonly cos: GPUBuffer; // [hd / 2]
+  private readonly sin: GPUBuffer; // [hd / 2]
+  private readonly logits: GPUBuffer; // [V]
+  private readonly tables: { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> };
+  private length = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly k: EngineKernels,
+    private readonly w: GpuWeights,
+    private readonly lora: GpuLora | null,
+    maxLength: number,
+  ) {
+    const c = w.config;
+    if (!(maxLength >= 1 && maxLength <= c.maxPositionEmbeddings)) {
+      throw new Error(
+        `a generation of ${maxLength} tokens does not fit max_position_embeddings ${c.maxPositionEmbeddings}`,
+      );
+    }
+    this.maxLength = maxLength;
+    this.tables = ropeTables(c, maxLength);
+    const f32 = (n: number, label: string) => this.alloc(n * 4, label);
+    this.id = f32(1, 'token id');
+    this.position = f32(1, 'position');
+    this.cos = f32(c.headDim / 2, 'rope cos');
+    this.sin = f32(c.headDim / 2, 'rope sin');
+    this.logits = f32(c.vocabSize, 'logits');
+    this.record();
+  }
+
+  private alloc(bytes: number, label: string): GPUBuffer {
+    const buffer = createStorageBuffer(this.device, Math.max(4, bytes), label);
+    this.buffers.push(buffer);
+    return buffer;
+  }
+
+  /** Tokens in the cache so far. */
+  get cached(): number {
+    return this.length;
+  }
+
+  /** Empties the cache for a new conversation (the buffers stay). */
+  reset(): void {
+    this.length = 0;
+  }
+
+  /** Runs one token through the model at the next position and returns the logits that follow it. */
+  async step(tokenId: number): Promise<Float32Array> {
+    const c = this.w.config;
+    if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= c.vocabSize) {
+      throw new Error(`token ${tokenId} is outside the vocabulary (0..${c.vocabSize - 1})`);
+    }
+    if (this.length >= this.maxLength) throw new Error(`the conversation reached its ${this.maxLength}-token limit`);
+    const half = c.headDim / 2;
+    const p = this.length;
+    const q = this.device.queue;
+    q.writeBuffer(this.id, 0, Uint32Array.of(tokenId));
+    q.writeBuffer(this.position, 0, Uint32Array.of(p));
+    q.writeBuffer(this.cos, 0, this.tables.cos, p * half, half);
+    q.writeBuffer(this.sin, 0, this.tables.sin, p * half, half);
+    submitOps(this.device, this.ops);
+    this.length++;
+    return readFloat32(this.device, this.logits, c.vocabSize * 4);
+  }
+
+  /** Feeds tokens in order and returns the logits after the last. */
+  async feed(tokenIds: readonly number[]): Promise<Float32Array> {
+    if (tokenIds.length === 0) throw new Error('nothing to feed');
+    let logits: Float32Array | null = null;
+    for (const id of tokenIds) logits = await this.step(id);
+    return logits as Float32Array;
+  }
+
+  destroy(): void {
+    for (const b of this.buffers) b.destroy();
+    releaseOps(this.ops);
+  }
+
+  // ---- recording --------------------------------------------------------------------------------------------
+
+  private mm(a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, shape: MatmulShape, weight: boolean): Op[] {
+    return this.k.matmuls.productFor(false, true, shape, weight && this.w.halfMatrices).ops(a, b, out, shape);
+  }
+
+  /** y [out] (= or +=) x [in] · W^T (+ bias) + s (x A^T) B^T, for one token. */
+  private linear(
+    layer: number,
+    projection: Projection,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    accumulate: boolean,
+    xa: GPUBuffer,
+  ) {
+    const [out, inDim] = projectionShape(this.w.config, projection);
+    const lw = this.w.layers[layer];
+    this.ops.push(...this.mm(x, lw.proj[projection], y, { M: 1, N: out, K: inDim, beta: accumulate ? 1 : 0 }, true));
+    const bias = lw.bias[projection];
+    if (bias) this.ops.push(this.k.bias.addOp(bias, y, 1, out));
+    const m = this.lora?.module(layer, projection);
+    if (!m || !this.lora) return;
+    const r = this.lora.settings.r;
+    const params = this.lora.params;
+    this.ops.push(...this.mm(x, params, xa, { M: 1, N: r, K: inDim, offsetB: m.offsetA }, false));
+    this.ops.push(
+      ...this.mm(xa, params, y, { M: 1, N: out, K: r, offsetB: m.offsetB, alpha: this.lora.scale, beta: 1 }, false),
+    );
+  }
+
+  private record(): void {
+    const c = this.w.config;
+    const [d, f, H, KV, hd, eps, L] = [
+      c.hiddenSize,
+      c.intermediateSize,
+      c.numHeads,
+      c.numKvHeads,
+      c.headDim,
+      c.rmsNormEps,
+      this.maxLength,
+    ];
+    const f32 = (n: number, label: string) => this.alloc(n * 4, label);
+    const x = f32(d, 'residual');
+    const xn = f32(d, 'normed');
+    const rstd = f32(1, 'rstd');
+    const q = f32(H * hd, 'q');
+    const kRaw = f32(KV * hd, 'k');
+    const v = f32(KV * hd, 'v');
+    const qn = f32(H * hd, 'q normed');
+    const kn = f32(KV * hd, 'k normed');
+    const rstdQ = f32(H, 'rstd q');
+    const rstdK = f32(KV, 'rstd k');
+    const qRot = f32(H * hd, 'q rotated');
+    const kRot = f32(KV * hd, 'k rotated');
+    const attn = f32(H * hd, 'attention output');
+    const scores = f32(H * L, 'scores');
+    const gate = f32(f, 'gate');
+    const up = f32(f, 'up');
+    const act = f32(f, 'act');
+    const xa = f32(Math.max(1, this.lora?.settings.r ?? 1), 'x A^T');
+    const rope = (input: GPUBuffer, output: GPUBuffer, heads: number) =>
+      this.k.rope.op('rowsToHeads', 'forward', input, this.cos, this.sin, output, {
+        batch: 1,
+        seq: 1,
+        heads,
+        headDim: hd,
+      });
+    const ops = this.ops;
+
+    for (const chunk of this.w.embed) {
+      ops.push(
+        this.k.embedding.forwardOp(this.id, chunk.buffer, x, 1, d, chunk.first, chunk.rows, this.w.halfMatrices),
+      );
+    }
+    for (let l = 0; l < c.numLayers; l++) {
+      const lw = this.w.layers[l];
+      const kCache = f32(L * KV * hd, `layer ${l} key cache`);
+      const vCache = f32(L * KV * hd, `layer ${l} value cache`);
+      ops.push(this.k.rmsnorm.forwardOp(x, lw.inputNorm, xn, rstd, 1, d, eps));
+      this.linear(l, 'q_proj', xn, q, false, xa);
+      this.linear(l, 'k_proj', xn, kRaw, false, xa);
+      this.linear(l, 'v_proj', xn, v, false, xa);
+      if (lw.qNorm && lw.kNorm) {
+        ops.push(this.k.rmsnorm.forwardOp(q, lw.qNorm, qn, rstdQ, H, hd, eps));
+        ops.push(this.k.rmsnorm.forwardOp(kRaw, lw.kNorm, kn, rstdK, KV, hd, eps));
+        ops.push(rope(qn, qRot, H), rope(kn, kRot, KV));
+      } else {
+        ops.push(rope(q, qRot, H), rope(kRaw, kRot, KV));
+      }
+      ops.push(this.k.decodeAttention.appendOp(this.position, kRot, v, kCache, vCache, KV * hd));
+      ops.push(
+        this.k.decodeAttention.attendOp(this.position, qRot, kCache, vCache, scores, attn, {
+          heads: H,
+          kvHeads: KV,
+          headDim: hd,
+          maxLen: L,
+        }),
+      );
+      this.linear(l, 'o_proj', attn, x, true, xa);
+      ops.push(this.k.rmsnorm.forwardOp(x, lw.postNorm, xn, rstd, 1, d, eps));
+      this.linear(l, 'gate_proj', xn, gate, false, xa);
+      this.linear(l, 'up_proj', xn, up, false, xa);
+      ops.push(this.k.swiglu.forwardOp(gate, up, act, f));
+      this.linear(l, 'down_proj', act, x, true, xa);
+    }
+    ops.push(this.k.rmsnorm.forwardOp(x, this.w.finalNorm, xn, rstd, 1, d, eps));
+    for (const chunk of this.w.lmHead) {
+      ops.push(...this.mm(xn, chunk.buffer, this.logits, { M: 1, N: chunk.rows, K: d, offsetC: chunk.first }, true));
+    }
+  }
+}
