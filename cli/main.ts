@@ -1,4 +1,5 @@
 import { cache } from './commands/cache';
+import { GENERATE_USAGE, generate } from './commands/generate';
 import { gpuInfo } from './commands/gpu-info';
 import { GRADS_USAGE, grads } from './commands/grads';
 import { INSPECT_USAGE, inspect } from './commands/inspect';
@@ -17,6 +18,9 @@ Usage:
   ${TRAIN_USAGE}
                     fine-tunes on a dataset: a PEFT adapter (or with --full the model), metrics.jsonl
                     and a resumable checkpoint in DIR; 'hone train' alone lists the settings
+  ${GENERATE_USAGE}
+                    an answer from the model (with --adapter, the tuned model), streamed; 'hone generate'
+                    alone lists the sampling options
   hone cache [list | clear [PREFIX]]
                     the models downloaded from the Hub (HONE_CACHE_DIR, default ~/.cache/hone)
   hone help         this text
@@ -31,6 +35,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   grads,
   inspect,
   train,
+  generate,
   cache,
 };
 

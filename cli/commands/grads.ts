@@ -1,7 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type LoadedAdapter, loadAdapter, loadCheckpoint } from '../../core/checkpoint';
-import type { ModelConfig } from '../../core/model-config';
+import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
 import { type F32Tensor, serializeSafetensors } from '../../core/safetensors';
 import { readConcatenated } from '../../workers/engine/gpu/buffers';
 import { submitOps } from '../../workers/engine/gpu/ops';
@@ -69,7 +68,8 @@ export async function grads(args: string[]): Promise<number> {
   try {
     const kernels = new EngineKernels(device);
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key));
-    const lora = adapter ? uploadAdapter(device, config, adapter) : null;
+    // Dropout off whatever lora_dropout says: the gradients must be deterministic to compare (PyTorch's eval mode).
+    const lora = adapter ? GpuLora.fromAdapter(device, config, adapter) : null;
     const step = new TransformerStep(device, kernels, weights, lora, shape, { full });
     step.setBatch(tokens, labels);
     device.pushErrorScope('validation');
@@ -106,27 +106,4 @@ export async function grads(args: string[]): Promise<number> {
   } finally {
     device.destroy();
   }
-}
-
-/** The adapter's A and B on the GPU, widened to fp32, in the file's module order. */
-function uploadAdapter(device: GPUDevice, config: ModelConfig, adapter: LoadedAdapter): GpuLora {
-  const byModule = new Map(adapter.modules.map((m) => [`${m.layer}.${m.projection}`, m]));
-  return GpuLora.create(
-    device,
-    config,
-    {
-      r: adapter.config.r,
-      loraAlpha: adapter.config.loraAlpha,
-      useRslora: adapter.config.useRslora,
-      // Off whatever lora_dropout says: the gradients must be deterministic to compare (PyTorch's eval mode).
-      loraDropout: 0,
-      modules: adapter.modules,
-    },
-    (m, a, b) => {
-      const found = byModule.get(`${m.layer}.${m.projection}`);
-      if (!found) throw new Error(`adapter has no module ${m.layer}.${m.projection}`);
-      a.set(adapter.file.readFloat32(found.keyA));
-      b.set(adapter.file.readFloat32(found.keyB));
-    },
-  );
 }

@@ -1,3 +1,4 @@
+import type { LoadedAdapter } from '../../../core/checkpoint';
 import { type ModelConfig, PROJECTIONS, type Projection, projectionShape } from '../../../core/model-config';
 import { loraScale } from '../../../core/peft';
 import { mulberry32 } from '../../../core/random';
@@ -89,6 +90,31 @@ export class GpuLora {
     device.queue.writeBuffer(params, 0, flat);
     const grads = createStorageBuffer(device, length * 4, 'lora grads');
     return new GpuLora(settings, modules, length, params, grads);
+  }
+
+  /**
+   * A PEFT adapter read from its files, widened to fp32, in the file's module order; with dropout off (this is for
+   * inference and for comparing gradients, as PyTorch's eval mode).
+   */
+  static fromAdapter(device: GPUDevice, config: ModelConfig, adapter: LoadedAdapter): GpuLora {
+    const byModule = new Map(adapter.modules.map((m) => [`${m.layer}.${m.projection}`, m]));
+    return GpuLora.create(
+      device,
+      config,
+      {
+        r: adapter.config.r,
+        loraAlpha: adapter.config.loraAlpha,
+        useRslora: adapter.config.useRslora,
+        loraDropout: 0,
+        modules: adapter.modules,
+      },
+      (m, a, b) => {
+        const found = byModule.get(`${m.layer}.${m.projection}`);
+        if (!found) throw new Error(`the adapter has no module ${m.layer}.${m.projection}`);
+        a.set(adapter.file.readFloat32(found.keyA));
+        b.set(adapter.file.readFloat32(found.keyB));
+      },
+    );
   }
 
   module(layer: number, projection: Projection): LoraModule | undefined {
