@@ -24,6 +24,9 @@ const api: EngineApi = {
   savedRun: () => session.savedRun(),
   resumeSavedRun: (onEvent) => session.resumeSavedRun(onEvent),
   discardSavedRun: () => session.discardSavedRun(),
+  importAdapter: (name, files) => session.importAdapter(name, files),
+  generate: (request, onText) => session.generate(request, onText),
+  stopGenerating: async () => session.stopGenerating(),
 };
 
 Comlink.expose(api);

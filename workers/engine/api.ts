@@ -4,7 +4,13 @@ import type { DownloadProgress } from '../../core/hub';
 import type { TrainSettings } from '../../core/training/settings';
 import type { HubSettings, ModelInfo, ModelSource } from './model-loader';
 import type { SelfTestResult } from './self-test';
-import type { DescribedModel, LoadedModelSummary } from './session';
+import type {
+  DescribedModel,
+  GenerateRequest,
+  GenerateResult,
+  ImportedAdapterSummary,
+  LoadedModelSummary,
+} from './session';
 import type { TrainEvent, TrainRequest } from './train/training-session';
 
 /** The engine worker's answer to "which GPU do I have?": the adapter and a verified kernel run, or why not. */
@@ -15,7 +21,10 @@ export type GpuReport =
 export type {
   DescribedModel,
   DownloadProgress,
+  GenerateRequest,
+  GenerateResult,
   HubSettings,
+  ImportedAdapterSummary,
   LoadedModelSummary,
   ModelInfo,
   ModelSource,
@@ -50,6 +59,11 @@ export interface EngineApi {
   savedRun(): Promise<SavedRunSummary | null>;
   resumeSavedRun(onEvent: (e: TrainEvent) => void): Promise<void>;
   discardSavedRun(): Promise<void>;
+  /** Puts a PEFT adapter folder a person picked beside the loaded model, for the Compare step. */
+  importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary>;
+  /** One answer, from the base model or a tuned one, streamed through `onText` (a comlink proxy). */
+  generate(request: GenerateRequest, onText: (text: string) => void): Promise<GenerateResult>;
+  stopGenerating(): Promise<void>;
 }
 
 export interface SavedRunSummary {

@@ -45,7 +45,7 @@ function bundledReader(source: Extract<ModelSource, { kind: 'bundled' }>): ReadF
 }
 
 /** A ReadFile over picked files: the folder's own files by name, wherever the picker rooted the paths. */
-function filesReader(files: { path: string; file: Blob }[]): ReadFile {
+export function filesReader(files: { path: string; file: Blob }[]): ReadFile {
   const byName = new Map(files.map(({ path, file }) => [path.split('/').slice(-1)[0], file]));
   return async (name) => byName.get(name) ?? null;
 }

@@ -1,13 +1,19 @@
+import { loadAdapter } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
+import { type SamplingSettings, samplingProblems } from '../../core/generation/sampling';
 import type { DownloadProgress, FileCache } from '../../core/hub';
 import type { ModelConfig } from '../../core/model-config';
 import { checkFit, parameterCount } from '../../core/model-memory';
 import type { TrainSettings } from '../../core/training/settings';
 import { acquireGpu, type Gpu } from './gpu/device';
+import { Decoder } from './model/decoder';
+import { type Generation, generate as generateTokens } from './model/generate';
 import { EngineKernels } from './model/kernels';
+import { GpuLora } from './model/lora';
 import { GpuWeights } from './model/weights';
 import {
   describeModel,
+  filesReader,
   type HubSettings,
   type LoadedModel,
   loadModelFiles,
@@ -77,6 +83,8 @@ export class EngineSession {
   private weights: GpuWeights | null = null;
   private model: ModelOnGpu | null = null;
   private training: TrainingSession | null = null;
+  private imported: GpuLora | null = null;
+  private stopRequested = false;
   /** Why the last device was lost (a driver reset, a tab in the background too long); the next call starts a new one. */
   private lostReason: string | null = null;
 
@@ -95,6 +103,7 @@ export class EngineSession {
         this.weights = null;
         this.model = null;
         this.training = null;
+        this.imported = null;
         this.lostReason = info.message || info.reason || 'unknown reason';
       });
     }
@@ -120,6 +129,8 @@ export class EngineSession {
     if (this.training?.isRunning) throw new Error('a run is training on the loaded model: stop it first');
     this.training?.destroy();
     this.training = null;
+    this.imported?.destroy();
+    this.imported = null;
     this.weights?.destroy();
     this.weights = null;
     this.model = null;
@@ -204,4 +215,95 @@ export class EngineSession {
   async discardSavedRun(): Promise<void> {
     await this.runs?.clear();
   }
+
+  // ---- comparing base and tuned ---------------------------------------------------------------------------
+
+  /** Reads a PEFT adapter folder a person picked and puts it beside the loaded model, checked against it. */
+  async importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary> {
+    const { device, model } = await this.trainable();
+    const adapter = await loadAdapter(filesReader(files), name, model.config);
+    this.imported?.destroy();
+    this.imported = GpuLora.fromAdapter(device, model.config, adapter);
+    return { name, r: adapter.config.r, modules: adapter.modules.length };
+  }
+
+  /**
+   * One answer to the conversation, streamed through `onText` (the answer so far). `side` picks the base model
+   * (adapter off) or the tuned one: this run's adapter, or the imported one. The same seed on both sides makes
+   * their sampling comparable.
+   */
+  async generate(request: GenerateRequest, onText: (text: string) => void): Promise<GenerateResult> {
+    const { device, kernels, model } = await this.trainable();
+    if (this.training?.isRunning) throw new Error('A run is training: pause or stop it to chat.');
+    const problems = samplingProblems(request.sampling);
+    if (problems.length > 0) throw new Error(problems.join('; '));
+    let lora: GpuLora | null = null;
+    if (request.adapter === 'run') {
+      lora = this.training?.current?.lora ?? null;
+      if (!lora) throw new Error('There is no trained adapter yet: train one in the Train step, or import one.');
+    } else if (request.adapter === 'imported') {
+      if (!this.imported) throw new Error('No adapter was imported.');
+      lora = this.imported;
+    }
+    const tokenizer = model.tokenizer;
+    const prompt = tokenizer.encode(tokenizer.applyChatTemplate(request.messages, { addGenerationPrompt: true }), {
+      addSpecialTokens: false,
+    });
+    const length = Math.min(model.config.maxPositionEmbeddings, prompt.length + request.maxNewTokens);
+    const decoder = new Decoder(device, kernels, model.weights, lora, length);
+    this.stopRequested = false;
+    try {
+      const result = await generateTokens(
+        decoder,
+        prompt,
+        {
+          ...request.sampling,
+          maxNewTokens: request.maxNewTokens,
+          seed: request.seed,
+          stopIds: tokenizer.eosTokenIds,
+          stopStrings: request.stopStrings,
+          decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }),
+        },
+        (_, text) => {
+          if (text !== undefined && !text.endsWith('\uFFFD')) onText(text);
+          return !this.stopRequested;
+        },
+      );
+      return {
+        text: result.text ?? '',
+        tokens: result.ids.length,
+        tokensPerSecond: result.tokensPerSecond,
+        stoppedBy: result.stoppedBy,
+      };
+    } finally {
+      decoder.destroy();
+    }
+  }
+
+  /** Ends every answer being generated after its current token. */
+  stopGenerating(): void {
+    this.stopRequested = true;
+  }
+}
+
+export interface GenerateRequest {
+  messages: { role: string; content: string }[];
+  adapter: 'none' | 'run' | 'imported';
+  sampling: SamplingSettings;
+  maxNewTokens: number;
+  seed: number;
+  stopStrings?: string[];
+}
+
+export interface GenerateResult {
+  text: string;
+  tokens: number;
+  tokensPerSecond: number;
+  stoppedBy: Generation['stoppedBy'];
+}
+
+export interface ImportedAdapterSummary {
+  name: string;
+  r: number;
+  modules: number;
 }

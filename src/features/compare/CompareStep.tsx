@@ -1,14 +1,243 @@
-/** The Compare step. Its workings arrive with later issues; for now it says what it will do. */
+import { useMutation } from '@tanstack/react-query';
+import * as Comlink from 'comlink';
+import { useState } from 'react';
+import { button, card, ErrorMessage, input } from '../../components/ui';
+import { getEngine } from '../../lib/engine';
+import { filesFromInput } from '../../lib/picked-files';
+import { useModel } from '../../stores/model';
+import { useTraining } from '../../stores/training';
+import { type CompareSettings, type Side, type Turn, useCompare } from './compare-store';
+
+const SIDES: { side: Side; title: string }[] = [
+  { side: 'base', title: 'Base model (adapter off)' },
+  { side: 'tuned', title: 'Tuned model (adapter on)' },
+];
+
+/** The Compare step: one prompt, two answers streamed side by side from the same weights, adapter off and on. */
 export function CompareStep() {
+  const loaded = useModel((s) => s.loaded);
+  const status = useTraining((s) => s.status);
+  const c = useCompare();
+  const [draft, setDraft] = useState('');
+  const [busy, setBusy] = useState(false);
+  const hasRun = status === 'finished' || status === 'stopped' || status === 'paused';
+
+  const send = async () => {
+    const user = draft.trim();
+    if (!user || busy) return;
+    setDraft('');
+    c.addTurn(user);
+    setBusy(true);
+    const history = useCompare.getState().turns;
+    const { settings } = useCompare.getState();
+    await Promise.all(SIDES.map(({ side }) => answer(side, history, settings, c.adapter)));
+    setBusy(false);
+  };
+
   return (
-    <section aria-labelledby="compare-heading" className="space-y-2">
-      <h1 id="compare-heading" className="text-2xl font-semibold">
-        Compare
-      </h1>
-      <p className="text-slate-600 dark:text-slate-300">
-        Chat with the base model and the tuned model side by side, from the same weights on your GPU.
-      </p>
-      <p className="text-sm text-slate-500">This step is not built yet.</p>
+    <section aria-labelledby="compare-heading" className="space-y-4">
+      <div>
+        <h1 id="compare-heading" className="text-2xl font-semibold">
+          Compare
+        </h1>
+        <p className="text-slate-600 dark:text-slate-300">
+          One prompt, two answers: the base model and the tuned model, from the same weights on your GPU, with the same
+          seed.
+        </p>
+      </div>
+      {!loaded ? (
+        <p className="text-sm text-slate-600 dark:text-slate-300">Load a model in the Model step first.</p>
+      ) : (
+        <>
+          <AdapterChoice hasRun={hasRun} />
+          <SettingsRow />
+          <div className="grid gap-4 md:grid-cols-2">
+            {SIDES.map(({ side, title }) => (
+              <Conversation key={side} side={side} title={title} turns={c.turns} />
+            ))}
+          </div>
+          <form
+            className="flex gap-2"
+            onSubmit={(e) => {
+              e.preventDefault();
+              void send();
+            }}
+          >
+            <input
+              className={`${input} grow`}
+              value={draft}
+              onChange={(e) => setDraft(e.target.value)}
+              placeholder="Ask both models something"
+              aria-label="Prompt"
+            />
+            <button type="submit" disabled={busy || !draft.trim()} className={`${button} bg-indigo-600 text-white`}>
+              Send
+            </button>
+            <button
+              type="button"
+              disabled={!busy}
+              className={`${button} border border-slate-300`}
+              onClick={() => getEngine().stopGenerating()}
+            >
+              Stop
+            </button>
+            <button
+              type="button"
+              disabled={busy || c.turns.length === 0}
+              className={`${button} border border-slate-300`}
+              onClick={c.clear}
+            >
+              New conversation
+            </button>
+          </form>
+        </>
+      )}
     </section>
+  );
+}
+
+/** Streams one side's answer to the last turn, with that side's own earlier answers as the history. */
+async function answer(side: Side, turns: Turn[], settings: CompareSettings, adapter: 'run' | 'imported') {
+  const { update } = useCompare.getState();
+  const messages = [
+    ...(settings.system.trim() ? [{ role: 'system', content: settings.system }] : []),
+    ...turns.flatMap((t, i) =>
+      i < turns.length - 1
+        ? [
+            { role: 'user', content: t.user },
+            { role: 'assistant', content: t.answers[side].text },
+          ]
+        : [{ role: 'user', content: t.user }],
+    ),
+  ];
+  try {
+    const result = await getEngine().generate(
+      {
+        messages,
+        adapter: side === 'base' ? 'none' : adapter,
+        sampling: settings,
+        maxNewTokens: settings.maxNewTokens,
+        seed: settings.seed,
+      },
+      Comlink.proxy((text: string) => update(side, { text })),
+    );
+    update(side, { text: result.text, result });
+  } catch (error) {
+    update(side, { error: (error as Error).message });
+  }
+}
+
+function AdapterChoice({ hasRun }: { hasRun: boolean }) {
+  const { adapter, setAdapter } = useCompare();
+  const importAdapter = useMutation({
+    mutationFn: async (list: FileList) => {
+      const picked = filesFromInput(list);
+      return getEngine().importAdapter(picked.name, picked.files);
+    },
+    onSuccess: () => setAdapter('imported'),
+  });
+  return (
+    <fieldset className={`${card} text-sm`} data-testid="adapter-choice">
+      <legend className="sr-only">Adapter for the tuned side</legend>
+      <div className="flex flex-wrap items-center gap-4">
+        <label className="flex items-center gap-2">
+          <input type="radio" checked={adapter === 'run'} onChange={() => setAdapter('run')} />
+          This run’s adapter{!hasRun && ' (train one first)'}
+        </label>
+        <label className="flex items-center gap-2">
+          <input
+            type="radio"
+            checked={adapter === 'imported'}
+            disabled={!importAdapter.data}
+            onChange={() => setAdapter('imported')}
+          />
+          {importAdapter.data
+            ? `Imported: ${importAdapter.data.name} (rank ${importAdapter.data.r}, ${importAdapter.data.modules} modules)`
+            : 'An imported adapter'}
+        </label>
+        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
+          import a PEFT adapter folder
+          <input
+            type="file"
+            className="sr-only"
+            // @ts-expect-error: webkitdirectory is not in React's types, but every current browser supports it.
+            webkitdirectory=""
+            multiple
+            onChange={(e) => e.target.files && importAdapter.mutate(e.target.files)}
+          />
+        </label>
+      </div>
+      {importAdapter.isError && <ErrorMessage error={importAdapter.error} />}
+    </fieldset>
+  );
+}
+
+function SettingsRow() {
+  const { settings, setSettings } = useCompare();
+  const number = (label: string, key: keyof Omit<CompareSettings, 'system'>, step = 'any') => (
+    <label className="flex flex-col">
+      <span className="text-slate-600 dark:text-slate-300">{label}</span>
+      <input
+        className={`${input} w-24`}
+        type="number"
+        step={step}
+        defaultValue={settings[key]}
+        onBlur={(e) => {
+          const n = Number(e.target.value);
+          if (e.target.value !== '' && Number.isFinite(n)) setSettings({ [key]: n });
+        }}
+      />
+    </label>
+  );
+  return (
+    <details className={`${card} text-sm`}>
+      <summary className="cursor-pointer font-semibold">Decoding settings</summary>
+      <div className="mt-2 flex flex-wrap items-end gap-3">
+        {number('Temperature', 'temperature')}
+        {number('Top-k', 'topK', '1')}
+        {number('Top-p', 'topP')}
+        {number('Repetition penalty', 'repetitionPenalty')}
+        {number('Max new tokens', 'maxNewTokens', '1')}
+        {number('Seed', 'seed', '1')}
+        <label className="flex grow flex-col">
+          <span className="text-slate-600 dark:text-slate-300">System prompt</span>
+          <input
+            className={input}
+            defaultValue={settings.system}
+            onBlur={(e) => setSettings({ system: e.target.value })}
+          />
+        </label>
+      </div>
+    </details>
+  );
+}
+
+function Conversation({ side, title, turns }: { side: Side; title: string; turns: Turn[] }) {
+  return (
+    <div className={card} data-testid={`conversation-${side}`}>
+      <h2 className="font-semibold">{title}</h2>
+      <ol className="mt-2 space-y-3 text-sm">
+        {turns.map((t, i) => {
+          const a = t.answers[side];
+          return (
+            // biome-ignore lint/suspicious/noArrayIndexKey: turns are only ever appended.
+            <li key={i}>
+              <p className="rounded bg-slate-100 px-2 py-1 dark:bg-slate-800">{t.user}</p>
+              <p className="mt-1 whitespace-pre-wrap px-2" data-testid={`answer-${side}`}>
+                {a.text}
+              </p>
+              {a.result && (
+                <p className="px-2 text-xs text-slate-500">
+                  {a.result.tokens} tokens, {a.result.tokensPerSecond.toFixed(1)} tokens/s
+                  {a.result.stoppedBy === 'length' && ', cut at the max new tokens'}
+                  {a.result.stoppedBy === 'cancelled' && ', stopped'}
+                </p>
+              )}
+              {a.error && <ErrorMessage error={a.error} />}
+            </li>
+          );
+        })}
+      </ol>
+    </div>
   );
 }

@@ -5,10 +5,10 @@ import type { DescribedModel, DownloadProgress, ModelSource } from '../../../wor
 import { button, card, ErrorMessage } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { formatBytes, formatCount, formatSeconds } from '../../lib/format';
+import { filesFromDrop, filesFromInput } from '../../lib/picked-files';
 import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useModel } from '../../stores/model';
 import { bundledModel, CATALOG } from './catalog';
-import { filesFromDrop, filesFromInput } from './picked-files';
 
 /** The Model step: pick a Hub model or a local folder, see what it costs, download it onto the GPU. */
 export function ModelStep() {

@@ -1,0 +1,58 @@
+import { create } from 'zustand';
+import { DEFAULT_SAMPLING, type SamplingSettings } from '../../../core/generation/sampling';
+import type { GenerateResult } from '../../../workers/engine/api';
+
+export type Side = 'base' | 'tuned';
+
+export interface Turn {
+  user: string;
+  /** Each side's answer to this turn (each side keeps its own history). */
+  answers: Record<Side, { text: string; result: GenerateResult | null; error: string | null }>;
+}
+
+export interface CompareSettings extends SamplingSettings {
+  maxNewTokens: number;
+  seed: number;
+  system: string;
+}
+
+/** The Compare step's conversation and settings, kept while the person visits other steps. */
+interface CompareState {
+  turns: Turn[];
+  settings: CompareSettings;
+  adapter: 'run' | 'imported';
+  setSettings: (s: Partial<CompareSettings>) => void;
+  setAdapter: (a: 'run' | 'imported') => void;
+  addTurn: (user: string) => void;
+  update: (side: Side, patch: Partial<Turn['answers'][Side]>) => void;
+  clear: () => void;
+}
+
+export const useCompare = create<CompareState>((set) => ({
+  turns: [],
+  settings: { ...DEFAULT_SAMPLING, maxNewTokens: 64, seed: 0, system: '' },
+  adapter: 'run',
+  setSettings: (s) => set((state) => ({ settings: { ...state.settings, ...s } })),
+  setAdapter: (adapter) => set({ adapter }),
+  addTurn: (user) =>
+    set((state) => ({
+      turns: [
+        ...state.turns,
+        {
+          user,
+          answers: {
+            base: { text: '', result: null, error: null },
+            tuned: { text: '', result: null, error: null },
+          },
+        },
+      ],
+    })),
+  update: (side, patch) =>
+    set((state) => {
+      const turns = state.turns.slice();
+      const last = turns[turns.length - 1];
+      turns[turns.length - 1] = { ...last, answers: { ...last.answers, [side]: { ...last.answers[side], ...patch } } };
+      return { turns };
+    }),
+  clear: () => set({ turns: [] }),
+}));
