@@ -14,15 +14,18 @@
  *
  * Options: --seq N --batch N --layers N (default 30) --rank N --steps N (timed, default 2) --skip-matmul
  *          --profile (GPU time per kernel, from timestamp queries) --f16 (frozen matrices as fp16) --json
+ *          --decode N (instead of the step: N tokens of generation with the key-value cache after a 32-token
+ *          prompt, beside the weight bytes each token reads and the adapter's copy bandwidth)
  */
 import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
 import { type ModelConfig, PROJECTIONS, projectionShape } from '../core/model-config';
 import { mulberry32 } from '../core/random';
-import { createStorageBuffer } from '../workers/engine/gpu/buffers';
+import { createStorageBuffer, readFloat32 } from '../workers/engine/gpu/buffers';
 import { type Op, submitOps } from '../workers/engine/gpu/ops';
 import { type KernelTime, profileOps } from '../workers/engine/gpu/profile';
 import { MatmulKernel, type MatmulShape } from '../workers/engine/kernels/matmul';
+import { Decoder } from '../workers/engine/model/decoder';
 import { EngineKernels } from '../workers/engine/model/kernels';
 import { everyLayer, GpuLora, peftInit } from '../workers/engine/model/lora';
 import { CPU_MATMUL_TILE, GPU_MATMUL_CANDIDATES, type MatmulTile } from '../workers/engine/model/matmul-tuner';
@@ -42,6 +45,7 @@ const { values: opts } = parseArgs({
     tune: { type: 'boolean' },
     f16: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
+    decode: { type: 'string' },
   },
 });
 const seq = Number(opts.seq);
@@ -216,6 +220,78 @@ async function benchStep(device: GPUDevice, tile: MatmulTile, tune: boolean) {
   return result;
 }
 
+/** Bytes per second of a large buffer-to-buffer copy: the memory bandwidth the adapter reaches. */
+async function copyBandwidth(device: GPUDevice, fallback: boolean): Promise<number> {
+  const bytes = (fallback ? 64 : 512) * 2 ** 20;
+  const a = createStorageBuffer(device, bytes);
+  const b = createStorageBuffer(device, bytes);
+  const copy: Op = { kind: 'copy', source: a, target: b, byteLength: bytes };
+  const reps = fallback ? 3 : 20;
+  const seconds = await timeOps(device, Array(reps).fill(copy), 1);
+  a.destroy();
+  b.destroy();
+  // A copy reads and writes every byte.
+  return (2 * bytes * reps) / seconds;
+}
+
+/**
+ * Generation speed: a 32-token prompt fed through the decoder, then `count` tokens decoded greedily, one readback of
+ * the logits per token. Decoding batch 1 reads every weight matrix once per token, so the copy bandwidth over those
+ * bytes is the memory-bound limit.
+ */
+async function benchDecode(device: GPUDevice, count: number, fallback: boolean) {
+  const kernels = new EngineKernels(device, fallback ? CPU_MATMUL_TILE : GPU_MATMUL_CANDIDATES[0]);
+  let seed = 1;
+  const weights = await GpuWeights.upload(
+    device,
+    config,
+    (key) => {
+      const n = key.endsWith('norm.weight') ? config.hiddenSize : tensorSize(key);
+      return key.endsWith('norm.weight') ? new Float32Array(n).fill(1) : randomTensor(n, seed++, 0.02);
+    },
+    { halfMatrices: opts.f16 },
+  );
+  const prompt = Array.from({ length: 32 }, (_, i) => (i * 7919) % config.vocabSize);
+  const decoder = new Decoder(device, kernels, weights, null, prompt.length + count + 1);
+  const started = performance.now();
+  let logits = await decoder.feed(prompt);
+  const prefill = (performance.now() - started) / 1000;
+  const decodeStarted = performance.now();
+  for (let i = 0; i < count; i++) {
+    let best = 0;
+    for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
+    logits = await decoder.step(best);
+  }
+  const seconds = (performance.now() - decodeStarted) / 1000;
+  // GPU time per kernel of one more token (its inputs as the last token left them).
+  const profile = opts.profile ? await profileOps(device, decoder.ops) : [];
+  let matrices = config.vocabSize * config.hiddenSize;
+  for (const p of PROJECTIONS) matrices += projectionShape(config, p).reduce((a, b) => a * b, 1) * config.numLayers;
+  const bytesPerToken = matrices * (opts.f16 ? 2 : 4);
+  const bandwidth = await copyBandwidth(device, fallback);
+  // What one round trip to the GPU costs (submit, wait, map a 4-byte buffer): paid once per decoded token.
+  const probe = createStorageBuffer(device, 4);
+  await readFloat32(device, probe, 4);
+  const roundTripStarted = performance.now();
+  for (let i = 0; i < 20; i++) await readFloat32(device, probe, 4);
+  const roundTrip = (performance.now() - roundTripStarted) / 1000 / 20;
+  probe.destroy();
+  decoder.destroy();
+  weights.destroy();
+  const tokensPerSecond = count / seconds;
+  return {
+    promptTokensPerSecond: prompt.length / prefill,
+    tokensPerSecond,
+    bytesPerToken,
+    copyBytesPerSecond: bandwidth,
+    memoryBoundTokensPerSecond: bandwidth / bytesPerToken,
+    fractionOfMemoryBound: tokensPerSecond / (bandwidth / bytesPerToken),
+    readbackSeconds: roundTrip,
+    dispatchesPerToken: decoder.ops.length,
+    profile,
+  };
+}
+
 function tensorSize(key: string): number {
   if (key === 'model.embed_tokens.weight') return config.vocabSize * config.hiddenSize;
   const projection = PROJECTIONS.find((p) => key.endsWith(`${p}.weight`));
@@ -226,6 +302,27 @@ function tensorSize(key: string): number {
 
 async function main() {
   const { device, summary } = await acquireNodeGpu();
+  if (opts.decode !== undefined) {
+    const d = await benchDecode(device, Number(opts.decode), summary.isFallbackAdapter);
+    const a = `${summary.vendor} ${summary.architecture} ${summary.description}`;
+    if (opts.json)
+      process.stdout.write(`${JSON.stringify({ adapter: a, layers: config.numLayers, f16: opts.f16, ...d })}\n`);
+    else {
+      console.log(
+        `Adapter: ${a}\nDecode (${config.numLayers} layers, ${opts.f16 ? 'fp16' : 'fp32'} matrices, batch 1):`,
+      );
+      console.log(
+        '| prompt tokens/s | decode tokens/s | weight MB per token | copy GB/s | memory-bound tokens/s | reached | readback ms |',
+      );
+      console.log('|---|---|---|---|---|---|---|');
+      console.log(
+        `| ${d.promptTokensPerSecond.toFixed(1)} | ${d.tokensPerSecond.toFixed(1)} | ${(d.bytesPerToken / 2 ** 20).toFixed(1)} | ${(d.copyBytesPerSecond / 1e9).toFixed(1)} | ${d.memoryBoundTokensPerSecond.toFixed(0)} | ${(100 * d.fractionOfMemoryBound).toFixed(1)}% | ${(1000 * d.readbackSeconds).toFixed(2)} |`,
+      );
+    }
+    for (const k of d.profile) console.log(`| ${k.label} | ${k.dispatches} | ${k.milliseconds.toFixed(3)} |`);
+    device.destroy();
+    return;
+  }
   const tokens = batch * seq;
   const matmul = opts['skip-matmul'] ? [] : await benchMatmul(device, tokens);
   const best = matmul.reduce((top, row) => (row.gflops > (top?.gflops ?? 0) ? row : top), matmul[0]);

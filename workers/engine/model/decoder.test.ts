@@ -18,12 +18,13 @@ function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-async function setup(config: ModelConfig, withLora: boolean, vocabChunkBytes?: number) {
+async function setup(config: ModelConfig, withLora: boolean, vocabChunkBytes?: number, halfMatrices = false) {
   const { device } = gpu();
   const kernels = new EngineKernels(device);
   const weights = randomWeights(config, 11);
   const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
     vocabChunkBytes,
+    halfMatrices,
   });
   const ref = randomLora(config, TARGETS, 3, 6, false, 12);
   const lora = withLora
@@ -62,9 +63,10 @@ async function recomputed(
 }
 
 describe('decoding with a key-value cache', () => {
-  const cases: [string, ModelConfig, boolean][] = [
+  const cases: [string, ModelConfig, boolean, boolean?][] = [
     ['llama, base model', tinyConfig(), false],
     ['llama with a LoRA adapter', tinyConfig(), true],
+    ['llama with a LoRA adapter over fp16 matrices', tinyConfig({ hiddenSize: 32, headDim: 8 }), true, true],
     [
       'qwen2 (q/k/v bias, untied head)',
       tinyConfig({ modelType: 'qwen2', attentionBias: true, tieWordEmbeddings: false }),
@@ -76,9 +78,9 @@ describe('decoding with a key-value cache', () => {
       true,
     ],
   ];
-  for (const [name, config, withLora] of cases) {
+  for (const [name, config, withLora, half] of cases) {
     it(`gives the logits of recomputing the whole sequence, token by token: ${name}`, async () => {
-      const { device, kernels, gw, lora } = await setup(config, withLora);
+      const { device, kernels, gw, lora } = await setup(config, withLora, undefined, half);
       const prompt = [3, 17, 5, 30, 8];
       const steps = 9;
       const step = new TransformerStep(

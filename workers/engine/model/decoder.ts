@@ -2,7 +2,7 @@ import type { Projection } from '../../../core/model-config';
 import { projectionShape } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
-import type { MatmulShape } from '../kernels/matmul';
+import { GemvKernels, type GemvShape } from '../kernels/gemv';
 import type { EngineKernels } from './kernels';
 import type { GpuLora } from './lora';
 import { ropeTables } from './rope-tables';
@@ -21,7 +21,8 @@ import type { GpuWeights } from './weights';
  */
 export class Decoder {
   readonly maxLength: number;
-  private readonly ops: Op[] = [];
+  /** One token's forward, recorded once (public for profiling). */
+  readonly ops: Op[] = [];
   private readonly buffers: GPUBuffer[] = [];
   private readonly id: GPUBuffer; // [1] u32
   private readonly position: GPUBuffer; // [1] u32
@@ -105,8 +106,14 @@ export class Decoder {
 
   // ---- recording --------------------------------------------------------------------------------------------
 
-  private mm(a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, shape: MatmulShape, weight: boolean): Op[] {
-    return this.k.matmuls.productFor(false, true, shape, weight && this.w.halfMatrices).ops(a, b, out, shape);
+  /** out (= or +=) x · B^T for one token: a matrix-vector product, bandwidth-bound (see kernels/gemv.ts). */
+  private mm(a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, shape: GemvShape, weight: boolean): Op[] {
+    const half = weight && this.w.halfMatrices;
+    if (half && !GemvKernels.halfFits(shape)) {
+      const product = { M: 1, ...shape };
+      return this.k.matmuls.productFor(false, true, product, true).ops(a, b, out, product);
+    }
+    return [this.k.gemv.op(a, b, out, shape, half)];
   }
 
   /** y [out] (= or +=) x [in] · W^T (+ bias) + s (x A^T) B^T, for one token. */
@@ -120,16 +127,16 @@ export class Decoder {
   ) {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    this.ops.push(...this.mm(x, lw.proj[projection], y, { M: 1, N: out, K: inDim, beta: accumulate ? 1 : 0 }, true));
+    this.ops.push(...this.mm(x, lw.proj[projection], y, { N: out, K: inDim, beta: accumulate ? 1 : 0 }, true));
     const bias = lw.bias[projection];
     if (bias) this.ops.push(this.k.bias.addOp(bias, y, 1, out));
     const m = this.lora?.module(layer, projection);
     if (!m || !this.lora) return;
     const r = this.lora.settings.r;
     const params = this.lora.params;
-    this.ops.push(...this.mm(x, params, xa, { M: 1, N: r, K: inDim, offsetB: m.offsetA }, false));
+    this.ops.push(...this.mm(x, params, xa, { N: r, K: inDim, offsetB: m.offsetA }, false));
     this.ops.push(
-      ...this.mm(xa, params, y, { M: 1, N: out, K: r, offsetB: m.offsetB, alpha: this.lora.scale, beta: 1 }, false),
+      ...this.mm(xa, params, y, { N: out, K: r, offsetB: m.offsetB, alpha: this.lora.scale, beta: 1 }, false),
     );
   }
 
@@ -210,7 +217,7 @@ export class Decoder {
     }
     ops.push(this.k.rmsnorm.forwardOp(x, this.w.finalNorm, xn, rstd, 1, d, eps));
     for (const chunk of this.w.lmHead) {
-      ops.push(...this.mm(xn, chunk.buffer, this.logits, { M: 1, N: chunk.rows, K: d, offsetC: chunk.first }, true));
+      ops.push(...this.mm(xn, chunk.buffer, this.logits, { N: chunk.rows, K: d, offsetC: chunk.first }, true));
     }
   }
 }

@@ -4,6 +4,7 @@ import { CrossEntropyKernels } from '../kernels/cross-entropy';
 import { DecodeAttentionKernels } from '../kernels/decode-attention';
 import { DropoutKernel } from '../kernels/dropout';
 import { EmbeddingKernels } from '../kernels/embedding';
+import { GemvKernels } from '../kernels/gemv';
 import { RmsNormKernels } from '../kernels/rmsnorm';
 import { RopeKernels } from '../kernels/rope';
 import { CausalSoftmaxKernels } from '../kernels/softmax';
@@ -22,6 +23,7 @@ export class EngineKernels {
   readonly adamw: AdamWKernels;
   readonly dropout: DropoutKernel;
   readonly decodeAttention: DecodeAttentionKernels;
+  readonly gemv: GemvKernels;
   /** Picks each matmul's variant; `tune` it on hardware adapters before recording a plan for speed. */
   readonly matmuls: MatmulTuner;
 
@@ -40,5 +42,6 @@ export class EngineKernels {
     this.adamw = new AdamWKernels(device);
     this.dropout = new DropoutKernel(device);
     this.decodeAttention = new DecodeAttentionKernels(device);
+    this.gemv = new GemvKernels(device);
   }
 }

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { packHalves, roundToHalf } from '../../../core/float16';
+import { randomUniform } from '../../../core/random';
+import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
+import { uploadBuffer } from '../gpu/buffers';
+import { GemvKernels } from './gemv';
+import { matmulCpu } from './matmul.cpu';
+
+const gpu = setupTestGpu();
+
+describe('gemv (decoding one token)', () => {
+  for (const [N, K, half, offsetB] of [
+    [7, 13, false, 0],
+    [37, 130, false, 5],
+    [261, 576, true, 0],
+    [5, 34, true, 68],
+  ] as const) {
+    it(`matches the matmul twin's x·Wᵀ for M = 1: N ${N}, K ${K}, ${half ? 'fp16' : 'fp32'} W, offset ${offsetB}`, async () => {
+      const { device } = gpu();
+      const k = new GemvKernels(device);
+      const x = randomUniform(3 + K, 1);
+      // fp16 weights hold values fp16 can represent, so the twin sees exactly what the GPU unpacks.
+      const raw = randomUniform(offsetB + N * K, 2);
+      const w = half ? Float32Array.from(roundToHalf(raw)) : raw;
+      const prior = randomUniform(2 + N, 3);
+      const y = uploadBuffer(device, prior);
+      const shape = { N, K, offsetA: 3, offsetB, offsetC: 2, alpha: 0.5, beta: 1 };
+      const got = await runAndRead(
+        device,
+        [k.op(uploadBuffer(device, x), uploadBuffer(device, half ? packHalves(w) : w), y, shape, half)],
+        y,
+      );
+      const expected = Float64Array.from(prior);
+      matmulCpu(x, w, expected, { M: 1, ...shape }, { transA: false, transB: true });
+      expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('refuses fp16 pairs that straddle words', () => {
+    const { device } = gpu();
+    const b = uploadBuffer(device, new Float32Array(4));
+    expect(() => new GemvKernels(device).op(b, b, b, { N: 1, K: 3 }, true)).toThrow('fp16 gemv needs an even K');
+  });
+});
