@@ -10,6 +10,7 @@ const api = {
   load: session.load.bind(session),
   tokenize: session.tokenize.bind(session),
   issuesCsv: session.issuesCsv.bind(session),
+  validationPrompts: session.validationPrompts.bind(session),
 };
 
 export type DataApi = typeof api;

@@ -16,6 +16,8 @@ export interface DataChoice {
   mapping?: FieldMapping;
   /** A fraction (below 1) or a count of records held out for validation. */
   validation: number;
+  /** Seeds the split (the Data step shows the same one); the run's seed when absent. */
+  splitSeed?: number;
   trainOnPrompt: boolean;
 }
 
@@ -40,7 +42,7 @@ export async function prepareNextTokenRun(
   const { tokenized, issues } = tokenizeExamples(dataset.examples, tokenizer, { trainOnPrompt: choice.trainOnPrompt });
   const sequences = nextTokenSequences(tokenized, dataset.format === 'text', settings.seqLen, {
     validation: choice.validation,
-    seed: settings.seed,
+    seed: choice.splitSeed ?? settings.seed,
   });
   return {
     format: dataset.format,

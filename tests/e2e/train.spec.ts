@@ -61,6 +61,15 @@ test('a run trains live in the worker: progress, charts, validation, finished', 
   await expect(page.getByTestId('chart-Loss').locator('canvas')).toBeVisible();
   await expect(page.getByTestId('chart-Loss')).toContainText('validation');
   await page.screenshot({ path: 'test-results/train-step.png', fullPage: true });
+
+  // The run's adapter answers beside the base model, on the held-out record, with the dataset's answer shown.
+  await page.getByRole('button', { name: /Compare/ }).click();
+  await page.getByLabel('Or a held-out prompt from the validation split').selectOption({ index: 1 });
+  await expect(page.getByLabel('Prompt', { exact: true })).toHaveValue(/^Capital of \w+\?$/);
+  await page.getByRole('button', { name: 'Send' }).click();
+  await expect(page.getByTestId('references')).toContainText(/Answer: \w+\./);
+  await expect(page.getByTestId('conversation-base')).toContainText(/tokens\/s/);
+  await expect(page.getByTestId('conversation-tuned')).toContainText(/tokens\/s/);
 });
 
 test('a paused run survives a reload and resumes from its checkpoint', async ({ page }) => {

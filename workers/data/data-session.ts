@@ -3,7 +3,7 @@
  * there, so the page only ever receives summaries (and never waits on a parse).
  */
 import { type LengthStats, packBlocks, splitTrainValidation, truncate } from '../../core/dataset/batches';
-import type { DatasetFormat, FieldMapping } from '../../core/dataset/formats';
+import type { DatasetFormat, FieldMapping, Message } from '../../core/dataset/formats';
 import {
   type Dataset,
   DatasetError,
@@ -18,6 +18,7 @@ import {
   type PreviewSegment,
   previewSegments,
   sequenceStats,
+  type TokenizedSource,
   tokenizeExamples,
 } from '../../core/dataset/tokenize-dataset';
 import type { FileCache } from '../../core/hub';
@@ -101,6 +102,8 @@ export class DataSession {
   private dataset: Dataset | null = null;
   private tokenizer: { key: string; tokenizer: ModelTokenizer } | null = null;
   private refused: DatasetIssue[] = [];
+  /** The held-out records of the last tokenization, in the split training uses. */
+  private heldOut: TokenizedSource[] = [];
 
   constructor(private readonly cache: FileCache | null) {}
 
@@ -175,6 +178,7 @@ export class DataSession {
     );
     this.refused = issues;
     const split = splitTrainValidation(tokenized, settings.validation, settings.seed);
+    this.heldOut = split.validation;
     const isText = dataset.format === 'text';
     const previews = tokenized.slice(0, previewCount).map(({ source: s, sequences }) => {
       const labels = sequenceLabels(s.example.kind, sequences.length);
@@ -212,4 +216,42 @@ export class DataSession {
       previews,
     };
   }
+
+  /**
+   * The held-out records as prompts for the Compare step: the conversation up to its last answer, and that answer
+   * (the chosen one of a preference pair, an RL prompt's reference) to show beside the models'.
+   */
+  validationPrompts(count: number): ValidationPrompt[] {
+    const prompts: ValidationPrompt[] = [];
+    for (const { source } of this.heldOut) {
+      if (prompts.length >= count) break;
+      const e = source.example;
+      let messages: Message[];
+      let reference: string | null;
+      if (e.kind === 'chat') {
+        const last = e.messages.map((m) => m.role).lastIndexOf('assistant');
+        messages = e.messages.slice(0, last);
+        reference = e.messages[last].content;
+      } else if (e.kind === 'preference') {
+        messages = e.prompt;
+        reference = e.chosen.filter((m) => m.role === 'assistant').at(-1)?.content ?? null;
+      } else if (e.kind === 'prompt') {
+        messages = e.prompt;
+        reference = e.reference ?? null;
+      } else {
+        continue;
+      }
+      const user = messages.filter((m) => m.role === 'user').at(-1);
+      if (user) prompts.push({ file: source.file, line: source.line, prompt: user.content, reference });
+    }
+    return prompts;
+  }
+}
+
+export interface ValidationPrompt {
+  file: string;
+  line: number;
+  /** The last user turn before the answer. */
+  prompt: string;
+  reference: string | null;
 }

@@ -1,9 +1,11 @@
-import { useMutation } from '@tanstack/react-query';
+import { useMutation, useQuery } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
 import { button, card, ErrorMessage, input } from '../../components/ui';
+import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
 import { filesFromInput } from '../../lib/picked-files';
+import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
 import { type CompareSettings, type Side, type Turn, useCompare } from './compare-store';
@@ -19,6 +21,13 @@ export function CompareStep() {
   const status = useTraining((s) => s.status);
   const c = useCompare();
   const [draft, setDraft] = useState('');
+  const [reference, setReference] = useState<string | null>(null);
+  const summary = useDataset((s) => s.summary);
+  const heldOut = useQuery({
+    queryKey: ['validation-prompts', summary],
+    enabled: summary !== null,
+    queryFn: () => getDataWorker().validationPrompts(20),
+  });
   const [busy, setBusy] = useState(false);
   const hasRun = status === 'finished' || status === 'stopped' || status === 'paused';
 
@@ -26,7 +35,8 @@ export function CompareStep() {
     const user = draft.trim();
     if (!user || busy) return;
     setDraft('');
-    c.addTurn(user);
+    c.addTurn(user, reference);
+    setReference(null);
     setBusy(true);
     const history = useCompare.getState().turns;
     const { settings } = useCompare.getState();
@@ -52,10 +62,43 @@ export function CompareStep() {
           <AdapterChoice hasRun={hasRun} />
           <SettingsRow />
           <div className="grid gap-4 md:grid-cols-2">
+            {c.turns.some((t) => t.reference !== null) && (
+              <div className={`${card} md:col-span-2`} data-testid="references">
+                <h2 className="font-semibold">The dataset’s answers</h2>
+                <ol className="mt-1 list-decimal pl-5 text-sm">
+                  {c.turns.map((t, i) => (
+                    // biome-ignore lint/suspicious/noArrayIndexKey: turns are only ever appended.
+                    <li key={i}>{t.reference ?? '—'}</li>
+                  ))}
+                </ol>
+              </div>
+            )}
             {SIDES.map(({ side, title }) => (
               <Conversation key={side} side={side} title={title} turns={c.turns} />
             ))}
           </div>
+          {heldOut.data && heldOut.data.length > 0 && (
+            <label className="flex flex-col text-sm">
+              <span className="text-slate-600 dark:text-slate-300">Or a held-out prompt from the validation split</span>
+              <select
+                className={input}
+                value=""
+                onChange={(e) => {
+                  const chosen = heldOut.data[Number(e.target.value)];
+                  if (!chosen) return;
+                  setDraft(chosen.prompt);
+                  setReference(chosen.reference);
+                }}
+              >
+                <option value="">choose one</option>
+                {heldOut.data.map((p, i) => (
+                  <option key={`${p.file}:${p.line}`} value={i}>
+                    {p.file}:{p.line}: {p.prompt.slice(0, 80)}
+                  </option>
+                ))}
+              </select>
+            </label>
+          )}
           <form
             className="flex gap-2"
             onSubmit={(e) => {
@@ -66,7 +109,10 @@ export function CompareStep() {
             <input
               className={`${input} grow`}
               value={draft}
-              onChange={(e) => setDraft(e.target.value)}
+              onChange={(e) => {
+                setDraft(e.target.value);
+                setReference(null);
+              }}
               placeholder="Ask both models something"
               aria-label="Prompt"
             />

@@ -6,6 +6,8 @@ export type Side = 'base' | 'tuned';
 
 export interface Turn {
   user: string;
+  /** The dataset's own answer, when the prompt came from the validation split. */
+  reference: string | null;
   /** Each side's answer to this turn (each side keeps its own history). */
   answers: Record<Side, { text: string; result: GenerateResult | null; error: string | null }>;
 }
@@ -23,7 +25,7 @@ interface CompareState {
   adapter: 'run' | 'imported';
   setSettings: (s: Partial<CompareSettings>) => void;
   setAdapter: (a: 'run' | 'imported') => void;
-  addTurn: (user: string) => void;
+  addTurn: (user: string, reference: string | null) => void;
   update: (side: Side, patch: Partial<Turn['answers'][Side]>) => void;
   clear: () => void;
 }
@@ -34,12 +36,13 @@ export const useCompare = create<CompareState>((set) => ({
   adapter: 'run',
   setSettings: (s) => set((state) => ({ settings: { ...state.settings, ...s } })),
   setAdapter: (adapter) => set({ adapter }),
-  addTurn: (user) =>
+  addTurn: (user, reference) =>
     set((state) => ({
       turns: [
         ...state.turns,
         {
           user,
+          reference,
           answers: {
             base: { text: '', result: null, error: null },
             tuned: { text: '', result: null, error: null },

@@ -59,6 +59,7 @@ export function TrainStep() {
           data: {
             ...dataset.choice,
             validation: dataset.settings.validation,
+            splitSeed: dataset.settings.seed,
             trainOnPrompt: dataset.settings.trainOnPrompt,
           },
         },

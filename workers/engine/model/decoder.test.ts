@@ -3,6 +3,7 @@ import type { ModelConfig, Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { submitOps } from '../gpu/ops';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
+import { type ReferenceLora, referenceForward } from '../reference/transformer.cpu';
 import { Decoder } from './decoder';
 import { EngineKernels } from './kernels';
 import { everyLayer, GpuLora } from './lora';
@@ -39,7 +40,7 @@ async function setup(config: ModelConfig, withLora: boolean, vocabChunkBytes?: n
         },
       )
     : null;
-  return { device, kernels, gw, lora };
+  return { device, kernels, gw, lora, weights, ref: withLora ? ref : null };
 }
 
 /** Greedy decoding by recomputing the whole sequence with the training forward every token. */
@@ -62,6 +63,31 @@ async function recomputed(
   return { ids: ids.slice(prompt.length), logits };
 }
 
+/**
+ * Greedy decoding by the float64 CPU reference: each candidate's -log p(candidate | ids) is the reference loss with
+ * only the last label counted, so the most likely next token is the one with the least loss.
+ */
+function referenceGreedy(
+  config: ModelConfig,
+  weights: Map<string, Float64Array>,
+  lora: ReferenceLora | null,
+  prompt: number[],
+  steps: number,
+): number[] {
+  const ids = [...prompt];
+  for (let n = 0; n < steps; n++) {
+    let best = 0;
+    let bestLoss = Number.POSITIVE_INFINITY;
+    for (let v = 0; v < config.vocabSize; v++) {
+      const labels = [...ids.map(() => -100), v];
+      const loss = referenceForward(config, weights, lora, [[...ids, v]], [labels]);
+      if (loss < bestLoss) [best, bestLoss] = [v, loss];
+    }
+    ids.push(best);
+  }
+  return ids.slice(prompt.length);
+}
+
 describe('decoding with a key-value cache', () => {
   const cases: [string, ModelConfig, boolean, boolean?][] = [
     ['llama, base model', tinyConfig(), false],
@@ -80,7 +106,7 @@ describe('decoding with a key-value cache', () => {
   ];
   for (const [name, config, withLora, half] of cases) {
     it(`gives the logits of recomputing the whole sequence, token by token: ${name}`, async () => {
-      const { device, kernels, gw, lora } = await setup(config, withLora, undefined, half);
+      const { device, kernels, gw, lora, weights, ref } = await setup(config, withLora, undefined, half);
       const prompt = [3, 17, 5, 30, 8];
       const steps = 9;
       const step = new TransformerStep(
@@ -102,6 +128,8 @@ describe('decoding with a key-value cache', () => {
         logits = await decoder.step(next);
       }
       expect(ids).toEqual(expected.ids);
+      // fp16 matrices round the weights the float64 reference keeps exact, so only fp32 must match it token for token.
+      if (!half) expect(ids.slice(0, 4)).toEqual(referenceGreedy(config, weights, ref, prompt, 4));
       expect(decoder.cached).toBe(prompt.length + steps);
       step.destroy();
       decoder.destroy();
