@@ -164,6 +164,7 @@ async function answer(side: Side, turns: Turn[], settings: CompareSettings, adap
         sampling: settings,
         maxNewTokens: settings.maxNewTokens,
         seed: settings.seed,
+        stopStrings: settings.stop.split('\n').filter((line) => line !== ''),
       },
       Comlink.proxy((text: string) => update(side, { text })),
     );
@@ -220,7 +221,7 @@ function AdapterChoice({ hasRun }: { hasRun: boolean }) {
 
 function SettingsRow() {
   const { settings, setSettings } = useCompare();
-  const number = (label: string, key: keyof Omit<CompareSettings, 'system'>, step = 'any') => (
+  const number = (label: string, key: keyof Omit<CompareSettings, 'system' | 'stop'>, step = 'any') => (
     <label className="flex flex-col">
       <span className="text-slate-600 dark:text-slate-300">{label}</span>
       <input
@@ -251,6 +252,14 @@ function SettingsRow() {
             className={input}
             defaultValue={settings.system}
             onBlur={(e) => setSettings({ system: e.target.value })}
+          />
+        </label>
+        <label className="flex flex-col">
+          <span className="text-slate-600 dark:text-slate-300">Stop strings (one per line)</span>
+          <textarea
+            className={`${input} h-16 w-48 font-mono text-xs`}
+            defaultValue={settings.stop}
+            onBlur={(e) => setSettings({ stop: e.target.value })}
           />
         </label>
       </div>

@@ -16,6 +16,8 @@ export interface CompareSettings extends SamplingSettings {
   maxNewTokens: number;
   seed: number;
   system: string;
+  /** Texts that end an answer, one per line. */
+  stop: string;
 }
 
 /** The Compare step's conversation and settings, kept while the person visits other steps. */
@@ -32,7 +34,7 @@ interface CompareState {
 
 export const useCompare = create<CompareState>((set) => ({
   turns: [],
-  settings: { ...DEFAULT_SAMPLING, maxNewTokens: 64, seed: 0, system: '' },
+  settings: { ...DEFAULT_SAMPLING, maxNewTokens: 64, seed: 0, system: '', stop: '' },
   adapter: 'run',
   setSettings: (s) => set((state) => ({ settings: { ...state.settings, ...s } })),
   setAdapter: (adapter) => set({ adapter }),

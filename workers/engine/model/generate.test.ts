@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import type { Decoder } from './decoder';
+import { generate } from './generate';
+
+/** A decoder whose model always predicts the next id of a script (one-hot logits over a vocabulary of 10). */
+function scripted(script: number[], maxLength = 64) {
+  let position = 0;
+  const logitsFor = () => Float32Array.from({ length: 10 }, (_, i) => (i === script[position] ? 10 : 0));
+  const fake = {
+    maxLength,
+    reset: () => {
+      position = 0;
+    },
+    feed: async (ids: readonly number[]) => {
+      expect(ids.length).toBeGreaterThan(0);
+      return logitsFor();
+    },
+    step: async () => {
+      position++;
+      return logitsFor();
+    },
+  };
+  return fake as unknown as Decoder;
+}
+
+const greedy = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
+const letters = (ids: number[]) => ids.map((i) => 'abcdefghij'[i]).join('');
+
+describe('the generation loop', () => {
+  it('stops at a stop token, which is left out', async () => {
+    const g = await generate(scripted([1, 2, 9, 3]), [0], { ...greedy, maxNewTokens: 10, stopIds: [9] });
+    expect(g).toMatchObject({ ids: [1, 2], stoppedBy: 'stop-token' });
+  });
+
+  it('stops at a stop string and cuts the text before it', async () => {
+    const g = await generate(scripted([1, 2, 3, 4, 5]), [0], {
+      ...greedy,
+      maxNewTokens: 10,
+      stopIds: [],
+      stopStrings: ['de', 'zz'],
+      decode: letters,
+    });
+    expect(g).toMatchObject({ ids: [1, 2, 3, 4], text: 'bc', stoppedBy: 'stop-string' });
+  });
+
+  it('stops at max new tokens, at the decoder length, and when told to', async () => {
+    const script = [1, 2, 3, 4, 5, 6, 7];
+    expect(await generate(scripted(script), [0], { ...greedy, maxNewTokens: 3, stopIds: [] })).toMatchObject({
+      ids: [1, 2, 3],
+      stoppedBy: 'length',
+    });
+    expect(await generate(scripted(script, 4), [0, 0], { ...greedy, maxNewTokens: 9, stopIds: [] })).toMatchObject({
+      ids: [1, 2],
+      stoppedBy: 'length',
+    });
+    let heard = 0;
+    const g = await generate(
+      scripted(script),
+      [0],
+      { ...greedy, maxNewTokens: 9, stopIds: [], decode: letters },
+      () => ++heard < 2,
+    );
+    expect(g).toMatchObject({ ids: [1, 2], text: 'bc', stoppedBy: 'cancelled' });
+    await expect(generate(scripted(script, 2), [0, 0], { ...greedy, maxNewTokens: 1, stopIds: [] })).rejects.toThrow(
+      "the prompt's 2 tokens leave no room in 2",
+    );
+  });
+});
