@@ -149,10 +149,10 @@ function randomTensor(n: number, seed: number, std: number): Float32Array {
   return out;
 }
 
-async function benchStep(device: GPUDevice, tile: MatmulTile, tune: boolean) {
-  const kernels = new EngineKernels(device, tile);
+/** The bench model's weights: uniform with std 0.02, norms at 1, fp16 matrices with --f16. */
+async function randomWeights(device: GPUDevice): Promise<GpuWeights> {
   let seed = 1;
-  const weights = await GpuWeights.upload(
+  return GpuWeights.upload(
     device,
     config,
     (key) => {
@@ -161,6 +161,11 @@ async function benchStep(device: GPUDevice, tile: MatmulTile, tune: boolean) {
     },
     { halfMatrices: opts.f16 },
   );
+}
+
+async function benchStep(device: GPUDevice, tile: MatmulTile, tune: boolean) {
+  const kernels = new EngineKernels(device, tile);
+  const weights = await randomWeights(device);
   const lora = GpuLora.create(
     device,
     config,
@@ -241,16 +246,7 @@ async function copyBandwidth(device: GPUDevice, fallback: boolean): Promise<numb
  */
 async function benchDecode(device: GPUDevice, count: number, fallback: boolean) {
   const kernels = new EngineKernels(device, fallback ? CPU_MATMUL_TILE : GPU_MATMUL_CANDIDATES[0]);
-  let seed = 1;
-  const weights = await GpuWeights.upload(
-    device,
-    config,
-    (key) => {
-      const n = key.endsWith('norm.weight') ? config.hiddenSize : tensorSize(key);
-      return key.endsWith('norm.weight') ? new Float32Array(n).fill(1) : randomTensor(n, seed++, 0.02);
-    },
-    { halfMatrices: opts.f16 },
-  );
+  const weights = await randomWeights(device);
   const prompt = Array.from({ length: 32 }, (_, i) => (i * 7919) % config.vocabSize);
   const decoder = new Decoder(device, kernels, weights, null, prompt.length + count + 1);
   const started = performance.now();

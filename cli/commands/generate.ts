@@ -7,6 +7,7 @@ import { generate as generateTokens } from '../../workers/engine/model/generate'
 import { EngineKernels } from '../../workers/engine/model/kernels';
 import { GpuLora } from '../../workers/engine/model/lora';
 import { GpuWeights } from '../../workers/engine/model/weights';
+import { numberFlag } from '../args';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 
@@ -15,16 +16,6 @@ export const GENERATE_USAGE =
 
 const OPTIONS_HELP = `more: --top-k K --top-p P --repetition-penalty R --system TEXT --raw (continue the text as is,
   without the chat template); --temperature 0 is greedy`;
-
-function numberOption(values: Record<string, unknown>, flag: string, fallback: number): number {
-  const text = values[flag];
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (typeof text !== 'string' || text.trim() === '' || !Number.isFinite(n)) {
-    throw new Error(`--${flag} takes a number, not '${String(text)}'`);
-  }
-  return n;
-}
 
 function parsePromptIds(text: string): number[] {
   let ids: unknown;
@@ -67,13 +58,13 @@ export async function generate(args: string[]): Promise<number> {
     throw new Error(`usage: ${GENERATE_USAGE}\n${OPTIONS_HELP}`);
   }
   const sampling = {
-    temperature: numberOption(values, 'temperature', DEFAULT_SAMPLING.temperature),
-    topK: numberOption(values, 'top-k', DEFAULT_SAMPLING.topK),
-    topP: numberOption(values, 'top-p', DEFAULT_SAMPLING.topP),
-    repetitionPenalty: numberOption(values, 'repetition-penalty', DEFAULT_SAMPLING.repetitionPenalty),
+    temperature: numberFlag(values, 'temperature') ?? DEFAULT_SAMPLING.temperature,
+    topK: numberFlag(values, 'top-k') ?? DEFAULT_SAMPLING.topK,
+    topP: numberFlag(values, 'top-p') ?? DEFAULT_SAMPLING.topP,
+    repetitionPenalty: numberFlag(values, 'repetition-penalty') ?? DEFAULT_SAMPLING.repetitionPenalty,
   };
-  const maxNewTokens = numberOption(values, 'max-new-tokens', 128);
-  const seed = numberOption(values, 'seed', 0);
+  const maxNewTokens = numberFlag(values, 'max-new-tokens') ?? 128;
+  const seed = numberFlag(values, 'seed') ?? 0;
   const problems = samplingProblems(sampling);
   if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1)
     problems.push('--max-new-tokens must be a whole number of at least 1');

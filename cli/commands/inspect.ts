@@ -3,24 +3,15 @@ import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type LengthStats, packBlocks } from '../../core/dataset/batches';
-import { DATASET_FORMATS, type DatasetFormat, type FieldMapping, FORMAT_SPECS } from '../../core/dataset/formats';
+import { DATASET_FORMATS, type DatasetFormat, FORMAT_SPECS } from '../../core/dataset/formats';
 import { DatasetError, loadDataset } from '../../core/dataset/load-dataset';
 import { sequenceStats, tokenizeExamples } from '../../core/dataset/tokenize-dataset';
 import { loadTokenizer } from '../../core/tokenizer';
+import { parseMapping } from '../args';
 import { modelSource } from '../model-source';
 
 export const INSPECT_USAGE =
   'hone inspect FILE... [--model M] [--format F] [--map FIELD=COLUMN]... [--max-length N] [--prompt-loss] [--json]';
-
-function parseMapping(pairs: string[]): FieldMapping {
-  const mapping: FieldMapping = {};
-  for (const pair of pairs) {
-    const [field, column] = pair.split('=');
-    if (!field || column === undefined) throw new Error(`--map takes FIELD=COLUMN, not '${pair}'`);
-    mapping[field] = column;
-  }
-  return mapping;
-}
 
 function histogramLines(stats: LengthStats): string[] {
   const widest = Math.max(...stats.histogram.map((b) => b.count));

@@ -3,7 +3,7 @@ import { appendFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promis
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadCheckpoint } from '../../core/checkpoint';
-import { DATASET_FORMATS, type DatasetFormat, type FieldMapping } from '../../core/dataset/formats';
+import { DATASET_FORMATS, type DatasetFormat } from '../../core/dataset/formats';
 import { DatasetError } from '../../core/dataset/load-dataset';
 import { type Projection, serializeModelConfig } from '../../core/model-config';
 import { parameterCount } from '../../core/model-memory';
@@ -25,6 +25,7 @@ import { EngineKernels } from '../../workers/engine/model/kernels';
 import { GpuWeights } from '../../workers/engine/model/weights';
 import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../workers/engine/train/checkpoint-files';
 import { runTraining, type StepMetrics, Trainer } from '../../workers/engine/train/trainer';
+import { numberFlag, parseMapping } from '../args';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 
@@ -35,16 +36,6 @@ const SETTINGS_HELP = `settings: --max-steps N --epochs N --lr X --lora-r N --lo
   --targets q_proj,v_proj,... --rslora --full --batch-size N --grad-accum N --seq-len N --warmup X (steps, or a
   fraction below 1) --schedule constant|linear|cosine --weight-decay X --max-grad-norm X --seed N --eval-every N
   --checkpoint-every N --validation X (fraction or count) --prompt-loss --format F --map FIELD=COLUMN`;
-
-function numberFlag(values: Record<string, unknown>, flag: string): number | undefined {
-  const text = values[flag];
-  if (text === undefined) return undefined;
-  const n = Number(text);
-  if (typeof text !== 'string' || text.trim() === '' || !Number.isFinite(n)) {
-    throw new Error(`--${flag} takes a number, not '${String(text)}'`);
-  }
-  return n;
-}
 
 /** The defaults for the method and model, with every flag given on top. */
 function settingsFrom(values: Record<string, unknown>, method: Method, parameters: number): TrainSettings {
@@ -80,16 +71,6 @@ function settingsFrom(values: Record<string, unknown>, method: Method, parameter
   if (values.rslora) out.rslora = true;
   if (values.full) out.full = true;
   return out as unknown as TrainSettings;
-}
-
-function parseMapping(pairs: string[]): FieldMapping {
-  return Object.fromEntries(
-    pairs.map((pair) => {
-      const [field, column] = pair.split('=');
-      if (!field || column === undefined) throw new Error(`--map takes FIELD=COLUMN, not '${pair}'`);
-      return [field, column];
-    }),
-  );
 }
 
 function formatDuration(seconds: number): string {

@@ -1,9 +1,10 @@
 import { join } from 'node:path';
-import { expect, type Page, test } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { folderReader } from '../../cli/folder';
 import { loadCheckpoint } from '../../core/checkpoint';
 import { randomLora } from '../../workers/engine/reference/random-model';
 import { tempDir, writeAdapterFolder } from '../helpers/model-folder';
+import { loadDemoModel } from '../helpers/studio';
 
 let adapter: string;
 
@@ -16,16 +17,8 @@ test.beforeAll(async () => {
   );
 });
 
-async function loadModel(page: Page) {
-  await page.goto('/');
-  await page.getByLabel('Offline demo model (hone-tiny)').check();
-  await page.getByRole('button', { name: 'Load', exact: true }).click();
-  await expect(page.getByTestId('model-loaded')).toContainText('hone-tiny is on the GPU');
-  await page.getByRole('button', { name: /Compare/ }).click();
-}
-
 test('base and tuned answer side by side, streamed, from an imported adapter', async ({ page }) => {
-  await loadModel(page);
+  await loadDemoModel(page, /Compare/);
   await page.getByLabel('import a PEFT adapter folder').setInputFiles(adapter);
   await expect(page.getByTestId('adapter-choice')).toContainText('Imported: big-adapter (rank 4, 12 modules)');
   await page.getByText('Decoding settings').click();
@@ -55,7 +48,7 @@ test('base and tuned answer side by side, streamed, from an imported adapter', a
 });
 
 test('the tuned side asks for an adapter when there is none', async ({ page }) => {
-  await loadModel(page);
+  await loadDemoModel(page, /Compare/);
   await page.getByLabel('Prompt', { exact: true }).fill('Hello');
   await page.getByRole('button', { name: 'Send' }).click();
   await expect(page.getByTestId('conversation-tuned').getByRole('alert')).toContainText(

@@ -1,7 +1,8 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { expect, type Page, test } from '@playwright/test';
+import { expect, test } from '@playwright/test';
 import { tempDir } from '../helpers/model-folder';
+import { loadDemoModel } from '../helpers/studio';
 
 let dir: string;
 
@@ -27,16 +28,8 @@ test.beforeAll(async () => {
   await writeFile(join(dir, 'latin1.jsonl'), Buffer.from([0x7b, 0x22, 0x74, 0x22, 0x3a, 0x22, 0xe9, 0x22, 0x7d]));
 });
 
-async function loadDemoModel(page: Page) {
-  await page.goto('/');
-  await page.getByLabel('Offline demo model (hone-tiny)').check();
-  await page.getByRole('button', { name: 'Load', exact: true }).click();
-  await expect(page.getByTestId('model-loaded')).toContainText('hone-tiny is on the GPU');
-  await page.getByRole('button', { name: /Data/ }).click();
-}
-
 test('a chat dataset is checked record by record and previewed as the model reads it', async ({ page }) => {
-  await loadDemoModel(page);
+  await loadDemoModel(page, /Data/);
   await page.getByLabel('choose files').setInputFiles(join(dir, 'chat.jsonl'));
   await expect(page.getByTestId('dataset-counts')).toHaveText('2 usable, 2 skipped');
   await page.getByText('The skipped records').click();
@@ -71,7 +64,7 @@ test('a chat dataset is checked record by record and previewed as the model read
 });
 
 test('columns with unusual names are mapped by hand', async ({ page }) => {
-  await loadDemoModel(page);
+  await loadDemoModel(page, /Data/);
   await page.getByLabel('choose files').setInputFiles(join(dir, 'qa.csv'));
   await expect(page.getByRole('alert')).toContainText(
     'qa.csv: not a dataset Hone recognises: its records have the fields q, a',

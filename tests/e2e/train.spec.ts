@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
 import { tempDir } from '../helpers/model-folder';
+import { loadDemoModel } from '../helpers/studio';
 
 let chat: string;
 
@@ -25,11 +26,7 @@ test.beforeAll(async () => {
 });
 
 async function loadModelAndData(page: Page) {
-  await page.goto('/');
-  await page.getByLabel('Offline demo model (hone-tiny)').check();
-  await page.getByRole('button', { name: 'Load', exact: true }).click();
-  await expect(page.getByTestId('model-loaded')).toContainText('hone-tiny is on the GPU');
-  await page.getByRole('button', { name: /Data/ }).click();
+  await loadDemoModel(page, /Data/);
   await page.getByLabel('choose files').setInputFiles(chat);
   await expect(page.getByTestId('dataset-counts')).toHaveText('5 usable, 0 skipped');
   await page.getByRole('button', { name: /Train/ }).click();
