@@ -21,8 +21,7 @@ beforeAll(async () => {
 
 const json = async (...args: string[]) => {
   const result = await hone('generate', ...args, '--json');
-  expect(result.stderr).toBe('');
-  expect(result.code).toBe(0);
+  expect(result.code, result.stderr).toBe(0);
   return JSON.parse(result.stdout);
 };
 
