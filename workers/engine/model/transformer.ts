@@ -83,6 +83,8 @@ export class TransformerStep {
   readonly zeroGradOps: Op[] = [];
   /** The step's dropout state ([seed, on], two u32), when the adapter has LoRA dropout. */
   private readonly dropoutState: GPUBuffer | null;
+  /** The batch's targets as setBatch wrote them (position t predicts targets[t]; -100 ignored). */
+  private targetsCpu = new Int32Array(0);
 
   // Scratch shared by all layers.
   private readonly s: Record<string, GPUBuffer> = {};
@@ -168,6 +170,7 @@ export class TransformerStep {
         targets[b * seq + t] = next;
       }
     }
+    this.targetsCpu = targets;
     const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
     if (counted === 0) throw new Error('the batch has no label to predict (every label is -100)');
     const denominator = lossDenominator ?? counted;
@@ -177,6 +180,28 @@ export class TransformerStep {
     q.writeBuffer(this.targets, 0, targets);
     q.writeBuffer(this.weightsPerToken, 0, weights);
     if (this.tokenIndex) q.writeBuffer(this.tokenIndex, 0, buildTokenIndex(ids));
+  }
+
+  /**
+   * Replaces the batch's per-position loss weights (after setBatch, before the ops run): the loss becomes
+   * Σ weight[t] · CE[t] over counted positions, and the backward differentiates exactly that. Objectives built on
+   * token log-probabilities (DPO) run the forward with weights of 1, read the per-token losses, then set the
+   * weights their gradient needs and run the backward. Ignored positions keep weight 0 whatever is given.
+   */
+  setLossWeights(weights: Float32Array): void {
+    if (weights.length !== this.tokens) throw new Error(`loss weights must be ${this.tokens} values, one per position`);
+    const masked = Float32Array.from(weights, (w, t) => (this.targetsCpu[t] >= 0 ? w : 0));
+    this.device.queue.writeBuffer(this.weightsPerToken, 0, masked);
+  }
+
+  /** Each position's weighted loss (weight · CE, 0 where ignored), after the forward ops ran. */
+  async readTokenLosses(): Promise<Float32Array> {
+    return readFloat32(this.device, this.lossRows, this.tokens * 4);
+  }
+
+  /** Positions that carry a target in the current batch (position t predicts the label at t + 1). */
+  countedAt(position: number): boolean {
+    return this.targetsCpu[position] >= 0;
   }
 
   /**
