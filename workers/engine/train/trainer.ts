@@ -7,24 +7,78 @@
  * masks are seeded by (seed, micro-batch number), so a checkpoint needs only the step, the position in the data
  * stream and the optimizer's state to continue exactly where the run was.
  */
-import { countLossTargets, padBatch } from '../../../core/dataset/batches';
+import { type Batch, countLossTargets, padBatch } from '../../../core/dataset/batches';
 import type { TokenizedExample } from '../../../core/dataset/render';
 import { mulberry32 } from '../../../core/random';
 import { learningRate, warmupSteps } from '../../../core/training/schedule';
 import type { TrainSettings } from '../../../core/training/settings';
-import { type Op, submitOps } from '../gpu/ops';
+import { submitOps } from '../gpu/ops';
 import type { EngineKernels } from '../model/kernels';
 import { everyLayer, GpuLora, peftInit } from '../model/lora';
 import { AdamW, type OptimizerState, weightParamGroups } from '../model/optimizer';
 import { TransformerStep } from '../model/transformer';
 import type { GpuWeights } from '../model/weights';
 
-export interface TrainerData {
-  train: TokenizedExample[];
-  validation: TokenizedExample[];
+export interface TrainerData<T = TokenizedExample> {
+  train: T[];
+  validation: T[];
   /** Fills short sequences; never labelled, so any id works (the tokenizer's pad or EOS token reads best). */
   padId: number;
 }
+
+/** What an objective sees of the optimizer step its micro-batch belongs to. */
+export interface StepContext {
+  device: GPUDevice;
+  /** Every micro-batch of the step, padded as the step runs them. */
+  batches: Batch[];
+  /** Items (sequences, or pairs) in the whole step. */
+  items: number;
+}
+
+/**
+ * What a method computes on a micro-batch. The trainer draws items (a sequence, or a pair of them) from its seeded
+ * stream, lays their rows out as one padded [batchSize * rowsPerItem, seq] batch, sets the dropout seed, and asks
+ * the objective to accumulate that micro-batch's gradients.
+ */
+export interface Objective<T> {
+  /** Rows of the batch each item fills. */
+  readonly rowsPerItem: number;
+  rows(item: T): TokenizedExample[];
+  /** Work before the first step (DPO: the reference model's log-probabilities, while the adapter is still zero). */
+  prepare?(
+    step: TransformerStep,
+    device: GPUDevice,
+    data: TrainerData<T>,
+    batchOf: (items: T[]) => Batch,
+  ): Promise<void>;
+  /**
+   * Forward and backward of one micro-batch, scaled so the micro-batches of a step add up to its loss; returns its
+   * share of that loss.
+   */
+  accumulate(step: TransformerStep, batch: Batch, items: T[], context: StepContext): Promise<number>;
+  /** The loss summed over a validation batch, and what it is averaged over (tokens, or pairs). */
+  evaluate(step: TransformerStep, batch: Batch, items: T[], device: GPUDevice): Promise<{ sum: number; count: number }>;
+}
+
+/** Next-token loss (continued pretraining, supervised fine-tuning): the token mean over the whole step. */
+export const nextToken: Objective<TokenizedExample> = {
+  rowsPerItem: 1,
+  rows: (item) => [item],
+  async accumulate(step, batch, _items, context) {
+    // Every counted token of the step weighs the same, whichever micro-batch it is in.
+    const counted = context.batches.reduce((n, b) => n + countLossTargets(b.labels), 0);
+    step.setBatch(batch.tokens, batch.labels, counted);
+    submitOps(context.device, [...step.forwardOps, ...step.backwardOps]);
+    return step.readLoss();
+  },
+  async evaluate(step, batch, _items, device) {
+    const n = countLossTargets(batch.labels);
+    if (n === 0) return { sum: 0, count: 0 };
+    step.setBatch(batch.tokens, batch.labels);
+    submitOps(device, step.forwardOps);
+    return { sum: (await step.readLoss()) * n, count: n };
+  },
+};
 
 export interface StepMetrics {
   step: number;
@@ -67,13 +121,12 @@ function mix(a: number, b: number): number {
   return (Math.imul(a ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(b + 0x7f4a7c15, 0xc2b2ae35)) >>> 0;
 }
 
-export class Trainer {
+export class Trainer<T = TokenizedExample> {
   readonly totalSteps: number;
   readonly warmup: number;
   readonly lora: GpuLora | null;
   private readonly step: TransformerStep;
   private readonly optimizer: AdamW;
-  private readonly trainOps: Op[];
   private stepsDone = 0;
   private position = 0;
   private order: { epoch: number; indices: Uint32Array } | null = null;
@@ -83,14 +136,17 @@ export class Trainer {
     kernels: EngineKernels,
     weights: GpuWeights,
     readonly settings: TrainSettings,
-    private readonly data: TrainerData,
+    private readonly data: TrainerData<T>,
+    private readonly objective: Objective<T> = nextToken as unknown as Objective<T>,
   ) {
     if (data.train.length === 0) throw new Error('there is nothing to train on');
     const s = settings;
     this.totalSteps = plannedSteps(s, data.train.length);
     this.warmup = warmupSteps(s.warmup, this.totalSteps);
     // The step's shape: no longer than the longest sequence, so short conversations do not pay for padding.
-    const longest = Math.max(...[...data.train, ...data.validation].map((x) => x.ids.length));
+    const longest = Math.max(
+      ...[...data.train, ...data.validation].flatMap((x) => objective.rows(x).map((r) => r.ids.length)),
+    );
     const seq = Math.max(2, Math.min(s.seqLen, longest));
     const config = weights.config;
     this.lora = s.full
@@ -107,7 +163,8 @@ export class Trainer {
           },
           peftInit(s.seed),
         );
-    this.step = new TransformerStep(device, kernels, weights, this.lora, { batch: s.batchSize, seq }, { full: s.full });
+    const rows = s.batchSize * objective.rowsPerItem;
+    this.step = new TransformerStep(device, kernels, weights, this.lora, { batch: rows, seq }, { full: s.full });
     const groups = this.lora
       ? [{ param: this.lora.params, grad: this.lora.grads, n: this.lora.length }]
       : weightParamGroups(weights.byKey, this.step.weightGrads ?? new Map());
@@ -119,7 +176,19 @@ export class Trainer {
       weightDecay: s.weightDecay,
       maxGradNorm: s.maxGradNorm,
     });
-    this.trainOps = [...this.step.forwardOps, ...this.step.backwardOps];
+  }
+
+  /** Work the objective needs before the first step (call once, before `restore`). */
+  async prepare(): Promise<void> {
+    await this.objective.prepare?.(this.step, this.device, this.data, (items) => this.batchOf(items));
+  }
+
+  /** Items' rows as one padded batch of the step's shape; a short list is filled with rows that carry no loss. */
+  private batchOf(items: T[]): Batch {
+    const rows = items.flatMap((item) => this.objective.rows(item));
+    const filler = { ids: rows[0].ids, labels: rows[0].labels.map(() => -100) };
+    while (rows.length < this.step.shape.batch) rows.push(filler);
+    return padBatch(rows, this.step.shape.seq, this.data.padId);
   }
 
   get stepsCompleted(): number {
@@ -130,8 +199,8 @@ export class Trainer {
     return this.stepsDone >= this.totalSteps;
   }
 
-  /** The training sequence at a position of the endless, epoch-by-epoch shuffled stream. */
-  private sequenceAt(position: number): TokenizedExample {
+  /** The training item at a position of the endless, epoch-by-epoch shuffled stream. */
+  private itemAt(position: number): T {
     const n = this.data.train.length;
     const epoch = Math.floor(position / n);
     if (this.order?.epoch !== epoch) {
@@ -152,22 +221,22 @@ export class Trainer {
     const started = performance.now();
     const seq = this.step.shape.seq;
     const drawn = Array.from({ length: s.gradAccum }, () =>
-      Array.from({ length: s.batchSize }, () => this.sequenceAt(this.position++)),
+      Array.from({ length: s.batchSize }, () => this.itemAt(this.position++)),
     );
-    const micro = drawn.map((rows) => padBatch(rows, seq, this.data.padId));
-    const tokens = drawn.flat().reduce((n, x) => n + Math.min(x.ids.length, seq), 0);
-    const counted = micro.reduce((n, b) => n + countLossTargets(b.labels), 0);
+    const batches = drawn.map((items) => this.batchOf(items));
+    const tokens = drawn
+      .flat()
+      .flatMap((item) => this.objective.rows(item))
+      .reduce((n, x) => n + Math.min(x.ids.length, seq), 0);
     const lr = learningRate(s.lr, s.schedule, this.warmup, this.stepsDone, this.totalSteps);
+    const context = { device: this.device, batches, items: s.gradAccum * s.batchSize };
     let loss = 0;
     submitOps(this.device, this.step.zeroGradOps);
-    for (let i = 0; i < micro.length; i++) {
-      const batch = micro[i];
+    for (let i = 0; i < batches.length; i++) {
       // A micro-batch whose sequences were all cut before their answers adds nothing (and cannot be run).
-      if (countLossTargets(batch.labels) === 0) continue;
-      this.step.setBatch(batch.tokens, batch.labels, counted);
+      if (countLossTargets(batches[i].labels) === 0) continue;
       this.step.setDropoutSeed(mix(s.seed, this.stepsDone * s.gradAccum + i));
-      submitOps(this.device, this.trainOps);
-      loss += await this.step.readLoss();
+      loss += await this.objective.accumulate(this.step, batches[i], drawn[i], context);
     }
     if (!Number.isFinite(loss)) throw new TrainingDivergedError(this.stepsDone + 1, `the loss is ${loss}`);
     this.optimizer.prepareStep(lr);
@@ -189,26 +258,19 @@ export class Trainer {
     };
   }
 
-  /** The token-mean loss over the validation sequences, dropout off; null when there are none. */
+  /** The mean validation loss (per token, or per pair), dropout off; null when there is nothing to validate. */
   async evaluate(): Promise<number | null> {
-    const sequences = this.data.validation;
-    if (sequences.length === 0) return null;
+    const items = this.data.validation;
+    if (items.length === 0) return null;
     const { batchSize } = this.settings;
     this.step.setDropoutSeed(null);
     let sum = 0;
     let count = 0;
-    for (let first = 0; first < sequences.length; first += batchSize) {
-      const rows = sequences.slice(first, first + batchSize);
-      // A short last batch is filled with copies whose labels are all ignored.
-      const filler = { ids: rows[0].ids, labels: rows[0].labels.map(() => -100) };
-      while (rows.length < batchSize) rows.push(filler);
-      const batch = padBatch(rows, this.step.shape.seq, this.data.padId);
-      const n = countLossTargets(batch.labels);
-      if (n === 0) continue;
-      this.step.setBatch(batch.tokens, batch.labels);
-      submitOps(this.device, this.step.forwardOps);
-      sum += (await this.step.readLoss()) * n;
-      count += n;
+    for (let first = 0; first < items.length; first += batchSize) {
+      const chunk = items.slice(first, first + batchSize);
+      const part = await this.objective.evaluate(this.step, this.batchOf(chunk), chunk, this.device);
+      sum += part.sum;
+      count += part.count;
     }
     return count === 0 ? null : sum / count;
   }
