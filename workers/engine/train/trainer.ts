@@ -321,7 +321,7 @@ export interface RunHooks {
  * Steps until the run is done or asked to stop: validation every evalEvery steps and at the end, a checkpoint every
  * checkpointEvery steps and when stopped.
  */
-export async function runTraining(trainer: Trainer, hooks: RunHooks = {}): Promise<'finished' | 'stopped'> {
+export async function runTraining<T>(trainer: Trainer<T>, hooks: RunHooks = {}): Promise<'finished' | 'stopped'> {
   const { evalEvery, checkpointEvery } = trainer.settings;
   const evaluate = async (step: number) => {
     const loss = await trainer.evaluate();
