@@ -10,7 +10,7 @@ import { parameterCount } from '../../core/model-memory';
 import { serializeAdapter } from '../../core/peft';
 import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
 import { loadTokenizer } from '../../core/tokenizer';
-import { prepareNextTokenRun } from '../../core/training/prepare';
+import { prepareRun } from '../../core/training/prepare';
 import {
   defaultSettings,
   METHODS,
@@ -24,7 +24,8 @@ import { readConcatenated } from '../../workers/engine/gpu/buffers';
 import { EngineKernels } from '../../workers/engine/model/kernels';
 import { GpuWeights } from '../../workers/engine/model/weights';
 import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../workers/engine/train/checkpoint-files';
-import { runTraining, type StepMetrics, Trainer } from '../../workers/engine/train/trainer';
+import { createTrainer } from '../../workers/engine/train/create-trainer';
+import { runTraining, type StepMetrics } from '../../workers/engine/train/trainer';
 import { numberFlag, parseMapping } from '../args';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
@@ -35,7 +36,8 @@ export const TRAIN_USAGE =
 const SETTINGS_HELP = `settings: --max-steps N --epochs N --lr X --lora-r N --lora-alpha X --lora-dropout X
   --targets q_proj,v_proj,... --rslora --full --batch-size N --grad-accum N --seq-len N --warmup X (steps, or a
   fraction below 1) --schedule constant|linear|cosine --weight-decay X --max-grad-norm X --seed N --eval-every N
-  --checkpoint-every N --validation X (fraction or count) --prompt-loss --format F --map FIELD=COLUMN`;
+  --checkpoint-every N --validation X (fraction or count) --prompt-loss --format F --map FIELD=COLUMN
+  --beta X (DPO)`;
 
 /** The defaults for the method and model, with every flag given on top. */
 function settingsFrom(values: Record<string, unknown>, method: Method, parameters: number): TrainSettings {
@@ -55,6 +57,7 @@ function settingsFrom(values: Record<string, unknown>, method: Method, parameter
     ['seed', 'seed'],
     ['eval-every', 'evalEvery'],
     ['checkpoint-every', 'checkpointEvery'],
+    ['beta', 'dpoBeta'],
   ];
   const out: Record<string, unknown> = { ...s };
   for (const [flag, key] of numbers) {
@@ -135,6 +138,7 @@ export async function train(args: string[]): Promise<number> {
       seed: { type: 'string' },
       'eval-every': { type: 'string' },
       'checkpoint-every': { type: 'string' },
+      beta: { type: 'string' },
       'reward-model': { type: 'string' },
       'reward-js': { type: 'string' },
       'reward-onnx': { type: 'string' },
@@ -147,7 +151,9 @@ export async function train(args: string[]): Promise<number> {
   if (!(method in METHODS))
     throw new Error(`--method must be one of ${Object.keys(METHODS).join(', ')}, not '${method}'`);
   if (!TRAINABLE_METHODS.includes(method)) {
-    throw new Error(`--method ${method} (${METHODS[method]}) is not built yet; cpt and sft train today`);
+    throw new Error(
+      `--method ${method} (${METHODS[method]}) is not built yet; ${TRAINABLE_METHODS.join(', ')} train today`,
+    );
   }
   if (values.schedule !== undefined && !SCHEDULES.includes(values.schedule as Schedule)) {
     throw new Error(`--schedule must be one of ${SCHEDULES.join(', ')}, not '${values.schedule}'`);
@@ -169,9 +175,9 @@ export async function train(args: string[]): Promise<number> {
     if (!(await exists(path))) throw new Error(`${path}: no such file`);
     files.push({ name: basename(path), blob: await openAsBlob(path) });
   }
-  let prepared: Awaited<ReturnType<typeof prepareNextTokenRun>>;
+  let prepared: Awaited<ReturnType<typeof prepareRun>>;
   try {
-    prepared = await prepareNextTokenRun(
+    prepared = await prepareRun(
       files,
       { format, mapping: parseMapping(values.map), validation, trainOnPrompt: values['prompt-loss'] },
       tokenizer,
@@ -182,7 +188,8 @@ export async function train(args: string[]): Promise<number> {
     if (error instanceof DatasetError) throw new Error(error.message);
     throw error;
   }
-  const { sequences, skipped } = prepared;
+  const { data: sequences, skipped } = prepared;
+  const unit = sequences.kind === 'pairs' ? 'pairs' : 'sequences';
   if (prepared.problems.length > 0) {
     const reasons = prepared.problems.map((p) => `  - ${p}`).join('\n');
     process.stderr.write(`hone train: these settings cannot train:\n${reasons}\n`);
@@ -191,7 +198,7 @@ export async function train(args: string[]): Promise<number> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   log(
     `${prepared.format} data: ${prepared.records} records (${skipped} skipped${skipped > 0 ? '; see hone inspect' : ''}), ` +
-      `${sequences.train.length} training and ${sequences.validation.length} validation sequences` +
+      `${sequences.train.length} training and ${sequences.validation.length} validation ${unit}` +
       (sequences.dropped > 0 ? `; ${sequences.dropped} cut before their answers and left out` : ''),
   );
 
@@ -205,7 +212,7 @@ export async function train(args: string[]): Promise<number> {
       halfMatrices: !settings.full,
     });
     const padId = tokenizer.tokenToId(tokenizer.specialTokens.pad_token ?? '') ?? tokenizer.eosTokenId ?? 0;
-    const trainer = new Trainer(device, kernels, weights, settings, { ...sequences, padId });
+    const trainer = await createTrainer(device, kernels, weights, settings, sequences, padId);
     if (values.resume) {
       if (!(await exists(join(checkpointDir, CHECKPOINT_FILES[0]))))
         throw new Error(`--resume: ${checkpointDir} holds no checkpoint`);

@@ -1,6 +1,6 @@
 /**
- * From dataset files to the sequences a run trains on, with every reason the run cannot start: the one path the
- * studio's worker and `hone train` share.
+ * From dataset files to what a run trains on (sequences, or preference pairs), with every reason the run cannot
+ * start: the one path the studio's worker and `hone train` share.
  */
 import type { DatasetFormat, FieldMapping } from '../dataset/formats';
 import { loadDataset } from '../dataset/load-dataset';
@@ -8,7 +8,7 @@ import type { DatasetFile } from '../dataset/read-records';
 import { tokenizeExamples } from '../dataset/tokenize-dataset';
 import type { ModelConfig } from '../model-config';
 import type { ModelTokenizer } from '../tokenizer';
-import { nextTokenSequences, type TrainingSequences } from './sequences';
+import { nextTokenSequences, preferencePairs, type TrainingPairs, type TrainingSequences } from './sequences';
 import { settingsProblems, type TrainSettings } from './settings';
 
 export interface DataChoice {
@@ -26,12 +26,13 @@ export interface PreparedRun {
   records: number;
   /** Records skipped (unreadable, or refused by the chat template). */
   skipped: number;
-  sequences: TrainingSequences;
+  /** What the method trains on: sequences (next-token methods) or preference pairs (DPO). */
+  data: ({ kind: 'sequences' } & TrainingSequences) | ({ kind: 'pairs' } & TrainingPairs);
   /** Why the run cannot start; empty when it can. */
   problems: string[];
 }
 
-export async function prepareNextTokenRun(
+export async function prepareRun(
   files: DatasetFile[],
   choice: DataChoice,
   tokenizer: ModelTokenizer,
@@ -40,15 +41,16 @@ export async function prepareNextTokenRun(
 ): Promise<PreparedRun> {
   const dataset = await loadDataset(files, { format: choice.format, mapping: choice.mapping });
   const { tokenized, issues } = tokenizeExamples(dataset.examples, tokenizer, { trainOnPrompt: choice.trainOnPrompt });
-  const sequences = nextTokenSequences(tokenized, dataset.format === 'text', settings.seqLen, {
-    validation: choice.validation,
-    seed: choice.splitSeed ?? settings.seed,
-  });
+  const split = { validation: choice.validation, seed: choice.splitSeed ?? settings.seed };
+  const data: PreparedRun['data'] =
+    dataset.format === 'preference'
+      ? { kind: 'pairs', ...preferencePairs(tokenized, settings.seqLen, split) }
+      : { kind: 'sequences', ...nextTokenSequences(tokenized, dataset.format === 'text', settings.seqLen, split) };
   return {
     format: dataset.format,
     records: tokenized.length,
     skipped: dataset.issues.length + issues.length,
-    sequences,
-    problems: settingsProblems(settings, { config, format: dataset.format, sequences: sequences.train.length }),
+    data,
+    problems: settingsProblems(settings, { config, format: dataset.format, sequences: data.train.length }),
   };
 }

@@ -45,3 +45,32 @@ export function nextTokenSequences(
   };
   return { train: prepare(parts.train), validation: prepare(parts.validation), dropped };
 }
+
+/** A prompt with its chosen and its rejected answer, each rendered whole (labels only on the answer). */
+export interface PreferencePair {
+  chosen: TokenizedExample;
+  rejected: TokenizedExample;
+}
+
+export interface TrainingPairs {
+  train: PreferencePair[];
+  validation: PreferencePair[];
+  /** Pairs with an answer that starts past the sequence length. */
+  dropped: number;
+}
+
+/** Preference records (rendered as [chosen, rejected]) into pairs cut at the sequence length, split by record. */
+export function preferencePairs(tokenized: TokenizedSource[], seqLen: number, split: SplitSettings): TrainingPairs {
+  const parts = splitTrainValidation(tokenized, split.validation, split.seed);
+  let dropped = 0;
+  const prepare = (sources: TokenizedSource[]): PreferencePair[] =>
+    sources.flatMap(({ sequences: [chosen, rejected] }) => {
+      const pair = { chosen: truncate(chosen, seqLen), rejected: truncate(rejected, seqLen) };
+      if (countLossTargets([pair.chosen.labels]) === 0 || countLossTargets([pair.rejected.labels]) === 0) {
+        dropped++;
+        return [];
+      }
+      return [pair];
+    });
+  return { train: prepare(parts.train), validation: prepare(parts.validation), dropped };
+}

@@ -15,7 +15,7 @@ export const METHODS = {
 export type Method = keyof typeof METHODS;
 
 /** The methods the engine trains today; the rest are refused by name rather than run half-built. */
-export const TRAINABLE_METHODS: readonly Method[] = ['cpt', 'sft'];
+export const TRAINABLE_METHODS: readonly Method[] = ['cpt', 'sft', 'dpo'];
 
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
 export type Schedule = (typeof SCHEDULES)[number];
@@ -56,6 +56,8 @@ export interface TrainSettings {
   evalEvery: number;
   /** A resumable checkpoint every this many steps; 0 never. */
   checkpointEvery: number;
+  /** DPO's beta: how far from the reference model the preferences may pull the policy (TRL's default, 0.1). */
+  dpoBeta: number;
 }
 
 /**
@@ -86,6 +88,7 @@ export function defaultSettings(method: Method, parameters: number): TrainSettin
     seed: 42,
     evalEvery: 50,
     checkpointEvery: 50,
+    dpoBeta: 0.1,
   };
 }
 
@@ -137,6 +140,11 @@ export function settingsProblems(
   need(
     isWhole(s.checkpointEvery, 0),
     `checkpoints every N steps need a whole N of 0 or more, not ${s.checkpointEvery}`,
+  );
+  need(s.dpoBeta > 0, `DPO's beta must be above 0, not ${s.dpoBeta}`);
+  need(
+    !(s.method === 'dpo' && s.full),
+    'DPO trains a LoRA adapter: its reference is the same model with the adapter off, which full training would change',
   );
   if (context.format !== undefined && s.method in METHODS) {
     const formats = METHOD_FORMATS[s.method];

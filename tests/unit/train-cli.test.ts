@@ -106,6 +106,57 @@ describe('hone train', () => {
     expect(steps.at(-1).loss).toBeLessThan(steps[0].loss);
   });
 
+  it('optimizes preferences with DPO, starting from log 2 where the policy is its reference', async () => {
+    const prefs = join(dir, 'prefs.jsonl');
+    const pair = (task: string) =>
+      JSON.stringify({
+        prompt: `${task}.`,
+        chosen: `Aye, captain! I will ${task.toLowerCase()} now.`,
+        rejected: `I do not want to ${task.toLowerCase()}.`,
+      });
+    await writeFile(
+      prefs,
+      `${['Raise the sails', 'Mend the nets', 'Clean the deck', 'Hoist the flag'].map(pair).join('\n')}\n`,
+    );
+    const out = join(dir, 'dpo');
+    const { code, stderr } = await hone(
+      'train',
+      '--model',
+      'hone-tiny',
+      '--data',
+      prefs,
+      '--method',
+      'dpo',
+      '--out',
+      out,
+      ...small,
+      '--max-steps',
+      '4',
+      '--lr',
+      '0.01',
+      '--schedule',
+      'constant',
+    );
+    expect(stderr).toContain('preference data: 4 records (0 skipped), 4 training and 0 validation pairs');
+    expect(code).toBe(0);
+    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    expect(steps[0].loss).toBeCloseTo(Math.log(2), 4);
+    expect(steps.at(-1).loss).toBeLessThan(0.8 * steps[0].loss);
+    const full = await hone(
+      'train',
+      '--model',
+      'hone-tiny',
+      '--data',
+      prefs,
+      '--method',
+      'dpo',
+      '--out',
+      out,
+      '--full',
+    );
+    expect(full.stderr).toContain('DPO trains a LoRA adapter');
+  });
+
   it('refuses bad settings before training, with every reason', async () => {
     const base = ['--model', 'hone-tiny', '--data', chat, '--out', join(dir, 'bad')];
     const bad = await hone('train', ...base, '--method', 'sft', '--lr=-1', '--lora-r', '0', '--seq-len', '100000');
@@ -117,8 +168,10 @@ describe('hone train', () => {
     expect(format.stderr).toContain('Continued pretraining (raw text) trains on text data; this dataset is messages');
     const word = await hone('train', ...base, '--method', 'sft', '--lr', 'fast');
     expect(word.stderr).toContain("--lr takes a number, not 'fast'");
-    const later = await hone('train', ...base, '--method', 'dpo');
+    const later = await hone('train', ...base, '--method', 'rm');
     expect(later.code).toBe(1);
-    expect(later.stderr).toContain('--method dpo (Direct preference optimization (preference pairs)) is not built yet');
+    expect(later.stderr).toContain(
+      '--method rm (Reward model (preference pairs)) is not built yet; cpt, sft, dpo train today',
+    );
   });
 });

@@ -34,8 +34,9 @@ export function RunPanel() {
         <strong data-testid="run-status">{STATUS_TEXT[t.status]}</strong>
         {t.prepared && (
           <span className="text-sm text-slate-600 dark:text-slate-300" data-testid="run-data">
-            {t.prepared.format} data: {plural(t.prepared.train, 'training sequence')}, {t.prepared.validation} for
-            validation
+            {t.prepared.format} data:{' '}
+            {plural(t.prepared.train, t.prepared.unit === 'pairs' ? 'training pair' : 'training sequence')},{' '}
+            {t.prepared.validation} for validation
             {t.prepared.dropped > 0 && `, ${t.prepared.dropped} cut before their answers and left out`}
             {t.prepared.skipped > 0 && `, ${plural(t.prepared.skipped, 'record')} skipped`}
           </span>

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../../core/random';
+import type { PreferencePair } from '../../../core/training/sequences';
 import { defaultSettings } from '../../../core/training/settings';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
 import { readFloat32 } from '../gpu/buffers';
 import { EngineKernels } from '../model/kernels';
 import { GpuWeights } from '../model/weights';
 import { randomWeights, tinyConfig } from '../reference/random-model';
-import { dpoObjective, type PreferencePair } from './dpo';
+import { dpoObjective } from './dpo';
 import { runTraining, Trainer } from './trainer';
 
 const gpu = setupTestGpu();

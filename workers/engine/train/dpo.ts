@@ -1,15 +1,9 @@
 import type { Batch } from '../../../core/dataset/batches';
-import type { TokenizedExample } from '../../../core/dataset/render';
 import { dpoPair } from '../../../core/training/dpo';
+import type { PreferencePair } from '../../../core/training/sequences';
 import { submitOps } from '../gpu/ops';
 import type { TransformerStep } from '../model/transformer';
 import type { Objective } from './trainer';
-
-/** A prompt with its chosen and its rejected answer, each rendered whole (labels only on the answer). */
-export interface PreferencePair {
-  chosen: TokenizedExample;
-  rejected: TokenizedExample;
-}
 
 /**
  * Each row's answer log-probability under the model as it is now: the forward with every counted position

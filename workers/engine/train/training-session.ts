@@ -6,12 +6,13 @@
 import type { DatasetFile } from '../../../core/dataset/read-records';
 import type { ModelConfig } from '../../../core/model-config';
 import type { ModelTokenizer } from '../../../core/tokenizer';
-import { type DataChoice, prepareNextTokenRun } from '../../../core/training/prepare';
+import { type DataChoice, prepareRun } from '../../../core/training/prepare';
 import type { TrainSettings } from '../../../core/training/settings';
 import type { EngineKernels } from '../model/kernels';
 import type { GpuWeights } from '../model/weights';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
-import { runTraining, type StepMetrics, Trainer } from './trainer';
+import { createTrainer } from './create-trainer';
+import { runTraining, type StepMetrics, type Trainer } from './trainer';
 
 export interface TrainRequest {
   /** The model the run belongs to (its label), so a saved run is resumed on the same model. */
@@ -26,6 +27,8 @@ export type TrainEvent =
   | {
       type: 'prepared';
       format: string;
+      /** What the run trains on: sequences, or preference pairs (DPO). */
+      unit: 'sequences' | 'pairs';
       records: number;
       skipped: number;
       train: number;
@@ -73,7 +76,7 @@ export class RunRefusedError extends Error {
 }
 
 export class TrainingSession {
-  private trainer: Trainer | null = null;
+  private trainer: Trainer<unknown> | null = null;
   private request: TrainRequest | null = null;
   private metrics: MetricRecord[] = [];
   private pauseRequested = false;
@@ -92,7 +95,7 @@ export class TrainingSession {
   }
 
   /** The trained adapter's trainer (for comparing and exporting), once a run has stepped. */
-  get current(): Trainer | null {
+  get current(): Trainer<unknown> | null {
     return this.trainer;
   }
 
@@ -107,33 +110,32 @@ export class TrainingSession {
     if (request.model !== this.model.label) {
       throw new Error(`the run was made on ${request.model}; ${this.model.label} is loaded`);
     }
-    const prepared = await prepareNextTokenRun(
-      files,
-      request.data,
-      this.model.tokenizer,
-      this.model.config,
-      request.settings,
-    );
+    const prepared = await prepareRun(files, request.data, this.model.tokenizer, this.model.config, request.settings);
     if (prepared.problems.length > 0) throw new RunRefusedError(prepared.problems);
     this.trainer?.destroy();
     const tokenizer = this.model.tokenizer;
     const padId = tokenizer.tokenToId(tokenizer.specialTokens.pad_token ?? '') ?? tokenizer.eosTokenId ?? 0;
-    this.trainer = new Trainer(this.device, this.kernels, this.model.weights, request.settings, {
-      ...prepared.sequences,
+    this.trainer = await createTrainer(
+      this.device,
+      this.kernels,
+      this.model.weights,
+      request.settings,
+      prepared.data,
       padId,
-    });
+    );
     this.request = request;
     this.metrics = [];
     if (saved) {
       this.trainer.restore(parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run'));
-      this.metrics = saved.metrics.filter((m) => m.step <= (this.trainer as Trainer).stepsCompleted);
+      this.metrics = saved.metrics.filter((m) => m.step <= (this.trainer as Trainer<unknown>).stepsCompleted);
     } else {
       await this.store?.begin(request, files);
     }
-    const { sequences } = prepared;
+    const sequences = prepared.data;
     emit({
       type: 'prepared',
       format: prepared.format,
+      unit: sequences.kind,
       records: prepared.records,
       skipped: prepared.skipped,
       train: sequences.train.length,
