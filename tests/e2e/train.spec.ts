@@ -5,6 +5,7 @@ import { tempDir } from '../helpers/model-folder';
 import { loadDemoModel } from '../helpers/studio';
 
 let chat: string;
+let prefs: string;
 
 test.beforeAll(async () => {
   chat = join(await tempDir(), 'capitals.jsonl');
@@ -23,6 +24,10 @@ test.beforeAll(async () => {
       ],
     });
   await writeFile(chat, `${pairs.map(line).join('\n')}\n`);
+  prefs = join(await tempDir(), 'orders.jsonl');
+  const pair = (task: string) =>
+    JSON.stringify({ prompt: `${task}.`, chosen: `Aye, captain! I will ${task.toLowerCase()}.`, rejected: 'No.' });
+  await writeFile(prefs, `${['Raise the sails', 'Mend the nets', 'Clean the deck'].map(pair).join('\n')}\n`);
 });
 
 async function loadModelAndData(page: Page) {
@@ -30,6 +35,14 @@ async function loadModelAndData(page: Page) {
   await page.getByLabel('choose files').setInputFiles(chat);
   await expect(page.getByTestId('dataset-counts')).toHaveText('5 usable, 0 skipped');
   await page.getByRole('button', { name: /Train/ }).click();
+}
+
+/** Software WebGPU decodes slowly: a few tokens show the answers work. */
+async function shortAnswers(page: Page) {
+  await page.getByText('Decoding settings').click();
+  const field = page.getByLabel('Max new tokens');
+  await field.fill('6');
+  await field.blur();
 }
 
 async function setNumber(page: Page, label: string, value: string) {
@@ -61,6 +74,7 @@ test('a run trains live in the worker: progress, charts, validation, finished', 
 
   // The run's adapter answers beside the base model, on the held-out record, with the dataset's answer shown.
   await page.getByRole('button', { name: /Compare/ }).click();
+  await shortAnswers(page);
   await page.getByLabel('Or a held-out prompt from the validation split').selectOption({ index: 1 });
   await expect(page.getByLabel('Prompt', { exact: true })).toHaveValue(/^Capital of \w+\?$/);
   await page.getByRole('button', { name: 'Send' }).click();
@@ -89,6 +103,13 @@ test('a paused run survives a reload and resumes from its checkpoint', async ({ 
   await page.getByLabel('Offline demo model (hone-tiny)').check();
   await page.getByRole('button', { name: 'Load', exact: true }).click();
   await expect(page.getByTestId('model-loaded')).toBeVisible();
+  // The saved checkpoint's adapter can answer in Compare before the run goes on.
+  await page.getByRole('button', { name: /Compare/ }).click();
+  await shortAnswers(page);
+  await page.getByLabel(`The saved sft run’s checkpoint (step ${pausedAt})`).check();
+  await page.getByLabel('Prompt', { exact: true }).fill('Capital of Peru?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await expect(page.getByTestId('conversation-tuned')).toContainText(/tokens\/s/);
   await page.getByRole('button', { name: /Train/ }).click();
   await page.getByTestId('saved-run').getByRole('button', { name: 'Resume the run' }).click();
   await expect(page.getByTestId('run-progress')).toContainText(new RegExp(`Step ${pausedAt + 2} of 200`));
@@ -98,4 +119,18 @@ test('a paused run survives a reload and resumes from its checkpoint', async ({ 
   await page.getByRole('button', { name: /Train/ }).click();
   await expect(page.getByText('Load a model in the Model step first.')).toBeVisible();
   await expect(page.getByTestId('saved-run')).toHaveCount(0);
+});
+
+test('preference pairs train with DPO, picked for their format', async ({ page }) => {
+  await loadDemoModel(page, /Data/);
+  await page.getByLabel('choose files').setInputFiles(prefs);
+  await expect(page.getByTestId('dataset-counts')).toHaveText('3 usable, 0 skipped');
+  await page.getByRole('button', { name: /Train/ }).click();
+  await expect(page.getByTestId('train-settings').getByLabel('Method')).toHaveValue('dpo');
+  await setNumber(page, 'LoRA rank', '4');
+  await setNumber(page, 'Max steps (empty: by epochs)', '3');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-data')).toContainText('preference data: 3 training pairs, 0 for validation');
+  await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  await expect(page.getByTestId('run-progress')).toContainText('Step 3 of 3, loss');
 });

@@ -9,7 +9,7 @@ import { acquireGpu, type Gpu } from './gpu/device';
 import { Decoder } from './model/decoder';
 import { type Generation, generate as generateTokens } from './model/generate';
 import { EngineKernels } from './model/kernels';
-import { GpuLora } from './model/lora';
+import { everyLayer, GpuLora } from './model/lora';
 import { GpuWeights } from './model/weights';
 import {
   describeModel,
@@ -22,6 +22,7 @@ import {
   readerFor,
   sourceLabel,
 } from './model-loader';
+import { parseCheckpoint } from './train/checkpoint-files';
 import {
   type ModelOnGpu,
   type RunStore,
@@ -238,12 +239,17 @@ export class EngineSession {
     const problems = samplingProblems(request.sampling);
     if (problems.length > 0) throw new Error(problems.join('; '));
     let lora: GpuLora | null = null;
+    // The saved run's adapter is read for this answer only, and let go after it.
+    let owned: GpuLora | null = null;
     if (request.adapter === 'run') {
       lora = this.training?.current?.lora ?? null;
       if (!lora) throw new Error('There is no trained adapter yet: train one in the Train step, or import one.');
     } else if (request.adapter === 'imported') {
       if (!this.imported) throw new Error('No adapter was imported.');
       lora = this.imported;
+    } else if (request.adapter === 'saved') {
+      owned = await this.savedAdapter(device, model);
+      lora = owned;
     }
     const tokenizer = model.tokenizer;
     const prompt = tokenizer.encode(tokenizer.applyChatTemplate(request.messages, { addGenerationPrompt: true }), {
@@ -277,7 +283,36 @@ export class EngineSession {
       };
     } finally {
       decoder.destroy();
+      owned?.destroy();
     }
+  }
+
+  /** The adapter in the saved run's checkpoint (its LoRA vector is the optimizer's first group), on the GPU. */
+  private async savedAdapter(device: GPUDevice, model: ModelOnGpu): Promise<GpuLora> {
+    const saved = await this.runs?.load();
+    if (!saved) throw new Error('There is no saved run.');
+    if (saved.request.model !== model.label) {
+      throw new Error(`The saved run belongs to ${saved.request.model}; ${model.label} is loaded.`);
+    }
+    const s = saved.request.settings;
+    if (s.full) throw new Error('The saved run trains every weight: it has no adapter to switch on and off.');
+    const checkpoint = parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run');
+    const flat = checkpoint.optimizer.groups[0].param;
+    return GpuLora.create(
+      device,
+      model.config,
+      {
+        r: s.loraR,
+        loraAlpha: s.loraAlpha,
+        useRslora: s.rslora,
+        loraDropout: 0,
+        modules: everyLayer(model.config, s.targets),
+      },
+      (m, a, b) => {
+        a.set(flat.subarray(m.offsetA, m.offsetA + a.length));
+        b.set(flat.subarray(m.offsetB, m.offsetB + b.length));
+      },
+    );
   }
 
   /** Ends every answer being generated after its current token. */
@@ -288,7 +323,8 @@ export class EngineSession {
 
 export interface GenerateRequest {
   messages: { role: string; content: string }[];
-  adapter: 'none' | 'run' | 'imported';
+  /** The tuned side's adapter: this run's, an imported folder, or the saved run's checkpoint. */
+  adapter: 'none' | 'run' | 'imported' | 'saved';
   sampling: SamplingSettings;
   maxNewTokens: number;
   seed: number;

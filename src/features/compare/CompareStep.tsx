@@ -8,7 +8,7 @@ import { filesFromInput } from '../../lib/picked-files';
 import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
-import { type CompareSettings, type Side, type Turn, useCompare } from './compare-store';
+import { type Adapter, type CompareSettings, type Side, type Turn, useCompare } from './compare-store';
 
 const SIDES: { side: Side; title: string }[] = [
   { side: 'base', title: 'Base model (adapter off)' },
@@ -143,7 +143,7 @@ export function CompareStep() {
 }
 
 /** Streams one side's answer to the last turn, with that side's own earlier answers as the history. */
-async function answer(side: Side, turns: Turn[], settings: CompareSettings, adapter: 'run' | 'imported') {
+async function answer(side: Side, turns: Turn[], settings: CompareSettings, adapter: Adapter) {
   const { update } = useCompare.getState();
   const messages = [
     ...(settings.system.trim() ? [{ role: 'system', content: settings.system }] : []),
@@ -176,6 +176,7 @@ async function answer(side: Side, turns: Turn[], settings: CompareSettings, adap
 
 function AdapterChoice({ hasRun }: { hasRun: boolean }) {
   const { adapter, setAdapter } = useCompare();
+  const saved = useQuery({ queryKey: ['saved-run'], queryFn: () => getEngine().savedRun() });
   const importAdapter = useMutation({
     mutationFn: async (list: FileList) => {
       const picked = filesFromInput(list);
@@ -191,6 +192,12 @@ function AdapterChoice({ hasRun }: { hasRun: boolean }) {
           <input type="radio" checked={adapter === 'run'} onChange={() => setAdapter('run')} />
           This run’s adapter{!hasRun && ' (train one first)'}
         </label>
+        {saved.data && (
+          <label className="flex items-center gap-2">
+            <input type="radio" checked={adapter === 'saved'} onChange={() => setAdapter('saved')} />
+            The saved {saved.data.settings.method} run’s checkpoint (step {saved.data.step})
+          </label>
+        )}
         <label className="flex items-center gap-2">
           <input
             type="radio"

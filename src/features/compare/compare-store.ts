@@ -4,6 +4,9 @@ import type { GenerateResult } from '../../../workers/engine/api';
 
 export type Side = 'base' | 'tuned';
 
+/** Where the tuned side's adapter comes from. */
+export type Adapter = 'run' | 'imported' | 'saved';
+
 export interface Turn {
   user: string;
   /** The dataset's own answer, when the prompt came from the validation split. */
@@ -24,9 +27,9 @@ export interface CompareSettings extends SamplingSettings {
 interface CompareState {
   turns: Turn[];
   settings: CompareSettings;
-  adapter: 'run' | 'imported';
+  adapter: Adapter;
   setSettings: (s: Partial<CompareSettings>) => void;
-  setAdapter: (a: 'run' | 'imported') => void;
+  setAdapter: (a: Adapter) => void;
   addTurn: (user: string, reference: string | null) => void;
   update: (side: Side, patch: Partial<Turn['answers'][Side]>) => void;
   clear: () => void;
