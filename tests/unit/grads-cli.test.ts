@@ -41,8 +41,7 @@ describe('hone grads', () => {
     const out = join(dir, 'grads.safetensors');
     const args = ['--model', model, '--tokens', join(dir, 'tokens.json'), '--adapter', adapter, '--out', out];
     const result = await hone('grads', ...args, '--labels', join(dir, 'labels.json'));
-    expect(result.stderr).toBe('');
-    expect(result.code).toBe(0);
+    expect(result.code, result.stderr).toBe(0);
 
     const ref = referenceForwardBackward(config, weights, lora, tokens, labels);
     const file = await readOut(out);
@@ -201,7 +200,7 @@ describe('hone with the bundled model', () => {
     await writeFile(tokensFile, JSON.stringify([ids]));
     const out = join(dir, 'tiny.safetensors');
     const result = await hone('grads', '--model', 'hone-tiny', '--tokens', tokensFile, '--full', '--out', out);
-    expect(result.stderr).toBe('');
+    expect(result.code, result.stderr).toBe(0);
     const loss = (await readOut(out)).readFloat32('loss')[0];
     expect(loss).toBeLessThan(Math.log(4096) - 1);
   });
