@@ -122,7 +122,10 @@ test('a paused run survives a reload and resumes from its checkpoint', async ({ 
 });
 
 test('preference pairs train with DPO, picked for their format', async ({ page }) => {
-  await loadDemoModel(page, /Data/);
+  await loadModelAndData(page);
+  await expect(page.getByTestId('train-settings').getByLabel('Method')).toHaveValue('sft');
+  // Other data, of another shape: the method follows it.
+  await page.getByRole('button', { name: /Data/ }).click();
   await page.getByLabel('choose files').setInputFiles(prefs);
   await expect(page.getByTestId('dataset-counts')).toHaveText('3 usable, 0 skipped');
   await page.getByRole('button', { name: /Train/ }).click();

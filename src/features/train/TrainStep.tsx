@@ -37,6 +37,15 @@ export function TrainStep() {
     setSettings({ ...defaultSettings(methodFor(format), parameters), seqLen: dataset.settings.maxLength });
   }, [loaded, settings, setSettings, format, parameters, dataset.settings.maxLength]);
 
+  // New data of another shape: switch to a method that trains on it, keeping the sequence length and seed.
+  useEffect(() => {
+    if (!settings || !format || METHOD_FORMATS[settings.method].some((f) => f === format)) return;
+    const method = methodFor(format);
+    if (METHOD_FORMATS[method].some((f) => f === format)) {
+      setSettings({ ...defaultSettings(method, parameters), seqLen: settings.seqLen, seed: settings.seed });
+    }
+  }, [format, settings, setSettings, parameters]);
+
   const busy = training.status === 'running' || training.status === 'preparing';
   const problems =
     settings && loaded
