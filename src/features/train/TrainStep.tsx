@@ -134,7 +134,12 @@ function SavedRun() {
   const training = useTraining();
   const queryClient = useQueryClient();
   const saved = useQuery({ queryKey: ['saved-run'], queryFn: () => getEngine().savedRun() });
-  if (!saved.data || training.status !== 'idle') return null;
+  const { refetch } = saved;
+  useEffect(() => {
+    if (training.status === 'failed') void refetch();
+  }, [training.status, refetch]);
+  // Offered on a fresh page, and after a run failed (a lost GPU device, a crash of the worker) at its checkpoint.
+  if (!saved.data || (training.status !== 'idle' && training.status !== 'failed')) return null;
   const run = saved.data;
   const forget = () => queryClient.setQueryData(['saved-run'], null);
   return (
