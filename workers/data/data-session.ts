@@ -101,6 +101,8 @@ function sequenceLabels(kind: string, count: number): string[] {
 export class DataSession {
   private dataset: Dataset | null = null;
   private tokenizer: { key: string; tokenizer: ModelTokenizer } | null = null;
+  private rendered: { dataset: Dataset; key: string; tokenized: TokenizedSource[]; issues: DatasetIssue[] } | null =
+    null;
   private refused: DatasetIssue[] = [];
   /** The held-out records of the last tokenization, in the split training uses. */
   private heldOut: TokenizedSource[] = [];
@@ -173,9 +175,16 @@ export class DataSession {
     }
     const tokenizer = await this.tokenizerFor(source, hub);
     const total = dataset.examples.length;
-    const { tokenized, issues } = tokenizeExamples(dataset.examples, tokenizer, settings, (done) =>
-      onProgress?.({ stage: 'tokenizing', done, total }),
-    );
+    // Rendering is the slow part and depends only on the dataset, the tokenizer and prompt loss: a new max length,
+    // split or seed reuses it.
+    const key = `${this.tokenizer?.key}|${settings.trainOnPrompt}`;
+    if (this.rendered?.dataset !== dataset || this.rendered.key !== key) {
+      const result = tokenizeExamples(dataset.examples, tokenizer, settings, (done) =>
+        onProgress?.({ stage: 'tokenizing', done, total }),
+      );
+      this.rendered = { dataset, key, ...result };
+    }
+    const { tokenized, issues } = this.rendered;
     this.refused = issues;
     const split = splitTrainValidation(tokenized, settings.validation, settings.seed);
     this.heldOut = split.validation;
