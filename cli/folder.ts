@@ -1,7 +1,8 @@
 import { openAsBlob } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { ReadFile } from '../core/checkpoint';
+import type { DatasetFile } from '../core/dataset/read-records';
 
 /** A ReadFile over a folder on disk: a file-backed Blob, or null when the file does not exist. */
 export function folderReader(dir: string): ReadFile {
@@ -31,4 +32,18 @@ export async function readJsonFile(path: string): Promise<unknown> {
   } catch (error) {
     throw new Error(`${path}: not valid JSON (${(error as Error).message})`);
   }
+}
+
+/** Dataset files named on the command line, file-backed (read as streams), each refused by name when missing. */
+export async function datasetFiles(paths: string[]): Promise<DatasetFile[]> {
+  const files: DatasetFile[] = [];
+  for (const path of paths) {
+    try {
+      await stat(path);
+    } catch {
+      throw new Error(`${path}: no such file`);
+    }
+    files.push({ name: basename(path), blob: await openAsBlob(path) });
+  }
+  return files;
 }

@@ -86,6 +86,12 @@ export class ModelTokenizer {
     return (eos === undefined ? undefined : this.tokenizer.token_to_id(eos)) ?? this.eosTokenIds[0];
   }
 
+  /** What fills short sequences: the pad token, else EOS, else id 0 (padding is never labelled, so any id works). */
+  get padTokenId(): number {
+    const pad = this.specialTokens.pad_token;
+    return (pad === undefined ? undefined : this.tokenizer.token_to_id(pad)) ?? this.eosTokenId ?? 0;
+  }
+
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
     return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
   }

@@ -1,6 +1,3 @@
-import { openAsBlob } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type LengthStats, packBlocks } from '../../core/dataset/batches';
 import { DATASET_FORMATS, type DatasetFormat, FORMAT_SPECS } from '../../core/dataset/formats';
@@ -8,6 +5,7 @@ import { DatasetError, loadDataset } from '../../core/dataset/load-dataset';
 import { sequenceStats, tokenizeExamples } from '../../core/dataset/tokenize-dataset';
 import { loadTokenizer } from '../../core/tokenizer';
 import { parseMapping } from '../args';
+import { datasetFiles } from '../folder';
 import { modelSource } from '../model-source';
 
 export const INSPECT_USAGE =
@@ -48,15 +46,7 @@ export async function inspect(args: string[]): Promise<number> {
   if (!Number.isInteger(maxLength) || maxLength < 2)
     throw new Error('--max-length must be a whole number of at least 2');
 
-  const files = [];
-  for (const path of positionals) {
-    try {
-      await stat(path);
-    } catch {
-      throw new Error(`${path}: no such file`);
-    }
-    files.push({ name: basename(path), blob: await openAsBlob(path) });
-  }
+  const files = await datasetFiles(positionals);
   let dataset: Awaited<ReturnType<typeof loadDataset>>;
   try {
     dataset = await loadDataset(files, { format, mapping: parseMapping(values.map) });

@@ -1,6 +1,5 @@
-import { openAsBlob } from 'node:fs';
 import { appendFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadCheckpoint } from '../../core/checkpoint';
 import { DATASET_FORMATS, type DatasetFormat } from '../../core/dataset/formats';
@@ -27,6 +26,7 @@ import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../wo
 import { createTrainer } from '../../workers/engine/train/create-trainer';
 import { runTraining, type StepMetrics } from '../../workers/engine/train/trainer';
 import { numberFlag, parseMapping } from '../args';
+import { datasetFiles } from '../folder';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 
@@ -170,11 +170,7 @@ export async function train(args: string[]): Promise<number> {
   const settings = settingsFrom(values, method, parameterCount(config));
   const tokenizer = await loadTokenizer(source.read, source.label);
 
-  const files = [];
-  for (const path of data.split(',')) {
-    if (!(await exists(path))) throw new Error(`${path}: no such file`);
-    files.push({ name: basename(path), blob: await openAsBlob(path) });
-  }
+  const files = await datasetFiles(data.split(','));
   let prepared: Awaited<ReturnType<typeof prepareRun>>;
   try {
     prepared = await prepareRun(
@@ -211,8 +207,7 @@ export async function train(args: string[]): Promise<number> {
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
       halfMatrices: !settings.full,
     });
-    const padId = tokenizer.tokenToId(tokenizer.specialTokens.pad_token ?? '') ?? tokenizer.eosTokenId ?? 0;
-    const trainer = await createTrainer(device, kernels, weights, settings, sequences, padId);
+    const trainer = await createTrainer(device, kernels, weights, settings, sequences, tokenizer.padTokenId);
     if (values.resume) {
       if (!(await exists(join(checkpointDir, CHECKPOINT_FILES[0]))))
         throw new Error(`--resume: ${checkpointDir} holds no checkpoint`);

@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
+import { capitalsJsonl, ordersJsonl } from '../helpers/datasets';
 import { tempDir } from '../helpers/model-folder';
 import { loadDemoModel } from '../helpers/studio';
 
@@ -9,25 +10,21 @@ let prefs: string;
 
 test.beforeAll(async () => {
   chat = join(await tempDir(), 'capitals.jsonl');
-  const pairs = [
-    ['Capital of France?', 'Paris.'],
-    ['Capital of Spain?', 'Madrid.'],
-    ['Capital of Italy?', 'Rome.'],
-    ['Capital of Peru?', 'Lima.'],
-    ['Capital of Chile?', 'Santiago.'],
-  ];
-  const line = ([q, a]: string[]) =>
-    JSON.stringify({
-      messages: [
-        { role: 'user', content: q },
-        { role: 'assistant', content: `Answer: ${a}` },
-      ],
-    });
-  await writeFile(chat, `${pairs.map(line).join('\n')}\n`);
+  await writeFile(
+    chat,
+    capitalsJsonl([
+      ['Capital of France?', 'Paris.'],
+      ['Capital of Spain?', 'Madrid.'],
+      ['Capital of Italy?', 'Rome.'],
+      ['Capital of Peru?', 'Lima.'],
+      ['Capital of Chile?', 'Santiago.'],
+    ]),
+  );
   prefs = join(await tempDir(), 'orders.jsonl');
-  const pair = (task: string) =>
-    JSON.stringify({ prompt: `${task}.`, chosen: `Aye, captain! I will ${task.toLowerCase()}.`, rejected: 'No.' });
-  await writeFile(prefs, `${['Raise the sails', 'Mend the nets', 'Clean the deck'].map(pair).join('\n')}\n`);
+  await writeFile(
+    prefs,
+    ordersJsonl(['Raise the sails', 'Mend the nets', 'Clean the deck'], () => 'No.'),
+  );
 });
 
 async function loadModelAndData(page: Page) {

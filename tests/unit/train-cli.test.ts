@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { folderReader } from '../../cli/folder';
 import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
+import { capitalsJsonl, ordersJsonl } from '../helpers/datasets';
 import { hone } from '../helpers/hone-cli';
 import { tempDir } from '../helpers/model-folder';
 
@@ -12,20 +13,15 @@ let chat: string;
 beforeAll(async () => {
   dir = await tempDir('hone-train-');
   chat = join(dir, 'chat.jsonl');
-  const pairs = [
-    ['Capital of France?', 'Paris.'],
-    ['Capital of Spain?', 'Madrid.'],
-    ['Capital of Italy?', 'Rome.'],
-    ['Capital of Peru?', 'Lima.'],
-  ];
-  const line = ([q, a]: string[]) =>
-    JSON.stringify({
-      messages: [
-        { role: 'user', content: q },
-        { role: 'assistant', content: `Answer: ${a}` },
-      ],
-    });
-  await writeFile(chat, `${pairs.map(line).join('\n')}\n`);
+  await writeFile(
+    chat,
+    capitalsJsonl([
+      ['Capital of France?', 'Paris.'],
+      ['Capital of Spain?', 'Madrid.'],
+      ['Capital of Italy?', 'Rome.'],
+      ['Capital of Peru?', 'Lima.'],
+    ]),
+  );
 });
 
 const small = [
@@ -108,52 +104,22 @@ describe('hone train', () => {
 
   it('optimizes preferences with DPO, starting from log 2 where the policy is its reference', async () => {
     const prefs = join(dir, 'prefs.jsonl');
-    const pair = (task: string) =>
-      JSON.stringify({
-        prompt: `${task}.`,
-        chosen: `Aye, captain! I will ${task.toLowerCase()} now.`,
-        rejected: `I do not want to ${task.toLowerCase()}.`,
-      });
     await writeFile(
       prefs,
-      `${['Raise the sails', 'Mend the nets', 'Clean the deck', 'Hoist the flag'].map(pair).join('\n')}\n`,
+      ordersJsonl(
+        ['Raise the sails', 'Mend the nets', 'Clean the deck', 'Hoist the flag'],
+        (task) => `I do not want to ${task.toLowerCase()}.`,
+      ),
     );
     const out = join(dir, 'dpo');
-    const { code, stderr } = await hone(
-      'train',
-      '--model',
-      'hone-tiny',
-      '--data',
-      prefs,
-      '--method',
-      'dpo',
-      '--out',
-      out,
-      ...small,
-      '--max-steps',
-      '4',
-      '--lr',
-      '0.01',
-      '--schedule',
-      'constant',
-    );
+    const dpo = ['train', '--model', 'hone-tiny', '--data', prefs, '--method', 'dpo', '--out', out];
+    const { code, stderr } = await hone(...dpo, ...small, '--max-steps', '4', '--lr', '0.01', '--schedule', 'constant');
     expect(stderr).toContain('preference data: 4 records (0 skipped), 4 training and 0 validation pairs');
     expect(code).toBe(0);
     const steps = (await metrics(out)).filter((m) => m.type === 'train');
     expect(steps[0].loss).toBeCloseTo(Math.log(2), 4);
     expect(steps.at(-1).loss).toBeLessThan(0.8 * steps[0].loss);
-    const full = await hone(
-      'train',
-      '--model',
-      'hone-tiny',
-      '--data',
-      prefs,
-      '--method',
-      'dpo',
-      '--out',
-      out,
-      '--full',
-    );
+    const full = await hone(...dpo, '--full');
     expect(full.stderr).toContain('DPO trains a LoRA adapter');
   });
 

@@ -33,10 +33,15 @@ async function read(dir: FileSystemDirectoryHandle, name: string): Promise<File 
   }
 }
 
+/** Removes the run's folder; there may be none. */
+async function remove(): Promise<void> {
+  await (await navigator.storage.getDirectory()).removeEntry(FOLDER, { recursive: true }).catch(() => {});
+}
+
 export function opfsRunStore(): RunStore {
   return {
     async begin(request, files) {
-      await (await navigator.storage.getDirectory()).removeEntry(FOLDER, { recursive: true }).catch(() => {});
+      await remove();
       const dir = (await folder(true)) as FileSystemDirectoryHandle;
       for (const [i, f] of files.entries()) await write(dir, `data-${i}`, f.blob);
       await write(dir, 'run.json', JSON.stringify({ ...request, files: files.map((f) => f.name) }));
@@ -75,8 +80,6 @@ export function opfsRunStore(): RunStore {
         metrics,
       };
     },
-    async clear() {
-      await (await navigator.storage.getDirectory()).removeEntry(FOLDER, { recursive: true }).catch(() => {});
-    },
+    clear: remove,
   };
 }

@@ -37,6 +37,8 @@ export async function generate(
   if (room < 1) throw new Error(`the prompt's ${prompt.length} tokens leave no room in ${decoder.maxLength}`);
   const random = mulberry32(options.seed);
   const ids: number[] = [];
+  // The sequence so far, for the repetition penalty: grown a token at a time rather than rebuilt per token.
+  const sequence = [...prompt];
   let logits = await decoder.feed(prompt);
   const started = performance.now();
   const finish = (stoppedBy: Generation['stoppedBy'], text?: string): Generation => ({
@@ -46,9 +48,10 @@ export async function generate(
     tokensPerSecond: ids.length / Math.max(1e-9, (performance.now() - started) / 1000),
   });
   for (let n = 0; n < Math.min(options.maxNewTokens, room); n++) {
-    const id = sampleToken(logits, [...prompt, ...ids], options, random);
+    const id = sampleToken(logits, sequence, options, random);
     if (options.stopIds.includes(id)) return finish('stop-token', options.decode?.(ids));
     ids.push(id);
+    sequence.push(id);
     const text = options.decode?.(ids);
     const stop = text === undefined ? -1 : firstStop(text, options.stopStrings ?? []);
     if (text !== undefined && stop >= 0) return finish('stop-string', text.slice(0, stop));

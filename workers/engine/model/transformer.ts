@@ -199,11 +199,6 @@ export class TransformerStep {
     return readFloat32(this.device, this.lossRows, this.tokens * 4);
   }
 
-  /** Positions that carry a target in the current batch (position t predicts the label at t + 1). */
-  countedAt(position: number): boolean {
-    return this.targetsCpu[position] >= 0;
-  }
-
   /**
    * Draws new LoRA dropout masks for the next run of the ops (call once per step when training); null turns
    * dropout off, for evaluation.

@@ -77,7 +77,6 @@ export class RunRefusedError extends Error {
 
 export class TrainingSession {
   private trainer: Trainer<unknown> | null = null;
-  private request: TrainRequest | null = null;
   private metrics: MetricRecord[] = [];
   private pauseRequested = false;
   private stopRequested = false;
@@ -113,17 +112,14 @@ export class TrainingSession {
     const prepared = await prepareRun(files, request.data, this.model.tokenizer, this.model.config, request.settings);
     if (prepared.problems.length > 0) throw new RunRefusedError(prepared.problems);
     this.trainer?.destroy();
-    const tokenizer = this.model.tokenizer;
-    const padId = tokenizer.tokenToId(tokenizer.specialTokens.pad_token ?? '') ?? tokenizer.eosTokenId ?? 0;
     this.trainer = await createTrainer(
       this.device,
       this.kernels,
       this.model.weights,
       request.settings,
       prepared.data,
-      padId,
+      this.model.tokenizer.padTokenId,
     );
-    this.request = request;
     this.metrics = [];
     if (saved) {
       this.trainer.restore(parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run'));
@@ -192,10 +188,6 @@ export class TrainingSession {
   async stop(): Promise<void> {
     if (this.running) this.stopRequested = true;
     else await this.store?.clear();
-  }
-
-  get settings(): TrainSettings | null {
-    return this.request?.settings ?? null;
   }
 
   destroy(): void {

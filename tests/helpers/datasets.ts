@@ -1,0 +1,22 @@
+/** JSONL text of one-turn chats, each answer in the examples' "Answer: X." format. */
+export function capitalsJsonl(pairs: [question: string, answer: string][]): string {
+  const line = ([q, a]: [string, string]) =>
+    JSON.stringify({
+      messages: [
+        { role: 'user', content: q },
+        { role: 'assistant', content: `Answer: ${a}` },
+      ],
+    });
+  return `${pairs.map(line).join('\n')}\n`;
+}
+
+/** JSONL text of preference pairs: a captain's order, an "Aye, captain!" answer chosen over `rejected(task)`. */
+export function ordersJsonl(tasks: string[], rejected: (task: string) => string): string {
+  const pair = (task: string) =>
+    JSON.stringify({
+      prompt: `${task}.`,
+      chosen: `Aye, captain! I will ${task.toLowerCase()}.`,
+      rejected: rejected(task),
+    });
+  return `${tasks.map(pair).join('\n')}\n`;
+}
