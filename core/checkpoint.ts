@@ -5,7 +5,14 @@
  *   adapter: adapter_config.json + adapter_model.safetensors (PEFT LoRA)
  */
 import { expectedTensors, type ModelConfig, parseModelConfig } from './model-config';
-import { type AdapterConfig, type LoraModule, matchAdapterToModel, PeftError, parseAdapterConfig } from './peft';
+import {
+  type AdapterConfig,
+  type LoraModule,
+  matchAdapterToModel,
+  PeftError,
+  parseAdapterConfig,
+  type TaskType,
+} from './peft';
 import {
   openSafetensors,
   parseSafetensors,
@@ -115,15 +122,36 @@ export interface LoadedAdapter {
   config: AdapterConfig;
   /** The adapter's LoRA modules, checked against the model, with their keys in the file. */
   modules: LoraModule[];
+  /** A reward model's score head ([1, hidden]); null for a language model's adapter. */
+  scoreKey: string | null;
   file: SafetensorsFile;
 }
 
-/** Reads a PEFT LoRA adapter folder and checks it fits `model`. */
-export async function loadAdapter(read: ReadFile, folder: string, model: ModelConfig): Promise<LoadedAdapter> {
-  const config = parseAdapterConfig(
-    await readJson(read, folder, 'adapter_config.json'),
-    `${folder}/adapter_config.json`,
-  );
+/**
+ * Reads a PEFT LoRA adapter folder and checks it fits `model` and the use it is loaded for: a language model's
+ * adapter (CAUSAL_LM, or no task) to generate with, or a reward model's (SEQ_CLS, with its score head) to score.
+ */
+export async function loadAdapter(
+  read: ReadFile,
+  folder: string,
+  model: ModelConfig,
+  task: TaskType = 'CAUSAL_LM',
+): Promise<LoadedAdapter> {
+  const configFile = `${folder}/adapter_config.json`;
+  const config = parseAdapterConfig(await readJson(read, folder, 'adapter_config.json'), configFile);
+  if (task === 'CAUSAL_LM' && config.taskType === 'SEQ_CLS') {
+    throw new PeftError(
+      configFile,
+      'task_type "SEQ_CLS" is a reward model\'s adapter: it scores answers rather than writing them (use it as a reward)',
+    );
+  }
+  if (task === 'SEQ_CLS' && config.taskType !== 'SEQ_CLS') {
+    throw new PeftError(
+      configFile,
+      `task_type ${JSON.stringify(config.taskType)} is not a reward model's adapter: one has task_type "SEQ_CLS" and ` +
+        'a score head (train one with --method rm)',
+    );
+  }
   // Adapters are small: read whole, so their tensors can be read synchronously.
   const name = 'adapter_model.safetensors';
   const blob = await fileOf(read, folder, name);
@@ -133,6 +161,6 @@ export async function loadAdapter(read: ReadFile, folder: string, model: ModelCo
       throw new PeftError(file.source, `tensor "${key}" is ${info.dtype}; F32, F16 or BF16 expected`);
     }
   }
-  const { modules } = matchAdapterToModel(model, config, file.tensors, file.source);
-  return { config, modules, file };
+  const { modules, scoreKey } = matchAdapterToModel(model, config, file.tensors, file.source);
+  return { config, modules, scoreKey, file };
 }

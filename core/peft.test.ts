@@ -8,9 +8,12 @@ import {
   PeftError,
   parseAdapterConfig,
   parseLoraTensorKey,
+  SCORE_TENSOR_KEY,
+  serializeAdapter,
   serializeAdapterConfig,
   targetsModule,
 } from './peft';
+import { parseSafetensors } from './safetensors';
 
 // adapter_config.json as peft 0.13 saves it for SmolLM2-135M.
 const SAVED = {
@@ -153,7 +156,7 @@ describe('parseAdapterConfig', () => {
     rejectsConfig(null, 'not a JSON object');
     rejectsConfig({ ...SAVED, peft_type: 'PREFIX_TUNING' }, 'peft_type', '"PREFIX_TUNING"');
     rejectsConfig({ ...SAVED, peft_type: undefined }, 'peft_type');
-    rejectsConfig({ ...SAVED, task_type: 'SEQ_CLS' }, 'task_type', 'CAUSAL_LM');
+    rejectsConfig({ ...SAVED, task_type: 'TOKEN_CLS' }, 'task_type', 'CAUSAL_LM', 'SEQ_CLS');
     for (const r of [0, 2.5, '8']) rejectsConfig({ ...SAVED, r }, 'r must be a positive integer');
     rejectsConfig({ ...SAVED, lora_alpha: 'x' }, 'lora_alpha', 'positive number');
     rejectsConfig({ ...SAVED, lora_dropout: 1 }, 'lora_dropout', '[0, 1)');
@@ -310,6 +313,51 @@ describe('matchAdapterToModel', () => {
     for (const which of ['A', 'B'] as const) missing.delete(loraTensorKey(1, 'q_proj', which));
     rejectsMatch(config, missing, 'targets model.layers.1.self_attn.q_proj', 'no LoRA tensors');
     rejectsMatch(adapter({ target_modules: 'nothing' }), new Map(), 'no LoRA tensors');
+  });
+});
+
+describe('a reward model adapter (task_type SEQ_CLS)', () => {
+  const seqCls = () => adapter({ task_type: 'SEQ_CLS', modules_to_save: ['classifier', 'score'] });
+
+  it('holds the LoRA and the score head, under the key peft saves it', () => {
+    const config = seqCls();
+    const tensors = loraTensors(config).set(SCORE_TENSOR_KEY, { shape: [1, TINY.hiddenSize] });
+    expect(matchAdapterToModel(TINY, config, tensors).scoreKey).toBe(SCORE_TENSOR_KEY);
+    const wrapped = loraTensors(config).set('score.modules_to_save.default.weight', { shape: [1, TINY.hiddenSize] });
+    expect(matchAdapterToModel(TINY, config, wrapped).scoreKey).toBe('score.modules_to_save.default.weight');
+    expect(matchAdapterToModel(TINY, adapter(), loraTensors(adapter())).scoreKey).toBeNull();
+  });
+
+  it('refuses a head of the wrong shape, a missing head, and a head on a language model adapter', () => {
+    const config = seqCls();
+    const twoLabels = loraTensors(config).set(SCORE_TENSOR_KEY, { shape: [2, TINY.hiddenSize] });
+    rejectsMatch(config, twoLabels, SCORE_TENSOR_KEY, `expected [1, ${TINY.hiddenSize}]`, 'one label');
+    rejectsMatch(config, loraTensors(config), 'SEQ_CLS', 'no score head');
+    const causal = adapter({ modules_to_save: ['score'] });
+    rejectsMatch(
+      causal,
+      loraTensors(causal).set(SCORE_TENSOR_KEY, { shape: [1, TINY.hiddenSize] }),
+      SCORE_TENSOR_KEY,
+      'modules_to_save are not supported',
+    );
+  });
+
+  it('is written with its head and read back as peft writes it', () => {
+    const config = adapter({ task_type: 'SEQ_CLS', target_modules: ['q_proj'], layers_to_transform: [0] });
+    const head = Float32Array.from({ length: TINY.hiddenSize }, (_, i) => i / 10);
+    const files = serializeAdapter(
+      config,
+      new Map([['0.q_proj', { A: new Float32Array(config.r * 8), B: new Float32Array(8 * config.r) }]]),
+      head,
+    );
+    const json = JSON.parse(files['adapter_config.json']);
+    expect(json).toMatchObject({ task_type: 'SEQ_CLS', modules_to_save: ['classifier', 'score'] });
+    expect(Object.keys(json)).toEqual(Object.keys(json).sort());
+    expect(parseAdapterConfig(json).taskType).toBe('SEQ_CLS');
+    const file = parseSafetensors(files['adapter_model.safetensors'], 'adapter_model.safetensors');
+    expect(file.tensors.get(SCORE_TENSOR_KEY)?.shape).toEqual([1, TINY.hiddenSize]);
+    expect(file.readFloat32(SCORE_TENSOR_KEY)).toEqual(head);
+    expect(matchAdapterToModel(TINY, parseAdapterConfig(json), file.tensors).scoreKey).toBe(SCORE_TENSOR_KEY);
   });
 });
 

@@ -1,13 +1,22 @@
 /**
  * PEFT LoRA adapters: `adapter_config.json` and the tensor names of `adapter_model.safetensors`, read and written
- * the way the `peft` library does, so adapters move both ways between Hone and PyTorch.
+ * the way the `peft` library does, so adapters move both ways between Hone and PyTorch. A language model's adapter
+ * is task CAUSAL_LM; a reward model's is SEQ_CLS: the LoRA plus the `score` head (hidden → 1) that PEFT saves as a
+ * module to save, as `get_peft_model(AutoModelForSequenceClassification(..., num_labels=1), LoraConfig(
+ * task_type="SEQ_CLS"))` writes it.
  */
 import { type ModelConfig, PROJECTIONS, type Projection, projectionKey, projectionShape } from './model-config';
 import { serializeSafetensors, type WritableTensor } from './safetensors';
 
+export type TaskType = 'CAUSAL_LM' | 'SEQ_CLS';
+
+/** Where PEFT saves a sequence-classification model's head, and the names other tools use for it. */
+export const SCORE_TENSOR_KEY = 'base_model.model.score.weight';
+const SCORE_KEY = /^(?:base_model\.model\.)?score(?:\.modules_to_save(?:\.[^.]+)?)?\.weight$/;
+
 export interface AdapterConfig {
   peftType: 'LORA';
-  taskType: 'CAUSAL_LM' | null;
+  taskType: TaskType | null;
   baseModelNameOrPath: string | null;
   r: number;
   loraAlpha: number;
@@ -26,11 +35,11 @@ export interface AdapterConfig {
   modulesToSave: string[] | null;
 }
 
-/** What `serializeAdapterConfig` writes; an `AdapterConfig` is one. */
+/** What `serializeAdapterConfig` writes; an `AdapterConfig` is one. The task is CAUSAL_LM unless given. */
 export type AdapterConfigInit = Pick<
   AdapterConfig,
   'r' | 'loraAlpha' | 'loraDropout' | 'targetModules' | 'useRslora' | 'layersToTransform' | 'baseModelNameOrPath'
->;
+> & { taskType?: TaskType | null };
 
 export class PeftError extends Error {
   constructor(
@@ -50,8 +59,11 @@ export function parseAdapterConfig(json: unknown, source = 'adapter_config.json'
 
   if (get('peft_type') !== 'LORA') throw fail('peft_type', `must be "LORA", got ${show(get('peft_type'))}`);
   const taskType = get('task_type') ?? null;
-  if (taskType !== null && taskType !== 'CAUSAL_LM') {
-    throw fail('task_type', `must be "CAUSAL_LM" (Hone adapts causal language models), got ${show(taskType)}`);
+  if (taskType !== null && taskType !== 'CAUSAL_LM' && taskType !== 'SEQ_CLS') {
+    throw fail(
+      'task_type',
+      `must be "CAUSAL_LM" (a language model's adapter) or "SEQ_CLS" (a reward model's), got ${show(taskType)}`,
+    );
   }
   // Features that change what the weights mean: better refused than silently dropped.
   const refusals: Array<[string, boolean, string]> = [
@@ -205,7 +217,7 @@ export function matchAdapterToModel(
   adapter: AdapterConfig,
   tensors: ReadonlyMap<string, { shape: readonly number[] }>,
   source = 'adapter_model.safetensors',
-): { modules: LoraModule[] } {
+): { modules: LoraModule[]; scoreKey: string | null } {
   const fail = (detail: string) => new PeftError(source, detail);
   const hint = ' (an adapter for a different model?)';
   const { r } = adapter;
@@ -215,7 +227,18 @@ export function matchAdapterToModel(
   }
 
   const found = new Map<string, { A?: string; B?: string }>();
+  let scoreKey: string | null = null;
   for (const [key, { shape }] of tensors) {
+    if (adapter.taskType === 'SEQ_CLS' && SCORE_KEY.test(key)) {
+      if (shape.length !== 2 || shape[0] !== 1 || shape[1] !== config.hiddenSize) {
+        throw fail(
+          `tensor "${key}" has shape [${shape}], expected [1, ${config.hiddenSize}] (a reward model's score head: ` +
+            `one label on hidden_size ${config.hiddenSize})${hint}`,
+        );
+      }
+      scoreKey = key;
+      continue;
+    }
     const parsed = parseLoraTensorKey(key);
     if (parsed === null) {
       const saved = adapter.modulesToSave === null ? '' : ' (modules_to_save are not supported)';
@@ -266,7 +289,10 @@ export function matchAdapterToModel(
     }
   }
   if (modules.length === 0) throw fail('holds no LoRA tensors for this model');
-  return { modules };
+  if (adapter.taskType === 'SEQ_CLS' && scoreKey === null) {
+    throw fail(`task_type is SEQ_CLS but the file has no score head (${SCORE_TENSOR_KEY})`);
+  }
+  return { modules, scoreKey };
 }
 
 /** The text of an `adapter_config.json` that PEFT loads, keys sorted as PEFT writes them. */
@@ -279,10 +305,12 @@ export function serializeAdapterConfig(adapter: AdapterConfigInit): string {
     layers_to_transform: adapter.layersToTransform,
     lora_alpha: adapter.loraAlpha,
     lora_dropout: adapter.loraDropout,
+    // PEFT saves a classifier's head beside the LoRA, under these names.
+    ...(adapter.taskType === 'SEQ_CLS' && { modules_to_save: ['classifier', 'score'] }),
     peft_type: 'LORA',
     r: adapter.r,
     target_modules: adapter.targetModules,
-    task_type: 'CAUSAL_LM',
+    task_type: adapter.taskType ?? 'CAUSAL_LM',
     use_rslora: adapter.useRslora,
   };
   // Never write a file Hone itself would refuse.
@@ -292,13 +320,16 @@ export function serializeAdapterConfig(adapter: AdapterConfigInit): string {
 
 /**
  * A PEFT adapter folder's two files: `adapter_config.json` and `adapter_model.safetensors` holding each module's
- * A ([r, in]) and B ([out, r]) as F32 under PEFT's keys. `modules` is keyed `${layer}.${projection}`.
+ * A ([r, in]) and B ([out, r]) as F32 under PEFT's keys. `modules` is keyed `${layer}.${projection}`. With a
+ * reward model's score head ([hidden]), the adapter is task SEQ_CLS and holds the head too.
  */
 export function serializeAdapter(
   config: AdapterConfigInit,
   modules: Map<string, { A: Float32Array; B: Float32Array }>,
+  scoreHead?: Float32Array,
 ): { 'adapter_config.json': string; 'adapter_model.safetensors': Uint8Array } {
   const tensors = new Map<string, WritableTensor>();
+  if (scoreHead) tensors.set(SCORE_TENSOR_KEY, { dtype: 'F32', shape: [1, scoreHead.length], data: scoreHead });
   for (const [key, { A, B }] of modules) {
     const [layer, projection] = key.split('.') as [string, Projection];
     tensors.set(loraTensorKey(Number(layer), projection, 'A'), {
@@ -313,7 +344,7 @@ export function serializeAdapter(
     });
   }
   return {
-    'adapter_config.json': serializeAdapterConfig(config),
+    'adapter_config.json': serializeAdapterConfig({ ...config, taskType: scoreHead ? 'SEQ_CLS' : config.taskType }),
     'adapter_model.safetensors': serializeSafetensors(tensors, { format: 'pt' }),
   };
 }

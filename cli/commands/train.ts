@@ -24,7 +24,7 @@ import { EngineKernels } from '../../workers/engine/model/kernels';
 import { GpuWeights } from '../../workers/engine/model/weights';
 import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../workers/engine/train/checkpoint-files';
 import { createTrainer } from '../../workers/engine/train/create-trainer';
-import { runTraining, type StepMetrics } from '../../workers/engine/train/trainer';
+import { evalRecord, runTraining, type StepMetrics, type Validation } from '../../workers/engine/train/trainer';
 import { numberFlag, parseMapping } from '../args';
 import { datasetFiles } from '../folder';
 import { modelSource } from '../model-source';
@@ -92,6 +92,11 @@ function progressLine(m: StepMetrics, started: number): string {
     `\rstep ${m.step}/${m.totalSteps} [${'#'.repeat(done)}${'.'.repeat(width - done)}] loss ${m.loss.toFixed(4)} ` +
     `lr ${m.lr.toExponential(1)} | ${Math.round(m.tokensPerSecond)} tok/s | ${formatDuration(eta)} left   `
   );
+}
+
+function describeValidation(v: Validation): string {
+  const ranked = v.accuracy === null ? '' : `, ${(100 * v.accuracy).toFixed(1)}% of held-out pairs ranked right`;
+  return `validation loss ${v.loss.toFixed(4)}${ranked}`;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -233,14 +238,16 @@ export async function train(args: string[]): Promise<number> {
     process.once('SIGINT', onInterrupt);
     const started = performance.now();
     const record = (entry: object) => appendFile(metricsPath, `${JSON.stringify(entry)}\n`);
+    let lastValidation: Validation | null = null;
     let pending = Promise.resolve();
     const outcome = await runTraining(trainer, {
       onStep: (m) => {
         process.stderr.write(progressLine(m, started));
         pending = pending.then(() => record({ type: 'train', ...m }));
       },
-      onEval: (step, loss) => {
-        pending = pending.then(() => record({ type: 'eval', step, validationLoss: loss }));
+      onEval: (step, validation) => {
+        lastValidation = validation;
+        pending = pending.then(() => record(evalRecord(step, validation)));
       },
       onCheckpoint: async (c) => {
         await mkdir(checkpointDir, { recursive: true });
@@ -253,6 +260,7 @@ export async function train(args: string[]): Promise<number> {
     process.off('SIGINT', onInterrupt);
     await pending;
     process.stderr.write('\n');
+    if (lastValidation) log(describeValidation(lastValidation));
     if (outcome === 'stopped') {
       log(`stopped at step ${trainer.stepsCompleted}; continue with the same command and --resume`);
       trainer.destroy();
@@ -271,6 +279,7 @@ export async function train(args: string[]): Promise<number> {
           baseModelNameOrPath: model,
         },
         await trainer.lora.readParams(device),
+        await trainer.head?.readWeight(),
       );
       for (const [name, content] of Object.entries(files)) await writeFile(join(out, name), content);
     } else {

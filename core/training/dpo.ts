@@ -7,6 +7,7 @@
  * so log pi = -sum(CE), and the gradient reaches the tokens as per-token loss weights:
  *   d loss / d CE(chosen token) = +beta * sigmoid(-z),  d loss / d CE(rejected token) = -beta * sigmoid(-z).
  */
+import { sigmoid, softplus } from './logistic';
 
 export interface PairLogProbs {
   policyChosen: number;
@@ -22,9 +23,6 @@ export interface DpoPair {
   /** d loss / d CE of each chosen answer token; the rejected tokens get its negative. */
   tokenWeight: number;
 }
-
-const softplus = (x: number) => (x > 30 ? x : Math.log1p(Math.exp(x)));
-const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
 export function dpoPair(p: PairLogProbs, beta: number): DpoPair {
   const z = beta * (p.policyChosen - p.referenceChosen - (p.policyRejected - p.referenceRejected));

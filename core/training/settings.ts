@@ -14,8 +14,11 @@ export const METHODS = {
 } as const;
 export type Method = keyof typeof METHODS;
 
-/** The methods the engine trains today; the rest are refused by name rather than run half-built. */
-export const TRAINABLE_METHODS: readonly Method[] = ['cpt', 'sft', 'dpo'];
+/**
+ * The methods the engine trains today; the rest are refused by name rather than run half-built. In order of
+ * preference for a dataset's format: DPO before the reward model, as it tunes the policy in one step.
+ */
+export const TRAINABLE_METHODS: readonly Method[] = ['cpt', 'sft', 'dpo', 'rm'];
 
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
 export type Schedule = (typeof SCHEDULES)[number];
@@ -142,6 +145,10 @@ export function settingsProblems(
     `checkpoints every N steps need a whole N of 0 or more, not ${s.checkpointEvery}`,
   );
   need(s.dpoBeta > 0, `DPO's beta must be above 0, not ${s.dpoBeta}`);
+  need(
+    !(s.method === 'rm' && s.full),
+    'a reward model is saved as a PEFT adapter (LoRA and its score head): train it with LoRA, not every weight',
+  );
   need(
     !(s.method === 'dpo' && s.full),
     'DPO trains a LoRA adapter: its reference is the same model with the adapter off, which full training would change',

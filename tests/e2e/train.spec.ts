@@ -134,3 +134,20 @@ test('preference pairs train with DPO, picked for their format', async ({ page }
   await expect(page.getByTestId('run-status')).toHaveText('Finished');
   await expect(page.getByTestId('run-progress')).toContainText('Step 3 of 3, loss');
 });
+
+test('a reward model trains on preference pairs and charts its held-out accuracy', async ({ page }) => {
+  await loadDemoModel(page, /Data/);
+  await page.getByLabel('choose files').setInputFiles(prefs);
+  await expect(page.getByTestId('dataset-counts')).toHaveText('3 usable, 0 skipped');
+  const validation = page.getByLabel('Validation (fraction or count)');
+  await validation.fill('1');
+  await validation.blur();
+  await page.getByRole('button', { name: /Train/ }).click();
+  await page.getByTestId('train-settings').getByLabel('Method').selectOption('rm');
+  await setNumber(page, 'LoRA rank', '4');
+  await setNumber(page, 'Max steps (empty: by epochs)', '2');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-data')).toContainText('preference data: 2 training pairs, 1 for validation');
+  await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  await expect(page.getByText('Validation accuracy')).toBeVisible();
+});

@@ -123,6 +123,42 @@ describe('hone train', () => {
     expect(full.stderr).toContain('DPO trains a LoRA adapter');
   });
 
+  it('trains a reward model whose PEFT adapter (SEQ_CLS, with its score head) loads as a reward model only', async () => {
+    const prefs = join(dir, 'rm-prefs.jsonl');
+    const tasks = [
+      'Raise the sails',
+      'Mend the nets',
+      'Clean the deck',
+      'Hoist the flag',
+      'Coil the rope',
+      'Fix the mast',
+    ];
+    await writeFile(
+      prefs,
+      ordersJsonl(tasks, (task) => `I do not want to ${task.toLowerCase()}.`),
+    );
+    const out = join(dir, 'rm');
+    const rm = ['train', '--model', 'hone-tiny', '--data', prefs, '--method', 'rm', '--out', out];
+    const settings = [...small.slice(0, -4), '--validation', '2', '--max-steps', '8', '--schedule', 'constant'];
+    const { code, stderr } = await hone(...rm, ...settings);
+    expect(stderr).toContain('4 training and 2 validation pairs');
+    expect(stderr).toMatch(/validation loss [\d.]+, [\d.]+% of held-out pairs ranked right/);
+    expect(code).toBe(0);
+    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    expect(steps.at(-1).loss).toBeLessThan(steps[0].loss);
+    const evals = (await metrics(out)).filter((m) => m.type === 'eval');
+    expect(typeof evals.at(-1).validationAccuracy).toBe('number');
+    const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
+    const adapter = await loadAdapter(folderReader(out), out, model.config, 'SEQ_CLS');
+    expect(adapter.config.taskType).toBe('SEQ_CLS');
+    expect(adapter.scoreKey).toBe('base_model.model.score.weight');
+    await expect(loadAdapter(folderReader(out), out, model.config)).rejects.toThrow(
+      /adapter_config.json: task_type "SEQ_CLS" is a reward model's adapter/,
+    );
+    const full = await hone(...rm, '--full');
+    expect(full.stderr).toContain('a reward model is saved as a PEFT adapter');
+  });
+
   it('refuses bad settings before training, with every reason', async () => {
     const base = ['--model', 'hone-tiny', '--data', chat, '--out', join(dir, 'bad')];
     const bad = await hone('train', ...base, '--method', 'sft', '--lr=-1', '--lora-r', '0', '--seq-len', '100000');
@@ -134,10 +170,8 @@ describe('hone train', () => {
     expect(format.stderr).toContain('Continued pretraining (raw text) trains on text data; this dataset is messages');
     const word = await hone('train', ...base, '--method', 'sft', '--lr', 'fast');
     expect(word.stderr).toContain("--lr takes a number, not 'fast'");
-    const later = await hone('train', ...base, '--method', 'rm');
+    const later = await hone('train', ...base, '--method', 'grpo');
     expect(later.code).toBe(1);
-    expect(later.stderr).toContain(
-      '--method rm (Reward model (preference pairs)) is not built yet; cpt, sft, dpo train today',
-    );
+    expect(later.stderr).toContain('--method grpo (Policy optimization (RL prompts and a reward)) is not built yet');
   });
 });

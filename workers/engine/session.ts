@@ -242,6 +242,7 @@ export class EngineSession {
     // The saved run's adapter is read for this answer only, and let go after it.
     let owned: GpuLora | null = null;
     if (request.adapter === 'run') {
+      if (this.training?.current?.settings.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
       lora = this.training?.current?.lora ?? null;
       if (!lora) throw new Error('There is no trained adapter yet: train one in the Train step, or import one.');
     } else if (request.adapter === 'imported') {
@@ -295,6 +296,7 @@ export class EngineSession {
       throw new Error(`The saved run belongs to ${saved.request.model}; ${model.label} is loaded.`);
     }
     const s = saved.request.settings;
+    if (s.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
     if (s.full) throw new Error('The saved run trains every weight: it has no adapter to switch on and off.');
     const checkpoint = parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run');
     const flat = checkpoint.optimizer.groups[0].param;
@@ -320,6 +322,10 @@ export class EngineSession {
     this.stopRequested = true;
   }
 }
+
+const REWARD_MODEL_CANNOT_CHAT =
+  'This run trains a reward model: it scores answers rather than writing them. Use it as the reward for policy ' +
+  'optimization; to chat with a tuned model, train with SFT or DPO.';
 
 export interface GenerateRequest {
   messages: { role: string; content: string }[];

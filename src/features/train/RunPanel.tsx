@@ -107,7 +107,9 @@ function Charts() {
   const charts = useMemo(() => {
     const train = metrics.filter((m) => m.type === 'train');
     const x = train.map((m) => m.step);
-    const evalAt = new Map(metrics.flatMap((m) => (m.type === 'eval' ? [[m.step, m.validationLoss]] : [])));
+    const evals = metrics.flatMap((m) => (m.type === 'eval' ? [m] : []));
+    const evalAt = new Map(evals.map((m) => [m.step, m.validationLoss]));
+    const accuracyAt = new Map(evals.map((m) => [m.step, m.validationAccuracy]));
     const line = (label: string, color: string, values: (number | null)[]): Series => ({ label, color, values });
     return {
       x,
@@ -137,6 +139,16 @@ function Charts() {
           train.map((m) => m.gradNorm),
         ),
       ],
+      // Preference methods: the share of held-out pairs the model ranks right.
+      accuracy: evals.some((m) => m.validationAccuracy !== null)
+        ? [
+            line(
+              'held-out pairs ranked right',
+              '#7c3aed',
+              x.map((s) => accuracyAt.get(s) ?? null),
+            ),
+          ]
+        : null,
       speed: [
         line(
           'tokens/s',
@@ -152,6 +164,7 @@ function Charts() {
       <MetricChart title="Learning rate" x={charts.x} series={charts.lr} />
       <MetricChart title="Gradient norm" x={charts.x} series={charts.norm} />
       <MetricChart title="Tokens per second" x={charts.x} series={charts.speed} />
+      {charts.accuracy && <MetricChart title="Validation accuracy" x={charts.x} series={charts.accuracy} />}
     </div>
   );
 }

@@ -7,6 +7,7 @@ import { EmbeddingKernels } from '../kernels/embedding';
 import { GemvKernels } from '../kernels/gemv';
 import { RmsNormKernels } from '../kernels/rmsnorm';
 import { RopeKernels } from '../kernels/rope';
+import { ScoreHeadKernels } from '../kernels/score-head';
 import { CausalSoftmaxKernels } from '../kernels/softmax';
 import { SwiGluKernels } from '../kernels/swiglu';
 import { CPU_MATMUL_TILE, type MatmulTile, MatmulTuner } from './matmul-tuner';
@@ -24,6 +25,7 @@ export class EngineKernels {
   readonly dropout: DropoutKernel;
   readonly decodeAttention: DecodeAttentionKernels;
   readonly gemv: GemvKernels;
+  readonly scoreHead: ScoreHeadKernels;
   /** Picks each matmul's variant; `tune` it on hardware adapters before recording a plan for speed. */
   readonly matmuls: MatmulTuner;
 
@@ -43,5 +45,6 @@ export class EngineKernels {
     this.dropout = new DropoutKernel(device);
     this.decodeAttention = new DecodeAttentionKernels(device);
     this.gemv = new GemvKernels(device);
+    this.scoreHead = new ScoreHeadKernels(device);
   }
 }

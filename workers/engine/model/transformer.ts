@@ -34,6 +34,12 @@ export interface StepOptions {
   full: boolean;
   /** Largest logits chunk in bytes (tokens x vocabulary rows x 4); the LM head and loss run chunk by chunk. */
   maxLogitsBytes?: number;
+  /**
+   * 'next-token' (default): the forward ends in the LM head and the loss, the backward starts from it. 'hidden':
+   * the forward ends at the final norm (`finalHidden`) and the backward starts from whatever a head wrote into
+   * `finalHiddenGrad` (a reward model's score head), with no vocabulary-sized work at all.
+   */
+  output?: 'next-token' | 'hidden';
 }
 
 interface LayerActivations {
@@ -68,6 +74,7 @@ interface LogitsSlice {
 
 export class TransformerStep {
   readonly tokens: number;
+  readonly output: 'next-token' | 'hidden';
   private readonly buffers: GPUBuffer[] = [];
   private readonly layers: LayerActivations[] = [];
   private readonly ids: GPUBuffer;
@@ -100,6 +107,7 @@ export class TransformerStep {
     const c = w.config;
     const N = shape.batch * shape.seq;
     this.tokens = N;
+    this.output = options.output ?? 'next-token';
     if (shape.seq > c.maxPositionEmbeddings) {
       throw new Error(
         `sequence length ${shape.seq} exceeds the model's max_position_embeddings ${c.maxPositionEmbeddings}`,
@@ -122,11 +130,26 @@ export class TransformerStep {
     if (this.weightGrads) for (const list of this.weightGrads.values()) this.buffers.push(...list);
 
     const maxLogits = options.maxLogitsBytes ?? Math.min(64 * 2 ** 20, device.limits.maxStorageBufferBindingSize);
-    this.slices = sliceVocabulary(w.lmHead, Math.max(1, Math.floor(maxLogits / (N * 4))));
+    this.slices =
+      this.output === 'next-token' ? sliceVocabulary(w.lmHead, Math.max(1, Math.floor(maxLogits / (N * 4)))) : [];
     this.allocateActivations();
     this.recordZeroGrad();
     this.recordForward();
     this.recordBackward();
+  }
+
+  get hiddenSize(): number {
+    return this.w.config.hiddenSize;
+  }
+
+  /** The final normed hidden states [N, d] after the forward ops ran: a head's input in 'hidden' mode. */
+  get finalHidden(): GPUBuffer {
+    return this.s.xf;
+  }
+
+  /** d(loss)/d(finalHidden) [N, d]: in 'hidden' mode a head writes it before the backward ops run. */
+  get finalHiddenGrad(): GPUBuffer {
+    return this.s.dxf;
   }
 
   /** Bytes of every buffer this step allocated (activations, scratch, inputs, full-mode gradients). */
@@ -138,7 +161,7 @@ export class TransformerStep {
    * Loads a batch. tokens: [batch][seq]; labels likewise, -100 where ignored, default = tokens. As in Hugging
    * Face, position t's logits predict labels[t + 1]; the loss is the mean over counted targets in the batch, or
    * the sum over them divided by `lossDenominator`: with the count of a whole accumulated step, micro-batches add
-   * up to that step's token mean.
+   * up to that step's token mean. In 'hidden' output mode the labels are not used.
    */
   setBatch(tokens: number[][], labels?: number[][], lossDenominator?: number): void {
     const { batch, seq } = this.shape;
@@ -172,7 +195,8 @@ export class TransformerStep {
     }
     this.targetsCpu = targets;
     const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
-    if (counted === 0) throw new Error('the batch has no label to predict (every label is -100)');
+    if (counted === 0 && this.output === 'next-token')
+      throw new Error('the batch has no label to predict (every label is -100)');
     const denominator = lossDenominator ?? counted;
     const weights = Float32Array.from(targets, (t) => (t >= 0 ? 1 / denominator : 0));
     const q = this.device.queue;
@@ -271,7 +295,7 @@ export class TransformerStep {
         loraXa,
       });
     }
-    const maxSlice = Math.max(...this.slices.map((s) => s.rows));
+    const maxSlice = Math.max(0, ...this.slices.map((s) => s.rows));
     Object.assign(this.s, {
       xOut: f32(N * d, 'x out'), // residual after the last layer
       xf: f32(N * d, 'x final norm'),
@@ -283,7 +307,7 @@ export class TransformerStep {
       kn: f32(N * KV * hd, 'k normed'),
       oh: f32(N * H * hd, 'attention out heads'),
       scores: f32(B * H * T * T, 'attention probabilities'),
-      logits: f32(N * maxSlice, 'logits chunk'),
+      logits: f32(Math.max(1, N * maxSlice), 'logits chunk'),
       ceStats: f32(N * 3, 'cross-entropy stats'),
       lse: f32(N, 'log-sum-exp'),
       // Backward scratch.
@@ -547,6 +571,7 @@ export class TransformerStep {
       this.linear(ops, l, 'down_proj', a.act, next, true);
     }
     ops.push(this.k.rmsnorm.forwardOp(s.xOut, this.w.finalNorm, s.xf, s.rstdF, N, d, eps));
+    if (this.output === 'hidden') return;
     // Loss, one vocabulary slice at a time: logits = xf · E_slice^T, merged online into per-token statistics.
     for (const slice of this.slices) {
       ops.push(...this.logitsOps(slice));
@@ -577,8 +602,8 @@ export class TransformerStep {
     const lmKey = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
 
     // Loss → final norm output: per slice, recompute logits, turn them into d(loss)/d(logits) in place, then
-    // dxf += dlogits · E_slice and (full) dE_slice += dlogits^T · xf.
-    ops.push({ kind: 'clear', buffer: s.dxf });
+    // dxf += dlogits · E_slice and (full) dE_slice += dlogits^T · xf. (A head has written dxf in 'hidden' mode.)
+    if (this.output === 'next-token') ops.push({ kind: 'clear', buffer: s.dxf });
     for (const slice of this.slices) {
       const off = (slice.first - slice.chunk.first) * d;
       ops.push(...this.logitsOps(slice));

@@ -10,6 +10,7 @@ import {
   type ReferenceLora,
   referenceForward,
   referenceForwardBackward,
+  referenceRewardForwardBackward,
 } from './transformer.cpu';
 
 const llama3Scaling = {
@@ -162,6 +163,31 @@ describe('referenceForwardBackward matches finite differences of referenceForwar
       expect(new Set(result.weightGrads.keys())).toEqual(new Set(weights.keys()));
     });
   }
+
+  it('the reward model (score head at given positions, Bradley-Terry over pairs), for LoRA and the head', () => {
+    const { config, weights, lora } = setup(3);
+    const tokens = randomTokens(config, 4, 6, 9);
+    const positions = [5, 2, 4, 5];
+    const head = Float64Array.from({ length: config.hiddenSize }, (_, i) => Math.sin(i + 1) / 4);
+    const loss = () => referenceRewardForwardBackward(config, weights, lora, tokens, positions, head).loss;
+    const result = referenceRewardForwardBackward(config, weights, lora, tokens, positions, head);
+    const mismatches: string[] = [];
+    let seed = 900;
+    for (const [key, module] of lora.modules) {
+      const grad = result.loraGrads.get(key);
+      if (!grad) throw new Error(`no LoRA gradient for ${key}`);
+      mismatches.push(...finiteDifferenceMismatches(`${key}.A`, module.A, grad.A, loss, seed++));
+      mismatches.push(...finiteDifferenceMismatches(`${key}.B`, module.B, grad.B, loss, seed++));
+    }
+    mismatches.push(...finiteDifferenceMismatches('score', head, result.headGrad, loss, seed++));
+    expect(mismatches).toEqual([]);
+    // Tokens after a row's scored position cannot change its score (the attention is causal).
+    const changed = tokens.map((row) => [...row]);
+    changed[1][4] = (changed[1][4] + 1) % config.vocabSize;
+    const again = referenceRewardForwardBackward(config, weights, lora, changed, positions, head);
+    expect(again.scores[1]).toBeCloseTo(result.scores[1], 12);
+    expect(again.scores[0]).toBeCloseTo(result.scores[0], 12);
+  });
 
   it('with LoRA dropout masks (fixed, p = 0.5), for LoRA and base weights alike', () => {
     const { config, weights, lora, tokens, labels } = setup(1);

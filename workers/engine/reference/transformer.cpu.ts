@@ -82,6 +82,62 @@ export function referenceForwardBackward(
   return { loss, loraGrads: grads.lora, weightGrads: grads.weights };
 }
 
+export interface ReferenceRewardResult {
+  /** Mean Bradley-Terry loss over the pairs (rows 2i chosen, 2i + 1 rejected). */
+  loss: number;
+  /** Each row's score. */
+  scores: Float64Array;
+  loraGrads: Map<string, { A: Float64Array; B: Float64Array }>;
+  /** d loss / d the score head [D]. */
+  headGrad: Float64Array;
+}
+
+/**
+ * A reward model: the same transformer up to model.norm, a score head `head` [D] read at `positions[b]` (the
+ * position within row b), and the Bradley-Terry loss softplus(r_rejected - r_chosen) averaged over the pairs.
+ */
+export function referenceRewardForwardBackward(
+  config: ModelConfig,
+  weights: Map<string, Float64Array>,
+  lora: ReferenceLora | null,
+  tokens: number[][],
+  positions: number[],
+  head: Float64Array,
+): ReferenceRewardResult {
+  const grads = new Gradients(false);
+  const model = buildModel(config, weights, lora, grads);
+  const batch = readBatch(config, tokens, undefined, false);
+  const { hidden, cache } = hiddenForward(model, batch);
+  const { B, T, D } = cache.dims;
+  if (B % 2 !== 0 || positions.length !== B) throw new Error('reference: reward rows come in pairs, one position each');
+  const rowOf = (b: number) => (b * T + positions[b]) * D;
+  const scores = Float64Array.from({ length: B }, (_, b) => {
+    let s = 0;
+    for (let i = 0; i < D; i++) s += hidden[rowOf(b) + i] * head[i];
+    return s;
+  });
+  const pairs = B / 2;
+  let loss = 0;
+  const dScores = new Float64Array(B);
+  for (let p = 0; p < pairs; p++) {
+    const margin = scores[2 * p] - scores[2 * p + 1];
+    loss += Math.log1p(Math.exp(-margin)) / pairs;
+    const d = -1 / (1 + Math.exp(margin)) / pairs; // d loss / d r_chosen = -sigmoid(-margin) / pairs
+    dScores[2 * p] = d;
+    dScores[2 * p + 1] = -d;
+  }
+  const dHidden = new Float64Array(hidden.length);
+  const headGrad = new Float64Array(D);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < D; i++) {
+      dHidden[rowOf(b) + i] += dScores[b] * head[i];
+      headGrad[i] += dScores[b] * hidden[rowOf(b) + i];
+    }
+  }
+  hiddenBackward(model, cache, dHidden);
+  return { loss, scores, loraGrads: grads.lora, headGrad };
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Inputs: validation and the model's parameters, gathered per layer.
 
@@ -96,7 +152,8 @@ interface Batch {
   count: number;
 }
 
-function readBatch(config: ModelConfig, tokens: number[][], labels: number[][] | undefined): Batch {
+/** Tokens and their shifted targets; `needTargets` false for a model read through a head rather than the LM head. */
+function readBatch(config: ModelConfig, tokens: number[][], labels: number[][] | undefined, needTargets = true): Batch {
   const B = tokens.length;
   if (B === 0) throw new Error('reference: tokens is empty (expected [batch][seq])');
   const T = tokens[0].length;
@@ -125,7 +182,7 @@ function readBatch(config: ModelConfig, tokens: number[][], labels: number[][] |
       }
     }
   }
-  if (count === 0) {
+  if (count === 0 && needTargets) {
     throw new Error(`reference: no label to predict (all labels after position 0 are ${IGNORE_INDEX}, or seq is 1)`);
   }
   return { B, T, tokens: flat, targets, count };
@@ -751,23 +808,27 @@ function add(a: Float64Array, b: Float64Array): Float64Array {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The whole model: embedding → layers → model.norm → lm_head → shifted mean cross-entropy.
+// The whole model: embedding → layers → model.norm (the hidden states a head reads) → lm_head → shifted mean
+// cross-entropy.
 
-interface ModelCache {
+interface HiddenCache {
   batch: Batch;
   dims: Dims;
   layers: LayerCache[];
   finalNorm: NormCache;
+}
+
+interface ModelCache extends HiddenCache {
   /** [N, D] the final norm's output, lm_head's input */
   hidden: Float64Array;
   /** [N, V] softmax of the logits */
   probs: Float64Array;
 }
 
-function modelForward(model: Model, batch: Batch): { loss: number; cache: ModelCache } {
+/** Embedding, layers and model.norm: the final hidden states [N, D]. */
+function hiddenForward(model: Model, batch: Batch): { hidden: Float64Array; cache: HiddenCache } {
   const { config } = model;
   const D = config.hiddenSize;
-  const V = config.vocabSize;
   const N = batch.B * batch.T;
   const dims: Dims = { B: batch.B, T: batch.T, N, D, H: config.numHeads, KV: config.numKvHeads, hd: config.headDim };
 
@@ -780,7 +841,14 @@ function modelForward(model: Model, batch: Batch): { loss: number; cache: ModelC
     x = out;
   }
   const finalNorm = rmsNormForward(x, model.finalNorm.value, N, D, config.rmsNormEps);
-  const logits = matmulTransposed(finalNorm.y, model.lmHead.value, N, D, V); // [N, V]
+  return { hidden: finalNorm.y, cache: { batch, dims, layers, finalNorm: finalNorm.cache } };
+}
+
+function modelForward(model: Model, batch: Batch): { loss: number; cache: ModelCache } {
+  const { hidden, cache } = hiddenForward(model, batch);
+  const { N, D } = cache.dims;
+  const V = model.config.vocabSize;
+  const logits = matmulTransposed(hidden, model.lmHead.value, N, D, V); // [N, V]
 
   // Cross-entropy: -log softmax(logits[n])[target], averaged over the counted positions of the whole batch.
   const probs = new Float64Array(N * V);
@@ -795,7 +863,7 @@ function modelForward(model: Model, batch: Batch): { loss: number; cache: ModelC
     if (target !== IGNORE_INDEX) total += max + Math.log(sum) - logits[n * V + target];
   }
   const loss = total / batch.count;
-  return { loss, cache: { batch, dims, layers, finalNorm: finalNorm.cache, hidden: finalNorm.y, probs } };
+  return { loss, cache: { ...cache, hidden, probs } };
 }
 
 function modelBackward(model: Model, cache: ModelCache): void {
@@ -814,7 +882,13 @@ function modelBackward(model: Model, cache: ModelCache): void {
   const dHidden = new Float64Array(N * D);
   addMatmul(dHidden, dLogits, model.lmHead.value, N, D, V);
   if (model.lmHead.grad) addOuter(model.lmHead.grad, dLogits, cache.hidden, N, D, V);
+  hiddenBackward(model, cache, dHidden);
+}
 
+/** From d loss / d the final hidden states back through model.norm, the layers and the embedding. */
+function hiddenBackward(model: Model, cache: HiddenCache, dHidden: Float64Array): void {
+  const { batch, dims } = cache;
+  const { N, D } = dims;
   let dx = rmsNormBackward(model.finalNorm, cache.finalNorm, dHidden, N, D);
   for (let l = model.layers.length - 1; l >= 0; l--) {
     dx = layerBackward(model, model.layers[l], cache.layers[l], dx, dims);

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { mulberry32 } from '../../../core/random';
-import type { PreferencePair } from '../../../core/training/sequences';
 import { defaultSettings } from '../../../core/training/settings';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
+import { preferencePairsFixture as pairs } from '../../../tests/helpers/preference-pairs';
 import { readFloat32 } from '../gpu/buffers';
 import { EngineKernels } from '../model/kernels';
 import { GpuWeights } from '../model/weights';
@@ -12,19 +11,6 @@ import { runTraining, Trainer } from './trainer';
 
 const gpu = setupTestGpu();
 const config = tinyConfig();
-
-/** A prompt, a chosen answer (a fixed function of the prompt) and a rejected one (another). */
-function pairs(count: number, seed: number): PreferencePair[] {
-  const next = mulberry32(seed);
-  return Array.from({ length: count }, () => {
-    const prompt = Array.from({ length: 3 + Math.floor(next() * 3) }, () => 1 + Math.floor(next() * 30));
-    const answer = (f: (id: number) => number) => {
-      const ids = [...prompt, ...prompt.map(f)];
-      return { ids, labels: ids.map((id, i) => (i < prompt.length ? -100 : id)) };
-    };
-    return { chosen: answer((id) => (id * 7) % 31), rejected: answer((id) => (id * 3 + 5) % 31) };
-  });
-}
 
 const settings = {
   ...defaultSettings('dpo', 1000),
@@ -60,12 +46,15 @@ describe('DPO on the engine', () => {
     );
     await trainer.prepare();
     const before = await trainer.evaluate();
-    expect(before).toBeCloseTo(Math.log(2), 5);
+    expect(before?.loss).toBeCloseTo(Math.log(2), 5);
+    expect(before?.accuracy).toBe(0);
     const losses: number[] = [];
     await runTraining(trainer, { onStep: (m) => losses.push(m.loss) });
     expect(losses[0]).toBeCloseTo(Math.log(2), 5);
     expect(losses.at(-1)).toBeLessThan(0.5);
-    expect(await trainer.evaluate()).toBeLessThan(0.5);
+    const after = await trainer.evaluate();
+    expect(after?.loss).toBeLessThan(0.5);
+    expect(after?.accuracy).toBe(1);
     trainer.destroy();
     weights.destroy();
   });

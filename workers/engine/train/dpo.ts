@@ -73,7 +73,11 @@ export function dpoObjective(beta: number): Objective<PreferencePair> {
     },
     async evaluate(step, batch, items, device) {
       const pairs = pairsOf(await answerLogProbs(step, device, batch), items);
-      return { sum: pairs.reduce((sum, pair) => sum + pair.loss, 0), count: pairs.length };
+      return {
+        sum: pairs.reduce((sum, pair) => sum + pair.loss, 0),
+        count: pairs.length,
+        correct: pairs.filter((pair) => pair.margin > 0).length,
+      };
     },
   };
 }

@@ -12,10 +12,10 @@ import type { TokenizedExample } from '../../../core/dataset/render';
 import { mulberry32 } from '../../../core/random';
 import { learningRate, warmupSteps } from '../../../core/training/schedule';
 import type { TrainSettings } from '../../../core/training/settings';
-import { submitOps } from '../gpu/ops';
+import { type Op, submitOps } from '../gpu/ops';
 import type { EngineKernels } from '../model/kernels';
 import { everyLayer, GpuLora, peftInit } from '../model/lora';
-import { AdamW, type OptimizerState, weightParamGroups } from '../model/optimizer';
+import { AdamW, type OptimizerState, type ParamGroup, weightParamGroups } from '../model/optimizer';
 import { TransformerStep } from '../model/transformer';
 import type { GpuWeights } from '../model/weights';
 
@@ -43,7 +43,11 @@ export interface StepContext {
 export interface Objective<T> {
   /** Rows of the batch each item fills. */
   readonly rowsPerItem: number;
+  /** What the step ends in: the LM head's next-token loss (default), or hidden states for the objective's head. */
+  readonly output?: TransformerStep['output'];
   rows(item: T): TokenizedExample[];
+  /** A head the objective trains beside the adapter (a reward model's score head), built on the step. */
+  attach?(step: TransformerStep, kernels: EngineKernels): TrainedHead;
   /** Work before the first step (DPO: the reference model's log-probabilities, while the adapter is still zero). */
   prepare?(
     step: TransformerStep,
@@ -56,8 +60,32 @@ export interface Objective<T> {
    * share of that loss.
    */
   accumulate(step: TransformerStep, batch: Batch, items: T[], context: StepContext): Promise<number>;
-  /** The loss summed over a validation batch, and what it is averaged over (tokens, or pairs). */
-  evaluate(step: TransformerStep, batch: Batch, items: T[], device: GPUDevice): Promise<{ sum: number; count: number }>;
+  /**
+   * The loss summed over a validation batch, what it is averaged over (tokens, or pairs), and for pairs how many
+   * the model ranks right.
+   */
+  evaluate(
+    step: TransformerStep,
+    batch: Batch,
+    items: T[],
+    device: GPUDevice,
+  ): Promise<{ sum: number; count: number; correct?: number }>;
+}
+
+/** Parameters an objective trains besides the adapter: they join the optimizer and are cleared with the gradients. */
+export interface TrainedHead {
+  readonly paramGroup: ParamGroup;
+  readonly zeroGradOps: Op[];
+  /** The head's weights, to save with the adapter. */
+  readWeight(): Promise<Float32Array>;
+  destroy(): void;
+}
+
+export interface Validation {
+  /** Mean loss per token, or per pair. */
+  loss: number;
+  /** Pairs ranked right, of the validation pairs (preference methods); null for sequences. */
+  accuracy: number | null;
 }
 
 /** Next-token loss (continued pretraining, supervised fine-tuning): the token mean over the whole step. */
@@ -79,6 +107,18 @@ export const nextToken: Objective<TokenizedExample> = {
     return { sum: (await step.readLoss()) * n, count: n };
   },
 };
+
+/** One line of a run's metrics, as `metrics.jsonl` and the studio's charts keep them. */
+export type MetricRecord =
+  | ({ type: 'train' } & StepMetrics)
+  | { type: 'eval'; step: number; validationLoss: number; validationAccuracy: number | null };
+
+export const evalRecord = (step: number, v: Validation): MetricRecord => ({
+  type: 'eval',
+  step,
+  validationLoss: v.loss,
+  validationAccuracy: v.accuracy,
+});
 
 export interface StepMetrics {
   step: number;
@@ -125,6 +165,8 @@ export class Trainer<T = TokenizedExample> {
   readonly totalSteps: number;
   readonly warmup: number;
   readonly lora: GpuLora | null;
+  /** The objective's own trained head (a reward model's score head), when it has one. */
+  readonly head: TrainedHead | null;
   private readonly step: TransformerStep;
   private readonly optimizer: AdamW;
   private stepsDone = 0;
@@ -164,10 +206,19 @@ export class Trainer<T = TokenizedExample> {
           peftInit(s.seed),
         );
     const rows = s.batchSize * objective.rowsPerItem;
-    this.step = new TransformerStep(device, kernels, weights, this.lora, { batch: rows, seq }, { full: s.full });
+    this.step = new TransformerStep(
+      device,
+      kernels,
+      weights,
+      this.lora,
+      { batch: rows, seq },
+      { full: s.full, output: objective.output },
+    );
+    this.head = objective.attach?.(this.step, kernels) ?? null;
     const groups = this.lora
       ? [{ param: this.lora.params, grad: this.lora.grads, n: this.lora.length }]
       : weightParamGroups(weights.byKey, this.step.weightGrads ?? new Map());
+    if (this.head) groups.push(this.head.paramGroup);
     this.optimizer = new AdamW(device, kernels, groups, {
       lr: s.lr,
       beta1: 0.9,
@@ -231,7 +282,7 @@ export class Trainer<T = TokenizedExample> {
     const lr = learningRate(s.lr, s.schedule, this.warmup, this.stepsDone, this.totalSteps);
     const context = { device: this.device, batches, items: s.gradAccum * s.batchSize };
     let loss = 0;
-    submitOps(this.device, this.step.zeroGradOps);
+    submitOps(this.device, [...this.step.zeroGradOps, ...(this.head?.zeroGradOps ?? [])]);
     for (let i = 0; i < batches.length; i++) {
       // A micro-batch whose sequences were all cut before their answers adds nothing (and cannot be run).
       if (countLossTargets(batches[i].labels) === 0) continue;
@@ -258,21 +309,24 @@ export class Trainer<T = TokenizedExample> {
     };
   }
 
-  /** The mean validation loss (per token, or per pair), dropout off; null when there is nothing to validate. */
-  async evaluate(): Promise<number | null> {
+  /** The validation loss and accuracy, dropout off; null when there is nothing to validate. */
+  async evaluate(): Promise<Validation | null> {
     const items = this.data.validation;
     if (items.length === 0) return null;
     const { batchSize } = this.settings;
     this.step.setDropoutSeed(null);
     let sum = 0;
     let count = 0;
+    let correct: number | null = null;
     for (let first = 0; first < items.length; first += batchSize) {
       const chunk = items.slice(first, first + batchSize);
       const part = await this.objective.evaluate(this.step, this.batchOf(chunk), chunk, this.device);
       sum += part.sum;
       count += part.count;
+      if (part.correct !== undefined) correct = (correct ?? 0) + part.correct;
     }
-    return count === 0 ? null : sum / count;
+    if (count === 0) return null;
+    return { loss: sum / count, accuracy: correct === null ? null : correct / count };
   }
 
   async checkpoint(): Promise<TrainerCheckpoint> {
@@ -304,6 +358,7 @@ export class Trainer<T = TokenizedExample> {
 
   destroy(): void {
     this.step.destroy();
+    this.head?.destroy();
     this.optimizer.destroy();
     this.lora?.destroy();
   }
@@ -311,7 +366,7 @@ export class Trainer<T = TokenizedExample> {
 
 export interface RunHooks {
   onStep?: (metrics: StepMetrics) => void;
-  onEval?: (step: number, validationLoss: number) => void;
+  onEval?: (step: number, validation: Validation) => void;
   onCheckpoint?: (checkpoint: TrainerCheckpoint) => Promise<void>;
   /** Asked before each step: true ends the run there (pause or stop), after a checkpoint. */
   shouldStop?: () => boolean;
@@ -324,8 +379,8 @@ export interface RunHooks {
 export async function runTraining<T>(trainer: Trainer<T>, hooks: RunHooks = {}): Promise<'finished' | 'stopped'> {
   const { evalEvery, checkpointEvery } = trainer.settings;
   const evaluate = async (step: number) => {
-    const loss = await trainer.evaluate();
-    if (loss !== null) hooks.onEval?.(step, loss);
+    const validation = await trainer.evaluate();
+    if (validation !== null) hooks.onEval?.(step, validation);
   };
   while (!trainer.done) {
     if (hooks.shouldStop?.()) {

@@ -12,7 +12,9 @@ import type { EngineKernels } from '../model/kernels';
 import type { GpuWeights } from '../model/weights';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
 import { createTrainer } from './create-trainer';
-import { runTraining, type StepMetrics, type Trainer } from './trainer';
+import { evalRecord, type MetricRecord, runTraining, type Trainer } from './trainer';
+
+export type { MetricRecord };
 
 export interface TrainRequest {
   /** The model the run belongs to (its label), so a saved run is resumed on the same model. */
@@ -20,8 +22,6 @@ export interface TrainRequest {
   settings: TrainSettings;
   data: DataChoice;
 }
-
-export type MetricRecord = ({ type: 'train' } & StepMetrics) | { type: 'eval'; step: number; validationLoss: number };
 
 export type TrainEvent =
   | {
@@ -158,7 +158,7 @@ export class TrainingSession {
     try {
       const outcome = await runTraining(trainer, {
         onStep: (m) => record({ type: 'train', ...m }),
-        onEval: (step, loss) => record({ type: 'eval', step, validationLoss: loss }),
+        onEval: (step, validation) => record(evalRecord(step, validation)),
         onCheckpoint: async (c) => {
           await this.store?.saveCheckpoint(serializeCheckpoint(c), this.metrics);
           emit({ type: 'checkpoint', step: c.step });
