@@ -10,6 +10,7 @@ import { serializeAdapter } from '../../core/peft';
 import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
 import { loadTokenizer } from '../../core/tokenizer';
 import { prepareRun } from '../../core/training/prepare';
+import { rlSequenceLength } from '../../core/training/sequences';
 import {
   defaultSettings,
   METHODS,
@@ -29,6 +30,7 @@ import { numberFlag, parseMapping } from '../args';
 import { datasetFiles } from '../folder';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
+import { readRewardFlags } from '../reward-flags';
 
 export const TRAIN_USAGE =
   'hone train --model M --data FILE[,FILE...] --method cpt|sft|rm|grpo|dpo --out DIR [settings] [--resume]';
@@ -37,7 +39,8 @@ const SETTINGS_HELP = `settings: --max-steps N --epochs N --lr X --lora-r N --lo
   --targets q_proj,v_proj,... --rslora --full --batch-size N --grad-accum N --seq-len N --warmup X (steps, or a
   fraction below 1) --schedule constant|linear|cosine --weight-decay X --max-grad-norm X --seed N --eval-every N
   --checkpoint-every N --validation X (fraction or count) --prompt-loss --format F --map FIELD=COLUMN
-  --beta X (DPO)`;
+  --beta X (DPO's beta; for grpo the KL penalty's)
+grpo: --reward-model DIR | --reward-js FILE | --reward-onnx FILE, --group-size N --max-completion N --temperature X`;
 
 /** The defaults for the method and model, with every flag given on top. */
 function settingsFrom(values: Record<string, unknown>, method: Method, parameters: number): TrainSettings {
@@ -57,7 +60,11 @@ function settingsFrom(values: Record<string, unknown>, method: Method, parameter
     ['seed', 'seed'],
     ['eval-every', 'evalEvery'],
     ['checkpoint-every', 'checkpointEvery'],
-    ['beta', 'dpoBeta'],
+    // TRL names both betas `beta`: DPO's temperature, and GRPO's KL weight.
+    ['beta', method === 'grpo' ? 'klBeta' : 'dpoBeta'],
+    ['group-size', 'groupSize'],
+    ['max-completion', 'maxCompletion'],
+    ['temperature', 'temperature'],
   ];
   const out: Record<string, unknown> = { ...s };
   for (const [flag, key] of numbers) {
@@ -95,8 +102,12 @@ function progressLine(m: StepMetrics, started: number): string {
 }
 
 function describeValidation(v: Validation): string {
-  const ranked = v.accuracy === null ? '' : `, ${(100 * v.accuracy).toFixed(1)}% of held-out pairs ranked right`;
-  return `validation loss ${v.loss.toFixed(4)}${ranked}`;
+  const parts = [
+    v.loss !== null && `validation loss ${v.loss.toFixed(4)}`,
+    v.accuracy !== null && `${(100 * v.accuracy).toFixed(1)}% of held-out pairs ranked right`,
+    v.reward !== null && `mean reward on held-out prompts ${v.reward.toFixed(4)}`,
+  ];
+  return parts.filter(Boolean).join(', ');
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -144,6 +155,9 @@ export async function train(args: string[]): Promise<number> {
       'eval-every': { type: 'string' },
       'checkpoint-every': { type: 'string' },
       beta: { type: 'string' },
+      'group-size': { type: 'string' },
+      'max-completion': { type: 'string' },
+      temperature: { type: 'string' },
       'reward-model': { type: 'string' },
       'reward-js': { type: 'string' },
       'reward-onnx': { type: 'string' },
@@ -190,7 +204,7 @@ export async function train(args: string[]): Promise<number> {
     throw error;
   }
   const { data: sequences, skipped } = prepared;
-  const unit = sequences.kind === 'pairs' ? 'pairs' : 'sequences';
+  const unit = sequences.kind;
   if (prepared.problems.length > 0) {
     const reasons = prepared.problems.map((p) => `  - ${p}`).join('\n');
     process.stderr.write(`hone train: these settings cannot train:\n${reasons}\n`);
@@ -203,6 +217,7 @@ export async function train(args: string[]): Promise<number> {
       (sequences.dropped > 0 ? `; ${sequences.dropped} cut before their answers and left out` : ''),
   );
 
+  const rewardBuilder = await readRewardFlags(values, method, config);
   await mkdir(out, { recursive: true });
   const checkpointDir = join(out, 'checkpoint');
   const metricsPath = join(out, 'metrics.jsonl');
@@ -212,7 +227,23 @@ export async function train(args: string[]): Promise<number> {
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
       halfMatrices: !settings.full,
     });
-    const trainer = await createTrainer(device, kernels, weights, settings, sequences, tokenizer.padTokenId);
+    const reward =
+      rewardBuilder && sequences.kind === 'prompts'
+        ? await rewardBuilder(
+            { device, kernels, weights },
+            {
+              rows: settings.batchSize * settings.groupSize,
+              seq: rlSequenceLength(sequences, settings.seqLen, settings.maxCompletion),
+            },
+            tokenizer.padTokenId,
+          )
+        : undefined;
+    const trainer = await createTrainer(device, kernels, weights, settings, sequences, tokenizer, reward).catch(
+      (error) => {
+        reward?.destroy();
+        throw error;
+      },
+    );
     if (values.resume) {
       if (!(await exists(join(checkpointDir, CHECKPOINT_FILES[0]))))
         throw new Error(`--resume: ${checkpointDir} holds no checkpoint`);

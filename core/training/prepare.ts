@@ -8,7 +8,14 @@ import type { DatasetFile } from '../dataset/read-records';
 import { tokenizeExamples } from '../dataset/tokenize-dataset';
 import type { ModelConfig } from '../model-config';
 import type { ModelTokenizer } from '../tokenizer';
-import { nextTokenSequences, preferencePairs, type TrainingPairs, type TrainingSequences } from './sequences';
+import {
+  nextTokenSequences,
+  preferencePairs,
+  rlPrompts,
+  type TrainingPairs,
+  type TrainingPrompts,
+  type TrainingSequences,
+} from './sequences';
 import { settingsProblems, type TrainSettings } from './settings';
 
 export interface DataChoice {
@@ -26,8 +33,11 @@ export interface PreparedRun {
   records: number;
   /** Records skipped (unreadable, or refused by the chat template). */
   skipped: number;
-  /** What the method trains on: sequences (next-token methods) or preference pairs (DPO). */
-  data: ({ kind: 'sequences' } & TrainingSequences) | ({ kind: 'pairs' } & TrainingPairs);
+  /** What the method trains on: sequences (next-token methods), preference pairs (reward model, DPO) or prompts (RL). */
+  data:
+    | ({ kind: 'sequences' } & TrainingSequences)
+    | ({ kind: 'pairs' } & TrainingPairs)
+    | ({ kind: 'prompts' } & TrainingPrompts);
   /** Why the run cannot start; empty when it can. */
   problems: string[];
 }
@@ -45,7 +55,9 @@ export async function prepareRun(
   const data: PreparedRun['data'] =
     dataset.format === 'preference'
       ? { kind: 'pairs', ...preferencePairs(tokenized, settings.seqLen, split) }
-      : { kind: 'sequences', ...nextTokenSequences(tokenized, dataset.format === 'text', settings.seqLen, split) };
+      : dataset.format === 'rl_prompts'
+        ? { kind: 'prompts', ...rlPrompts(tokenized, settings.seqLen, split) }
+        : { kind: 'sequences', ...nextTokenSequences(tokenized, dataset.format === 'text', settings.seqLen, split) };
   return {
     format: dataset.format,
     records: tokenized.length,

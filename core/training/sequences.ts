@@ -46,6 +46,46 @@ export function nextTokenSequences(
   return { train: prepare(parts.train), validation: prepare(parts.validation), dropped };
 }
 
+/** A prompt for policy optimization: its ids (rendered with the generation prompt) and what a reward reads. */
+export interface RlPrompt {
+  ids: number[];
+  /** The last user turn's text: what a reward rule sees as the prompt. */
+  prompt: string;
+  /** The record's reference answer, for rules that check against one. */
+  reference?: string;
+}
+
+export interface TrainingPrompts {
+  train: RlPrompt[];
+  validation: RlPrompt[];
+  /** Prompts that leave no room for a completion within the sequence length. */
+  dropped: number;
+}
+
+/** The longest row a run on these prompts makes: the longest prompt and a whole completion, within seqLen. */
+export function rlSequenceLength(prompts: TrainingPrompts, seqLen: number, maxCompletion: number): number {
+  const longest = Math.max(0, ...[...prompts.train, ...prompts.validation].map((p) => p.ids.length));
+  return Math.min(seqLen, longest + maxCompletion);
+}
+
+/** RL prompt records into prompts that leave room for at least one completion token, split by record. */
+export function rlPrompts(tokenized: TokenizedSource[], seqLen: number, split: SplitSettings): TrainingPrompts {
+  const parts = splitTrainValidation(tokenized, split.validation, split.seed);
+  let dropped = 0;
+  const prepare = (sources: TokenizedSource[]): RlPrompt[] =>
+    sources.flatMap(({ source, sequences: [rendered] }) => {
+      const { example } = source;
+      if (example.kind !== 'prompt') throw new Error(`an RL prompt was expected, got a ${example.kind} record`);
+      if (rendered.ids.length >= seqLen) {
+        dropped++;
+        return [];
+      }
+      const lastUser = example.prompt.findLast((m) => m.role === 'user') ?? example.prompt.at(-1);
+      return [{ ids: rendered.ids, prompt: lastUser?.content ?? '', reference: example.reference }];
+    });
+  return { train: prepare(parts.train), validation: prepare(parts.validation), dropped };
+}
+
 /** A prompt with its chosen and its rejected answer, each rendered whole (labels only on the answer). */
 export interface PreferencePair {
   chosen: TokenizedExample;

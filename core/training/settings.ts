@@ -18,7 +18,7 @@ export type Method = keyof typeof METHODS;
  * The methods the engine trains today; the rest are refused by name rather than run half-built. In order of
  * preference for a dataset's format: DPO before the reward model, as it tunes the policy in one step.
  */
-export const TRAINABLE_METHODS: readonly Method[] = ['cpt', 'sft', 'dpo', 'rm'];
+export const TRAINABLE_METHODS: readonly Method[] = ['cpt', 'sft', 'dpo', 'rm', 'grpo'];
 
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
 export type Schedule = (typeof SCHEDULES)[number];
@@ -61,6 +61,14 @@ export interface TrainSettings {
   checkpointEvery: number;
   /** DPO's beta: how far from the reference model the preferences may pull the policy (TRL's default, 0.1). */
   dpoBeta: number;
+  /** Policy optimization: completions sampled per prompt, the group each is judged against. */
+  groupSize: number;
+  /** Policy optimization: the longest completion sampled, in tokens. */
+  maxCompletion: number;
+  /** Policy optimization: the sampling temperature. */
+  temperature: number;
+  /** Policy optimization: the weight of the KL penalty to the base model (the adapter off); 0 drops it. */
+  klBeta: number;
 }
 
 /**
@@ -77,11 +85,11 @@ export function defaultSettings(method: Method, parameters: number): TrainSettin
     loraDropout: 0.05,
     targets: [...PROJECTIONS],
     rslora: false,
-    // Preference losses move a policy far with small steps.
-    lr: method === 'dpo' ? lr / 10 : lr,
+    // Preference and reward losses move a policy far with small steps.
+    lr: method === 'dpo' || method === 'grpo' ? lr / 10 : lr,
     schedule: 'cosine',
     warmup: 0.05,
-    epochs: method === 'cpt' ? 1 : 3,
+    epochs: method === 'cpt' || method === 'grpo' ? 1 : 3,
     maxSteps: null,
     batchSize: 4,
     gradAccum: 1,
@@ -92,6 +100,10 @@ export function defaultSettings(method: Method, parameters: number): TrainSettin
     evalEvery: 50,
     checkpointEvery: 50,
     dpoBeta: 0.1,
+    groupSize: 4,
+    maxCompletion: 48,
+    temperature: 1,
+    klBeta: 0.04,
   };
 }
 
@@ -145,6 +157,17 @@ export function settingsProblems(
     `checkpoints every N steps need a whole N of 0 or more, not ${s.checkpointEvery}`,
   );
   need(s.dpoBeta > 0, `DPO's beta must be above 0, not ${s.dpoBeta}`);
+  need(isWhole(s.groupSize, 2), `the group size must be a whole number of at least 2, not ${s.groupSize}`);
+  need(
+    isWhole(s.maxCompletion, 1),
+    `the longest completion must be a whole number of at least 1 token, not ${s.maxCompletion}`,
+  );
+  need(s.temperature > 0, `the sampling temperature must be above 0, not ${s.temperature}`);
+  need(s.klBeta >= 0, `the KL penalty's beta must be 0 (off) or more, not ${s.klBeta}`);
+  need(
+    !(s.method === 'grpo' && s.full),
+    'policy optimization trains a LoRA adapter: its KL reference is the same model with the adapter off',
+  );
   need(
     !(s.method === 'rm' && s.full),
     'a reward model is saved as a PEFT adapter (LoRA and its score head): train it with LoRA, not every weight',

@@ -1,6 +1,7 @@
 import { create } from 'zustand';
 import type { TrainSettings } from '../../core/training/settings';
 import type { TrainEvent } from '../../workers/engine/api';
+import type { RewardChoice } from '../../workers/engine/train/reward-choice';
 import type { MetricRecord } from '../../workers/engine/train/training-session';
 
 export type RunStatus = 'idle' | 'preparing' | 'running' | 'paused' | 'finished' | 'stopped' | 'failed';
@@ -12,6 +13,9 @@ interface TrainingState {
   /** The settings being edited (null until the step first opens with a model loaded). */
   settings: TrainSettings | null;
   setSettings: (settings: TrainSettings) => void;
+  /** Policy optimization's reward, as picked in the Train step. */
+  reward: RewardChoice | null;
+  setReward: (reward: RewardChoice | null) => void;
   status: RunStatus;
   prepared: Prepared | null;
   metrics: MetricRecord[];
@@ -28,6 +32,8 @@ interface TrainingState {
 export const useTraining = create<TrainingState>((set) => ({
   settings: null,
   setSettings: (settings) => set({ settings }),
+  reward: null,
+  setReward: (reward) => set({ reward }),
   status: 'idle',
   prepared: null,
   metrics: [],

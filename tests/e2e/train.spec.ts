@@ -151,3 +151,40 @@ test('a reward model trains on preference pairs and charts its held-out accuracy
   await expect(page.getByTestId('run-status')).toHaveText('Finished');
   await expect(page.getByText('Validation accuracy')).toBeVisible();
 });
+
+test('a policy is optimized against a reward rule written in the page; a broken rule stops with its reason', async ({
+  page,
+}) => {
+  const prompts = join(await tempDir(), 'prompts.jsonl');
+  await writeFile(
+    prompts,
+    ['Raise the sails.', 'Mend the nets.'].map((p) => JSON.stringify({ prompt: p, reference: 'Aye' })).join('\n'),
+  );
+  await loadDemoModel(page, /Data/);
+  await page.getByLabel('choose files').setInputFiles(prompts);
+  await expect(page.getByTestId('dataset-counts')).toHaveText('2 usable, 0 skipped');
+  const validation = page.getByLabel('Validation (fraction or count)');
+  await validation.fill('0');
+  await validation.blur();
+  await page.getByRole('button', { name: /Train/ }).click();
+  await expect(page.getByTestId('train-settings').getByLabel('Method')).toHaveValue('grpo');
+  await setNumber(page, 'LoRA rank', '4');
+  // Software WebGPU decodes slowly, token by token: one prompt a step, two short completions.
+  await setNumber(page, 'Batch size', '1');
+  await setNumber(page, 'Completions per prompt', '2');
+  await setNumber(page, 'Longest completion (tokens)', '2');
+  await setNumber(page, 'Max steps (empty: by epochs)', '2');
+  const rule = page.getByLabel('Reward rule');
+  await expect(rule).toContainText('(prompt, completion, reference) =>');
+  await rule.fill('(prompt, completion) => completion.length');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-data')).toContainText('rl_prompts data: 2 training prompts, 0 for validation');
+  await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  await expect(page.getByTestId('run-progress')).toContainText(/Step 2 of 2, loss -?[\d.]+, reward [\d.]+/);
+  await expect(page.getByText('KL to the base model')).toBeVisible();
+
+  await rule.fill('(prompt, completion) => { throw new Error("no score today"); }');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Failed');
+  await expect(page.getByTestId('run-panel')).toContainText('the reward rule rule.js: no score today');
+});

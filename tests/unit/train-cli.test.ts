@@ -3,9 +3,10 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { folderReader } from '../../cli/folder';
 import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
+import { randomLora } from '../../workers/engine/reference/random-model';
 import { capitalsJsonl, ordersJsonl } from '../helpers/datasets';
 import { hone } from '../helpers/hone-cli';
-import { tempDir } from '../helpers/model-folder';
+import { tempDir, writeAdapterFolder } from '../helpers/model-folder';
 
 let dir: string;
 let chat: string;
@@ -159,6 +160,83 @@ describe('hone train', () => {
     expect(full.stderr).toContain('a reward model is saved as a PEFT adapter');
   });
 
+  it('optimizes a policy with GRPO against a reward rule or a trained reward model', async () => {
+    const prompts = join(dir, 'rl.jsonl');
+    await writeFile(
+      prompts,
+      ['Raise the sails.', 'Mend the nets.', 'Hoist the flag.'].map((p) => JSON.stringify({ prompt: p })).join('\n'),
+    );
+    const rule = join(dir, 'short.js');
+    await writeFile(rule, '(prompt, completion) => -completion.length');
+    const out = join(dir, 'grpo');
+    const grpo = ['train', '--model', 'hone-tiny', '--data', prompts, '--method', 'grpo', '--out', out, ...small];
+    // Software adapters decode slowly, token by token: one prompt, two short completions, one step.
+    const tiny = ['--batch-size', '1', '--group-size', '2', '--max-completion', '2', '--max-steps', '1'];
+    const { code, stderr } = await hone(...grpo, ...tiny, '--reward-js', rule);
+    expect(stderr).toContain('rl_prompts data: 3 records (0 skipped), 3 training and 0 validation prompts');
+    expect(code).toBe(0);
+    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    expect(steps).toHaveLength(1);
+    expect(steps[0].completionLength).toBeGreaterThan(0);
+    expect(steps[0].completionLength).toBeLessThanOrEqual(2);
+    // The adapter starts as the base model, and the rule pays less for longer completions.
+    expect(steps[0].kl).toBe(0);
+    expect(steps[0].reward).toBeLessThan(0);
+    const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
+    expect((await loadAdapter(folderReader(out), out, model.config)).config.taskType).toBe('CAUSAL_LM');
+
+    // The same prompts, rewarded by a reward model trained a step on preference pairs.
+    const prefs = join(dir, 'rm-for-grpo.jsonl');
+    await writeFile(
+      prefs,
+      ordersJsonl(['Raise the sails', 'Mend the nets'], () => 'No.'),
+    );
+    const rm = join(dir, 'rm-for-grpo');
+    const rmArgs = ['--data', prefs, '--method', 'rm', '--out', rm, '--max-steps', '1'];
+    expect((await hone('train', '--model', 'hone-tiny', ...rmArgs, ...small)).code).toBe(0);
+    const withModel = await hone(...grpo, ...tiny, '--reward-model', rm);
+    expect(withModel.code).toBe(0);
+    const rewarded = (await metrics(out)).filter((m) => m.type === 'train');
+    expect(rewarded).toHaveLength(1);
+    expect(rewarded[0].reward).not.toBe(steps[0].reward);
+  });
+
+  it('refuses a policy optimization run without exactly one usable reward, naming why', async () => {
+    const prompts = join(dir, 'rl-bad.jsonl');
+    await writeFile(prompts, `${JSON.stringify({ prompt: 'Raise the sails.' })}\n`);
+    const grpo = ['train', '--model', 'hone-tiny', '--data', prompts, '--method', 'grpo', '--out', join(dir, 'x')];
+    expect((await hone(...grpo)).stderr).toContain('policy optimization needs one reward: --reward-model DIR');
+    const two = await hone(...grpo, '--reward-js', 'a.js', '--reward-model', 'b');
+    expect(two.stderr).toContain('not --reward-model and --reward-js');
+    expect((await hone(...grpo, '--reward-js', join(dir, 'none.js'))).stderr).toContain('none.js: no such file');
+    const notFunction = join(dir, 'number.js');
+    await writeFile(notFunction, '42');
+    expect((await hone(...grpo, '--reward-js', notFunction)).stderr).toContain(
+      'the reward rule number.js: it must evaluate to a function',
+    );
+    const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
+    const causal = await writeAdapterFolder(join(dir, 'causal'), randomLora(model.config, ['q_proj'], 2, 4, false, 1), [
+      'q_proj',
+    ]);
+    expect((await hone(...grpo, '--reward-model', causal)).stderr).toContain(
+      'is not a reward model\'s adapter: one has task_type "SEQ_CLS"',
+    );
+    const misplaced = await hone(
+      'train',
+      '--model',
+      'hone-tiny',
+      '--data',
+      chat,
+      '--method',
+      'sft',
+      '--out',
+      join(dir, 'y'),
+      '--reward-js',
+      'r.js',
+    );
+    expect(misplaced.stderr).toContain('--reward-js gives policy optimization its reward; it needs --method grpo');
+  });
+
   it('refuses bad settings before training, with every reason', async () => {
     const base = ['--model', 'hone-tiny', '--data', chat, '--out', join(dir, 'bad')];
     const bad = await hone('train', ...base, '--method', 'sft', '--lr=-1', '--lora-r', '0', '--seq-len', '100000');
@@ -170,8 +248,8 @@ describe('hone train', () => {
     expect(format.stderr).toContain('Continued pretraining (raw text) trains on text data; this dataset is messages');
     const word = await hone('train', ...base, '--method', 'sft', '--lr', 'fast');
     expect(word.stderr).toContain("--lr takes a number, not 'fast'");
-    const later = await hone('train', ...base, '--method', 'grpo');
-    expect(later.code).toBe(1);
-    expect(later.stderr).toContain('--method grpo (Policy optimization (RL prompts and a reward)) is not built yet');
+    const rl = await hone('train', ...base, '--method', 'grpo', '--reward-js', 'r.js');
+    expect(rl.code).toBe(2);
+    expect(rl.stderr).toContain('Policy optimization (RL prompts and a reward) trains on rl_prompts data');
   });
 });

@@ -44,7 +44,13 @@ export function opfsRunStore(): RunStore {
       await remove();
       const dir = (await folder(true)) as FileSystemDirectoryHandle;
       for (const [i, f] of files.entries()) await write(dir, `data-${i}`, f.blob);
-      await write(dir, 'run.json', JSON.stringify({ ...request, files: files.map((f) => f.name) }));
+      // A reward model's folder is kept beside the data, its file names in run.json.
+      const { reward } = request;
+      const rewardFiles = reward?.kind === 'reward-model' ? reward.files : [];
+      for (const [i, f] of rewardFiles.entries()) await write(dir, `reward-${i}`, f.file);
+      const saved =
+        reward?.kind === 'reward-model' ? { ...reward, files: rewardFiles.map((f) => f.path) } : request.reward;
+      await write(dir, 'run.json', JSON.stringify({ ...request, reward: saved, files: files.map((f) => f.name) }));
     },
     async saveCheckpoint(files, metrics) {
       const dir = await folder(true);
@@ -65,6 +71,15 @@ export function opfsRunStore(): RunStore {
         const blob = await read(dir, `data-${i}`);
         if (!blob) return null;
         files.push({ name, blob });
+      }
+      if (request.reward?.kind === 'reward-model') {
+        const rewardFiles = [];
+        for (const [i, path] of (request.reward.files as string[]).entries()) {
+          const file = await read(dir, `reward-${i}`);
+          if (!file) return null;
+          rewardFiles.push({ path, file });
+        }
+        request.reward.files = rewardFiles;
       }
       const metricsFile = await read(dir, 'metrics.jsonl');
       const metrics = metricsFile

@@ -6,6 +6,8 @@ import { formatSeconds, plural } from '../../lib/format';
 import { useTraining } from '../../stores/training';
 import { MetricChart, type Series } from './MetricChart';
 
+const UNIT_TEXT = { sequences: 'training sequence', pairs: 'training pair', prompts: 'training prompt' } as const;
+
 const STATUS_TEXT = {
   idle: '',
   preparing: 'Reading and tokenizing the dataset…',
@@ -34,9 +36,8 @@ export function RunPanel() {
         <strong data-testid="run-status">{STATUS_TEXT[t.status]}</strong>
         {t.prepared && (
           <span className="text-sm text-slate-600 dark:text-slate-300" data-testid="run-data">
-            {t.prepared.format} data:{' '}
-            {plural(t.prepared.train, t.prepared.unit === 'pairs' ? 'training pair' : 'training sequence')},{' '}
-            {t.prepared.validation} for validation
+            {t.prepared.format} data: {plural(t.prepared.train, UNIT_TEXT[t.prepared.unit])}, {t.prepared.validation}{' '}
+            for validation
             {t.prepared.dropped > 0 && `, ${t.prepared.dropped} cut before their answers and left out`}
             {t.prepared.skipped > 0 && `, ${plural(t.prepared.skipped, 'record')} skipped`}
           </span>
@@ -47,7 +48,9 @@ export function RunPanel() {
           <progress className="w-full" value={done} max={total} aria-label="Training progress" />
           <span data-testid="run-progress">
             Step {done} of {total}
-            {last && `, loss ${last.loss.toFixed(4)}, ${Math.round(last.tokensPerSecond)} tokens/s`}
+            {last && `, loss ${last.loss.toFixed(4)}`}
+            {last?.reward !== undefined && `, reward ${last.reward.toFixed(3)}`}
+            {last && `, ${Math.round(last.tokensPerSecond)} tokens/s`}
             {eta !== null && `, about ${formatSeconds(eta)} left`}
             {t.lastCheckpoint !== null && ` · checkpoint at step ${t.lastCheckpoint}`}
           </span>
@@ -110,6 +113,8 @@ function Charts() {
     const evals = metrics.flatMap((m) => (m.type === 'eval' ? [m] : []));
     const evalAt = new Map(evals.map((m) => [m.step, m.validationLoss]));
     const accuracyAt = new Map(evals.map((m) => [m.step, m.validationAccuracy]));
+    const heldOutRewardAt = new Map(evals.map((m) => [m.step, m.validationReward]));
+    const rl = train.some((m) => m.reward !== undefined);
     const line = (label: string, color: string, values: (number | null)[]): Series => ({ label, color, values });
     return {
       x,
@@ -149,6 +154,35 @@ function Charts() {
             ),
           ]
         : null,
+      // Policy optimization: the completions' mean reward, its spread within groups, and the drift from the base model.
+      reward: rl
+        ? [
+            line(
+              'mean reward',
+              '#16a34a',
+              train.map((m) => m.reward ?? null),
+            ),
+            line(
+              'spread within groups',
+              '#a3a3a3',
+              train.map((m) => m.rewardStd ?? null),
+            ),
+            line(
+              'held-out prompts',
+              '#d97706',
+              x.map((s) => heldOutRewardAt.get(s) ?? null),
+            ),
+          ]
+        : null,
+      kl: rl
+        ? [
+            line(
+              'KL per token',
+              '#9333ea',
+              train.map((m) => m.kl ?? null),
+            ),
+          ]
+        : null,
       speed: [
         line(
           'tokens/s',
@@ -165,6 +199,8 @@ function Charts() {
       <MetricChart title="Gradient norm" x={charts.x} series={charts.norm} />
       <MetricChart title="Tokens per second" x={charts.x} series={charts.speed} />
       {charts.accuracy && <MetricChart title="Validation accuracy" x={charts.x} series={charts.accuracy} />}
+      {charts.reward && <MetricChart title="Reward" x={charts.x} series={charts.reward} />}
+      {charts.kl && <MetricChart title="KL to the base model" x={charts.x} series={charts.kl} />}
     </div>
   );
 }

@@ -149,6 +149,14 @@ export function SettingsForm(props: {
         {field('Checkpoint every (steps)', 'checkpointEvery', '1')}
         {s.method === 'dpo' && field('DPO beta', 'dpoBeta')}
       </div>
+      {s.method === 'grpo' && (
+        <div className="flex flex-wrap gap-3">
+          {field('Completions per prompt', 'groupSize', '1')}
+          {field('Longest completion (tokens)', 'maxCompletion', '1')}
+          {field('Sampling temperature', 'temperature')}
+          {field('KL penalty (beta)', 'klBeta')}
+        </div>
+      )}
     </fieldset>
   );
 }

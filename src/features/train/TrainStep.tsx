@@ -14,6 +14,7 @@ import { getEngine } from '../../lib/engine';
 import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
+import { RewardPicker, STARTER_RULE } from './RewardPicker';
 import { RunPanel } from './RunPanel';
 import { SettingsForm } from './SettingsForm';
 
@@ -46,11 +47,18 @@ export function TrainStep() {
     }
   }, [format, settings, setSettings, parameters]);
 
+  // Policy optimization starts from a rule to edit, until a person picks otherwise.
+  const { reward, setReward } = training;
+  useEffect(() => {
+    if (settings?.method === 'grpo' && !reward) setReward({ kind: 'rule', name: 'rule.js', source: STARTER_RULE });
+  }, [settings?.method, reward, setReward]);
+
   const busy = training.status === 'running' || training.status === 'preparing';
   const problems =
     settings && loaded
       ? settingsProblems(settings, { config: loaded.config, format, sequences: dataset.summary?.records })
       : [];
+  if (settings?.method === 'grpo' && !training.reward) problems.push('Pick the reward: a rule or a reward model.');
   const missing = !loaded
     ? 'Load a model in the Model step first.'
     : !dataset.summary
@@ -71,6 +79,7 @@ export function TrainStep() {
             splitSeed: dataset.settings.seed,
             trainOnPrompt: dataset.settings.trainOnPrompt,
           },
+          reward: settings.method === 'grpo' ? (training.reward ?? undefined) : undefined,
         },
         dataset.files.map((f) => ({ name: f.name, blob: f })),
         Comlink.proxy(training.handle),
@@ -102,6 +111,9 @@ export function TrainStep() {
             }
             disabled={busy}
           />
+          {settings.method === 'grpo' && (
+            <RewardPicker reward={training.reward} onChange={training.setReward} disabled={busy} />
+          )}
           {problems.length > 0 && (
             <ul
               role="alert"

@@ -5,6 +5,7 @@ import { submitOps } from '../gpu/ops';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { type ReferenceLora, referenceForward } from '../reference/transformer.cpu';
 import { Decoder } from './decoder';
+import { generate, generateAfter } from './generate';
 import { EngineKernels } from './kernels';
 import { everyLayer, GpuLora } from './lora';
 import { TransformerStep } from './transformer';
@@ -150,6 +151,25 @@ describe('decoding with a key-value cache', () => {
     expect(maxRelativeError(base, tuned)).toBeGreaterThan(1e-3);
     const { device, kernels, gw } = await setup(config, false);
     expect(await new Decoder(device, kernels, gw, null, 8).feed(prompt)).toEqual(base);
+  });
+
+  it('rewound to its prompt, continues as a fresh decoder would: completions of one prompt fed once', async () => {
+    const { device, kernels, gw, lora } = await setup(tinyConfig(), true);
+    const prompt = [5, 9, 2, 30, 4];
+    const options = { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, maxNewTokens: 6, stopIds: [] };
+    const shared = new Decoder(device, kernels, gw, lora, 12);
+    const logits = await shared.feed(prompt);
+    const drawn = [];
+    for (const seed of [1, 2, 3]) {
+      shared.rewind(prompt.length);
+      drawn.push((await generateAfter(shared, prompt, logits, { ...options, seed })).ids);
+    }
+    const fresh = new Decoder(device, kernels, gw, lora, 12);
+    for (const [i, seed] of [1, 2, 3].entries()) {
+      expect((await generate(fresh, prompt, { ...options, seed })).ids).toEqual(drawn[i]);
+    }
+    expect(new Set(drawn.map((ids) => ids.join())).size).toBeGreaterThan(1);
+    expect(() => shared.rewind(prompt.length + 7)).toThrow(/cannot rewind 10 cached tokens to 12/);
   });
 
   it('refuses a token outside the vocabulary and a conversation past its length', async () => {

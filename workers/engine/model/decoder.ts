@@ -72,8 +72,26 @@ export class Decoder {
     this.length = 0;
   }
 
+  /**
+   * Keeps only the first `length` tokens of the cache, to continue from there again (several completions of one
+   * prompt): the keys and values past it are overwritten as new tokens arrive, and attention never reads further
+   * than the tokens so far.
+   */
+  rewind(length: number): void {
+    if (!(Number.isInteger(length) && length >= 0 && length <= this.length)) {
+      throw new Error(`cannot rewind ${this.length} cached tokens to ${length}`);
+    }
+    this.length = length;
+  }
+
   /** Runs one token through the model at the next position and returns the logits that follow it. */
   async step(tokenId: number): Promise<Float32Array> {
+    this.advance(tokenId);
+    return readFloat32(this.device, this.logits, this.w.config.vocabSize * 4);
+  }
+
+  /** Runs one token through the model at the next position, leaving its logits on the GPU. */
+  private advance(tokenId: number): void {
     const c = this.w.config;
     if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= c.vocabSize) {
       throw new Error(`token ${tokenId} is outside the vocabulary (0..${c.vocabSize - 1})`);
@@ -88,15 +106,13 @@ export class Decoder {
     q.writeBuffer(this.sin, 0, this.tables.sin, p * half, half);
     submitOps(this.device, this.ops);
     this.length++;
-    return readFloat32(this.device, this.logits, c.vocabSize * 4);
   }
 
-  /** Feeds tokens in order and returns the logits after the last. */
+  /** Feeds tokens in order and returns the logits after the last (the only ones read back). */
   async feed(tokenIds: readonly number[]): Promise<Float32Array> {
     if (tokenIds.length === 0) throw new Error('nothing to feed');
-    let logits: Float32Array | null = null;
-    for (const id of tokenIds) logits = await this.step(id);
-    return logits as Float32Array;
+    for (const id of tokenIds.slice(0, -1)) this.advance(id);
+    return this.step(tokenIds[tokenIds.length - 1]);
   }
 
   destroy(): void {

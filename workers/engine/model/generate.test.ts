@@ -5,18 +5,25 @@ import { generate } from './generate';
 /** A decoder whose model always predicts the next id of a script (one-hot logits over a vocabulary of 10). */
 function scripted(script: number[], maxLength = 64) {
   let position = 0;
+  let cached = 0;
   const logitsFor = () => Float32Array.from({ length: 10 }, (_, i) => (i === script[position] ? 10 : 0));
   const fake = {
     maxLength,
+    get cached() {
+      return cached;
+    },
     reset: () => {
       position = 0;
+      cached = 0;
     },
     feed: async (ids: readonly number[]) => {
       expect(ids.length).toBeGreaterThan(0);
+      cached += ids.length;
       return logitsFor();
     },
     step: async () => {
       position++;
+      cached++;
       return logitsFor();
     },
   };
@@ -29,7 +36,7 @@ const letters = (ids: number[]) => ids.map((i) => 'abcdefghij'[i]).join('');
 describe('the generation loop', () => {
   it('stops at a stop token, which is left out', async () => {
     const g = await generate(scripted([1, 2, 9, 3]), [0], { ...greedy, maxNewTokens: 10, stopIds: [9] });
-    expect(g).toMatchObject({ ids: [1, 2], stoppedBy: 'stop-token' });
+    expect(g).toMatchObject({ ids: [1, 2], stoppedBy: 'stop-token', stopId: 9 });
   });
 
   it('stops at a stop string and cuts the text before it', async () => {

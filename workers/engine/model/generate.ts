@@ -17,6 +17,8 @@ export interface Generation {
   ids: number[];
   text?: string;
   stoppedBy: 'stop-token' | 'stop-string' | 'length' | 'cancelled';
+  /** The stop token drawn, when one ended the answer. */
+  stopId?: number;
   /** Generated tokens per second, prompt processing excluded. */
   tokensPerSecond: number;
 }
@@ -33,23 +35,43 @@ export async function generate(
   onToken?: (id: number, text: string | undefined) => unknown,
 ): Promise<Generation> {
   decoder.reset();
+  if (decoder.maxLength - prompt.length < 1) {
+    throw new Error(`the prompt's ${prompt.length} tokens leave no room in ${decoder.maxLength}`);
+  }
+  return generateAfter(decoder, prompt, await decoder.feed(prompt), options, onToken);
+}
+
+/**
+ * Generates from a decoder that holds exactly `prompt`, whose logits after it are `logits` (left unchanged): call
+ * it again after `decoder.rewind(prompt.length)` for another completion of the same prompt, without feeding it again.
+ */
+export async function generateAfter(
+  decoder: Decoder,
+  prompt: readonly number[],
+  promptLogits: Float32Array,
+  options: GenerateOptions,
+  onToken?: (id: number, text: string | undefined) => unknown,
+): Promise<Generation> {
+  if (decoder.cached !== prompt.length) {
+    throw new Error(`the decoder holds ${decoder.cached} tokens, not the prompt's ${prompt.length}`);
+  }
   const room = decoder.maxLength - prompt.length;
-  if (room < 1) throw new Error(`the prompt's ${prompt.length} tokens leave no room in ${decoder.maxLength}`);
   const random = mulberry32(options.seed);
   const ids: number[] = [];
   // The sequence so far, for the repetition penalty: grown a token at a time rather than rebuilt per token.
   const sequence = [...prompt];
-  let logits = await decoder.feed(prompt);
+  let logits = promptLogits;
   const started = performance.now();
-  const finish = (stoppedBy: Generation['stoppedBy'], text?: string): Generation => ({
+  const finish = (stoppedBy: Generation['stoppedBy'], text?: string, stopId?: number): Generation => ({
     ids,
     text,
     stoppedBy,
+    stopId,
     tokensPerSecond: ids.length / Math.max(1e-9, (performance.now() - started) / 1000),
   });
   for (let n = 0; n < Math.min(options.maxNewTokens, room); n++) {
     const id = sampleToken(logits, sequence, options, random);
-    if (options.stopIds.includes(id)) return finish('stop-token', options.decode?.(ids));
+    if (options.stopIds.includes(id)) return finish('stop-token', options.decode?.(ids), id);
     ids.push(id);
     sequence.push(id);
     const text = options.decode?.(ids);

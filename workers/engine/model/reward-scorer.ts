@@ -34,7 +34,7 @@ export class RewardScorer {
       weights,
       this.lora,
       { batch: shape.rows, seq: shape.seq },
-      { full: false, output: 'hidden' },
+      { full: false, output: 'hidden', forwardOnly: true },
     );
     this.head = new RewardHead(
       device,

@@ -40,6 +40,11 @@ export interface StepOptions {
    * `finalHiddenGrad` (a reward model's score head), with no vocabulary-sized work at all.
    */
   output?: 'next-token' | 'hidden';
+  /**
+   * Record the forward only: a model read, not trained (the base model as a KL reference, a reward model scoring).
+   * It may then have neither an adapter nor full-parameter gradients.
+   */
+  forwardOnly?: boolean;
 }
 
 interface LayerActivations {
@@ -113,7 +118,9 @@ export class TransformerStep {
         `sequence length ${shape.seq} exceeds the model's max_position_embeddings ${c.maxPositionEmbeddings}`,
       );
     }
-    if (!lora && !options.full) throw new Error('a training step needs a LoRA adapter or full-parameter mode');
+    if (!lora && !options.full && !options.forwardOnly) {
+      throw new Error('a training step needs a LoRA adapter or full-parameter mode');
+    }
     if (options.full && w.halfMatrices) {
       throw new Error(
         'full-parameter training needs fp32 weights (they are trained): upload them without halfMatrices',
@@ -133,9 +140,11 @@ export class TransformerStep {
     this.slices =
       this.output === 'next-token' ? sliceVocabulary(w.lmHead, Math.max(1, Math.floor(maxLogits / (N * 4)))) : [];
     this.allocateActivations();
-    this.recordZeroGrad();
     this.recordForward();
-    this.recordBackward();
+    if (!options.forwardOnly) {
+      this.recordZeroGrad();
+      this.recordBackward();
+    }
   }
 
   get hiddenSize(): number {

@@ -57,14 +57,20 @@ describe('the reward model on the engine', () => {
     const seq = Math.max(...items.flatMap((p) => [p.chosen.ids.length, p.rejected.ids.length])) + 1;
     const step = new TransformerStep(device, kernels, gw, lora, { batch: 6, seq }, { full: false, output: 'hidden' });
     const objective = rewardObjective(7, 0);
-    const head = objective.attach?.(step, kernels) as RewardHead;
+    const head = objective.attach?.(step, { kernels, weights: gw, lora }) as RewardHead;
     const batch = padBatch(
       items.flatMap((p) => [p.chosen, p.rejected]),
       seq,
       0,
     );
     submitOps(device, [...step.zeroGradOps, ...head.zeroGradOps]);
-    const loss = await objective.accumulate(step, batch, items, { device, batches: [batch], items: items.length });
+    const loss = await objective.accumulate(step, batch, items, {
+      device,
+      batches: [batch],
+      items: items.length,
+      microBatches: 1,
+      seed: 0,
+    });
 
     const headValues = Float64Array.from(await head.readWeight());
     // Each row is scored at its last token: every id is non-zero and the padding after it is 0.

@@ -37,7 +37,7 @@ export function rewardObjective(seed: number, padId: number): Objective<Preferen
     rowsPerItem: 2,
     output: 'hidden',
     rows: (item) => [item.chosen, item.rejected],
-    attach(step, kernels) {
+    attach(step, { kernels }) {
       head = new RewardHead(kernels.device, kernels, step, RewardHead.initialWeight(step.hiddenSize, seed));
       return head;
     },

@@ -58,7 +58,10 @@ describe('the next-token trainer', () => {
     const losses: number[] = [];
     const evals: number[] = [];
     expect(
-      await runTraining(trainer, { onStep: (m) => losses.push(m.loss), onEval: (_, v) => evals.push(v.loss) }),
+      await runTraining(trainer, {
+        onStep: (m) => losses.push(m.loss),
+        onEval: (_, v) => evals.push(v.loss ?? Number.NaN),
+      }),
     ).toBe('finished');
     expect(losses).toHaveLength(30);
     expect(losses.slice(-5).reduce((a, b) => a + b) / 5).toBeLessThan(0.8 * losses[0]);

@@ -31,9 +31,27 @@ export interface StepContext {
   device: GPUDevice;
   /** Every micro-batch of the step, padded as the step runs them. */
   batches: Batch[];
-  /** Items (sequences, or pairs) in the whole step. */
+  /** Items (sequences, pairs, or prompts) in the whole step. */
   items: number;
+  /** Micro-batches in the step. */
+  microBatches: number;
+  /** This micro-batch's own seed (its dropout masks use it too), for anything else it draws. */
+  seed: number;
 }
+
+/** What the trainer hands an objective's `attach`: everything the step itself is built from. */
+export interface AttachContext {
+  kernels: EngineKernels;
+  weights: GpuWeights;
+  /** The adapter being trained; null in full-parameter training. */
+  lora: GpuLora | null;
+}
+
+/** Metrics an objective adds to its step's (reinforcement learning's rewards and KL). */
+export type ObjectiveMetrics = Pick<StepMetrics, 'reward' | 'rewardStd' | 'kl' | 'completionLength'> & {
+  /** Tokens through forward and backward, when the batch's rows are not what the objective trained on. */
+  tokens?: number;
+};
 
 /**
  * What a method computes on a micro-batch. The trainer draws items (a sequence, or a pair of them) from its seeded
@@ -46,8 +64,13 @@ export interface Objective<T> {
   /** What the step ends in: the LM head's next-token loss (default), or hidden states for the objective's head. */
   readonly output?: TransformerStep['output'];
   rows(item: T): TokenizedExample[];
-  /** A head the objective trains beside the adapter (a reward model's score head), built on the step. */
-  attach?(step: TransformerStep, kernels: EngineKernels): TrainedHead;
+  /** The longest row an item can become (default: its rows' longest); sizes the step. */
+  rowLength?(item: T): number;
+  /**
+   * Builds what the objective needs on the step: a head it trains beside the adapter (a reward model's score
+   * head), or work buffers of its own (returns null then, and frees them in `destroy`).
+   */
+  attach?(step: TransformerStep, context: AttachContext): TrainedHead | null;
   /** Work before the first step (DPO: the reference model's log-probabilities, while the adapter is still zero). */
   prepare?(
     step: TransformerStep,
@@ -60,16 +83,19 @@ export interface Objective<T> {
    * share of that loss.
    */
   accumulate(step: TransformerStep, batch: Batch, items: T[], context: StepContext): Promise<number>;
+  /** What the objective measured over the step's micro-batches; called once per step, after them. */
+  takeStepMetrics?(): ObjectiveMetrics;
   /**
-   * The loss summed over a validation batch, what it is averaged over (tokens, or pairs), and for pairs how many
-   * the model ranks right.
+   * A validation batch: what its measures are averaged over (tokens, pairs or prompts), the loss summed over it,
+   * for pairs how many the model ranks right, for prompts the reward summed over them.
    */
   evaluate(
     step: TransformerStep,
     batch: Batch,
     items: T[],
     device: GPUDevice,
-  ): Promise<{ sum: number; count: number; correct?: number }>;
+  ): Promise<{ count: number; sum?: number; correct?: number; reward?: number }>;
+  destroy?(): void;
 }
 
 /** Parameters an objective trains besides the adapter: they join the optimizer and are cleared with the gradients. */
@@ -82,10 +108,12 @@ export interface TrainedHead {
 }
 
 export interface Validation {
-  /** Mean loss per token, or per pair. */
-  loss: number;
-  /** Pairs ranked right, of the validation pairs (preference methods); null for sequences. */
+  /** Mean loss per token, or per pair; null where the method has none to validate (policy optimization). */
+  loss: number | null;
+  /** Pairs ranked right, of the validation pairs (preference methods); null otherwise. */
   accuracy: number | null;
+  /** Mean reward of a completion sampled for each validation prompt (policy optimization); null otherwise. */
+  reward: number | null;
 }
 
 /** Next-token loss (continued pretraining, supervised fine-tuning): the token mean over the whole step. */
@@ -93,6 +121,8 @@ export const nextToken: Objective<TokenizedExample> = {
   rowsPerItem: 1,
   rows: (item) => [item],
   async accumulate(step, batch, _items, context) {
+    // A micro-batch whose sequences were all cut before their answers adds nothing (and cannot be run).
+    if (countLossTargets(batch.labels) === 0) return 0;
     // Every counted token of the step weighs the same, whichever micro-batch it is in.
     const counted = context.batches.reduce((n, b) => n + countLossTargets(b.labels), 0);
     step.setBatch(batch.tokens, batch.labels, counted);
@@ -111,13 +141,20 @@ export const nextToken: Objective<TokenizedExample> = {
 /** One line of a run's metrics, as `metrics.jsonl` and the studio's charts keep them. */
 export type MetricRecord =
   | ({ type: 'train' } & StepMetrics)
-  | { type: 'eval'; step: number; validationLoss: number; validationAccuracy: number | null };
+  | {
+      type: 'eval';
+      step: number;
+      validationLoss: number | null;
+      validationAccuracy: number | null;
+      validationReward: number | null;
+    };
 
 export const evalRecord = (step: number, v: Validation): MetricRecord => ({
   type: 'eval',
   step,
   validationLoss: v.loss,
   validationAccuracy: v.accuracy,
+  validationReward: v.reward,
 });
 
 export interface StepMetrics {
@@ -130,6 +167,14 @@ export interface StepMetrics {
   gradNorm: number;
   /** Tokens (padding excluded) through forward and backward per second, over this step. */
   tokensPerSecond: number;
+  /** Policy optimization: the mean reward of the step's completions, */
+  reward?: number;
+  /** the mean spread (standard deviation) of the rewards within a prompt's group, */
+  rewardStd?: number;
+  /** the mean KL to the base model per completion token, */
+  kl?: number;
+  /** and the mean completion length in tokens. */
+  completionLength?: number;
 }
 
 /** What resuming needs; plain arrays and numbers, so it can be stored anywhere (IndexedDB, a file). */
@@ -186,9 +231,8 @@ export class Trainer<T = TokenizedExample> {
     this.totalSteps = plannedSteps(s, data.train.length);
     this.warmup = warmupSteps(s.warmup, this.totalSteps);
     // The step's shape: no longer than the longest sequence, so short conversations do not pay for padding.
-    const longest = Math.max(
-      ...[...data.train, ...data.validation].flatMap((x) => objective.rows(x).map((r) => r.ids.length)),
-    );
+    const rowLength = (x: T) => objective.rowLength?.(x) ?? Math.max(...objective.rows(x).map((r) => r.ids.length));
+    const longest = Math.max(...[...data.train, ...data.validation].map(rowLength));
     const seq = Math.max(2, Math.min(s.seqLen, longest));
     const config = weights.config;
     this.lora = s.full
@@ -214,7 +258,7 @@ export class Trainer<T = TokenizedExample> {
       { batch: rows, seq },
       { full: s.full, output: objective.output },
     );
-    this.head = objective.attach?.(this.step, kernels) ?? null;
+    this.head = objective.attach?.(this.step, { kernels, weights, lora: this.lora }) ?? null;
     const groups = this.lora
       ? [{ param: this.lora.params, grad: this.lora.grads, n: this.lora.length }]
       : weightParamGroups(weights.byKey, this.step.weightGrads ?? new Map());
@@ -280,15 +324,15 @@ export class Trainer<T = TokenizedExample> {
       .flatMap((item) => this.objective.rows(item))
       .reduce((n, x) => n + Math.min(x.ids.length, seq), 0);
     const lr = learningRate(s.lr, s.schedule, this.warmup, this.stepsDone, this.totalSteps);
-    const context = { device: this.device, batches, items: s.gradAccum * s.batchSize };
+    const step = { device: this.device, batches, items: s.gradAccum * s.batchSize, microBatches: s.gradAccum };
     let loss = 0;
     submitOps(this.device, [...this.step.zeroGradOps, ...(this.head?.zeroGradOps ?? [])]);
     for (let i = 0; i < batches.length; i++) {
-      // A micro-batch whose sequences were all cut before their answers adds nothing (and cannot be run).
-      if (countLossTargets(batches[i].labels) === 0) continue;
-      this.step.setDropoutSeed(mix(s.seed, this.stepsDone * s.gradAccum + i));
-      loss += await this.objective.accumulate(this.step, batches[i], drawn[i], context);
+      const seed = mix(s.seed, this.stepsDone * s.gradAccum + i);
+      this.step.setDropoutSeed(seed);
+      loss += await this.objective.accumulate(this.step, batches[i], drawn[i], { ...step, seed });
     }
+    const extra = this.objective.takeStepMetrics?.() ?? {};
     if (!Number.isFinite(loss)) throw new TrainingDivergedError(this.stepsDone + 1, `the loss is ${loss}`);
     this.optimizer.prepareStep(lr);
     submitOps(this.device, this.optimizer.ops);
@@ -305,7 +349,13 @@ export class Trainer<T = TokenizedExample> {
       loss,
       lr,
       gradNorm,
-      tokensPerSecond: tokens / Math.max(seconds, 1e-9),
+      tokensPerSecond: (extra.tokens ?? tokens) / Math.max(seconds, 1e-9),
+      ...(extra.reward !== undefined && {
+        reward: extra.reward,
+        rewardStd: extra.rewardStd,
+        kl: extra.kl,
+        completionLength: extra.completionLength,
+      }),
     };
   }
 
@@ -315,18 +365,25 @@ export class Trainer<T = TokenizedExample> {
     if (items.length === 0) return null;
     const { batchSize } = this.settings;
     this.step.setDropoutSeed(null);
-    let sum = 0;
     let count = 0;
-    let correct: number | null = null;
+    // Each measure is summed only if the objective reports it.
+    const totals: { sum: number | null; correct: number | null; reward: number | null } = {
+      sum: null,
+      correct: null,
+      reward: null,
+    };
     for (let first = 0; first < items.length; first += batchSize) {
       const chunk = items.slice(first, first + batchSize);
       const part = await this.objective.evaluate(this.step, this.batchOf(chunk), chunk, this.device);
-      sum += part.sum;
       count += part.count;
-      if (part.correct !== undefined) correct = (correct ?? 0) + part.correct;
+      for (const key of ['sum', 'correct', 'reward'] as const) {
+        const value = part[key];
+        if (value !== undefined) totals[key] = (totals[key] ?? 0) + value;
+      }
     }
     if (count === 0) return null;
-    return { loss: sum / count, accuracy: correct === null ? null : correct / count };
+    const mean = (total: number | null) => (total === null ? null : total / count);
+    return { loss: mean(totals.sum), accuracy: mean(totals.correct), reward: mean(totals.reward) };
   }
 
   async checkpoint(): Promise<TrainerCheckpoint> {
@@ -359,6 +416,7 @@ export class Trainer<T = TokenizedExample> {
   destroy(): void {
     this.step.destroy();
     this.head?.destroy();
+    this.objective.destroy?.();
     this.optimizer.destroy();
     this.lora?.destroy();
   }

@@ -6,12 +6,14 @@
 import type { DatasetFile } from '../../../core/dataset/read-records';
 import type { ModelConfig } from '../../../core/model-config';
 import type { ModelTokenizer } from '../../../core/tokenizer';
-import { type DataChoice, prepareRun } from '../../../core/training/prepare';
+import { type DataChoice, type PreparedRun, prepareRun } from '../../../core/training/prepare';
+import { rlSequenceLength } from '../../../core/training/sequences';
 import type { TrainSettings } from '../../../core/training/settings';
 import type { EngineKernels } from '../model/kernels';
 import type { GpuWeights } from '../model/weights';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
 import { createTrainer } from './create-trainer';
+import { type RewardChoice, rewardFromChoice } from './reward-choice';
 import { evalRecord, type MetricRecord, runTraining, type Trainer } from './trainer';
 
 export type { MetricRecord };
@@ -21,14 +23,16 @@ export interface TrainRequest {
   model: string;
   settings: TrainSettings;
   data: DataChoice;
+  /** Policy optimization's reward. */
+  reward?: RewardChoice;
 }
 
 export type TrainEvent =
   | {
       type: 'prepared';
       format: string;
-      /** What the run trains on: sequences, or preference pairs (DPO). */
-      unit: 'sequences' | 'pairs';
+      /** What the run trains on: sequences, preference pairs, or prompts (RL). */
+      unit: PreparedRun['data']['kind'];
       records: number;
       skipped: number;
       train: number;
@@ -110,16 +114,41 @@ export class TrainingSession {
       throw new Error(`the run was made on ${request.model}; ${this.model.label} is loaded`);
     }
     const prepared = await prepareRun(files, request.data, this.model.tokenizer, this.model.config, request.settings);
-    if (prepared.problems.length > 0) throw new RunRefusedError(prepared.problems);
+    const problems = [...prepared.problems];
+    if (prepared.data.kind === 'prompts' && !request.reward) {
+      problems.push('policy optimization needs a reward: write a rule or pick a reward model');
+    }
+    if (problems.length > 0) throw new RunRefusedError(problems);
     this.trainer?.destroy();
-    this.trainer = await createTrainer(
-      this.device,
-      this.kernels,
-      this.model.weights,
-      request.settings,
-      prepared.data,
-      this.model.tokenizer.padTokenId,
-    );
+    this.trainer = null;
+    const { settings } = request;
+    const engine = { device: this.device, kernels: this.kernels, weights: this.model.weights };
+    const reward =
+      prepared.data.kind === 'prompts' && request.reward
+        ? await rewardFromChoice(
+            request.reward,
+            engine,
+            {
+              rows: settings.batchSize * settings.groupSize,
+              seq: rlSequenceLength(prepared.data, settings.seqLen, settings.maxCompletion),
+            },
+            this.model.tokenizer.padTokenId,
+          )
+        : undefined;
+    try {
+      this.trainer = await createTrainer(
+        this.device,
+        this.kernels,
+        this.model.weights,
+        settings,
+        prepared.data,
+        this.model.tokenizer,
+        reward,
+      );
+    } catch (error) {
+      reward?.destroy();
+      throw error;
+    }
     this.metrics = [];
     if (saved) {
       this.trainer.restore(parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run'));

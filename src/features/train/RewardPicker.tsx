@@ -1,0 +1,71 @@
+import type { RewardChoice } from '../../../workers/engine/train/reward-choice';
+import { input } from '../../components/ui';
+
+/** A rule to start from: it rewards completions that hold the reference answer's words, and brevity. */
+export const STARTER_RULE = `// A reward rule: (prompt, completion, reference) => a number, higher is better.
+// It runs in a worker of its own, with a time limit; reference is the record's reference answer, if any.
+(prompt, completion, reference) => {
+  const words = (text) => text.toLowerCase().match(/[\\p{L}\\p{N}]+/gu) ?? [];
+  const said = new Set(words(completion));
+  const wanted = words(reference ?? '');
+  const overlap = wanted.length > 0 ? wanted.filter((w) => said.has(w)).length / wanted.length : 0;
+  return overlap + (completion.trim().length <= 80 ? 0.2 : 0);
+};
+`;
+
+/** Where policy optimization's reward comes from: a rule written here, or a reward model's PEFT folder. */
+export function RewardPicker(props: {
+  reward: RewardChoice | null;
+  onChange: (reward: RewardChoice | null) => void;
+  disabled: boolean;
+}) {
+  const { reward, onChange, disabled } = props;
+  const rule = reward?.kind === 'rule' ? reward : null;
+  const model = reward?.kind === 'reward-model' ? reward : null;
+  return (
+    <fieldset disabled={disabled} className="mt-3 space-y-2 text-sm" data-testid="reward-picker">
+      <legend className="font-medium">Reward</legend>
+      <label className="flex items-center gap-2">
+        <input
+          type="radio"
+          checked={rule !== null}
+          onChange={() => onChange({ kind: 'rule', name: 'rule.js', source: STARTER_RULE })}
+        />
+        A rule in JavaScript
+      </label>
+      {rule && (
+        <textarea
+          className={`${input} h-48 w-full font-mono text-xs`}
+          aria-label="Reward rule"
+          spellCheck={false}
+          value={rule.source}
+          onChange={(e) => onChange({ ...rule, source: e.target.value })}
+        />
+      )}
+      <label className="flex items-center gap-2">
+        <input type="radio" checked={model !== null} disabled={model === null} readOnly />
+        {model ? `Reward model: ${model.name} (${model.files.length} files)` : 'A reward model'}
+      </label>
+      <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
+        pick a reward model's PEFT folder (trained with the reward model method)
+        <input
+          type="file"
+          className="sr-only"
+          aria-label="reward model folder"
+          // @ts-expect-error: webkitdirectory is not in React's types, but every current browser supports it.
+          webkitdirectory=""
+          multiple
+          onChange={(e) => {
+            const files = Array.from(e.target.files ?? [], (file) => ({
+              path: file.webkitRelativePath || file.name,
+              file,
+            }));
+            if (files.length === 0) return;
+            const name = files[0].path.includes('/') ? files[0].path.split('/')[0] : 'reward model';
+            onChange({ kind: 'reward-model', name, files });
+          }}
+        />
+      </label>
+    </fieldset>
+  );
+}
