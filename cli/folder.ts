@@ -47,3 +47,10 @@ export async function datasetFiles(paths: string[]): Promise<DatasetFile[]> {
   }
   return files;
 }
+
+export async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}

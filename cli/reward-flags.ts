@@ -1,14 +1,16 @@
 import { readFile } from 'node:fs/promises';
-import { basename } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { loadAdapter } from '../core/checkpoint';
 import type { ModelConfig } from '../core/model-config';
+import { loadTokenizer, type ModelTokenizer } from '../core/tokenizer';
 import type { Method } from '../core/training/settings';
 import type { EngineKernels } from '../workers/engine/model/kernels';
 import { RewardScorer } from '../workers/engine/model/reward-scorer';
 import type { GpuWeights } from '../workers/engine/model/weights';
 import { jsRewardSource } from '../workers/engine/train/js-reward';
+import { onnxRewardSource } from '../workers/engine/train/onnx-reward';
 import { type RewardSource, rewardModelSource } from '../workers/engine/train/rewards';
-import { folderReader } from './folder';
+import { exists, folderReader } from './folder';
 import { spawnNodeRuleWorker } from './rule-worker';
 
 export interface RewardFlags {
@@ -27,12 +29,14 @@ export type RewardBuilder = (
 /**
  * The reward `hone train --method grpo` takes from exactly one of --reward-model DIR (a reward adapter trained with
  * --method rm), --reward-js FILE (a rule) or --reward-onnx FILE, read and checked before any GPU work; null for
- * the other methods, which refuse the flags.
+ * the other methods, which refuse the flags. An ONNX model reads text through the tokenizer in its folder, or the
+ * policy's (`policyTokenizer`) when there is none.
  */
 export async function readRewardFlags(
   flags: RewardFlags,
   method: Method,
   config: ModelConfig,
+  policyTokenizer: ModelTokenizer,
 ): Promise<RewardBuilder | null> {
   const given = (['reward-model', 'reward-js', 'reward-onnx'] as const).filter((f) => flags[f] !== undefined);
   if (method !== 'grpo') {
@@ -60,5 +64,15 @@ export async function readRewardFlags(
     const rule = await jsRewardSource(basename(js), source, spawnNodeRuleWorker);
     return async () => rule;
   }
-  throw new Error('--reward-onnx is not built yet; use --reward-model DIR or --reward-js FILE');
+  const onnx = flags['reward-onnx'] as string;
+  const model = await readFile(onnx).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`--reward-onnx ${onnx}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+  });
+  // Its own tokenizer when its folder has one; otherwise it reads text as the policy does.
+  const folder = dirname(onnx);
+  const tokenizer = (await exists(join(folder, 'tokenizer.json')))
+    ? await loadTokenizer(folderReader(folder), folder)
+    : policyTokenizer;
+  const source = await onnxRewardSource(basename(onnx), new Uint8Array(model), tokenizer);
+  return async () => source;
 }

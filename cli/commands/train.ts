@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadCheckpoint } from '../../core/checkpoint';
@@ -27,7 +27,7 @@ import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../wo
 import { createTrainer } from '../../workers/engine/train/create-trainer';
 import { evalRecord, runTraining, type StepMetrics, type Validation } from '../../workers/engine/train/trainer';
 import { numberFlag, parseMapping } from '../args';
-import { datasetFiles } from '../folder';
+import { datasetFiles, exists } from '../folder';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 import { readRewardFlags } from '../reward-flags';
@@ -108,13 +108,6 @@ function describeValidation(v: Validation): string {
     v.reward !== null && `mean reward on held-out prompts ${v.reward.toFixed(4)}`,
   ];
   return parts.filter(Boolean).join(', ');
-}
-
-async function exists(path: string): Promise<boolean> {
-  return stat(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 /**
@@ -217,7 +210,7 @@ export async function train(args: string[]): Promise<number> {
       (sequences.dropped > 0 ? `; ${sequences.dropped} cut before their answers and left out` : ''),
   );
 
-  const rewardBuilder = await readRewardFlags(values, method, config);
+  const rewardBuilder = await readRewardFlags(values, method, config, tokenizer);
   await mkdir(out, { recursive: true });
   const checkpointDir = join(out, 'checkpoint');
   const metricsPath = join(out, 'metrics.jsonl');

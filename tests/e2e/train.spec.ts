@@ -1,8 +1,9 @@
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
 import { capitalsJsonl, ordersJsonl } from '../helpers/datasets';
 import { tempDir } from '../helpers/model-folder';
+import { meanTokenWeightOnnx } from '../helpers/onnx-model';
 import { loadDemoModel } from '../helpers/studio';
 
 let chat: string;
@@ -187,4 +188,30 @@ test('a policy is optimized against a reward rule written in the page; a broken 
   await page.getByRole('button', { name: 'Start training' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Failed');
   await expect(page.getByTestId('run-panel')).toContainText('the reward rule rule.js: no score today');
+});
+
+test('a policy is optimized against an ONNX reward model run with onnxruntime-web', async ({ page }) => {
+  const dir = await tempDir();
+  const prompts = join(dir, 'prompts.jsonl');
+  await writeFile(prompts, `${JSON.stringify({ prompt: 'Raise the sails.' })}\n`);
+  // Every token weighs 1, so every completion scores exactly 1; no tokenizer beside it: the policy's reads the text.
+  const onnx = join(dir, 'onnx-reward');
+  await mkdir(onnx);
+  await writeFile(join(onnx, 'model.onnx'), meanTokenWeightOnnx(new Float32Array(4096).fill(1)));
+  await loadDemoModel(page, /Data/);
+  await page.getByLabel('choose files').setInputFiles(prompts);
+  const validation = page.getByLabel('Validation (fraction or count)');
+  await validation.fill('0');
+  await validation.blur();
+  await page.getByRole('button', { name: /Train/ }).click();
+  await setNumber(page, 'LoRA rank', '4');
+  await setNumber(page, 'Batch size', '1');
+  await setNumber(page, 'Completions per prompt', '2');
+  await setNumber(page, 'Longest completion (tokens)', '2');
+  await setNumber(page, 'Max steps (empty: by epochs)', '1');
+  await page.getByLabel('An ONNX reward model folder').setInputFiles(onnx);
+  await expect(page.getByTestId('reward-picker')).toContainText('An ONNX reward model: onnx-reward (1 files)');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  await expect(page.getByTestId('run-progress')).toContainText('reward 1.000');
 });

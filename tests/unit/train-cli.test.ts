@@ -7,6 +7,7 @@ import { randomLora } from '../../workers/engine/reference/random-model';
 import { capitalsJsonl, ordersJsonl } from '../helpers/datasets';
 import { hone } from '../helpers/hone-cli';
 import { tempDir, writeAdapterFolder } from '../helpers/model-folder';
+import { meanTokenWeightOnnx } from '../helpers/onnx-model';
 
 let dir: string;
 let chat: string;
@@ -160,7 +161,7 @@ describe('hone train', () => {
     expect(full.stderr).toContain('a reward model is saved as a PEFT adapter');
   });
 
-  it('optimizes a policy with GRPO against a reward rule or a trained reward model', async () => {
+  it('optimizes a policy with GRPO against a reward rule, a trained reward model or an ONNX model', async () => {
     const prompts = join(dir, 'rl.jsonl');
     await writeFile(
       prompts,
@@ -199,7 +200,15 @@ describe('hone train', () => {
     const rewarded = (await metrics(out)).filter((m) => m.type === 'train');
     expect(rewarded).toHaveLength(1);
     expect(rewarded[0].reward).not.toBe(steps[0].reward);
-  });
+
+    // And by an ONNX model (every token weighs 1 here, so every completion scores exactly 1).
+    const onnx = join(dir, 'ones.onnx');
+    await writeFile(onnx, meanTokenWeightOnnx(new Float32Array(4096).fill(1)));
+    expect((await hone(...grpo, ...tiny, '--reward-onnx', onnx)).code).toBe(0);
+    const scored = (await metrics(out)).filter((m) => m.type === 'train');
+    expect(scored[0].reward).toBeCloseTo(1, 6);
+    expect(scored[0].rewardStd).toBe(0);
+  }, 120_000);
 
   it('refuses a policy optimization run without exactly one usable reward, naming why', async () => {
     const prompts = join(dir, 'rl-bad.jsonl');
@@ -209,6 +218,7 @@ describe('hone train', () => {
     const two = await hone(...grpo, '--reward-js', 'a.js', '--reward-model', 'b');
     expect(two.stderr).toContain('not --reward-model and --reward-js');
     expect((await hone(...grpo, '--reward-js', join(dir, 'none.js'))).stderr).toContain('none.js: no such file');
+    expect((await hone(...grpo, '--reward-onnx', join(dir, 'none.onnx'))).stderr).toContain('none.onnx: no such file');
     const notFunction = join(dir, 'number.js');
     await writeFile(notFunction, '42');
     expect((await hone(...grpo, '--reward-js', notFunction)).stderr).toContain(

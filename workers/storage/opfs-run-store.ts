@@ -46,10 +46,9 @@ export function opfsRunStore(): RunStore {
       for (const [i, f] of files.entries()) await write(dir, `data-${i}`, f.blob);
       // A reward model's folder is kept beside the data, its file names in run.json.
       const { reward } = request;
-      const rewardFiles = reward?.kind === 'reward-model' ? reward.files : [];
+      const rewardFiles = reward && 'files' in reward ? reward.files : [];
       for (const [i, f] of rewardFiles.entries()) await write(dir, `reward-${i}`, f.file);
-      const saved =
-        reward?.kind === 'reward-model' ? { ...reward, files: rewardFiles.map((f) => f.path) } : request.reward;
+      const saved = reward && 'files' in reward ? { ...reward, files: rewardFiles.map((f) => f.path) } : reward;
       await write(dir, 'run.json', JSON.stringify({ ...request, reward: saved, files: files.map((f) => f.name) }));
     },
     async saveCheckpoint(files, metrics) {
@@ -72,7 +71,7 @@ export function opfsRunStore(): RunStore {
         if (!blob) return null;
         files.push({ name, blob });
       }
-      if (request.reward?.kind === 'reward-model') {
+      if (request.reward && 'files' in request.reward) {
         const rewardFiles = [];
         for (const [i, path] of (request.reward.files as string[]).entries()) {
           const file = await read(dir, `reward-${i}`);

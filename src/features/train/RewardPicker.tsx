@@ -13,7 +13,7 @@ export const STARTER_RULE = `// A reward rule: (prompt, completion, reference) =
 };
 `;
 
-/** Where policy optimization's reward comes from: a rule written here, or a reward model's PEFT folder. */
+/** Where policy optimization's reward comes from: a rule written here, a reward model's PEFT folder, or ONNX. */
 export function RewardPicker(props: {
   reward: RewardChoice | null;
   onChange: (reward: RewardChoice | null) => void;
@@ -21,7 +21,6 @@ export function RewardPicker(props: {
 }) {
   const { reward, onChange, disabled } = props;
   const rule = reward?.kind === 'rule' ? reward : null;
-  const model = reward?.kind === 'reward-model' ? reward : null;
   return (
     <fieldset disabled={disabled} className="mt-3 space-y-2 text-sm" data-testid="reward-picker">
       <legend className="font-medium">Reward</legend>
@@ -42,16 +41,45 @@ export function RewardPicker(props: {
           onChange={(e) => onChange({ ...rule, source: e.target.value })}
         />
       )}
+      <FolderChoice
+        kind="reward-model"
+        reward={reward}
+        onChange={onChange}
+        label="A reward model"
+        pick="pick a reward model's PEFT folder (trained with the reward model method)"
+      />
+      <FolderChoice
+        kind="onnx"
+        reward={reward}
+        onChange={onChange}
+        label="An ONNX reward model"
+        pick="pick a folder with an ONNX sequence-classification model (and its tokenizer, if not the policy's)"
+      />
+    </fieldset>
+  );
+}
+
+/** A reward read from a folder the person picks: its radio shows what was picked. */
+function FolderChoice(props: {
+  kind: 'reward-model' | 'onnx';
+  reward: RewardChoice | null;
+  onChange: (reward: RewardChoice) => void;
+  label: string;
+  pick: string;
+}) {
+  const chosen = props.reward?.kind === props.kind ? props.reward : null;
+  return (
+    <>
       <label className="flex items-center gap-2">
-        <input type="radio" checked={model !== null} disabled={model === null} readOnly />
-        {model ? `Reward model: ${model.name} (${model.files.length} files)` : 'A reward model'}
+        <input type="radio" checked={chosen !== null} disabled={chosen === null} readOnly />
+        {chosen ? `${props.label}: ${chosen.name} (${chosen.files.length} files)` : props.label}
       </label>
       <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
-        pick a reward model's PEFT folder (trained with the reward model method)
+        {props.pick}
         <input
           type="file"
           className="sr-only"
-          aria-label="reward model folder"
+          aria-label={`${props.label} folder`}
           // @ts-expect-error: webkitdirectory is not in React's types, but every current browser supports it.
           webkitdirectory=""
           multiple
@@ -61,11 +89,11 @@ export function RewardPicker(props: {
               file,
             }));
             if (files.length === 0) return;
-            const name = files[0].path.includes('/') ? files[0].path.split('/')[0] : 'reward model';
-            onChange({ kind: 'reward-model', name, files });
+            const name = files[0].path.includes('/') ? files[0].path.split('/')[0] : props.label;
+            props.onChange({ kind: props.kind, name, files });
           }}
         />
       </label>
-    </fieldset>
+    </>
   );
 }

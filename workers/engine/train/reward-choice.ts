@@ -1,19 +1,22 @@
 import { loadAdapter } from '../../../core/checkpoint';
+import { loadTokenizer, type ModelTokenizer } from '../../../core/tokenizer';
 import type { EngineKernels } from '../model/kernels';
 import { RewardScorer } from '../model/reward-scorer';
 import type { GpuWeights } from '../model/weights';
 import { filesReader } from '../model-loader';
 import { jsRewardSource, REWARD_WORKER_CODE, type RuleWorker } from './js-reward';
+import { onnxRewardSource } from './onnx-reward';
 import { type RewardSource, rewardModelSource } from './rewards';
 
 /**
- * The reward a person picks in the Train step for policy optimization: a rule they wrote, or a reward model's PEFT
- * folder (trained with the reward model method here or elsewhere). Plain data and Blobs, so it crosses to the
- * worker and is kept with the run for resuming.
+ * The reward a person picks in the Train step for policy optimization: a rule they wrote, a reward model's PEFT
+ * folder (trained with the reward model method here or elsewhere), or a folder holding an ONNX
+ * sequence-classification model (with its tokenizer, or read with the policy's). Plain data and Blobs, so it
+ * crosses to the worker and is kept with the run for resuming.
  */
 export type RewardChoice =
   | { kind: 'rule'; name: string; source: string }
-  | { kind: 'reward-model'; name: string; files: { path: string; file: Blob }[] };
+  | { kind: 'reward-model' | 'onnx'; name: string; files: { path: string; file: Blob }[] };
 
 /** A rule's worker as a browser Web Worker (nested in the engine worker). */
 export function spawnWebRuleWorker(): RuleWorker {
@@ -32,9 +35,17 @@ export async function rewardFromChoice(
   choice: RewardChoice,
   engine: { device: GPUDevice; kernels: EngineKernels; weights: GpuWeights },
   shape: { rows: number; seq: number },
-  padId: number,
+  policyTokenizer: ModelTokenizer,
 ): Promise<RewardSource> {
   if (choice.kind === 'rule') return jsRewardSource(choice.name, choice.source, spawnWebRuleWorker);
+  if (choice.kind === 'onnx') {
+    const model = choice.files.find((f) => f.path.endsWith('.onnx'));
+    if (!model) throw new Error(`${choice.name}: the folder holds no .onnx file`);
+    const read = filesReader(choice.files);
+    const tokenizer = (await read('tokenizer.json')) ? await loadTokenizer(read, choice.name) : policyTokenizer;
+    return onnxRewardSource(model.path, new Uint8Array(await model.file.arrayBuffer()), tokenizer);
+  }
+  const padId = policyTokenizer.padTokenId;
   const adapter = await loadAdapter(filesReader(choice.files), choice.name, engine.weights.config, 'SEQ_CLS');
   const { device, kernels, weights } = engine;
   return rewardModelSource(choice.name, new RewardScorer(device, kernels, weights, adapter, shape, padId));

@@ -132,7 +132,7 @@ export class TrainingSession {
               rows: settings.batchSize * settings.groupSize,
               seq: rlSequenceLength(prepared.data, settings.seqLen, settings.maxCompletion),
             },
-            this.model.tokenizer.padTokenId,
+            this.model.tokenizer,
           )
         : undefined;
     try {
