@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { defaultSettings } from '../../../core/training/settings';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
 import { preferencePairsFixture as pairs } from '../../../tests/helpers/preference-pairs';
-import { readFloat32 } from '../gpu/buffers';
+import { expectResumeToMatch, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
 import { EngineKernels } from '../model/kernels';
 import { GpuWeights } from '../model/weights';
 import { randomWeights, tinyConfig } from '../reference/random-model';
@@ -12,21 +11,7 @@ import { runTraining, Trainer } from './trainer';
 const gpu = setupTestGpu();
 const config = tinyConfig();
 
-const settings = {
-  ...defaultSettings('dpo', 1000),
-  loraR: 4,
-  loraAlpha: 8,
-  loraDropout: 0,
-  lr: 0.02,
-  batchSize: 2,
-  gradAccum: 2,
-  seqLen: 16,
-  maxSteps: 12,
-  schedule: 'constant' as const,
-  warmup: 0,
-  evalEvery: 0,
-  checkpointEvery: 0,
-};
+const settings = tinyRunSettings('dpo');
 
 describe('DPO on the engine', () => {
   it('starts at log 2 (the policy is its reference) and raises the chosen answers over the rejected', async () => {
@@ -66,31 +51,16 @@ describe('DPO on the engine', () => {
       Float32Array.from(randomWeights(config, 3).get(key) ?? []),
     );
     const data = { train: pairs(6, 4), validation: [], padId: 0 };
-    const make = async () => {
-      const t = new Trainer(device, kernels, weights, settings, data, dpoObjective(0.5));
-      await t.prepare();
-      return t;
-    };
-    const whole = await make();
-    await runTraining(whole);
-    const expected = await readFloat32(device, whole.lora?.params as GPUBuffer);
-    whole.destroy();
-    const first = await make();
-    let saved: Awaited<ReturnType<Trainer['checkpoint']>> | null = null;
-    let steps = 0;
-    await runTraining(first, {
-      onStep: () => steps++,
-      shouldStop: () => steps === 5,
-      onCheckpoint: async (c) => {
-        saved = c;
+    // The reference is taken again in `prepare` before the restore, as a resumed run does.
+    await expectResumeToMatch(
+      device,
+      async () => {
+        const t = new Trainer(device, kernels, weights, settings, data, dpoObjective(0.5));
+        await t.prepare();
+        return t as Trainer<unknown>;
       },
-    });
-    first.destroy();
-    const second = await make();
-    second.restore(saved as unknown as Awaited<ReturnType<Trainer['checkpoint']>>);
-    await runTraining(second);
-    expect(await readFloat32(device, second.lora?.params as GPUBuffer)).toEqual(expected);
-    second.destroy();
+      5,
+    );
     weights.destroy();
   });
 });

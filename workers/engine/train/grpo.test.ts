@@ -1,15 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../../core/random';
 import type { RlPrompt } from '../../../core/training/sequences';
-import { defaultSettings } from '../../../core/training/settings';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
-import { readFloat32 } from '../gpu/buffers';
+import { expectResumeToMatch, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
 import { EngineKernels } from '../model/kernels';
 import { GpuWeights } from '../model/weights';
 import { randomWeights, tinyConfig } from '../reference/random-model';
 import { grpoObjective } from './grpo';
 import type { RewardSource } from './rewards';
-import { runTraining, type StepMetrics, Trainer, type TrainerCheckpoint } from './trainer';
+import { runTraining, type StepMetrics, Trainer } from './trainer';
 
 const gpu = setupTestGpu();
 const config = tinyConfig();
@@ -40,23 +39,13 @@ function targetReward(): RewardSource & { calls: number } {
   };
 }
 
-const settings = {
-  ...defaultSettings('grpo', 1000),
-  loraR: 4,
-  loraAlpha: 8,
-  loraDropout: 0,
+const settings = tinyRunSettings('grpo', {
   lr: 0.05,
-  batchSize: 2,
   gradAccum: 1,
-  seqLen: 16,
   groupSize: 4,
   maxCompletion: 5,
   maxSteps: 10,
-  schedule: 'constant' as const,
-  warmup: 0,
-  evalEvery: 0,
-  checkpointEvery: 0,
-};
+});
 
 async function setup() {
   const { device } = gpu();
@@ -100,26 +89,7 @@ describe('policy optimization (GRPO) on the engine', () => {
         { train: prompts(5, 3), validation: [], padId: 0 },
         grpoObjective({ settings, reward: targetReward(), stopIds: [], decode: String, padId: 0 }),
       );
-    const whole = make();
-    await runTraining(whole);
-    const expected = await readFloat32(device, whole.lora?.params as GPUBuffer);
-    whole.destroy();
-    const first = make();
-    let saved: TrainerCheckpoint | null = null;
-    let steps = 0;
-    await runTraining(first, {
-      onStep: () => steps++,
-      shouldStop: () => steps === 1,
-      onCheckpoint: async (c) => {
-        saved = c;
-      },
-    });
-    first.destroy();
-    const second = make();
-    second.restore(saved as unknown as TrainerCheckpoint);
-    await runTraining(second);
-    expect(await readFloat32(device, second.lora?.params as GPUBuffer)).toEqual(expected);
-    second.destroy();
+    await expectResumeToMatch(device, make, 1);
     weights.destroy();
   });
 });

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { padBatch } from '../../../core/dataset/batches';
 import { PROJECTIONS } from '../../../core/model-config';
-import { defaultSettings } from '../../../core/training/settings';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { preferencePairsFixture as pairs } from '../../../tests/helpers/preference-pairs';
+import { expectResumeToMatch, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
 import { readFloat32 } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
 import { EngineKernels } from '../model/kernels';
@@ -14,25 +14,11 @@ import { GpuWeights } from '../model/weights';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { referenceRewardForwardBackward } from '../reference/transformer.cpu';
 import { rewardObjective } from './reward-model';
-import { runTraining, Trainer, type TrainerCheckpoint } from './trainer';
+import { runTraining, Trainer } from './trainer';
 
 const gpu = setupTestGpu();
 
-const settings = {
-  ...defaultSettings('rm', 1000),
-  loraR: 4,
-  loraAlpha: 8,
-  loraDropout: 0,
-  lr: 0.02,
-  batchSize: 2,
-  gradAccum: 2,
-  seqLen: 16,
-  maxSteps: 20,
-  schedule: 'constant' as const,
-  warmup: 0,
-  evalEvery: 0,
-  checkpointEvery: 0,
-};
+const settings = tinyRunSettings('rm', { maxSteps: 20 });
 
 describe('the reward model on the engine', () => {
   it('has the float64 reference gradients for the adapter and the score head (qwen3, pairs of unequal length)', async () => {
@@ -124,31 +110,16 @@ describe('the reward model on the engine', () => {
       Float32Array.from(randomWeights(config, 3).get(key) ?? []),
     );
     const data = { train: pairs(6, 4), validation: [], padId: 0 };
-    const make = () => new Trainer(device, kernels, weights, { ...settings, maxSteps: 8 }, data, rewardObjective(1, 0));
-    const read = async (t: Trainer<unknown>) => [
-      ...(await readFloat32(device, t.lora?.params as GPUBuffer)),
-      ...(await readFloat32(device, t.head?.paramGroup.param as GPUBuffer)),
-    ];
-    const whole = make();
-    await runTraining(whole);
-    const expected = await read(whole as Trainer<unknown>);
-    whole.destroy();
-    const first = make();
-    let saved: TrainerCheckpoint | null = null;
-    let steps = 0;
-    await runTraining(first, {
-      onStep: () => steps++,
-      shouldStop: () => steps === 3,
-      onCheckpoint: async (c) => {
-        saved = c;
-      },
-    });
-    first.destroy();
-    const second = make();
-    second.restore(saved as unknown as TrainerCheckpoint);
-    await runTraining(second);
-    expect(await read(second as Trainer<unknown>)).toEqual(expected);
-    second.destroy();
+    const make = () =>
+      new Trainer(
+        device,
+        kernels,
+        weights,
+        { ...settings, maxSteps: 8 },
+        data,
+        rewardObjective(1, 0),
+      ) as Trainer<unknown>;
+    await expectResumeToMatch(device, make, 3);
     weights.destroy();
   });
 });
