@@ -190,7 +190,7 @@ test('a policy is optimized against a reward rule written in the page; a broken 
   await expect(page.getByTestId('run-panel')).toContainText('the reward rule rule.js: no score today');
 });
 
-test('a policy is optimized against an ONNX reward model run with onnxruntime-web', async ({ page }) => {
+test('a policy is optimized against an ONNX reward model, kept with the run across a reload', async ({ page }) => {
   const dir = await tempDir();
   const prompts = join(dir, 'prompts.jsonl');
   await writeFile(prompts, `${JSON.stringify({ prompt: 'Raise the sails.' })}\n`);
@@ -208,10 +208,20 @@ test('a policy is optimized against an ONNX reward model run with onnxruntime-we
   await setNumber(page, 'Batch size', '1');
   await setNumber(page, 'Completions per prompt', '2');
   await setNumber(page, 'Longest completion (tokens)', '2');
-  await setNumber(page, 'Max steps (empty: by epochs)', '1');
+  await setNumber(page, 'Max steps (empty: by epochs)', '4');
+  await setNumber(page, 'Checkpoint every (steps)', '1');
   await page.getByLabel('An ONNX reward model folder').setInputFiles(onnx);
   await expect(page.getByTestId('reward-picker')).toContainText('An ONNX reward model: onnx-reward (1 files)');
   await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-progress')).toContainText(/Step 1 of 4, loss -?[\d.]+, reward 1.000/);
+  await page.getByRole('button', { name: 'Pause' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Paused');
+
+  // The reward model's folder was saved with the run: after a reload the run goes on with it.
+  await page.reload();
+  await loadDemoModel(page, /Train/);
+  await page.getByTestId('saved-run').getByRole('button', { name: 'Resume the run' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  await expect(page.getByTestId('run-progress')).toContainText('Step 4 of 4');
   await expect(page.getByTestId('run-progress')).toContainText('reward 1.000');
 });
