@@ -24,6 +24,7 @@ const api: EngineApi = {
   savedRun: () => session.savedRun(),
   resumeSavedRun: (onEvent) => session.resumeSavedRun(onEvent),
   discardSavedRun: () => session.discardSavedRun(),
+  checkpoints: () => session.checkpoints(),
   importAdapter: (name, files) => session.importAdapter(name, files),
   generate: (request, onText) => session.generate(request, onText),
   stopGenerating: async () => session.stopGenerating(),

@@ -61,6 +61,7 @@ test('a run trains live in the worker: progress, charts, validation, finished', 
   await setNumber(page, 'LoRA alpha', '8');
   await setNumber(page, 'Max steps (empty: by epochs)', '6');
   await setNumber(page, 'Evaluate every (steps)', '3');
+  await setNumber(page, 'Checkpoint every (steps)', '4');
   await setNumber(page, 'Sequence length', '64');
   await page.getByRole('button', { name: 'Start training' }).click();
   await expect(page.getByTestId('run-data')).toContainText('messages data: 4 training sequences, 1 for validation');
@@ -79,6 +80,15 @@ test('a run trains live in the worker: progress, charts, validation, finished', 
   await expect(page.getByTestId('references')).toContainText(/Answer: \w+\./);
   await expect(page.getByTestId('conversation-base')).toContainText(/tokens\/s/);
   await expect(page.getByTestId('conversation-tuned')).toContainText(/tokens\/s/);
+
+  // The finished run's checkpoints stay to compare: the one at step 4, and its end at step 6.
+  const steps = page.getByLabel('Checkpoint step');
+  await expect(steps.locator('option')).toHaveText(['4', '6']);
+  await steps.selectOption('4');
+  await expect(page.getByLabel('A checkpoint of the run')).toBeChecked();
+  await page.getByLabel('Prompt', { exact: true }).fill('Capital of Chile?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await expect(page.getByTestId('conversation-tuned').getByText(/tokens\/s/)).toHaveCount(2);
 });
 
 test('a paused run survives a reload and resumes from its checkpoint', async ({ page }) => {
@@ -104,7 +114,8 @@ test('a paused run survives a reload and resumes from its checkpoint', async ({ 
   // The saved checkpoint's adapter can answer in Compare before the run goes on.
   await page.getByRole('button', { name: /Compare/ }).click();
   await shortAnswers(page);
-  await page.getByLabel(`The saved sft run’s checkpoint (step ${pausedAt})`).check();
+  await page.getByLabel('A checkpoint of the run').check();
+  await expect(page.getByLabel('Checkpoint step')).toHaveValue(String(pausedAt));
   await page.getByLabel('Prompt', { exact: true }).fill('Capital of Peru?');
   await page.getByRole('button', { name: 'Send' }).click();
   await expect(page.getByTestId('conversation-tuned')).toContainText(/tokens\/s/);

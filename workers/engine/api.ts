@@ -10,6 +10,7 @@ import type {
   GenerateResult,
   ImportedAdapterSummary,
   LoadedModelSummary,
+  RunCheckpoints,
 } from './session';
 import type { TrainEvent, TrainRequest } from './train/training-session';
 
@@ -28,6 +29,7 @@ export type {
   LoadedModelSummary,
   ModelInfo,
   ModelSource,
+  RunCheckpoints,
   TrainEvent,
   TrainRequest,
 };
@@ -59,6 +61,8 @@ export interface EngineApi {
   savedRun(): Promise<SavedRunSummary | null>;
   resumeSavedRun(onEvent: (e: TrainEvent) => void): Promise<void>;
   discardSavedRun(): Promise<void>;
+  /** The run's kept checkpoint adapters (finished, stopped or paused runs alike), for the Compare step. */
+  checkpoints(): Promise<RunCheckpoints | null>;
   /** Puts a PEFT adapter folder a person picked beside the loaded model, for the Compare step. */
   importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary>;
   /** One answer, from the base model or a tuned one, streamed through `onText` (a comlink proxy). */

@@ -4,7 +4,7 @@ import { type SamplingSettings, samplingProblems } from '../../core/generation/s
 import type { DownloadProgress, FileCache } from '../../core/hub';
 import type { ModelConfig } from '../../core/model-config';
 import { checkFit, parameterCount } from '../../core/model-memory';
-import type { TrainSettings } from '../../core/training/settings';
+import type { Method, TrainSettings } from '../../core/training/settings';
 import { acquireGpu, type Gpu } from './gpu/device';
 import { Decoder } from './model/decoder';
 import { type Generation, generate as generateTokens } from './model/generate';
@@ -22,7 +22,6 @@ import {
   readerFor,
   sourceLabel,
 } from './model-loader';
-import { parseCheckpoint } from './train/checkpoint-files';
 import {
   type ModelOnGpu,
   type RunStore,
@@ -248,8 +247,8 @@ export class EngineSession {
     } else if (request.adapter === 'imported') {
       if (!this.imported) throw new Error('No adapter was imported.');
       lora = this.imported;
-    } else if (request.adapter === 'saved') {
-      owned = await this.savedAdapter(device, model);
+    } else if (typeof request.adapter === 'object') {
+      owned = await this.checkpointAdapter(device, model, request.adapter.checkpoint);
       lora = owned;
     }
     const tokenizer = model.tokenizer;
@@ -288,18 +287,24 @@ export class EngineSession {
     }
   }
 
-  /** The adapter in the saved run's checkpoint (its LoRA vector is the optimizer's first group), on the GPU. */
-  private async savedAdapter(device: GPUDevice, model: ModelOnGpu): Promise<GpuLora> {
-    const saved = await this.runs?.load();
-    if (!saved) throw new Error('There is no saved run.');
-    if (saved.request.model !== model.label) {
-      throw new Error(`The saved run belongs to ${saved.request.model}; ${model.label} is loaded.`);
+  /** The run's kept checkpoint adapters, for the Compare step to offer; null when there are none. */
+  async checkpoints(): Promise<RunCheckpoints | null> {
+    const kept = await this.runs?.adapters();
+    if (!kept || kept.steps.length === 0) return null;
+    return { model: kept.request.model, method: kept.request.settings.method, steps: kept.steps };
+  }
+
+  /** The run's adapter at a kept checkpoint, on the GPU. */
+  private async checkpointAdapter(device: GPUDevice, model: ModelOnGpu, step: number): Promise<GpuLora> {
+    const kept = await this.runs?.adapters();
+    if (!kept) throw new Error('There is no saved run.');
+    if (kept.request.model !== model.label) {
+      throw new Error(`The saved run belongs to ${kept.request.model}; ${model.label} is loaded.`);
     }
-    const s = saved.request.settings;
+    const s = kept.request.settings;
     if (s.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
-    if (s.full) throw new Error('The saved run trains every weight: it has no adapter to switch on and off.');
-    const checkpoint = parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run');
-    const flat = checkpoint.optimizer.groups[0].param;
+    const flat = await this.runs?.loadAdapter(step);
+    if (!flat) throw new Error(`The run has no checkpoint at step ${step} any more.`);
     return GpuLora.create(
       device,
       model.config,
@@ -329,12 +334,19 @@ const REWARD_MODEL_CANNOT_CHAT =
 
 export interface GenerateRequest {
   messages: { role: string; content: string }[];
-  /** The tuned side's adapter: this run's, an imported folder, or the saved run's checkpoint. */
-  adapter: 'none' | 'run' | 'imported' | 'saved';
+  /** The tuned side's adapter: this run's, an imported folder, or the run's adapter at a kept checkpoint. */
+  adapter: 'none' | 'run' | 'imported' | { checkpoint: number };
   sampling: SamplingSettings;
   maxNewTokens: number;
   seed: number;
   stopStrings?: string[];
+}
+
+export interface RunCheckpoints {
+  model: string;
+  method: Method;
+  /** Steps with a kept adapter, oldest first. */
+  steps: number[];
 }
 
 export interface GenerateResult {

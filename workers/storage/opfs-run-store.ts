@@ -1,9 +1,11 @@
-import type { RunStore } from '../engine/train/training-session';
+import { type AdapterSnapshot, KEPT_ADAPTERS, type RunStore } from '../engine/train/training-session';
 
 /**
  * The browser's run store: one folder in the origin private file system holding the current run's request, a copy
- * of its dataset files (so a reload can resume without asking for them again), its latest checkpoint and metrics.
- * It lives in this browser profile only and is replaced when a new run starts.
+ * of its dataset files (so a reload can resume without asking for them again), its latest checkpoint and metrics,
+ * and its adapter at each checkpoint (`adapter-STEP`, raw float32). An `ended` file marks a run that finished or
+ * was stopped: not offered for resuming, its adapters still there to compare. It lives in this browser profile
+ * only and is replaced when a new run starts.
  */
 const FOLDER = 'hone-current-run';
 
@@ -38,6 +40,31 @@ async function remove(): Promise<void> {
   await (await navigator.storage.getDirectory()).removeEntry(FOLDER, { recursive: true }).catch(() => {});
 }
 
+const ADAPTER_PREFIX = 'adapter-';
+
+/** The steps of the adapters kept in the folder, oldest first. */
+async function adapterSteps(dir: FileSystemDirectoryHandle): Promise<number[]> {
+  const steps: number[] = [];
+  for await (const name of (dir as unknown as { keys(): AsyncIterable<string> }).keys()) {
+    if (name.startsWith(ADAPTER_PREFIX)) steps.push(Number(name.slice(ADAPTER_PREFIX.length)));
+  }
+  return steps.sort((a, b) => a - b);
+}
+
+/** Writes an adapter and lets the oldest go past KEPT_ADAPTERS. */
+async function keepAdapter(dir: FileSystemDirectoryHandle, adapter: AdapterSnapshot): Promise<void> {
+  const { params } = adapter;
+  await write(
+    dir,
+    `${ADAPTER_PREFIX}${adapter.step}`,
+    new Uint8Array(params.buffer, params.byteOffset, params.byteLength),
+  );
+  const steps = await adapterSteps(dir);
+  for (const step of steps.slice(0, Math.max(0, steps.length - KEPT_ADAPTERS))) {
+    await dir.removeEntry(`${ADAPTER_PREFIX}${step}`);
+  }
+}
+
 export function opfsRunStore(): RunStore {
   return {
     async begin(request, files) {
@@ -51,15 +78,35 @@ export function opfsRunStore(): RunStore {
       const saved = reward && 'files' in reward ? { ...reward, files: rewardFiles.map((f) => f.path) } : reward;
       await write(dir, 'run.json', JSON.stringify({ ...request, reward: saved, files: files.map((f) => f.name) }));
     },
-    async saveCheckpoint(files, metrics) {
+    async saveCheckpoint(files, metrics, adapter) {
       const dir = await folder(true);
       if (!dir) return;
       for (const [name, content] of Object.entries(files)) await write(dir, name, content);
       await write(dir, 'metrics.jsonl', metrics.map((m) => JSON.stringify(m)).join('\n'));
+      if (adapter) await keepAdapter(dir, adapter);
+    },
+    async saveAdapter(adapter) {
+      const dir = await folder(false);
+      if (dir) await keepAdapter(dir, adapter);
+    },
+    async end() {
+      const dir = await folder(false);
+      if (dir) await write(dir, 'ended', '');
+    },
+    async adapters() {
+      const dir = await folder(false);
+      const run = dir && (await read(dir, 'run.json'));
+      if (!dir || !run) return null;
+      return { request: JSON.parse(await run.text()), steps: await adapterSteps(dir) };
+    },
+    async loadAdapter(step) {
+      const dir = await folder(false);
+      const file = dir && (await read(dir, `${ADAPTER_PREFIX}${step}`));
+      return file ? new Float32Array(await file.arrayBuffer()) : null;
     },
     async load() {
       const dir = await folder(false);
-      if (!dir) return null;
+      if (!dir || (await read(dir, 'ended'))) return null;
       const run = await read(dir, 'run.json');
       const trainer = await read(dir, 'trainer.json');
       const optimizer = await read(dir, 'optimizer.safetensors');

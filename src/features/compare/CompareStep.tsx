@@ -176,7 +176,8 @@ async function answer(side: Side, turns: Turn[], settings: CompareSettings, adap
 
 function AdapterChoice({ hasRun }: { hasRun: boolean }) {
   const { adapter, setAdapter } = useCompare();
-  const saved = useQuery({ queryKey: ['saved-run'], queryFn: () => getEngine().savedRun() });
+  const checkpoints = useQuery({ queryKey: ['checkpoints'], queryFn: () => getEngine().checkpoints() });
+  const kept = checkpoints.data;
   const importAdapter = useMutation({
     mutationFn: async (list: FileList) => {
       const picked = filesFromInput(list);
@@ -192,10 +193,27 @@ function AdapterChoice({ hasRun }: { hasRun: boolean }) {
           <input type="radio" checked={adapter === 'run'} onChange={() => setAdapter('run')} />
           This run’s adapter{!hasRun && ' (train one first)'}
         </label>
-        {saved.data && (
+        {kept && (
           <label className="flex items-center gap-2">
-            <input type="radio" checked={adapter === 'saved'} onChange={() => setAdapter('saved')} />
-            The saved {saved.data.settings.method} run’s checkpoint (step {saved.data.step})
+            <input
+              type="radio"
+              aria-label="A checkpoint of the run"
+              checked={typeof adapter === 'object'}
+              onChange={() => setAdapter({ checkpoint: kept.steps[kept.steps.length - 1] })}
+            />
+            The {kept.method} run at step
+            <select
+              className={input}
+              aria-label="Checkpoint step"
+              value={typeof adapter === 'object' ? adapter.checkpoint : kept.steps[kept.steps.length - 1]}
+              onChange={(e) => setAdapter({ checkpoint: Number(e.target.value) })}
+            >
+              {kept.steps.map((step) => (
+                <option key={step} value={step}>
+                  {step}
+                </option>
+              ))}
+            </select>
           </label>
         )}
         <label className="flex items-center gap-2">

@@ -4,8 +4,8 @@ import type { GenerateResult } from '../../../workers/engine/api';
 
 export type Side = 'base' | 'tuned';
 
-/** Where the tuned side's adapter comes from. */
-export type Adapter = 'run' | 'imported' | 'saved';
+/** Where the tuned side's adapter comes from: this run, an imported folder, or the run at a kept checkpoint. */
+export type Adapter = 'run' | 'imported' | { checkpoint: number };
 
 export interface Turn {
   user: string;

@@ -14,7 +14,7 @@ import type { GpuWeights } from '../model/weights';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
 import { createTrainer } from './create-trainer';
 import { type RewardChoice, rewardFromChoice } from './reward-choice';
-import { evalRecord, type MetricRecord, runTraining, type Trainer } from './trainer';
+import { evalRecord, type MetricRecord, runTraining, type Trainer, type TrainerCheckpoint } from './trainer';
 
 export type { MetricRecord };
 
@@ -49,13 +49,38 @@ export type TrainEvent =
   | { type: 'stopped'; step: number }
   | { type: 'failed'; message: string; step: number };
 
-/** Where a run's request, data copy, checkpoint and metrics are kept between page loads. */
+/** A run's adapter at one step: its flat LoRA vector, laid out as `GpuLora` lays it out for the run's settings. */
+export interface AdapterSnapshot {
+  step: number;
+  params: Float32Array;
+}
+
+/**
+ * Where a run is kept between page loads: its request and a copy of its data, its latest resumable checkpoint and
+ * metrics, and its adapter at each checkpoint (the newest `KEPT_ADAPTERS`), which outlive the run's end so any of
+ * them can be compared, until the next run begins.
+ */
 export interface RunStore {
   begin(request: TrainRequest, files: DatasetFile[]): Promise<void>;
-  saveCheckpoint(files: Record<string, string | Uint8Array>, metrics: MetricRecord[]): Promise<void>;
+  saveCheckpoint(
+    files: Record<string, string | Uint8Array>,
+    metrics: MetricRecord[],
+    adapter: AdapterSnapshot | null,
+  ): Promise<void>;
+  /** Keeps the adapter at a step that has no resumable checkpoint (the end of a run). */
+  saveAdapter(adapter: AdapterSnapshot): Promise<void>;
+  /** The run can no longer be resumed (it finished, or was stopped); its adapters stay. */
+  end(): Promise<void>;
+  /** The run, when it can be resumed. */
   load(): Promise<SavedRun | null>;
+  /** The run's kept adapters: its request and their steps, oldest first; null when there is no run. */
+  adapters(): Promise<{ request: TrainRequest; steps: number[] } | null>;
+  loadAdapter(step: number): Promise<Float32Array | null>;
   clear(): Promise<void>;
 }
+
+/** How many of a run's checkpoint adapters are kept for comparing (the newest). */
+export const KEPT_ADAPTERS = 10;
 
 export interface SavedRun {
   request: TrainRequest;
@@ -69,6 +94,11 @@ export interface ModelOnGpu {
   config: ModelConfig;
   tokenizer: ModelTokenizer;
   weights: GpuWeights;
+}
+
+/** The adapter in a checkpoint (the optimizer's first group is the LoRA vector); none in full-parameter runs. */
+function adapterOf(c: TrainerCheckpoint): AdapterSnapshot | null {
+  return c.settings.full ? null : { step: c.step, params: c.optimizer.groups[0].param };
 }
 
 /** Why the run cannot start, every reason at once. */
@@ -189,15 +219,19 @@ export class TrainingSession {
         onStep: (m) => record({ type: 'train', ...m }),
         onEval: (step, validation) => record(evalRecord(step, validation)),
         onCheckpoint: async (c) => {
-          await this.store?.saveCheckpoint(serializeCheckpoint(c), this.metrics);
+          await this.store?.saveCheckpoint(serializeCheckpoint(c), this.metrics, adapterOf(c));
           emit({ type: 'checkpoint', step: c.step });
         },
         shouldStop: () => this.pauseRequested || this.stopRequested,
       });
       const step = trainer.stepsCompleted;
+      if (outcome === 'finished') {
+        const last = adapterOf(await trainer.checkpoint());
+        if (last) await this.store?.saveAdapter(last);
+      }
+      if (outcome === 'finished' || this.stopRequested) await this.store?.end();
       if (outcome === 'finished') emit({ type: 'finished', step });
       else emit({ type: this.stopRequested ? 'stopped' : 'paused', step });
-      if (outcome === 'finished' || this.stopRequested) await this.store?.clear();
     } catch (error) {
       emit({ type: 'failed', message: (error as Error).message, step: trainer.stepsCompleted });
     } finally {
@@ -212,11 +246,11 @@ export class TrainingSession {
 
   /**
    * Ends the run after the current step (or now, when paused); the adapter so far is kept for comparing and
-   * exporting, and the saved run is let go.
+   * exporting, and the saved run can no longer be resumed.
    */
   async stop(): Promise<void> {
     if (this.running) this.stopRequested = true;
-    else await this.store?.clear();
+    else await this.store?.end();
   }
 
   destroy(): void {
