@@ -25,6 +25,10 @@ const api: EngineApi = {
   resumeSavedRun: (onEvent) => session.resumeSavedRun(onEvent),
   discardSavedRun: () => session.discardSavedRun(),
   checkpoints: () => session.checkpoints(),
+  exportAdapter: async (which) => {
+    const download = await session.exportAdapter(which);
+    return Comlink.transfer(download, [download.zip.buffer]);
+  },
   importAdapter: (name, files) => session.importAdapter(name, files),
   generate: (request, onText) => session.generate(request, onText),
   stopGenerating: async () => session.stopGenerating(),

@@ -4,9 +4,10 @@ import { parseArgs } from 'node:util';
 import { loadCheckpoint } from '../../core/checkpoint';
 import { DATASET_FORMATS, type DatasetFormat } from '../../core/dataset/formats';
 import { DatasetError } from '../../core/dataset/load-dataset';
+import { adapterFolderFiles } from '../../core/export/adapter-folder';
+import { baseModelId } from '../../core/export/base-model-id';
 import { type Projection, serializeModelConfig } from '../../core/model-config';
 import { parameterCount } from '../../core/model-memory';
-import { serializeAdapter } from '../../core/peft';
 import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
 import { loadTokenizer } from '../../core/tokenizer';
 import { prepareRun } from '../../core/training/prepare';
@@ -292,20 +293,26 @@ export async function train(args: string[]): Promise<number> {
     }
 
     if (trainer.lora) {
-      const files = serializeAdapter(
-        {
-          r: settings.loraR,
-          loraAlpha: settings.loraAlpha,
-          loraDropout: settings.loraDropout,
-          targetModules: settings.targets,
-          useRslora: settings.rslora,
-          layersToTransform: null,
-          baseModelNameOrPath: model,
+      // The adapter folder as the studio exports it: PEFT's two files, the model card, the metrics.
+      const records = (await readFile(metricsPath, 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line));
+      const folder = adapterFolderFiles({
+        baseModel: baseModelId(model),
+        settings,
+        modules: await trainer.lora.readParams(device),
+        scoreHead: await trainer.head?.readWeight(),
+        data: {
+          files: files.map((f) => f.name),
+          format: prepared.format,
+          train: sequences.train.length,
+          validation: sequences.validation.length,
+          unit,
         },
-        await trainer.lora.readParams(device),
-        await trainer.head?.readWeight(),
-      );
-      for (const [name, content] of Object.entries(files)) await writeFile(join(out, name), content);
+        metrics: records,
+      });
+      for (const [name, content] of Object.entries(folder)) await writeFile(join(out, name), content);
     } else {
       const tensors = new Map<string, WritableTensor>();
       for (const [key, info] of checkpoint.tensors) {

@@ -59,6 +59,10 @@ describe('hone train', () => {
     const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
     const adapter = await loadAdapter(folderReader(out), out, model.config);
     expect(adapter.config).toMatchObject({ r: 4, loraAlpha: 8, baseModelNameOrPath: 'hone-tiny' });
+    const card = await readFile(join(out, 'README.md'), 'utf8');
+    expect(card).toContain('base_model: hone-tiny');
+    expect(card).toContain('chat.jsonl: messages data, 4 training and 0 validation sequences.');
+    expect(card).toMatch(/After 6 steps: training loss \d\.\d{4}\./);
     expect(adapter.modules).toHaveLength(model.config.numLayers * 7);
   });
 

@@ -5,6 +5,7 @@ import type { TrainSettings } from '../../core/training/settings';
 import type { HubSettings, ModelInfo, ModelSource } from './model-loader';
 import type { SelfTestResult } from './self-test';
 import type {
+  AdapterDownload,
   DescribedModel,
   GenerateRequest,
   GenerateResult,
@@ -20,6 +21,7 @@ export type GpuReport =
   | { ok: false; reason: GpuUnavailableReason; message: string };
 
 export type {
+  AdapterDownload,
   DescribedModel,
   DownloadProgress,
   GenerateRequest,
@@ -63,6 +65,8 @@ export interface EngineApi {
   discardSavedRun(): Promise<void>;
   /** The run's kept checkpoint adapters (finished, stopped or paused runs alike), for the Compare step. */
   checkpoints(): Promise<RunCheckpoints | null>;
+  /** This run's adapter, or a kept checkpoint's, as a zip of its PEFT folder, model card and metrics. */
+  exportAdapter(which: 'run' | { checkpoint: number }): Promise<AdapterDownload>;
   /** Puts a PEFT adapter folder a person picked beside the loaded model, for the Compare step. */
   importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary>;
   /** One answer, from the base model or a tuned one, streamed through `onText` (a comlink proxy). */

@@ -1,15 +1,19 @@
 import { loadAdapter } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
+import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-folder';
+import { baseModelId } from '../../core/export/base-model-id';
+import type { CardInfo } from '../../core/export/model-card';
 import { type SamplingSettings, samplingProblems } from '../../core/generation/sampling';
 import type { DownloadProgress, FileCache } from '../../core/hub';
 import type { ModelConfig } from '../../core/model-config';
 import { checkFit, parameterCount } from '../../core/model-memory';
 import type { Method, TrainSettings } from '../../core/training/settings';
+import { readFloat32 } from './gpu/buffers';
 import { acquireGpu, type Gpu } from './gpu/device';
 import { Decoder } from './model/decoder';
 import { type Generation, generate as generateTokens } from './model/generate';
 import { EngineKernels } from './model/kernels';
-import { everyLayer, GpuLora } from './model/lora';
+import { GpuLora, loraLayout, loraSettingsFor, splitLoraVector } from './model/lora';
 import { GpuWeights } from './model/weights';
 import {
   describeModel,
@@ -23,6 +27,7 @@ import {
   sourceLabel,
 } from './model-loader';
 import {
+  type MetricRecord,
   type ModelOnGpu,
   type RunStore,
   type TrainEvent,
@@ -305,21 +310,70 @@ export class EngineSession {
     if (s.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
     const flat = await this.runs?.loadAdapter(step);
     if (!flat) throw new Error(`The run has no checkpoint at step ${step} any more.`);
-    return GpuLora.create(
-      device,
-      model.config,
-      {
-        r: s.loraR,
-        loraAlpha: s.loraAlpha,
-        useRslora: s.rslora,
-        loraDropout: 0,
-        modules: everyLayer(model.config, s.targets),
-      },
-      (m, a, b) => {
-        a.set(flat.subarray(m.offsetA, m.offsetA + a.length));
-        b.set(flat.subarray(m.offsetB, m.offsetB + b.length));
-      },
-    );
+    return GpuLora.create(device, model.config, loraSettingsFor(model.config, s, 0), (m, a, b) => {
+      a.set(flat.subarray(m.offsetA, m.offsetA + a.length));
+      b.set(flat.subarray(m.offsetB, m.offsetB + b.length));
+    });
+  }
+
+  // ---- exporting ------------------------------------------------------------------------------------------
+
+  /**
+   * The adapter as a zip to download: the PEFT folder, its model card and metrics; from this run (as trained so
+   * far) or from a kept checkpoint of the run.
+   */
+  async exportAdapter(which: 'run' | { checkpoint: number }): Promise<AdapterDownload> {
+    const { device, model } = await this.trainable();
+    let source: { settings: TrainSettings; params: Float32Array; metrics: readonly MetricRecord[]; step: number };
+    let data: CardInfo['data'];
+    if (which === 'run') {
+      const trainer = this.training?.current;
+      if (!trainer) throw new Error('There is no trained adapter yet: train one in the Train step.');
+      if (!trainer.lora) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
+      const lora = await readFloat32(device, trainer.lora.params);
+      const head = (await trainer.head?.readWeight()) ?? new Float32Array(0);
+      const params = new Float32Array(lora.length + head.length);
+      params.set(lora);
+      params.set(head, lora.length);
+      const step = trainer.stepsCompleted;
+      source = { settings: trainer.settings, params, metrics: this.training?.recorded ?? [], step };
+      const prepared = this.training?.data ?? null;
+      data = prepared && {
+        files: this.training?.files ?? [],
+        format: prepared.format,
+        train: prepared.train,
+        validation: prepared.validation,
+        unit: prepared.unit,
+      };
+    } else {
+      const kept = await this.runs?.adapters();
+      if (!kept) throw new Error('There is no saved run.');
+      if (kept.request.model !== model.label) {
+        throw new Error(`The saved run belongs to ${kept.request.model}; ${model.label} is loaded.`);
+      }
+      const params = await this.runs?.loadAdapter(which.checkpoint);
+      if (!params) throw new Error(`The run has no checkpoint at step ${which.checkpoint} any more.`);
+      const metrics = kept.metrics.filter((m) => m.step <= which.checkpoint);
+      source = { settings: kept.request.settings, params, metrics, step: which.checkpoint };
+      data = null;
+    }
+    const { settings, params, step } = source;
+    if (settings.full) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
+    const loraSettings = loraSettingsFor(model.config, settings, 0);
+    const { modules, rest } = splitLoraVector(loraLayout(model.config, loraSettings), settings.loraR, params);
+    const baseModel = baseModelId(model.label);
+    const name = `${baseModel.split('/').at(-1)}-${settings.method}-step${step}`;
+    const exported = {
+      name,
+      baseModel,
+      settings,
+      modules,
+      scoreHead: settings.method === 'rm' ? rest : undefined,
+      data,
+      metrics: [...source.metrics],
+    };
+    const files = adapterFolderFiles(exported);
+    return { fileName: `${name}.zip`, zip: zipAdapterFolder(exported), files: Object.keys(files) };
   }
 
   /** Ends every answer being generated after its current token. */
@@ -327,6 +381,9 @@ export class EngineSession {
     this.stopRequested = true;
   }
 }
+
+const FULL_RUN_HAS_NO_ADAPTER =
+  'This run trains every weight: it has no adapter to switch on and off or to export as one.';
 
 const REWARD_MODEL_CANNOT_CHAT =
   'This run trains a reward model: it scores answers rather than writing them. Use it as the reward for policy ' +
@@ -340,6 +397,13 @@ export interface GenerateRequest {
   maxNewTokens: number;
   seed: number;
   stopStrings?: string[];
+}
+
+export interface AdapterDownload {
+  fileName: string;
+  zip: Uint8Array;
+  /** The files in the zip's folder. */
+  files: string[];
 }
 
 export interface RunCheckpoints {

@@ -1,4 +1,9 @@
-import { type AdapterSnapshot, KEPT_ADAPTERS, type RunStore } from '../engine/train/training-session';
+import {
+  type AdapterSnapshot,
+  KEPT_ADAPTERS,
+  type MetricRecord,
+  type RunStore,
+} from '../engine/train/training-session';
 
 /**
  * The browser's run store: one folder in the origin private file system holding the current run's request, a copy
@@ -38,6 +43,15 @@ async function read(dir: FileSystemDirectoryHandle, name: string): Promise<File 
 /** Removes the run's folder; there may be none. */
 async function remove(): Promise<void> {
   await (await navigator.storage.getDirectory()).removeEntry(FOLDER, { recursive: true }).catch(() => {});
+}
+
+async function readMetrics(dir: FileSystemDirectoryHandle): Promise<MetricRecord[]> {
+  const file = await read(dir, 'metrics.jsonl');
+  if (!file) return [];
+  return (await file.text())
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line));
 }
 
 const ADAPTER_PREFIX = 'adapter-';
@@ -97,7 +111,7 @@ export function opfsRunStore(): RunStore {
       const dir = await folder(false);
       const run = dir && (await read(dir, 'run.json'));
       if (!dir || !run) return null;
-      return { request: JSON.parse(await run.text()), steps: await adapterSteps(dir) };
+      return { request: JSON.parse(await run.text()), steps: await adapterSteps(dir), metrics: await readMetrics(dir) };
     },
     async loadAdapter(step) {
       const dir = await folder(false);
@@ -127,18 +141,11 @@ export function opfsRunStore(): RunStore {
         }
         request.reward.files = rewardFiles;
       }
-      const metricsFile = await read(dir, 'metrics.jsonl');
-      const metrics = metricsFile
-        ? (await metricsFile.text())
-            .split('\n')
-            .filter(Boolean)
-            .map((l) => JSON.parse(l))
-        : [];
       return {
         request,
         files,
         checkpoint: { json: await trainer.text(), tensors: new Uint8Array(await optimizer.arrayBuffer()) },
-        metrics,
+        metrics: await readMetrics(dir),
       };
     },
     clear: remove,

@@ -1,14 +1,94 @@
-/** The Export step. Its workings arrive with later issues; for now it says what it will do. */
+import { useMutation, useQuery } from '@tanstack/react-query';
+import { useState } from 'react';
+import { button, card, ErrorMessage, input } from '../../components/ui';
+import { getEngine } from '../../lib/engine';
+import { useModel } from '../../stores/model';
+import { useTraining } from '../../stores/training';
+
+type Which = 'run' | { checkpoint: number };
+
+/** Hands bytes to the browser as a download. */
+function download(fileName: string, bytes: Uint8Array<ArrayBuffer>): void {
+  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/zip' }));
+  const link = document.createElement('a');
+  link.href = url;
+  link.download = fileName;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/** The Export step: the adapter in PEFT's format, with its model card and metrics, as one zip. */
 export function ExportStep() {
+  const loaded = useModel((s) => s.loaded);
+  const status = useTraining((s) => s.status);
+  const hasRun = status === 'finished' || status === 'stopped' || status === 'paused';
+  const checkpoints = useQuery({ queryKey: ['checkpoints'], queryFn: () => getEngine().checkpoints() });
+  const kept = checkpoints.data;
+  const [which, setWhich] = useState<Which>('run');
+  const exported = useMutation({
+    mutationFn: (w: Which) => getEngine().exportAdapter(w),
+    onSuccess: (result) => download(result.fileName, result.zip as Uint8Array<ArrayBuffer>),
+  });
   return (
-    <section aria-labelledby="export-heading" className="space-y-2">
-      <h1 id="export-heading" className="text-2xl font-semibold">
-        Export
-      </h1>
-      <p className="text-slate-600 dark:text-slate-300">
-        Download the LoRA adapter in PEFT's format, to load with Hugging Face PEFT anywhere.
-      </p>
-      <p className="text-sm text-slate-500">This step is not built yet.</p>
+    <section aria-labelledby="export-heading" className="space-y-4">
+      <div>
+        <h1 id="export-heading" className="text-2xl font-semibold">
+          Export
+        </h1>
+        <p className="text-slate-600 dark:text-slate-300">
+          Download the adapter in PEFT's format, with a model card and the run's metrics, to load with Hugging Face PEFT
+          anywhere.
+        </p>
+      </div>
+      {!loaded && <p className="text-sm text-slate-600 dark:text-slate-300">Load the run's model in the Model step.</p>}
+      {loaded && (
+        <div className={`${card} space-y-3 text-sm`} data-testid="export-adapter">
+          <fieldset className="flex flex-wrap items-center gap-4">
+            <legend className="sr-only">Which adapter</legend>
+            <label className="flex items-center gap-2">
+              <input type="radio" checked={which === 'run'} onChange={() => setWhich('run')} />
+              This run’s adapter{!hasRun && ' (train one first)'}
+            </label>
+            {kept && (
+              <label className="flex items-center gap-2">
+                <input
+                  type="radio"
+                  aria-label="A checkpoint of the run"
+                  checked={typeof which === 'object'}
+                  onChange={() => setWhich({ checkpoint: kept.steps[kept.steps.length - 1] })}
+                />
+                The {kept.method} run at step
+                <select
+                  className={input}
+                  aria-label="Checkpoint step"
+                  value={typeof which === 'object' ? which.checkpoint : kept.steps[kept.steps.length - 1]}
+                  onChange={(e) => setWhich({ checkpoint: Number(e.target.value) })}
+                >
+                  {kept.steps.map((step) => (
+                    <option key={step} value={step}>
+                      {step}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            )}
+          </fieldset>
+          <button
+            type="button"
+            className={`${button} bg-indigo-600 text-white hover:bg-indigo-700`}
+            disabled={exported.isPending}
+            onClick={() => exported.mutate(which)}
+          >
+            Download the adapter (.zip)
+          </button>
+          {exported.isSuccess && (
+            <p data-testid="export-result">
+              {exported.data.fileName}: {exported.data.files.join(', ')}
+            </p>
+          )}
+          {exported.isError && <ErrorMessage error={exported.error} />}
+        </div>
+      )}
     </section>
   );
 }

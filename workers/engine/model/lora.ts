@@ -2,6 +2,7 @@ import type { LoadedAdapter } from '../../../core/checkpoint';
 import { type ModelConfig, PROJECTIONS, type Projection, projectionShape } from '../../../core/model-config';
 import { loraScale } from '../../../core/peft';
 import { mulberry32 } from '../../../core/random';
+import type { TrainSettings } from '../../../core/training/settings';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 
 /**
@@ -19,6 +20,41 @@ export interface LoraSettings {
   loraDropout: number;
   /** The adapted projections, in the order their A and B are laid out. */
   modules: ReadonlyArray<{ layer: number; projection: Projection }>;
+}
+
+/** The adapter a run's settings describe, on every layer; `loraDropout` 0 for inference. */
+export function loraSettingsFor(config: ModelConfig, s: TrainSettings, loraDropout: number): LoraSettings {
+  return {
+    r: s.loraR,
+    loraAlpha: s.loraAlpha,
+    useRslora: s.rslora,
+    loraDropout,
+    modules: everyLayer(config, s.targets),
+  };
+}
+
+/**
+ * A flat vector in the layout's order split into each module's A ([r, in]) and B ([out, r]), keyed
+ * `${layer}.${projection}`; what follows the adapter (a reward model's head) is `rest`.
+ */
+export function splitLoraVector(
+  layout: { modules: LoraModule[]; length: number },
+  r: number,
+  flat: Float32Array,
+): { modules: Map<string, { A: Float32Array; B: Float32Array }>; rest: Float32Array } {
+  const { modules, length } = layout;
+  return {
+    modules: new Map(
+      modules.map((m) => [
+        `${m.layer}.${m.projection}`,
+        {
+          A: flat.slice(m.offsetA, m.offsetA + r * m.inDim),
+          B: flat.slice(m.offsetB, m.offsetB + m.outDim * r),
+        },
+      ]),
+    ),
+    rest: flat.slice(length),
+  };
 }
 
 /** Adapters on `targets` in every layer. */
@@ -131,16 +167,7 @@ export class GpuLora {
   }
 
   private split(flat: Float32Array) {
-    const r = this.settings.r;
-    return new Map(
-      this.modules.map((m) => [
-        `${m.layer}.${m.projection}`,
-        {
-          A: flat.slice(m.offsetA, m.offsetA + r * m.inDim),
-          B: flat.slice(m.offsetB, m.offsetB + m.outDim * r),
-        },
-      ]),
-    );
+    return splitLoraVector(this, this.settings.r, flat).modules;
   }
 
   destroy(): void {

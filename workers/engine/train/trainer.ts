@@ -14,7 +14,7 @@ import { learningRate, warmupSteps } from '../../../core/training/schedule';
 import type { TrainSettings } from '../../../core/training/settings';
 import { type Op, submitOps } from '../gpu/ops';
 import type { EngineKernels } from '../model/kernels';
-import { everyLayer, GpuLora, peftInit } from '../model/lora';
+import { GpuLora, loraSettingsFor, peftInit } from '../model/lora';
 import { AdamW, type OptimizerState, type ParamGroup, weightParamGroups } from '../model/optimizer';
 import { TransformerStep } from '../model/transformer';
 import type { GpuWeights } from '../model/weights';
@@ -237,18 +237,7 @@ export class Trainer<T = TokenizedExample> {
     const config = weights.config;
     this.lora = s.full
       ? null
-      : GpuLora.create(
-          device,
-          config,
-          {
-            r: s.loraR,
-            loraAlpha: s.loraAlpha,
-            useRslora: s.rslora,
-            loraDropout: s.loraDropout,
-            modules: everyLayer(config, s.targets),
-          },
-          peftInit(s.seed),
-        );
+      : GpuLora.create(device, config, loraSettingsFor(config, s, s.loraDropout), peftInit(s.seed));
     const rows = s.batchSize * objective.rowsPerItem;
     this.step = new TransformerStep(
       device,

@@ -49,7 +49,10 @@ export type TrainEvent =
   | { type: 'stopped'; step: number }
   | { type: 'failed'; message: string; step: number };
 
-/** A run's adapter at one step: its flat LoRA vector, laid out as `GpuLora` lays it out for the run's settings. */
+/**
+ * A run's adapter at one step: its flat LoRA vector, laid out as `GpuLora` lays it out for the run's settings,
+ * followed by what else the run trains (a reward model's score head).
+ */
 export interface AdapterSnapshot {
   step: number;
   params: Float32Array;
@@ -73,8 +76,8 @@ export interface RunStore {
   end(): Promise<void>;
   /** The run, when it can be resumed. */
   load(): Promise<SavedRun | null>;
-  /** The run's kept adapters: its request and their steps, oldest first; null when there is no run. */
-  adapters(): Promise<{ request: TrainRequest; steps: number[] } | null>;
+  /** The run's kept adapters: its request, their steps (oldest first) and its metrics; null when there is no run. */
+  adapters(): Promise<{ request: TrainRequest; steps: number[]; metrics: MetricRecord[] } | null>;
   loadAdapter(step: number): Promise<Float32Array | null>;
   clear(): Promise<void>;
 }
@@ -96,9 +99,20 @@ export interface ModelOnGpu {
   weights: GpuWeights;
 }
 
-/** The adapter in a checkpoint (the optimizer's first group is the LoRA vector); none in full-parameter runs. */
+/**
+ * The adapter in a checkpoint: the optimizer's groups are the LoRA vector, then a head when the objective has one;
+ * none in full-parameter runs.
+ */
 function adapterOf(c: TrainerCheckpoint): AdapterSnapshot | null {
-  return c.settings.full ? null : { step: c.step, params: c.optimizer.groups[0].param };
+  if (c.settings.full) return null;
+  const groups = c.optimizer.groups.map((g) => g.param);
+  const params = new Float32Array(groups.reduce((n, g) => n + g.length, 0));
+  let at = 0;
+  for (const g of groups) {
+    params.set(g, at);
+    at += g.length;
+  }
+  return { step: c.step, params };
 }
 
 /** Why the run cannot start, every reason at once. */
@@ -115,6 +129,8 @@ export class TrainingSession {
   private pauseRequested = false;
   private stopRequested = false;
   private running = false;
+  private prepared: Extract<TrainEvent, { type: 'prepared' }> | null = null;
+  private fileNames: string[] = [];
 
   constructor(
     private readonly device: GPUDevice,
@@ -132,6 +148,21 @@ export class TrainingSession {
     return this.trainer;
   }
 
+  /** The run's metrics so far. */
+  get recorded(): readonly MetricRecord[] {
+    return this.metrics;
+  }
+
+  /** The names of the run's dataset files. */
+  get files(): string[] {
+    return this.fileNames;
+  }
+
+  /** What the run trains on, as its `prepared` event said; null before it is prepared. */
+  get data(): Extract<TrainEvent, { type: 'prepared' }> | null {
+    return this.prepared;
+  }
+
   /** Prepares the data and the trainer; with `saved`, restores its checkpoint instead of starting fresh. */
   async start(
     request: TrainRequest,
@@ -144,6 +175,7 @@ export class TrainingSession {
       throw new Error(`the run was made on ${request.model}; ${this.model.label} is loaded`);
     }
     const prepared = await prepareRun(files, request.data, this.model.tokenizer, this.model.config, request.settings);
+    this.fileNames = files.map((f) => f.name);
     const problems = [...prepared.problems];
     if (prepared.data.kind === 'prompts' && !request.reward) {
       problems.push('policy optimization needs a reward: write a rule or pick a reward model');
@@ -187,7 +219,7 @@ export class TrainingSession {
       await this.store?.begin(request, files);
     }
     const sequences = prepared.data;
-    emit({
+    this.prepared = {
       type: 'prepared',
       format: prepared.format,
       unit: sequences.kind,
@@ -198,7 +230,8 @@ export class TrainingSession {
       dropped: sequences.dropped,
       totalSteps: this.trainer.totalSteps,
       step: this.trainer.stepsCompleted,
-    });
+    };
+    emit(this.prepared);
     for (const metric of this.metrics) emit({ type: 'metric', metric });
     await this.continue(emit);
   }

@@ -1,0 +1,56 @@
+/**
+ * An adapter's export: the PEFT folder (`adapter_config.json`, `adapter_model.safetensors`), its model card and
+ * its metrics, zipped into one download whose files sit in a folder named for it.
+ */
+import { strToU8, zipSync } from 'fflate';
+import type { Projection } from '../model-config';
+import { serializeAdapter } from '../peft';
+import type { TrainSettings } from '../training/settings';
+import { type CardInfo, cardMetrics, modelCard } from './model-card';
+
+export interface AdapterExport {
+  /** The folder's name inside the zip (and the zip's, with .zip). */
+  name: string;
+  baseModel: string;
+  settings: TrainSettings;
+  /** Each module's A ([r, in]) and B ([out, r]), keyed `${layer}.${projection}`. */
+  modules: Map<string, { A: Float32Array; B: Float32Array }>;
+  /** A reward model's score head ([hidden]). */
+  scoreHead?: Float32Array;
+  data: CardInfo['data'];
+  /** The run's metric records, as metrics.jsonl holds them. */
+  metrics: Parameters<typeof cardMetrics>[0];
+}
+
+/** The folder's files by name. */
+export function adapterFolderFiles(e: Omit<AdapterExport, 'name'>): Record<string, Uint8Array> {
+  const s = e.settings;
+  const peft = serializeAdapter(
+    {
+      r: s.loraR,
+      loraAlpha: s.loraAlpha,
+      loraDropout: s.loraDropout,
+      targetModules: s.targets satisfies Projection[],
+      useRslora: s.rslora,
+      layersToTransform: null,
+      baseModelNameOrPath: e.baseModel,
+    },
+    e.modules,
+    e.scoreHead,
+  );
+  const card = modelCard({ baseModel: e.baseModel, settings: s, data: e.data, metrics: cardMetrics(e.metrics) });
+  return {
+    'adapter_config.json': strToU8(peft['adapter_config.json']),
+    'adapter_model.safetensors': peft['adapter_model.safetensors'],
+    'README.md': strToU8(card),
+    'metrics.jsonl': strToU8(e.metrics.map((m) => JSON.stringify(m)).join('\n') + (e.metrics.length ? '\n' : '')),
+  };
+}
+
+/** The folder as a zip (stored, not deflated: safetensors barely compress, and the zip stays fast to make). */
+export function zipAdapterFolder(e: AdapterExport): Uint8Array {
+  const files = adapterFolderFiles(e);
+  return zipSync(Object.fromEntries(Object.entries(files).map(([file, bytes]) => [`${e.name}/${file}`, bytes])), {
+    level: 0,
+  });
+}

@@ -1,0 +1,147 @@
+/**
+ * The README.md an exported adapter carries: Hugging Face's model-card front matter, what was trained on what, the
+ * settings, the final metrics, and how to load it with PEFT.
+ */
+import { METHODS, type TrainSettings } from '../training/settings';
+
+export interface CardMetrics {
+  steps: number;
+  /** The last training step's loss. */
+  trainLoss: number | null;
+  validationLoss: number | null;
+  validationAccuracy: number | null;
+  validationReward: number | null;
+}
+
+export interface CardInfo {
+  /** The Hub id (or name) of the base model. */
+  baseModel: string;
+  settings: TrainSettings;
+  /** The dataset as the run read it, when known. */
+  data: { files: string[]; format: string; train: number; validation: number; unit: string } | null;
+  metrics: CardMetrics;
+}
+
+const SETTINGS_SHOWN: [keyof TrainSettings, string][] = [
+  ['loraR', 'LoRA rank'],
+  ['loraAlpha', 'LoRA alpha'],
+  ['loraDropout', 'LoRA dropout'],
+  ['targets', 'target modules'],
+  ['rslora', 'rsLoRA'],
+  ['lr', 'learning rate'],
+  ['schedule', 'schedule'],
+  ['warmup', 'warm-up'],
+  ['epochs', 'epochs'],
+  ['maxSteps', 'max steps'],
+  ['batchSize', 'batch size'],
+  ['gradAccum', 'gradient accumulation'],
+  ['seqLen', 'sequence length'],
+  ['weightDecay', 'weight decay'],
+  ['maxGradNorm', 'gradient clipping'],
+  ['seed', 'seed'],
+];
+
+const METHOD_SETTINGS: Partial<Record<TrainSettings['method'], [keyof TrainSettings, string][]>> = {
+  dpo: [['dpoBeta', 'DPO beta']],
+  grpo: [
+    ['groupSize', 'completions per prompt'],
+    ['maxCompletion', 'longest completion'],
+    ['temperature', 'sampling temperature'],
+    ['klBeta', 'KL penalty (beta)'],
+  ],
+};
+
+const show = (value: unknown) => (Array.isArray(value) ? value.join(', ') : String(value ?? '—'));
+
+export function modelCard(info: CardInfo): string {
+  const { baseModel, settings: s, data, metrics: m } = info;
+  const reward = s.method === 'rm';
+  const lines = [
+    '---',
+    `base_model: ${baseModel}`,
+    'library_name: peft',
+    `pipeline_tag: ${reward ? 'text-classification' : 'text-generation'}`,
+    'tags:',
+    '- hone',
+    '- lora',
+    `- ${s.method}`,
+    '---',
+    '',
+    `# ${baseModel}: ${reward ? 'reward model' : 'LoRA adapter'} (${METHODS[s.method]})`,
+    '',
+    `Fine-tuned in the browser with Hone, on WebGPU: a LoRA adapter${reward ? ' and a score head' : ''} for \`${baseModel}\`, in PEFT's format.`,
+    '',
+    '## Data',
+    '',
+    data
+      ? `${data.files.join(', ')}: ${data.format} data, ${data.train} training and ${data.validation} validation ${data.unit}.`
+      : 'Not recorded.',
+    '',
+    '## Settings',
+    '',
+    '| setting | value |',
+    '|---|---|',
+    ...[...SETTINGS_SHOWN, ...(METHOD_SETTINGS[s.method] ?? [])].map(
+      ([key, label]) => `| ${label} | ${show(s[key])} |`,
+    ),
+    '',
+    '## Results',
+    '',
+    `After ${m.steps} steps: ${[
+      m.trainLoss !== null && `training loss ${m.trainLoss.toFixed(4)}`,
+      m.validationLoss !== null && `validation loss ${m.validationLoss.toFixed(4)}`,
+      m.validationAccuracy !== null && `${(100 * m.validationAccuracy).toFixed(1)}% of held-out pairs ranked right`,
+      m.validationReward !== null && `mean reward on held-out prompts ${m.validationReward.toFixed(4)}`,
+    ]
+      .filter(Boolean)
+      .join(', ')}. Every step's figures are in \`metrics.jsonl\`.`,
+    '',
+    '## Use',
+    '',
+    '```python',
+    'from peft import PeftModel',
+    ...(reward
+      ? [
+          'from transformers import AutoModelForSequenceClassification, AutoTokenizer',
+          '',
+          `tokenizer = AutoTokenizer.from_pretrained("${baseModel}")`,
+          '# Scores are read at the last token that is not the pad token: keep the pad token Hone trained with.',
+          `base = AutoModelForSequenceClassification.from_pretrained("${baseModel}", num_labels=1, pad_token_id=tokenizer.pad_token_id)`,
+          'model = PeftModel.from_pretrained(base, "path/to/this/folder")',
+        ]
+      : [
+          'from transformers import AutoModelForCausalLM, AutoTokenizer',
+          '',
+          `tokenizer = AutoTokenizer.from_pretrained("${baseModel}")`,
+          `base = AutoModelForCausalLM.from_pretrained("${baseModel}")`,
+          'model = PeftModel.from_pretrained(base, "path/to/this/folder")',
+        ]),
+    '```',
+    '',
+  ];
+  return lines.join('\n');
+}
+
+/** The figures a card reports, from a run's metric records (`metrics.jsonl` lines). */
+export function cardMetrics(
+  records: readonly (
+    | { type: 'train'; step: number; loss: number }
+    | {
+        type: 'eval';
+        step: number;
+        validationLoss: number | null;
+        validationAccuracy: number | null;
+        validationReward: number | null;
+      }
+  )[],
+): CardMetrics {
+  const train = records.filter((r) => r.type === 'train').at(-1);
+  const evaluation = records.flatMap((r) => (r.type === 'eval' ? [r] : [])).at(-1);
+  return {
+    steps: train?.step ?? 0,
+    trainLoss: train?.loss ?? null,
+    validationLoss: evaluation?.validationLoss ?? null,
+    validationAccuracy: evaluation?.validationAccuracy ?? null,
+    validationReward: evaluation?.validationReward ?? null,
+  };
+}

@@ -1,0 +1,74 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, test } from '@playwright/test';
+import { unzipSync } from 'fflate';
+import { parseSafetensors } from '../../core/safetensors';
+import { capitalsJsonl } from '../helpers/datasets';
+import { tempDir } from '../helpers/model-folder';
+import { loadDemoModel } from '../helpers/studio';
+
+test('the trained adapter downloads as a zip of its PEFT folder, model card and metrics', async ({ page }) => {
+  const dir = await tempDir();
+  const chat = join(dir, 'capitals.jsonl');
+  await writeFile(
+    chat,
+    capitalsJsonl([
+      ['Capital of France?', 'Paris.'],
+      ['Capital of Spain?', 'Madrid.'],
+      ['Capital of Peru?', 'Lima.'],
+    ]),
+  );
+  await loadDemoModel(page, /Data/);
+  await page.getByLabel('choose files').setInputFiles(chat);
+  await page.getByRole('button', { name: /Train/ }).click();
+  const set = async (label: string, value: string) => {
+    const field = page.getByTestId('train-settings').getByLabel(label, { exact: true });
+    await field.fill(value);
+    await field.blur();
+  };
+  await set('LoRA rank', '4');
+  await set('Max steps (empty: by epochs)', '2');
+  await set('Checkpoint every (steps)', '1');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Finished');
+
+  await page.getByRole('button', { name: /Export/ }).click();
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download the adapter (.zip)' }).click(),
+  ]);
+  expect(download.suggestedFilename()).toBe('hone-tiny-sft-step2.zip');
+  const saved = join(dir, 'adapter.zip');
+  await download.saveAs(saved);
+  const files = unzipSync(new Uint8Array(await readFile(saved)));
+  const folder = 'hone-tiny-sft-step2';
+  expect(Object.keys(files).sort()).toEqual(
+    ['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'metrics.jsonl'].map((f) => `${folder}/${f}`),
+  );
+  const config = JSON.parse(new TextDecoder().decode(files[`${folder}/adapter_config.json`]));
+  expect(config).toMatchObject({
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    r: 4,
+    base_model_name_or_path: 'hone-tiny',
+  });
+  const tensors = parseSafetensors(files[`${folder}/adapter_model.safetensors`], 'adapter_model.safetensors');
+  expect(tensors.tensors.get('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight')?.shape).toEqual([
+    4, 128,
+  ]);
+  const card = new TextDecoder().decode(files[`${folder}/README.md`]);
+  expect(card).toContain('capitals.jsonl: messages data');
+  const metrics = new TextDecoder().decode(files[`${folder}/metrics.jsonl`]).trim().split('\n');
+  expect(metrics.map((l) => JSON.parse(l)).filter((m) => m.type === 'train')).toHaveLength(2);
+
+  // A kept checkpoint exports too: the run at step 1.
+  await page.getByLabel('Checkpoint step').selectOption('1');
+  const [first] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download the adapter (.zip)' }).click(),
+  ]);
+  expect(first.suggestedFilename()).toBe('hone-tiny-sft-step1.zip');
+  await expect(page.getByTestId('export-result')).toContainText(
+    'hone-tiny-sft-step1.zip: adapter_config.json, adapter_model.safetensors, README.md, metrics.jsonl',
+  );
+});
