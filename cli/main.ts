@@ -3,6 +3,7 @@ import { GENERATE_USAGE, generate } from './commands/generate';
 import { gpuInfo } from './commands/gpu-info';
 import { GRADS_USAGE, grads } from './commands/grads';
 import { INSPECT_USAGE, inspect } from './commands/inspect';
+import { MERGE_USAGE, merge } from './commands/merge';
 import { TRAIN_USAGE, train } from './commands/train';
 
 const USAGE = `hone — LoRA fine-tuning on WebGPU
@@ -21,6 +22,8 @@ Usage:
   ${GENERATE_USAGE}
                     an answer from the model (with --adapter, the tuned model), streamed; 'hone generate'
                     alone lists the sampling options
+  ${MERGE_USAGE}
+                    the adapter folded into the weights: a model folder that loads without PEFT
   hone cache [list | clear [PREFIX]]
                     the models downloaded from the Hub (HONE_CACHE_DIR, default ~/.cache/hone)
   hone help         this text
@@ -36,6 +39,7 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
   inspect,
   train,
   generate,
+  merge,
   cache,
 };
 

@@ -292,7 +292,7 @@ export type WritableTensor = F32Tensor | Half16Tensor;
 export function serializeSafetensors(
   tensors: Array<WritableTensor & { name: string }> | Map<string, WritableTensor>,
   metadata?: Record<string, string>,
-): Uint8Array {
+): Uint8Array<ArrayBuffer> {
   const entries: Array<[string, WritableTensor]> =
     tensors instanceof Map ? [...tensors] : tensors.map((tensor) => [tensor.name, tensor]);
   // Written by hand rather than with JSON.stringify(object): an object would move integer-like names first and

@@ -25,10 +25,8 @@ const api: EngineApi = {
   resumeSavedRun: (onEvent) => session.resumeSavedRun(onEvent),
   discardSavedRun: () => session.discardSavedRun(),
   checkpoints: () => session.checkpoints(),
-  exportAdapter: async (which) => {
-    const download = await session.exportAdapter(which);
-    return Comlink.transfer(download, [download.zip.buffer]);
-  },
+  exportAdapter: (which) => session.exportAdapter(which),
+  exportMerged: (which) => session.exportMerged(which),
   importAdapter: (name, files) => session.importAdapter(name, files),
   generate: (request, onText) => session.generate(request, onText),
   stopGenerating: async () => session.stopGenerating(),

@@ -2,11 +2,12 @@
  * An adapter's export: the PEFT folder (`adapter_config.json`, `adapter_model.safetensors`), its model card and
  * its metrics, zipped into one download whose files sit in a folder named for it.
  */
-import { strToU8, zipSync } from 'fflate';
+import { strToU8 } from 'fflate';
 import type { Projection } from '../model-config';
 import { serializeAdapter } from '../peft';
 import type { TrainSettings } from '../training/settings';
 import { type CardInfo, cardMetrics, modelCard } from './model-card';
+import { zipFolder } from './zip';
 
 export interface AdapterExport {
   /** The folder's name inside the zip (and the zip's, with .zip). */
@@ -47,10 +48,7 @@ export function adapterFolderFiles(e: Omit<AdapterExport, 'name'>): Record<strin
   };
 }
 
-/** The folder as a zip (stored, not deflated: safetensors barely compress, and the zip stays fast to make). */
-export function zipAdapterFolder(e: AdapterExport): Uint8Array {
-  const files = adapterFolderFiles(e);
-  return zipSync(Object.fromEntries(Object.entries(files).map(([file, bytes]) => [`${e.name}/${file}`, bytes])), {
-    level: 0,
-  });
+/** The folder as a zip. */
+export function zipAdapterFolder(e: AdapterExport): Promise<Blob> {
+  return zipFolder(e.name, new Map(Object.entries(adapterFolderFiles(e))));
 }

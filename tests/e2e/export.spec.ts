@@ -7,7 +7,9 @@ import { capitalsJsonl } from '../helpers/datasets';
 import { tempDir } from '../helpers/model-folder';
 import { loadDemoModel } from '../helpers/studio';
 
-test('the trained adapter downloads as a zip of its PEFT folder, model card and metrics', async ({ page }) => {
+test('the trained adapter downloads as a zip of its PEFT folder, model card and metrics, or merged', async ({
+  page,
+}) => {
   const dir = await tempDir();
   const chat = join(dir, 'capitals.jsonl');
   await writeFile(
@@ -60,6 +62,28 @@ test('the trained adapter downloads as a zip of its PEFT folder, model card and 
   expect(card).toContain('capitals.jsonl: messages data');
   const metrics = new TextDecoder().decode(files[`${folder}/metrics.jsonl`]).trim().split('\n');
   expect(metrics.map((l) => JSON.parse(l)).filter((m) => m.type === 'train')).toHaveLength(2);
+
+  // The same adapter folded into the weights: a model folder that needs no PEFT.
+  const [mergedDownload] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download the merged model (.zip)' }).click(),
+  ]);
+  expect(mergedDownload.suggestedFilename()).toBe('hone-tiny-sft-step2-merged.zip');
+  const mergedPath = join(dir, 'merged.zip');
+  await mergedDownload.saveAs(mergedPath);
+  const merged = unzipSync(new Uint8Array(await readFile(mergedPath)));
+  const mergedFolder = 'hone-tiny-sft-step2-merged';
+  expect(Object.keys(merged).sort()).toEqual(
+    ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json'].map(
+      (f) => `${mergedFolder}/${f}`,
+    ),
+  );
+  const weights = parseSafetensors(merged[`${mergedFolder}/model.safetensors`], 'model.safetensors');
+  const base = parseSafetensors(new Uint8Array(await readFile('public/models/hone-tiny/model.safetensors')), 'base');
+  const key = 'model.layers.0.self_attn.q_proj.weight';
+  expect(weights.tensors.size).toBe(base.tensors.size);
+  expect(weights.readFloat32(key)).not.toEqual(base.readFloat32(key));
+  expect(weights.readFloat32('model.norm.weight')).toEqual(base.readFloat32('model.norm.weight'));
 
   // A kept checkpoint exports too: the run at step 1.
   await page.getByLabel('Checkpoint step').selectOption('1');

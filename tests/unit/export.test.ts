@@ -42,10 +42,10 @@ describe('an exported adapter', () => {
     ['qwen2', tinyConfig({ modelType: 'qwen2', attentionBias: true })],
     ['qwen3', tinyConfig({ modelType: 'qwen3', qkNorm: true, headDim: 8 })],
   ] as const) {
-    it(`reads back as the same tensors, under PEFT's names and shapes (${arch})`, () => {
+    it(`reads back as the same tensors, under PEFT's names and shapes (${arch})`, async () => {
       const settings = { ...defaultSettings('sft', 1000), loraR: 3 };
       const modules = modulesFor(config, 3);
-      const zip = zipAdapterFolder({
+      const zip = await zipAdapterFolder({
         name: 'tiny-sft-step2',
         baseModel: 'hone/tiny',
         settings,
@@ -53,7 +53,7 @@ describe('an exported adapter', () => {
         data: { files: ['chat.jsonl'], format: 'messages', train: 4, validation: 1, unit: 'sequences' },
         metrics,
       });
-      const files = unzipSync(zip);
+      const files = unzipSync(new Uint8Array(await zip.arrayBuffer()));
       expect(Object.keys(files).sort()).toEqual(
         ['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'metrics.jsonl'].map(
           (f) => `tiny-sft-step2/${f}`,

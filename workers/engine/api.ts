@@ -5,8 +5,8 @@ import type { TrainSettings } from '../../core/training/settings';
 import type { HubSettings, ModelInfo, ModelSource } from './model-loader';
 import type { SelfTestResult } from './self-test';
 import type {
-  AdapterDownload,
   DescribedModel,
+  Download,
   GenerateRequest,
   GenerateResult,
   ImportedAdapterSummary,
@@ -21,8 +21,8 @@ export type GpuReport =
   | { ok: false; reason: GpuUnavailableReason; message: string };
 
 export type {
-  AdapterDownload,
   DescribedModel,
+  Download,
   DownloadProgress,
   GenerateRequest,
   GenerateResult,
@@ -66,7 +66,9 @@ export interface EngineApi {
   /** The run's kept checkpoint adapters (finished, stopped or paused runs alike), for the Compare step. */
   checkpoints(): Promise<RunCheckpoints | null>;
   /** This run's adapter, or a kept checkpoint's, as a zip of its PEFT folder, model card and metrics. */
-  exportAdapter(which: 'run' | { checkpoint: number }): Promise<AdapterDownload>;
+  exportAdapter(which: 'run' | { checkpoint: number }): Promise<Download>;
+  /** The same adapter folded into the loaded model: a zip of a model folder in the Hugging Face layout. */
+  exportMerged(which: 'run' | { checkpoint: number }): Promise<Download>;
   /** Puts a PEFT adapter folder a person picked beside the loaded model, for the Compare step. */
   importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary>;
   /** One answer, from the base model or a tuned one, streamed through `onText` (a comlink proxy). */

@@ -1,12 +1,15 @@
-import { loadAdapter } from '../../core/checkpoint';
+import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
 import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-folder';
 import { baseModelId } from '../../core/export/base-model-id';
+import { mergedModelFiles } from '../../core/export/merge';
 import type { CardInfo } from '../../core/export/model-card';
+import { zipFolder } from '../../core/export/zip';
 import { type SamplingSettings, samplingProblems } from '../../core/generation/sampling';
 import type { DownloadProgress, FileCache } from '../../core/hub';
 import type { ModelConfig } from '../../core/model-config';
 import { checkFit, parameterCount } from '../../core/model-memory';
+import { loraScale } from '../../core/peft';
 import type { Method, TrainSettings } from '../../core/training/settings';
 import { readFloat32 } from './gpu/buffers';
 import { acquireGpu, type Gpu } from './gpu/device';
@@ -87,6 +90,8 @@ export class EngineSession {
   private kernels: EngineKernels | null = null;
   private weights: GpuWeights | null = null;
   private model: ModelOnGpu | null = null;
+  /** The loaded model's files, read again for a merged export (from the cache, the studio or the picked files). */
+  private loadedFiles: { checkpoint: Checkpoint; read: ReadFile } | null = null;
   private training: TrainingSession | null = null;
   private imported: GpuLora | null = null;
   private stopRequested = false;
@@ -129,7 +134,8 @@ export class EngineSession {
   ): Promise<LoadedModelSummary> {
     const started = performance.now();
     const label = sourceLabel(source);
-    const model = await loadModelFiles(readerFor(source, hub, this.cache, onProgress), label);
+    const read = readerFor(source, hub, this.cache, onProgress);
+    const model = await loadModelFiles(read, label);
     const { device } = await this.device();
     if (this.training?.isRunning) throw new Error('a run is training on the loaded model: stop it first');
     this.training?.destroy();
@@ -139,8 +145,10 @@ export class EngineSession {
     this.weights?.destroy();
     this.weights = null;
     this.model = null;
+    this.loadedFiles = null;
     this.lostReason = null;
     this.weights = await uploadChecked(device, model, label);
+    this.loadedFiles = { checkpoint: model.checkpoint, read };
     if (model.tokenizer) {
       this.model = { label, config: model.checkpoint.config, tokenizer: model.tokenizer, weights: this.weights };
     }
@@ -318,14 +326,11 @@ export class EngineSession {
 
   // ---- exporting ------------------------------------------------------------------------------------------
 
-  /**
-   * The adapter as a zip to download: the PEFT folder, its model card and metrics; from this run (as trained so
-   * far) or from a kept checkpoint of the run.
-   */
-  async exportAdapter(which: 'run' | { checkpoint: number }): Promise<AdapterDownload> {
+  /** The adapter of this run (as trained so far) or of a kept checkpoint, split into its modules. */
+  private async trainedAdapter(which: 'run' | { checkpoint: number }): Promise<TrainedAdapter> {
     const { device, model } = await this.trainable();
-    let source: { settings: TrainSettings; params: Float32Array; metrics: readonly MetricRecord[]; step: number };
-    let data: CardInfo['data'];
+    let found: { settings: TrainSettings; params: Float32Array; metrics: readonly MetricRecord[]; step: number };
+    let data: CardInfo['data'] = null;
     if (which === 'run') {
       const trainer = this.training?.current;
       if (!trainer) throw new Error('There is no trained adapter yet: train one in the Train step.');
@@ -335,8 +340,12 @@ export class EngineSession {
       const params = new Float32Array(lora.length + head.length);
       params.set(lora);
       params.set(head, lora.length);
-      const step = trainer.stepsCompleted;
-      source = { settings: trainer.settings, params, metrics: this.training?.recorded ?? [], step };
+      found = {
+        settings: trainer.settings,
+        params,
+        metrics: this.training?.recorded ?? [],
+        step: trainer.stepsCompleted,
+      };
       const prepared = this.training?.data ?? null;
       data = prepared && {
         files: this.training?.files ?? [],
@@ -354,26 +363,47 @@ export class EngineSession {
       const params = await this.runs?.loadAdapter(which.checkpoint);
       if (!params) throw new Error(`The run has no checkpoint at step ${which.checkpoint} any more.`);
       const metrics = kept.metrics.filter((m) => m.step <= which.checkpoint);
-      source = { settings: kept.request.settings, params, metrics, step: which.checkpoint };
-      data = null;
+      found = { settings: kept.request.settings, params, metrics, step: which.checkpoint };
     }
-    const { settings, params, step } = source;
+    const { settings, params, step } = found;
     if (settings.full) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
     const loraSettings = loraSettingsFor(model.config, settings, 0);
     const { modules, rest } = splitLoraVector(loraLayout(model.config, loraSettings), settings.loraR, params);
     const baseModel = baseModelId(model.label);
-    const name = `${baseModel.split('/').at(-1)}-${settings.method}-step${step}`;
-    const exported = {
-      name,
+    return {
+      name: `${baseModel.split('/').at(-1)}-${settings.method}-step${step}`,
       baseModel,
       settings,
       modules,
       scoreHead: settings.method === 'rm' ? rest : undefined,
       data,
-      metrics: [...source.metrics],
+      metrics: [...found.metrics],
     };
-    const files = adapterFolderFiles(exported);
-    return { fileName: `${name}.zip`, zip: zipAdapterFolder(exported), files: Object.keys(files) };
+  }
+
+  /**
+   * The adapter as a zip to download: the PEFT folder, its model card and metrics; from this run (as trained so
+   * far) or from a kept checkpoint of the run.
+   */
+  async exportAdapter(which: 'run' | { checkpoint: number }): Promise<Download> {
+    const adapter = await this.trainedAdapter(which);
+    const files = Object.keys(adapterFolderFiles(adapter));
+    return { fileName: `${adapter.name}.zip`, zip: await zipAdapterFolder(adapter), files };
+  }
+
+  /** The adapter folded into the loaded model's weights, as a zip of a model folder in the Hugging Face layout. */
+  async exportMerged(which: 'run' | { checkpoint: number }): Promise<Download> {
+    const adapter = await this.trainedAdapter(which);
+    if (!this.loadedFiles) throw new Error('Load the model in the Model step first.');
+    if (adapter.settings.method === 'rm') {
+      throw new Error("A reward model's adapter scores answers: export it as an adapter, not merged into the model.");
+    }
+    const { checkpoint, read } = this.loadedFiles;
+    const s = adapter.settings;
+    const scale = loraScale({ r: s.loraR, loraAlpha: s.loraAlpha, useRslora: s.rslora });
+    const files = await mergedModelFiles(checkpoint, read, { r: s.loraR, scale, modules: adapter.modules });
+    const name = `${adapter.name}-merged`;
+    return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
   }
 
   /** Ends every answer being generated after its current token. */
@@ -399,12 +429,14 @@ export interface GenerateRequest {
   stopStrings?: string[];
 }
 
-export interface AdapterDownload {
+export interface Download {
   fileName: string;
-  zip: Uint8Array;
+  zip: Blob;
   /** The files in the zip's folder. */
   files: string[];
 }
+
+type TrainedAdapter = Parameters<typeof zipAdapterFolder>[0];
 
 export interface RunCheckpoints {
   model: string;

@@ -7,9 +7,9 @@ import { useTraining } from '../../stores/training';
 
 type Which = 'run' | { checkpoint: number };
 
-/** Hands bytes to the browser as a download. */
-function download(fileName: string, bytes: Uint8Array<ArrayBuffer>): void {
-  const url = URL.createObjectURL(new Blob([bytes], { type: 'application/zip' }));
+/** Hands a file to the browser as a download. */
+function download(fileName: string, file: Blob): void {
+  const url = URL.createObjectURL(file);
   const link = document.createElement('a');
   link.href = url;
   link.download = fileName;
@@ -26,8 +26,9 @@ export function ExportStep() {
   const kept = checkpoints.data;
   const [which, setWhich] = useState<Which>('run');
   const exported = useMutation({
-    mutationFn: (w: Which) => getEngine().exportAdapter(w),
-    onSuccess: (result) => download(result.fileName, result.zip as Uint8Array<ArrayBuffer>),
+    mutationFn: ({ w, merged }: { w: Which; merged: boolean }) =>
+      merged ? getEngine().exportMerged(w) : getEngine().exportAdapter(w),
+    onSuccess: (result) => download(result.fileName, result.zip),
   });
   return (
     <section aria-labelledby="export-heading" className="space-y-4">
@@ -73,14 +74,29 @@ export function ExportStep() {
               </label>
             )}
           </fieldset>
-          <button
-            type="button"
-            className={`${button} bg-indigo-600 text-white hover:bg-indigo-700`}
-            disabled={exported.isPending}
-            onClick={() => exported.mutate(which)}
-          >
-            Download the adapter (.zip)
-          </button>
+          <div className="flex flex-wrap gap-3">
+            <button
+              type="button"
+              className={`${button} bg-indigo-600 text-white hover:bg-indigo-700`}
+              disabled={exported.isPending}
+              onClick={() => exported.mutate({ w: which, merged: false })}
+            >
+              Download the adapter (.zip)
+            </button>
+            <button
+              type="button"
+              className={`${button} border border-indigo-600 text-indigo-700 dark:text-indigo-300`}
+              disabled={exported.isPending}
+              onClick={() => exported.mutate({ w: which, merged: true })}
+            >
+              Download the merged model (.zip)
+            </button>
+          </div>
+          <p className="text-slate-600 dark:text-slate-300">
+            The adapter loads with PEFT on top of the base model; the merged model has the adapter folded into its
+            weights, in the base model's format, and loads with transformers alone.
+          </p>
+          {exported.isPending && <p>Preparing the download…</p>}
           {exported.isSuccess && (
             <p data-testid="export-result">
               {exported.data.fileName}: {exported.data.files.join(', ')}
