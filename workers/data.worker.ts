@@ -11,6 +11,7 @@ const api = {
   tokenize: session.tokenize.bind(session),
   issuesCsv: session.issuesCsv.bind(session),
   validationPrompts: session.validationPrompts.bind(session),
+  jobData: session.jobData.bind(session),
 };
 
 export type DataApi = typeof api;

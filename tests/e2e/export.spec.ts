@@ -85,6 +85,27 @@ test('the trained adapter downloads as a zip of its PEFT folder, model card and 
   expect(weights.readFloat32(key)).not.toEqual(base.readFloat32(key));
   expect(weights.readFloat32('model.norm.weight')).toEqual(base.readFloat32('model.norm.weight'));
 
+  // The same fine-tune as a job for GPU servers: the data as Hone split it, and a TRL script.
+  const [jobDownload] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download the job for TRL (.zip)' }).click(),
+  ]);
+  expect(jobDownload.suggestedFilename()).toBe('hone-tiny-sft-job.zip');
+  const jobPath = join(dir, 'job.zip');
+  await jobDownload.saveAs(jobPath);
+  const job = unzipSync(new Uint8Array(await readFile(jobPath)));
+  expect(Object.keys(job).sort()).toEqual(['hone-tiny-sft-job/train.jsonl', 'hone-tiny-sft-job/train.py']);
+  const script = new TextDecoder().decode(job['hone-tiny-sft-job/train.py']);
+  expect(script).toContain('trainer = SFTTrainer(');
+  expect(script).toContain('    r=4,');
+  expect(script).toContain('    max_steps=2,');
+  const records = new TextDecoder().decode(job['hone-tiny-sft-job/train.jsonl']).trim().split('\n');
+  expect(records.map((line) => JSON.parse(line).completion[0].content).sort()).toEqual([
+    'Answer: Lima.',
+    'Answer: Madrid.',
+    'Answer: Paris.',
+  ]);
+
   // A kept checkpoint exports too: the run at step 1.
   await page.getByLabel('Checkpoint step').selectOption('1');
   const [first] = await Promise.all([

@@ -2,6 +2,7 @@
  * The dataset a person dropped, held in the data worker: read and checked there, rendered with the model's tokenizer
  * there, so the page only ever receives summaries (and never waits on a parse).
  */
+
 import { type LengthStats, packBlocks, splitTrainValidation, truncate } from '../../core/dataset/batches';
 import type { DatasetFormat, FieldMapping, Message } from '../../core/dataset/formats';
 import {
@@ -21,6 +22,7 @@ import {
   type TokenizedSource,
   tokenizeExamples,
 } from '../../core/dataset/tokenize-dataset';
+import { trlJsonl } from '../../core/export/trl-job';
 import type { FileCache } from '../../core/hub';
 import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
 import { type HubSettings, type ModelSource, readerFor, sourceLabel } from '../engine/model-loader';
@@ -104,8 +106,8 @@ export class DataSession {
   private rendered: { dataset: Dataset; key: string; tokenized: TokenizedSource[]; issues: DatasetIssue[] } | null =
     null;
   private refused: DatasetIssue[] = [];
-  /** The held-out records of the last tokenization, in the split training uses. */
-  private heldOut: TokenizedSource[] = [];
+  /** The records of the last tokenization, in the split training uses. */
+  private split: { train: TokenizedSource[]; validation: TokenizedSource[] } = { train: [], validation: [] };
 
   constructor(private readonly cache: FileCache | null) {}
 
@@ -187,7 +189,7 @@ export class DataSession {
     const { tokenized, issues } = this.rendered;
     this.refused = issues;
     const split = splitTrainValidation(tokenized, settings.validation, settings.seed);
-    this.heldOut = split.validation;
+    this.split = split;
     const isText = dataset.format === 'text';
     const previews = tokenized.slice(0, previewCount).map(({ source: s, sequences }) => {
       const labels = sequenceLabels(s.example.kind, sequences.length);
@@ -227,12 +229,21 @@ export class DataSession {
   }
 
   /**
+   * The dataset as the last tokenization split it (the split training uses), as JSONL in TRL's formats: what a job
+   * exported for GPU servers trains and validates on.
+   */
+  jobData(): { train: string; validation: string } {
+    const jsonl = (sources: TokenizedSource[]) => trlJsonl(sources.map((s) => s.source.example));
+    return { train: jsonl(this.split.train), validation: jsonl(this.split.validation) };
+  }
+
+  /**
    * The held-out records as prompts for the Compare step: the conversation up to its last answer, and that answer
    * (the chosen one of a preference pair, an RL prompt's reference) to show beside the models'.
    */
   validationPrompts(count: number): ValidationPrompt[] {
     const prompts: ValidationPrompt[] = [];
-    for (const { source } of this.heldOut) {
+    for (const { source } of this.split.validation) {
       if (prompts.length >= count) break;
       const e = source.example;
       let messages: Message[];

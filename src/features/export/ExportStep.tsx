@@ -1,7 +1,13 @@
 import { useMutation, useQuery } from '@tanstack/react-query';
 import { useState } from 'react';
+import { baseModelId } from '../../../core/export/base-model-id';
+import { trlScript } from '../../../core/export/trl-job';
+import { zipFolder } from '../../../core/export/zip';
 import { button, card, ErrorMessage, input } from '../../components/ui';
+import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
+import { useDataset } from '../../stores/dataset';
+import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
 
@@ -105,6 +111,65 @@ export function ExportStep() {
           {exported.isError && <ErrorMessage error={exported.error} />}
         </div>
       )}
+      {loaded && <JobExport model={loaded.label} />}
     </section>
+  );
+}
+
+/**
+ * The run as a job for GPU servers: the dataset as Hone split it, in TRL's formats, and a TRL script with the Train
+ * step's method and settings; the adapter it trains imports back into Compare.
+ */
+function JobExport({ model }: { model: string }) {
+  const settings = useTraining((s) => s.settings);
+  const reward = useTraining((s) => s.reward);
+  const dataset = useDataset();
+  const source = useModel((s) => s.source);
+  const hub = hubSettings(useHubSettings());
+  const job = useMutation({
+    mutationFn: async () => {
+      if (!settings) throw new Error('Open the Train step to choose the settings first.');
+      if (!dataset.summary || !source) throw new Error('Drop a dataset in the Data step first.');
+      // The split training uses (a rendering already done is reused).
+      await getDataWorker().tokenize(source, hub, dataset.settings, 0);
+      const data = await getDataWorker().jobData();
+      const baseModel = baseModelId(model);
+      const script = trlScript(settings, {
+        baseModel,
+        hasValidation: data.validation !== '',
+        trainOnPrompt: dataset.settings.trainOnPrompt,
+        rewardRule: reward?.kind === 'rule' ? reward.source : undefined,
+      });
+      const files = new Map<string, Blob>([
+        ['train.py', new Blob([script])],
+        ['train.jsonl', new Blob([data.train])],
+      ]);
+      if (data.validation !== '') files.set('validation.jsonl', new Blob([data.validation]));
+      const name = `${baseModel.split('/').at(-1)}-${settings.method}-job`;
+      return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
+    },
+    onSuccess: (result) => download(result.fileName, result.zip),
+  });
+  return (
+    <div className={`${card} space-y-3 text-sm`} data-testid="export-job">
+      <p className="text-slate-600 dark:text-slate-300">
+        Outgrown the browser? Take the same fine-tune to GPU servers: the dataset as Hone split it and a ready-to-run
+        TRL script with this method and these settings. The adapter it writes imports back here for comparing.
+      </p>
+      <button
+        type="button"
+        className={`${button} border border-indigo-600 text-indigo-700 dark:text-indigo-300`}
+        disabled={job.isPending}
+        onClick={() => job.mutate()}
+      >
+        Download the job for TRL (.zip)
+      </button>
+      {job.isSuccess && (
+        <p data-testid="job-result">
+          {job.data.fileName}: {job.data.files.join(', ')}
+        </p>
+      )}
+      {job.isError && <ErrorMessage error={job.error} />}
+    </div>
   );
 }
