@@ -1,7 +1,10 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ReadFile } from '../core/checkpoint';
+import { unzipFolder } from '../core/export/unzip-folder';
 import { DEFAULT_HUB_URL, type DownloadProgress, hubReader } from '../core/hub';
+import { filesReader } from '../workers/engine/model-loader';
 import { defaultCacheDir, diskCache } from './disk-cache';
 import { folderReader } from './folder';
 
@@ -27,15 +30,30 @@ export const BUNDLED_MODEL = 'hone-tiny';
 
 /**
  * Where a `--model` or `--adapter` argument points: `hone-tiny` (the bundled model), `hub:ORG/NAME[@REVISION]`
- * (downloaded once into the cache folder, with progress on stderr), or a local folder. All give the same
- * ReadFile to the one loader.
+ * (downloaded once into the cache folder, with progress on stderr), a local folder, or a zip of one (as the
+ * studio exports adapters). All give the same ReadFile to the one loader.
  */
 export function modelSource(spec: string): { read: ReadFile; label: string } {
   if (spec === BUNDLED_MODEL) {
     return { read: folderReader(fileURLToPath(new URL('../public/models/hone-tiny', import.meta.url))), label: spec };
   }
+  if (spec.toLowerCase().endsWith('.zip')) return { read: zipReader(spec), label: spec };
   if (!spec.startsWith('hub:')) return { read: folderReader(spec), label: spec };
   const [repo, revision] = spec.slice(4).split('@');
   const cache = diskCache(join(defaultCacheDir(), 'hub'));
   return { read: hubReader(hubOptionsFromEnv(revision), repo, cache, { onProgress: progressLine }), label: spec };
+}
+
+/** A ReadFile over a zipped folder on disk, opened on the first read. */
+function zipReader(path: string): ReadFile {
+  let files: Promise<ReadFile> | null = null;
+  return async (name) => {
+    files ??= readFile(path).then(
+      (bytes) => filesReader(unzipFolder(new Uint8Array(bytes), path)),
+      (error: NodeJS.ErrnoException) => {
+        throw new Error(`${path}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+      },
+    );
+    return (await files)(name);
+  };
 }

@@ -63,6 +63,12 @@ test('the trained adapter downloads as a zip of its PEFT folder, model card and 
   const metrics = new TextDecoder().decode(files[`${folder}/metrics.jsonl`]).trim().split('\n');
   expect(metrics.map((l) => JSON.parse(l)).filter((m) => m.type === 'train')).toHaveLength(2);
 
+  // The downloaded zip imports as it is, for comparing.
+  await page.getByRole('button', { name: /Compare/ }).click();
+  await page.getByLabel('import a zipped PEFT adapter').setInputFiles(saved);
+  await expect(page.getByTestId('adapter-choice')).toContainText('Imported: adapter.zip (rank 4, 28 modules)');
+  await page.getByRole('button', { name: /Export/ }).click();
+
   // The same adapter folded into the weights: a model folder that needs no PEFT.
   const [mergedDownload] = await Promise.all([
     page.waitForEvent('download'),

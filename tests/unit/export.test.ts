@@ -1,8 +1,11 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { unzipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import { loadAdapter } from '../../core/checkpoint';
 import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-folder';
 import { baseModelId } from '../../core/export/base-model-id';
+import { expandZip, unzipFolder } from '../../core/export/unzip-folder';
 import { PROJECTIONS, projectionShape } from '../../core/model-config';
 import { matchAdapterToModel, parseAdapterConfig } from '../../core/peft';
 import { parseSafetensors } from '../../core/safetensors';
@@ -15,6 +18,8 @@ import { randomWeights, tinyConfig } from '../../workers/engine/reference/random
 import { type ReferenceLora, referenceForward } from '../../workers/engine/reference/transformer.cpu';
 import { runTraining, Trainer } from '../../workers/engine/train/trainer';
 import { setupTestGpu } from '../helpers/gpu';
+import { hone } from '../helpers/hone-cli';
+import { tempDir, writeModelFolder } from '../helpers/model-folder';
 import { tinyRunSettings } from '../helpers/trainer-runs';
 
 const metrics = [
@@ -197,5 +202,63 @@ describe('an adapter trained on the GPU and exported', () => {
     expect(Math.abs(base - tuned)).toBeGreaterThan(0.1);
     trainer.destroy();
     gw.destroy();
+  });
+});
+
+describe('a zipped adapter', () => {
+  it('opens into its files, the wrapping folder taken off, and loads', async () => {
+    const config = tinyConfig();
+    const zip = await zipAdapterFolder({
+      name: 'wrapped',
+      baseModel: 'hone/tiny',
+      settings: { ...defaultSettings('sft', 1000), loraR: 3 },
+      modules: modulesFor(config, 3),
+      data: null,
+      metrics: [],
+    });
+    const bytes = new Uint8Array(await zip.arrayBuffer());
+    const files = unzipFolder(bytes, 'wrapped.zip');
+    expect(files.map((f) => f.path).sort()).toEqual([
+      'README.md',
+      'adapter_config.json',
+      'adapter_model.safetensors',
+      'metrics.jsonl',
+    ]);
+    const picked = await expandZip([{ path: 'wrapped.zip', file: new Blob([bytes]) }]);
+    const adapter = await loadAdapter(filesReader(picked), 'wrapped.zip', config);
+    expect(adapter.modules).toHaveLength(config.numLayers * PROJECTIONS.length);
+    expect(() => unzipFolder(new Uint8Array([1, 2, 3]), 'junk.zip')).toThrow(/junk.zip: not a zip file/);
+  });
+
+  it('is an adapter the CLI takes as it is', async () => {
+    const config = tinyConfig();
+    const dir = await tempDir('hone-zip-');
+    const model = await writeModelFolder(join(dir, 'model'), config, randomWeights(config, 2));
+    const zip = await zipAdapterFolder({
+      name: 'adapter',
+      baseModel: 'hone/tiny',
+      settings: { ...defaultSettings('sft', 1000), loraR: 3 },
+      modules: modulesFor(config, 3),
+      data: null,
+      metrics: [],
+    });
+    const path = join(dir, 'adapter.zip');
+    await writeFile(path, new Uint8Array(await zip.arrayBuffer()));
+    const args = [
+      '--model',
+      model,
+      '--prompt-ids',
+      '[1, 2, 3]',
+      '--max-new-tokens',
+      '2',
+      '--temperature',
+      '0',
+      '--json',
+    ];
+    const tuned = await hone('generate', ...args, '--adapter', path);
+    expect(tuned.code).toBe(0);
+    expect(JSON.parse(tuned.stdout).ids).toHaveLength(2);
+    const missing = await hone('generate', ...args, '--adapter', join(dir, 'none.zip'));
+    expect(missing.stderr).toContain('none.zip: no such file');
   });
 });

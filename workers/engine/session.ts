@@ -4,6 +4,7 @@ import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-
 import { baseModelId } from '../../core/export/base-model-id';
 import { mergedModelFiles } from '../../core/export/merge';
 import type { CardInfo } from '../../core/export/model-card';
+import { expandZip } from '../../core/export/unzip-folder';
 import { zipFolder } from '../../core/export/zip';
 import { type SamplingSettings, samplingProblems } from '../../core/generation/sampling';
 import type { DownloadProgress, FileCache } from '../../core/hub';
@@ -234,7 +235,7 @@ export class EngineSession {
   /** Reads a PEFT adapter folder a person picked and puts it beside the loaded model, checked against it. */
   async importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary> {
     const { device, model } = await this.trainable();
-    const adapter = await loadAdapter(filesReader(files), name, model.config);
+    const adapter = await loadAdapter(filesReader(await expandZip(files)), name, model.config);
     this.imported?.destroy();
     this.imported = GpuLora.fromAdapter(device, model.config, adapter);
     return { name, r: adapter.config.r, modules: adapter.modules.length };

@@ -238,6 +238,16 @@ function AdapterChoice({ hasRun }: { hasRun: boolean }) {
             onChange={(e) => e.target.files && importAdapter.mutate(e.target.files)}
           />
         </label>
+        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
+          or its .zip
+          <input
+            type="file"
+            className="sr-only"
+            accept=".zip,application/zip"
+            aria-label="import a zipped PEFT adapter"
+            onChange={(e) => e.target.files && importAdapter.mutate(e.target.files)}
+          />
+        </label>
       </div>
       {importAdapter.isError && <ErrorMessage error={importAdapter.error} />}
     </fieldset>

@@ -1,5 +1,6 @@
 import type { RewardChoice } from '../../../workers/engine/train/reward-choice';
 import { input } from '../../components/ui';
+import { filesFromInput } from '../../lib/picked-files';
 
 /** A rule to start from: it rewards completions that hold the reference answer's words, and brevity. */
 export const STARTER_RULE = `// A reward rule: (prompt, completion, reference) => a number, higher is better.
@@ -84,13 +85,8 @@ function FolderChoice(props: {
           webkitdirectory=""
           multiple
           onChange={(e) => {
-            const files = Array.from(e.target.files ?? [], (file) => ({
-              path: file.webkitRelativePath || file.name,
-              file,
-            }));
-            if (files.length === 0) return;
-            const name = files[0].path.includes('/') ? files[0].path.split('/')[0] : props.label;
-            props.onChange({ kind: props.kind, name, files });
+            if (!e.target.files || e.target.files.length === 0) return;
+            props.onChange({ kind: props.kind, ...filesFromInput(e.target.files) });
           }}
         />
       </label>

@@ -1,4 +1,5 @@
 import { loadAdapter } from '../../../core/checkpoint';
+import { expandZip } from '../../../core/export/unzip-folder';
 import { loadTokenizer, type ModelTokenizer } from '../../../core/tokenizer';
 import type { EngineKernels } from '../model/kernels';
 import { RewardScorer } from '../model/reward-scorer';
@@ -38,15 +39,16 @@ export async function rewardFromChoice(
   policyTokenizer: ModelTokenizer,
 ): Promise<RewardSource> {
   if (choice.kind === 'rule') return jsRewardSource(choice.name, choice.source, spawnWebRuleWorker);
+  const files = await expandZip(choice.files);
   if (choice.kind === 'onnx') {
-    const model = choice.files.find((f) => f.path.endsWith('.onnx'));
+    const model = files.find((f) => f.path.endsWith('.onnx'));
     if (!model) throw new Error(`${choice.name}: the folder holds no .onnx file`);
-    const read = filesReader(choice.files);
+    const read = filesReader(files);
     const tokenizer = (await read('tokenizer.json')) ? await loadTokenizer(read, choice.name) : policyTokenizer;
     return onnxRewardSource(model.path, new Uint8Array(await model.file.arrayBuffer()), tokenizer);
   }
   const padId = policyTokenizer.padTokenId;
-  const adapter = await loadAdapter(filesReader(choice.files), choice.name, engine.weights.config, 'SEQ_CLS');
+  const adapter = await loadAdapter(filesReader(files), choice.name, engine.weights.config, 'SEQ_CLS');
   const { device, kernels, weights } = engine;
   return rewardModelSource(choice.name, new RewardScorer(device, kernels, weights, adapter, shape, padId));
 }
