@@ -1,15 +1,16 @@
 import { appendFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadCheckpoint } from '../../core/checkpoint';
+import { type LoadedAdapter, loadAdapter, loadCheckpoint } from '../../core/checkpoint';
 import { DATASET_FORMATS, type DatasetFormat } from '../../core/dataset/formats';
 import { DatasetError } from '../../core/dataset/load-dataset';
 import { adapterFolderFiles } from '../../core/export/adapter-folder';
 import { baseModelId } from '../../core/export/base-model-id';
-import { type Projection, serializeModelConfig } from '../../core/model-config';
+import { type ModelConfig, type Projection, serializeModelConfig } from '../../core/model-config';
 import { parameterCount } from '../../core/model-memory';
 import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
 import { loadTokenizer } from '../../core/tokenizer';
+import { adapterShape } from '../../core/training/continue-adapter';
 import { prepareRun } from '../../core/training/prepare';
 import { rlSequenceLength } from '../../core/training/sequences';
 import {
@@ -40,7 +41,7 @@ const SETTINGS_HELP = `settings: --max-steps N --epochs N --lr X --lora-r N --lo
   --targets q_proj,v_proj,... --rslora --full --batch-size N --grad-accum N --seq-len N --warmup X (steps, or a
   fraction below 1) --schedule constant|linear|cosine --weight-decay X --max-grad-norm X --seed N --eval-every N
   --checkpoint-every N --validation X (fraction or count) --prompt-loss --format F --map FIELD=COLUMN
-  --beta X (DPO's beta; for grpo the KL penalty's)
+  --beta X (DPO's beta; for grpo the KL penalty's) --adapter DIR|ZIP (continue training that adapter)
 grpo: --reward-model DIR | --reward-js FILE | --reward-onnx FILE, --group-size N --max-completion N --temperature X`;
 
 /** The defaults for the method and model, with every flag given on top. */
@@ -102,6 +103,36 @@ function progressLine(m: StepMetrics, started: number): string {
   );
 }
 
+/**
+ * The adapter `--adapter` continues: loaded for the method (a reward model's for rm), its LoRA shape taken into the
+ * settings; flags that ask for another shape are refused rather than ignored.
+ */
+async function continuedAdapter(
+  values: Record<string, unknown>,
+  settings: TrainSettings,
+  config: ModelConfig,
+): Promise<LoadedAdapter> {
+  const { read, label } = modelSource(String(values.adapter));
+  if (settings.full) throw new Error('--adapter continues a LoRA adapter; --full trains every weight instead');
+  const adapter = await loadAdapter(read, label, config, settings.method === 'rm' ? 'SEQ_CLS' : 'CAUSAL_LM');
+  const shape = adapterShape(adapter.config, label);
+  const flags: [string, keyof typeof shape][] = [
+    ['lora-r', 'loraR'],
+    ['lora-alpha', 'loraAlpha'],
+    ['targets', 'targets'],
+    ['rslora', 'rslora'],
+  ];
+  for (const [flag, key] of flags) {
+    if (values[flag] !== undefined && JSON.stringify(settings[key]) !== JSON.stringify(shape[key])) {
+      throw new Error(
+        `--${flag} asks for ${settings[key]}, but the adapter ${label} has ${shape[key]}: leave it out to continue it`,
+      );
+    }
+  }
+  Object.assign(settings, shape);
+  return adapter;
+}
+
 function describeValidation(v: Validation): string {
   const parts = [
     v.loss !== null && `validation loss ${v.loss.toFixed(4)}`,
@@ -152,6 +183,7 @@ export async function train(args: string[]): Promise<number> {
       'group-size': { type: 'string' },
       'max-completion': { type: 'string' },
       temperature: { type: 'string' },
+      adapter: { type: 'string' },
       'reward-model': { type: 'string' },
       'reward-js': { type: 'string' },
       'reward-onnx': { type: 'string' },
@@ -181,6 +213,7 @@ export async function train(args: string[]): Promise<number> {
   const checkpoint = await loadCheckpoint(source.read, source.label);
   const config = checkpoint.config;
   const settings = settingsFrom(values, method, parameterCount(config));
+  const initial = values.adapter ? await continuedAdapter(values, settings, config) : undefined;
   const tokenizer = await loadTokenizer(source.read, source.label);
 
   const files = await datasetFiles(data.split(','));
@@ -232,12 +265,13 @@ export async function train(args: string[]): Promise<number> {
             tokenizer.padTokenId,
           )
         : undefined;
-    const trainer = await createTrainer(device, kernels, weights, settings, sequences, tokenizer, reward).catch(
-      (error) => {
-        reward?.destroy();
-        throw error;
-      },
-    );
+    const trainer = await createTrainer(
+      { device, kernels, weights },
+      { settings, data: sequences, tokenizer, reward, initial },
+    ).catch((error) => {
+      reward?.destroy();
+      throw error;
+    });
     if (values.resume) {
       if (!(await exists(join(checkpointDir, CHECKPOINT_FILES[0]))))
         throw new Error(`--resume: ${checkpointDir} holds no checkpoint`);

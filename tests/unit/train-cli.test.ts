@@ -81,6 +81,37 @@ describe('hone train', () => {
     expect((await metrics(parts)).filter((m) => m.type === 'train').map((m) => m.step)).toEqual([1, 2, 3, 4]);
   });
 
+  it('continues training an adapter it is given, in the shape of that adapter', async () => {
+    const run = ['--model', 'hone-tiny', '--data', chat, '--method', 'sft', '--schedule', 'constant'];
+    const quick = ['--batch-size', '4', '--seq-len', '32', '--validation', '0', '--eval-every', '0'];
+    const first = join(dir, 'first');
+    const shape = ['--lora-r', '4', '--lora-alpha', '8'];
+    expect((await hone('train', ...run, ...quick, ...shape, '--out', first, '--max-steps', '4')).code).toBe(0);
+    const firstSteps = (await metrics(first)).filter((m) => m.type === 'train');
+    // The next run takes the adapter's rank and alpha (no flags for them) and starts where the first ended.
+    const next = join(dir, 'next');
+    const { code } = await hone('train', ...run, ...quick, '--out', next, '--max-steps', '2', '--adapter', first);
+    expect(code).toBe(0);
+    const nextSteps = (await metrics(next)).filter((m) => m.type === 'train');
+    const learned = firstSteps[0].loss - firstSteps[3].loss;
+    expect(learned).toBeGreaterThan(0);
+    expect(Math.abs(nextSteps[0].loss - firstSteps[3].loss)).toBeLessThan(0.5 * learned);
+    const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
+    expect((await loadAdapter(folderReader(next), next, model.config)).config).toMatchObject({ r: 4, loraAlpha: 8 });
+    const other = await hone(
+      'train',
+      ...run,
+      ...quick,
+      '--out',
+      join(dir, 'other'),
+      '--adapter',
+      first,
+      '--lora-r',
+      '8',
+    );
+    expect(other.stderr).toContain(`--lora-r asks for 8, but the adapter ${first} has 4: leave it out to continue it`);
+  });
+
   it('continues pretraining on raw text', async () => {
     const text = join(dir, 'book.txt');
     await writeFile(text, 'Call me Ishmael. Some years ago, never mind how long precisely, I went to sea. '.repeat(20));

@@ -133,7 +133,6 @@ export class GpuLora {
    * inference and for comparing gradients, as PyTorch's eval mode).
    */
   static fromAdapter(device: GPUDevice, config: ModelConfig, adapter: LoadedAdapter): GpuLora {
-    const byModule = new Map(adapter.modules.map((m) => [`${m.layer}.${m.projection}`, m]));
     return GpuLora.create(
       device,
       config,
@@ -144,12 +143,7 @@ export class GpuLora {
         loraDropout: 0,
         modules: adapter.modules,
       },
-      (m, a, b) => {
-        const found = byModule.get(`${m.layer}.${m.projection}`);
-        if (!found) throw new Error(`the adapter has no module ${m.layer}.${m.projection}`);
-        a.set(adapter.file.readFloat32(found.keyA));
-        b.set(adapter.file.readFloat32(found.keyB));
-      },
+      adapterInit(adapter),
     );
   }
 
@@ -174,6 +168,17 @@ export class GpuLora {
     this.params.destroy();
     this.grads.destroy();
   }
+}
+
+/** Initialization from a PEFT adapter's tensors, module by module (a layout may hold them in another order). */
+export function adapterInit(adapter: LoadedAdapter): (module: LoraModule, a: Float32Array, b: Float32Array) => void {
+  const byModule = new Map(adapter.modules.map((m) => [`${m.layer}.${m.projection}`, m]));
+  return (m, a, b) => {
+    const found = byModule.get(`${m.layer}.${m.projection}`);
+    if (!found) throw new Error(`the adapter has no module ${m.layer}.${m.projection}`);
+    a.set(adapter.file.readFloat32(found.keyA));
+    b.set(adapter.file.readFloat32(found.keyB));
+  };
 }
 
 /**

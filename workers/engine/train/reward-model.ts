@@ -11,7 +11,12 @@ import type { Objective } from './trainer';
  * same base model, each pair's chosen and rejected conversation scored at its last real token, the Bradley-Terry
  * loss's gradient written into the head's score gradients and carried back through the hidden states.
  */
-export function rewardObjective(seed: number, padId: number): Objective<PreferencePair> {
+export function rewardObjective(
+  seed: number,
+  padId: number,
+  /** A trained head to continue from; nn.Linear's initialization when absent. */
+  initialHead?: Float32Array<ArrayBuffer>,
+): Objective<PreferencePair> {
   let head: RewardHead | null = null;
   const attached = () => {
     if (!head) throw new Error('the reward objective has no head: attach it to the step first');
@@ -38,7 +43,8 @@ export function rewardObjective(seed: number, padId: number): Objective<Preferen
     output: 'hidden',
     rows: (item) => [item.chosen, item.rejected],
     attach(step, { kernels }) {
-      head = new RewardHead(kernels.device, kernels, step, RewardHead.initialWeight(step.hiddenSize, seed));
+      const weight = initialHead ?? RewardHead.initialWeight(step.hiddenSize, seed);
+      head = new RewardHead(kernels.device, kernels, step, weight);
       return head;
     },
     async accumulate(step, batch, items, context) {

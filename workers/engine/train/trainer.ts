@@ -7,6 +7,8 @@
  * masks are seeded by (seed, micro-batch number), so a checkpoint needs only the step, the position in the data
  * stream and the optimizer's state to continue exactly where the run was.
  */
+
+import type { LoadedAdapter } from '../../../core/checkpoint';
 import { type Batch, countLossTargets, padBatch } from '../../../core/dataset/batches';
 import type { TokenizedExample } from '../../../core/dataset/render';
 import { mulberry32 } from '../../../core/random';
@@ -14,7 +16,7 @@ import { learningRate, warmupSteps } from '../../../core/training/schedule';
 import type { TrainSettings } from '../../../core/training/settings';
 import { type Op, submitOps } from '../gpu/ops';
 import type { EngineKernels } from '../model/kernels';
-import { GpuLora, loraSettingsFor, peftInit } from '../model/lora';
+import { adapterInit, GpuLora, loraSettingsFor, peftInit } from '../model/lora';
 import { AdamW, type OptimizerState, type ParamGroup, weightParamGroups } from '../model/optimizer';
 import { TransformerStep } from '../model/transformer';
 import type { GpuWeights } from '../model/weights';
@@ -225,6 +227,8 @@ export class Trainer<T = TokenizedExample> {
     readonly settings: TrainSettings,
     private readonly data: TrainerData<T>,
     private readonly objective: Objective<T> = nextToken as unknown as Objective<T>,
+    /** An adapter to continue from, of the settings' LoRA shape; PEFT's fresh initialization when absent. */
+    initial?: LoadedAdapter,
   ) {
     if (data.train.length === 0) throw new Error('there is nothing to train on');
     const s = settings;
@@ -237,7 +241,12 @@ export class Trainer<T = TokenizedExample> {
     const config = weights.config;
     this.lora = s.full
       ? null
-      : GpuLora.create(device, config, loraSettingsFor(config, s, s.loraDropout), peftInit(s.seed));
+      : GpuLora.create(
+          device,
+          config,
+          loraSettingsFor(config, s, s.loraDropout),
+          initial ? adapterInit(initial) : peftInit(s.seed),
+        );
     const rows = s.batchSize * objective.rowsPerItem;
     this.step = new TransformerStep(
       device,

@@ -198,15 +198,12 @@ export class TrainingSession {
           )
         : undefined;
     try {
-      this.trainer = await createTrainer(
-        this.device,
-        this.kernels,
-        this.model.weights,
+      this.trainer = await createTrainer(engine, {
         settings,
-        prepared.data,
-        this.model.tokenizer,
+        data: prepared.data,
+        tokenizer: this.model.tokenizer,
         reward,
-      );
+      });
     } catch (error) {
       reward?.destroy();
       throw error;
