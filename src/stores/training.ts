@@ -1,4 +1,5 @@
 import { create } from 'zustand';
+import type { AdapterShape } from '../../core/training/continue-adapter';
 import type { TrainSettings } from '../../core/training/settings';
 import type { TrainEvent } from '../../workers/engine/api';
 import type { RewardChoice } from '../../workers/engine/train/reward-choice';
@@ -8,11 +9,22 @@ export type RunStatus = 'idle' | 'preparing' | 'running' | 'paused' | 'finished'
 
 type Prepared = Extract<TrainEvent, { type: 'prepared' }>;
 
+/** A PEFT adapter folder (or its zip) a person picked. */
+export interface PickedAdapter {
+  name: string;
+  files: { path: string; file: Blob }[];
+  /** Its LoRA shape, which the run's settings keep while it is picked. */
+  shape: AdapterShape;
+}
+
 /** The run the Train step started: its state, what it trains on, every metric so far, and when steps landed. */
 interface TrainingState {
   /** The settings being edited (null until the step first opens with a model loaded). */
   settings: TrainSettings | null;
   setSettings: (settings: TrainSettings) => void;
+  /** An adapter the run continues, as picked in the Train step. */
+  initialAdapter: PickedAdapter | null;
+  setInitialAdapter: (picked: PickedAdapter | null) => void;
   /** Policy optimization's reward, as picked in the Train step. */
   reward: RewardChoice | null;
   setReward: (reward: RewardChoice | null) => void;
@@ -34,6 +46,8 @@ export const useTraining = create<TrainingState>((set) => ({
   setSettings: (settings) => set({ settings }),
   reward: null,
   setReward: (reward) => set({ reward }),
+  initialAdapter: null,
+  setInitialAdapter: (initialAdapter) => set({ initialAdapter }),
   status: 'idle',
   prepared: null,
   metrics: [],

@@ -7,7 +7,7 @@ import { capitalsJsonl } from '../helpers/datasets';
 import { tempDir } from '../helpers/model-folder';
 import { loadDemoModel } from '../helpers/studio';
 
-test('the trained adapter downloads as a zip of its PEFT folder, model card and metrics, or merged', async ({
+test('the trained adapter downloads (PEFT folder, card, metrics; merged; a TRL job), imports, and trains on', async ({
   page,
 }) => {
   const dir = await tempDir();
@@ -33,6 +33,7 @@ test('the trained adapter downloads as a zip of its PEFT folder, model card and 
   await set('Checkpoint every (steps)', '1');
   await page.getByRole('button', { name: 'Start training' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  const trainedLoss = lossAt(await page.getByTestId('run-progress').textContent());
 
   await page.getByRole('button', { name: /Export/ }).click();
   const [download] = await Promise.all([
@@ -122,4 +123,20 @@ test('the trained adapter downloads as a zip of its PEFT folder, model card and 
   await expect(page.getByTestId('export-result')).toContainText(
     'hone-tiny-sft-step1.zip: adapter_config.json, adapter_model.safetensors, README.md, metrics.jsonl',
   );
+
+  // The exported adapter goes on training, in its own shape, from where it was: its first loss is below the one
+  // the first run's last step had (a fresh adapter starts far above it).
+  await page.getByRole('button', { name: /Train/ }).click();
+  await set('LoRA rank', '16');
+  await page.getByLabel('continue a zipped adapter').setInputFiles(saved);
+  await expect(page.getByTestId('start-from')).toContainText('The adapter adapter.zip, continued in its shape');
+  await expect(page.getByTestId('train-settings').getByLabel('LoRA rank', { exact: true })).toHaveValue('4');
+  await set('Max steps (empty: by epochs)', '1');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  expect(lossAt(await page.getByTestId('run-progress').textContent())).toBeLessThan(trainedLoss);
 });
+
+function lossAt(progress: string | null): number {
+  return Number(progress?.match(/loss (-?[\d.]+)/)?.[1]);
+}

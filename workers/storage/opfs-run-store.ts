@@ -54,6 +54,9 @@ async function readMetrics(dir: FileSystemDirectoryHandle): Promise<MetricRecord
     .map((line) => JSON.parse(line));
 }
 
+/** The request's fields that carry picked folders. */
+const ATTACHED = ['reward', 'initialAdapter'] as const;
+
 const ADAPTER_PREFIX = 'adapter-';
 
 /** The steps of the adapters kept in the folder, oldest first. */
@@ -85,12 +88,16 @@ export function opfsRunStore(): RunStore {
       await remove();
       const dir = (await folder(true)) as FileSystemDirectoryHandle;
       for (const [i, f] of files.entries()) await write(dir, `data-${i}`, f.blob);
-      // A reward model's folder is kept beside the data, its file names in run.json.
-      const { reward } = request;
-      const rewardFiles = reward && 'files' in reward ? reward.files : [];
-      for (const [i, f] of rewardFiles.entries()) await write(dir, `reward-${i}`, f.file);
-      const saved = reward && 'files' in reward ? { ...reward, files: rewardFiles.map((f) => f.path) } : reward;
-      await write(dir, 'run.json', JSON.stringify({ ...request, reward: saved, files: files.map((f) => f.name) }));
+      // The folders the request carries (a reward model, the adapter it continues) are kept beside the data, their
+      // file names in run.json.
+      const saved: Record<string, unknown> = { ...request, files: files.map((f) => f.name) };
+      for (const field of ATTACHED) {
+        const attached = request[field];
+        if (!attached || !('files' in attached)) continue;
+        for (const [i, f] of attached.files.entries()) await write(dir, `${field}-${i}`, f.file);
+        saved[field] = { ...attached, files: attached.files.map((f) => f.path) };
+      }
+      await write(dir, 'run.json', JSON.stringify(saved));
     },
     async saveCheckpoint(files, metrics, adapter) {
       const dir = await folder(true);
@@ -132,14 +139,16 @@ export function opfsRunStore(): RunStore {
         if (!blob) return null;
         files.push({ name, blob });
       }
-      if (request.reward && 'files' in request.reward) {
-        const rewardFiles = [];
-        for (const [i, path] of (request.reward.files as string[]).entries()) {
-          const file = await read(dir, `reward-${i}`);
+      for (const field of ATTACHED) {
+        const attached = request[field];
+        if (!attached || !('files' in attached)) continue;
+        const kept = [];
+        for (const [i, path] of (attached.files as string[]).entries()) {
+          const file = await read(dir, `${field}-${i}`);
           if (!file) return null;
-          rewardFiles.push({ path, file });
+          kept.push({ path, file });
         }
-        request.reward.files = rewardFiles;
+        attached.files = kept;
       }
       return {
         request,

@@ -17,6 +17,7 @@ import { useTraining } from '../../stores/training';
 import { RewardPicker, STARTER_RULE } from './RewardPicker';
 import { RunPanel } from './RunPanel';
 import { SettingsForm } from './SettingsForm';
+import { StartFrom } from './StartFrom';
 
 /** The method that fits the dataset's format, among those the engine trains. */
 function methodFor(format: string | undefined): Method {
@@ -28,7 +29,7 @@ export function TrainStep() {
   const loaded = useModel((s) => s.loaded);
   const dataset = useDataset();
   const training = useTraining();
-  const { settings, setSettings } = training;
+  const { settings, setSettings, initialAdapter } = training;
   const parameters = loaded ? parameterCount(loaded.config) : 0;
   const format = dataset.summary?.format;
 
@@ -43,9 +44,14 @@ export function TrainStep() {
     if (!settings || !format || METHOD_FORMATS[settings.method].some((f) => f === format)) return;
     const method = methodFor(format);
     if (METHOD_FORMATS[method].some((f) => f === format)) {
-      setSettings({ ...defaultSettings(method, parameters), seqLen: settings.seqLen, seed: settings.seed });
+      setSettings({
+        ...defaultSettings(method, parameters),
+        seqLen: settings.seqLen,
+        seed: settings.seed,
+        ...initialAdapter?.shape,
+      });
     }
-  }, [format, settings, setSettings, parameters]);
+  }, [format, settings, setSettings, parameters, initialAdapter]);
 
   // Policy optimization starts from a rule to edit, until a person picks otherwise.
   const { reward, setReward } = training;
@@ -80,6 +86,7 @@ export function TrainStep() {
             trainOnPrompt: dataset.settings.trainOnPrompt,
           },
           reward: settings.method === 'grpo' ? (training.reward ?? undefined) : undefined,
+          initialAdapter: training.initialAdapter ?? undefined,
         },
         dataset.files.map((f) => ({ name: f.name, blob: f })),
         Comlink.proxy(training.handle),
@@ -107,8 +114,23 @@ export function TrainStep() {
             settings={settings}
             onChange={setSettings}
             onMethod={(method) =>
-              setSettings({ ...defaultSettings(method, parameters), seqLen: settings.seqLen, seed: settings.seed })
+              setSettings({
+                ...defaultSettings(method, parameters),
+                seqLen: settings.seqLen,
+                seed: settings.seed,
+                // An adapter being continued keeps its shape whatever the method.
+                ...training.initialAdapter?.shape,
+              })
             }
+            disabled={busy}
+          />
+          <StartFrom
+            picked={training.initialAdapter}
+            settings={settings}
+            onPick={(picked, next) => {
+              training.setInitialAdapter(picked);
+              setSettings(next);
+            }}
             disabled={busy}
           />
           {settings.method === 'grpo' && (

@@ -3,14 +3,19 @@
  * stepped by the trainer, paused, resumed and stopped between steps, checkpointed into a RunStore so a reload,
  * a crash or a lost GPU device can continue from the last checkpoint. Events stream to the page as they happen.
  */
+
+import { type LoadedAdapter, loadAdapter } from '../../../core/checkpoint';
 import type { DatasetFile } from '../../../core/dataset/read-records';
+import { expandZip } from '../../../core/export/unzip-folder';
 import type { ModelConfig } from '../../../core/model-config';
 import type { ModelTokenizer } from '../../../core/tokenizer';
+import { type AdapterShape, adapterShape } from '../../../core/training/continue-adapter';
 import { type DataChoice, type PreparedRun, prepareRun } from '../../../core/training/prepare';
 import { rlSequenceLength } from '../../../core/training/sequences';
 import type { TrainSettings } from '../../../core/training/settings';
 import type { EngineKernels } from '../model/kernels';
 import type { GpuWeights } from '../model/weights';
+import { filesReader } from '../model-loader';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
 import { createTrainer } from './create-trainer';
 import { type RewardChoice, rewardFromChoice } from './reward-choice';
@@ -25,6 +30,8 @@ export interface TrainRequest {
   data: DataChoice;
   /** Policy optimization's reward. */
   reward?: RewardChoice;
+  /** An adapter folder (or its zip) the run continues, in its own LoRA shape. */
+  initialAdapter?: { name: string; files: { path: string; file: Blob }[] };
 }
 
 export type TrainEvent =
@@ -177,6 +184,8 @@ export class TrainingSession {
     const prepared = await prepareRun(files, request.data, this.model.tokenizer, this.model.config, request.settings);
     this.fileNames = files.map((f) => f.name);
     const problems = [...prepared.problems];
+    const initial =
+      request.initialAdapter && (await this.continued(request.initialAdapter, request.settings, problems));
     if (prepared.data.kind === 'prompts' && !request.reward) {
       problems.push('policy optimization needs a reward: write a rule or pick a reward model');
     }
@@ -203,6 +212,7 @@ export class TrainingSession {
         data: prepared.data,
         tokenizer: this.model.tokenizer,
         reward,
+        initial: initial ?? undefined,
       });
     } catch (error) {
       reward?.destroy();
@@ -231,6 +241,32 @@ export class TrainingSession {
     emit(this.prepared);
     for (const metric of this.metrics) emit({ type: 'metric', metric });
     await this.continue(emit);
+  }
+
+  /**
+   * The adapter a run continues, checked against the model and the run: its LoRA shape must be the settings' (the
+   * Train step takes it over when the adapter is picked). What is wrong is added to `problems`.
+   */
+  private async continued(
+    picked: NonNullable<TrainRequest['initialAdapter']>,
+    settings: TrainSettings,
+    problems: string[],
+  ): Promise<LoadedAdapter | null> {
+    if (settings.full) {
+      problems.push('continuing an adapter trains LoRA: turn off training every weight');
+      return null;
+    }
+    const task = settings.method === 'rm' ? 'SEQ_CLS' : 'CAUSAL_LM';
+    const adapter = await loadAdapter(filesReader(await expandZip(picked.files)), picked.name, this.model.config, task);
+    const shape = adapterShape(adapter.config, picked.name);
+    for (const key of Object.keys(shape) as (keyof AdapterShape)[]) {
+      if (JSON.stringify(settings[key]) !== JSON.stringify(shape[key])) {
+        problems.push(
+          `${picked.name} has ${key} ${shape[key]}, the settings ${settings[key]}: continue it in its shape`,
+        );
+      }
+    }
+    return adapter;
   }
 
   /** Steps until the run finishes, is paused or stopped, or fails. */

@@ -1,0 +1,62 @@
+import { useMutation } from '@tanstack/react-query';
+import { expandZip } from '../../../core/export/unzip-folder';
+import { parseAdapterConfig } from '../../../core/peft';
+import { adapterShape } from '../../../core/training/continue-adapter';
+import type { TrainSettings } from '../../../core/training/settings';
+import { ErrorMessage } from '../../components/ui';
+import { filesFromInput } from '../../lib/picked-files';
+import type { PickedAdapter } from '../../stores/training';
+
+/**
+ * Where the run's adapter starts: fresh (PEFT's initialization), or an adapter made before (exported from Hone,
+ * trained with TRL), whose LoRA shape the settings then take over.
+ */
+export function StartFrom(props: {
+  picked: PickedAdapter | null;
+  settings: TrainSettings;
+  onPick: (picked: PickedAdapter | null, settings: TrainSettings) => void;
+  disabled: boolean;
+}) {
+  const { picked, settings, onPick, disabled } = props;
+  const read = useMutation({
+    mutationFn: async (list: FileList) => {
+      const { name, files } = filesFromInput(list);
+      const opened = await expandZip(files);
+      const configFile = opened.find((f) => f.path.split('/').at(-1) === 'adapter_config.json');
+      if (!configFile)
+        throw new Error(`${name}: no adapter_config.json (a PEFT adapter folder, or its zip, is needed)`);
+      const config = parseAdapterConfig(JSON.parse(await configFile.file.text()), `${name}/adapter_config.json`);
+      return { name, files, shape: adapterShape(config, name) };
+    },
+    onSuccess: (picked) => onPick(picked, { ...settings, ...picked.shape }),
+  });
+  const input = (label: string, folder: boolean) => (
+    <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
+      {label}
+      <input
+        type="file"
+        className="sr-only"
+        aria-label={`continue ${folder ? 'an adapter folder' : 'a zipped adapter'}`}
+        {...(folder ? { webkitdirectory: '', multiple: true } : { accept: '.zip,application/zip' })}
+        onChange={(e) => e.target.files && e.target.files.length > 0 && read.mutate(e.target.files)}
+      />
+    </label>
+  );
+  return (
+    <fieldset disabled={disabled} className="mt-3 space-y-2 text-sm" data-testid="start-from">
+      <legend className="font-medium">Start from</legend>
+      <div className="flex flex-wrap items-center gap-4">
+        <label className="flex items-center gap-2">
+          <input type="radio" checked={picked === null} onChange={() => onPick(null, settings)} />A new adapter
+        </label>
+        <label className="flex items-center gap-2">
+          <input type="radio" checked={picked !== null} disabled={picked === null} readOnly />
+          {picked ? `The adapter ${picked.name}, continued in its shape` : 'An adapter made before'}
+        </label>
+        {input('pick its folder', true)}
+        {input('or its .zip', false)}
+      </div>
+      {read.isError && <ErrorMessage error={read.error} />}
+    </fieldset>
+  );
+}
