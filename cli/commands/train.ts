@@ -6,9 +6,9 @@ import { DATASET_FORMATS, type DatasetFormat } from '../../core/dataset/formats'
 import { DatasetError } from '../../core/dataset/load-dataset';
 import { adapterFolderFiles } from '../../core/export/adapter-folder';
 import { baseModelId } from '../../core/export/base-model-id';
-import { type ModelConfig, type Projection, serializeModelConfig } from '../../core/model-config';
+import { elementCount, modelFolderFiles } from '../../core/export/merge';
+import type { ModelConfig, Projection } from '../../core/model-config';
 import { parameterCount } from '../../core/model-memory';
-import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
 import { loadTokenizer } from '../../core/tokenizer';
 import { adapterShape } from '../../core/training/continue-adapter';
 import { prepareRun } from '../../core/training/prepare';
@@ -22,7 +22,6 @@ import {
   TRAINABLE_METHODS,
   type TrainSettings,
 } from '../../core/training/settings';
-import { readConcatenated } from '../../workers/engine/gpu/buffers';
 import { EngineKernels } from '../../workers/engine/model/kernels';
 import { GpuWeights } from '../../workers/engine/model/weights';
 import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../workers/engine/train/checkpoint-files';
@@ -348,21 +347,10 @@ export async function train(args: string[]): Promise<number> {
       });
       for (const [name, content] of Object.entries(folder)) await writeFile(join(out, name), content);
     } else {
-      const tensors = new Map<string, WritableTensor>();
-      for (const [key, info] of checkpoint.tensors) {
-        const n = info.shape.reduce((a, b) => a * b, 1);
-        tensors.set(key, {
-          dtype: 'F32',
-          shape: info.shape,
-          data: await readConcatenated(device, weights.byKey.get(key) ?? [], n),
-        });
-      }
-      await writeFile(join(out, 'model.safetensors'), serializeSafetensors(tensors, { format: 'pt' }));
-      await writeFile(join(out, 'config.json'), serializeModelConfig(config));
-      for (const name of ['tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
-        const file = await source.read(name);
-        if (file) await writeFile(join(out, name), new Uint8Array(await file.arrayBuffer()));
-      }
+      // Every weight trained: the model itself, kept float32, with the base's config and tokenizer files.
+      const trained = (key: string) => weights.read(device, key, elementCount(checkpoint, key));
+      const folder = await modelFolderFiles(checkpoint, source.read, trained, 'F32');
+      for (const [name, blob] of folder) await writeFile(join(out, name), new Uint8Array(await blob.arrayBuffer()));
     }
     trainer.destroy();
     weights.destroy();

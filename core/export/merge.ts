@@ -1,7 +1,8 @@
 /**
- * A merged model: the adapter folded into the base weights (W' = W + s · B · A, in float32 from the checkpoint's
- * own values), written in the Hugging Face layout in the checkpoint's dtypes, with its config and tokenizer files,
- * so it loads with `AutoModelForCausalLM.from_pretrained` and needs no PEFT.
+ * Model folders in the Hugging Face layout: a merged model (the adapter folded into the base weights,
+ * W' = W + s · B · A, in float32 from the checkpoint's own values, written in the checkpoint's dtypes), or a model
+ * trained weight by weight (kept float32). Either comes with the checkpoint's config and tokenizer files, and loads
+ * with `AutoModelForCausalLM.from_pretrained`, no PEFT needed.
  */
 import type { Checkpoint, ReadFile } from '../checkpoint';
 import { bfloat16Bits, halfBits } from '../float16';
@@ -51,30 +52,58 @@ function encode(values: Float32Array, dtype: string, shape: readonly number[]): 
   return { dtype: 'F32', shape, data: values };
 }
 
-/**
- * The merged model's files by name: the weights (one safetensors file, or shards with their index), and the
- * config and tokenizer files `read` finds. `onTensor` hears each tensor as it is done.
- */
-export async function mergedModelFiles(
+/** How many values a checkpoint tensor holds. */
+export function elementCount(checkpoint: Checkpoint, key: string): number {
+  const info = checkpoint.tensors.get(key);
+  if (!info) throw new Error(`the checkpoint has no tensor ${key}`);
+  return info.shape.reduce((a, b) => a * b, 1);
+}
+
+export interface FolderOptions {
+  onTensor?: (done: number, total: number) => void;
+  maxShardBytes?: number;
+}
+
+/** The merged model's files by name (see modelFolderFiles). */
+export function mergedModelFiles(
   checkpoint: Checkpoint,
   read: ReadFile,
   adapter: MergeAdapter,
-  options: { onTensor?: (done: number, total: number) => void; maxShardBytes?: number } = {},
+  options: FolderOptions = {},
 ): Promise<Map<string, Blob>> {
-  const maxShardBytes = options.maxShardBytes ?? MAX_SHARD_BYTES;
   const adapted = new Map<string, { A: Float32Array; B: Float32Array }>();
   for (const [slot, module] of adapter.modules) {
     const [layer, projection] = slot.split('.') as [string, (typeof PROJECTIONS)[number]];
     adapted.set(projectionKey(Number(layer), projection), module);
   }
+  const merged = async (key: string) => {
+    const values = await checkpoint.readFloat32(key);
+    const module = adapted.get(key);
+    if (module) foldLora(values, module.A, module.B, adapter.r, adapter.scale);
+    return values;
+  };
+  return modelFolderFiles(checkpoint, read, merged, 'checkpoint', options);
+}
+
+/**
+ * A model folder's files by name: each of the checkpoint's tensors with the values `weight` gives for it, stored in
+ * the checkpoint's dtype or float32 (one safetensors file, or shards with their index), and the config and
+ * tokenizer files `read` finds. `onTensor` hears each tensor as it is done.
+ */
+export async function modelFolderFiles(
+  checkpoint: Checkpoint,
+  read: ReadFile,
+  weight: (key: string) => Promise<Float32Array>,
+  dtype: 'checkpoint' | 'F32',
+  options: FolderOptions = {},
+): Promise<Map<string, Blob>> {
+  const maxShardBytes = options.maxShardBytes ?? MAX_SHARD_BYTES;
   const shards: Map<string, WritableTensor>[] = [new Map()];
   let shardBytes = 0;
   let done = 0;
   for (const [key, info] of checkpoint.tensors) {
-    const values = await checkpoint.readFloat32(key);
-    const module = adapted.get(key);
-    if (module) foldLora(values, module.A, module.B, adapter.r, adapter.scale);
-    const tensor = encode(values, info.dtype, info.shape);
+    const values = await weight(key);
+    const tensor = encode(values, dtype === 'F32' ? 'F32' : info.dtype, info.shape);
     if (shardBytes > 0 && shardBytes + tensor.data.byteLength > maxShardBytes) {
       shards.push(new Map());
       shardBytes = 0;

@@ -73,7 +73,7 @@ test('the trained adapter downloads (PEFT folder, card, metrics; merged; a TRL j
   // The same adapter folded into the weights: a model folder that needs no PEFT.
   const [mergedDownload] = await Promise.all([
     page.waitForEvent('download'),
-    page.getByRole('button', { name: 'Download the merged model (.zip)' }).click(),
+    page.getByRole('button', { name: 'Download the tuned model (.zip)' }).click(),
   ]);
   expect(mergedDownload.suggestedFilename()).toBe('hone-tiny-sft-step2-merged.zip');
   const mergedPath = join(dir, 'merged.zip');
@@ -140,3 +140,35 @@ test('the trained adapter downloads (PEFT folder, card, metrics; merged; a TRL j
 function lossAt(progress: string | null): number {
   return Number(progress?.match(/loss (-?[\d.]+)/)?.[1]);
 }
+
+test('a run that trained every weight downloads as the model itself', async ({ page }) => {
+  const dir = await tempDir();
+  const chat = join(dir, 'capitals.jsonl');
+  await writeFile(chat, capitalsJsonl([['Capital of France?', 'Paris.']]));
+  await loadDemoModel(page, /Data/);
+  await page.getByLabel('choose files').setInputFiles(chat);
+  await page.getByRole('button', { name: /Train/ }).click();
+  await page.getByTestId('train-settings').getByLabel('Train every weight (tiny models only)').check();
+  const steps = page.getByTestId('train-settings').getByLabel('Max steps (empty: by epochs)', { exact: true });
+  await steps.fill('1');
+  await steps.blur();
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  await page.getByRole('button', { name: /Export/ }).click();
+  await page.getByRole('button', { name: 'Download the adapter (.zip)' }).click();
+  await expect(page.getByRole('alert')).toContainText('This run trains every weight: it has no adapter');
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download the tuned model (.zip)' }).click(),
+  ]);
+  expect(download.suggestedFilename()).toBe('hone-tiny-sft-step1.zip');
+  const path = join(dir, 'model.zip');
+  await download.saveAs(path);
+  const files = unzipSync(new Uint8Array(await readFile(path)));
+  const weights = parseSafetensors(files['hone-tiny-sft-step1/model.safetensors'], 'model.safetensors');
+  const base = parseSafetensors(new Uint8Array(await readFile('public/models/hone-tiny/model.safetensors')), 'base');
+  expect(new Set([...weights.tensors.values()].map((t) => t.dtype))).toEqual(new Set(['F32']));
+  const key = 'model.embed_tokens.weight';
+  expect(weights.readFloat32(key)).not.toEqual(base.readFloat32(key));
+  expect(Object.keys(files)).toContain('hone-tiny-sft-step1/config.json');
+});

@@ -112,6 +112,22 @@ describe('hone train', () => {
     expect(other.stderr).toContain(`--lora-r asks for 8, but the adapter ${first} has 4: leave it out to continue it`);
   });
 
+  it('trains every weight of a tiny model and writes the model itself, float32, with its config and tokenizer', async () => {
+    const out = join(dir, 'full');
+    const args = ['--model', 'hone-tiny', '--data', chat, '--method', 'sft', '--out', out, '--full'];
+    const { code } = await hone('train', ...args, '--max-steps', '2', '--batch-size', '4', '--seq-len', '32');
+    expect(code).toBe(0);
+    const trained = await loadCheckpoint(folderReader(out), out);
+    const base = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
+    expect(trained.config).toEqual(base.config);
+    expect(new Set([...trained.tensors.values()].map((t) => t.dtype))).toEqual(new Set(['F32']));
+    const key = 'model.layers.1.mlp.down_proj.weight';
+    expect(await trained.readFloat32(key)).not.toEqual(await base.readFloat32(key));
+    expect(await readFile(join(out, 'tokenizer.json'), 'utf8')).toBe(
+      await readFile('public/models/hone-tiny/tokenizer.json', 'utf8'),
+    );
+  });
+
   it('continues pretraining on raw text', async () => {
     const text = join(dir, 'book.txt');
     await writeFile(text, 'Call me Ishmael. Some years ago, never mind how long precisely, I went to sea. '.repeat(20));

@@ -2,7 +2,7 @@ import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoi
 import type { DatasetFile } from '../../core/dataset/read-records';
 import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-folder';
 import { baseModelId } from '../../core/export/base-model-id';
-import { mergedModelFiles } from '../../core/export/merge';
+import { elementCount, mergedModelFiles, modelFolderFiles } from '../../core/export/merge';
 import type { CardInfo } from '../../core/export/model-card';
 import { expandZip } from '../../core/export/unzip-folder';
 import { zipFolder } from '../../core/export/zip';
@@ -392,10 +392,22 @@ export class EngineSession {
     return { fileName: `${adapter.name}.zip`, zip: await zipAdapterFolder(adapter), files };
   }
 
-  /** The adapter folded into the loaded model's weights, as a zip of a model folder in the Hugging Face layout. */
+  /**
+   * The tuned model as a zip of a model folder in the Hugging Face layout: the adapter folded into the loaded
+   * model's weights, or, for a run that trained every weight, those weights (float32).
+   */
   async exportMerged(which: 'run' | { checkpoint: number }): Promise<Download> {
-    const adapter = await this.trainedAdapter(which);
+    const { device, model } = await this.trainable();
     if (!this.loadedFiles) throw new Error('Load the model in the Model step first.');
+    const trainer = which === 'run' ? this.training?.current : null;
+    if (trainer && !trainer.lora) {
+      const { checkpoint, read } = this.loadedFiles;
+      const trained = (key: string) => model.weights.read(device, key, elementCount(checkpoint, key));
+      const files = await modelFolderFiles(checkpoint, read, trained, 'F32');
+      const name = `${baseModelId(model.label).split('/').at(-1)}-${trainer.settings.method}-step${trainer.stepsCompleted}`;
+      return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
+    }
+    const adapter = await this.trainedAdapter(which);
     if (adapter.settings.method === 'rm') {
       throw new Error("A reward model's adapter scores answers: export it as an adapter, not merged into the model.");
     }

@@ -95,12 +95,13 @@ export function ExportStep() {
               disabled={exported.isPending}
               onClick={() => exported.mutate({ w: which, merged: true })}
             >
-              Download the merged model (.zip)
+              Download the tuned model (.zip)
             </button>
           </div>
           <p className="text-slate-600 dark:text-slate-300">
-            The adapter loads with PEFT on top of the base model; the merged model has the adapter folded into its
-            weights, in the base model's format, and loads with transformers alone.
+            The adapter loads with PEFT on top of the base model. The tuned model has the adapter folded into its
+            weights (or is the weights themselves, for a run that trained every one), in the Hugging Face layout, and
+            loads with transformers alone.
           </p>
           {exported.isPending && <p>Preparing the download…</p>}
           {exported.isSuccess && (

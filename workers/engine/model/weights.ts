@@ -6,7 +6,7 @@ import {
   type Projection,
   projectionKey,
 } from '../../../core/model-config';
-import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+import { createStorageBuffer, readConcatenated, uploadBuffer } from '../gpu/buffers';
 
 /** A slice of vocabulary rows held in one buffer: rows [first, first + rows). */
 export interface VocabChunk {
@@ -138,6 +138,17 @@ export class GpuWeights {
       );
     }
     return out;
+  }
+
+  /**
+   * A weight's `length` values read back as float32 (fp32 uploads only): after full-parameter training, the trained
+   * weight.
+   */
+  async read(device: GPUDevice, key: string, length: number): Promise<Float32Array> {
+    if (this.halfMatrices) throw new Error('the weights are held as fp16 for LoRA training; they were not trained');
+    const buffers = this.byKey.get(key);
+    if (!buffers) throw new Error(`no weight ${key} on the GPU`);
+    return readConcatenated(device, buffers, length);
   }
 
   /** Total bytes held on the GPU. */
