@@ -8,11 +8,11 @@ export function parameterCount(config: ModelConfig): number {
 }
 
 export interface TrainingMemory {
-  /** fp32 base weights on the GPU. */
+  /** Base weights on the GPU: fp32, or with `halfMatrices` the projections and vocabulary tables at fp16. */
   weights: number;
   /** Activations kept for the backward, and scratch, for one [batch, seq] step. */
   activations: number;
-  /** LoRA parameters, gradients and Adam moments. */
+  /** What is trained, with its gradients and Adam moments: the LoRA adapter, or with `full` every weight. */
   adapter: number;
   total: number;
   /** The largest tensor that must sit in one binding (the vocabulary tables are split, so not those). */
@@ -20,8 +20,11 @@ export interface TrainingMemory {
 }
 
 /**
- * GPU bytes a LoRA training step needs, following what the engine allocates (fp32 everywhere): per layer the
- * saved activations, plus attention probabilities for one layer and the loss's logits slice.
+ * GPU bytes a training step needs, following what the engine allocates: per layer the saved activations, plus
+ * attention probabilities for one layer and the loss's logits slice (`steps` such activation sets: a policy
+ * optimization run has a second, forward-only step for its reference); the weights at fp32, or with
+ * `halfMatrices` (how LoRA runs hold them) the matrices at fp16; the adapter's parameters, gradients and moments,
+ * or with `full` those of every weight.
  */
 export function estimateTrainingMemory(
   config: ModelConfig,
@@ -30,19 +33,34 @@ export function estimateTrainingMemory(
     seq = 512,
     rank = 16,
     targets = PROJECTIONS,
-  }: { batch?: number; seq?: number; rank?: number; targets?: readonly Projection[] } = {},
+    full = false,
+    halfMatrices = false,
+    steps = 1,
+  }: {
+    batch?: number;
+    seq?: number;
+    rank?: number;
+    targets?: readonly Projection[];
+    full?: boolean;
+    halfMatrices?: boolean;
+    steps?: number;
+  } = {},
 ): TrainingMemory {
   const { hiddenSize: d, intermediateSize: f, numHeads: H, numKvHeads: KV, headDim: hd, numLayers: L } = config;
   const N = batch * seq;
   const perLayer = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2) + N * rank * targets.length;
   const scratch = N * (4 * d + 3 * f + 6 * H * hd + 6 * KV * hd) + 2 * batch * H * seq * seq;
   const logits = Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
-  const activations = 4 * (L * perLayer + scratch + logits);
+  const activations = 4 * steps * (L * perLayer + scratch + logits);
   const params = parameterCount(config);
   const adapterParams = L * targets.reduce((n, p) => n + rank * projectionShape(config, p).reduce((a, b) => a + b), 0);
-  // Parameters, gradients and two Adam moments.
-  const adapter = 4 * 4 * adapterParams;
-  const weights = 4 * params;
+  // Parameters, gradients and two Adam moments: for the adapter's, or every weight's (their parameters are the
+  // weights themselves, counted there).
+  const adapter = full ? 3 * 4 * params : 4 * 4 * adapterParams;
+  const matrices = [...expectedTensors(config)]
+    .filter(([key]) => !key.endsWith('norm.weight') && !key.endsWith('.bias'))
+    .reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+  const weights = halfMatrices && !full ? 4 * params - 2 * matrices : 4 * params;
   const largestBinding = 4 * Math.max(f * d, H * hd * d);
   return { weights, activations, adapter, total: weights + activations + adapter, largestBinding };
 }

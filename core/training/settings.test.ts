@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { tinyConfig } from '../../workers/engine/reference/random-model';
 import { learningRate, warmupSteps } from './schedule';
-import { defaultSettings, settingsProblems } from './settings';
+import { defaultSettings, defaultsExplained, settingsProblems } from './settings';
 
 describe('learning-rate schedules', () => {
   it('climb through the warm-up, then hold, fall linearly, or follow a cosine to zero', () => {
@@ -52,5 +52,15 @@ describe('training settings', () => {
       'Continued pretraining (raw text) trains on text data; this dataset is preference',
       'the dataset has nothing to train on',
     ]);
+  });
+});
+
+describe('defaultsExplained', () => {
+  it('says why each default is what it is, with the values the defaults have', () => {
+    const tiny = defaultsExplained('dpo', 1e6);
+    expect(tiny.join(' ')).toContain('Learning rate 0.001 for a tiny model, a tenth of the supervised rate');
+    const small = defaultsExplained('sft', 135e6);
+    expect(small.join(' ')).toContain('Learning rate 0.0003 for a model under 600M parameters');
+    expect(small[0]).toContain('LoRA rank 16 (alpha 32)');
   });
 });

@@ -107,6 +107,24 @@ export function defaultSettings(method: Method, parameters: number): TrainSettin
   };
 }
 
+/** Why the defaults are what they are, a sentence each, for the model's size and the method. */
+export function defaultsExplained(method: Method, parameters: number): string[] {
+  const s = defaultSettings(method, parameters);
+  const size =
+    parameters < 20e6 ? 'a tiny model' : parameters < 600e6 ? 'a model under 600M parameters' : 'a model this size';
+  return [
+    `LoRA rank ${s.loraR} (alpha ${s.loraAlpha}) on all seven projections: enough capacity for most tasks, a few MB of adapter.`,
+    `Learning rate ${s.lr} for ${size}${
+      method === 'dpo' || method === 'grpo'
+        ? ', a tenth of the supervised rate, since preferences and rewards move a policy far'
+        : ''
+    }; small models' adapters need larger steps.`,
+    `Cosine decay after a warm-up of ${s.warmup * 100}% of the steps: the steadiest ending for short runs.`,
+    `${s.epochs} epoch${s.epochs === 1 ? '' : 's'} over the data${method === 'cpt' || method === 'grpo' ? '' : ', so a small dataset is seen enough times'}; max steps, when set, stops the run earlier.`,
+    `Batches of ${s.batchSize} (gradient accumulation multiplies them without the memory), gradients clipped at norm ${s.maxGradNorm}, a validation and a checkpoint every ${s.evalEvery} steps.`,
+  ];
+}
+
 const isWhole = (n: number, min: number) => Number.isInteger(n) && n >= min;
 
 /**

@@ -52,6 +52,11 @@ async function setNumber(page: Page, label: string, value: string) {
 test('a run trains live in the worker: progress, charts, validation, finished', async ({ page }) => {
   await loadModelAndData(page);
   await expect(page.getByTestId('train-settings').getByLabel('Method')).toHaveValue('sft');
+  // What the settings cost, and why the defaults are what they are, before anything runs.
+  const estimate = page.getByTestId('run-estimate');
+  await expect(estimate).toContainText(/Up to about [\d.]+ [KMG]iB of GPU memory: weights [\d.]+ [KMG]iB/);
+  await estimate.getByText('Why these defaults').click();
+  await expect(estimate).toContainText('Learning rate 0.01 for a tiny model');
   await setNumber(page, 'LoRA rank', '0');
   await expect(page.getByTestId('train-problems')).toContainText(
     'the LoRA rank must be a whole number of at least 1, not 0',

@@ -15,6 +15,7 @@ import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
 import { RewardPicker, STARTER_RULE } from './RewardPicker';
+import { RunEstimate } from './RunEstimate';
 import { RunPanel } from './RunPanel';
 import { SettingsForm } from './SettingsForm';
 import { StartFrom } from './StartFrom';
@@ -124,6 +125,7 @@ export function TrainStep() {
             }
             disabled={busy}
           />
+          <RunEstimate config={loaded.config} settings={settings} parameters={parameters} />
           <StartFrom
             picked={training.initialAdapter}
             settings={settings}

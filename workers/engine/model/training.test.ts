@@ -225,4 +225,28 @@ describe('estimateTrainingMemory', () => {
     lora.destroy();
     gw.destroy();
   });
+
+  it("counts fp16 matrices for LoRA runs, and every weight's gradients and moments for full training", async () => {
+    const { device } = gpu();
+    const config = tinyConfig({ numLayers: 3, vocabSize: 300, intermediateSize: 64 });
+    const weights = randomWeights(config, 1);
+    const source = (key: string) => Float32Array.from(weights.get(key) ?? []);
+    const kernels = new EngineKernels(device);
+    const half = await GpuWeights.upload(device, config, source, { halfMatrices: true });
+    const halfEstimate = estimateTrainingMemory(config, { halfMatrices: true });
+    expect(Math.abs(halfEstimate.weights - half.byteLength) / half.byteLength).toBeLessThan(0.01);
+    half.destroy();
+
+    const gw = await GpuWeights.upload(device, config, source);
+    const step = new TransformerStep(device, kernels, gw, null, { batch: 2, seq: 32 }, { full: true });
+    const groups = weightParamGroups(gw.byKey, step.weightGrads ?? new Map());
+    const optimizer = new AdamW(device, kernels, groups, settings);
+    const actual = gw.byteLength + step.byteLength + optimizer.byteLength;
+    const estimate = estimateTrainingMemory(config, { batch: 2, seq: 32, full: true });
+    expect(estimate.total / actual).toBeGreaterThan(0.75);
+    expect(estimate.total / actual).toBeLessThan(1.25);
+    step.destroy();
+    optimizer.destroy();
+    gw.destroy();
+  });
 });
