@@ -2,6 +2,7 @@
  * The README.md an exported adapter carries: Hugging Face's model-card front matter, what was trained on what, the
  * settings, the final metrics, and how to load it with PEFT.
  */
+import type { MetricRecord } from '../training/metrics';
 import { METHODS, type TrainSettings } from '../training/settings';
 
 export interface CardMetrics {
@@ -123,18 +124,7 @@ export function modelCard(info: CardInfo): string {
 }
 
 /** The figures a card reports, from a run's metric records (`metrics.jsonl` lines). */
-export function cardMetrics(
-  records: readonly (
-    | { type: 'train'; step: number; loss: number }
-    | {
-        type: 'eval';
-        step: number;
-        validationLoss: number | null;
-        validationAccuracy: number | null;
-        validationReward: number | null;
-      }
-  )[],
-): CardMetrics {
+export function cardMetrics(records: readonly MetricRecord[]): CardMetrics {
   const train = records.filter((r) => r.type === 'train').at(-1);
   const evaluation = records.flatMap((r) => (r.type === 'eval' ? [r] : [])).at(-1);
   return {

@@ -9,6 +9,7 @@ import { expandZip, unzipFolder } from '../../core/export/unzip-folder';
 import { PROJECTIONS, projectionShape } from '../../core/model-config';
 import { matchAdapterToModel, parseAdapterConfig } from '../../core/peft';
 import { parseSafetensors } from '../../core/safetensors';
+import type { MetricRecord } from '../../core/training/metrics';
 import { defaultSettings } from '../../core/training/settings';
 import { EngineKernels } from '../../workers/engine/model/kernels';
 import type { GpuLora } from '../../workers/engine/model/lora';
@@ -22,10 +23,20 @@ import { hone } from '../helpers/hone-cli';
 import { tempDir, writeModelFolder } from '../helpers/model-folder';
 import { tinyRunSettings } from '../helpers/trainer-runs';
 
-const metrics = [
-  { type: 'train' as const, step: 1, loss: 2.5 },
-  { type: 'train' as const, step: 2, loss: 2.1 },
-  { type: 'eval' as const, step: 2, validationLoss: 2.3, validationAccuracy: null, validationReward: null },
+const step = (n: number, loss: number) => ({
+  type: 'train' as const,
+  step: n,
+  totalSteps: 2,
+  epoch: n / 2,
+  loss,
+  lr: 0.01,
+  gradNorm: 1,
+  tokensPerSecond: 100,
+});
+const metrics: MetricRecord[] = [
+  step(1, 2.5),
+  step(2, 2.1),
+  { type: 'eval', step: 2, validationLoss: 2.3, validationAccuracy: null, validationReward: null },
 ];
 
 function modulesFor(config: ReturnType<typeof tinyConfig>, r: number) {

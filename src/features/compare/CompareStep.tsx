@@ -1,6 +1,7 @@
 import { useMutation, useQuery } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
+import { CheckpointChoice } from '../../components/CheckpointChoice';
 import { button, card, ErrorMessage, input } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
@@ -176,8 +177,6 @@ async function answer(side: Side, turns: Turn[], settings: CompareSettings, adap
 
 function AdapterChoice({ hasRun }: { hasRun: boolean }) {
   const { adapter, setAdapter } = useCompare();
-  const checkpoints = useQuery({ queryKey: ['checkpoints'], queryFn: () => getEngine().checkpoints() });
-  const kept = checkpoints.data;
   const importAdapter = useMutation({
     mutationFn: async (list: FileList) => {
       const picked = filesFromInput(list);
@@ -193,29 +192,10 @@ function AdapterChoice({ hasRun }: { hasRun: boolean }) {
           <input type="radio" checked={adapter === 'run'} onChange={() => setAdapter('run')} />
           This run’s adapter{!hasRun && ' (train one first)'}
         </label>
-        {kept && (
-          <label className="flex items-center gap-2">
-            <input
-              type="radio"
-              aria-label="A checkpoint of the run"
-              checked={typeof adapter === 'object'}
-              onChange={() => setAdapter({ checkpoint: kept.steps[kept.steps.length - 1] })}
-            />
-            The {kept.method} run at step
-            <select
-              className={input}
-              aria-label="Checkpoint step"
-              value={typeof adapter === 'object' ? adapter.checkpoint : kept.steps[kept.steps.length - 1]}
-              onChange={(e) => setAdapter({ checkpoint: Number(e.target.value) })}
-            >
-              {kept.steps.map((step) => (
-                <option key={step} value={step}>
-                  {step}
-                </option>
-              ))}
-            </select>
-          </label>
-        )}
+        <CheckpointChoice
+          chosen={typeof adapter === 'object' ? adapter.checkpoint : null}
+          onChoose={(step) => setAdapter({ checkpoint: step })}
+        />
         <label className="flex items-center gap-2">
           <input
             type="radio"

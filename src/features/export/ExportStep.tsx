@@ -1,9 +1,10 @@
-import { useMutation, useQuery } from '@tanstack/react-query';
+import { useMutation } from '@tanstack/react-query';
 import { useState } from 'react';
 import { baseModelId } from '../../../core/export/base-model-id';
 import { trlScript } from '../../../core/export/trl-job';
 import { zipFolder } from '../../../core/export/zip';
-import { button, card, ErrorMessage, input } from '../../components/ui';
+import { CheckpointChoice } from '../../components/CheckpointChoice';
+import { button, card, ErrorMessage } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
 import { useDataset } from '../../stores/dataset';
@@ -28,8 +29,6 @@ export function ExportStep() {
   const loaded = useModel((s) => s.loaded);
   const status = useTraining((s) => s.status);
   const hasRun = status === 'finished' || status === 'stopped' || status === 'paused';
-  const checkpoints = useQuery({ queryKey: ['checkpoints'], queryFn: () => getEngine().checkpoints() });
-  const kept = checkpoints.data;
   const [which, setWhich] = useState<Which>('run');
   const exported = useMutation({
     mutationFn: ({ w, merged }: { w: Which; merged: boolean }) =>
@@ -56,29 +55,10 @@ export function ExportStep() {
               <input type="radio" checked={which === 'run'} onChange={() => setWhich('run')} />
               This run’s adapter{!hasRun && ' (train one first)'}
             </label>
-            {kept && (
-              <label className="flex items-center gap-2">
-                <input
-                  type="radio"
-                  aria-label="A checkpoint of the run"
-                  checked={typeof which === 'object'}
-                  onChange={() => setWhich({ checkpoint: kept.steps[kept.steps.length - 1] })}
-                />
-                The {kept.method} run at step
-                <select
-                  className={input}
-                  aria-label="Checkpoint step"
-                  value={typeof which === 'object' ? which.checkpoint : kept.steps[kept.steps.length - 1]}
-                  onChange={(e) => setWhich({ checkpoint: Number(e.target.value) })}
-                >
-                  {kept.steps.map((step) => (
-                    <option key={step} value={step}>
-                      {step}
-                    </option>
-                  ))}
-                </select>
-              </label>
-            )}
+            <CheckpointChoice
+              chosen={typeof which === 'object' ? which.checkpoint : null}
+              onChoose={(step) => setWhich({ checkpoint: step })}
+            />
           </fieldset>
           <div className="flex flex-wrap gap-3">
             <button

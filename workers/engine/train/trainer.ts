@@ -12,6 +12,7 @@ import type { LoadedAdapter } from '../../../core/checkpoint';
 import { type Batch, countLossTargets, padBatch } from '../../../core/dataset/batches';
 import type { TokenizedExample } from '../../../core/dataset/render';
 import { mulberry32 } from '../../../core/random';
+import type { MetricRecord, StepMetrics } from '../../../core/training/metrics';
 import { learningRate, warmupSteps } from '../../../core/training/schedule';
 import type { TrainSettings } from '../../../core/training/settings';
 import { type Op, submitOps } from '../gpu/ops';
@@ -140,16 +141,7 @@ export const nextToken: Objective<TokenizedExample> = {
   },
 };
 
-/** One line of a run's metrics, as `metrics.jsonl` and the studio's charts keep them. */
-export type MetricRecord =
-  | ({ type: 'train' } & StepMetrics)
-  | {
-      type: 'eval';
-      step: number;
-      validationLoss: number | null;
-      validationAccuracy: number | null;
-      validationReward: number | null;
-    };
+export type { MetricRecord, StepMetrics };
 
 export const evalRecord = (step: number, v: Validation): MetricRecord => ({
   type: 'eval',
@@ -158,26 +150,6 @@ export const evalRecord = (step: number, v: Validation): MetricRecord => ({
   validationAccuracy: v.accuracy,
   validationReward: v.reward,
 });
-
-export interface StepMetrics {
-  step: number;
-  totalSteps: number;
-  /** Epochs done, fractional. */
-  epoch: number;
-  loss: number;
-  lr: number;
-  gradNorm: number;
-  /** Tokens (padding excluded) through forward and backward per second, over this step. */
-  tokensPerSecond: number;
-  /** Policy optimization: the mean reward of the step's completions, */
-  reward?: number;
-  /** the mean spread (standard deviation) of the rewards within a prompt's group, */
-  rewardStd?: number;
-  /** the mean KL to the base model per completion token, */
-  kl?: number;
-  /** and the mean completion length in tokens. */
-  completionLength?: number;
-}
 
 /** What resuming needs; plain arrays and numbers, so it can be stored anywhere (IndexedDB, a file). */
 export interface TrainerCheckpoint {
