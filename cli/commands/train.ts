@@ -19,7 +19,6 @@ import {
   type Method,
   SCHEDULES,
   type Schedule,
-  TRAINABLE_METHODS,
   type TrainSettings,
 } from '../../core/training/settings';
 import { EngineKernels } from '../../workers/engine/model/kernels';
@@ -194,11 +193,6 @@ export async function train(args: string[]): Promise<number> {
   if (!model || !data || !method || !out) throw new Error(`usage: ${TRAIN_USAGE}\n${SETTINGS_HELP}`);
   if (!(method in METHODS))
     throw new Error(`--method must be one of ${Object.keys(METHODS).join(', ')}, not '${method}'`);
-  if (!TRAINABLE_METHODS.includes(method)) {
-    throw new Error(
-      `--method ${method} (${METHODS[method]}) is not built yet; ${TRAINABLE_METHODS.join(', ')} train today`,
-    );
-  }
   if (values.schedule !== undefined && !SCHEDULES.includes(values.schedule as Schedule)) {
     throw new Error(`--schedule must be one of ${SCHEDULES.join(', ')}, not '${values.schedule}'`);
   }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { tinyConfig } from '../../workers/engine/reference/random-model';
 import { learningRate, warmupSteps } from './schedule';
-import { defaultSettings, defaultsExplained, settingsProblems } from './settings';
+import { defaultSettings, defaultsExplained, methodForFormat, settingsProblems } from './settings';
 
 describe('learning-rate schedules', () => {
   it('climb through the warm-up, then hold, fall linearly, or follow a cosine to zero', () => {
@@ -62,5 +62,15 @@ describe('defaultsExplained', () => {
     const small = defaultsExplained('sft', 135e6);
     expect(small.join(' ')).toContain('Learning rate 0.0003 for a model under 600M parameters');
     expect(small[0]).toContain('LoRA rank 16 (alpha 32)');
+  });
+});
+
+describe('methodForFormat', () => {
+  it('picks the method each data shape trains with, DPO before the reward model for pairs', () => {
+    expect(methodForFormat('text')).toBe('cpt');
+    expect(methodForFormat('messages')).toBe('sft');
+    expect(methodForFormat('alpaca')).toBe('sft');
+    expect(methodForFormat('preference')).toBe('dpo');
+    expect(methodForFormat('rl_prompts')).toBe('grpo');
   });
 });

@@ -14,11 +14,11 @@ export const METHODS = {
 } as const;
 export type Method = keyof typeof METHODS;
 
-/**
- * The methods the engine trains today; the rest are refused by name rather than run half-built. In order of
- * preference for a dataset's format: DPO before the reward model, as it tunes the policy in one step.
- */
-export const TRAINABLE_METHODS: readonly Method[] = ['cpt', 'sft', 'dpo', 'rm', 'grpo'];
+/** The method a dataset of a format trains with unless a person picks another (DPO for pairs: one step to a policy). */
+export function methodForFormat(format: DatasetFormat): Method | undefined {
+  const preference: Method[] = ['cpt', 'sft', 'dpo', 'rm', 'grpo'];
+  return preference.find((m) => METHOD_FORMATS[m].includes(format));
+}
 
 export const SCHEDULES = ['constant', 'linear', 'cosine'] as const;
 export type Schedule = (typeof SCHEDULES)[number];

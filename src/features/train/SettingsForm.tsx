@@ -1,12 +1,5 @@
 import { PROJECTIONS, type Projection } from '../../../core/model-config';
-import {
-  METHODS,
-  type Method,
-  SCHEDULES,
-  type Schedule,
-  TRAINABLE_METHODS,
-  type TrainSettings,
-} from '../../../core/training/settings';
+import { METHODS, type Method, SCHEDULES, type Schedule, type TrainSettings } from '../../../core/training/settings';
 import { input } from '../../components/ui';
 
 type NumberKey = {
@@ -63,9 +56,8 @@ export function SettingsForm(props: {
           onChange={(e) => props.onMethod(e.target.value as Method)}
         >
           {(Object.keys(METHODS) as Method[]).map((m) => (
-            <option key={m} value={m} disabled={!TRAINABLE_METHODS.includes(m)}>
+            <option key={m} value={m}>
               {METHODS[m]}
-              {!TRAINABLE_METHODS.includes(m) && ' — coming'}
             </option>
           ))}
         </select>

@@ -1,13 +1,14 @@
 import { useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useEffect } from 'react';
+import type { DatasetFormat } from '../../../core/dataset/formats';
 import { parameterCount } from '../../../core/model-memory';
 import {
   defaultSettings,
   METHOD_FORMATS,
   type Method,
+  methodForFormat,
   settingsProblems,
-  TRAINABLE_METHODS,
 } from '../../../core/training/settings';
 import { button, card, ErrorMessage } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
@@ -20,9 +21,9 @@ import { RunPanel } from './RunPanel';
 import { SettingsForm } from './SettingsForm';
 import { StartFrom } from './StartFrom';
 
-/** The method that fits the dataset's format, among those the engine trains. */
-function methodFor(format: string | undefined): Method {
-  return TRAINABLE_METHODS.find((m) => format !== undefined && METHOD_FORMATS[m].some((f) => f === format)) ?? 'sft';
+/** The method that fits the dataset's format (supervised fine-tuning before there is data). */
+function methodFor(format: DatasetFormat | undefined): Method {
+  return (format && methodForFormat(format)) || 'sft';
 }
 
 /** The Train step: settings with defaults for the model and data, refused with reasons, then the run, live. */
