@@ -8,6 +8,7 @@ import { formatBytes } from '../../lib/format';
 import { useDataset } from '../../stores/dataset';
 import { DatasetDrop } from './DatasetDrop';
 import { DatasetReport } from './DatasetReport';
+import { ExampleDatasets } from './ExampleDatasets';
 import { FormatChoice } from './FormatChoice';
 import { TokenReport } from './TokenReport';
 
@@ -42,6 +43,7 @@ export function DataStep() {
         </p>
       </div>
       <DatasetDrop files={files} onFiles={setFiles} />
+      <ExampleDatasets onFiles={setFiles} hasData={files.length > 0} />
       {load.isPending && <ReadingProgress progress={progress} />}
       {load.isError && <ErrorMessage error={load.error} />}
       {unusable && !load.isPending && (
