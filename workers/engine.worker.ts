@@ -25,6 +25,7 @@ const api: EngineApi = {
   resumeSavedRun: (onEvent) => session.resumeSavedRun(onEvent),
   discardSavedRun: () => session.discardSavedRun(),
   checkpoints: () => session.checkpoints(),
+  listRuns: () => session.listRuns(),
   exportAdapter: (which) => session.exportAdapter(which),
   exportMerged: (which) => session.exportMerged(which),
   importAdapter: (name, files) => session.importAdapter(name, files),

@@ -241,3 +241,27 @@ test('a policy is optimized against an ONNX reward model, kept with the run acro
   await expect(page.getByTestId('run-progress')).toContainText('Step 4 of 4');
   await expect(page.getByTestId('run-progress')).toContainText('reward 1.000');
 });
+
+test('every run is kept and listed across a reload, and two runs’ loss curves draw together', async ({ page }) => {
+  await loadModelAndData(page);
+  await setNumber(page, 'LoRA rank', '4');
+  await setNumber(page, 'Max steps (empty: by epochs)', '2');
+  await setNumber(page, 'Sequence length', '64');
+  for (const lr of ['0.01', '0.001']) {
+    await setNumber(page, 'Learning rate', lr);
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await expect(page.getByTestId('run-status')).toHaveText('Finished');
+  }
+  const runs = page.getByTestId('runs-list');
+  await expect(runs.locator('tbody tr')).toHaveCount(2);
+  await expect(runs.locator('tbody tr').first()).toContainText('capitals.jsonl');
+  await expect(runs.locator('tbody tr').first()).toContainText('2 of 2');
+
+  await page.reload();
+  await page.getByRole('button', { name: /Train/ }).click();
+  await expect(runs.locator('tbody tr')).toHaveCount(2);
+  for (const box of await runs.getByRole('checkbox').all()) await box.check();
+  await expect(page.getByTestId('chart-Training loss, runs compared')).toBeVisible();
+  await expect(page.getByTestId('chart-Training loss, runs compared')).toContainText('sft');
+  await page.screenshot({ path: 'test-results/runs-list.png', fullPage: true });
+});

@@ -13,7 +13,7 @@ import type {
   LoadedModelSummary,
   RunCheckpoints,
 } from './session';
-import type { TrainEvent, TrainRequest } from './train/training-session';
+import type { RunListing, TrainEvent, TrainRequest } from './train/training-session';
 
 /** The engine worker's answer to "which GPU do I have?": the adapter and a verified kernel run, or why not. */
 export type GpuReport =
@@ -32,6 +32,7 @@ export type {
   ModelInfo,
   ModelSource,
   RunCheckpoints,
+  RunListing,
   TrainEvent,
   TrainRequest,
 };
@@ -63,6 +64,8 @@ export interface EngineApi {
   savedRun(): Promise<SavedRunSummary | null>;
   resumeSavedRun(onEvent: (e: TrainEvent) => void): Promise<void>;
   discardSavedRun(): Promise<void>;
+  /** Every kept run, newest first: settings, data fingerprint, status and metrics, for comparing runs. */
+  listRuns(): Promise<RunListing[]>;
   /** The run's kept checkpoint adapters (finished, stopped or paused runs alike), for the Compare step. */
   checkpoints(): Promise<RunCheckpoints | null>;
   /** This run's adapter, or a kept checkpoint's, as a zip of its PEFT folder, model card and metrics. */

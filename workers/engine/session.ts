@@ -33,6 +33,7 @@ import {
 import {
   type MetricRecord,
   type ModelOnGpu,
+  type RunListing,
   type RunStore,
   type TrainEvent,
   TrainingSession,
@@ -299,6 +300,11 @@ export class EngineSession {
       decoder.destroy();
       owned?.destroy();
     }
+  }
+
+  /** Every kept run, newest first, for the runs list and its overlaid curves. */
+  async listRuns(): Promise<RunListing[]> {
+    return (await this.runs?.runs()) ?? [];
   }
 
   /** The run's kept checkpoint adapters, for the Compare step to offer; null when there are none. */

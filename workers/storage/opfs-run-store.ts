@@ -6,22 +6,38 @@ import {
 } from '../engine/train/training-session';
 
 /**
- * The browser's run store: one folder in the origin private file system holding the current run's request, a copy
- * of its dataset files (so a reload can resume without asking for them again), its latest checkpoint and metrics,
- * and its adapter at each checkpoint (`adapter-STEP`, raw float32). An `ended` file marks a run that finished or
- * was stopped: not offered for resuming, its adapters still there to compare. It lives in this browser profile
- * only and is replaced when a new run starts.
+ * The browser's run store: a folder per run in the origin private file system (`hone-runs/ID`, the newest the
+ * current run), each holding the run's request, a copy of its dataset files (so a reload can resume without asking
+ * for them again) and their fingerprint, its latest checkpoint and metrics, and its adapter at each checkpoint
+ * (`adapter-STEP`, raw float32). An `ended` file marks a run that finished or was stopped: not offered for
+ * resuming, its adapters still there to compare. The newest KEPT_RUNS runs are kept, listed for comparing their
+ * curves; they live in this browser profile only.
  */
-const FOLDER = 'hone-current-run';
+const ROOT = 'hone-runs';
+const KEPT_RUNS = 20;
 
-async function folder(create: boolean): Promise<FileSystemDirectoryHandle | null> {
-  const root = await navigator.storage.getDirectory();
-  try {
-    return await root.getDirectoryHandle(FOLDER, { create });
-  } catch (error) {
-    if ((error as DOMException).name === 'NotFoundError') return null;
-    throw error;
-  }
+async function runsRoot(): Promise<FileSystemDirectoryHandle> {
+  return (await navigator.storage.getDirectory()).getDirectoryHandle(ROOT, { create: true });
+}
+
+/** Every run's ID, oldest first (IDs are zero-padded start times). */
+async function runIds(root: FileSystemDirectoryHandle): Promise<string[]> {
+  const ids: string[] = [];
+  for await (const name of (root as unknown as { keys(): AsyncIterable<string> }).keys()) ids.push(name);
+  return ids.sort();
+}
+
+/** The current (newest) run's folder; null when there is none. */
+async function folder(): Promise<FileSystemDirectoryHandle | null> {
+  const root = await runsRoot();
+  const id = (await runIds(root)).at(-1);
+  return id === undefined ? null : root.getDirectoryHandle(id);
+}
+
+/** A short fingerprint of the dataset files' bytes, so runs on the same data can be recognized. */
+async function fingerprint(files: { blob: Blob }[]): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', await new Blob(files.map((f) => f.blob)).arrayBuffer());
+  return [...new Uint8Array(digest).slice(0, 6)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
 async function write(dir: FileSystemDirectoryHandle, name: string, content: Blob | string | Uint8Array): Promise<void> {
@@ -40,9 +56,15 @@ async function read(dir: FileSystemDirectoryHandle, name: string): Promise<File 
   }
 }
 
-/** Removes the run's folder; there may be none. */
+/** Removes the current run's folder; there may be none. */
 async function remove(): Promise<void> {
-  await (await navigator.storage.getDirectory()).removeEntry(FOLDER, { recursive: true }).catch(() => {});
+  const root = await runsRoot();
+  const id = (await runIds(root)).at(-1);
+  if (id !== undefined) await root.removeEntry(id, { recursive: true });
+}
+
+async function writeMetrics(dir: FileSystemDirectoryHandle, metrics: MetricRecord[]): Promise<void> {
+  await write(dir, 'metrics.jsonl', metrics.map((m) => JSON.stringify(m)).join('\n'));
 }
 
 async function readMetrics(dir: FileSystemDirectoryHandle): Promise<MetricRecord[]> {
@@ -85,12 +107,21 @@ async function keepAdapter(dir: FileSystemDirectoryHandle, adapter: AdapterSnaps
 export function opfsRunStore(): RunStore {
   return {
     async begin(request, files) {
-      await remove();
-      const dir = (await folder(true)) as FileSystemDirectoryHandle;
+      const root = await runsRoot();
+      const id = String(Date.now()).padStart(15, '0');
+      const dir = await root.getDirectoryHandle(id, { create: true });
+      const older = (await runIds(root)).filter((other) => other !== id);
+      for (const old of older.slice(0, Math.max(0, older.length - (KEPT_RUNS - 1)))) {
+        await root.removeEntry(old, { recursive: true });
+      }
       for (const [i, f] of files.entries()) await write(dir, `data-${i}`, f.blob);
       // The folders the request carries (a reward model, the adapter it continues) are kept beside the data, their
       // file names in run.json.
-      const saved: Record<string, unknown> = { ...request, files: files.map((f) => f.name) };
+      const saved: Record<string, unknown> = {
+        ...request,
+        files: files.map((f) => f.name),
+        fingerprint: await fingerprint(files),
+      };
       for (const field of ATTACHED) {
         const attached = request[field];
         if (!attached || !('files' in attached)) continue;
@@ -100,33 +131,60 @@ export function opfsRunStore(): RunStore {
       await write(dir, 'run.json', JSON.stringify(saved));
     },
     async saveCheckpoint(files, metrics, adapter) {
-      const dir = await folder(true);
+      const dir = await folder();
       if (!dir) return;
       for (const [name, content] of Object.entries(files)) await write(dir, name, content);
-      await write(dir, 'metrics.jsonl', metrics.map((m) => JSON.stringify(m)).join('\n'));
+      await writeMetrics(dir, metrics);
       if (adapter) await keepAdapter(dir, adapter);
     },
     async saveAdapter(adapter) {
-      const dir = await folder(false);
+      const dir = await folder();
       if (dir) await keepAdapter(dir, adapter);
     },
-    async end() {
-      const dir = await folder(false);
-      if (dir) await write(dir, 'ended', '');
+    async saveMetrics(metrics) {
+      const dir = await folder();
+      if (dir) await writeMetrics(dir, metrics);
+    },
+    async end(metrics) {
+      const dir = await folder();
+      if (!dir) return;
+      await writeMetrics(dir, metrics);
+      await write(dir, 'ended', '');
     },
     async adapters() {
-      const dir = await folder(false);
+      const dir = await folder();
       const run = dir && (await read(dir, 'run.json'));
       if (!dir || !run) return null;
       return { request: JSON.parse(await run.text()), steps: await adapterSteps(dir), metrics: await readMetrics(dir) };
     },
+    async runs() {
+      const root = await runsRoot();
+      const listed = [];
+      for (const id of (await runIds(root)).reverse()) {
+        const dir = await root.getDirectoryHandle(id);
+        const run = await read(dir, 'run.json');
+        if (!run) continue;
+        const request = JSON.parse(await run.text());
+        listed.push({
+          id,
+          started: Number(id),
+          model: request.model,
+          settings: request.settings,
+          files: request.files,
+          fingerprint: request.fingerprint ?? '',
+          ended: (await read(dir, 'ended')) !== null,
+          metrics: await readMetrics(dir),
+        });
+      }
+      return listed;
+    },
     async loadAdapter(step) {
-      const dir = await folder(false);
+      const dir = await folder();
       const file = dir && (await read(dir, `${ADAPTER_PREFIX}${step}`));
       return file ? new Float32Array(await file.arrayBuffer()) : null;
     },
     async load() {
-      const dir = await folder(false);
+      const dir = await folder();
       if (!dir || (await read(dir, 'ended'))) return null;
       const run = await read(dir, 'run.json');
       const trainer = await read(dir, 'trainer.json');

@@ -18,6 +18,7 @@ import { useTraining } from '../../stores/training';
 import { RewardPicker, STARTER_RULE } from './RewardPicker';
 import { RunEstimate } from './RunEstimate';
 import { RunPanel } from './RunPanel';
+import { RunsList } from './RunsList';
 import { SettingsForm } from './SettingsForm';
 import { StartFrom } from './StartFrom';
 
@@ -161,6 +162,7 @@ export function TrainStep() {
         </div>
       )}
       {training.status !== 'idle' && <RunPanel />}
+      <RunsList />
     </section>
   );
 }

@@ -79,14 +79,33 @@ export interface RunStore {
   ): Promise<void>;
   /** Keeps the adapter at a step that has no resumable checkpoint (the end of a run). */
   saveAdapter(adapter: AdapterSnapshot): Promise<void>;
-  /** The run can no longer be resumed (it finished, or was stopped); its adapters stay. */
-  end(): Promise<void>;
+  /** The run's metrics so far, kept for the runs list (a failed run's too). */
+  saveMetrics(metrics: MetricRecord[]): Promise<void>;
+  /** The run can no longer be resumed (it finished, or was stopped); its adapters and metrics stay. */
+  end(metrics: MetricRecord[]): Promise<void>;
   /** The run, when it can be resumed. */
   load(): Promise<SavedRun | null>;
   /** The run's kept adapters: its request, their steps (oldest first) and its metrics; null when there is no run. */
   adapters(): Promise<{ request: TrainRequest; steps: number[]; metrics: MetricRecord[] } | null>;
   loadAdapter(step: number): Promise<Float32Array | null>;
+  /** Every kept run, newest first. */
+  runs(): Promise<RunListing[]>;
   clear(): Promise<void>;
+}
+
+/** A kept run as the runs list shows it: what it was, on which data, how it went. */
+export interface RunListing {
+  id: string;
+  /** When it began (ms since the epoch). */
+  started: number;
+  model: string;
+  settings: TrainSettings;
+  files: string[];
+  /** A short hash of the dataset files' bytes. */
+  fingerprint: string;
+  /** Finished or stopped (not resumable). */
+  ended: boolean;
+  metrics: MetricRecord[];
 }
 
 /** How many of a run's checkpoint adapters are kept for comparing (the newest). */
@@ -295,10 +314,11 @@ export class TrainingSession {
         const last = adapterOf(await trainer.checkpoint());
         if (last) await this.store?.saveAdapter(last);
       }
-      if (outcome === 'finished' || this.stopRequested) await this.store?.end();
+      if (outcome === 'finished' || this.stopRequested) await this.store?.end(this.metrics);
       if (outcome === 'finished') emit({ type: 'finished', step });
       else emit({ type: this.stopRequested ? 'stopped' : 'paused', step });
     } catch (error) {
+      await this.store?.saveMetrics(this.metrics).catch(() => {});
       emit({ type: 'failed', message: (error as Error).message, step: trainer.stepsCompleted });
     } finally {
       this.running = false;
@@ -316,7 +336,7 @@ export class TrainingSession {
    */
   async stop(): Promise<void> {
     if (this.running) this.stopRequested = true;
-    else await this.store?.end();
+    else await this.store?.end(this.metrics);
   }
 
   destroy(): void {
