@@ -7,3 +7,8 @@ export function baseModelId(model: string): string {
   const parts = model.split(/[\\/]/).filter((part) => part !== '' && part !== '.');
   return parts.at(-1) ?? model;
 }
+
+/** What an export of a run is named: `SmolLM2-135M-sft-step200`, from the model, the method and what it holds. */
+export function exportName(model: string, method: string, what: string): string {
+  return `${baseModelId(model).split('/').at(-1)}-${method}-${what}`;
+}

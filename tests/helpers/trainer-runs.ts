@@ -1,6 +1,9 @@
 import { expect } from 'vitest';
+import type { ModelConfig } from '../../core/model-config';
 import { defaultSettings, type Method, type TrainSettings } from '../../core/training/settings';
 import { readFloat32 } from '../../workers/engine/gpu/buffers';
+import { GpuWeights } from '../../workers/engine/model/weights';
+import { randomWeights } from '../../workers/engine/reference/random-model';
 import { runTraining, type Trainer, type TrainerCheckpoint } from '../../workers/engine/train/trainer';
 
 /** Settings for a few quick steps on a random tiny model: a small adapter, constant rate, no evaluation. */
@@ -21,6 +24,12 @@ export function tinyRunSettings(method: Method, overrides: Partial<TrainSettings
     checkpointEvery: 0,
     ...overrides,
   };
+}
+
+/** A seeded random model of `config` on the GPU (fp32), its weights generated once. */
+export function randomGpuWeights(device: GPUDevice, config: ModelConfig, seed: number): Promise<GpuWeights> {
+  const weights = randomWeights(config, seed);
+  return GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
 }
 
 /** Everything a run trains: the adapter and, when the objective has one, its head. */

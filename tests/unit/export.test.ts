@@ -4,7 +4,7 @@ import { unzipSync } from 'fflate';
 import { describe, expect, it } from 'vitest';
 import { loadAdapter } from '../../core/checkpoint';
 import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-folder';
-import { baseModelId } from '../../core/export/base-model-id';
+import { baseModelId, exportName } from '../../core/export/base-model-id';
 import { expandZip, unzipFolder } from '../../core/export/unzip-folder';
 import { PROJECTIONS, projectionShape } from '../../core/model-config';
 import { matchAdapterToModel, parseAdapterConfig } from '../../core/peft';
@@ -154,6 +154,7 @@ describe('baseModelId', () => {
     expect(baseModelId('/home/me/models/my-llama/')).toBe('my-llama');
     expect(baseModelId('public/models/hone-tiny')).toBe('hone-tiny');
     expect(baseModelId('hone-tiny')).toBe('hone-tiny');
+    expect(exportName('hub:HuggingFaceTB/SmolLM2-135M@main', 'sft', 'step200')).toBe('SmolLM2-135M-sft-step200');
   });
 });
 

@@ -1,7 +1,7 @@
 import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
 import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-folder';
-import { baseModelId } from '../../core/export/base-model-id';
+import { baseModelId, exportName } from '../../core/export/base-model-id';
 import { elementCount, mergedModelFiles, modelFolderFiles } from '../../core/export/merge';
 import type { CardInfo } from '../../core/export/model-card';
 import { expandZip } from '../../core/export/unzip-folder';
@@ -12,7 +12,6 @@ import type { ModelConfig } from '../../core/model-config';
 import { checkFit, parameterCount } from '../../core/model-memory';
 import { loraScale } from '../../core/peft';
 import type { Method, TrainSettings } from '../../core/training/settings';
-import { readFloat32 } from './gpu/buffers';
 import { acquireGpu, type Gpu } from './gpu/device';
 import { Decoder } from './model/decoder';
 import { type Generation, generate as generateTokens } from './model/generate';
@@ -335,18 +334,14 @@ export class EngineSession {
 
   /** The adapter of this run (as trained so far) or of a kept checkpoint, split into its modules. */
   private async trainedAdapter(which: 'run' | { checkpoint: number }): Promise<TrainedAdapter> {
-    const { device, model } = await this.trainable();
+    const { model } = await this.trainable();
     let found: { settings: TrainSettings; params: Float32Array; metrics: readonly MetricRecord[]; step: number };
     let data: CardInfo['data'] = null;
     if (which === 'run') {
       const trainer = this.training?.current;
       if (!trainer) throw new Error('There is no trained adapter yet: train one in the Train step.');
-      if (!trainer.lora) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
-      const lora = await readFloat32(device, trainer.lora.params);
-      const head = (await trainer.head?.readWeight()) ?? new Float32Array(0);
-      const params = new Float32Array(lora.length + head.length);
-      params.set(lora);
-      params.set(head, lora.length);
+      const params = await trainer.readAdapter();
+      if (!params) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
       found = {
         settings: trainer.settings,
         params,
@@ -378,7 +373,7 @@ export class EngineSession {
     const { modules, rest } = splitLoraVector(loraLayout(model.config, loraSettings), settings.loraR, params);
     const baseModel = baseModelId(model.label);
     return {
-      name: `${baseModel.split('/').at(-1)}-${settings.method}-step${step}`,
+      name: exportName(model.label, settings.method, `step${step}`),
       baseModel,
       settings,
       modules,
@@ -410,7 +405,7 @@ export class EngineSession {
       const { checkpoint, read } = this.loadedFiles;
       const trained = (key: string) => model.weights.read(device, key, elementCount(checkpoint, key));
       const files = await modelFolderFiles(checkpoint, read, trained, 'F32');
-      const name = `${baseModelId(model.label).split('/').at(-1)}-${trainer.settings.method}-step${trainer.stepsCompleted}`;
+      const name = exportName(model.label, trainer.settings.method, `step${trainer.stepsCompleted}`);
       return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
     }
     const adapter = await this.trainedAdapter(which);

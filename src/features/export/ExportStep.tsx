@@ -1,6 +1,6 @@
 import { useMutation } from '@tanstack/react-query';
 import { useState } from 'react';
-import { baseModelId } from '../../../core/export/base-model-id';
+import { baseModelId, exportName } from '../../../core/export/base-model-id';
 import { trlScript } from '../../../core/export/trl-job';
 import { zipFolder } from '../../../core/export/zip';
 import { CheckpointChoice } from '../../components/CheckpointChoice';
@@ -126,7 +126,7 @@ function JobExport({ model }: { model: string }) {
         ['train.jsonl', new Blob([data.train])],
       ]);
       if (data.validation !== '') files.set('validation.jsonl', new Blob([data.validation]));
-      const name = `${baseModel.split('/').at(-1)}-${settings.method}-job`;
+      const name = exportName(model, settings.method, 'job');
       return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
     },
     onSuccess: (result) => download(result.fileName, result.zip),

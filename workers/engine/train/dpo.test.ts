@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
 import { preferencePairsFixture as pairs } from '../../../tests/helpers/preference-pairs';
-import { expectResumeToMatch, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
+import { expectResumeToMatch, randomGpuWeights, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
 import { EngineKernels } from '../model/kernels';
-import { GpuWeights } from '../model/weights';
-import { randomWeights, tinyConfig } from '../reference/random-model';
+import { tinyConfig } from '../reference/random-model';
 import { dpoObjective } from './dpo';
 import { runTraining, Trainer } from './trainer';
 
@@ -16,9 +15,7 @@ const settings = tinyRunSettings('dpo');
 describe('DPO on the engine', () => {
   it('starts at log 2 (the policy is its reference) and raises the chosen answers over the rejected', async () => {
     const { device } = gpu();
-    const weights = await GpuWeights.upload(device, config, (key) =>
-      Float32Array.from(randomWeights(config, 3).get(key) ?? []),
-    );
+    const weights = await randomGpuWeights(device, config, 3);
     // Validated on its own pairs: what DPO must do is move these, whatever it does to others.
     const train = pairs(8, 1);
     const trainer = new Trainer(
@@ -47,9 +44,7 @@ describe('DPO on the engine', () => {
   it('resumes to the same adapter, the reference taken again before the restore', async () => {
     const { device } = gpu();
     const kernels = new EngineKernels(device);
-    const weights = await GpuWeights.upload(device, config, (key) =>
-      Float32Array.from(randomWeights(config, 3).get(key) ?? []),
-    );
+    const weights = await randomGpuWeights(device, config, 3);
     const data = { train: pairs(6, 4), validation: [], padId: 0 };
     // The reference is taken again in `prepare` before the restore, as a resumed run does.
     await expectResumeToMatch(

@@ -2,10 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { mulberry32 } from '../../../core/random';
 import type { RlPrompt } from '../../../core/training/sequences';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
-import { expectResumeToMatch, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
+import { expectResumeToMatch, randomGpuWeights, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
 import { EngineKernels } from '../model/kernels';
-import { GpuWeights } from '../model/weights';
-import { randomWeights, tinyConfig } from '../reference/random-model';
+import { tinyConfig } from '../reference/random-model';
 import { grpoObjective } from './grpo';
 import type { RewardSource } from './rewards';
 import { runTraining, type StepMetrics, Trainer } from './trainer';
@@ -49,9 +48,7 @@ const settings = tinyRunSettings('grpo', {
 
 async function setup() {
   const { device } = gpu();
-  const weights = await GpuWeights.upload(device, config, (key) =>
-    Float32Array.from(randomWeights(config, 3).get(key) ?? []),
-  );
+  const weights = await randomGpuWeights(device, config, 3);
   return { device, kernels: new EngineKernels(device), weights };
 }
 

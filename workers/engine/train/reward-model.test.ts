@@ -3,7 +3,7 @@ import { padBatch } from '../../../core/dataset/batches';
 import { PROJECTIONS } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { preferencePairsFixture as pairs } from '../../../tests/helpers/preference-pairs';
-import { expectResumeToMatch, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
+import { expectResumeToMatch, randomGpuWeights, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
 import { readFloat32 } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
 import { EngineKernels } from '../model/kernels';
@@ -78,9 +78,7 @@ describe('the reward model on the engine', () => {
   it('ranks the chosen answers over the rejected: the loss falls from about log 2, accuracy reaches 1', async () => {
     const { device } = gpu();
     const config = tinyConfig();
-    const weights = await GpuWeights.upload(device, config, (key) =>
-      Float32Array.from(randomWeights(config, 3).get(key) ?? []),
-    );
+    const weights = await randomGpuWeights(device, config, 3);
     const train = pairs(8, 1);
     const trainer = new Trainer(
       device,
@@ -106,9 +104,7 @@ describe('the reward model on the engine', () => {
     const { device } = gpu();
     const config = tinyConfig();
     const kernels = new EngineKernels(device);
-    const weights = await GpuWeights.upload(device, config, (key) =>
-      Float32Array.from(randomWeights(config, 3).get(key) ?? []),
-    );
+    const weights = await randomGpuWeights(device, config, 3);
     const data = { train: pairs(6, 4), validation: [], padId: 0 };
     const make = () =>
       new Trainer(

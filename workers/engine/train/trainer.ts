@@ -15,6 +15,7 @@ import { mulberry32 } from '../../../core/random';
 import type { MetricRecord, StepMetrics } from '../../../core/training/metrics';
 import { learningRate, warmupSteps } from '../../../core/training/schedule';
 import type { TrainSettings } from '../../../core/training/settings';
+import { readFloat32 } from '../gpu/buffers';
 import { type Op, submitOps } from '../gpu/ops';
 import type { EngineKernels } from '../model/kernels';
 import { adapterInit, GpuLora, loraSettingsFor, peftInit } from '../model/lora';
@@ -254,6 +255,20 @@ export class Trainer<T = TokenizedExample> {
     const filler = { ids: rows[0].ids, labels: rows[0].labels.map(() => -100) };
     while (rows.length < this.step.shape.batch) rows.push(filler);
     return padBatch(rows, this.step.shape.seq, this.data.padId);
+  }
+
+  /**
+   * What the run trains, read back as one vector: the adapter in its flat layout, then the objective's head (a
+   * reward model's) when it has one; null in full-parameter training, which has no adapter.
+   */
+  async readAdapter(): Promise<Float32Array | null> {
+    if (!this.lora) return null;
+    const lora = await readFloat32(this.device, this.lora.params);
+    const head = (await this.head?.readWeight()) ?? new Float32Array(0);
+    const params = new Float32Array(lora.length + head.length);
+    params.set(lora);
+    params.set(head, lora.length);
+    return params;
   }
 
   get stepsCompleted(): number {

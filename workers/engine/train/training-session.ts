@@ -311,8 +311,8 @@ export class TrainingSession {
       });
       const step = trainer.stepsCompleted;
       if (outcome === 'finished') {
-        const last = adapterOf(await trainer.checkpoint());
-        if (last) await this.store?.saveAdapter(last);
+        const params = await trainer.readAdapter();
+        if (params) await this.store?.saveAdapter({ step, params });
       }
       if (outcome === 'finished' || this.stopRequested) await this.store?.end(this.metrics);
       if (outcome === 'finished') emit({ type: 'finished', step });
