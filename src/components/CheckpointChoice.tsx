@@ -1,33 +1,62 @@
 import { useQuery } from '@tanstack/react-query';
+import type { KeptCheckpoint, RunCheckpoints } from '../../workers/engine/api';
 import { getEngine } from '../lib/engine';
+import { useModel } from '../stores/model';
 import { input } from './ui';
 
+function runLabel(run: RunCheckpoints): string {
+  return `${run.method.toUpperCase()} run of ${new Date(run.started).toLocaleString()}`;
+}
+
 /**
- * One of the run's kept checkpoints, as a radio with its step picked from a list (Compare and Export offer the
- * same); nothing when the run kept none. `chosen` is the picked step, or null while another choice is on.
+ * A kept run's checkpoint, as a radio with the run and its step picked from lists (Compare and Export offer the
+ * same): any kept run of the loaded model, newest first, at any of its kept steps. Nothing when none kept one.
+ * `chosen` is the picked checkpoint, or null while another choice is on.
  */
-export function CheckpointChoice(props: { chosen: number | null; onChoose: (step: number) => void }) {
+export function CheckpointChoice(props: {
+  chosen: KeptCheckpoint | null;
+  onChoose: (checkpoint: KeptCheckpoint) => void;
+}) {
   const { chosen, onChoose } = props;
-  const checkpoints = useQuery({ queryKey: ['checkpoints'], queryFn: () => getEngine().checkpoints() });
-  const kept = checkpoints.data;
-  if (!kept) return null;
-  const last = kept.steps[kept.steps.length - 1];
+  const model = useModel((s) => s.loaded?.label);
+  const checkpoints = useQuery({
+    queryKey: ['checkpoints', model],
+    queryFn: () => getEngine().checkpoints(),
+    enabled: model !== undefined,
+  });
+  const runs = checkpoints.data ?? [];
+  if (runs.length === 0) return null;
+  const run = runs.find((r) => r.run === chosen?.run) ?? runs[0];
+  const latest = (r: RunCheckpoints): KeptCheckpoint => ({ run: r.run, step: r.steps[r.steps.length - 1] });
   return (
-    <label className="flex items-center gap-2">
+    <label className="flex flex-wrap items-center gap-2">
       <input
         type="radio"
-        aria-label="A checkpoint of the run"
+        aria-label="A kept checkpoint"
         checked={chosen !== null}
-        onChange={() => onChoose(last)}
+        onChange={() => onChoose(latest(run))}
       />
-      The {kept.method} run at step
+      The
+      <select
+        className={input}
+        aria-label="Which run"
+        value={run.run}
+        onChange={(e) => onChoose(latest(runs.find((r) => r.run === e.target.value) ?? run))}
+      >
+        {runs.map((r) => (
+          <option key={r.run} value={r.run}>
+            {runLabel(r)}
+          </option>
+        ))}
+      </select>
+      at step
       <select
         className={input}
         aria-label="Checkpoint step"
-        value={chosen ?? last}
-        onChange={(e) => onChoose(Number(e.target.value))}
+        value={chosen?.run === run.run ? chosen.step : latest(run).step}
+        onChange={(e) => onChoose({ run: run.run, step: Number(e.target.value) })}
       >
-        {kept.steps.map((step) => (
+        {run.steps.map((step) => (
           <option key={step} value={step}>
             {step}
           </option>

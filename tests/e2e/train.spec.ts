@@ -1,6 +1,7 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, type Page, test } from '@playwright/test';
+import { unzipSync } from 'fflate';
 import { capitalsJsonl, ordersJsonl } from '../helpers/datasets';
 import { tempDir } from '../helpers/model-folder';
 import { meanTokenWeightOnnx } from '../helpers/onnx-model';
@@ -90,7 +91,7 @@ test('a run trains live in the worker: progress, charts, validation, finished', 
   const steps = page.getByLabel('Checkpoint step');
   await expect(steps.locator('option')).toHaveText(['4', '6']);
   await steps.selectOption('4');
-  await expect(page.getByLabel('A checkpoint of the run')).toBeChecked();
+  await expect(page.getByLabel('A kept checkpoint')).toBeChecked();
   await page.getByLabel('Prompt', { exact: true }).fill('Capital of Chile?');
   await page.getByRole('button', { name: 'Send' }).click();
   await expect(page.getByTestId('conversation-tuned').getByText(/tokens\/s/)).toHaveCount(2);
@@ -119,7 +120,7 @@ test('a paused run survives a reload and resumes from its checkpoint', async ({ 
   // The saved checkpoint's adapter can answer in Compare before the run goes on.
   await page.getByRole('button', { name: /Compare/ }).click();
   await shortAnswers(page);
-  await page.getByLabel('A checkpoint of the run').check();
+  await page.getByLabel('A kept checkpoint').check();
   await expect(page.getByLabel('Checkpoint step')).toHaveValue(String(pausedAt));
   await page.getByLabel('Prompt', { exact: true }).fill('Capital of Peru?');
   await page.getByRole('button', { name: 'Send' }).click();
@@ -264,4 +265,31 @@ test('every run is kept and listed across a reload, and two runs’ loss curves 
   await expect(page.getByTestId('chart-Training loss, runs compared')).toBeVisible();
   await expect(page.getByTestId('chart-Training loss, runs compared')).toContainText('sft');
   await page.screenshot({ path: 'test-results/runs-list.png', fullPage: true });
+
+  // The older run (learning rate 0.01) answers in Compare and exports, not only the newest.
+  await page.getByRole('button', { name: /Model/ }).click();
+  await page.getByLabel('Offline demo model (hone-tiny)').check();
+  await page.getByRole('button', { name: 'Load', exact: true }).click();
+  await expect(page.getByTestId('model-loaded')).toBeVisible();
+  await page.getByRole('button', { name: /Compare/ }).click();
+  await shortAnswers(page);
+  const kept = page.getByLabel('Which run');
+  await expect(kept.locator('option')).toHaveCount(2);
+  const older = (await kept.locator('option').nth(1).getAttribute('value')) ?? '';
+  await kept.selectOption(older);
+  await expect(page.getByLabel('A kept checkpoint')).toBeChecked();
+  await expect(page.getByLabel('Checkpoint step')).toHaveValue('2');
+  await page.getByLabel('Prompt', { exact: true }).fill('Capital of Peru?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await expect(page.getByTestId('conversation-tuned')).toContainText(/tokens\/s/);
+
+  await page.getByRole('button', { name: /Export/ }).click();
+  await page.getByLabel('Which run').selectOption(older);
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Download the adapter (.zip)' }).click(),
+  ]);
+  const zip = unzipSync(new Uint8Array(await readFile(await download.path())));
+  const card = new TextDecoder().decode(zip['hone-tiny-sft-step2/README.md']);
+  expect(card).toMatch(/learning rate \| 0\.01 \|/);
 });

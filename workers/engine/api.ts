@@ -10,6 +10,7 @@ import type {
   GenerateRequest,
   GenerateResult,
   ImportedAdapterSummary,
+  KeptCheckpoint,
   LoadedModelSummary,
   RunCheckpoints,
 } from './session';
@@ -28,6 +29,7 @@ export type {
   GenerateResult,
   HubSettings,
   ImportedAdapterSummary,
+  KeptCheckpoint,
   LoadedModelSummary,
   ModelInfo,
   ModelSource,
@@ -66,12 +68,15 @@ export interface EngineApi {
   discardSavedRun(): Promise<void>;
   /** Every kept run, newest first: settings, data fingerprint, status and metrics, for comparing runs. */
   listRuns(): Promise<RunListing[]>;
-  /** The run's kept checkpoint adapters (finished, stopped or paused runs alike), for the Compare step. */
-  checkpoints(): Promise<RunCheckpoints | null>;
+  /**
+   * The loaded model's kept runs with checkpoint adapters (finished, stopped or paused runs alike), newest first,
+   * for the Compare and Export steps.
+   */
+  checkpoints(): Promise<RunCheckpoints[]>;
   /** This run's adapter, or a kept checkpoint's, as a zip of its PEFT folder, model card and metrics. */
-  exportAdapter(which: 'run' | { checkpoint: number }): Promise<Download>;
+  exportAdapter(which: 'run' | KeptCheckpoint): Promise<Download>;
   /** The same adapter folded into the loaded model: a zip of a model folder in the Hugging Face layout. */
-  exportMerged(which: 'run' | { checkpoint: number }): Promise<Download>;
+  exportMerged(which: 'run' | KeptCheckpoint): Promise<Download>;
   /** Puts a PEFT adapter folder a person picked beside the loaded model, for the Compare step. */
   importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary>;
   /** One answer, from the base model or a tuned one, streamed through `onText` (a comlink proxy). */

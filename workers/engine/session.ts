@@ -262,7 +262,7 @@ export class EngineSession {
       if (!this.imported) throw new Error('No adapter was imported.');
       lora = this.imported;
     } else if (typeof request.adapter === 'object') {
-      owned = await this.checkpointAdapter(device, model, request.adapter.checkpoint);
+      owned = await this.checkpointAdapter(device, model, request.adapter);
       lora = owned;
     }
     const tokenizer = model.tokenizer;
@@ -306,24 +306,40 @@ export class EngineSession {
     return (await this.runs?.runs()) ?? [];
   }
 
-  /** The run's kept checkpoint adapters, for the Compare step to offer; null when there are none. */
-  async checkpoints(): Promise<RunCheckpoints | null> {
-    const kept = await this.runs?.adapters();
-    if (!kept || kept.steps.length === 0) return null;
-    return { model: kept.request.model, method: kept.request.settings.method, steps: kept.steps };
+  /**
+   * The kept runs of the loaded model with checkpoint adapters, newest first, for Compare and Export to offer.
+   */
+  async checkpoints(): Promise<RunCheckpoints[]> {
+    const loaded = this.model?.label;
+    return (await this.listRuns()).flatMap((run) =>
+      run.steps.length > 0 && run.model === loaded
+        ? [{ run: run.id, started: run.started, method: run.settings.method, steps: run.steps }]
+        : [],
+    );
   }
 
-  /** The run's adapter at a kept checkpoint, on the GPU. */
-  private async checkpointAdapter(device: GPUDevice, model: ModelOnGpu, step: number): Promise<GpuLora> {
-    const kept = await this.runs?.adapters();
-    if (!kept) throw new Error('There is no saved run.');
+  /** A kept run's request, steps and metrics, checked to belong to the loaded model. */
+  private async keptRun(model: ModelOnGpu, id: string) {
+    const kept = await this.runs?.keptRun(id);
+    if (!kept) throw new Error('That run is no longer kept (the newest twenty are).');
     if (kept.request.model !== model.label) {
-      throw new Error(`The saved run belongs to ${kept.request.model}; ${model.label} is loaded.`);
+      throw new Error(`That run belongs to ${kept.request.model}; ${model.label} is loaded.`);
     }
-    const s = kept.request.settings;
+    return kept;
+  }
+
+  /** A kept run's flat adapter at one of its checkpoints. */
+  private async keptAdapter(checkpoint: KeptCheckpoint): Promise<Float32Array> {
+    const flat = await this.runs?.loadAdapter(checkpoint.run, checkpoint.step);
+    if (!flat) throw new Error(`The run has no checkpoint at step ${checkpoint.step} any more.`);
+    return flat;
+  }
+
+  /** A kept run's adapter at one of its checkpoints, on the GPU. */
+  private async checkpointAdapter(device: GPUDevice, model: ModelOnGpu, checkpoint: KeptCheckpoint): Promise<GpuLora> {
+    const s = (await this.keptRun(model, checkpoint.run)).request.settings;
     if (s.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
-    const flat = await this.runs?.loadAdapter(step);
-    if (!flat) throw new Error(`The run has no checkpoint at step ${step} any more.`);
+    const flat = await this.keptAdapter(checkpoint);
     return GpuLora.create(device, model.config, loraSettingsFor(model.config, s, 0), (m, a, b) => {
       a.set(flat.subarray(m.offsetA, m.offsetA + a.length));
       b.set(flat.subarray(m.offsetB, m.offsetB + b.length));
@@ -333,7 +349,7 @@ export class EngineSession {
   // ---- exporting ------------------------------------------------------------------------------------------
 
   /** The adapter of this run (as trained so far) or of a kept checkpoint, split into its modules. */
-  private async trainedAdapter(which: 'run' | { checkpoint: number }): Promise<TrainedAdapter> {
+  private async trainedAdapter(which: 'run' | KeptCheckpoint): Promise<TrainedAdapter> {
     const { model } = await this.trainable();
     let found: { settings: TrainSettings; params: Float32Array; metrics: readonly MetricRecord[]; step: number };
     let data: CardInfo['data'] = null;
@@ -357,15 +373,10 @@ export class EngineSession {
         unit: prepared.unit,
       };
     } else {
-      const kept = await this.runs?.adapters();
-      if (!kept) throw new Error('There is no saved run.');
-      if (kept.request.model !== model.label) {
-        throw new Error(`The saved run belongs to ${kept.request.model}; ${model.label} is loaded.`);
-      }
-      const params = await this.runs?.loadAdapter(which.checkpoint);
-      if (!params) throw new Error(`The run has no checkpoint at step ${which.checkpoint} any more.`);
-      const metrics = kept.metrics.filter((m) => m.step <= which.checkpoint);
-      found = { settings: kept.request.settings, params, metrics, step: which.checkpoint };
+      const kept = await this.keptRun(model, which.run);
+      const params = await this.keptAdapter(which);
+      const metrics = kept.metrics.filter((m) => m.step <= which.step);
+      found = { settings: kept.request.settings, params, metrics, step: which.step };
     }
     const { settings, params, step } = found;
     if (settings.full) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
@@ -387,7 +398,7 @@ export class EngineSession {
    * The adapter as a zip to download: the PEFT folder, its model card and metrics; from this run (as trained so
    * far) or from a kept checkpoint of the run.
    */
-  async exportAdapter(which: 'run' | { checkpoint: number }): Promise<Download> {
+  async exportAdapter(which: 'run' | KeptCheckpoint): Promise<Download> {
     const adapter = await this.trainedAdapter(which);
     const files = Object.keys(adapterFolderFiles(adapter));
     return { fileName: `${adapter.name}.zip`, zip: await zipAdapterFolder(adapter), files };
@@ -397,7 +408,7 @@ export class EngineSession {
    * The tuned model as a zip of a model folder in the Hugging Face layout: the adapter folded into the loaded
    * model's weights, or, for a run that trained every weight, those weights (float32).
    */
-  async exportMerged(which: 'run' | { checkpoint: number }): Promise<Download> {
+  async exportMerged(which: 'run' | KeptCheckpoint): Promise<Download> {
     const { device, model } = await this.trainable();
     if (!this.loadedFiles) throw new Error('Load the model in the Model step first.');
     const trainer = which === 'run' ? this.training?.current : null;
@@ -436,7 +447,7 @@ const REWARD_MODEL_CANNOT_CHAT =
 export interface GenerateRequest {
   messages: { role: string; content: string }[];
   /** The tuned side's adapter: this run's, an imported folder, or the run's adapter at a kept checkpoint. */
-  adapter: 'none' | 'run' | 'imported' | { checkpoint: number };
+  adapter: 'none' | 'run' | 'imported' | KeptCheckpoint;
   sampling: SamplingSettings;
   maxNewTokens: number;
   seed: number;
@@ -452,8 +463,17 @@ export interface Download {
 
 type TrainedAdapter = Parameters<typeof zipAdapterFolder>[0];
 
+/** A kept run's adapter at one step: the run's ID in the run store and the step. */
+export interface KeptCheckpoint {
+  run: string;
+  step: number;
+}
+
+/** A kept run of the loaded model as Compare and Export offer it. */
 export interface RunCheckpoints {
-  model: string;
+  run: string;
+  /** When it began (ms since the epoch). */
+  started: number;
   method: Method;
   /** Steps with a kept adapter, oldest first. */
   steps: number[];

@@ -34,6 +34,21 @@ async function folder(): Promise<FileSystemDirectoryHandle | null> {
   return id === undefined ? null : root.getDirectoryHandle(id);
 }
 
+/** What a lookup finds, or null when the entry does not exist. */
+async function unlessMissing<T>(lookup: Promise<T>): Promise<T | null> {
+  try {
+    return await lookup;
+  } catch (error) {
+    if ((error as DOMException).name === 'NotFoundError') return null;
+    throw error;
+  }
+}
+
+/** A kept run's folder by its ID; null when it is gone (runs past the newest KEPT_RUNS are removed). */
+async function runFolder(id: string): Promise<FileSystemDirectoryHandle | null> {
+  return unlessMissing((await runsRoot()).getDirectoryHandle(id));
+}
+
 /** A short fingerprint of the dataset files' bytes, so runs on the same data can be recognized. */
 async function fingerprint(files: { blob: Blob }[]): Promise<string> {
   const digest = await crypto.subtle.digest('SHA-256', await new Blob(files.map((f) => f.blob)).arrayBuffer());
@@ -48,12 +63,7 @@ async function write(dir: FileSystemDirectoryHandle, name: string, content: Blob
 }
 
 async function read(dir: FileSystemDirectoryHandle, name: string): Promise<File | null> {
-  try {
-    return await (await dir.getFileHandle(name)).getFile();
-  } catch (error) {
-    if ((error as DOMException).name === 'NotFoundError') return null;
-    throw error;
-  }
+  return unlessMissing(dir.getFileHandle(name).then((handle) => handle.getFile()));
 }
 
 /** Removes the current run's folder; there may be none. */
@@ -151,8 +161,8 @@ export function opfsRunStore(): RunStore {
       await writeMetrics(dir, metrics);
       await write(dir, 'ended', '');
     },
-    async adapters() {
-      const dir = await folder();
+    async keptRun(id) {
+      const dir = await runFolder(id);
       const run = dir && (await read(dir, 'run.json'));
       if (!dir || !run) return null;
       return { request: JSON.parse(await run.text()), steps: await adapterSteps(dir), metrics: await readMetrics(dir) };
@@ -174,12 +184,13 @@ export function opfsRunStore(): RunStore {
           fingerprint: request.fingerprint ?? '',
           ended: (await read(dir, 'ended')) !== null,
           metrics: await readMetrics(dir),
+          steps: await adapterSteps(dir),
         });
       }
       return listed;
     },
-    async loadAdapter(step) {
-      const dir = await folder();
+    async loadAdapter(id, step) {
+      const dir = await runFolder(id);
       const file = dir && (await read(dir, `${ADAPTER_PREFIX}${step}`));
       return file ? new Float32Array(await file.arrayBuffer()) : null;
     },

@@ -192,10 +192,7 @@ function AdapterChoice({ hasRun }: { hasRun: boolean }) {
           <input type="radio" checked={adapter === 'run'} onChange={() => setAdapter('run')} />
           This run’s adapter{!hasRun && ' (train one first)'}
         </label>
-        <CheckpointChoice
-          chosen={typeof adapter === 'object' ? adapter.checkpoint : null}
-          onChoose={(step) => setAdapter({ checkpoint: step })}
-        />
+        <CheckpointChoice chosen={typeof adapter === 'object' ? adapter : null} onChoose={setAdapter} />
         <label className="flex items-center gap-2">
           <input
             type="radio"

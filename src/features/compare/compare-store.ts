@@ -1,11 +1,11 @@
 import { create } from 'zustand';
 import { DEFAULT_SAMPLING, type SamplingSettings } from '../../../core/generation/sampling';
-import type { GenerateResult } from '../../../workers/engine/api';
+import type { GenerateResult, KeptCheckpoint } from '../../../workers/engine/api';
 
 export type Side = 'base' | 'tuned';
 
-/** Where the tuned side's adapter comes from: this run, an imported folder, or the run at a kept checkpoint. */
-export type Adapter = 'run' | 'imported' | { checkpoint: number };
+/** Where the tuned side's adapter comes from: this run, an imported folder, or a kept run at a checkpoint. */
+export type Adapter = 'run' | 'imported' | KeptCheckpoint;
 
 export interface Turn {
   user: string;

@@ -3,6 +3,7 @@ import { useState } from 'react';
 import { baseModelId, exportName } from '../../../core/export/base-model-id';
 import { trlScript } from '../../../core/export/trl-job';
 import { zipFolder } from '../../../core/export/zip';
+import type { KeptCheckpoint } from '../../../workers/engine/api';
 import { CheckpointChoice } from '../../components/CheckpointChoice';
 import { button, card, ErrorMessage } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
@@ -12,7 +13,7 @@ import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
 
-type Which = 'run' | { checkpoint: number };
+type Which = 'run' | KeptCheckpoint;
 
 /** Hands a file to the browser as a download. */
 function download(fileName: string, file: Blob): void {
@@ -55,10 +56,7 @@ export function ExportStep() {
               <input type="radio" checked={which === 'run'} onChange={() => setWhich('run')} />
               This run’s adapter{!hasRun && ' (train one first)'}
             </label>
-            <CheckpointChoice
-              chosen={typeof which === 'object' ? which.checkpoint : null}
-              onChoose={(step) => setWhich({ checkpoint: step })}
-            />
+            <CheckpointChoice chosen={typeof which === 'object' ? which : null} onChoose={setWhich} />
           </fieldset>
           <div className="flex flex-wrap gap-3">
             <button

@@ -85,9 +85,9 @@ export interface RunStore {
   end(metrics: MetricRecord[]): Promise<void>;
   /** The run, when it can be resumed. */
   load(): Promise<SavedRun | null>;
-  /** The run's kept adapters: its request, their steps (oldest first) and its metrics; null when there is no run. */
-  adapters(): Promise<{ request: TrainRequest; steps: number[]; metrics: MetricRecord[] } | null>;
-  loadAdapter(step: number): Promise<Float32Array | null>;
+  /** A kept run's request, the steps of its kept adapters (oldest first) and its metrics; null when it is gone. */
+  keptRun(id: string): Promise<{ request: TrainRequest; steps: number[]; metrics: MetricRecord[] } | null>;
+  loadAdapter(id: string, step: number): Promise<Float32Array | null>;
   /** Every kept run, newest first. */
   runs(): Promise<RunListing[]>;
   clear(): Promise<void>;
@@ -106,6 +106,8 @@ export interface RunListing {
   /** Finished or stopped (not resumable). */
   ended: boolean;
   metrics: MetricRecord[];
+  /** Steps with a kept adapter, oldest first. */
+  steps: number[];
 }
 
 /** How many of a run's checkpoint adapters are kept for comparing (the newest). */
