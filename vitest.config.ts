@@ -8,6 +8,7 @@ export default defineConfig({
       'core/**/*.test.ts',
       'cli/**/*.test.ts',
       'scripts/**/*.test.ts',
+      'src/**/*.test.ts',
     ],
     // Software WebGPU is slow; kernels are tested on tiny shapes, but compiling shaders still takes time.
     testTimeout: 60_000,

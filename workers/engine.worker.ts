@@ -18,6 +18,7 @@ const api: EngineApi = {
   cacheEntries: async () => (cache ? cache.entries() : []),
   clearCache: async (prefix) => cache?.clear(prefix),
   startTraining: (request, files, onEvent) => session.startTraining(request, files, onEvent),
+  timeRun: (request, files) => session.timeRun(request, files),
   pauseTraining: async () => session.pauseTraining(),
   resumeTraining: (onEvent) => session.resumeTraining(onEvent),
   stopTraining: () => session.stopTraining(),

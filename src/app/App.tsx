@@ -24,7 +24,7 @@ export function App() {
         <div className="mx-auto flex max-w-7xl flex-wrap items-center gap-x-8 gap-y-2 px-6 py-3">
           <div className="flex items-baseline gap-2">
             <span className="text-xl font-bold tracking-tight">Hone</span>
-            <span className="text-sm text-slate-500">fine-tuning in your browser, on your GPU</span>
+            <span className="text-sm text-slate-500 dark:text-slate-400">fine-tuning in your browser, on your GPU</span>
           </div>
           <nav aria-label="Studio steps">
             <ol className="flex flex-wrap gap-1">

@@ -19,10 +19,14 @@ export function formatCount(n: number): string {
   return String(n);
 }
 
-export function formatSeconds(s: number): string {
-  if (s < 60) return `${Math.ceil(s)} s`;
+export function formatSeconds(seconds: number): string {
+  // Tenths under ten seconds (a step's time); above, whole seconds first, so 119.5 s reads "2 min 0 s", not
+  // "1 min 60 s".
+  if (seconds < 9.95) return `${seconds.toFixed(1)} s`;
+  const s = Math.ceil(seconds);
+  if (s < 60) return `${s} s`;
   const m = Math.floor(s / 60);
-  return m < 60 ? `${m} min ${Math.ceil(s - 60 * m)} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
+  return m < 60 ? `${m} min ${s - 60 * m} s` : `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
 /** "1 record", "2 records". */

@@ -1,10 +1,21 @@
 import { readFile } from 'node:fs/promises';
-import { expect, type Page, test } from '@playwright/test';
+import { expect, type Locator, type Page, test } from '@playwright/test';
 import { unzipSync } from 'fflate';
+import { capitalsJsonl } from '../helpers/datasets';
 
 /** A screenshot of the step, kept with the test's artifacts. */
 async function shot(page: Page, name: string) {
   await page.screenshot({ path: `test-results/journey-${name}.png`, fullPage: true });
+}
+
+/** Drops files onto a drop zone as a person would, through a DataTransfer drop event. */
+async function dropFiles(zone: Locator, files: { name: string; text: string }[]) {
+  const transfer = await zone.page().evaluateHandle((list) => {
+    const data = new DataTransfer();
+    for (const { name, text } of list) data.items.add(new File([text], name));
+    return data;
+  }, files);
+  await zone.dispatchEvent('drop', { dataTransfer: transfer });
 }
 
 test('a first-time user goes from the demo model and a dropped dataset to a trained, compared, exported adapter', async ({
@@ -19,13 +30,8 @@ test('a first-time user goes from the demo model and a dropped dataset to a trai
 
   // Data: the example instructions, dropped onto the page as a file.
   await page.getByRole('button', { name: /Data/ }).click();
-  const bytes = [...(await readFile('public/examples/instructions.jsonl'))];
-  const transfer = await page.evaluateHandle((content) => {
-    const data = new DataTransfer();
-    data.items.add(new File([new Uint8Array(content)], 'instructions.jsonl'));
-    return data;
-  }, bytes);
-  await page.getByTestId('dataset-drop').dispatchEvent('drop', { dataTransfer: transfer });
+  const text = await readFile('public/examples/instructions.jsonl', 'utf8');
+  await dropFiles(page.getByTestId('dataset-drop'), [{ name: 'instructions.jsonl', text }]);
   await expect(page.getByTestId('dataset-counts')).toHaveText('400 usable, 0 skipped');
   await expect(page.getByTestId('token-report')).toContainText('carry loss');
   await shot(page, '2-data');
@@ -43,9 +49,13 @@ test('a first-time user goes from the demo model and a dropped dataset to a trai
     await field.fill(value);
     await field.blur();
   }
+  // Before starting: what it costs in memory, and in time once two steps are timed.
+  await page.getByRole('button', { name: 'Estimate the time' }).click();
+  await expect(page.getByTestId('time-estimate')).toContainText('3 steps of');
+  await shot(page, '3-settings');
   await page.getByRole('button', { name: 'Start training' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Finished');
-  await shot(page, '3-train');
+  await shot(page, '4-train');
 
   // Compare: a held-out prompt, answered by the base and the tuned model side by side.
   await page.getByRole('button', { name: /Compare/ }).click();
@@ -57,7 +67,7 @@ test('a first-time user goes from the demo model and a dropped dataset to a trai
   await page.getByRole('button', { name: 'Send' }).click();
   await expect(page.getByTestId('conversation-base')).toContainText(/tokens\/s/);
   await expect(page.getByTestId('conversation-tuned')).toContainText(/tokens\/s/);
-  await shot(page, '4-compare');
+  await shot(page, '5-compare');
 
   // Export: the adapter, downloaded.
   await page.getByRole('button', { name: /Export/ }).click();
@@ -71,7 +81,7 @@ test('a first-time user goes from the demo model and a dropped dataset to a trai
       (f) => `hone-tiny-sft-step3/${f}`,
     ),
   );
-  await shot(page, '5-export');
+  await shot(page, '6-export');
 });
 
 test('an example dataset loads with one click', async ({ page }) => {
@@ -83,4 +93,36 @@ test('an example dataset loads with one click', async ({ page }) => {
     .click();
   await expect(page.getByTestId('dataset-counts')).toHaveText('300 usable, 0 skipped');
   await expect(page.getByTestId('dataset-report')).toContainText('preference');
+});
+
+test('a broken dataset: each bad line is named with what is wrong, and the good lines are kept', async ({ page }) => {
+  await page.goto('/');
+  await page.getByRole('button', { name: /Data/ }).click();
+  const good = capitalsJsonl([
+    ['Capital of France?', 'Paris.'],
+    ['Capital of Spain?', 'Madrid.'],
+  ]);
+  const broken = `${good}{"messages": [{"role": "user", "content": "Capital of\n${good}{"messages": "Lima"}\n`;
+  await dropFiles(page.getByTestId('dataset-drop'), [{ name: 'capitals.jsonl', text: broken }]);
+  await expect(page.getByTestId('dataset-counts')).toHaveText('4 usable, 2 skipped');
+  const report = page.getByTestId('dataset-report');
+  await expect(report).toContainText('capitals.jsonl:3');
+  await expect(report).toContainText('capitals.jsonl:6');
+  await report.getByText('The skipped records').click();
+  await expect(report.getByText('capitals.jsonl:3')).toBeVisible();
+  await shot(page, 'error-dataset');
+});
+
+test('an unsupported model: the message names the field, the value and what is supported', async ({ page }) => {
+  await page.goto('/');
+  const config = { model_type: 'gpt2', architectures: ['GPT2LMHeadModel'], n_layer: 2, n_embd: 8 };
+  await dropFiles(page.getByRole('region', { name: 'Model folder on this computer' }), [
+    { name: 'config.json', text: JSON.stringify(config) },
+  ]);
+  const alert = page.getByRole('alert');
+  await expect(alert).toContainText('model_type');
+  await expect(alert).toContainText('gpt2');
+  await expect(alert).toContainText(/supported: llama/);
+  await expect(page.getByRole('button', { name: 'Load', exact: true })).toHaveCount(0);
+  await shot(page, 'error-model');
 });

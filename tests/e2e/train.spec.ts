@@ -69,6 +69,13 @@ test('a run trains live in the worker: progress, charts, validation, finished', 
   await setNumber(page, 'Evaluate every (steps)', '3');
   await setNumber(page, 'Checkpoint every (steps)', '4');
   await setNumber(page, 'Sequence length', '64');
+  // How long it will take, from two of its steps timed on this GPU; a changed setting makes that stale.
+  await page.getByRole('button', { name: 'Estimate the time' }).click();
+  await expect(page.getByTestId('time-estimate')).toContainText(/^About .+: 6 steps of .+ each, measured on this GPU/);
+  await expect(page.getByTestId('time-estimate')).toContainText('of validation');
+  await setNumber(page, 'Max steps (empty: by epochs)', '7');
+  await expect(page.getByTestId('time-estimate')).toBeHidden();
+  await setNumber(page, 'Max steps (empty: by epochs)', '6');
   await page.getByRole('button', { name: 'Start training' }).click();
   await expect(page.getByTestId('run-data')).toContainText('messages data: 4 training sequences, 1 for validation');
   await expect(page.getByTestId('run-status')).toHaveText('Finished');

@@ -14,6 +14,7 @@ import type {
   LoadedModelSummary,
   RunCheckpoints,
 } from './session';
+import type { RunTiming } from './train/run-timing';
 import type { RunListing, TrainEvent, TrainRequest } from './train/training-session';
 
 /** The engine worker's answer to "which GPU do I have?": the adapter and a verified kernel run, or why not. */
@@ -35,6 +36,7 @@ export type {
   ModelSource,
   RunCheckpoints,
   RunListing,
+  RunTiming,
   TrainEvent,
   TrainRequest,
 };
@@ -57,6 +59,11 @@ export interface EngineApi {
    * finishes, pauses, stops or fails; a run that cannot start rejects with every reason.
    */
   startTraining(request: TrainRequest, files: DatasetFile[], onEvent: (e: TrainEvent) => void): Promise<void>;
+  /**
+   * How long a run would take on this GPU before starting it: prepared as the run is, two of its steps timed (the
+   * second counts), times its planned steps, plus validation. Refused with every reason, as starting would be.
+   */
+  timeRun(request: TrainRequest, files: DatasetFile[]): Promise<RunTiming>;
   /** Ends the run after the current step, checkpointed; `resumeTraining` continues it. */
   pauseTraining(): Promise<void>;
   resumeTraining(onEvent: (e: TrainEvent) => void): Promise<void>;

@@ -29,6 +29,7 @@ import {
   readerFor,
   sourceLabel,
 } from './model-loader';
+import { type RunTiming, timeRun } from './train/run-timing';
 import {
   type MetricRecord,
   type ModelOnGpu,
@@ -187,6 +188,13 @@ export class EngineSession {
     this.training?.destroy();
     this.training = new TrainingSession(device, kernels, model, this.runs);
     await this.training.start({ ...request, model: model.label }, files, emit);
+  }
+
+  /** How long a run of these settings on this data would take here, from two of its steps timed. */
+  async timeRun(request: TrainRequest, files: DatasetFile[]): Promise<RunTiming> {
+    if (this.training?.isRunning) throw new Error('a run is training; its progress shows the time left');
+    const { device, kernels, model } = await this.trainable();
+    return timeRun({ device, kernels }, model, { ...request, model: model.label }, files);
   }
 
   pauseTraining(): void {

@@ -294,7 +294,7 @@ function Conversation({ side, title, turns }: { side: Side; title: string; turns
                 {a.text}
               </p>
               {a.result && (
-                <p className="px-2 text-xs text-slate-500">
+                <p className="px-2 text-xs text-slate-500 dark:text-slate-400">
                   {a.result.tokens} tokens, {a.result.tokensPerSecond.toFixed(1)} tokens/s
                   {a.result.stoppedBy === 'length' && ', cut at the max new tokens'}
                   {a.result.stoppedBy === 'cancelled' && ', stopped'}

@@ -44,7 +44,7 @@ export function DatasetDrop({ files, onFiles }: { files: File[]; onFiles: (files
         <ul className="mt-2 text-slate-600 dark:text-slate-300">
           {files.map((f) => (
             <li key={f.name}>
-              {f.name} <span className="text-slate-400">({formatBytes(f.size)})</span>
+              {f.name} <span className="text-slate-500 dark:text-slate-400">({formatBytes(f.size)})</span>
             </li>
           ))}
         </ul>

@@ -21,7 +21,7 @@ export function DatasetReport({ summary }: { summary: DatasetSummary }) {
         {summary.records.toLocaleString()} usable, {summary.skipped.toLocaleString()} skipped
       </p>
       <table className="mt-2 w-full text-left text-sm">
-        <thead className="text-slate-500">
+        <thead className="text-slate-500 dark:text-slate-400">
           <tr>
             <th className="font-normal">File</th>
             <th className="font-normal">Size</th>

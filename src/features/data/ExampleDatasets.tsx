@@ -34,7 +34,7 @@ export function ExampleDatasets({ onFiles, hasData }: { onFiles: (files: File[])
             disabled={fetchExample.isPending}
             onClick={() => fetchExample.mutate(e.file)}
           >
-            {e.label} <span className="text-slate-500">({e.what})</span>
+            {e.label} <span className="text-slate-500 dark:text-slate-400">({e.what})</span>
           </button>
         ))}
       </div>

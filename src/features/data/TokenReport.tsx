@@ -54,7 +54,10 @@ export function TokenReport({ summary }: { summary: DatasetSummary }) {
           )}
           <Histogram stats={tokens.data.stats} maxLength={settings.maxLength} />
           <h3 className="mt-4 text-sm font-semibold">
-            The first records, <mark className="rounded bg-emerald-100 px-1 dark:bg-emerald-900">tokens with loss</mark>{' '}
+            The first records,{' '}
+            <mark className="rounded bg-emerald-100 px-1 dark:bg-emerald-900 dark:text-emerald-50">
+              tokens with loss
+            </mark>{' '}
             marked
           </h3>
           {tokens.data.previews.map((p) => (
@@ -147,7 +150,7 @@ function Histogram({ stats, maxLength }: { stats: LengthStats; maxLength: number
           />
         ))}
       </div>
-      <figcaption className="mt-1 text-xs text-slate-500">
+      <figcaption className="mt-1 text-xs text-slate-500 dark:text-slate-400">
         Tokens per sequence: min {stats.min}, median {stats.median}, p95 {stats.p95}, max {stats.max}
         {stats.max > maxLength && ' (amber: past the max length)'}
       </figcaption>
@@ -158,17 +161,23 @@ function Histogram({ stats, maxLength }: { stats: LengthStats; maxLength: number
 function Preview({ record }: { record: PreviewRecord }) {
   return (
     <article className="mt-2 rounded border border-slate-200 p-2 dark:border-slate-700" data-testid="record-preview">
-      <p className="text-xs text-slate-500">
+      <p className="text-xs text-slate-500 dark:text-slate-400">
         {record.file}:{record.line}
       </p>
       {record.sequences.map((s) => (
         <div key={s.label} className="mt-1">
-          {record.sequences.length > 1 && <p className="text-xs font-semibold text-slate-500">{s.label}</p>}
+          {record.sequences.length > 1 && (
+            <p className="text-xs font-semibold text-slate-500 dark:text-slate-400">{s.label}</p>
+          )}
           <pre className="whitespace-pre-wrap break-words font-mono text-xs">
             {s.segments.map((seg, i) =>
               seg.loss ? (
                 // biome-ignore lint/suspicious/noArrayIndexKey: segments are a fixed rendering, never reordered.
-                <mark key={i} className="rounded bg-emerald-100 dark:bg-emerald-900" data-loss="true">
+                <mark
+                  key={i}
+                  className="rounded bg-emerald-100 dark:bg-emerald-900 dark:text-emerald-50"
+                  data-loss="true"
+                >
                   {seg.text}
                 </mark>
               ) : (
@@ -177,7 +186,7 @@ function Preview({ record }: { record: PreviewRecord }) {
               ),
             )}
           </pre>
-          <p className="text-xs text-slate-500">
+          <p className="text-xs text-slate-500 dark:text-slate-400">
             {s.tokens} tokens{s.cut > 0 && `, the last ${s.cut} cut at the max length`}
           </p>
         </div>

@@ -11,7 +11,10 @@ export function GpuPanel() {
       data-testid="gpu-panel"
       className="rounded-lg border border-slate-200 bg-white p-4 shadow-sm dark:border-slate-700 dark:bg-slate-900"
     >
-      <h2 id="gpu-heading" className="mb-3 text-sm font-semibold uppercase tracking-wide text-slate-500">
+      <h2
+        id="gpu-heading"
+        className="mb-3 text-sm font-semibold uppercase tracking-wide text-slate-500 dark:text-slate-400"
+      >
         Your GPU
       </h2>
       {report.isPending && (
@@ -40,7 +43,7 @@ function AdapterDetails({ report }: { report: Extract<GpuReport, { ok: true }> }
       <dl className="grid grid-cols-[max-content_1fr] gap-x-4 gap-y-1 text-sm">
         {rows.map(([label, value]) => (
           <div key={label} className="contents">
-            <dt className="text-slate-500">{label}</dt>
+            <dt className="text-slate-500 dark:text-slate-400">{label}</dt>
             <dd className="font-medium text-slate-900 dark:text-slate-100">{value}</dd>
           </div>
         ))}

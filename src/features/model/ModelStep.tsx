@@ -54,7 +54,9 @@ function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (
   return (
     <div className={card}>
       <fieldset>
-        <legend className="mb-2 text-sm font-semibold uppercase tracking-wide text-slate-500">Models</legend>
+        <legend className="mb-2 text-sm font-semibold uppercase tracking-wide text-slate-500 dark:text-slate-400">
+          Models
+        </legend>
         <ul className="grid gap-2 sm:grid-cols-2">
           <li>
             <label
@@ -68,7 +70,9 @@ function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (
               />
               <span>
                 <span className="font-medium">Offline demo model (hone-tiny)</span>
-                <span className="block text-slate-500">Comes with the studio: no download, works offline.</span>
+                <span className="block text-slate-500 dark:text-slate-400">
+                  Comes with the studio: no download, works offline.
+                </span>
               </span>
             </label>
           </li>
@@ -85,7 +89,7 @@ function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (
                 />
                 <span>
                   <span className="font-medium">{entry.name}</span>
-                  <span className="block text-slate-500">{entry.note}</span>
+                  <span className="block text-slate-500 dark:text-slate-400">{entry.note}</span>
                 </span>
               </label>
             </li>
@@ -225,7 +229,7 @@ function ModelFacts({ info }: { info: DescribedModel }) {
       <dl className="grid grid-cols-[max-content_1fr] gap-x-4 gap-y-1 text-sm">
         {rows.map(([label, value]) => (
           <div key={label} className="contents">
-            <dt className="text-slate-500">{label}</dt>
+            <dt className="text-slate-500 dark:text-slate-400">{label}</dt>
             <dd className="font-medium">{value}</dd>
           </div>
         ))}
@@ -279,7 +283,9 @@ function HubSettingsPanel() {
             className="rounded-md border border-slate-300 px-2 py-1 dark:border-slate-600 dark:bg-slate-800"
           />
         </label>
-        <p className="text-slate-500">Kept only in this browser, and sent only to the Hub URL above.</p>
+        <p className="text-slate-500 dark:text-slate-400">
+          Kept only in this browser, and sent only to the Hub URL above.
+        </p>
       </div>
     </details>
   );

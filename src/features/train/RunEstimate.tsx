@@ -1,7 +1,10 @@
+import { useMutation } from '@tanstack/react-query';
 import type { ModelConfig } from '../../../core/model-config';
 import { estimateTrainingMemory } from '../../../core/model-memory';
 import { defaultsExplained, type TrainSettings } from '../../../core/training/settings';
-import { formatBytes } from '../../lib/format';
+import type { RunTiming } from '../../../workers/engine/api';
+import { button, ErrorMessage } from '../../components/ui';
+import { formatBytes, formatSeconds, plural } from '../../lib/format';
 
 /** Rows a step holds per item: pairs are two sequences, policy optimization's prompts a group of completions. */
 function rowsPerItem(s: TrainSettings): number {
@@ -9,15 +12,51 @@ function rowsPerItem(s: TrainSettings): number {
   return s.method === 'grpo' ? s.groupSize : 1;
 }
 
-/** What the settings will cost the GPU, at most, and why the defaults are what they are. */
+/** How long the run would take, measured on request: it takes two steps' time, so it is not done unasked. */
+function TimeEstimate({ timing }: { timing: { key: string; measure: () => Promise<RunTiming> } }) {
+  const measured = useMutation({ mutationFn: (_key: string) => timing.measure() });
+  const current = measured.variables === timing.key;
+  const t = current ? measured.data : undefined;
+  return (
+    <div className="flex flex-wrap items-center gap-3" aria-live="polite">
+      <button
+        type="button"
+        className={`${button} border border-indigo-600 text-indigo-700 dark:text-indigo-300`}
+        disabled={measured.isPending}
+        onClick={() => measured.mutate(timing.key)}
+      >
+        {measured.isPending ? 'Timing two steps…' : 'Estimate the time'}
+      </button>
+      {t && (
+        <p data-testid="time-estimate">
+          About <strong>{formatSeconds(t.totalSeconds)}</strong>: {plural(t.totalSteps, 'step')} of{' '}
+          {formatSeconds(t.secondsPerStep)} each, measured on this GPU with these settings and data
+          {t.validationSeconds > 0 && `, with about ${formatSeconds(t.validationSeconds)} of validation`}
+          {t.preparationSeconds >= 1 && ` and ${formatSeconds(t.preparationSeconds)} of preparing the data`}.
+        </p>
+      )}
+      {current && measured.error && <ErrorMessage error={measured.error} />}
+      {!current && !measured.isPending && (
+        <p>Times two steps of this run on this GPU (the second counts), then works out the whole run.</p>
+      )}
+    </div>
+  );
+}
+
+/**
+ * What the settings will cost the GPU, at most; how long the run will take, once timed (`timing` is null while the
+ * run could not start); and why the defaults are what they are.
+ */
 export function RunEstimate({
   config,
   settings: s,
   parameters,
+  timing,
 }: {
   config: ModelConfig;
   settings: TrainSettings;
   parameters: number;
+  timing: { key: string; measure: () => Promise<RunTiming> } | null;
 }) {
   const memory = estimateTrainingMemory(config, {
     batch: s.batchSize * rowsPerItem(s),
@@ -37,9 +76,10 @@ export function RunEstimate({
           Up to about <strong>{formatBytes(memory.total)}</strong> of GPU memory: weights {formatBytes(memory.weights)},
           activations {formatBytes(memory.activations)} (for sequences of {s.seqLen} tokens; shorter data needs less),{' '}
           {s.full ? 'every weight’s gradients and optimizer state' : 'the adapter and its optimizer state'}{' '}
-          {formatBytes(memory.adapter)}. The time left shows once the first steps have run.
+          {formatBytes(memory.adapter)}.
         </p>
       )}
+      {timing && <TimeEstimate timing={timing} />}
       <details>
         <summary className="cursor-pointer">Why these defaults</summary>
         <ul className="mt-1 list-disc pl-5">

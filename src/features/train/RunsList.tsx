@@ -46,7 +46,7 @@ export function RunsList() {
         Every run is kept in this browser (the newest twenty). Tick runs to draw their training loss together.
       </p>
       <table className="mt-2 w-full text-left">
-        <thead className="text-slate-500">
+        <thead className="text-slate-500 dark:text-slate-400">
           <tr>
             <th className="font-normal">Compare</th>
             <th className="font-normal">Started</th>
@@ -80,7 +80,8 @@ export function RunsList() {
                 <td>{settingsSummary(run.settings)}</td>
                 <td>{run.model}</td>
                 <td title={`dataset fingerprint ${run.fingerprint}`}>
-                  {run.files.join(', ')} <span className="font-mono text-slate-500">{run.fingerprint}</span>
+                  {run.files.join(', ')}{' '}
+                  <span className="font-mono text-slate-500 dark:text-slate-400">{run.fingerprint}</span>
                 </td>
                 <td>
                   {last ? `${last.step} of ${last.totalSteps}` : '0'}

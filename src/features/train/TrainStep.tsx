@@ -9,7 +9,9 @@ import {
   type Method,
   methodForFormat,
   settingsProblems,
+  type TrainSettings,
 } from '../../../core/training/settings';
+import type { TrainRequest } from '../../../workers/engine/api';
 import { button, card, ErrorMessage } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { useDataset } from '../../stores/dataset';
@@ -74,26 +76,27 @@ export function TrainStep() {
       ? 'Drop a dataset in the Data step first.'
       : null;
 
+  // What starting (or timing) a run sends the engine: the settings, the data and how to split it, the reward, the
+  // adapter continued.
+  const request = (model: string, s: TrainSettings): TrainRequest => ({
+    model,
+    settings: s,
+    data: {
+      ...dataset.choice,
+      validation: dataset.settings.validation,
+      splitSeed: dataset.settings.seed,
+      trainOnPrompt: dataset.settings.trainOnPrompt,
+    },
+    reward: s.method === 'grpo' ? (training.reward ?? undefined) : undefined,
+    initialAdapter: training.initialAdapter ?? undefined,
+  });
+  const files = () => dataset.files.map((f) => ({ name: f.name, blob: f }));
+
   const start = async () => {
     if (!settings || !loaded) return;
     training.reset('preparing');
     try {
-      await getEngine().startTraining(
-        {
-          model: loaded.label,
-          settings,
-          data: {
-            ...dataset.choice,
-            validation: dataset.settings.validation,
-            splitSeed: dataset.settings.seed,
-            trainOnPrompt: dataset.settings.trainOnPrompt,
-          },
-          reward: settings.method === 'grpo' ? (training.reward ?? undefined) : undefined,
-          initialAdapter: training.initialAdapter ?? undefined,
-        },
-        dataset.files.map((f) => ({ name: f.name, blob: f })),
-        Comlink.proxy(training.handle),
-      );
+      await getEngine().startTraining(request(loaded.label, settings), files(), Comlink.proxy(training.handle));
     } catch (error) {
       training.fail((error as Error).message);
     }
@@ -127,7 +130,24 @@ export function TrainStep() {
             }
             disabled={busy}
           />
-          <RunEstimate config={loaded.config} settings={settings} parameters={parameters} />
+          <RunEstimate
+            config={loaded.config}
+            settings={settings}
+            parameters={parameters}
+            timing={
+              dataset.summary && problems.length === 0 && !busy
+                ? {
+                    // Any change to what the run would be makes an earlier measurement stale.
+                    key: JSON.stringify([
+                      request(loaded.label, settings),
+                      training.initialAdapter?.name,
+                      dataset.files.map((f) => [f.name, f.size, f.lastModified]),
+                    ]),
+                    measure: () => getEngine().timeRun(request(loaded.label, settings), files()),
+                  }
+                : null
+            }
+          />
           <StartFrom
             picked={training.initialAdapter}
             settings={settings}

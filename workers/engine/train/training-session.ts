@@ -4,35 +4,15 @@
  * a crash or a lost GPU device can continue from the last checkpoint. Events stream to the page as they happen.
  */
 
-import { type LoadedAdapter, loadAdapter } from '../../../core/checkpoint';
 import type { DatasetFile } from '../../../core/dataset/read-records';
-import { expandZip } from '../../../core/export/unzip-folder';
-import type { ModelConfig } from '../../../core/model-config';
-import type { ModelTokenizer } from '../../../core/tokenizer';
-import { type AdapterShape, adapterShape } from '../../../core/training/continue-adapter';
-import { type DataChoice, type PreparedRun, prepareRun } from '../../../core/training/prepare';
-import { rlSequenceLength } from '../../../core/training/sequences';
+import type { PreparedRun } from '../../../core/training/prepare';
 import type { TrainSettings } from '../../../core/training/settings';
 import type { EngineKernels } from '../model/kernels';
-import type { GpuWeights } from '../model/weights';
-import { filesReader } from '../model-loader';
+import { buildRun, type ModelOnGpu, type TrainRequest } from './build-run';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
-import { createTrainer } from './create-trainer';
-import { type RewardChoice, rewardFromChoice } from './reward-choice';
 import { evalRecord, type MetricRecord, runTraining, type Trainer, type TrainerCheckpoint } from './trainer';
 
-export type { MetricRecord };
-
-export interface TrainRequest {
-  /** The model the run belongs to (its label), so a saved run is resumed on the same model. */
-  model: string;
-  settings: TrainSettings;
-  data: DataChoice;
-  /** Policy optimization's reward. */
-  reward?: RewardChoice;
-  /** An adapter folder (or its zip) the run continues, in its own LoRA shape. */
-  initialAdapter?: { name: string; files: { path: string; file: Blob }[] };
-}
+export type { MetricRecord, ModelOnGpu, TrainRequest };
 
 export type TrainEvent =
   | {
@@ -120,13 +100,6 @@ export interface SavedRun {
   metrics: MetricRecord[];
 }
 
-export interface ModelOnGpu {
-  label: string;
-  config: ModelConfig;
-  tokenizer: ModelTokenizer;
-  weights: GpuWeights;
-}
-
 /**
  * The adapter in a checkpoint: the optimizer's groups are the LoRA vector, then a head when the objective has one;
  * none in full-parameter runs.
@@ -141,14 +114,6 @@ function adapterOf(c: TrainerCheckpoint): AdapterSnapshot | null {
     at += g.length;
   }
   return { step: c.step, params };
-}
-
-/** Why the run cannot start, every reason at once. */
-export class RunRefusedError extends Error {
-  constructor(readonly problems: string[]) {
-    super(`The run cannot start:\n${problems.map((p) => `• ${p}`).join('\n')}`);
-    this.name = 'RunRefusedError';
-  }
 }
 
 export class TrainingSession {
@@ -199,50 +164,18 @@ export class TrainingSession {
     saved?: SavedRun,
   ): Promise<void> {
     if (this.running) throw new Error('a run is already training');
-    if (request.model !== this.model.label) {
-      throw new Error(`the run was made on ${request.model}; ${this.model.label} is loaded`);
-    }
-    const prepared = await prepareRun(files, request.data, this.model.tokenizer, this.model.config, request.settings);
+    const { prepared, trainer } = await buildRun(
+      { device: this.device, kernels: this.kernels },
+      this.model,
+      request,
+      files,
+    );
+    this.trainer = trainer;
     this.fileNames = files.map((f) => f.name);
-    const problems = [...prepared.problems];
-    const initial =
-      request.initialAdapter && (await this.continued(request.initialAdapter, request.settings, problems));
-    if (prepared.data.kind === 'prompts' && !request.reward) {
-      problems.push('policy optimization needs a reward: write a rule or pick a reward model');
-    }
-    if (problems.length > 0) throw new RunRefusedError(problems);
-    this.trainer?.destroy();
-    this.trainer = null;
-    const { settings } = request;
-    const engine = { device: this.device, kernels: this.kernels, weights: this.model.weights };
-    const reward =
-      prepared.data.kind === 'prompts' && request.reward
-        ? await rewardFromChoice(
-            request.reward,
-            engine,
-            {
-              rows: settings.batchSize * settings.groupSize,
-              seq: rlSequenceLength(prepared.data, settings.seqLen, settings.maxCompletion),
-            },
-            this.model.tokenizer,
-          )
-        : undefined;
-    try {
-      this.trainer = await createTrainer(engine, {
-        settings,
-        data: prepared.data,
-        tokenizer: this.model.tokenizer,
-        reward,
-        initial: initial ?? undefined,
-      });
-    } catch (error) {
-      reward?.destroy();
-      throw error;
-    }
     this.metrics = [];
     if (saved) {
-      this.trainer.restore(parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run'));
-      this.metrics = saved.metrics.filter((m) => m.step <= (this.trainer as Trainer<unknown>).stepsCompleted);
+      trainer.restore(parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run'));
+      this.metrics = saved.metrics.filter((m) => m.step <= trainer.stepsCompleted);
     } else {
       await this.store?.begin(request, files);
     }
@@ -256,38 +189,12 @@ export class TrainingSession {
       train: sequences.train.length,
       validation: sequences.validation.length,
       dropped: sequences.dropped,
-      totalSteps: this.trainer.totalSteps,
-      step: this.trainer.stepsCompleted,
+      totalSteps: trainer.totalSteps,
+      step: trainer.stepsCompleted,
     };
     emit(this.prepared);
     for (const metric of this.metrics) emit({ type: 'metric', metric });
     await this.continue(emit);
-  }
-
-  /**
-   * The adapter a run continues, checked against the model and the run: its LoRA shape must be the settings' (the
-   * Train step takes it over when the adapter is picked). What is wrong is added to `problems`.
-   */
-  private async continued(
-    picked: NonNullable<TrainRequest['initialAdapter']>,
-    settings: TrainSettings,
-    problems: string[],
-  ): Promise<LoadedAdapter | null> {
-    if (settings.full) {
-      problems.push('continuing an adapter trains LoRA: turn off training every weight');
-      return null;
-    }
-    const task = settings.method === 'rm' ? 'SEQ_CLS' : 'CAUSAL_LM';
-    const adapter = await loadAdapter(filesReader(await expandZip(picked.files)), picked.name, this.model.config, task);
-    const shape = adapterShape(adapter.config, picked.name);
-    for (const key of Object.keys(shape) as (keyof AdapterShape)[]) {
-      if (JSON.stringify(settings[key]) !== JSON.stringify(shape[key])) {
-        problems.push(
-          `${picked.name} has ${key} ${shape[key]}, the settings ${settings[key]}: continue it in its shape`,
-        );
-      }
-    }
-    return adapter;
   }
 
   /** Steps until the run finishes, is paused or stopped, or fails. */

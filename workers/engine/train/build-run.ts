@@ -1,0 +1,119 @@
+/**
+ * A run's trainer from what the page sends: the dataset prepared with the same code as `hone train`, the adapter
+ * it continues checked against the settings, policy optimization's reward loaded. Starting a run and timing one
+ * both build it here, so the estimate measures the very steps the run will take.
+ */
+
+import { type LoadedAdapter, loadAdapter } from '../../../core/checkpoint';
+import type { DatasetFile } from '../../../core/dataset/read-records';
+import { expandZip } from '../../../core/export/unzip-folder';
+import type { ModelConfig } from '../../../core/model-config';
+import type { ModelTokenizer } from '../../../core/tokenizer';
+import { type AdapterShape, adapterShape } from '../../../core/training/continue-adapter';
+import { type DataChoice, type PreparedRun, prepareRun } from '../../../core/training/prepare';
+import { rlSequenceLength } from '../../../core/training/sequences';
+import type { TrainSettings } from '../../../core/training/settings';
+import type { EngineKernels } from '../model/kernels';
+import type { GpuWeights } from '../model/weights';
+import { filesReader } from '../model-loader';
+import { createTrainer } from './create-trainer';
+import { type RewardChoice, rewardFromChoice } from './reward-choice';
+import type { Trainer } from './trainer';
+
+export interface TrainRequest {
+  /** The model the run belongs to (its label), so a saved run is resumed on the same model. */
+  model: string;
+  settings: TrainSettings;
+  data: DataChoice;
+  /** Policy optimization's reward. */
+  reward?: RewardChoice;
+  /** An adapter folder (or its zip) the run continues, in its own LoRA shape. */
+  initialAdapter?: { name: string; files: { path: string; file: Blob }[] };
+}
+
+export interface ModelOnGpu {
+  label: string;
+  config: ModelConfig;
+  tokenizer: ModelTokenizer;
+  weights: GpuWeights;
+}
+
+/** Why the run cannot start, every reason at once. */
+export class RunRefusedError extends Error {
+  constructor(readonly problems: string[]) {
+    super(problems.join('; '));
+    this.name = 'RunRefusedError';
+  }
+}
+
+/**
+ * The adapter a run continues, checked against the model and the run: its LoRA shape must be the settings' (the
+ * Train step takes it over when the adapter is picked). What is wrong is added to `problems`.
+ */
+async function continuedAdapter(
+  picked: NonNullable<TrainRequest['initialAdapter']>,
+  settings: TrainSettings,
+  config: ModelConfig,
+  problems: string[],
+): Promise<LoadedAdapter | null> {
+  if (settings.full) {
+    problems.push('continuing an adapter trains LoRA: turn off training every weight');
+    return null;
+  }
+  const task = settings.method === 'rm' ? 'SEQ_CLS' : 'CAUSAL_LM';
+  const adapter = await loadAdapter(filesReader(await expandZip(picked.files)), picked.name, config, task);
+  const shape = adapterShape(adapter.config, picked.name);
+  for (const key of Object.keys(shape) as (keyof AdapterShape)[]) {
+    if (JSON.stringify(settings[key]) !== JSON.stringify(shape[key])) {
+      problems.push(`${picked.name} has ${key} ${shape[key]}, the settings ${settings[key]}: continue it in its shape`);
+    }
+  }
+  return adapter;
+}
+
+/** The prepared data and a trainer ready for its first step; throws RunRefusedError with every problem found. */
+export async function buildRun(
+  engine: { device: GPUDevice; kernels: EngineKernels },
+  model: ModelOnGpu,
+  request: TrainRequest,
+  files: DatasetFile[],
+): Promise<{ prepared: PreparedRun; trainer: Trainer<unknown> }> {
+  if (request.model !== model.label) {
+    throw new Error(`the run was made on ${request.model}; ${model.label} is loaded`);
+  }
+  const { settings } = request;
+  const prepared = await prepareRun(files, request.data, model.tokenizer, model.config, settings);
+  const problems = [...prepared.problems];
+  const initial =
+    request.initialAdapter && (await continuedAdapter(request.initialAdapter, settings, model.config, problems));
+  if (prepared.data.kind === 'prompts' && !request.reward) {
+    problems.push('policy optimization needs a reward: write a rule or pick a reward model');
+  }
+  if (problems.length > 0) throw new RunRefusedError(problems);
+  const onGpu = { ...engine, weights: model.weights };
+  const reward =
+    prepared.data.kind === 'prompts' && request.reward
+      ? await rewardFromChoice(
+          request.reward,
+          onGpu,
+          {
+            rows: settings.batchSize * settings.groupSize,
+            seq: rlSequenceLength(prepared.data, settings.seqLen, settings.maxCompletion),
+          },
+          model.tokenizer,
+        )
+      : undefined;
+  try {
+    const trainer = await createTrainer(onGpu, {
+      settings,
+      data: prepared.data,
+      tokenizer: model.tokenizer,
+      reward,
+      initial: initial ?? undefined,
+    });
+    return { prepared, trainer };
+  } catch (error) {
+    reward?.destroy();
+    throw error;
+  }
+}
