@@ -9,6 +9,9 @@ export interface Series {
   values: (number | null)[];
 }
 
+/** Tick spacings for the step axis: 1, 2, 5, 10, 20, 50, ... */
+const STEP_TICKS = Array.from({ length: 8 }, (_, power) => [1, 2, 5].map((m) => m * 10 ** power)).flat();
+
 /**
  * One live line chart (uPlot: fast enough to redraw on every step). `x` is the optimizer step; series share it,
  * and a series with gaps (validation loss) is drawn through them.
@@ -29,7 +32,8 @@ export function MetricChart(props: { title: string; x: number[]; series: Series[
         height: 160,
         legend: { show: true },
         scales: { x: { time: false }, y: log ? { distr: 3 } : {} },
-        axes: [{ label: 'step', size: 30 }, { size: 50 }],
+        // Steps are whole numbers: ticks at whole steps only.
+        axes: [{ label: 'step', size: 30, incrs: STEP_TICKS }, { size: 50 }],
         series: [
           { label: 'step' },
           ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, spanGaps: true })),

@@ -45,7 +45,7 @@ export function RunsList() {
       <p className="text-slate-600 dark:text-slate-300">
         Every run is kept in this browser (the newest twenty). Tick runs to draw their training loss together.
       </p>
-      <table className="mt-2 w-full text-left">
+      <table className="mt-2 w-full text-left [&_td]:pr-3 [&_td]:align-top [&_th]:pr-3">
         <thead className="text-slate-500 dark:text-slate-400">
           <tr>
             <th className="font-normal">Compare</th>
