@@ -8,6 +8,9 @@ import { useDataset } from '../../stores/dataset';
 import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useModel } from '../../stores/model';
 
+/** Tokens that carry loss, marked (the dark theme needs its own text color: a mark's default is black). */
+const lossMark = 'rounded bg-emerald-100 dark:bg-emerald-900 dark:text-emerald-50';
+
 const PREVIEW_RECORDS = 3;
 
 /**
@@ -54,11 +57,7 @@ export function TokenReport({ summary }: { summary: DatasetSummary }) {
           )}
           <Histogram stats={tokens.data.stats} maxLength={settings.maxLength} />
           <h3 className="mt-4 text-sm font-semibold">
-            The first records,{' '}
-            <mark className="rounded bg-emerald-100 px-1 dark:bg-emerald-900 dark:text-emerald-50">
-              tokens with loss
-            </mark>{' '}
-            marked
+            The first records, <mark className={`${lossMark} px-1`}>tokens with loss</mark> marked
           </h3>
           {tokens.data.previews.map((p) => (
             <Preview key={`${p.file}:${p.line}`} record={p} />
@@ -173,11 +172,7 @@ function Preview({ record }: { record: PreviewRecord }) {
             {s.segments.map((seg, i) =>
               seg.loss ? (
                 // biome-ignore lint/suspicious/noArrayIndexKey: segments are a fixed rendering, never reordered.
-                <mark
-                  key={i}
-                  className="rounded bg-emerald-100 dark:bg-emerald-900 dark:text-emerald-50"
-                  data-loss="true"
-                >
+                <mark key={i} className={lossMark} data-loss="true">
                   {seg.text}
                 </mark>
               ) : (
