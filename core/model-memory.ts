@@ -20,9 +20,10 @@ export interface TrainingMemory {
 }
 
 /**
- * GPU bytes a training step needs, following what the engine allocates: per layer the saved activations, plus
- * attention probabilities for one layer and the loss's logits slice (`steps` such activation sets: a policy
- * optimization run has a second, forward-only step for its reference); the weights at fp32, or with
+ * GPU bytes a training step needs, following what the engine allocates: per layer the saved activations (with
+ * `recompute`, gradient checkpointing, only each layer's input, plus one layer's set to recompute into), attention
+ * probabilities for one layer and the loss's logits slice (with `reference`, also policy optimization's
+ * forward-only step for its KL reference, which keeps one layer's set); the weights at fp32, or with
  * `halfMatrices` (how LoRA runs hold them) the matrices at fp16; the adapter's parameters, gradients and moments,
  * or with `full` those of every weight.
  */
@@ -35,7 +36,8 @@ export function estimateTrainingMemory(
     targets = PROJECTIONS,
     full = false,
     halfMatrices = false,
-    steps = 1,
+    recompute = false,
+    reference = false,
   }: {
     batch?: number;
     seq?: number;
@@ -43,15 +45,18 @@ export function estimateTrainingMemory(
     targets?: readonly Projection[];
     full?: boolean;
     halfMatrices?: boolean;
-    steps?: number;
+    recompute?: boolean;
+    reference?: boolean;
   } = {},
 ): TrainingMemory {
   const { hiddenSize: d, intermediateSize: f, numHeads: H, numKvHeads: KV, headDim: hd, numLayers: L } = config;
   const N = batch * seq;
-  const perLayer = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2) + N * rank * targets.length;
+  const layerSet = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2) + N * rank * targets.length;
+  const kept = recompute ? layerSet + (L - 1) * N * d : L * layerSet;
   const scratch = N * (4 * d + 3 * f + 6 * H * hd + 6 * KV * hd) + 2 * batch * H * seq * seq;
   const logits = Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
-  const activations = 4 * steps * (L * perLayer + scratch + logits);
+  const step = scratch + logits;
+  const activations = 4 * (kept + step + (reference ? layerSet + step : 0));
   const params = parameterCount(config);
   const adapterParams = L * targets.reduce((n, p) => n + rank * projectionShape(config, p).reduce((a, b) => a + b), 0);
   // Parameters, gradients and two Adam moments: for the adapter's, or every weight's (their parameters are the

@@ -36,7 +36,8 @@ export const TRAIN_USAGE =
   'hone train --model M --data FILE[,FILE...] --method cpt|sft|rm|grpo|dpo --out DIR [settings] [--resume]';
 
 const SETTINGS_HELP = `settings: --max-steps N --epochs N --lr X --lora-r N --lora-alpha X --lora-dropout X
-  --targets q_proj,v_proj,... --rslora --full --batch-size N --grad-accum N --seq-len N --warmup X (steps, or a
+  --targets q_proj,v_proj,... --rslora --full --batch-size N --grad-accum N --seq-len N --recompute (gradient
+  checkpointing: less memory, a third more work) --warmup X (steps, or a
   fraction below 1) --schedule constant|linear|cosine --weight-decay X --max-grad-norm X --seed N --eval-every N
   --checkpoint-every N --validation X (fraction or count) --prompt-loss --format F --map FIELD=COLUMN
   --beta X (DPO's beta; for grpo the KL penalty's) --adapter DIR|ZIP (continue training that adapter)
@@ -80,6 +81,7 @@ function settingsFrom(values: Record<string, unknown>, method: Method, parameter
       .map((t) => t.trim()) as Projection[];
   if (values.rslora) out.rslora = true;
   if (values.full) out.full = true;
+  if (values.recompute) out.recompute = true;
   return out as unknown as TrainSettings;
 }
 
@@ -166,6 +168,7 @@ export async function train(args: string[]): Promise<number> {
       'lora-dropout': { type: 'string' },
       targets: { type: 'string' },
       rslora: { type: 'boolean' },
+      recompute: { type: 'boolean' },
       full: { type: 'boolean' },
       'batch-size': { type: 'string' },
       'grad-accum': { type: 'string' },

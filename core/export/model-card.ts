@@ -37,6 +37,7 @@ const SETTINGS_SHOWN: [keyof TrainSettings, string][] = [
   ['batchSize', 'batch size'],
   ['gradAccum', 'gradient accumulation'],
   ['seqLen', 'sequence length'],
+  ['recompute', 'gradient checkpointing'],
   ['weightDecay', 'weight decay'],
   ['maxGradNorm', 'gradient clipping'],
   ['seed', 'seed'],
@@ -82,9 +83,10 @@ export function modelCard(info: CardInfo): string {
     '',
     '| setting | value |',
     '|---|---|',
-    ...[...SETTINGS_SHOWN, ...(METHOD_SETTINGS[s.method] ?? [])].map(
-      ([key, label]) => `| ${label} | ${show(s[key])} |`,
-    ),
+    // Runs kept from before a setting existed lack it: left out rather than shown as undefined.
+    ...[...SETTINGS_SHOWN, ...(METHOD_SETTINGS[s.method] ?? [])]
+      .filter(([key]) => s[key] !== undefined)
+      .map(([key, label]) => `| ${label} | ${show(s[key])} |`),
     '',
     '## Results',
     '',

@@ -81,6 +81,7 @@ export function trlScript(s: TrainSettings, o: JobOptions): string {
     // TRL counts GRPO's batch in completions: the prompts times their group.
     ['per_device_train_batch_size', s.method === 'grpo' ? s.batchSize * s.groupSize : s.batchSize],
     ['gradient_accumulation_steps', s.gradAccum],
+    ['gradient_checkpointing', s.recompute],
     ['weight_decay', s.weightDecay],
     ['max_grad_norm', s.maxGradNorm],
     ['seed', s.seed],

@@ -65,8 +65,9 @@ export function RunEstimate({
     targets: s.targets,
     full: s.full,
     halfMatrices: !s.full,
+    recompute: s.recompute,
     // Policy optimization's KL reference is a second, forward-only step.
-    steps: s.method === 'grpo' && s.klBeta > 0 ? 2 : 1,
+    reference: s.method === 'grpo' && s.klBeta > 0,
   });
   const valid = Number.isFinite(memory.total) && memory.total > 0;
   return (

@@ -67,6 +67,14 @@ export function SettingsForm(props: {
           <input type="checkbox" checked={s.full} onChange={(e) => onChange({ ...s, full: e.target.checked })} />
           Train every weight (tiny models only)
         </label>
+        <label className="flex items-center gap-2">
+          <input
+            type="checkbox"
+            checked={s.recompute}
+            onChange={(e) => onChange({ ...s, recompute: e.target.checked })}
+          />
+          Recompute activations (gradient checkpointing: less memory, about a third slower)
+        </label>
       </div>
       <div className="flex flex-wrap gap-3">
         {field('LoRA rank', 'loraR', '1', s.full)}

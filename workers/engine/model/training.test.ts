@@ -212,15 +212,22 @@ describe('estimateTrainingMemory', () => {
       { r: 4, loraAlpha: 8, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
       peftInit(1),
     );
-    const step = new TransformerStep(device, kernels, gw, lora, { batch: 2, seq: 32 }, { full: false });
     const optimizer = new AdamW(device, kernels, [{ param: lora.params, grad: lora.grads, n: lora.length }], settings);
-    const actual = gw.byteLength + step.byteLength + optimizer.byteLength + lora.length * 8;
-    const estimate = estimateTrainingMemory(config, { batch: 2, seq: 32, rank: 4 });
-    expect(estimate.weights).toBe(gw.byteLength);
-    expect(estimate.total / actual).toBeGreaterThan(0.75);
-    expect(estimate.total / actual).toBeLessThan(1.25);
+    const fixed = gw.byteLength + optimizer.byteLength + lora.length * 8;
+    const allocated: Record<string, number> = {};
+    for (const recompute of [false, true]) {
+      const step = new TransformerStep(device, kernels, gw, lora, { batch: 2, seq: 32 }, { full: false, recompute });
+      const actual = fixed + step.byteLength;
+      const estimate = estimateTrainingMemory(config, { batch: 2, seq: 32, rank: 4, recompute });
+      expect(estimate.weights).toBe(gw.byteLength);
+      expect(estimate.total / actual, `recompute ${recompute}`).toBeGreaterThan(0.75);
+      expect(estimate.total / actual, `recompute ${recompute}`).toBeLessThan(1.25);
+      allocated[String(recompute)] = step.byteLength;
+      step.destroy();
+    }
+    // Recomputing keeps one layer's activations instead of three.
+    expect(allocated.true).toBeLessThan(0.8 * allocated.false);
     expect(parameterCount(config) * 4).toBe(gw.byteLength);
-    step.destroy();
     optimizer.destroy();
     lora.destroy();
     gw.destroy();

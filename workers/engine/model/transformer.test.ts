@@ -33,6 +33,8 @@ interface Case {
   dropout?: number;
   /** Matrices held as fp16 on the GPU; the reference gets the same fp16-rounded values. */
   half?: boolean;
+  /** Only each layer's input kept, the rest recomputed in the backward (gradient checkpointing). */
+  recompute?: boolean;
 }
 
 const cases: Case[] = [
@@ -76,6 +78,24 @@ const cases: Case[] = [
     full: true,
     labels: true,
     dropout: 0.3,
+  },
+  {
+    name: 'activations recomputed in the backward (qwen3, LoRA dropout p = 0.3 drawn again), full-parameter gradients',
+    config: tinyConfig({ modelType: 'qwen3', qkNorm: true, headDim: 8, numHeads: 4, numKvHeads: 2 }),
+    targets: [...PROJECTIONS],
+    full: true,
+    labels: true,
+    dropout: 0.3,
+    recompute: true,
+  },
+  {
+    name: 'activations recomputed in the backward, fp16 matrices, chunked vocabulary',
+    config: tinyConfig({ tieWordEmbeddings: false }),
+    targets: ['q_proj', 'v_proj', 'down_proj'],
+    full: false,
+    chunked: true,
+    half: true,
+    recompute: true,
   },
   {
     name: 'llama3 rope scaling, multi-head (no grouping), one row',
@@ -146,6 +166,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
         {
           full: c.full,
           maxLogitsBytes: c.chunked ? batch * seq * 4 * 7 : undefined,
+          recompute: c.recompute,
         },
       );
       step.setBatch(tokens, labels);

@@ -18,7 +18,10 @@ import type { GpuWeights, VocabChunk } from './weights';
  * Activations kept for the backward, per layer: the residual stream entering it (xIn) and after attention
  * (xMid), both normed inputs with their rstd, q/k/v in heads layout after rotary embeddings, the attention
  * output, gate/up/activation, and each LoRA module's x A^T. Attention probabilities are recomputed in the
- * backward, one layer at a time, so only one [batch * H, seq, seq] buffer exists.
+ * backward, one layer at a time, so only one [batch * H, seq, seq] buffer exists. With `recompute` (gradient
+ * checkpointing) only each layer's xIn is kept: the backward replays the layer's forward into one shared set of
+ * activations just before its own backward, a third more work for a fraction of the memory. A forward-only step
+ * keeps nothing per layer.
  *
  * Gradients are accumulated into (LoRA's flat gradient buffer, and in full mode one gradient buffer per
  * weight): `zeroGradOps` clears them, so several micro-batches can add up before an optimizer step.
@@ -45,7 +48,15 @@ export interface StepOptions {
    * It may then have neither an adapter nor full-parameter gradients.
    */
   forwardOnly?: boolean;
+  /**
+   * Gradient checkpointing: keep only each layer's input and recompute its activations in the backward (the
+   * dropout masks are drawn again from the same seed, so the gradients are the same).
+   */
+  recompute?: boolean;
 }
+
+/** Which activations live per layer: all of them, only each layer's input (recompute), or none (forward only). */
+type Kept = 'all' | 'inputs' | 'none';
 
 interface LayerActivations {
   xIn: GPUBuffer; // [N, d]
@@ -95,6 +106,7 @@ export class TransformerStep {
   readonly zeroGradOps: Op[] = [];
   /** The step's dropout state ([seed, on], two u32), when the adapter has LoRA dropout. */
   private readonly dropoutState: GPUBuffer | null;
+  private readonly kept: Kept;
   /** The batch's targets as setBatch wrote them (position t predicts targets[t]; -100 ignored). */
   private targetsCpu = new Int32Array(0);
 
@@ -139,6 +151,7 @@ export class TransformerStep {
     const maxLogits = options.maxLogitsBytes ?? Math.min(64 * 2 ** 20, device.limits.maxStorageBufferBindingSize);
     this.slices =
       this.output === 'next-token' ? sliceVocabulary(w.lmHead, Math.max(1, Math.floor(maxLogits / (N * 4)))) : [];
+    this.kept = options.forwardOnly ? 'none' : options.recompute ? 'inputs' : 'all';
     this.allocateActivations();
     this.recordForward();
     if (!options.forwardOnly) {
@@ -280,29 +293,42 @@ export class TransformerStep {
     const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
     const r = this.lora?.settings.r ?? 0;
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
+    let shared: LayerActivations | undefined;
     for (let l = 0; l < c.numLayers; l++) {
+      // Layers past the first reuse the first's buffers for what is not kept per layer.
+      const own = (n: number, label: string, keep: Kept[]) =>
+        shared && !keep.includes(this.kept) ? null : f32(n, label);
       const loraXa: LayerActivations['loraXa'] = {};
-      for (const m of this.loraModules(l)) loraXa[m.projection] = f32(N * r, `L${l} ${m.projection} xA`);
-      this.layers.push({
-        xIn: f32(N * d, `L${l} xIn`),
-        xn1: f32(N * d, `L${l} xn1`),
-        rstd1: f32(N, `L${l} rstd1`),
-        qPre: c.qkNorm ? f32(N * H * hd, `L${l} qPre`) : null,
-        kPre: c.qkNorm ? f32(N * KV * hd, `L${l} kPre`) : null,
-        rstdQ: c.qkNorm ? f32(N * H, `L${l} rstdQ`) : null,
-        rstdK: c.qkNorm ? f32(N * KV, `L${l} rstdK`) : null,
-        qh: f32(N * H * hd, `L${l} qh`),
-        kh: f32(N * KV * hd, `L${l} kh`),
-        vh: f32(N * KV * hd, `L${l} vh`),
-        attn: f32(N * H * hd, `L${l} attn`),
-        xMid: f32(N * d, `L${l} xMid`),
-        xn2: f32(N * d, `L${l} xn2`),
-        rstd2: f32(N, `L${l} rstd2`),
-        gate: f32(N * f, `L${l} gate`),
-        up: f32(N * f, `L${l} up`),
-        act: f32(N * f, `L${l} act`),
+      for (const m of this.loraModules(l)) {
+        loraXa[m.projection] = own(N * r, `L${l} ${m.projection} xA`, ['all']) ?? shared?.loraXa[m.projection];
+      }
+      const layer = (name: keyof LayerActivations, n: number, keep: Kept[] = ['all']) => {
+        const buffer = own(n, `L${l} ${name}`, keep);
+        return buffer ?? (shared?.[name] as GPUBuffer);
+      };
+      const qkNorm = <T>(make: () => T) => (c.qkNorm ? make() : null);
+      const activations: LayerActivations = {
+        xIn: layer('xIn', N * d, ['all', 'inputs']),
+        xn1: layer('xn1', N * d),
+        rstd1: layer('rstd1', N),
+        qPre: qkNorm(() => layer('qPre', N * H * hd)),
+        kPre: qkNorm(() => layer('kPre', N * KV * hd)),
+        rstdQ: qkNorm(() => layer('rstdQ', N * H)),
+        rstdK: qkNorm(() => layer('rstdK', N * KV)),
+        qh: layer('qh', N * H * hd),
+        kh: layer('kh', N * KV * hd),
+        vh: layer('vh', N * KV * hd),
+        attn: layer('attn', N * H * hd),
+        xMid: layer('xMid', N * d),
+        xn2: layer('xn2', N * d),
+        rstd2: layer('rstd2', N),
+        gate: layer('gate', N * f),
+        up: layer('up', N * f),
+        act: layer('act', N * f),
         loraXa,
-      });
+      };
+      shared ??= activations;
+      this.layers.push(activations);
     }
     const maxSlice = Math.max(0, ...this.slices.map((s) => s.rows));
     Object.assign(this.s, {
@@ -516,6 +542,31 @@ export class TransformerStep {
   private recordForward(): void {
     const ops = this.forwardOps;
     const c = this.w.config;
+    const N = this.tokens;
+    const [d, eps] = [c.hiddenSize, c.rmsNormEps];
+    const s = this.s;
+    for (const chunk of this.w.embed) {
+      const { first, rows } = chunk;
+      const half = this.w.halfMatrices;
+      ops.push(this.k.embedding.forwardOp(this.ids, chunk.buffer, this.layers[0].xIn, N, d, first, rows, half));
+    }
+    for (let l = 0; l < c.numLayers; l++) this.layerForward(ops, l);
+    ops.push(this.k.rmsnorm.forwardOp(s.xOut, this.w.finalNorm, s.xf, s.rstdF, N, d, eps));
+    if (this.output === 'hidden') return;
+    // Loss, one vocabulary slice at a time: logits = xf · E_slice^T, merged online into per-token statistics.
+    for (const slice of this.slices) {
+      ops.push(...this.logitsOps(slice));
+      ops.push(this.k.crossEntropy.statsOp(s.logits, this.targets, s.ceStats, N, slice.first, slice.rows));
+    }
+    ops.push(this.k.crossEntropy.finishOp(s.ceStats, this.weightsPerToken, s.lse, this.lossRows, N));
+  }
+
+  /**
+   * Layer l's forward: its activations from its input xIn, and the next layer's input (the residual leaving it).
+   * Recorded in the forward, and again in the backward when activations are recomputed.
+   */
+  private layerForward(ops: Op[], l: number): void {
+    const c = this.w.config;
     const { batch: B, seq: T } = this.shape;
     const N = this.tokens;
     const [d, f, H, KV, hd, eps] = [
@@ -529,64 +580,48 @@ export class TransformerStep {
     const s = this.s;
     const rope = (x: GPUBuffer, y: GPUBuffer, heads: number, rotation: 'forward' | 'none') =>
       this.k.rope.op('rowsToHeads', rotation, x, s.cos, s.sin, y, { batch: B, seq: T, heads, headDim: hd });
-
-    for (const chunk of this.w.embed) {
-      const { first, rows } = chunk;
-      const half = this.w.halfMatrices;
-      ops.push(this.k.embedding.forwardOp(this.ids, chunk.buffer, this.layers[0].xIn, N, d, first, rows, half));
+    const a = this.layers[l];
+    const lw = this.w.layers[l];
+    const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
+    // Attention block.
+    ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps));
+    this.linear(ops, l, 'q_proj', a.xn1, a.qPre ?? s.q, false);
+    this.linear(ops, l, 'k_proj', a.xn1, a.kPre ?? s.k, false);
+    this.linear(ops, l, 'v_proj', a.xn1, s.v, false);
+    if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
+      ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
+      ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
+      ops.push(rope(s.qn, a.qh, H, 'forward'), rope(s.kn, a.kh, KV, 'forward'));
+    } else {
+      ops.push(rope(s.q, a.qh, H, 'forward'), rope(s.k, a.kh, KV, 'forward'));
     }
-    for (let l = 0; l < c.numLayers; l++) {
-      const a = this.layers[l];
-      const lw = this.w.layers[l];
-      const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
-      // Attention block.
-      ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps));
-      this.linear(ops, l, 'q_proj', a.xn1, a.qPre ?? s.q, false);
-      this.linear(ops, l, 'k_proj', a.xn1, a.kPre ?? s.k, false);
-      this.linear(ops, l, 'v_proj', a.xn1, s.v, false);
-      if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
-        ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
-        ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
-        ops.push(rope(s.qn, a.qh, H, 'forward'), rope(s.kn, a.kh, KV, 'forward'));
-      } else {
-        ops.push(rope(s.q, a.qh, H, 'forward'), rope(s.k, a.kh, KV, 'forward'));
-      }
-      ops.push(rope(s.v, a.vh, KV, 'none'));
-      this.attentionProbabilities(ops, a);
-      // O_h = P V_h, per query head, its key-value head shared by G consecutive query heads.
-      ops.push(
-        ...this.mm(false, false, s.scores, a.vh, s.oh, {
-          M: T,
-          N: hd,
-          K: T,
-          batch: B * H,
-          strideA: T * T,
-          strideB: T * hd,
-          strideC: T * hd,
-          batchDivB: H / KV,
-        }),
-      );
-      ops.push(
-        this.k.rope.op('headsToRows', 'none', s.oh, s.cos, s.sin, a.attn, { batch: B, seq: T, heads: H, headDim: hd }),
-      );
-      ops.push({ kind: 'copy', source: a.xIn, target: a.xMid, byteLength: N * d * 4 });
-      this.linear(ops, l, 'o_proj', a.attn, a.xMid, true);
-      // MLP block.
-      ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps));
-      this.linear(ops, l, 'gate_proj', a.xn2, a.gate, false);
-      this.linear(ops, l, 'up_proj', a.xn2, a.up, false);
-      ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
-      ops.push({ kind: 'copy', source: a.xMid, target: next, byteLength: N * d * 4 });
-      this.linear(ops, l, 'down_proj', a.act, next, true);
-    }
-    ops.push(this.k.rmsnorm.forwardOp(s.xOut, this.w.finalNorm, s.xf, s.rstdF, N, d, eps));
-    if (this.output === 'hidden') return;
-    // Loss, one vocabulary slice at a time: logits = xf · E_slice^T, merged online into per-token statistics.
-    for (const slice of this.slices) {
-      ops.push(...this.logitsOps(slice));
-      ops.push(this.k.crossEntropy.statsOp(s.logits, this.targets, s.ceStats, N, slice.first, slice.rows));
-    }
-    ops.push(this.k.crossEntropy.finishOp(s.ceStats, this.weightsPerToken, s.lse, this.lossRows, N));
+    ops.push(rope(s.v, a.vh, KV, 'none'));
+    this.attentionProbabilities(ops, a);
+    // O_h = P V_h, per query head, its key-value head shared by G consecutive query heads.
+    ops.push(
+      ...this.mm(false, false, s.scores, a.vh, s.oh, {
+        M: T,
+        N: hd,
+        K: T,
+        batch: B * H,
+        strideA: T * T,
+        strideB: T * hd,
+        strideC: T * hd,
+        batchDivB: H / KV,
+      }),
+    );
+    ops.push(
+      this.k.rope.op('headsToRows', 'none', s.oh, s.cos, s.sin, a.attn, { batch: B, seq: T, heads: H, headDim: hd }),
+    );
+    ops.push({ kind: 'copy', source: a.xIn, target: a.xMid, byteLength: N * d * 4 });
+    this.linear(ops, l, 'o_proj', a.attn, a.xMid, true);
+    // MLP block.
+    ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps));
+    this.linear(ops, l, 'gate_proj', a.xn2, a.gate, false);
+    this.linear(ops, l, 'up_proj', a.xn2, a.up, false);
+    ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
+    ops.push({ kind: 'copy', source: a.xMid, target: next, byteLength: N * d * 4 });
+    this.linear(ops, l, 'down_proj', a.act, next, true);
   }
 
   private logitsOps(slice: LogitsSlice): Op[] {
@@ -648,6 +683,10 @@ export class TransformerStep {
       const a = this.layers[l];
       const lw = this.w.layers[l];
       const p = `model.layers.${l}`;
+      // The layer's activations, recomputed from its kept input (this also leaves its attention probabilities
+      // in s.scores, where the attention backward needs them).
+      const recomputed = this.kept === 'inputs';
+      if (recomputed) this.layerForward(ops, l);
       // s.dx holds d(loss)/d(residual leaving this layer).
       // MLP block: x_next = xMid + down(silu(gate(xn2)) * up(xn2)).
       this.linearBackward(ops, l, 'down_proj', a.act, s.dx, s.dact, false);
@@ -663,7 +702,7 @@ export class TransformerStep {
       // Attention block: xMid = xIn + o_proj(attention(xn1)).
       this.linearBackward(ops, l, 'o_proj', a.attn, s.dx, s.dattn, false);
       ops.push(this.k.rope.op('rowsToHeads', 'none', s.dattn, s.cos, s.sin, s.doh, headShape(H)));
-      this.attentionProbabilities(ops, a);
+      if (!recomputed) this.attentionProbabilities(ops, a);
       // dP = dO_h V_h^T
       const perHead = { M: T, batch: B * H, strideA: T * hd, strideC: T * T, batchDivB: G };
       ops.push(...this.mm(false, true, s.doh, a.vh, s.dscores, { ...perHead, N: T, K: hd, strideB: T * hd }));

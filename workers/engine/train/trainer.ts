@@ -227,7 +227,7 @@ export class Trainer<T = TokenizedExample> {
       weights,
       this.lora,
       { batch: rows, seq },
-      { full: s.full, output: objective.output },
+      { full: s.full, output: objective.output, recompute: s.recompute },
     );
     this.head = objective.attach?.(this.step, { kernels, weights, lora: this.lora }) ?? null;
     const groups = this.lora
@@ -382,13 +382,13 @@ export class Trainer<T = TokenizedExample> {
 
   /**
    * Continues a checkpointed run: the same settings and data, then the saved step, position and optimizer. Only the
-   * run's length (epochs, max steps) may differ, to train longer; with a decaying schedule that reshapes the rest
-   * of the learning-rate curve.
+   * run's length (epochs, max steps) may differ, to train longer (with a decaying schedule that reshapes the rest
+   * of the learning-rate curve), and whether activations are recomputed, which changes no number.
    */
   restore(saved: TrainerCheckpoint): void {
-    const lengthOnly: (keyof TrainSettings)[] = ['epochs', 'maxSteps', 'evalEvery', 'checkpointEvery'];
+    const mayDiffer: (keyof TrainSettings)[] = ['epochs', 'maxSteps', 'evalEvery', 'checkpointEvery', 'recompute'];
     const changed = (Object.keys(this.settings) as (keyof TrainSettings)[]).filter(
-      (key) => !lengthOnly.includes(key) && JSON.stringify(saved.settings[key]) !== JSON.stringify(this.settings[key]),
+      (key) => !mayDiffer.includes(key) && JSON.stringify(saved.settings[key]) !== JSON.stringify(this.settings[key]),
     );
     if (changed.length > 0) {
       throw new Error(`the checkpoint was made with other settings (${changed.join(', ')}); start a new run instead`);
