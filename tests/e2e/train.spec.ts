@@ -69,6 +69,11 @@ test('a run trains live in the worker: progress, charts, validation, finished', 
   await setNumber(page, 'Evaluate every (steps)', '3');
   await setNumber(page, 'Checkpoint every (steps)', '4');
   await setNumber(page, 'Sequence length', '64');
+  // Gradient checkpointing: less memory for the same run.
+  const memory = async () => Number((await estimate.locator('strong').first().textContent())?.split(' ')[0]);
+  const kept = await memory();
+  await page.getByLabel(/Recompute activations/).check();
+  await expect.poll(memory).toBeLessThan(kept);
   // How long it will take, from two of its steps timed on this GPU; a changed setting makes that stale.
   await page.getByRole('button', { name: 'Estimate the time' }).click();
   await expect(page.getByTestId('time-estimate')).toContainText(/^About .+: 6 steps of .+ each, measured on this GPU/);

@@ -58,18 +58,23 @@ export function RunEstimate({
   parameters: number;
   timing: { key: string; measure: () => Promise<RunTiming> } | null;
 }) {
-  const memory = estimateTrainingMemory(config, {
-    batch: s.batchSize * rowsPerItem(s),
-    seq: s.seqLen,
-    rank: s.loraR,
-    targets: s.targets,
-    full: s.full,
-    halfMatrices: !s.full,
-    recompute: s.recompute,
-    // Policy optimization's KL reference is a second, forward-only step.
-    reference: s.method === 'grpo' && s.klBeta > 0,
-  });
+  const estimate = (recompute: boolean) =>
+    estimateTrainingMemory(config, {
+      batch: s.batchSize * rowsPerItem(s),
+      seq: s.seqLen,
+      rank: s.loraR,
+      targets: s.targets,
+      full: s.full,
+      halfMatrices: !s.full,
+      recompute,
+      // Policy optimization's KL reference is a second, forward-only step.
+      reference: s.method === 'grpo' && s.klBeta > 0,
+    });
+  const memory = estimate(s.recompute);
   const valid = Number.isFinite(memory.total) && memory.total > 0;
+  // Worth saying when activations are most of the memory and recomputing them would save much.
+  const recomputed = s.recompute ? null : estimate(true);
+  const suggestRecompute = valid && recomputed !== null && recomputed.total < 0.6 * memory.total;
   return (
     <div className="mt-3 space-y-2 text-sm text-slate-600 dark:text-slate-300" data-testid="run-estimate">
       {valid && (
@@ -78,6 +83,8 @@ export function RunEstimate({
           activations {formatBytes(memory.activations)} (for sequences of {s.seqLen} tokens; shorter data needs less),{' '}
           {s.full ? 'every weight’s gradients and optimizer state' : 'the adapter and its optimizer state'}{' '}
           {formatBytes(memory.adapter)}.
+          {suggestRecompute &&
+            ` Recomputing activations would need about ${formatBytes(recomputed.total)}, for about a third more time.`}
         </p>
       )}
       {timing && <TimeEstimate timing={timing} />}
