@@ -12,7 +12,7 @@
  *
  * Options: --browser --layers N (30) --seq N (128) --batch N (1) --steps N (timed after one warm-up, 2) --f16
  *          --tune / --no-tune (per-shape matmul tuning; default on hardware adapters) --profile (GPU time per kernel)
- *          --decode N (tokens decoded, 16; 0 skips) --prompt N (8) --skip-matmul --skip-step --json
+ *          --decode N (tokens decoded, 8; 0 skips) --prompt N (4) --skip-matmul --skip-step --json
  *          --allocate-only (allocate the step for the configuration, e.g. --seq 512 --batch 4, and report its
  *          memory without running it)
  */
@@ -33,8 +33,8 @@ const { values: args } = parseArgs({
     tune: { type: 'boolean' },
     'no-tune': { type: 'boolean' },
     profile: { type: 'boolean', default: false },
-    decode: { type: 'string', default: '16' },
-    prompt: { type: 'string', default: '8' },
+    decode: { type: 'string', default: '8' },
+    prompt: { type: 'string', default: '4' },
     'skip-matmul': { type: 'boolean', default: false },
     'skip-step': { type: 'boolean', default: false },
     'allocate-only': { type: 'boolean', default: false },
