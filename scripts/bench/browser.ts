@@ -8,8 +8,9 @@ import type { BenchOptions, BenchResult } from './measure';
 /** Not 4173: the e2e tests' preview server uses that one, and the two may run at once. */
 const PORT = 4310;
 
+// An empty icon, or the browser asks for /favicon.ico and logs the 404 among the progress lines.
 const PAGE =
-  '<!doctype html><meta charset="utf-8"><title>Hone bench</title><script type="module" src="/bench.js"></script>';
+  '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><title>Hone bench</title><script type="module" src="/bench.js"></script>';
 
 /** The page script and the engine it imports as one ES module, in memory. */
 async function bundlePage(): Promise<string> {
