@@ -195,7 +195,7 @@ export function formatReport(r: BenchResult): string {
       `Issue 11's targets (peers' figures: ${PEER_RUN})\n` +
         table(
           ['target', 'ratio', 'needed', 'met'],
-          t.map((x) => [x.target, x.ratio.toFixed(2), `≥ ${x.needed}`, x.met ? 'met' : 'not met']),
+          t.map((x) => [x.target, x.ratio.toPrecision(3), `≥ ${x.needed}`, x.met ? 'met' : 'not met']),
         ),
     );
   }
