@@ -1,18 +1,10 @@
 import { defineConfig } from '@playwright/test';
+import { CHROMIUM, NO_GPU_FLAGS, WEBGPU_FLAGS } from './tests/helpers/chromium';
 
 /**
- * End-to-end tests on Debian's Chromium (browser downloads are impossible here, and it is the browser the
- * notes measured). WebGPU needs --enable-unsafe-webgpu on Linux; without it navigator.gpu has no adapter,
- * which the "no-webgpu" project uses to check the page's advice.
+ * End-to-end tests on Debian's Chromium (tests/helpers/chromium.ts). The "no-webgpu" project runs without WebGPU
+ * to check the page's advice.
  */
-const CHROMIUM = process.env.HONE_CHROMIUM ?? '/usr/bin/chromium';
-const QUIET_FLAGS = [
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const PORT = 4173;
 
 export default defineConfig({
@@ -33,12 +25,12 @@ export default defineConfig({
     {
       name: 'webgpu',
       testIgnore: /no-webgpu/,
-      use: { launchOptions: { executablePath: CHROMIUM, args: ['--enable-unsafe-webgpu', ...QUIET_FLAGS] } },
+      use: { launchOptions: { executablePath: CHROMIUM, args: WEBGPU_FLAGS } },
     },
     {
       name: 'no-webgpu',
       testMatch: /no-webgpu/,
-      use: { launchOptions: { executablePath: CHROMIUM, args: ['--disable-gpu', ...QUIET_FLAGS] } },
+      use: { launchOptions: { executablePath: CHROMIUM, args: NO_GPU_FLAGS } },
     },
   ],
 });

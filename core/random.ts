@@ -20,3 +20,10 @@ export function randomUniform(n: number, seed: number, lo = -1, hi = 1): Float32
   for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * next();
   return out;
 }
+
+/** FNV-1a over a string's UTF-16 code units: a stable 32-bit hash for mixing names into seeds. */
+export function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}

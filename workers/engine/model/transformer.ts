@@ -186,13 +186,32 @@ export class TransformerStep {
    * up to that step's token mean. In 'hidden' output mode the labels are not used.
    */
   setBatch(tokens: number[][], labels?: number[][], lossDenominator?: number): void {
+    this.writeBatch(tokens, labels ?? tokens, { name: 'label', shift: 1 }, lossDenominator);
+  }
+
+  /**
+   * Loads a batch whose targets are given per position, unshifted: position t's logits predict targets[t], so the
+   * last position may predict a token that is not in the batch (a stream cut into windows, as benchmarks feed it).
+   * -100 ignores a position; the loss is as in `setBatch`.
+   */
+  setBatchTargets(tokens: number[][], targets: number[][], lossDenominator?: number): void {
+    this.writeBatch(tokens, targets, { name: 'target', shift: 0 }, lossDenominator);
+  }
+
+  /** Position t predicts rows[b][t + shift] (-100 past the row's end); errors name the value as `name`. */
+  private writeBatch(
+    tokens: number[][],
+    rows: number[][],
+    { name, shift }: { name: string; shift: number },
+    lossDenominator: number | undefined,
+  ): void {
     const { batch, seq } = this.shape;
     const vocab = this.w.config.vocabSize;
     if (tokens.length !== batch || tokens.some((row) => row.length !== seq)) {
       throw new Error(`tokens must be ${batch} rows of ${seq} ids`);
     }
-    if (labels && (labels.length !== batch || labels.some((row) => row.length !== seq))) {
-      throw new Error(`labels must have the shape of tokens: ${batch} rows of ${seq}`);
+    if (rows.length !== batch || rows.some((row) => row.length !== seq)) {
+      throw new Error(`${name}s must have the shape of tokens: ${batch} rows of ${seq}`);
     }
     const ids = new Uint32Array(this.tokens);
     const targets = new Int32Array(this.tokens).fill(-100);
@@ -206,11 +225,13 @@ export class TransformerStep {
       }
     }
     for (let b = 0; b < batch; b++) {
-      for (let t = 0; t + 1 < seq; t++) {
-        const next = (labels ?? tokens)[b][t + 1];
+      for (let t = 0; t + shift < seq; t++) {
+        const next = rows[b][t + shift];
         if (next === -100) continue;
         if (!Number.isInteger(next) || next < 0 || next >= vocab) {
-          throw new Error(`label ${next} at [${b}][${t + 1}] is outside the vocabulary (0..${vocab - 1}) and not -100`);
+          throw new Error(
+            `${name} ${next} at [${b}][${t + shift}] is outside the vocabulary (0..${vocab - 1}) and not -100`,
+          );
         }
         targets[b * seq + t] = next;
       }
@@ -218,7 +239,7 @@ export class TransformerStep {
     this.targetsCpu = targets;
     const counted = targets.reduce((n, t) => n + (t >= 0 ? 1 : 0), 0);
     if (counted === 0 && this.output === 'next-token')
-      throw new Error('the batch has no label to predict (every label is -100)');
+      throw new Error(`the batch has no ${name} to predict (every ${name} is -100)`);
     const denominator = lossDenominator ?? counted;
     const weights = Float32Array.from(targets, (t) => (t >= 0 ? 1 / denominator : 0));
     const q = this.device.queue;

@@ -4,7 +4,7 @@
  * exact same numbers the float64 reference uses.
  */
 import { expectedTensors, type ModelConfig, type Projection, projectionShape } from '../../../core/model-config';
-import { mulberry32 } from '../../../core/random';
+import { fnv1a, mulberry32 } from '../../../core/random';
 import type { ReferenceLora } from './transformer.cpu';
 
 /**
@@ -44,7 +44,7 @@ export function randomWeights(config: ModelConfig, seed: number): Map<string, Fl
   const weights = new Map<string, Float64Array>();
   for (const [key, shape] of expectedTensors(config)) {
     const size = shape.reduce((a, b) => a * b, 1);
-    const next = mulberry32(seed ^ hashKey(key));
+    const next = mulberry32(seed ^ fnv1a(key));
     const uniform = () => 2 * next() - 1; // U(-1, 1)
     let draw: () => number;
     if (key === 'model.embed_tokens.weight') draw = () => 0.5 * uniform();
@@ -73,8 +73,8 @@ export function randomLora(
     for (const projection of targets) {
       const key = `${layer}.${projection}`;
       const [outDim, inDim] = projectionShape(config, projection);
-      const nextA = mulberry32(seed ^ hashKey(`${key}.lora_A`));
-      const nextB = mulberry32(seed ^ hashKey(`${key}.lora_B`));
+      const nextA = mulberry32(seed ^ fnv1a(`${key}.lora_A`));
+      const nextB = mulberry32(seed ^ fnv1a(`${key}.lora_B`));
       modules.set(key, {
         A: fill(rank * inDim, () => (2 * nextA() - 1) / Math.sqrt(inDim)),
         B: fill(outDim * rank, () => (2 * nextB() - 1) / Math.sqrt(rank)),
@@ -89,11 +89,4 @@ function fill(n: number, draw: () => number): Float64Array {
   const out = new Float64Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.fround(draw());
   return out;
-}
-
-/** FNV-1a: a stable 32-bit hash of a tensor's key, mixed into the seed. */
-function hashKey(key: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
-  return h >>> 0;
 }

@@ -1,0 +1,67 @@
+import { createStorageBuffer } from '../../workers/engine/gpu/buffers';
+import type { Op } from '../../workers/engine/gpu/ops';
+import { Decoder } from '../../workers/engine/model/decoder';
+import type { EngineKernels } from '../../workers/engine/model/kernels';
+import type { GpuWeights } from '../../workers/engine/model/weights';
+import { timeOps } from './measure-matmul';
+import { peerTokens } from './peer-workload';
+
+export interface DecodeResult {
+  promptTokens: number;
+  decodedTokens: number;
+  tokensPerSecond: number;
+  /** Bytes of weights each decoded token reads: every matrix once (batch 1), the tied LM head included. */
+  bytesPerToken: number;
+  copyBytesPerSecond: number;
+  /** What decoding would reach if reading the weights were all it did: copy bandwidth / bytes per token. */
+  memoryBoundTokensPerSecond: number;
+}
+
+/**
+ * Generation with the key-value cache over the base weights: a prompt from the peers' token stream fed token by
+ * token, then `count` tokens decoded greedily, each with one readback of the logits (as the Compare step does).
+ */
+export async function measureDecode(
+  device: GPUDevice,
+  kernels: EngineKernels,
+  weights: GpuWeights,
+  { prompt: promptLength, count }: { prompt: number; count: number },
+  log: (line: string) => void,
+): Promise<DecodeResult> {
+  const prompt = peerTokens(weights.config.vocabSize, 1, promptLength).tokens[0];
+  const decoder = new Decoder(device, kernels, weights, null, promptLength + count + 1);
+  let logits = await decoder.feed(prompt);
+  const started = performance.now();
+  for (let i = 0; i < count; i++) {
+    let best = 0;
+    for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
+    logits = await decoder.step(best);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  decoder.destroy();
+  const copyBytesPerSecond = await copyBandwidth(device);
+  const bytesPerToken = weights.byteLength;
+  const result = {
+    promptTokens: promptLength,
+    decodedTokens: count,
+    tokensPerSecond: count / seconds,
+    bytesPerToken,
+    copyBytesPerSecond,
+    memoryBoundTokensPerSecond: copyBytesPerSecond / bytesPerToken,
+  };
+  log(
+    `decode: ${result.tokensPerSecond.toFixed(2)} tokens/s, memory-bound ${result.memoryBoundTokensPerSecond.toFixed(1)}`,
+  );
+  return result;
+}
+
+/** Bytes per second of a buffer-to-buffer copy (it reads and writes every byte): the bandwidth the adapter reaches. */
+async function copyBandwidth(device: GPUDevice): Promise<number> {
+  const bytes = 64 * 2 ** 20;
+  const [a, b] = [createStorageBuffer(device, bytes), createStorageBuffer(device, bytes)];
+  const copy: Op = { kind: 'copy', source: a, target: b, byteLength: bytes };
+  const seconds = await timeOps(device, [copy]);
+  a.destroy();
+  b.destroy();
+  return (2 * bytes) / seconds;
+}

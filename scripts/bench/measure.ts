@@ -1,0 +1,141 @@
+import type { AdapterSummary } from '../../core/adapter';
+import { expectedTensors, type ModelConfig } from '../../core/model-config';
+import { estimateTrainingMemory, type TrainingMemory } from '../../core/model-memory';
+import { EngineKernels } from '../../workers/engine/model/kernels';
+import type { MatmulTile } from '../../workers/engine/model/matmul-tuner';
+import { GpuWeights } from '../../workers/engine/model/weights';
+import { GpuMemoryTracker, type MemoryReport } from './gpu-memory';
+import { type DecodeResult, measureDecode } from './measure-decode';
+import { type MatmulRow, matmulCandidates, measureMatmuls, tileName } from './measure-matmul';
+import { buildStep, runSteps, type StepResult } from './measure-step';
+import { PEER_LORA, peerTensor, smolLm2Config } from './peer-workload';
+import { usefulFlops } from './useful-flops';
+
+/** What a run measures; the browser page gets it as JSON. */
+export interface BenchOptions {
+  layers: number;
+  seq: number;
+  batch: number;
+  /** Timed steps after the warm-up step. */
+  steps: number;
+  /** Frozen matrices held as fp16. */
+  f16: boolean;
+  /** Per-shape matmul tuning of the step: default on hardware adapters. */
+  tune: boolean | undefined;
+  profile: boolean;
+  matmul: boolean;
+  step: boolean;
+  /** Tokens decoded after a prompt of `decodePrompt` (0: no decode measurement). */
+  decode: number;
+  decodePrompt: number;
+  /** Allocate the training step for the configuration and report its memory, without running anything. */
+  allocateOnly: boolean;
+}
+
+export interface BenchResult {
+  environment: string;
+  adapter: AdapterSummary;
+  options: BenchOptions;
+  usefulGflop: number;
+  matmul: MatmulRow[];
+  /** The variant the step was recorded with (or 'per shape' when tuned). */
+  stepMatmul: string;
+  step: StepResult | null;
+  decode: DecodeResult | null;
+  memory: MemoryReport;
+  /** What the Train step's estimate (core/model-memory) says for the same configuration. */
+  estimate: TrainingMemory;
+}
+
+/**
+ * Everything `npm run bench:engine` measures, on a device it is handed: the same code runs in Node (Dawn) and in
+ * the browser page. Order: the matmul products (they also choose the step's variant), then the peers' model
+ * uploaded once for the training step and the decoding that follows it.
+ */
+export async function runBench(
+  device: GPUDevice,
+  adapter: AdapterSummary,
+  environment: string,
+  options: BenchOptions,
+  log: (line: string) => void,
+): Promise<BenchResult> {
+  const config = smolLm2Config(options.layers);
+  const candidates = matmulCandidates(adapter.isFallbackAdapter);
+  const runsMatmul = options.matmul && !options.allocateOnly;
+  const matmul = runsMatmul ? await measureMatmuls(device, candidates, log) : [];
+  // The step's variant: the least total time over the measured products (the first candidate when unmeasured).
+  const totalSeconds = (name: string) => matmul.filter((r) => r.tile === name).reduce((sum, r) => sum + r.seconds, 0);
+  const stepTile = matmul.length
+    ? candidates.reduce((a, b) => (totalSeconds(tileName(b)) < totalSeconds(tileName(a)) ? b : a))
+    : candidates[0];
+  const tune = (options.tune ?? !adapter.isFallbackAdapter) && !options.allocateOnly;
+
+  const kernels = new EngineKernels(device, stepTile);
+  const training = await trainingPhase(device, kernels, config, options, tune ? candidates : null, log);
+  const decode =
+    options.decode > 0 && !options.allocateOnly
+      ? await measureDecode(
+          device,
+          kernels,
+          training.weights,
+          { prompt: options.decodePrompt, count: options.decode },
+          log,
+        )
+      : null;
+  training.weights.destroy();
+  return {
+    environment,
+    adapter,
+    options,
+    usefulGflop: usefulFlops(config, options.batch, options.seq, PEER_LORA.r).total / 1e9,
+    matmul,
+    stepMatmul: tune ? 'per shape (tuned)' : tileName(stepTile),
+    step: training.step,
+    decode,
+    memory: training.memory,
+    estimate: estimateTrainingMemory(config, {
+      batch: options.batch,
+      seq: options.seq,
+      rank: PEER_LORA.r,
+      halfMatrices: options.f16,
+    }),
+  };
+}
+
+/**
+ * The peers' model uploaded (kept for decoding after), the step built and, unless only allocating, run; with every
+ * buffer of the phase tracked, so its peak is the training configuration's.
+ */
+async function trainingPhase(
+  device: GPUDevice,
+  kernels: EngineKernels,
+  config: ModelConfig,
+  options: BenchOptions,
+  tuneCandidates: MatmulTile[] | null,
+  log: (line: string) => void,
+): Promise<{ weights: GpuWeights; step: StepResult | null; memory: MemoryReport }> {
+  const memory = new GpuMemoryTracker(device);
+  try {
+    log(`uploading the peers' model (${options.layers} layers${options.f16 ? ', fp16 matrices' : ''})`);
+    // Allocating only: the values do not matter, so zeros spare generating 135 M random numbers.
+    const shapes = expectedTensors(config);
+    const source = options.allocateOnly
+      ? (key: string) => new Float32Array((shapes.get(key) ?? []).reduce((a, b) => a * b, 1))
+      : (key: string) => peerTensor(config, key);
+    const weights = await memory.as('weights', () =>
+      GpuWeights.upload(device, config, source, { halfMatrices: options.f16 }),
+    );
+    let step: StepResult | null = null;
+    if (options.step || options.allocateOnly) {
+      const { batch, seq } = options;
+      const built = await buildStep(device, kernels, weights, memory, { batch, seq, tuneCandidates });
+      if (!options.allocateOnly) {
+        step = await memory.as('readback', () => runSteps(device, built, options.steps, options.profile, log));
+      }
+      built.destroy();
+    }
+    return { weights, step, memory: memory.report() };
+  } finally {
+    memory.stop();
+  }
+}
