@@ -11,6 +11,7 @@
  * Useful FLOPs count what a LoRA step must compute (the peers' definition, `bench/useful-flops.ts`).
  *
  * Options: --browser --layers N (30) --seq N (128) --batch N (1) --steps N (timed after one warm-up, 2) --f16
+ *          --recompute (gradient checkpointing)
  *          --tune / --no-tune (per-shape matmul tuning; default on hardware adapters) --profile (GPU time per kernel)
  *          --decode N (tokens decoded, 8; 0 skips) --prompt N (4) --skip-matmul --skip-step --json
  *          --allocate-only (allocate the step for the configuration, e.g. --seq 512 --batch 4, and report its
@@ -30,6 +31,7 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '1' },
     steps: { type: 'string', default: '2' },
     f16: { type: 'boolean', default: false },
+    recompute: { type: 'boolean', default: false },
     tune: { type: 'boolean' },
     'no-tune': { type: 'boolean' },
     profile: { type: 'boolean', default: false },
@@ -54,6 +56,7 @@ const options: BenchOptions = {
   batch: count('batch', 1),
   steps: count('steps', 1),
   f16: Boolean(args.f16),
+  recompute: Boolean(args.recompute),
   tune: args['no-tune'] ? false : args.tune,
   profile: Boolean(args.profile),
   matmul: !args['skip-matmul'],

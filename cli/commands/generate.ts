@@ -4,7 +4,7 @@ import { DEFAULT_SAMPLING, samplingProblems } from '../../core/generation/sampli
 import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
 import { Decoder } from '../../workers/engine/model/decoder';
 import { generate as generateTokens } from '../../workers/engine/model/generate';
-import { EngineKernels } from '../../workers/engine/model/kernels';
+import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
 import { GpuLora } from '../../workers/engine/model/lora';
 import { GpuWeights } from '../../workers/engine/model/weights';
 import { numberFlag } from '../args';
@@ -96,9 +96,9 @@ export async function generate(args: string[]): Promise<number> {
   const adapterSource = values.adapter ? modelSource(values.adapter) : null;
   const adapter = adapterSource ? await loadAdapter(adapterSource.read, adapterSource.label, config) : null;
 
-  const { device } = await acquireNodeGpu();
+  const { device, summary } = await acquireNodeGpu();
   try {
-    const kernels = new EngineKernels(device);
+    const kernels = new EngineKernels(device, kernelChoicesFor(summary));
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
       halfMatrices: true,
     });

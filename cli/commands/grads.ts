@@ -4,7 +4,7 @@ import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
 import { type F32Tensor, serializeSafetensors } from '../../core/safetensors';
 import { readConcatenated } from '../../workers/engine/gpu/buffers';
 import { submitOps } from '../../workers/engine/gpu/ops';
-import { EngineKernels } from '../../workers/engine/model/kernels';
+import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
 import { GpuLora } from '../../workers/engine/model/lora';
 import { TransformerStep } from '../../workers/engine/model/transformer';
 import { GpuWeights } from '../../workers/engine/model/weights';
@@ -66,7 +66,7 @@ export async function grads(args: string[]): Promise<number> {
 
   const { device, summary } = await acquireNodeGpu();
   try {
-    const kernels = new EngineKernels(device);
+    const kernels = new EngineKernels(device, kernelChoicesFor(summary));
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key));
     // Dropout off whatever lora_dropout says: the gradients must be deterministic to compare (PyTorch's eval mode).
     const lora = adapter ? GpuLora.fromAdapter(device, config, adapter) : null;

@@ -21,7 +21,7 @@ import {
   type Schedule,
   type TrainSettings,
 } from '../../core/training/settings';
-import { EngineKernels } from '../../workers/engine/model/kernels';
+import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
 import { GpuWeights } from '../../workers/engine/model/weights';
 import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../workers/engine/train/checkpoint-files';
 import { createTrainer } from '../../workers/engine/train/create-trainer';
@@ -246,7 +246,7 @@ export async function train(args: string[]): Promise<number> {
   const metricsPath = join(out, 'metrics.jsonl');
   const { device, summary } = await acquireNodeGpu();
   try {
-    const kernels = new EngineKernels(device);
+    const kernels = new EngineKernels(device, kernelChoicesFor(summary));
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
       halfMatrices: !settings.full,
     });

@@ -1,5 +1,6 @@
 import { createStorageBuffer } from '../../workers/engine/gpu/buffers';
 import type { Op } from '../../workers/engine/gpu/ops';
+import { type KernelTime, profileOps } from '../../workers/engine/gpu/profile';
 import { Decoder } from '../../workers/engine/model/decoder';
 import type { EngineKernels } from '../../workers/engine/model/kernels';
 import type { GpuWeights } from '../../workers/engine/model/weights';
@@ -15,6 +16,8 @@ export interface DecodeResult {
   copyBytesPerSecond: number;
   /** What decoding would reach if reading the weights were all it did: copy bandwidth / bytes per token. */
   memoryBoundTokensPerSecond: number;
+  /** GPU time per kernel of one decoded token, when profiled. */
+  profile: KernelTime[];
 }
 
 /**
@@ -25,7 +28,7 @@ export async function measureDecode(
   device: GPUDevice,
   kernels: EngineKernels,
   weights: GpuWeights,
-  { prompt: promptLength, count }: { prompt: number; count: number },
+  { prompt: promptLength, count, profile }: { prompt: number; count: number; profile: boolean },
   log: (line: string) => void,
 ): Promise<DecodeResult> {
   const prompt = peerTokens(weights.config.vocabSize, 1, promptLength).tokens[0];
@@ -38,6 +41,7 @@ export async function measureDecode(
     logits = await decoder.step(best);
   }
   const seconds = (performance.now() - started) / 1000;
+  const kernelTimes = profile ? await profileOps(device, decoder.ops) : [];
   decoder.destroy();
   const copyBytesPerSecond = await copyBandwidth(device);
   const bytesPerToken = weights.byteLength;
@@ -48,6 +52,7 @@ export async function measureDecode(
     bytesPerToken,
     copyBytesPerSecond,
     memoryBoundTokensPerSecond: copyBytesPerSecond / bytesPerToken,
+    profile: kernelTimes,
   };
   log(
     `decode: ${result.tokensPerSecond.toFixed(2)} tokens/s, memory-bound ${result.memoryBoundTokensPerSecond.toFixed(1)}`,

@@ -12,6 +12,7 @@ import { PEER_ADAMW, peerLoraInit, peerLoraSettings, peerTokens } from './peer-w
 export interface StepSetup {
   batch: number;
   seq: number;
+  recompute: boolean;
   /** Time each distinct product of the step on `tuneCandidates` and record the step again with the fastest. */
   tuneCandidates: MatmulTile[] | null;
 }
@@ -32,7 +33,14 @@ export async function buildStep(
     memory.as(
       'activations and scratch',
       () =>
-        new TransformerStep(device, kernels, weights, lora, { batch: setup.batch, seq: setup.seq }, { full: false }),
+        new TransformerStep(
+          device,
+          kernels,
+          weights,
+          lora,
+          { batch: setup.batch, seq: setup.seq },
+          { full: false, recompute: setup.recompute },
+        ),
     );
   let step = await record();
   let tunedShapes = 0;

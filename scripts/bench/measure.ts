@@ -1,7 +1,7 @@
 import type { AdapterSummary } from '../../core/adapter';
 import { expectedTensors, type ModelConfig } from '../../core/model-config';
 import { estimateTrainingMemory, type TrainingMemory } from '../../core/model-memory';
-import { EngineKernels } from '../../workers/engine/model/kernels';
+import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
 import type { MatmulTile } from '../../workers/engine/model/matmul-tuner';
 import { GpuWeights } from '../../workers/engine/model/weights';
 import { GpuMemoryTracker, type MemoryReport } from './gpu-memory';
@@ -20,6 +20,8 @@ export interface BenchOptions {
   steps: number;
   /** Frozen matrices held as fp16. */
   f16: boolean;
+  /** Gradient checkpointing: each layer's activations recomputed in the backward from its kept input. */
+  recompute: boolean;
   /** Per-shape matmul tuning of the step: default on hardware adapters. */
   tune: boolean | undefined;
   profile: boolean;
@@ -70,7 +72,8 @@ export async function runBench(
     : candidates[0];
   const tune = (options.tune ?? !adapter.isFallbackAdapter) && !options.allocateOnly;
 
-  const kernels = new EngineKernels(device, stepTile);
+  // The adapter's kernel choices, with the step's variant picked above; the bench tunes the step itself.
+  const kernels = new EngineKernels(device, { ...kernelChoicesFor(adapter), matmul: stepTile, tune: null });
   const training = await trainingPhase(device, kernels, config, options, tune ? candidates : null, log);
   const decode =
     options.decode > 0 && !options.allocateOnly
@@ -78,7 +81,7 @@ export async function runBench(
           device,
           kernels,
           training.weights,
-          { prompt: options.decodePrompt, count: options.decode },
+          { prompt: options.decodePrompt, count: options.decode, profile: options.profile },
           log,
         )
       : null;
@@ -98,6 +101,7 @@ export async function runBench(
       seq: options.seq,
       rank: PEER_LORA.r,
       halfMatrices: options.f16,
+      recompute: options.recompute,
     }),
   };
 }
@@ -127,8 +131,8 @@ async function trainingPhase(
     );
     let step: StepResult | null = null;
     if (options.step || options.allocateOnly) {
-      const { batch, seq } = options;
-      const built = await buildStep(device, kernels, weights, memory, { batch, seq, tuneCandidates });
+      const { batch, seq, recompute } = options;
+      const built = await buildStep(device, kernels, weights, memory, { batch, seq, recompute, tuneCandidates });
       if (!options.allocateOnly) {
         step = await memory.as('readback', () => runSteps(device, built, options.steps, options.profile, log));
       }

@@ -1,3 +1,4 @@
+import type { KernelTime } from '../../workers/engine/gpu/profile';
 import type { BenchResult } from './measure';
 import { bestPerShape } from './measure-matmul';
 import { LOSS_TOLERANCE, PEER_LOSSES, PEER_MATMUL, PEER_RUN, PEER_TRAINERS } from './peer-figures';
@@ -75,6 +76,13 @@ const table = (header: string[], rows: (string | number)[][]) =>
     ...rows.map((row) => `| ${row.join(' | ')} |`),
   ].join('\n');
 
+/** GPU time per kernel, from timestamp queries (a step's, or one decoded token's). */
+const profileTable = (profile: KernelTime[]) =>
+  table(
+    ['kernel', 'dispatches', 'GPU ms'],
+    profile.map((k) => [k.label, k.dispatches, k.milliseconds.toFixed(2)]),
+  );
+
 const fixed = (digits: number) => (v: number) => v.toFixed(digits);
 
 /** The run as Markdown tables (what docs/PERFORMANCE.md keeps). */
@@ -83,7 +91,7 @@ export function formatReport(r: BenchResult): string {
   const o = r.options;
   const parts: string[] = [
     `Adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' ')}${a.isFallbackAdapter ? ' (software)' : ''}; ${r.environment}`,
-    `Workload: the peers' SmolLM2-135M shape, ${o.layers} layers, batch ${o.batch} × seq ${o.seq}, LoRA r 16 on all seven projections, no clipping${o.f16 ? ', fp16 frozen matrices' : ''}`,
+    `Workload: the peers' SmolLM2-135M shape, ${o.layers} layers, batch ${o.batch} × seq ${o.seq}, LoRA r 16 on all seven projections, no clipping${o.f16 ? ', fp16 frozen matrices' : ''}${o.recompute ? ', activations recomputed' : ''}`,
   ];
   if (r.matmul.length) {
     const peer = (shape: string) => PEER_MATMUL[PEER_MATMUL_SHAPES.findIndex((s) => s.name === shape)];
@@ -140,13 +148,7 @@ export function formatReport(r: BenchResult): string {
           ? `\nPeers' (${o.layers} layers):     ${peers.slice(0, s.losses.length).map(fixed(6)).join(' → ')}`
           : ''),
     );
-    if (s.profile.length)
-      parts.push(
-        table(
-          ['kernel', 'dispatches', 'GPU ms'],
-          s.profile.map((k) => [k.label, k.dispatches, k.milliseconds.toFixed(2)]),
-        ),
-      );
+    if (s.profile.length) parts.push(profileTable(s.profile));
   }
   if (r.decode) {
     const d = r.decode;
@@ -174,6 +176,7 @@ export function formatReport(r: BenchResult): string {
         ],
       ),
     );
+    if (d.profile.length) parts.push(profileTable(d.profile));
   }
   const e = r.estimate;
   parts.push(

@@ -24,7 +24,7 @@ import { serializeSafetensors, type WritableTensor } from '../../core/safetensor
 import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
 import { readConcatenated } from '../../workers/engine/gpu/buffers';
 import { submitOps } from '../../workers/engine/gpu/ops';
-import { EngineKernels } from '../../workers/engine/model/kernels';
+import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
 import { AdamW, weightParamGroups } from '../../workers/engine/model/optimizer';
 import { TransformerStep } from '../../workers/engine/model/transformer';
 import { GpuWeights } from '../../workers/engine/model/weights';
@@ -169,7 +169,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
   };
   const { device, summary } = await acquireNodeGpu();
   try {
-    const kernels = new EngineKernels(device);
+    const kernels = new EngineKernels(device, kernelChoicesFor(summary));
     const initial = initialWeights(config, o.seed);
     const weights = await GpuWeights.upload(device, config, (key) => initial.get(key) ?? new Float32Array());
     const step = new TransformerStep(device, kernels, weights, null, { batch: o.batch, seq: o.seq }, { full: true });

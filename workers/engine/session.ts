@@ -15,7 +15,7 @@ import type { Method, TrainSettings } from '../../core/training/settings';
 import { acquireGpu, type Gpu } from './gpu/device';
 import { Decoder } from './model/decoder';
 import { type Generation, generate as generateTokens } from './model/generate';
-import { EngineKernels } from './model/kernels';
+import { EngineKernels, kernelChoicesFor } from './model/kernels';
 import { GpuLora, loraLayout, loraSettingsFor, splitLoraVector } from './model/lora';
 import { GpuWeights } from './model/weights';
 import {
@@ -176,8 +176,8 @@ export class EngineSession {
     if (this.lostReason) throw new Error(`The GPU device was lost (${this.lostReason}). Load the model again.`);
     if (!this.weights) throw new Error('Load a model in the Model step first.');
     if (!this.model) throw new Error('The loaded model has no tokenizer, so it cannot read a dataset.');
-    const { device } = await this.device();
-    this.kernels ??= new EngineKernels(device);
+    const { device, summary } = await this.device();
+    this.kernels ??= new EngineKernels(device, kernelChoicesFor(summary));
     return { device, kernels: this.kernels, model: this.model };
   }
 

@@ -9,22 +9,30 @@ import { matmulCpu } from './matmul.cpu';
 const gpu = setupTestGpu();
 
 describe('gemv (decoding one token)', () => {
-  for (const [N, K, half, offsetB] of [
-    [7, 13, false, 0],
-    [37, 130, false, 5],
-    [261, 576, true, 0],
-    [5, 34, true, 68],
+  for (const [N, K, half, offsetA, offsetB, layout] of [
+    [7, 13, false, 3, 0, 'cooperative'],
+    [37, 130, false, 3, 5, 'cooperative'],
+    [261, 576, true, 3, 0, 'cooperative'],
+    [5, 34, true, 3, 68, 'cooperative'],
+    [7, 13, false, 3, 0, 'row'],
+    [130, 37, false, 3, 5, 'row'],
+    [5, 34, true, 3, 68, 'row'],
+    // Whole vectors (4 floats, 8 halves): the row layout's vector kernels, with rows past N in the last group.
+    [37, 132, false, 4, 8, 'row'],
+    [261, 576, true, 0, 0, 'row'],
+    [6, 40, true, 8, 16, 'row'],
   ] as const) {
-    it(`matches the matmul twin's x·Wᵀ for M = 1: N ${N}, K ${K}, ${half ? 'fp16' : 'fp32'} W, offset ${offsetB}`, async () => {
+    const shape = { N, K, offsetA, offsetB, offsetC: 2, alpha: 0.5, beta: 1 };
+    const kernel = layout === 'row' && GemvKernels.vectorFits(shape, half) ? 'row, vectors' : layout;
+    it(`matches the matmul twin's x·Wᵀ for M = 1: ${kernel}, N ${N}, K ${K}, ${half ? 'fp16' : 'fp32'} W, offsets ${offsetA}, ${offsetB}`, async () => {
       const { device } = gpu();
-      const k = new GemvKernels(device);
-      const x = randomUniform(3 + K, 1);
+      const k = new GemvKernels(device, layout);
+      const x = randomUniform(offsetA + K, 1);
       // fp16 weights hold values fp16 can represent, so the twin sees exactly what the GPU unpacks.
       const raw = randomUniform(offsetB + N * K, 2);
       const w = half ? Float32Array.from(roundToHalf(raw)) : raw;
       const prior = randomUniform(2 + N, 3);
       const y = uploadBuffer(device, prior);
-      const shape = { N, K, offsetA: 3, offsetB, offsetC: 2, alpha: 0.5, beta: 1 };
       const got = await runAndRead(
         device,
         [k.op(uploadBuffer(device, x), uploadBuffer(device, half ? packHalves(w) : w), y, shape, half)],

@@ -6,15 +6,22 @@ import { workgroupReduce } from './wgsl';
  * Matrix-vector product for decoding one token: y = alpha * W · x + beta * y, with W stored [N, K] row-major
  * (a linear layer's weight, or a LoRA matrix), x [K], y [N]; the matmul kernel's x · W^T for M = 1.
  *   x at offsetA, W at offsetB (elements), y at offsetC.
- * Batch-1 decoding reads every weight once per token, so this is about memory bandwidth: each workgroup owns
- * ROWS outputs and its invocations stride along K together, so consecutive invocations read consecutive words of
- * a row; the tiled matmul would leave most of a 64-row tile idle and the GPU nearly empty. W may be fp16, two
- * values per 32-bit word (unpack2x16float, core WGSL); accumulation is fp32.
+ * Batch-1 decoding reads every weight once per token, so this is about memory bandwidth. Two layouts, chosen per
+ * adapter (`GemvLayout`):
+ *   - 'cooperative' (GPUs): each workgroup owns ROWS outputs and its invocations stride along K together, so
+ *     consecutive invocations read consecutive words of a row, then reduce through workgroup memory; the tiled
+ *     matmul would leave most of a 64-row tile idle and the GPU nearly empty.
+ *   - 'row' (CPU adapters): each invocation owns one output and walks its row alone, with no workgroup memory and
+ *     no barriers, which software adapters run as costly switches between invocations; a CPU core streams a
+ *     row through its cache just as well alone.
+ * W may be fp16, two values per 32-bit word (unpack2x16float, core WGSL); accumulation is fp32.
  */
+export type GemvLayout = 'cooperative' | 'row';
+
 const WG = 64;
 const ROWS = 4;
 
-function shader(halfW: boolean): string {
+function cooperativeShader(halfW: boolean): string {
   return /* wgsl */ `
 struct Params { N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -55,6 +62,92 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 `;
 }
 
+/** One output per invocation, its row walked alone, scalar loads: any K and offsets (see the header). */
+function rowShader(halfW: boolean): string {
+  return /* wgsl */ `
+struct Params { N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> W: array<${halfW ? 'u32' : 'f32'}>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let n = gid.x + gid.y * nwg.x * ${WG}u;
+  if (n >= p.N) { return; }
+  let row = p.offsetB + n * p.K;
+  var s = 0.0;
+  ${
+    halfW
+      ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
+  for (var k = 0u; k < p.K; k += 2u) {
+    let w = unpack2x16float(W[(row + k) >> 1u]);
+    s += w.x * x[p.offsetA + k] + w.y * x[p.offsetA + k + 1u];
+  }`
+      : `for (var k = 0u; k < p.K; k++) { s += W[row + k] * x[p.offsetA + k]; }`
+  }
+  var value = p.alpha * s;
+  if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
+  y[p.offsetC + n] = value;
+}
+`;
+}
+
+/**
+ * VEC_ROWS outputs per invocation, their rows read four floats (or eight halves) at a time, each x vector loaded
+ * once for all of them: a quarter of the loads and loop steps, which is what a software adapter pays for. Needs
+ * K, offsetA and offsetB aligned to whole vectors (`vectorFits`).
+ */
+const VEC_ROWS = 4;
+
+function vectorRowShader(halfW: boolean): string {
+  const rows = Array.from({ length: VEC_ROWS }, (_, r) => r);
+  // fp16: one vec4<u32> holds eight weights, matched by two vec4 of x.
+  const step = halfW
+    ? rows
+        .map(
+          (r) => `{
+      let w = W[row${r} + k];
+      acc${r} += vec4f(unpack2x16float(w.x), unpack2x16float(w.y)) * x0
+        + vec4f(unpack2x16float(w.z), unpack2x16float(w.w)) * x1;
+    }`,
+        )
+        .join('\n    ')
+    : rows.map((r) => `acc${r} += W[row${r} + k] * x0;`).join('\n    ');
+  return /* wgsl */ `
+struct Params { N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
+@group(0) @binding(0) var<storage, read> x: array<vec4f>;
+@group(0) @binding(1) var<storage, read> W: array<${halfW ? 'vec4<u32>' : 'vec4f'}>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let first = (gid.x + gid.y * nwg.x * ${WG}u) * ${VEC_ROWS}u;
+  if (first >= p.N) { return; }
+  // Per vector of W: 4 floats, or 8 halves.
+  let perVector = ${halfW ? 8 : 4}u;
+  let steps = p.K / perVector;
+  ${rows.map((r) => `let row${r} = (p.offsetB + min(first + ${r}u, p.N - 1u) * p.K) / perVector;`).join('\n  ')}
+  ${rows.map((r) => `var acc${r} = vec4f(0.0);`).join('\n  ')}
+  let xo = p.offsetA / 4u;
+  for (var k = 0u; k < steps; k++) {
+    ${halfW ? 'let x0 = x[xo + 2u * k];\n    let x1 = x[xo + 2u * k + 1u];' : 'let x0 = x[xo + k];'}
+    ${step}
+  }
+  let sums = array<f32, ${VEC_ROWS}>(${rows.map((r) => `dot(acc${r}, vec4f(1.0))`).join(', ')});
+  for (var r = 0u; r < ${VEC_ROWS}u; r++) {
+    let n = first + r;
+    if (n < p.N) {
+      var value = p.alpha * sums[r];
+      if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
+      y[p.offsetC + n] = value;
+    }
+  }
+}
+`;
+}
+
 export interface GemvShape {
   N: number;
   K: number;
@@ -66,12 +159,26 @@ export interface GemvShape {
 }
 
 export class GemvKernels {
-  private readonly f32w: Kernel;
-  private readonly f16w: Kernel;
+  /** Kernels for fp32 and fp16 W: the layout's own, and the row layout's vector variants for aligned shapes. */
+  private readonly scalar: { f32w: Kernel; f16w: Kernel };
+  private readonly vector: { f32w: Kernel; f16w: Kernel } | null;
 
-  constructor(device: GPUDevice) {
-    this.f32w = new Kernel(device, shader(false), 'gemv');
-    this.f16w = new Kernel(device, shader(true), 'gemv_f16w');
+  constructor(
+    device: GPUDevice,
+    readonly layout: GemvLayout = 'cooperative',
+  ) {
+    const shader = layout === 'row' ? rowShader : cooperativeShader;
+    this.scalar = {
+      f32w: new Kernel(device, shader(false), `gemv ${layout}`),
+      f16w: new Kernel(device, shader(true), `gemv ${layout} f16w`),
+    };
+    this.vector =
+      layout === 'row'
+        ? {
+            f32w: new Kernel(device, vectorRowShader(false), 'gemv row vec4'),
+            f16w: new Kernel(device, vectorRowShader(true), 'gemv row vec4 f16w'),
+          }
+        : null;
   }
 
   /** Whether fp16 W can take this shape (pairs must not straddle words). */
@@ -79,12 +186,21 @@ export class GemvKernels {
     return s.K % 2 === 0 && (s.offsetB ?? 0) % 2 === 0;
   }
 
+  /** Whether W's rows and x split into whole vectors: 4 floats, or 8 halves. */
+  static vectorFits(s: GemvShape, halfW: boolean): boolean {
+    const perVector = halfW ? 8 : 4;
+    return s.K % perVector === 0 && (s.offsetB ?? 0) % perVector === 0 && (s.offsetA ?? 0) % 4 === 0;
+  }
+
   op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false): Op {
     if (halfW && !GemvKernels.halfFits(s))
       throw new Error(`fp16 gemv needs an even K and offset (K ${s.K}, offset ${s.offsetB})`);
-    const groups = Math.ceil(s.N / ROWS);
+    const vector = this.vector && GemvKernels.vectorFits(s, halfW) ? this.vector : null;
+    const outputsPerGroup = vector ? WG * VEC_ROWS : this.layout === 'row' ? WG : ROWS;
+    const groups = Math.ceil(s.N / outputsPerGroup);
     const gx = Math.min(groups, 65535);
-    return (halfW ? this.f16w : this.f32w).op(
+    const kernels = vector ?? this.scalar;
+    return (halfW ? kernels.f16w : kernels.f32w).op(
       [x, w, y],
       [
         u32(s.N),

@@ -4,13 +4,38 @@ import { CrossEntropyKernels } from '../kernels/cross-entropy';
 import { DecodeAttentionKernels } from '../kernels/decode-attention';
 import { DropoutKernel } from '../kernels/dropout';
 import { EmbeddingKernels } from '../kernels/embedding';
-import { GemvKernels } from '../kernels/gemv';
+import { GemvKernels, type GemvLayout } from '../kernels/gemv';
 import { RmsNormKernels } from '../kernels/rmsnorm';
 import { RopeKernels } from '../kernels/rope';
 import { ScoreHeadKernels } from '../kernels/score-head';
 import { CausalSoftmaxKernels } from '../kernels/softmax';
 import { SwiGluKernels } from '../kernels/swiglu';
-import { CPU_MATMUL_TILE, type MatmulTile, MatmulTuner } from './matmul-tuner';
+import { CPU_MATMUL_TILE, GPU_MATMUL_CANDIDATES, type MatmulTile, MatmulTuner } from './matmul-tuner';
+
+/**
+ * The kernel variants an adapter runs fastest. CPU adapters (SwiftShader, lavapipe): register-block matmuls and a
+ * gemv with no barriers, one variant for everything. GPUs: workgroup-memory matmul tiles, each product of a step
+ * timed among `tune` candidates before the step runs, and a gemv whose invocations share each row.
+ */
+export interface KernelChoices {
+  /** The matmul variant of products not tuned (all of them without `tune`). */
+  matmul: MatmulTile;
+  /** Candidates timed per product before a training step runs; null: no tuning. */
+  tune: MatmulTile[] | null;
+  gemv: GemvLayout;
+}
+
+export const CPU_KERNELS: KernelChoices = { matmul: CPU_MATMUL_TILE, tune: null, gemv: 'row' };
+export const GPU_KERNELS: KernelChoices = {
+  matmul: GPU_MATMUL_CANDIDATES[0],
+  tune: GPU_MATMUL_CANDIDATES,
+  gemv: 'cooperative',
+};
+
+/** The choices for an adapter: software adapters report themselves as fallback adapters. */
+export function kernelChoicesFor(adapter: { isFallbackAdapter: boolean }): KernelChoices {
+  return adapter.isFallbackAdapter ? CPU_KERNELS : GPU_KERNELS;
+}
 
 /** Every kernel the transformer uses, compiled once per device. */
 export class EngineKernels {
@@ -31,9 +56,9 @@ export class EngineKernels {
 
   constructor(
     readonly device: GPUDevice,
-    tile: MatmulTile = CPU_MATMUL_TILE,
+    private readonly choices: KernelChoices = CPU_KERNELS,
   ) {
-    this.matmuls = new MatmulTuner(device, tile);
+    this.matmuls = new MatmulTuner(device, choices.matmul);
     this.rmsnorm = new RmsNormKernels(device);
     this.rope = new RopeKernels(device);
     this.softmax = new CausalSoftmaxKernels(device);
@@ -44,7 +69,16 @@ export class EngineKernels {
     this.adamw = new AdamWKernels(device);
     this.dropout = new DropoutKernel(device);
     this.decodeAttention = new DecodeAttentionKernels(device);
-    this.gemv = new GemvKernels(device);
+    this.gemv = new GemvKernels(device, choices.gemv);
     this.scoreHead = new ScoreHeadKernels(device);
+  }
+
+  /**
+   * Times the candidate variants on every matmul product recorded so far and not yet tuned, when the choices tune;
+   * true when a variant may have changed, so plans recorded before should be recorded again.
+   */
+  async tuneMatmuls(): Promise<boolean> {
+    if (!this.choices.tune) return false;
+    return (await this.matmuls.tune(this.choices.tune)) > 0;
   }
 }

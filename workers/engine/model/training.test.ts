@@ -7,7 +7,7 @@ import { submitOps } from '../gpu/ops';
 import { adamwCpu } from '../kernels/adamw.cpu';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { referenceForwardBackward } from '../reference/transformer.cpu';
-import { EngineKernels } from './kernels';
+import { CPU_KERNELS, EngineKernels } from './kernels';
 import { everyLayer, GpuLora, peftInit } from './lora';
 import type { MatmulTile } from './matmul-tuner';
 import { AdamW, weightParamGroups } from './optimizer';
@@ -117,7 +117,7 @@ describe('matmul variants tuned per shape', () => {
       const weights = randomWeights(config, 9);
       const ref = randomLora(config, [...PROJECTIONS], 2, 2, false, 10);
       const tokens = [[5, 3, 9, 11, 2, 8, 30, 1, 4]];
-      const kernels = new EngineKernels(device, fallback);
+      const kernels = new EngineKernels(device, fallback ? { ...CPU_KERNELS, matmul: fallback } : CPU_KERNELS);
       const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
       const lora = GpuLora.create(
         device,

@@ -153,11 +153,25 @@ export class TransformerStep {
       this.output === 'next-token' ? sliceVocabulary(w.lmHead, Math.max(1, Math.floor(maxLogits / (N * 4)))) : [];
     this.kept = options.forwardOnly ? 'none' : options.recompute ? 'inputs' : 'all';
     this.allocateActivations();
+    this.record();
+  }
+
+  private record(): void {
     this.recordForward();
-    if (!options.forwardOnly) {
+    if (this.kept !== 'none') {
       this.recordZeroGrad();
       this.recordBackward();
     }
+  }
+
+  /**
+   * Records the ops again over the same buffers: after the kernels' matmul tuner chose variants for the products
+   * this step asked for. The op lists are refilled in place, so whoever holds them runs the new plan.
+   */
+  rerecord(): void {
+    releaseOps([...this.forwardOps, ...this.backwardOps]);
+    for (const ops of [this.forwardOps, this.backwardOps, this.zeroGradOps]) ops.length = 0;
+    this.record();
   }
 
   get hiddenSize(): number {

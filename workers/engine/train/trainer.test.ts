@@ -4,7 +4,8 @@ import { mulberry32 } from '../../../core/random';
 import { defaultSettings, type TrainSettings } from '../../../core/training/settings';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
 import { readFloat32 } from '../gpu/buffers';
-import { EngineKernels } from '../model/kernels';
+import { CPU_KERNELS, EngineKernels } from '../model/kernels';
+import { CPU_MATMUL_TILE, type MatmulTile } from '../model/matmul-tuner';
 import { GpuWeights } from '../model/weights';
 import { randomWeights, tinyConfig } from '../reference/random-model';
 import { runTraining, Trainer, TrainingDivergedError } from './trainer';
@@ -67,6 +68,31 @@ describe('the next-token trainer', () => {
     expect(losses.slice(-5).reduce((a, b) => a + b) / 5).toBeLessThan(0.8 * losses[0]);
     expect(evals.at(-1)).toBeLessThan(0.8 * (before?.loss ?? 0));
     trainer.destroy();
+    weights.destroy();
+  });
+
+  it('tunes its matmuls before the first step where the kernels ask it to, and trains the same', async () => {
+    const { device } = gpu();
+    const weights = await upload(device);
+    const data = { train: task(10, 3), validation: [], padId: 0 };
+    // Tuning between two variants that differ from the untuned one, so the recorded plan must change.
+    const split: MatmulTile = { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 2 };
+    const tiled: MatmulTile = { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 };
+    const losses = async (kernels: EngineKernels) => {
+      const trainer = new Trainer(device, kernels, weights, settings({ maxSteps: 3 }), data);
+      await trainer.prepare();
+      const seen = [];
+      for (let i = 0; i < 3; i++) seen.push((await trainer.trainStep()).loss);
+      trainer.destroy();
+      return seen;
+    };
+    const untuned = new EngineKernels(device, CPU_KERNELS);
+    const tuning = new EngineKernels(device, { matmul: CPU_MATMUL_TILE, tune: [split, tiled], gemv: 'row' });
+    const expected = await losses(untuned);
+    const got = await losses(tuning);
+    expect(tuning.matmuls.choices().length).toBeGreaterThan(0);
+    expect(tuning.matmuls.choices().every((c) => c.tile === split || c.tile === tiled)).toBe(true);
+    for (let i = 0; i < 3; i++) expect(Math.abs(got[i] - expected[i])).toBeLessThan(1e-4 * expected[i]);
     weights.destroy();
   });
 

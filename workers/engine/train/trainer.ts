@@ -195,7 +195,7 @@ export class Trainer<T = TokenizedExample> {
 
   constructor(
     private readonly device: GPUDevice,
-    kernels: EngineKernels,
+    private readonly kernels: EngineKernels,
     weights: GpuWeights,
     readonly settings: TrainSettings,
     private readonly data: TrainerData<T>,
@@ -244,8 +244,12 @@ export class Trainer<T = TokenizedExample> {
     });
   }
 
-  /** Work the objective needs before the first step (call once, before `restore`). */
+  /**
+   * Work before the first step (call once, before `restore`): on GPUs, the step's matmul products timed and the
+   * step recorded again with the fastest variant of each; then the objective's own work.
+   */
   async prepare(): Promise<void> {
+    if (await this.kernels.tuneMatmuls()) this.step.rerecord();
     await this.objective.prepare?.(this.step, this.device, this.data, (items) => this.batchOf(items));
   }
 
