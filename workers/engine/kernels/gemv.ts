@@ -1,13 +1,13 @@
 import { f32, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
-import { workgroupReduce } from './wgsl';
+import { type RowLayout, workgroupReduce } from './wgsl';
 
 /**
  * Matrix-vector product for decoding one token: y = alpha * W · x + beta * y, with W stored [N, K] row-major
  * (a linear layer's weight, or a LoRA matrix), x [K], y [N]; the matmul kernel's x · W^T for M = 1.
  *   x at offsetA, W at offsetB (elements), y at offsetC.
  * Batch-1 decoding reads every weight once per token, so this is about memory bandwidth. Two layouts, chosen per
- * adapter (`GemvLayout`):
+ * adapter (`RowLayout`):
  *   - 'cooperative' (GPUs): each workgroup owns ROWS outputs and its invocations stride along K together, so
  *     consecutive invocations read consecutive words of a row, then reduce through workgroup memory; the tiled
  *     matmul would leave most of a 64-row tile idle and the GPU nearly empty.
@@ -16,8 +16,6 @@ import { workgroupReduce } from './wgsl';
  *     row through its cache just as well alone.
  * W may be fp16, two values per 32-bit word (unpack2x16float, core WGSL); accumulation is fp32.
  */
-export type GemvLayout = 'cooperative' | 'row';
-
 const WG = 64;
 const ROWS = 4;
 
@@ -165,7 +163,7 @@ export class GemvKernels {
 
   constructor(
     device: GPUDevice,
-    readonly layout: GemvLayout = 'cooperative',
+    readonly layout: RowLayout = 'cooperative',
   ) {
     const shader = layout === 'row' ? rowShader : cooperativeShader;
     this.scalar = {

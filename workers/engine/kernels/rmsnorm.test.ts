@@ -22,51 +22,53 @@ describe('RMSNorm CPU twin', () => {
 });
 
 describe('RMSNorm kernels against the CPU twin', () => {
-  for (const [rows, dim] of [
-    [5, 37],
-    [3, 131],
-    [70, 6],
-  ]) {
-    it(`forward and backward, ${rows} rows of ${dim}`, async () => {
-      const { device } = gpu();
-      const k = new RmsNormKernels(device);
-      const x = randomUniform(rows * dim, rows, -2, 2);
-      const w = randomUniform(dim, dim, 0.5, 1.5);
-      const dy = randomUniform(rows * dim, 7);
-      const prior = randomUniform(rows * dim, 8);
-      const ref = rmsnormForwardCpu(x, w, rows, dim, 1e-6);
-      const back = rmsnormBackwardCpu(x, w, ref.rstd, dy, rows, dim);
+  for (const layout of ['cooperative', 'row'] as const) {
+    for (const [rows, dim] of [
+      [5, 37],
+      [3, 131],
+      [70, 6],
+    ]) {
+      it(`forward and backward, ${rows} rows of ${dim}, ${layout}`, async () => {
+        const { device } = gpu();
+        const k = new RmsNormKernels(device, layout);
+        const x = randomUniform(rows * dim, rows, -2, 2);
+        const w = randomUniform(dim, dim, 0.5, 1.5);
+        const dy = randomUniform(rows * dim, 7);
+        const prior = randomUniform(rows * dim, 8);
+        const ref = rmsnormForwardCpu(x, w, rows, dim, 1e-6);
+        const back = rmsnormBackwardCpu(x, w, ref.rstd, dy, rows, dim);
 
-      const [bx, bw, bdy] = [uploadBuffer(device, x), uploadBuffer(device, w), uploadBuffer(device, dy)];
-      const by = createStorageBuffer(device, rows * dim * 4);
-      const brstd = createStorageBuffer(device, rows * 4);
-      const bdx = uploadBuffer(device, prior);
-      const bdw = uploadBuffer(device, new Float32Array(dim).fill(0.5));
-      const y = await runAndRead(device, [k.forwardOp(bx, bw, by, brstd, rows, dim, 1e-6)], by);
-      expect(maxRelativeError(y, ref.y)).toBeLessThan(1e-5);
-      expect(maxRelativeError(await readFloat32(device, brstd), ref.rstd)).toBeLessThan(1e-5);
+        const [bx, bw, bdy] = [uploadBuffer(device, x), uploadBuffer(device, w), uploadBuffer(device, dy)];
+        const by = createStorageBuffer(device, rows * dim * 4);
+        const brstd = createStorageBuffer(device, rows * 4);
+        const bdx = uploadBuffer(device, prior);
+        const bdw = uploadBuffer(device, new Float32Array(dim).fill(0.5));
+        const y = await runAndRead(device, [k.forwardOp(bx, bw, by, brstd, rows, dim, 1e-6)], by);
+        expect(maxRelativeError(y, ref.y)).toBeLessThan(1e-5);
+        expect(maxRelativeError(await readFloat32(device, brstd), ref.rstd)).toBeLessThan(1e-5);
 
-      const dx = await runAndRead(
-        device,
-        [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, true), k.weightGradOp(bx, brstd, bdy, bdw, rows, dim)],
-        bdx,
-      );
-      // Accumulating backward: adds to what dx held.
-      expect(
-        maxRelativeError(
-          dx,
-          back.dx.map((v, i) => v + prior[i]),
-        ),
-      ).toBeLessThan(1e-5);
-      expect(
-        maxRelativeError(
-          await readFloat32(device, bdw),
-          back.dw.map((v) => v + 0.5),
-        ),
-      ).toBeLessThan(1e-5);
+        const dx = await runAndRead(
+          device,
+          [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, true), k.weightGradOp(bx, brstd, bdy, bdw, rows, dim)],
+          bdx,
+        );
+        // Accumulating backward: adds to what dx held.
+        expect(
+          maxRelativeError(
+            dx,
+            back.dx.map((v, i) => v + prior[i]),
+          ),
+        ).toBeLessThan(1e-5);
+        expect(
+          maxRelativeError(
+            await readFloat32(device, bdw),
+            back.dw.map((v) => v + 0.5),
+          ),
+        ).toBeLessThan(1e-5);
 
-      const overwritten = await runAndRead(device, [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, false)], bdx);
-      expect(maxRelativeError(overwritten, back.dx)).toBeLessThan(1e-5);
-    });
+        const overwritten = await runAndRead(device, [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, false)], bdx);
+        expect(maxRelativeError(overwritten, back.dx)).toBeLessThan(1e-5);
+      });
+    }
   }
 });

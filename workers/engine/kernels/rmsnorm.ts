@@ -1,6 +1,6 @@
 import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
-import { workgroupReduce } from './wgsl';
+import { type RowLayout, rowKernel } from './wgsl';
 
 /**
  * RMSNorm over rows: y[r, :] = w * x[r, :] * rstd[r], rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps).
@@ -8,33 +8,39 @@ import { workgroupReduce } from './wgsl';
  * Backward, with xhat = x * rstd and g = dy * w:
  *   dx = rstd * (g - xhat * mean(g * xhat))          (written, or added to dx when accumulating)
  *   dw += sum over rows of dy * xhat                  (full-parameter training only)
- * One workgroup per row reduces over dim; Qwen3's per-head q/k norm is the same kernel with rows = tokens * heads.
+ * A workgroup per row reduces over dim, or an invocation per row (`RowLayout`); Qwen3's per-head q/k norm is the
+ * same kernel with rows = tokens * heads.
  */
 
 const WG = 64;
 
-const forwardShader = /* wgsl */ `
+function forwardShader(layout: RowLayout): string {
+  const k = rowKernel(layout);
+  return /* wgsl */ `
 struct Params { rows: u32, dim: u32, eps: f32, _pad: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
-${workgroupReduce(WG)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let row = wg.x + wg.y * nwg.x;
+${k.reduce}
+@compute @workgroup_size(${k.size})
+fn main(${k.builtins}) {
+  ${k.prelude}
   if (row >= p.rows) { return; }
   let base = row * p.dim;
   var s = 0.0;
-  for (var j = li; j < p.dim; j += ${WG}u) { let v = x[base + j]; s += v * v; }
+  for (var j = li; j < p.dim; j += ${k.stride}) { let v = x[base + j]; s += v * v; }
   let r = inverseSqrt(reduce(s, li, false) / f32(p.dim) + p.eps);
-  for (var j = li; j < p.dim; j += ${WG}u) { y[base + j] = x[base + j] * r * w[j]; }
+  for (var j = li; j < p.dim; j += ${k.stride}) { y[base + j] = x[base + j] * r * w[j]; }
   if (li == 0u) { rstd[row] = r; }
 }
 `;
+}
 
-const backwardShader = /* wgsl */ `
+function backwardShader(layout: RowLayout): string {
+  const k = rowKernel(layout);
+  return /* wgsl */ `
 struct Params { rows: u32, dim: u32, accumulate: u32, _pad: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
@@ -42,17 +48,17 @@ struct Params { rows: u32, dim: u32, accumulate: u32, _pad: u32 }
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
-${workgroupReduce(WG)}
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let row = wg.x + wg.y * nwg.x;
+${k.reduce}
+@compute @workgroup_size(${k.size})
+fn main(${k.builtins}) {
+  ${k.prelude}
   if (row >= p.rows) { return; }
   let base = row * p.dim;
   let r = rstd[row];
   var s = 0.0;
-  for (var j = li; j < p.dim; j += ${WG}u) { s += dy[base + j] * w[j] * x[base + j] * r; }
+  for (var j = li; j < p.dim; j += ${k.stride}) { s += dy[base + j] * w[j] * x[base + j] * r; }
   let meanGX = reduce(s, li, false) / f32(p.dim);
-  for (var j = li; j < p.dim; j += ${WG}u) {
+  for (var j = li; j < p.dim; j += ${k.stride}) {
     let xhat = x[base + j] * r;
     var value = r * (dy[base + j] * w[j] - xhat * meanGX);
     if (p.accumulate != 0u) { value += dx[base + j]; }
@@ -60,6 +66,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   }
 }
 `;
+}
 
 const weightGradShader = /* wgsl */ `
 struct Params { rows: u32, dim: u32, _pad0: u32, _pad1: u32 }
@@ -83,15 +90,17 @@ export class RmsNormKernels {
   private readonly forward: Kernel;
   private readonly backward: Kernel;
   private readonly weightGrad: Kernel;
+  private readonly grid: (rows: number) => [number, number, number];
 
-  constructor(device: GPUDevice) {
-    this.forward = new Kernel(device, forwardShader, 'rmsnorm_forward');
-    this.backward = new Kernel(device, backwardShader, 'rmsnorm_backward');
+  constructor(device: GPUDevice, layout: RowLayout = 'cooperative') {
+    this.forward = new Kernel(device, forwardShader(layout), 'rmsnorm_forward');
+    this.backward = new Kernel(device, backwardShader(layout), 'rmsnorm_backward');
     this.weightGrad = new Kernel(device, weightGradShader, 'rmsnorm_weight_grad');
+    this.grid = rowKernel(layout).workgroups;
   }
 
   forwardOp(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, rstd: GPUBuffer, rows: number, dim: number, eps: number): Op {
-    return this.forward.op([x, w, y, rstd], [u32(rows), u32(dim), f32(eps), u32(0)], grid1d(rows, 1));
+    return this.forward.op([x, w, y, rstd], [u32(rows), u32(dim), f32(eps), u32(0)], this.grid(rows));
   }
 
   /** dx = d(loss)/dx, written, or added to what dx holds when `accumulate` (a residual stream's gradient). */
@@ -106,7 +115,7 @@ export class RmsNormKernels {
     accumulate: boolean,
   ): Op {
     const uniforms: UniformValue[] = [u32(rows), u32(dim), u32(accumulate ? 1 : 0), u32(0)];
-    return this.backward.op([x, w, rstd, dy, dx], uniforms, grid1d(rows, 1));
+    return this.backward.op([x, w, rstd, dy, dx], uniforms, this.grid(rows));
   }
 
   /** dw += sum over rows of dy * xhat. */

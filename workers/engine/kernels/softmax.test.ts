@@ -23,14 +23,18 @@ describe('causal softmax CPU twin', () => {
 });
 
 describe('causal softmax kernels against the CPU twin', () => {
-  for (const [heads, seq] of [
-    [3, 7],
-    [2, 67],
-    [1, 1],
-  ]) {
-    it(`${heads} heads, seq ${seq}`, async () => {
+  for (const [heads, seq, layout] of [
+    [3, 7, 'cooperative'],
+    [2, 67, 'cooperative'],
+    [1, 1, 'cooperative'],
+    // An invocation per row: 3 * 37 rows leave part of the second workgroup idle.
+    [3, 37, 'row'],
+    [2, 67, 'row'],
+    [1, 1, 'row'],
+  ] as const) {
+    it(`${heads} heads, seq ${seq}, ${layout}`, async () => {
       const { device } = gpu();
-      const k = new CausalSoftmaxKernels(device);
+      const k = new CausalSoftmaxKernels(device, layout);
       const rows = heads * seq;
       const s = randomUniform(rows * seq, seq, -8, 8);
       const dp = randomUniform(rows * seq, seq + 1);

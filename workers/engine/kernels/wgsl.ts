@@ -1,3 +1,5 @@
+import { grid1d } from '../gpu/kernel';
+
 /** WGSL pieces several kernels share. */
 
 /**
@@ -23,4 +25,44 @@ fn reduce(value: f32, li: u32, isMax: bool) -> f32 {
   return total;
 }
 `;
+}
+
+/**
+ * How a kernel that reduces along rows spreads them over invocations:
+ *   - 'cooperative' (GPUs): a workgroup of ROW_THREADS invocations shares each row, striding along it together,
+ *     and reduces through workgroup memory;
+ *   - 'row' (CPU adapters): each invocation owns a row and walks it alone, with no workgroup memory and no
+ *     barriers, which software adapters run as costly switches between invocations.
+ */
+export type RowLayout = 'cooperative' | 'row';
+
+const ROW_THREADS = 64;
+
+/**
+ * The pieces a row-reducing kernel is written with, for a layout: its entry point's `builtins`, a `prelude`
+ * defining `row` (the row this invocation works on) and `li` (where it starts along the row), the `stride` it steps
+ * by, `reduce(value, li, isMax)` over the row's invocations, and the `workgroups` to dispatch for `rows` rows.
+ * The kernel's body is then the same in both layouts.
+ */
+export function rowKernel(layout: RowLayout) {
+  const size = ROW_THREADS;
+  if (layout === 'cooperative') {
+    return {
+      size,
+      builtins:
+        '@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32',
+      prelude: 'let row = wg.x + wg.y * nwg.x;',
+      stride: `${size}u`,
+      reduce: workgroupReduce(size),
+      workgroups: (rows: number) => grid1d(rows, 1),
+    };
+  }
+  return {
+    size,
+    builtins: '@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u',
+    prelude: `let row = gid.x + gid.y * nwg.x * ${size}u;\n  let li = 0u;`,
+    stride: '1u',
+    reduce: 'fn reduce(value: f32, li: u32, isMax: bool) -> f32 { return value; }',
+    workgroups: (rows: number) => grid1d(rows, size),
+  };
 }

@@ -4,32 +4,34 @@ import { CrossEntropyKernels } from '../kernels/cross-entropy';
 import { DecodeAttentionKernels } from '../kernels/decode-attention';
 import { DropoutKernel } from '../kernels/dropout';
 import { EmbeddingKernels } from '../kernels/embedding';
-import { GemvKernels, type GemvLayout } from '../kernels/gemv';
+import { GemvKernels } from '../kernels/gemv';
 import { RmsNormKernels } from '../kernels/rmsnorm';
 import { RopeKernels } from '../kernels/rope';
 import { ScoreHeadKernels } from '../kernels/score-head';
 import { CausalSoftmaxKernels } from '../kernels/softmax';
 import { SwiGluKernels } from '../kernels/swiglu';
+import type { RowLayout } from '../kernels/wgsl';
 import { CPU_MATMUL_TILE, GPU_MATMUL_CANDIDATES, type MatmulTile, MatmulTuner } from './matmul-tuner';
 
 /**
- * The kernel variants an adapter runs fastest. CPU adapters (SwiftShader, lavapipe): register-block matmuls and a
- * gemv with no barriers, one variant for everything. GPUs: workgroup-memory matmul tiles, each product of a step
- * timed among `tune` candidates before the step runs, and a gemv whose invocations share each row.
+ * The kernel variants an adapter runs fastest. CPU adapters (SwiftShader, lavapipe): register-block matmuls, one
+ * variant for everything, and an invocation per row in the kernels that reduce along rows (gemv, softmax, RMSNorm),
+ * with no barriers. GPUs: workgroup-memory matmul tiles, each product of a step timed among `tune` candidates
+ * before the step runs, and workgroups sharing each row.
  */
 export interface KernelChoices {
   /** The matmul variant of products not tuned (all of them without `tune`). */
   matmul: MatmulTile;
   /** Candidates timed per product before a training step runs; null: no tuning. */
   tune: MatmulTile[] | null;
-  gemv: GemvLayout;
+  rows: RowLayout;
 }
 
-export const CPU_KERNELS: KernelChoices = { matmul: CPU_MATMUL_TILE, tune: null, gemv: 'row' };
+export const CPU_KERNELS: KernelChoices = { matmul: CPU_MATMUL_TILE, tune: null, rows: 'row' };
 export const GPU_KERNELS: KernelChoices = {
   matmul: GPU_MATMUL_CANDIDATES[0],
   tune: GPU_MATMUL_CANDIDATES,
-  gemv: 'cooperative',
+  rows: 'cooperative',
 };
 
 /** The choices for an adapter: software adapters report themselves as fallback adapters. */
@@ -59,9 +61,9 @@ export class EngineKernels {
     private readonly choices: KernelChoices = CPU_KERNELS,
   ) {
     this.matmuls = new MatmulTuner(device, choices.matmul);
-    this.rmsnorm = new RmsNormKernels(device);
+    this.rmsnorm = new RmsNormKernels(device, choices.rows);
     this.rope = new RopeKernels(device);
-    this.softmax = new CausalSoftmaxKernels(device);
+    this.softmax = new CausalSoftmaxKernels(device, choices.rows);
     this.swiglu = new SwiGluKernels(device);
     this.bias = new BiasKernels(device);
     this.embedding = new EmbeddingKernels(device);
@@ -69,7 +71,7 @@ export class EngineKernels {
     this.adamw = new AdamWKernels(device);
     this.dropout = new DropoutKernel(device);
     this.decodeAttention = new DecodeAttentionKernels(device);
-    this.gemv = new GemvKernels(device, choices.gemv);
+    this.gemv = new GemvKernels(device, choices.rows);
     this.scoreHead = new ScoreHeadKernels(device);
   }
 

@@ -682,10 +682,12 @@ export class TransformerStep {
 
     // Loss → final norm output: per slice, recompute logits, turn them into d(loss)/d(logits) in place, then
     // dxf += dlogits · E_slice and (full) dE_slice += dlogits^T · xf. (A head has written dxf in 'hidden' mode.)
+    // When the whole vocabulary is one slice, the forward's logits are still there: no need to compute them again.
     if (this.output === 'next-token') ops.push({ kind: 'clear', buffer: s.dxf });
+    const logitsKept = this.slices.length === 1;
     for (const slice of this.slices) {
       const off = (slice.first - slice.chunk.first) * d;
-      ops.push(...this.logitsOps(slice));
+      if (!logitsKept) ops.push(...this.logitsOps(slice));
       ops.push(
         this.k.crossEntropy.backwardOp(this.targets, this.weightsPerToken, s.lse, s.logits, N, slice.first, slice.rows),
       );

@@ -87,7 +87,7 @@ describe('the next-token trainer', () => {
       return seen;
     };
     const untuned = new EngineKernels(device, CPU_KERNELS);
-    const tuning = new EngineKernels(device, { matmul: CPU_MATMUL_TILE, tune: [split, tiled], gemv: 'row' });
+    const tuning = new EngineKernels(device, { matmul: CPU_MATMUL_TILE, tune: [split, tiled], rows: 'row' });
     const expected = await losses(untuned);
     const got = await losses(tuning);
     expect(tuning.matmuls.choices().length).toBeGreaterThan(0);
