@@ -19,13 +19,20 @@ import { type RowLayout, workgroupReduce } from './wgsl';
 const WG = 64;
 const ROWS = 4;
 
-function cooperativeShader(halfW: boolean): string {
+/** Every gemv kernel's parameters and bindings: x and W read as scalars (W's fp16 pairs as u32), or as vectors. */
+function bindings(halfW: boolean, vectors: boolean): string {
+  const w = vectors ? (halfW ? 'vec4<u32>' : 'vec4f') : halfW ? 'u32' : 'f32';
   return /* wgsl */ `
 struct Params { N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> W: array<${halfW ? 'u32' : 'f32'}>;
+@group(0) @binding(0) var<storage, read> x: array<${vectors ? 'vec4f' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> W: array<${w}>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(3) var<uniform> p: Params;`;
+}
+
+function cooperativeShader(halfW: boolean): string {
+  return /* wgsl */ `
+${bindings(halfW, false)}
 ${workgroupReduce(WG)}
 
 @compute @workgroup_size(${WG})
@@ -63,11 +70,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 /** One output per invocation, its row walked alone, scalar loads: any K and offsets (see the header). */
 function rowShader(halfW: boolean): string {
   return /* wgsl */ `
-struct Params { N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> W: array<${halfW ? 'u32' : 'f32'}>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+${bindings(halfW, false)}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -113,11 +116,7 @@ function vectorRowShader(halfW: boolean): string {
         .join('\n    ')
     : rows.map((r) => `acc${r} += W[row${r} + k] * x0;`).join('\n    ');
   return /* wgsl */ `
-struct Params { N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
-@group(0) @binding(0) var<storage, read> x: array<vec4f>;
-@group(0) @binding(1) var<storage, read> W: array<${halfW ? 'vec4<u32>' : 'vec4f'}>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+${bindings(halfW, true)}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {

@@ -553,6 +553,26 @@ export class TransformerStep {
     return this.k.dropout.op(x, this.dropoutState as GPUBuffer, y, n, m.index, p, accumulate);
   }
 
+  /**
+   * [T, T] per query head times [T, hd] of its key-value head, for every batch row and head: P V_h in the forward,
+   * dS K_g in the backward.
+   */
+  private probabilitiesTimesHeads(): MatmulShape {
+    const c = this.w.config;
+    const { batch: B, seq: T } = this.shape;
+    const hd = c.headDim;
+    return {
+      M: T,
+      N: hd,
+      K: T,
+      batch: B * c.numHeads,
+      strideA: T * T,
+      strideB: T * hd,
+      strideC: T * hd,
+      batchDivB: c.numHeads / c.numKvHeads,
+    };
+  }
+
   /** P = softmax(scale · Qh Kh^T) with the causal mask, into `scores`, for one layer. */
   private attentionProbabilities(ops: Op[], a: LayerActivations): void {
     const c = this.w.config;
@@ -633,18 +653,7 @@ export class TransformerStep {
     ops.push(rope(s.v, a.vh, KV, 'none'));
     this.attentionProbabilities(ops, a);
     // O_h = P V_h, per query head, its key-value head shared by G consecutive query heads.
-    ops.push(
-      ...this.mm(false, false, s.scores, a.vh, s.oh, {
-        M: T,
-        N: hd,
-        K: T,
-        batch: B * H,
-        strideA: T * T,
-        strideB: T * hd,
-        strideC: T * hd,
-        batchDivB: H / KV,
-      }),
-    );
+    ops.push(...this.mm(false, false, s.scores, a.vh, s.oh, this.probabilitiesTimesHeads()));
     ops.push(
       this.k.rope.op('headsToRows', 'none', s.oh, s.cos, s.sin, a.attn, { batch: B, seq: T, heads: H, headDim: hd }),
     );
@@ -748,19 +757,7 @@ export class TransformerStep {
       ops.push(this.k.softmax.backwardOp(s.scores, s.dscores, B * H * T, T));
       // dQ_h = scale dS K_g;  dK_g = scale sum_j dS_j^T Q_j.
       const scale = 1 / Math.sqrt(hd);
-      ops.push(
-        ...this.mm(false, false, s.dscores, a.kh, s.dqh, {
-          M: T,
-          N: hd,
-          K: T,
-          batch: B * H,
-          strideA: T * T,
-          strideB: T * hd,
-          strideC: T * hd,
-          batchDivB: G,
-          alpha: scale,
-        }),
-      );
+      ops.push(...this.mm(false, false, s.dscores, a.kh, s.dqh, { ...this.probabilitiesTimesHeads(), alpha: scale }));
       this.sumOverGroup(ops, s.dscores, a.qh, s.dkh, scale);
       ops.push(this.k.rope.op('headsToRows', 'inverse', s.dqh, s.cos, s.sin, a.qPre ? s.dqn : s.dq, headShape(H)));
       ops.push(this.k.rope.op('headsToRows', 'inverse', s.dkh, s.cos, s.sin, a.kPre ? s.dkn : s.dk, headShape(KV)));
