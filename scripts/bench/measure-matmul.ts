@@ -17,13 +17,13 @@ export function matmulCandidates(fallbackAdapter: boolean): MatmulTile[] {
   if (!fallbackAdapter) return GPU_MATMUL_CANDIDATES;
   return [
     CPU_MATMUL_TILE,
-    { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+    { ...CPU_MATMUL_TILE, tileM: 4, tileN: 4 },
     { ...CPU_MATMUL_TILE, workgroupX: 16, workgroupY: 16 },
   ];
 }
 
 export const tileName = (t: MatmulTile) =>
-  `${t.tiled ? 'tiled' : 'registers'} ${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}${t.splitK ? ` split-K ${t.splitK}` : ''}`;
+  `${t.tiled ? 'tiled' : 'registers'} ${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}${t.vectorK ? ', K in vectors' : ''}${t.splitK ? ` split-K ${t.splitK}` : ''}`;
 
 export interface MatmulRow {
   shape: string;

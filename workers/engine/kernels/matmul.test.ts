@@ -3,7 +3,7 @@ import { packHalves, roundToHalf } from '../../../core/float16';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
-import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape } from './matmul';
+import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape, vectorKFits } from './matmul';
 import { matmulCpu } from './matmul.cpu';
 
 const gpu = setupTestGpu();
@@ -157,5 +157,51 @@ describe('matmul with fp16 B (frozen weights at half the memory)', () => {
         expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
       });
     }
+  }
+});
+
+describe('matmul reading rows along K as vectors (x·Wᵀ on CPU adapters)', () => {
+  const tiles = [
+    { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
+    { tileM: 4, tileN: 8, workgroupX: 16, workgroupY: 4 },
+  ] as const;
+  for (const tile of tiles) {
+    const variant = { ...tile, vectorK: true, transA: false, transB: true } as const;
+    it(`fp32, ${tile.tileM}x${tile.tileN}: whole vectors, batched with offsets and strides, and the fallback`, async () => {
+      const shapes: [MatmulShape, boolean][] = [
+        [{ M: 37, N: 29, K: 52 }, true],
+        [{ M: 13, N: 9, K: 12, batch: 6, batchDivB: 3, alpha: 0.5, beta: 1, offsetA: 4, offsetB: 8, offsetC: 3 }, true],
+        // K (and so the rows) not whole vectors: the plain register kernel.
+        [{ M: 37, N: 29, K: 53 }, false],
+        [{ M: 5, N: 6, K: 8, offsetA: 2 }, false],
+      ];
+      for (const [i, [shape, fits]] of shapes.entries()) {
+        expect(vectorKFits(shape, variant)).toBe(fits);
+        await check(variant, shape, 70 + 10 * i);
+      }
+    });
+
+    it(`fp16 B, ${tile.tileM}x${tile.tileN}: eight halves per load, and the fallback for odd offsets`, async () => {
+      const { device } = gpu();
+      const half = { ...variant, halfB: true } as const;
+      for (const [shape, fits] of [
+        [{ M: 19, N: 13, K: 24, offsetB: 8, alpha: 1.5 }, true],
+        [{ M: 19, N: 13, K: 24, offsetB: 4, alpha: 1.5 }, false],
+      ] as const) {
+        expect(vectorKFits(shape, half)).toBe(fits);
+        const a = randomUniform(shape.M * shape.K, 1);
+        const b = roundToHalf(randomUniform(shape.offsetB + shape.N * shape.K, 2, -2, 2));
+        const expected = new Float64Array(shape.M * shape.N);
+        matmulCpu(a, b, expected, shape, half);
+        const c = createStorageBuffer(device, expected.length * 4);
+        const kernel = new MatmulKernel(device, half);
+        const got = await runAndRead(
+          device,
+          [kernel.op(uploadBuffer(device, a), uploadBuffer(device, packHalves(b)), c, shape)],
+          c,
+        );
+        expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+      }
+    });
   }
 });

@@ -17,7 +17,9 @@ import type { Op } from '../gpu/ops';
  *
  * Two families, chosen per adapter (software and hardware adapters want opposite trade-offs):
  *   registers: each invocation computes a TM x TN block of C in registers, reading A and B straight from
- *              storage. Fastest on CPU adapters (SwiftShader, lavapipe), where caches do the staging.
+ *              storage. Fastest on CPU adapters (SwiftShader, lavapipe), where caches do the staging. With
+ *              `vectorK`, the x·Wᵀ layout reads both operands' rows along K as vectors and multiplies them as
+ *              dot products: a quarter of the loads, which a software adapter pays for one by one.
  *   tiled:     the workgroup stages BK-deep slices of its A and B tiles in workgroup memory, loaded so that
  *              neighbouring invocations read neighbouring addresses whatever the layout, then each invocation
  *              computes its TM x TN block from there. What GPUs want: coalesced loads, each loaded value
@@ -36,6 +38,12 @@ export interface MatmulVariant {
    * with unpack2x16float, which is core WGSL, so no shader-f16 feature is needed. Accumulation stays fp32.
    */
   halfB?: boolean;
+  /**
+   * Registers family, x·Wᵀ layout (transB, not transA): rows of A and B read along K four floats (or eight fp16
+   * halves) at a time (`vectorKFits`); other layouts, and shapes whose rows, offsets or strides do not split into
+   * whole vectors, run the plain register kernel.
+   */
+  vectorK?: boolean;
   /** Rows of C per invocation. */
   tileM: 4 | 8;
   /** Columns of C per invocation (a multiple of 4: they are held as vec4). */
@@ -98,7 +106,23 @@ export function resolveMatmulShape(shape: MatmulShape, variant: Pick<MatmulVaria
 }
 
 export function matmulShader(v: MatmulVariant): string {
-  return v.tiled ? tiledShader(v) : registersShader(v);
+  if (v.tiled) return tiledShader(v);
+  return usesVectorK(v) ? vectorKShader(v) : registersShader(v);
+}
+
+/** Whether the variant reads along K in vectors at all (see `vectorK`). */
+function usesVectorK(v: MatmulVariant): boolean {
+  return Boolean(v.vectorK && !v.tiled && v.transB && !v.transA);
+}
+
+/** Whether every row of A and B in the shape starts on a whole vector: 4 floats of A, 4 floats or 8 halves of B. */
+export function vectorKFits(shape: MatmulShape, v: MatmulVariant): boolean {
+  const s = resolveMatmulShape(shape, v);
+  const perB = v.halfB ? 8 : 4;
+  return (
+    [s.K, s.ldb, s.offsetB, s.strideB].every((n) => n % perB === 0) &&
+    [s.lda, s.offsetA, s.strideA].every((n) => n % 4 === 0)
+  );
 }
 
 /** Bindings, uniforms, and loadB: B's element i as f32, whatever its storage. */
@@ -170,6 +194,75 @@ ${rows}
 ${cols}
   var acc: array<vec4f, ${v.tileM * vecN}>;
   for (var k = 0u; k < p.K; k++) {
+${loadA}
+${loadB}
+${fma}
+  }
+${storeBlock(v, vecN, '1u', '1u')}
+}
+`;
+}
+
+/** The registers family for x·Wᵀ with both operands read along K as vectors (`vectorK`). */
+function vectorKShader(v: MatmulVariant): string {
+  if (v.tileN % 4 !== 0) throw new Error(`matmul tileN must be a multiple of 4, got ${v.tileN}`);
+  const vecN = v.tileN / 4;
+  const rows = Array.from({ length: v.tileM }, (_, i) => i);
+  const cols = Array.from({ length: v.tileN }, (_, c) => c);
+  // Per step along K: one vec4 of each A row and of each B row, or with fp16 B, eight halves (one vec4<u32>)
+  // against two vec4 of A.
+  const perStep = v.halfB ? 8 : 4;
+  const loadA = rows
+    .map((i) =>
+      v.halfB
+        ? `    let a${i} = A[ar${i} + 2u * k];\n    let a${i}h = A[ar${i} + 2u * k + 1u];`
+        : `    let a${i} = A[ar${i} + k];`,
+    )
+    .join('\n');
+  const loadB = cols
+    .map((c) =>
+      v.halfB
+        ? `    let w${c} = B[br${c} + k];\n    let b${c} = vec4f(unpack2x16float(w${c}.x), unpack2x16float(w${c}.y));\n    let b${c}h = vec4f(unpack2x16float(w${c}.z), unpack2x16float(w${c}.w));`
+        : `    let b${c} = B[br${c} + k];`,
+    )
+    .join('\n');
+  const dot = (i: number, c: number) => (v.halfB ? `dot(a${i}, b${c}) + dot(a${i}h, b${c}h)` : `dot(a${i}, b${c})`);
+  const fma = rows
+    .map((i) =>
+      Array.from({ length: vecN }, (_, q) => {
+        const lanes = [0, 1, 2, 3].map((l) => dot(i, 4 * q + l)).join(', ');
+        return `    acc[${i * vecN + q}] += vec4f(${lanes});`;
+      }).join('\n'),
+    )
+    .join('\n');
+  return /* wgsl */ `
+struct Params {
+  M: u32, N: u32, K: u32, batch: u32,
+  lda: u32, ldb: u32, ldc: u32, strideA: u32,
+  strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
+  offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
+}
+
+@group(0) @binding(0) var<storage, read> A: array<vec4f>;
+@group(0) @binding(1) var<storage, read> B: array<${v.halfB ? 'vec4<u32>' : 'vec4f'}>;
+@group(0) @binding(2) var<storage, read_write> C: array<f32>;
+@group(0) @binding(3) var<uniform> p: Params;
+
+@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let row0 = gid.y * ${v.tileM}u;
+  let col0 = gid.x * ${v.tileN}u;
+  let b = gid.z;
+  if (row0 >= p.M || col0 >= p.N || b >= p.batch) { return; }
+  // Offsets, strides and leading dimensions in vectors of A (4 floats) and of B (${perStep} values).
+  let aBase = (p.offsetA + b * p.strideA) / 4u;
+  let bBase = (p.offsetB + (b / p.batchDivB) * p.strideB) / ${perStep}u;
+  let cBase = p.offsetC + b * p.strideC;
+  let steps = p.K / ${perStep}u;
+${rows.map((i) => `  let ar${i} = aBase + min(row0 + ${i}u, p.M - 1u) * (p.lda / 4u);`).join('\n')}
+${cols.map((c) => `  let br${c} = bBase + min(col0 + ${c}u, p.N - 1u) * (p.ldb / ${perStep}u);`).join('\n')}
+  var acc: array<vec4f, ${v.tileM * vecN}>;
+  for (var k = 0u; k < steps; k++) {
 ${loadA}
 ${loadB}
 ${fma}
@@ -253,18 +346,23 @@ ${storeBlock(v, vecN, `${v.workgroupY}u`, `${v.workgroupX}u`)}
 /** A compiled matmul variant; `op` records one multiplication for a plan. */
 export class MatmulKernel {
   private readonly kernel: Kernel;
+  /** With `vectorK`, the plain register kernel for shapes that do not split into whole vectors. */
+  private readonly unaligned: Kernel | null;
 
   constructor(
     device: GPUDevice,
     readonly variant: MatmulVariant,
   ) {
     this.kernel = new Kernel(device, matmulShader(variant), matmulLabel(variant));
+    const plain = { ...variant, vectorK: false };
+    this.unaligned = usesVectorK(variant) ? new Kernel(device, matmulShader(plain), matmulLabel(plain)) : null;
   }
 
   op(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op {
     const s = resolveMatmulShape(shape, this.variant);
     const v = this.variant;
-    return this.kernel.op(
+    const kernel = this.unaligned && !vectorKFits(shape, v) ? this.unaligned : this.kernel;
+    return kernel.op(
       [a, b, c],
       [
         ...[s.M, s.N, s.K, s.batch, s.lda, s.ldb, s.ldc, s.strideA, s.strideB, s.strideC].map(u32),
@@ -280,5 +378,6 @@ export class MatmulKernel {
 
 function matmulLabel(v: MatmulVariant): string {
   const family = v.tiled ? 'tiled' : 'registers';
-  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
+  const vectors = usesVectorK(v) ? '_vk' : '';
+  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
 }
