@@ -125,8 +125,11 @@ export function vectorKFits(shape: MatmulShape, v: MatmulVariant): boolean {
   );
 }
 
-/** Bindings, uniforms, and loadB: B's element i as f32, whatever its storage. */
-const header = (v: MatmulVariant) => /* wgsl */ `
+/**
+ * Bindings and uniforms; A and B as scalars with loadB (B's element i as f32, whatever its storage), or with
+ * `vectors` as vec4 (B's fp16 as vec4<u32>, eight halves).
+ */
+const header = (v: MatmulVariant, vectors = false) => /* wgsl */ `
 struct Params {
   M: u32, N: u32, K: u32, batch: u32,
   lda: u32, ldb: u32, ldc: u32, strideA: u32,
@@ -134,12 +137,11 @@ struct Params {
   offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
 }
 
-@group(0) @binding(0) var<storage, read> A: array<f32>;
-@group(0) @binding(1) var<storage, read> B: array<${v.halfB ? 'u32' : 'f32'}>;
+@group(0) @binding(0) var<storage, read> A: array<${vectors ? 'vec4f' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-
-fn loadB(i: u32) -> f32 { return ${v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]'}; }
+${vectors ? '' : `\nfn loadB(i: u32) -> f32 { return ${v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]'}; }`}
 `;
 
 /** Writes alpha * acc (+ beta * C) for the block at (row0, col0), skipping what lies outside C. */
@@ -236,18 +238,7 @@ function vectorKShader(v: MatmulVariant): string {
     )
     .join('\n');
   return /* wgsl */ `
-struct Params {
-  M: u32, N: u32, K: u32, batch: u32,
-  lda: u32, ldb: u32, ldc: u32, strideA: u32,
-  strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
-  offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
-}
-
-@group(0) @binding(0) var<storage, read> A: array<vec4f>;
-@group(0) @binding(1) var<storage, read> B: array<${v.halfB ? 'vec4<u32>' : 'vec4f'}>;
-@group(0) @binding(2) var<storage, read_write> C: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-
+${header(v, true)}
 @compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u) {
   let row0 = gid.y * ${v.tileM}u;
