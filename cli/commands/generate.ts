@@ -100,7 +100,7 @@ export async function generate(args: string[]): Promise<number> {
   try {
     const kernels = new EngineKernels(device, kernelChoicesFor(summary));
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
-      halfMatrices: true,
+      halfMatrices: kernels.choices.halfWeights,
     });
     const lora = adapter ? GpuLora.fromAdapter(device, config, adapter) : null;
     const length = Math.min(config.maxPositionEmbeddings, prompt.length + maxNewTokens);

@@ -248,7 +248,7 @@ export async function train(args: string[]): Promise<number> {
   try {
     const kernels = new EngineKernels(device, kernelChoicesFor(summary));
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
-      halfMatrices: !settings.full,
+      halfMatrices: !settings.full && kernels.choices.halfWeights,
     });
     const reward =
       rewardBuilder && sequences.kind === 'prompts'

@@ -65,7 +65,8 @@ export function RunEstimate({
       rank: s.loraR,
       targets: s.targets,
       full: s.full,
-      halfMatrices: !s.full,
+      // The studio holds the weights as it loaded them, at fp32 (full-parameter training needs them so).
+      halfMatrices: false,
       recompute,
       // Policy optimization's KL reference is a second, forward-only step.
       reference: s.method === 'grpo' && s.klBeta > 0,

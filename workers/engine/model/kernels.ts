@@ -25,13 +25,19 @@ export interface KernelChoices {
   /** Candidates timed per product before a training step runs; null: no tuning. */
   tune: MatmulTile[] | null;
   rows: RowLayout;
+  /**
+   * Hold frozen matrices at fp16 where a run allows it (LoRA training, generation): half the memory, and less to
+   * read on GPUs. CPU adapters keep fp32: unpacking halves made a SwiftShader step take twice as long.
+   */
+  halfWeights: boolean;
 }
 
-export const CPU_KERNELS: KernelChoices = { matmul: CPU_MATMUL_TILE, tune: null, rows: 'row' };
+export const CPU_KERNELS: KernelChoices = { matmul: CPU_MATMUL_TILE, tune: null, rows: 'row', halfWeights: false };
 export const GPU_KERNELS: KernelChoices = {
   matmul: GPU_MATMUL_CANDIDATES[0],
   tune: GPU_MATMUL_CANDIDATES,
   rows: 'cooperative',
+  halfWeights: true,
 };
 
 /** The choices for an adapter: software adapters report themselves as fallback adapters. */
@@ -58,7 +64,7 @@ export class EngineKernels {
 
   constructor(
     readonly device: GPUDevice,
-    private readonly choices: KernelChoices = CPU_KERNELS,
+    readonly choices: KernelChoices = CPU_KERNELS,
   ) {
     this.matmuls = new MatmulTuner(device, choices.matmul);
     this.rmsnorm = new RmsNormKernels(device, choices.rows);

@@ -87,7 +87,12 @@ describe('the next-token trainer', () => {
       return seen;
     };
     const untuned = new EngineKernels(device, CPU_KERNELS);
-    const tuning = new EngineKernels(device, { matmul: CPU_MATMUL_TILE, tune: [split, tiled], rows: 'row' });
+    const tuning = new EngineKernels(device, {
+      matmul: CPU_MATMUL_TILE,
+      tune: [split, tiled],
+      rows: 'row',
+      halfWeights: false,
+    });
     const expected = await losses(untuned);
     const got = await losses(tuning);
     expect(tuning.matmuls.choices().length).toBeGreaterThan(0);
