@@ -85,6 +85,8 @@ test('a run trains live in the worker: progress, charts, validation, finished', 
   await expect(page.getByTestId('run-data')).toContainText('messages data: 4 training sequences, 1 for validation');
   await expect(page.getByTestId('run-status')).toHaveText('Finished');
   await expect(page.getByTestId('run-progress')).toContainText('Step 6 of 6, loss');
+  // The estimate made for these settings is still there after the run.
+  await expect(page.getByTestId('time-estimate')).toContainText('6 steps of');
   await expect(page.getByTestId('chart-Loss').locator('canvas')).toBeVisible();
   await expect(page.getByTestId('chart-Loss')).toContainText('validation');
   await page.screenshot({ path: 'test-results/train-step.png', fullPage: true });

@@ -12,8 +12,18 @@ function rowsPerItem(s: TrainSettings): number {
   return s.method === 'grpo' ? s.groupSize : 1;
 }
 
+/**
+ * What timing the run needs: a key that changes with anything the run depends on, the measurement, and whether it
+ * can run now (not while a run trains; an earlier result stays shown).
+ */
+interface Timing {
+  key: string;
+  measure: () => Promise<RunTiming>;
+  disabled: boolean;
+}
+
 /** How long the run would take, measured on request: it takes two steps' time, so it is not done unasked. */
-function TimeEstimate({ timing }: { timing: { key: string; measure: () => Promise<RunTiming> } }) {
+function TimeEstimate({ timing }: { timing: Timing }) {
   const measured = useMutation({ mutationFn: (_key: string) => timing.measure() });
   const current = measured.variables === timing.key;
   const t = current ? measured.data : undefined;
@@ -22,7 +32,7 @@ function TimeEstimate({ timing }: { timing: { key: string; measure: () => Promis
       <button
         type="button"
         className={`${button} border border-indigo-600 text-indigo-700 dark:text-indigo-300`}
-        disabled={measured.isPending}
+        disabled={measured.isPending || timing.disabled}
         onClick={() => measured.mutate(timing.key)}
       >
         {measured.isPending ? 'Timing two steps…' : 'Estimate the time'}
@@ -56,7 +66,7 @@ export function RunEstimate({
   config: ModelConfig;
   settings: TrainSettings;
   parameters: number;
-  timing: { key: string; measure: () => Promise<RunTiming> } | null;
+  timing: Timing | null;
 }) {
   const estimate = (recompute: boolean) =>
     estimateTrainingMemory(config, {

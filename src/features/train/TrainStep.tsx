@@ -135,7 +135,7 @@ export function TrainStep() {
             settings={settings}
             parameters={parameters}
             timing={
-              dataset.summary && problems.length === 0 && !busy
+              dataset.summary && problems.length === 0
                 ? {
                     // Any change to what the run would be makes an earlier measurement stale.
                     key: JSON.stringify([
@@ -144,6 +144,7 @@ export function TrainStep() {
                       dataset.files.map((f) => [f.name, f.size, f.lastModified]),
                     ]),
                     measure: () => getEngine().timeRun(request(loaded.label, settings), files()),
+                    disabled: busy,
                   }
                 : null
             }
