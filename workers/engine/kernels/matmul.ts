@@ -144,6 +144,14 @@ struct Params {
 ${vectors ? '' : `\nfn loadB(i: u32) -> f32 { return ${v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]'}; }`}
 `;
 
+/** A register kernel's entry: the block of C at (row0, col0) of batch entry b this invocation owns, if inside C. */
+const blockEntry = (v: MatmulVariant) => /* wgsl */ `@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let row0 = gid.y * ${v.tileM}u;
+  let col0 = gid.x * ${v.tileN}u;
+  let b = gid.z;
+  if (row0 >= p.M || col0 >= p.N || b >= p.batch) { return; }`;
+
 /** Writes alpha * acc (+ beta * C) for the block at (row0, col0), skipping what lies outside C. */
 function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride: string): string {
   return /* wgsl */ `
@@ -183,12 +191,7 @@ function registersShader(v: MatmulVariant): string {
 
   return /* wgsl */ `
 ${header(v)}
-@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let row0 = gid.y * ${v.tileM}u;
-  let col0 = gid.x * ${v.tileN}u;
-  let b = gid.z;
-  if (row0 >= p.M || col0 >= p.N || b >= p.batch) { return; }
+${blockEntry(v)}
   let aBase = p.offsetA + b * p.strideA;
   let bBase = p.offsetB + (b / p.batchDivB) * p.strideB;
   let cBase = p.offsetC + b * p.strideC;
@@ -239,12 +242,7 @@ function vectorKShader(v: MatmulVariant): string {
     .join('\n');
   return /* wgsl */ `
 ${header(v, true)}
-@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
-fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let row0 = gid.y * ${v.tileM}u;
-  let col0 = gid.x * ${v.tileN}u;
-  let b = gid.z;
-  if (row0 >= p.M || col0 >= p.N || b >= p.batch) { return; }
+${blockEntry(v)}
   // Offsets, strides and leading dimensions in vectors of A (4 floats) and of B (${perStep} values).
   let aBase = (p.offsetA + b * p.strideA) / 4u;
   let bBase = (p.offsetB + (b / p.batchDivB) * p.strideB) / ${perStep}u;
