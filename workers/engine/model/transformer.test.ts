@@ -35,6 +35,8 @@ interface Case {
   half?: boolean;
   /** Only each layer's input kept, the rest recomputed in the backward (gradient checkpointing). */
   recompute?: boolean;
+  /** LoRA only on these layers (PEFT's layers_to_transform); every layer by default. */
+  layers?: number[];
 }
 
 const cases: Case[] = [
@@ -98,6 +100,14 @@ const cases: Case[] = [
     recompute: true,
   },
   {
+    name: 'activations recomputed in the backward, LoRA on the last of three layers only',
+    config: tinyConfig({ numLayers: 3 }),
+    targets: ['q_proj', 'down_proj'],
+    full: false,
+    recompute: true,
+    layers: [2],
+  },
+  {
     name: 'llama3 rope scaling, multi-head (no grouping), one row',
     config: tinyConfig({
       numKvHeads: 4,
@@ -129,6 +139,8 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       }
       const rank = 3;
       const refLora = randomLora(config, c.targets, rank, 5, c.rslora ?? false, 2);
+      const onLayer = (layer: number) => !c.layers || c.layers.includes(layer);
+      for (const key of refLora.modules.keys()) if (!onLayer(Number(key.split('.')[0]))) refLora.modules.delete(key);
       const tokens = Array.from({ length: batch }, (_, b) =>
         Array.from({ length: seq }, (_, t) => (b * 13 + t * 7 + 3) % config.vocabSize),
       );
@@ -148,7 +160,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
           loraAlpha: 5,
           useRslora: c.rslora ?? false,
           loraDropout: c.dropout ?? 0,
-          modules: everyLayer(config, c.targets),
+          modules: everyLayer(config, c.targets).filter((m) => onLayer(m.layer)),
         },
         (m, a, b) => {
           const module = refLora.modules.get(`${m.layer}.${m.projection}`);

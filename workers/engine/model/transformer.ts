@@ -328,42 +328,46 @@ export class TransformerStep {
     const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
     const r = this.lora?.settings.r ?? 0;
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
-    let shared: LayerActivations | undefined;
+    // A layer's own set; with recompute (or forward only) every layer after the first reuses the first's, all but
+    // the input where recompute keeps it.
+    const own = (l: number): LayerActivations => ({
+      xIn: f32(N * d, `L${l} xIn`),
+      xn1: f32(N * d, `L${l} xn1`),
+      rstd1: f32(N, `L${l} rstd1`),
+      qPre: c.qkNorm ? f32(N * H * hd, `L${l} qPre`) : null,
+      kPre: c.qkNorm ? f32(N * KV * hd, `L${l} kPre`) : null,
+      rstdQ: c.qkNorm ? f32(N * H, `L${l} rstdQ`) : null,
+      rstdK: c.qkNorm ? f32(N * KV, `L${l} rstdK`) : null,
+      qh: f32(N * H * hd, `L${l} qh`),
+      kh: f32(N * KV * hd, `L${l} kh`),
+      vh: f32(N * KV * hd, `L${l} vh`),
+      attn: f32(N * H * hd, `L${l} attn`),
+      xMid: f32(N * d, `L${l} xMid`),
+      xn2: f32(N * d, `L${l} xn2`),
+      rstd2: f32(N, `L${l} rstd2`),
+      gate: f32(N * f, `L${l} gate`),
+      up: f32(N * f, `L${l} up`),
+      act: f32(N * f, `L${l} act`),
+      loraXa: {},
+    });
+    // Shared x A^T buffers, one per projection, allocated by the first layer that has the module (LoRA may skip
+    // layers: PEFT's layers_to_transform).
+    const sharedXa: LayerActivations['loraXa'] = {};
     for (let l = 0; l < c.numLayers; l++) {
-      // Layers past the first reuse the first's buffers for what is not kept per layer.
-      const own = (n: number, label: string, keep: Kept[]) =>
-        shared && !keep.includes(this.kept) ? null : f32(n, label);
-      const loraXa: LayerActivations['loraXa'] = {};
+      const first = this.layers[0];
+      const a: LayerActivations =
+        l === 0 || this.kept === 'all'
+          ? own(l)
+          : { ...first, xIn: this.kept === 'inputs' ? f32(N * d, `L${l} xIn`) : first.xIn, loraXa: {} };
       for (const m of this.loraModules(l)) {
-        loraXa[m.projection] = own(N * r, `L${l} ${m.projection} xA`, ['all']) ?? shared?.loraXa[m.projection];
+        if (this.kept === 'all') {
+          a.loraXa[m.projection] = f32(N * r, `L${l} ${m.projection} xA`);
+        } else {
+          sharedXa[m.projection] ??= f32(N * r, `${m.projection} xA`);
+          a.loraXa[m.projection] = sharedXa[m.projection];
+        }
       }
-      const layer = (name: keyof LayerActivations, n: number, keep: Kept[] = ['all']) => {
-        const buffer = own(n, `L${l} ${name}`, keep);
-        return buffer ?? (shared?.[name] as GPUBuffer);
-      };
-      const qkNorm = <T>(make: () => T) => (c.qkNorm ? make() : null);
-      const activations: LayerActivations = {
-        xIn: layer('xIn', N * d, ['all', 'inputs']),
-        xn1: layer('xn1', N * d),
-        rstd1: layer('rstd1', N),
-        qPre: qkNorm(() => layer('qPre', N * H * hd)),
-        kPre: qkNorm(() => layer('kPre', N * KV * hd)),
-        rstdQ: qkNorm(() => layer('rstdQ', N * H)),
-        rstdK: qkNorm(() => layer('rstdK', N * KV)),
-        qh: layer('qh', N * H * hd),
-        kh: layer('kh', N * KV * hd),
-        vh: layer('vh', N * KV * hd),
-        attn: layer('attn', N * H * hd),
-        xMid: layer('xMid', N * d),
-        xn2: layer('xn2', N * d),
-        rstd2: layer('rstd2', N),
-        gate: layer('gate', N * f),
-        up: layer('up', N * f),
-        act: layer('act', N * f),
-        loraXa,
-      };
-      shared ??= activations;
-      this.layers.push(activations);
+      this.layers.push(a);
     }
     const maxSlice = Math.max(0, ...this.slices.map((s) => s.rows));
     Object.assign(this.s, {
