@@ -128,7 +128,15 @@ describe('matmul variants tuned per shape', () => {
           b.set(ref.modules.get(`${m.layer}.${m.projection}`)?.B ?? []);
         },
       );
-      new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true }).destroy();
+      // Recording the step tells the tuner its products; recording it again after tuning uses the choices.
+      const step = new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true });
+      const matmulLabels = () =>
+        new Set(
+          [...step.forwardOps, ...step.backwardOps].flatMap((op) =>
+            op.kind === 'dispatch' && op.label.startsWith('matmul') ? [op.label] : [],
+          ),
+        );
+      const untuned = matmulLabels();
       const candidates = [
         { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
         { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
@@ -138,7 +146,10 @@ describe('matmul variants tuned per shape', () => {
       expect(tuned).toBeGreaterThan(10);
       expect(new Set(kernels.matmuls.choices().map((c) => c.shape)).size).toBe(tuned);
 
-      const step = new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true });
+      step.rerecord();
+      expect(matmulLabels()).not.toEqual(untuned);
+      // The default fallback (register 8x8 blocks) is not a candidate: no product keeps it.
+      if (!fallback) expect([...matmulLabels()].some((label) => label.includes('8x8_8x8'))).toBe(false);
       step.setBatch(tokens);
       submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps]);
       const r = referenceForwardBackward(config, weights, ref, tokens, undefined, { full: true });
