@@ -21,8 +21,8 @@ export interface TrainingMemory {
 
 /**
  * GPU bytes a training step needs, following what the engine allocates: per layer the saved activations (with
- * `recompute`, gradient checkpointing, only each layer's input, plus one layer's set to recompute into), attention
- * probabilities for one layer and the loss's logits slice (with `reference`, also policy optimization's
+ * `recompute`, gradient checkpointing, only each layer's input, plus one layer's set to recompute into), the
+ * backward's scratch and the loss's logits slice (with `reference`, also policy optimization's
  * forward-only step for its KL reference, which keeps one layer's set); the weights at fp32, or with
  * `halfMatrices` (how LoRA runs hold them) the matrices at fp16; the adapter's parameters, gradients and moments,
  * or with `full` those of every weight.
@@ -51,9 +51,10 @@ export function estimateTrainingMemory(
 ): TrainingMemory {
   const { hiddenSize: d, intermediateSize: f, numHeads: H, numKvHeads: KV, headDim: hd, numLayers: L } = config;
   const N = batch * seq;
-  const layerSet = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2) + N * rank * targets.length;
+  // Per layer: the buffers of transformer.ts's LayerActivations (attention keeps a log-sum-exp per query and head).
+  const layerSet = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2 + H) + N * rank * targets.length;
   const kept = recompute ? layerSet + (L - 1) * N * d : L * layerSet;
-  const scratch = N * (4 * d + 3 * f + 6 * H * hd + 6 * KV * hd) + 2 * batch * H * seq * seq;
+  const scratch = N * (5 * d + 3 * f + 6 * H * hd + 6 * KV * hd + H);
   const logits = Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
   const step = scratch + logits;
   const activations = 4 * (kept + step + (reference ? layerSet + step : 0));

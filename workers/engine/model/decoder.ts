@@ -187,7 +187,7 @@ export class Decoder {
     const act = f32(f, 'act');
     const xa = f32(Math.max(1, this.lora?.settings.r ?? 1), 'x A^T');
     const rope = (input: GPUBuffer, output: GPUBuffer, heads: number) =>
-      this.k.rope.op('rowsToHeads', 'forward', input, this.cos, this.sin, output, {
+      this.k.rope.op('forward', input, this.cos, this.sin, output, {
         batch: 1,
         seq: 1,
         heads,

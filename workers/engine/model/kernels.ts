@@ -1,4 +1,5 @@
 import { AdamWKernels } from '../kernels/adamw';
+import { AttentionKernels } from '../kernels/attention';
 import { BiasKernels } from '../kernels/bias';
 import { CrossEntropyKernels } from '../kernels/cross-entropy';
 import { DecodeAttentionKernels } from '../kernels/decode-attention';
@@ -8,14 +9,13 @@ import { GemvKernels } from '../kernels/gemv';
 import { RmsNormKernels } from '../kernels/rmsnorm';
 import { RopeKernels } from '../kernels/rope';
 import { ScoreHeadKernels } from '../kernels/score-head';
-import { CausalSoftmaxKernels } from '../kernels/softmax';
 import { SwiGluKernels } from '../kernels/swiglu';
 import type { RowLayout } from '../kernels/wgsl';
 import { CPU_MATMUL_TILE, GPU_MATMUL_CANDIDATES, type MatmulTile, MatmulTuner } from './matmul-tuner';
 
 /**
  * The kernel variants an adapter runs fastest. CPU adapters (SwiftShader, lavapipe): register-block matmuls, one
- * variant for everything, and an invocation per row in the kernels that reduce along rows (gemv, softmax, RMSNorm),
+ * variant for everything, and an invocation per row in the kernels that reduce along rows (gemv, RMSNorm),
  * with no barriers. GPUs: workgroup-memory matmul tiles, each product of a step timed among `tune` candidates
  * before the step runs, and workgroups sharing each row.
  */
@@ -26,17 +26,29 @@ export interface KernelChoices {
   tune: MatmulTile[] | null;
   rows: RowLayout;
   /**
+   * Query (or key) rows each attention invocation works through at once: each key (or query) it reads then serves
+   * that many rows, which pays on CPU adapters; on GPUs more rows per invocation would spill registers.
+   */
+  attentionBlock: number;
+  /**
    * Hold frozen matrices at fp16 where a run allows it (LoRA training, generation): half the memory, and less to
    * read on GPUs. CPU adapters keep fp32: unpacking halves made a SwiftShader step take twice as long.
    */
   halfWeights: boolean;
 }
 
-export const CPU_KERNELS: KernelChoices = { matmul: CPU_MATMUL_TILE, tune: null, rows: 'row', halfWeights: false };
+export const CPU_KERNELS: KernelChoices = {
+  matmul: CPU_MATMUL_TILE,
+  tune: null,
+  rows: 'row',
+  attentionBlock: 4,
+  halfWeights: false,
+};
 export const GPU_KERNELS: KernelChoices = {
   matmul: GPU_MATMUL_CANDIDATES[0],
   tune: GPU_MATMUL_CANDIDATES,
   rows: 'cooperative',
+  attentionBlock: 1,
   halfWeights: true,
 };
 
@@ -49,7 +61,7 @@ export function kernelChoicesFor(adapter: { isFallbackAdapter: boolean }): Kerne
 export class EngineKernels {
   readonly rmsnorm: RmsNormKernels;
   readonly rope: RopeKernels;
-  readonly softmax: CausalSoftmaxKernels;
+  readonly attention: AttentionKernels;
   readonly swiglu: SwiGluKernels;
   readonly bias: BiasKernels;
   readonly embedding: EmbeddingKernels;
@@ -69,7 +81,7 @@ export class EngineKernels {
     this.matmuls = new MatmulTuner(device, choices.matmul);
     this.rmsnorm = new RmsNormKernels(device, choices.rows);
     this.rope = new RopeKernels(device);
-    this.softmax = new CausalSoftmaxKernels(device, choices.rows);
+    this.attention = new AttentionKernels(device, choices.attentionBlock);
     this.swiglu = new SwiGluKernels(device);
     this.bias = new BiasKernels(device);
     this.embedding = new EmbeddingKernels(device);

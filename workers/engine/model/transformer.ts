@@ -1,8 +1,10 @@
 import { type Projection, projectionKey, projectionShape } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps } from '../gpu/ops';
+import type { AttentionShape } from '../kernels/attention';
 import { buildTokenIndex } from '../kernels/embedding';
 import type { MatmulShape } from '../kernels/matmul';
+import type { Rotation } from '../kernels/rope';
 import type { EngineKernels } from './kernels';
 import type { GpuLora, LoraModule } from './lora';
 import { ropeTables } from './rope-tables';
@@ -16,9 +18,9 @@ import type { GpuWeights, VocabChunk } from './weights';
  * G = H / KV (query heads per key-value head), r = LoRA rank, V = vocabulary.
  *
  * Activations kept for the backward, per layer: the residual stream entering it (xIn) and after attention
- * (xMid), both normed inputs with their rstd, q/k/v in heads layout after rotary embeddings, the attention
- * output, gate/up/activation, and each LoRA module's x A^T. Attention probabilities are recomputed in the
- * backward, one layer at a time, so only one [batch * H, seq, seq] buffer exists. With `recompute` (gradient
+ * (xMid), both normed inputs with their rstd, q/k after rotary embeddings and v, the attention output with each
+ * query's log-sum-exp, gate/up/activation, and each LoRA module's x A^T. Attention never stores its [seq, seq]
+ * probabilities: the backward recomputes them from the log-sum-exp (kernels/attention.ts). With `recompute` (gradient
  * checkpointing) only each layer's xIn is kept: the backward replays the layer's forward into one shared set of
  * activations just before its own backward, a third more work for a fraction of the memory. A forward-only step
  * keeps nothing per layer.
@@ -66,10 +68,11 @@ interface LayerActivations {
   kPre: GPUBuffer | null; // [N, KV*hd]
   rstdQ: GPUBuffer | null; // [N*H]
   rstdK: GPUBuffer | null; // [N*KV]
-  qh: GPUBuffer; // [B, H, T, hd] after rotary embeddings
-  kh: GPUBuffer; // [B, KV, T, hd]
-  vh: GPUBuffer; // [B, KV, T, hd]
+  qr: GPUBuffer; // [N, H*hd] q after rotary embeddings
+  kr: GPUBuffer; // [N, KV*hd] k after rotary embeddings
+  v: GPUBuffer; // [N, KV*hd]
   attn: GPUBuffer; // [N, H*hd] attention output, input of o_proj
+  lse: GPUBuffer; // [B, H, T] each query's log Σ exp of its attention scores
   xMid: GPUBuffer; // [N, d] residual after attention
   xn2: GPUBuffer; // [N, d]
   rstd2: GPUBuffer; // [N]
@@ -323,7 +326,7 @@ export class TransformerStep {
 
   private allocateActivations(): void {
     const c = this.w.config;
-    const { batch: B, seq: T } = this.shape;
+    const T = this.shape.seq;
     const N = this.tokens;
     const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
     const r = this.lora?.settings.r ?? 0;
@@ -338,10 +341,11 @@ export class TransformerStep {
       kPre: c.qkNorm ? f32(N * KV * hd, `L${l} kPre`) : null,
       rstdQ: c.qkNorm ? f32(N * H, `L${l} rstdQ`) : null,
       rstdK: c.qkNorm ? f32(N * KV, `L${l} rstdK`) : null,
-      qh: f32(N * H * hd, `L${l} qh`),
-      kh: f32(N * KV * hd, `L${l} kh`),
-      vh: f32(N * KV * hd, `L${l} vh`),
+      qr: f32(N * H * hd, `L${l} q rotated`),
+      kr: f32(N * KV * hd, `L${l} k rotated`),
+      v: f32(N * KV * hd, `L${l} v`),
       attn: f32(N * H * hd, `L${l} attn`),
+      lse: f32(N * H, `L${l} attention log-sum-exp`),
       xMid: f32(N * d, `L${l} xMid`),
       xn2: f32(N * d, `L${l} xn2`),
       rstd2: f32(N, `L${l} rstd2`),
@@ -376,11 +380,8 @@ export class TransformerStep {
       rstdF: f32(N, 'rstd final'),
       q: f32(N * H * hd, 'q rows'),
       k: f32(N * KV * hd, 'k rows'),
-      v: f32(N * KV * hd, 'v rows'),
       qn: f32(N * H * hd, 'q normed'),
       kn: f32(N * KV * hd, 'k normed'),
-      oh: f32(N * H * hd, 'attention out heads'),
-      scores: f32(B * H * T * T, 'attention probabilities'),
       logits: f32(Math.max(1, N * maxSlice), 'logits chunk'),
       ceStats: f32(N * 3, 'cross-entropy stats'),
       lse: f32(N, 'log-sum-exp'),
@@ -393,12 +394,10 @@ export class TransformerStep {
       dv: f32(N * KV * hd, 'd v rows'),
       dqn: f32(N * H * hd, 'd q normed'),
       dkn: f32(N * KV * hd, 'd k normed'),
-      dattn: f32(N * H * hd, 'd attention rows'),
-      doh: f32(N * H * hd, 'd attention heads'),
-      dqh: f32(N * H * hd, 'd q heads'),
-      dkh: f32(N * KV * hd, 'd k heads'),
-      dvh: f32(N * KV * hd, 'd v heads'),
-      dscores: f32(B * H * T * T, 'd attention scores'),
+      dattn: f32(N * H * hd, 'd attention output'),
+      dqr: f32(N * H * hd, 'd q rotated'),
+      dkr: f32(N * KV * hd, 'd k rotated'),
+      delta: f32(N * H, 'attention d out · out'),
       dgate: f32(N * f, 'd gate'),
       dup: f32(N * f, 'd up'),
       dact: f32(N * f, 'd act'),
@@ -557,47 +556,6 @@ export class TransformerStep {
     return this.k.dropout.op(x, this.dropoutState as GPUBuffer, y, n, m.index, p, accumulate);
   }
 
-  /**
-   * [T, T] per query head times [T, hd] of its key-value head, for every batch row and head: P V_h in the forward,
-   * dS K_g in the backward.
-   */
-  private probabilitiesTimesHeads(): MatmulShape {
-    const c = this.w.config;
-    const { batch: B, seq: T } = this.shape;
-    const hd = c.headDim;
-    return {
-      M: T,
-      N: hd,
-      K: T,
-      batch: B * c.numHeads,
-      strideA: T * T,
-      strideB: T * hd,
-      strideC: T * hd,
-      batchDivB: c.numHeads / c.numKvHeads,
-    };
-  }
-
-  /** P = softmax(scale · Qh Kh^T) with the causal mask, into `scores`, for one layer. */
-  private attentionProbabilities(ops: Op[], a: LayerActivations): void {
-    const c = this.w.config;
-    const { batch: B, seq: T } = this.shape;
-    const [H, KV, hd] = [c.numHeads, c.numKvHeads, c.headDim];
-    ops.push(
-      ...this.mm(false, true, a.qh, a.kh, this.s.scores, {
-        M: T,
-        N: T,
-        K: hd,
-        batch: B * H,
-        strideA: T * hd,
-        strideB: T * hd,
-        strideC: T * T,
-        batchDivB: H / KV,
-        alpha: 1 / Math.sqrt(hd),
-      }),
-    );
-    ops.push(this.k.softmax.forwardOp(this.s.scores, B * H * T, T));
-  }
-
   private recordForward(): void {
     const ops = this.forwardOps;
     const c = this.w.config;
@@ -626,7 +584,6 @@ export class TransformerStep {
    */
   private layerForward(ops: Op[], l: number): void {
     const c = this.w.config;
-    const { batch: B, seq: T } = this.shape;
     const N = this.tokens;
     const [d, f, H, KV, hd, eps] = [
       c.hiddenSize,
@@ -637,8 +594,6 @@ export class TransformerStep {
       c.rmsNormEps,
     ];
     const s = this.s;
-    const rope = (x: GPUBuffer, y: GPUBuffer, heads: number, rotation: 'forward' | 'none') =>
-      this.k.rope.op('rowsToHeads', rotation, x, s.cos, s.sin, y, { batch: B, seq: T, heads, headDim: hd });
     const a = this.layers[l];
     const lw = this.w.layers[l];
     const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
@@ -646,21 +601,15 @@ export class TransformerStep {
     ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps));
     this.linear(ops, l, 'q_proj', a.xn1, a.qPre ?? s.q, false);
     this.linear(ops, l, 'k_proj', a.xn1, a.kPre ?? s.k, false);
-    this.linear(ops, l, 'v_proj', a.xn1, s.v, false);
+    this.linear(ops, l, 'v_proj', a.xn1, a.v, false);
     if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
       ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
       ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
-      ops.push(rope(s.qn, a.qh, H, 'forward'), rope(s.kn, a.kh, KV, 'forward'));
+      ops.push(this.rope('forward', s.qn, a.qr, H), this.rope('forward', s.kn, a.kr, KV));
     } else {
-      ops.push(rope(s.q, a.qh, H, 'forward'), rope(s.k, a.kh, KV, 'forward'));
+      ops.push(this.rope('forward', s.q, a.qr, H), this.rope('forward', s.k, a.kr, KV));
     }
-    ops.push(rope(s.v, a.vh, KV, 'none'));
-    this.attentionProbabilities(ops, a);
-    // O_h = P V_h, per query head, its key-value head shared by G consecutive query heads.
-    ops.push(...this.mm(false, false, s.scores, a.vh, s.oh, this.probabilitiesTimesHeads()));
-    ops.push(
-      this.k.rope.op('headsToRows', 'none', s.oh, s.cos, s.sin, a.attn, { batch: B, seq: T, heads: H, headDim: hd }),
-    );
+    ops.push(this.k.attention.forwardOp(a.qr, a.kr, a.v, a.attn, a.lse, this.attentionShape()));
     ops.push({ kind: 'copy', source: a.xIn, target: a.xMid, byteLength: N * d * 4 });
     this.linear(ops, l, 'o_proj', a.attn, a.xMid, true);
     // MLP block.
@@ -670,6 +619,23 @@ export class TransformerStep {
     ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
     ops.push({ kind: 'copy', source: a.xMid, target: next, byteLength: N * d * 4 });
     this.linear(ops, l, 'down_proj', a.act, next, true);
+  }
+
+  /** Rotary embeddings of `heads` heads per position, rows layout in and out. */
+  private rope(rotation: Rotation, x: GPUBuffer, y: GPUBuffer, heads: number): Op {
+    const { batch, seq } = this.shape;
+    return this.k.rope.op(rotation, x, this.s.cos, this.s.sin, y, {
+      batch,
+      seq,
+      heads,
+      headDim: this.w.config.headDim,
+    });
+  }
+
+  private attentionShape(): AttentionShape {
+    const c = this.w.config;
+    const { batch, seq } = this.shape;
+    return { batch, seq, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
   }
 
   private logitsOps(slice: LogitsSlice): Op[] {
@@ -685,10 +651,8 @@ export class TransformerStep {
   private recordBackward(): void {
     const ops = this.backwardOps;
     const c = this.w.config;
-    const { batch: B, seq: T } = this.shape;
     const N = this.tokens;
     const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
-    const G = H / KV;
     const s = this.s;
     const full = this.weightGrads !== null;
     const lmKey = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
@@ -728,15 +692,12 @@ export class TransformerStep {
     ops.push(this.k.rmsnorm.backwardOp(s.xOut, this.w.finalNorm, s.rstdF, s.dxf, s.dx, N, d, false));
     if (full) ops.push(this.k.rmsnorm.weightGradOp(s.xOut, s.rstdF, s.dxf, this.grad('model.norm.weight'), N, d));
 
-    const headShape = (heads: number) => ({ batch: B, seq: T, heads, headDim: hd });
     for (let l = c.numLayers - 1; l >= 0; l--) {
       const a = this.layers[l];
       const lw = this.w.layers[l];
       const p = `model.layers.${l}`;
-      // The layer's activations, recomputed from its kept input (this also leaves its attention probabilities
-      // in s.scores, where the attention backward needs them).
-      const recomputed = this.kept === 'inputs';
-      if (recomputed) this.layerForward(ops, l);
+      // The layer's activations, recomputed from its kept input.
+      if (this.kept === 'inputs') this.layerForward(ops, l);
       // s.dx holds d(loss)/d(residual leaving this layer).
       // MLP block: x_next = xMid + down(silu(gate(xn2)) * up(xn2)).
       this.linearBackward(ops, l, 'down_proj', a.act, s.dx, s.dact, false);
@@ -751,21 +712,17 @@ export class TransformerStep {
 
       // Attention block: xMid = xIn + o_proj(attention(xn1)).
       this.linearBackward(ops, l, 'o_proj', a.attn, s.dx, s.dattn, false);
-      ops.push(this.k.rope.op('rowsToHeads', 'none', s.dattn, s.cos, s.sin, s.doh, headShape(H)));
-      if (!recomputed) this.attentionProbabilities(ops, a);
-      // dP = dO_h V_h^T
-      const perHead = { M: T, batch: B * H, strideA: T * hd, strideC: T * T, batchDivB: G };
-      ops.push(...this.mm(false, true, s.doh, a.vh, s.dscores, { ...perHead, N: T, K: hd, strideB: T * hd }));
-      // dV_g = sum over the G query heads j sharing it of P_j^T dO_j.
-      this.sumOverGroup(ops, s.scores, s.doh, s.dvh, 1);
-      ops.push(this.k.softmax.backwardOp(s.scores, s.dscores, B * H * T, T));
-      // dQ_h = scale dS K_g;  dK_g = scale sum_j dS_j^T Q_j.
-      const scale = 1 / Math.sqrt(hd);
-      ops.push(...this.mm(false, false, s.dscores, a.kh, s.dqh, { ...this.probabilitiesTimesHeads(), alpha: scale }));
-      this.sumOverGroup(ops, s.dscores, a.qh, s.dkh, scale);
-      ops.push(this.k.rope.op('headsToRows', 'inverse', s.dqh, s.cos, s.sin, a.qPre ? s.dqn : s.dq, headShape(H)));
-      ops.push(this.k.rope.op('headsToRows', 'inverse', s.dkh, s.cos, s.sin, a.kPre ? s.dkn : s.dk, headShape(KV)));
-      ops.push(this.k.rope.op('headsToRows', 'none', s.dvh, s.cos, s.sin, s.dv, headShape(KV)));
+      ops.push(
+        ...this.k.attention.backwardOps(
+          { q: a.qr, k: a.kr, v: a.v, out: a.attn, dout: s.dattn, lse: a.lse },
+          { delta: s.delta, dq: s.dqr, dk: s.dkr, dv: s.dv },
+          this.attentionShape(),
+        ),
+      );
+      ops.push(
+        this.rope('inverse', s.dqr, a.qPre ? s.dqn : s.dq, H),
+        this.rope('inverse', s.dkr, a.kPre ? s.dkn : s.dk, KV),
+      );
       if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
         ops.push(this.k.rmsnorm.backwardOp(a.qPre, lw.qNorm, a.rstdQ, s.dqn, s.dq, N * H, hd, false));
         ops.push(this.k.rmsnorm.backwardOp(a.kPre, lw.kNorm, a.rstdK, s.dkn, s.dk, N * KV, hd, false));
@@ -790,35 +747,6 @@ export class TransformerStep {
         const dTable = this.grad('model.embed_tokens.weight', i);
         ops.push(this.k.embedding.backwardOp(this.tokenIndex, s.dx, dTable, N, d, chunk.first, chunk.rows));
       }
-    }
-  }
-
-  /**
-   * out_g = alpha * sum over the G query heads j of key-value head g of left_j^T · right_j, for every batch row:
-   * left: [B, H, T, T] per query head, right: [B, H, T, hd], out: [B, KV, T, hd]. One batched matmul per j,
-   * accumulating, since the G heads of a group would otherwise write the same output.
-   */
-  private sumOverGroup(ops: Op[], left: GPUBuffer, right: GPUBuffer, out: GPUBuffer, alpha: number): void {
-    const c = this.w.config;
-    const { batch: B, seq: T } = this.shape;
-    const [H, KV, hd] = [c.numHeads, c.numKvHeads, c.headDim];
-    const G = H / KV;
-    for (let j = 0; j < G; j++) {
-      ops.push(
-        ...this.mm(true, false, left, right, out, {
-          M: T,
-          N: hd,
-          K: T,
-          batch: B * KV,
-          offsetA: j * T * T,
-          strideA: G * T * T,
-          offsetB: j * T * hd,
-          strideB: G * T * hd,
-          strideC: T * hd,
-          alpha,
-          beta: j === 0 ? 0 : 1,
-        }),
-      );
     }
   }
 }

@@ -15,6 +15,7 @@ import {
   projectionKey,
   projectionShape,
 } from '../../../core/model-config';
+import { type AttentionDims, attentionBackwardCpu, attentionForwardCpu } from '../kernels/attention.cpu';
 import { ropeInverseFrequencies } from '../model/rope-frequencies';
 
 export interface ReferenceLora {
@@ -563,114 +564,6 @@ export function applyRotary(
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Causal grouped-query attention. Query head h reads kv head floor(h / (H / KV)): consecutive query heads share
-// one kv head, as HF's repeat_kv lays them out.
-
-interface AttentionDims {
-  B: number;
-  T: number;
-  H: number;
-  KV: number;
-  hd: number;
-}
-
-/** Index of head `h`'s vector at position (b, t) in a [B * T, heads * hd] tensor. */
-function headOffset(d: AttentionDims, b: number, t: number, heads: number, h: number): number {
-  return ((b * d.T + t) * heads + h) * d.hd;
-}
-
-/**
- * q: [N, H * hd], k, v: [N, KV * hd] → out: [N, H * hd], probs: [B, H, T, T] (softmax weights of query t over
- * keys t2 <= t; zero above the diagonal, i.e. the causal mask).
- */
-function attentionForward(q: Float64Array, k: Float64Array, v: Float64Array, d: AttentionDims) {
-  const { B, T, H, KV, hd } = d;
-  const group = H / KV;
-  const scale = 1 / Math.sqrt(hd);
-  const out = new Float64Array(B * T * H * hd);
-  const probs = new Float64Array(B * H * T * T);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      const kvh = Math.floor(h / group);
-      for (let t = 0; t < T; t++) {
-        const qo = headOffset(d, b, t, H, h);
-        const row = ((b * H + h) * T + t) * T;
-        // scores, then a numerically stable softmax over the visible keys 0..t
-        let max = Number.NEGATIVE_INFINITY;
-        for (let t2 = 0; t2 <= t; t2++) {
-          const ko = headOffset(d, b, t2, KV, kvh);
-          let dot = 0;
-          for (let i = 0; i < hd; i++) dot += q[qo + i] * k[ko + i];
-          probs[row + t2] = dot * scale;
-          max = Math.max(max, probs[row + t2]);
-        }
-        let sum = 0;
-        for (let t2 = 0; t2 <= t; t2++) {
-          probs[row + t2] = Math.exp(probs[row + t2] - max);
-          sum += probs[row + t2];
-        }
-        for (let t2 = 0; t2 <= t; t2++) {
-          probs[row + t2] /= sum;
-          const vo = headOffset(d, b, t2, KV, kvh);
-          for (let i = 0; i < hd; i++) out[qo + i] += probs[row + t2] * v[vo + i];
-        }
-      }
-    }
-  }
-  return { out, probs };
-}
-
-/**
- * Backward of attentionForward: dp = dout · v; ds = p * (dp - sum(p * dp)) (softmax); dq = scale * ds · k,
- * dk = scale * ds^T · q, dv = p^T · dout. A kv head's gradients sum over the query heads of its group.
- */
-function attentionBackward(
-  dout: Float64Array,
-  q: Float64Array,
-  k: Float64Array,
-  v: Float64Array,
-  probs: Float64Array,
-  d: AttentionDims,
-) {
-  const { B, T, H, KV, hd } = d;
-  const group = H / KV;
-  const scale = 1 / Math.sqrt(hd);
-  const dq = new Float64Array(q.length);
-  const dk = new Float64Array(k.length);
-  const dv = new Float64Array(v.length);
-  const dp = new Float64Array(T);
-  for (let b = 0; b < B; b++) {
-    for (let h = 0; h < H; h++) {
-      const kvh = Math.floor(h / group);
-      for (let t = 0; t < T; t++) {
-        const qo = headOffset(d, b, t, H, h);
-        const row = ((b * H + h) * T + t) * T;
-        let pdp = 0; // sum over t2 of p * dp
-        for (let t2 = 0; t2 <= t; t2++) {
-          const vo = headOffset(d, b, t2, KV, kvh);
-          let dot = 0;
-          for (let i = 0; i < hd; i++) {
-            dot += dout[qo + i] * v[vo + i];
-            dv[vo + i] += probs[row + t2] * dout[qo + i];
-          }
-          dp[t2] = dot;
-          pdp += probs[row + t2] * dot;
-        }
-        for (let t2 = 0; t2 <= t; t2++) {
-          const ds = probs[row + t2] * (dp[t2] - pdp) * scale;
-          const ko = headOffset(d, b, t2, KV, kvh);
-          for (let i = 0; i < hd; i++) {
-            dq[qo + i] += ds * k[ko + i];
-            dk[ko + i] += ds * q[qo + i];
-          }
-        }
-      }
-    }
-  }
-  return { dq, dk, dv };
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 // SwiGLU: act = silu(gate) * up, silu(g) = g * sigmoid(g).
 
 function sigmoid(x: number): number {
@@ -744,7 +637,7 @@ function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dims) {
   const kNorm = layer.kNorm ? rmsNormForward(k.y, layer.kNorm.value, N * KV, hd, eps) : null;
   const qRot = applyRotary(qNorm?.y ?? q.y, T, H, hd, model.invFreq);
   const kRot = applyRotary(kNorm?.y ?? k.y, T, KV, hd, model.invFreq);
-  const attention = attentionForward(qRot, kRot, v.y, d); // [N, H * hd]
+  const attention = attentionForwardCpu(qRot, kRot, v.y, d); // [N, H * hd]
   const o = linearForward(proj.o_proj, attention.out, N); // [N, D]
   const x2 = add(x, o.y);
 
@@ -789,7 +682,7 @@ function layerBackward(model: Model, layer: Layer, c: LayerCache, dOut: Float64A
 
   // Attention branch; the residual passes dx2 straight through to x.
   const dAttention = linearBackward(proj.o_proj, c.o, dx2, N);
-  const { dq, dk, dv } = attentionBackward(dAttention, c.qRot, c.kRot, c.vOut, c.probs, d);
+  const { dq, dk, dv } = attentionBackwardCpu(dAttention, c.qRot, c.kRot, c.vOut, c.probs, d);
   let dqProj = applyRotary(dq, T, H, hd, model.invFreq, -1);
   let dkProj = applyRotary(dk, T, KV, hd, model.invFreq, -1);
   if (layer.qNorm && c.qNorm) dqProj = rmsNormBackward(layer.qNorm, c.qNorm, dqProj, N * H, hd);

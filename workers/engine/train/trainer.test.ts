@@ -5,7 +5,7 @@ import { defaultSettings, type TrainSettings } from '../../../core/training/sett
 import { setupTestGpu } from '../../../tests/helpers/gpu';
 import { readFloat32 } from '../gpu/buffers';
 import { CPU_KERNELS, EngineKernels } from '../model/kernels';
-import { CPU_MATMUL_TILE, type MatmulTile } from '../model/matmul-tuner';
+import type { MatmulTile } from '../model/matmul-tuner';
 import { GpuWeights } from '../model/weights';
 import { randomWeights, tinyConfig } from '../reference/random-model';
 import { runTraining, Trainer, TrainingDivergedError } from './trainer';
@@ -87,12 +87,7 @@ describe('the next-token trainer', () => {
       return seen;
     };
     const untuned = new EngineKernels(device, CPU_KERNELS);
-    const tuning = new EngineKernels(device, {
-      matmul: CPU_MATMUL_TILE,
-      tune: [split, tiled],
-      rows: 'row',
-      halfWeights: false,
-    });
+    const tuning = new EngineKernels(device, { ...CPU_KERNELS, tune: [split, tiled] });
     const expected = await losses(untuned);
     const got = await losses(tuning);
     expect(tuning.matmuls.choices().length).toBeGreaterThan(0);

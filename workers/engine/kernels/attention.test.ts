@@ -1,0 +1,104 @@
+import { describe, expect, it } from 'vitest';
+import { randomUniform } from '../../../core/random';
+import { finiteDifference, maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
+import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
+import { submitOps } from '../gpu/ops';
+import { AttentionKernels, type AttentionShape } from './attention';
+import { type AttentionDims, attentionBackwardCpu, attentionForwardCpu } from './attention.cpu';
+
+const gpu = setupTestGpu();
+
+const dimsOf = (s: AttentionShape): AttentionDims => ({
+  B: s.batch,
+  T: s.seq,
+  H: s.heads,
+  KV: s.kvHeads,
+  hd: s.headDim,
+});
+
+describe('attention CPU twin', () => {
+  it('has the gradient of Σ c · out, with grouped kv heads', () => {
+    const d: AttentionDims = { B: 2, T: 4, H: 4, KV: 2, hd: 3 };
+    const [nq, nk] = [d.B * d.T * d.H * d.hd, d.B * d.T * d.KV * d.hd];
+    const q = Float64Array.from(randomUniform(nq, 1, -2, 2));
+    const k = Float64Array.from(randomUniform(nk, 2, -2, 2));
+    const v = Float64Array.from(randomUniform(nk, 3));
+    const c = Float64Array.from(randomUniform(nq, 4));
+    const loss = () => attentionForwardCpu(q, k, v, d).out.reduce((acc, o, i) => acc + o * c[i], 0);
+    const { probs, lse } = attentionForwardCpu(q, k, v, d);
+    // lse is the log of each row's softmax denominator: p = exp(s - lse) for the first key, whose score is known.
+    const s00 = (q[0] * k[0] + q[1] * k[1] + q[2] * k[2]) / Math.sqrt(d.hd);
+    expect(Math.exp(s00 - lse[0])).toBeCloseTo(probs[0], 12);
+    const { dq, dk, dv } = attentionBackwardCpu(c, q, k, v, probs, d);
+    for (const [x, dx] of [
+      [q, dq],
+      [k, dk],
+      [v, dv],
+    ]) {
+      for (let i = 0; i < x.length; i++) expect(dx[i]).toBeCloseTo(finiteDifference(loss, x, i), 7);
+    }
+  });
+});
+
+describe('attention kernels against the CPU twin', () => {
+  const cases: [string, AttentionShape, number][] = [
+    // Rows read as vec4, three query heads per kv head, 37 positions leaving most of a workgroup idle.
+    ['grouped heads, vec4 rows', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12 }, 1],
+    // Four rows per invocation, the last block cut short.
+    ['grouped heads, blocks of 4', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12 }, 4],
+    // A head dimension that is no multiple of 4 (scalar rows), past one workgroup of positions.
+    ['scalar rows, two workgroups', { batch: 1, seq: 70, heads: 3, kvHeads: 3, headDim: 6 }, 1],
+    ['scalar rows, blocks of 3 over two workgroups', { batch: 1, seq: 200, heads: 2, kvHeads: 1, headDim: 6 }, 3],
+    ['one position', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, 1],
+    ['one position, blocks of 4', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, 4],
+    ['SmolLM2 head size', { batch: 1, seq: 20, heads: 3, kvHeads: 1, headDim: 64 }, 4],
+  ];
+  for (const [name, s, block] of cases) {
+    it(name, async () => {
+      const { device } = gpu();
+      const kernels = new AttentionKernels(device, block);
+      const N = s.batch * s.seq;
+      const [nq, nk, nStats] = [N * s.heads * s.headDim, N * s.kvHeads * s.headDim, s.batch * s.heads * s.seq];
+      // Wide score ranges make the running maximum move often, which the online softmax must rescale through.
+      const q = randomUniform(nq, s.seq, -3, 3);
+      const k = randomUniform(nk, s.seq + 1, -3, 3);
+      const v = randomUniform(nk, s.seq + 2);
+      const dout = randomUniform(nq, s.seq + 3);
+      const d = dimsOf(s);
+      const cpu = attentionForwardCpu(Float64Array.from(q), Float64Array.from(k), Float64Array.from(v), d);
+      const grads = attentionBackwardCpu(
+        Float64Array.from(dout),
+        Float64Array.from(q),
+        Float64Array.from(k),
+        Float64Array.from(v),
+        cpu.probs,
+        d,
+      );
+
+      const [bq, bk, bv, bdout] = [q, k, v, dout].map((x) => uploadBuffer(device, x));
+      const [out, lse, delta] = [nq, nStats, nStats].map((n) => createStorageBuffer(device, n * 4));
+      const [dq, dk, dv] = [nq, nk, nk].map((n) => createStorageBuffer(device, n * 4));
+      const outGpu = await runAndRead(device, [kernels.forwardOp(bq, bk, bv, out, lse, s)], out);
+      expect(maxRelativeError(outGpu, cpu.out)).toBeLessThan(1e-5);
+      expect(maxRelativeError(await readFloat32(device, lse), cpu.lse)).toBeLessThan(1e-5);
+
+      device.pushErrorScope('validation');
+      submitOps(device, kernels.backwardOps({ q: bq, k: bk, v: bv, out, dout: bdout, lse }, { delta, dq, dk, dv }, s));
+      expect(await device.popErrorScope()).toBeNull();
+      expect(maxRelativeError(await readFloat32(device, dq), grads.dq)).toBeLessThan(1e-4);
+      expect(maxRelativeError(await readFloat32(device, dk), grads.dk)).toBeLessThan(1e-4);
+      expect(maxRelativeError(await readFloat32(device, dv), grads.dv)).toBeLessThan(1e-4);
+      // delta_i = dout_i · out_i, per (batch row, head, position).
+      const expectedDelta = new Float64Array(nStats);
+      for (let b = 0; b < s.batch; b++)
+        for (let h = 0; h < s.heads; h++)
+          for (let t = 0; t < s.seq; t++) {
+            const row = ((b * s.seq + t) * s.heads + h) * s.headDim;
+            let dot = 0;
+            for (let i = 0; i < s.headDim; i++) dot += dout[row + i] * cpu.out[row + i];
+            expectedDelta[(b * s.heads + h) * s.seq + t] = dot;
+          }
+      expect(maxRelativeError(await readFloat32(device, delta), expectedDelta)).toBeLessThan(1e-5);
+    });
+  }
+});

@@ -1,0 +1,322 @@
+import { f32, Kernel, type UniformValue, u32 } from '../gpu/kernel';
+import type { Op } from '../gpu/ops';
+
+/**
+ * Causal self-attention for training, forward and backward, without the [seq, seq] probability matrix: each query
+ * row keeps a running maximum and sum of its softmax (the online softmax of FlashAttention), and the backward
+ * recomputes each probability from the row's log-sum-exp.
+ *   q, out, dout, dq: [batch * seq, heads * headDim]    (rows layout, as the projections produce and consume)
+ *   k, v, dk, dv:     [batch * seq, kvHeads * headDim]
+ *   lse, delta:       [batch, heads, seq]
+ * Query head h reads key-value head g = h / G, G = heads / kvHeads; s_ij = scale q_i · k_j over keys j <= i.
+ * Forward:  out_i = Σ_j p_ij v_j with p_ij = exp(s_ij - lse_i), lse_i = log Σ_j exp(s_ij).
+ * Backward: delta_i = dout_i · out_i;  ds_ij = p_ij (dout_i · v_j - delta_i);
+ *           dq_i = scale Σ_j ds_ij k_j  (one invocation per query row, which also writes delta_i),
+ *           dk_j = scale Σ_{h in g, i >= j} ds_ij q_i,  dv_j = Σ_{h in g, i >= j} p_ij dout_i  (one invocation per
+ *           key row, summing over its group's query heads, so nothing is accumulated across invocations).
+ * An invocation walks its row alone: a workgroup holds 64 consecutive rows of one head, so on GPUs its invocations
+ * read the same key or query at once. Rows are read as vec4 when headDim allows it, and headDim is compiled into
+ * the kernel so each invocation holds its row's vectors in registers.
+ */
+
+export interface AttentionShape {
+  batch: number;
+  seq: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+const WG = 64;
+
+/** The vector type rows are read as, its width, and a dot product of two of them. */
+function vectorOf(headDim: number) {
+  return headDim % 4 === 0
+    ? { width: 4, type: 'vec4f', dot: 'fn vdot(a: vec4f, b: vec4f) -> f32 { return dot(a, b); }' }
+    : { width: 1, type: 'f32', dot: 'fn vdot(a: f32, b: f32) -> f32 { return a * b; }' };
+}
+
+/**
+ * The kernels are written out in full, with no loops over a row's vectors or a block's rows: every private value
+ * then has a constant name, which compilers keep in registers, where arrays indexed in loops go through memory
+ * (on software adapters, as one access per invocation). `Unrolled` writes those statements.
+ */
+class Unrolled {
+  /** The row's vectors, 0..HDV-1, and the block's rows, 0..block-1. */
+  readonly xs: number[];
+  readonly rs: number[];
+
+  constructor(
+    readonly headDim: number,
+    readonly block: number,
+  ) {
+    this.xs = Array.from({ length: headDim / vectorOf(headDim).width }, (_, x) => x);
+    this.rs = Array.from({ length: block }, (_, r) => r);
+  }
+
+  /** One statement per vector of a row. */
+  perVector(statement: (x: number) => string): string {
+    return this.xs.map(statement).join('\n');
+  }
+
+  /** One statement per row of the block. */
+  perRow(statement: (r: number) => string): string {
+    return this.rs.map(statement).join('\n');
+  }
+
+  /** One statement per (row, vector). */
+  perRowVector(statement: (r: number, x: number) => string): string {
+    return this.rs.map((r) => this.perVector((x) => statement(r, x))).join('\n');
+  }
+
+  /** Σ over the row's vectors of vdot(left(x), right(x)). */
+  dot(left: (x: number) => string, right: (x: number) => string): string {
+    return this.xs.map((x) => `vdot(${left(x)}, ${right(x)})`).join(' + ');
+  }
+}
+
+/** What all three kernels share: parameters, the row's vector type and the index of each row's first vector. */
+function common(u: Unrolled): string {
+  const v = vectorOf(u.headDim);
+  return /* wgsl */ `
+struct Params { batch: u32, seq: u32, heads: u32, kvHeads: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32 }
+alias V = ${v.type};
+const HDV = ${u.xs.length}u; // vectors per head row
+${v.dot}
+// First vector of head h's row at position t of batch row b, in a rows-layout tensor of \`heads\` heads.
+fn rowAt(b: u32, t: u32, heads: u32, h: u32) -> u32 { return ((b * p.seq + t) * heads + h) * HDV; }
+`;
+}
+
+function forwardShader(u: Unrolled): string {
+  return /* wgsl */ `
+${common(u)}
+@group(0) @binding(0) var<storage, read> q: array<V>;
+@group(0) @binding(1) var<storage, read> k: array<V>;
+@group(0) @binding(2) var<storage, read> v: array<V>;
+@group(0) @binding(3) var<storage, read_write> out: array<V>;
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i0 = gid.x * ${u.block}u;
+  let bh = gid.y; // b * heads + h
+  if (i0 >= p.seq) { return; }
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let g = h / (p.heads / p.kvHeads);
+  // Per row r of the block: its query (scaled), running maximum m, sum t and weighted sum of values a.
+${u.perRow((r) => `  let q${r}at = rowAt(b, min(i0 + ${r}u, p.seq - 1u), p.heads, h);\n  var m${r} = -3.0e38;\n  var t${r} = 0.0;\n  var e${r} = 0.0;`)}
+${u.perRowVector((r, x) => `  let q${r}_${x} = q[q${r}at + ${x}u] * p.scale;\n  var a${r}_${x} = V(0.0);`)}
+  let end = min(i0 + ${u.block}u, p.seq);
+  for (var j = 0u; j < end; j++) {
+    let kj = rowAt(b, j, p.kvHeads, g);
+${u.perVector((x) => `    let k${x} = k[kj + ${x}u];`)}
+${u.perRow(
+  (r) => `    let s${r} = ${u.dot(
+    (x) => `q${r}_${x}`,
+    (x) => `k${x}`,
+  )};
+    let visible${r} = j <= i0 + ${r}u; // the causal mask
+    let mNew${r} = select(m${r}, max(m${r}, s${r}), visible${r});
+    let c${r} = exp(m${r} - mNew${r});
+    m${r} = mNew${r};
+    e${r} = select(0.0, exp(s${r} - m${r}), visible${r});
+    t${r} = t${r} * c${r} + e${r};`,
+)}
+${u.perVector((x) => `    let v${x} = v[kj + ${x}u];\n${u.perRow((r) => `    a${r}_${x} = a${r}_${x} * c${r} + e${r} * v${x};`)}`)}
+  }
+${u.perRow(
+  (r) => `  if (i0 + ${r}u < end) {
+${u.perVector((x) => `    out[q${r}at + ${x}u] = a${r}_${x} / t${r};`)}
+    lse[bh * p.seq + i0 + ${r}u] = m${r} + log(t${r});
+  }`,
+)}
+}
+`;
+}
+
+function queryGradShader(u: Unrolled): string {
+  return /* wgsl */ `
+${common(u)}
+@group(0) @binding(0) var<storage, read> q: array<V>;
+@group(0) @binding(1) var<storage, read> k: array<V>;
+@group(0) @binding(2) var<storage, read> v: array<V>;
+@group(0) @binding(3) var<storage, read> out: array<V>;
+@group(0) @binding(4) var<storage, read> dout: array<V>;
+@group(0) @binding(5) var<storage, read> lse: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dq: array<V>;
+@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let i0 = gid.x * ${u.block}u;
+  let bh = gid.y;
+  if (i0 >= p.seq) { return; }
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let g = h / (p.heads / p.kvHeads);
+  // Per row r of the block: its query (scaled), dout, delta = dout · out, lse and dq's sum a.
+${u.perRow((r) => `  let row${r} = min(i0 + ${r}u, p.seq - 1u);\n  let q${r}at = rowAt(b, row${r}, p.heads, h);\n  let l${r} = lse[bh * p.seq + row${r}];`)}
+${u.perRowVector((r, x) => `  let q${r}_${x} = q[q${r}at + ${x}u] * p.scale;\n  let o${r}_${x} = dout[q${r}at + ${x}u];\n  var a${r}_${x} = V(0.0);`)}
+${u.perRow(
+  (r) =>
+    `  let d${r} = ${u.dot(
+      (x) => `o${r}_${x}`,
+      (x) => `out[q${r}at + ${x}u]`,
+    )};`,
+)}
+  let end = min(i0 + ${u.block}u, p.seq);
+  for (var j = 0u; j < end; j++) {
+    let kj = rowAt(b, j, p.kvHeads, g);
+${u.perVector((x) => `    let k${x} = k[kj + ${x}u];\n    let v${x} = v[kj + ${x}u];`)}
+${u.perRow(
+  (r) => `    let s${r} = ${u.dot(
+    (x) => `q${r}_${x}`,
+    (x) => `k${x}`,
+  )};
+    let dp${r} = ${u.dot(
+      (x) => `o${r}_${x}`,
+      (x) => `v${x}`,
+    )};
+    let ds${r} = select(exp(s${r} - l${r}) * (dp${r} - d${r}), 0.0, j > i0 + ${r}u);`,
+)}
+${u.perRowVector((r, x) => `    a${r}_${x} += ds${r} * k${x};`)}
+  }
+${u.perRow(
+  (r) => `  if (i0 + ${r}u < end) {
+${u.perVector((x) => `    dq[q${r}at + ${x}u] = a${r}_${x} * p.scale;`)}
+    delta[bh * p.seq + i0 + ${r}u] = d${r};
+  }`,
+)}
+}
+`;
+}
+
+function keyValueGradShader(u: Unrolled): string {
+  return /* wgsl */ `
+${common(u)}
+@group(0) @binding(0) var<storage, read> q: array<V>;
+@group(0) @binding(1) var<storage, read> k: array<V>;
+@group(0) @binding(2) var<storage, read> v: array<V>;
+@group(0) @binding(3) var<storage, read> dout: array<V>;
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dk: array<V>;
+@group(0) @binding(7) var<storage, read_write> dv: array<V>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let j0 = gid.x * ${u.block}u;
+  let bg = gid.y; // b * kvHeads + g
+  if (j0 >= p.seq) { return; }
+  let b = bg / p.kvHeads;
+  let g = bg % p.kvHeads;
+  let group = p.heads / p.kvHeads;
+  // Per key row r of the block: its key (scaled) and value, and the sums dk (ak) and dv (av).
+${u.perRow((r) => `  let k${r}at = rowAt(b, min(j0 + ${r}u, p.seq - 1u), p.kvHeads, g);`)}
+${u.perRowVector((r, x) => `  let k${r}_${x} = k[k${r}at + ${x}u] * p.scale;\n  let v${r}_${x} = v[k${r}at + ${x}u];\n  var ak${r}_${x} = V(0.0);\n  var av${r}_${x} = V(0.0);`)}
+  for (var h = g * group; h < (g + 1u) * group; h++) {
+    let stats = (b * p.heads + h) * p.seq;
+    for (var i = j0; i < p.seq; i++) {
+      let qi = rowAt(b, i, p.heads, h);
+${u.perVector((x) => `      let q${x} = q[qi + ${x}u];\n      let o${x} = dout[qi + ${x}u];`)}
+      let li = lse[stats + i];
+      let di = delta[stats + i];
+${u.perRow(
+  (r) => `      let s${r} = ${u.dot(
+    (x) => `k${r}_${x}`,
+    (x) => `q${x}`,
+  )};
+      let dp${r} = ${u.dot(
+        (x) => `v${r}_${x}`,
+        (x) => `o${x}`,
+      )};
+      let p${r} = select(exp(s${r} - li), 0.0, j0 + ${r}u > i);
+      let ds${r} = p${r} * (dp${r} - di);`,
+)}
+${u.perRowVector((r, x) => `      av${r}_${x} += p${r} * o${x};\n      ak${r}_${x} += ds${r} * q${x};`)}
+    }
+  }
+${u.perRow(
+  (r) => `  if (j0 + ${r}u < p.seq) {
+${u.perVector((x) => `    dk[k${r}at + ${x}u] = ak${r}_${x} * p.scale;\n    dv[k${r}at + ${x}u] = av${r}_${x};`)}
+  }`,
+)}
+}
+`;
+}
+
+interface HeadDimKernels {
+  forward: Kernel;
+  queryGrad: Kernel;
+  keyValueGrad: Kernel;
+}
+
+export class AttentionKernels {
+  /** Compiled per head dimension, which sizes each invocation's registers. */
+  private readonly byHeadDim = new Map<number, HeadDimKernels>();
+
+  /** `block`: consecutive rows per invocation (see AttentionBlock). */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly block = 1,
+  ) {}
+
+  /** out, lse ← attention(q, k, v). */
+  forwardOp(q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, out: GPUBuffer, lse: GPUBuffer, s: AttentionShape): Op {
+    const grid: [number, number, number] = [this.seqGroups(s.seq), s.batch * s.heads, 1];
+    return this.kernels(s.headDim).forward.op([q, k, v, out, lse], uniforms(s), grid);
+  }
+
+  /**
+   * dq, dk, dv ← the gradients of attention given dout, the forward's out and lse; delta is scratch
+   * [batch, heads, seq]. Two dispatches: the query rows' (which write delta), then the key rows'.
+   */
+  backwardOps(
+    { q, k, v, out, dout, lse }: Record<'q' | 'k' | 'v' | 'out' | 'dout' | 'lse', GPUBuffer>,
+    { delta, dq, dk, dv }: Record<'delta' | 'dq' | 'dk' | 'dv', GPUBuffer>,
+    s: AttentionShape,
+  ): Op[] {
+    const kernels = this.kernels(s.headDim);
+    const seqGroups = this.seqGroups(s.seq);
+    return [
+      kernels.queryGrad.op([q, k, v, out, dout, lse, dq, delta], uniforms(s), [seqGroups, s.batch * s.heads, 1]),
+      kernels.keyValueGrad.op([q, k, v, dout, lse, delta, dk, dv], uniforms(s), [seqGroups, s.batch * s.kvHeads, 1]),
+    ];
+  }
+
+  private seqGroups(seq: number): number {
+    return Math.ceil(seq / (WG * this.block));
+  }
+
+  private kernels(headDim: number): HeadDimKernels {
+    let kernels = this.byHeadDim.get(headDim);
+    if (!kernels) {
+      const u = new Unrolled(headDim, this.block);
+      kernels = {
+        forward: new Kernel(this.device, forwardShader(u), 'attention_forward'),
+        queryGrad: new Kernel(this.device, queryGradShader(u), 'attention_backward_queries'),
+        keyValueGrad: new Kernel(this.device, keyValueGradShader(u), 'attention_backward_keys_values'),
+      };
+      this.byHeadDim.set(headDim, kernels);
+    }
+    return kernels;
+  }
+}
+
+function uniforms(s: AttentionShape): UniformValue[] {
+  return [
+    u32(s.batch),
+    u32(s.seq),
+    u32(s.heads),
+    u32(s.kvHeads),
+    f32(1 / Math.sqrt(s.headDim)),
+    u32(0),
+    u32(0),
+    u32(0),
+  ];
+}
