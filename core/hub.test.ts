@@ -1,17 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type HubServer, startHubServer } from '../tests/helpers/hub-server';
+import { memoryCache } from '../tests/helpers/memory-cache';
 import { randomWeights, tinyConfig } from '../workers/engine/reference/random-model';
 import { loadCheckpoint } from './checkpoint';
-import {
-  type DownloadProgress,
-  downloadFile,
-  type FileCache,
-  HubError,
-  headFile,
-  hubCacheKey,
-  hubFileUrl,
-  hubReader,
-} from './hub';
+import { type DownloadProgress, downloadFile, HubError, headFile, hubCacheKey, hubFileUrl, hubReader } from './hub';
 import { expectedTensors, serializeModelConfig } from './model-config';
 import { serializeSafetensors } from './safetensors';
 
@@ -28,21 +20,6 @@ afterAll(() => hub.close());
 async function bytesOf(file: Promise<Blob | null>): Promise<Uint8Array | null> {
   const blob = await file;
   return blob && new Uint8Array(await blob.arrayBuffer());
-}
-
-function memoryCache(): FileCache & { store: Map<string, Blob> } {
-  const store = new Map<string, Blob>();
-  return {
-    store,
-    get: async (key) => store.get(key) ?? null,
-    put: async (key, file) => {
-      store.set(key, file);
-    },
-    entries: async () => [...store].map(([key, file]) => ({ key, bytes: file.size })),
-    clear: async (prefix = '') => {
-      for (const key of store.keys()) if (key.startsWith(prefix)) store.delete(key);
-    },
-  };
 }
 
 describe('Hub client', () => {

@@ -8,8 +8,9 @@ import { opfsRunStore } from './storage/opfs-run-store';
 
 /** The engine's dedicated worker: GPU work and model downloads never run on the page's main thread. */
 const cache = typeof caches === 'undefined' ? null : cacheStorageCache();
+const tuning = typeof caches === 'undefined' ? null : cacheStorageCache('hone-tuning-v1');
 const runs = typeof self.navigator.storage?.getDirectory === 'function' ? opfsRunStore() : null;
-const session = new EngineSession(self.navigator.gpu, cache, runs);
+const session = new EngineSession(self.navigator.gpu, cache, runs, tuning);
 
 const api: EngineApi = {
   gpuReport: () => gpuReport(self.navigator.gpu),

@@ -22,11 +22,13 @@ import {
   type TrainSettings,
 } from '../../core/training/settings';
 import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
+import { tuningStoreFor } from '../../workers/engine/model/tuning-store';
 import { GpuWeights } from '../../workers/engine/model/weights';
 import { CHECKPOINT_FILES, parseCheckpoint, serializeCheckpoint } from '../../workers/engine/train/checkpoint-files';
 import { createTrainer } from '../../workers/engine/train/create-trainer';
 import { evalRecord, runTraining, type StepMetrics, type Validation } from '../../workers/engine/train/trainer';
 import { numberFlag, parseMapping } from '../args';
+import { defaultCacheDir, diskCache } from '../disk-cache';
 import { datasetFiles, exists } from '../folder';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
@@ -246,7 +248,8 @@ export async function train(args: string[]): Promise<number> {
   const metricsPath = join(out, 'metrics.jsonl');
   const { device, summary } = await acquireNodeGpu();
   try {
-    const kernels = new EngineKernels(device, kernelChoicesFor(summary));
+    const choices = kernelChoicesFor(summary);
+    const kernels = new EngineKernels(device, choices, tuningStoreFor(diskCache(defaultCacheDir()), summary, choices));
     const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
       halfMatrices: !settings.full && kernels.choices.halfWeights,
     });

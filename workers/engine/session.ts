@@ -17,6 +17,7 @@ import { Decoder } from './model/decoder';
 import { type Generation, generate as generateTokens } from './model/generate';
 import { EngineKernels, kernelChoicesFor } from './model/kernels';
 import { GpuLora, loraLayout, loraSettingsFor, splitLoraVector } from './model/lora';
+import { tuningStoreFor } from './model/tuning-store';
 import { GpuWeights } from './model/weights';
 import {
   describeModel,
@@ -104,6 +105,8 @@ export class EngineSession {
     private readonly gpuApi: GPU | undefined,
     private readonly cache: FileCache | null,
     private readonly runs: RunStore | null = null,
+    /** Where matmul tuning is kept across sessions (GPUs tune before a run's first step). */
+    private readonly tuning: FileCache | null = null,
   ) {}
 
   private async device(): Promise<Gpu> {
@@ -177,7 +180,10 @@ export class EngineSession {
     if (!this.weights) throw new Error('Load a model in the Model step first.');
     if (!this.model) throw new Error('The loaded model has no tokenizer, so it cannot read a dataset.');
     const { device, summary } = await this.device();
-    this.kernels ??= new EngineKernels(device, kernelChoicesFor(summary));
+    if (!this.kernels) {
+      const choices = kernelChoicesFor(summary);
+      this.kernels = new EngineKernels(device, choices, tuningStoreFor(this.tuning, summary, choices));
+    }
     return { device, kernels: this.kernels, model: this.model };
   }
 

@@ -5,11 +5,11 @@ import type { FileCache } from '../../core/hub';
  * synthetic same-origin URL, its size in a header so listing needs no reads. Survives reloads; cleared
  * from the studio or with the site's data.
  */
-const CACHE_NAME = 'hone-hub-v1';
 const PREFIX = '/__hone_cache__/';
 
-export function cacheStorageCache(): FileCache {
-  const open = () => caches.open(CACHE_NAME);
+/** `name`: the Cache Storage cache, the hub's downloads by default (the engine also keeps matmul tuning apart). */
+export function cacheStorageCache(name = 'hone-hub-v1'): FileCache {
+  const open = () => caches.open(name);
   const url = (key: string) =>
     new URL(PREFIX + key.split('/').map(encodeURIComponent).join('/'), self.location.origin).href;
   const keyOf = (request: Request) =>

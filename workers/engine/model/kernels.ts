@@ -12,6 +12,7 @@ import { ScoreHeadKernels } from '../kernels/score-head';
 import { SwiGluKernels } from '../kernels/swiglu';
 import type { RowLayout } from '../kernels/wgsl';
 import { CPU_MATMUL_TILE, GPU_MATMUL_CANDIDATES, type MatmulTile, MatmulTuner } from './matmul-tuner';
+import type { TuningStore } from './tuning-store';
 
 /**
  * The kernel variants an adapter runs fastest. CPU adapters (SwiftShader, lavapipe): register-block matmuls, one
@@ -74,9 +75,14 @@ export class EngineKernels {
   /** Picks each matmul's variant; `tune` it on hardware adapters before recording a plan for speed. */
   readonly matmuls: MatmulTuner;
 
+  /** Whether the tuning store's choices were read (once per device). */
+  private restored = false;
+
+  /** `tuningStore`: where matmul tuning is kept across sessions (see tuning-store.ts); null keeps it in memory. */
   constructor(
     readonly device: GPUDevice,
     readonly choices: KernelChoices = CPU_KERNELS,
+    private readonly tuningStore: TuningStore | null = null,
   ) {
     this.matmuls = new MatmulTuner(device, choices.matmul);
     this.rmsnorm = new RmsNormKernels(device, choices.rows);
@@ -94,11 +100,20 @@ export class EngineKernels {
   }
 
   /**
-   * Times the candidate variants on every matmul product recorded so far and not yet tuned, when the choices tune;
-   * true when a variant may have changed, so plans recorded before should be recorded again.
+   * Times the candidate variants on every matmul product recorded so far and not yet tuned, when the choices tune,
+   * after adopting what the tuning store kept from earlier sessions (then only new shapes are timed, and the store
+   * gets them); true when a variant may have changed, so plans recorded before should be recorded again.
    */
   async tuneMatmuls(): Promise<boolean> {
-    if (!this.choices.tune) return false;
-    return (await this.matmuls.tune(this.choices.tune)) > 0;
+    const candidates = this.choices.tune;
+    if (!candidates) return false;
+    let settled = 0;
+    if (this.tuningStore && !this.restored) {
+      settled = this.matmuls.restore(await this.tuningStore.load(), candidates);
+      this.restored = true;
+    }
+    const tuned = await this.matmuls.tune(candidates);
+    if (tuned > 0) await this.tuningStore?.save(this.matmuls.tuned());
+    return settled + tuned > 0;
   }
 }

@@ -138,6 +138,28 @@ export class MatmulTuner {
     return (performance.now() - started) / 1000;
   }
 
+  /**
+   * Adopts variants chosen in an earlier session (by shape key), each only where it is one of `candidates`, so a
+   * stale or edited file cannot bring in a kernel the adapter was never tuned with. Returns how many of the
+   * shapes requested so far it settled; shapes requested later find their variant already chosen.
+   */
+  restore(saved: Record<string, MatmulTile>, candidates: MatmulTile[]): number {
+    const known = new Map(candidates.map((tile) => [JSON.stringify(tile), tile]));
+    let settled = 0;
+    for (const [key, tile] of Object.entries(saved)) {
+      const candidate = known.get(JSON.stringify(tile));
+      if (!candidate || this.chosen.has(key)) continue;
+      this.chosen.set(key, candidate);
+      if (this.requested.has(key)) settled++;
+    }
+    return settled;
+  }
+
+  /** Every shape's chosen variant, to keep for later sessions. */
+  tuned(): Record<string, MatmulTile> {
+    return Object.fromEntries(this.chosen);
+  }
+
   /** The variant chosen per shape, for reports. */
   choices(): { shape: string; tile: MatmulTile }[] {
     return [...this.requested.keys()].map((shape) => ({ shape, tile: this.chosen.get(shape) ?? this.fallback }));
