@@ -51,6 +51,8 @@ describe('attention kernels against the CPU twin', () => {
     ['scalar rows, blocks of 3 over two workgroups', { batch: 1, seq: 200, heads: 2, kvHeads: 1, headDim: 6 }, 3],
     ['one position', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, 1],
     ['one position, blocks of 4', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, 4],
+    ['hone-tiny head size, blocks of 4', { batch: 1, seq: 20, heads: 3, kvHeads: 1, headDim: 32 }, 4],
+    // Block 4 asked, 2 compiled: the unrolled-code budget (64 / 4 = 16 vectors a row).
     ['SmolLM2 head size', { batch: 1, seq: 20, heads: 3, kvHeads: 1, headDim: 64 }, 4],
   ];
   for (const [name, s, block] of cases) {

@@ -14,9 +14,10 @@ import type { Op } from '../gpu/ops';
  *           dq_i = scale Σ_j ds_ij k_j  (one invocation per query row, which also writes delta_i),
  *           dk_j = scale Σ_{h in g, i >= j} ds_ij q_i,  dv_j = Σ_{h in g, i >= j} p_ij dout_i  (one invocation per
  *           key row, summing over its group's query heads, so nothing is accumulated across invocations).
- * An invocation walks its row alone: a workgroup holds 64 consecutive rows of one head, so on GPUs its invocations
- * read the same key or query at once. Rows are read as vec4 when headDim allows it, and headDim is compiled into
- * the kernel so each invocation holds its row's vectors in registers.
+ * An invocation walks `block` consecutive rows alone (one on GPUs; several on CPU adapters, so each key or query
+ * it reads serves them all), and a workgroup 64 invocations' rows of one head, so on GPUs its invocations read the
+ * same key or query at once. Rows are read as vec4 when headDim allows it, and headDim is compiled into the kernel
+ * so each invocation holds its rows' vectors in registers.
  */
 
 export interface AttentionShape {
@@ -250,7 +251,16 @@ ${u.perVector((x) => `    dk[k${r}at + ${x}u] = ak${r}_${x} * p.scale;\n    dv[k
 `;
 }
 
+/**
+ * Most vectors of one row set an invocation holds unrolled (rows per invocation × vectors per row): compiling
+ * grows faster than the code, and SwiftShader took 4.9 s for head size 64 at 4 rows, 24 s for 128 at 4 rows,
+ * against 1.9 s and 2.6 s within this budget. Rows per invocation come down to fit it.
+ */
+const UNROLLED_VECTORS = 32;
+
 interface HeadDimKernels {
+  /** Rows per invocation for this head size. */
+  block: number;
   forward: Kernel;
   queryGrad: Kernel;
   keyValueGrad: Kernel;
@@ -260,7 +270,7 @@ export class AttentionKernels {
   /** Compiled per head dimension, which sizes each invocation's registers. */
   private readonly byHeadDim = new Map<number, HeadDimKernels>();
 
-  /** `block`: consecutive rows per invocation (see AttentionBlock). */
+  /** `block`: the most consecutive rows per invocation (KernelChoices.attentionBlock). */
   constructor(
     private readonly device: GPUDevice,
     private readonly block = 1,
@@ -268,8 +278,9 @@ export class AttentionKernels {
 
   /** out, lse ← attention(q, k, v). */
   forwardOp(q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, out: GPUBuffer, lse: GPUBuffer, s: AttentionShape): Op {
-    const grid: [number, number, number] = [this.seqGroups(s.seq), s.batch * s.heads, 1];
-    return this.kernels(s.headDim).forward.op([q, k, v, out, lse], uniforms(s), grid);
+    const kernels = this.kernels(s.headDim);
+    const grid: [number, number, number] = [seqGroups(s.seq, kernels.block), s.batch * s.heads, 1];
+    return kernels.forward.op([q, k, v, out, lse], uniforms(s), grid);
   }
 
   /**
@@ -282,22 +293,21 @@ export class AttentionKernels {
     s: AttentionShape,
   ): Op[] {
     const kernels = this.kernels(s.headDim);
-    const seqGroups = this.seqGroups(s.seq);
+    const groups = seqGroups(s.seq, kernels.block);
     return [
-      kernels.queryGrad.op([q, k, v, out, dout, lse, dq, delta], uniforms(s), [seqGroups, s.batch * s.heads, 1]),
-      kernels.keyValueGrad.op([q, k, v, dout, lse, delta, dk, dv], uniforms(s), [seqGroups, s.batch * s.kvHeads, 1]),
+      kernels.queryGrad.op([q, k, v, out, dout, lse, dq, delta], uniforms(s), [groups, s.batch * s.heads, 1]),
+      kernels.keyValueGrad.op([q, k, v, dout, lse, delta, dk, dv], uniforms(s), [groups, s.batch * s.kvHeads, 1]),
     ];
-  }
-
-  private seqGroups(seq: number): number {
-    return Math.ceil(seq / (WG * this.block));
   }
 
   private kernels(headDim: number): HeadDimKernels {
     let kernels = this.byHeadDim.get(headDim);
     if (!kernels) {
-      const u = new Unrolled(headDim, this.block);
+      const vectors = headDim / vectorOf(headDim).width;
+      const block = Math.max(1, Math.min(this.block, Math.floor(UNROLLED_VECTORS / vectors)));
+      const u = new Unrolled(headDim, block);
       kernels = {
+        block,
         forward: new Kernel(this.device, forwardShader(u), 'attention_forward'),
         queryGrad: new Kernel(this.device, queryGradShader(u), 'attention_backward_queries'),
         keyValueGrad: new Kernel(this.device, keyValueGradShader(u), 'attention_backward_keys_values'),
@@ -306,6 +316,11 @@ export class AttentionKernels {
     }
     return kernels;
   }
+}
+
+/** Workgroups along the sequence: WG invocations of `block` rows each. */
+function seqGroups(seq: number, block: number): number {
+  return Math.ceil(seq / (WG * block));
 }
 
 function uniforms(s: AttentionShape): UniformValue[] {

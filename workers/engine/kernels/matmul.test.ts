@@ -3,7 +3,14 @@ import { packHalves, roundToHalf } from '../../../core/float16';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
-import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape, vectorKFits } from './matmul';
+import {
+  DEFAULT_MATMUL_TILE,
+  MatmulKernel,
+  type MatmulShape,
+  type MatmulVariant,
+  resolveMatmulShape,
+  vectorKFits,
+} from './matmul';
 import { matmulCpu } from './matmul.cpu';
 
 const gpu = setupTestGpu();
@@ -204,4 +211,58 @@ describe('matmul reading rows along K as vectors (x·Wᵀ on CPU adapters)', () 
       }
     });
   }
+});
+
+describe('matmul with a low-rank term (LoRA fused into the base product)', () => {
+  const families = [
+    ['registers', { tileM: 4, tileN: 8, workgroupX: 8, workgroupY: 4 }],
+    ['registers, K in vectors', { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8, vectorK: true }],
+    ['tiled', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 }],
+    [
+      'registers, K in vectors, fp16 B',
+      { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8, vectorK: true, halfB: true },
+    ],
+    ['tiled, fp16 B', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, halfB: true }],
+  ] as const;
+  for (const [family, tile] of families) {
+    for (const transB of [true, false]) {
+      it(`${family}, ${transB ? 'x·Wᵀ + s (xAᵀ)Bᵀ' : 'dy·W + d(xAᵀ) A'}, rank 5, offsets, accumulating`, async () => {
+        const { device } = gpu();
+        const variant = { ...tile, transA: false, transB, lowRank: true };
+        // K = 52 keeps the vector kernel on its vector path; 37 x 29 leaves partial blocks.
+        const shape = { M: 37, N: 29, K: 52, beta: 1, alpha: 0.75 };
+        const rank = 5;
+        const low = { rank, offsetL: 3, offsetR: 7, scale: 1.5 };
+        const a = randomUniform(37 * 52, 1);
+        const half = 'halfB' in tile;
+        const b = half ? roundToHalf(randomUniform(29 * 52, 2)) : randomUniform(29 * 52, 2);
+        const c = randomUniform(37 * 29, 3);
+        const l = randomUniform(3 + 37 * rank, 4);
+        const r = randomUniform(7 + 29 * rank, 5);
+        const expected = Float64Array.from(c);
+        matmulCpu(a, b, expected, shape, variant, { ...low, l, r });
+        const kernel = new MatmulKernel(device, variant);
+        const [bufA, bufB, bufC, bufL, bufR] = [a, half ? packHalves(b) : b, c, l, r].map((x) =>
+          uploadBuffer(device, x),
+        );
+        const op = kernel.op(bufA, bufB, bufC, shape, { ...low, l: bufL, r: bufR });
+        expect(maxRelativeError(await runAndRead(device, [op], bufC), expected)).toBeLessThan(1e-5);
+        // The term moves the result: without it the same product differs.
+        const plain = Float64Array.from(c);
+        matmulCpu(a, b, plain, shape, variant);
+        expect(maxRelativeError(plain, expected)).toBeGreaterThan(1e-2);
+      });
+    }
+  }
+
+  it('refuses a low-rank term the variant was not compiled for, and one it was compiled for but not given', () => {
+    const { device } = gpu();
+    const buffer = createStorageBuffer(device, 64);
+    const plain = new MatmulKernel(device, { ...DEFAULT_MATMUL_TILE, transA: false, transB: true });
+    const fused = new MatmulKernel(device, { ...DEFAULT_MATMUL_TILE, transA: false, transB: true, lowRank: true });
+    const shape = { M: 2, N: 2, K: 2 };
+    const low = { l: buffer, r: buffer, rank: 1, scale: 1 };
+    expect(() => plain.op(buffer, buffer, buffer, shape, low)).toThrow(/has no binding for a low-rank term/);
+    expect(() => fused.op(buffer, buffer, buffer, shape)).toThrow(/needs a low-rank term/);
+  });
 });

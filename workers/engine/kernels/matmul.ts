@@ -26,6 +26,9 @@ import type { Op } from '../gpu/ops';
  *              reused by a whole row or column of invocations.
  * Out-of-range rows and columns are clamped (registers) or zero-filled (tiled) on load and skipped on store, so
  * any M, N, K work.
+ *
+ * With a low-rank term (`LowRank`, variants with `lowRank`), each invocation adds scale · L·op(R) to its sums
+ * before storing: LoRA's second product fused into the base one, one dispatch and one pass over C fewer.
  */
 
 export interface MatmulVariant {
@@ -51,6 +54,23 @@ export interface MatmulVariant {
   /** Workgroup size: x runs along N, y along M. */
   workgroupX: number;
   workgroupY: number;
+  /** Binds L and R of a low-rank term (`LowRank`); only for transA false and batch 1. */
+  lowRank?: boolean;
+}
+
+/**
+ * A low-rank term added inside the product: C = alpha * (op(A)·op(B) + scale * L·op(R)) + beta * C, with L
+ * [M, rank] row-major and op(R) [rank, N] stored as B is (transB: [N, rank], else [rank, N]), both fp32, at element
+ * offsets. LoRA's forward x·Wᵀ + s (x Aᵀ) Bᵀ is L = x Aᵀ, R = B; its input gradient dy·W + d(x Aᵀ) A is
+ * L = d(x Aᵀ), R = A.
+ */
+export interface LowRank {
+  l: GPUBuffer;
+  r: GPUBuffer;
+  rank: number;
+  offsetL?: number;
+  offsetR?: number;
+  scale: number;
 }
 
 export const DEFAULT_MATMUL_TILE = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 } as const;
@@ -135,12 +155,19 @@ struct Params {
   lda: u32, ldb: u32, ldc: u32, strideA: u32,
   strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
   offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
+  rank: u32, offsetL: u32, offsetR: u32, scaleL: f32,
 }
 
 @group(0) @binding(0) var<storage, read> A: array<${vectors ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
+${
+  v.lowRank
+    ? `@group(0) @binding(3) var<storage, read> L: array<f32>;
+@group(0) @binding(4) var<storage, read> R: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;`
+    : '@group(0) @binding(3) var<uniform> p: Params;'
+}
 ${vectors ? '' : `\nfn loadB(i: u32) -> f32 { return ${v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]'}; }`}
 `;
 
@@ -152,9 +179,36 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let b = gid.z;
   if (row0 >= p.M || col0 >= p.N || b >= p.batch) { return; }`;
 
+/**
+ * The low-rank term into the block's sums, when the variant has one: per step t along the rank, the block's rows
+ * of L and columns of op(R) loaded once each (clamped like the operands) and multiplied out in registers.
+ */
+function lowRankTerm(v: MatmulVariant, vecN: number, rowStride: string, colStride: string): string {
+  if (!v.lowRank) return '';
+  const rIndex = (col: string) => (v.transB ? `${col} * p.rank + t` : `t * p.N + ${col}`);
+  const loadL = Array.from(
+    { length: v.tileM },
+    (_, i) => `    let l${i} = p.scaleL * L[p.offsetL + min(row0 + ${i}u * ${rowStride}, p.M - 1u) * p.rank + t];`,
+  ).join('\n');
+  const loadR = Array.from({ length: vecN }, (_, j) => {
+    const col = (l: number) => `min(col0 + ${4 * j + l}u * ${colStride}, p.N - 1u)`;
+    const lanes = [0, 1, 2, 3].map((l) => `R[p.offsetR + ${rIndex(col(l))}]`).join(', ');
+    return `    let rv${j} = vec4f(${lanes});`;
+  }).join('\n');
+  const fma = Array.from({ length: v.tileM }, (_, i) =>
+    Array.from({ length: vecN }, (_, j) => `    acc[${i * vecN + j}] += l${i} * rv${j};`).join('\n'),
+  ).join('\n');
+  return /* wgsl */ `
+  for (var t = 0u; t < p.rank; t++) {
+${loadL}
+${loadR}
+${fma}
+  }`;
+}
+
 /** Writes alpha * acc (+ beta * C) for the block at (row0, col0), skipping what lies outside C. */
 function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride: string): string {
-  return /* wgsl */ `
+  return /* wgsl */ `${lowRankTerm(v, vecN, rowStride, colStride)}
   for (var i = 0u; i < ${v.tileM}u; i++) {
     let row = row0 + i * ${rowStride};
     if (row >= p.M) { break; }
@@ -347,26 +401,38 @@ export class MatmulKernel {
     this.unaligned = usesVectorK(variant) ? new Kernel(device, matmulShader(plain), matmulLabel(plain)) : null;
   }
 
-  op(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op {
+  /** C ← alpha (op(A)·op(B) [+ lowRank's term]) + beta C; `lowRank` exactly when the variant has one. */
+  op(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank): Op {
     const s = resolveMatmulShape(shape, this.variant);
     const v = this.variant;
+    if (Boolean(lowRank) !== Boolean(v.lowRank)) {
+      throw new Error(`matmul ${matmulLabel(v)} ${v.lowRank ? 'needs' : 'has no binding for'} a low-rank term`);
+    }
+    if (lowRank && (v.transA || s.batch !== 1)) throw new Error('a low-rank term needs transA false and batch 1');
     const kernel = this.unaligned && !vectorKFits(shape, v) ? this.unaligned : this.kernel;
     return kernel.op(
-      [a, b, c],
+      lowRank ? [a, b, c, lowRank.l, lowRank.r] : [a, b, c],
       [
         ...[s.M, s.N, s.K, s.batch, s.lda, s.ldb, s.ldc, s.strideA, s.strideB, s.strideC].map(u32),
         ...[s.offsetA, s.offsetB, s.offsetC].map(u32),
         f32(s.alpha),
         f32(s.beta),
         u32(s.batchDivB),
+        ...lowRankUniforms(lowRank),
       ],
       [Math.ceil(s.N / (v.tileN * v.workgroupX)), Math.ceil(s.M / (v.tileM * v.workgroupY)), s.batch],
     );
   }
 }
 
+/** The low-rank term's uniforms (rank, offsets, scale); zeros without one. */
+export function lowRankUniforms(lowRank: LowRank | undefined) {
+  return [u32(lowRank?.rank ?? 0), u32(lowRank?.offsetL ?? 0), u32(lowRank?.offsetR ?? 0), f32(lowRank?.scale ?? 0)];
+}
+
 function matmulLabel(v: MatmulVariant): string {
   const family = v.tiled ? 'tiled' : 'registers';
   const vectors = usesVectorK(v) ? '_vk' : '';
-  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
+  const lowRank = v.lowRank ? '_lr' : '';
+  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}${lowRank}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
 }

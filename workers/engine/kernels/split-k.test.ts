@@ -31,6 +31,33 @@ describe('split-K matmul against the CPU twin', () => {
     });
   }
 
+  for (const transB of [true, false]) {
+    it(`transB ${transB}: the reduce pass adds a low-rank term (LoRA fused into the base product)`, async () => {
+      const { device } = gpu();
+      const variant = {
+        tileM: 4,
+        tileN: 4,
+        workgroupX: 8,
+        workgroupY: 8,
+        transA: false,
+        transB,
+        lowRank: true,
+      } as const;
+      const shape = { M: 37, N: 13, K: 96, ldc: 15, alpha: 0.5, beta: 1 };
+      const low = { rank: 3, offsetL: 2, offsetR: 4, scale: 2 };
+      const kernel = new SplitKMatmul(device, variant, 4);
+      const [a, b, c] = [37 * 96, 13 * 96, 37 * 15].map((n, i) => randomUniform(n, i + 1));
+      const l = randomUniform(2 + 37 * 3, 7);
+      const r = randomUniform(4 + 13 * 3, 8);
+      const expected = Float64Array.from(c);
+      matmulCpu(a, b, expected, shape, variant, { ...low, l, r });
+      const [ba, bb, bc, bl, br] = [a, b, c, l, r].map((x) => uploadBuffer(device, x));
+      const scratch = createStorageBuffer(device, kernel.scratchBytes(shape));
+      const got = await runAndRead(device, kernel.ops(ba, bb, bc, shape, scratch, { ...low, l: bl, r: br }), bc);
+      expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+    });
+  }
+
   it('refuses what it cannot split', () => {
     expect(canSplitK({ M: 4, N: 4, K: 96 }, 4)).toBe(true);
     expect(canSplitK({ M: 4, N: 4, K: 90 }, 4)).toBe(false);

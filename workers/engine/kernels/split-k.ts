@@ -1,19 +1,38 @@
 import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
-import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape } from './matmul';
+import {
+  type LowRank,
+  lowRankUniforms,
+  MatmulKernel,
+  type MatmulShape,
+  type MatmulVariant,
+  resolveMatmulShape,
+} from './matmul';
 
 /**
  * Split-K matmul, for products with few output tiles and a long K (at 128 tokens, x A^T of a LoRA module is
  * 128 x 16 over K = 576..1536: two workgroups would do all the work). The K range is cut into `splits`
  * equal slices, run as a batch of independent products into a scratch buffer of partial sums
- * [splits, M, N], then a reduce kernel adds the slices: C = alpha * sum + beta * C.
+ * [splits, M, N], then a reduce kernel adds the slices (and a low-rank term, `LowRank`, when the variant has
+ * one): C = alpha * sum + beta * C.
  * Only for batch 1 and K divisible by `splits`.
  */
-const reduceShader = /* wgsl */ `
-struct Params { M: u32, N: u32, splits: u32, ldc: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
+function reduceShader(v: MatmulVariant): string {
+  const rIndex = v.transB ? 'n * p.rank + t' : 't * p.N + n';
+  return /* wgsl */ `
+struct Params {
+  M: u32, N: u32, splits: u32, ldc: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32,
+  rank: u32, offsetL: u32, offsetR: u32, scaleL: f32,
+}
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> C: array<f32>;
-@group(0) @binding(2) var<uniform> p: Params;
+${
+  v.lowRank
+    ? `@group(0) @binding(2) var<storage, read> L: array<f32>;
+@group(0) @binding(3) var<storage, read> R: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;`
+    : '@group(0) @binding(2) var<uniform> p: Params;'
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -21,12 +40,22 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   if (i >= p.M * p.N) { return; }
   var s = 0.0;
   for (var k = 0u; k < p.splits; k++) { s += partial[k * p.M * p.N + i]; }
-  let at = p.offsetC + (i / p.N) * p.ldc + i % p.N;
+  let m = i / p.N;
+  let n = i % p.N;
+  ${
+    v.lowRank
+      ? `var low = 0.0;
+  for (var t = 0u; t < p.rank; t++) { low += L[p.offsetL + m * p.rank + t] * R[p.offsetR + ${rIndex}]; }
+  s += p.scaleL * low;`
+      : ''
+  }
+  let at = p.offsetC + m * p.ldc + n;
   var value = p.alpha * s;
   if (p.beta != 0.0) { value += p.beta * C[at]; }
   C[at] = value;
 }
 `;
+}
 
 export function canSplitK(shape: MatmulShape, splits: number): boolean {
   return (shape.batch ?? 1) === 1 && shape.K % splits === 0 && shape.K / splits >= 8;
@@ -41,8 +70,8 @@ export class SplitKMatmul {
     readonly variant: MatmulVariant,
     readonly splits: number,
   ) {
-    this.partials = new MatmulKernel(device, variant);
-    this.reduce = new Kernel(device, reduceShader, 'matmul_split_k_reduce');
+    this.partials = new MatmulKernel(device, { ...variant, lowRank: false });
+    this.reduce = new Kernel(device, reduceShader(variant), `matmul_split_k_reduce${variant.lowRank ? '_lr' : ''}`);
   }
 
   /** Bytes of scratch the product needs. */
@@ -50,7 +79,9 @@ export class SplitKMatmul {
     return this.splits * shape.M * shape.N * 4;
   }
 
-  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, scratch: GPUBuffer): Op[] {
+  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, scratch: GPUBuffer, lowRank?: LowRank): Op[] {
+    if (Boolean(lowRank) !== Boolean(this.variant.lowRank))
+      throw new Error('split-K: low-rank term and variant differ');
     if (!canSplitK(shape, this.splits)) throw new Error(`split-K ${this.splits} cannot run ${JSON.stringify(shape)}`);
     const s = resolveMatmulShape(shape, this.variant);
     const slice = s.K / this.splits;
@@ -70,8 +101,14 @@ export class SplitKMatmul {
       offsetB: s.offsetB,
     });
     const reduceOp = this.reduce.op(
-      [scratch, c],
-      [u32(s.M), u32(s.N), u32(this.splits), u32(s.ldc), u32(s.offsetC), f32(s.alpha), f32(s.beta), u32(0)],
+      lowRank ? [scratch, c, lowRank.l, lowRank.r] : [scratch, c],
+      [
+        ...[s.M, s.N, this.splits, s.ldc, s.offsetC].map(u32),
+        f32(s.alpha),
+        f32(s.beta),
+        u32(0),
+        ...lowRankUniforms(lowRank),
+      ],
       grid1d(s.M * s.N, 64),
     );
     return [partialOp, reduceOp];

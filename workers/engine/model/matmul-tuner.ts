@@ -1,15 +1,21 @@
 import { createStorageBuffer } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
 import { profileOps } from '../gpu/profile';
-import { MatmulKernel, type MatmulShape, type MatmulVariant, resolveMatmulShape } from '../kernels/matmul';
+import {
+  type LowRank,
+  MatmulKernel,
+  type MatmulShape,
+  type MatmulVariant,
+  resolveMatmulShape,
+} from '../kernels/matmul';
 import { canSplitK, SplitKMatmul } from '../kernels/split-k';
 
 /** A matmul variant without its layout; `splitK` cuts K into that many slices summed by a reduce pass. */
 export type MatmulTile = Omit<MatmulVariant, 'transA' | 'transB'> & { splitK?: number };
 
-/** One product of a plan, on its chosen variant. */
+/** One product of a plan, on its chosen variant, with or without a low-rank term. */
 export interface MatmulProduct {
-  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op[];
+  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank): Op[];
 }
 
 /**
@@ -69,13 +75,13 @@ export class MatmulTuner {
 
   private product(tile: MatmulTile, transA: boolean, transB: boolean, halfB: boolean): MatmulProduct {
     const { splitK, ...rest } = tile;
-    const variant: MatmulVariant = { ...rest, transA, transB, halfB };
     return {
-      ops: (a, b, c, shape) => {
+      ops: (a, b, c, shape, lowRank) => {
+        const variant: MatmulVariant = { ...rest, transA, transB, halfB, lowRank: Boolean(lowRank) };
         // A split-K choice falls back to the plain kernel for products it cannot split.
-        if (!splitK || !canSplitK(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape)];
+        if (!splitK || !canSplitK(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, lowRank)];
         const kernel = this.kernel(variant, splitK);
-        return kernel.ops(a, b, c, shape, this.scratchOf(kernel.scratchBytes(shape)));
+        return kernel.ops(a, b, c, shape, this.scratchOf(kernel.scratchBytes(shape)), lowRank);
       },
     };
   }

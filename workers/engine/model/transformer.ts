@@ -3,7 +3,7 @@ import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps } from '../gpu/ops';
 import type { AttentionShape } from '../kernels/attention';
 import { buildTokenIndex } from '../kernels/embedding';
-import type { MatmulShape } from '../kernels/matmul';
+import type { LowRank, MatmulShape } from '../kernels/matmul';
 import type { Rotation } from '../kernels/rope';
 import type { EngineKernels } from './kernels';
 import type { GpuLora, LoraModule } from './lora';
@@ -452,8 +452,9 @@ export class TransformerStep {
     w: GPUBuffer,
     c: GPUBuffer,
     shape: MatmulShape,
+    lowRank?: LowRank,
   ): Op[] {
-    return this.k.matmuls.productFor(transA, transB, shape, this.w.halfMatrices).ops(a, w, c, shape);
+    return this.k.matmuls.productFor(transA, transB, shape, this.w.halfMatrices).ops(a, w, c, shape, lowRank);
   }
 
   /** y [N, out] (= or +=) x [N, in] · W^T (+ bias) + s (x A^T) B^T. */
@@ -468,28 +469,21 @@ export class TransformerStep {
     const N = this.tokens;
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    ops.push(
-      ...this.mmWeight(false, true, x, lw.proj[projection], y, { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 }),
-    );
-    const bias = lw.bias[projection];
-    if (bias) ops.push(this.k.bias.addOp(bias, y, N, out));
     const m = this.lora?.module(layer, projection);
     const xa = this.layers[layer].loraXa[projection];
-    if (!m || !xa || !this.lora) return;
-    const r = this.lora.settings.r;
-    const params = this.lora.params;
-    const xl = this.dropout(ops, m, x, N * inDim);
-    ops.push(...this.mm(false, true, xl, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
-    ops.push(
-      ...this.mm(false, true, xa, params, y, {
-        M: N,
-        N: out,
-        K: r,
-        offsetB: m.offsetB,
-        alpha: this.lora.scale,
-        beta: 1,
-      }),
-    );
+    let lowRank: LowRank | undefined;
+    if (m && xa && this.lora) {
+      // x A^T first: the base product adds s (x A^T) B^T as it goes.
+      const { params, scale } = this.lora;
+      const r = this.lora.settings.r;
+      const xl = this.dropout(ops, m, x, N * inDim);
+      ops.push(...this.mm(false, true, xl, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
+      lowRank = { l: xa, r: params, rank: r, offsetR: m.offsetB, scale };
+    }
+    const shape = { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 };
+    ops.push(...this.mmWeight(false, true, x, lw.proj[projection], y, shape, lowRank));
+    const bias = lw.bias[projection];
+    if (bias) ops.push(this.k.bias.addOp(bias, y, N, out));
   }
 
   /** dx [N, in] (= or +=) dy · W (+ the LoRA path); accumulates LoRA (and in full mode W, bias) gradients. */
@@ -505,9 +499,36 @@ export class TransformerStep {
     const N = this.tokens;
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    ops.push(
-      ...this.mmWeight(false, false, dy, lw.proj[projection], dx, { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 }),
-    );
+    const m = this.lora?.module(layer, projection);
+    const xa = this.layers[layer].loraXa[projection];
+    // The adapter's share of dx, d(x A^T) A: fused into the base product below, or with dropout masked after it.
+    let lowRank: LowRank | undefined;
+    let masked: LoraModule | undefined;
+    if (m && xa && this.lora) {
+      const { params, grads, scale } = this.lora;
+      const r = this.lora.settings.r;
+      const dxa = this.s.dxa;
+      // dB += s dy^T (x A^T)       [out, r]
+      ops.push(
+        ...this.mm(true, false, dy, xa, grads, { M: out, N: r, K: N, offsetC: m.offsetB, alpha: scale, beta: 1 }),
+      );
+      // d(x A^T) = s dy B          [N, r]
+      ops.push(...this.mm(false, false, dy, params, dxa, { M: N, N: r, K: out, offsetB: m.offsetB, alpha: scale }));
+      // dA += d(x A^T)^T xl        [r, in], xl = dropout(x) regenerated from the step's seed
+      const xl = this.dropout(ops, m, x, N * inDim);
+      ops.push(...this.mm(true, false, dxa, xl, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
+      if (xl === x) lowRank = { l: dxa, r: params, rank: r, offsetR: m.offsetA, scale: 1 };
+      else masked = m;
+    }
+    // dx (= or +=) dy W (+ d(x A^T) A)
+    const shape = { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 };
+    ops.push(...this.mmWeight(false, false, dy, lw.proj[projection], dx, shape, lowRank));
+    if (masked && this.lora) {
+      // dx += dropout'(d(x A^T) A) [N, in]: the same mask on the way back
+      const mm = { M: N, N: inDim, K: this.lora.settings.r, offsetB: masked.offsetA };
+      ops.push(...this.mm(false, false, this.s.dxa, this.lora.params, this.s.dLoraIn, mm));
+      ops.push(this.maskOp(masked, this.s.dLoraIn, dx, N * inDim, true));
+    }
     if (this.weightGrads) {
       ops.push(
         ...this.mm(true, false, dy, x, this.grad(projectionKey(layer, projection)), {
@@ -521,26 +542,6 @@ export class TransformerStep {
         const key = projectionKey(layer, projection).replace(/weight$/, 'bias');
         ops.push(this.k.bias.gradOp(dy, this.grad(key), N, out));
       }
-    }
-    const m = this.lora?.module(layer, projection);
-    const xa = this.layers[layer].loraXa[projection];
-    if (!m || !xa || !this.lora) return;
-    const { params, grads, scale } = this.lora;
-    const r = this.lora.settings.r;
-    const dxa = this.s.dxa;
-    // dB += s dy^T (x A^T)       [out, r]
-    ops.push(...this.mm(true, false, dy, xa, grads, { M: out, N: r, K: N, offsetC: m.offsetB, alpha: scale, beta: 1 }));
-    // d(x A^T) = s dy B          [N, r]
-    ops.push(...this.mm(false, false, dy, params, dxa, { M: N, N: r, K: out, offsetB: m.offsetB, alpha: scale }));
-    // dA += d(x A^T)^T xl        [r, in], xl = dropout(x) regenerated from the step's seed
-    const xl = this.dropout(ops, m, x, N * inDim);
-    ops.push(...this.mm(true, false, dxa, xl, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
-    // dx += dropout'(d(x A^T) A) [N, in]: the same mask on the way back
-    if (xl === x) {
-      ops.push(...this.mm(false, false, dxa, params, dx, { M: N, N: inDim, K: r, offsetB: m.offsetA, beta: 1 }));
-    } else {
-      ops.push(...this.mm(false, false, dxa, params, this.s.dLoraIn, { M: N, N: inDim, K: r, offsetB: m.offsetA }));
-      ops.push(this.maskOp(m, this.s.dLoraIn, dx, N * inDim, true));
     }
   }
 
