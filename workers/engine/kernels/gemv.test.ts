@@ -32,15 +32,24 @@ describe('gemv (decoding one token)', () => {
       const raw = randomUniform(offsetB + N * K, 2);
       const w = half ? Float32Array.from(roundToHalf(raw)) : raw;
       const prior = randomUniform(2 + N, 3);
-      const y = uploadBuffer(device, prior);
-      const got = await runAndRead(
-        device,
-        [k.op(uploadBuffer(device, x), uploadBuffer(device, half ? packHalves(w) : w), y, shape, half)],
-        y,
-      );
-      const expected = Float64Array.from(prior);
-      matmulCpu(x, w, expected, { M: 1, ...shape }, { transA: false, transB: true });
-      expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+      const [bx, bw] = [uploadBuffer(device, x), uploadBuffer(device, half ? packHalves(w) : w)];
+      // Plain, then with a low-rank term (LoRA's s B (A x) fused in): L [3] at offset 2, R [N, 3] at offset 5.
+      const low = {
+        rank: 3,
+        offsetL: 2,
+        offsetR: 5,
+        scale: 1.5,
+        l: randomUniform(5, 4),
+        r: randomUniform(5 + 3 * N, 5),
+      };
+      for (const lowRank of [undefined, low]) {
+        const y = uploadBuffer(device, prior);
+        const fused = lowRank && { ...lowRank, l: uploadBuffer(device, lowRank.l), r: uploadBuffer(device, lowRank.r) };
+        const got = await runAndRead(device, [k.op(bx, bw, y, shape, half, fused)], y);
+        const expected = Float64Array.from(prior);
+        matmulCpu(x, w, expected, { M: 1, ...shape }, { transA: false, transB: true }, lowRank);
+        expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+      }
     });
   }
 

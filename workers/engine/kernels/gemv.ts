@@ -15,24 +15,63 @@ import { type RowLayout, workgroupReduce } from './wgsl';
  *     no barriers, which software adapters run as costly switches between invocations; a CPU core streams a
  *     row through its cache just as well alone.
  * W may be fp16, two values per 32-bit word (unpack2x16float, core WGSL); accumulation is fp32.
+ * With a low-rank term (`GemvLowRank`), each output also gets scale · R[n] · L: LoRA's second product fused in,
+ * y = alpha (W x + s B (A x)) + beta y, one dispatch fewer per adapted projection and token.
  */
 const WG = 64;
 const ROWS = 4;
 
-/** Every gemv kernel's parameters and bindings: x and W read as scalars (W's fp16 pairs as u32), or as vectors. */
-function bindings(halfW: boolean, vectors: boolean): string {
+/** A low-rank term: L [rank] (x A^T), R [N, rank] (B), both fp32 at element offsets; see the header. */
+export interface GemvLowRank {
+  l: GPUBuffer;
+  r: GPUBuffer;
+  rank: number;
+  offsetL?: number;
+  offsetR?: number;
+  scale: number;
+}
+
+/** What a gemv kernel is compiled for: W's precision and whether it binds a low-rank term. */
+interface GemvVariant {
+  halfW: boolean;
+  lowRank: boolean;
+}
+
+/**
+ * Every gemv kernel's parameters and bindings: x and W read as scalars (W's fp16 pairs as u32), or as vectors; and
+ * `lowRank(n)`, output n's low-rank term (0 without one).
+ */
+function bindings({ halfW, lowRank }: GemvVariant, vectors: boolean): string {
   const w = vectors ? (halfW ? 'vec4<u32>' : 'vec4f') : halfW ? 'u32' : 'f32';
   return /* wgsl */ `
-struct Params { N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32 }
+struct Params {
+  N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32,
+  rank: u32, offsetL: u32, offsetR: u32, scaleL: f32,
+}
 @group(0) @binding(0) var<storage, read> x: array<${vectors ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> W: array<${w}>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;`;
+${
+  lowRank
+    ? `@group(0) @binding(3) var<storage, read> L: array<f32>;
+@group(0) @binding(4) var<storage, read> R: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+fn lowRank(n: u32) -> f32 {
+  var s = 0.0;
+  for (var t = 0u; t < p.rank; t++) { s += L[p.offsetL + t] * R[p.offsetR + n * p.rank + t]; }
+  return p.scaleL * s;
+}`
+    : `@group(0) @binding(3) var<uniform> p: Params;
+
+fn lowRank(n: u32) -> f32 { return 0.0; }`
+}`;
 }
 
-function cooperativeShader(halfW: boolean): string {
+function cooperativeShader(v: GemvVariant): string {
+  const { halfW } = v;
   return /* wgsl */ `
-${bindings(halfW, false)}
+${bindings(v, false)}
 ${workgroupReduce(WG)}
 
 @compute @workgroup_size(${WG})
@@ -58,7 +97,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
     let total = reduce(acc[r], li, false);
     let n = first + r;
     if (li == 0u && n < p.N) {
-      var value = p.alpha * total;
+      var value = p.alpha * (total + lowRank(n));
       if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
       y[p.offsetC + n] = value;
     }
@@ -68,9 +107,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 }
 
 /** One output per invocation, its row walked alone, scalar loads: any K and offsets (see the header). */
-function rowShader(halfW: boolean): string {
+function rowShader(v: GemvVariant): string {
+  const { halfW } = v;
   return /* wgsl */ `
-${bindings(halfW, false)}
+${bindings(v, false)}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -87,7 +127,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   }`
       : `for (var k = 0u; k < p.K; k++) { s += W[row + k] * x[p.offsetA + k]; }`
   }
-  var value = p.alpha * s;
+  var value = p.alpha * (s + lowRank(n));
   if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
   y[p.offsetC + n] = value;
 }
@@ -101,7 +141,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  */
 const VEC_ROWS = 4;
 
-function vectorRowShader(halfW: boolean): string {
+function vectorRowShader(v: GemvVariant): string {
+  const { halfW } = v;
   const rows = Array.from({ length: VEC_ROWS }, (_, r) => r);
   // fp16: one vec4<u32> holds eight weights, matched by two vec4 of x.
   const step = halfW
@@ -116,7 +157,7 @@ function vectorRowShader(halfW: boolean): string {
         .join('\n    ')
     : rows.map((r) => `acc${r} += W[row${r} + k] * x0;`).join('\n    ');
   return /* wgsl */ `
-${bindings(halfW, true)}
+${bindings(v, true)}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -136,7 +177,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   for (var r = 0u; r < ${VEC_ROWS}u; r++) {
     let n = first + r;
     if (n < p.N) {
-      var value = p.alpha * sums[r];
+      var value = p.alpha * (sums[r] + lowRank(n));
       if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
       y[p.offsetC + n] = value;
     }
@@ -156,27 +197,13 @@ export interface GemvShape {
 }
 
 export class GemvKernels {
-  /** Kernels for fp32 and fp16 W: the layout's own, and the row layout's vector variants for aligned shapes. */
-  private readonly scalar: { f32w: Kernel; f16w: Kernel };
-  private readonly vector: { f32w: Kernel; f16w: Kernel } | null;
+  /** Compiled on first use, by family, W's precision and low-rank term. */
+  private readonly kernels = new Map<string, Kernel>();
 
   constructor(
-    device: GPUDevice,
+    private readonly device: GPUDevice,
     readonly layout: RowLayout = 'cooperative',
-  ) {
-    const shader = layout === 'row' ? rowShader : cooperativeShader;
-    this.scalar = {
-      f32w: new Kernel(device, shader(false), `gemv ${layout}`),
-      f16w: new Kernel(device, shader(true), `gemv ${layout} f16w`),
-    };
-    this.vector =
-      layout === 'row'
-        ? {
-            f32w: new Kernel(device, vectorRowShader(false), 'gemv row vec4'),
-            f16w: new Kernel(device, vectorRowShader(true), 'gemv row vec4 f16w'),
-          }
-        : null;
-  }
+  ) {}
 
   /** Whether fp16 W can take this shape (pairs must not straddle words). */
   static halfFits(s: GemvShape): boolean {
@@ -189,16 +216,17 @@ export class GemvKernels {
     return s.K % perVector === 0 && (s.offsetB ?? 0) % perVector === 0 && (s.offsetA ?? 0) % 4 === 0;
   }
 
-  op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false): Op {
+  /** y ← alpha (W x [+ the low-rank term]) + beta y. */
+  op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false, lowRank?: GemvLowRank): Op {
     if (halfW && !GemvKernels.halfFits(s))
       throw new Error(`fp16 gemv needs an even K and offset (K ${s.K}, offset ${s.offsetB})`);
-    const vector = this.vector && GemvKernels.vectorFits(s, halfW) ? this.vector : null;
-    const outputsPerGroup = vector ? WG * VEC_ROWS : this.layout === 'row' ? WG : ROWS;
+    // The row layout reads vectors where the shape allows (its vector variant), else scalars.
+    const family = this.layout === 'row' ? (GemvKernels.vectorFits(s, halfW) ? 'vector' : 'row') : 'cooperative';
+    const outputsPerGroup = family === 'vector' ? WG * VEC_ROWS : family === 'row' ? WG : ROWS;
     const groups = Math.ceil(s.N / outputsPerGroup);
     const gx = Math.min(groups, 65535);
-    const kernels = vector ?? this.scalar;
-    return (halfW ? kernels.f16w : kernels.f32w).op(
-      [x, w, y],
+    return this.kernel(family, { halfW, lowRank: Boolean(lowRank) }).op(
+      lowRank ? [x, w, y, lowRank.l, lowRank.r] : [x, w, y],
       [
         u32(s.N),
         u32(s.K),
@@ -208,8 +236,23 @@ export class GemvKernels {
         f32(s.alpha ?? 1),
         f32(s.beta ?? 0),
         u32(0),
+        u32(lowRank?.rank ?? 0),
+        u32(lowRank?.offsetL ?? 0),
+        u32(lowRank?.offsetR ?? 0),
+        f32(lowRank?.scale ?? 0),
       ],
       [gx, Math.ceil(groups / gx), 1],
     );
+  }
+
+  private kernel(family: 'cooperative' | 'row' | 'vector', v: GemvVariant): Kernel {
+    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}`;
+    let kernel = this.kernels.get(key);
+    if (!kernel) {
+      const shader = { cooperative: cooperativeShader, row: rowShader, vector: vectorRowShader }[family];
+      kernel = new Kernel(this.device, shader(v), `gemv ${key}`);
+      this.kernels.set(key, kernel);
+    }
+    return kernel;
   }
 }

@@ -2,7 +2,7 @@ import type { Projection } from '../../../core/model-config';
 import { projectionShape } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
-import { GemvKernels, type GemvShape } from '../kernels/gemv';
+import { GemvKernels, type GemvLowRank, type GemvShape } from '../kernels/gemv';
 import type { EngineKernels } from './kernels';
 import type { GpuLora } from './lora';
 import { ropeTables } from './rope-tables';
@@ -122,14 +122,24 @@ export class Decoder {
 
   // ---- recording --------------------------------------------------------------------------------------------
 
-  /** out (= or +=) x · B^T for one token: a matrix-vector product, bandwidth-bound (see kernels/gemv.ts). */
-  private mm(a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, shape: GemvShape, weight: boolean): Op[] {
+  /**
+   * out (= or +=) x · B^T (+ a low-rank term) for one token: a matrix-vector product, bandwidth-bound (see
+   * kernels/gemv.ts).
+   */
+  private mm(
+    a: GPUBuffer,
+    b: GPUBuffer,
+    out: GPUBuffer,
+    shape: GemvShape,
+    weight: boolean,
+    lowRank?: GemvLowRank,
+  ): Op[] {
     const half = weight && this.w.halfMatrices;
     if (half && !GemvKernels.halfFits(shape)) {
       const product = { M: 1, ...shape };
-      return this.k.matmuls.productFor(false, true, product, true).ops(a, b, out, product);
+      return this.k.matmuls.productFor(false, true, product, true).ops(a, b, out, product, lowRank);
     }
-    return [this.k.gemv.op(a, b, out, shape, half)];
+    return [this.k.gemv.op(a, b, out, shape, half, lowRank)];
   }
 
   /** y [out] (= or +=) x [in] · W^T (+ bias) + s (x A^T) B^T, for one token. */
@@ -143,17 +153,19 @@ export class Decoder {
   ) {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    this.ops.push(...this.mm(x, lw.proj[projection], y, { N: out, K: inDim, beta: accumulate ? 1 : 0 }, true));
+    const m = this.lora?.module(layer, projection);
+    let lowRank: GemvLowRank | undefined;
+    if (m && this.lora) {
+      // x A^T first: the base product adds s (x A^T) B^T as it goes.
+      const { params, scale } = this.lora;
+      const r = this.lora.settings.r;
+      this.ops.push(...this.mm(x, params, xa, { N: r, K: inDim, offsetB: m.offsetA }, false));
+      lowRank = { l: xa, r: params, rank: r, offsetR: m.offsetB, scale };
+    }
+    const shape = { N: out, K: inDim, beta: accumulate ? 1 : 0 };
+    this.ops.push(...this.mm(x, lw.proj[projection], y, shape, true, lowRank));
     const bias = lw.bias[projection];
     if (bias) this.ops.push(this.k.bias.addOp(bias, y, 1, out));
-    const m = this.lora?.module(layer, projection);
-    if (!m || !this.lora) return;
-    const r = this.lora.settings.r;
-    const params = this.lora.params;
-    this.ops.push(...this.mm(x, params, xa, { N: r, K: inDim, offsetB: m.offsetA }, false));
-    this.ops.push(
-      ...this.mm(xa, params, y, { N: out, K: r, offsetB: m.offsetB, alpha: this.lora.scale, beta: 1 }, false),
-    );
   }
 
   private record(): void {
