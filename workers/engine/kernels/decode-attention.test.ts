@@ -1,33 +1,49 @@
 import { describe, expect, it } from 'vitest';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
-import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
+import { submitOps } from '../gpu/ops';
 import { DecodeAttentionKernels } from './decode-attention';
 import { decodeAttentionCpu } from './decode-attention.cpu';
+import { ropeCpu } from './rope.cpu';
 
 const gpu = setupTestGpu();
 
 describe('decode attention over a key-value cache', () => {
-  it('appends the new key and value at the position, leaving other rows alone', async () => {
+  it('rotates q, and k into the cache row of the position, copies v there, and leaves other rows alone', async () => {
     const { device } = gpu();
     const k = new DecodeAttentionKernels(device);
-    const width = 10;
-    const kCache = uploadBuffer(device, randomUniform(7 * width, 1));
-    const vCache = uploadBuffer(device, randomUniform(7 * width, 2));
-    const before = randomUniform(7 * width, 1);
-    const newK = randomUniform(width, 3);
-    const op = k.appendOp(
+    const shape = { heads: 6, kvHeads: 2, headDim: 6 };
+    const width = shape.kvHeads * shape.headDim;
+    const [q, newK, newV] = [6 * 6, width, width].map((n, i) => randomUniform(n, 10 + i));
+    const cos = randomUniform(3, 13);
+    const sin = randomUniform(3, 14);
+    const [kBefore, vBefore] = [randomUniform(7 * width, 1), randomUniform(7 * width, 2)];
+    const [kCache, vCache] = [uploadBuffer(device, kBefore), uploadBuffer(device, vBefore)];
+    const qRot = createStorageBuffer(device, q.length * 4);
+    const op = k.rotateAppendOp(
       uploadBuffer(device, Uint32Array.of(4)),
-      uploadBuffer(device, newK),
-      uploadBuffer(device, randomUniform(width, 4)),
-      kCache,
-      vCache,
-      width,
+      {
+        q: uploadBuffer(device, q),
+        k: uploadBuffer(device, newK),
+        v: uploadBuffer(device, newV),
+        cos: uploadBuffer(device, cos),
+        sin: uploadBuffer(device, sin),
+      },
+      { qRot, kCache, vCache },
+      shape,
     );
-    const after = await runAndRead(device, [op], kCache);
-    const expected = Float32Array.from(before);
-    expected.set(newK, 4 * width);
-    expect(after).toEqual(expected);
+    submitOps(device, [op]);
+    // The rope kernel's twin at one position (seq 1) is the rotation expected.
+    const rope = (x: Float32Array, heads: number) =>
+      ropeCpu('forward', x, cos, sin, { batch: 1, seq: 1, heads, headDim: 6 });
+    expect(maxRelativeError(await readFloat32(device, qRot), rope(q, 6))).toBeLessThan(1e-6);
+    const kExpected = Float64Array.from(kBefore);
+    kExpected.set(rope(newK, 2), 4 * width);
+    expect(maxRelativeError(await readFloat32(device, kCache), kExpected)).toBeLessThan(1e-6);
+    const vExpected = Float32Array.from(vBefore);
+    vExpected.set(newV, 4 * width);
+    expect(await readFloat32(device, vCache)).toEqual(vExpected);
   });
 
   for (const [heads, kvHeads, headDim, position] of [

@@ -5,32 +5,60 @@ import { workgroupReduce } from './wgsl';
 /**
  * Attention for decoding one token at a time over a key-value cache (batch 1).
  *   position: [1] u32, the new token's position p (0-based), written by the CPU before each token
- *   k, v: [KV * hd], the new token's key (after rotary embeddings) and value
+ *   q: [H * hd], k, v: [KV * hd], the new token's projections (q and k before rotary embeddings)
+ *   cos, sin: [hd / 2], the rotary angles of position p
  *   kCache, vCache: [maxLen, KV * hd], position-major, so appending is one contiguous row
- *   q: [H * hd] (after rotary embeddings); out: [H * hd]
+ *   qRot: [H * hd] q after rotary embeddings; out: [H * hd]
  *   scores: [H, maxLen] scratch
- * `append` writes row p of both caches; `attend` computes, per query head h with key-value head g = h / (H / KV),
- *   out_h = Σ_{j ≤ p} softmax_j(scale · q_h · k_{j,g}) v_{j,g}
- * Positions past p are never read, so the causal mask is the loop bound.
+ * `rotateAppend` rotates q into qRot and k into row p of the key cache, and copies v into row p of the value cache,
+ * in one dispatch; `attend` computes, per query head h with key-value head g = h / (H / KV),
+ *   out_h = Σ_{j ≤ p} softmax_j(scale · qRot_h · k_{j,g}) v_{j,g}
+ * Positions past p are never read, so the causal mask is the loop bound. Rotation as in rope.ts.
  */
 const WG = 64;
 
-const appendShader = /* wgsl */ `
-struct Params { width: u32, _p0: u32, _p1: u32, _p2: u32 }
+const rotateAppendShader = /* wgsl */ `
+struct Params { heads: u32, kvHeads: u32, headDim: u32, _p0: u32 }
 @group(0) @binding(0) var<storage, read> position: array<u32>;
-@group(0) @binding(1) var<storage, read> k: array<f32>;
-@group(0) @binding(2) var<storage, read> v: array<f32>;
-@group(0) @binding(3) var<storage, read_write> kCache: array<f32>;
-@group(0) @binding(4) var<storage, read_write> vCache: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<f32>;
+@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(4) var<storage, read> cosTable: array<f32>;
+@group(0) @binding(5) var<storage, read> sinTable: array<f32>;
+@group(0) @binding(6) var<storage, read_write> qRot: array<f32>;
+@group(0) @binding(7) var<storage, read_write> kCache: array<f32>;
+@group(0) @binding(8) var<storage, read_write> vCache: array<f32>;
+@group(0) @binding(9) var<uniform> p: Params;
 
-@compute @workgroup_size(64)
+// Element n of a rotated row: (cos, sin, sign) of its pair's angle, and the index of its partner half a head away:
+// y_n = x_n cos + sign x_partner sin.
+fn angle(n: u32) -> vec3f {
+  let i = n % p.headDim;
+  let half = p.headDim / 2u;
+  return vec3f(cosTable[i % half], sinTable[i % half], select(1.0, -1.0, i < half));
+}
+
+fn partner(n: u32) -> u32 {
+  let half = p.headDim / 2u;
+  return select(n - half, n + half, n % p.headDim < half);
+}
+
+@compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let i = gid.x;
-  if (i >= p.width) { return; }
-  let row = position[0] * p.width;
-  kCache[row + i] = k[i];
-  vCache[row + i] = v[i];
+  let n = gid.x;
+  let qWidth = p.heads * p.headDim;
+  let width = p.kvHeads * p.headDim;
+  let row = position[0] * width;
+  if (n < qWidth) {
+    let a = angle(n);
+    qRot[n] = q[n] * a.x + a.z * q[partner(n)] * a.y;
+  } else if (n < qWidth + width) {
+    let j = n - qWidth;
+    let a = angle(j);
+    kCache[row + j] = k[j] * a.x + a.z * k[partner(j)] * a.y;
+  } else if (n < qWidth + 2u * width) {
+    vCache[row + n - qWidth - width] = v[n - qWidth - width];
+  }
 }
 `;
 
@@ -88,16 +116,27 @@ export interface DecodeShape {
 }
 
 export class DecodeAttentionKernels {
-  private readonly append: Kernel;
+  private readonly rotateAppend: Kernel;
   private readonly attend: Kernel;
 
   constructor(device: GPUDevice) {
-    this.append = new Kernel(device, appendShader, 'kv_append');
+    this.rotateAppend = new Kernel(device, rotateAppendShader, 'rotate_and_append');
     this.attend = new Kernel(device, attendShader, 'decode_attention');
   }
 
-  appendOp(position: GPUBuffer, k: GPUBuffer, v: GPUBuffer, kCache: GPUBuffer, vCache: GPUBuffer, width: number): Op {
-    return this.append.op([position, k, v, kCache, vCache], [u32(width), u32(0), u32(0), u32(0)], grid1d(width, 64));
+  /** qRot ← rope(q); key cache row p ← rope(k); value cache row p ← v. */
+  rotateAppendOp(
+    position: GPUBuffer,
+    { q, k, v, cos, sin }: Record<'q' | 'k' | 'v' | 'cos' | 'sin', GPUBuffer>,
+    { qRot, kCache, vCache }: Record<'qRot' | 'kCache' | 'vCache', GPUBuffer>,
+    s: Omit<DecodeShape, 'maxLen'>,
+  ): Op {
+    const n = (s.heads + 2 * s.kvHeads) * s.headDim;
+    return this.rotateAppend.op(
+      [position, q, k, v, cos, sin, qRot, kCache, vCache],
+      [u32(s.heads), u32(s.kvHeads), u32(s.headDim), u32(0)],
+      grid1d(n, WG),
+    );
   }
 
   attendOp(

@@ -191,20 +191,12 @@ export class Decoder {
     const rstdQ = f32(H, 'rstd q');
     const rstdK = f32(KV, 'rstd k');
     const qRot = f32(H * hd, 'q rotated');
-    const kRot = f32(KV * hd, 'k rotated');
     const attn = f32(H * hd, 'attention output');
     const scores = f32(H * L, 'scores');
     const gate = f32(f, 'gate');
     const up = f32(f, 'up');
     const act = f32(f, 'act');
     const xa = f32(Math.max(1, this.lora?.settings.r ?? 1), 'x A^T');
-    const rope = (input: GPUBuffer, output: GPUBuffer, heads: number) =>
-      this.k.rope.op('forward', input, this.cos, this.sin, output, {
-        batch: 1,
-        seq: 1,
-        heads,
-        headDim: hd,
-      });
     const ops = this.ops;
 
     for (const chunk of this.w.embed) {
@@ -223,11 +215,16 @@ export class Decoder {
       if (lw.qNorm && lw.kNorm) {
         ops.push(this.k.rmsnorm.forwardOp(q, lw.qNorm, qn, rstdQ, H, hd, eps));
         ops.push(this.k.rmsnorm.forwardOp(kRaw, lw.kNorm, kn, rstdK, KV, hd, eps));
-        ops.push(rope(qn, qRot, H), rope(kn, kRot, KV));
-      } else {
-        ops.push(rope(q, qRot, H), rope(kRaw, kRot, KV));
       }
-      ops.push(this.k.decodeAttention.appendOp(this.position, kRot, v, kCache, vCache, KV * hd));
+      const [qIn, kIn] = lw.qNorm && lw.kNorm ? [qn, kn] : [q, kRaw];
+      ops.push(
+        this.k.decodeAttention.rotateAppendOp(
+          this.position,
+          { q: qIn, k: kIn, v, cos: this.cos, sin: this.sin },
+          { qRot, kCache, vCache },
+          { heads: H, kvHeads: KV, headDim: hd },
+        ),
+      );
       ops.push(
         this.k.decodeAttention.attendOp(this.position, qRot, kCache, vCache, scores, attn, {
           heads: H,
