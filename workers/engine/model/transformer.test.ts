@@ -7,8 +7,9 @@ import { submitOps } from '../gpu/ops';
 import { dropoutMaskCpu } from '../kernels/dropout.cpu';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { referenceForwardBackward } from '../reference/transformer.cpu';
-import { EngineKernels } from './kernels';
+import { CPU_KERNELS, EngineKernels, GPU_KERNELS } from './kernels';
 import { everyLayer, GpuLora } from './lora';
+import { GPU_MATMUL_CANDIDATES } from './matmul-tuner';
 import { TransformerStep } from './transformer';
 import { GpuWeights } from './weights';
 
@@ -37,6 +38,8 @@ interface Case {
   recompute?: boolean;
   /** LoRA only on these layers (PEFT's layers_to_transform); every layer by default. */
   layers?: number[];
+  /** GPUs' kernel choices, matmuls tuned per product and the plan recorded again, instead of CPU adapters'. */
+  gpuKernels?: boolean;
 }
 
 const cases: Case[] = [
@@ -125,6 +128,25 @@ const cases: Case[] = [
     batch: 1,
     seq: 11,
   },
+  {
+    name: "GPUs' kernels (tiled matmuls tuned per product, cooperative rows, one attention row per invocation), fp16",
+    config: tinyConfig({ modelType: 'qwen2', attentionBias: true, tieWordEmbeddings: false }),
+    targets: [...PROJECTIONS],
+    full: false,
+    chunked: true,
+    labels: true,
+    half: true,
+    gpuKernels: true,
+  },
+  {
+    name: "GPUs' kernels, full-parameter gradients with LoRA dropout, activations recomputed",
+    config: tinyConfig({ modelType: 'qwen3', qkNorm: true, headDim: 8, numHeads: 4, numKvHeads: 2 }),
+    targets: ['q_proj', 'v_proj', 'up_proj'],
+    full: true,
+    dropout: 0.3,
+    recompute: true,
+    gpuKernels: true,
+  },
 ];
 
 describe('the WebGPU transformer step against the float64 CPU reference', () => {
@@ -146,7 +168,10 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       );
       const labels = c.labels ? tokens.map((row) => row.map((id, t) => (t % 3 === 1 ? -100 : id))) : undefined;
 
-      const kernels = new EngineKernels(device);
+      // GPUs' choices tune among a workgroup-memory tile and a split-K of the candidates: all nine would take the
+      // software adapter most of a minute to compile.
+      const gpuChoices = { ...GPU_KERNELS, tune: GPU_MATMUL_CANDIDATES.filter((t, i) => i === 0 || t.splitK === 4) };
+      const kernels = new EngineKernels(device, c.gpuKernels ? gpuChoices : CPU_KERNELS);
       const maxChunkBytes = c.chunked ? 10 * config.hiddenSize * 4 : undefined;
       const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
         vocabChunkBytes: maxChunkBytes,
@@ -181,6 +206,10 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
           recompute: c.recompute,
         },
       );
+      if (c.gpuKernels) {
+        expect(await kernels.tuneMatmuls()).toBe(true);
+        step.rerecord();
+      }
       step.setBatch(tokens, labels);
       if (c.dropout) {
         const seed = 1234;
