@@ -19,7 +19,6 @@
  */
 import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
-import { benchInBrowser } from './bench/browser';
 import { type BenchOptions, type BenchResult, runBench } from './bench/measure';
 import { failures, formatReport, targets } from './bench/report';
 
@@ -78,7 +77,9 @@ async function benchInNode(): Promise<BenchResult> {
 }
 
 async function main(): Promise<number> {
-  const result = args.browser ? await benchInBrowser(options) : await benchInNode();
+  // Browser mode loads esbuild and Playwright only when asked: the Node bench is bundled alone for GPU machines
+  // without them (scripts/device/prepare.sh).
+  const result = args.browser ? await (await import('./bench/browser')).benchInBrowser(options) : await benchInNode();
   const problems = failures(result);
   if (args.json)
     process.stdout.write(`${JSON.stringify({ ...result, targets: targets(result), problems }, null, 2)}\n`);

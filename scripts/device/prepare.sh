@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Prepares `.device/` and `.gl/` (both git-ignored) for a run on a lent GPU machine, whose image has no Node:
-# the engine bench and the CLI bundled by esbuild, Node itself (xz), the webgpu package's Linux dawn.node, the
-# Vulkan loader's Debian packages, and the tiny test models for scripts/compare-with-transformers.py.
+# the engine bench (its browser mode split into a chunk of its own, loaded only with --browser, since it needs
+# esbuild and Playwright) and the CLI bundled by esbuild, Node itself (xz), the webgpu package's Linux dawn.node,
+# the Vulkan loader's Debian packages, and the tiny test models for scripts/compare-with-transformers.py.
 # Then run, with `.device` and `.gl` carried: bash scripts/device/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .device/node_modules/webgpu/dist/linux-x64 .gl
-npx esbuild scripts/bench-engine.ts --bundle --platform=node --format=esm --outfile=.device/bench.mjs --external:webgpu --log-level=warning
+rm -rf .device/bench && npx esbuild scripts/bench-engine.ts --bundle --splitting --platform=node --format=esm --outdir=.device/bench --out-extension:.js=.mjs --external:webgpu --external:esbuild --external:playwright-core --log-level=warning
 npx esbuild cli/main.ts --bundle --platform=node --format=esm --outfile=.device/hone.mjs --external:webgpu --log-level=warning
 cp node_modules/webgpu/index.js node_modules/webgpu/package.json .device/node_modules/webgpu/
 cp node_modules/webgpu/dist/linux-x64/dawn.node .device/node_modules/webgpu/dist/linux-x64/
