@@ -119,6 +119,8 @@ ${u.perRow(
     (x) => `q${r}_${x}`,
     (x) => `k${x}`,
   )};
+    // The sums so far rescale by exp(old max - new max), 1 while the maximum stands: branch-free, which a
+    // software adapter's lanes run faster than a rescale taken by some of them.
     let visible${r} = j <= i0 + ${r}u; // the causal mask
     let mNew${r} = select(m${r}, max(m${r}, s${r}), visible${r});
     let c${r} = exp(m${r} - mNew${r});

@@ -1,5 +1,6 @@
 import { f32, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import type { LowRank } from './matmul';
 import { type RowLayout, workgroupReduce } from './wgsl';
 
 /**
@@ -15,21 +16,12 @@ import { type RowLayout, workgroupReduce } from './wgsl';
  *     no barriers, which software adapters run as costly switches between invocations; a CPU core streams a
  *     row through its cache just as well alone.
  * W may be fp16, two values per 32-bit word (unpack2x16float, core WGSL); accumulation is fp32.
- * With a low-rank term (`GemvLowRank`), each output also gets scale · R[n] · L: LoRA's second product fused in,
- * y = alpha (W x + s B (A x)) + beta y, one dispatch fewer per adapted projection and token.
+ * With a low-rank term (matmul.ts's `LowRank`: L [rank] = x A^T, R [N, rank] = B), each output also gets
+ * scale · R[n] · L, LoRA's second product fused in: y = alpha (W x + s B (A x)) + beta y, one dispatch fewer per
+ * adapted projection and token.
  */
 const WG = 64;
 const ROWS = 4;
-
-/** A low-rank term: L [rank] (x A^T), R [N, rank] (B), both fp32 at element offsets; see the header. */
-export interface GemvLowRank {
-  l: GPUBuffer;
-  r: GPUBuffer;
-  rank: number;
-  offsetL?: number;
-  offsetR?: number;
-  scale: number;
-}
 
 /** What a gemv kernel is compiled for: W's precision and whether it binds a low-rank term. */
 interface GemvVariant {
@@ -217,7 +209,7 @@ export class GemvKernels {
   }
 
   /** y ← alpha (W x [+ the low-rank term]) + beta y. */
-  op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false, lowRank?: GemvLowRank): Op {
+  op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false, lowRank?: LowRank): Op {
     if (halfW && !GemvKernels.halfFits(s))
       throw new Error(`fp16 gemv needs an even K and offset (K ${s.K}, offset ${s.offsetB})`);
     // The row layout reads vectors where the shape allows (its vector variant), else scalars.

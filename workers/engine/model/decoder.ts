@@ -2,7 +2,8 @@ import type { Projection } from '../../../core/model-config';
 import { projectionShape } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
-import { GemvKernels, type GemvLowRank, type GemvShape } from '../kernels/gemv';
+import { GemvKernels, type GemvShape } from '../kernels/gemv';
+import type { LowRank } from '../kernels/matmul';
 import type { EngineKernels } from './kernels';
 import type { GpuLora } from './lora';
 import { ropeTables } from './rope-tables';
@@ -126,14 +127,7 @@ export class Decoder {
    * out (= or +=) x · B^T (+ a low-rank term) for one token: a matrix-vector product, bandwidth-bound (see
    * kernels/gemv.ts).
    */
-  private mm(
-    a: GPUBuffer,
-    b: GPUBuffer,
-    out: GPUBuffer,
-    shape: GemvShape,
-    weight: boolean,
-    lowRank?: GemvLowRank,
-  ): Op[] {
+  private mm(a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, shape: GemvShape, weight: boolean, lowRank?: LowRank): Op[] {
     const half = weight && this.w.halfMatrices;
     if (half && !GemvKernels.halfFits(shape)) {
       const product = { M: 1, ...shape };
@@ -154,7 +148,7 @@ export class Decoder {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
     const m = this.lora?.module(layer, projection);
-    let lowRank: GemvLowRank | undefined;
+    let lowRank: LowRank | undefined;
     if (m && this.lora) {
       // x A^T first: the base product adds s (x A^T) B^T as it goes.
       const { params, scale } = this.lora;
