@@ -31,7 +31,7 @@ export interface AttentionShape {
 const WG = 64;
 
 /** The vector type rows are read as, its width, and a dot product of two of them. */
-function vectorOf(headDim: number) {
+export function vectorOf(headDim: number) {
   return headDim % 4 === 0
     ? { width: 4, type: 'vec4f', dot: 'fn vdot(a: vec4f, b: vec4f) -> f32 { return dot(a, b); }' }
     : { width: 1, type: 'f32', dot: 'fn vdot(a: f32, b: f32) -> f32 { return a * b; }' };
@@ -42,7 +42,7 @@ function vectorOf(headDim: number) {
  * then has a constant name, which compilers keep in registers, where arrays indexed in loops go through memory
  * (on software adapters, as one access per invocation). `Unrolled` writes those statements.
  */
-class Unrolled {
+export class Unrolled {
   /** The row's vectors, 0..HDV-1, and the block's rows, 0..block-1. */
   readonly xs: number[];
   readonly rs: number[];

@@ -46,15 +46,20 @@ describe('decode attention over a key-value cache', () => {
     expect(await readFloat32(device, vCache)).toEqual(vExpected);
   });
 
-  for (const [heads, kvHeads, headDim, position] of [
-    [6, 2, 5, 0],
-    [6, 2, 5, 66],
-    [4, 4, 7, 13],
-    [3, 1, 9, 130],
-  ]) {
-    it(`matches its CPU twin: ${heads} heads over ${kvHeads}, head dim ${headDim}, position ${position}`, async () => {
+  for (const [heads, kvHeads, headDim, position, layout] of [
+    [6, 2, 5, 0, 'cooperative'],
+    [6, 2, 5, 66, 'cooperative'],
+    [4, 4, 7, 13, 'cooperative'],
+    [3, 1, 9, 130, 'cooperative'],
+    // An invocation per head: scalar rows (head dim 5), vec4 rows (8), past a workgroup of heads (70).
+    [6, 2, 5, 66, 'row'],
+    [4, 4, 8, 13, 'row'],
+    [70, 10, 8, 3, 'row'],
+    [3, 1, 8, 0, 'row'],
+  ] as const) {
+    it(`matches its CPU twin: ${layout}, ${heads} heads over ${kvHeads}, head dim ${headDim}, position ${position}`, async () => {
       const { device } = gpu();
-      const k = new DecodeAttentionKernels(device);
+      const k = new DecodeAttentionKernels(device, layout);
       const maxLen = position + 3;
       const width = kvHeads * headDim;
       const q = randomUniform(heads * headDim, 5, -2, 2);

@@ -1,6 +1,7 @@
 import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
-import { workgroupReduce } from './wgsl';
+import { Unrolled, vectorOf } from './attention';
+import { type RowLayout, workgroupReduce } from './wgsl';
 
 /**
  * Attention for decoding one token at a time over a key-value cache (batch 1).
@@ -14,6 +15,9 @@ import { workgroupReduce } from './wgsl';
  * in one dispatch; `attend` computes, per query head h with key-value head g = h / (H / KV),
  *   out_h = Σ_{j ≤ p} softmax_j(scale · qRot_h · k_{j,g}) v_{j,g}
  * Positions past p are never read, so the causal mask is the loop bound. Rotation as in rope.ts.
+ * `attend` comes in the two `RowLayout`s: a workgroup per head sharing its positions (GPUs), or an invocation per
+ * head walking them alone with an online softmax, its vectors unrolled into registers as in attention.ts (CPU
+ * adapters, where the workgroup's barriers cost more than the work).
  */
 const WG = 64;
 
@@ -108,6 +112,49 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 }
 `;
 
+/** The row layout's attend: one invocation per head, the same online softmax as attention.ts's forward. */
+function rowAttendShader(headDim: number): string {
+  const u = new Unrolled(headDim, 1);
+  const v = vectorOf(headDim);
+  return /* wgsl */ `
+struct Params { heads: u32, kvHeads: u32, headDim: u32, maxLen: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32 }
+alias V = ${v.type};
+${v.dot}
+@group(0) @binding(0) var<storage, read> position: array<u32>;
+@group(0) @binding(1) var<storage, read> q: array<V>;
+@group(0) @binding(2) var<storage, read> kCache: array<V>;
+@group(0) @binding(3) var<storage, read> vCache: array<V>;
+@group(0) @binding(4) var<storage, read_write> out: array<V>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u) {
+  let h = gid.x;
+  if (h >= p.heads) { return; }
+  let g = h / (p.heads / p.kvHeads);
+  let width = p.kvHeads * ${u.xs.length}u; // vectors per cache row
+  let qi = h * ${u.xs.length}u;
+${u.perVector((x) => `  let q${x} = q[qi + ${x}u] * p.scale;\n  var a${x} = V(0.0);`)}
+  var m = -3.0e38;
+  var t = 0.0;
+  for (var j = 0u; j <= position[0]; j++) {
+    let kj = j * width + g * ${u.xs.length}u;
+    let s = ${u.dot(
+      (x) => `q${x}`,
+      (x) => `kCache[kj + ${x}u]`,
+    )};
+    let mNew = max(m, s);
+    let c = exp(m - mNew);
+    let e = exp(s - mNew);
+    m = mNew;
+    t = t * c + e;
+${u.perVector((x) => `    a${x} = a${x} * c + e * vCache[kj + ${x}u];`)}
+  }
+${u.perVector((x) => `  out[qi + ${x}u] = a${x} / t;`)}
+}
+`;
+}
+
 export interface DecodeShape {
   heads: number;
   kvHeads: number;
@@ -117,11 +164,14 @@ export interface DecodeShape {
 
 export class DecodeAttentionKernels {
   private readonly rotateAppend: Kernel;
-  private readonly attend: Kernel;
+  /** The layout's attend kernels; the row layout's are compiled per head size (its registers). */
+  private readonly attend = new Map<number, Kernel>();
 
-  constructor(device: GPUDevice) {
+  constructor(
+    private readonly device: GPUDevice,
+    readonly layout: RowLayout = 'cooperative',
+  ) {
     this.rotateAppend = new Kernel(device, rotateAppendShader, 'rotate_and_append');
-    this.attend = new Kernel(device, attendShader, 'decode_attention');
   }
 
   /** qRot ← rope(q); key cache row p ← rope(k); value cache row p ← v. */
@@ -139,6 +189,7 @@ export class DecodeAttentionKernels {
     );
   }
 
+  /** out ← attention of the token at `position` over the caches; `scores` is the cooperative layout's scratch. */
   attendOp(
     position: GPUBuffer,
     q: GPUBuffer,
@@ -148,19 +199,24 @@ export class DecodeAttentionKernels {
     out: GPUBuffer,
     s: DecodeShape,
   ): Op {
-    return this.attend.op(
-      [position, q, kCache, vCache, scores, out],
-      [
-        u32(s.heads),
-        u32(s.kvHeads),
-        u32(s.headDim),
-        u32(s.maxLen),
-        f32(1 / Math.sqrt(s.headDim)),
-        u32(0),
-        u32(0),
-        u32(0),
-      ],
-      [s.heads, 1, 1],
-    );
+    const uniforms = [u32(s.heads), u32(s.kvHeads), u32(s.headDim), u32(s.maxLen), f32(1 / Math.sqrt(s.headDim))];
+    const padded = [...uniforms, u32(0), u32(0), u32(0)];
+    if (this.layout === 'row') {
+      return this.attendKernel(s.headDim).op([position, q, kCache, vCache, out], padded, grid1d(s.heads, WG));
+    }
+    return this.attendKernel(0).op([position, q, kCache, vCache, scores, out], padded, [s.heads, 1, 1]);
+  }
+
+  /** The attend kernel for a head size (0: the cooperative one, any size). */
+  private attendKernel(headDim: number): Kernel {
+    let kernel = this.attend.get(headDim);
+    if (!kernel) {
+      kernel =
+        headDim === 0
+          ? new Kernel(this.device, attendShader, 'decode_attention')
+          : new Kernel(this.device, rowAttendShader(headDim), 'decode_attention_row');
+      this.attend.set(headDim, kernel);
+    }
+    return kernel;
   }
 }

@@ -16,7 +16,7 @@ import type { TuningStore } from './tuning-store';
 
 /**
  * The kernel variants an adapter runs fastest. CPU adapters (SwiftShader, lavapipe): register-block matmuls, one
- * variant for everything, and an invocation per row in the kernels that reduce along rows (gemv, RMSNorm),
+ * variant for everything, and an invocation per row in the kernels that reduce along rows (gemv, decode attention, RMSNorm),
  * with no barriers. GPUs: workgroup-memory matmul tiles, each product of a step timed among `tune` candidates
  * before the step runs, and workgroups sharing each row.
  */
@@ -94,7 +94,7 @@ export class EngineKernels {
     this.crossEntropy = new CrossEntropyKernels(device);
     this.adamw = new AdamWKernels(device);
     this.dropout = new DropoutKernel(device);
-    this.decodeAttention = new DecodeAttentionKernels(device);
+    this.decodeAttention = new DecodeAttentionKernels(device, choices.rows);
     this.gemv = new GemvKernels(device, choices.rows);
     this.scoreHead = new ScoreHeadKernels(device);
   }
