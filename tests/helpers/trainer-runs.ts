@@ -2,9 +2,10 @@ import { expect } from 'vitest';
 import type { ModelConfig } from '../../core/model-config';
 import { defaultSettings, type Method, type TrainSettings } from '../../core/training/settings';
 import { readFloat32 } from '../../workers/engine/gpu/buffers';
-import { GpuWeights } from '../../workers/engine/model/weights';
+import type { GpuWeights } from '../../workers/engine/model/weights';
 import { randomWeights } from '../../workers/engine/reference/random-model';
 import { runTraining, type Trainer, type TrainerCheckpoint } from '../../workers/engine/train/trainer';
+import { uploadWeights } from './gpu-model';
 
 /** Settings for a few quick steps on a random tiny model: a small adapter, constant rate, no evaluation. */
 export function tinyRunSettings(method: Method, overrides: Partial<TrainSettings> = {}): TrainSettings {
@@ -29,7 +30,7 @@ export function tinyRunSettings(method: Method, overrides: Partial<TrainSettings
 /** A seeded random model of `config` on the GPU (fp32), its weights generated once. */
 export function randomGpuWeights(device: GPUDevice, config: ModelConfig, seed: number): Promise<GpuWeights> {
   const weights = randomWeights(config, seed);
-  return GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+  return uploadWeights(device, config, weights);
 }
 
 /** Everything a run trains: the adapter and, when the objective has one, its head. */

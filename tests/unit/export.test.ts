@@ -13,12 +13,12 @@ import type { MetricRecord } from '../../core/training/metrics';
 import { defaultSettings } from '../../core/training/settings';
 import { EngineKernels } from '../../workers/engine/model/kernels';
 import type { GpuLora } from '../../workers/engine/model/lora';
-import { GpuWeights } from '../../workers/engine/model/weights';
 import { filesReader } from '../../workers/engine/model-loader';
 import { randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
 import { type ReferenceLora, referenceForward } from '../../workers/engine/reference/transformer.cpu';
 import { runTraining, Trainer } from '../../workers/engine/train/trainer';
 import { setupTestGpu } from '../helpers/gpu';
+import { uploadWeights } from '../helpers/gpu-model';
 import { hone } from '../helpers/hone-cli';
 import { tempDir, writeModelFolder } from '../helpers/model-folder';
 import { tinyRunSettings } from '../helpers/trainer-runs';
@@ -165,7 +165,7 @@ describe('an adapter trained on the GPU and exported', () => {
     const { device } = gpu();
     const config = tinyConfig();
     const weights = randomWeights(config, 21);
-    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await uploadWeights(device, config, weights);
     // Equal-length rows, so the validation batch has no padding and is one reference batch.
     const rows = Array.from({ length: 3 }, (_, i) => {
       const ids = [3 + i, 7, 11 + i, 5, 9 + i, 13, 2 + i, 8];

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { PROJECTIONS } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { submitOps } from '../gpu/ops';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { referenceForwardBackward } from '../reference/transformer.cpu';
 import { EngineKernels } from './kernels';
 import { everyLayer, GpuLora } from './lora';
 import { TransformerStep } from './transformer';
-import { GpuWeights } from './weights';
 
 const gpu = setupTestGpu();
 
@@ -18,15 +18,12 @@ describe('setBatchTargets: targets given per position, unshifted', () => {
     const [batch, seq] = [2, 6];
     const weights = randomWeights(config, 3);
     const refLora = randomLora(config, [...PROJECTIONS], 2, 4, false, 7);
-    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await uploadWeights(device, config, weights);
     const lora = GpuLora.create(
       device,
       config,
       { r: 2, loraAlpha: 4, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
-      (m, a, b) => {
-        a.set(refLora.modules.get(`${m.layer}.${m.projection}`)?.A ?? []);
-        b.set(refLora.modules.get(`${m.layer}.${m.projection}`)?.B ?? []);
-      },
+      fromReference(refLora),
     );
     const step = new TransformerStep(device, new EngineKernels(device), gw, lora, { batch, seq }, { full: false });
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ModelConfig, Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { submitOps } from '../gpu/ops';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { type ReferenceLora, referenceForward } from '../reference/transformer.cpu';
@@ -9,7 +10,6 @@ import { generate, generateAfter } from './generate';
 import { EngineKernels } from './kernels';
 import { everyLayer, GpuLora } from './lora';
 import { TransformerStep } from './transformer';
-import { GpuWeights } from './weights';
 
 const gpu = setupTestGpu();
 const TARGETS: Projection[] = ['q_proj', 'v_proj', 'o_proj', 'down_proj'];
@@ -24,7 +24,7 @@ async function setup(config: ModelConfig, withLora: boolean, vocabChunkBytes?: n
   const { device } = gpu();
   const kernels = new EngineKernels(device);
   const weights = randomWeights(config, 11);
-  const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
+  const gw = await uploadWeights(device, config, weights, {
     vocabChunkBytes,
     halfMatrices,
   });
@@ -34,11 +34,7 @@ async function setup(config: ModelConfig, withLora: boolean, vocabChunkBytes?: n
         device,
         config,
         { r: 3, loraAlpha: 6, useRslora: false, loraDropout: 0, modules: everyLayer(config, TARGETS) },
-        (m, a, b) => {
-          const r = ref.modules.get(`${m.layer}.${m.projection}`);
-          a.set(r?.A ?? []);
-          b.set(r?.B ?? []);
-        },
+        fromReference(ref),
       )
     : null;
   return { device, kernels, gw, lora, weights, ref: withLora ? ref : null };

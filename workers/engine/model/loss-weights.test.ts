@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { readFloat32 } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { EngineKernels } from './kernels';
 import { everyLayer, GpuLora } from './lora';
 import { TransformerStep } from './transformer';
-import { GpuWeights } from './weights';
 
 const gpu = setupTestGpu();
 
@@ -16,16 +16,13 @@ describe('per-position loss weights (for objectives built on log-probabilities)'
     const config = tinyConfig();
     const kernels = new EngineKernels(device);
     const weights = randomWeights(config, 4);
-    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await uploadWeights(device, config, weights);
     const ref = randomLora(config, ['q_proj', 'down_proj'], 2, 4, false, 5);
     const lora = GpuLora.create(
       device,
       config,
       { r: 2, loraAlpha: 4, useRslora: false, loraDropout: 0, modules: everyLayer(config, ['q_proj', 'down_proj']) },
-      (m, a, b) => {
-        a.set(ref.modules.get(`${m.layer}.${m.projection}`)?.A ?? []);
-        b.set(ref.modules.get(`${m.layer}.${m.projection}`)?.B ?? []);
-      },
+      fromReference(ref),
     );
     const seq = 7;
     const step = new TransformerStep(device, kernels, gw, lora, { batch: 2, seq }, { full: false });

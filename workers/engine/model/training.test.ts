@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { PROJECTIONS } from '../../../core/model-config';
 import { estimateTrainingMemory, parameterCount } from '../../../core/model-memory';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { readConcatenated } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
 import { adamwCpu } from '../kernels/adamw.cpu';
@@ -28,7 +29,7 @@ describe('LoRA training steps on the GPU', () => {
       [4, 4, 8, 1, 0, 6],
     ];
     const kernels = new EngineKernels(device);
-    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await uploadWeights(device, config, weights);
     const lora = GpuLora.create(
       device,
       config,
@@ -39,11 +40,7 @@ describe('LoRA training steps on the GPU', () => {
         loraDropout: 0,
         modules: everyLayer(config, ['q_proj', 'v_proj', 'down_proj']),
       },
-      (m, a, b) => {
-        const r = ref.modules.get(`${m.layer}.${m.projection}`);
-        a.set(r?.A ?? []);
-        b.set(r?.B ?? []);
-      },
+      fromReference(ref),
     );
     const step = new TransformerStep(device, kernels, gw, lora, { batch: 2, seq: 6 }, { full: false });
     const optimizer = new AdamW(device, kernels, [{ param: lora.params, grad: lora.grads, n: lora.length }], settings);
@@ -80,7 +77,7 @@ describe('LoRA training steps on the GPU', () => {
     const weights = randomWeights(config, 5);
     const tokens = [[3, 1, 4, 1, 5, 9, 2, 6]];
     const kernels = new EngineKernels(device);
-    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await uploadWeights(device, config, weights);
     const lora = GpuLora.create(
       device,
       config,
@@ -118,15 +115,12 @@ describe('matmul variants tuned per shape', () => {
       const ref = randomLora(config, [...PROJECTIONS], 2, 2, false, 10);
       const tokens = [[5, 3, 9, 11, 2, 8, 30, 1, 4]];
       const kernels = new EngineKernels(device, fallback ? { ...CPU_KERNELS, matmul: fallback } : CPU_KERNELS);
-      const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+      const gw = await uploadWeights(device, config, weights);
       const lora = GpuLora.create(
         device,
         config,
         { r: 2, loraAlpha: 2, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
-        (m, a, b) => {
-          a.set(ref.modules.get(`${m.layer}.${m.projection}`)?.A ?? []);
-          b.set(ref.modules.get(`${m.layer}.${m.projection}`)?.B ?? []);
-        },
+        fromReference(ref),
       );
       // Recording the step tells the tuner its products; recording it again after tuning uses the choices.
       const step = new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true });
@@ -173,7 +167,7 @@ describe('full-parameter training steps', () => {
       [3, 1, 4, 1, 5, 9],
     ];
     const kernels = new EngineKernels(device);
-    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
+    const gw = await uploadWeights(device, config, weights, {
       vocabChunkBytes: 10 * 24 * 4,
     });
     const step = new TransformerStep(device, kernels, gw, null, { batch: 2, seq: 6 }, { full: true });
@@ -216,7 +210,7 @@ describe('estimateTrainingMemory', () => {
     const config = tinyConfig({ numLayers: 3, vocabSize: 300, intermediateSize: 64 });
     const weights = randomWeights(config, 1);
     const kernels = new EngineKernels(device);
-    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await uploadWeights(device, config, weights);
     const lora = GpuLora.create(
       device,
       config,

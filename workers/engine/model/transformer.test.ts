@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { roundToHalf } from '../../../core/float16';
 import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { readConcatenated } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
 import { dropoutMaskCpu } from '../kernels/dropout.cpu';
@@ -173,7 +174,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       const gpuChoices = { ...GPU_KERNELS, tune: GPU_MATMUL_CANDIDATES.filter((t, i) => i === 0 || t.splitK === 4) };
       const kernels = new EngineKernels(device, c.gpuKernels ? gpuChoices : CPU_KERNELS);
       const maxChunkBytes = c.chunked ? 10 * config.hiddenSize * 4 : undefined;
-      const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []), {
+      const gw = await uploadWeights(device, config, weights, {
         vocabChunkBytes: maxChunkBytes,
         halfMatrices: c.half,
       });
@@ -187,12 +188,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
           loraDropout: c.dropout ?? 0,
           modules: everyLayer(config, c.targets).filter((m) => onLayer(m.layer)),
         },
-        (m, a, b) => {
-          const module = refLora.modules.get(`${m.layer}.${m.projection}`);
-          if (!module) throw new Error(`no reference module ${m.layer}.${m.projection}`);
-          a.set(module.A);
-          b.set(module.B);
-        },
+        fromReference(refLora),
       );
       const step = new TransformerStep(
         device,

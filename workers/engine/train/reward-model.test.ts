@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { padBatch } from '../../../core/dataset/batches';
 import { PROJECTIONS } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
+import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { preferencePairsFixture as pairs } from '../../../tests/helpers/preference-pairs';
 import { expectResumeToMatch, randomGpuWeights, tinyRunSettings } from '../../../tests/helpers/trainer-runs';
 import { readFloat32 } from '../gpu/buffers';
@@ -10,7 +11,6 @@ import { EngineKernels } from '../model/kernels';
 import { everyLayer, GpuLora } from '../model/lora';
 import type { RewardHead } from '../model/reward-head';
 import { TransformerStep } from '../model/transformer';
-import { GpuWeights } from '../model/weights';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { referenceRewardForwardBackward } from '../reference/transformer.cpu';
 import { rewardObjective } from './reward-model';
@@ -28,16 +28,12 @@ describe('the reward model on the engine', () => {
     const targets = [...PROJECTIONS];
     const refLora = randomLora(config, targets, 3, 6, false, 12);
     const kernels = new EngineKernels(device);
-    const gw = await GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+    const gw = await uploadWeights(device, config, weights);
     const lora = GpuLora.create(
       device,
       config,
       { r: 3, loraAlpha: 6, useRslora: false, loraDropout: 0, modules: everyLayer(config, targets) },
-      (m, a, b) => {
-        const module = refLora.modules.get(`${m.layer}.${m.projection}`);
-        a.set(module?.A ?? []);
-        b.set(module?.B ?? []);
-      },
+      fromReference(refLora),
     );
     const items = pairs(3, 5);
     const seq = Math.max(...items.flatMap((p) => [p.chosen.ids.length, p.rejected.ids.length])) + 1;

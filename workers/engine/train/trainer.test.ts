@@ -3,10 +3,10 @@ import type { TokenizedExample } from '../../../core/dataset/render';
 import { mulberry32 } from '../../../core/random';
 import { defaultSettings, type TrainSettings } from '../../../core/training/settings';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
+import { uploadWeights } from '../../../tests/helpers/gpu-model';
 import { readFloat32 } from '../gpu/buffers';
 import { CPU_KERNELS, EngineKernels } from '../model/kernels';
 import type { MatmulTile } from '../model/matmul-tuner';
-import { GpuWeights } from '../model/weights';
 import { randomWeights, tinyConfig } from '../reference/random-model';
 import { runTraining, Trainer, TrainingDivergedError } from './trainer';
 
@@ -42,7 +42,7 @@ function settings(overrides: Partial<TrainSettings> = {}): TrainSettings {
 async function upload(device: GPUDevice, poison = false) {
   const weights = randomWeights(config, 5);
   if (poison) (weights.get('model.embed_tokens.weight') as Float64Array).fill(Number.NaN);
-  return GpuWeights.upload(device, config, (key) => Float32Array.from(weights.get(key) ?? []));
+  return uploadWeights(device, config, weights);
 }
 
 describe('the next-token trainer', () => {
