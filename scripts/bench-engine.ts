@@ -15,7 +15,8 @@
  *          --tune / --no-tune (per-shape matmul tuning; default on hardware adapters) --profile (GPU time per kernel)
  *          --decode N (tokens decoded, 8; 0 skips) --prompt N (4) --skip-matmul --skip-step --json
  *          --allocate-only (allocate the step for the configuration, e.g. --seq 512 --batch 4, and report its
- *          memory without running it)
+ *          memory without running it) --gpu-kernels (GPUs' kernel choices whatever the adapter: on a software
+ *          adapter, a check of the hardware path's losses at the real shapes, not of its speed)
  */
 import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
@@ -39,6 +40,7 @@ const { values: args } = parseArgs({
     'skip-matmul': { type: 'boolean', default: false },
     'skip-step': { type: 'boolean', default: false },
     'allocate-only': { type: 'boolean', default: false },
+    'gpu-kernels': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 });
@@ -63,6 +65,7 @@ const options: BenchOptions = {
   decode: count('decode', 0),
   decodePrompt: count('prompt', 1),
   allocateOnly: Boolean(args['allocate-only']),
+  gpuKernels: Boolean(args['gpu-kernels']),
 };
 
 async function benchInNode(): Promise<BenchResult> {

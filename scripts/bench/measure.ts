@@ -32,6 +32,12 @@ export interface BenchOptions {
   decodePrompt: number;
   /** Allocate the training step for the configuration and report its memory, without running anything. */
   allocateOnly: boolean;
+  /**
+   * Run GPUs' kernel choices (tiled matmuls tuned per product, cooperative rows, one attention row per invocation)
+   * whatever the adapter: on a software adapter, a check that the hardware path computes the peers' losses at
+   * the real shapes before a GPU is at hand (slow there; its speed says nothing).
+   */
+  gpuKernels: boolean;
 }
 
 export interface BenchResult {
@@ -62,7 +68,9 @@ export async function runBench(
   log: (line: string) => void,
 ): Promise<BenchResult> {
   const config = smolLm2Config(options.layers);
-  const candidates = matmulCandidates(adapter.isFallbackAdapter);
+  // The adapter as the kernel choices see it.
+  const kind = options.gpuKernels ? { isFallbackAdapter: false } : adapter;
+  const candidates = matmulCandidates(kind.isFallbackAdapter);
   const runsMatmul = options.matmul && !options.allocateOnly;
   const matmul = runsMatmul ? await measureMatmuls(device, candidates, log) : [];
   // The step's variant: the least total time over the measured products (the first candidate when unmeasured).
@@ -70,10 +78,10 @@ export async function runBench(
   const stepTile = matmul.length
     ? candidates.reduce((a, b) => (totalSeconds(tileName(b)) < totalSeconds(tileName(a)) ? b : a))
     : candidates[0];
-  const tune = (options.tune ?? !adapter.isFallbackAdapter) && !options.allocateOnly;
+  const tune = (options.tune ?? !kind.isFallbackAdapter) && !options.allocateOnly;
 
   // The adapter's kernel choices, with the step's variant picked above; the bench tunes the step itself.
-  const kernels = new EngineKernels(device, { ...kernelChoicesFor(adapter), matmul: stepTile, tune: null });
+  const kernels = new EngineKernels(device, { ...kernelChoicesFor(kind), matmul: stepTile, tune: null });
   const training = await trainingPhase(device, kernels, config, options, tune ? candidates : null, log);
   const decode =
     options.decode > 0 && !options.allocateOnly

@@ -30,6 +30,7 @@ function run(over: { firstLoss?: number; seconds?: number; seq?: number; batch?:
       decode: 0,
       decodePrompt: 8,
       allocateOnly: false,
+      gpuKernels: false,
     },
     usefulGflop: 76,
     matmul: PEER_MATMUL_SHAPES.map((s, i) => ({
