@@ -5,6 +5,7 @@ import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpe
 import { uploadBuffer } from '../gpu/buffers';
 import { GemvKernels } from './gemv';
 import { matmulCpu } from './matmul.cpu';
+import { swigluCpu } from './swiglu.cpu';
 
 const gpu = setupTestGpu();
 
@@ -58,4 +59,48 @@ describe('gemv (decoding one token)', () => {
     const b = uploadBuffer(device, new Float32Array(4));
     expect(() => new GemvKernels(device).op(b, b, b, { N: 1, K: 3 }, true)).toThrow('fp16 gemv needs an even K');
   });
+});
+
+describe("gated gemv (SwiGLU's gate and up products and the gate in one dispatch)", () => {
+  for (const [N, K, half, layout] of [
+    [37, 132, false, 'row'],
+    [37, 130, false, 'row'],
+    [6, 40, true, 'row'],
+    [261, 576, true, 'cooperative'],
+    [7, 13, false, 'cooperative'],
+  ] as const) {
+    const kind = layout === 'row' && GemvKernels.vectorFits({ N, K }, half) ? 'row, vectors' : layout;
+    it(`matches silu(W x) ⊙ (U x) with LoRA terms on both, one or neither: ${kind}, N ${N}, K ${K}, ${half ? 'fp16' : 'fp32'}`, async () => {
+      const { device } = gpu();
+      const k = new GemvKernels(device, layout);
+      const x = randomUniform(K, 1);
+      const [w, u] = [2, 3].map((seed) => {
+        const raw = randomUniform(N * K, seed);
+        return half ? Float32Array.from(roundToHalf(raw)) : raw;
+      });
+      // One L buffer (both modules' x A^T, rank 3 each) and one R buffer (both B matrices), as decoding holds them.
+      const l = randomUniform(6, 4);
+      const r = randomUniform(2 + 6 * N, 5);
+      const gate = { rank: 3, offsetL: 0, offsetR: 2, scale: 1.5 };
+      const up = { rank: 3, offsetL: 3, offsetR: 2 + 3 * N, scale: 0.5 };
+      const [bx, bw, bu, bl, br] = [x, half ? packHalves(w) : w, half ? packHalves(u) : u, l, r].map((a) =>
+        uploadBuffer(device, a),
+      );
+      for (const terms of [{}, { w: gate, u: up }, { u: up }] as const) {
+        const projected = (m: Float32Array, term?: typeof gate) => {
+          const out = new Float64Array(N);
+          matmulCpu(x, m, out, { M: 1, N, K }, { transA: false, transB: true }, term && { ...term, l, r });
+          return out;
+        };
+        const expected = swigluCpu(projected(w, 'w' in terms ? terms.w : undefined), projected(u, terms.u));
+        const onGpu = (term?: typeof gate) => term && { ...term, l: bl, r: br };
+        const y = uploadBuffer(device, new Float32Array(N).fill(Number.NaN));
+        const op = k.gatedOp(bx, bw, bu, y, { N, K }, half, {
+          w: onGpu('w' in terms ? terms.w : undefined),
+          u: onGpu(terms.u),
+        });
+        expect(maxRelativeError(await runAndRead(device, [op], y), expected)).toBeLessThan(1e-5);
+      }
+    });
+  }
 });

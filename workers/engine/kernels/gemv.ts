@@ -23,45 +23,78 @@ import { type RowLayout, workgroupReduce } from './wgsl';
 const WG = 64;
 const ROWS = 4;
 
-/** What a gemv kernel is compiled for: W's precision and whether it binds a low-rank term. */
+/**
+ * What a gemv kernel is compiled for: W's precision, whether it binds a low-rank term, and whether it is gated
+ * (SwiGLU's two products, W the gate and U the up projection, and the gate itself in one pass).
+ */
 interface GemvVariant {
   halfW: boolean;
   lowRank: boolean;
+  gated: boolean;
 }
 
+/** The matrices a variant multiplies x by: W, and U when gated. */
+const matricesOf = (v: GemvVariant) => (v.gated ? ['W', 'U'] : ['W']);
+
 /**
- * Every gemv kernel's parameters and bindings: x and W read as scalars (W's fp16 pairs as u32), or as vectors; and
- * `lowRank(n)`, output n's low-rank term (0 without one).
+ * Every gemv kernel's parameters and bindings: x and the matrices read as scalars (fp16 pairs as u32), or as
+ * vectors; `lowRank(n, t)`, output n's low-rank term t (0: W's, 1: U's; 0 without any); and `store(n, w, u)`,
+ * output n from its sums over W's row (and U's).
  */
-function bindings({ halfW, lowRank }: GemvVariant, vectors: boolean): string {
-  const w = vectors ? (halfW ? 'vec4<u32>' : 'vec4f') : halfW ? 'u32' : 'f32';
+function bindings(v: GemvVariant, vectors: boolean): string {
+  const m = vectors ? (v.halfW ? 'vec4<u32>' : 'vec4f') : v.halfW ? 'u32' : 'f32';
+  const storage = [
+    `var<storage, read> x: array<${vectors ? 'vec4f' : 'f32'}>`,
+    ...matricesOf(v).map((name) => `var<storage, read> ${name}: array<${m}>`),
+    'var<storage, read_write> y: array<f32>',
+    ...(v.lowRank ? ['var<storage, read> L: array<f32>', 'var<storage, read> R: array<f32>'] : []),
+  ];
+  const lowRank = v.lowRank
+    ? `fn lowRank(n: u32, t: u32) -> f32 {
+  let rank = select(p.rank, p.rank2, t == 1u);
+  let l = select(p.offsetL, p.offsetL2, t == 1u);
+  let r = select(p.offsetR, p.offsetR2, t == 1u) + n * rank;
+  var s = 0.0;
+  for (var i = 0u; i < rank; i++) { s += L[l + i] * R[r + i]; }
+  return select(p.scaleL, p.scaleL2, t == 1u) * s;
+}`
+    : 'fn lowRank(n: u32, t: u32) -> f32 { return 0.0; }';
+  const store = v.gated
+    ? `fn store(n: u32, w: f32, u: f32) {
+  let g = w + lowRank(n, 0u);
+  y[p.offsetC + n] = g / (1.0 + exp(-g)) * (u + lowRank(n, 1u));
+}`
+    : `fn store(n: u32, w: f32, u: f32) {
+  var value = p.alpha * (w + lowRank(n, 0u));
+  if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
+  y[p.offsetC + n] = value;
+}`;
   return /* wgsl */ `
 struct Params {
   N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32,
-  rank: u32, offsetL: u32, offsetR: u32, scaleL: f32,
+  rank: u32, offsetL: u32, offsetR: u32, scaleL: f32, rank2: u32, offsetL2: u32, offsetR2: u32, scaleL2: f32,
 }
-@group(0) @binding(0) var<storage, read> x: array<${vectors ? 'vec4f' : 'f32'}>;
-@group(0) @binding(1) var<storage, read> W: array<${w}>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-${
-  lowRank
-    ? `@group(0) @binding(3) var<storage, read> L: array<f32>;
-@group(0) @binding(4) var<storage, read> R: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+${storage.map((decl, i) => `@group(0) @binding(${i}) ${decl};`).join('\n')}
+@group(0) @binding(${storage.length}) var<uniform> p: Params;
 
-fn lowRank(n: u32) -> f32 {
-  var s = 0.0;
-  for (var t = 0u; t < p.rank; t++) { s += L[p.offsetL + t] * R[p.offsetR + n * p.rank + t]; }
-  return p.scaleL * s;
-}`
-    : `@group(0) @binding(3) var<uniform> p: Params;
+${lowRank}
 
-fn lowRank(n: u32) -> f32 { return 0.0; }`
-}`;
+${store}`;
 }
+
+/** The second sum `store` takes: U's where the variant is gated. */
+const upSum = (v: GemvVariant, sum: string) => (v.gated ? sum : '0.0');
 
 function cooperativeShader(v: GemvVariant): string {
-  const { halfW } = v;
+  const dots = matricesOf(v).map((m) =>
+    v.halfW
+      ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
+    for (var k = li * 2u; k < p.K; k += ${2 * WG}u) {
+      let w = unpack2x16float(${m}[(row + k) >> 1u]);
+      s${m} += w.x * x[p.offsetA + k] + w.y * x[p.offsetA + k + 1u];
+    }`
+      : `for (var k = li; k < p.K; k += ${WG}u) { s${m} += ${m}[row + k] * x[p.offsetA + k]; }`,
+  );
   return /* wgsl */ `
 ${bindings(v, false)}
 ${workgroupReduce(WG)}
@@ -69,30 +102,26 @@ ${workgroupReduce(WG)}
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let first = (wg.x + wg.y * nwg.x) * ${ROWS}u;
-  var acc: array<f32, ${ROWS}>;
+  ${matricesOf(v)
+    .map((m) => `var acc${m}: array<f32, ${ROWS}>;`)
+    .join('\n  ')}
   for (var r = 0u; r < ${ROWS}u; r++) {
     let n = min(first + r, p.N - 1u);
     let row = p.offsetB + n * p.K;
-    var s = 0.0;
-    ${
-      halfW
-        ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
-    for (var k = li * 2u; k < p.K; k += ${2 * WG}u) {
-      let w = unpack2x16float(W[(row + k) >> 1u]);
-      s += w.x * x[p.offsetA + k] + w.y * x[p.offsetA + k + 1u];
-    }`
-        : `for (var k = li; k < p.K; k += ${WG}u) { s += W[row + k] * x[p.offsetA + k]; }`
-    }
-    acc[r] = s;
+    ${matricesOf(v)
+      .map((m) => `var s${m} = 0.0;`)
+      .join('\n    ')}
+    ${dots.join('\n    ')}
+    ${matricesOf(v)
+      .map((m) => `acc${m}[r] = s${m};`)
+      .join('\n    ')}
   }
   for (var r = 0u; r < ${ROWS}u; r++) {
-    let total = reduce(acc[r], li, false);
+    ${matricesOf(v)
+      .map((m) => `let total${m} = reduce(acc${m}[r], li, false);`)
+      .join('\n    ')}
     let n = first + r;
-    if (li == 0u && n < p.N) {
-      var value = p.alpha * (total + lowRank(n));
-      if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
-      y[p.offsetC + n] = value;
-    }
+    if (li == 0u && n < p.N) { store(n, totalW, ${upSum(v, 'totalU')}); }
   }
 }
 `;
@@ -100,7 +129,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 
 /** One output per invocation, its row walked alone, scalar loads: any K and offsets (see the header). */
 function rowShader(v: GemvVariant): string {
-  const { halfW } = v;
+  const dots = matricesOf(v).map((m) =>
+    v.halfW
+      ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
+  for (var k = 0u; k < p.K; k += 2u) {
+    let w = unpack2x16float(${m}[(row + k) >> 1u]);
+    s${m} += w.x * x[p.offsetA + k] + w.y * x[p.offsetA + k + 1u];
+  }`
+      : `for (var k = 0u; k < p.K; k++) { s${m} += ${m}[row + k] * x[p.offsetA + k]; }`,
+  );
   return /* wgsl */ `
 ${bindings(v, false)}
 
@@ -109,19 +146,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let n = gid.x + gid.y * nwg.x * ${WG}u;
   if (n >= p.N) { return; }
   let row = p.offsetB + n * p.K;
-  var s = 0.0;
-  ${
-    halfW
-      ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
-  for (var k = 0u; k < p.K; k += 2u) {
-    let w = unpack2x16float(W[(row + k) >> 1u]);
-    s += w.x * x[p.offsetA + k] + w.y * x[p.offsetA + k + 1u];
-  }`
-      : `for (var k = 0u; k < p.K; k++) { s += W[row + k] * x[p.offsetA + k]; }`
-  }
-  var value = p.alpha * (s + lowRank(n));
-  if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
-  y[p.offsetC + n] = value;
+  ${matricesOf(v)
+    .map((m) => `var s${m} = 0.0;`)
+    .join('\n  ')}
+  ${dots.join('\n  ')}
+  store(n, sW, ${upSum(v, 'sU')});
 }
 `;
 }
@@ -134,20 +163,21 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 const VEC_ROWS = 4;
 
 function vectorRowShader(v: GemvVariant): string {
-  const { halfW } = v;
   const rows = Array.from({ length: VEC_ROWS }, (_, r) => r);
+  const pairs = matricesOf(v).flatMap((m) => rows.map((r) => ({ m, r })));
   // fp16: one vec4<u32> holds eight weights, matched by two vec4 of x.
-  const step = halfW
-    ? rows
-        .map(
-          (r) => `{
-      let w = W[row${r} + k];
-      acc${r} += vec4f(unpack2x16float(w.x), unpack2x16float(w.y)) * x0
+  const step = pairs
+    .map(({ m, r }) =>
+      v.halfW
+        ? `{
+      let w = ${m}[row${r} + k];
+      acc${m}${r} += vec4f(unpack2x16float(w.x), unpack2x16float(w.y)) * x0
         + vec4f(unpack2x16float(w.z), unpack2x16float(w.w)) * x1;
-    }`,
-        )
-        .join('\n    ')
-    : rows.map((r) => `acc${r} += W[row${r} + k] * x0;`).join('\n    ');
+    }`
+        : `acc${m}${r} += ${m}[row${r} + k] * x0;`,
+    )
+    .join('\n    ');
+  const sums = (m: string) => `array<f32, ${VEC_ROWS}>(${rows.map((r) => `dot(acc${m}${r}, vec4f(1.0))`).join(', ')})`;
   return /* wgsl */ `
 ${bindings(v, true)}
 
@@ -156,23 +186,21 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let first = (gid.x + gid.y * nwg.x * ${WG}u) * ${VEC_ROWS}u;
   if (first >= p.N) { return; }
   // Per vector of W: 4 floats, or 8 halves.
-  let perVector = ${halfW ? 8 : 4}u;
+  let perVector = ${v.halfW ? 8 : 4}u;
   let steps = p.K / perVector;
   ${rows.map((r) => `let row${r} = (p.offsetB + min(first + ${r}u, p.N - 1u) * p.K) / perVector;`).join('\n  ')}
-  ${rows.map((r) => `var acc${r} = vec4f(0.0);`).join('\n  ')}
+  ${pairs.map(({ m, r }) => `var acc${m}${r} = vec4f(0.0);`).join('\n  ')}
   let xo = p.offsetA / 4u;
   for (var k = 0u; k < steps; k++) {
-    ${halfW ? 'let x0 = x[xo + 2u * k];\n    let x1 = x[xo + 2u * k + 1u];' : 'let x0 = x[xo + k];'}
+    ${v.halfW ? 'let x0 = x[xo + 2u * k];\n    let x1 = x[xo + 2u * k + 1u];' : 'let x0 = x[xo + k];'}
     ${step}
   }
-  let sums = array<f32, ${VEC_ROWS}>(${rows.map((r) => `dot(acc${r}, vec4f(1.0))`).join(', ')});
+  ${matricesOf(v)
+    .map((m) => `let sums${m} = ${sums(m)};`)
+    .join('\n  ')}
   for (var r = 0u; r < ${VEC_ROWS}u; r++) {
     let n = first + r;
-    if (n < p.N) {
-      var value = p.alpha * (sums[r] + lowRank(n));
-      if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
-      y[p.offsetC + n] = value;
-    }
+    if (n < p.N) { store(n, sumsW[r], ${upSum(v, 'sumsU[r]')}); }
   }
 }
 `;
@@ -189,7 +217,7 @@ export interface GemvShape {
 }
 
 export class GemvKernels {
-  /** Compiled on first use, by family, W's precision and low-rank term. */
+  /** Compiled on first use, by family and variant. */
   private readonly kernels = new Map<string, Kernel>();
 
   constructor(
@@ -210,35 +238,65 @@ export class GemvKernels {
 
   /** y ← alpha (W x [+ the low-rank term]) + beta y. */
   op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false, lowRank?: LowRank): Op {
-    if (halfW && !GemvKernels.halfFits(s))
+    const v = { halfW, lowRank: Boolean(lowRank), gated: false };
+    return this.dispatch(v, [x, w, y], s, lowRank ? [lowRank] : []);
+  }
+
+  /**
+   * y ← silu(W x + its low-rank term) ⊙ (U x + its low-rank term): SwiGLU's gate and up projections and the gate
+   * itself in one dispatch (decoding's MLP; alpha and beta do not apply). W and U share the shape; their low-rank
+   * terms, where present, read one L buffer and one R buffer (at their own offsets).
+   */
+  gatedOp(
+    x: GPUBuffer,
+    w: GPUBuffer,
+    u: GPUBuffer,
+    y: GPUBuffer,
+    s: GemvShape,
+    halfW = false,
+    lowRank: { w?: LowRank; u?: LowRank } = {},
+  ): Op {
+    const terms = [lowRank.w, lowRank.u];
+    const present = terms.filter((t): t is LowRank => t !== undefined);
+    if (present.some((t) => t.l !== present[0].l || t.r !== present[0].r)) {
+      throw new Error("a gated gemv's two low-rank terms must read the same L and R buffers");
+    }
+    // An absent term counts as rank 0 over the other's buffers.
+    const none = present[0] && { ...present[0], rank: 0, offsetL: 0, offsetR: 0, scale: 0 };
+    const v = { halfW, lowRank: present.length > 0, gated: true };
+    return this.dispatch(v, [x, w, u, y], s, none ? terms.map((t) => t ?? none) : []);
+  }
+
+  private dispatch(v: GemvVariant, buffers: GPUBuffer[], s: GemvShape, terms: LowRank[]): Op {
+    if (v.halfW && !GemvKernels.halfFits(s))
       throw new Error(`fp16 gemv needs an even K and offset (K ${s.K}, offset ${s.offsetB})`);
     // The row layout reads vectors where the shape allows (its vector variant), else scalars.
-    const family = this.layout === 'row' ? (GemvKernels.vectorFits(s, halfW) ? 'vector' : 'row') : 'cooperative';
+    const family = this.layout === 'row' ? (GemvKernels.vectorFits(s, v.halfW) ? 'vector' : 'row') : 'cooperative';
     const outputsPerGroup = family === 'vector' ? WG * VEC_ROWS : family === 'row' ? WG : ROWS;
     const groups = Math.ceil(s.N / outputsPerGroup);
     const gx = Math.min(groups, 65535);
-    return this.kernel(family, { halfW, lowRank: Boolean(lowRank) }).op(
-      lowRank ? [x, w, y, lowRank.l, lowRank.r] : [x, w, y],
+    const term = (t: LowRank | undefined) => [
+      u32(t?.rank ?? 0),
+      u32(t?.offsetL ?? 0),
+      u32(t?.offsetR ?? 0),
+      f32(t?.scale ?? 0),
+    ];
+    return this.kernel(family, v).op(
+      terms.length > 0 ? [...buffers, terms[0].l, terms[0].r] : buffers,
       [
-        u32(s.N),
-        u32(s.K),
-        u32(s.offsetA ?? 0),
-        u32(s.offsetB ?? 0),
-        u32(s.offsetC ?? 0),
+        ...[s.N, s.K, s.offsetA ?? 0, s.offsetB ?? 0, s.offsetC ?? 0].map(u32),
         f32(s.alpha ?? 1),
         f32(s.beta ?? 0),
         u32(0),
-        u32(lowRank?.rank ?? 0),
-        u32(lowRank?.offsetL ?? 0),
-        u32(lowRank?.offsetR ?? 0),
-        f32(lowRank?.scale ?? 0),
+        ...term(terms[0]),
+        ...term(terms[1]),
       ],
       [gx, Math.ceil(groups / gx), 1],
     );
   }
 
   private kernel(family: 'cooperative' | 'row' | 'vector', v: GemvVariant): Kernel {
-    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}`;
+    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}`;
     let kernel = this.kernels.get(key);
     if (!kernel) {
       const shader = { cooperative: cooperativeShader, row: rowShader, vector: vectorRowShader }[family];

@@ -90,6 +90,8 @@ describe('decoding with a key-value cache', () => {
     ['llama, base model', tinyConfig(), false],
     ['llama with a LoRA adapter', tinyConfig(), true],
     ['llama with a LoRA adapter over fp16 matrices', tinyConfig({ hiddenSize: 32, headDim: 8 }), true, true],
+    // Rows of 27 halves straddle words: the gemvs give way to the matmul, and the MLP to its three products.
+    ['fp16 matrices of odd width, with a LoRA adapter', tinyConfig({ hiddenSize: 27, headDim: 8 }), true, true],
     [
       'qwen2 (q/k/v bias, untied head)',
       tinyConfig({ modelType: 'qwen2', attentionBias: true, tieWordEmbeddings: false }),

@@ -32,6 +32,8 @@ export class Decoder {
   private readonly logits: GPUBuffer; // [V]
   private readonly tables: { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> };
   private length = 0;
+  /** Gate and up outputs, only where the MLP cannot run as one gated gemv (see gatedMlp). */
+  private gateUp: [GPUBuffer, GPUBuffer] | null = null;
 
   constructor(
     private readonly device: GPUDevice,
@@ -162,6 +164,39 @@ export class Decoder {
     if (bias) this.ops.push(this.k.bias.addOp(bias, y, 1, out));
   }
 
+  /**
+   * act [f] = silu(gate(x)) * up(x) for one token, LoRA included: one gated gemv (kernels/gemv.ts), after the
+   * adapted modules' x A^T into `xa` (gate's first, then up's).
+   */
+  private gatedMlp(layer: number, x: GPUBuffer, act: GPUBuffer, xa: GPUBuffer): void {
+    const [f, d] = projectionShape(this.w.config, 'gate_proj');
+    const lw = this.w.layers[layer];
+    const half = this.w.halfMatrices;
+    const shape = { N: f, K: d };
+    if (half && !GemvKernels.halfFits(shape)) {
+      // fp16 rows of odd length straddle words, which only the matmul reads: the products one by one.
+      this.gateUp ??= [this.alloc(f * 4, 'gate'), this.alloc(f * 4, 'up')];
+      const [gate, up] = this.gateUp;
+      this.linear(layer, 'gate_proj', x, gate, false, xa);
+      this.linear(layer, 'up_proj', x, up, false, xa);
+      this.ops.push(this.k.swiglu.forwardOp(gate, up, act, f));
+      return;
+    }
+    const lowRank: { w?: LowRank; u?: LowRank } = {};
+    for (const [projection, term, offsetL] of [
+      ['gate_proj', 'w', 0],
+      ['up_proj', 'u', 1],
+    ] as const) {
+      const m = this.lora?.module(layer, projection);
+      if (!m || !this.lora) continue;
+      const { params, scale } = this.lora;
+      const r = this.lora.settings.r;
+      this.ops.push(...this.mm(x, params, xa, { N: r, K: d, offsetB: m.offsetA, offsetC: offsetL * r }, false));
+      lowRank[term] = { l: xa, r: params, rank: r, offsetL: offsetL * r, offsetR: m.offsetB, scale };
+    }
+    this.ops.push(this.k.gemv.gatedOp(x, lw.proj.gate_proj, lw.proj.up_proj, act, shape, half, lowRank));
+  }
+
   private record(): void {
     const c = this.w.config;
     const [d, f, H, KV, hd, eps, L] = [
@@ -187,10 +222,9 @@ export class Decoder {
     const qRot = f32(H * hd, 'q rotated');
     const attn = f32(H * hd, 'attention output');
     const scores = f32(H * L, 'scores');
-    const gate = f32(f, 'gate');
-    const up = f32(f, 'up');
     const act = f32(f, 'act');
-    const xa = f32(Math.max(1, this.lora?.settings.r ?? 1), 'x A^T');
+    // x A^T of the adapted modules a product needs: two for the MLP's gate and up, one otherwise.
+    const xa = f32(2 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T');
     const ops = this.ops;
 
     for (const chunk of this.w.embed) {
@@ -229,9 +263,7 @@ export class Decoder {
       );
       this.linear(l, 'o_proj', attn, x, true, xa);
       ops.push(this.k.rmsnorm.forwardOp(x, lw.postNorm, xn, rstd, 1, d, eps));
-      this.linear(l, 'gate_proj', xn, gate, false, xa);
-      this.linear(l, 'up_proj', xn, up, false, xa);
-      ops.push(this.k.swiglu.forwardOp(gate, up, act, f));
+      this.gatedMlp(l, xn, act, xa);
       this.linear(l, 'down_proj', act, x, true, xa);
     }
     ops.push(this.k.rmsnorm.forwardOp(x, this.w.finalNorm, xn, rstd, 1, d, eps));
