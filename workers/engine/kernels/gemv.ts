@@ -18,7 +18,8 @@ import { type RowLayout, workgroupReduce } from './wgsl';
  * W may be fp16, two values per 32-bit word (unpack2x16float, core WGSL); accumulation is fp32.
  * With a low-rank term (matmul.ts's `LowRank`: L [rank] = x A^T, R [N, rank] = B), each output also gets
  * scale · R[n] · L, LoRA's second product fused in: y = alpha (W x + s B (A x)) + beta y, one dispatch fewer per
- * adapted projection and token.
+ * adapted projection and token. `gatedOp` reads two matrices of one shape, the MLP's gate W and up U, and writes
+ * silu(W x) ⊙ (U x) (each with its low-rank term): SwiGLU's three dispatches in one.
  */
 const WG = 64;
 const ROWS = 4;
