@@ -16,6 +16,8 @@ export interface DecodeResult {
   copyBytesPerSecond: number;
   /** What decoding would reach if reading the weights were all it did: copy bandwidth / bytes per token. */
   memoryBoundTokensPerSecond: number;
+  /** Kernel dispatches per token: on GPUs, each costs launch time whatever its work. */
+  dispatchesPerToken: number;
   /** GPU time per kernel of one decoded token, when profiled. */
   profile: KernelTime[];
 }
@@ -42,6 +44,7 @@ export async function measureDecode(
   }
   const seconds = (performance.now() - started) / 1000;
   const kernelTimes = profile ? await profileOps(device, decoder.ops) : [];
+  const dispatchesPerToken = decoder.ops.filter((op) => op.kind === 'dispatch').length;
   decoder.destroy();
   const copyBytesPerSecond = await copyBandwidth(device);
   const bytesPerToken = weights.byteLength;
@@ -52,6 +55,7 @@ export async function measureDecode(
     bytesPerToken,
     copyBytesPerSecond,
     memoryBoundTokensPerSecond: copyBytesPerSecond / bytesPerToken,
+    dispatchesPerToken,
     profile: kernelTimes,
   };
   log(

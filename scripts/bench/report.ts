@@ -162,6 +162,7 @@ export function formatReport(r: BenchResult): string {
           'copy GB/s',
           'memory-bound tokens/s',
           'reached',
+          'dispatches per token',
         ],
         [
           [
@@ -172,6 +173,7 @@ export function formatReport(r: BenchResult): string {
             (d.copyBytesPerSecond / 1e9).toFixed(2),
             d.memoryBoundTokensPerSecond.toFixed(2),
             `${((100 * d.tokensPerSecond) / d.memoryBoundTokensPerSecond).toFixed(1)}%`,
+            d.dispatchesPerToken,
           ],
         ],
       ),
