@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine (see prepare.sh): unpacks the Vulkan loader, points it at the NVIDIA driver, and
-# runs the engine bench at batch 1 (with a per-kernel profile) and batch 8. Results land in $OUT.
+# runs the engine bench at batch 1 (with a per-kernel profile), batch 8 and decoding alone. Results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -11,7 +11,8 @@ python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.device/node.xz'),
 chmod +x /tmp/node
 cd .device
 /tmp/node hone.mjs gpu-info | head -12
-for args in "--profile" "--batch 8" "--batch 8 --f16"; do
+# Batch 1 with a per-kernel profile, batch 8 at both precisions, then decoding alone (fp16, a longer run, profiled).
+for args in "--profile" "--batch 8" "--batch 8 --f16" "--f16 --skip-step --skip-matmul --decode 64 --prompt 16 --profile"; do
   name=$(echo "bench$args" | tr -d ' -')
   timeout 120 /tmp/node bench/bench-engine.mjs $args > "$OUT/$name.txt" 2>&1
   echo "== bench $args"; grep -v '^{' "$OUT/$name.txt" | sed -n '/^| layers/,/^| GPU memory/p' | grep -v '^$'
