@@ -15,5 +15,5 @@ cd .device
 for args in "--profile" "--batch 8" "--batch 8 --f16" "--f16 --skip-step --skip-matmul --decode 64 --prompt 16 --profile"; do
   name=$(echo "bench$args" | tr -d ' -')
   timeout 120 /tmp/node bench/bench-engine.mjs $args > "$OUT/$name.txt" 2>&1
-  echo "== bench $args"; grep -v '^{' "$OUT/$name.txt" | sed -n '/^| layers/,/^| GPU memory/p' | grep -v '^$'
+  echo "== bench $args"; grep -v '^{' "$OUT/$name.txt" | sed -n '/^| layers\|^| prompt/,/^| GPU memory/p' | grep -v '^$'
 done
