@@ -16,9 +16,9 @@ import type { TuningStore } from './tuning-store';
 
 /**
  * The kernel variants an adapter runs fastest. CPU adapters (SwiftShader, lavapipe): register-block matmuls, one
- * variant for everything, and an invocation per row in the kernels that reduce along rows (gemv, decode attention, RMSNorm),
- * with no barriers. GPUs: workgroup-memory matmul tiles, each product of a step timed among `tune` candidates
- * before the step runs, and workgroups sharing each row.
+ * variant for everything, and an invocation per row in the kernels that reduce along rows (gemv, decode attention,
+ * RMSNorm), with no barriers. GPUs: workgroup-memory matmul tiles, each product of a step timed among `tune`
+ * candidates before the step runs, and workgroups sharing each row.
  */
 export interface KernelChoices {
   /** The matmul variant of products not tuned (all of them without `tune`). */
