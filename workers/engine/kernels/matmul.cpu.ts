@@ -8,6 +8,8 @@ export interface LowRankCpu {
   offsetL?: number;
   offsetR?: number;
   scale: number;
+  /** Multipliers of the term, element m·N + n of C (a dropout mask, `dropoutMaskCpu`). */
+  mask?: ArrayLike<number>;
 }
 
 /**
@@ -41,7 +43,7 @@ export function matmulCpu(
           for (let t = 0; t < rank; t++) {
             low += l[offsetL + m * rank + t] * r[offsetR + (variant.transB ? n * rank + t : t * s.N + n)];
           }
-          sum += scale * low;
+          sum += scale * low * (lowRank.mask ? lowRank.mask[m * s.N + n] : 1);
         }
         const at = cBase + m * s.ldc + n;
         c[at] = s.alpha * sum + (s.beta !== 0 ? s.beta * c[at] : 0);

@@ -3,6 +3,7 @@ import { packHalves, roundToHalf } from '../../../core/float16';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+import { dropoutMaskCpu } from './dropout.cpu';
 import {
   DEFAULT_MATMUL_TILE,
   MatmulKernel,
@@ -224,11 +225,18 @@ describe('matmul with a low-rank term (LoRA fused into the base product)', () =>
     ],
     ['tiled, fp16 B', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, halfB: true }],
   ] as const;
+  // The input gradient's term with LoRA dropout carries the module's mask (dy·W + dropout'(d(xAᵀ) A)).
+  const cases = [
+    [true, false],
+    [false, false],
+    [false, true],
+  ] as const;
   for (const [family, tile] of families) {
-    for (const transB of [true, false]) {
-      it(`${family}, ${transB ? 'x·Wᵀ + s (xAᵀ)Bᵀ' : 'dy·W + d(xAᵀ) A'}, rank 5, offsets, accumulating`, async () => {
+    for (const [transB, masked] of cases) {
+      const product = transB ? 'x·Wᵀ + s (xAᵀ)Bᵀ' : masked ? "dy·W + dropout'(d(xAᵀ) A)" : 'dy·W + d(xAᵀ) A';
+      it(`${family}, ${product}, rank 5, offsets, accumulating`, async () => {
         const { device } = gpu();
-        const variant = { ...tile, transA: false, transB, lowRank: true };
+        const variant = { ...tile, transA: false, transB, lowRank: true, maskedLowRank: masked };
         // K = 52 keeps the vector kernel on its vector path; 37 x 29 leaves partial blocks.
         const shape = { M: 37, N: 29, K: 52, beta: 1, alpha: 0.75 };
         const rank = 5;
@@ -240,12 +248,15 @@ describe('matmul with a low-rank term (LoRA fused into the base product)', () =>
         const l = randomUniform(3 + 37 * rank, 4);
         const r = randomUniform(7 + 29 * rank, 5);
         const expected = Float64Array.from(c);
-        matmulCpu(a, b, expected, shape, variant, { ...low, l, r });
+        const mask = { state: Uint32Array.of(4242, 1), module: 3, p: 0.4 };
+        const maskValues = dropoutMaskCpu(37 * 29, 4242, 3, 0.4);
+        matmulCpu(a, b, expected, shape, variant, { ...low, l, r, mask: masked ? maskValues : undefined });
         const kernel = new MatmulKernel(device, variant);
-        const [bufA, bufB, bufC, bufL, bufR] = [a, half ? packHalves(b) : b, c, l, r].map((x) =>
+        const [bufA, bufB, bufC, bufL, bufR, state] = [a, half ? packHalves(b) : b, c, l, r, mask.state].map((x) =>
           uploadBuffer(device, x),
         );
-        const op = kernel.op(bufA, bufB, bufC, shape, { ...low, l: bufL, r: bufR });
+        const gpuMask = masked ? { ...mask, state } : undefined;
+        const op = kernel.op(bufA, bufB, bufC, shape, { ...low, l: bufL, r: bufR, mask: gpuMask });
         expect(maxRelativeError(await runAndRead(device, [op], bufC), expected)).toBeLessThan(1e-5);
         // The term moves the result: without it the same product differs.
         const plain = Float64Array.from(c);
@@ -262,7 +273,7 @@ describe('matmul with a low-rank term (LoRA fused into the base product)', () =>
     const fused = new MatmulKernel(device, { ...DEFAULT_MATMUL_TILE, transA: false, transB: true, lowRank: true });
     const shape = { M: 2, N: 2, K: 2 };
     const low = { l: buffer, r: buffer, rank: 1, scale: 1 };
-    expect(() => plain.op(buffer, buffer, buffer, shape, low)).toThrow(/has no binding for a low-rank term/);
-    expect(() => fused.op(buffer, buffer, buffer, shape)).toThrow(/needs a low-rank term/);
+    expect(() => plain.op(buffer, buffer, buffer, shape, low)).toThrow(/compiled for no low-rank term, not a low-rank/);
+    expect(() => fused.op(buffer, buffer, buffer, shape)).toThrow(/compiled for a low-rank term, not no low-rank term/);
   });
 });

@@ -1,5 +1,6 @@
 import { f32, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { DROPOUT_FACTOR_WGSL, dropoutThreshold } from './dropout';
 
 /**
  * Batched matrix multiply on the GPU: C[b] = alpha * op(A[b]) · op(B[b]) + beta * C[b].
@@ -56,6 +57,8 @@ export interface MatmulVariant {
   workgroupY: number;
   /** Binds L and R of a low-rank term (`LowRank`); only for transA false and batch 1. */
   lowRank?: boolean;
+  /** The low-rank term carries a dropout mask (`LowRank.mask`), so the variant binds the dropout state too. */
+  maskedLowRank?: boolean;
 }
 
 /**
@@ -71,6 +74,11 @@ export interface LowRank {
   offsetL?: number;
   offsetR?: number;
   scale: number;
+  /**
+   * A LoRA module's dropout mask on the term, element (m, n) scaled by the mask's value m·N + n, as the dropout
+   * kernel draws it (kernels/dropout.ts): the input gradient's dropout'(d(x Aᵀ) A). C must be dense [M, N].
+   */
+  mask?: { state: GPUBuffer; module: number; p: number };
 }
 
 export const DEFAULT_MATMUL_TILE = { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 } as const;
@@ -146,6 +154,35 @@ export function vectorKFits(shape: MatmulShape, v: MatmulVariant): boolean {
 }
 
 /**
+ * The low-rank term's bindings from `first` on (L, R, and with a mask the dropout state), the uniforms after them,
+ * and with a mask `maskFactor(i)`, element i's dropout multiplier.
+ */
+export function lowRankBindings(v: Pick<MatmulVariant, 'lowRank' | 'maskedLowRank'>, first: number): string {
+  if (!v.lowRank) return `@group(0) @binding(${first}) var<uniform> p: Params;`;
+  const bindings = [
+    `@group(0) @binding(${first}) var<storage, read> L: array<f32>;`,
+    `@group(0) @binding(${first + 1}) var<storage, read> R: array<f32>;`,
+  ];
+  if (!v.maskedLowRank) return [...bindings, `@group(0) @binding(${first + 2}) var<uniform> p: Params;`].join('\n');
+  return `${[
+    ...bindings,
+    `@group(0) @binding(${first + 2}) var<storage, read> maskState: array<u32>; // [seed, on]`,
+    `@group(0) @binding(${first + 3}) var<uniform> p: Params;`,
+  ].join('\n')}
+${DROPOUT_FACTOR_WGSL}
+
+fn maskFactor(i: u32) -> f32 {
+  return dropoutFactor(i, maskState[0], maskState[1] != 0u, p.moduleId, p.threshold, p.maskScale);
+}`;
+}
+
+/** The low-rank term's buffers to bind after the operands. */
+export function lowRankBuffers(lowRank: LowRank | undefined): GPUBuffer[] {
+  if (!lowRank) return [];
+  return lowRank.mask ? [lowRank.l, lowRank.r, lowRank.mask.state] : [lowRank.l, lowRank.r];
+}
+
+/**
  * Bindings and uniforms; A and B as scalars with loadB (B's element i as f32, whatever its storage), or with
  * `vectors` as vec4 (B's fp16 as vec4<u32>, eight halves).
  */
@@ -156,18 +193,13 @@ struct Params {
   strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
   offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
   rank: u32, offsetL: u32, offsetR: u32, scaleL: f32,
+  moduleId: u32, threshold: u32, maskScale: f32, _p0: u32,
 }
 
 @group(0) @binding(0) var<storage, read> A: array<${vectors ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
-${
-  v.lowRank
-    ? `@group(0) @binding(3) var<storage, read> L: array<f32>;
-@group(0) @binding(4) var<storage, read> R: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;`
-    : '@group(0) @binding(3) var<uniform> p: Params;'
-}
+${lowRankBindings(v, 3)}
 ${vectors ? '' : `\nfn loadB(i: u32) -> f32 { return ${v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]'}; }`}
 `;
 
@@ -195,10 +227,12 @@ function lowRankTerm(v: MatmulVariant, vecN: number, rowStride: string, colStrid
     const lanes = [0, 1, 2, 3].map((l) => `R[p.offsetR + ${rIndex(col(l))}]`).join(', ');
     return `    let rv${j} = vec4f(${lanes});`;
   }).join('\n');
+  // A masked term keeps its own sums, which the store scales element by element.
+  const into = v.maskedLowRank ? 'low' : 'acc';
   const fma = Array.from({ length: v.tileM }, (_, i) =>
-    Array.from({ length: vecN }, (_, j) => `    acc[${i * vecN + j}] += l${i} * rv${j};`).join('\n'),
+    Array.from({ length: vecN }, (_, j) => `    ${into}[${i * vecN + j}] += l${i} * rv${j};`).join('\n'),
   ).join('\n');
-  return /* wgsl */ `
+  return /* wgsl */ `${v.maskedLowRank ? `\n  var low: array<vec4f, ${v.tileM * vecN}>;` : ''}
   for (var t = 0u; t < p.rank; t++) {
 ${loadL}
 ${loadR}
@@ -208,6 +242,7 @@ ${fma}
 
 /** Writes alpha * acc (+ beta * C) for the block at (row0, col0), skipping what lies outside C. */
 function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride: string): string {
+  const sum = v.maskedLowRank ? `acc[k] + maskFactor(row * p.N + col) * low[k]` : 'acc[k]';
   return /* wgsl */ `${lowRankTerm(v, vecN, rowStride, colStride)}
   for (var i = 0u; i < ${v.tileM}u; i++) {
     let row = row0 + i * ${rowStride};
@@ -216,7 +251,8 @@ function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride
       let col = col0 + j * ${colStride};
       if (col >= p.N) { continue; }
       let at = cBase + row * p.ldc + col;
-      var value = p.alpha * acc[i * ${vecN}u + j / 4u][j % 4u];
+      let k = i * ${vecN}u + j / 4u;
+      var value = p.alpha * (${sum.replace(/\[k\]/g, '[k][j % 4u]')});
       if (p.beta != 0.0) { value += p.beta * C[at]; }
       C[at] = value;
     }
@@ -405,13 +441,13 @@ export class MatmulKernel {
   op(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank): Op {
     const s = resolveMatmulShape(shape, this.variant);
     const v = this.variant;
-    if (Boolean(lowRank) !== Boolean(v.lowRank)) {
-      throw new Error(`matmul ${matmulLabel(v)} ${v.lowRank ? 'needs' : 'has no binding for'} a low-rank term`);
-    }
-    if (lowRank && (v.transA || s.batch !== 1)) throw new Error('a low-rank term needs transA false and batch 1');
+    const compiled = termKind(Boolean(v.lowRank), Boolean(v.maskedLowRank));
+    const given = termKind(Boolean(lowRank), Boolean(lowRank?.mask));
+    if (compiled !== given) throw new Error(`matmul ${matmulLabel(v)} was compiled for ${compiled}, not ${given}`);
+    checkLowRank(s, lowRank, v);
     const kernel = this.unaligned && !vectorKFits(shape, v) ? this.unaligned : this.kernel;
     return kernel.op(
-      lowRank ? [a, b, c, lowRank.l, lowRank.r] : [a, b, c],
+      [a, b, c, ...lowRankBuffers(lowRank)],
       [
         ...[s.M, s.N, s.K, s.batch, s.lda, s.ldb, s.ldc, s.strideA, s.strideB, s.strideC].map(u32),
         ...[s.offsetA, s.offsetB, s.offsetC].map(u32),
@@ -425,14 +461,39 @@ export class MatmulKernel {
   }
 }
 
-/** The low-rank term's uniforms (rank, offsets, scale); zeros without one. */
+/** The low-rank term's uniforms (rank, offsets, scale, and its mask's module, threshold, scale); zeros without. */
 export function lowRankUniforms(lowRank: LowRank | undefined) {
-  return [u32(lowRank?.rank ?? 0), u32(lowRank?.offsetL ?? 0), u32(lowRank?.offsetR ?? 0), f32(lowRank?.scale ?? 0)];
+  const mask = lowRank?.mask;
+  return [
+    u32(lowRank?.rank ?? 0),
+    u32(lowRank?.offsetL ?? 0),
+    u32(lowRank?.offsetR ?? 0),
+    f32(lowRank?.scale ?? 0),
+    u32(mask?.module ?? 0),
+    u32(mask ? dropoutThreshold(mask.p) : 0),
+    f32(mask ? 1 / (1 - mask.p) : 0),
+    u32(0),
+  ];
+}
+
+/** What a low-rank term is, or what a variant was compiled for: none, plain, or with a dropout mask. */
+function termKind(present: boolean, masked: boolean): string {
+  return present ? (masked ? 'a masked low-rank term' : 'a low-rank term') : 'no low-rank term';
+}
+
+/** A low-rank term needs C's rows in order (transA false, batch 1), and a masked one a dense C. */
+export function checkLowRank(
+  s: ReturnType<typeof resolveMatmulShape>,
+  lowRank: LowRank | undefined,
+  v: Pick<MatmulVariant, 'transA'>,
+): void {
+  if (lowRank && (v.transA || s.batch !== 1)) throw new Error('a low-rank term needs transA false and batch 1');
+  if (lowRank?.mask && (s.ldc !== s.N || s.offsetC !== 0)) throw new Error('a masked low-rank term needs a dense C');
 }
 
 function matmulLabel(v: MatmulVariant): string {
   const family = v.tiled ? 'tiled' : 'registers';
   const vectors = usesVectorK(v) ? '_vk' : '';
-  const lowRank = v.lowRank ? '_lr' : '';
+  const lowRank = v.lowRank ? (v.maskedLowRank ? '_lrm' : '_lr') : '';
   return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}${lowRank}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
 }

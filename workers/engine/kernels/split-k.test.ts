@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+import { dropoutMaskCpu } from './dropout.cpu';
 import { matmulCpu } from './matmul.cpu';
 import { canSplitK, SplitKMatmul } from './split-k';
 
@@ -31,8 +32,12 @@ describe('split-K matmul against the CPU twin', () => {
     });
   }
 
-  for (const transB of [true, false]) {
-    it(`transB ${transB}: the reduce pass adds a low-rank term (LoRA fused into the base product)`, async () => {
+  for (const [transB, masked] of [
+    [true, false],
+    [false, false],
+    [false, true],
+  ] as const) {
+    it(`transB ${transB}: the reduce pass adds a low-rank term${masked ? ' under a dropout mask' : ''}`, async () => {
       const { device } = gpu();
       const variant = {
         tileM: 4,
@@ -42,18 +47,21 @@ describe('split-K matmul against the CPU twin', () => {
         transA: false,
         transB,
         lowRank: true,
+        maskedLowRank: masked,
       } as const;
-      const shape = { M: 37, N: 13, K: 96, ldc: 15, alpha: 0.5, beta: 1 };
+      const shape = { M: 37, N: 13, K: 96, alpha: 0.5, beta: 1 };
       const low = { rank: 3, offsetL: 2, offsetR: 4, scale: 2 };
       const kernel = new SplitKMatmul(device, variant, 4);
-      const [a, b, c] = [37 * 96, 13 * 96, 37 * 15].map((n, i) => randomUniform(n, i + 1));
+      const [a, b, c] = [37 * 96, 13 * 96, 37 * 13].map((n, i) => randomUniform(n, i + 1));
       const l = randomUniform(2 + 37 * 3, 7);
       const r = randomUniform(4 + 13 * 3, 8);
       const expected = Float64Array.from(c);
-      matmulCpu(a, b, expected, shape, variant, { ...low, l, r });
-      const [ba, bb, bc, bl, br] = [a, b, c, l, r].map((x) => uploadBuffer(device, x));
+      const mask = masked ? dropoutMaskCpu(37 * 13, 99, 2, 0.3) : undefined;
+      matmulCpu(a, b, expected, shape, variant, { ...low, l, r, mask });
+      const [ba, bb, bc, bl, br, state] = [a, b, c, l, r, Uint32Array.of(99, 1)].map((x) => uploadBuffer(device, x));
       const scratch = createStorageBuffer(device, kernel.scratchBytes(shape));
-      const got = await runAndRead(device, kernel.ops(ba, bb, bc, shape, scratch, { ...low, l: bl, r: br }), bc);
+      const term = { ...low, l: bl, r: br, mask: masked ? { state, module: 2, p: 0.3 } : undefined };
+      const got = await runAndRead(device, kernel.ops(ba, bb, bc, shape, scratch, term), bc);
       expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
     });
   }

@@ -1,7 +1,10 @@
 import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import {
+  checkLowRank,
   type LowRank,
+  lowRankBindings,
+  lowRankBuffers,
   lowRankUniforms,
   MatmulKernel,
   type MatmulShape,
@@ -23,16 +26,11 @@ function reduceShader(v: MatmulVariant): string {
 struct Params {
   M: u32, N: u32, splits: u32, ldc: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32,
   rank: u32, offsetL: u32, offsetR: u32, scaleL: f32,
+  moduleId: u32, threshold: u32, maskScale: f32, _p1: u32,
 }
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> C: array<f32>;
-${
-  v.lowRank
-    ? `@group(0) @binding(2) var<storage, read> L: array<f32>;
-@group(0) @binding(3) var<storage, read> R: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;`
-    : '@group(0) @binding(2) var<uniform> p: Params;'
-}
+${lowRankBindings(v, 2)}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -46,7 +44,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
     v.lowRank
       ? `var low = 0.0;
   for (var t = 0u; t < p.rank; t++) { low += L[p.offsetL + m * p.rank + t] * R[p.offsetR + ${rIndex}]; }
-  s += p.scaleL * low;`
+  s += p.scaleL * low${v.maskedLowRank ? ' * maskFactor(i)' : ''};`
       : ''
   }
   let at = p.offsetC + m * p.ldc + n;
@@ -70,8 +68,9 @@ export class SplitKMatmul {
     readonly variant: MatmulVariant,
     readonly splits: number,
   ) {
-    this.partials = new MatmulKernel(device, { ...variant, lowRank: false });
-    this.reduce = new Kernel(device, reduceShader(variant), `matmul_split_k_reduce${variant.lowRank ? '_lr' : ''}`);
+    this.partials = new MatmulKernel(device, { ...variant, lowRank: false, maskedLowRank: false });
+    const term = variant.lowRank ? (variant.maskedLowRank ? '_lrm' : '_lr') : '';
+    this.reduce = new Kernel(device, reduceShader(variant), `matmul_split_k_reduce${term}`);
   }
 
   /** Bytes of scratch the product needs. */
@@ -80,8 +79,10 @@ export class SplitKMatmul {
   }
 
   ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, scratch: GPUBuffer, lowRank?: LowRank): Op[] {
-    if (Boolean(lowRank) !== Boolean(this.variant.lowRank))
-      throw new Error('split-K: low-rank term and variant differ');
+    const v = this.variant;
+    if (Boolean(lowRank) !== Boolean(v.lowRank) || Boolean(lowRank?.mask) !== Boolean(v.maskedLowRank)) {
+      throw new Error('split-K: the low-rank term and the variant differ');
+    }
     if (!canSplitK(shape, this.splits)) throw new Error(`split-K ${this.splits} cannot run ${JSON.stringify(shape)}`);
     const s = resolveMatmulShape(shape, this.variant);
     const slice = s.K / this.splits;
@@ -100,8 +101,9 @@ export class SplitKMatmul {
       offsetA: s.offsetA,
       offsetB: s.offsetB,
     });
+    checkLowRank(s, lowRank, v);
     const reduceOp = this.reduce.op(
-      lowRank ? [scratch, c, lowRank.l, lowRank.r] : [scratch, c],
+      [scratch, c, ...lowRankBuffers(lowRank)],
       [
         ...[s.M, s.N, this.splits, s.ldc, s.offsetC].map(u32),
         f32(s.alpha),

@@ -77,7 +77,8 @@ export class MatmulTuner {
     const { splitK, ...rest } = tile;
     return {
       ops: (a, b, c, shape, lowRank) => {
-        const variant: MatmulVariant = { ...rest, transA, transB, halfB, lowRank: Boolean(lowRank) };
+        const terms = { lowRank: Boolean(lowRank), maskedLowRank: Boolean(lowRank?.mask) };
+        const variant: MatmulVariant = { ...rest, transA, transB, halfB, ...terms };
         // A split-K choice falls back to the plain kernel for products it cannot split.
         if (!splitK || !canSplitK(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, lowRank)];
         const kernel = this.kernel(variant, splitK);

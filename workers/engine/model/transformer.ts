@@ -404,10 +404,8 @@ export class TransformerStep {
       dxa: f32(Math.max(1, N * r), 'd xA'),
     });
     if (this.dropoutState) {
-      // The adapter path's input after dropout, and the gradient reaching it, for the widest projection input.
-      const widest = Math.max(d, f, H * hd);
-      this.s.loraIn = f32(N * widest, 'LoRA input after dropout');
-      this.s.dLoraIn = f32(N * widest, 'd LoRA input');
+      // The adapter path's input after dropout, for the widest projection input.
+      this.s.loraIn = f32(N * Math.max(d, f, H * hd), 'LoRA input after dropout');
     }
     const { cos, sin } = ropeTables(c, T);
     this.s.cos = this.upload(cos, 'rope cos');
@@ -501,9 +499,9 @@ export class TransformerStep {
     const lw = this.w.layers[layer];
     const m = this.lora?.module(layer, projection);
     const xa = this.layers[layer].loraXa[projection];
-    // The adapter's share of dx, d(x A^T) A: fused into the base product below, or with dropout masked after it.
+    // The adapter's share of dx, dropout'(d(x A^T) A): a low-rank term of the base product below, carrying the
+    // module's dropout mask when the adapter has dropout (the forward's mask, drawn again from the step's seed).
     let lowRank: LowRank | undefined;
-    let masked: LoraModule | undefined;
     if (m && xa && this.lora) {
       const { params, grads, scale } = this.lora;
       const r = this.lora.settings.r;
@@ -517,18 +515,14 @@ export class TransformerStep {
       // dA += d(x A^T)^T xl        [r, in], xl = dropout(x) regenerated from the step's seed
       const xl = this.dropout(ops, m, x, N * inDim);
       ops.push(...this.mm(true, false, dxa, xl, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
-      if (xl === x) lowRank = { l: dxa, r: params, rank: r, offsetR: m.offsetA, scale: 1 };
-      else masked = m;
+      lowRank = { l: dxa, r: params, rank: r, offsetR: m.offsetA, scale: 1 };
+      if (this.dropoutState) {
+        lowRank.mask = { state: this.dropoutState, module: m.index, p: this.lora.settings.loraDropout };
+      }
     }
-    // dx (= or +=) dy W (+ d(x A^T) A)
+    // dx (= or +=) dy W (+ dropout'(d(x A^T) A))
     const shape = { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 };
     ops.push(...this.mmWeight(false, false, dy, lw.proj[projection], dx, shape, lowRank));
-    if (masked && this.lora) {
-      // dx += dropout'(d(x A^T) A) [N, in]: the same mask on the way back
-      const mm = { M: N, N: inDim, K: this.lora.settings.r, offsetB: masked.offsetA };
-      ops.push(...this.mm(false, false, this.s.dxa, this.lora.params, this.s.dLoraIn, mm));
-      ops.push(this.maskOp(masked, this.s.dLoraIn, dx, N * inDim, true));
-    }
     if (this.weightGrads) {
       ops.push(
         ...this.mm(true, false, dy, x, this.grad(projectionKey(layer, projection)), {
@@ -548,13 +542,9 @@ export class TransformerStep {
   /** The adapter path's input: `x` itself, or dropout(x) in the scratch buffer when the adapter has dropout. */
   private dropout(ops: Op[], m: LoraModule, x: GPUBuffer, n: number): GPUBuffer {
     if (!this.dropoutState) return x;
-    ops.push(this.maskOp(m, x, this.s.loraIn, n, false));
-    return this.s.loraIn;
-  }
-
-  private maskOp(m: LoraModule, x: GPUBuffer, y: GPUBuffer, n: number, accumulate: boolean): Op {
     const p = this.lora?.settings.loraDropout ?? 0;
-    return this.k.dropout.op(x, this.dropoutState as GPUBuffer, y, n, m.index, p, accumulate);
+    ops.push(this.k.dropout.op(x, this.dropoutState, this.s.loraIn, n, m.index, p));
+    return this.s.loraIn;
   }
 
   private recordForward(): void {
