@@ -240,9 +240,12 @@ ${fma}
   }`;
 }
 
-/** Writes alpha * acc (+ beta * C) for the block at (row0, col0), skipping what lies outside C. */
+/**
+ * Writes alpha * acc (+ a masked low-rank term's sums, each scaled by its element's mask) (+ beta * C) for the block
+ * at (row0, col0), skipping what lies outside C.
+ */
 function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride: string): string {
-  const sum = v.maskedLowRank ? `acc[k] + maskFactor(row * p.N + col) * low[k]` : 'acc[k]';
+  const masked = v.maskedLowRank ? ' + maskFactor(row * p.N + col) * low[k][j % 4u]' : '';
   return /* wgsl */ `${lowRankTerm(v, vecN, rowStride, colStride)}
   for (var i = 0u; i < ${v.tileM}u; i++) {
     let row = row0 + i * ${rowStride};
@@ -252,7 +255,7 @@ function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride
       if (col >= p.N) { continue; }
       let at = cBase + row * p.ldc + col;
       let k = i * ${vecN}u + j / 4u;
-      var value = p.alpha * (${sum.replace(/\[k\]/g, '[k][j % 4u]')});
+      var value = p.alpha * (acc[k][j % 4u]${masked});
       if (p.beta != 0.0) { value += p.beta * C[at]; }
       C[at] = value;
     }
