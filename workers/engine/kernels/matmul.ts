@@ -444,10 +444,7 @@ export class MatmulKernel {
   op(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank): Op {
     const s = resolveMatmulShape(shape, this.variant);
     const v = this.variant;
-    const compiled = termKind(Boolean(v.lowRank), Boolean(v.maskedLowRank));
-    const given = termKind(Boolean(lowRank), Boolean(lowRank?.mask));
-    if (compiled !== given) throw new Error(`matmul ${matmulLabel(v)} was compiled for ${compiled}, not ${given}`);
-    checkLowRank(s, lowRank, v);
+    checkLowRank(`matmul ${matmulLabel(v)}`, s, lowRank, v);
     const kernel = this.unaligned && !vectorKFits(shape, v) ? this.unaligned : this.kernel;
     return kernel.op(
       [a, b, c, ...lowRankBuffers(lowRank)],
@@ -484,12 +481,19 @@ function termKind(present: boolean, masked: boolean): string {
   return present ? (masked ? 'a masked low-rank term' : 'a low-rank term') : 'no low-rank term';
 }
 
-/** A low-rank term needs C's rows in order (transA false, batch 1), and a masked one a dense C. */
+/**
+ * A low-rank term must be what the kernel was compiled for (none, plain or masked), needs C's rows in order
+ * (transA false, batch 1), and with a mask a dense C.
+ */
 export function checkLowRank(
+  kernel: string,
   s: ReturnType<typeof resolveMatmulShape>,
   lowRank: LowRank | undefined,
-  v: Pick<MatmulVariant, 'transA'>,
+  v: Pick<MatmulVariant, 'transA' | 'lowRank' | 'maskedLowRank'>,
 ): void {
+  const compiled = termKind(Boolean(v.lowRank), Boolean(v.maskedLowRank));
+  const given = termKind(Boolean(lowRank), Boolean(lowRank?.mask));
+  if (compiled !== given) throw new Error(`${kernel} was compiled for ${compiled}, not ${given}`);
   if (lowRank && (v.transA || s.batch !== 1)) throw new Error('a low-rank term needs transA false and batch 1');
   if (lowRank?.mask && (s.ldc !== s.N || s.offsetC !== 0)) throw new Error('a masked low-rank term needs a dense C');
 }

@@ -79,12 +79,9 @@ export class SplitKMatmul {
   }
 
   ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, scratch: GPUBuffer, lowRank?: LowRank): Op[] {
-    const v = this.variant;
-    if (Boolean(lowRank) !== Boolean(v.lowRank) || Boolean(lowRank?.mask) !== Boolean(v.maskedLowRank)) {
-      throw new Error('split-K: the low-rank term and the variant differ');
-    }
     if (!canSplitK(shape, this.splits)) throw new Error(`split-K ${this.splits} cannot run ${JSON.stringify(shape)}`);
     const s = resolveMatmulShape(shape, this.variant);
+    checkLowRank(`split-K ${this.splits}`, s, lowRank, this.variant);
     const slice = s.K / this.splits;
     const { transA, transB } = this.variant;
     const partialOp = this.partials.op(a, b, scratch, {
@@ -101,7 +98,6 @@ export class SplitKMatmul {
       offsetA: s.offsetA,
       offsetB: s.offsetB,
     });
-    checkLowRank(s, lowRank, v);
     const reduceOp = this.reduce.op(
       [scratch, c, ...lowRankBuffers(lowRank)],
       [
