@@ -37,6 +37,14 @@ export interface ModelConfig {
 export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
 export type Projection = (typeof PROJECTIONS)[number];
 
+/**
+ * The dimensions under the short names the engine's shape comments use: d hidden, f intermediate, H / KV query /
+ * key-value heads, hd head dim, eps the RMSNorm epsilon.
+ */
+export function shortDims(c: ModelConfig) {
+  return { d: c.hiddenSize, f: c.intermediateSize, H: c.numHeads, KV: c.numKvHeads, hd: c.headDim, eps: c.rmsNormEps };
+}
+
 /** [out, in] of a projection's weight, as stored in the checkpoint (PyTorch's nn.Linear layout). */
 export function projectionShape(config: ModelConfig, projection: Projection): [number, number] {
   const { hiddenSize: d, intermediateSize: f, numHeads: h, numKvHeads: kv, headDim: hd } = config;

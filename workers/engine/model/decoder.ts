@@ -1,5 +1,4 @@
-import type { Projection } from '../../../core/model-config';
-import { projectionShape } from '../../../core/model-config';
+import { type Projection, projectionShape, shortDims } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
 import { GemvKernels, type GemvShape } from '../kernels/gemv';
@@ -199,15 +198,8 @@ export class Decoder {
 
   private record(): void {
     const c = this.w.config;
-    const [d, f, H, KV, hd, eps, L] = [
-      c.hiddenSize,
-      c.intermediateSize,
-      c.numHeads,
-      c.numKvHeads,
-      c.headDim,
-      c.rmsNormEps,
-      this.maxLength,
-    ];
+    const { d, f, H, KV, hd, eps } = shortDims(c);
+    const L = this.maxLength;
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
     const x = f32(d, 'residual');
     const xn = f32(d, 'normed');

@@ -1,4 +1,4 @@
-import { type Projection, projectionKey, projectionShape } from '../../../core/model-config';
+import { type Projection, projectionKey, projectionShape, shortDims } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps } from '../gpu/ops';
 import type { AttentionShape } from '../kernels/attention';
@@ -328,7 +328,7 @@ export class TransformerStep {
     const c = this.w.config;
     const T = this.shape.seq;
     const N = this.tokens;
-    const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
+    const { d, f, H, KV, hd } = shortDims(c);
     const r = this.lora?.settings.r ?? 0;
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
     // A layer's own set; with recompute (or forward only) every layer after the first reuses the first's, all but
@@ -551,7 +551,7 @@ export class TransformerStep {
     const ops = this.forwardOps;
     const c = this.w.config;
     const N = this.tokens;
-    const [d, eps] = [c.hiddenSize, c.rmsNormEps];
+    const { d, eps } = shortDims(c);
     const s = this.s;
     for (const chunk of this.w.embed) {
       const { first, rows } = chunk;
@@ -576,14 +576,7 @@ export class TransformerStep {
   private layerForward(ops: Op[], l: number): void {
     const c = this.w.config;
     const N = this.tokens;
-    const [d, f, H, KV, hd, eps] = [
-      c.hiddenSize,
-      c.intermediateSize,
-      c.numHeads,
-      c.numKvHeads,
-      c.headDim,
-      c.rmsNormEps,
-    ];
+    const { d, f, H, KV, hd, eps } = shortDims(c);
     const s = this.s;
     const a = this.layers[l];
     const lw = this.w.layers[l];
@@ -643,7 +636,7 @@ export class TransformerStep {
     const ops = this.backwardOps;
     const c = this.w.config;
     const N = this.tokens;
-    const [d, f, H, KV, hd] = [c.hiddenSize, c.intermediateSize, c.numHeads, c.numKvHeads, c.headDim];
+    const { d, f, H, KV, hd } = shortDims(c);
     const s = this.s;
     const full = this.weightGrads !== null;
     const lmKey = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
