@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseModelConfig } from './model-config';
-import { checkFit, estimateTrainingMemory } from './model-memory';
+import { checkFit, estimateTrainingMemory, weightBytes } from './model-memory';
 
 const smollm2 = parseModelConfig({
   model_type: 'llama',
@@ -24,5 +24,17 @@ describe('model memory', () => {
     const small = checkFit(memory, { maxStorageBufferBindingSize: 2 ** 20, maxBufferSize: 2 ** 30 });
     expect(small.fits).toBe(false);
     expect(small.reason).toMatch(/largest weight needs 3538944 bytes.*allows 1048576/);
+  });
+
+  it('counts the loaded weights as held, and beside a full run its fp32 copy', () => {
+    const fp32 = weightBytes(smollm2, false);
+    const half = weightBytes(smollm2, true);
+    // Only the 61 norm weights stay fp32 when the matrices are halved.
+    expect(half).toBe(fp32 / 2 + 2 * 576 * 61);
+    expect(estimateTrainingMemory(smollm2, { halfMatrices: true, keepsBase: true }).weights).toBe(half);
+    expect(estimateTrainingMemory(smollm2, { full: true, halfMatrices: true }).weights).toBe(fp32);
+    expect(estimateTrainingMemory(smollm2, { full: true, halfMatrices: true, keepsBase: true }).weights).toBe(
+      fp32 + half,
+    );
   });
 });

@@ -7,8 +7,22 @@ export function parameterCount(config: ModelConfig): number {
   return total;
 }
 
+/**
+ * Bytes of the base weights on the GPU: fp32, or with `halfMatrices` the matrices (projections, embedding, LM
+ * head) at fp16 and the norms and biases at fp32.
+ */
+export function weightBytes(config: ModelConfig, halfMatrices: boolean): number {
+  const matrices = [...expectedTensors(config)]
+    .filter(([key]) => !key.endsWith('norm.weight') && !key.endsWith('.bias'))
+    .reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
+  return 4 * parameterCount(config) - (halfMatrices ? 2 * matrices : 0);
+}
+
 export interface TrainingMemory {
-  /** Base weights on the GPU: fp32, or with `halfMatrices` the projections and vocabulary tables at fp16. */
+  /**
+   * Weights on the GPU: the base model as held (fp32, or with `halfMatrices` its matrices at fp16); with `full`
+   * the fp32 weights being trained, plus with `keepsBase` the base model held beside them.
+   */
   weights: number;
   /** Activations kept for the backward, and scratch, for one [batch, seq] step. */
   activations: number;
@@ -24,8 +38,9 @@ export interface TrainingMemory {
  * `recompute`, gradient checkpointing, only each layer's input, plus one layer's set to recompute into), the
  * backward's scratch and the loss's logits slice (with `reference`, also policy optimization's
  * forward-only step for its KL reference, which keeps one layer's set); the weights at fp32, or with
- * `halfMatrices` (how LoRA runs hold them) the matrices at fp16; the adapter's parameters, gradients and moments,
- * or with `full` those of every weight.
+ * `halfMatrices` (how LoRA runs hold them on GPUs) the matrices at fp16; the adapter's parameters, gradients and
+ * moments, or with `full` those of every weight, which are trained at fp32 (with `keepsBase`, a copy: the studio
+ * keeps the loaded model too, for Compare's base side and later runs).
  */
 export function estimateTrainingMemory(
   config: ModelConfig,
@@ -36,6 +51,7 @@ export function estimateTrainingMemory(
     targets = PROJECTIONS,
     full = false,
     halfMatrices = false,
+    keepsBase = false,
     recompute = false,
     reference = false,
   }: {
@@ -45,6 +61,7 @@ export function estimateTrainingMemory(
     targets?: readonly Projection[];
     full?: boolean;
     halfMatrices?: boolean;
+    keepsBase?: boolean;
     recompute?: boolean;
     reference?: boolean;
   } = {},
@@ -63,10 +80,8 @@ export function estimateTrainingMemory(
   // Parameters, gradients and two Adam moments: for the adapter's, or every weight's (their parameters are the
   // weights themselves, counted there).
   const adapter = full ? 3 * 4 * params : 4 * 4 * adapterParams;
-  const matrices = [...expectedTensors(config)]
-    .filter(([key]) => !key.endsWith('norm.weight') && !key.endsWith('.bias'))
-    .reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
-  const weights = halfMatrices && !full ? 4 * params - 2 * matrices : 4 * params;
+  const held = weightBytes(config, halfMatrices);
+  const weights = full ? 4 * params + (keepsBase ? held : 0) : held;
   const largestBinding = 4 * Math.max(f * d, H * hd * d);
   return { weights, activations, adapter, total: weights + activations + adapter, largestBinding };
 }

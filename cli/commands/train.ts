@@ -47,7 +47,7 @@ grpo: --reward-model DIR | --reward-js FILE | --reward-onnx FILE, --group-size N
 
 /** The defaults for the method and model, with every flag given on top. */
 function settingsFrom(values: Record<string, unknown>, method: Method, parameters: number): TrainSettings {
-  const s = defaultSettings(method, parameters);
+  const s = defaultSettings(method, parameters, Boolean(values.full));
   const numbers: [string, keyof TrainSettings][] = [
     ['epochs', 'epochs'],
     ['lr', 'lr'],
@@ -82,7 +82,6 @@ function settingsFrom(values: Record<string, unknown>, method: Method, parameter
       .split(',')
       .map((t) => t.trim()) as Projection[];
   if (values.rslora) out.rslora = true;
-  if (values.full) out.full = true;
   if (values.recompute) out.recompute = true;
   return out as unknown as TrainSettings;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { tinyConfig } from '../../workers/engine/reference/random-model';
 import { learningRate, warmupSteps } from './schedule';
-import { defaultSettings, defaultsExplained, methodForFormat, settingsProblems } from './settings';
+import { defaultSettings, defaultsExplained, methodForFormat, settingsProblems, withFull } from './settings';
 
 describe('learning-rate schedules', () => {
   it('climb through the warm-up, then hold, fall linearly, or follow a cosine to zero', () => {
@@ -26,6 +26,17 @@ describe('training settings', () => {
     expect(defaultSettings('sft', 135e6).lr).toBeLessThan(s.lr);
     expect(defaultSettings('sft', 1.2e9).lr).toBeLessThan(defaultSettings('sft', 135e6).lr);
     expect(defaultSettings('dpo', 135e6).lr).toBeLessThan(defaultSettings('sft', 135e6).lr);
+  });
+
+  it('trains every weight at a far smaller rate, switched with the choice unless the rate was changed', () => {
+    const lora = defaultSettings('sft', 1e6);
+    const full = withFull(lora, true, 1e6);
+    expect(full).toEqual(defaultSettings('sft', 1e6, true));
+    expect(full.lr).toBeLessThanOrEqual(lora.lr / 10);
+    expect(defaultSettings('sft', 135e6, true).lr).toBeLessThan(defaultSettings('sft', 135e6).lr / 10);
+    expect(withFull(full, false, 1e6)).toEqual(lora);
+    const chosen = { ...lora, lr: 0.005 };
+    expect(withFull(chosen, true, 1e6)).toEqual({ ...chosen, full: true });
   });
 
   it('refuses every bad value and a method given data it cannot train on, naming each', () => {
@@ -62,6 +73,9 @@ describe('defaultsExplained', () => {
     const small = defaultsExplained('sft', 135e6);
     expect(small.join(' ')).toContain('Learning rate 0.0003 for a model under 600M parameters');
     expect(small[0]).toContain('LoRA rank 16 (alpha 32)');
+    const full = defaultsExplained('sft', 1e6, true).join(' ');
+    expect(full).toContain('Every weight trained');
+    expect(full).toContain('Learning rate 0.0003 for every weight of a tiny model');
   });
 });
 

@@ -77,21 +77,31 @@ export interface TrainSettings {
 }
 
 /**
- * Defaults that train visibly in a short run: LoRA on every projection at rank 16 (alpha 32), a learning rate that
- * grows as the model shrinks (a tiny model's adapter needs large steps), cosine decay after a short warm-up.
+ * The default learning rate. An adapter's grows as the model shrinks (a tiny model's adapter needs large steps);
+ * preference and reward losses take a tenth, since they move a policy far with small steps. Training every weight
+ * moves the model itself: rates like fine-tuning's usual ones, a tenth of hone-tiny's pretraining peak (3e-3) for
+ * tiny models.
  */
-export function defaultSettings(method: Method, parameters: number): TrainSettings {
+export function defaultLearningRate(method: Method, parameters: number, full: boolean): number {
+  if (full) return parameters < 20e6 ? 3e-4 : parameters < 600e6 ? 2e-5 : 1e-5;
   const lr = parameters < 20e6 ? 1e-2 : parameters < 600e6 ? 3e-4 : 1e-4;
+  return method === 'dpo' || method === 'grpo' ? lr / 10 : lr;
+}
+
+/**
+ * Defaults that train visibly in a short run: LoRA on every projection at rank 16 (alpha 32), or with `full` every
+ * weight; the learning rate for the method, the model's size and that choice; cosine decay after a short warm-up.
+ */
+export function defaultSettings(method: Method, parameters: number, full = false): TrainSettings {
   return {
     method,
-    full: false,
+    full,
     loraR: 16,
     loraAlpha: 32,
     loraDropout: 0.05,
     targets: [...PROJECTIONS],
     rslora: false,
-    // Preference and reward losses move a policy far with small steps.
-    lr: method === 'dpo' || method === 'grpo' ? lr / 10 : lr,
+    lr: defaultLearningRate(method, parameters, full),
     schedule: 'cosine',
     warmup: 0.05,
     epochs: method === 'cpt' || method === 'grpo' ? 1 : 3,
@@ -113,18 +123,30 @@ export function defaultSettings(method: Method, parameters: number): TrainSettin
   };
 }
 
-/** Why the defaults are what they are, a sentence each, for the model's size and the method. */
-export function defaultsExplained(method: Method, parameters: number): string[] {
-  const s = defaultSettings(method, parameters);
+/**
+ * The settings training every weight or not; a learning rate still at the one choice's default becomes the other's.
+ */
+export function withFull(s: TrainSettings, full: boolean, parameters: number): TrainSettings {
+  const wasDefault = s.lr === defaultLearningRate(s.method, parameters, s.full);
+  return { ...s, full, lr: wasDefault ? defaultLearningRate(s.method, parameters, full) : s.lr };
+}
+
+/** Why the defaults are what they are, a sentence each, for the model's size, the method and training every weight. */
+export function defaultsExplained(method: Method, parameters: number, full = false): string[] {
+  const s = defaultSettings(method, parameters, full);
   const size =
     parameters < 20e6 ? 'a tiny model' : parameters < 600e6 ? 'a model under 600M parameters' : 'a model this size';
   return [
-    `LoRA rank ${s.loraR} (alpha ${s.loraAlpha}) on all seven projections: enough capacity for most tasks, a few MB of adapter.`,
-    `Learning rate ${s.lr} for ${size}${
-      method === 'dpo' || method === 'grpo'
-        ? ', a tenth of the supervised rate, since preferences and rewards move a policy far'
-        : ''
-    }; small models' adapters need larger steps.`,
+    full
+      ? 'Every weight trained: the model itself changes, with gradients and optimizer state for all of it.'
+      : `LoRA rank ${s.loraR} (alpha ${s.loraAlpha}) on all seven projections: enough capacity for most tasks, a few MB of adapter.`,
+    full
+      ? `Learning rate ${s.lr} for every weight of ${size}: the weights are the model itself, so their steps are far smaller than an adapter's.`
+      : `Learning rate ${s.lr} for ${size}${
+          method === 'dpo' || method === 'grpo'
+            ? ', a tenth of the supervised rate, since preferences and rewards move a policy far'
+            : ''
+        }; small models' adapters need larger steps.`,
     `Cosine decay after a warm-up of ${s.warmup * 100}% of the steps: the steadiest ending for short runs.`,
     `${s.epochs} epoch${s.epochs === 1 ? '' : 's'} over the data${method === 'cpt' || method === 'grpo' ? '' : ', so a small dataset is seen enough times'}; max steps, when set, stops the run earlier.`,
     `Batches of ${s.batchSize} (gradient accumulation multiplies them without the memory), gradients clipped at norm ${s.maxGradNorm}, a validation and a checkpoint every ${s.evalEvery} steps.`,

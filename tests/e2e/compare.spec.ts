@@ -47,12 +47,12 @@ test('base and tuned answer side by side, streamed, from an imported adapter', a
   await page.screenshot({ path: 'test-results/compare-step.png', fullPage: true });
 });
 
-test('the tuned side asks for an adapter when there is none', async ({ page }) => {
+test('the tuned side asks for a trained model when there is none', async ({ page }) => {
   await loadDemoModel(page, /Compare/);
   await page.getByLabel('Prompt', { exact: true }).fill('Hello');
   await page.getByRole('button', { name: 'Send' }).click();
   await expect(page.getByTestId('conversation-tuned').getByRole('alert')).toContainText(
-    'There is no trained adapter yet: train one in the Train step, or import one.',
+    'There is no trained model yet: train one in the Train step, or import an adapter.',
   );
   await expect(page.getByTestId('conversation-base')).toContainText(/tokens\/s/);
 });

@@ -171,4 +171,17 @@ test('a run that trained every weight downloads as the model itself', async ({ p
   const key = 'model.embed_tokens.weight';
   expect(weights.readFloat32(key)).not.toEqual(base.readFloat32(key));
   expect(Object.keys(files)).toContain('hone-tiny-sft-step1/config.json');
+
+  // Compare switches weights: the model as loaded beside the run's trained copy.
+  await page.getByRole('button', { name: /Compare/ }).click();
+  await expect(page.getByTestId('adapter-choice')).toContainText('This run’s weights');
+  const baseSide = page.getByTestId('conversation-base');
+  const tunedSide = page.getByTestId('conversation-tuned');
+  await expect(baseSide.getByRole('heading')).toHaveText('Base model (as loaded)');
+  await expect(tunedSide.getByRole('heading')).toHaveText('Tuned model (the run’s weights)');
+  await page.getByLabel('Prompt', { exact: true }).fill('Capital of France?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await expect(baseSide).toContainText(/tokens\/s/);
+  await expect(tunedSide).toContainText(/tokens\/s/);
+  await page.screenshot({ path: 'test-results/compare-full-run.png', fullPage: true });
 });

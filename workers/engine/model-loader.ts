@@ -71,11 +71,15 @@ async function hubDownloadBytes(source: Extract<ModelSource, { kind: 'hub' }>, h
   return headFile({ ...hub, revision: source.revision }, source.repo, 'model.safetensors');
 }
 
-/** What a person needs to know before downloading: size, parameters, the GPU memory training will take. */
+/**
+ * What a person needs to know before downloading: size, parameters, the GPU memory training will take (LoRA,
+ * with the matrices held at fp16 when `halfMatrices`, as GPUs hold them).
+ */
 export async function describeModel(
   source: ModelSource,
   hub: HubSettings,
   cache: FileCache | null,
+  halfMatrices: boolean,
 ): Promise<ModelInfo> {
   const label = sourceLabel(source);
   const read = readerFor(source, hub, cache);
@@ -94,7 +98,7 @@ export async function describeModel(
     parameters: parameterCount(config),
     downloadBytes,
     downloads: source.kind === 'hub',
-    memory: estimateTrainingMemory(config),
+    memory: estimateTrainingMemory(config, { halfMatrices }),
   };
 }
 

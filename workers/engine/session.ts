@@ -1,3 +1,4 @@
+import type { AdapterSummary } from '../../core/adapter';
 import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
 import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-folder';
@@ -9,13 +10,13 @@ import { zipFolder } from '../../core/export/zip';
 import { type SamplingSettings, samplingProblems } from '../../core/generation/sampling';
 import type { DownloadProgress, FileCache } from '../../core/hub';
 import type { ModelConfig } from '../../core/model-config';
-import { checkFit, parameterCount } from '../../core/model-memory';
+import { checkFit, weightBytes } from '../../core/model-memory';
 import { loraScale } from '../../core/peft';
 import type { Method, TrainSettings } from '../../core/training/settings';
-import { acquireGpu, type Gpu } from './gpu/device';
+import type { Gpu } from './gpu/device';
 import { Decoder } from './model/decoder';
 import { type Generation, generate as generateTokens } from './model/generate';
-import { EngineKernels, kernelChoicesFor } from './model/kernels';
+import { EngineKernels, type KernelChoices, kernelChoicesFor } from './model/kernels';
 import { GpuLora, loraLayout, loraSettingsFor, splitLoraVector } from './model/lora';
 import { tuningStoreFor } from './model/tuning-store';
 import { GpuWeights } from './model/weights';
@@ -23,7 +24,6 @@ import {
   describeModel,
   filesReader,
   type HubSettings,
-  type LoadedModel,
   loadModelFiles,
   type ModelInfo,
   type ModelSource,
@@ -50,35 +50,45 @@ export interface LoadedModelSummary {
   config: ModelConfig;
   /** Bytes of weights now on the GPU. */
   gpuBytes: number;
+  /** The matrices are held at fp16 (on GPUs; CPU adapters keep fp32). Full-parameter runs train an fp32 copy. */
+  halfMatrices: boolean;
   tokenizer: { hasChatTemplate: boolean; eosTokenIds: number[] } | null;
   /** Why the tokenizer could not be loaded (the model still trains on token ids). */
   tokenizerError: string | null;
   seconds: number;
 }
 
-/** Uploads the weights, turning the GPU's own failures (out of memory, refused buffers) into plain words. */
-async function uploadChecked(device: GPUDevice, model: LoadedModel, label: string): Promise<GpuWeights> {
-  const config = model.checkpoint.config;
+/**
+ * Uploads a checkpoint's weights (with `halfMatrices`, the matrices at fp16), turning the GPU's own failures (out
+ * of memory, refused buffers) into plain words; `what` names them in those words.
+ */
+async function uploadChecked(
+  device: GPUDevice,
+  checkpoint: Checkpoint,
+  halfMatrices: boolean,
+  what: string,
+): Promise<GpuWeights> {
+  const config = checkpoint.config;
   device.pushErrorScope('out-of-memory');
   device.pushErrorScope('validation');
   let weights: GpuWeights;
   try {
-    weights = await GpuWeights.upload(device, config, (key) => model.checkpoint.readFloat32(key));
+    weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), { halfMatrices });
   } catch (error) {
     await device.popErrorScope();
     await device.popErrorScope();
-    throw new Error(`${label}: the weights could not be put on the GPU: ${(error as Error).message}`);
+    throw new Error(`Could not put ${what} on the GPU: ${(error as Error).message}`);
   }
   const invalid = await device.popErrorScope();
   const outOfMemory = await device.popErrorScope();
   const failure = outOfMemory ?? invalid;
   if (failure) {
     weights.destroy();
-    const size = `${((4 * parameterCount(config)) / 2 ** 30).toFixed(2)} GiB of weights`;
+    const size = `${(weightBytes(config, halfMatrices) / 2 ** 30).toFixed(2)} GiB`;
     throw new Error(
       outOfMemory
-        ? `${label}: not enough GPU memory for ${size}. Close other GPU-heavy tabs, or pick a smaller model.`
-        : `${label}: the GPU refused the weights (${failure.message}).`,
+        ? `Not enough GPU memory for ${what} (${size}). Close other GPU-heavy tabs, or pick a smaller model.`
+        : `The GPU refused ${what} (${failure.message}).`,
     );
   }
   return weights;
@@ -102,16 +112,19 @@ export class EngineSession {
   private lostReason: string | null = null;
 
   constructor(
-    private readonly gpuApi: GPU | undefined,
+    /** A new device: the browser's, or Dawn's in Node. */
+    private readonly acquire: () => Promise<Gpu>,
     private readonly cache: FileCache | null,
     private readonly runs: RunStore | null = null,
     /** Where matmul tuning is kept across sessions (GPUs tune before a run's first step). */
     private readonly tuning: FileCache | null = null,
+    /** The kernels for an adapter (tests pick GPUs' choices on a software adapter). */
+    private readonly choose: (adapter: AdapterSummary) => KernelChoices = kernelChoicesFor,
   ) {}
 
   private async device(): Promise<Gpu> {
     if (!this.gpu) {
-      this.gpu = await acquireGpu(this.gpuApi);
+      this.gpu = await this.acquire();
       this.gpu.device.lost.then((info) => {
         this.gpu = null;
         this.kernels = null;
@@ -125,10 +138,20 @@ export class EngineSession {
     return this.gpu;
   }
 
+  /** The device and its kernels, compiled once per device. */
+  private async engine(): Promise<{ device: GPUDevice; kernels: EngineKernels }> {
+    const { device, summary } = await this.device();
+    if (!this.kernels) {
+      const choices = this.choose(summary);
+      this.kernels = new EngineKernels(device, choices, tuningStoreFor(this.tuning, summary, choices));
+    }
+    return { device, kernels: this.kernels };
+  }
+
   /** The model's facts, with whether it fits this GPU's limits. */
   async describe(source: ModelSource, hub: HubSettings): Promise<DescribedModel> {
-    const info = await describeModel(source, hub, this.cache);
-    const { device } = await this.device();
+    const { device, summary } = await this.device();
+    const info = await describeModel(source, hub, this.cache, this.choose(summary).halfWeights);
     return { ...info, fit: checkFit(info.memory, device.limits) };
   }
 
@@ -141,7 +164,7 @@ export class EngineSession {
     const label = sourceLabel(source);
     const read = readerFor(source, hub, this.cache, onProgress);
     const model = await loadModelFiles(read, label);
-    const { device } = await this.device();
+    const { device, summary } = await this.device();
     if (this.training?.isRunning) throw new Error('a run is training on the loaded model: stop it first');
     this.training?.destroy();
     this.training = null;
@@ -152,10 +175,24 @@ export class EngineSession {
     this.model = null;
     this.loadedFiles = null;
     this.lostReason = null;
-    this.weights = await uploadChecked(device, model, label);
-    this.loadedFiles = { checkpoint: model.checkpoint, read };
+    const { checkpoint } = model;
+    const halfMatrices = this.choose(summary).halfWeights;
+    this.weights = await uploadChecked(device, checkpoint, halfMatrices, `the weights of ${label}`);
+    this.loadedFiles = { checkpoint, read };
     if (model.tokenizer) {
-      this.model = { label, config: model.checkpoint.config, tokenizer: model.tokenizer, weights: this.weights };
+      this.model = {
+        label,
+        config: checkpoint.config,
+        tokenizer: model.tokenizer,
+        weights: this.weights,
+        fp32Copy: () =>
+          uploadChecked(
+            device,
+            checkpoint,
+            false,
+            `the fp32 copy of ${label}'s weights that a full-parameter run trains`,
+          ),
+      };
     }
     // Work on a lost device silently does nothing: say so rather than report a model that is not there.
     await device.queue.onSubmittedWorkDone();
@@ -166,6 +203,7 @@ export class EngineSession {
       label,
       config: model.checkpoint.config,
       gpuBytes: this.weights.byteLength,
+      halfMatrices,
       tokenizer: model.tokenizer
         ? { hasChatTemplate: model.tokenizer.hasChatTemplate, eosTokenIds: model.tokenizer.eosTokenIds }
         : null,
@@ -179,12 +217,7 @@ export class EngineSession {
     if (this.lostReason) throw new Error(`The GPU device was lost (${this.lostReason}). Load the model again.`);
     if (!this.weights) throw new Error('Load a model in the Model step first.');
     if (!this.model) throw new Error('The loaded model has no tokenizer, so it cannot read a dataset.');
-    const { device, summary } = await this.device();
-    if (!this.kernels) {
-      const choices = kernelChoicesFor(summary);
-      this.kernels = new EngineKernels(device, choices, tuningStoreFor(this.tuning, summary, choices));
-    }
-    return { device, kernels: this.kernels, model: this.model };
+    return { ...(await this.engine()), model: this.model };
   }
 
   /** Starts a run on the loaded model; resolves when it finishes, pauses, stops or fails (events say which). */
@@ -265,13 +298,18 @@ export class EngineSession {
     if (this.training?.isRunning) throw new Error('A run is training: pause or stop it to chat.');
     const problems = samplingProblems(request.sampling);
     if (problems.length > 0) throw new Error(problems.join('; '));
+    let weights = model.weights;
     let lora: GpuLora | null = null;
     // The saved run's adapter is read for this answer only, and let go after it.
     let owned: GpuLora | null = null;
     if (request.adapter === 'run') {
-      if (this.training?.current?.settings.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
-      lora = this.training?.current?.lora ?? null;
-      if (!lora) throw new Error('There is no trained adapter yet: train one in the Train step, or import one.');
+      const trainer = this.training?.current;
+      if (!trainer)
+        throw new Error('There is no trained model yet: train one in the Train step, or import an adapter.');
+      if (trainer.settings.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
+      // A run that trains every weight is compared through its own copy of them, with no adapter.
+      weights = this.training?.weights ?? weights;
+      lora = trainer.lora;
     } else if (request.adapter === 'imported') {
       if (!this.imported) throw new Error('No adapter was imported.');
       lora = this.imported;
@@ -284,7 +322,7 @@ export class EngineSession {
       addSpecialTokens: false,
     });
     const length = Math.min(model.config.maxPositionEmbeddings, prompt.length + request.maxNewTokens);
-    const decoder = new Decoder(device, kernels, model.weights, lora, length);
+    const decoder = new Decoder(device, kernels, weights, lora, length);
     this.stopRequested = false;
     try {
       const result = await generateTokens(
@@ -426,9 +464,10 @@ export class EngineSession {
     const { device, model } = await this.trainable();
     if (!this.loadedFiles) throw new Error('Load the model in the Model step first.');
     const trainer = which === 'run' ? this.training?.current : null;
-    if (trainer && !trainer.lora) {
+    const weights = this.training?.weights;
+    if (trainer && !trainer.lora && weights) {
       const { checkpoint, read } = this.loadedFiles;
-      const trained = (key: string) => model.weights.read(device, key, elementCount(checkpoint, key));
+      const trained = (key: string) => weights.read(device, key, elementCount(checkpoint, key));
       const files = await modelFolderFiles(checkpoint, read, trained, 'F32');
       const name = exportName(model.label, trainer.settings.method, `step${trainer.stepsCompleted}`);
       return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };

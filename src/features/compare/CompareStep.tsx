@@ -11,10 +11,13 @@ import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
 import { type Adapter, type CompareSettings, type Side, type Turn, useCompare } from './compare-store';
 
-const SIDES: { side: Side; title: string }[] = [
-  { side: 'base', title: 'Base model (adapter off)' },
-  { side: 'tuned', title: 'Tuned model (adapter on)' },
-];
+const SIDES: Side[] = ['base', 'tuned'];
+
+/** A side's heading: a run that trained every weight is compared by switching weights, not an adapter. */
+function sideTitle(side: Side, fullRun: boolean): string {
+  if (side === 'base') return fullRun ? 'Base model (as loaded)' : 'Base model (adapter off)';
+  return fullRun ? 'Tuned model (the run’s weights)' : 'Tuned model (adapter on)';
+}
 
 /** The Compare step: one prompt, two answers streamed side by side from the same weights, adapter off and on. */
 export function CompareStep() {
@@ -31,6 +34,8 @@ export function CompareStep() {
   });
   const [busy, setBusy] = useState(false);
   const hasRun = status === 'finished' || status === 'stopped' || status === 'paused';
+  const fullRun = useTraining((s) => s.prepared?.full ?? false);
+  const comparesFullRun = fullRun && c.adapter === 'run';
 
   const send = async () => {
     const user = draft.trim();
@@ -41,7 +46,7 @@ export function CompareStep() {
     setBusy(true);
     const history = useCompare.getState().turns;
     const { settings } = useCompare.getState();
-    await Promise.all(SIDES.map(({ side }) => answer(side, history, settings, c.adapter)));
+    await Promise.all(SIDES.map((side) => answer(side, history, settings, c.adapter)));
     setBusy(false);
   };
 
@@ -52,15 +57,14 @@ export function CompareStep() {
           Compare
         </h1>
         <p className="text-slate-600 dark:text-slate-300">
-          One prompt, two answers: the base model and the tuned model, from the same weights on your GPU, with the same
-          seed.
+          One prompt, two answers: the base model and the tuned model, both on your GPU, with the same seed.
         </p>
       </div>
       {!loaded ? (
         <p className="text-sm text-slate-600 dark:text-slate-300">Load a model in the Model step first.</p>
       ) : (
         <>
-          <AdapterChoice hasRun={hasRun} />
+          <AdapterChoice hasRun={hasRun} fullRun={fullRun} />
           <SettingsRow />
           <div className="grid gap-4 md:grid-cols-2">
             {c.turns.some((t) => t.reference !== null) && (
@@ -74,8 +78,8 @@ export function CompareStep() {
                 </ol>
               </div>
             )}
-            {SIDES.map(({ side, title }) => (
-              <Conversation key={side} side={side} title={title} turns={c.turns} />
+            {SIDES.map((side) => (
+              <Conversation key={side} side={side} title={sideTitle(side, comparesFullRun)} turns={c.turns} />
             ))}
           </div>
           {heldOut.data && heldOut.data.length > 0 && (
@@ -175,7 +179,7 @@ async function answer(side: Side, turns: Turn[], settings: CompareSettings, adap
   }
 }
 
-function AdapterChoice({ hasRun }: { hasRun: boolean }) {
+function AdapterChoice({ hasRun, fullRun }: { hasRun: boolean; fullRun: boolean }) {
   const { adapter, setAdapter } = useCompare();
   const importAdapter = useMutation({
     mutationFn: async (list: FileList) => {
@@ -190,7 +194,8 @@ function AdapterChoice({ hasRun }: { hasRun: boolean }) {
       <div className="flex flex-wrap items-center gap-4">
         <label className="flex items-center gap-2">
           <input type="radio" checked={adapter === 'run'} onChange={() => setAdapter('run')} />
-          This run’s adapter{!hasRun && ' (train one first)'}
+          {fullRun ? 'This run’s weights' : 'This run’s adapter'}
+          {!hasRun && ' (train one first)'}
         </label>
         <CheckpointChoice chosen={typeof adapter === 'object' ? adapter : null} onChoose={setAdapter} />
         <label className="flex items-center gap-2">

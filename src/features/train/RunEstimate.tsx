@@ -59,11 +59,14 @@ function TimeEstimate({ timing }: { timing: Timing }) {
  */
 export function RunEstimate({
   config,
+  halfMatrices,
   settings: s,
   parameters,
   timing,
 }: {
   config: ModelConfig;
+  /** The loaded model's matrices are held at fp16. */
+  halfMatrices: boolean;
   settings: TrainSettings;
   parameters: number;
   timing: Timing | null;
@@ -75,8 +78,9 @@ export function RunEstimate({
       rank: s.loraR,
       targets: s.targets,
       full: s.full,
-      // The studio holds the weights as it loaded them, at fp32 (full-parameter training needs them so).
-      halfMatrices: false,
+      // As the engine holds them: LoRA runs read the loaded weights, a full run trains an fp32 copy beside them.
+      halfMatrices,
+      keepsBase: true,
       recompute,
       // Policy optimization's KL reference is a second, forward-only step.
       reference: s.method === 'grpo' && s.klBeta > 0,
@@ -90,8 +94,9 @@ export function RunEstimate({
     <div className="mt-3 space-y-2 text-sm text-slate-600 dark:text-slate-300" data-testid="run-estimate">
       {valid && (
         <p>
-          Up to about <strong>{formatBytes(memory.total)}</strong> of GPU memory: weights {formatBytes(memory.weights)},
-          activations {formatBytes(memory.activations)} (for sequences of {s.seqLen} tokens; shorter data needs less),{' '}
+          Up to about <strong>{formatBytes(memory.total)}</strong> of GPU memory: weights {formatBytes(memory.weights)}
+          {s.full && ' (the loaded model, kept for comparing, and the fp32 copy the run trains)'}, activations{' '}
+          {formatBytes(memory.activations)} (for sequences of {s.seqLen} tokens; shorter data needs less),{' '}
           {s.full ? 'every weight’s gradients and optimizer state' : 'the adapter and its optimizer state'}{' '}
           {formatBytes(memory.adapter)}.
           {suggestRecompute &&
@@ -102,7 +107,7 @@ export function RunEstimate({
       <details>
         <summary className="cursor-pointer">Why these defaults</summary>
         <ul className="mt-1 list-disc pl-5">
-          {defaultsExplained(s.method, parameters).map((line) => (
+          {defaultsExplained(s.method, parameters, s.full).map((line) => (
             <li key={line}>{line}</li>
           ))}
         </ul>

@@ -1,5 +1,12 @@
 import { PROJECTIONS, type Projection } from '../../../core/model-config';
-import { METHODS, type Method, SCHEDULES, type Schedule, type TrainSettings } from '../../../core/training/settings';
+import {
+  METHODS,
+  type Method,
+  SCHEDULES,
+  type Schedule,
+  type TrainSettings,
+  withFull,
+} from '../../../core/training/settings';
 import { input } from '../../components/ui';
 
 type NumberKey = {
@@ -40,6 +47,8 @@ export function SettingsForm(props: {
   settings: TrainSettings;
   onChange: (s: TrainSettings) => void;
   onMethod: (m: Method) => void;
+  /** The model's parameters, which set the default learning rate. */
+  parameters: number;
   disabled: boolean;
 }) {
   const { settings: s, onChange, disabled } = props;
@@ -64,7 +73,11 @@ export function SettingsForm(props: {
       </label>
       <div className="flex flex-wrap gap-3">
         <label className="flex items-center gap-2">
-          <input type="checkbox" checked={s.full} onChange={(e) => onChange({ ...s, full: e.target.checked })} />
+          <input
+            type="checkbox"
+            checked={s.full}
+            onChange={(e) => onChange(withFull(s, e.target.checked, props.parameters))}
+          />
           Train every weight (tiny models only)
         </label>
         <label className="flex items-center gap-2">

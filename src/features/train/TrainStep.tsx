@@ -128,10 +128,12 @@ export function TrainStep() {
                 ...training.initialAdapter?.shape,
               })
             }
+            parameters={parameters}
             disabled={busy}
           />
           <RunEstimate
             config={loaded.config}
+            halfMatrices={loaded.halfMatrices}
             settings={settings}
             parameters={parameters}
             timing={

@@ -18,6 +18,7 @@ import type { GpuWeights } from '../model/weights';
 import { filesReader } from '../model-loader';
 import { createTrainer } from './create-trainer';
 import { type RewardChoice, rewardFromChoice } from './reward-choice';
+import type { RewardSource } from './rewards';
 import type { Trainer } from './trainer';
 
 export interface TrainRequest {
@@ -35,7 +36,23 @@ export interface ModelOnGpu {
   label: string;
   config: ModelConfig;
   tokenizer: ModelTokenizer;
+  /** The loaded weights, never trained: LoRA runs and generation read them (on GPUs their matrices are fp16). */
   weights: GpuWeights;
+  /** A new fp32 copy of the weights, read again from the model's files, for a run that trains every weight. */
+  fp32Copy(): Promise<GpuWeights>;
+}
+
+/** A run ready for its first step. */
+export interface BuiltRun {
+  prepared: PreparedRun;
+  trainer: Trainer<unknown>;
+  /**
+   * The weights its steps read: the loaded ones for LoRA, or the run's own fp32 copy when it trains every weight
+   * (so the loaded model stays the base, for comparing and for later runs).
+   */
+  weights: GpuWeights;
+  /** Frees the trainer and the run's own copy of the weights. */
+  destroy(): void;
 }
 
 /** Why the run cannot start, every reason at once. */
@@ -77,7 +94,7 @@ export async function buildRun(
   model: ModelOnGpu,
   request: TrainRequest,
   files: DatasetFile[],
-): Promise<{ prepared: PreparedRun; trainer: Trainer<unknown> }> {
+): Promise<BuiltRun> {
   if (request.model !== model.label) {
     throw new Error(`the run was made on ${request.model}; ${model.label} is loaded`);
   }
@@ -90,20 +107,23 @@ export async function buildRun(
     problems.push('policy optimization needs a reward: write a rule or pick a reward model');
   }
   if (problems.length > 0) throw new RunRefusedError(problems);
-  const onGpu = { ...engine, weights: model.weights };
-  const reward =
-    prepared.data.kind === 'prompts' && request.reward
-      ? await rewardFromChoice(
-          request.reward,
-          onGpu,
-          {
-            rows: settings.batchSize * settings.groupSize,
-            seq: rlSequenceLength(prepared.data, settings.seqLen, settings.maxCompletion),
-          },
-          model.tokenizer,
-        )
-      : undefined;
+  const copy = settings.full ? await model.fp32Copy() : null;
+  const weights = copy ?? model.weights;
+  const onGpu = { ...engine, weights };
+  let reward: RewardSource | undefined;
   try {
+    reward =
+      prepared.data.kind === 'prompts' && request.reward
+        ? await rewardFromChoice(
+            request.reward,
+            onGpu,
+            {
+              rows: settings.batchSize * settings.groupSize,
+              seq: rlSequenceLength(prepared.data, settings.seqLen, settings.maxCompletion),
+            },
+            model.tokenizer,
+          )
+        : undefined;
     const trainer = await createTrainer(onGpu, {
       settings,
       data: prepared.data,
@@ -111,9 +131,18 @@ export async function buildRun(
       reward,
       initial: initial ?? undefined,
     });
-    return { prepared, trainer };
+    return {
+      prepared,
+      trainer,
+      weights,
+      destroy: () => {
+        trainer.destroy();
+        copy?.destroy();
+      },
+    };
   } catch (error) {
     reward?.destroy();
+    copy?.destroy();
     throw error;
   }
 }

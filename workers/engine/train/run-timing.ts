@@ -33,7 +33,8 @@ export async function timeRun(
   files: DatasetFile[],
 ): Promise<RunTiming> {
   const started = performance.now();
-  const { prepared, trainer } = await buildRun(engine, model, request, files);
+  const run = await buildRun(engine, model, request, files);
+  const { prepared, trainer } = run;
   const preparationSeconds = (performance.now() - started) / 1000;
   try {
     await trainer.trainStep();
@@ -56,6 +57,6 @@ export async function timeRun(
       totalSeconds: preparationSeconds + totalSteps * secondsPerStep + validationSeconds,
     };
   } finally {
-    trainer.destroy();
+    run.destroy();
   }
 }

@@ -8,7 +8,8 @@ import type { DatasetFile } from '../../../core/dataset/read-records';
 import type { PreparedRun } from '../../../core/training/prepare';
 import type { TrainSettings } from '../../../core/training/settings';
 import type { EngineKernels } from '../model/kernels';
-import { buildRun, type ModelOnGpu, type TrainRequest } from './build-run';
+import type { GpuWeights } from '../model/weights';
+import { type BuiltRun, buildRun, type ModelOnGpu, type TrainRequest } from './build-run';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
 import { evalRecord, type MetricRecord, runTraining, type Trainer, type TrainerCheckpoint } from './trainer';
 
@@ -28,6 +29,8 @@ export type TrainEvent =
       totalSteps: number;
       /** Steps already done (a resumed run). */
       step: number;
+      /** It trains every weight (a copy of them), so it has no adapter: comparing it switches weights. */
+      full: boolean;
     }
   | { type: 'metric'; metric: MetricRecord }
   | { type: 'checkpoint'; step: number }
@@ -117,7 +120,7 @@ function adapterOf(c: TrainerCheckpoint): AdapterSnapshot | null {
 }
 
 export class TrainingSession {
-  private trainer: Trainer<unknown> | null = null;
+  private run: BuiltRun | null = null;
   private metrics: MetricRecord[] = [];
   private pauseRequested = false;
   private stopRequested = false;
@@ -138,7 +141,12 @@ export class TrainingSession {
 
   /** The trained adapter's trainer (for comparing and exporting), once a run has stepped. */
   get current(): Trainer<unknown> | null {
-    return this.trainer;
+    return this.run?.trainer ?? null;
+  }
+
+  /** The weights the run reads: the loaded model's, or those it trains when it trains every weight. */
+  get weights(): GpuWeights | null {
+    return this.run?.weights ?? null;
   }
 
   /** The run's metrics so far. */
@@ -164,13 +172,8 @@ export class TrainingSession {
     saved?: SavedRun,
   ): Promise<void> {
     if (this.running) throw new Error('a run is already training');
-    const { prepared, trainer } = await buildRun(
-      { device: this.device, kernels: this.kernels },
-      this.model,
-      request,
-      files,
-    );
-    this.trainer = trainer;
+    this.run = await buildRun({ device: this.device, kernels: this.kernels }, this.model, request, files);
+    const { prepared, trainer } = this.run;
     this.fileNames = files.map((f) => f.name);
     this.metrics = [];
     if (saved) {
@@ -191,6 +194,7 @@ export class TrainingSession {
       dropped: sequences.dropped,
       totalSteps: trainer.totalSteps,
       step: trainer.stepsCompleted,
+      full: request.settings.full,
     };
     emit(this.prepared);
     for (const metric of this.metrics) emit({ type: 'metric', metric });
@@ -199,7 +203,7 @@ export class TrainingSession {
 
   /** Steps until the run finishes, is paused or stopped, or fails. */
   async continue(emit: (e: TrainEvent) => void): Promise<void> {
-    const trainer = this.trainer;
+    const trainer = this.current;
     if (!trainer || this.running) return;
     this.running = true;
     this.pauseRequested = false;
@@ -249,7 +253,7 @@ export class TrainingSession {
   }
 
   destroy(): void {
-    this.trainer?.destroy();
-    this.trainer = null;
+    this.run?.destroy();
+    this.run = null;
   }
 }
