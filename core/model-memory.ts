@@ -37,7 +37,8 @@ export interface TrainingMemory {
  * GPU bytes a training step needs, following what the engine allocates: per layer the saved activations (with
  * `recompute`, gradient checkpointing, only each layer's input, plus one layer's set to recompute into), the
  * backward's scratch and the loss's logits slice (with `reference`, also policy optimization's
- * forward-only step for its KL reference, which keeps one layer's set); the weights at fp32, or with
+ * forward-only step for its KL reference, which keeps one layer's set; with `sampler`, its decoder's key-value
+ * caches, one per row of the step, as long as the step); the weights at fp32, or with
  * `halfMatrices` (how LoRA runs hold them on GPUs) the matrices at fp16; the adapter's parameters, gradients and
  * moments, or with `full` those of every weight, which are trained at fp32 (with `keepsBase`, a copy: the studio
  * keeps the loaded model too, for Compare's base side and later runs).
@@ -54,6 +55,7 @@ export function estimateTrainingMemory(
     keepsBase = false,
     recompute = false,
     reference = false,
+    sampler = false,
   }: {
     batch?: number;
     seq?: number;
@@ -64,6 +66,7 @@ export function estimateTrainingMemory(
     keepsBase?: boolean;
     recompute?: boolean;
     reference?: boolean;
+    sampler?: boolean;
   } = {},
 ): TrainingMemory {
   const { hiddenSize: d, intermediateSize: f, numHeads: H, numKvHeads: KV, headDim: hd, numLayers: L } = config;
@@ -74,7 +77,8 @@ export function estimateTrainingMemory(
   const scratch = N * (5 * d + 3 * f + 6 * H * hd + 6 * KV * hd + H);
   const logits = Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
   const step = scratch + logits;
-  const activations = 4 * (kept + step + (reference ? layerSet + step : 0));
+  const caches = sampler ? 2 * L * N * KV * hd : 0;
+  const activations = 4 * (kept + step + (reference ? layerSet + step : 0) + caches);
   const params = parameterCount(config);
   const adapterParams = L * targets.reduce((n, p) => n + rank * projectionShape(config, p).reduce((a, b) => a + b), 0);
   // Parameters, gradients and two Adam moments: for the adapter's, or every weight's (their parameters are the

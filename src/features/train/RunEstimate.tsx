@@ -82,8 +82,9 @@ export function RunEstimate({
       halfMatrices,
       keepsBase: true,
       recompute,
-      // Policy optimization's KL reference is a second, forward-only step.
+      // Policy optimization's KL reference is a second, forward-only step; its sampler keeps caches of every row.
       reference: s.method === 'grpo' && s.klBeta > 0,
+      sampler: s.method === 'grpo',
     });
   const memory = estimate(s.recompute);
   const valid = Number.isFinite(memory.total) && memory.total > 0;

@@ -1,33 +1,36 @@
 import type { DecodeShape } from './decode-attention';
 
 /**
- * The CPU twin of decode attention: the query of the token at `position` against cache rows 0..position
- * (position-major [maxLen, KV * hd]), grouped-query heads sharing their key-value head.
+ * The CPU twin of decode attention: each row's query of the token at `position` against its cache rows
+ * 0..position (per row position-major [maxLen, KV * hd]), grouped-query heads sharing their key-value head.
  */
 export function decodeAttentionCpu(
   q: ArrayLike<number>,
   kCache: ArrayLike<number>,
   vCache: ArrayLike<number>,
   position: number,
-  s: Omit<DecodeShape, 'maxLen'>,
+  s: DecodeShape,
 ): Float64Array {
-  const { heads: H, kvHeads: KV, headDim: hd } = s;
+  const { heads: H, kvHeads: KV, headDim: hd, maxLen, rows = 1 } = s;
   const width = KV * hd;
-  const out = new Float64Array(H * hd);
-  for (let h = 0; h < H; h++) {
-    const g = Math.floor(h / (H / KV));
-    const scores = Array.from({ length: position + 1 }, (_, j) => {
-      let dot = 0;
-      for (let i = 0; i < hd; i++) dot += q[h * hd + i] * kCache[j * width + g * hd + i];
-      return dot / Math.sqrt(hd);
-    });
-    const max = Math.max(...scores);
-    const weights = scores.map((x) => Math.exp(x - max));
-    const total = weights.reduce((a, b) => a + b, 0);
-    for (let i = 0; i < hd; i++) {
-      let acc = 0;
-      for (let j = 0; j <= position; j++) acc += weights[j] * vCache[j * width + g * hd + i];
-      out[h * hd + i] = acc / total;
+  const out = new Float64Array(rows * H * hd);
+  for (let r = 0; r < rows; r++) {
+    for (let h = 0; h < H; h++) {
+      const cache = r * maxLen * width + Math.floor(h / (H / KV)) * hd;
+      const qi = (r * H + h) * hd;
+      const scores = Array.from({ length: position + 1 }, (_, j) => {
+        let dot = 0;
+        for (let i = 0; i < hd; i++) dot += q[qi + i] * kCache[cache + j * width + i];
+        return dot / Math.sqrt(hd);
+      });
+      const max = Math.max(...scores);
+      const weights = scores.map((x) => Math.exp(x - max));
+      const total = weights.reduce((a, b) => a + b, 0);
+      for (let i = 0; i < hd; i++) {
+        let acc = 0;
+        for (let j = 0; j <= position; j++) acc += weights[j] * vCache[cache + j * width + i];
+        out[qi + i] = acc / total;
+      }
     }
   }
   return out;

@@ -4,15 +4,16 @@ import { Unrolled, vectorOf } from './attention';
 import { type RowLayout, workgroupReduce } from './wgsl';
 
 /**
- * Attention for decoding one token at a time over a key-value cache (batch 1).
- *   position: [1] u32, the new token's position p (0-based), written by the CPU before each token
- *   q: [H * hd], k, v: [KV * hd], the new token's projections (q and k before rotary embeddings)
+ * Attention for decoding one token at a time in each of `rows` sequences over their key-value caches, every row at
+ * the same position (the sequences advance together; see model/decoder.ts).
+ *   position: [1] u32, the new tokens' position p (0-based), written by the CPU before each token
+ *   q: [rows, H * hd], k, v: [rows, KV * hd], the new tokens' projections (q and k before rotary embeddings)
  *   cos, sin: [hd / 2], the rotary angles of position p
- *   kCache, vCache: [maxLen, KV * hd], position-major, so appending is one contiguous row
- *   qRot: [H * hd] q after rotary embeddings; out: [H * hd]
- *   scores: [H, maxLen] scratch
+ *   kCache, vCache: [rows, maxLen, KV * hd], position-major within a row, so appending is one contiguous row
+ *   qRot: [rows, H * hd] q after rotary embeddings; out: [rows, H * hd]
+ *   scores: [rows * H, maxLen] scratch
  * `rotateAppend` rotates q into qRot and k into row p of the key cache, and copies v into row p of the value cache,
- * in one dispatch; `attend` computes, per query head h with key-value head g = h / (H / KV),
+ * in one dispatch; `attend` computes, per row and query head h with key-value head g = h / (H / KV),
  *   out_h = Σ_{j ≤ p} softmax_j(scale · qRot_h · k_{j,g}) v_{j,g}
  * Positions past p are never read, so the causal mask is the loop bound. Rotation as in rope.ts.
  * `attend` comes in the two `RowLayout`s: a workgroup per head sharing its positions (GPUs), or an invocation per
@@ -22,7 +23,7 @@ import { type RowLayout, workgroupReduce } from './wgsl';
 const WG = 64;
 
 const rotateAppendShader = /* wgsl */ `
-struct Params { heads: u32, kvHeads: u32, headDim: u32, _p0: u32 }
+struct Params { heads: u32, kvHeads: u32, headDim: u32, rows: u32, maxLen: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var<storage, read> position: array<u32>;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> k: array<f32>;
@@ -49,25 +50,31 @@ fn partner(n: u32) -> u32 {
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let n = gid.x;
   let qWidth = p.heads * p.headDim;
   let width = p.kvHeads * p.headDim;
-  let row = position[0] * width;
+  let r = gid.x / (qWidth + 2u * width);
+  if (r >= p.rows) { return; }
+  let n = gid.x % (qWidth + 2u * width);
+  // This sequence's query, key and value, and its cache row for the position.
+  let qi = r * qWidth;
+  let ki = r * width;
+  let row = (r * p.maxLen + position[0]) * width;
   if (n < qWidth) {
     let a = angle(n);
-    qRot[n] = q[n] * a.x + a.z * q[partner(n)] * a.y;
+    qRot[qi + n] = q[qi + n] * a.x + a.z * q[qi + partner(n)] * a.y;
   } else if (n < qWidth + width) {
     let j = n - qWidth;
     let a = angle(j);
-    kCache[row + j] = k[j] * a.x + a.z * k[partner(j)] * a.y;
-  } else if (n < qWidth + 2u * width) {
-    vCache[row + n - qWidth - width] = v[n - qWidth - width];
+    kCache[row + j] = k[ki + j] * a.x + a.z * k[ki + partner(j)] * a.y;
+  } else {
+    let j = n - qWidth - width;
+    vCache[row + j] = v[ki + j];
   }
 }
 `;
 
 const attendShader = /* wgsl */ `
-struct Params { heads: u32, kvHeads: u32, headDim: u32, maxLen: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { heads: u32, kvHeads: u32, headDim: u32, maxLen: u32, scale: f32, rows: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var<storage, read> position: array<u32>;
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(2) var<storage, read> kCache: array<f32>;
@@ -79,15 +86,17 @@ ${workgroupReduce(WG)}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let h = wg.x;
+  // Workgroup wg.x is head h of sequence r.
+  let h = wg.x % p.heads;
   let g = h / (p.heads / p.kvHeads);
   let length = position[0] + 1u;
   let width = p.kvHeads * p.headDim;
-  let qBase = h * p.headDim;
-  let sBase = h * p.maxLen;
+  let cBase = (wg.x / p.heads) * p.maxLen * width + g * p.headDim;
+  let qBase = wg.x * p.headDim;
+  let sBase = wg.x * p.maxLen;
   var m = -3.0e38;
   for (var j = li; j < length; j += ${WG}u) {
-    let kBase = j * width + g * p.headDim;
+    let kBase = cBase + j * width;
     var dot = 0.0;
     for (var i = 0u; i < p.headDim; i++) { dot += q[qBase + i] * kCache[kBase + i]; }
     let s = dot * p.scale;
@@ -106,7 +115,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   storageBarrier();
   for (var i = li; i < p.headDim; i += ${WG}u) {
     var acc = 0.0;
-    for (var j = 0u; j < length; j++) { acc += scores[sBase + j] * vCache[j * width + g * p.headDim + i]; }
+    for (var j = 0u; j < length; j++) { acc += scores[sBase + j] * vCache[cBase + j * width + i]; }
     out[qBase + i] = acc / total;
   }
 }
@@ -117,7 +126,7 @@ function rowAttendShader(headDim: number): string {
   const u = new Unrolled(headDim, 1);
   const v = vectorOf(headDim);
   return /* wgsl */ `
-struct Params { heads: u32, kvHeads: u32, headDim: u32, maxLen: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32 }
+struct Params { heads: u32, kvHeads: u32, headDim: u32, maxLen: u32, scale: f32, rows: u32, _p1: u32, _p2: u32 }
 alias V = ${v.type};
 ${v.dot}
 @group(0) @binding(0) var<storage, read> position: array<u32>;
@@ -129,16 +138,18 @@ ${v.dot}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
-  let h = gid.x;
-  if (h >= p.heads) { return; }
+  // Invocation gid.x is head h of sequence gid.x / heads.
+  if (gid.x >= p.rows * p.heads) { return; }
+  let h = gid.x % p.heads;
   let g = h / (p.heads / p.kvHeads);
   let width = p.kvHeads * ${u.xs.length}u; // vectors per cache row
-  let qi = h * ${u.xs.length}u;
+  let cBase = (gid.x / p.heads) * p.maxLen * width + g * ${u.xs.length}u;
+  let qi = gid.x * ${u.xs.length}u;
 ${u.perVector((x) => `  let q${x} = q[qi + ${x}u] * p.scale;\n  var a${x} = V(0.0);`)}
   var m = -3.0e38;
   var t = 0.0;
   for (var j = 0u; j <= position[0]; j++) {
-    let kj = j * width + g * ${u.xs.length}u;
+    let kj = cBase + j * width;
     let s = ${u.dot(
       (x) => `q${x}`,
       (x) => `kCache[kj + ${x}u]`,
@@ -160,6 +171,8 @@ export interface DecodeShape {
   kvHeads: number;
   headDim: number;
   maxLen: number;
+  /** Sequences decoded together, each with its own cache; 1 by default. */
+  rows?: number;
 }
 
 export class DecodeAttentionKernels {
@@ -174,17 +187,18 @@ export class DecodeAttentionKernels {
     this.rotateAppend = new Kernel(device, rotateAppendShader, 'rotate_and_append');
   }
 
-  /** qRot ← rope(q); key cache row p ← rope(k); value cache row p ← v. */
+  /** Per row: qRot ← rope(q); key cache row p ← rope(k); value cache row p ← v. */
   rotateAppendOp(
     position: GPUBuffer,
     { q, k, v, cos, sin }: Record<'q' | 'k' | 'v' | 'cos' | 'sin', GPUBuffer>,
     { qRot, kCache, vCache }: Record<'qRot' | 'kCache' | 'vCache', GPUBuffer>,
-    s: Omit<DecodeShape, 'maxLen'>,
+    s: DecodeShape,
   ): Op {
-    const n = (s.heads + 2 * s.kvHeads) * s.headDim;
+    const rows = s.rows ?? 1;
+    const n = rows * (s.heads + 2 * s.kvHeads) * s.headDim;
     return this.rotateAppend.op(
       [position, q, k, v, cos, sin, qRot, kCache, vCache],
-      [u32(s.heads), u32(s.kvHeads), u32(s.headDim), u32(0)],
+      [u32(s.heads), u32(s.kvHeads), u32(s.headDim), u32(rows), u32(s.maxLen), u32(0), u32(0), u32(0)],
       grid1d(n, WG),
     );
   }
@@ -199,12 +213,15 @@ export class DecodeAttentionKernels {
     out: GPUBuffer,
     s: DecodeShape,
   ): Op {
-    const uniforms = [u32(s.heads), u32(s.kvHeads), u32(s.headDim), u32(s.maxLen), f32(1 / Math.sqrt(s.headDim))];
-    const padded = [...uniforms, u32(0), u32(0), u32(0)];
+    const heads = (s.rows ?? 1) * s.heads;
+    const uniforms = [
+      ...[u32(s.heads), u32(s.kvHeads), u32(s.headDim), u32(s.maxLen), f32(1 / Math.sqrt(s.headDim))],
+      ...[u32(s.rows ?? 1), u32(0), u32(0)],
+    ];
     if (this.layout === 'row') {
-      return this.attendKernel(s.headDim).op([position, q, kCache, vCache, out], padded, grid1d(s.heads, WG));
+      return this.attendKernel(s.headDim).op([position, q, kCache, vCache, out], uniforms, grid1d(heads, WG));
     }
-    return this.attendKernel(0).op([position, q, kCache, vCache, scores, out], padded, [s.heads, 1, 1]);
+    return this.attendKernel(0).op([position, q, kCache, vCache, scores, out], uniforms, [heads, 1, 1]);
   }
 
   /** The attend kernel for a head size (0: the cooperative one, any size). */

@@ -6,8 +6,8 @@ import { submitOps } from '../gpu/ops';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { type ReferenceLora, referenceForward } from '../reference/transformer.cpu';
 import { Decoder } from './decoder';
-import { generate, generateAfter } from './generate';
-import { EngineKernels } from './kernels';
+import { generate, generateRows } from './generate';
+import { EngineKernels, GPU_KERNELS } from './kernels';
 import { everyLayer, GpuLora } from './lora';
 import { TransformerStep } from './transformer';
 
@@ -135,6 +135,65 @@ describe('decoding with a key-value cache', () => {
     });
   }
 
+  /** Three sequences decoded as rows of one decoder give each the logits a one-row decoder gives it. */
+  async function expectRowsMatch({ device, kernels, gw, lora }: Awaited<ReturnType<typeof setup>>) {
+    const sequences = [
+      [3, 17, 5, 30, 8, 2],
+      [9, 9, 1, 0, 36, 4],
+      [12, 6, 33, 7, 21, 5],
+    ];
+    const rows = new Decoder(device, kernels, gw, lora, 8, 3);
+    const V = gw.config.vocabSize;
+    const together: Float32Array[] = [];
+    for (let t = 0; t < 6; t++) together.push(await rows.stepRows(sequences.map((ids) => ids[t])));
+    for (const [r, ids] of sequences.entries()) {
+      const one = new Decoder(device, kernels, gw, lora, 8);
+      for (let t = 0; t < 6; t++) {
+        const expected = await one.step(ids[t]);
+        expect(maxRelativeError(together[t].subarray(r * V, (r + 1) * V), expected)).toBeLessThan(1e-4);
+      }
+      one.destroy();
+    }
+    await expect(rows.stepRows([1, 2])).rejects.toThrow('2 tokens for a decoder of 3 rows');
+    rows.destroy();
+  }
+
+  for (const [name, config, withLora, half] of cases) {
+    it(`decodes several rows together, each as a one-row decoder decodes it: ${name}`, async () => {
+      await expectRowsMatch(await setup(config, withLora, undefined, half));
+    });
+  }
+
+  it("decodes several rows together on GPUs' kernels too (tiled matmuls, cooperative rows)", async () => {
+    const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, true);
+    await expectRowsMatch({ ...model, kernels: new EngineKernels(model.device, GPU_KERNELS) });
+  });
+
+  it('generates after prompts of different lengths at once, each row drawing what generate draws for it', async () => {
+    const { device, kernels, gw, lora } = await setup(tinyConfig(), true);
+    // The third prompt leaves 4 tokens of room; a fourth row idles.
+    const prompts = [[5, 9, 2, 30, 4], [7], [1, 2, 3, 4, 5, 6, 7, 8]];
+    const options = { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, maxNewTokens: 6 };
+    const one = new Decoder(device, kernels, gw, lora, 12);
+    const free = await generate(one, prompts[0], { ...options, seed: 1, stopIds: [] });
+    // A token the first row draws, as a stop token: that row ends there, others may too.
+    const stopIds = [free.ids[2]];
+    const requests = prompts.map((prompt, i) => ({ prompt, seed: i + 1 }));
+    const rows = new Decoder(device, kernels, gw, lora, 12, 4);
+    const drawn = await generateRows(rows, requests, { ...options, stopIds });
+    for (const [i, { prompt, seed }] of requests.entries()) {
+      const expected = await generate(one, prompt, { ...options, seed, stopIds });
+      expect(drawn[i]).toMatchObject({ ids: expected.ids, stoppedBy: expected.stoppedBy, stopId: expected.stopId });
+    }
+    expect(drawn[0]).toMatchObject({ ids: free.ids.slice(0, 2), stoppedBy: 'stop-token' });
+    expect(drawn[2].ids.length).toBeLessThanOrEqual(4);
+    await expect(generateRows(rows, [...requests, ...requests], { ...options, stopIds })).rejects.toThrow(
+      '6 prompts for a decoder of 4 rows',
+    );
+    one.destroy();
+    rows.destroy();
+  });
+
   it('splits the LM head across vocabulary chunks, and the adapter-off decoder is the base model', async () => {
     const config = tinyConfig();
     const chunked = await setup(config, true, 24 * 4 * 10);
@@ -149,25 +208,6 @@ describe('decoding with a key-value cache', () => {
     expect(maxRelativeError(base, tuned)).toBeGreaterThan(1e-3);
     const { device, kernels, gw } = await setup(config, false);
     expect(await new Decoder(device, kernels, gw, null, 8).feed(prompt)).toEqual(base);
-  });
-
-  it('rewound to its prompt, continues as a fresh decoder would: completions of one prompt fed once', async () => {
-    const { device, kernels, gw, lora } = await setup(tinyConfig(), true);
-    const prompt = [5, 9, 2, 30, 4];
-    const options = { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, maxNewTokens: 6, stopIds: [] };
-    const shared = new Decoder(device, kernels, gw, lora, 12);
-    const logits = await shared.feed(prompt);
-    const drawn = [];
-    for (const seed of [1, 2, 3]) {
-      shared.rewind(prompt.length);
-      drawn.push((await generateAfter(shared, prompt, logits, { ...options, seed })).ids);
-    }
-    const fresh = new Decoder(device, kernels, gw, lora, 12);
-    for (const [i, seed] of [1, 2, 3].entries()) {
-      expect((await generate(fresh, prompt, { ...options, seed })).ids).toEqual(drawn[i]);
-    }
-    expect(new Set(drawn.map((ids) => ids.join())).size).toBeGreaterThan(1);
-    expect(() => shared.rewind(prompt.length + 7)).toThrow(/cannot rewind 10 cached tokens to 12/);
   });
 
   it('refuses a token outside the vocabulary and a conversation past its length', async () => {

@@ -9,26 +9,29 @@ import { ropeTables } from './rope-tables';
 import type { GpuWeights } from './weights';
 
 /**
- * Generation, one token at a time, with a key-value cache on the GPU (batch 1). The forward of one token is
- * recorded once as ops and replayed for every token: before each, the CPU writes the token id, its position and
- * that position's rotary cos/sin; the ops append the token's keys and values to each layer's cache and attend
- * over the cache so far. The prompt goes through the same ops token by token, so there is one path to trust.
+ * Generation, one token at a time, with a key-value cache on the GPU, for one sequence or `rows` of them decoded
+ * together (policy optimization's completions: each weight read once per step for all of them). The forward of one
+ * token per row is recorded once as ops and replayed for every step: before each, the CPU writes the token ids,
+ * their position (shared: the rows advance together) and that position's rotary cos/sin; the ops append the
+ * tokens' keys and values to each row's cache and attend over the cache so far. The prompt goes through the same
+ * ops token by token, so there is one path to trust.
  *
+ * One row's projections are matrix-vector products (kernels/gemv.ts); several rows' are matmuls of that many rows.
  * With a LoRA adapter the projections add its path (no dropout: this is inference); without one the same weights
  * give the base model, so "base" and "tuned" decoders share the model in GPU memory.
  *
- * Shapes: d hidden, f intermediate, H / KV query / key-value heads, hd head dim, V vocabulary, L max length.
+ * Shapes: B rows, d hidden, f intermediate, H / KV query / key-value heads, hd head dim, V vocabulary, L max length.
  */
 export class Decoder {
   readonly maxLength: number;
   /** One token's forward, recorded once (public for profiling). */
   readonly ops: Op[] = [];
   private readonly buffers: GPUBuffer[] = [];
-  private readonly id: GPUBuffer; // [1] u32
+  private readonly ids: GPUBuffer; // [B] u32
   private readonly position: GPUBuffer; // [1] u32
   private readonly cos: GPUBuffer; // [hd / 2]
   private readonly sin: GPUBuffer; // [hd / 2]
-  private readonly logits: GPUBuffer; // [V]
+  private readonly logits: GPUBuffer; // [B, V]
   private readonly tables: { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> };
   private length = 0;
   /** Gate and up outputs, only where the MLP cannot run as one gated gemv (see gatedMlp). */
@@ -40,6 +43,8 @@ export class Decoder {
     private readonly w: GpuWeights,
     private readonly lora: GpuLora | null,
     maxLength: number,
+    /** Sequences decoded together, each with its own cache. */
+    readonly rows = 1,
   ) {
     const c = w.config;
     if (!(maxLength >= 1 && maxLength <= c.maxPositionEmbeddings)) {
@@ -47,14 +52,15 @@ export class Decoder {
         `a generation of ${maxLength} tokens does not fit max_position_embeddings ${c.maxPositionEmbeddings}`,
       );
     }
+    if (!(Number.isInteger(rows) && rows >= 1)) throw new Error(`a decoder needs a whole number of rows, not ${rows}`);
     this.maxLength = maxLength;
     this.tables = ropeTables(c, maxLength);
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
-    this.id = f32(1, 'token id');
+    this.ids = f32(rows, 'token ids');
     this.position = f32(1, 'position');
     this.cos = f32(c.headDim / 2, 'rope cos');
     this.sin = f32(c.headDim / 2, 'rope sin');
-    this.logits = f32(c.vocabSize, 'logits');
+    this.logits = f32(rows * c.vocabSize, 'logits');
     this.record();
   }
 
@@ -62,6 +68,10 @@ export class Decoder {
     const buffer = createStorageBuffer(this.device, Math.max(4, bytes), label);
     this.buffers.push(buffer);
     return buffer;
+  }
+
+  get vocabSize(): number {
+    return this.w.config.vocabSize;
   }
 
   /** Tokens in the cache so far. */
@@ -74,35 +84,31 @@ export class Decoder {
     this.length = 0;
   }
 
-  /**
-   * Keeps only the first `length` tokens of the cache, to continue from there again (several completions of one
-   * prompt): the keys and values past it are overwritten as new tokens arrive, and attention never reads further
-   * than the tokens so far.
-   */
-  rewind(length: number): void {
-    if (!(Number.isInteger(length) && length >= 0 && length <= this.length)) {
-      throw new Error(`cannot rewind ${this.length} cached tokens to ${length}`);
-    }
-    this.length = length;
-  }
-
   /** Runs one token through the model at the next position and returns the logits that follow it. */
   async step(tokenId: number): Promise<Float32Array> {
-    this.advance(tokenId);
-    return readFloat32(this.device, this.logits, this.w.config.vocabSize * 4);
+    return this.stepRows([tokenId]);
   }
 
-  /** Runs one token through the model at the next position, leaving its logits on the GPU. */
-  private advance(tokenId: number): void {
+  /** Runs a token per row at the next position and returns the logits that follow them, [B, V]. */
+  async stepRows(tokenIds: readonly number[]): Promise<Float32Array> {
+    this.advance(tokenIds);
+    return readFloat32(this.device, this.logits, this.rows * this.w.config.vocabSize * 4);
+  }
+
+  /** Runs a token per row at the next position, leaving their logits on the GPU. */
+  advance(tokenIds: readonly number[]): void {
     const c = this.w.config;
-    if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= c.vocabSize) {
-      throw new Error(`token ${tokenId} is outside the vocabulary (0..${c.vocabSize - 1})`);
+    if (tokenIds.length !== this.rows) throw new Error(`${tokenIds.length} tokens for a decoder of ${this.rows} rows`);
+    for (const id of tokenIds) {
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
+        throw new Error(`token ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
+      }
     }
     if (this.length >= this.maxLength) throw new Error(`the conversation reached its ${this.maxLength}-token limit`);
     const half = c.headDim / 2;
     const p = this.length;
     const q = this.device.queue;
-    q.writeBuffer(this.id, 0, Uint32Array.of(tokenId));
+    q.writeBuffer(this.ids, 0, Uint32Array.from(tokenIds));
     q.writeBuffer(this.position, 0, Uint32Array.of(p));
     q.writeBuffer(this.cos, 0, this.tables.cos, p * half, half);
     q.writeBuffer(this.sin, 0, this.tables.sin, p * half, half);
@@ -110,10 +116,10 @@ export class Decoder {
     this.length++;
   }
 
-  /** Feeds tokens in order and returns the logits after the last (the only ones read back). */
+  /** Feeds one row's tokens in order and returns the logits after the last (the only ones read back). */
   async feed(tokenIds: readonly number[]): Promise<Float32Array> {
     if (tokenIds.length === 0) throw new Error('nothing to feed');
-    for (const id of tokenIds.slice(0, -1)) this.advance(id);
+    for (const id of tokenIds.slice(0, -1)) this.advance([id]);
     return this.step(tokenIds[tokenIds.length - 1]);
   }
 
@@ -125,19 +131,26 @@ export class Decoder {
   // ---- recording --------------------------------------------------------------------------------------------
 
   /**
-   * out (= or +=) x · B^T (+ a low-rank term) for one token: a matrix-vector product, bandwidth-bound (see
-   * kernels/gemv.ts).
+   * out [B, N] (= or +=) x [B, K] · B^T (+ a low-rank term), `ldc` apart: for one token a matrix-vector product,
+   * bandwidth-bound (see kernels/gemv.ts); for several rows, or fp16 rows the gemv cannot read, a matmul.
    */
-  private mm(a: GPUBuffer, b: GPUBuffer, out: GPUBuffer, shape: GemvShape, weight: boolean, lowRank?: LowRank): Op[] {
+  private mm(
+    a: GPUBuffer,
+    b: GPUBuffer,
+    out: GPUBuffer,
+    shape: GemvShape & { ldc?: number },
+    weight: boolean,
+    lowRank?: LowRank,
+  ): Op[] {
     const half = weight && this.w.halfMatrices;
-    if (half && !GemvKernels.halfFits(shape)) {
-      const product = { M: 1, ...shape };
-      return this.k.matmuls.productFor(false, true, product, true).ops(a, b, out, product, lowRank);
+    if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
+      const product = { M: this.rows, ...shape };
+      return this.k.matmuls.productFor(false, true, product, half).ops(a, b, out, product, lowRank);
     }
     return [this.k.gemv.op(a, b, out, shape, half, lowRank)];
   }
 
-  /** y [out] (= or +=) x [in] · W^T (+ bias) + s (x A^T) B^T, for one token. */
+  /** y [B, out] (= or +=) x [B, in] · W^T (+ bias) + s (x A^T) B^T. */
   private linear(
     layer: number,
     projection: Projection,
@@ -160,11 +173,11 @@ export class Decoder {
     const shape = { N: out, K: inDim, beta: accumulate ? 1 : 0 };
     this.ops.push(...this.mm(x, lw.proj[projection], y, shape, true, lowRank));
     const bias = lw.bias[projection];
-    if (bias) this.ops.push(this.k.bias.addOp(bias, y, 1, out));
+    if (bias) this.ops.push(this.k.bias.addOp(bias, y, this.rows, out));
   }
 
   /**
-   * act [f] = silu(gate(x)) * up(x) for one token, LoRA included: one gated gemv (kernels/gemv.ts), after the
+   * act [B, f] = silu(gate(x)) * up(x), LoRA included: for one token one gated gemv (kernels/gemv.ts), after the
    * adapted modules' x A^T into `xa` (gate's first, then up's).
    */
   private gatedMlp(layer: number, x: GPUBuffer, act: GPUBuffer, xa: GPUBuffer): void {
@@ -172,13 +185,14 @@ export class Decoder {
     const lw = this.w.layers[layer];
     const half = this.w.halfMatrices;
     const shape = { N: f, K: d };
-    if (half && !GemvKernels.halfFits(shape)) {
-      // fp16 rows of odd length straddle words, which only the matmul reads: the products one by one.
-      this.gateUp ??= [this.alloc(f * 4, 'gate'), this.alloc(f * 4, 'up')];
+    if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
+      // Matmuls (several rows, or fp16 rows of odd length, which straddle words): the products one by one.
+      const n = this.rows * f;
+      this.gateUp ??= [this.alloc(n * 4, 'gate'), this.alloc(n * 4, 'up')];
       const [gate, up] = this.gateUp;
       this.linear(layer, 'gate_proj', x, gate, false, xa);
       this.linear(layer, 'up_proj', x, up, false, xa);
-      this.ops.push(this.k.swiglu.forwardOp(gate, up, act, f));
+      this.ops.push(this.k.swiglu.forwardOp(gate, up, act, n));
       return;
     }
     const lowRank: { w?: LowRank; u?: LowRank } = {};
@@ -199,42 +213,44 @@ export class Decoder {
   private record(): void {
     const c = this.w.config;
     const { d, f, H, KV, hd, eps } = shortDims(c);
+    const B = this.rows;
     const L = this.maxLength;
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
-    const x = f32(d, 'residual');
-    const xn = f32(d, 'normed');
-    const rstd = f32(1, 'rstd');
-    const q = f32(H * hd, 'q');
-    const kRaw = f32(KV * hd, 'k');
-    const v = f32(KV * hd, 'v');
-    const qn = f32(H * hd, 'q normed');
-    const kn = f32(KV * hd, 'k normed');
-    const rstdQ = f32(H, 'rstd q');
-    const rstdK = f32(KV, 'rstd k');
-    const qRot = f32(H * hd, 'q rotated');
-    const attn = f32(H * hd, 'attention output');
-    const scores = f32(H * L, 'scores');
-    const act = f32(f, 'act');
-    // x A^T of the adapted modules a product needs: two for the MLP's gate and up, one otherwise.
-    const xa = f32(2 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T');
+    const x = f32(B * d, 'residual');
+    const xn = f32(B * d, 'normed');
+    const rstd = f32(B, 'rstd');
+    const q = f32(B * H * hd, 'q');
+    const kRaw = f32(B * KV * hd, 'k');
+    const v = f32(B * KV * hd, 'v');
+    const qn = f32(B * H * hd, 'q normed');
+    const kn = f32(B * KV * hd, 'k normed');
+    const rstdQ = f32(B * H, 'rstd q');
+    const rstdK = f32(B * KV, 'rstd k');
+    const qRot = f32(B * H * hd, 'q rotated');
+    const attn = f32(B * H * hd, 'attention output');
+    const scores = f32(B * H * L, 'scores');
+    const act = f32(B * f, 'act');
+    // x A^T of the adapted modules a product needs: two for one token's gated MLP (gate's and up's), one otherwise.
+    const xa = f32(B * 2 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T');
+    const shape = { heads: H, kvHeads: KV, headDim: hd, maxLen: L, rows: B };
     const ops = this.ops;
 
     for (const chunk of this.w.embed) {
       ops.push(
-        this.k.embedding.forwardOp(this.id, chunk.buffer, x, 1, d, chunk.first, chunk.rows, this.w.halfMatrices),
+        this.k.embedding.forwardOp(this.ids, chunk.buffer, x, B, d, chunk.first, chunk.rows, this.w.halfMatrices),
       );
     }
     for (let l = 0; l < c.numLayers; l++) {
       const lw = this.w.layers[l];
-      const kCache = f32(L * KV * hd, `layer ${l} key cache`);
-      const vCache = f32(L * KV * hd, `layer ${l} value cache`);
-      ops.push(this.k.rmsnorm.forwardOp(x, lw.inputNorm, xn, rstd, 1, d, eps));
+      const kCache = f32(B * L * KV * hd, `layer ${l} key cache`);
+      const vCache = f32(B * L * KV * hd, `layer ${l} value cache`);
+      ops.push(this.k.rmsnorm.forwardOp(x, lw.inputNorm, xn, rstd, B, d, eps));
       this.linear(l, 'q_proj', xn, q, false, xa);
       this.linear(l, 'k_proj', xn, kRaw, false, xa);
       this.linear(l, 'v_proj', xn, v, false, xa);
       if (lw.qNorm && lw.kNorm) {
-        ops.push(this.k.rmsnorm.forwardOp(q, lw.qNorm, qn, rstdQ, H, hd, eps));
-        ops.push(this.k.rmsnorm.forwardOp(kRaw, lw.kNorm, kn, rstdK, KV, hd, eps));
+        ops.push(this.k.rmsnorm.forwardOp(q, lw.qNorm, qn, rstdQ, B * H, hd, eps));
+        ops.push(this.k.rmsnorm.forwardOp(kRaw, lw.kNorm, kn, rstdK, B * KV, hd, eps));
       }
       const [qIn, kIn] = lw.qNorm && lw.kNorm ? [qn, kn] : [q, kRaw];
       ops.push(
@@ -242,25 +258,19 @@ export class Decoder {
           this.position,
           { q: qIn, k: kIn, v, cos: this.cos, sin: this.sin },
           { qRot, kCache, vCache },
-          { heads: H, kvHeads: KV, headDim: hd },
+          shape,
         ),
       );
-      ops.push(
-        this.k.decodeAttention.attendOp(this.position, qRot, kCache, vCache, scores, attn, {
-          heads: H,
-          kvHeads: KV,
-          headDim: hd,
-          maxLen: L,
-        }),
-      );
+      ops.push(this.k.decodeAttention.attendOp(this.position, qRot, kCache, vCache, scores, attn, shape));
       this.linear(l, 'o_proj', attn, x, true, xa);
-      ops.push(this.k.rmsnorm.forwardOp(x, lw.postNorm, xn, rstd, 1, d, eps));
+      ops.push(this.k.rmsnorm.forwardOp(x, lw.postNorm, xn, rstd, B, d, eps));
       this.gatedMlp(l, xn, act, xa);
       this.linear(l, 'down_proj', act, x, true, xa);
     }
-    ops.push(this.k.rmsnorm.forwardOp(x, this.w.finalNorm, xn, rstd, 1, d, eps));
+    ops.push(this.k.rmsnorm.forwardOp(x, this.w.finalNorm, xn, rstd, B, d, eps));
     for (const chunk of this.w.lmHead) {
-      ops.push(...this.mm(xn, chunk.buffer, this.logits, { N: chunk.rows, K: d, offsetC: chunk.first }, true));
+      const shape = { N: chunk.rows, K: d, offsetC: chunk.first, ldc: c.vocabSize };
+      ops.push(...this.mm(xn, chunk.buffer, this.logits, shape, true));
     }
   }
 }

@@ -38,29 +38,12 @@ export async function generate(
   if (decoder.maxLength - prompt.length < 1) {
     throw new Error(`the prompt's ${prompt.length} tokens leave no room in ${decoder.maxLength}`);
   }
-  return generateAfter(decoder, prompt, await decoder.feed(prompt), options, onToken);
-}
-
-/**
- * Generates from a decoder that holds exactly `prompt`, whose logits after it are `logits` (left unchanged): call
- * it again after `decoder.rewind(prompt.length)` for another completion of the same prompt, without feeding it again.
- */
-export async function generateAfter(
-  decoder: Decoder,
-  prompt: readonly number[],
-  promptLogits: Float32Array,
-  options: GenerateOptions,
-  onToken?: (id: number, text: string | undefined) => unknown,
-): Promise<Generation> {
-  if (decoder.cached !== prompt.length) {
-    throw new Error(`the decoder holds ${decoder.cached} tokens, not the prompt's ${prompt.length}`);
-  }
+  let logits = await decoder.feed(prompt);
   const room = decoder.maxLength - prompt.length;
   const random = mulberry32(options.seed);
   const ids: number[] = [];
   // The sequence so far, for the repetition penalty: grown a token at a time rather than rebuilt per token.
   const sequence = [...prompt];
-  let logits = promptLogits;
   const started = performance.now();
   const finish = (stoppedBy: Generation['stoppedBy'], text?: string, stopId?: number): Generation => ({
     ids,
@@ -90,4 +73,77 @@ function firstStop(text: string, stops: readonly string[]): number {
     if (at >= 0 && (first < 0 || at < first)) first = at;
   }
   return first;
+}
+
+/** One row of `generateRows`: its prompt and its sampling seed. */
+export interface RowRequest {
+  prompt: readonly number[];
+  seed: number;
+}
+
+/**
+ * Generates after several prompts at once, one per row of the decoder (rows past the requests idle): every row
+ * starts at position 0 and advances a token per step, taking its prompt's next token until its prompt is in, then
+ * its own samples, drawn as `generate` draws them (the same seed gives the same tokens). Logits are read back only
+ * at steps where a row samples. Ends when every row has stopped; stop strings are not looked for.
+ */
+export async function generateRows(
+  decoder: Decoder,
+  requests: readonly RowRequest[],
+  options: Omit<GenerateOptions, 'seed' | 'stopStrings' | 'decode'>,
+): Promise<Generation[]> {
+  const V = decoder.vocabSize;
+  if (requests.length > decoder.rows) {
+    throw new Error(`${requests.length} prompts for a decoder of ${decoder.rows} rows`);
+  }
+  const rows = requests.map(({ prompt, seed }) => {
+    const limit = Math.min(options.maxNewTokens, decoder.maxLength - prompt.length);
+    if (prompt.length === 0 || limit < 1) {
+      throw new Error(`a prompt of ${prompt.length} tokens leaves no room to generate in ${decoder.maxLength}`);
+    }
+    return {
+      prompt,
+      limit,
+      random: mulberry32(seed),
+      sequence: [...prompt],
+      ids: [] as number[],
+      next: prompt[0],
+      end: null as { stoppedBy: Generation['stoppedBy']; stopId?: number } | null,
+    };
+  });
+  decoder.reset();
+  const started = performance.now();
+  for (let t = 0; rows.some((row) => !row.end); t++) {
+    // Idle rows (stopped, or past the requests) run token 0; nothing reads what they compute.
+    const tokens = Array.from({ length: decoder.rows }, (_, r) => (rows[r] && !rows[r].end ? rows[r].next : 0));
+    if (!rows.some((row) => !row.end && t >= row.prompt.length - 1)) {
+      decoder.advance(tokens);
+      for (const row of rows) if (!row.end) row.next = row.prompt[t + 1];
+      continue;
+    }
+    const logits = await decoder.stepRows(tokens);
+    for (const [r, row] of rows.entries()) {
+      if (row.end) continue;
+      if (t < row.prompt.length - 1) {
+        row.next = row.prompt[t + 1];
+        continue;
+      }
+      const id = sampleToken(logits.subarray(r * V, (r + 1) * V), row.sequence, options, row.random);
+      if (options.stopIds.includes(id)) {
+        row.end = { stoppedBy: 'stop-token', stopId: id };
+        continue;
+      }
+      row.ids.push(id);
+      row.sequence.push(id);
+      row.next = id;
+      if (row.ids.length === row.limit) row.end = { stoppedBy: 'length' };
+    }
+  }
+  const seconds = Math.max(1e-9, (performance.now() - started) / 1000);
+  return rows.map((row) => ({
+    ids: row.ids,
+    stoppedBy: row.end?.stoppedBy ?? 'length',
+    stopId: row.end?.stopId,
+    tokensPerSecond: row.ids.length / seconds,
+  }));
 }

@@ -6,7 +6,7 @@ import type { RlPrompt } from '../../../core/training/sequences';
 import type { TrainSettings } from '../../../core/training/settings';
 import { submitOps } from '../gpu/ops';
 import { Decoder } from '../model/decoder';
-import { generateAfter } from '../model/generate';
+import { generateRows, type RowRequest } from '../model/generate';
 import { TransformerStep } from '../model/transformer';
 import type { RewardSample, RewardSource } from './rewards';
 import type { Objective, ObjectiveMetrics } from './trainer';
@@ -30,7 +30,8 @@ interface Completion {
 /**
  * Group-relative policy optimization (core/training/grpo.ts) as a trainer objective. Each micro-batch: every prompt
  * gets `groupSize` completions sampled from the policy as it is (the adapter on, no dropout) by a key-value-cache
- * decoder over the same weights; the reward source scores them; each completion's advantage is its reward against
+ * decoder over the same weights, all of the micro-batch's completions decoded together as its rows (so each step
+ * reads the weights once for all of them); the reward source scores them; each completion's advantage is its reward against
  * its group's; the policy's token log-probabilities come from the training step's forward (dropout on, as the
  * gradient sees them), the reference's from a forward-only step with the adapter off; and the backward runs with
  * each completion token's d loss / d CE as its loss weight. The loss is the token mean within the micro-batch,
@@ -41,29 +42,25 @@ interface Completion {
 export function grpoObjective(options: GrpoOptions): Objective<RlPrompt> {
   const { groupSize: G, maxCompletion, temperature, klBeta, seed } = options.settings;
   const sampling: SamplingSettings = { temperature, topK: 0, topP: 1, repetitionPenalty: 1 };
+  /** The decoder, made on first use (after the trainer tuned its matmuls): a row per completion of a micro-batch. */
   let decoder: Decoder | null = null;
+  let makeDecoder: (() => Decoder) | null = null;
   let reference: TransformerStep | null = null;
   let stepMetrics = { rewards: [] as number[], spreads: [] as number[], kl: 0, tokens: 0, lengths: 0, trained: 0 };
 
-  /** Completions of one prompt, one per seed: the prompt is fed once, and the decoder rewound to it for each. */
-  const sample = async (prompt: RlPrompt, seeds: number[]): Promise<Completion[]> => {
-    if (!decoder) throw new Error('policy optimization needs its decoder: attach the objective first');
-    decoder.reset();
-    const logits = await decoder.feed(prompt.ids);
-    const room = decoder.maxLength - prompt.ids.length;
-    const completions: Completion[] = [];
-    for (const seed of seeds) {
-      decoder.rewind(prompt.ids.length);
-      const generation = await generateAfter(decoder, prompt.ids, logits, {
-        ...sampling,
-        maxNewTokens: Math.min(maxCompletion, room),
-        seed,
-        stopIds: options.stopIds,
-      });
-      const ids = generation.stopId === undefined ? generation.ids : [...generation.ids, generation.stopId];
-      completions.push({ ids, text: options.decode(generation.ids) });
-    }
-    return completions;
+  /** A completion per request (a prompt and a seed), decoded together. */
+  const sample = async (requests: RowRequest[]): Promise<Completion[]> => {
+    if (!makeDecoder) throw new Error('policy optimization needs its decoder: attach the objective first');
+    decoder ??= makeDecoder();
+    const generations = await generateRows(decoder, requests, {
+      ...sampling,
+      maxNewTokens: maxCompletion,
+      stopIds: options.stopIds,
+    });
+    return generations.map((g) => ({
+      ids: g.stopId === undefined ? g.ids : [...g.ids, g.stopId],
+      text: options.decode(g.ids),
+    }));
   };
 
   const score = async (prompts: RlPrompt[], completions: Completion[], perPrompt: number) => {
@@ -94,7 +91,7 @@ export function grpoObjective(options: GrpoOptions): Objective<RlPrompt> {
     attach(step, { kernels, weights, lora }) {
       if (!lora) throw new Error('policy optimization trains a LoRA adapter; full-parameter training is refused');
       const device = kernels.device;
-      decoder = new Decoder(device, kernels, weights, lora, step.shape.seq);
+      makeDecoder = () => new Decoder(device, kernels, weights, lora, step.shape.seq, step.shape.batch);
       if (klBeta > 0) {
         reference = new TransformerStep(device, kernels, weights, null, step.shape, {
           full: false,
@@ -105,11 +102,11 @@ export function grpoObjective(options: GrpoOptions): Objective<RlPrompt> {
     },
     async accumulate(step, _prompts, items, context) {
       const { device } = context;
-      const completions: Completion[] = [];
-      for (const [i, prompt] of items.entries()) {
-        const seeds = Array.from({ length: G }, (_, j) => rowSeed(context.seed, i * G + j));
-        completions.push(...(await sample(prompt, seeds)));
-      }
+      const completions = await sample(
+        items.flatMap((prompt, i) =>
+          Array.from({ length: G }, (_, j) => ({ prompt: prompt.ids, seed: rowSeed(context.seed, i * G + j) })),
+        ),
+      );
       const rewards = await score(items, completions, G);
       const advantages = groupAdvantages(rewards, G);
       const rows: TokenizedExample[] = completions.map((c, r) => {
@@ -165,8 +162,7 @@ export function grpoObjective(options: GrpoOptions): Objective<RlPrompt> {
     },
     async evaluate(_step, _batch, items) {
       // One completion per held-out prompt, drawn with the same seeds every time so evaluations compare.
-      const completions: Completion[] = [];
-      for (const prompt of items) completions.push(...(await sample(prompt, [rowSeed(seed, hashIds(prompt.ids))])));
+      const completions = await sample(items.map((p) => ({ prompt: p.ids, seed: rowSeed(seed, hashIds(p.ids)) })));
       const rewards = await score(items, completions, 1);
       return { count: items.length, reward: rewards.reduce((a, b) => a + b, 0) };
     },
