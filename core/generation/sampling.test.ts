@@ -47,6 +47,32 @@ describe('sampling the next token', () => {
     expect(frequencies(logits, { ...off, topP: 0.5 })[1]).toBe(1);
   });
 
+  it('cuts a large vocabulary exactly as ranking all of it would, ties to the lower id', () => {
+    // 3000 scores with many ties; ranked by a stable sort (score down, id up), the reference order.
+    const random = mulberry32(11);
+    const scores = Array.from({ length: 3000 }, () => Math.round(random() * 40) / 10);
+    const ranked = [...scores.keys()].sort((a, b) => scores[b] - scores[a]);
+    const support = (settings: typeof off) => {
+      const draw = mulberry32(5);
+      const seen = new Set<number>();
+      for (let i = 0; i < 4000; i++) seen.add(sampleToken(scores, [], settings, draw));
+      return seen;
+    };
+    const topK = support({ ...off, topK: 100 });
+    const allowed = new Set(ranked.slice(0, 100));
+    expect([...topK].every((id) => allowed.has(id))).toBe(true);
+    expect(topK.size).toBeGreaterThan(80);
+    // A nucleus of most of a flat vocabulary: far past the first ranked prefix of 64.
+    const weights = ranked.map((id) => Math.exp(scores[id]));
+    const total = weights.reduce((a, b) => a + b);
+    let kept = 0;
+    for (let mass = 0; mass < 0.9 * total; ) mass += weights[kept++];
+    const nucleus = support({ ...off, topP: 0.9 });
+    const inNucleus = new Set(ranked.slice(0, kept));
+    expect([...nucleus].every((id) => inNucleus.has(id))).toBe(true);
+    expect(Math.max(...[...nucleus].map((id) => ranked.indexOf(id)))).toBeGreaterThan(kept - 100);
+  });
+
   it('is the same for the same seed', () => {
     const draw = (seed: number) => {
       const random = mulberry32(seed);

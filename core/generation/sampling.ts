@@ -26,6 +26,11 @@ export function samplingProblems(s: SamplingSettings): string[] {
   return problems;
 }
 
+/**
+ * The next token: greedy at temperature 0, else a draw from softmax(logits / temperature) cut to the top k and to
+ * the nucleus of mass p (transformers' order: repetition penalty, then top-k, then top-p). Only as many tokens are
+ * ranked as the cuts need, since sorting a whole vocabulary (150k for Qwen) per token took longer than a GPU's step.
+ */
 export function sampleToken(
   logits: ArrayLike<number>,
   previous: readonly number[],
@@ -41,25 +46,82 @@ export function sampleToken(
   let best = 0;
   for (let i = 1; i < scores.length; i++) if (scores[i] > scores[best]) best = i;
   if (s.temperature === 0) return best;
+  const max = scores[best];
+  const weight = (score: number) => Math.exp((score - max) / s.temperature);
+  // Without top-k the whole softmax counts: drawn from directly, or, for the nucleus, its total mass.
+  let total: number | null = null;
+  if (s.topK === 0) {
+    const weights = new Float64Array(scores.length);
+    for (let i = 0; i < scores.length; i++) weights[i] = weight(scores[i]);
+    if (s.topP >= 1) return drawIndex(weights, random);
+    total = weights.reduce((a, b) => a + b, 0);
+  }
 
-  // Candidates, most likely first; top-k and top-p cut the list, and the rest keep their relative weights.
-  let order = Array.from(scores.keys()).sort((a, b) => scores[b] - scores[a]);
-  if (s.topK > 0) order = order.slice(0, s.topK);
-  const max = scores[order[0]];
-  let weights = order.map((i) => Math.exp((scores[i] - max) / s.temperature));
-  if (s.topP < 1) {
-    const total = weights.reduce((a, b) => a + b, 0);
-    let kept = 0;
-    let mass = 0;
-    // Keep tokens until their mass reaches p; the token that crosses it stays, as in transformers.
-    while (kept < weights.length && mass < s.topP * total) mass += weights[kept++];
-    order = order.slice(0, Math.max(1, kept));
-    weights = weights.slice(0, order.length);
+  // Candidates, most likely first; top-k and top-p cut the list, and the rest keep their relative weights. The
+  // nucleus alone is found in a ranked prefix that grows until it holds mass p of the whole.
+  for (let n = s.topK > 0 ? Math.min(s.topK, scores.length) : 64; ; n = Math.min(scores.length, 4 * n)) {
+    const order = topIds(scores, n);
+    const weights = order.map((id) => weight(scores[id]));
+    let kept = weights.length;
+    if (s.topP < 1) {
+      const mass = s.topP * (total ?? weights.reduce((a, b) => a + b, 0));
+      let reached = 0;
+      kept = 0;
+      // Keep tokens until their mass reaches p; the token that crosses it stays, as in transformers.
+      while (kept < weights.length && reached < mass) reached += weights[kept++];
+      if (reached < mass && n < scores.length) continue;
+    }
+    return order[drawIndex(weights.slice(0, Math.max(1, kept)), random)];
   }
-  let r = random() * weights.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < order.length; i++) {
+}
+
+/** An index drawn with probability proportional to its weight. */
+function drawIndex(weights: ArrayLike<number>, random: () => number): number {
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) total += weights[i];
+  let r = random() * total;
+  for (let i = 0; i < weights.length; i++) {
     r -= weights[i];
-    if (r < 0) return order[i];
+    if (r < 0) return i;
   }
-  return order[order.length - 1];
+  return weights.length - 1;
+}
+
+/**
+ * The ids of the n highest scores, highest first, ties to the lower id (as a stable sort ranks them): one pass
+ * keeping a min-heap of the best n so far, O(V log n); a sort of them all when n is a large share of them.
+ */
+function topIds(scores: Float64Array, n: number): number[] {
+  // a ranks below b.
+  const below = (a: number, b: number) => scores[a] < scores[b] || (scores[a] === scores[b] && a > b);
+  if (4 * n >= scores.length) {
+    return Array.from(scores.keys())
+      .sort((a, b) => scores[b] - scores[a] || a - b)
+      .slice(0, n);
+  }
+  const heap: number[] = [];
+  const siftDown = (at: number) => {
+    for (;;) {
+      const l = 2 * at + 1;
+      const r = l + 1;
+      let least = at;
+      if (l < heap.length && below(heap[l], heap[least])) least = l;
+      if (r < heap.length && below(heap[r], heap[least])) least = r;
+      if (least === at) return;
+      [heap[at], heap[least]] = [heap[least], heap[at]];
+      at = least;
+    }
+  };
+  for (let id = 0; id < scores.length; id++) {
+    if (heap.length < n) {
+      heap.push(id);
+      for (let at = heap.length - 1; at > 0 && below(heap[at], heap[(at - 1) >> 1]); at = (at - 1) >> 1) {
+        [heap[at], heap[(at - 1) >> 1]] = [heap[(at - 1) >> 1], heap[at]];
+      }
+    } else if (below(heap[0], id)) {
+      heap[0] = id;
+      siftDown(0);
+    }
+  }
+  return heap.sort((a, b) => (below(a, b) ? 1 : below(b, a) ? -1 : 0));
 }
