@@ -77,6 +77,8 @@ export class EngineKernels {
 
   /** Whether the tuning store's choices were read (once per device). */
   private restored = false;
+  /** Plans over the matmul products (training steps) to record again when tuning picks new variants. */
+  private readonly plans = new Set<{ rerecord(): void }>();
 
   /** `tuningStore`: where matmul tuning is kept across sessions (see tuning-store.ts); null keeps it in memory. */
   constructor(
@@ -100,9 +102,21 @@ export class EngineKernels {
   }
 
   /**
+   * Has `plan` recorded again whenever tuning picks new variants, until `untrack`: every step alive then (a run's,
+   * its KL reference's, a reward model's) runs each product on its best variant, whoever made it first.
+   */
+  track(plan: { rerecord(): void }): void {
+    this.plans.add(plan);
+  }
+
+  untrack(plan: { rerecord(): void }): void {
+    this.plans.delete(plan);
+  }
+
+  /**
    * Times the candidate variants on every matmul product recorded so far and not yet tuned, when the choices tune,
    * after adopting what the tuning store kept from earlier sessions (then only new shapes are timed, and the store
-   * gets them); true when a variant may have changed, so plans recorded before should be recorded again.
+   * gets them); when a variant may have changed, the tracked plans are recorded again, and it answers true.
    */
   async tuneMatmuls(): Promise<boolean> {
     const candidates = this.choices.tune;
@@ -114,6 +128,8 @@ export class EngineKernels {
     }
     const tuned = await this.matmuls.tune(candidates);
     if (tuned > 0) await this.tuningStore?.save(this.matmuls.tuned());
-    return settled + tuned > 0;
+    if (settled + tuned === 0) return false;
+    for (const plan of this.plans) plan.rerecord();
+    return true;
   }
 }

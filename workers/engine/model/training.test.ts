@@ -114,7 +114,16 @@ describe('matmul variants tuned per shape', () => {
       const weights = randomWeights(config, 9);
       const ref = randomLora(config, [...PROJECTIONS], 2, 2, false, 10);
       const tokens = [[5, 3, 9, 11, 2, 8, 30, 1, 4]];
-      const kernels = new EngineKernels(device, fallback ? { ...CPU_KERNELS, matmul: fallback } : CPU_KERNELS);
+      const candidates: MatmulTile[] = [
+        { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+        { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+        { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 2 },
+      ];
+      const kernels = new EngineKernels(device, {
+        ...CPU_KERNELS,
+        matmul: fallback ?? CPU_KERNELS.matmul,
+        tune: candidates,
+      });
       const gw = await uploadWeights(device, config, weights);
       const lora = GpuLora.create(
         device,
@@ -122,26 +131,25 @@ describe('matmul variants tuned per shape', () => {
         { r: 2, loraAlpha: 2, useRslora: false, loraDropout: 0, modules: everyLayer(config, PROJECTIONS) },
         fromReference(ref),
       );
-      // Recording the step tells the tuner its products; recording it again after tuning uses the choices.
+      // Recording a step tells the tuner its products; tuning records every step alive again on the choices: the
+      // run's, and a forward-only step of the same shape made before tuning too (a KL reference's).
       const step = new TransformerStep(device, kernels, gw, lora, { batch: 1, seq: 9 }, { full: true });
-      const matmulLabels = () =>
+      const reference = new TransformerStep(device, kernels, gw, null, step.shape, { full: false, forwardOnly: true });
+      const matmulLabels = (plan = step) =>
         new Set(
-          [...step.forwardOps, ...step.backwardOps].flatMap((op) =>
+          [...plan.forwardOps, ...plan.backwardOps].flatMap((op) =>
             op.kind === 'dispatch' && op.label.startsWith('matmul') ? [op.label] : [],
           ),
         );
       const untuned = matmulLabels();
-      const candidates = [
-        { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
-        { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
-        { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 2 },
-      ] as const;
-      const tuned = await kernels.matmuls.tune([...candidates], 2);
-      expect(tuned).toBeGreaterThan(10);
-      expect(new Set(kernels.matmuls.choices().map((c) => c.shape)).size).toBe(tuned);
+      const referenceUntuned = matmulLabels(reference);
+      expect(await kernels.tuneMatmuls()).toBe(true);
+      expect(kernels.matmuls.choices().length).toBeGreaterThan(10);
+      expect(new Set(kernels.matmuls.choices().map((c) => c.shape)).size).toBe(kernels.matmuls.choices().length);
 
-      step.rerecord();
       expect(matmulLabels()).not.toEqual(untuned);
+      expect(matmulLabels(reference)).not.toEqual(referenceUntuned);
+      reference.destroy();
       // The default fallback (register 8x8 blocks) is not a candidate: no product keeps it.
       if (!fallback) expect([...matmulLabels()].some((label) => label.includes('8x8_8x8'))).toBe(false);
       step.setBatch(tokens);

@@ -157,6 +157,7 @@ export class TransformerStep {
     this.kept = options.forwardOnly ? 'none' : options.recompute ? 'inputs' : 'all';
     this.allocateActivations();
     this.record();
+    k.track(this);
   }
 
   private record(): void {
@@ -169,7 +170,8 @@ export class TransformerStep {
 
   /**
    * Records the ops again over the same buffers: after the kernels' matmul tuner chose variants for the products
-   * this step asked for. The op lists are refilled in place, so whoever holds them runs the new plan.
+   * this step asked for (the kernels do it for every step alive when they tune). The op lists are refilled in
+   * place, so whoever holds them runs the new plan.
    */
   rerecord(): void {
     releaseOps([...this.forwardOps, ...this.backwardOps]);
@@ -312,6 +314,7 @@ export class TransformerStep {
   }
 
   destroy(): void {
+    this.k.untrack(this);
     for (const b of this.buffers) b.destroy();
     releaseOps([...this.forwardOps, ...this.backwardOps]);
   }

@@ -245,11 +245,12 @@ export class Trainer<T = TokenizedExample> {
   }
 
   /**
-   * Work before the first step (call once, before `restore`): on GPUs, the step's matmul products timed and the
-   * step recorded again with the fastest variant of each; then the objective's own work.
+   * Work before the first step (call once, before `restore`): on GPUs, the matmul products of every step made so
+   * far (this one, the objective's, a reward model's) timed, and those steps recorded again with the fastest
+   * variant of each; then the objective's own work.
    */
   async prepare(): Promise<void> {
-    if (await this.kernels.tuneMatmuls()) this.step.rerecord();
+    await this.kernels.tuneMatmuls();
     await this.objective.prepare?.(this.step, this.device, this.data, (items) => this.batchOf(items));
   }
 
