@@ -277,3 +277,102 @@ describe('matmul with a low-rank term (LoRA fused into the base product)', () =>
     expect(() => fused.op(buffer, buffer, buffer, shape)).toThrow(/compiled for a low-rank term, not no low-rank term/);
   });
 });
+
+describe('matmul with an operand read through a dropout mask (LoRA dropout, never written out)', () => {
+  // x Aᵀ reads dropout(x) as A; dA += d(xAᵀ)ᵀ dropout(x) reads it as B.
+  const cases = [
+    ['registers, x·Aᵀ', 'a', { tileM: 4, tileN: 8, workgroupX: 8, workgroupY: 4 }, false, true],
+    [
+      'registers, K in vectors, x·Aᵀ',
+      'a',
+      { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8, vectorK: true },
+      false,
+      true,
+    ],
+    ['tiled, x·Aᵀ', 'a', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 }, false, true],
+    ['registers, d(xAᵀ)ᵀ·x', 'b', { tileM: 4, tileN: 8, workgroupX: 8, workgroupY: 4 }, true, false],
+    ['tiled, d(xAᵀ)ᵀ·x', 'b', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 }, true, false],
+  ] as const;
+  for (const [name, operand, tile, transA, transB] of cases) {
+    it(`${name}: the operand from its offset, element i scaled by the mask's value i`, async () => {
+      const { device } = gpu();
+      const variant = { ...tile, transA, transB, maskedOperand: operand };
+      // 37 x 29 over K = 52 (whole vectors): partial blocks; the masked operand sits 8 elements into its buffer.
+      const shape = { M: 37, N: 29, K: 52, offsetA: operand === 'a' ? 8 : 0, offsetB: operand === 'b' ? 8 : 0 };
+      const a = randomUniform(8 + 37 * 52, 1);
+      const b = randomUniform(8 + 29 * 52, 2);
+      const mask = dropoutMaskCpu(52 * (operand === 'a' ? 37 : 29), 77, 5, 0.3);
+      const dropped = Float32Array.from(operand === 'a' ? a : b, (x, i) => (i < 8 ? x : x * mask[i - 8]));
+      const expected = new Float64Array(37 * 29);
+      matmulCpu(operand === 'a' ? dropped : a, operand === 'b' ? dropped : b, expected, shape, variant);
+      const state = uploadBuffer(device, Uint32Array.of(77, 1));
+      const c = createStorageBuffer(device, 37 * 29 * 4);
+      const op = new MatmulKernel(device, variant).op(
+        uploadBuffer(device, a),
+        uploadBuffer(device, b),
+        c,
+        shape,
+        undefined,
+        {
+          operand,
+          state,
+          module: 5,
+          p: 0.3,
+        },
+      );
+      expect(maxRelativeError(await runAndRead(device, [op], c), expected)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('reads the operand as it is with dropout off (evaluation); a dropped value counts 0 even when not finite', async () => {
+    const { device } = gpu();
+    const variant = { ...DEFAULT_MATMUL_TILE, transA: false, transB: true, maskedOperand: 'a' } as const;
+    const shape = { M: 9, N: 7, K: 11 };
+    const a = randomUniform(9 * 11, 1);
+    const b = randomUniform(7 * 11, 2);
+    const kernel = new MatmulKernel(device, variant);
+    const run = async (x: Float32Array, on: number) => {
+      const c = createStorageBuffer(device, 9 * 7 * 4);
+      const state = uploadBuffer(device, Uint32Array.of(12, on));
+      const mask = { operand: 'a', state, module: 1, p: 0.5 } as const;
+      return runAndRead(
+        device,
+        [kernel.op(uploadBuffer(device, x), uploadBuffer(device, b), c, shape, undefined, mask)],
+        c,
+      );
+    };
+    const plain = new Float64Array(9 * 7);
+    matmulCpu(a, b, plain, shape, variant);
+    expect(maxRelativeError(await run(a, 0), plain)).toBeLessThan(1e-6);
+    const values = dropoutMaskCpu(9 * 11, 12, 1, 0.5);
+    const expected = new Float64Array(9 * 7);
+    matmulCpu(
+      Float32Array.from(a, (x, i) => x * values[i]),
+      b,
+      expected,
+      shape,
+      variant,
+    );
+    const infinite = Float32Array.from(a);
+    infinite[values.indexOf(0)] = Number.POSITIVE_INFINITY;
+    expect(maxRelativeError(await run(infinite, 1), expected)).toBeLessThan(1e-5);
+  });
+
+  it('refuses a mask the variant was not compiled for, and one it was compiled for but not given', () => {
+    const { device } = gpu();
+    const buffer = createStorageBuffer(device, 64);
+    const shape = { M: 2, N: 2, K: 2 };
+    const plain = new MatmulKernel(device, { ...DEFAULT_MATMUL_TILE, transA: false, transB: true });
+    const masked = new MatmulKernel(device, {
+      ...DEFAULT_MATMUL_TILE,
+      transA: false,
+      transB: true,
+      maskedOperand: 'a',
+    });
+    const mask = { operand: 'a', state: buffer, module: 0, p: 0.1 } as const;
+    expect(() => plain.op(buffer, buffer, buffer, shape, undefined, mask)).toThrow(
+      /compiled for no mask, not a mask on operand A/,
+    );
+    expect(() => masked.op(buffer, buffer, buffer, shape)).toThrow(/compiled for a mask on operand A, not no mask/);
+  });
+});

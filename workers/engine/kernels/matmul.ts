@@ -29,7 +29,9 @@ import { DROPOUT_FACTOR_WGSL, dropoutThreshold } from './dropout';
  * any M, N, K work.
  *
  * With a low-rank term (`LowRank`, variants with `lowRank`), each invocation adds scale · L·op(R) to its sums
- * before storing: LoRA's second product fused into the base one, one dispatch and one pass over C fewer.
+ * before storing: LoRA's second product fused into the base one, one dispatch and one pass over C fewer. With an
+ * operand mask (`OperandMask`, variants with `maskedOperand`), one operand is read through a LoRA module's dropout:
+ * the adapter path's dropout(x) is never written out.
  */
 
 export interface MatmulVariant {
@@ -59,6 +61,20 @@ export interface MatmulVariant {
   lowRank?: boolean;
   /** The low-rank term carries a dropout mask (`LowRank.mask`), so the variant binds the dropout state too. */
   maskedLowRank?: boolean;
+  /** This operand (fp32) is read through a dropout mask (`OperandMask`); not with a low-rank term. */
+  maskedOperand?: 'a' | 'b';
+}
+
+/**
+ * A LoRA module's dropout applied to an operand as it is read: the element at storage index offset + i (the
+ * operand's offset) is scaled by the mask's value i, drawn as kernels/dropout.ts draws it, and a dropped one is 0.
+ * The forward's x Aᵀ reads dropout(x) as A, and dA += d(x Aᵀ)ᵀ dropout(x) as B, from x itself.
+ */
+export interface OperandMask {
+  operand: 'a' | 'b';
+  state: GPUBuffer;
+  module: number;
+  p: number;
 }
 
 /**
@@ -138,9 +154,12 @@ export function matmulShader(v: MatmulVariant): string {
   return usesVectorK(v) ? vectorKShader(v) : registersShader(v);
 }
 
-/** Whether the variant reads along K in vectors at all (see `vectorK`). */
+/**
+ * Whether the variant reads along K in vectors at all (see `vectorK`). Not through an operand mask: a hash per
+ * lane of every vector, unrolled, took SwiftShader minutes to compile, and the masked products are LoRA's small ones.
+ */
 function usesVectorK(v: MatmulVariant): boolean {
-  return Boolean(v.vectorK && !v.tiled && v.transB && !v.transA);
+  return Boolean(v.vectorK && !v.tiled && v.transB && !v.transA && !v.maskedOperand);
 }
 
 /** Whether every row of A and B in the shape starts on a whole vector: 4 floats of A, 4 floats or 8 halves of B. */
@@ -154,32 +173,41 @@ export function vectorKFits(shape: MatmulShape, v: MatmulVariant): boolean {
 }
 
 /**
- * The low-rank term's bindings from `first` on (L, R, and with a mask the dropout state), the uniforms after them,
- * and with a mask `maskFactor(i)`, element i's dropout multiplier.
+ * The bindings after the operands, from `first` on: a low-rank term's L and R, a dropout mask's state (the term's
+ * or an operand's), then the uniforms; with a mask, `maskFactor(i)`, value i's dropout multiplier, and
+ * `masked(x, i)`, x through it.
  */
-export function lowRankBindings(v: Pick<MatmulVariant, 'lowRank' | 'maskedLowRank'>, first: number): string {
-  if (!v.lowRank) return `@group(0) @binding(${first}) var<uniform> p: Params;`;
-  const bindings = [
-    `@group(0) @binding(${first}) var<storage, read> L: array<f32>;`,
-    `@group(0) @binding(${first + 1}) var<storage, read> R: array<f32>;`,
+export function lowRankBindings(
+  v: Pick<MatmulVariant, 'lowRank' | 'maskedLowRank' | 'maskedOperand'>,
+  first: number,
+): string {
+  const storage = [
+    ...(v.lowRank ? ['L: array<f32>', 'R: array<f32>'] : []),
+    ...(v.maskedLowRank || v.maskedOperand ? ['maskState: array<u32>'] : []),
   ];
-  if (!v.maskedLowRank) return [...bindings, `@group(0) @binding(${first + 2}) var<uniform> p: Params;`].join('\n');
-  return `${[
-    ...bindings,
-    `@group(0) @binding(${first + 2}) var<storage, read> maskState: array<u32>; // [seed, on]`,
-    `@group(0) @binding(${first + 3}) var<uniform> p: Params;`,
-  ].join('\n')}
+  const bindings = [
+    ...storage.map((decl, i) => `@group(0) @binding(${first + i}) var<storage, read> ${decl};`),
+    `@group(0) @binding(${first + storage.length}) var<uniform> p: Params;`,
+  ].join('\n');
+  if (!(v.maskedLowRank || v.maskedOperand)) return bindings;
+  return `${bindings}
 ${DROPOUT_FACTOR_WGSL}
 
 fn maskFactor(i: u32) -> f32 {
   return dropoutFactor(i, maskState[0], maskState[1] != 0u, p.moduleId, p.threshold, p.maskScale);
+}
+
+// A dropped value is 0 even where x is not finite.
+fn masked(x: f32, i: u32) -> f32 {
+  let f = maskFactor(i);
+  return select(0.0, x * f, f != 0.0);
 }`;
 }
 
-/** The low-rank term's buffers to bind after the operands. */
-export function lowRankBuffers(lowRank: LowRank | undefined): GPUBuffer[] {
-  if (!lowRank) return [];
-  return lowRank.mask ? [lowRank.l, lowRank.r, lowRank.mask.state] : [lowRank.l, lowRank.r];
+/** The buffers to bind after the operands: the low-rank term's, then the dropout state of its or an operand's mask. */
+export function lowRankBuffers(lowRank: LowRank | undefined, operandMask?: OperandMask): GPUBuffer[] {
+  const state = lowRank?.mask?.state ?? operandMask?.state;
+  return [...(lowRank ? [lowRank.l, lowRank.r] : []), ...(state ? [state] : [])];
 }
 
 /**
@@ -200,8 +228,29 @@ struct Params {
 @group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 ${lowRankBindings(v, 3)}
-${vectors ? '' : `\nfn loadB(i: u32) -> f32 { return ${v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]'}; }`}
+${operandLoads(v, vectors)}
 `;
+
+/**
+ * loadA(i) and loadB(i): the operands' element i (with `vectors`, vector i) as f32 (vec4f), through the dropout
+ * mask where the variant masks that operand. B's fp16 is widened here (scalars); vectors of fp16 B are read by the
+ * vector kernel itself.
+ */
+function operandLoads(v: MatmulVariant, vectors: boolean): string {
+  const mask = (operand: 'a' | 'b', value: string, offset: string) =>
+    v.maskedOperand !== operand
+      ? value
+      : vectors
+        ? `vec4f(${[0, 1, 2, 3].map((l) => `masked(${value}.${'xyzw'[l]}, 4u * i + ${l}u - ${offset})`).join(', ')})`
+        : `masked(${value}, i - ${offset})`;
+  if (vectors) {
+    const loadA = `fn loadA(i: u32) -> vec4f { return ${mask('a', 'A[i]', 'p.offsetA')}; }`;
+    return v.halfB ? loadA : `${loadA}\nfn loadB(i: u32) -> vec4f { return ${mask('b', 'B[i]', 'p.offsetB')}; }`;
+  }
+  const b = v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]';
+  return `fn loadA(i: u32) -> f32 { return ${mask('a', 'A[i]', 'p.offsetA')}; }
+fn loadB(i: u32) -> f32 { return ${mask('b', b, 'p.offsetB')}; }`;
+}
 
 /** A register kernel's entry: the block of C at (row0, col0) of batch entry b this invocation owns, if inside C. */
 const blockEntry = (v: MatmulVariant) => /* wgsl */ `@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
@@ -269,9 +318,10 @@ function registersShader(v: MatmulVariant): string {
   const aIndex = (m: string, k: string) => (v.transA ? `${k} * p.lda + ${m}` : `${m} * p.lda + ${k}`);
   const bIndex = (k: string, n: string) => (v.transB ? `${n} * p.ldb + ${k}` : `${k} * p.ldb + ${n}`);
 
-  const loadA = Array.from({ length: v.tileM }, (_, i) => `    let a${i} = A[aBase + ${aIndex(`r${i}`, 'k')}];`).join(
-    '\n',
-  );
+  const loadA = Array.from(
+    { length: v.tileM },
+    (_, i) => `    let a${i} = loadA(aBase + ${aIndex(`r${i}`, 'k')});`,
+  ).join('\n');
   const loadB = Array.from({ length: vecN }, (_, j) => {
     const lanes = [0, 1, 2, 3].map((l) => `loadB(bBase + ${bIndex('k', `c${4 * j + l}`)})`).join(', ');
     return `    let b${j} = vec4f(${lanes});`;
@@ -313,15 +363,15 @@ function vectorKShader(v: MatmulVariant): string {
   const loadA = rows
     .map((i) =>
       v.halfB
-        ? `    let a${i} = A[ar${i} + 2u * k];\n    let a${i}h = A[ar${i} + 2u * k + 1u];`
-        : `    let a${i} = A[ar${i} + k];`,
+        ? `    let a${i} = loadA(ar${i} + 2u * k);\n    let a${i}h = loadA(ar${i} + 2u * k + 1u);`
+        : `    let a${i} = loadA(ar${i} + k);`,
     )
     .join('\n');
   const loadB = cols
     .map((c) =>
       v.halfB
         ? `    let w${c} = B[br${c} + k];\n    let b${c} = vec4f(unpack2x16float(w${c}.x), unpack2x16float(w${c}.y));\n    let b${c}h = vec4f(unpack2x16float(w${c}.z), unpack2x16float(w${c}.w));`
-        : `    let b${c} = B[br${c} + k];`,
+        : `    let b${c} = loadB(br${c} + k);`,
     )
     .join('\n');
   const dot = (i: number, c: number) => (v.halfB ? `dot(a${i}, b${c}) + dot(a${i}h, b${c}h)` : `dot(a${i}, b${c})`);
@@ -381,7 +431,7 @@ function tiledShader(v: MatmulVariant): string {
       let g = ${name === 'A' ? 'rowBase' : 'colBase'} + mn;
       let gk = k0 + k;
       var value = 0.0;
-      if (g < ${limit} && gk < p.K) { value = ${name === 'A' ? `A[aBase + ${index('g', 'gk')}]` : `loadB(bBase + ${index('g', 'gk')})`}; }
+      if (g < ${limit} && gk < p.K) { value = load${name}(${name === 'A' ? 'aBase' : 'bBase'} + ${index('g', 'gk')}); }
       ${name}s[k * ${size}u + mn] = value;
     }`;
   const aIndex = (m: string, k: string) => (v.transA ? `${k} * p.lda + ${m}` : `${m} * p.lda + ${k}`);
@@ -440,30 +490,37 @@ export class MatmulKernel {
     this.unaligned = usesVectorK(variant) ? new Kernel(device, matmulShader(plain), matmulLabel(plain)) : null;
   }
 
-  /** C ← alpha (op(A)·op(B) [+ lowRank's term]) + beta C; `lowRank` exactly when the variant has one. */
-  op(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank): Op {
+  /**
+   * C ← alpha (op(A)·op(B) [+ lowRank's term]) + beta C, one operand through `operandMask`; `lowRank` and
+   * `operandMask` exactly when the variant has them.
+   */
+  op(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank, operandMask?: OperandMask): Op {
     const s = resolveMatmulShape(shape, this.variant);
     const v = this.variant;
     checkLowRank(`matmul ${matmulLabel(v)}`, s, lowRank, v);
+    checkOperandMask(`matmul ${matmulLabel(v)}`, operandMask, v);
     const kernel = this.unaligned && !vectorKFits(shape, v) ? this.unaligned : this.kernel;
     return kernel.op(
-      [a, b, c, ...lowRankBuffers(lowRank)],
+      [a, b, c, ...lowRankBuffers(lowRank, operandMask)],
       [
         ...[s.M, s.N, s.K, s.batch, s.lda, s.ldb, s.ldc, s.strideA, s.strideB, s.strideC].map(u32),
         ...[s.offsetA, s.offsetB, s.offsetC].map(u32),
         f32(s.alpha),
         f32(s.beta),
         u32(s.batchDivB),
-        ...lowRankUniforms(lowRank),
+        ...lowRankUniforms(lowRank, operandMask),
       ],
       [Math.ceil(s.N / (v.tileN * v.workgroupX)), Math.ceil(s.M / (v.tileM * v.workgroupY)), s.batch],
     );
   }
 }
 
-/** The low-rank term's uniforms (rank, offsets, scale, and its mask's module, threshold, scale); zeros without. */
-export function lowRankUniforms(lowRank: LowRank | undefined) {
-  const mask = lowRank?.mask;
+/**
+ * The low-rank term's uniforms (rank, offsets, scale), then its mask's or the operand mask's (module, threshold,
+ * scale); zeros without.
+ */
+export function lowRankUniforms(lowRank: LowRank | undefined, operandMask?: OperandMask) {
+  const mask = lowRank?.mask ?? operandMask;
   return [
     u32(lowRank?.rank ?? 0),
     u32(lowRank?.offsetL ?? 0),
@@ -498,9 +555,24 @@ export function checkLowRank(
   if (lowRank?.mask && (s.ldc !== s.N || s.offsetC !== 0)) throw new Error('a masked low-rank term needs a dense C');
 }
 
+/** An operand mask must be what the kernel was compiled for, on an fp32 operand, and never with a low-rank term. */
+export function checkOperandMask(
+  kernel: string,
+  mask: OperandMask | undefined,
+  v: Pick<MatmulVariant, 'maskedOperand' | 'lowRank' | 'halfB'>,
+): void {
+  const name = (operand: 'a' | 'b' | undefined) => (operand ? `a mask on operand ${operand.toUpperCase()}` : 'no mask');
+  if (v.maskedOperand !== mask?.operand) {
+    throw new Error(`${kernel} was compiled for ${name(v.maskedOperand)}, not ${name(mask?.operand)}`);
+  }
+  if (v.maskedOperand && v.lowRank) throw new Error('an operand mask does not go with a low-rank term');
+  if (v.maskedOperand === 'b' && v.halfB) throw new Error('a masked operand B must be fp32');
+}
+
 function matmulLabel(v: MatmulVariant): string {
   const family = v.tiled ? 'tiled' : 'registers';
   const vectors = usesVectorK(v) ? '_vk' : '';
   const lowRank = v.lowRank ? (v.maskedLowRank ? '_lrm' : '_lr') : '';
-  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}${lowRank}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
+  const masked = v.maskedOperand ? `_m${v.maskedOperand}` : '';
+  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}${lowRank}${masked}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
 }

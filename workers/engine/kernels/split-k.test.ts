@@ -66,6 +66,37 @@ describe('split-K matmul against the CPU twin', () => {
     });
   }
 
+  for (const operand of ['a', 'b'] as const) {
+    it(`reads operand ${operand.toUpperCase()} through a dropout mask, each slice at its place in the whole`, async () => {
+      const { device } = gpu();
+      // dA's layout (d(xAᵀ)ᵀ · x) masks B; x·Aᵀ's masks A.
+      const [transA, transB] = operand === 'b' ? [true, false] : [false, true];
+      const variant = {
+        tileM: 4,
+        tileN: 4,
+        workgroupX: 8,
+        workgroupY: 8,
+        transA,
+        transB,
+        maskedOperand: operand,
+      } as const;
+      const shape = { M: 13, N: 37, K: 96, offsetA: 3, offsetB: 5 };
+      const kernel = new SplitKMatmul(device, variant, 4);
+      const a = randomUniform(3 + 13 * 96, 1);
+      const b = randomUniform(5 + 37 * 96, 2);
+      const [masked, offset] = operand === 'a' ? [a, 3] : [b, 5];
+      const mask = dropoutMaskCpu(masked.length - offset, 31, 6, 0.25);
+      const dropped = Float32Array.from(masked, (x, i) => (i < offset ? x : x * mask[i - offset]));
+      const expected = new Float64Array(13 * 37);
+      matmulCpu(operand === 'a' ? dropped : a, operand === 'b' ? dropped : b, expected, shape, variant);
+      const [ba, bb, state] = [a, b, Uint32Array.of(31, 1)].map((x) => uploadBuffer(device, x));
+      const bc = createStorageBuffer(device, 13 * 37 * 4);
+      const scratch = createStorageBuffer(device, kernel.scratchBytes(shape));
+      const ops = kernel.ops(ba, bb, bc, shape, scratch, undefined, { operand, state, module: 6, p: 0.25 });
+      expect(maxRelativeError(await runAndRead(device, ops, bc), expected)).toBeLessThan(1e-5);
+    });
+  }
+
   it('refuses what it cannot split', () => {
     expect(canSplitK({ M: 4, N: 4, K: 96 }, 4)).toBe(true);
     expect(canSplitK({ M: 4, N: 4, K: 90 }, 4)).toBe(false);

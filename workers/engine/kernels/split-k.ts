@@ -2,6 +2,7 @@ import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import {
   checkLowRank,
+  checkOperandMask,
   type LowRank,
   lowRankBindings,
   lowRankBuffers,
@@ -9,6 +10,7 @@ import {
   MatmulKernel,
   type MatmulShape,
   type MatmulVariant,
+  type OperandMask,
   resolveMatmulShape,
 } from './matmul';
 
@@ -68,9 +70,11 @@ export class SplitKMatmul {
     readonly variant: MatmulVariant,
     readonly splits: number,
   ) {
+    // The slices read the operands (through an operand mask); the reduce adds the low-rank term.
     this.partials = new MatmulKernel(device, { ...variant, lowRank: false, maskedLowRank: false });
     const term = variant.lowRank ? (variant.maskedLowRank ? '_lrm' : '_lr') : '';
-    this.reduce = new Kernel(device, reduceShader(variant), `matmul_split_k_reduce${term}`);
+    const reduced = { ...variant, maskedOperand: undefined };
+    this.reduce = new Kernel(device, reduceShader(reduced), `matmul_split_k_reduce${term}`);
   }
 
   /** Bytes of scratch the product needs. */
@@ -78,26 +82,44 @@ export class SplitKMatmul {
     return this.splits * shape.M * shape.N * 4;
   }
 
-  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, scratch: GPUBuffer, lowRank?: LowRank): Op[] {
+  ops(
+    a: GPUBuffer,
+    b: GPUBuffer,
+    c: GPUBuffer,
+    shape: MatmulShape,
+    scratch: GPUBuffer,
+    lowRank?: LowRank,
+    operandMask?: OperandMask,
+  ): Op[] {
     if (!canSplitK(shape, this.splits)) throw new Error(`split-K ${this.splits} cannot run ${JSON.stringify(shape)}`);
     const s = resolveMatmulShape(shape, this.variant);
     checkLowRank(`split-K ${this.splits}`, s, lowRank, this.variant);
+    checkOperandMask(`split-K ${this.splits}`, operandMask, this.variant);
     const slice = s.K / this.splits;
     const { transA, transB } = this.variant;
-    const partialOp = this.partials.op(a, b, scratch, {
-      M: s.M,
-      N: s.N,
-      K: slice,
-      batch: this.splits,
-      lda: s.lda,
-      ldb: s.ldb,
-      // Slice k of op(A) starts slice * k columns in (rows, when A is stored transposed); likewise op(B).
-      strideA: transA ? slice * s.lda : slice,
-      strideB: transB ? slice : slice * s.ldb,
-      strideC: s.M * s.N,
-      offsetA: s.offsetA,
-      offsetB: s.offsetB,
-    });
+    // Slice k's operands sit where they sit in the whole product, so a mask's index (from the operand's offset) is
+    // the whole product's.
+    const partialOp = this.partials.op(
+      a,
+      b,
+      scratch,
+      {
+        M: s.M,
+        N: s.N,
+        K: slice,
+        batch: this.splits,
+        lda: s.lda,
+        ldb: s.ldb,
+        // Slice k of op(A) starts slice * k columns in (rows, when A is stored transposed); likewise op(B).
+        strideA: transA ? slice * s.lda : slice,
+        strideB: transB ? slice : slice * s.ldb,
+        strideC: s.M * s.N,
+        offsetA: s.offsetA,
+        offsetB: s.offsetB,
+      },
+      undefined,
+      operandMask,
+    );
     const reduceOp = this.reduce.op(
       [scratch, c, ...lowRankBuffers(lowRank)],
       [

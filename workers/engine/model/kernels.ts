@@ -3,7 +3,6 @@ import { AttentionKernels } from '../kernels/attention';
 import { BiasKernels } from '../kernels/bias';
 import { CrossEntropyKernels } from '../kernels/cross-entropy';
 import { DecodeAttentionKernels } from '../kernels/decode-attention';
-import { DropoutKernel } from '../kernels/dropout';
 import { EmbeddingKernels } from '../kernels/embedding';
 import { GemvKernels } from '../kernels/gemv';
 import { RmsNormKernels } from '../kernels/rmsnorm';
@@ -68,7 +67,6 @@ export class EngineKernels {
   readonly embedding: EmbeddingKernels;
   readonly crossEntropy: CrossEntropyKernels;
   readonly adamw: AdamWKernels;
-  readonly dropout: DropoutKernel;
   readonly decodeAttention: DecodeAttentionKernels;
   readonly gemv: GemvKernels;
   readonly scoreHead: ScoreHeadKernels;
@@ -95,7 +93,6 @@ export class EngineKernels {
     this.embedding = new EmbeddingKernels(device);
     this.crossEntropy = new CrossEntropyKernels(device);
     this.adamw = new AdamWKernels(device);
-    this.dropout = new DropoutKernel(device);
     this.decodeAttention = new DecodeAttentionKernels(device, choices.rows);
     this.gemv = new GemvKernels(device, choices.rows);
     this.scoreHead = new ScoreHeadKernels(device);

@@ -6,6 +6,7 @@ import {
   MatmulKernel,
   type MatmulShape,
   type MatmulVariant,
+  type OperandMask,
   resolveMatmulShape,
 } from '../kernels/matmul';
 import { canSplitK, SplitKMatmul } from '../kernels/split-k';
@@ -13,9 +14,9 @@ import { canSplitK, SplitKMatmul } from '../kernels/split-k';
 /** A matmul variant without its layout; `splitK` cuts K into that many slices summed by a reduce pass. */
 export type MatmulTile = Omit<MatmulVariant, 'transA' | 'transB'> & { splitK?: number };
 
-/** One product of a plan, on its chosen variant, with or without a low-rank term. */
+/** One product of a plan, on its chosen variant, with or without a low-rank term or an operand mask. */
 export interface MatmulProduct {
-  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank): Op[];
+  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank, mask?: OperandMask): Op[];
 }
 
 /**
@@ -76,13 +77,17 @@ export class MatmulTuner {
   private product(tile: MatmulTile, transA: boolean, transB: boolean, halfB: boolean): MatmulProduct {
     const { splitK, ...rest } = tile;
     return {
-      ops: (a, b, c, shape, lowRank) => {
-        const terms = { lowRank: Boolean(lowRank), maskedLowRank: Boolean(lowRank?.mask) };
+      ops: (a, b, c, shape, lowRank, mask) => {
+        const terms = {
+          lowRank: Boolean(lowRank),
+          maskedLowRank: Boolean(lowRank?.mask),
+          maskedOperand: mask?.operand,
+        };
         const variant: MatmulVariant = { ...rest, transA, transB, halfB, ...terms };
         // A split-K choice falls back to the plain kernel for products it cannot split.
-        if (!splitK || !canSplitK(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, lowRank)];
+        if (!splitK || !canSplitK(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, lowRank, mask)];
         const kernel = this.kernel(variant, splitK);
-        return kernel.ops(a, b, c, shape, this.scratchOf(kernel.scratchBytes(shape)), lowRank);
+        return kernel.ops(a, b, c, shape, this.scratchOf(kernel.scratchBytes(shape)), lowRank, mask);
       },
     };
   }

@@ -3,7 +3,7 @@ import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps } from '../gpu/ops';
 import type { AttentionShape } from '../kernels/attention';
 import { buildTokenIndex } from '../kernels/embedding';
-import type { LowRank, MatmulShape } from '../kernels/matmul';
+import type { LowRank, MatmulShape, OperandMask } from '../kernels/matmul';
 import type { Rotation } from '../kernels/rope';
 import type { EngineKernels } from './kernels';
 import type { GpuLora, LoraModule } from './lora';
@@ -406,10 +406,6 @@ export class TransformerStep {
       dact: f32(N * f, 'd act'),
       dxa: f32(Math.max(1, N * r), 'd xA'),
     });
-    if (this.dropoutState) {
-      // The adapter path's input after dropout, for the widest projection input.
-      this.s.loraIn = f32(N * Math.max(d, f, H * hd), 'LoRA input after dropout');
-    }
     const { cos, sin } = ropeTables(c, T);
     this.s.cos = this.upload(cos, 'rope cos');
     this.s.sin = this.upload(sin, 'rope sin');
@@ -441,8 +437,16 @@ export class TransformerStep {
     }
   }
 
-  private mm(transA: boolean, transB: boolean, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op[] {
-    return this.k.matmuls.productFor(transA, transB, shape).ops(a, b, c, shape);
+  private mm(
+    transA: boolean,
+    transB: boolean,
+    a: GPUBuffer,
+    b: GPUBuffer,
+    c: GPUBuffer,
+    shape: MatmulShape,
+    mask?: OperandMask,
+  ): Op[] {
+    return this.k.matmuls.productFor(transA, transB, shape).ops(a, b, c, shape, undefined, mask);
   }
 
   /** A product whose B is a base weight matrix (packed fp16 when the weights are held at half precision). */
@@ -477,8 +481,8 @@ export class TransformerStep {
       // x A^T first: the base product adds s (x A^T) B^T as it goes.
       const { params, scale } = this.lora;
       const r = this.lora.settings.r;
-      const xl = this.dropout(ops, m, x, N * inDim);
-      ops.push(...this.mm(false, true, xl, params, xa, { M: N, N: r, K: inDim, offsetB: m.offsetA }));
+      const shape = { M: N, N: r, K: inDim, offsetB: m.offsetA };
+      ops.push(...this.mm(false, true, x, params, xa, shape, this.dropoutOf(m, 'a')));
       lowRank = { l: xa, r: params, rank: r, offsetR: m.offsetB, scale };
     }
     const shape = { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 };
@@ -515,9 +519,9 @@ export class TransformerStep {
       );
       // d(x A^T) = s dy B          [N, r]
       ops.push(...this.mm(false, false, dy, params, dxa, { M: N, N: r, K: out, offsetB: m.offsetB, alpha: scale }));
-      // dA += d(x A^T)^T xl        [r, in], xl = dropout(x) regenerated from the step's seed
-      const xl = this.dropout(ops, m, x, N * inDim);
-      ops.push(...this.mm(true, false, dxa, xl, grads, { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 }));
+      // dA += d(x A^T)^T dropout(x)        [r, in], the mask drawn again from the step's seed
+      const shape = { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 };
+      ops.push(...this.mm(true, false, dxa, x, grads, shape, this.dropoutOf(m, 'b')));
       lowRank = { l: dxa, r: params, rank: r, offsetR: m.offsetA, scale: 1 };
       if (this.dropoutState) {
         lowRank.mask = { state: this.dropoutState, module: m.index, p: this.lora.settings.loraDropout };
@@ -542,12 +546,13 @@ export class TransformerStep {
     }
   }
 
-  /** The adapter path's input: `x` itself, or dropout(x) in the scratch buffer when the adapter has dropout. */
-  private dropout(ops: Op[], m: LoraModule, x: GPUBuffer, n: number): GPUBuffer {
-    if (!this.dropoutState) return x;
-    const p = this.lora?.settings.loraDropout ?? 0;
-    ops.push(this.k.dropout.op(x, this.dropoutState, this.s.loraIn, n, m.index, p));
-    return this.s.loraIn;
+  /**
+   * The module's dropout on the adapter path's input, read as `operand` of its product (no dropout: none). The
+   * input x is dense from offset 0, so the mask's index is x's element index, the same in the forward and backward.
+   */
+  private dropoutOf(m: LoraModule, operand: 'a' | 'b'): OperandMask | undefined {
+    if (!this.dropoutState || !this.lora) return undefined;
+    return { operand, state: this.dropoutState, module: m.index, p: this.lora.settings.loraDropout };
   }
 
   private recordForward(): void {
