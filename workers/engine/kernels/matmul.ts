@@ -232,21 +232,17 @@ ${operandLoads(v, vectors)}
 `;
 
 /**
- * loadA(i) and loadB(i): the operands' element i (with `vectors`, vector i) as f32 (vec4f), through the dropout
- * mask where the variant masks that operand. B's fp16 is widened here (scalars); vectors of fp16 B are read by the
- * vector kernel itself.
+ * loadA(i) and loadB(i): the operands' element i as f32, through the dropout mask where the variant masks that
+ * operand, B's fp16 widened; with `vectors`, vector i as vec4f (never masked: see usesVectorK), and fp16 B read by
+ * the vector kernel itself.
  */
 function operandLoads(v: MatmulVariant, vectors: boolean): string {
-  const mask = (operand: 'a' | 'b', value: string, offset: string) =>
-    v.maskedOperand !== operand
-      ? value
-      : vectors
-        ? `vec4f(${[0, 1, 2, 3].map((l) => `masked(${value}.${'xyzw'[l]}, 4u * i + ${l}u - ${offset})`).join(', ')})`
-        : `masked(${value}, i - ${offset})`;
   if (vectors) {
-    const loadA = `fn loadA(i: u32) -> vec4f { return ${mask('a', 'A[i]', 'p.offsetA')}; }`;
-    return v.halfB ? loadA : `${loadA}\nfn loadB(i: u32) -> vec4f { return ${mask('b', 'B[i]', 'p.offsetB')}; }`;
+    const loadA = 'fn loadA(i: u32) -> vec4f { return A[i]; }';
+    return v.halfB ? loadA : `${loadA}\nfn loadB(i: u32) -> vec4f { return B[i]; }`;
   }
+  const mask = (operand: 'a' | 'b', value: string, offset: string) =>
+    v.maskedOperand === operand ? `masked(${value}, i - ${offset})` : value;
   const b = v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]';
   return `fn loadA(i: u32) -> f32 { return ${mask('a', 'A[i]', 'p.offsetA')}; }
 fn loadB(i: u32) -> f32 { return ${mask('b', b, 'p.offsetB')}; }`;

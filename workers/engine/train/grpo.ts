@@ -31,18 +31,21 @@ interface Completion {
  * Group-relative policy optimization (core/training/grpo.ts) as a trainer objective. Each micro-batch: every prompt
  * gets `groupSize` completions sampled from the policy as it is (the adapter on, no dropout) by a key-value-cache
  * decoder over the same weights, all of the micro-batch's completions decoded together as its rows (so each step
- * reads the weights once for all of them); the reward source scores them; each completion's advantage is its reward against
- * its group's; the policy's token log-probabilities come from the training step's forward (dropout on, as the
- * gradient sees them), the reference's from a forward-only step with the adapter off; and the backward runs with
- * each completion token's d loss / d CE as its loss weight. The loss is the token mean within the micro-batch,
- * micro-batches averaged.
+ * reads the weights once for all of them); the reward source scores them; each completion's advantage is its
+ * reward against its group's; the policy's token log-probabilities come from the training step's forward (dropout
+ * on, as the gradient sees them), the reference's from a forward-only step with the adapter off; and the backward
+ * runs with each completion token's d loss / d CE as its loss weight. The loss is the token mean within the
+ * micro-batch, micro-batches averaged.
  *
  * Sampling is seeded by the micro-batch's seed and the row, so a resumed run draws the same completions.
  */
 export function grpoObjective(options: GrpoOptions): Objective<RlPrompt> {
   const { groupSize: G, maxCompletion, temperature, klBeta, seed } = options.settings;
   const sampling: SamplingSettings = { temperature, topK: 0, topP: 1, repetitionPenalty: 1 };
-  /** The decoder, made on first use (after the trainer tuned its matmuls): a row per completion of a micro-batch. */
+  /**
+   * The decoder, a row per completion of a micro-batch, made on first use: after the trainer's tuning, since it
+   * cannot be recorded again, so asking for its products before would only time variants it would not run.
+   */
   let decoder: Decoder | null = null;
   let makeDecoder: (() => Decoder) | null = null;
   let reference: TransformerStep | null = null;
