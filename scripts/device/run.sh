@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine (see prepare.sh): unpacks the Vulkan loader, points it at the NVIDIA driver, and
-# runs the engine bench at batch 1 (with a per-kernel profile), batch 8 and decoding alone. Results land in $OUT.
+# runs the engine bench at batch 1 (with a per-kernel profile), batch 8 and decoding alone, then a few policy
+# optimization steps on hone-tiny (sampling dominates them). Results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -17,3 +18,8 @@ for args in "--profile" "--batch 8" "--batch 8 --f16" "--f16 --skip-step --skip-
   timeout 120 /tmp/node bench/bench-engine.mjs $args > "$OUT/$name.txt" 2>&1
   echo "== bench $args"; grep -v '^{' "$OUT/$name.txt" | sed -n '/^| layers\|^| prompt/,/^| GPU memory/p' | grep -v '^$'
 done
+# Policy optimization on hone-tiny with the example rule: every completion of a micro-batch is decoded as a row.
+timeout 120 /tmp/node hone.mjs train --model ../public/models/hone-tiny --data ../public/examples/rl-prompts.jsonl \
+  --method grpo --reward-js ../public/examples/rl-reward.js --out /tmp/grpo --max-steps 4 --validation 0 \
+  --eval-every 0 --checkpoint-every 0 > "$OUT/grpo.txt" 2>&1
+echo "== grpo on hone-tiny, 4 steps"; tr '\r' '\n' < "$OUT/grpo.txt" | grep -E 'step 4/4|rror' | tail -2
