@@ -164,6 +164,12 @@ describe('decoding with a key-value cache', () => {
     });
   }
 
+  it('decodes several rows together over an LM head split into vocabulary chunks', async () => {
+    const model = await setup(tinyConfig(), true, 24 * 4 * 10);
+    expect(model.gw.lmHead.length).toBeGreaterThan(1);
+    await expectRowsMatch(model);
+  });
+
   it("decodes several rows together on GPUs' kernels too (tiled matmuls, cooperative rows)", async () => {
     const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, true);
     await expectRowsMatch({ ...model, kernels: new EngineKernels(model.device, GPU_KERNELS) });
