@@ -1,6 +1,6 @@
 import { dropoutThreshold } from './dropout';
 
-/** The hash the dropout kernel uses (lowbias32), in 32-bit unsigned arithmetic. */
+/** The hash LoRA dropout uses (lowbias32, `DROPOUT_FACTOR_WGSL`), in 32-bit unsigned arithmetic. */
 function mix(v: number): number {
   let h = v >>> 0;
   h ^= h >>> 16;
@@ -11,7 +11,7 @@ function mix(v: number): number {
   return h >>> 0;
 }
 
-/** CPU twin of the dropout kernel's mask: n multipliers, 0 or 1 / (1 - p). */
+/** CPU twin of LoRA dropout's mask as the matmuls draw it: n multipliers, 0 or 1 / (1 - p). */
 export function dropoutMaskCpu(n: number, seed: number, module: number, p: number): Float64Array {
   const threshold = dropoutThreshold(p);
   const moduleHash = mix((seed + Math.imul(module, 0x9e3779b9)) >>> 0);
