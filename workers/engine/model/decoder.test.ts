@@ -7,8 +7,9 @@ import { randomLora, randomWeights, tinyConfig } from '../reference/random-model
 import { type ReferenceLora, referenceForward } from '../reference/transformer.cpu';
 import { Decoder } from './decoder';
 import { generate, generateRows } from './generate';
-import { EngineKernels, GPU_KERNELS } from './kernels';
+import { CPU_KERNELS, EngineKernels, GPU_KERNELS } from './kernels';
 import { everyLayer, GpuLora } from './lora';
+import type { MatmulTile } from './matmul-tuner';
 import { TransformerStep } from './transformer';
 
 const gpu = setupTestGpu();
@@ -168,6 +169,22 @@ describe('decoding with a key-value cache', () => {
     const model = await setup(tinyConfig(), true, 24 * 4 * 10);
     expect(model.gw.lmHead.length).toBeGreaterThan(1);
     await expectRowsMatch(model);
+  });
+
+  it('is recorded again when the kernels tune, its products on the variants picked, with the same logits', async () => {
+    const model = await setup(tinyConfig(), true);
+    const candidates: MatmulTile[] = [
+      { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+      { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+    ];
+    const kernels = new EngineKernels(model.device, { ...CPU_KERNELS, tune: candidates });
+    const rows = new Decoder(model.device, kernels, model.gw, model.lora, 8, 3);
+    const labels = () => rows.ops.flatMap((op) => (op.kind === 'dispatch' ? [op.label] : [])).join();
+    const untuned = labels();
+    expect(await kernels.tuneMatmuls()).toBe(true);
+    expect(labels()).not.toEqual(untuned);
+    rows.destroy();
+    await expectRowsMatch({ ...model, kernels });
   });
 
   it("decodes several rows together on GPUs' kernels too (tiled matmuls, cooperative rows)", async () => {

@@ -33,6 +33,8 @@ export class Decoder {
   private readonly sin: GPUBuffer; // [hd / 2]
   private readonly logits: GPUBuffer; // [B, V]
   private readonly tables: { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> };
+  /** The forward's activations and each layer's caches, allocated once: recording the ops again reuses them. */
+  private readonly s: ReturnType<Decoder['allocate']>;
   private length = 0;
   /** Gate and up outputs, only where the MLP cannot run as one gated gemv (see gatedMlp). */
   private gateUp: [GPUBuffer, GPUBuffer] | null = null;
@@ -61,6 +63,18 @@ export class Decoder {
     this.cos = f32(c.headDim / 2, 'rope cos');
     this.sin = f32(c.headDim / 2, 'rope sin');
     this.logits = f32(rows * c.vocabSize, 'logits');
+    this.s = this.allocate();
+    this.record();
+    k.track(this);
+  }
+
+  /**
+   * Records the ops again over the same buffers: after the kernels' matmul tuner chose variants for the products
+   * this decoder asked for (the kernels do it for every decoder and step alive when they tune).
+   */
+  rerecord(): void {
+    releaseOps(this.ops);
+    this.ops.length = 0;
     this.record();
   }
 
@@ -124,6 +138,7 @@ export class Decoder {
   }
 
   destroy(): void {
+    this.k.untrack(this);
     for (const b of this.buffers) b.destroy();
     releaseOps(this.ops);
   }
@@ -210,29 +225,42 @@ export class Decoder {
     this.ops.push(this.k.gemv.gatedOp(x, lw.proj.gate_proj, lw.proj.up_proj, act, shape, half, lowRank));
   }
 
-  private record(): void {
+  private allocate() {
     const c = this.w.config;
-    const { d, f, H, KV, hd, eps } = shortDims(c);
+    const { d, f, H, KV, hd } = shortDims(c);
     const B = this.rows;
     const L = this.maxLength;
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
-    const x = f32(B * d, 'residual');
-    const xn = f32(B * d, 'normed');
-    const rstd = f32(B, 'rstd');
-    const q = f32(B * H * hd, 'q');
-    const kRaw = f32(B * KV * hd, 'k');
-    const v = f32(B * KV * hd, 'v');
-    const qn = f32(B * H * hd, 'q normed');
-    const kn = f32(B * KV * hd, 'k normed');
-    const rstdQ = f32(B * H, 'rstd q');
-    const rstdK = f32(B * KV, 'rstd k');
-    const qRot = f32(B * H * hd, 'q rotated');
-    const attn = f32(B * H * hd, 'attention output');
-    const scores = f32(B * H * L, 'scores');
-    const act = f32(B * f, 'act');
-    // x A^T of the adapted modules a product needs: two for one token's gated MLP (gate's and up's), one otherwise.
-    const xa = f32(B * 2 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T');
-    const shape = { heads: H, kvHeads: KV, headDim: hd, maxLen: L, rows: B };
+    return {
+      x: f32(B * d, 'residual'),
+      xn: f32(B * d, 'normed'),
+      rstd: f32(B, 'rstd'),
+      q: f32(B * H * hd, 'q'),
+      kRaw: f32(B * KV * hd, 'k'),
+      v: f32(B * KV * hd, 'v'),
+      qn: f32(B * H * hd, 'q normed'),
+      kn: f32(B * KV * hd, 'k normed'),
+      rstdQ: f32(B * H, 'rstd q'),
+      rstdK: f32(B * KV, 'rstd k'),
+      qRot: f32(B * H * hd, 'q rotated'),
+      attn: f32(B * H * hd, 'attention output'),
+      scores: f32(B * H * L, 'scores'),
+      act: f32(B * f, 'act'),
+      // x A^T of the adapted modules a product needs: two for one token's gated MLP (gate's and up's), one otherwise.
+      xa: f32(B * 2 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T'),
+      caches: Array.from({ length: c.numLayers }, (_, l) => ({
+        k: f32(B * L * KV * hd, `layer ${l} key cache`),
+        v: f32(B * L * KV * hd, `layer ${l} value cache`),
+      })),
+    };
+  }
+
+  private record(): void {
+    const c = this.w.config;
+    const { d, H, KV, hd, eps } = shortDims(c);
+    const B = this.rows;
+    const { x, xn, rstd, q, kRaw, v, qn, kn, rstdQ, rstdK, qRot, attn, scores, act, xa } = this.s;
+    const shape = { heads: H, kvHeads: KV, headDim: hd, maxLen: this.maxLength, rows: B };
     const ops = this.ops;
 
     for (const chunk of this.w.embed) {
@@ -242,8 +270,7 @@ export class Decoder {
     }
     for (let l = 0; l < c.numLayers; l++) {
       const lw = this.w.layers[l];
-      const kCache = f32(B * L * KV * hd, `layer ${l} key cache`);
-      const vCache = f32(B * L * KV * hd, `layer ${l} value cache`);
+      const { k: kCache, v: vCache } = this.s.caches[l];
       ops.push(this.k.rmsnorm.forwardOp(x, lw.inputNorm, xn, rstd, B, d, eps));
       this.linear(l, 'q_proj', xn, q, false, xa);
       this.linear(l, 'k_proj', xn, kRaw, false, xa);

@@ -75,7 +75,7 @@ export class EngineKernels {
 
   /** Whether the tuning store's choices were read (once per device). */
   private restored = false;
-  /** Plans over the matmul products (training steps) to record again when tuning picks new variants. */
+  /** Plans over the matmul products (training steps, decoders) to record again when tuning picks new variants. */
   private readonly plans = new Set<{ rerecord(): void }>();
 
   /** `tuningStore`: where matmul tuning is kept across sessions (see tuning-store.ts); null keeps it in memory. */
@@ -99,8 +99,9 @@ export class EngineKernels {
   }
 
   /**
-   * Has `plan` recorded again whenever tuning picks new variants, until `untrack`: every step alive then (a run's,
-   * its KL reference's, a reward model's) runs each product on its best variant, whoever made it first.
+   * Has `plan` recorded again whenever tuning picks new variants, until `untrack`: every step and decoder alive
+   * then (a run's, its KL reference's, a reward model's, policy optimization's sampler) runs each product on its
+   * best variant, whoever made it first.
    */
   track(plan: { rerecord(): void }): void {
     this.plans.add(plan);

@@ -42,19 +42,14 @@ interface Completion {
 export function grpoObjective(options: GrpoOptions): Objective<RlPrompt> {
   const { groupSize: G, maxCompletion, temperature, klBeta, seed } = options.settings;
   const sampling: SamplingSettings = { temperature, topK: 0, topP: 1, repetitionPenalty: 1 };
-  /**
-   * The decoder, a row per completion of a micro-batch, made on first use: after the trainer's tuning, since it
-   * cannot be recorded again, so asking for its products before would only time variants it would not run.
-   */
+  /** A row per completion of a micro-batch; the trainer's tuning records it again with the variants it picks. */
   let decoder: Decoder | null = null;
-  let makeDecoder: (() => Decoder) | null = null;
   let reference: TransformerStep | null = null;
   let stepMetrics = { rewards: [] as number[], spreads: [] as number[], kl: 0, tokens: 0, lengths: 0, trained: 0 };
 
   /** A completion per request (a prompt and a seed), decoded together. */
   const sample = async (requests: RowRequest[]): Promise<Completion[]> => {
-    if (!makeDecoder) throw new Error('policy optimization needs its decoder: attach the objective first');
-    decoder ??= makeDecoder();
+    if (!decoder) throw new Error('policy optimization needs its decoder: attach the objective first');
     const generations = await generateRows(decoder, requests, {
       ...sampling,
       maxNewTokens: maxCompletion,
@@ -94,7 +89,7 @@ export function grpoObjective(options: GrpoOptions): Objective<RlPrompt> {
     attach(step, { kernels, weights, lora }) {
       if (!lora) throw new Error('policy optimization trains a LoRA adapter; full-parameter training is refused');
       const device = kernels.device;
-      makeDecoder = () => new Decoder(device, kernels, weights, lora, step.shape.seq, step.shape.batch);
+      decoder = new Decoder(device, kernels, weights, lora, step.shape.seq, step.shape.batch);
       if (klBeta > 0) {
         reference = new TransformerStep(device, kernels, weights, null, step.shape, {
           full: false,

@@ -245,9 +245,9 @@ export class Trainer<T = TokenizedExample> {
   }
 
   /**
-   * Work before the first step (call once, before `restore`): on GPUs, the matmul products of every step made so
-   * far (this one, the objective's, a reward model's) timed, and those steps recorded again with the fastest
-   * variant of each; then the objective's own work.
+   * Work before the first step (call once, before `restore`): on GPUs, the matmul products of every step and
+   * decoder made so far (this one's, the objective's, a reward model's) timed, and those recorded again with the
+   * fastest variant of each; then the objective's own work.
    */
   async prepare(): Promise<void> {
     await this.kernels.tuneMatmuls();
