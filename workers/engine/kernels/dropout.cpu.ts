@@ -17,3 +17,8 @@ export function dropoutMaskCpu(n: number, seed: number, module: number, p: numbe
   const moduleHash = mix((seed + Math.imul(module, 0x9e3779b9)) >>> 0);
   return Float64Array.from({ length: n }, (_, i) => (mix((i ^ moduleHash) >>> 0) >= threshold ? 1 / (1 - p) : 0));
 }
+
+/** `values` with `mask` applied from index `offset` on: what a matmul operand read through the mask holds. */
+export function throughMaskCpu(values: Float32Array, mask: Float64Array, offset = 0): Float32Array {
+  return Float32Array.from(values, (x, i) => (i < offset ? x : x * mask[i - offset]));
+}

@@ -3,7 +3,7 @@ import { packHalves, roundToHalf } from '../../../core/float16';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
-import { dropoutMaskCpu } from './dropout.cpu';
+import { dropoutMaskCpu, throughMaskCpu } from './dropout.cpu';
 import {
   DEFAULT_MATMUL_TILE,
   MatmulKernel,
@@ -302,7 +302,7 @@ describe('matmul with an operand read through a dropout mask (LoRA dropout, neve
       const a = randomUniform(8 + 37 * 52, 1);
       const b = randomUniform(8 + 29 * 52, 2);
       const mask = dropoutMaskCpu(52 * (operand === 'a' ? 37 : 29), 77, 5, 0.3);
-      const dropped = Float32Array.from(operand === 'a' ? a : b, (x, i) => (i < 8 ? x : x * mask[i - 8]));
+      const dropped = throughMaskCpu(operand === 'a' ? a : b, mask, 8);
       const expected = new Float64Array(37 * 29);
       matmulCpu(operand === 'a' ? dropped : a, operand === 'b' ? dropped : b, expected, shape, variant);
       const state = uploadBuffer(device, Uint32Array.of(77, 1));
@@ -346,13 +346,7 @@ describe('matmul with an operand read through a dropout mask (LoRA dropout, neve
     expect(maxRelativeError(await run(a, 0), plain)).toBeLessThan(1e-6);
     const values = dropoutMaskCpu(9 * 11, 12, 1, 0.5);
     const expected = new Float64Array(9 * 7);
-    matmulCpu(
-      Float32Array.from(a, (x, i) => x * values[i]),
-      b,
-      expected,
-      shape,
-      variant,
-    );
+    matmulCpu(throughMaskCpu(a, values), b, expected, shape, variant);
     const infinite = Float32Array.from(a);
     infinite[values.indexOf(0)] = Number.POSITIVE_INFINITY;
     expect(maxRelativeError(await run(infinite, 1), expected)).toBeLessThan(1e-5);

@@ -177,7 +177,7 @@ export function vectorKFits(shape: MatmulShape, v: MatmulVariant): boolean {
  * or an operand's), then the uniforms; with a mask, `maskFactor(i)`, value i's dropout multiplier, and
  * `masked(x, i)`, x through it.
  */
-export function lowRankBindings(
+export function extraBindings(
   v: Pick<MatmulVariant, 'lowRank' | 'maskedLowRank' | 'maskedOperand'>,
   first: number,
 ): string {
@@ -205,7 +205,7 @@ fn masked(x: f32, i: u32) -> f32 {
 }
 
 /** The buffers to bind after the operands: the low-rank term's, then the dropout state of its or an operand's mask. */
-export function lowRankBuffers(lowRank: LowRank | undefined, operandMask?: OperandMask): GPUBuffer[] {
+export function extraBuffers(lowRank: LowRank | undefined, operandMask?: OperandMask): GPUBuffer[] {
   const state = lowRank?.mask?.state ?? operandMask?.state;
   return [...(lowRank ? [lowRank.l, lowRank.r] : []), ...(state ? [state] : [])];
 }
@@ -227,7 +227,7 @@ struct Params {
 @group(0) @binding(0) var<storage, read> A: array<${vectors ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
-${lowRankBindings(v, 3)}
+${extraBindings(v, 3)}
 ${operandLoads(v, vectors)}
 `;
 
@@ -497,14 +497,14 @@ export class MatmulKernel {
     checkOperandMask(`matmul ${matmulLabel(v)}`, operandMask, v);
     const kernel = this.unaligned && !vectorKFits(shape, v) ? this.unaligned : this.kernel;
     return kernel.op(
-      [a, b, c, ...lowRankBuffers(lowRank, operandMask)],
+      [a, b, c, ...extraBuffers(lowRank, operandMask)],
       [
         ...[s.M, s.N, s.K, s.batch, s.lda, s.ldb, s.ldc, s.strideA, s.strideB, s.strideC].map(u32),
         ...[s.offsetA, s.offsetB, s.offsetC].map(u32),
         f32(s.alpha),
         f32(s.beta),
         u32(s.batchDivB),
-        ...lowRankUniforms(lowRank, operandMask),
+        ...extraUniforms(lowRank, operandMask),
       ],
       [Math.ceil(s.N / (v.tileN * v.workgroupX)), Math.ceil(s.M / (v.tileM * v.workgroupY)), s.batch],
     );
@@ -515,7 +515,7 @@ export class MatmulKernel {
  * The low-rank term's uniforms (rank, offsets, scale), then its mask's or the operand mask's (module, threshold,
  * scale); zeros without.
  */
-export function lowRankUniforms(lowRank: LowRank | undefined, operandMask?: OperandMask) {
+export function extraUniforms(lowRank: LowRank | undefined, operandMask?: OperandMask) {
   const mask = lowRank?.mask ?? operandMask;
   return [
     u32(lowRank?.rank ?? 0),

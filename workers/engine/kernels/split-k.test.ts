@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
-import { dropoutMaskCpu } from './dropout.cpu';
+import { dropoutMaskCpu, throughMaskCpu } from './dropout.cpu';
 import { matmulCpu } from './matmul.cpu';
 import { canSplitK, SplitKMatmul } from './split-k';
 
@@ -86,7 +86,7 @@ describe('split-K matmul against the CPU twin', () => {
       const b = randomUniform(5 + 37 * 96, 2);
       const [masked, offset] = operand === 'a' ? [a, 3] : [b, 5];
       const mask = dropoutMaskCpu(masked.length - offset, 31, 6, 0.25);
-      const dropped = Float32Array.from(masked, (x, i) => (i < offset ? x : x * mask[i - offset]));
+      const dropped = throughMaskCpu(masked, mask, offset);
       const expected = new Float64Array(13 * 37);
       matmulCpu(operand === 'a' ? dropped : a, operand === 'b' ? dropped : b, expected, shape, variant);
       const [ba, bb, state] = [a, b, Uint32Array.of(31, 1)].map((x) => uploadBuffer(device, x));

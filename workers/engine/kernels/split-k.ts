@@ -3,10 +3,10 @@ import type { Op } from '../gpu/ops';
 import {
   checkLowRank,
   checkOperandMask,
+  extraBindings,
+  extraBuffers,
+  extraUniforms,
   type LowRank,
-  lowRankBindings,
-  lowRankBuffers,
-  lowRankUniforms,
   MatmulKernel,
   type MatmulShape,
   type MatmulVariant,
@@ -32,7 +32,7 @@ struct Params {
 }
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> C: array<f32>;
-${lowRankBindings(v, 2)}
+${extraBindings(v, 2)}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -121,13 +121,13 @@ export class SplitKMatmul {
       operandMask,
     );
     const reduceOp = this.reduce.op(
-      [scratch, c, ...lowRankBuffers(lowRank)],
+      [scratch, c, ...extraBuffers(lowRank)],
       [
         ...[s.M, s.N, this.splits, s.ldc, s.offsetC].map(u32),
         f32(s.alpha),
         f32(s.beta),
         u32(0),
-        ...lowRankUniforms(lowRank),
+        ...extraUniforms(lowRank),
       ],
       grid1d(s.M * s.N, 64),
     );
