@@ -74,7 +74,8 @@ export function estimateTrainingMemory(
   // Per layer: the buffers of transformer.ts's LayerActivations (attention keeps a log-sum-exp per query and head).
   const layerSet = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2 + H) + N * rank * targets.length;
   const kept = recompute ? layerSet + (L - 1) * N * d : L * layerSet;
-  const scratch = N * (5 * d + 3 * f + 6 * H * hd + 6 * KV * hd + H);
+  // Shared by the layers: the backward's gradients of each activation, and of each module's x A^T.
+  const scratch = N * (5 * d + 3 * f + 6 * H * hd + 6 * KV * hd + H) + N * rank * targets.length;
   const logits = Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
   const step = scratch + logits;
   const caches = sampler ? 2 * L * N * KV * hd : 0;

@@ -5,6 +5,7 @@ import { CrossEntropyKernels } from '../kernels/cross-entropy';
 import { DecodeAttentionKernels } from '../kernels/decode-attention';
 import { EmbeddingKernels } from '../kernels/embedding';
 import { GemvKernels } from '../kernels/gemv';
+import { GroupedMatmul } from '../kernels/grouped-matmul';
 import { RmsNormKernels } from '../kernels/rmsnorm';
 import { RopeKernels } from '../kernels/rope';
 import { ScoreHeadKernels } from '../kernels/score-head';
@@ -69,6 +70,8 @@ export class EngineKernels {
   readonly adamw: AdamWKernels;
   readonly decodeAttention: DecodeAttentionKernels;
   readonly gemv: GemvKernels;
+  /** Several small products in one dispatch: LoRA's weight gradients. */
+  readonly grouped: GroupedMatmul;
   readonly scoreHead: ScoreHeadKernels;
   /** Picks each matmul's variant; `tune` it on hardware adapters before recording a plan for speed. */
   readonly matmuls: MatmulTuner;
@@ -95,6 +98,7 @@ export class EngineKernels {
     this.adamw = new AdamWKernels(device);
     this.decodeAttention = new DecodeAttentionKernels(device, choices.rows);
     this.gemv = new GemvKernels(device, choices.rows);
+    this.grouped = new GroupedMatmul(device, { rows: choices.matmul.tileM, cols: choices.matmul.tileN });
     this.scoreHead = new ScoreHeadKernels(device);
   }
 

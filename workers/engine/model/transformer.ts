@@ -3,6 +3,7 @@ import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { type Op, releaseOps } from '../gpu/ops';
 import type { AttentionShape } from '../kernels/attention';
 import { buildTokenIndex } from '../kernels/embedding';
+import type { GroupedProduct } from '../kernels/grouped-matmul';
 import type { LowRank, MatmulShape, OperandMask } from '../kernels/matmul';
 import type { Rotation } from '../kernels/rope';
 import type { EngineKernels } from './kernels';
@@ -79,8 +80,8 @@ interface LayerActivations {
   gate: GPUBuffer; // [N, f]
   up: GPUBuffer; // [N, f]
   act: GPUBuffer; // [N, f] silu(gate) * up, input of down_proj
-  /** x A^T of each LoRA module of this layer, [N, r]. */
-  loraXa: Partial<Record<Projection, GPUBuffer>>;
+  /** x A^T of each LoRA module of this layer, [modules, N, r] (module by `loraSlot`); null without any. */
+  loraXa: GPUBuffer | null;
 }
 
 /** The logits of vocabulary rows [first, first + rows), read from `chunk` at row offset `first - chunk.first`. */
@@ -112,6 +113,8 @@ export class TransformerStep {
   private readonly kept: Kept;
   /** The batch's targets as setBatch wrote them (position t predicts targets[t]; -100 ignored). */
   private targetsCpu = new Int32Array(0);
+  /** LoRA weight-gradient products recorded but not yet emitted (see flushLoraGrads). */
+  private loraGrads: GroupedProduct[] = [];
 
   // Scratch shared by all layers.
   private readonly s: Record<string, GPUBuffer> = {};
@@ -355,25 +358,21 @@ export class TransformerStep {
       gate: f32(N * f, `L${l} gate`),
       up: f32(N * f, `L${l} up`),
       act: f32(N * f, `L${l} act`),
-      loraXa: {},
+      loraXa: null,
     });
-    // Shared x A^T buffers, one per projection, allocated by the first layer that has the module (LoRA may skip
-    // layers: PEFT's layers_to_transform).
-    const sharedXa: LayerActivations['loraXa'] = {};
+    // A layer's modules' x A^T, [modules, N, r]: the layer's own when every activation is kept, else one buffer
+    // all layers share, sized for the layer with the most modules (LoRA may skip layers: PEFT's
+    // layers_to_transform).
+    const slots = Math.max(0, ...Array.from({ length: c.numLayers }, (_, l) => this.loraModules(l).length));
+    const sharedXa = this.kept !== 'all' && slots > 0 ? f32(slots * N * r, 'xA') : null;
     for (let l = 0; l < c.numLayers; l++) {
       const first = this.layers[0];
       const a: LayerActivations =
         l === 0 || this.kept === 'all'
           ? own(l)
-          : { ...first, xIn: this.kept === 'inputs' ? f32(N * d, `L${l} xIn`) : first.xIn, loraXa: {} };
-      for (const m of this.loraModules(l)) {
-        if (this.kept === 'all') {
-          a.loraXa[m.projection] = f32(N * r, `L${l} ${m.projection} xA`);
-        } else {
-          sharedXa[m.projection] ??= f32(N * r, `${m.projection} xA`);
-          a.loraXa[m.projection] = sharedXa[m.projection];
-        }
-      }
+          : { ...first, xIn: this.kept === 'inputs' ? f32(N * d, `L${l} xIn`) : first.xIn };
+      const modules = this.loraModules(l).length;
+      a.loraXa = modules === 0 ? null : (sharedXa ?? f32(modules * N * r, `L${l} xA`));
       this.layers.push(a);
     }
     const maxSlice = Math.max(0, ...this.slices.map((s) => s.rows));
@@ -404,7 +403,8 @@ export class TransformerStep {
       dgate: f32(N * f, 'd gate'),
       dup: f32(N * f, 'd up'),
       dact: f32(N * f, 'd act'),
-      dxa: f32(Math.max(1, N * r), 'd xA'),
+      // d(x A^T) of a layer's modules, by slot as the layer's x A^T: kept until the layer's weight gradients.
+      dxa: f32(Math.max(1, slots * N * r), 'd xA'),
     });
     const { cos, sin } = ropeTables(c, T);
     this.s.cos = this.upload(cos, 'rope cos');
@@ -419,6 +419,11 @@ export class TransformerStep {
 
   private loraModules(layer: number): LoraModule[] {
     return this.lora ? this.lora.modules.filter((m) => m.layer === layer) : [];
+  }
+
+  /** Where a module's x A^T (and d(x A^T)) starts in its layer's buffers: its position among the layer's modules. */
+  private loraOffset(m: LoraModule): number {
+    return this.loraModules(m.layer).indexOf(m) * this.tokens * (this.lora?.settings.r ?? 0);
   }
 
   private grad(key: string, index = 0): GPUBuffer {
@@ -475,15 +480,16 @@ export class TransformerStep {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
     const m = this.lora?.module(layer, projection);
-    const xa = this.layers[layer].loraXa[projection];
+    const xa = this.layers[layer].loraXa;
     let lowRank: LowRank | undefined;
     if (m && xa && this.lora) {
       // x A^T first: the base product adds s (x A^T) B^T as it goes.
       const { params, scale } = this.lora;
       const r = this.lora.settings.r;
-      const shape = { M: N, N: r, K: inDim, offsetB: m.offsetA };
+      const offset = this.loraOffset(m);
+      const shape = { M: N, N: r, K: inDim, offsetB: m.offsetA, offsetC: offset };
       ops.push(...this.mm(false, true, x, params, xa, shape, this.dropoutOf(m, 'a')));
-      lowRank = { l: xa, r: params, rank: r, offsetR: m.offsetB, scale };
+      lowRank = { l: xa, r: params, rank: r, offsetL: offset, offsetR: m.offsetB, scale };
     }
     const shape = { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 };
     ops.push(...this.mmWeight(false, true, x, lw.proj[projection], y, shape, lowRank));
@@ -491,7 +497,10 @@ export class TransformerStep {
     if (bias) ops.push(this.k.bias.addOp(bias, y, N, out));
   }
 
-  /** dx [N, in] (= or +=) dy · W (+ the LoRA path); accumulates LoRA (and in full mode W, bias) gradients. */
+  /**
+   * dx [N, in] (= or +=) dy · W (+ the LoRA path); accumulates full mode's W and bias gradients, and records the
+   * adapter's for flushLoraGrads.
+   */
   private linearBackward(
     ops: Op[],
     layer: number,
@@ -505,24 +514,38 @@ export class TransformerStep {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
     const m = this.lora?.module(layer, projection);
-    const xa = this.layers[layer].loraXa[projection];
+    const xa = this.layers[layer].loraXa;
     // The adapter's share of dx, dropout'(d(x A^T) A): a low-rank term of the base product below, carrying the
     // module's dropout mask when the adapter has dropout (the forward's mask, drawn again from the step's seed).
     let lowRank: LowRank | undefined;
     if (m && xa && this.lora) {
-      const { params, grads, scale } = this.lora;
+      const { params, scale } = this.lora;
       const r = this.lora.settings.r;
       const dxa = this.s.dxa;
-      // dB += s dy^T (x A^T)       [out, r]
-      ops.push(
-        ...this.mm(true, false, dy, xa, grads, { M: out, N: r, K: N, offsetC: m.offsetB, alpha: scale, beta: 1 }),
-      );
+      const offset = this.loraOffset(m);
       // d(x A^T) = s dy B          [N, r]
-      ops.push(...this.mm(false, false, dy, params, dxa, { M: N, N: r, K: out, offsetB: m.offsetB, alpha: scale }));
-      // dA += d(x A^T)^T dropout(x)        [r, in], the mask drawn again from the step's seed
-      const shape = { M: r, N: inDim, K: N, offsetC: m.offsetA, beta: 1 };
-      ops.push(...this.mm(true, false, dxa, x, grads, shape, this.dropoutOf(m, 'b')));
-      lowRank = { l: dxa, r: params, rank: r, offsetR: m.offsetA, scale: 1 };
+      const shape = { M: N, N: r, K: out, offsetB: m.offsetB, offsetC: offset, alpha: scale };
+      ops.push(...this.mm(false, false, dy, params, dxa, shape));
+      this.loraGrads.push(
+        // dB += s dy^T (x A^T)       [out, r]
+        {
+          a: dy,
+          b: xa,
+          transA: true,
+          transB: false,
+          shape: { M: out, N: r, K: N, offsetB: offset, offsetC: m.offsetB, alpha: scale, beta: 1 },
+        },
+        // dA += d(x A^T)^T dropout(x)        [r, in], the mask drawn again from the step's seed
+        {
+          a: dxa,
+          b: x,
+          transA: true,
+          transB: false,
+          shape: { M: r, N: inDim, K: N, offsetA: offset, offsetC: m.offsetA, beta: 1 },
+          mask: this.dropoutOf(m, 'b'),
+        },
+      );
+      lowRank = { l: dxa, r: params, rank: r, offsetL: offset, offsetR: m.offsetA, scale: 1 };
       if (this.dropoutState) {
         lowRank.mask = { state: this.dropoutState, module: m.index, p: this.lora.settings.loraDropout };
       }
@@ -544,6 +567,18 @@ export class TransformerStep {
         ops.push(this.k.bias.gradOp(dy, this.grad(key), N, out));
       }
     }
+  }
+
+  /**
+   * The adapter's weight gradients recorded since the last flush, as few grouped dispatches (kernels/grouped-matmul):
+   * each module's two products are a few workgroups' work, which on GPUs cost more in dispatches than in arithmetic.
+   * Flushed before the residual gradient s.dx changes, since o_proj's and down_proj's dy is s.dx, and each
+   * module's x A^T and d(x A^T) keep their own slots until then.
+   */
+  private flushLoraGrads(ops: Op[]): void {
+    if (this.loraGrads.length === 0 || !this.lora) return;
+    ops.push(...this.k.grouped.ops(this.loraGrads, this.lora.grads));
+    this.loraGrads = [];
   }
 
   /**
@@ -696,6 +731,7 @@ export class TransformerStep {
       ops.push(this.k.swiglu.backwardOp(a.gate, a.up, s.dact, s.dgate, s.dup, N * f));
       this.linearBackward(ops, l, 'gate_proj', a.xn2, s.dgate, s.dxn, false);
       this.linearBackward(ops, l, 'up_proj', a.xn2, s.dup, s.dxn, true);
+      this.flushLoraGrads(ops);
       ops.push(this.k.rmsnorm.backwardOp(a.xMid, lw.postNorm, a.rstd2, s.dxn, s.dx, N, d, true));
       if (full)
         ops.push(
@@ -730,6 +766,7 @@ export class TransformerStep {
       this.linearBackward(ops, l, 'q_proj', a.xn1, s.dq, s.dxn, false);
       this.linearBackward(ops, l, 'k_proj', a.xn1, s.dk, s.dxn, true);
       this.linearBackward(ops, l, 'v_proj', a.xn1, s.dv, s.dxn, true);
+      this.flushLoraGrads(ops);
       ops.push(this.k.rmsnorm.backwardOp(a.xIn, lw.inputNorm, a.rstd1, s.dxn, s.dx, N, d, true));
       if (full)
         ops.push(this.k.rmsnorm.weightGradOp(a.xIn, a.rstd1, s.dxn, this.grad(`${p}.input_layernorm.weight`), N, d));

@@ -1,0 +1,241 @@
+import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
+import type { Op } from '../gpu/ops';
+import { DROPOUT_FACTOR_WGSL, dropoutThreshold } from './dropout';
+import { type MatmulShape, type OperandMask, resolveMatmulShape } from './matmul';
+
+/**
+ * Several small independent products in one dispatch: C = alpha · op(A)·op(B) + beta · C for each, every product
+ * with its own transposes, shape, operands (any of up to MAX_SOURCES bound buffers) and place in one output buffer,
+ * an operand optionally read through a LoRA module's dropout mask (matmul.ts's `OperandMask`). Made for LoRA's
+ * weight gradients, dB += s dyᵀ (x Aᵀ) and dA += d(x Aᵀ)ᵀ dropout(x): two products per adapted module, each a few
+ * workgroups' work over K = tokens, which on a GPU cost a dispatch (and a barrier) apiece, more than their
+ * arithmetic. Grouped, a layer's seven modules take a few dispatches instead of fourteen.
+ *
+ * Each invocation owns a block of one product's C (`GroupedBlock`) and walks K alone from storage, as matmul.ts's
+ * register kernels do (no workgroup memory, so no barriers on software adapters); every product starts on a fresh
+ * workgroup, so a workgroup's invocations run one product's code. Products are meant to be short along K; a long-K
+ * product with few outputs belongs to the tuned matmuls (split-K).
+ * CPU twin: matmul.cpu.ts's `matmulCpu`, product by product (the operand masked through `throughMaskCpu`).
+ */
+const WG = 64;
+/**
+ * Products per dispatch, and operand buffers: with C and the dropout state, within the 8 storage buffers a shader
+ * stage may bind on every adapter.
+ */
+export const MAX_PRODUCTS = 8;
+export const MAX_SOURCES = 6;
+
+export interface GroupedProduct {
+  a: GPUBuffer;
+  b: GPUBuffer;
+  transA: boolean;
+  transB: boolean;
+  /** One matrix each (no batch); offsets, leading dimensions, alpha and beta as matmul.ts's. */
+  shape: MatmulShape;
+  mask?: OperandMask;
+}
+
+/** What a group's shader is compiled for, per product: its operands' buffers (by binding), transposes and mask. */
+interface ProductForm {
+  a: number;
+  b: number;
+  transA: boolean;
+  transB: boolean;
+  mask?: 'a' | 'b';
+}
+
+/**
+ * The group's shader: one function per product with its operands, transposes and mask written in, so the K loop
+ * does not choose a buffer per load (a software adapter runs every case of such a choice for each load, masked).
+ */
+function shader(forms: readonly ProductForm[], sources: number, block: GroupedBlock): string {
+  const masked = forms.some((f) => f.mask);
+  const rows = Array.from({ length: block.rows }, (_, i) => i);
+  const cols = Array.from({ length: block.cols }, (_, j) => j);
+  const vectors = Array.from({ length: block.cols / 4 }, (_, v) => v);
+  const product = (f: ProductForm, i: number) => {
+    // op(A)[m, k] and op(B)[k, n] from the operands' offsets: steps along m (or n) and along k.
+    const [aStepM, aStepK] = f.transA ? ['1u', 'q.a.z'] : ['q.a.z', '1u'];
+    const [bStepN, bStepK] = f.transB ? ['q.b.y', '1u'] : ['1u', 'q.b.y'];
+    const load = (operand: 'a' | 'b', index: string) => {
+      const [source, offset] = operand === 'a' ? [`s${f.a}`, 'q.a.y'] : [`s${f.b}`, 'q.b.x'];
+      return f.mask === operand
+        ? `masked(${source}[${offset} + ${index}], ${index}, q.c.w)`
+        : `${source}[${offset} + ${index}]`;
+    };
+    return /* wgsl */ `
+fn product${i}(q: Product, row0: u32, col0: u32) {
+  // Rows and columns past C's edge read its last ones (in bounds) and are not stored.
+${rows.map((r) => `  let a${r} = min(row0 + ${r}u, q.shape.x - 1u) * ${aStepM};`).join('\n')}
+${cols.map((c) => `  let b${c} = min(col0 + ${c}u, q.shape.y - 1u) * ${bStepN};`).join('\n')}
+  var acc: Block;
+  for (var k = 0u; k < q.shape.z; k++) {
+    let ka = k * ${aStepK};
+    let kb = k * ${bStepK};
+${vectors.map((v) => `    let bv${v} = vec4f(${[0, 1, 2, 3].map((c) => load('b', `b${4 * v + c} + kb`)).join(', ')});`).join('\n')}
+${rows.map((r) => `    let av${r} = ${load('a', `a${r} + ka`)};\n${vectors.map((v) => `    acc[${r * vectors.length + v}] += av${r} * bv${v};`).join('\n')}`).join('\n')}
+  }
+  store(q, row0, col0, acc);
+}`;
+  };
+  return /* wgsl */ `
+// One product: shape (M, N, K, _); A's offset and leading dimension at a.yz; B's offset and leading dimension, C's
+// offset and leading dimension at b; alpha and beta (f32 bits), the product's first block, its dropout module at c.
+struct Product { shape: vec4u, a: vec4u, b: vec4u, c: vec4u }
+// An invocation's block of C, ${block.rows} rows of ${block.cols / 4} vectors.
+alias Block = array<vec4f, ${(block.rows * block.cols) / 4}>;
+struct Params { count: u32, threshold: u32, maskScale: f32, _p0: u32, products: array<Product, ${MAX_PRODUCTS}> }
+${Array.from({ length: sources }, (_, i) => `@group(0) @binding(${i}) var<storage, read> s${i}: array<f32>;`).join('\n')}
+@group(0) @binding(${sources}) var<storage, read_write> C: array<f32>;
+${masked ? `@group(0) @binding(${sources + 1}) var<storage, read> maskState: array<u32>;` : ''}
+@group(0) @binding(${sources + (masked ? 2 : 1)}) var<uniform> p: Params;
+${
+  masked
+    ? `${DROPOUT_FACTOR_WGSL}
+
+// Element i (from the operand's offset) through the module's mask; a dropped value is 0 even where x is not finite.
+fn masked(x: f32, i: u32, moduleId: u32) -> f32 {
+  let f = dropoutFactor(i, maskState[0], maskState[1] != 0u, moduleId, p.threshold, p.maskScale);
+  return select(0.0, x * f, f != 0.0);
+}`
+    : ''
+}
+
+fn store(q: Product, row0: u32, col0: u32, acc: Block) {
+  let alpha = bitcast<f32>(q.c.x);
+  let beta = bitcast<f32>(q.c.y);
+  for (var r = 0u; r < ${block.rows}u; r++) {
+    for (var c = 0u; c < ${block.cols}u; c++) {
+      if (row0 + r < q.shape.x && col0 + c < q.shape.y) {
+        let at = q.b.z + (row0 + r) * q.b.w + col0 + c;
+        var value = alpha * acc[r * ${block.cols / 4}u + c / 4u][c % 4u];
+        if (beta != 0.0) { value += beta * C[at]; }
+        C[at] = value;
+      }
+    }
+  }
+}
+${forms.map(product).join('\n')}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let block = gid.x + gid.y * nwg.x * ${WG}u;
+  var which = 0u;
+  for (var i = 1u; i < p.count; i++) {
+    if (block >= p.products[i].c.z) { which = i; }
+  }
+  let q = p.products[which];
+  let blocksN = (q.shape.y + ${block.cols - 1}u) / ${block.cols}u;
+  let local = block - q.c.z;
+  let row0 = (local / blocksN) * ${block.rows}u;
+  let col0 = (local % blocksN) * ${block.cols}u;
+  if (row0 >= q.shape.x) { return; }
+  switch which {
+${forms.map((_, i) => `    case ${i}u: { product${i}(q, row0, col0); }`).join('\n')}
+    default: {}
+  }
+}
+`;
+}
+
+const f32Bits = (x: number) => new Uint32Array(Float32Array.of(x).buffer)[0];
+
+/** The block of C each invocation owns; cols a multiple of 4. */
+export interface GroupedBlock {
+  rows: number;
+  cols: number;
+}
+
+export class GroupedMatmul {
+  /** Compiled on first use, per form of group (most steps have a few). */
+  private readonly kernels = new Map<string, Kernel>();
+
+  /**
+   * `block`: larger blocks load less per multiply, which is what CPU adapters pay for; smaller ones spread a
+   * product over more invocations, which GPUs want (the adapter's matmul register block serves for both).
+   */
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly block: GroupedBlock = { rows: 4, cols: 4 },
+  ) {
+    if (!(block.rows >= 1 && block.cols >= 4 && block.cols % 4 === 0)) {
+      throw new Error(`a grouped matmul block needs whole vectors of columns, not ${block.rows} x ${block.cols}`);
+    }
+  }
+
+  /**
+   * The products into `c`, in order, packed into as few dispatches as the limits allow (MAX_PRODUCTS products and
+   * MAX_SOURCES operand buffers each).
+   */
+  ops(products: readonly GroupedProduct[], c: GPUBuffer): Op[] {
+    const ops: Op[] = [];
+    let group: GroupedProduct[] = [];
+    const sources = new Set<GPUBuffer>();
+    for (const x of products) {
+      const added = new Set([x.a, x.b].filter((b) => !sources.has(b))).size;
+      if (group.length === MAX_PRODUCTS || sources.size + added > MAX_SOURCES) {
+        ops.push(this.op(group, c));
+        group = [];
+        sources.clear();
+      }
+      group.push(x);
+      sources.add(x.a).add(x.b);
+    }
+    if (group.length > 0) ops.push(this.op(group, c));
+    return ops;
+  }
+
+  /** One dispatch running every product into `c`. */
+  op(products: readonly GroupedProduct[], c: GPUBuffer): Op {
+    if (products.length === 0 || products.length > MAX_PRODUCTS) {
+      throw new Error(`a grouped matmul runs 1 to ${MAX_PRODUCTS} products, not ${products.length}`);
+    }
+    const sources: GPUBuffer[] = [];
+    const sourceOf = (buffer: GPUBuffer) => {
+      if (buffer === c) throw new Error("a grouped matmul's operand cannot be its output buffer");
+      let i = sources.indexOf(buffer);
+      if (i < 0) i = sources.push(buffer) - 1;
+      return i;
+    };
+    const masks = products.flatMap((x) => (x.mask ? [x.mask] : []));
+    if (masks.some((m) => m.state !== masks[0].state || m.p !== masks[0].p)) {
+      throw new Error("a grouped matmul's dropout masks must share one state and probability");
+    }
+    const forms: ProductForm[] = [];
+    const table: UniformValue[] = [];
+    let block = 0;
+    for (const x of products) {
+      const s = resolveMatmulShape(x.shape, x);
+      if (s.batch !== 1) throw new Error('a grouped matmul runs single products, not batches');
+      forms.push({ a: sourceOf(x.a), b: sourceOf(x.b), transA: x.transA, transB: x.transB, mask: x.mask?.operand });
+      table.push(
+        ...[s.M, s.N, s.K, 0, 0, s.offsetA, s.lda, 0].map(u32),
+        ...[s.offsetB, s.ldb, s.offsetC, s.ldc, f32Bits(s.alpha), f32Bits(s.beta), block, x.mask?.module ?? 0].map(u32),
+      );
+      // The next product starts on a fresh workgroup.
+      const blocks = Math.ceil(s.M / this.block.rows) * Math.ceil(s.N / this.block.cols);
+      block += Math.ceil(blocks / WG) * WG;
+    }
+    if (sources.length > MAX_SOURCES) {
+      throw new Error(`a grouped matmul reads at most ${MAX_SOURCES} operand buffers, not ${sources.length}`);
+    }
+    const mask = masks[0];
+    const header = [u32(products.length), u32(mask ? dropoutThreshold(mask.p) : 0), f32(mask ? 1 / (1 - mask.p) : 0)];
+    const padding = Array.from({ length: (MAX_PRODUCTS - products.length) * 16 }, () => u32(0));
+    return this.kernel(forms, sources.length).op(
+      [...sources, c, ...(mask ? [mask.state] : [])],
+      [...header, u32(0), ...table, ...padding],
+      grid1d(block, WG),
+    );
+  }
+
+  private kernel(forms: ProductForm[], sources: number): Kernel {
+    const code = shader(forms, sources, this.block);
+    let kernel = this.kernels.get(code);
+    if (!kernel) {
+      kernel = new Kernel(this.device, code, `grouped_matmul_${forms.length}`);
+      this.kernels.set(code, kernel);
+    }
+    return kernel;
+  }
+}
