@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomUniform } from '../../../core/random';
 import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
-import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
 import { RopeKernels, type Rotation } from './rope';
 import { ropeCpu } from './rope.cpu';
 
@@ -35,16 +35,23 @@ describe('rope CPU twin', () => {
   });
 });
 
-describe('rope kernels against the CPU twin', () => {
+describe('rope kernel against the CPU twin', () => {
   for (const rotation of ['forward', 'inverse'] as Rotation[]) {
-    it(`rotation ${rotation}`, async () => {
+    it(`rotation ${rotation}: queries and keys (fewer heads) in one dispatch`, async () => {
       const { device } = gpu();
-      const k = new RopeKernels(device);
-      const x = randomUniform(n, 3);
-      const [bx, bc, bs] = [uploadBuffer(device, x), uploadBuffer(device, cos), uploadBuffer(device, sin)];
-      const by = createStorageBuffer(device, n * 4);
-      const got = await runAndRead(device, [k.op(rotation, bx, bc, bs, by, shape)], by);
-      expect(maxRelativeError(got, ropeCpu(rotation, x, cos, sin, shape))).toBeLessThan(1e-6);
+      const kernels = new RopeKernels(device);
+      const kvHeads = 2;
+      const keysShape = { ...shape, heads: kvHeads };
+      const q = randomUniform(n, 3);
+      const k = randomUniform((n / shape.heads) * kvHeads, 4);
+      const [bq, bk, bc, bs] = [q, k, cos, sin].map((x) => uploadBuffer(device, x));
+      const [qOut, kOut] = [q, k].map((x) => createStorageBuffer(device, x.length * 4));
+      const op = kernels.op(rotation, { x: bq, y: qOut }, { x: bk, y: kOut }, bc, bs, { ...shape, kvHeads });
+      expect(
+        maxRelativeError(await runAndRead(device, [op], qOut), ropeCpu(rotation, q, cos, sin, shape)),
+      ).toBeLessThan(1e-6);
+      const keys = await readFloat32(device, kOut);
+      expect(maxRelativeError(keys, ropeCpu(rotation, k, cos, sin, keysShape))).toBeLessThan(1e-6);
     });
   }
 });

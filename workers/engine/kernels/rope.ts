@@ -10,28 +10,44 @@ import type { Op } from '../gpu/ops';
  */
 export type Rotation = 'forward' | 'inverse';
 
+// Invocations [0, queries) rotate q, the rest k; one dispatch for both.
 const shader = /* wgsl */ `
-struct Params { batch: u32, seq: u32, heads: u32, headDim: u32, sign: i32, _p0: u32, _p1: u32, _p2: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> cosTable: array<f32>;
-@group(0) @binding(2) var<storage, read> sinTable: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+struct Params { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, sign: i32, _p0: u32, _p1: u32 }
+@group(0) @binding(0) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> k: array<f32>;
+@group(0) @binding(2) var<storage, read> cosTable: array<f32>;
+@group(0) @binding(3) var<storage, read> sinTable: array<f32>;
+@group(0) @binding(4) var<storage, read_write> qOut: array<f32>;
+@group(0) @binding(5) var<storage, read_write> kOut: array<f32>;
+@group(0) @binding(6) var<uniform> p: Params;
+
+// Element n of a tensor with this many heads per position: (cos, sign · sin) of its pair's angle, and the sign its
+// partner half a head away enters with: y_n = x_n cos - x_{n+half} s (first half), x_n cos + x_{n-half} s (second).
+fn angle(n: u32, heads: u32) -> vec3f {
+  let i = n % p.headDim;
+  let t = (n / (p.headDim * heads)) % p.seq;
+  let half = p.headDim / 2u;
+  let at = t * half + i % half;
+  return vec3f(cosTable[at], f32(p.sign) * sinTable[at], select(1.0, -1.0, i < half));
+}
+
+fn partner(n: u32) -> u32 {
+  let half = p.headDim / 2u;
+  return select(n - half, n + half, n % p.headDim < half);
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let n = gid.x + gid.y * nwg.x * 64u;
-  if (n >= p.batch * p.seq * p.heads * p.headDim) { return; }
-  let i = n % p.headDim;
-  let t = (n / (p.headDim * p.heads)) % p.seq;
-  let half = p.headDim / 2u;
-  let k = i % half;
-  let c = cosTable[t * half + k];
-  let s = f32(p.sign) * sinTable[t * half + k];
-  if (i < half) {
-    y[n] = x[n] * c - x[n + half] * s;
-  } else {
-    y[n] = x[n] * c + x[n - half] * s;
+  let tokens = p.batch * p.seq;
+  let queries = tokens * p.heads * p.headDim;
+  if (n < queries) {
+    let a = angle(n, p.heads);
+    qOut[n] = q[n] * a.x + a.z * q[partner(n)] * a.y;
+  } else if (n < queries + tokens * p.kvHeads * p.headDim) {
+    let m = n - queries;
+    let a = angle(m, p.kvHeads);
+    kOut[m] = k[m] * a.x + a.z * k[partner(m)] * a.y;
   }
 }
 `;
@@ -50,17 +66,21 @@ export class RopeKernels {
     this.kernel = new Kernel(device, shader, 'rope');
   }
 
-  op(rotation: Rotation, x: GPUBuffer, cos: GPUBuffer, sin: GPUBuffer, y: GPUBuffer, s: RopeShape): Op {
-    const n = s.batch * s.seq * s.heads * s.headDim;
+  /** Rotates the queries (s.heads heads) and the keys (`kvHeads`) of the same positions, x into y, in one dispatch. */
+  op(
+    rotation: Rotation,
+    q: { x: GPUBuffer; y: GPUBuffer },
+    k: { x: GPUBuffer; y: GPUBuffer },
+    cos: GPUBuffer,
+    sin: GPUBuffer,
+    s: RopeShape & { kvHeads: number },
+  ): Op {
+    const n = s.batch * s.seq * (s.heads + s.kvHeads) * s.headDim;
     return this.kernel.op(
-      [x, cos, sin, y],
+      [q.x, k.x, cos, sin, q.y, k.y],
       [
-        u32(s.batch),
-        u32(s.seq),
-        u32(s.heads),
-        u32(s.headDim),
+        ...[s.batch, s.seq, s.heads, s.kvHeads, s.headDim].map(u32),
         i32(rotation === 'forward' ? 1 : -1),
-        u32(0),
         u32(0),
         u32(0),
       ],

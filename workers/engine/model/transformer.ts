@@ -632,9 +632,9 @@ export class TransformerStep {
     if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
       ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
       ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
-      ops.push(this.rope('forward', s.qn, a.qr, H), this.rope('forward', s.kn, a.kr, KV));
+      ops.push(this.rope('forward', { x: s.qn, y: a.qr }, { x: s.kn, y: a.kr }));
     } else {
-      ops.push(this.rope('forward', s.q, a.qr, H), this.rope('forward', s.k, a.kr, KV));
+      ops.push(this.rope('forward', { x: s.q, y: a.qr }, { x: s.k, y: a.kr }));
     }
     ops.push(this.k.attention.forwardOp(a.qr, a.kr, a.v, a.attn, a.lse, this.attentionShape()));
     ops.push({ kind: 'copy', source: a.xIn, target: a.xMid, byteLength: N * d * 4 });
@@ -648,15 +648,12 @@ export class TransformerStep {
     this.linear(ops, l, 'down_proj', a.act, next, true);
   }
 
-  /** Rotary embeddings of `heads` heads per position, rows layout in and out. */
-  private rope(rotation: Rotation, x: GPUBuffer, y: GPUBuffer, heads: number): Op {
+  /** Rotary embeddings of the queries and keys, rows layout in and out. */
+  private rope(rotation: Rotation, q: { x: GPUBuffer; y: GPUBuffer }, k: { x: GPUBuffer; y: GPUBuffer }): Op {
+    const c = this.w.config;
     const { batch, seq } = this.shape;
-    return this.k.rope.op(rotation, x, this.s.cos, this.s.sin, y, {
-      batch,
-      seq,
-      heads,
-      headDim: this.w.config.headDim,
-    });
+    const shape = { batch, seq, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
+    return this.k.rope.op(rotation, q, k, this.s.cos, this.s.sin, shape);
   }
 
   private attentionShape(): AttentionShape {
@@ -747,10 +744,7 @@ export class TransformerStep {
           this.attentionShape(),
         ),
       );
-      ops.push(
-        this.rope('inverse', s.dqr, a.qPre ? s.dqn : s.dq, H),
-        this.rope('inverse', s.dkr, a.kPre ? s.dkn : s.dk, KV),
-      );
+      ops.push(this.rope('inverse', { x: s.dqr, y: a.qPre ? s.dqn : s.dq }, { x: s.dkr, y: a.kPre ? s.dkn : s.dk }));
       if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
         ops.push(this.k.rmsnorm.backwardOp(a.qPre, lw.qNorm, a.rstdQ, s.dqn, s.dq, N * H, hd, false));
         ops.push(this.k.rmsnorm.backwardOp(a.kPre, lw.kNorm, a.rstdK, s.dkn, s.dk, N * KV, hd, false));
