@@ -1,6 +1,7 @@
 import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import { Unrolled, vectorOf } from './attention';
+import { ROTATE_HALF_WGSL } from './rope';
 import { type RowLayout, workgroupReduce } from './wgsl';
 
 /**
@@ -35,18 +36,10 @@ struct Params { heads: u32, kvHeads: u32, headDim: u32, rows: u32, maxLen: u32, 
 @group(0) @binding(8) var<storage, read_write> vCache: array<f32>;
 @group(0) @binding(9) var<uniform> p: Params;
 
-// Element n of a rotated row: (cos, sin, sign) of its pair's angle, and the index of its partner half a head away:
-// y_n = x_n cos + sign x_partner sin.
-fn angle(n: u32) -> vec3f {
-  let i = n % p.headDim;
-  let half = p.headDim / 2u;
-  return vec3f(cosTable[i % half], sinTable[i % half], select(1.0, -1.0, i < half));
-}
+${ROTATE_HALF_WGSL}
 
-fn partner(n: u32) -> u32 {
-  let half = p.headDim / 2u;
-  return select(n - half, n + half, n % p.headDim < half);
-}
+// The tables hold position p's angles only: element n's pair's entry.
+fn tableAt(n: u32) -> u32 { return n % p.headDim % (p.headDim / 2u); }
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -60,12 +53,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let ki = r * width;
   let row = (r * p.maxLen + position[0]) * width;
   if (n < qWidth) {
-    let a = angle(n);
-    qRot[qi + n] = q[qi + n] * a.x + a.z * q[qi + partner(n)] * a.y;
+    qRot[qi + n] = rotated(q[qi + n], q[qi + partner(n)], n, tableAt(n), 1.0);
   } else if (n < qWidth + width) {
     let j = n - qWidth;
-    let a = angle(j);
-    kCache[row + j] = k[ki + j] * a.x + a.z * k[ki + partner(j)] * a.y;
+    kCache[row + j] = rotated(k[ki + j], k[ki + partner(j)], j, tableAt(j), 1.0);
   } else {
     let j = n - qWidth - width;
     vCache[row + j] = v[ki + j];

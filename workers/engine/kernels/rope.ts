@@ -10,6 +10,23 @@ import type { Op } from '../gpu/ops';
  */
 export type Rotation = 'forward' | 'inverse';
 
+/**
+ * WGSL rotate-half, for kernels with `p.headDim`, `cosTable` and `sinTable` in scope: element n of rows of heads and
+ * the index of its partner half a head away; `rotated` is the element after rotation by the angle at table entry
+ * `at`, turned by `sign` (-1 for the inverse): x_n cos - x_partner sin in a head's first half, x_n cos + x_partner
+ * sin in its second.
+ */
+export const ROTATE_HALF_WGSL = /* wgsl */ `
+fn partner(n: u32) -> u32 {
+  let half = p.headDim / 2u;
+  return select(n - half, n + half, n % p.headDim < half);
+}
+
+fn rotated(x: f32, xPartner: f32, n: u32, at: u32, sign: f32) -> f32 {
+  let first = n % p.headDim < p.headDim / 2u;
+  return x * cosTable[at] + select(1.0, -1.0, first) * sign * xPartner * sinTable[at];
+}`;
+
 // Invocations [0, queries) rotate q, the rest k; one dispatch for both.
 const shader = /* wgsl */ `
 struct Params { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, sign: i32, _p0: u32, _p1: u32 }
@@ -21,19 +38,13 @@ struct Params { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, si
 @group(0) @binding(5) var<storage, read_write> kOut: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-// Element n of a tensor with this many heads per position: (cos, sign · sin) of its pair's angle, and the sign its
-// partner half a head away enters with: y_n = x_n cos - x_{n+half} s (first half), x_n cos + x_{n-half} s (second).
-fn angle(n: u32, heads: u32) -> vec3f {
-  let i = n % p.headDim;
-  let t = (n / (p.headDim * heads)) % p.seq;
-  let half = p.headDim / 2u;
-  let at = t * half + i % half;
-  return vec3f(cosTable[at], f32(p.sign) * sinTable[at], select(1.0, -1.0, i < half));
-}
+${ROTATE_HALF_WGSL}
 
-fn partner(n: u32) -> u32 {
+// The table entry of element n of a tensor with this many heads per position: its position's, its pair's.
+fn tableAt(n: u32, heads: u32) -> u32 {
   let half = p.headDim / 2u;
-  return select(n - half, n + half, n % p.headDim < half);
+  let t = (n / (p.headDim * heads)) % p.seq;
+  return t * half + n % p.headDim % half;
 }
 
 @compute @workgroup_size(64)
@@ -41,13 +52,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let n = gid.x + gid.y * nwg.x * 64u;
   let tokens = p.batch * p.seq;
   let queries = tokens * p.heads * p.headDim;
+  let sign = f32(p.sign);
   if (n < queries) {
-    let a = angle(n, p.heads);
-    qOut[n] = q[n] * a.x + a.z * q[partner(n)] * a.y;
+    qOut[n] = rotated(q[n], q[partner(n)], n, tableAt(n, p.heads), sign);
   } else if (n < queries + tokens * p.kvHeads * p.headDim) {
     let m = n - queries;
-    let a = angle(m, p.kvHeads);
-    kOut[m] = k[m] * a.x + a.z * k[partner(m)] * a.y;
+    kOut[m] = rotated(k[m], k[partner(m)], m, tableAt(m, p.kvHeads), sign);
   }
 }
 `;
