@@ -1,7 +1,7 @@
 import { f32, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import type { LowRank } from './matmul';
-import { type RowLayout, workgroupReduce } from './wgsl';
+import type { RowLayout } from './wgsl';
 
 /**
  * Matrix-vector product for decoding one token: y = alpha * W · x + beta * y, with W stored [N, K] row-major
@@ -87,42 +87,54 @@ ${store}`;
 const upSum = (v: GemvVariant, sum: string) => (v.gated ? sum : '0.0');
 
 function cooperativeShader(v: GemvVariant): string {
+  // The ROWS rows advance together, each step loading a word of every row (independent loads a GPU keeps in flight
+  // at once), so one reduction of a vector serves them all.
+  const rowsOf = (m: string, at: (r: number) => string) =>
+    `vec4f(${Array.from({ length: ROWS }, (_, r) => `${m}[${at(r)}]`).join(', ')})`;
   const dots = matricesOf(v).map((m) =>
     v.halfW
       ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
     for (var k = li * 2u; k < p.K; k += ${2 * WG}u) {
-      let w = unpack2x16float(${m}[(row + k) >> 1u]);
-      s${m} += w.x * x[p.offsetA + k] + w.y * x[p.offsetA + k + 1u];
+      let words = vec4u(${Array.from({ length: ROWS }, (_, r) => `${m}[(row${r} + k) >> 1u]`).join(', ')});
+      let x0 = x[p.offsetA + k];
+      let x1 = x[p.offsetA + k + 1u];
+      s${m} += vec4f(${Array.from({ length: ROWS }, (_, r) => `dot(unpack2x16float(words[${r}]), vec2f(x0, x1))`).join(', ')});
     }`
-      : `for (var k = li; k < p.K; k += ${WG}u) { s${m} += ${m}[row + k] * x[p.offsetA + k]; }`,
+      : `for (var k = li; k < p.K; k += ${WG}u) { s${m} += ${rowsOf(m, (r) => `row${r} + k`)} * x[p.offsetA + k]; }`,
   );
   return /* wgsl */ `
 ${bindings(v, false)}
-${workgroupReduce(WG)}
+var<workgroup> partial: array<vec4f, ${WG}>;
+
+// The sum of a vector over the workgroup, to all its invocations (uniform control flow only: it has barriers).
+fn reduce(value: vec4f, li: u32) -> vec4f {
+  partial[li] = value;
+  workgroupBarrier();
+  for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
+    if (li < stride) { partial[li] += partial[li + stride]; }
+    workgroupBarrier();
+  }
+  let total = partial[0];
+  workgroupBarrier();
+  return total;
+}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let first = (wg.x + wg.y * nwg.x) * ${ROWS}u;
+  // Rows past N repeat the last one (in bounds) and are not stored.
+${Array.from({ length: ROWS }, (_, r) => `  let row${r} = p.offsetB + min(first + ${r}u, p.N - 1u) * p.K;`).join('\n')}
   ${matricesOf(v)
-    .map((m) => `var acc${m}: array<f32, ${ROWS}>;`)
+    .map((m) => `var s${m} = vec4f(0.0);`)
     .join('\n  ')}
-  for (var r = 0u; r < ${ROWS}u; r++) {
-    let n = min(first + r, p.N - 1u);
-    let row = p.offsetB + n * p.K;
-    ${matricesOf(v)
-      .map((m) => `var s${m} = 0.0;`)
-      .join('\n    ')}
-    ${dots.join('\n    ')}
-    ${matricesOf(v)
-      .map((m) => `acc${m}[r] = s${m};`)
-      .join('\n    ')}
-  }
-  for (var r = 0u; r < ${ROWS}u; r++) {
-    ${matricesOf(v)
-      .map((m) => `let total${m} = reduce(acc${m}[r], li, false);`)
-      .join('\n    ')}
-    let n = first + r;
-    if (li == 0u && n < p.N) { store(n, totalW, ${upSum(v, 'totalU')}); }
+  ${dots.join('\n  ')}
+  ${matricesOf(v)
+    .map((m) => `let total${m} = reduce(s${m}, li);`)
+    .join('\n  ')}
+  if (li == 0u) {
+    for (var r = 0u; r < ${ROWS}u; r++) {
+      if (first + r < p.N) { store(first + r, totalW[r], ${upSum(v, 'totalU[r]')}); }
+    }
   }
 }
 `;
