@@ -57,6 +57,9 @@ describe('decode attention over a key-value cache', () => {
     [4, 4, 7, 13, 1, 'cooperative'],
     [3, 1, 9, 130, 1, 'cooperative'],
     [6, 2, 5, 9, 3, 'cooperative'],
+    // Vec4 rows summed in position groups (head dim 64: 4 groups), and more vectors than invocations (scalar 65).
+    [4, 2, 64, 100, 2, 'cooperative'],
+    [2, 1, 65, 20, 1, 'cooperative'],
     // An invocation per head: scalar rows (head dim 5), vec4 rows (8), past a workgroup of heads (70, and 4 × 18).
     [6, 2, 5, 66, 1, 'row'],
     [4, 4, 8, 13, 1, 'row'],

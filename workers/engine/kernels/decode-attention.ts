@@ -64,16 +64,33 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
-const attendShader = /* wgsl */ `
+/**
+ * The cooperative attend: a workgroup per head and row. Its invocations score positions in turn (each a dot product
+ * of q with a key, read a vector at a time and unrolled, so its loads are all in flight at once), then split the
+ * weighted sum of values two ways, over the head's vectors and over interleaved groups of positions, so each walks
+ * a share of the cache instead of all of it; the groups' sums meet in workgroup memory.
+ */
+function cooperativeAttendShader(headDim: number): string {
+  const u = new Unrolled(headDim, 1);
+  const v = vectorOf(headDim);
+  const vectors = u.xs.length;
+  // Groups of positions the values are summed in: as many as the workgroup holds whole rows of vectors.
+  const groups = Math.max(1, Math.floor(WG / vectors));
+  return /* wgsl */ `
 struct Params { heads: u32, kvHeads: u32, headDim: u32, maxLen: u32, scale: f32, rows: u32, _p1: u32, _p2: u32 }
+alias V = ${v.type};
+${v.dot}
+const HDV = ${vectors}u; // vectors per head row
+const GROUPS = ${groups}u;
 @group(0) @binding(0) var<storage, read> position: array<u32>;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> kCache: array<f32>;
-@group(0) @binding(3) var<storage, read> vCache: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<V>;
+@group(0) @binding(2) var<storage, read> kCache: array<V>;
+@group(0) @binding(3) var<storage, read> vCache: array<V>;
 @group(0) @binding(4) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<V>;
 @group(0) @binding(6) var<uniform> p: Params;
 ${workgroupReduce(WG)}
+${vectors <= WG ? `var<workgroup> sums: array<V, ${WG}>;` : ''}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -81,16 +98,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let h = wg.x % p.heads;
   let g = h / (p.heads / p.kvHeads);
   let length = position[0] + 1u;
-  let width = p.kvHeads * p.headDim;
-  let cBase = (wg.x / p.heads) * p.maxLen * width + g * p.headDim;
-  let qBase = wg.x * p.headDim;
+  let width = p.kvHeads * HDV; // vectors per cache row
+  let cBase = (wg.x / p.heads) * p.maxLen * width + g * HDV;
+  let qi = wg.x * HDV;
   let sBase = wg.x * p.maxLen;
+${u.perVector((x) => `  let q${x} = q[qi + ${x}u] * p.scale;`)}
   var m = -3.0e38;
   for (var j = li; j < length; j += ${WG}u) {
-    let kBase = cBase + j * width;
-    var dot = 0.0;
-    for (var i = 0u; i < p.headDim; i++) { dot += q[qBase + i] * kCache[kBase + i]; }
-    let s = dot * p.scale;
+    let kj = cBase + j * width;
+    let s = ${u.dot(
+      (x) => `q${x}`,
+      (x) => `kCache[kj + ${x}u]`,
+    )};
     scores[sBase + j] = s;
     m = max(m, s);
   }
@@ -104,13 +123,32 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   total = reduce(total, li, false);
   // Every invocation reads all the weights next: make this workgroup's writes to them visible.
   storageBarrier();
-  for (var i = li; i < p.headDim; i += ${WG}u) {
-    var acc = 0.0;
-    for (var j = 0u; j < length; j++) { acc += scores[sBase + j] * vCache[cBase + j * width + i]; }
-    out[qBase + i] = acc / total;
+${
+  vectors <= WG
+    ? `  // Invocation li sums vector li % HDV of the values over positions li / HDV, + GROUPS, ...
+  let group = li / HDV;
+  let x = li % HDV;
+  var acc = V(0.0);
+  if (group < GROUPS) {
+    for (var j = group; j < length; j += GROUPS) { acc += scores[sBase + j] * vCache[cBase + j * width + x]; }
   }
+  sums[li] = acc;
+  workgroupBarrier();
+  if (li < HDV) {
+    var sum = V(0.0);
+    for (var k = 0u; k < GROUPS; k++) { sum += sums[k * HDV + li]; }
+    out[qi + li] = sum / total;
+  }`
+    : `  // More vectors than invocations: each sums its vectors over every position.
+  for (var x = li; x < HDV; x += ${WG}u) {
+    var acc = V(0.0);
+    for (var j = 0u; j < length; j++) { acc += scores[sBase + j] * vCache[cBase + j * width + x]; }
+    out[qi + x] = acc / total;
+  }`
+}
 }
 `;
+}
 
 /** The row layout's attend: one invocation per head, the same online softmax as attention.ts's forward. */
 function rowAttendShader(headDim: number): string {
@@ -168,7 +206,7 @@ export interface DecodeShape {
 
 export class DecodeAttentionKernels {
   private readonly rotateAppend: Kernel;
-  /** The layout's attend kernels; the row layout's are compiled per head size (its registers). */
+  /** The layout's attend kernels, compiled per head size (its vectors, unrolled). */
   private readonly attend = new Map<number, Kernel>();
 
   constructor(
@@ -212,17 +250,17 @@ export class DecodeAttentionKernels {
     if (this.layout === 'row') {
       return this.attendKernel(s.headDim).op([position, q, kCache, vCache, out], uniforms, grid1d(heads, WG));
     }
-    return this.attendKernel(0).op([position, q, kCache, vCache, scores, out], uniforms, [heads, 1, 1]);
+    return this.attendKernel(s.headDim).op([position, q, kCache, vCache, scores, out], uniforms, [heads, 1, 1]);
   }
 
-  /** The attend kernel for a head size (0: the cooperative one, any size). */
+  /** The layout's attend kernel for a head size. */
   private attendKernel(headDim: number): Kernel {
     let kernel = this.attend.get(headDim);
     if (!kernel) {
       kernel =
-        headDim === 0
-          ? new Kernel(this.device, attendShader, 'decode_attention')
-          : new Kernel(this.device, rowAttendShader(headDim), 'decode_attention_row');
+        this.layout === 'row'
+          ? new Kernel(this.device, rowAttendShader(headDim), 'decode_attention_row')
+          : new Kernel(this.device, cooperativeAttendShader(headDim), 'decode_attention');
       this.attend.set(headDim, kernel);
     }
     return kernel;
