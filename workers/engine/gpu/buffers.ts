@@ -35,6 +35,11 @@ export async function readFloat32(
   return out;
 }
 
+/** Copies `byteLength` bytes of a storage buffer back to the CPU as uint32 values (token ids). */
+export async function readUint32(device: GPUDevice, source: GPUBuffer, byteLength = source.size): Promise<Uint32Array> {
+  return new Uint32Array((await readFloat32(device, source, byteLength)).buffer);
+}
+
 /** The first `length` float32 values held by `buffers` one after another (a tensor split into chunks). */
 export async function readConcatenated(
   device: GPUDevice,

@@ -192,30 +192,35 @@ describe('decoding with a key-value cache', () => {
     await expectRowsMatch({ ...model, kernels: new EngineKernels(model.device, GPU_KERNELS) });
   });
 
-  it('generates after prompts of different lengths at once, each row drawing what generate draws for it', async () => {
-    const { device, kernels, gw, lora } = await setup(tinyConfig(), true);
-    // The third prompt leaves 4 tokens of room; a fourth row idles.
-    const prompts = [[5, 9, 2, 30, 4], [7], [1, 2, 3, 4, 5, 6, 7, 8]];
-    const options = { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1, maxNewTokens: 6 };
-    const one = new Decoder(device, kernels, gw, lora, 12);
-    const free = await generate(one, prompts[0], { ...options, seed: 1, stopIds: [] });
-    // A token the first row draws, as a stop token: that row ends there, others may too.
-    const stopIds = [free.ids[2]];
-    const requests = prompts.map((prompt, i) => ({ prompt, seed: i + 1 }));
-    const rows = new Decoder(device, kernels, gw, lora, 12, 4);
-    const drawn = await generateRows(rows, requests, { ...options, stopIds });
-    for (const [i, { prompt, seed }] of requests.entries()) {
-      const expected = await generate(one, prompt, { ...options, seed, stopIds });
-      expect(drawn[i]).toMatchObject({ ids: expected.ids, stoppedBy: expected.stoppedBy, stopId: expected.stopId });
-    }
-    expect(drawn[0]).toMatchObject({ ids: free.ids.slice(0, 2), stoppedBy: 'stop-token' });
-    expect(drawn[2].ids.length).toBeLessThanOrEqual(4);
-    await expect(generateRows(rows, [...requests, ...requests], { ...options, stopIds })).rejects.toThrow(
-      '6 prompts for a decoder of 4 rows',
-    );
-    one.destroy();
-    rows.destroy();
-  });
+  for (const [drawn, sampling] of [
+    ['on the GPU (temperature only)', { temperature: 1, topK: 0, topP: 1, repetitionPenalty: 1 }],
+    ['on the CPU (top-k, top-p, repetition penalty)', { temperature: 0.9, topK: 8, topP: 0.9, repetitionPenalty: 1.2 }],
+  ] as const) {
+    it(`generates after prompts of different lengths at once, each row drawing what generate draws for it, ${drawn}`, async () => {
+      const { device, kernels, gw, lora } = await setup(tinyConfig(), true);
+      // The third prompt leaves 4 tokens of room; a fourth row idles.
+      const prompts = [[5, 9, 2, 30, 4], [7], [1, 2, 3, 4, 5, 6, 7, 8]];
+      const options = { ...sampling, maxNewTokens: 6 };
+      const one = new Decoder(device, kernels, gw, lora, 12);
+      const free = await generate(one, prompts[0], { ...options, seed: 1, stopIds: [] });
+      // A token the first row draws, as a stop token: that row ends there, others may too.
+      const stopIds = [free.ids[2]];
+      const requests = prompts.map((prompt, i) => ({ prompt, seed: i + 1 }));
+      const rows = new Decoder(device, kernels, gw, lora, 12, 4);
+      const drawn = await generateRows(rows, requests, { ...options, stopIds });
+      for (const [i, { prompt, seed }] of requests.entries()) {
+        const expected = await generate(one, prompt, { ...options, seed, stopIds });
+        expect(drawn[i]).toMatchObject({ ids: expected.ids, stoppedBy: expected.stoppedBy, stopId: expected.stopId });
+      }
+      expect(drawn[0]).toMatchObject({ ids: free.ids.slice(0, 2), stoppedBy: 'stop-token' });
+      expect(drawn[2].ids.length).toBeLessThanOrEqual(4);
+      await expect(generateRows(rows, [...requests, ...requests], { ...options, stopIds })).rejects.toThrow(
+        '6 prompts for a decoder of 4 rows',
+      );
+      one.destroy();
+      rows.destroy();
+    });
+  }
 
   it('splits the LM head across vocabulary chunks, and the adapter-off decoder is the base model', async () => {
     const config = tinyConfig();

@@ -1,5 +1,5 @@
 import { type Projection, projectionShape, shortDims } from '../../../core/model-config';
-import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
+import { createStorageBuffer, readFloat32, readUint32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
 import { GemvKernels, type GemvShape } from '../kernels/gemv';
 import type { LowRank } from '../kernels/matmul';
@@ -32,6 +32,10 @@ export class Decoder {
   private readonly cos: GPUBuffer; // [hd / 2]
   private readonly sin: GPUBuffer; // [hd / 2]
   private readonly logits: GPUBuffer; // [B, V]
+  private readonly draws: GPUBuffer; // [1 + B]: temperature, each row's uniform (sampleRows)
+  private readonly sampled: GPUBuffer; // [B] u32
+  /** Draws a token per row from the logits on the GPU; not part of `ops`, which it follows when asked. */
+  private readonly sampleOp: Op;
   private readonly tables: { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> };
   /** The forward's activations and each layer's caches, allocated once: recording the ops again reuses them. */
   private readonly s: ReturnType<Decoder['allocate']>;
@@ -63,6 +67,9 @@ export class Decoder {
     this.cos = f32(c.headDim / 2, 'rope cos');
     this.sin = f32(c.headDim / 2, 'rope sin');
     this.logits = f32(rows * c.vocabSize, 'logits');
+    this.draws = f32(1 + rows, 'sampling draws');
+    this.sampled = f32(rows, 'sampled ids');
+    this.sampleOp = k.sample.op(this.logits, this.draws, this.sampled, { rows, V: c.vocabSize });
     this.s = this.allocate();
     this.record();
     k.track(this);
@@ -130,6 +137,19 @@ export class Decoder {
     this.length++;
   }
 
+  /**
+   * Draws a token per row from the logits of the last step on the GPU, without cuts (kernels/sample.ts): greedy at
+   * temperature 0, else from softmax(logits / temperature) with the row's uniform in [0, 1). Only the ids are read
+   * back, not [B, V] logits.
+   */
+  async sampleRows(temperature: number, uniforms: readonly number[]): Promise<Uint32Array> {
+    if (uniforms.length !== this.rows)
+      throw new Error(`${uniforms.length} uniforms for a decoder of ${this.rows} rows`);
+    this.device.queue.writeBuffer(this.draws, 0, Float32Array.of(temperature, ...uniforms));
+    submitOps(this.device, [this.sampleOp]);
+    return readUint32(this.device, this.sampled, this.rows * 4);
+  }
+
   /** Feeds one row's tokens in order and returns the logits after the last (the only ones read back). */
   async feed(tokenIds: readonly number[]): Promise<Float32Array> {
     if (tokenIds.length === 0) throw new Error('nothing to feed');
@@ -140,7 +160,7 @@ export class Decoder {
   destroy(): void {
     this.k.untrack(this);
     for (const b of this.buffers) b.destroy();
-    releaseOps(this.ops);
+    releaseOps([...this.ops, this.sampleOp]);
   }
 
   // ---- recording --------------------------------------------------------------------------------------------

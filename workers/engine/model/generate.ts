@@ -84,15 +84,15 @@ export interface RowRequest {
 /**
  * Generates after several prompts at once, one per row of the decoder (rows past the requests idle): every row
  * starts at position 0 and advances a token per step, taking its prompt's next token until its prompt is in, then
- * its own samples, drawn as `generate` draws them (the same seed gives the same tokens). Logits are read back only
- * at steps where a row samples. Ends when every row has stopped; stop strings are not looked for.
+ * its own samples, drawn as `generate` draws them (the same seed gives the same tokens). Draws are made only at
+ * steps where a row samples, on the GPU when the settings make no cuts (see drawRows). Ends when every row has
+ * stopped; stop strings are not looked for.
  */
 export async function generateRows(
   decoder: Decoder,
   requests: readonly RowRequest[],
   options: Omit<GenerateOptions, 'seed' | 'stopStrings' | 'decode'>,
 ): Promise<Generation[]> {
-  const V = decoder.vocabSize;
   if (requests.length > decoder.rows) {
     throw new Error(`${requests.length} prompts for a decoder of ${decoder.rows} rows`);
   }
@@ -121,14 +121,14 @@ export async function generateRows(
       for (const row of rows) if (!row.end) row.next = row.prompt[t + 1];
       continue;
     }
-    const logits = await decoder.stepRows(tokens);
+    const drawn = await drawRows(decoder, tokens, rows, t, options);
     for (const [r, row] of rows.entries()) {
       if (row.end) continue;
       if (t < row.prompt.length - 1) {
         row.next = row.prompt[t + 1];
         continue;
       }
-      const id = sampleToken(logits.subarray(r * V, (r + 1) * V), row.sequence, options, row.random);
+      const id = drawn[r];
       if (options.stopIds.includes(id)) {
         row.end = { stoppedBy: 'stop-token', stopId: id };
         continue;
@@ -146,4 +146,29 @@ export async function generateRows(
     stopId: row.end?.stopId,
     tokensPerSecond: row.ids.length / seconds,
   }));
+}
+
+/**
+ * Runs a step and draws each sampling row's token: on the GPU where the settings make no cuts (temperature only, as
+ * policy optimization samples), so only the ids come back, else on the CPU from the logits read back. Either way
+ * each row draws its next uniform, so the same seed gives the same tokens (up to float32 rounding at a boundary).
+ */
+async function drawRows(
+  decoder: Decoder,
+  tokens: readonly number[],
+  rows: readonly { prompt: readonly number[]; sequence: number[]; random: () => number; end: unknown }[],
+  t: number,
+  options: SamplingSettings,
+): Promise<ArrayLike<number>> {
+  const samples = (r: number) => rows[r] && !rows[r].end && t >= rows[r].prompt.length - 1;
+  if (options.topK === 0 && options.topP >= 1 && options.repetitionPenalty === 1) {
+    decoder.advance(tokens);
+    const uniforms = tokens.map((_, r) => (samples(r) && options.temperature > 0 ? rows[r].random() : 0));
+    return decoder.sampleRows(options.temperature, uniforms);
+  }
+  const V = decoder.vocabSize;
+  const logits = await decoder.stepRows(tokens);
+  return tokens.map((_, r) =>
+    samples(r) ? sampleToken(logits.subarray(r * V, (r + 1) * V), rows[r].sequence, options, rows[r].random) : 0,
+  );
 }

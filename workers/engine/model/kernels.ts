@@ -8,6 +8,7 @@ import { GemvKernels } from '../kernels/gemv';
 import { GroupedMatmul } from '../kernels/grouped-matmul';
 import { RmsNormKernels } from '../kernels/rmsnorm';
 import { RopeKernels } from '../kernels/rope';
+import { SampleKernel } from '../kernels/sample';
 import { ScoreHeadKernels } from '../kernels/score-head';
 import { SwiGluKernels } from '../kernels/swiglu';
 import type { RowLayout } from '../kernels/wgsl';
@@ -72,6 +73,8 @@ export class EngineKernels {
   readonly gemv: GemvKernels;
   /** Several small products in one dispatch: LoRA's weight gradients. */
   readonly grouped: GroupedMatmul;
+  /** A token per row drawn from logits on the GPU (sampling without cuts). */
+  readonly sample: SampleKernel;
   readonly scoreHead: ScoreHeadKernels;
   /** Picks each matmul's variant; `tune` it on hardware adapters before recording a plan for speed. */
   readonly matmuls: MatmulTuner;
@@ -100,6 +103,7 @@ export class EngineKernels {
     this.gemv = new GemvKernels(device, choices.rows);
     this.grouped = new GroupedMatmul(device, { rows: choices.matmul.tileM, cols: choices.matmul.tileN });
     this.scoreHead = new ScoreHeadKernels(device);
+    this.sample = new SampleKernel(device);
   }
 
   /**
