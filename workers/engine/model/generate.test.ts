@@ -2,30 +2,35 @@ import { describe, expect, it } from 'vitest';
 import type { Decoder } from './decoder';
 import { generate } from './generate';
 
-/** A decoder whose model always predicts the next id of a script (one-hot logits over a vocabulary of 10). */
+/**
+ * A one-row decoder whose model always predicts the next id of a script (one-hot logits over a vocabulary of 10):
+ * each draw, on the CPU from the logits or on the GPU, takes the script's next id.
+ */
 function scripted(script: number[], maxLength = 64) {
-  let position = 0;
+  let drawn = 0;
   let cached = 0;
-  const logitsFor = () => Float32Array.from({ length: 10 }, (_, i) => (i === script[position] ? 10 : 0));
+  const advance = (ids: readonly number[]) => {
+    expect(ids).toHaveLength(1);
+    cached++;
+  };
   const fake = {
     maxLength,
+    rows: 1,
+    vocabSize: 10,
     get cached() {
       return cached;
     },
     reset: () => {
-      position = 0;
+      drawn = 0;
       cached = 0;
     },
-    feed: async (ids: readonly number[]) => {
-      expect(ids.length).toBeGreaterThan(0);
-      cached += ids.length;
-      return logitsFor();
+    advance,
+    stepRows: async (ids: readonly number[]) => {
+      advance(ids);
+      const next = script[drawn++];
+      return Float32Array.from({ length: 10 }, (_, i) => (i === next ? 10 : 0));
     },
-    step: async () => {
-      position++;
-      cached++;
-      return logitsFor();
-    },
+    sampleRows: async () => Uint32Array.of(script[drawn++]),
   };
   return fake as unknown as Decoder;
 }
@@ -34,9 +39,11 @@ const greedy = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0
 const letters = (ids: number[]) => ids.map((i) => 'abcdefghij'[i]).join('');
 
 describe('the generation loop', () => {
-  it('stops at a stop token, which is left out', async () => {
-    const g = await generate(scripted([1, 2, 9, 3]), [0], { ...greedy, maxNewTokens: 10, stopIds: [9] });
-    expect(g).toMatchObject({ ids: [1, 2], stoppedBy: 'stop-token', stopId: 9 });
+  it('stops at a stop token, which is left out, drawing on the GPU or (with cuts) on the CPU', async () => {
+    for (const sampling of [greedy, { ...greedy, temperature: 0.5, topK: 1 }]) {
+      const g = await generate(scripted([1, 2, 9, 3]), [0, 4], { ...sampling, maxNewTokens: 10, stopIds: [9] });
+      expect(g).toMatchObject({ ids: [1, 2], stoppedBy: 'stop-token', stopId: 9 });
+    }
   });
 
   it('stops at a stop string and cuts the text before it', async () => {

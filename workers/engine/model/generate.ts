@@ -38,12 +38,12 @@ export async function generate(
   if (decoder.maxLength - prompt.length < 1) {
     throw new Error(`the prompt's ${prompt.length} tokens leave no room in ${decoder.maxLength}`);
   }
-  let logits = await decoder.feed(prompt);
+  for (const id of prompt.slice(0, -1)) decoder.advance([id]);
+  let next = prompt[prompt.length - 1];
   const room = decoder.maxLength - prompt.length;
-  const random = mulberry32(options.seed);
-  const ids: number[] = [];
   // The sequence so far, for the repetition penalty: grown a token at a time rather than rebuilt per token.
-  const sequence = [...prompt];
+  const row = { sequence: [...prompt], random: mulberry32(options.seed) };
+  const ids: number[] = [];
   const started = performance.now();
   const finish = (stoppedBy: Generation['stoppedBy'], text?: string, stopId?: number): Generation => ({
     ids,
@@ -53,15 +53,15 @@ export async function generate(
     tokensPerSecond: ids.length / Math.max(1e-9, (performance.now() - started) / 1000),
   });
   for (let n = 0; n < Math.min(options.maxNewTokens, room); n++) {
-    const id = sampleToken(logits, sequence, options, random);
+    const id = (await drawRows(decoder, [next], [row], options))[0];
     if (options.stopIds.includes(id)) return finish('stop-token', options.decode?.(ids), id);
     ids.push(id);
-    sequence.push(id);
+    row.sequence.push(id);
     const text = options.decode?.(ids);
     const stop = text === undefined ? -1 : firstStop(text, options.stopStrings ?? []);
     if (text !== undefined && stop >= 0) return finish('stop-string', text.slice(0, stop));
     if (onToken?.(id, text) === false) return finish('cancelled', text);
-    if (n + 1 < Math.min(options.maxNewTokens, room)) logits = await decoder.step(id);
+    next = id;
   }
   return finish('length', options.decode?.(ids));
 }
@@ -121,7 +121,8 @@ export async function generateRows(
       for (const row of rows) if (!row.end) row.next = row.prompt[t + 1];
       continue;
     }
-    const drawn = await drawRows(decoder, tokens, rows, t, options);
+    const drawers = rows.map((row) => (!row.end && t >= row.prompt.length - 1 ? row : null));
+    const drawn = await drawRows(decoder, tokens, drawers, options);
     for (const [r, row] of rows.entries()) {
       if (row.end) continue;
       if (t < row.prompt.length - 1) {
@@ -148,27 +149,34 @@ export async function generateRows(
   }));
 }
 
+/** A row that draws a token at a step: its sequence so far (for the repetition penalty) and its seeded stream. */
+interface Drawer {
+  sequence: readonly number[];
+  random: () => number;
+}
+
 /**
- * Runs a step and draws each sampling row's token: on the GPU where the settings make no cuts (temperature only, as
- * policy optimization samples), so only the ids come back, else on the CPU from the logits read back. Either way
- * each row draws its next uniform, so the same seed gives the same tokens (up to float32 rounding at a boundary).
+ * Runs a step over `tokens` and draws a token for each row with a drawer (other rows get 0): on the GPU where the
+ * settings make no cuts (temperature only, as policy optimization samples, or greedy), so only the ids come back,
+ * else on the CPU from the logits read back. Either way a drawing row takes its stream's next uniform, so the same
+ * seed gives the same tokens (the GPU's float32 sums may split a uniform on a boundary differently, rarely).
  */
 async function drawRows(
   decoder: Decoder,
   tokens: readonly number[],
-  rows: readonly { prompt: readonly number[]; sequence: number[]; random: () => number; end: unknown }[],
-  t: number,
+  drawers: readonly (Drawer | null)[],
   options: SamplingSettings,
 ): Promise<ArrayLike<number>> {
-  const samples = (r: number) => rows[r] && !rows[r].end && t >= rows[r].prompt.length - 1;
+  const drawer = (r: number) => drawers[r] ?? null;
   if (options.topK === 0 && options.topP >= 1 && options.repetitionPenalty === 1) {
     decoder.advance(tokens);
-    const uniforms = tokens.map((_, r) => (samples(r) && options.temperature > 0 ? rows[r].random() : 0));
+    const uniforms = tokens.map((_, r) => (options.temperature > 0 ? (drawer(r)?.random() ?? 0) : 0));
     return decoder.sampleRows(options.temperature, uniforms);
   }
   const V = decoder.vocabSize;
   const logits = await decoder.stepRows(tokens);
-  return tokens.map((_, r) =>
-    samples(r) ? sampleToken(logits.subarray(r * V, (r + 1) * V), rows[r].sequence, options, rows[r].random) : 0,
-  );
+  return tokens.map((_, r) => {
+    const d = drawer(r);
+    return d ? sampleToken(logits.subarray(r * V, (r + 1) * V), d.sequence, options, d.random) : 0;
+  });
 }
