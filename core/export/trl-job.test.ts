@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defaultSettings } from '../training/settings';
-import { trlJsonl, trlRecord, trlScript } from './trl-job';
+import { trlJsonl, trlRecords, trlScript } from './trl-job';
 
 const user = { role: 'user' as const, content: 'Mend the nets.' };
 const yes = { role: 'assistant' as const, content: 'Aye.' };
@@ -10,25 +10,33 @@ const no = { role: 'assistant' as const, content: 'No.' };
 // these tests pin what they hold.
 describe('a job for TRL', () => {
   it('writes each record in the format its TRL trainer reads', () => {
-    expect(trlRecord({ kind: 'text', text: 'Call me Ishmael.' })).toEqual({ text: 'Call me Ishmael.' });
-    const system = { role: 'system' as const, content: 'Be brief.' };
-    expect(trlRecord({ kind: 'chat', messages: [system, user, yes, user, no] })).toEqual({
-      prompt: [system, user, yes, user],
-      completion: [no],
-    });
-    expect(trlRecord({ kind: 'preference', prompt: [user], chosen: [yes], rejected: [no] })).toEqual({
-      prompt: [user],
-      chosen: [yes],
-      rejected: [no],
-    });
-    expect(trlRecord({ kind: 'prompt', prompt: [user], reference: 'Aye' })).toEqual({
-      prompt: [user],
-      reference: 'Aye',
-    });
+    const o = { trainOnPrompt: false };
+    expect(trlRecords({ kind: 'text', text: 'Call me Ishmael.' }, o)).toEqual([{ text: 'Call me Ishmael.' }]);
+    expect(trlRecords({ kind: 'preference', prompt: [user], chosen: [yes], rejected: [no] }, o)).toEqual([
+      { prompt: [user], chosen: [yes], rejected: [no] },
+    ]);
+    expect(trlRecords({ kind: 'prompt', prompt: [user], reference: 'Aye' }, o)).toEqual([
+      { prompt: [user], reference: 'Aye' },
+    ]);
     // Message weights are Hone's; TRL's records carry role and content only.
-    expect(trlJsonl([{ kind: 'chat', messages: [user, { ...yes, weight: 1 }] }])).toBe(
+    expect(trlJsonl([{ kind: 'chat', messages: [user, { ...yes, weight: 1 }] }], o)).toBe(
       '{"prompt":[{"role":"user","content":"Mend the nets."}],"completion":[{"role":"assistant","content":"Aye."}]}\n',
     );
+  });
+
+  it('trains every answer of a conversation that carries loss, each once, as Hone does', () => {
+    const system = { role: 'system' as const, content: 'Be brief.' };
+    const skipped = { ...yes, content: 'Maybe.', weight: 0 as const };
+    const chat = { kind: 'chat' as const, messages: [system, user, yes, user, skipped, user, no] };
+    // Without prompt loss, a record per answer with weight, its conversation so far as the prompt.
+    expect(trlRecords(chat, { trainOnPrompt: false })).toEqual([
+      { prompt: [system, user], completion: [yes] },
+      { prompt: [system, user, yes, user, { role: 'assistant', content: 'Maybe.' }, user], completion: [no] },
+    ]);
+    // With it, the whole conversation once (TRL puts loss on the prompt too).
+    expect(trlRecords(chat, { trainOnPrompt: true })).toEqual([
+      { prompt: [system, user, yes, user, { role: 'assistant', content: 'Maybe.' }, user], completion: [no] },
+    ]);
   });
 
   it('carries the method, the LoRA settings and the hyperparameters into the script', () => {

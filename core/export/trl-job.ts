@@ -9,29 +9,36 @@ import type { TrainSettings } from '../training/settings';
 const plain = (messages: Message[]) => messages.map(({ role, content }) => ({ role, content }));
 
 /**
- * One record in the TRL format its method reads: raw text as `text`; a conversation as a prompt and its last
- * answer (TRL's conversational prompt-completion, so the loss falls on the answer as Hone's does; earlier turns
- * are context); a preference pair as prompt, chosen and rejected; an RL prompt as `prompt` and its reference.
+ * The records in the TRL format its method reads: raw text as `text`; a preference pair as prompt, chosen and
+ * rejected; an RL prompt as `prompt` and its reference. A conversation is TRL's conversational prompt-completion:
+ * one record per answer that carries loss, the conversation before it as the prompt, so every answer is trained
+ * with the loss on it alone, as Hone's labels put it (a record of the last answer only would leave earlier ones
+ * as context). With prompt loss the conversation is one record, its last answer the completion, so each token is
+ * trained once (weight-0 answers then carry loss too: TRL has no per-message weights).
  */
-export function trlRecord(example: Example): Record<string, unknown> {
+export function trlRecords(example: Example, o: { trainOnPrompt: boolean }): Record<string, unknown>[] {
   switch (example.kind) {
     case 'text':
-      return { text: example.text };
+      return [{ text: example.text }];
     case 'chat': {
-      const last = example.messages.map((m) => m.role).lastIndexOf('assistant');
-      return { prompt: plain(example.messages.slice(0, last)), completion: plain(example.messages.slice(last)) };
+      const { messages } = example;
+      const answers = messages.flatMap((m, i) => (m.role === 'assistant' && m.weight !== 0 ? [i] : []));
+      const ends = o.trainOnPrompt ? [messages.map((m) => m.role).lastIndexOf('assistant')] : answers;
+      return ends.map((i) => ({ prompt: plain(messages.slice(0, i)), completion: plain([messages[i]]) }));
     }
     case 'preference':
-      return { prompt: plain(example.prompt), chosen: plain(example.chosen), rejected: plain(example.rejected) };
+      return [{ prompt: plain(example.prompt), chosen: plain(example.chosen), rejected: plain(example.rejected) }];
     case 'prompt':
-      return example.reference === undefined
-        ? { prompt: plain(example.prompt) }
-        : { prompt: plain(example.prompt), reference: example.reference };
+      return [
+        example.reference === undefined
+          ? { prompt: plain(example.prompt) }
+          : { prompt: plain(example.prompt), reference: example.reference },
+      ];
   }
 }
 
-export function trlJsonl(examples: Example[]): string {
-  return examples.map((e) => `${JSON.stringify(trlRecord(e))}\n`).join('');
+export function trlJsonl(examples: Example[], o: { trainOnPrompt: boolean }): string {
+  return examples.flatMap((e) => trlRecords(e, o).map((r) => `${JSON.stringify(r)}\n`)).join('');
 }
 
 const py = (value: unknown): string => {

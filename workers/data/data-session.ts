@@ -230,10 +230,14 @@ export class DataSession {
 
   /**
    * The dataset as the last tokenization split it (the split training uses), as JSONL in TRL's formats: what a job
-   * exported for GPU servers trains and validates on.
+   * exported for GPU servers trains and validates on (with or without loss on the prompts, as the job trains).
    */
-  jobData(): { train: string; validation: string } {
-    const jsonl = (sources: TokenizedSource[]) => trlJsonl(sources.map((s) => s.source.example));
+  jobData(trainOnPrompt: boolean): { train: string; validation: string } {
+    const jsonl = (sources: TokenizedSource[]) =>
+      trlJsonl(
+        sources.map((s) => s.source.example),
+        { trainOnPrompt },
+      );
     return { train: jsonl(this.split.train), validation: jsonl(this.split.validation) };
   }
 

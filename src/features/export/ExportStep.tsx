@@ -111,7 +111,7 @@ function JobExport({ model }: { model: string }) {
       if (!dataset.summary || !source) throw new Error('Drop a dataset in the Data step first.');
       // The split training uses (a rendering already done is reused).
       await getDataWorker().tokenize(source, hub, dataset.settings, 0);
-      const data = await getDataWorker().jobData();
+      const data = await getDataWorker().jobData(dataset.settings.trainOnPrompt);
       const baseModel = baseModelId(model);
       const script = trlScript(settings, {
         baseModel,
