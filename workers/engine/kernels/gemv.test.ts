@@ -54,6 +54,40 @@ describe('gemv (decoding one token)', () => {
     });
   }
 
+  for (const [layout, half, K] of [
+    ['cooperative', false, 13],
+    ['cooperative', true, 34],
+    ['row', false, 13],
+    ['row', true, 40],
+  ] as const) {
+    const kernel = layout === 'row' && K % (half ? 8 : 4) === 0 ? 'row, vectors' : layout;
+    it(`reads W's rows in segments from their own offsets (LoRA A of q, k and v as one product): ${kernel}, ${half ? 'fp16' : 'fp32'}`, async () => {
+      const { device } = gpu();
+      const rows = 5;
+      // Three segments of 5 rows, out of order in W: at 8K, 0 and 24 + 3K (elements; whole vectors where K is).
+      const offsets = [8 * K, 0, 24 + 3 * K];
+      const shape = { N: 3 * rows, K, offsetB: offsets[0], segments: { rows, offsets: offsets.slice(1) } };
+      const x = randomUniform(K, 1);
+      const raw = randomUniform(24 + 16 * K, 2);
+      const w = half ? Float32Array.from(roundToHalf(raw)) : raw;
+      const [bx, bw, y] = [
+        uploadBuffer(device, x),
+        uploadBuffer(device, half ? packHalves(w) : w),
+        uploadBuffer(device, new Float32Array(3 * rows)),
+      ];
+      const got = await runAndRead(device, [new GemvKernels(device, layout).op(bx, bw, y, shape, half)], y);
+      const expected = offsets.flatMap((offset) => {
+        const part = new Float64Array(rows);
+        matmulCpu(x, w, part, { M: 1, N: rows, K, offsetB: offset }, { transA: false, transB: true });
+        return [...part];
+      });
+      expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+      expect(() => new GemvKernels(device, layout).op(bx, bw, y, { ...shape, N: 14 }, half)).toThrow(
+        "a gemv's 14 rows cannot be 3 segments of 5",
+      );
+    });
+  }
+
   it('refuses fp16 pairs that straddle words', () => {
     const { device } = gpu();
     const b = uploadBuffer(device, new Float32Array(4));

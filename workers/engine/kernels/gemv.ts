@@ -19,7 +19,8 @@ import type { RowLayout } from './wgsl';
  * With a low-rank term (matmul.ts's `LowRank`: L [rank] = x A^T, R [N, rank] = B), each output also gets
  * scale · R[n] · L, LoRA's second product fused in: y = alpha (W x + s B (A x)) + beta y, one dispatch fewer per
  * adapted projection and token. `gatedOp` reads two matrices of one shape, the MLP's gate W and up U, and writes
- * silu(W x) ⊙ (U x) (each with its low-rank term): SwiGLU's three dispatches in one.
+ * silu(W x) ⊙ (U x) (each with its low-rank term): SwiGLU's three dispatches in one. W's rows may come in
+ * segments, each from its own offset (`GemvShape.segments`): the q, k and v modules' LoRA A read as one product.
  */
 const WG = 64;
 const ROWS = 4;
@@ -39,8 +40,8 @@ const matricesOf = (v: GemvVariant) => (v.gated ? ['W', 'U'] : ['W']);
 
 /**
  * Every gemv kernel's parameters and bindings: x and the matrices read as scalars (fp16 pairs as u32), or as
- * vectors; `lowRank(n, t)`, output n's low-rank term t (0: W's, 1: U's; 0 without any); and `store(n, w, u)`,
- * output n from its sums over W's row (and U's).
+ * vectors; `rowStart(n)`, where W's row n starts; `lowRank(n, t)`, output n's low-rank term t (0: W's, 1: U's; 0
+ * without any); and `store(n, w, u)`, output n from its sums over W's row (and U's).
  */
 function bindings(v: GemvVariant, vectors: boolean): string {
   const m = vectors ? (v.halfW ? 'vec4<u32>' : 'vec4f') : v.halfW ? 'u32' : 'f32';
@@ -72,11 +73,20 @@ function bindings(v: GemvVariant, vectors: boolean): string {
 }`;
   return /* wgsl */ `
 struct Params {
-  N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32,
+  N: u32, K: u32, offsetA: u32, offsetB: u32, offsetC: u32, alpha: f32, beta: f32, segmentRows: u32,
   rank: u32, offsetL: u32, offsetR: u32, scaleL: f32, rank2: u32, offsetL2: u32, offsetR2: u32, scaleL2: f32,
+  // Where the segments after the first start (elements); the first at offsetB.
+  segments: vec4u,
 }
 ${storage.map((decl, i) => `@group(0) @binding(${i}) ${decl};`).join('\n')}
 @group(0) @binding(${storage.length}) var<uniform> p: Params;
+
+// W's rows come in segments of segmentRows, each from its own offset.
+fn rowStart(n: u32) -> u32 {
+  let segment = n / p.segmentRows;
+  let offset = select(p.segments[max(segment, 1u) - 1u], p.offsetB, segment == 0u);
+  return offset + (n % p.segmentRows) * p.K;
+}
 
 ${lowRank}
 
@@ -123,7 +133,7 @@ fn reduce(value: vec4f, li: u32) -> vec4f {
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
   let first = (wg.x + wg.y * nwg.x) * ${ROWS}u;
   // Rows past N repeat the last one (in bounds) and are not stored.
-${Array.from({ length: ROWS }, (_, r) => `  let row${r} = p.offsetB + min(first + ${r}u, p.N - 1u) * p.K;`).join('\n')}
+${Array.from({ length: ROWS }, (_, r) => `  let row${r} = rowStart(min(first + ${r}u, p.N - 1u));`).join('\n')}
   ${matricesOf(v)
     .map((m) => `var s${m} = vec4f(0.0);`)
     .join('\n  ')}
@@ -158,7 +168,7 @@ ${bindings(v, false)}
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let n = gid.x + gid.y * nwg.x * ${WG}u;
   if (n >= p.N) { return; }
-  let row = p.offsetB + n * p.K;
+  let row = rowStart(n);
   ${matricesOf(v)
     .map((m) => `var s${m} = 0.0;`)
     .join('\n  ')}
@@ -201,7 +211,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   // Per vector of W: 4 floats, or 8 halves.
   let perVector = ${v.halfW ? 8 : 4}u;
   let steps = p.K / perVector;
-  ${rows.map((r) => `let row${r} = (p.offsetB + min(first + ${r}u, p.N - 1u) * p.K) / perVector;`).join('\n  ')}
+  ${rows.map((r) => `let row${r} = rowStart(min(first + ${r}u, p.N - 1u)) / perVector;`).join('\n  ')}
   ${pairs.map(({ m, r }) => `var acc${m}${r} = vec4f(0.0);`).join('\n  ')}
   let xo = p.offsetA / 4u;
   for (var k = 0u; k < steps; k++) {
@@ -227,7 +237,15 @@ export interface GemvShape {
   offsetC?: number;
   alpha?: number;
   beta?: number;
+  /**
+   * W's rows in segments of `rows` rows, the first at offsetB, the next at `offsets` (up to 3): several LoRA
+   * modules' A (all reading x) as one product. Default: one segment of N rows.
+   */
+  segments?: { rows: number; offsets: readonly number[] };
 }
+
+/** Every element offset W's rows start from: offsetB, then the later segments'. */
+const offsetsOf = (s: GemvShape) => [s.offsetB ?? 0, ...(s.segments?.offsets ?? [])];
 
 export class GemvKernels {
   /** Compiled on first use, by family and variant. */
@@ -240,13 +258,13 @@ export class GemvKernels {
 
   /** Whether fp16 W can take this shape (pairs must not straddle words). */
   static halfFits(s: GemvShape): boolean {
-    return s.K % 2 === 0 && (s.offsetB ?? 0) % 2 === 0;
+    return s.K % 2 === 0 && offsetsOf(s).every((o) => o % 2 === 0);
   }
 
   /** Whether W's rows and x split into whole vectors: 4 floats, or 8 halves. */
   static vectorFits(s: GemvShape, halfW: boolean): boolean {
     const perVector = halfW ? 8 : 4;
-    return s.K % perVector === 0 && (s.offsetB ?? 0) % perVector === 0 && (s.offsetA ?? 0) % 4 === 0;
+    return s.K % perVector === 0 && offsetsOf(s).every((o) => o % perVector === 0) && (s.offsetA ?? 0) % 4 === 0;
   }
 
   /** y ← alpha (W x [+ the low-rank term]) + beta y. */
@@ -282,7 +300,11 @@ export class GemvKernels {
 
   private dispatch(v: GemvVariant, buffers: GPUBuffer[], s: GemvShape, terms: LowRank[]): Op {
     if (v.halfW && !GemvKernels.halfFits(s))
-      throw new Error(`fp16 gemv needs an even K and offset (K ${s.K}, offset ${s.offsetB})`);
+      throw new Error(`fp16 gemv needs an even K and offsets (K ${s.K}, offsets ${offsetsOf(s)})`);
+    const segment = s.segments ?? { rows: s.N, offsets: [] };
+    if (segment.offsets.length > 3 || segment.rows * (1 + segment.offsets.length) !== s.N) {
+      throw new Error(`a gemv's ${s.N} rows cannot be ${1 + segment.offsets.length} segments of ${segment.rows}`);
+    }
     // The row layout reads vectors where the shape allows (its vector variant), else scalars.
     const family = this.layout === 'row' ? (GemvKernels.vectorFits(s, v.halfW) ? 'vector' : 'row') : 'cooperative';
     const outputsPerGroup = family === 'vector' ? WG * VEC_ROWS : family === 'row' ? WG : ROWS;
@@ -300,9 +322,10 @@ export class GemvKernels {
         ...[s.N, s.K, s.offsetA ?? 0, s.offsetB ?? 0, s.offsetC ?? 0].map(u32),
         f32(s.alpha ?? 1),
         f32(s.beta ?? 0),
-        u32(0),
+        u32(segment.rows),
         ...term(terms[0]),
         ...term(terms[1]),
+        ...[0, 1, 2, 3].map((i) => u32(segment.offsets[i] ?? 0)),
       ],
       [gx, Math.ceil(groups / gx), 1],
     );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { ModelConfig, Projection } from '../../../core/model-config';
+import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { submitOps } from '../gpu/ops';
@@ -21,7 +21,13 @@ function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-async function setup(config: ModelConfig, withLora: boolean, vocabChunkBytes?: number, halfMatrices = false) {
+async function setup(
+  config: ModelConfig,
+  withLora: boolean,
+  vocabChunkBytes?: number,
+  halfMatrices = false,
+  targets = TARGETS,
+) {
   const { device } = gpu();
   const kernels = new EngineKernels(device);
   const weights = randomWeights(config, 11);
@@ -29,12 +35,12 @@ async function setup(config: ModelConfig, withLora: boolean, vocabChunkBytes?: n
     vocabChunkBytes,
     halfMatrices,
   });
-  const ref = randomLora(config, TARGETS, 3, 6, false, 12);
+  const ref = randomLora(config, targets, 3, 6, false, 12);
   const lora = withLora
     ? GpuLora.create(
         device,
         config,
-        { r: 3, loraAlpha: 6, useRslora: false, loraDropout: 0, modules: everyLayer(config, TARGETS) },
+        { r: 3, loraAlpha: 6, useRslora: false, loraDropout: 0, modules: everyLayer(config, targets) },
         fromReference(ref),
       )
     : null;
@@ -87,9 +93,11 @@ function referenceGreedy(
 }
 
 describe('decoding with a key-value cache', () => {
-  const cases: [string, ModelConfig, boolean, boolean?][] = [
+  const cases: [string, ModelConfig, boolean, boolean?, Projection[]?][] = [
     ['llama, base model', tinyConfig(), false],
     ['llama with a LoRA adapter', tinyConfig(), true],
+    // q, k and v's x A^T as one gemv of three segments; the gated MLP with both low-rank terms.
+    ['llama with a LoRA adapter on every projection', tinyConfig(), true, false, [...PROJECTIONS]],
     ['llama with a LoRA adapter over fp16 matrices', tinyConfig({ hiddenSize: 32, headDim: 8 }), true, true],
     // Rows of 27 halves straddle words: the gemvs give way to the matmul, and the MLP to its three products.
     ['fp16 matrices of odd width, with a LoRA adapter', tinyConfig({ hiddenSize: 27, headDim: 8 }), true, true],
@@ -104,9 +112,9 @@ describe('decoding with a key-value cache', () => {
       true,
     ],
   ];
-  for (const [name, config, withLora, half] of cases) {
+  for (const [name, config, withLora, half, targets] of cases) {
     it(`gives the logits of recomputing the whole sequence, token by token: ${name}`, async () => {
-      const { device, kernels, gw, lora, weights, ref } = await setup(config, withLora, undefined, half);
+      const { device, kernels, gw, lora, weights, ref } = await setup(config, withLora, undefined, half, targets);
       const prompt = [3, 17, 5, 30, 8];
       const steps = 9;
       const step = new TransformerStep(

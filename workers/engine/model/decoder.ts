@@ -185,26 +185,51 @@ export class Decoder {
     return [this.k.gemv.op(a, b, out, shape, half, lowRank)];
   }
 
-  /** y [B, out] (= or +=) x [B, in] · W^T (+ bias) + s (x A^T) B^T. */
+  /**
+   * x A^T of the adapted modules among `projections` (all reading x [B, in]) into `xa`, [modules, B, r] in that
+   * order, and the low-rank term each module's base product then adds, s (x A^T) B^T: for one row a single gemv
+   * over the modules' A as segments of W, for several rows a matmul each.
+   */
+  private loraInputs(
+    layer: number,
+    projections: readonly Projection[],
+    x: GPUBuffer,
+    xa: GPUBuffer,
+  ): Partial<Record<Projection, LowRank>> {
+    const lora = this.lora;
+    const modules = projections.flatMap((p) => lora?.module(layer, p) ?? []);
+    if (!lora || modules.length === 0) return {};
+    const { params, scale } = lora;
+    const r = lora.settings.r;
+    const K = modules[0].inDim;
+    const slot = this.rows * r;
+    if (this.rows === 1) {
+      const segments = { rows: r, offsets: modules.slice(1).map((m) => m.offsetA) };
+      this.ops.push(this.k.gemv.op(x, params, xa, { N: r * modules.length, K, offsetB: modules[0].offsetA, segments }));
+    } else {
+      for (const [i, m] of modules.entries()) {
+        this.ops.push(...this.mm(x, params, xa, { N: r, K, offsetB: m.offsetA, offsetC: i * slot }, false));
+      }
+    }
+    return Object.fromEntries(
+      modules.map((m, i) => [
+        m.projection,
+        { l: xa, r: params, rank: r, offsetL: i * slot, offsetR: m.offsetB, scale },
+      ]),
+    );
+  }
+
+  /** y [B, out] (= or +=) x [B, in] · W^T (+ bias) + the adapter's low-rank term (from loraInputs). */
   private linear(
     layer: number,
     projection: Projection,
     x: GPUBuffer,
     y: GPUBuffer,
     accumulate: boolean,
-    xa: GPUBuffer,
+    lowRank: LowRank | undefined,
   ) {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    const m = this.lora?.module(layer, projection);
-    let lowRank: LowRank | undefined;
-    if (m && this.lora) {
-      // x A^T first: the base product adds s (x A^T) B^T as it goes.
-      const { params, scale } = this.lora;
-      const r = this.lora.settings.r;
-      this.ops.push(...this.mm(x, params, xa, { N: r, K: inDim, offsetB: m.offsetA }, false));
-      lowRank = { l: xa, r: params, rank: r, offsetR: m.offsetB, scale };
-    }
     const shape = { N: out, K: inDim, beta: accumulate ? 1 : 0 };
     this.ops.push(...this.mm(x, lw.proj[projection], y, shape, true, lowRank));
     const bias = lw.bias[projection];
@@ -213,35 +238,25 @@ export class Decoder {
 
   /**
    * act [B, f] = silu(gate(x)) * up(x), LoRA included: for one token one gated gemv (kernels/gemv.ts), after the
-   * adapted modules' x A^T into `xa` (gate's first, then up's).
+   * adapted modules' x A^T.
    */
   private gatedMlp(layer: number, x: GPUBuffer, act: GPUBuffer, xa: GPUBuffer): void {
     const [f, d] = projectionShape(this.w.config, 'gate_proj');
     const lw = this.w.layers[layer];
     const half = this.w.halfMatrices;
     const shape = { N: f, K: d };
+    const low = this.loraInputs(layer, ['gate_proj', 'up_proj'], x, xa);
     if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
       // Matmuls (several rows, or fp16 rows of odd length, which straddle words): the products one by one.
       const n = this.rows * f;
       this.gateUp ??= [this.alloc(n * 4, 'gate'), this.alloc(n * 4, 'up')];
       const [gate, up] = this.gateUp;
-      this.linear(layer, 'gate_proj', x, gate, false, xa);
-      this.linear(layer, 'up_proj', x, up, false, xa);
+      this.linear(layer, 'gate_proj', x, gate, false, low.gate_proj);
+      this.linear(layer, 'up_proj', x, up, false, low.up_proj);
       this.ops.push(this.k.swiglu.forwardOp(gate, up, act, n));
       return;
     }
-    const lowRank: { w?: LowRank; u?: LowRank } = {};
-    for (const [projection, term, offsetL] of [
-      ['gate_proj', 'w', 0],
-      ['up_proj', 'u', 1],
-    ] as const) {
-      const m = this.lora?.module(layer, projection);
-      if (!m || !this.lora) continue;
-      const { params, scale } = this.lora;
-      const r = this.lora.settings.r;
-      this.ops.push(...this.mm(x, params, xa, { N: r, K: d, offsetB: m.offsetA, offsetC: offsetL * r }, false));
-      lowRank[term] = { l: xa, r: params, rank: r, offsetL: offsetL * r, offsetR: m.offsetB, scale };
-    }
+    const lowRank = { w: low.gate_proj, u: low.up_proj };
     this.ops.push(this.k.gemv.gatedOp(x, lw.proj.gate_proj, lw.proj.up_proj, act, shape, half, lowRank));
   }
 
@@ -266,8 +281,8 @@ export class Decoder {
       attn: f32(B * H * hd, 'attention output'),
       scores: f32(B * H * L, 'scores'),
       act: f32(B * f, 'act'),
-      // x A^T of the adapted modules a product needs: two for one token's gated MLP (gate's and up's), one otherwise.
-      xa: f32(B * 2 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T'),
+      // x A^T of the adapted modules reading one input: up to three (q, k and v).
+      xa: f32(B * 3 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T'),
       caches: Array.from({ length: c.numLayers }, (_, l) => ({
         k: f32(B * L * KV * hd, `layer ${l} key cache`),
         v: f32(B * L * KV * hd, `layer ${l} value cache`),
@@ -292,9 +307,10 @@ export class Decoder {
       const lw = this.w.layers[l];
       const { k: kCache, v: vCache } = this.s.caches[l];
       ops.push(this.k.rmsnorm.forwardOp(x, lw.inputNorm, xn, rstd, B, d, eps));
-      this.linear(l, 'q_proj', xn, q, false, xa);
-      this.linear(l, 'k_proj', xn, kRaw, false, xa);
-      this.linear(l, 'v_proj', xn, v, false, xa);
+      const qkv = this.loraInputs(l, ['q_proj', 'k_proj', 'v_proj'], xn, xa);
+      this.linear(l, 'q_proj', xn, q, false, qkv.q_proj);
+      this.linear(l, 'k_proj', xn, kRaw, false, qkv.k_proj);
+      this.linear(l, 'v_proj', xn, v, false, qkv.v_proj);
       if (lw.qNorm && lw.kNorm) {
         ops.push(this.k.rmsnorm.forwardOp(q, lw.qNorm, qn, rstdQ, B * H, hd, eps));
         ops.push(this.k.rmsnorm.forwardOp(kRaw, lw.kNorm, kn, rstdK, B * KV, hd, eps));
@@ -309,10 +325,10 @@ export class Decoder {
         ),
       );
       ops.push(this.k.decodeAttention.attendOp(this.position, qRot, kCache, vCache, scores, attn, shape));
-      this.linear(l, 'o_proj', attn, x, true, xa);
+      this.linear(l, 'o_proj', attn, x, true, this.loraInputs(l, ['o_proj'], attn, xa).o_proj);
       ops.push(this.k.rmsnorm.forwardOp(x, lw.postNorm, xn, rstd, B, d, eps));
       this.gatedMlp(l, xn, act, xa);
-      this.linear(l, 'down_proj', act, x, true, xa);
+      this.linear(l, 'down_proj', act, x, true, this.loraInputs(l, ['down_proj'], act, xa).down_proj);
     }
     ops.push(this.k.rmsnorm.forwardOp(x, this.w.finalNorm, xn, rstd, B, d, eps));
     for (const chunk of this.w.lmHead) {
