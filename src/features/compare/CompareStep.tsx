@@ -2,7 +2,7 @@ import { useMutation, useQuery } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
 import { CheckpointChoice } from '../../components/CheckpointChoice';
-import { button, card, ErrorMessage, input } from '../../components/ui';
+import { button, card, ErrorMessage, input, Step } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
 import { filesFromInput } from '../../lib/picked-files';
@@ -51,15 +51,11 @@ export function CompareStep() {
   };
 
   return (
-    <section aria-labelledby="compare-heading" className="space-y-4">
-      <div>
-        <h1 id="compare-heading" className="text-2xl font-semibold">
-          Compare
-        </h1>
-        <p className="text-slate-600 dark:text-slate-300">
-          One prompt, two answers: the base model and the tuned model, both on your GPU, with the same seed.
-        </p>
-      </div>
+    <Step
+      id="compare"
+      title="Compare"
+      summary="One prompt, two answers: the base model and the tuned model, both on your GPU, with the same seed."
+    >
       {!loaded ? (
         <p className="text-sm text-slate-600 dark:text-slate-300">Load a model in the Model step first.</p>
       ) : (
@@ -143,7 +139,7 @@ export function CompareStep() {
           </form>
         </>
       )}
-    </section>
+    </Step>
   );
 }
 

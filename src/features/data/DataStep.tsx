@@ -2,7 +2,7 @@ import { useMutation } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useEffect, useState } from 'react';
 import type { DataProgress } from '../../../workers/data/data-session';
-import { card, ErrorMessage } from '../../components/ui';
+import { card, ErrorMessage, Step } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { formatBytes } from '../../lib/format';
 import { useDataset } from '../../stores/dataset';
@@ -32,16 +32,11 @@ export function DataStep() {
   }, [files, choice, mutate]);
 
   return (
-    <section aria-labelledby="data-heading" className="space-y-4">
-      <div>
-        <h1 id="data-heading" className="text-2xl font-semibold">
-          Data
-        </h1>
-        <p className="text-slate-600 dark:text-slate-300">
-          Drop a dataset: JSONL, JSON, CSV, TSV, Parquet or plain text. Hone detects its shape, checks every record and
-          shows the first ones as the model will read them.
-        </p>
-      </div>
+    <Step
+      id="data"
+      title="Data"
+      summary="Drop a dataset: JSONL, JSON, CSV, TSV, Parquet or plain text. Hone detects its shape, checks every record and shows the first ones as the model will read them."
+    >
       <DatasetDrop files={files} onFiles={setFiles} />
       <ExampleDatasets onFiles={setFiles} hasData={files.length > 0} />
       {load.isPending && <ReadingProgress progress={progress} />}
@@ -61,7 +56,7 @@ export function DataStep() {
           <TokenReport summary={summary} />
         </>
       )}
-    </section>
+    </Step>
   );
 }
 

@@ -5,7 +5,7 @@ import { trlScript } from '../../../core/export/trl-job';
 import { zipFolder } from '../../../core/export/zip';
 import type { KeptCheckpoint } from '../../../workers/engine/api';
 import { CheckpointChoice } from '../../components/CheckpointChoice';
-import { button, card, ErrorMessage } from '../../components/ui';
+import { button, card, ErrorMessage, Step } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
 import { useDataset } from '../../stores/dataset';
@@ -37,16 +37,11 @@ export function ExportStep() {
     onSuccess: (result) => download(result.fileName, result.zip),
   });
   return (
-    <section aria-labelledby="export-heading" className="space-y-4">
-      <div>
-        <h1 id="export-heading" className="text-2xl font-semibold">
-          Export
-        </h1>
-        <p className="text-slate-600 dark:text-slate-300">
-          Download the adapter in PEFT's format, with a model card and the run's metrics, to load with Hugging Face PEFT
-          anywhere.
-        </p>
-      </div>
+    <Step
+      id="export"
+      title="Export"
+      summary="Download the adapter in PEFT's format, with a model card and the run's metrics, to load with Hugging Face PEFT anywhere."
+    >
       {!loaded && <p className="text-sm text-slate-600 dark:text-slate-300">Load the run's model in the Model step.</p>}
       {loaded && (
         <div className={`${card} space-y-3 text-sm`} data-testid="export-adapter">
@@ -91,7 +86,7 @@ export function ExportStep() {
         </div>
       )}
       {loaded && <JobExport model={loaded.label} />}
-    </section>
+    </Step>
   );
 }
 

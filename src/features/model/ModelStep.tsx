@@ -2,7 +2,7 @@ import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
 import type { DescribedModel, DownloadProgress, ModelSource } from '../../../workers/engine/api';
-import { button, card, ErrorMessage } from '../../components/ui';
+import { button, card, ErrorMessage, Step } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { formatBytes, formatCount, formatSeconds } from '../../lib/format';
 import { filesFromDrop, filesFromInput } from '../../lib/picked-files';
@@ -14,22 +14,18 @@ import { bundledModel, CATALOG } from './catalog';
 export function ModelStep() {
   const [source, setSource] = useState<ModelSource | null>(null);
   return (
-    <section aria-labelledby="model-heading" className="space-y-4">
-      <div>
-        <h1 id="model-heading" className="text-2xl font-semibold">
-          Model
-        </h1>
-        <p className="text-slate-600 dark:text-slate-300">
-          Pick a pretrained model from the Hugging Face Hub, or a model folder on this computer.
-        </p>
-      </div>
+    <Step
+      id="model"
+      title="Model"
+      summary="Pick a pretrained model from the Hugging Face Hub, or a model folder on this computer."
+    >
       <ModelPicker source={source} onPick={setSource} />
       {source && <ModelDetails key={JSON.stringify(sourceKey(source))} source={source} />}
       <div className="grid gap-4 md:grid-cols-2">
         <HubSettingsPanel />
         <CachePanel />
       </div>
-    </section>
+    </Step>
   );
 }
 

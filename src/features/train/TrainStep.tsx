@@ -12,7 +12,7 @@ import {
   type TrainSettings,
 } from '../../../core/training/settings';
 import type { TrainRequest } from '../../../workers/engine/api';
-import { button, card, ErrorMessage } from '../../components/ui';
+import { button, card, ErrorMessage, Step } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
@@ -103,15 +103,11 @@ export function TrainStep() {
   };
 
   return (
-    <section aria-labelledby="train-heading" className="space-y-4">
-      <div>
-        <h1 id="train-heading" className="text-2xl font-semibold">
-          Train
-        </h1>
-        <p className="text-slate-600 dark:text-slate-300">
-          Choose how to fine-tune and watch the loss live. Training runs in a worker on your GPU; the page stays free.
-        </p>
-      </div>
+    <Step
+      id="train"
+      title="Train"
+      summary="Choose how to fine-tune and watch the loss live. Training runs in a worker on your GPU; the page stays free."
+    >
       <SavedRun />
       {missing && <p className="text-sm text-slate-600 dark:text-slate-300">{missing}</p>}
       {settings && loaded && (
@@ -186,7 +182,7 @@ export function TrainStep() {
       )}
       {training.status !== 'idle' && <RunPanel />}
       <RunsList />
-    </section>
+    </Step>
   );
 }
 
