@@ -5,6 +5,7 @@ import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpe
 import { uploadBuffer } from '../gpu/buffers';
 import { GemvKernels } from './gemv';
 import { matmulCpu } from './matmul.cpu';
+import { rmsnormForwardCpu } from './rmsnorm.cpu';
 import { swigluCpu } from './swiglu.cpu';
 
 const gpu = setupTestGpu();
@@ -135,6 +136,55 @@ describe("gated gemv (SwiGLU's gate and up products and the gate in one dispatch
         });
         expect(maxRelativeError(await runAndRead(device, [op], y), expected)).toBeLessThan(1e-5);
       }
+    });
+  }
+});
+
+describe('gemv through an RMSNorm of x (the norm before a projection, fused)', () => {
+  for (const [N, K, half, layout] of [
+    [37, 130, false, 'cooperative'],
+    [261, 576, true, 'cooperative'],
+    [37, 13, false, 'row'],
+    [6, 34, true, 'row'],
+    [37, 132, false, 'row'],
+    [6, 40, true, 'row'],
+  ] as const) {
+    const kind = layout === 'row' && GemvKernels.vectorFits({ N, K }, half) ? 'row, vectors' : layout;
+    it(`reads rmsnorm(x) ⊙ g, plain and gated: ${kind}, N ${N}, K ${K}, ${half ? 'fp16' : 'fp32'}`, async () => {
+      const { device } = gpu();
+      const k = new GemvKernels(device, layout);
+      const eps = 1e-5;
+      // A residual stream of some size, far from unit RMS, so a missing or wrong scale shows.
+      const x = randomUniform(K, 1).map((v) => 7 * v + 0.5);
+      const g = randomUniform(K, 6).map((v) => 1 + v);
+      const normed = rmsnormForwardCpu(x, g, 1, K, eps).y;
+      const [w, u] = [2, 3].map((seed) => {
+        const raw = randomUniform(N * K, seed);
+        return half ? Float32Array.from(roundToHalf(raw)) : raw;
+      });
+      const low = {
+        rank: 2,
+        offsetL: 0,
+        offsetR: 1,
+        scale: 0.5,
+        l: randomUniform(2, 4),
+        r: randomUniform(1 + 2 * N, 5),
+      };
+      const [bx, bw, bu, bl, br] = [x, half ? packHalves(w) : w, half ? packHalves(u) : u, low.l, low.r].map((a) =>
+        uploadBuffer(device, a),
+      );
+      const norm = { weight: uploadBuffer(device, g), eps };
+      const projected = (m: Float32Array, term?: typeof low) => {
+        const out = new Float64Array(N);
+        matmulCpu(normed, m, out, { M: 1, N, K }, { transA: false, transB: true }, term);
+        return out;
+      };
+      const y = uploadBuffer(device, new Float32Array(N));
+      const term = { ...low, l: bl, r: br };
+      const plain = await runAndRead(device, [k.op(bx, bw, y, { N, K }, half, term, norm)], y);
+      expect(maxRelativeError(plain, projected(w, low))).toBeLessThan(1e-5);
+      const gated = await runAndRead(device, [k.gatedOp(bx, bw, bu, y, { N, K }, half, { u: term }, norm)], y);
+      expect(maxRelativeError(gated, swigluCpu(projected(w), projected(u, low)))).toBeLessThan(1e-5);
     });
   }
 });

@@ -21,6 +21,9 @@ import type { RowLayout } from './wgsl';
  * adapted projection and token. `gatedOp` reads two matrices of one shape, the MLP's gate W and up U, and writes
  * silu(W x) ⊙ (U x) (each with its low-rank term): SwiGLU's three dispatches in one. W's rows may come in
  * segments, each from its own offset (`GemvShape.segments`): the q, k and v modules' LoRA A read as one product.
+ * With `normed`, x is the residual stream and the product reads RMSNorm(x) ⊙ g (the layer's norm, eps from the
+ * uniforms) instead: each invocation sums x² in the same pass that reads x for its dots, so the norm costs no
+ * dispatch of its own and its output is never written.
  */
 const WG = 64;
 const ROWS = 4;
@@ -33,6 +36,7 @@ interface GemvVariant {
   halfW: boolean;
   lowRank: boolean;
   gated: boolean;
+  normed: boolean;
 }
 
 /** The matrices a variant multiplies x by: W, and U when gated. */
@@ -40,7 +44,7 @@ const matricesOf = (v: GemvVariant) => (v.gated ? ['W', 'U'] : ['W']);
 
 /**
  * Every gemv kernel's parameters and bindings: x and the matrices read as scalars (fp16 pairs as u32), or as
- * vectors; `rowStart(n)`, where W's row n starts; `lowRank(n, t)`, output n's low-rank term t (0: W's, 1: U's; 0
+ * vectors, and a norm's weight g where it is normed; `rowStart(n)`, where W's row n starts; `lowRank(n, t)`, output n's low-rank term t (0: W's, 1: U's; 0
  * without any); and `store(n, w, u)`, output n from its sums over W's row (and U's).
  */
 function bindings(v: GemvVariant, vectors: boolean): string {
@@ -49,6 +53,7 @@ function bindings(v: GemvVariant, vectors: boolean): string {
     `var<storage, read> x: array<${vectors ? 'vec4f' : 'f32'}>`,
     ...matricesOf(v).map((name) => `var<storage, read> ${name}: array<${m}>`),
     'var<storage, read_write> y: array<f32>',
+    ...(v.normed ? [`var<storage, read> g: array<${vectors ? 'vec4f' : 'f32'}>`] : []),
     ...(v.lowRank ? ['var<storage, read> L: array<f32>', 'var<storage, read> R: array<f32>'] : []),
   ];
   const lowRank = v.lowRank
@@ -77,6 +82,7 @@ struct Params {
   rank: u32, offsetL: u32, offsetR: u32, scaleL: f32, rank2: u32, offsetL2: u32, offsetR2: u32, scaleL2: f32,
   // Where the segments after the first start (elements); the first at offsetB.
   segments: vec4u,
+  eps: f32, _q0: u32, _q1: u32, _q2: u32,
 }
 ${storage.map((decl, i) => `@group(0) @binding(${i}) ${decl};`).join('\n')}
 @group(0) @binding(${storage.length}) var<uniform> p: Params;
@@ -96,32 +102,46 @@ ${store}`;
 /** The second sum `store` takes: U's where the variant is gated. */
 const upSum = (v: GemvVariant, sum: string) => (v.gated ? sum : '0.0');
 
+/** The scale a normed variant's sums take, 1 / rms(x), from Σ x² over the row (`sumSquares`); 1 otherwise. */
+const rstdOf = (v: GemvVariant, sumSquares: string) =>
+  v.normed ? `inverseSqrt(${sumSquares} / f32(p.K) + p.eps)` : '1.0';
+
 function cooperativeShader(v: GemvVariant): string {
   // The ROWS rows advance together, each step loading a word of every row (independent loads a GPU keeps in flight
-  // at once), so one reduction of a vector serves them all.
+  // at once), so one reduction of a vector serves them all (and the norm's Σ x² rides along).
   const rowsOf = (m: string, at: (r: number) => string) =>
     `vec4f(${Array.from({ length: ROWS }, (_, r) => `${m}[${at(r)}]`).join(', ')})`;
-  const dots = matricesOf(v).map((m) =>
-    v.halfW
+  // W's loop also sums x² for a normed variant; the product reads x ⊙ g (the rstd scales the sums after).
+  const dots = matricesOf(v).map((m, i) => {
+    const squares = v.normed && i === 0;
+    return v.halfW
       ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
     for (var k = li * 2u; k < p.K; k += ${2 * WG}u) {
       let words = vec4u(${Array.from({ length: ROWS }, (_, r) => `${m}[(row${r} + k) >> 1u]`).join(', ')});
-      let x0 = x[p.offsetA + k];
-      let x1 = x[p.offsetA + k + 1u];
-      s${m} += vec4f(${Array.from({ length: ROWS }, (_, r) => `dot(unpack2x16float(words[${r}]), vec2f(x0, x1))`).join(', ')});
+      let xs = vec2f(x[p.offsetA + k], x[p.offsetA + k + 1u]);${squares ? '\n      ss += dot(xs, xs);' : ''}
+      let xv = xs${v.normed ? ' * vec2f(g[k], g[k + 1u])' : ''};
+      s${m} += vec4f(${Array.from({ length: ROWS }, (_, r) => `dot(unpack2x16float(words[${r}]), xv)`).join(', ')});
     }`
-      : `for (var k = li; k < p.K; k += ${WG}u) { s${m} += ${rowsOf(m, (r) => `row${r} + k`)} * x[p.offsetA + k]; }`,
-  );
+      : `for (var k = li; k < p.K; k += ${WG}u) {
+      let xk = x[p.offsetA + k];${squares ? '\n      ss += xk * xk;' : ''}
+      s${m} += ${rowsOf(m, (r) => `row${r} + k`)} * xk${v.normed ? ' * g[k]' : ''};
+    }`;
+  });
+  // What the workgroup reduces: each matrix's four row sums, and Σ x² for a normed variant.
+  const sums = [...matricesOf(v).map((m) => `s${m}`), ...(v.normed ? ['vec4f(ss)'] : [])];
   return /* wgsl */ `
 ${bindings(v, false)}
-var<workgroup> partial: array<vec4f, ${WG}>;
+alias Sums = array<vec4f, ${sums.length}>;
+var<workgroup> partial: array<Sums, ${WG}>;
 
-// The sum of a vector over the workgroup, to all its invocations (uniform control flow only: it has barriers).
-fn reduce(value: vec4f, li: u32) -> vec4f {
+// The sums over the workgroup, to all its invocations (uniform control flow only: it has barriers).
+fn reduce(value: Sums, li: u32) -> Sums {
   partial[li] = value;
   workgroupBarrier();
   for (var stride = ${WG / 2}u; stride > 0u; stride >>= 1u) {
-    if (li < stride) { partial[li] += partial[li + stride]; }
+    if (li < stride) {
+      for (var i = 0u; i < ${sums.length}u; i++) { partial[li][i] += partial[li + stride][i]; }
+    }
     workgroupBarrier();
   }
   let total = partial[0];
@@ -136,14 +156,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 ${Array.from({ length: ROWS }, (_, r) => `  let row${r} = rowStart(min(first + ${r}u, p.N - 1u));`).join('\n')}
   ${matricesOf(v)
     .map((m) => `var s${m} = vec4f(0.0);`)
-    .join('\n  ')}
+    .join('\n  ')}${v.normed ? '\n  var ss = 0.0;' : ''}
   ${dots.join('\n  ')}
-  ${matricesOf(v)
-    .map((m) => `let total${m} = reduce(s${m}, li);`)
-    .join('\n  ')}
+  let totals = reduce(Sums(${sums.join(', ')}), li);
+  let rstd = ${rstdOf(v, `totals[${sums.length - 1}].x`)};
   if (li == 0u) {
     for (var r = 0u; r < ${ROWS}u; r++) {
-      if (first + r < p.N) { store(first + r, totalW[r], ${upSum(v, 'totalU[r]')}); }
+      if (first + r < p.N) { store(first + r, totals[0][r] * rstd, ${upSum(v, 'totals[1][r] * rstd')}); }
     }
   }
 }
@@ -152,15 +171,20 @@ ${Array.from({ length: ROWS }, (_, r) => `  let row${r} = rowStart(min(first + $
 
 /** One output per invocation, its row walked alone, scalar loads: any K and offsets (see the header). */
 function rowShader(v: GemvVariant): string {
-  const dots = matricesOf(v).map((m) =>
-    v.halfW
+  // W's loop also sums x² for a normed variant; the product reads x ⊙ g (the rstd scales the sums after).
+  const dots = matricesOf(v).map((m, i) => {
+    const squares = v.normed && i === 0;
+    return v.halfW
       ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
   for (var k = 0u; k < p.K; k += 2u) {
-    let w = unpack2x16float(${m}[(row + k) >> 1u]);
-    s${m} += w.x * x[p.offsetA + k] + w.y * x[p.offsetA + k + 1u];
+    let xs = vec2f(x[p.offsetA + k], x[p.offsetA + k + 1u]);${squares ? '\n    ss += dot(xs, xs);' : ''}
+    s${m} += dot(unpack2x16float(${m}[(row + k) >> 1u]), xs${v.normed ? ' * vec2f(g[k], g[k + 1u])' : ''});
   }`
-      : `for (var k = 0u; k < p.K; k++) { s${m} += ${m}[row + k] * x[p.offsetA + k]; }`,
-  );
+      : `for (var k = 0u; k < p.K; k++) {
+    let xk = x[p.offsetA + k];${squares ? '\n    ss += xk * xk;' : ''}
+    s${m} += ${m}[row + k] * xk${v.normed ? ' * g[k]' : ''};
+  }`;
+  });
   return /* wgsl */ `
 ${bindings(v, false)}
 
@@ -171,9 +195,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let row = rowStart(n);
   ${matricesOf(v)
     .map((m) => `var s${m} = 0.0;`)
-    .join('\n  ')}
+    .join('\n  ')}${v.normed ? '\n  var ss = 0.0;' : ''}
   ${dots.join('\n  ')}
-  store(n, sW, ${upSum(v, 'sU')});
+  let rstd = ${rstdOf(v, 'ss')};
+  store(n, sW * rstd, ${upSum(v, 'sU * rstd')});
 }
 `;
 }
@@ -184,6 +209,21 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
  * K, offsetA and offsetB aligned to whole vectors (`vectorFits`).
  */
 const VEC_ROWS = 4;
+
+/**
+ * The vector kernel's x for step k: x0 (and x1 for eight halves), read through the norm's weight for a normed
+ * variant, whose Σ x² grows as they are read.
+ */
+function xVectors(v: GemvVariant): string {
+  const names = v.halfW ? ['x0', 'x1'] : ['x0'];
+  return names
+    .map((name, j) => {
+      const at = v.halfW ? `2u * k + ${j}u` : 'k';
+      if (!v.normed) return `let ${name} = x[xo + ${at}];`;
+      return `let ${name}raw = x[xo + ${at}];\n    ss += dot(${name}raw, ${name}raw);\n    let ${name} = ${name}raw * g[${at}];`;
+    })
+    .join('\n    ');
+}
 
 function vectorRowShader(v: GemvVariant): string {
   const rows = Array.from({ length: VEC_ROWS }, (_, r) => r);
@@ -213,17 +253,18 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let steps = p.K / perVector;
   ${rows.map((r) => `let row${r} = rowStart(min(first + ${r}u, p.N - 1u)) / perVector;`).join('\n  ')}
   ${pairs.map(({ m, r }) => `var acc${m}${r} = vec4f(0.0);`).join('\n  ')}
-  let xo = p.offsetA / 4u;
+  let xo = p.offsetA / 4u;${v.normed ? '\n  var ss = 0.0;' : ''}
   for (var k = 0u; k < steps; k++) {
-    ${v.halfW ? 'let x0 = x[xo + 2u * k];\n    let x1 = x[xo + 2u * k + 1u];' : 'let x0 = x[xo + k];'}
+    ${xVectors(v)}
     ${step}
   }
+  let rstd = ${rstdOf(v, 'ss')};
   ${matricesOf(v)
     .map((m) => `let sums${m} = ${sums(m)};`)
     .join('\n  ')}
   for (var r = 0u; r < ${VEC_ROWS}u; r++) {
     let n = first + r;
-    if (n < p.N) { store(n, sumsW[r], ${upSum(v, 'sumsU[r]')}); }
+    if (n < p.N) { store(n, sumsW[r] * rstd, ${upSum(v, 'sumsU[r] * rstd')}); }
   }
 }
 `;
@@ -242,6 +283,12 @@ export interface GemvShape {
    * modules' A (all reading x) as one product. Default: one segment of N rows.
    */
   segments?: { rows: number; offsets: readonly number[] };
+}
+
+/** An RMSNorm a gemv applies to x as it reads it: the norm's weight g [K] and its epsilon. */
+export interface GemvNorm {
+  weight: GPUBuffer;
+  eps: number;
 }
 
 /** Every element offset W's rows start from: offsetB, then the later segments'. */
@@ -267,10 +314,10 @@ export class GemvKernels {
     return s.K % perVector === 0 && offsetsOf(s).every((o) => o % perVector === 0) && (s.offsetA ?? 0) % 4 === 0;
   }
 
-  /** y ← alpha (W x [+ the low-rank term]) + beta y. */
-  op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false, lowRank?: LowRank): Op {
-    const v = { halfW, lowRank: Boolean(lowRank), gated: false };
-    return this.dispatch(v, [x, w, y], s, lowRank ? [lowRank] : []);
+  /** y ← alpha (W x [+ the low-rank term]) + beta y, x read through `norm` where given. */
+  op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false, lowRank?: LowRank, norm?: GemvNorm): Op {
+    const v = { halfW, lowRank: Boolean(lowRank), gated: false, normed: Boolean(norm) };
+    return this.dispatch(v, [x, w, y], s, lowRank ? [lowRank] : [], norm);
   }
 
   /**
@@ -286,6 +333,7 @@ export class GemvKernels {
     s: GemvShape,
     halfW = false,
     lowRank: { w?: LowRank; u?: LowRank } = {},
+    norm?: GemvNorm,
   ): Op {
     const terms = [lowRank.w, lowRank.u];
     const present = terms.filter((t): t is LowRank => t !== undefined);
@@ -294,11 +342,11 @@ export class GemvKernels {
     }
     // An absent term counts as rank 0 over the other's buffers.
     const none = present[0] && { ...present[0], rank: 0, offsetL: 0, offsetR: 0, scale: 0 };
-    const v = { halfW, lowRank: present.length > 0, gated: true };
-    return this.dispatch(v, [x, w, u, y], s, none ? terms.map((t) => t ?? none) : []);
+    const v = { halfW, lowRank: present.length > 0, gated: true, normed: Boolean(norm) };
+    return this.dispatch(v, [x, w, u, y], s, none ? terms.map((t) => t ?? none) : [], norm);
   }
 
-  private dispatch(v: GemvVariant, buffers: GPUBuffer[], s: GemvShape, terms: LowRank[]): Op {
+  private dispatch(v: GemvVariant, buffers: GPUBuffer[], s: GemvShape, terms: LowRank[], norm?: GemvNorm): Op {
     if (v.halfW && !GemvKernels.halfFits(s))
       throw new Error(`fp16 gemv needs an even K and offsets (K ${s.K}, offsets ${offsetsOf(s)})`);
     const segment = s.segments ?? { rows: s.N, offsets: [] };
@@ -317,7 +365,7 @@ export class GemvKernels {
       f32(t?.scale ?? 0),
     ];
     return this.kernel(family, v).op(
-      terms.length > 0 ? [...buffers, terms[0].l, terms[0].r] : buffers,
+      [...buffers, ...(norm ? [norm.weight] : []), ...(terms.length > 0 ? [terms[0].l, terms[0].r] : [])],
       [
         ...[s.N, s.K, s.offsetA ?? 0, s.offsetB ?? 0, s.offsetC ?? 0].map(u32),
         f32(s.alpha ?? 1),
@@ -326,13 +374,14 @@ export class GemvKernels {
         ...term(terms[0]),
         ...term(terms[1]),
         ...[0, 1, 2, 3].map((i) => u32(segment.offsets[i] ?? 0)),
+        ...[f32(norm?.eps ?? 0), u32(0), u32(0), u32(0)],
       ],
       [gx, Math.ceil(groups / gx), 1],
     );
   }
 
   private kernel(family: 'cooperative' | 'row' | 'vector', v: GemvVariant): Kernel {
-    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}`;
+    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.normed ? ' normed' : ''}`;
     let kernel = this.kernels.get(key);
     if (!kernel) {
       const shader = { cooperative: cooperativeShader, row: rowShader, vector: vectorRowShader }[family];
