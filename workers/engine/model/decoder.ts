@@ -1,7 +1,7 @@
 import { type Projection, projectionShape, shortDims } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32, readUint32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
-import { GemvKernels, type GemvShape } from '../kernels/gemv';
+import { GemvKernels, type GemvNorm, type GemvShape } from '../kernels/gemv';
 import type { LowRank } from '../kernels/matmul';
 import type { EngineKernels } from './kernels';
 import type { GpuLora } from './lora';
@@ -16,7 +16,8 @@ import type { GpuWeights } from './weights';
  * tokens' keys and values to each row's cache and attend over the cache so far. The prompt goes through the same
  * ops token by token, so there is one path to trust.
  *
- * One row's projections are matrix-vector products (kernels/gemv.ts); several rows' are matmuls of that many rows.
+ * One row's projections are matrix-vector products (kernels/gemv.ts), which also apply the RMSNorm before them as
+ * they read the residual stream; several rows' are matmuls of that many rows, after the norm's own dispatch.
  * With a LoRA adapter the projections add its path (no dropout: this is inference); without one the same weights
  * give the base model, so "base" and "tuned" decoders share the model in GPU memory.
  *
@@ -176,13 +177,30 @@ export class Decoder {
     shape: GemvShape & { ldc?: number },
     weight: boolean,
     lowRank?: LowRank,
+    norm?: GemvNorm,
   ): Op[] {
     const half = weight && this.w.halfMatrices;
     if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
+      if (norm) throw new Error('only a gemv reads its input through a norm');
       const product = { M: this.rows, ...shape };
       return this.k.matmuls.productFor(false, true, product, half).ops(a, b, out, product, lowRank);
     }
-    return [this.k.gemv.op(a, b, out, shape, half, lowRank)];
+    return [this.k.gemv.op(a, b, out, shape, half, lowRank, norm)];
+  }
+
+  /**
+   * The input of the products after an RMSNorm: for one row whose products over the hidden size all run as gemvs,
+   * x itself with the norm for them to apply as they read it (no dispatch, nothing written); otherwise the norm
+   * recorded into xn.
+   */
+  private normed(x: GPUBuffer, weight: GPUBuffer): { input: GPUBuffer; norm?: GemvNorm } {
+    const { d, eps } = shortDims(this.w.config);
+    if (this.rows === 1 && (!this.w.halfMatrices || GemvKernels.halfFits({ N: 1, K: d }))) {
+      return { input: x, norm: { weight, eps } };
+    }
+    const { xn, rstd } = this.s;
+    this.ops.push(this.k.rmsnorm.forwardOp(x, weight, xn, rstd, this.rows, d, eps));
+    return { input: xn };
   }
 
   /**
@@ -195,6 +213,7 @@ export class Decoder {
     projections: readonly Projection[],
     x: GPUBuffer,
     xa: GPUBuffer,
+    norm?: GemvNorm,
   ): Partial<Record<Projection, LowRank>> {
     const lora = this.lora;
     const modules = projections.flatMap((p) => lora?.module(layer, p) ?? []);
@@ -205,7 +224,8 @@ export class Decoder {
     const slot = this.rows * r;
     if (this.rows === 1) {
       const segments = { rows: r, offsets: modules.slice(1).map((m) => m.offsetA) };
-      this.ops.push(this.k.gemv.op(x, params, xa, { N: r * modules.length, K, offsetB: modules[0].offsetA, segments }));
+      const shape = { N: r * modules.length, K, offsetB: modules[0].offsetA, segments };
+      this.ops.push(this.k.gemv.op(x, params, xa, shape, false, undefined, norm));
     } else {
       for (const [i, m] of modules.entries()) {
         this.ops.push(...this.mm(x, params, xa, { N: r, K, offsetB: m.offsetA, offsetC: i * slot }, false));
@@ -219,7 +239,10 @@ export class Decoder {
     );
   }
 
-  /** y [B, out] (= or +=) x [B, in] · W^T (+ bias) + the adapter's low-rank term (from loraInputs). */
+  /**
+   * y [B, out] (= or +=) x [B, in] · W^T (+ bias) + the adapter's low-rank term (from loraInputs), x read through
+   * `norm` where given.
+   */
   private linear(
     layer: number,
     projection: Projection,
@@ -227,25 +250,26 @@ export class Decoder {
     y: GPUBuffer,
     accumulate: boolean,
     lowRank: LowRank | undefined,
+    norm?: GemvNorm,
   ) {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
     const shape = { N: out, K: inDim, beta: accumulate ? 1 : 0 };
-    this.ops.push(...this.mm(x, lw.proj[projection], y, shape, true, lowRank));
+    this.ops.push(...this.mm(x, lw.proj[projection], y, shape, true, lowRank, norm));
     const bias = lw.bias[projection];
     if (bias) this.ops.push(this.k.bias.addOp(bias, y, this.rows, out));
   }
 
   /**
    * act [B, f] = silu(gate(x)) * up(x), LoRA included: for one token one gated gemv (kernels/gemv.ts), after the
-   * adapted modules' x A^T.
+   * adapted modules' x A^T; x read through `norm` where given.
    */
-  private gatedMlp(layer: number, x: GPUBuffer, act: GPUBuffer, xa: GPUBuffer): void {
+  private gatedMlp(layer: number, x: GPUBuffer, act: GPUBuffer, xa: GPUBuffer, norm?: GemvNorm): void {
     const [f, d] = projectionShape(this.w.config, 'gate_proj');
     const lw = this.w.layers[layer];
     const half = this.w.halfMatrices;
     const shape = { N: f, K: d };
-    const low = this.loraInputs(layer, ['gate_proj', 'up_proj'], x, xa);
+    const low = this.loraInputs(layer, ['gate_proj', 'up_proj'], x, xa, norm);
     if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
       // Matmuls (several rows, or fp16 rows of odd length, which straddle words): the products one by one.
       const n = this.rows * f;
@@ -257,7 +281,7 @@ export class Decoder {
       return;
     }
     const lowRank = { w: low.gate_proj, u: low.up_proj };
-    this.ops.push(this.k.gemv.gatedOp(x, lw.proj.gate_proj, lw.proj.up_proj, act, shape, half, lowRank));
+    this.ops.push(this.k.gemv.gatedOp(x, lw.proj.gate_proj, lw.proj.up_proj, act, shape, half, lowRank, norm));
   }
 
   private allocate() {
@@ -294,7 +318,7 @@ export class Decoder {
     const c = this.w.config;
     const { d, H, KV, hd, eps } = shortDims(c);
     const B = this.rows;
-    const { x, xn, rstd, q, kRaw, v, qn, kn, rstdQ, rstdK, qRot, attn, scores, act, xa } = this.s;
+    const { x, q, kRaw, v, qn, kn, rstdQ, rstdK, qRot, attn, scores, act, xa } = this.s;
     const shape = { heads: H, kvHeads: KV, headDim: hd, maxLen: this.maxLength, rows: B };
     const ops = this.ops;
 
@@ -306,11 +330,11 @@ export class Decoder {
     for (let l = 0; l < c.numLayers; l++) {
       const lw = this.w.layers[l];
       const { k: kCache, v: vCache } = this.s.caches[l];
-      ops.push(this.k.rmsnorm.forwardOp(x, lw.inputNorm, xn, rstd, B, d, eps));
-      const qkv = this.loraInputs(l, ['q_proj', 'k_proj', 'v_proj'], xn, xa);
-      this.linear(l, 'q_proj', xn, q, false, qkv.q_proj);
-      this.linear(l, 'k_proj', xn, kRaw, false, qkv.k_proj);
-      this.linear(l, 'v_proj', xn, v, false, qkv.v_proj);
+      const { input, norm } = this.normed(x, lw.inputNorm);
+      const qkv = this.loraInputs(l, ['q_proj', 'k_proj', 'v_proj'], input, xa, norm);
+      this.linear(l, 'q_proj', input, q, false, qkv.q_proj, norm);
+      this.linear(l, 'k_proj', input, kRaw, false, qkv.k_proj, norm);
+      this.linear(l, 'v_proj', input, v, false, qkv.v_proj, norm);
       if (lw.qNorm && lw.kNorm) {
         ops.push(this.k.rmsnorm.forwardOp(q, lw.qNorm, qn, rstdQ, B * H, hd, eps));
         ops.push(this.k.rmsnorm.forwardOp(kRaw, lw.kNorm, kn, rstdK, B * KV, hd, eps));
@@ -326,14 +350,14 @@ export class Decoder {
       );
       ops.push(this.k.decodeAttention.attendOp(this.position, qRot, kCache, vCache, scores, attn, shape));
       this.linear(l, 'o_proj', attn, x, true, this.loraInputs(l, ['o_proj'], attn, xa).o_proj);
-      ops.push(this.k.rmsnorm.forwardOp(x, lw.postNorm, xn, rstd, B, d, eps));
-      this.gatedMlp(l, xn, act, xa);
+      const mlp = this.normed(x, lw.postNorm);
+      this.gatedMlp(l, mlp.input, act, xa, mlp.norm);
       this.linear(l, 'down_proj', act, x, true, this.loraInputs(l, ['down_proj'], act, xa).down_proj);
     }
-    ops.push(this.k.rmsnorm.forwardOp(x, this.w.finalNorm, xn, rstd, B, d, eps));
+    const head = this.normed(x, this.w.finalNorm);
     for (const chunk of this.w.lmHead) {
       const shape = { N: chunk.rows, K: d, offsetC: chunk.first, ldc: c.vocabSize };
-      ops.push(...this.mm(xn, chunk.buffer, this.logits, shape, true));
+      ops.push(...this.mm(head.input, chunk.buffer, this.logits, shape, true, undefined, head.norm));
     }
   }
 }
