@@ -10,7 +10,9 @@
  *   - issue 11's targets this run can speak to, as ratios.
  * Useful FLOPs count what a LoRA step must compute (the peers' definition, `bench/useful-flops.ts`).
  *
- * Options: --browser --layers N (30) --seq N (128) --batch N (1) --steps N (timed after one warm-up, 2) --f16
+ * Options: --browser --shape NAME (smollm2-135m, the peers'; or qwen2.5-0.5b, qwen3-0.6b, llama-3.2-1b with patterned
+ *          weights, decoding only: add --skip-step) --layers N (the shape's) --seq N (128) --batch N (1)
+ *          --steps N (timed after one warm-up, 2) --f16
  *          --recompute (gradient checkpointing)
  *          --tune / --no-tune (per-shape matmul tuning; default on hardware adapters) --profile (GPU time per kernel)
  *          --decode N (tokens decoded, 8; 0 skips) --prompt N (4) --skip-matmul --skip-step --json
@@ -22,11 +24,13 @@ import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
 import { type BenchOptions, type BenchResult, runBench } from './bench/measure';
 import { failures, formatReport, targets } from './bench/report';
+import { BENCH_SHAPES, type BenchShape, benchConfig } from './bench/shapes';
 
 const { values: args } = parseArgs({
   options: {
     browser: { type: 'boolean', default: false },
-    layers: { type: 'string', default: '30' },
+    shape: { type: 'string', default: 'smollm2-135m' },
+    layers: { type: 'string' },
     seq: { type: 'string', default: '128' },
     batch: { type: 'string', default: '1' },
     steps: { type: 'string', default: '2' },
@@ -45,6 +49,9 @@ const { values: args } = parseArgs({
   },
 });
 
+const shape = args.shape as BenchShape;
+if (!BENCH_SHAPES.includes(shape)) throw new Error(`--shape must be one of ${BENCH_SHAPES.join(', ')}`);
+
 function count(name: keyof typeof args, min: number): number {
   const value = Number(args[name]);
   if (!Number.isInteger(value) || value < min) throw new Error(`--${name} must be a whole number ≥ ${min}`);
@@ -52,7 +59,8 @@ function count(name: keyof typeof args, min: number): number {
 }
 
 const options: BenchOptions = {
-  layers: count('layers', 1),
+  shape,
+  layers: benchConfig(shape, args.layers === undefined ? undefined : count('layers', 1)).numLayers,
   seq: count('seq', 1),
   batch: count('batch', 1),
   steps: count('steps', 1),

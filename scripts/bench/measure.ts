@@ -8,11 +8,14 @@ import { GpuMemoryTracker, type MemoryReport } from './gpu-memory';
 import { type DecodeResult, measureDecode } from './measure-decode';
 import { type MatmulRow, matmulCandidates, measureMatmuls, tileName } from './measure-matmul';
 import { buildStep, runSteps, type StepResult } from './measure-step';
-import { PEER_LORA, peerTensor, smolLm2Config } from './peer-workload';
+import { PEER_LORA, peerTensor } from './peer-workload';
+import { type BenchShape, benchConfig, patternTensor } from './shapes';
 import { usefulFlops } from './useful-flops';
 
 /** What a run measures; the browser page gets it as JSON. */
 export interface BenchOptions {
+  /** The model's shape: SmolLM2-135M's is the peers' workload, the others decode only (see shapes.ts). */
+  shape: BenchShape;
   layers: number;
   seq: number;
   batch: number;
@@ -67,7 +70,12 @@ export async function runBench(
   options: BenchOptions,
   log: (line: string) => void,
 ): Promise<BenchResult> {
-  const config = smolLm2Config(options.layers);
+  const config = benchConfig(options.shape, options.layers);
+  if (options.shape !== 'smollm2-135m' && (options.step || options.allocateOnly)) {
+    throw new Error(
+      `the training step runs the peers' workload on SmolLM2's shape; with --shape ${options.shape} add --skip-step`,
+    );
+  }
   // The adapter as the kernel choices see it.
   const kind = options.gpuKernels ? { isFallbackAdapter: false } : adapter;
   const candidates = matmulCandidates(kind.isFallbackAdapter);
@@ -128,12 +136,16 @@ async function trainingPhase(
 ): Promise<{ weights: GpuWeights; step: StepResult | null; memory: MemoryReport }> {
   const memory = new GpuMemoryTracker(device);
   try {
-    log(`uploading the peers' model (${options.layers} layers${options.f16 ? ', fp16 matrices' : ''})`);
+    const peers = options.shape === 'smollm2-135m';
+    const name = peers ? "the peers' model" : `${options.shape}'s shape`;
+    log(`uploading ${name} (${config.numLayers} layers${options.f16 ? ', fp16 matrices' : ''})`);
     // Allocating only: the values do not matter, so zeros spare generating 135 M random numbers.
     const shapes = expectedTensors(config);
     const source = options.allocateOnly
       ? (key: string) => new Float32Array((shapes.get(key) ?? []).reduce((a, b) => a * b, 1))
-      : (key: string) => peerTensor(config, key);
+      : peers
+        ? (key: string) => peerTensor(config, key)
+        : (key: string) => patternTensor(shapes.get(key) ?? [], key);
     const weights = await memory.as('weights', () =>
       GpuWeights.upload(device, config, source, { halfMatrices: options.f16 }),
     );

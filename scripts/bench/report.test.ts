@@ -17,6 +17,7 @@ function run(over: { firstLoss?: number; seconds?: number; seq?: number; batch?:
       isFallbackAdapter: true,
     } as BenchResult['adapter'],
     options: {
+      shape: 'smollm2-135m',
       layers: 30,
       seq: over.seq ?? 128,
       batch: over.batch ?? 1,

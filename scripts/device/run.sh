@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on the lent GPU machine (see prepare.sh): unpacks the Vulkan loader, points it at the NVIDIA driver, and
-# runs the engine bench at batch 1 (with a per-kernel profile), batch 8 and decoding alone, then a few policy
-# optimization steps on hone-tiny (sampling dominates them). Results land in $OUT.
+# runs the engine bench at batch 1 (with a per-kernel profile), batch 8 and decoding alone (SmolLM2's shape, then
+# Llama 3.2 1B's, where the weights a token reads weigh more than its dispatches), then a few policy optimization
+# steps on hone-tiny (sampling dominates them). Results land in $OUT.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -12,8 +13,10 @@ python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.device/node.xz'),
 chmod +x /tmp/node
 cd .device
 /tmp/node hone.mjs gpu-info | head -12
-# Batch 1 with a per-kernel profile, batch 8 at both precisions, then decoding alone (fp16, a longer run, profiled).
-for args in "--profile" "--batch 8" "--batch 8 --f16" "--f16 --skip-step --skip-matmul --decode 64 --prompt 16 --profile"; do
+# Batch 1 with a per-kernel profile, batch 8 at both precisions, then decoding alone (fp16, a longer run, profiled;
+# then on Llama 3.2 1B's shape).
+for args in "--profile" "--batch 8" "--batch 8 --f16" "--f16 --skip-step --skip-matmul --decode 64 --prompt 16 --profile" \
+  "--shape llama-3.2-1b --f16 --skip-step --skip-matmul --decode 64 --prompt 16"; do
   name=$(echo "bench$args" | tr -d ' -')
   timeout 120 /tmp/node bench/bench-engine.mjs $args > "$OUT/$name.txt" 2>&1
   echo "== bench $args"; grep -v '^{' "$OUT/$name.txt" | sed -n '/^| layers\|^| prompt/,/^| GPU memory/p' | grep -v '^$'

@@ -1,0 +1,36 @@
+import { type ModelConfig, parseModelConfig } from '../../core/model-config';
+import { LLAMA32_1B, QWEN3_06B, QWEN25_05B } from '../../tests/fixtures/hub-configs';
+import { smolLm2Config } from './peer-workload';
+
+/**
+ * The model shapes the bench runs: SmolLM2-135M's is the peers' workload (its weights, tokens and losses theirs);
+ * the others are the larger models the studio offers, for decoding, where a model's size is what a token costs.
+ */
+export const BENCH_SHAPES = ['smollm2-135m', 'qwen2.5-0.5b', 'qwen3-0.6b', 'llama-3.2-1b'] as const;
+export type BenchShape = (typeof BENCH_SHAPES)[number];
+
+const HUB_CONFIGS: Record<Exclude<BenchShape, 'smollm2-135m'>, unknown> = {
+  'qwen2.5-0.5b': QWEN25_05B,
+  'qwen3-0.6b': QWEN3_06B,
+  'llama-3.2-1b': LLAMA32_1B,
+};
+
+/** The shape's config, with `layers` layers where given (the peers' SmolLM2 has 30). */
+export function benchConfig(shape: BenchShape, layers?: number): ModelConfig {
+  if (shape === 'smollm2-135m') return smolLm2Config(layers ?? 30);
+  const config = parseModelConfig(HUB_CONFIGS[shape], shape);
+  return layers === undefined ? config : { ...config, numLayers: layers };
+}
+
+/**
+ * Weights for a shape other than the peers': a fixed pattern of small values (std about 0.02, norms 1), cheap to
+ * make for a billion parameters; decoding's speed does not depend on them.
+ */
+export function patternTensor(shape: readonly number[], key: string): Float32Array<ArrayBuffer> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (key.endsWith('norm.weight')) return new Float32Array(n).fill(1);
+  const pattern = Float32Array.from({ length: 4093 }, (_, i) => 0.035 * Math.sin(i * 12.9898 + n));
+  const out = new Float32Array(n);
+  for (let at = 0; at < n; at += pattern.length) out.set(pattern.subarray(0, Math.min(pattern.length, n - at)), at);
+  return out;
+}
