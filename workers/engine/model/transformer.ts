@@ -80,7 +80,7 @@ interface LayerActivations {
   gate: GPUBuffer; // [N, f]
   up: GPUBuffer; // [N, f]
   act: GPUBuffer; // [N, f] silu(gate) * up, input of down_proj
-  /** x A^T of each LoRA module of this layer, [modules, N, r] (module by `loraSlot`); null without any. */
+  /** x A^T of each LoRA module of this layer, [modules, N, r] (module by `loraOffset`); null without any. */
   loraXa: GPUBuffer | null;
 }
 
