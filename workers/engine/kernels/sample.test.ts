@@ -12,15 +12,22 @@ const gpu = setupTestGpu();
 const cpuDraw = (logits: Float32Array, temperature: number, u: number) =>
   sampleToken(logits, [], { temperature, topK: 0, topP: 1, repetitionPenalty: 1 }, () => u);
 
-/** Draws a token per row on the GPU for each set of uniforms. */
-async function drawAll(logits: Float32Array, rows: number, temperature: number, uniforms: number[][]) {
+/** Draws a token per row on the GPU for each set of uniforms (rows with a forced token take it). */
+async function drawAll(
+  logits: Float32Array,
+  rows: number,
+  temperature: number,
+  uniforms: number[][],
+  forcedIds = new Int32Array(rows).fill(-1),
+) {
   const { device } = gpu();
   const V = logits.length / rows;
   const kernel = new SampleKernel(device);
   const bl = uploadBuffer(device, logits);
   const draws = createStorageBuffer(device, (1 + rows) * 4);
+  const forced = uploadBuffer(device, forcedIds);
   const ids = uploadBuffer(device, new Uint32Array(rows));
-  const op = kernel.op(bl, draws, ids, { rows, V });
+  const op = kernel.op(bl, draws, forced, ids, { rows, V });
   const got: number[][] = [];
   for (const us of uniforms) {
     device.queue.writeBuffer(draws, 0, Float32Array.of(temperature, ...us));
@@ -61,6 +68,15 @@ describe('GPU sampling against the CPU draw', () => {
     const logits = Float32Array.from([0, 3, 1, 3, -2, 0.5, 7, 7, 2, 1]);
     const got = await drawAll(logits, 2, 0, [[0.3, 0.9]]);
     expect(got[0]).toEqual([1, 1]);
+  });
+
+  it('gives a row its forced token (a prompt token still to feed) instead of a draw', async () => {
+    const logits = Float32Array.from([0, 3, 1, 3, -2, 0.5, 7, 7, 2, 1, 9, 0]);
+    for (const temperature of [0, 1]) {
+      const got = await drawAll(logits, 3, temperature, [[0.3, 0.5, 0.9]], Int32Array.of(-1, 11, -1));
+      expect(got[0].slice(1, 2)).toEqual([11]);
+      expect(got[0][2]).toBe(cpuDraw(logits.subarray(8, 12), temperature, 0.9));
+    }
   });
 
   it('follows the softmax: frequencies over many uniforms match the probabilities', async () => {

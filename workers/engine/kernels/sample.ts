@@ -9,6 +9,8 @@ import type { Op } from '../gpu/ops';
  *   else: the first index i at which Σ_{j ≤ i} w_j exceeds u_r · Σ_j w_j, w_j = exp((l_j - max_k l_k) / temperature)
  * which is core/generation/sampling.ts's draw with the same uniform (its CPU twin: `sampleToken` with no cuts and
  * `() => u_r` as its generator), up to float32 rounding of the sums.
+ * A row with a forced token (forced[r] ≥ 0: a prompt token still to feed) takes it instead, so the ids can be the
+ * decoder's next input as they stand, with no CPU between one step and the next.
  * A workgroup per row: each invocation takes a contiguous chunk of the vocabulary (max and sum), the chunk sums
  * are scanned in order, and the invocation whose chunk holds the target walks it.
  */
@@ -18,13 +20,15 @@ const shader = /* wgsl */ `
 struct Params { V: u32, rows: u32, _p0: u32, _p1: u32 }
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> draws: array<f32>;
-@group(0) @binding(2) var<storage, read_write> ids: array<u32>;
-@group(0) @binding(3) var<uniform> p: Params;
+@group(0) @binding(2) var<storage, read> forced: array<i32>;
+@group(0) @binding(3) var<storage, read_write> ids: array<u32>;
+@group(0) @binding(4) var<uniform> p: Params;
 
 var<workgroup> best: array<vec2f, ${WG}>; // (value, index as f32 bits) of each chunk's largest logit
 var<workgroup> sums: array<f32, ${WG}>;
 var<workgroup> rowMax: f32;
 var<workgroup> sharedTemperature: f32;
+var<workgroup> sharedForced: i32;
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -34,8 +38,16 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let lo = min(li * per, p.V);
   let hi = min(lo + per, p.V);
   // Read through workgroup memory, so the compiler knows every invocation holds the same value (barriers follow).
-  if (li == 0u) { sharedTemperature = draws[0]; }
+  if (li == 0u) {
+    sharedTemperature = draws[0];
+    sharedForced = forced[row];
+  }
   let temperature = workgroupUniformLoad(&sharedTemperature);
+  let force = workgroupUniformLoad(&sharedForced);
+  if (force >= 0) {
+    if (li == 0u) { ids[row] = u32(force); }
+    return;
+  }
   // The chunk's largest logit, first index on ties; an empty chunk offers -inf.
   var m = -3.4e38;
   var at = lo;
@@ -93,10 +105,11 @@ export class SampleKernel {
   }
 
   /**
-   * ids [rows] u32 ← a token per row of logits [rows, V]; draws [1 + rows] f32 holds the temperature, then each
-   * row's uniform in [0, 1), written before each run.
+   * ids [rows] u32 ← a token per row of logits [rows, V], or the row's forced token; draws [1 + rows] f32 holds the
+   * temperature, then each row's uniform in [0, 1), and forced [rows] i32 each row's forced token or -1, written
+   * before each run.
    */
-  op(logits: GPUBuffer, draws: GPUBuffer, ids: GPUBuffer, s: { rows: number; V: number }): Op {
-    return this.kernel.op([logits, draws, ids], [u32(s.V), u32(s.rows), u32(0), u32(0)], [s.rows, 1, 1]);
+  op(logits: GPUBuffer, draws: GPUBuffer, forced: GPUBuffer, ids: GPUBuffer, s: { rows: number; V: number }): Op {
+    return this.kernel.op([logits, draws, forced, ids], [u32(s.V), u32(s.rows), u32(0), u32(0)], [s.rows, 1, 1]);
   }
 }

@@ -1,6 +1,6 @@
 import { type Projection, projectionShape, shortDims } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32, readUint32 } from '../gpu/buffers';
-import { type Op, releaseOps, submitOps } from '../gpu/ops';
+import { encodeOps, type Op, releaseOps, submitOps } from '../gpu/ops';
 import { GemvKernels, type GemvNorm, type GemvShape } from '../kernels/gemv';
 import type { LowRank } from '../kernels/matmul';
 import type { EngineKernels } from './kernels';
@@ -33,9 +33,12 @@ export class Decoder {
   private readonly cos: GPUBuffer; // [hd / 2]
   private readonly sin: GPUBuffer; // [hd / 2]
   private readonly logits: GPUBuffer; // [B, V]
-  private readonly draws: GPUBuffer; // [1 + B]: temperature, each row's uniform (sampleRows)
-  private readonly sampled: GPUBuffer; // [B] u32
-  /** Draws a token per row from the logits on the GPU; not part of `ops`, which it follows when asked. */
+  private readonly draws: GPUBuffer; // [1 + B]: temperature, each row's uniform
+  private readonly forced: GPUBuffer; // [B] i32: a row's next token where the CPU knows it (its prompt's), else -1
+  /**
+   * Draws a token per row from the logits on the GPU into the token ids, where the next step reads them; not part
+   * of `ops`, which it follows when asked (sampleRows, drawStep).
+   */
   private readonly sampleOp: Op;
   private readonly tables: { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> };
   /** The forward's activations and each layer's caches, allocated once: recording the ops again reuses them. */
@@ -69,8 +72,8 @@ export class Decoder {
     this.sin = f32(c.headDim / 2, 'rope sin');
     this.logits = f32(rows * c.vocabSize, 'logits');
     this.draws = f32(1 + rows, 'sampling draws');
-    this.sampled = f32(rows, 'sampled ids');
-    this.sampleOp = k.sample.op(this.logits, this.draws, this.sampled, { rows, V: c.vocabSize });
+    this.forced = f32(rows, 'forced ids');
+    this.sampleOp = k.sample.op(this.logits, this.draws, this.forced, this.ids, { rows, V: c.vocabSize });
     this.s = this.allocate();
     this.record();
     k.track(this);
@@ -126,16 +129,54 @@ export class Decoder {
         throw new Error(`token ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
       }
     }
+    this.device.queue.writeBuffer(this.ids, 0, Uint32Array.from(tokenIds));
+    this.nextPosition();
+    submitOps(this.device, this.ops);
+  }
+
+  /** Writes the next position and its rotary angles for the step about to be submitted, and counts it. */
+  private nextPosition(): void {
     if (this.length >= this.maxLength) throw new Error(`the conversation reached its ${this.maxLength}-token limit`);
-    const half = c.headDim / 2;
+    const half = this.w.config.headDim / 2;
     const p = this.length;
     const q = this.device.queue;
-    q.writeBuffer(this.ids, 0, Uint32Array.from(tokenIds));
     q.writeBuffer(this.position, 0, Uint32Array.of(p));
     q.writeBuffer(this.cos, 0, this.tables.cos, p * half, half);
     q.writeBuffer(this.sin, 0, this.tables.sin, p * half, half);
-    submitOps(this.device, this.ops);
     this.length++;
+  }
+
+  /**
+   * One step that draws on the GPU (kernels/sample.ts), for decoding with no CPU between steps: runs the token ids
+   * as they stand (`inputs` first where given: the tokens a run of draws starts from), then draws each row's next
+   * token into them, or takes the row's `forced` token (≥ 0: a prompt token still to feed). The ids come back
+   * through the promise while the next step may already run: submit it before awaiting this one.
+   */
+  drawStep(
+    temperature: number,
+    uniforms: readonly number[],
+    forced: readonly number[],
+    inputs?: readonly number[],
+  ): Promise<Uint32Array> {
+    if (uniforms.length !== this.rows || forced.length !== this.rows) {
+      throw new Error(`draws for ${uniforms.length} and ${forced.length} rows in a decoder of ${this.rows}`);
+    }
+    const q = this.device.queue;
+    if (inputs) q.writeBuffer(this.ids, 0, Uint32Array.from(inputs));
+    q.writeBuffer(this.draws, 0, Float32Array.of(temperature, ...uniforms));
+    q.writeBuffer(this.forced, 0, Int32Array.from(forced));
+    this.nextPosition();
+    const bytes = this.rows * 4;
+    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+    const encoder = this.device.createCommandEncoder();
+    encodeOps(encoder, [...this.ops, this.sampleOp]);
+    encoder.copyBufferToBuffer(this.ids, 0, staging, 0, bytes);
+    q.submit([encoder.finish()]);
+    return staging.mapAsync(GPUMapMode.READ).then(() => {
+      const ids = new Uint32Array(staging.getMappedRange().slice(0));
+      staging.destroy();
+      return ids;
+    });
   }
 
   /**
@@ -147,8 +188,9 @@ export class Decoder {
     if (uniforms.length !== this.rows)
       throw new Error(`${uniforms.length} uniforms for a decoder of ${this.rows} rows`);
     this.device.queue.writeBuffer(this.draws, 0, Float32Array.of(temperature, ...uniforms));
+    this.device.queue.writeBuffer(this.forced, 0, new Int32Array(this.rows).fill(-1));
     submitOps(this.device, [this.sampleOp]);
-    return readUint32(this.device, this.sampled, this.rows * 4);
+    return readUint32(this.device, this.ids, this.rows * 4);
   }
 
   /** Feeds one row's tokens in order and returns the logits after the last (the only ones read back). */

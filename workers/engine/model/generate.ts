@@ -96,23 +96,54 @@ export async function generateRows(
   if (requests.length > decoder.rows) {
     throw new Error(`${requests.length} prompts for a decoder of ${decoder.rows} rows`);
   }
-  const rows = requests.map(({ prompt, seed }) => {
+  const rows: Row[] = requests.map(({ prompt, seed }) => {
     const limit = Math.min(options.maxNewTokens, decoder.maxLength - prompt.length);
     if (prompt.length === 0 || limit < 1) {
       throw new Error(`a prompt of ${prompt.length} tokens leaves no room to generate in ${decoder.maxLength}`);
     }
-    return {
-      prompt,
-      limit,
-      random: mulberry32(seed),
-      sequence: [...prompt],
-      ids: [] as number[],
-      next: prompt[0],
-      end: null as { stoppedBy: Generation['stoppedBy']; stopId?: number } | null,
-    };
+    return { prompt, limit, random: mulberry32(seed), sequence: [...prompt], ids: [], next: prompt[0], end: null };
   });
   decoder.reset();
   const started = performance.now();
+  if (drawsOnGpu(options)) await decodePipelined(decoder, rows, options);
+  else await decodeInTurn(decoder, rows, options);
+  const seconds = Math.max(1e-9, (performance.now() - started) / 1000);
+  return rows.map((row) => ({
+    ids: row.ids,
+    stoppedBy: row.end?.stoppedBy ?? 'length',
+    stopId: row.end?.stopId,
+    tokensPerSecond: row.ids.length / seconds,
+  }));
+}
+
+/** A row of `generateRows` as it goes. */
+interface Row {
+  prompt: readonly number[];
+  /** Tokens it may draw. */
+  limit: number;
+  random: () => number;
+  /** Its prompt and its draws so far (for the repetition penalty). */
+  sequence: number[];
+  ids: number[];
+  /** Its next input (decodeInTurn). */
+  next: number;
+  end: { stoppedBy: Generation['stoppedBy']; stopId?: number } | null;
+}
+
+/** Takes a row's draw at a step: its end at a stop token or its limit, else one more token. */
+function take(row: Row, id: number, stopIds: readonly number[]): void {
+  if (stopIds.includes(id)) {
+    row.end = { stoppedBy: 'stop-token', stopId: id };
+    return;
+  }
+  row.ids.push(id);
+  row.sequence.push(id);
+  row.next = id;
+  if (row.ids.length === row.limit) row.end = { stoppedBy: 'length' };
+}
+
+/** generateRows a step at a time, each step's draws read before the next is submitted (the CPU's sampling). */
+async function decodeInTurn(decoder: Decoder, rows: Row[], options: SamplingSettings & { stopIds: readonly number[] }) {
   for (let t = 0; rows.some((row) => !row.end); t++) {
     // Idle rows (stopped, or past the requests) run token 0; nothing reads what they compute.
     const tokens = Array.from({ length: decoder.rows }, (_, r) => (rows[r] && !rows[r].end ? rows[r].next : 0));
@@ -125,28 +156,52 @@ export async function generateRows(
     const drawn = await drawRows(decoder, tokens, drawers, options);
     for (const [r, row] of rows.entries()) {
       if (row.end) continue;
-      if (t < row.prompt.length - 1) {
-        row.next = row.prompt[t + 1];
-        continue;
-      }
-      const id = drawn[r];
-      if (options.stopIds.includes(id)) {
-        row.end = { stoppedBy: 'stop-token', stopId: id };
-        continue;
-      }
-      row.ids.push(id);
-      row.sequence.push(id);
-      row.next = id;
-      if (row.ids.length === row.limit) row.end = { stoppedBy: 'length' };
+      if (t < row.prompt.length - 1) row.next = row.prompt[t + 1];
+      else take(row, drawn[r], options.stopIds);
     }
   }
-  const seconds = Math.max(1e-9, (performance.now() - started) / 1000);
-  return rows.map((row) => ({
-    ids: row.ids,
-    stoppedBy: row.end?.stoppedBy ?? 'length',
-    stopId: row.end?.stopId,
-    tokensPerSecond: row.ids.length / seconds,
-  }));
+}
+
+/**
+ * generateRows drawing on the GPU: from the first step at which a row draws, each step's draws become the next
+ * step's input on the GPU (rows still in their prompt take its next token instead), and each step is submitted
+ * before the one before it is read, so the GPU does not wait on the CPU between steps. A row's end is known a step
+ * late: the step in flight then draws for it too (a uniform from its stream, which it no longer needs), and that
+ * draw is left out.
+ */
+async function decodePipelined(
+  decoder: Decoder,
+  rows: Row[],
+  options: SamplingSettings & { stopIds: readonly number[] },
+) {
+  const tokensAt = (t: number) => Array.from({ length: decoder.rows }, (_, r) => rows[r]?.prompt[t] ?? 0);
+  const first = Math.min(...rows.map((row) => row.prompt.length)) - 1;
+  const last = Math.max(...rows.map((row) => row.prompt.length - 1 + row.limit)) - 1;
+  for (let t = 0; t < first; t++) decoder.advance(tokensAt(t));
+  // Whether a row draws at step t, as far as the CPU knows.
+  const draws = (row: Row | undefined, t: number): row is Row =>
+    row !== undefined && !row.end && t >= row.prompt.length - 1 && t < row.prompt.length - 1 + row.limit;
+  const submit = (t: number) => {
+    const rowAt = (r: number): Row | undefined => rows[r];
+    const forced = tokensAt(t).map((_, r) => {
+      const row = rowAt(r);
+      if (row && t + 1 < row.prompt.length) return row.prompt[t + 1];
+      return draws(row, t) ? -1 : 0;
+    });
+    const uniforms = forced.map((_, r) => {
+      const row = rowAt(r);
+      return draws(row, t) && options.temperature > 0 ? row.random() : 0;
+    });
+    return decoder.drawStep(options.temperature, uniforms, forced, t === first ? tokensAt(t) : undefined);
+  };
+  let pending = submit(first);
+  for (let t = first; ; t++) {
+    const next = t < last ? submit(t + 1) : null;
+    const drawn = await pending;
+    for (const [r, row] of rows.entries()) if (draws(row, t)) take(row, drawn[r], options.stopIds);
+    if (!next || rows.every((row) => row.end)) return;
+    pending = next;
+  }
 }
 
 /** A row that draws a token at a step: its sequence so far (for the repetition penalty) and its seeded stream. */
@@ -168,7 +223,7 @@ async function drawRows(
   options: SamplingSettings,
 ): Promise<ArrayLike<number>> {
   const drawer = (r: number) => drawers[r] ?? null;
-  if (options.topK === 0 && options.topP >= 1 && options.repetitionPenalty === 1) {
+  if (drawsOnGpu(options)) {
     decoder.advance(tokens);
     const uniforms = tokens.map((_, r) => (options.temperature > 0 ? (drawer(r)?.random() ?? 0) : 0));
     return decoder.sampleRows(options.temperature, uniforms);
@@ -179,4 +234,9 @@ async function drawRows(
     const d = drawer(r);
     return d ? sampleToken(logits.subarray(r * V, (r + 1) * V), d.sequence, options, d.random) : 0;
   });
+}
+
+/** Whether the settings draw on the GPU: no cuts and no repetition penalty (temperature only, or greedy). */
+function drawsOnGpu(options: SamplingSettings): boolean {
+  return options.topK === 0 && options.topP >= 1 && options.repetitionPenalty === 1;
 }
