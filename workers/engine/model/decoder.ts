@@ -1,5 +1,5 @@
 import { type Projection, projectionShape, shortDims } from '../../../core/model-config';
-import { createStorageBuffer, readFloat32, readUint32 } from '../gpu/buffers';
+import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { encodeOps, type Op, releaseOps, submitOps } from '../gpu/ops';
 import { GemvKernels, type GemvNorm, type GemvShape } from '../kernels/gemv';
 import type { LowRank } from '../kernels/matmul';
@@ -37,7 +37,7 @@ export class Decoder {
   private readonly forced: GPUBuffer; // [B] i32: a row's next token where the CPU knows it (its prompt's), else -1
   /**
    * Draws a token per row from the logits on the GPU into the token ids, where the next step reads them; not part
-   * of `ops`, which it follows when asked (sampleRows, drawStep).
+   * of `ops`, which it follows when asked (drawStep).
    */
   private readonly sampleOp: Op;
   private readonly tables: { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> };
@@ -179,18 +179,9 @@ export class Decoder {
     });
   }
 
-  /**
-   * Draws a token per row from the logits of the last step on the GPU, without cuts (kernels/sample.ts): greedy at
-   * temperature 0, else from softmax(logits / temperature) with the row's uniform in [0, 1). Only the ids are read
-   * back, not [B, V] logits.
-   */
-  async sampleRows(temperature: number, uniforms: readonly number[]): Promise<Uint32Array> {
-    if (uniforms.length !== this.rows)
-      throw new Error(`${uniforms.length} uniforms for a decoder of ${this.rows} rows`);
-    this.device.queue.writeBuffer(this.draws, 0, Float32Array.of(temperature, ...uniforms));
-    this.device.queue.writeBuffer(this.forced, 0, new Int32Array(this.rows).fill(-1));
-    submitOps(this.device, [this.sampleOp]);
-    return readUint32(this.device, this.ids, this.rows * 4);
+  /** Resolves when the GPU has run every step submitted so far. */
+  idle(): Promise<void> {
+    return this.device.queue.onSubmittedWorkDone();
   }
 
   /** Feeds one row's tokens in order and returns the logits after the last (the only ones read back). */

@@ -9,7 +9,7 @@ import { generate } from './generate';
 function scripted(script: number[], maxLength = 64) {
   let drawn = 0;
   let cached = 0;
-  const advance = (ids: readonly number[]) => {
+  const run = (ids: readonly number[]) => {
     expect(ids).toHaveLength(1);
     cached++;
   };
@@ -24,13 +24,18 @@ function scripted(script: number[], maxLength = 64) {
       drawn = 0;
       cached = 0;
     },
-    advance,
+    idle: async () => {},
+    advance: run,
     stepRows: async (ids: readonly number[]) => {
-      advance(ids);
+      run(ids);
       const next = script[drawn++];
       return Float32Array.from({ length: 10 }, (_, i) => (i === next ? 10 : 0));
     },
-    sampleRows: async () => Uint32Array.of(script[drawn++]),
+    drawStep: async (_t: number, _u: readonly number[], forced: readonly number[], inputs?: readonly number[]) => {
+      if (inputs) run(inputs);
+      else cached++;
+      return Uint32Array.of(forced[0] >= 0 ? forced[0] : script[drawn++]);
+    },
   };
   return fake as unknown as Decoder;
 }

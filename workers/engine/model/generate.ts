@@ -35,35 +35,31 @@ export async function generate(
   onToken?: (id: number, text: string | undefined) => unknown,
 ): Promise<Generation> {
   decoder.reset();
-  if (decoder.maxLength - prompt.length < 1) {
-    throw new Error(`the prompt's ${prompt.length} tokens leave no room in ${decoder.maxLength}`);
-  }
-  for (const id of prompt.slice(0, -1)) decoder.advance([id]);
-  let next = prompt[prompt.length - 1];
   const room = decoder.maxLength - prompt.length;
-  // The sequence so far, for the repetition penalty: grown a token at a time rather than rebuilt per token.
-  const row = { sequence: [...prompt], random: mulberry32(options.seed) };
-  const ids: number[] = [];
+  if (room < 1) throw new Error(`the prompt's ${prompt.length} tokens leave no room in ${decoder.maxLength}`);
+  const row = newRow(prompt, Math.min(options.maxNewTokens, room), options.seed);
+  // The prompt before its last token, read before the clock starts.
+  for (const id of prompt.slice(0, -1)) decoder.advance([id]);
+  await decoder.idle();
   const started = performance.now();
-  const finish = (stoppedBy: Generation['stoppedBy'], text?: string, stopId?: number): Generation => ({
-    ids,
-    text,
-    stoppedBy,
-    stopId,
-    tokensPerSecond: ids.length / Math.max(1e-9, (performance.now() - started) / 1000),
-  });
-  for (let n = 0; n < Math.min(options.maxNewTokens, room); n++) {
-    const id = (await drawRows(decoder, [next], [row], options))[0];
-    if (options.stopIds.includes(id)) return finish('stop-token', options.decode?.(ids), id);
-    ids.push(id);
-    row.sequence.push(id);
-    const text = options.decode?.(ids);
+  let text: string | undefined;
+  await decodeRows(decoder, [row], options, (row, id) => {
+    if (!kept(row, id, options.stopIds)) return;
+    text = options.decode?.(row.ids);
     const stop = text === undefined ? -1 : firstStop(text, options.stopStrings ?? []);
-    if (text !== undefined && stop >= 0) return finish('stop-string', text.slice(0, stop));
-    if (onToken?.(id, text) === false) return finish('cancelled', text);
-    next = id;
-  }
-  return finish('length', options.decode?.(ids));
+    if (text !== undefined && stop >= 0) {
+      text = text.slice(0, stop);
+      row.end = { stoppedBy: 'stop-string' };
+    } else if (onToken?.(id, text) === false) row.end = { stoppedBy: 'cancelled' };
+    else if (row.ids.length === row.limit) row.end = { stoppedBy: 'length' };
+  });
+  return {
+    ids: row.ids,
+    text: row.end?.stoppedBy === 'stop-string' ? text : options.decode?.(row.ids),
+    stoppedBy: row.end?.stoppedBy ?? 'length',
+    stopId: row.end?.stopId,
+    tokensPerSecond: row.ids.length / Math.max(1e-9, (performance.now() - started) / 1000),
+  };
 }
 
 function firstStop(text: string, stops: readonly string[]): number {
@@ -84,9 +80,8 @@ export interface RowRequest {
 /**
  * Generates after several prompts at once, one per row of the decoder (rows past the requests idle): every row
  * starts at position 0 and advances a token per step, taking its prompt's next token until its prompt is in, then
- * its own samples, drawn as `generate` draws them (the same seed gives the same tokens). Draws are made only at
- * steps where a row samples, on the GPU when the settings make no cuts (see drawRows). Ends when every row has
- * stopped; stop strings are not looked for.
+ * its own samples, drawn as `generate` draws them (the same seed gives the same tokens; see decodeRows). Ends when
+ * every row has stopped; stop strings are not looked for.
  */
 export async function generateRows(
   decoder: Decoder,
@@ -96,17 +91,18 @@ export async function generateRows(
   if (requests.length > decoder.rows) {
     throw new Error(`${requests.length} prompts for a decoder of ${decoder.rows} rows`);
   }
-  const rows: Row[] = requests.map(({ prompt, seed }) => {
+  const rows = requests.map(({ prompt, seed }) => {
     const limit = Math.min(options.maxNewTokens, decoder.maxLength - prompt.length);
     if (prompt.length === 0 || limit < 1) {
       throw new Error(`a prompt of ${prompt.length} tokens leaves no room to generate in ${decoder.maxLength}`);
     }
-    return { prompt, limit, random: mulberry32(seed), sequence: [...prompt], ids: [], next: prompt[0], end: null };
+    return newRow(prompt, limit, seed);
   });
   decoder.reset();
   const started = performance.now();
-  if (drawsOnGpu(options)) await decodePipelined(decoder, rows, options);
-  else await decodeInTurn(decoder, rows, options);
+  await decodeRows(decoder, rows, options, (row, id) => {
+    if (kept(row, id, options.stopIds) && row.ids.length === row.limit) row.end = { stoppedBy: 'length' };
+  });
   const seconds = Math.max(1e-9, (performance.now() - started) / 1000);
   return rows.map((row) => ({
     ids: row.ids,
@@ -116,68 +112,80 @@ export async function generateRows(
   }));
 }
 
-/** A row of `generateRows` as it goes. */
+/** A sequence being generated: its prompt, how many tokens it may draw, its seeded stream, what it drew, its end. */
 interface Row {
   prompt: readonly number[];
-  /** Tokens it may draw. */
   limit: number;
   random: () => number;
   /** Its prompt and its draws so far (for the repetition penalty). */
   sequence: number[];
   ids: number[];
-  /** Its next input (decodeInTurn). */
-  next: number;
   end: { stoppedBy: Generation['stoppedBy']; stopId?: number } | null;
 }
 
-/** Takes a row's draw at a step: its end at a stop token or its limit, else one more token. */
-function take(row: Row, id: number, stopIds: readonly number[]): void {
+function newRow(prompt: readonly number[], limit: number, seed: number): Row {
+  return { prompt, limit, random: mulberry32(seed), sequence: [...prompt], ids: [], end: null };
+}
+
+/** Hears a row's draws in order until it ends the row (setting `end`). */
+type Take = (row: Row, id: number) => void;
+
+/** A row's draw: the end of the row at a stop token (false), else one more token (true). */
+function kept(row: Row, id: number, stopIds: readonly number[]): boolean {
   if (stopIds.includes(id)) {
     row.end = { stoppedBy: 'stop-token', stopId: id };
-    return;
+    return false;
   }
   row.ids.push(id);
   row.sequence.push(id);
-  row.next = id;
-  if (row.ids.length === row.limit) row.end = { stoppedBy: 'length' };
+  return true;
 }
 
-/** generateRows a step at a time, each step's draws read before the next is submitted (the CPU's sampling). */
-async function decodeInTurn(decoder: Decoder, rows: Row[], options: SamplingSettings & { stopIds: readonly number[] }) {
-  for (let t = 0; rows.some((row) => !row.end); t++) {
+/**
+ * Steps the decoder on from where its cache stands (empty, or for one row all its prompt but the last token) until
+ * every row has ended: each row reads its prompt, then its own draws, which `take` hears in order. On the GPU when
+ * the settings make no cuts (`decodePipelined`), else a step at a time with the CPU's sampler.
+ */
+async function decodeRows(decoder: Decoder, rows: Row[], options: SamplingSettings, take: Take): Promise<void> {
+  if (drawsOnGpu(options)) await decodePipelined(decoder, rows, options, take);
+  else await decodeInTurn(decoder, rows, options, take);
+}
+
+/** decodeRows a step at a time, each step's logits read back and drawn from on the CPU before the next. */
+async function decodeInTurn(decoder: Decoder, rows: Row[], options: SamplingSettings, take: Take): Promise<void> {
+  const V = decoder.vocabSize;
+  let next = rows.map((row) => row.prompt[decoder.cached]);
+  for (let t = decoder.cached; rows.some((row) => !row.end); t++) {
     // Idle rows (stopped, or past the requests) run token 0; nothing reads what they compute.
-    const tokens = Array.from({ length: decoder.rows }, (_, r) => (rows[r] && !rows[r].end ? rows[r].next : 0));
-    if (!rows.some((row) => !row.end && t >= row.prompt.length - 1)) {
+    const tokens = Array.from({ length: decoder.rows }, (_, r) => (rows[r] && !rows[r].end ? next[r] : 0));
+    const drawing = rows.map((row) => !row.end && t >= row.prompt.length - 1);
+    if (!drawing.some(Boolean)) {
       decoder.advance(tokens);
-      for (const row of rows) if (!row.end) row.next = row.prompt[t + 1];
-      continue;
+    } else {
+      const logits = await decoder.stepRows(tokens);
+      for (const [r, row] of rows.entries()) {
+        if (!drawing[r]) continue;
+        const id = sampleToken(logits.subarray(r * V, (r + 1) * V), row.sequence, options, row.random);
+        take(row, id);
+        next[r] = id;
+      }
     }
-    const drawers = rows.map((row) => (!row.end && t >= row.prompt.length - 1 ? row : null));
-    const drawn = await drawRows(decoder, tokens, drawers, options);
-    for (const [r, row] of rows.entries()) {
-      if (row.end) continue;
-      if (t < row.prompt.length - 1) row.next = row.prompt[t + 1];
-      else take(row, drawn[r], options.stopIds);
-    }
+    next = next.map((id, r) => (t + 1 < rows[r].prompt.length ? rows[r].prompt[t + 1] : id));
   }
 }
 
 /**
- * generateRows drawing on the GPU: from the first step at which a row draws, each step's draws become the next
+ * decodeRows drawing on the GPU: from the first step at which a row draws, each step's draws become the next
  * step's input on the GPU (rows still in their prompt take its next token instead), and each step is submitted
  * before the one before it is read, so the GPU does not wait on the CPU between steps. A row's end is known a step
  * late: the step in flight then draws for it too (a uniform from its stream, which it no longer needs), and that
  * draw is left out.
  */
-async function decodePipelined(
-  decoder: Decoder,
-  rows: Row[],
-  options: SamplingSettings & { stopIds: readonly number[] },
-) {
+async function decodePipelined(decoder: Decoder, rows: Row[], options: SamplingSettings, take: Take): Promise<void> {
   const tokensAt = (t: number) => Array.from({ length: decoder.rows }, (_, r) => rows[r]?.prompt[t] ?? 0);
   const first = Math.min(...rows.map((row) => row.prompt.length)) - 1;
   const last = Math.max(...rows.map((row) => row.prompt.length - 1 + row.limit)) - 1;
-  for (let t = 0; t < first; t++) decoder.advance(tokensAt(t));
+  for (let t = decoder.cached; t < first; t++) decoder.advance(tokensAt(t));
   // Whether a row draws at step t, as far as the CPU knows.
   const draws = (row: Row | undefined, t: number): row is Row =>
     row !== undefined && !row.end && t >= row.prompt.length - 1 && t < row.prompt.length - 1 + row.limit;
@@ -198,42 +206,10 @@ async function decodePipelined(
   for (let t = first; ; t++) {
     const next = t < last ? submit(t + 1) : null;
     const drawn = await pending;
-    for (const [r, row] of rows.entries()) if (draws(row, t)) take(row, drawn[r], options.stopIds);
+    for (const [r, row] of rows.entries()) if (draws(row, t)) take(row, drawn[r]);
     if (!next || rows.every((row) => row.end)) return;
     pending = next;
   }
-}
-
-/** A row that draws a token at a step: its sequence so far (for the repetition penalty) and its seeded stream. */
-interface Drawer {
-  sequence: readonly number[];
-  random: () => number;
-}
-
-/**
- * Runs a step over `tokens` and draws a token for each row with a drawer (other rows get 0): on the GPU where the
- * settings make no cuts (temperature only, as policy optimization samples, or greedy), so only the ids come back,
- * else on the CPU from the logits read back. Either way a drawing row takes its stream's next uniform, so the same
- * seed gives the same tokens (the GPU's float32 sums may split a uniform on a boundary differently, rarely).
- */
-async function drawRows(
-  decoder: Decoder,
-  tokens: readonly number[],
-  drawers: readonly (Drawer | null)[],
-  options: SamplingSettings,
-): Promise<ArrayLike<number>> {
-  const drawer = (r: number) => drawers[r] ?? null;
-  if (drawsOnGpu(options)) {
-    decoder.advance(tokens);
-    const uniforms = tokens.map((_, r) => (options.temperature > 0 ? (drawer(r)?.random() ?? 0) : 0));
-    return decoder.sampleRows(options.temperature, uniforms);
-  }
-  const V = decoder.vocabSize;
-  const logits = await decoder.stepRows(tokens);
-  return tokens.map((_, r) => {
-    const d = drawer(r);
-    return d ? sampleToken(logits.subarray(r * V, (r + 1) * V), d.sequence, options, d.random) : 0;
-  });
 }
 
 /** Whether the settings draw on the GPU: no cuts and no repetition penalty (temperature only, or greedy). */
