@@ -4,33 +4,34 @@ import { mulberry32 } from '../../../core/random';
 import { setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, readUint32, uploadBuffer } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
-import { SampleKernel } from './sample';
+import { DRAWS_HEADER, type DrawSettings, drawsFor, SampleKernel, TOP_K_MAX } from './sample';
 
 const gpu = setupTestGpu();
 
-/** The CPU twin: core's draw without cuts, its generator giving the uniform u. */
-const cpuDraw = (logits: Float32Array, temperature: number, u: number) =>
-  sampleToken(logits, [], { temperature, topK: 0, topP: 1, repetitionPenalty: 1 }, () => u);
+/** The CPU twin: core's draw (no repetition penalty), its generator giving the uniform u. */
+const cpuDraw = (logits: Float32Array, temperature: number, u: number, topK = 0, topP = 1) =>
+  sampleToken(logits, [], { temperature, topK, topP, repetitionPenalty: 1 }, () => u);
 
 /** Draws a token per row on the GPU for each set of uniforms (rows with a forced token take it). */
 async function drawAll(
   logits: Float32Array,
   rows: number,
-  temperature: number,
+  settings: number | DrawSettings,
   uniforms: number[][],
   forcedIds = new Int32Array(rows).fill(-1),
 ) {
+  const s = typeof settings === 'number' ? { temperature: settings, topK: 0, topP: 1 } : settings;
   const { device } = gpu();
   const V = logits.length / rows;
   const kernel = new SampleKernel(device);
   const bl = uploadBuffer(device, logits);
-  const draws = createStorageBuffer(device, (1 + rows) * 4);
+  const draws = createStorageBuffer(device, (DRAWS_HEADER + rows) * 4);
   const forced = uploadBuffer(device, forcedIds);
   const ids = uploadBuffer(device, new Uint32Array(rows));
   const op = kernel.op(bl, draws, forced, ids, { rows, V });
   const got: number[][] = [];
   for (const us of uniforms) {
-    device.queue.writeBuffer(draws, 0, Float32Array.of(temperature, ...us));
+    device.queue.writeBuffer(draws, 0, drawsFor(s, us));
     submitOps(device, [op]);
     got.push([...(await readUint32(device, ids))]);
   }
@@ -61,6 +62,33 @@ describe('GPU sampling against the CPU draw', () => {
       });
       // float32 sums against float64 ones may split a uniform that lands on a boundary differently, rarely.
       expect(agree).toBeGreaterThanOrEqual(rows * uniforms.length - 2);
+    }
+  });
+
+  it('keeps the top k (ties to the lower index) and their nucleus, as the CPU cuts them', async () => {
+    const rows = 2;
+    const V = 1001;
+    const next = mulberry32(17);
+    // Row 0 a spread of values; row 1 few distinct values, so the k-th largest has many ties.
+    const logits = Float32Array.from({ length: rows * V }, (_, i) =>
+      i < V ? 4 * next() - 2 : Math.floor(next() * 6) / 2,
+    );
+    const random = mulberry32(23);
+    const uniforms = Array.from({ length: 40 }, () => Array.from({ length: rows }, () => random()));
+    for (const [topK, topP, temperature] of [
+      [1, 1, 1],
+      [5, 1, 0.7],
+      [50, 0.95, 0.7],
+      [TOP_K_MAX, 0.5, 1.3],
+    ]) {
+      const got = await drawAll(logits, rows, { temperature, topK, topP }, uniforms);
+      let agree = 0;
+      for (const [n, us] of uniforms.entries()) {
+        for (const [r, u] of us.entries()) {
+          if (got[n][r] === cpuDraw(logits.subarray(r * V, (r + 1) * V), temperature, u, topK, topP)) agree++;
+        }
+      }
+      expect(agree, `top-k ${topK}, top-p ${topP}`).toBeGreaterThanOrEqual(rows * uniforms.length - 1);
     }
   });
 

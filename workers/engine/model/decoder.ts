@@ -3,6 +3,7 @@ import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
 import { encodeOps, type Op, releaseOps, submitOps } from '../gpu/ops';
 import { GemvKernels, type GemvNorm, type GemvShape } from '../kernels/gemv';
 import type { LowRank } from '../kernels/matmul';
+import { DRAWS_HEADER, type DrawSettings, drawsFor } from '../kernels/sample';
 import type { EngineKernels } from './kernels';
 import type { GpuLora } from './lora';
 import { ropeTables } from './rope-tables';
@@ -33,7 +34,7 @@ export class Decoder {
   private readonly cos: GPUBuffer; // [hd / 2]
   private readonly sin: GPUBuffer; // [hd / 2]
   private readonly logits: GPUBuffer; // [B, V]
-  private readonly draws: GPUBuffer; // [1 + B]: temperature, each row's uniform
+  private readonly draws: GPUBuffer; // [DRAWS_HEADER + B]: the sampling settings, each row's uniform
   private readonly forced: GPUBuffer; // [B] i32: a row's next token where the CPU knows it (its prompt's), else -1
   /**
    * Draws a token per row from the logits on the GPU into the token ids, where the next step reads them; not part
@@ -71,7 +72,7 @@ export class Decoder {
     this.cos = f32(c.headDim / 2, 'rope cos');
     this.sin = f32(c.headDim / 2, 'rope sin');
     this.logits = f32(rows * c.vocabSize, 'logits');
-    this.draws = f32(1 + rows, 'sampling draws');
+    this.draws = f32(DRAWS_HEADER + rows, 'sampling draws');
     this.forced = f32(rows, 'forced ids');
     this.sampleOp = k.sample.op(this.logits, this.draws, this.forced, this.ids, { rows, V: c.vocabSize });
     this.s = this.allocate();
@@ -147,13 +148,14 @@ export class Decoder {
   }
 
   /**
-   * One step that draws on the GPU (kernels/sample.ts), for decoding with no CPU between steps: runs the token ids
-   * as they stand (`inputs` first where given: the tokens a run of draws starts from), then draws each row's next
-   * token into them, or takes the row's `forced` token (≥ 0: a prompt token still to feed). The ids come back
+   * One step that draws on the GPU (kernels/sample.ts: temperature, top-k up to TOP_K_MAX, top-p within it), for
+   * decoding with no CPU between steps: runs the token ids as they stand (`inputs` first where given: the tokens a
+   * run of draws starts from), then draws each row's next token into them, or takes the row's `forced` token (≥ 0:
+   * a prompt token still to feed). The ids come back
    * through the promise while the next step may already run: submit it before awaiting this one.
    */
   drawStep(
-    temperature: number,
+    sampling: DrawSettings,
     uniforms: readonly number[],
     forced: readonly number[],
     inputs?: readonly number[],
@@ -163,7 +165,8 @@ export class Decoder {
     }
     const q = this.device.queue;
     if (inputs) q.writeBuffer(this.ids, 0, Uint32Array.from(inputs));
-    q.writeBuffer(this.draws, 0, Float32Array.of(temperature, ...uniforms));
+    const topK = Math.min(sampling.topK, this.w.config.vocabSize);
+    q.writeBuffer(this.draws, 0, drawsFor({ ...sampling, topK }, uniforms));
     q.writeBuffer(this.forced, 0, Int32Array.from(forced));
     this.nextPosition();
     const bytes = this.rows * 4;

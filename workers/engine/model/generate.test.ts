@@ -44,8 +44,8 @@ const greedy = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0
 const letters = (ids: number[]) => ids.map((i) => 'abcdefghij'[i]).join('');
 
 describe('the generation loop', () => {
-  it('stops at a stop token, which is left out, drawing on the GPU or (with cuts) on the CPU', async () => {
-    for (const sampling of [greedy, { ...greedy, temperature: 0.5, topK: 1 }]) {
+  it('stops at a stop token, which is left out, drawing on the GPU or (with a repetition penalty) on the CPU', async () => {
+    for (const sampling of [greedy, { ...greedy, temperature: 0.5, topK: 1, repetitionPenalty: 1.1 }]) {
       const g = await generate(scripted([1, 2, 9, 3]), [0, 4], { ...sampling, maxNewTokens: 10, stopIds: [9] });
       expect(g).toMatchObject({ ids: [1, 2], stoppedBy: 'stop-token', stopId: 9 });
     }

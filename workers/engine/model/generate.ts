@@ -1,5 +1,6 @@
 import { type SamplingSettings, sampleToken } from '../../../core/generation/sampling';
 import { mulberry32 } from '../../../core/random';
+import { TOP_K_MAX } from '../kernels/sample';
 import type { Decoder } from './decoder';
 
 export interface GenerateOptions extends SamplingSettings {
@@ -200,7 +201,7 @@ async function decodePipelined(decoder: Decoder, rows: Row[], options: SamplingS
       const row = rowAt(r);
       return draws(row, t) && options.temperature > 0 ? row.random() : 0;
     });
-    return decoder.drawStep(options.temperature, uniforms, forced, t === first ? tokensAt(t) : undefined);
+    return decoder.drawStep(options, uniforms, forced, t === first ? tokensAt(t) : undefined);
   };
   let pending = submit(first);
   for (let t = first; ; t++) {
@@ -212,7 +213,11 @@ async function decodePipelined(decoder: Decoder, rows: Row[], options: SamplingS
   }
 }
 
-/** Whether the settings draw on the GPU: no cuts and no repetition penalty (temperature only, or greedy). */
+/**
+ * Whether the settings draw on the GPU (kernels/sample.ts): no repetition penalty, and top-k within TOP_K_MAX, or
+ * none and no nucleus either; a nucleus alone can span the vocabulary, which the CPU ranks a prefix at a time.
+ */
 function drawsOnGpu(options: SamplingSettings): boolean {
-  return options.topK === 0 && options.topP >= 1 && options.repetitionPenalty === 1;
+  if (options.repetitionPenalty !== 1) return false;
+  return options.topK === 0 ? options.topP >= 1 : options.topK <= TOP_K_MAX;
 }
