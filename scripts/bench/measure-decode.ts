@@ -2,6 +2,7 @@ import { createStorageBuffer } from '../../workers/engine/gpu/buffers';
 import type { Op } from '../../workers/engine/gpu/ops';
 import { type KernelTime, profileOps } from '../../workers/engine/gpu/profile';
 import { Decoder } from '../../workers/engine/model/decoder';
+import { generate } from '../../workers/engine/model/generate';
 import type { EngineKernels } from '../../workers/engine/model/kernels';
 import type { GpuWeights } from '../../workers/engine/model/weights';
 import { timeOps } from './measure-matmul';
@@ -24,7 +25,8 @@ export interface DecodeResult {
 
 /**
  * Generation with the key-value cache over the base weights: a prompt from the peers' token stream fed token by
- * token, then `count` tokens decoded greedily, each with one readback of the logits (as the Compare step does).
+ * token, then `count` tokens decoded greedily as the Compare step decodes them (model/generate.ts: drawn on the GPU,
+ * each step submitted before the one before it is read back).
  */
 export async function measureDecode(
   device: GPUDevice,
@@ -35,14 +37,8 @@ export async function measureDecode(
 ): Promise<DecodeResult> {
   const prompt = peerTokens(weights.config.vocabSize, 1, promptLength).tokens[0];
   const decoder = new Decoder(device, kernels, weights, null, promptLength + count + 1);
-  let logits = await decoder.feed(prompt);
-  const started = performance.now();
-  for (let i = 0; i < count; i++) {
-    let best = 0;
-    for (let j = 1; j < logits.length; j++) if (logits[j] > logits[best]) best = j;
-    logits = await decoder.step(best);
-  }
-  const seconds = (performance.now() - started) / 1000;
+  const greedy = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0, stopIds: [] };
+  const { tokensPerSecond } = await generate(decoder, prompt, { ...greedy, maxNewTokens: count });
   const kernelTimes = profile ? await profileOps(device, decoder.ops) : [];
   const dispatchesPerToken = decoder.ops.filter((op) => op.kind === 'dispatch').length;
   decoder.destroy();
@@ -51,7 +47,7 @@ export async function measureDecode(
   const result = {
     promptTokens: promptLength,
     decodedTokens: count,
-    tokensPerSecond: count / seconds,
+    tokensPerSecond,
     bytesPerToken,
     copyBytesPerSecond,
     memoryBoundTokensPerSecond: copyBytesPerSecond / bytesPerToken,
