@@ -208,7 +208,12 @@ async function decodePipelined(decoder: Decoder, rows: Row[], options: SamplingS
     const next = t < last ? submit(t + 1) : null;
     const drawn = await pending;
     for (const [r, row] of rows.entries()) if (draws(row, t)) take(row, drawn[r]);
-    if (!next || rows.every((row) => row.end)) return;
+    if (!next) return;
+    if (rows.every((row) => row.end)) {
+      // The step in flight draws for ended rows only: nothing waits for it, not even its failure.
+      next.catch(() => {});
+      return;
+    }
     pending = next;
   }
 }
