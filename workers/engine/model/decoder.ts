@@ -123,16 +123,21 @@ export class Decoder {
 
   /** Runs a token per row at the next position, leaving their logits on the GPU. */
   advance(tokenIds: readonly number[]): void {
-    const c = this.w.config;
-    if (tokenIds.length !== this.rows) throw new Error(`${tokenIds.length} tokens for a decoder of ${this.rows} rows`);
-    for (const id of tokenIds) {
-      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
-        throw new Error(`token ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
-      }
-    }
+    this.checkTokens(tokenIds);
     this.device.queue.writeBuffer(this.ids, 0, Uint32Array.from(tokenIds));
     this.nextPosition();
     submitOps(this.device, this.ops);
+  }
+
+  /** A token per row, each inside the vocabulary (the embedding lookup would read past its table otherwise). */
+  private checkTokens(tokenIds: readonly number[]): void {
+    const V = this.w.config.vocabSize;
+    if (tokenIds.length !== this.rows) throw new Error(`${tokenIds.length} tokens for a decoder of ${this.rows} rows`);
+    for (const id of tokenIds) {
+      if (!Number.isInteger(id) || id < 0 || id >= V) {
+        throw new Error(`token ${id} is outside the vocabulary (0..${V - 1})`);
+      }
+    }
   }
 
   /** Writes the next position and its rotary angles for the step about to be submitted, and counts it. */
@@ -163,6 +168,9 @@ export class Decoder {
     if (uniforms.length !== this.rows || forced.length !== this.rows) {
       throw new Error(`draws for ${uniforms.length} and ${forced.length} rows in a decoder of ${this.rows}`);
     }
+    if (inputs) this.checkTokens(inputs);
+    // A forced token is fed next; -1 draws.
+    this.checkTokens(forced.map((id) => (id === -1 ? 0 : id)));
     const q = this.device.queue;
     if (inputs) q.writeBuffer(this.ids, 0, Uint32Array.from(inputs));
     const topK = Math.min(sampling.topK, this.w.config.vocabSize);
