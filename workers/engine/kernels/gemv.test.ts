@@ -47,7 +47,7 @@ describe('gemv (decoding one token)', () => {
       for (const lowRank of [undefined, low]) {
         const y = uploadBuffer(device, prior);
         const fused = lowRank && { ...lowRank, l: uploadBuffer(device, lowRank.l), r: uploadBuffer(device, lowRank.r) };
-        const got = await runAndRead(device, [k.op(bx, bw, y, shape, half, fused)], y);
+        const got = await runAndRead(device, [k.op(bx, bw, y, shape, { halfW: half, lowRank: fused })], y);
         const expected = Float64Array.from(prior);
         matmulCpu(x, w, expected, { M: 1, ...shape }, { transA: false, transB: true }, lowRank);
         expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
@@ -76,23 +76,48 @@ describe('gemv (decoding one token)', () => {
         uploadBuffer(device, half ? packHalves(w) : w),
         uploadBuffer(device, new Float32Array(3 * rows)),
       ];
-      const got = await runAndRead(device, [new GemvKernels(device, layout).op(bx, bw, y, shape, half)], y);
+      const got = await runAndRead(device, [new GemvKernels(device, layout).op(bx, bw, y, shape, { halfW: half })], y);
       const expected = offsets.flatMap((offset) => {
         const part = new Float64Array(rows);
         matmulCpu(x, w, part, { M: 1, N: rows, K, offsetB: offset }, { transA: false, transB: true });
         return [...part];
       });
       expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
-      expect(() => new GemvKernels(device, layout).op(bx, bw, y, { ...shape, N: 14 }, half)).toThrow(
+      expect(() => new GemvKernels(device, layout).op(bx, bw, y, { ...shape, N: 14 }, { halfW: half })).toThrow(
         "a gemv's 14 rows cannot be 3 segments of 5",
       );
+    });
+  }
+
+  for (const [layout, half, K] of [
+    ['cooperative', true, 130],
+    ['row', false, 37],
+    ['row', true, 40],
+  ] as const) {
+    it(`adds a bias to each output as it stores (Qwen2's q, k and v): ${layout}, K ${K}, ${half ? 'fp16' : 'fp32'}`, async () => {
+      const { device } = gpu();
+      const N = 13;
+      const shape = { N, K, offsetC: 1, alpha: 0.5, beta: 1 };
+      const x = randomUniform(K, 1);
+      const raw = randomUniform(N * K, 2);
+      const w = half ? Float32Array.from(roundToHalf(raw)) : raw;
+      const bias = randomUniform(N, 3);
+      const prior = randomUniform(1 + N, 4);
+      const expected = Float64Array.from(prior);
+      matmulCpu(x, w, expected, { M: 1, ...shape }, { transA: false, transB: true });
+      for (let n = 0; n < N; n++) expected[1 + n] += shape.alpha * bias[n];
+      const [bx, bw, bb, y] = [x, half ? packHalves(w) : w, bias, prior].map((a) => uploadBuffer(device, a));
+      const op = new GemvKernels(device, layout).op(bx, bw, y, shape, { halfW: half, bias: bb });
+      expect(maxRelativeError(await runAndRead(device, [op], y), expected)).toBeLessThan(1e-5);
     });
   }
 
   it('refuses fp16 pairs that straddle words', () => {
     const { device } = gpu();
     const b = uploadBuffer(device, new Float32Array(4));
-    expect(() => new GemvKernels(device).op(b, b, b, { N: 1, K: 3 }, true)).toThrow('fp16 gemv needs an even K');
+    expect(() => new GemvKernels(device).op(b, b, b, { N: 1, K: 3 }, { halfW: true })).toThrow(
+      'fp16 gemv needs an even K',
+    );
   });
 });
 
@@ -130,10 +155,17 @@ describe("gated gemv (SwiGLU's gate and up products and the gate in one dispatch
         const expected = swigluCpu(projected(w, 'w' in terms ? terms.w : undefined), projected(u, terms.u));
         const onGpu = (term?: typeof gate) => term && { ...term, l: bl, r: br };
         const y = uploadBuffer(device, new Float32Array(N).fill(Number.NaN));
-        const op = k.gatedOp(bx, bw, bu, y, { N, K }, half, {
-          w: onGpu('w' in terms ? terms.w : undefined),
-          u: onGpu(terms.u),
-        });
+        const op = k.gatedOp(
+          bx,
+          bw,
+          bu,
+          y,
+          { N, K },
+          {
+            halfW: half,
+            lowRank: { w: onGpu('w' in terms ? terms.w : undefined), u: onGpu(terms.u) },
+          },
+        );
         expect(maxRelativeError(await runAndRead(device, [op], y), expected)).toBeLessThan(1e-5);
       }
     });
@@ -181,9 +213,13 @@ describe('gemv through an RMSNorm of x (the norm before a projection, fused)', (
       };
       const y = uploadBuffer(device, new Float32Array(N));
       const term = { ...low, l: bl, r: br };
-      const plain = await runAndRead(device, [k.op(bx, bw, y, { N, K }, half, term, norm)], y);
+      const plain = await runAndRead(device, [k.op(bx, bw, y, { N, K }, { halfW: half, lowRank: term, norm })], y);
       expect(maxRelativeError(plain, projected(w, low))).toBeLessThan(1e-5);
-      const gated = await runAndRead(device, [k.gatedOp(bx, bw, bu, y, { N, K }, half, { u: term }, norm)], y);
+      const gated = await runAndRead(
+        device,
+        [k.gatedOp(bx, bw, bu, y, { N, K }, { halfW: half, lowRank: { u: term }, norm })],
+        y,
+      );
       expect(maxRelativeError(gated, swigluCpu(projected(w), projected(u, low)))).toBeLessThan(1e-5);
     });
   }

@@ -23,7 +23,8 @@ import type { RowLayout } from './wgsl';
  * segments, each from its own offset (`GemvShape.segments`): the q, k and v modules' LoRA A read as one product.
  * With `normed`, x is the residual stream and the product reads RMSNorm(x) ⊙ g (the layer's norm, eps from the
  * uniforms) instead: each invocation sums x² in the same pass that reads x for its dots, so the norm costs no
- * dispatch of its own and its output is never written.
+ * dispatch of its own and its output is never written. With a bias (Qwen2's q, k and v), each output adds its own:
+ * y = alpha (W x + its low-rank term + bias) + beta y.
  */
 const WG = 64;
 const ROWS = 4;
@@ -37,6 +38,7 @@ interface GemvVariant {
   lowRank: boolean;
   gated: boolean;
   normed: boolean;
+  biased: boolean;
 }
 
 /** The matrices a variant multiplies x by: W, and U when gated. */
@@ -44,7 +46,7 @@ const matricesOf = (v: GemvVariant) => (v.gated ? ['W', 'U'] : ['W']);
 
 /**
  * Every gemv kernel's parameters and bindings: x and the matrices read as scalars (fp16 pairs as u32), or as
- * vectors, and a norm's weight g where it is normed; `rowStart(n)`, where W's row n starts; `lowRank(n, t)`, output n's low-rank term t (0: W's, 1: U's; 0
+ * vectors, a norm's weight g where it is normed, the bias where it has one; `rowStart(n)`, where W's row n starts; `lowRank(n, t)`, output n's low-rank term t (0: W's, 1: U's; 0
  * without any); and `store(n, w, u)`, output n from its sums over W's row (and U's).
  */
 function bindings(v: GemvVariant, vectors: boolean): string {
@@ -54,6 +56,7 @@ function bindings(v: GemvVariant, vectors: boolean): string {
     ...matricesOf(v).map((name) => `var<storage, read> ${name}: array<${m}>`),
     'var<storage, read_write> y: array<f32>',
     ...(v.normed ? [`var<storage, read> g: array<${vectors ? 'vec4f' : 'f32'}>`] : []),
+    ...(v.biased ? ['var<storage, read> bias: array<f32>'] : []),
     ...(v.lowRank ? ['var<storage, read> L: array<f32>', 'var<storage, read> R: array<f32>'] : []),
   ];
   const lowRank = v.lowRank
@@ -72,7 +75,7 @@ function bindings(v: GemvVariant, vectors: boolean): string {
   y[p.offsetC + n] = g / (1.0 + exp(-g)) * (u + lowRank(n, 1u));
 }`
     : `fn store(n: u32, w: f32, u: f32) {
-  var value = p.alpha * (w + lowRank(n, 0u));
+  var value = p.alpha * (w + lowRank(n, 0u)${v.biased ? ' + bias[n]' : ''});
   if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
   y[p.offsetC + n] = value;
 }`;
@@ -291,6 +294,15 @@ export interface GemvNorm {
   eps: number;
 }
 
+/** What a gemv may do beside W x: read fp16 W, add a low-rank term and a bias, read x through a norm. */
+export interface GemvExtras {
+  halfW?: boolean;
+  lowRank?: LowRank;
+  norm?: GemvNorm;
+  /** [N], added to each output (fp32). */
+  bias?: GPUBuffer;
+}
+
 /** Every element offset W's rows start from: offsetB, then the later segments'. */
 const offsetsOf = (s: GemvShape) => [s.offsetB ?? 0, ...(s.segments?.offsets ?? [])];
 
@@ -314,10 +326,11 @@ export class GemvKernels {
     return s.K % perVector === 0 && offsetsOf(s).every((o) => o % perVector === 0) && (s.offsetA ?? 0) % 4 === 0;
   }
 
-  /** y ← alpha (W x [+ the low-rank term]) + beta y, x read through `norm` where given. */
-  op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, halfW = false, lowRank?: LowRank, norm?: GemvNorm): Op {
-    const v = { halfW, lowRank: Boolean(lowRank), gated: false, normed: Boolean(norm) };
-    return this.dispatch(v, [x, w, y], s, lowRank ? [lowRank] : [], norm);
+  /** y ← alpha (W x [+ the low-rank term] [+ bias]) + beta y, x read through `norm` where given. */
+  op(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, s: GemvShape, o: GemvExtras = {}): Op {
+    const { halfW = false, lowRank, norm, bias } = o;
+    const v = { halfW, lowRank: Boolean(lowRank), gated: false, normed: Boolean(norm), biased: Boolean(bias) };
+    return this.dispatch(v, [x, w, y], s, lowRank ? [lowRank] : [], norm, bias);
   }
 
   /**
@@ -331,9 +344,11 @@ export class GemvKernels {
     u: GPUBuffer,
     y: GPUBuffer,
     s: GemvShape,
-    halfW = false,
-    lowRank: { w?: LowRank; u?: LowRank } = {},
-    norm?: GemvNorm,
+    {
+      halfW = false,
+      lowRank = {},
+      norm,
+    }: Omit<GemvExtras, 'lowRank' | 'bias'> & { lowRank?: { w?: LowRank; u?: LowRank } } = {},
   ): Op {
     const terms = [lowRank.w, lowRank.u];
     const present = terms.filter((t): t is LowRank => t !== undefined);
@@ -342,11 +357,18 @@ export class GemvKernels {
     }
     // An absent term counts as rank 0 over the other's buffers.
     const none = present[0] && { ...present[0], rank: 0, offsetL: 0, offsetR: 0, scale: 0 };
-    const v = { halfW, lowRank: present.length > 0, gated: true, normed: Boolean(norm) };
+    const v = { halfW, lowRank: present.length > 0, gated: true, normed: Boolean(norm), biased: false };
     return this.dispatch(v, [x, w, u, y], s, none ? terms.map((t) => t ?? none) : [], norm);
   }
 
-  private dispatch(v: GemvVariant, buffers: GPUBuffer[], s: GemvShape, terms: LowRank[], norm?: GemvNorm): Op {
+  private dispatch(
+    v: GemvVariant,
+    buffers: GPUBuffer[],
+    s: GemvShape,
+    terms: LowRank[],
+    norm?: GemvNorm,
+    bias?: GPUBuffer,
+  ): Op {
     if (v.halfW && !GemvKernels.halfFits(s))
       throw new Error(`fp16 gemv needs an even K and offsets (K ${s.K}, offsets ${offsetsOf(s)})`);
     const segment = s.segments ?? { rows: s.N, offsets: [] };
@@ -365,7 +387,12 @@ export class GemvKernels {
       f32(t?.scale ?? 0),
     ];
     return this.kernel(family, v).op(
-      [...buffers, ...(norm ? [norm.weight] : []), ...(terms.length > 0 ? [terms[0].l, terms[0].r] : [])],
+      [
+        ...buffers,
+        ...(norm ? [norm.weight] : []),
+        ...(bias ? [bias] : []),
+        ...(terms.length > 0 ? [terms[0].l, terms[0].r] : []),
+      ],
       [
         ...[s.N, s.K, s.offsetA ?? 0, s.offsetB ?? 0, s.offsetC ?? 0].map(u32),
         f32(s.alpha ?? 1),
@@ -381,7 +408,7 @@ export class GemvKernels {
   }
 
   private kernel(family: 'cooperative' | 'row' | 'vector', v: GemvVariant): Kernel {
-    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.normed ? ' normed' : ''}`;
+    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.normed ? ' normed' : ''}${v.biased ? ' bias' : ''}`;
     let kernel = this.kernels.get(key);
     if (!kernel) {
       const shader = { cooperative: cooperativeShader, row: rowShader, vector: vectorRowShader }[family];

@@ -222,14 +222,16 @@ export class Decoder {
     weight: boolean,
     lowRank?: LowRank,
     norm?: GemvNorm,
+    bias?: GPUBuffer,
   ): Op[] {
     const half = weight && this.w.halfMatrices;
     if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
       if (norm) throw new Error('only a gemv reads its input through a norm');
       const product = { M: this.rows, ...shape };
-      return this.k.matmuls.productFor(false, true, product, half).ops(a, b, out, product, lowRank);
+      const ops = this.k.matmuls.productFor(false, true, product, half).ops(a, b, out, product, lowRank);
+      return bias ? [...ops, this.k.bias.addOp(bias, out, this.rows, shape.N)] : ops;
     }
-    return [this.k.gemv.op(a, b, out, shape, half, lowRank, norm)];
+    return [this.k.gemv.op(a, b, out, shape, { halfW: half, lowRank, norm, bias })];
   }
 
   /**
@@ -269,7 +271,7 @@ export class Decoder {
     if (this.rows === 1) {
       const segments = { rows: r, offsets: modules.slice(1).map((m) => m.offsetA) };
       const shape = { N: r * modules.length, K, offsetB: modules[0].offsetA, segments };
-      this.ops.push(this.k.gemv.op(x, params, xa, shape, false, undefined, norm));
+      this.ops.push(this.k.gemv.op(x, params, xa, shape, { norm }));
     } else {
       for (const [i, m] of modules.entries()) {
         this.ops.push(...this.mm(x, params, xa, { N: r, K, offsetB: m.offsetA, offsetC: i * slot }, false));
@@ -285,7 +287,7 @@ export class Decoder {
 
   /**
    * y [B, out] (= or +=) x [B, in] · W^T (+ bias) + the adapter's low-rank term (from loraInputs), x read through
-   * `norm` where given.
+   * `norm` where given; a gemv adds the bias as it stores, a matmul with a dispatch after.
    */
   private linear(
     layer: number,
@@ -299,9 +301,7 @@ export class Decoder {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
     const shape = { N: out, K: inDim, beta: accumulate ? 1 : 0 };
-    this.ops.push(...this.mm(x, lw.proj[projection], y, shape, true, lowRank, norm));
-    const bias = lw.bias[projection];
-    if (bias) this.ops.push(this.k.bias.addOp(bias, y, this.rows, out));
+    this.ops.push(...this.mm(x, lw.proj[projection], y, shape, true, lowRank, norm, lw.bias[projection]));
   }
 
   /**
@@ -325,7 +325,9 @@ export class Decoder {
       return;
     }
     const lowRank = { w: low.gate_proj, u: low.up_proj };
-    this.ops.push(this.k.gemv.gatedOp(x, lw.proj.gate_proj, lw.proj.up_proj, act, shape, half, lowRank, norm));
+    this.ops.push(
+      this.k.gemv.gatedOp(x, lw.proj.gate_proj, lw.proj.up_proj, act, shape, { halfW: half, lowRank, norm }),
+    );
   }
 
   private allocate() {
