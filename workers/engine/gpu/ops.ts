@@ -49,9 +49,17 @@ export function releaseOps(ops: readonly Op[]): void {
   for (const op of ops) if (op.kind === 'dispatch') op.uniforms?.destroy();
 }
 
-/** Submits ops as one command buffer. */
+/**
+ * Ops per command buffer: a training step records over a thousand dispatches, and the GPU can run the first
+ * command buffer while the CPU records (and the browser or Dawn translates) the next, rather than wait for all.
+ */
+const OPS_PER_SUBMIT = 256;
+
+/** Submits ops in order, as command buffers of at most OPS_PER_SUBMIT ops. */
 export function submitOps(device: GPUDevice, ops: readonly Op[]): void {
-  const encoder = device.createCommandEncoder();
-  encodeOps(encoder, ops);
-  device.queue.submit([encoder.finish()]);
+  for (let first = 0; first < Math.max(1, ops.length); first += OPS_PER_SUBMIT) {
+    const encoder = device.createCommandEncoder();
+    encodeOps(encoder, ops.slice(first, first + OPS_PER_SUBMIT));
+    device.queue.submit([encoder.finish()]);
+  }
 }
