@@ -1,4 +1,4 @@
-import { f32, Kernel, u32 } from '../gpu/kernel';
+import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import type { LowRank } from './matmul';
 import type { RowLayout } from './wgsl';
@@ -378,8 +378,6 @@ export class GemvKernels {
     // The row layout reads vectors where the shape allows (its vector variant), else scalars.
     const family = this.layout === 'row' ? (GemvKernels.vectorFits(s, v.halfW) ? 'vector' : 'row') : 'cooperative';
     const outputsPerGroup = family === 'vector' ? WG * VEC_ROWS : family === 'row' ? WG : ROWS;
-    const groups = Math.ceil(s.N / outputsPerGroup);
-    const gx = Math.min(groups, 65535);
     const term = (t: LowRank | undefined) => [
       u32(t?.rank ?? 0),
       u32(t?.offsetL ?? 0),
@@ -403,7 +401,7 @@ export class GemvKernels {
         ...[0, 1, 2, 3].map((i) => u32(segment.offsets[i] ?? 0)),
         ...[f32(norm?.eps ?? 0), u32(0), u32(0), u32(0)],
       ],
-      [gx, Math.ceil(groups / gx), 1],
+      grid1d(s.N, outputsPerGroup),
     );
   }
 

@@ -24,7 +24,7 @@ export const TOP_K_MAX = 64;
 export const DRAWS_HEADER = 4;
 
 const shader = /* wgsl */ `
-struct Params { V: u32, rows: u32, _p0: u32, _p1: u32 }
+struct Params { V: u32, _p0: u32, _p1: u32, _p2: u32 }
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> draws: array<f32>;
 @group(0) @binding(2) var<storage, read> forced: array<i32>;
@@ -245,7 +245,7 @@ export class SampleKernel {
    * [0, 1), and forced [rows] i32 each row's forced token or -1, written before each run (`drawsFor`).
    */
   op(logits: GPUBuffer, draws: GPUBuffer, forced: GPUBuffer, ids: GPUBuffer, s: { rows: number; V: number }): Op {
-    return this.kernel.op([logits, draws, forced, ids], [u32(s.V), u32(s.rows), u32(0), u32(0)], [s.rows, 1, 1]);
+    return this.kernel.op([logits, draws, forced, ids], [u32(s.V), u32(0), u32(0), u32(0)], [s.rows, 1, 1]);
   }
 }
 

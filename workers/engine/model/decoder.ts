@@ -1,6 +1,6 @@
 import { type Projection, projectionShape, shortDims } from '../../../core/model-config';
-import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
-import { encodeOps, type Op, releaseOps, submitOps } from '../gpu/ops';
+import { createStorageBuffer, readFloat32, readUint32 } from '../gpu/buffers';
+import { type Op, releaseOps, submitOps } from '../gpu/ops';
 import { GemvKernels, type GemvNorm, type GemvShape } from '../kernels/gemv';
 import type { LowRank } from '../kernels/matmul';
 import { DRAWS_HEADER, type DrawSettings, drawsFor } from '../kernels/sample';
@@ -156,8 +156,8 @@ export class Decoder {
    * One step that draws on the GPU (kernels/sample.ts: temperature, top-k up to TOP_K_MAX, top-p within it), for
    * decoding with no CPU between steps: runs the token ids as they stand (`inputs` first where given: the tokens a
    * run of draws starts from), then draws each row's next token into them, or takes the row's `forced` token (≥ 0:
-   * a prompt token still to feed). The ids come back
-   * through the promise while the next step may already run: submit it before awaiting this one.
+   * a prompt token still to feed). The ids come back through the promise while the next step may already run:
+   * submit it before awaiting this one.
    */
   drawStep(
     sampling: DrawSettings,
@@ -177,17 +177,9 @@ export class Decoder {
     q.writeBuffer(this.draws, 0, drawsFor({ ...sampling, topK }, uniforms));
     q.writeBuffer(this.forced, 0, Int32Array.from(forced));
     this.nextPosition();
-    const bytes = this.rows * 4;
-    const staging = this.device.createBuffer({ size: bytes, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
-    const encoder = this.device.createCommandEncoder();
-    encodeOps(encoder, [...this.ops, this.sampleOp]);
-    encoder.copyBufferToBuffer(this.ids, 0, staging, 0, bytes);
-    q.submit([encoder.finish()]);
-    return staging.mapAsync(GPUMapMode.READ).then(() => {
-      const ids = new Uint32Array(staging.getMappedRange().slice(0));
-      staging.destroy();
-      return ids;
-    });
+    submitOps(this.device, [...this.ops, this.sampleOp]);
+    // The readback's copy is queued now, before any later step rewrites the ids.
+    return readUint32(this.device, this.ids, this.rows * 4);
   }
 
   /** Resolves when the GPU has run every step submitted so far. */

@@ -191,16 +191,15 @@ async function decodePipelined(decoder: Decoder, rows: Row[], options: SamplingS
   const draws = (row: Row | undefined, t: number): row is Row =>
     row !== undefined && !row.end && t >= row.prompt.length - 1 && t < row.prompt.length - 1 + row.limit;
   const submit = (t: number) => {
-    const rowAt = (r: number): Row | undefined => rows[r];
-    const forced = tokensAt(t).map((_, r) => {
-      const row = rowAt(r);
-      if (row && t + 1 < row.prompt.length) return row.prompt[t + 1];
-      return draws(row, t) ? -1 : 0;
-    });
-    const uniforms = forced.map((_, r) => {
-      const row = rowAt(r);
-      return draws(row, t) && options.temperature > 0 ? row.random() : 0;
-    });
+    // Per decoder row: its next prompt token, else -1 to draw, else 0 (idle); and a uniform where it draws.
+    const forced: number[] = [];
+    const uniforms: number[] = [];
+    for (let r = 0; r < decoder.rows; r++) {
+      const row: Row | undefined = rows[r];
+      const prompted = row !== undefined && t + 1 < row.prompt.length;
+      forced.push(prompted ? row.prompt[t + 1] : draws(row, t) ? -1 : 0);
+      uniforms.push(draws(row, t) && options.temperature > 0 ? row.random() : 0);
+    }
     return decoder.drawStep(options, uniforms, forced, t === first ? tokensAt(t) : undefined);
   };
   let pending = submit(first);
