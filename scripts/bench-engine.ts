@@ -19,6 +19,7 @@
  *          --allocate-only (allocate the step for the configuration, e.g. --seq 512 --batch 4, and report its
  *          memory without running it) --gpu-kernels (GPUs' kernel choices whatever the adapter: on a software
  *          adapter, a check of the hardware path's losses at the real shapes, not of its speed)
+ *          --attention-tile N (attention in workgroup tiles of N rows, 8, 16 or 32, whatever the adapter)
  */
 import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
@@ -45,6 +46,7 @@ const { values: args } = parseArgs({
     'skip-step': { type: 'boolean', default: false },
     'allocate-only': { type: 'boolean', default: false },
     'gpu-kernels': { type: 'boolean', default: false },
+    'attention-tile': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -74,6 +76,7 @@ const options: BenchOptions = {
   decodePrompt: count('prompt', 1),
   allocateOnly: Boolean(args['allocate-only']),
   gpuKernels: Boolean(args['gpu-kernels']),
+  attentionTile: args['attention-tile'] === undefined ? undefined : count('attention-tile', 8),
 };
 
 async function benchInNode(): Promise<BenchResult> {

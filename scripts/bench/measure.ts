@@ -36,11 +36,13 @@ export interface BenchOptions {
   /** Allocate the training step for the configuration and report its memory, without running anything. */
   allocateOnly: boolean;
   /**
-   * Run GPUs' kernel choices (tiled matmuls tuned per product, cooperative rows, one attention row per invocation)
+   * Run GPUs' kernel choices (tiled matmuls tuned per product, cooperative rows, attention in workgroup tiles)
    * whatever the adapter: on a software adapter, a check that the hardware path computes the peers' losses at
    * the real shapes before a GPU is at hand (slow there; its speed says nothing).
    */
   gpuKernels: boolean;
+  /** Attention in workgroup tiles of this many rows, whatever the adapter (undefined: the adapter's choice). */
+  attentionTile?: number;
 }
 
 export interface BenchResult {
@@ -89,7 +91,9 @@ export async function runBench(
   const tune = (options.tune ?? !kind.isFallbackAdapter) && !options.allocateOnly;
 
   // The adapter's kernel choices, with the step's variant picked above; the bench tunes the step itself.
-  const kernels = new EngineKernels(device, { ...kernelChoicesFor(kind), matmul: stepTile, tune: null });
+  const choices = { ...kernelChoicesFor(kind), matmul: stepTile, tune: null };
+  if (options.attentionTile) choices.attention = { kind: 'tiles', tile: options.attentionTile };
+  const kernels = new EngineKernels(device, choices);
   const training = await trainingPhase(device, kernels, config, options, tune ? candidates : null, log);
   const decode =
     options.decode > 0 && !options.allocateOnly

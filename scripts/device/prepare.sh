@@ -2,7 +2,8 @@
 # Prepares `.device/` and `.gl/` (both git-ignored) for a run on a lent GPU machine, whose image has no Node:
 # the engine bench (its browser mode split into a chunk of its own, loaded only with --browser, since it needs
 # esbuild and Playwright) and the CLI bundled by esbuild, Node itself (xz), the webgpu package's Linux dawn.node,
-# the Vulkan loader's Debian packages, and the tiny test models for scripts/compare-with-transformers.py.
+# the Vulkan loader's and glvnd's Debian packages (the NVIDIA driver's Vulkan library, libGLX_nvidia, needs glvnd
+# where the image lacks it), and the tiny test models for scripts/compare-with-transformers.py.
 # Then run, with `.device` and `.gl` carried: bash scripts/device/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -18,6 +19,6 @@ if ! ls .gl/libvulkan1_*.deb >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   apt-get $o update -q >/dev/null
   # shellcheck disable=SC2086
-  (cd .gl && apt-get $o download libvulkan1 >/dev/null)
+  (cd .gl && apt-get $o download libvulkan1 libglvnd0 libgl1 libglx0 libegl1 libgles2 libopengl0 >/dev/null)
 fi
 du -sh .device .gl

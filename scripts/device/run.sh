@@ -13,16 +13,17 @@ python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.device/node.xz'),
 chmod +x /tmp/node
 cd .device
 /tmp/node hone.mjs gpu-info | head -12
-# Batch 1 with a per-kernel profile, batch 8 at both precisions, then decoding alone (fp16, a longer run, profiled;
-# then on Llama 3.2 1B's shape).
-for args in "--profile" "--batch 8" "--batch 8 --f16" "--f16 --skip-step --skip-matmul --decode 64 --prompt 16 --profile" \
-  "--shape llama-3.2-1b --f16 --skip-step --skip-matmul --decode 64 --prompt 16"; do
+/tmp/node hone.mjs gpu-info >/dev/null 2>&1 || { echo "no adapter: stopping"; exit 1; }
+# Batch 1 with a per-kernel profile, decoding alone (fp16, a longer run, profiled; then on Llama 3.2 1B's shape),
+# then batch 8: the most telling first, since a lent machine's time is short.
+for args in "--profile" "--f16 --skip-step --skip-matmul --decode 64 --prompt 16 --profile" \
+  "--shape llama-3.2-1b --f16 --skip-step --skip-matmul --decode 64 --prompt 16" "--batch 8"; do
   name=$(echo "bench$args" | tr -d ' -')
-  timeout 120 /tmp/node bench/bench-engine.mjs $args > "$OUT/$name.txt" 2>&1
+  timeout 90 /tmp/node bench/bench-engine.mjs $args > "$OUT/$name.txt" 2>&1
   echo "== bench $args"; grep -v '^{' "$OUT/$name.txt" | sed -n '/^| layers\|^| prompt/,/^| GPU memory/p' | grep -v '^$'
 done
 # Policy optimization on hone-tiny with the example rule: every completion of a micro-batch is decoded as a row.
-timeout 120 /tmp/node hone.mjs train --model ../public/models/hone-tiny --data ../public/examples/rl-prompts.jsonl \
+timeout 60 /tmp/node hone.mjs train --model ../public/models/hone-tiny --data ../public/examples/rl-prompts.jsonl \
   --method grpo --reward-js ../public/examples/rl-reward.js --out /tmp/grpo --max-steps 4 --validation 0 \
   --eval-every 0 --checkpoint-every 0 > "$OUT/grpo.txt" 2>&1
 echo "== grpo on hone-tiny, 4 steps"; tr '\r' '\n' < "$OUT/grpo.txt" | grep -E 'step 4/4|rror' | tail -2

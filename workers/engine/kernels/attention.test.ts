@@ -3,7 +3,7 @@ import { randomUniform } from '../../../core/random';
 import { finiteDifference, maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
-import { AttentionKernels, type AttentionShape } from './attention';
+import { AttentionKernels, type AttentionLayout, type AttentionShape } from './attention';
 import { type AttentionDims, attentionBackwardCpu, attentionForwardCpu } from './attention.cpu';
 
 const gpu = setupTestGpu();
@@ -41,24 +41,33 @@ describe('attention CPU twin', () => {
 });
 
 describe('attention kernels against the CPU twin', () => {
-  const cases: [string, AttentionShape, number][] = [
+  const rows = (block: number): AttentionLayout => ({ kind: 'rows', block });
+  const tiles = (tile: number): AttentionLayout => ({ kind: 'tiles', tile });
+  const cases: [string, AttentionShape, AttentionLayout][] = [
     // Rows read as vec4, three query heads per kv head, 37 positions leaving most of a workgroup idle.
-    ['grouped heads, vec4 rows', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12 }, 1],
+    ['grouped heads, vec4 rows', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12 }, rows(1)],
     // Four rows per invocation, the last block cut short.
-    ['grouped heads, blocks of 4', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12 }, 4],
+    ['grouped heads, blocks of 4', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12 }, rows(4)],
     // A head dimension that is no multiple of 4 (scalar rows), past one workgroup of positions.
-    ['scalar rows, two workgroups', { batch: 1, seq: 70, heads: 3, kvHeads: 3, headDim: 6 }, 1],
-    ['scalar rows, blocks of 3 over two workgroups', { batch: 1, seq: 200, heads: 2, kvHeads: 1, headDim: 6 }, 3],
-    ['one position', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, 1],
-    ['one position, blocks of 4', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, 4],
-    ['hone-tiny head size, blocks of 4', { batch: 1, seq: 20, heads: 3, kvHeads: 1, headDim: 32 }, 4],
+    ['scalar rows, two workgroups', { batch: 1, seq: 70, heads: 3, kvHeads: 3, headDim: 6 }, rows(1)],
+    ['scalar rows, blocks of 3 over two workgroups', { batch: 1, seq: 200, heads: 2, kvHeads: 1, headDim: 6 }, rows(3)],
+    ['one position', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, rows(1)],
+    ['one position, blocks of 4', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, rows(4)],
+    ['hone-tiny head size, blocks of 4', { batch: 1, seq: 20, heads: 3, kvHeads: 1, headDim: 32 }, rows(4)],
     // Block 4 asked, 2 compiled: the unrolled-code budget (64 / 4 = 16 vectors a row).
-    ['SmolLM2 head size', { batch: 1, seq: 20, heads: 3, kvHeads: 1, headDim: 64 }, 4],
+    ['SmolLM2 head size', { batch: 1, seq: 20, heads: 3, kvHeads: 1, headDim: 64 }, rows(4)],
+    // Tiles of 8 rows (8 lanes a row): 37 positions end mid-tile, 3 vectors a row leave lanes without a slice.
+    ['tiles of 8, grouped heads', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12 }, tiles(8)],
+    // Tiles of 16 rows (4 lanes a row, 4 scores each); scalar rows of 6, lanes owning 2 or 1 of them.
+    ['tiles of 16, scalar rows', { batch: 1, seq: 70, heads: 3, kvHeads: 3, headDim: 6 }, tiles(16)],
+    ['tiles, one position', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, tiles(8)],
+    // Vectors a row a multiple of the lanes (no guard), several tiles.
+    ['tiles of 8, SmolLM2 head size', { batch: 1, seq: 29, heads: 3, kvHeads: 1, headDim: 64 }, tiles(8)],
   ];
-  for (const [name, s, block] of cases) {
+  for (const [name, s, layout] of cases) {
     it(name, async () => {
       const { device } = gpu();
-      const kernels = new AttentionKernels(device, block);
+      const kernels = new AttentionKernels(device, layout);
       const N = s.batch * s.seq;
       const [nq, nk, nStats] = [N * s.heads * s.headDim, N * s.kvHeads * s.headDim, s.batch * s.heads * s.seq];
       // Wide score ranges make the running maximum move often, which the online softmax must rescale through.

@@ -14,10 +14,14 @@ import type { Op } from '../gpu/ops';
  *           dq_i = scale Σ_j ds_ij k_j  (one invocation per query row, which also writes delta_i),
  *           dk_j = scale Σ_{h in g, i >= j} ds_ij q_i,  dv_j = Σ_{h in g, i >= j} p_ij dout_i  (one invocation per
  *           key row, summing over its group's query heads, so nothing is accumulated across invocations).
- * An invocation walks `block` consecutive rows alone (one on GPUs; several on CPU adapters, so each key or query
- * it reads serves them all), and a workgroup 64 invocations' rows of one head, so on GPUs its invocations read the
- * same key or query at once. Rows are read as vec4 when headDim allows it, and headDim is compiled into the kernel
- * so each invocation holds its rows' vectors in registers.
+ * Two layouts (`AttentionLayout`), the kernels' arithmetic the same in both:
+ * - rows (CPU adapters): an invocation walks `block` consecutive rows alone, so each key or query it reads serves
+ *   them all, with no barriers; a workgroup holds 64 invocations' rows of one head.
+ * - tiles (GPUs, where one invocation per row leaves most of the chip idle and each walks the whole sequence):
+ *   a workgroup takes a tile of `tile` rows of one head and walks the other side a tile at a time. Its 64
+ *   invocations first compute the tile pair's scores (each a few (row, column) dot products), share them through
+ *   workgroup memory, then each of a row's 64 / tile lanes sums its own slice of the row's vectors.
+ * Rows are read as vec4 when headDim allows it, and headDim is compiled into the kernels.
  */
 
 export interface AttentionShape {
@@ -29,6 +33,9 @@ export interface AttentionShape {
 }
 
 const WG = 64;
+
+/** Rows per invocation (`block`, see `KernelChoices`), or rows per workgroup tile (`tile`: 8 or 16). */
+export type AttentionLayout = { kind: 'rows'; block: number } | { kind: 'tiles'; tile: number };
 
 /** The vector type rows are read as, its width, and a dot product of two of them. */
 export function vectorOf(headDim: number) {
@@ -254,6 +261,250 @@ ${u.perVector((x) => `    dk[k${r}at + ${x}u] = ak${r}_${x} * p.scale;\n    dv[k
 }
 
 /**
+ * What the tiled kernels share. A workgroup's invocation `lid` works for the tile's row `lid / L` as lane
+ * `lid % L`: it computes the scores of columns `lane + L e` (e < E) of that row, and owns the row's vectors
+ * `lane + L m` (m < M) when summing.
+ */
+class Tiling {
+  readonly lanes: number;
+  /** Scores per invocation per tile pair. */
+  readonly entries: number[];
+  /** The row's vectors each lane owns. */
+  readonly slices: number[];
+
+  constructor(
+    readonly u: Unrolled,
+    readonly tile: number,
+  ) {
+    if (![8, 16, 32].includes(tile)) throw new Error(`attention tiles are 8, 16 or 32 rows, not ${tile}`);
+    this.lanes = WG / tile;
+    this.entries = Array.from({ length: tile / this.lanes }, (_, e) => e);
+    this.slices = Array.from({ length: Math.ceil(u.xs.length / this.lanes) }, (_, m) => m);
+  }
+
+  /** Constants and the invocation's place; `shared` names the workgroup arrays of tile × tile floats. */
+  prelude(shared: string[]): string {
+    return `${shared.map((name) => `var<workgroup> ${name}: array<f32, ${this.tile * this.tile}>;`).join('\n')}
+const R = ${this.tile}u; // rows of a tile
+const L = ${this.lanes}u; // lanes per row`;
+  }
+
+  /** One statement per score the invocation computes (`c`: the column's WGSL expression). */
+  perEntry(statement: (e: number, c: string) => string): string {
+    return this.entries.map((e) => statement(e, `(lane + ${this.lanes * e}u)`)).join('\n');
+  }
+
+  /**
+   * One statement per vector the lane owns, guarded where the lanes do not divide the row (declarations, which
+   * a guard's block would hide, unguarded: a lane without its last vector sums and stores nothing there).
+   */
+  perSlice(statement: (m: number, x: string) => string, guarded = true): string {
+    const even = this.u.xs.length % this.lanes === 0;
+    return this.slices
+      .map((m) => {
+        const x = `lane + ${this.lanes * m}u`;
+        return even || !guarded ? statement(m, x) : `if (${x} < HDV) {\n${statement(m, x)}\n}`;
+      })
+      .join('\n');
+  }
+
+  /** One statement per column c of the tile, 0..tile-1. */
+  perColumn(statement: (c: number) => string): string {
+    return Array.from({ length: this.tile }, (_, c) => statement(c)).join('\n');
+  }
+
+  /** Σ over the row's vectors of vdot(a[aAt + x], b[bAt + x]). */
+  dot(a: string, aAt: string, b: string, bAt: string): string {
+    return this.u.dot(
+      (x) => `${a}[${aAt} + ${x}u]`,
+      (x) => `${b}[${bAt} + ${x}u]`,
+    );
+  }
+}
+
+function tiledForwardShader(t: Tiling): string {
+  return /* wgsl */ `
+${common(t.u)}
+${t.prelude(['S'])}
+@group(0) @binding(0) var<storage, read> q: array<V>;
+@group(0) @binding(1) var<storage, read> k: array<V>;
+@group(0) @binding(2) var<storage, read> v: array<V>;
+@group(0) @binding(3) var<storage, read_write> out: array<V>;
+@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
+@group(0) @binding(5) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let qt = wid.x; // the query tile
+  let bh = wid.y; // b * heads + h
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let g = h / (p.heads / p.kvHeads);
+  let r = lid / L;
+  let lane = lid % L;
+  // Rows past the end compute on the last row's data (so every lane reaches the barriers) and write nothing.
+  let i = min(qt * R + r, p.seq - 1u);
+  let qi = rowAt(b, i, p.heads, h);
+  var m = -3.0e38;
+  var t = 0.0;
+${t.perSlice((m) => `  var a${m} = V(0.0);`, false)}
+  for (var kt = 0u; kt <= qt; kt++) {
+    let jStart = kt * R;
+${t.perEntry(
+  (e, c) => `    let j${e} = jStart + ${c};
+    let k${e} = rowAt(b, min(j${e}, p.seq - 1u), p.kvHeads, g);
+    S[r * R + ${c}] = select(-3.0e38, (${t.dot('q', 'qi', 'k', `k${e}`)}) * p.scale, j${e} <= i);`,
+)}
+    workgroupBarrier();
+    // The row's running maximum over this tile, the rescale of the sums so far, and the tile's probabilities.
+    var mNew = m;
+${t.perColumn((c) => `    let s${c} = S[r * R + ${c}u];\n    mNew = max(mNew, s${c});`)}
+    let corr = exp(m - mNew);
+    m = mNew;
+${t.perColumn((c) => `    let e${c} = exp(s${c} - m);\n    let v${c} = rowAt(b, min(jStart + ${c}u, p.seq - 1u), p.kvHeads, g);`)}
+    t = t * corr + ${t
+      .perColumn((c) => `e${c}`)
+      .split('\n')
+      .join(' + ')};
+${t.perSlice(
+  (m, x) =>
+    `    a${m} = a${m} * corr + ${t
+      .perColumn((c) => `e${c} * v[v${c} + ${x}]`)
+      .split('\n')
+      .join(' + ')};`,
+)}
+    workgroupBarrier();
+  }
+  if (qt * R + r < p.seq) {
+${t.perSlice((m, x) => `    out[qi + ${x}] = a${m} / t;`)}
+    if (lane == 0u) { lse[bh * p.seq + i] = m + log(t); }
+  }
+}
+`;
+}
+
+function tiledQueryGradShader(t: Tiling): string {
+  return /* wgsl */ `
+${common(t.u)}
+${t.prelude(['DS'])}
+@group(0) @binding(0) var<storage, read> q: array<V>;
+@group(0) @binding(1) var<storage, read> k: array<V>;
+@group(0) @binding(2) var<storage, read> v: array<V>;
+@group(0) @binding(3) var<storage, read> out: array<V>;
+@group(0) @binding(4) var<storage, read> dout: array<V>;
+@group(0) @binding(5) var<storage, read> lse: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dq: array<V>;
+@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let qt = wid.x;
+  let bh = wid.y;
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let g = h / (p.heads / p.kvHeads);
+  let r = lid / L;
+  let lane = lid % L;
+  let i = min(qt * R + r, p.seq - 1u);
+  let qi = rowAt(b, i, p.heads, h);
+  let li = lse[bh * p.seq + i];
+  // delta_i = dout_i · out_i, which each lane of the row computes whole.
+  let di = ${t.dot('dout', 'qi', 'out', 'qi')};
+${t.perSlice((m) => `  var a${m} = V(0.0);`, false)}
+  for (var kt = 0u; kt <= qt; kt++) {
+    let jStart = kt * R;
+${t.perEntry(
+  (e, c) => `    let j${e} = jStart + ${c};
+    let k${e} = rowAt(b, min(j${e}, p.seq - 1u), p.kvHeads, g);
+    let s${e} = (${t.dot('q', 'qi', 'k', `k${e}`)}) * p.scale;
+    let dp${e} = ${t.dot('dout', 'qi', 'v', `k${e}`)};
+    DS[r * R + ${c}] = select(0.0, exp(s${e} - li) * (dp${e} - di), j${e} <= i);`,
+)}
+    workgroupBarrier();
+${t.perColumn((c) => `    let ds${c} = DS[r * R + ${c}u];\n    let k${c}at = rowAt(b, min(jStart + ${c}u, p.seq - 1u), p.kvHeads, g);`)}
+${t.perSlice(
+  (m, x) =>
+    `    a${m} += ${t
+      .perColumn((c) => `ds${c} * k[k${c}at + ${x}]`)
+      .split('\n')
+      .join(' + ')};`,
+)}
+    workgroupBarrier();
+  }
+  if (qt * R + r < p.seq) {
+${t.perSlice((m, x) => `    dq[qi + ${x}] = a${m} * p.scale;`)}
+    if (lane == 0u) { delta[bh * p.seq + i] = di; }
+  }
+}
+`;
+}
+
+function tiledKeyValueGradShader(t: Tiling): string {
+  return /* wgsl */ `
+${common(t.u)}
+${t.prelude(['P', 'DS'])}
+@group(0) @binding(0) var<storage, read> q: array<V>;
+@group(0) @binding(1) var<storage, read> k: array<V>;
+@group(0) @binding(2) var<storage, read> v: array<V>;
+@group(0) @binding(3) var<storage, read> dout: array<V>;
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dk: array<V>;
+@group(0) @binding(7) var<storage, read_write> dv: array<V>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let kt = wid.x; // the key tile
+  let bg = wid.y; // b * kvHeads + g
+  let b = bg / p.kvHeads;
+  let g = bg % p.kvHeads;
+  let group = p.heads / p.kvHeads;
+  let tiles = (p.seq + R - 1u) / R;
+  // Here the tile's rows are keys, and the columns the queries of one head's query tile.
+  let c = lid / L;
+  let lane = lid % L;
+  let j = min(kt * R + c, p.seq - 1u);
+  let kj = rowAt(b, j, p.kvHeads, g);
+${t.perSlice((m) => `  var ak${m} = V(0.0);\n  var av${m} = V(0.0);`, false)}
+  for (var h = g * group; h < (g + 1u) * group; h++) {
+    let stats = (b * p.heads + h) * p.seq;
+    for (var qt = kt; qt < tiles; qt++) {
+      let iStart = qt * R;
+${t.perEntry(
+  (e, col) => `      let i${e} = iStart + ${col};
+      let iC${e} = min(i${e}, p.seq - 1u);
+      let q${e} = rowAt(b, iC${e}, p.heads, h);
+      let s${e} = (${t.dot('k', 'kj', 'q', `q${e}`)}) * p.scale;
+      let dp${e} = ${t.dot('v', 'kj', 'dout', `q${e}`)};
+      let p${e} = select(0.0, exp(s${e} - lse[stats + iC${e}]), j <= i${e} && i${e} < p.seq);
+      P[c * R + ${col}] = p${e};
+      DS[c * R + ${col}] = p${e} * (dp${e} - delta[stats + iC${e}]);`,
+)}
+      workgroupBarrier();
+${t.perColumn((col) => `      let p${col}c = P[c * R + ${col}u];\n      let ds${col} = DS[c * R + ${col}u];\n      let q${col}at = rowAt(b, min(iStart + ${col}u, p.seq - 1u), p.heads, h);`)}
+${t.perSlice(
+  (m, x) => `      av${m} += ${t
+    .perColumn((col) => `p${col}c * dout[q${col}at + ${x}]`)
+    .split('\n')
+    .join(' + ')};
+      ak${m} += ${t
+        .perColumn((col) => `ds${col} * q[q${col}at + ${x}]`)
+        .split('\n')
+        .join(' + ')};`,
+)}
+      workgroupBarrier();
+    }
+  }
+  if (kt * R + c < p.seq) {
+${t.perSlice((m, x) => `    dk[kj + ${x}] = ak${m} * p.scale;\n    dv[kj + ${x}] = av${m};`)}
+  }
+}
+`;
+}
+
+/**
  * Most vectors of one row set an invocation holds unrolled (rows per invocation × vectors per row): compiling
  * grows faster than the code, and SwiftShader took 4.9 s for head size 64 at 4 rows, 24 s for 128 at 4 rows,
  * against 1.9 s and 2.6 s within this budget. Rows per invocation come down to fit it.
@@ -261,8 +512,8 @@ ${u.perVector((x) => `    dk[k${r}at + ${x}u] = ak${r}_${x} * p.scale;\n    dv[k
 const UNROLLED_VECTORS = 32;
 
 interface HeadDimKernels {
-  /** Rows per invocation for this head size. */
-  block: number;
+  /** Positions of the sequence each workgroup covers. */
+  rowsPerGroup: number;
   forward: Kernel;
   queryGrad: Kernel;
   keyValueGrad: Kernel;
@@ -272,16 +523,16 @@ export class AttentionKernels {
   /** Compiled per head dimension, which sizes each invocation's registers. */
   private readonly byHeadDim = new Map<number, HeadDimKernels>();
 
-  /** `block`: the most consecutive rows per invocation (KernelChoices.attentionBlock). */
+  /** `layout`: KernelChoices.attention. */
   constructor(
     private readonly device: GPUDevice,
-    private readonly block = 1,
+    private readonly layout: AttentionLayout = { kind: 'tiles', tile: 16 },
   ) {}
 
   /** out, lse ← attention(q, k, v). */
   forwardOp(q: GPUBuffer, k: GPUBuffer, v: GPUBuffer, out: GPUBuffer, lse: GPUBuffer, s: AttentionShape): Op {
     const kernels = this.kernels(s.headDim);
-    const grid: [number, number, number] = [seqGroups(s.seq, kernels.block), s.batch * s.heads, 1];
+    const grid: [number, number, number] = [Math.ceil(s.seq / kernels.rowsPerGroup), s.batch * s.heads, 1];
     return kernels.forward.op([q, k, v, out, lse], uniforms(s), grid);
   }
 
@@ -295,7 +546,7 @@ export class AttentionKernels {
     s: AttentionShape,
   ): Op[] {
     const kernels = this.kernels(s.headDim);
-    const groups = seqGroups(s.seq, kernels.block);
+    const groups = Math.ceil(s.seq / kernels.rowsPerGroup);
     return [
       kernels.queryGrad.op([q, k, v, out, dout, lse, dq, delta], uniforms(s), [groups, s.batch * s.heads, 1]),
       kernels.keyValueGrad.op([q, k, v, dout, lse, delta, dk, dv], uniforms(s), [groups, s.batch * s.kvHeads, 1]),
@@ -305,24 +556,34 @@ export class AttentionKernels {
   private kernels(headDim: number): HeadDimKernels {
     let kernels = this.byHeadDim.get(headDim);
     if (!kernels) {
-      const vectors = headDim / vectorOf(headDim).width;
-      const block = Math.max(1, Math.min(this.block, Math.floor(UNROLLED_VECTORS / vectors)));
-      const u = new Unrolled(headDim, block);
-      kernels = {
-        block,
-        forward: new Kernel(this.device, forwardShader(u), 'attention_forward'),
-        queryGrad: new Kernel(this.device, queryGradShader(u), 'attention_backward_queries'),
-        keyValueGrad: new Kernel(this.device, keyValueGradShader(u), 'attention_backward_keys_values'),
-      };
+      kernels = this.layout.kind === 'tiles' ? this.tiled(headDim, this.layout.tile) : this.rows(headDim);
       this.byHeadDim.set(headDim, kernels);
     }
     return kernels;
   }
-}
 
-/** Workgroups along the sequence: WG invocations of `block` rows each. */
-function seqGroups(seq: number, block: number): number {
-  return Math.ceil(seq / (WG * block));
+  private rows(headDim: number): HeadDimKernels {
+    const vectors = headDim / vectorOf(headDim).width;
+    const asked = this.layout.kind === 'rows' ? this.layout.block : 1;
+    const block = Math.max(1, Math.min(asked, Math.floor(UNROLLED_VECTORS / vectors)));
+    const u = new Unrolled(headDim, block);
+    return {
+      rowsPerGroup: WG * block,
+      forward: new Kernel(this.device, forwardShader(u), 'attention_forward'),
+      queryGrad: new Kernel(this.device, queryGradShader(u), 'attention_backward_queries'),
+      keyValueGrad: new Kernel(this.device, keyValueGradShader(u), 'attention_backward_keys_values'),
+    };
+  }
+
+  private tiled(headDim: number, tile: number): HeadDimKernels {
+    const t = new Tiling(new Unrolled(headDim, 1), tile);
+    return {
+      rowsPerGroup: tile,
+      forward: new Kernel(this.device, tiledForwardShader(t), 'attention_forward_tiled'),
+      queryGrad: new Kernel(this.device, tiledQueryGradShader(t), 'attention_backward_queries_tiled'),
+      keyValueGrad: new Kernel(this.device, tiledKeyValueGradShader(t), 'attention_backward_keys_values_tiled'),
+    };
+  }
 }
 
 function uniforms(s: AttentionShape): UniformValue[] {

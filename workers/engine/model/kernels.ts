@@ -1,5 +1,5 @@
 import { AdamWKernels } from '../kernels/adamw';
-import { AttentionKernels } from '../kernels/attention';
+import { AttentionKernels, type AttentionLayout } from '../kernels/attention';
 import { BiasKernels } from '../kernels/bias';
 import { CrossEntropyKernels } from '../kernels/cross-entropy';
 import { DecodeAttentionKernels } from '../kernels/decode-attention';
@@ -28,10 +28,10 @@ export interface KernelChoices {
   tune: MatmulTile[] | null;
   rows: RowLayout;
   /**
-   * Query (or key) rows each attention invocation works through at once: each key (or query) it reads then serves
-   * that many rows, which pays on CPU adapters; on GPUs more rows per invocation would spill registers.
+   * CPU adapters: an invocation per block of query (or key) rows, so each key (or query) it reads serves them all.
+   * GPUs: a workgroup per tile of rows, so short sequences still fill the chip.
    */
-  attentionBlock: number;
+  attention: AttentionLayout;
   /**
    * Hold frozen matrices at fp16 where a run allows it (LoRA training, generation): half the memory, and less to
    * read on GPUs. CPU adapters keep fp32: unpacking halves made a SwiftShader step take twice as long.
@@ -43,14 +43,14 @@ export const CPU_KERNELS: KernelChoices = {
   matmul: CPU_MATMUL_TILE,
   tune: null,
   rows: 'row',
-  attentionBlock: 4,
+  attention: { kind: 'rows', block: 4 },
   halfWeights: false,
 };
 export const GPU_KERNELS: KernelChoices = {
   matmul: GPU_MATMUL_CANDIDATES[0],
   tune: GPU_MATMUL_CANDIDATES,
   rows: 'cooperative',
-  attentionBlock: 1,
+  attention: { kind: 'tiles', tile: 16 },
   halfWeights: true,
 };
 
@@ -93,7 +93,7 @@ export class EngineKernels {
     this.matmuls = new MatmulTuner(device, choices.matmul);
     this.rmsnorm = new RmsNormKernels(device, choices.rows);
     this.rope = new RopeKernels(device);
-    this.attention = new AttentionKernels(device, choices.attentionBlock);
+    this.attention = new AttentionKernels(device, choices.attention);
     this.swiglu = new SwiGluKernels(device);
     this.bias = new BiasKernels(device);
     this.embedding = new EmbeddingKernels(device);
