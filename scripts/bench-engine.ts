@@ -20,6 +20,7 @@
  *          memory without running it) --gpu-kernels (GPUs' kernel choices whatever the adapter: on a software
  *          adapter, a check of the hardware path's losses at the real shapes, not of its speed)
  *          --attention-tile N (attention in workgroup tiles of N rows, 8, 16 or 32, whatever the adapter)
+ *          --grouped-k-slices N (invocations per block of LoRA's grouped weight gradients: 1, 2, 4 or 8)
  */
 import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
@@ -47,6 +48,7 @@ const { values: args } = parseArgs({
     'allocate-only': { type: 'boolean', default: false },
     'gpu-kernels': { type: 'boolean', default: false },
     'attention-tile': { type: 'string' },
+    'grouped-k-slices': { type: 'string' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -77,6 +79,7 @@ const options: BenchOptions = {
   allocateOnly: Boolean(args['allocate-only']),
   gpuKernels: Boolean(args['gpu-kernels']),
   attentionTile: args['attention-tile'] === undefined ? undefined : count('attention-tile', 8),
+  groupedKSlices: args['grouped-k-slices'] === undefined ? undefined : count('grouped-k-slices', 1),
 };
 
 async function benchInNode(): Promise<BenchResult> {

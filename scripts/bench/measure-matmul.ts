@@ -23,7 +23,7 @@ export function matmulCandidates(fallbackAdapter: boolean): MatmulTile[] {
 }
 
 export const tileName = (t: MatmulTile) =>
-  `${t.tiled ? 'tiled' : 'registers'} ${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}${t.vectorK ? ', K in vectors' : ''}${t.splitK ? ` split-K ${t.splitK}` : ''}`;
+  `${t.tiled ? 'tiled' : 'registers'} ${t.tileM}x${t.tileN}/${t.workgroupX}x${t.workgroupY}${t.vectorK ? ', K in vectors' : ''}${t.kSlices ? ` in ${t.kSlices} K slices` : ''}${t.splitK ? ` split-K ${t.splitK}` : ''}`;
 
 export interface MatmulRow {
   shape: string;

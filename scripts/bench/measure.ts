@@ -43,6 +43,8 @@ export interface BenchOptions {
   gpuKernels: boolean;
   /** Attention in workgroup tiles of this many rows, whatever the adapter (undefined: the adapter's choice). */
   attentionTile?: number;
+  /** KernelChoices.groupedKSlices, whatever the adapter (undefined: the adapter's choice). */
+  groupedKSlices?: number;
 }
 
 export interface BenchResult {
@@ -93,6 +95,7 @@ export async function runBench(
   // The adapter's kernel choices, with the step's variant picked above; the bench tunes the step itself.
   const choices = { ...kernelChoicesFor(kind), matmul: stepTile, tune: null };
   if (options.attentionTile) choices.attention = { kind: 'tiles', tile: options.attentionTile };
+  if (options.groupedKSlices) choices.groupedKSlices = options.groupedKSlices;
   const kernels = new EngineKernels(device, choices);
   const training = await trainingPhase(device, kernels, config, options, tune ? candidates : null, log);
   const decode =

@@ -10,8 +10,8 @@ function run(over: { firstLoss?: number; seconds?: number; seq?: number; batch?:
   return {
     environment: 'test',
     adapter: {
-      vendor: 'v',
-      architecture: 'a',
+      vendor: 'google',
+      architecture: 'swiftshader',
       device: '',
       description: '',
       isFallbackAdapter: true,
@@ -88,5 +88,15 @@ describe('the bench report', () => {
     expect(memory(1.2e9)?.met).toBe(true);
     expect(memory(1.6e9)?.met).toBe(false);
     expect(targets(run({})).some((x) => x.target.includes('1.5 GB'))).toBe(false);
+  });
+
+  it('compares with the peers only on their adapter (SwiftShader); decoding and memory on any', () => {
+    const gpu = run({ seq: 512, batch: 4 });
+    gpu.adapter = { ...gpu.adapter, vendor: 'nvidia', architecture: '', isFallbackAdapter: false };
+    gpu.decode = { tokensPerSecond: 60, memoryBoundTokensPerSecond: 100 } as BenchResult['decode'];
+    expect(targets(gpu).map((x) => x.target)).toEqual([
+      'decode vs memory-bound limit',
+      'peak GPU memory under 1.5 GB at seq 512, batch 4',
+    ]);
   });
 });

@@ -49,17 +49,20 @@ async function check(sources: Float32Array[], cases: Case[], cLength: number) {
     shape: x.shape,
     mask: x.mask && { ...x.mask, state, p: P },
   }));
-  // GPUs' block and CPU adapters', and one of odd rows.
+  // GPUs' block (its K in 4 slices) and CPU adapters', and one of odd rows (its K in 8 slices, more than some
+  // products' K).
   const counts = new Set<number>();
-  for (const block of [
-    { rows: 4, cols: 4 },
-    { rows: 8, cols: 8 },
-    { rows: 3, cols: 4 },
-  ]) {
+  for (const [block, slices] of [
+    [{ rows: 4, cols: 4 }, 4],
+    [{ rows: 8, cols: 8 }, 1],
+    [{ rows: 3, cols: 4 }, 8],
+  ] as const) {
     const bc = uploadBuffer(device, c);
-    const ops = new GroupedMatmul(device, block).ops(products, bc);
+    const ops = new GroupedMatmul(device, block, slices).ops(products, bc);
     const got = await runAndRead(device, ops, bc);
-    expect(maxRelativeError(got, expected), `block ${block.rows} x ${block.cols}`).toBeLessThan(1e-5);
+    expect(maxRelativeError(got, expected), `block ${block.rows} x ${block.cols}, ${slices} K slices`).toBeLessThan(
+      1e-5,
+    );
     counts.add(ops.length);
   }
   expect(counts.size).toBe(1);

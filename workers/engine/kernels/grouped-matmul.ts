@@ -11,10 +11,12 @@ import { type MatmulShape, type OperandMask, resolveMatmulShape } from './matmul
  * workgroups' work over K = tokens, which on a GPU cost a dispatch (and a barrier) apiece, more than their
  * arithmetic. Grouped, a layer's seven modules take a few dispatches instead of fourteen.
  *
- * Each invocation owns a block of one product's C (`GroupedBlock`) and walks K alone from storage, as matmul.ts's
- * register kernels do (no workgroup memory, so no barriers on software adapters); every product starts on a fresh
- * workgroup, so a workgroup's invocations run one product's code. Products are meant to be short along K; a long-K
- * product with few outputs belongs to the tuned matmuls (split-K).
+ * Each invocation owns a block of one product's C (`GroupedBlock`) and walks K from storage, as matmul.ts's
+ * register kernels do; every product starts on a fresh workgroup, so a workgroup's invocations run one product's
+ * code. With `kSlices` above 1 (GPUs), that many invocations share each block, each walking every kSlices-th step
+ * of K, and add their sums through workgroup memory: a walk of K = tokens one step at a time, each step waiting on
+ * its loads, is what such a product's time is on a GPU. CPU adapters walk K alone (no barriers). Products are
+ * meant to be short along K; a long-K product with few outputs belongs to the tuned matmuls (split-K).
  * CPU twin: matmul.cpu.ts's `matmulCpu`, product by product (the operand masked through `throughMaskCpu`).
  */
 const WG = 64;
@@ -48,7 +50,7 @@ interface ProductForm {
  * The group's shader: one function per product with its operands, transposes and mask written in, so the K loop
  * does not choose a buffer per load (a software adapter runs every case of such a choice for each load, masked).
  */
-function shader(forms: readonly ProductForm[], sources: number, block: GroupedBlock): string {
+function shader(forms: readonly ProductForm[], sources: number, block: GroupedBlock, slices: number): string {
   const masked = forms.some((f) => f.mask);
   const rows = Array.from({ length: block.rows }, (_, i) => i);
   const cols = Array.from({ length: block.cols }, (_, j) => j);
@@ -64,26 +66,43 @@ function shader(forms: readonly ProductForm[], sources: number, block: GroupedBl
         : `${source}[${offset} + ${index}]`;
     };
     return /* wgsl */ `
-fn product${i}(q: Product, row0: u32, col0: u32) {
+fn product${i}(q: Product, row0: u32, col0: u32, slice: u32) -> Block {
   // Rows and columns past C's edge read its last ones (in bounds) and are not stored.
 ${rows.map((r) => `  let a${r} = min(row0 + ${r}u, q.shape.x - 1u) * ${aStepM};`).join('\n')}
 ${cols.map((c) => `  let b${c} = min(col0 + ${c}u, q.shape.y - 1u) * ${bStepN};`).join('\n')}
   var acc: Block;
-  for (var k = 0u; k < q.shape.z; k++) {
+  for (var k = slice; k < q.shape.z; k += ${slices}u) {
     let ka = k * ${aStepK};
     let kb = k * ${bStepK};
 ${vectors.map((v) => `    let bv${v} = vec4f(${[0, 1, 2, 3].map((c) => load('b', `b${4 * v + c} + kb`)).join(', ')});`).join('\n')}
 ${rows.map((r) => `    let av${r} = ${load('a', `a${r} + ka`)};\n${vectors.map((v) => `    acc[${r * vectors.length + v}] += av${r} * bv${v};`).join('\n')}`).join('\n')}
   }
-  store(q, row0, col0, acc);
+  return acc;
 }`;
   };
+  const words = (block.rows * block.cols) / 4;
+  // Slices 1.. hand their sums to slice 0, which adds them and stores.
+  const handOver =
+    slices > 1
+      ? /* wgsl */ `
+  let at = (slice - 1u) * BLOCKS + lid % BLOCKS;
+  if (slice > 0u) {
+    for (var e = 0u; e < ${words}u; e++) { sums[at * ${words}u + e] = acc[e]; }
+  }
+  workgroupBarrier();
+  if (slice > 0u) { return; }
+  for (var z = 0u; z < ${slices - 1}u; z++) {
+    for (var e = 0u; e < ${words}u; e++) { acc[e] += sums[(z * BLOCKS + lid) * ${words}u + e]; }
+  }`
+      : '';
   return /* wgsl */ `
 // One product: shape (M, N, K, _); A's offset and leading dimension at a.yz; B's offset and leading dimension, C's
 // offset and leading dimension at b; alpha and beta (f32 bits), the product's first block, its dropout module at c.
 struct Product { shape: vec4u, a: vec4u, b: vec4u, c: vec4u }
-// An invocation's block of C, ${block.rows} rows of ${block.cols / 4} vectors.
-alias Block = array<vec4f, ${(block.rows * block.cols) / 4}>;
+// An invocation's block of C, ${block.rows} rows of ${block.cols / 4} vectors; blocks per workgroup.
+alias Block = array<vec4f, ${words}>;
+const BLOCKS = ${WG / slices}u;
+${slices > 1 ? `var<workgroup> sums: array<vec4f, ${(slices - 1) * (WG / slices) * words}>;` : ''}
 struct Params { count: u32, threshold: u32, maskScale: f32, _p0: u32, products: array<Product, ${MAX_PRODUCTS}> }
 ${Array.from({ length: sources }, (_, i) => `@group(0) @binding(${i}) var<storage, read> s${i}: array<f32>;`).join('\n')}
 @group(0) @binding(${sources}) var<storage, read_write> C: array<f32>;
@@ -118,8 +137,9 @@ fn store(q: Product, row0: u32, col0: u32, acc: Block) {
 ${forms.map(product).join('\n')}
 
 @compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let block = gid.x + gid.y * nwg.x * ${WG}u;
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let block = (wid.x + wid.y * nwg.x) * BLOCKS + lid % BLOCKS;
+  let slice = lid / BLOCKS;
   var which = 0u;
   for (var i = 1u; i < p.count; i++) {
     if (block >= p.products[i].c.z) { which = i; }
@@ -129,11 +149,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let local = block - q.c.z;
   let row0 = (local / blocksN) * ${block.rows}u;
   let col0 = (local % blocksN) * ${block.cols}u;
-  if (row0 >= q.shape.x) { return; }
-  switch which {
-${forms.map((_, i) => `    case ${i}u: { product${i}(q, row0, col0); }`).join('\n')}
-    default: {}
-  }
+  var acc: Block;
+  if (row0 < q.shape.x) {
+    switch which {
+${forms.map((_, i) => `      case ${i}u: { acc = product${i}(q, row0, col0, slice); }`).join('\n')}
+      default: {}
+    }
+  }${handOver}
+  if (row0 < q.shape.x) { store(q, row0, col0, acc); }
 }
 `;
 }
@@ -153,14 +176,18 @@ export class GroupedMatmul {
   /**
    * `block`: larger blocks load less per multiply, which is what CPU adapters pay for; smaller ones spread a
    * product over more invocations, which GPUs want (the adapter's matmul register block serves for both).
+   * `kSlices`: invocations per block, each walking part of K (1, 2, 4 or 8; 1 on CPU adapters).
    */
   constructor(
     private readonly device: GPUDevice,
     private readonly block: GroupedBlock = { rows: 4, cols: 4 },
+    private readonly kSlices = 1,
   ) {
     if (!(block.rows >= 1 && block.cols >= 4 && block.cols % 4 === 0)) {
       throw new Error(`a grouped matmul block needs whole vectors of columns, not ${block.rows} x ${block.cols}`);
     }
+    if (![1, 2, 4, 8].includes(kSlices))
+      throw new Error(`a grouped matmul's K slices are 1, 2, 4 or 8, not ${kSlices}`);
   }
 
   /**
@@ -203,6 +230,7 @@ export class GroupedMatmul {
     }
     const forms: ProductForm[] = [];
     const table: UniformValue[] = [];
+    const perGroup = WG / this.kSlices;
     let block = 0;
     for (const x of products) {
       const s = resolveMatmulShape(x.shape, x);
@@ -214,7 +242,7 @@ export class GroupedMatmul {
       );
       // The next product starts on a fresh workgroup.
       const blocks = Math.ceil(s.M / this.block.rows) * Math.ceil(s.N / this.block.cols);
-      block += Math.ceil(blocks / WG) * WG;
+      block += Math.ceil(blocks / perGroup) * perGroup;
     }
     if (sources.length > MAX_SOURCES) {
       throw new Error(`a grouped matmul reads at most ${MAX_SOURCES} operand buffers, not ${sources.length}`);
@@ -225,12 +253,12 @@ export class GroupedMatmul {
     return this.kernel(forms, sources.length).op(
       [...sources, c, ...(mask ? [mask.state] : [])],
       [...header, u32(0), ...table, ...padding],
-      grid1d(block, WG),
+      grid1d(block, perGroup),
     );
   }
 
   private kernel(forms: ProductForm[], sources: number): Kernel {
-    const code = shader(forms, sources, this.block);
+    const code = shader(forms, sources, this.block, this.kSlices);
     let kernel = this.kernels.get(code);
     if (!kernel) {
       kernel = new Kernel(this.device, code, `grouped_matmul_${forms.length}`);

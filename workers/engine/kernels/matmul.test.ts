@@ -64,10 +64,13 @@ describe('matmul kernel against its CPU twin', () => {
     { tiled: true, tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16 },
     { tiled: true, tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
     { tiled: true, tileM: 4, tileN: 8, workgroupX: 8, workgroupY: 16 },
+    // K in slices within the workgroup: K = 53 leaves the last round's second slice (or last three) empty or short.
+    { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, kSlices: 2 },
+    { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, kSlices: 4 },
   ] as const;
   for (const layout of layouts) {
     for (const tile of tiles) {
-      const family = 'tiled' in tile ? 'tiled' : 'registers';
+      const family = 'tiled' in tile ? `tiled${'kSlices' in tile ? ` in ${tile.kSlices} K slices` : ''}` : 'registers';
       it(`${layout.name}, ${family} ${tile.tileM}x${tile.tileN} per invocation, awkward sizes`, async () => {
         const variant = { ...tile, transA: layout.transA, transB: layout.transB };
         await check(variant, { M: 37, N: 29, K: 53 }, 10);
@@ -224,6 +227,10 @@ describe('matmul with a low-rank term (LoRA fused into the base product)', () =>
       { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8, vectorK: true, halfB: true },
     ],
     ['tiled, fp16 B', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, halfB: true }],
+    [
+      'tiled in 4 K slices, fp16 B',
+      { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, halfB: true, kSlices: 4 },
+    ],
   ] as const;
   // The input gradient's term with LoRA dropout carries the module's mask (dy·W + dropout'(d(xAᵀ) A)).
   const cases = [
@@ -292,6 +299,13 @@ describe('matmul with an operand read through a dropout mask (LoRA dropout, neve
     ['tiled, x·Aᵀ', 'a', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 }, false, true],
     ['registers, d(xAᵀ)ᵀ·x', 'b', { tileM: 4, tileN: 8, workgroupX: 8, workgroupY: 4 }, true, false],
     ['tiled, d(xAᵀ)ᵀ·x', 'b', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 }, true, false],
+    [
+      'tiled in 2 K slices, x·Aᵀ',
+      'a',
+      { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, kSlices: 2 },
+      false,
+      true,
+    ],
   ] as const;
   for (const [name, operand, tile, transA, transB] of cases) {
     it(`${name}: the operand from its offset, element i scaled by the mask's value i`, async () => {

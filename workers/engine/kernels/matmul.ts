@@ -57,6 +57,13 @@ export interface MatmulVariant {
   /** Workgroup size: x runs along N, y along M. */
   workgroupX: number;
   workgroupY: number;
+  /**
+   * Tiled family: the workgroup's invocations in this many slices along K (2 or 4; workgroup size z), each
+   * staging and multiplying its own K tiles, their sums added through workgroup memory before the store. For
+   * products with few output tiles: more invocations work on each tile, without split-K's partial sums and
+   * reduce pass.
+   */
+  kSlices?: number;
   /** Binds L and R of a low-rank term (`LowRank`); only for transA false and batch 1. */
   lowRank?: boolean;
   /** The low-rank term carries a dropout mask (`LowRank.mask`), so the variant binds the dropout state too. */
@@ -405,14 +412,22 @@ const TILE_K = 16;
 
 function tiledShader(v: MatmulVariant): string {
   const threads = v.workgroupX * v.workgroupY;
+  const slices = v.kSlices ?? 1;
   const BM = v.workgroupY * v.tileM;
   const BN = v.workgroupX * v.tileN;
   const vecN = v.tileN / 4;
+  const sums = v.tileM * vecN;
   if ((BM * TILE_K) % threads !== 0 || (BN * TILE_K) % threads !== 0) {
     throw new Error(
       `tiled matmul: ${BM}x${TILE_K} and ${BN}x${TILE_K} tiles must split evenly over ${threads} invocations`,
     );
   }
+  // Workgroup memory: each slice's A tile, then each slice's B tile; after the K loop, slices 1.. hand their sums
+  // to slice 0 through the same words.
+  const tileWords = slices * (BM + BN) * TILE_K;
+  const handWords = (slices - 1) * threads * sums * 4;
+  if (handWords > tileWords) throw new Error(`tiled matmul: ${slices} K slices of ${BM}x${BN} do not fit`);
+  const bTiles = slices * BM * TILE_K;
   // Each tile element e is mapped to (row-or-column, k) so that consecutive invocations read consecutive
   // addresses of the stored matrix: along k when k is the contiguous axis, along m (or n) otherwise.
   const loadTile = (
@@ -422,31 +437,49 @@ function tiledShader(v: MatmulVariant): string {
     index: (mn: string, k: string) => string,
     limit: string,
   ) => `
-    for (var e = li; e < ${size * TILE_K}u; e += ${threads}u) {
+    for (var e = sli; e < ${size * TILE_K}u; e += ${threads}u) {
       ${contiguousK ? `let k = e % ${TILE_K}u; let mn = e / ${TILE_K}u;` : `let mn = e % ${size}u; let k = e / ${size}u;`}
       let g = ${name === 'A' ? 'rowBase' : 'colBase'} + mn;
-      let gk = k0 + k;
+      let gk = kz + k;
       var value = 0.0;
       if (g < ${limit} && gk < p.K) { value = load${name}(${name === 'A' ? 'aBase' : 'bBase'} + ${index('g', 'gk')}); }
-      ${name}s[k * ${size}u + mn] = value;
+      tiles[${name === 'A' ? 'aTile' : 'bTile'} + k * ${size}u + mn] = value;
     }`;
   const aIndex = (m: string, k: string) => (v.transA ? `${k} * p.lda + ${m}` : `${m} * p.lda + ${k}`);
   const bIndex = (n: string, k: string) => (v.transB ? `${n} * p.ldb + ${k}` : `${k} * p.ldb + ${n}`);
   // Invocation (x, y) owns rows y + WY * i and columns x + WX * j of the tile: neighbours read neighbouring
   // workgroup-memory words, which avoids bank conflicts.
   const fma = Array.from({ length: v.tileM }, (_, i) => {
-    const a = `As[kk * ${BM}u + lid.y + ${i * v.workgroupY}u]`;
+    const a = `tiles[aTile + kk * ${BM}u + lid.y + ${i * v.workgroupY}u]`;
     return Array.from({ length: vecN }, (_, j) => {
-      const lanes = [0, 1, 2, 3].map((l) => `Bs[kk * ${BN}u + lid.x + ${(4 * j + l) * v.workgroupX}u]`).join(', ');
+      const lanes = [0, 1, 2, 3]
+        .map((l) => `tiles[bTile + kk * ${BN}u + lid.x + ${(4 * j + l) * v.workgroupX}u]`)
+        .join(', ');
       return `      acc[${i * vecN + j}] += ${a} * vec4f(${lanes});`;
     }).join('\n');
   }).join('\n');
+  const handOver = /* wgsl */ `
+  // Slices 1.. hand their sums to slice 0 (the K loop's last barrier freed the tiles), then leave.
+  let hand = (lid.z - 1u) * ${threads}u + sli;
+  if (lid.z > 0u) {
+    for (var e = 0u; e < ${sums}u; e++) {
+      let at = (hand * ${sums}u + e) * 4u;
+      tiles[at] = acc[e].x; tiles[at + 1u] = acc[e].y; tiles[at + 2u] = acc[e].z; tiles[at + 3u] = acc[e].w;
+    }
+  }
+  workgroupBarrier();
+  if (lid.z > 0u) { return; }
+  for (var z = 0u; z < ${slices - 1}u; z++) {
+    for (var e = 0u; e < ${sums}u; e++) {
+      let at = ((z * ${threads}u + sli) * ${sums}u + e) * 4u;
+      acc[e] += vec4f(tiles[at], tiles[at + 1u], tiles[at + 2u], tiles[at + 3u]);
+    }
+  }`;
   return /* wgsl */ `
 ${header(v)}
-var<workgroup> As: array<f32, ${BM * TILE_K}>;
-var<workgroup> Bs: array<f32, ${BN * TILE_K}>;
+var<workgroup> tiles: array<f32, ${tileWords}>;
 
-@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, 1)
+@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, ${slices})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let b = wg.z;
   let rowBase = wg.y * ${BM}u;
@@ -454,8 +487,13 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let aBase = p.offsetA + b * p.strideA;
   let bBase = p.offsetB + (b / p.batchDivB) * p.strideB;
   let cBase = p.offsetC + b * p.strideC;
-  var acc: array<vec4f, ${v.tileM * vecN}>;
-  for (var k0 = 0u; k0 < p.K; k0 += ${TILE_K}u) {
+  // This invocation's index within its K slice, and the slice's tiles.
+  let sli = li % ${threads}u;
+  let aTile = lid.z * ${BM * TILE_K}u;
+  let bTile = ${bTiles}u + lid.z * ${BN * TILE_K}u;
+  var acc: array<vec4f, ${sums}>;
+  for (var k0 = 0u; k0 < p.K; k0 += ${slices * TILE_K}u) {
+    let kz = k0 + lid.z * ${TILE_K}u;
 ${loadTile('A', BM, !v.transA, aIndex, 'p.M')}
 ${loadTile('B', BN, v.transB, bIndex, 'p.N')}
     workgroupBarrier();
@@ -463,7 +501,7 @@ ${loadTile('B', BN, v.transB, bIndex, 'p.N')}
 ${fma}
     }
     workgroupBarrier();
-  }
+  }${slices > 1 ? handOver : ''}
   let row0 = rowBase + lid.y;
   let col0 = colBase + lid.x;
 ${storeBlock(v, vecN, `${v.workgroupY}u`, `${v.workgroupX}u`)}
@@ -570,5 +608,6 @@ function matmulLabel(v: MatmulVariant): string {
   const vectors = usesVectorK(v) ? '_vk' : '';
   const lowRank = v.lowRank ? (v.maskedLowRank ? '_lrm' : '_lr') : '';
   const masked = v.maskedOperand ? `_m${v.maskedOperand}` : '';
-  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}${lowRank}${masked}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}`;
+  const slices = v.kSlices ? `x${v.kSlices}` : '';
+  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}${lowRank}${masked}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}${slices}`;
 }

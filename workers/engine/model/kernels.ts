@@ -33,6 +33,11 @@ export interface KernelChoices {
    */
   attention: AttentionLayout;
   /**
+   * Invocations sharing each block of LoRA's grouped weight-gradient products, each walking part of K (tokens):
+   * one per block on CPU adapters (no barriers); on GPUs, whose time there is a walk of K waiting on loads, more.
+   */
+  groupedKSlices: number;
+  /**
    * Hold frozen matrices at fp16 where a run allows it (LoRA training, generation): half the memory, and less to
    * read on GPUs. CPU adapters keep fp32: unpacking halves made a SwiftShader step take twice as long.
    */
@@ -44,6 +49,7 @@ export const CPU_KERNELS: KernelChoices = {
   tune: null,
   rows: 'row',
   attention: { kind: 'rows', block: 4 },
+  groupedKSlices: 1,
   halfWeights: false,
 };
 export const GPU_KERNELS: KernelChoices = {
@@ -51,6 +57,7 @@ export const GPU_KERNELS: KernelChoices = {
   tune: GPU_MATMUL_CANDIDATES,
   rows: 'cooperative',
   attention: { kind: 'tiles', tile: 16 },
+  groupedKSlices: 8,
   halfWeights: true,
 };
 
@@ -101,7 +108,11 @@ export class EngineKernels {
     this.adamw = new AdamWKernels(device);
     this.decodeAttention = new DecodeAttentionKernels(device, choices.rows);
     this.gemv = new GemvKernels(device, choices.rows);
-    this.grouped = new GroupedMatmul(device, { rows: choices.matmul.tileM, cols: choices.matmul.tileN });
+    this.grouped = new GroupedMatmul(
+      device,
+      { rows: choices.matmul.tileM, cols: choices.matmul.tileN },
+      choices.groupedKSlices,
+    );
     this.scoreHead = new ScoreHeadKernels(device);
     this.sample = new SampleKernel(device);
   }

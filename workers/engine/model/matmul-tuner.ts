@@ -34,7 +34,10 @@ export const GPU_MATMUL_CANDIDATES: MatmulTile[] = [
   { tiled: true, tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
   { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
   { tileM: 8, tileN: 8, workgroupX: 8, workgroupY: 8 },
-  // For few output tiles over a long K (LoRA's 16-wide products, 128-token projections).
+  // For few output tiles over a long K (LoRA's 16-wide products, 128-token projections): K in slices within
+  // the workgroup, or split over workgroups whose partial sums a reduce pass adds.
+  { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, kSlices: 2 },
+  { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, kSlices: 4 },
   { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 4 },
   { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 8 },
   { tiled: true, tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16, splitK: 8 },
