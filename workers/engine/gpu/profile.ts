@@ -67,3 +67,33 @@ export async function profileOps(device: GPUDevice, ops: readonly Op[]): Promise
   }
   return [...totals.values()].sort((a, b) => b.milliseconds - a.milliseconds);
 }
+
+/**
+ * GPU seconds of `ops` (compute ops) recorded as a plan records them, in one compute pass with timestamps at its
+ * start and end: the barriers between dependent dispatches count, as they do in a training step. Needs the
+ * `timestamp-query` feature; browsers quantize the figure (Chrome to 100 µs), so time runs longer than that.
+ */
+export async function passSeconds(device: GPUDevice, ops: readonly Op[]): Promise<number> {
+  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 });
+  const resolve = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+  const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+  const encoder = device.createCommandEncoder();
+  const pass = encoder.beginComputePass({
+    timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+  });
+  for (const op of ops) {
+    if (op.kind !== 'dispatch') throw new Error(`passSeconds times dispatches, not a ${op.kind}`);
+    pass.setPipeline(op.pipeline);
+    pass.setBindGroup(0, op.bindGroup);
+    pass.dispatchWorkgroups(...op.workgroups);
+  }
+  pass.end();
+  encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
+  encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
+  device.queue.submit([encoder.finish()]);
+  await read.mapAsync(GPUMapMode.READ);
+  const [start, end] = new BigUint64Array(read.getMappedRange().slice(0));
+  read.unmap();
+  for (const resource of [querySet, resolve, read]) resource.destroy();
+  return Number(end - start) / 1e9;
+}

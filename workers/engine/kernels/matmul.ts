@@ -428,25 +428,38 @@ function tiledShader(v: MatmulVariant): string {
   const handWords = (slices - 1) * threads * sums * 4;
   if (handWords > tileWords) throw new Error(`tiled matmul: ${slices} K slices of ${BM}x${BN} do not fit`);
   const bTiles = slices * BM * TILE_K;
-  // Each tile element e is mapped to (row-or-column, k) so that consecutive invocations read consecutive
-  // addresses of the stored matrix: along k when k is the contiguous axis, along m (or n) otherwise.
-  const loadTile = (
-    name: 'A' | 'B',
-    size: number,
-    contiguousK: boolean,
-    index: (mn: string, k: string) => string,
-    limit: string,
-  ) => `
-    for (var e = sli; e < ${size * TILE_K}u; e += ${threads}u) {
-      ${contiguousK ? `let k = e % ${TILE_K}u; let mn = e / ${TILE_K}u;` : `let mn = e % ${size}u; let k = e / ${size}u;`}
-      let g = ${name === 'A' ? 'rowBase' : 'colBase'} + mn;
-      let gk = kz + k;
-      var value = 0.0;
-      if (g < ${limit} && gk < p.K) { value = load${name}(${name === 'A' ? 'aBase' : 'bBase'} + ${index('g', 'gk')}); }
-      tiles[${name === 'A' ? 'aTile' : 'bTile'} + k * ${size}u + mn] = value;
-    }`;
   const aIndex = (m: string, k: string) => (v.transA ? `${k} * p.lda + ${m}` : `${m} * p.lda + ${k}`);
   const bIndex = (n: string, k: string) => (v.transB ? `${n} * p.ldb + ${k}` : `${k} * p.ldb + ${n}`);
+  // Each tile element e = sli + threads * i is mapped to (row-or-column, k) so that consecutive invocations read
+  // consecutive addresses of the stored matrix: along k when k is the contiguous axis, along m (or n) otherwise.
+  // Each round stages the elements fetched the round before, then fetches the next round's while it multiplies:
+  // the loads' latency, which is what a short product waits on, overlaps the arithmetic. (Loops over an array:
+  // unrolled, SwiftShader's compiler ran out of memory on the larger tiles.)
+  const operand = (name: 'A' | 'B', size: number, contiguousK: boolean, limit: string) => {
+    const x = name.toLowerCase();
+    const count = (size * TILE_K) / threads;
+    const index = name === 'A' ? aIndex : bIndex;
+    const element = `let e = sli + i * ${threads}u;
+      ${contiguousK ? `let k = e % ${TILE_K}u; let mn = e / ${TILE_K}u;` : `let mn = e % ${size}u; let k = e / ${size}u;`}`;
+    return {
+      declare: `  var ${x}Next: array<f32, ${count}>;`,
+      fetch: `
+    for (var i = 0u; i < ${count}u; i++) {
+      ${element}
+      let g = ${name === 'A' ? 'rowBase' : 'colBase'} + mn;
+      let gk = kz + k;
+      ${x}Next[i] = 0.0;
+      if (g < ${limit} && gk < p.K) { ${x}Next[i] = load${name}(${x}Base + ${index('g', 'gk')}); }
+    }`,
+      stage: `
+    for (var i = 0u; i < ${count}u; i++) {
+      ${element}
+      tiles[${x}Tile + k * ${size}u + mn] = ${x}Next[i];
+    }`,
+    };
+  };
+  const a = operand('A', BM, !v.transA, 'p.M');
+  const b = operand('B', BN, v.transB, 'p.N');
   // Invocation (x, y) owns rows y + WY * i and columns x + WX * j of the tile: neighbours read neighbouring
   // workgroup-memory words, which avoids bank conflicts.
   const fma = Array.from({ length: v.tileM }, (_, i) => {
@@ -492,11 +505,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
   let aTile = lid.z * ${BM * TILE_K}u;
   let bTile = ${bTiles}u + lid.z * ${BN * TILE_K}u;
   var acc: array<vec4f, ${sums}>;
-  for (var k0 = 0u; k0 < p.K; k0 += ${slices * TILE_K}u) {
-    let kz = k0 + lid.z * ${TILE_K}u;
-${loadTile('A', BM, !v.transA, aIndex, 'p.M')}
-${loadTile('B', BN, v.transB, bIndex, 'p.N')}
+${a.declare}
+${b.declare}
+  var kz = lid.z * ${TILE_K}u;${a.fetch}${b.fetch}
+  for (var k0 = 0u; k0 < p.K; k0 += ${slices * TILE_K}u) {${a.stage}${b.stage}
     workgroupBarrier();
+    kz += ${slices * TILE_K}u;${a.fetch}${b.fetch}
     for (var kk = 0u; kk < ${TILE_K}u; kk++) {
 ${fma}
     }

@@ -1,6 +1,6 @@
 import { createStorageBuffer } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
-import { profileOps } from '../gpu/profile';
+import { passSeconds } from '../gpu/profile';
 import {
   type LowRank,
   MatmulKernel,
@@ -42,6 +42,23 @@ export const GPU_MATMUL_CANDIDATES: MatmulTile[] = [
   { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 8 },
   { tiled: true, tileM: 4, tileN: 4, workgroupX: 16, workgroupY: 16, splitK: 8 },
 ];
+
+/**
+ * A run of candidates is timed over copies in a row, doubled until the run lasts this long: browsers quantize
+ * timestamps (Chrome to 100 µs, where a product at 128 tokens takes a few microseconds on a GPU), so shorter
+ * runs would rank candidates by rounding.
+ */
+export const MIN_TIMED_SECONDS = 2e-3;
+const MAX_COPIES = 2048;
+
+/** Seconds one run of `ops` takes, from `measure` (seconds of a list of ops) over enough copies in a row. */
+export async function secondsPerRun(ops: Op[], measure: (run: Op[]) => Promise<number>, copies = 8): Promise<number> {
+  for (;;) {
+    const seconds = await measure(Array.from({ length: copies }, () => ops).flat());
+    if (seconds >= MIN_TIMED_SECONDS || copies >= MAX_COPIES) return seconds / copies;
+    copies *= 2;
+  }
+}
 
 /** What decides a matmul's speed: layout and sizes (offsets and strides do not change the work). */
 function shapeKey(transA: boolean, transB: boolean, shape: MatmulShape, halfB: boolean): string {
@@ -115,7 +132,7 @@ export class MatmulTuner {
   }
 
   /** Times `candidates` on every requested shape not tuned yet; returns how many shapes it tuned. */
-  async tune(candidates: MatmulTile[], repeats = 10): Promise<number> {
+  async tune(candidates: MatmulTile[]): Promise<number> {
     let tuned = 0;
     for (const [key, { transA, transB, shape, halfB }] of this.requested) {
       if (this.chosen.has(key)) continue;
@@ -126,7 +143,7 @@ export class MatmulTuner {
       for (const tile of candidates) {
         if (tile.splitK && !canSplitK(plain, tile.splitK)) continue;
         const ops = this.product(tile, transA, transB, halfB).ops(buffers[0], buffers[1], buffers[2], plain);
-        const seconds = await this.time(Array.from({ length: repeats }, () => ops).flat());
+        const seconds = await secondsPerRun(ops, (run) => this.time(run));
         releaseOps(ops);
         if (!best || seconds < best.seconds) best = { tile, seconds };
       }
@@ -138,15 +155,13 @@ export class MatmulTuner {
   }
 
   /**
-   * Seconds the ops take: GPU time from timestamp queries where the adapter has them (wall-clock time of a
-   * submit is mostly latency for products this small), else wall-clock after a warm-up run.
+   * Seconds the ops take: GPU time of one compute pass from timestamp queries where the adapter has them
+   * (wall-clock time of a submit is mostly latency for products this small), else wall-clock after a warm-up run.
    */
   private async time(ops: Op[]): Promise<number> {
     submitOps(this.device, ops);
     await this.device.queue.onSubmittedWorkDone();
-    if (this.device.features.has('timestamp-query')) {
-      return (await profileOps(this.device, ops)).reduce((sum, k) => sum + k.milliseconds, 0) / 1000;
-    }
+    if (this.device.features.has('timestamp-query')) return passSeconds(this.device, ops);
     const started = performance.now();
     submitOps(this.device, ops);
     await this.device.queue.onSubmittedWorkDone();

@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { randomUniform } from '../../../core/random';
+import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
+import { createStorageBuffer, uploadBuffer } from '../gpu/buffers';
+import type { Op } from '../gpu/ops';
+import { passSeconds } from '../gpu/profile';
+import { matmulCpu } from '../kernels/matmul.cpu';
+import { type MatmulTile, MatmulTuner, MIN_TIMED_SECONDS, secondsPerRun } from './matmul-tuner';
+
+const gpu = setupTestGpu();
+
+/** A timer that, like Chrome's timestamp queries, reports whole 100 µs steps of a run that costs `each` per op. */
+const quantized = (each: number) => async (run: Op[]) => Math.floor((run.length * each) / 1e-4) * 1e-4;
+
+describe('timing a matmul candidate', () => {
+  const ops = [{ kind: 'clear' } as unknown as Op];
+
+  it('grows the run until a quantized timer tells candidates microseconds apart', async () => {
+    // Ten copies of each would both read as one 100 µs step, a tie; the grown runs rank them to within 5%.
+    const fast = await secondsPerRun(ops, quantized(9e-6));
+    const slow = await secondsPerRun(ops, quantized(12e-6));
+    expect(fast).toBeGreaterThan(9e-6 * 0.95);
+    expect(fast).toBeLessThanOrEqual(9e-6);
+    expect(slow).toBeGreaterThan(12e-6 * 0.95);
+    expect(fast).toBeLessThan(slow);
+  });
+
+  it('stops at the first run that lasts long enough', async () => {
+    const runs: number[] = [];
+    const seconds = await secondsPerRun(ops, async (run) => {
+      runs.push(run.length);
+      return run.length * MIN_TIMED_SECONDS;
+    });
+    expect(runs).toEqual([8]);
+    expect(seconds).toBe(MIN_TIMED_SECONDS);
+  });
+
+  it('gives up growing past a bound when the timer reads nothing', async () => {
+    const runs: number[] = [];
+    const nothing = async (run: Op[]) => {
+      runs.push(run.length);
+      return 0;
+    };
+    expect(await secondsPerRun(ops, nothing)).toBe(0);
+    expect(Math.max(...runs)).toBe(2048);
+  });
+});
+
+describe('tuning on the device', () => {
+  it('picks a candidate per requested shape by timing it in one pass, and the pick computes the product', async () => {
+    const { device } = gpu();
+    const candidates: MatmulTile[] = [
+      { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+      { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, kSlices: 2 },
+    ];
+    const tuner = new MatmulTuner(device, { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 });
+    const shape = { M: 19, N: 13, K: 40 };
+    tuner.productFor(false, true, shape);
+    expect(await tuner.tune(candidates)).toBe(1);
+    expect(await tuner.tune(candidates)).toBe(0); // tuned shapes are not timed again
+    const [choice] = tuner.choices();
+    expect(candidates).toContainEqual(choice.tile);
+
+    const a = randomUniform(shape.M * shape.K, 1);
+    const b = randomUniform(shape.N * shape.K, 2);
+    const expected = new Float64Array(shape.M * shape.N);
+    matmulCpu(Float64Array.from(a), Float64Array.from(b), expected, shape, { transA: false, transB: true });
+    const c = createStorageBuffer(device, shape.M * shape.N * 4);
+    const ops = tuner.productFor(false, true, shape).ops(uploadBuffer(device, a), uploadBuffer(device, b), c, shape);
+    expect(maxRelativeError(await runAndRead(device, ops, c), expected)).toBeLessThan(1e-5);
+    if (device.features.has('timestamp-query')) expect(await passSeconds(device, ops)).toBeGreaterThan(0);
+  });
+});
