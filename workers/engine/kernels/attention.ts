@@ -96,15 +96,39 @@ fn rowAt(b: u32, t: u32, heads: u32, h: u32) -> u32 { return ((b * p.seq + t) * 
 `;
 }
 
-function forwardShader(u: Unrolled): string {
-  return /* wgsl */ `
-${common(u)}
+/** Each pass's bindings, the same in both layouts (the ops bind buffers in this order). */
+const FORWARD_BINDINGS = /* wgsl */ `
 @group(0) @binding(0) var<storage, read> q: array<V>;
 @group(0) @binding(1) var<storage, read> k: array<V>;
 @group(0) @binding(2) var<storage, read> v: array<V>;
 @group(0) @binding(3) var<storage, read_write> out: array<V>;
 @group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+@group(0) @binding(5) var<uniform> p: Params;`;
+const QUERY_GRAD_BINDINGS = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> q: array<V>;
+@group(0) @binding(1) var<storage, read> k: array<V>;
+@group(0) @binding(2) var<storage, read> v: array<V>;
+@group(0) @binding(3) var<storage, read> out: array<V>;
+@group(0) @binding(4) var<storage, read> dout: array<V>;
+@group(0) @binding(5) var<storage, read> lse: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dq: array<V>;
+@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(8) var<uniform> p: Params;`;
+const KEY_VALUE_GRAD_BINDINGS = /* wgsl */ `
+@group(0) @binding(0) var<storage, read> q: array<V>;
+@group(0) @binding(1) var<storage, read> k: array<V>;
+@group(0) @binding(2) var<storage, read> v: array<V>;
+@group(0) @binding(3) var<storage, read> dout: array<V>;
+@group(0) @binding(4) var<storage, read> lse: array<f32>;
+@group(0) @binding(5) var<storage, read> delta: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dk: array<V>;
+@group(0) @binding(7) var<storage, read_write> dv: array<V>;
+@group(0) @binding(8) var<uniform> p: Params;`;
+
+function forwardShader(u: Unrolled): string {
+  return /* wgsl */ `
+${common(u)}
+${FORWARD_BINDINGS}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -150,15 +174,7 @@ ${u.perVector((x) => `    out[q${r}at + ${x}u] = a${r}_${x} / t${r};`)}
 function queryGradShader(u: Unrolled): string {
   return /* wgsl */ `
 ${common(u)}
-@group(0) @binding(0) var<storage, read> q: array<V>;
-@group(0) @binding(1) var<storage, read> k: array<V>;
-@group(0) @binding(2) var<storage, read> v: array<V>;
-@group(0) @binding(3) var<storage, read> out: array<V>;
-@group(0) @binding(4) var<storage, read> dout: array<V>;
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dq: array<V>;
-@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(8) var<uniform> p: Params;
+${QUERY_GRAD_BINDINGS}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -208,15 +224,7 @@ ${u.perVector((x) => `    dq[q${r}at + ${x}u] = a${r}_${x} * p.scale;`)}
 function keyValueGradShader(u: Unrolled): string {
   return /* wgsl */ `
 ${common(u)}
-@group(0) @binding(0) var<storage, read> q: array<V>;
-@group(0) @binding(1) var<storage, read> k: array<V>;
-@group(0) @binding(2) var<storage, read> v: array<V>;
-@group(0) @binding(3) var<storage, read> dout: array<V>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dk: array<V>;
-@group(0) @binding(7) var<storage, read_write> dv: array<V>;
-@group(0) @binding(8) var<uniform> p: Params;
+${KEY_VALUE_GRAD_BINDINGS}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -326,12 +334,7 @@ function tiledForwardShader(t: Tiling): string {
   return /* wgsl */ `
 ${common(t.u)}
 ${t.prelude(['S'])}
-@group(0) @binding(0) var<storage, read> q: array<V>;
-@group(0) @binding(1) var<storage, read> k: array<V>;
-@group(0) @binding(2) var<storage, read> v: array<V>;
-@group(0) @binding(3) var<storage, read_write> out: array<V>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+${FORWARD_BINDINGS}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -387,15 +390,7 @@ function tiledQueryGradShader(t: Tiling): string {
   return /* wgsl */ `
 ${common(t.u)}
 ${t.prelude(['DS'])}
-@group(0) @binding(0) var<storage, read> q: array<V>;
-@group(0) @binding(1) var<storage, read> k: array<V>;
-@group(0) @binding(2) var<storage, read> v: array<V>;
-@group(0) @binding(3) var<storage, read> out: array<V>;
-@group(0) @binding(4) var<storage, read> dout: array<V>;
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dq: array<V>;
-@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(8) var<uniform> p: Params;
+${QUERY_GRAD_BINDINGS}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
@@ -444,15 +439,7 @@ function tiledKeyValueGradShader(t: Tiling): string {
   return /* wgsl */ `
 ${common(t.u)}
 ${t.prelude(['P', 'DS'])}
-@group(0) @binding(0) var<storage, read> q: array<V>;
-@group(0) @binding(1) var<storage, read> k: array<V>;
-@group(0) @binding(2) var<storage, read> v: array<V>;
-@group(0) @binding(3) var<storage, read> dout: array<V>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dk: array<V>;
-@group(0) @binding(7) var<storage, read_write> dv: array<V>;
-@group(0) @binding(8) var<uniform> p: Params;
+${KEY_VALUE_GRAD_BINDINGS}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
