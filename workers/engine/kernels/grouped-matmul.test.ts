@@ -92,16 +92,17 @@ describe('grouped matmul against the CPU twin', () => {
   });
 
   it('packs products reading more buffers than one dispatch binds into several, in order', async () => {
-    // Nine products over eight buffers, each accumulating into the same C as the one before.
+    // Nine products over eight buffers, each accumulating into its own part of C (the products of one dispatch run
+    // at once), but the ninth, in the second dispatch, into the first's part: it must add to what the first wrote.
     const sources = Array.from({ length: 8 }, (_, i) => randomUniform(200, i + 10));
     const cases: Case[] = Array.from({ length: 9 }, (_, i) => ({
       a: i % 8,
       b: (i + 1) % 8,
       transA: i % 2 === 1,
       transB: i % 3 === 1,
-      shape: { M: 6, N: 5, K: 7, beta: 1, alpha: 1 + i / 10 },
+      shape: { M: 6, N: 5, K: 7, beta: 1, alpha: 1 + i / 10, offsetC: (i % 8) * 30 },
     }));
-    expect(await check(sources, cases, 30)).toBe(2);
+    expect(await check(sources, cases, 8 * 30)).toBe(2);
   });
 
   it("reads an operand through each product's own dropout mask, from the operand's offset", async () => {

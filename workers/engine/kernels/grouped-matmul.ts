@@ -192,7 +192,8 @@ export class GroupedMatmul {
 
   /**
    * The products into `c`, in order, packed into as few dispatches as the limits allow (MAX_PRODUCTS products and
-   * MAX_SOURCES operand buffers each).
+   * MAX_SOURCES operand buffers each). The products of a dispatch run at once, so their parts of `c` must not
+   * overlap (LoRA's gradients: each module's dA and dB their own).
    */
   ops(products: readonly GroupedProduct[], c: GPUBuffer): Op[] {
     const ops: Op[] = [];
