@@ -5,10 +5,22 @@
 # the Vulkan loader's and glvnd's Debian packages (the NVIDIA driver's Vulkan library, libGLX_nvidia, needs glvnd
 # where the image lacks it), and the tiny test models for scripts/compare-with-transformers.py.
 # Then run, with `.device` and `.gl` carried: bash scripts/device/run.sh
+# With BASE=<git ref>, also the bench of that commit as .device/bench-base, for scripts/device/compare.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 mkdir -p .device/node_modules/webgpu/dist/linux-x64 .gl
-rm -rf .device/bench && npx esbuild scripts/bench-engine.ts --bundle --splitting --platform=node --format=esm --outdir=.device/bench --out-extension:.js=.mjs --external:webgpu --external:esbuild --external:playwright-core --log-level=warning
+bundle_bench() { # into $1, from the checkout in the current directory
+  rm -rf "$1" && npx esbuild scripts/bench-engine.ts --bundle --splitting --platform=node --format=esm --outdir="$1" \
+    --out-extension:.js=.mjs --external:webgpu --external:esbuild --external:playwright-core --log-level=warning
+}
+bundle_bench .device/bench
+if [ -n "${BASE:-}" ]; then
+  base=$(mktemp -d)
+  git worktree add -q --detach "$base" "$BASE"
+  ln -s "$PWD/node_modules" "$base/node_modules"
+  (cd "$base" && bundle_bench "$OLDPWD/.device/bench-base")
+  git worktree remove --force "$base"
+fi
 npx esbuild cli/main.ts --bundle --platform=node --format=esm --outfile=.device/hone.mjs --external:webgpu --log-level=warning
 cp node_modules/webgpu/index.js node_modules/webgpu/package.json .device/node_modules/webgpu/
 cp node_modules/webgpu/dist/linux-x64/dawn.node .device/node_modules/webgpu/dist/linux-x64/

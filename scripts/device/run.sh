@@ -1,19 +1,10 @@
 #!/usr/bin/env bash
-# Runs on the lent GPU machine (see prepare.sh): unpacks the Vulkan loader, points it at the NVIDIA driver, and
-# runs the engine bench at batch 1 (with a per-kernel profile), batch 8 and decoding alone (SmolLM2's shape, then
+# Runs on the lent GPU machine (see prepare.sh; setup.sh unpacks what it needs) the engine bench at batch 1 (with a per-kernel profile), batch 8 and decoding alone (SmolLM2's shape, then
 # Llama 3.2 1B's, where the weights a token reads weigh more than its dispatches), then a few policy optimization
 # steps on hone-tiny (sampling dominates them). Results land in $OUT.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-for f in .gl/*.deb; do dpkg -x "$f" /; done
-ldconfig
-ICD=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$ICD" ] && export VK_DRIVER_FILES=$ICD
-python3 -c "import lzma,shutil; shutil.copyfileobj(lzma.open('.device/node.xz'), open('/tmp/node','wb'))"
-chmod +x /tmp/node
-cd .device
-/tmp/node hone.mjs gpu-info | head -12
-/tmp/node hone.mjs gpu-info >/dev/null 2>&1 || { echo "no adapter: stopping"; exit 1; }
+# shellcheck source=scripts/device/setup.sh
+source "$(dirname "$0")/setup.sh"
 # Batch 1 with a per-kernel profile, decoding alone (fp16, a longer run, profiled; then on Llama 3.2 1B's shape),
 # then batch 8: the most telling first, since a lent machine's time is short.
 for args in "--profile" "--f16 --skip-step --skip-matmul --decode 64 --prompt 16 --profile" \
