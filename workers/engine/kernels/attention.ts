@@ -290,7 +290,7 @@ class Tiling {
     this.slices = Array.from({ length: Math.ceil(u.xs.length / this.lanes) }, (_, m) => m);
   }
 
-  /** Constants and the invocation's place; `shared` names the workgroup arrays of tile × tile floats. */
+  /** The tile's constants, and the workgroup arrays of tile × tile floats named in `shared`. */
   prelude(shared: string[]): string {
     return `${shared.map((name) => `var<workgroup> ${name}: array<f32, ${this.tile * this.tile}>;`).join('\n')}
 const R = ${this.tile}u; // rows of a tile
@@ -319,6 +319,11 @@ const L = ${this.lanes}u; // lanes per row`;
   /** One statement per column c of the tile, 0..tile-1. */
   perColumn(statement: (c: number) => string): string {
     return Array.from({ length: this.tile }, (_, c) => statement(c)).join('\n');
+  }
+
+  /** Σ over the tile's columns c of term(c), as one expression. */
+  sumColumns(term: (c: number) => string): string {
+    return Array.from({ length: this.tile }, (_, c) => term(c)).join(' + ');
   }
 
   /** Σ over the row's vectors of vdot(a[aAt + x], b[bAt + x]). */
@@ -365,17 +370,8 @@ ${t.perColumn((c) => `    let s${c} = S[r * R + ${c}u];\n    mNew = max(mNew, s$
     let corr = exp(m - mNew);
     m = mNew;
 ${t.perColumn((c) => `    let e${c} = exp(s${c} - m);\n    let v${c} = rowAt(b, min(jStart + ${c}u, p.seq - 1u), p.kvHeads, g);`)}
-    t = t * corr + ${t
-      .perColumn((c) => `e${c}`)
-      .split('\n')
-      .join(' + ')};
-${t.perSlice(
-  (m, x) =>
-    `    a${m} = a${m} * corr + ${t
-      .perColumn((c) => `e${c} * v[v${c} + ${x}]`)
-      .split('\n')
-      .join(' + ')};`,
-)}
+    t = t * corr + ${t.sumColumns((c) => `e${c}`)};
+${t.perSlice((m, x) => `    a${m} = a${m} * corr + ${t.sumColumns((c) => `e${c} * v[v${c} + ${x}]`)};`)}
     workgroupBarrier();
   }
   if (qt * R + r < p.seq) {
@@ -418,13 +414,7 @@ ${t.perEntry(
 )}
     workgroupBarrier();
 ${t.perColumn((c) => `    let ds${c} = DS[r * R + ${c}u];\n    let k${c}at = rowAt(b, min(jStart + ${c}u, p.seq - 1u), p.kvHeads, g);`)}
-${t.perSlice(
-  (m, x) =>
-    `    a${m} += ${t
-      .perColumn((c) => `ds${c} * k[k${c}at + ${x}]`)
-      .split('\n')
-      .join(' + ')};`,
-)}
+${t.perSlice((m, x) => `    a${m} += ${t.sumColumns((c) => `ds${c} * k[k${c}at + ${x}]`)};`)}
     workgroupBarrier();
   }
   if (qt * R + r < p.seq) {
@@ -472,14 +462,8 @@ ${t.perEntry(
       workgroupBarrier();
 ${t.perColumn((col) => `      let p${col}c = P[c * R + ${col}u];\n      let ds${col} = DS[c * R + ${col}u];\n      let q${col}at = rowAt(b, min(iStart + ${col}u, p.seq - 1u), p.heads, h);`)}
 ${t.perSlice(
-  (m, x) => `      av${m} += ${t
-    .perColumn((col) => `p${col}c * dout[q${col}at + ${x}]`)
-    .split('\n')
-    .join(' + ')};
-      ak${m} += ${t
-        .perColumn((col) => `ds${col} * q[q${col}at + ${x}]`)
-        .split('\n')
-        .join(' + ')};`,
+  (m, x) => `      av${m} += ${t.sumColumns((col) => `p${col}c * dout[q${col}at + ${x}]`)};
+      ak${m} += ${t.sumColumns((col) => `ds${col} * q[q${col}at + ${x}]`)};`,
 )}
       workgroupBarrier();
     }
