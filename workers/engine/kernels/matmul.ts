@@ -463,12 +463,12 @@ function tiledShader(v: MatmulVariant): string {
   // Invocation (x, y) owns rows y + WY * i and columns x + WX * j of the tile: neighbours read neighbouring
   // workgroup-memory words, which avoids bank conflicts.
   const fma = Array.from({ length: v.tileM }, (_, i) => {
-    const a = `tiles[aTile + kk * ${BM}u + lid.y + ${i * v.workgroupY}u]`;
+    const aWord = `tiles[aTile + kk * ${BM}u + lid.y + ${i * v.workgroupY}u]`;
     return Array.from({ length: vecN }, (_, j) => {
       const lanes = [0, 1, 2, 3]
         .map((l) => `tiles[bTile + kk * ${BN}u + lid.x + ${(4 * j + l) * v.workgroupX}u]`)
         .join(', ');
-      return `      acc[${i * vecN + j}] += ${a} * vec4f(${lanes});`;
+      return `      acc[${i * vecN + j}] += ${aWord} * vec4f(${lanes});`;
     }).join('\n');
   }).join('\n');
   const handOver = /* wgsl */ `
