@@ -45,7 +45,9 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;
-  if (!name || name === 'help' || name === '--help' || name === '-h') {
+  const asksHelp = (arg: string) => arg === 'help' || arg === '--help' || arg === '-h';
+  // `hone train --help` as well as `hone --help`: the usage names each command's options.
+  if (!name || asksHelp(name) || args.some((arg) => arg === '--help' || arg === '-h')) {
     process.stdout.write(USAGE);
     return 0;
   }

@@ -19,6 +19,13 @@ describe('hone CLI', () => {
     expect(stderr).toContain('gpu-info');
   });
 
+  it('answers --help after a command with the usage, exit code 0', async () => {
+    const { code, stdout } = await hone('generate', '--model', 'x', '--help');
+    expect(code).toBe(0);
+    expect(stdout).toContain('hone generate --model');
+    expect(stdout).toContain('hone train --model');
+  });
+
   it('rejects stray arguments to gpu-info by name', async () => {
     const { code, stderr } = await hone('gpu-info', '--bogus');
     expect(code).toBe(1);
