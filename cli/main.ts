@@ -45,9 +45,9 @@ const commands: Record<string, (args: string[]) => Promise<number>> = {
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;
-  const asksHelp = (arg: string) => arg === 'help' || arg === '--help' || arg === '-h';
+  const helpFlag = (arg: string) => arg === '--help' || arg === '-h';
   // `hone train --help` as well as `hone --help`: the usage names each command's options.
-  if (!name || asksHelp(name) || args.some((arg) => arg === '--help' || arg === '-h')) {
+  if (!name || name === 'help' || helpFlag(name) || args.some(helpFlag)) {
     process.stdout.write(USAGE);
     return 0;
   }
