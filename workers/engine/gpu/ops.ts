@@ -22,15 +22,20 @@ export type Op =
     }
   | { kind: 'clear'; buffer: GPUBuffer };
 
+/** Records a dispatch into a compute pass. */
+export function encodeDispatch(pass: GPUComputePassEncoder, op: Extract<Op, { kind: 'dispatch' }>): void {
+  pass.setPipeline(op.pipeline);
+  pass.setBindGroup(0, op.bindGroup);
+  pass.dispatchWorkgroups(...op.workgroups);
+}
+
 /** Records ops into `encoder`, grouping consecutive dispatches into one compute pass. */
 export function encodeOps(encoder: GPUCommandEncoder, ops: readonly Op[]): void {
   let pass: GPUComputePassEncoder | null = null;
   for (const op of ops) {
     if (op.kind === 'dispatch') {
       pass ??= encoder.beginComputePass();
-      pass.setPipeline(op.pipeline);
-      pass.setBindGroup(0, op.bindGroup);
-      pass.dispatchWorkgroups(...op.workgroups);
+      encodeDispatch(pass, op);
       continue;
     }
     pass?.end();

@@ -1,4 +1,4 @@
-import type { Op } from './ops';
+import { encodeDispatch, type Op } from './ops';
 
 /** GPU time spent per kernel label, from timestamp queries. */
 export interface KernelTime {
@@ -20,50 +20,32 @@ export async function profileOps(device: GPUDevice, ops: readonly Op[]): Promise
   const perSubmit = MAX_QUERIES / 2;
   let start = 0;
   while (start < ops.length) {
-    const querySet = device.createQuerySet({ type: 'timestamp', count: MAX_QUERIES });
-    const resolve = device.createBuffer({
-      size: MAX_QUERIES * 8,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    });
-    const read = device.createBuffer({
-      size: MAX_QUERIES * 8,
-      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
-    });
-    const encoder = device.createCommandEncoder();
     const labels: string[] = [];
-    let i = start;
-    for (; i < ops.length && labels.length < perSubmit; i++) {
-      const op = ops[i];
-      if (op.kind === 'copy') {
-        encoder.copyBufferToBuffer(op.source, op.sourceOffset ?? 0, op.target, op.targetOffset ?? 0, op.byteLength);
-      } else if (op.kind === 'clear') {
-        encoder.clearBuffer(op.buffer);
-      } else {
-        const q = labels.length * 2;
-        const pass = encoder.beginComputePass({
-          timestampWrites: { querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 },
-        });
-        pass.setPipeline(op.pipeline);
-        pass.setBindGroup(0, op.bindGroup);
-        pass.dispatchWorkgroups(...op.workgroups);
-        pass.end();
-        labels.push(op.label);
+    const stamps = await timestamps(device, MAX_QUERIES, (encoder, querySet) => {
+      for (; start < ops.length && labels.length < perSubmit; start++) {
+        const op = ops[start];
+        if (op.kind === 'copy') {
+          encoder.copyBufferToBuffer(op.source, op.sourceOffset ?? 0, op.target, op.targetOffset ?? 0, op.byteLength);
+        } else if (op.kind === 'clear') {
+          encoder.clearBuffer(op.buffer);
+        } else {
+          const q = labels.length * 2;
+          const pass = encoder.beginComputePass({
+            timestampWrites: { querySet, beginningOfPassWriteIndex: q, endOfPassWriteIndex: q + 1 },
+          });
+          encodeDispatch(pass, op);
+          pass.end();
+          labels.push(op.label);
+        }
       }
-    }
-    start = i;
-    encoder.resolveQuerySet(querySet, 0, labels.length * 2, resolve, 0);
-    encoder.copyBufferToBuffer(resolve, 0, read, 0, labels.length * 16);
-    device.queue.submit([encoder.finish()]);
-    await read.mapAsync(GPUMapMode.READ);
-    const stamps = new BigUint64Array(read.getMappedRange().slice(0, labels.length * 16));
-    read.unmap();
+      return labels.length * 2;
+    });
     labels.forEach((label, k) => {
       const entry = totals.get(label) ?? { label, dispatches: 0, milliseconds: 0 };
       entry.dispatches++;
       entry.milliseconds += Number(stamps[2 * k + 1] - stamps[2 * k]) / 1e6;
       totals.set(label, entry);
     });
-    for (const resource of [querySet, resolve, read]) resource.destroy();
   }
   return [...totals.values()].sort((a, b) => b.milliseconds - a.milliseconds);
 }
@@ -74,26 +56,46 @@ export async function profileOps(device: GPUDevice, ops: readonly Op[]): Promise
  * `timestamp-query` feature; browsers quantize the figure (Chrome to 100 µs), so time runs longer than that.
  */
 export async function passSeconds(device: GPUDevice, ops: readonly Op[]): Promise<number> {
-  const querySet = device.createQuerySet({ type: 'timestamp', count: 2 });
-  const resolve = device.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
-  const read = device.createBuffer({ size: 16, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
-  const encoder = device.createCommandEncoder();
-  const pass = encoder.beginComputePass({
-    timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+  const [start, end] = await timestamps(device, 2, (encoder, querySet) => {
+    const pass = encoder.beginComputePass({
+      timestampWrites: { querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 },
+    });
+    for (const op of ops) {
+      if (op.kind !== 'dispatch') throw new Error(`passSeconds times dispatches, not a ${op.kind}`);
+      encodeDispatch(pass, op);
+    }
+    pass.end();
+    return 2;
   });
-  for (const op of ops) {
-    if (op.kind !== 'dispatch') throw new Error(`passSeconds times dispatches, not a ${op.kind}`);
-    pass.setPipeline(op.pipeline);
-    pass.setBindGroup(0, op.bindGroup);
-    pass.dispatchWorkgroups(...op.workgroups);
-  }
-  pass.end();
-  encoder.resolveQuerySet(querySet, 0, 2, resolve, 0);
-  encoder.copyBufferToBuffer(resolve, 0, read, 0, 16);
-  device.queue.submit([encoder.finish()]);
-  await read.mapAsync(GPUMapMode.READ);
-  const [start, end] = new BigUint64Array(read.getMappedRange().slice(0));
-  read.unmap();
-  for (const resource of [querySet, resolve, read]) resource.destroy();
   return Number(end - start) / 1e9;
+}
+
+/**
+ * The timestamps `record` writes into a query set of `count` (it returns how many it wrote, from the first),
+ * after its commands are submitted and run.
+ */
+async function timestamps(
+  device: GPUDevice,
+  count: number,
+  record: (encoder: GPUCommandEncoder, querySet: GPUQuerySet) => number,
+): Promise<BigUint64Array> {
+  const querySet = device.createQuerySet({ type: 'timestamp', count });
+  const resolve = device.createBuffer({
+    size: count * 8,
+    usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+  });
+  const read = device.createBuffer({ size: count * 8, usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ });
+  try {
+    const encoder = device.createCommandEncoder();
+    const written = record(encoder, querySet);
+    encoder.resolveQuerySet(querySet, 0, written, resolve, 0);
+    encoder.copyBufferToBuffer(resolve, 0, read, 0, written * 8);
+    device.queue.submit([encoder.finish()]);
+    await read.mapAsync(GPUMapMode.READ);
+    const stamps = new BigUint64Array(read.getMappedRange().slice(0, written * 8));
+    read.unmap();
+    return stamps;
+  } finally {
+    for (const resource of [querySet, resolve, read]) resource.destroy();
+  }
 }
