@@ -143,6 +143,9 @@ export class MatmulTuner {
       for (const tile of candidates) {
         if (tile.splitK && !canSplitK(plain, tile.splitK)) continue;
         const ops = this.product(tile, transA, transB, halfB).ops(buffers[0], buffers[1], buffers[2], plain);
+        // One warm-up run (the pipelines' first use), then the timed runs.
+        submitOps(this.device, ops);
+        await this.device.queue.onSubmittedWorkDone();
         const seconds = await secondsPerRun(ops, (run) => this.time(run));
         releaseOps(ops);
         if (!best || seconds < best.seconds) best = { tile, seconds };
@@ -156,11 +159,9 @@ export class MatmulTuner {
 
   /**
    * Seconds the ops take: GPU time of one compute pass from timestamp queries where the adapter has them
-   * (wall-clock time of a submit is mostly latency for products this small), else wall-clock after a warm-up run.
+   * (wall-clock time of a submit is mostly latency for products this small), else wall-clock.
    */
   private async time(ops: Op[]): Promise<number> {
-    submitOps(this.device, ops);
-    await this.device.queue.onSubmittedWorkDone();
     if (this.device.features.has('timestamp-query')) return passSeconds(this.device, ops);
     const started = performance.now();
     submitOps(this.device, ops);
