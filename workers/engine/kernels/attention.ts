@@ -96,34 +96,26 @@ fn rowAt(b: u32, t: u32, heads: u32, h: u32) -> u32 { return ((b * p.seq + t) * 
 `;
 }
 
-/** Each pass's bindings, the same in both layouts (the ops bind buffers in this order). */
-const FORWARD_BINDINGS = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<V>;
-@group(0) @binding(1) var<storage, read> k: array<V>;
-@group(0) @binding(2) var<storage, read> v: array<V>;
-@group(0) @binding(3) var<storage, read_write> out: array<V>;
-@group(0) @binding(4) var<storage, read_write> lse: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;`;
-const QUERY_GRAD_BINDINGS = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<V>;
-@group(0) @binding(1) var<storage, read> k: array<V>;
-@group(0) @binding(2) var<storage, read> v: array<V>;
-@group(0) @binding(3) var<storage, read> out: array<V>;
-@group(0) @binding(4) var<storage, read> dout: array<V>;
-@group(0) @binding(5) var<storage, read> lse: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dq: array<V>;
-@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
-@group(0) @binding(8) var<uniform> p: Params;`;
-const KEY_VALUE_GRAD_BINDINGS = /* wgsl */ `
-@group(0) @binding(0) var<storage, read> q: array<V>;
-@group(0) @binding(1) var<storage, read> k: array<V>;
-@group(0) @binding(2) var<storage, read> v: array<V>;
-@group(0) @binding(3) var<storage, read> dout: array<V>;
-@group(0) @binding(4) var<storage, read> lse: array<f32>;
-@group(0) @binding(5) var<storage, read> delta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dk: array<V>;
-@group(0) @binding(7) var<storage, read_write> dv: array<V>;
-@group(0) @binding(8) var<uniform> p: Params;`;
+/**
+ * A pass's bindings, the same in both layouts, numbered in the order the ops bind their buffers: q, k and v, the
+ * other buffers it reads, those it writes, then the uniforms.
+ */
+function bindings(reads: string[], writes: string[]): string {
+  const storage = [
+    ...['q: array<V>', 'k: array<V>', 'v: array<V>', ...reads].map((b) => `var<storage, read> ${b}`),
+    ...writes.map((b) => `var<storage, read_write> ${b}`),
+  ];
+  return [...storage, 'var<uniform> p: Params'].map((decl, i) => `@group(0) @binding(${i}) ${decl};`).join('\n');
+}
+const FORWARD_BINDINGS = bindings([], ['out: array<V>', 'lse: array<f32>']);
+const QUERY_GRAD_BINDINGS = bindings(
+  ['out: array<V>', 'dout: array<V>', 'lse: array<f32>'],
+  ['dq: array<V>', 'delta: array<f32>'],
+);
+const KEY_VALUE_GRAD_BINDINGS = bindings(
+  ['dout: array<V>', 'lse: array<f32>', 'delta: array<f32>'],
+  ['dk: array<V>', 'dv: array<V>'],
+);
 
 function forwardShader(u: Unrolled): string {
   return /* wgsl */ `
@@ -326,6 +318,25 @@ const L = ${this.lanes}u; // lanes per row`;
     return Array.from({ length: this.tile }, (_, c) => term(c)).join(' + ');
   }
 
+  /**
+   * The entry point of a kernel whose tile rows are one head's queries (the forward, the query gradient): the
+   * tile, the head, and the invocation's query row i (at qi) and lane.
+   */
+  queryRowEntry(): string {
+    return /* wgsl */ `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
+  let qt = wid.x; // the query tile
+  let bh = wid.y; // b * heads + h
+  let b = bh / p.heads;
+  let h = bh % p.heads;
+  let g = h / (p.heads / p.kvHeads);
+  let r = lid / L;
+  let lane = lid % L;
+  // Rows past the end compute on the last row's data (so every lane reaches the barriers) and write nothing.
+  let i = min(qt * R + r, p.seq - 1u);
+  let qi = rowAt(b, i, p.heads, h);`;
+  }
+
   /** Σ over the row's vectors of vdot(a[aAt + x], b[bAt + x]). */
   dot(a: string, aAt: string, b: string, bAt: string): string {
     return this.u.dot(
@@ -341,18 +352,7 @@ ${common(t.u)}
 ${t.prelude(['S'])}
 ${FORWARD_BINDINGS}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let qt = wid.x; // the query tile
-  let bh = wid.y; // b * heads + h
-  let b = bh / p.heads;
-  let h = bh % p.heads;
-  let g = h / (p.heads / p.kvHeads);
-  let r = lid / L;
-  let lane = lid % L;
-  // Rows past the end compute on the last row's data (so every lane reaches the barriers) and write nothing.
-  let i = min(qt * R + r, p.seq - 1u);
-  let qi = rowAt(b, i, p.heads, h);
+${t.queryRowEntry()}
   var m = -3.0e38;
   var t = 0.0;
 ${t.perSlice((m) => `  var a${m} = V(0.0);`, false)}
@@ -388,17 +388,7 @@ ${common(t.u)}
 ${t.prelude(['DS'])}
 ${QUERY_GRAD_BINDINGS}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32) {
-  let qt = wid.x;
-  let bh = wid.y;
-  let b = bh / p.heads;
-  let h = bh % p.heads;
-  let g = h / (p.heads / p.kvHeads);
-  let r = lid / L;
-  let lane = lid % L;
-  let i = min(qt * R + r, p.seq - 1u);
-  let qi = rowAt(b, i, p.heads, h);
+${t.queryRowEntry()}
   let li = lse[bh * p.seq + i];
   // delta_i = dout_i · out_i, which each lane of the row computes whole.
   let di = ${t.dot('dout', 'qi', 'out', 'qi')};
@@ -497,7 +487,7 @@ export class AttentionKernels {
   /** `layout`: KernelChoices.attention. */
   constructor(
     private readonly device: GPUDevice,
-    private readonly layout: AttentionLayout = { kind: 'tiles', tile: 16 },
+    private readonly layout: AttentionLayout,
   ) {}
 
   /** out, lse ← attention(q, k, v). */
@@ -527,15 +517,15 @@ export class AttentionKernels {
   private kernels(headDim: number): HeadDimKernels {
     let kernels = this.byHeadDim.get(headDim);
     if (!kernels) {
-      kernels = this.layout.kind === 'tiles' ? this.tiled(headDim, this.layout.tile) : this.rows(headDim);
+      kernels =
+        this.layout.kind === 'tiles' ? this.tiled(headDim, this.layout.tile) : this.rows(headDim, this.layout.block);
       this.byHeadDim.set(headDim, kernels);
     }
     return kernels;
   }
 
-  private rows(headDim: number): HeadDimKernels {
+  private rows(headDim: number, asked: number): HeadDimKernels {
     const vectors = headDim / vectorOf(headDim).width;
-    const asked = this.layout.kind === 'rows' ? this.layout.block : 1;
     const block = Math.max(1, Math.min(asked, Math.floor(UNROLLED_VECTORS / vectors)));
     const u = new Unrolled(headDim, block);
     return {
