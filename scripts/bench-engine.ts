@@ -19,7 +19,7 @@
  *          --allocate-only (allocate the step for the configuration, e.g. --seq 512 --batch 4, and report its
  *          memory without running it) --gpu-kernels (GPUs' kernel choices whatever the adapter: on a software
  *          adapter, a check of the hardware path's losses at the real shapes, not of its speed)
- *          --attention-tile N (attention in workgroup tiles of N rows, 8, 16 or 32, whatever the adapter)
+ *          --attention-tile N (attention in workgroup tiles of N rows, 8 or 16, whatever the adapter)
  *          --grouped-k-slices N (invocations per block of LoRA's grouped weight gradients: 1, 2, 4 or 8)
  */
 import { parseArgs } from 'node:util';

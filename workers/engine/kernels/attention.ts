@@ -276,7 +276,7 @@ class Tiling {
     readonly u: Unrolled,
     readonly tile: number,
   ) {
-    if (![8, 16, 32].includes(tile)) throw new Error(`attention tiles are 8, 16 or 32 rows, not ${tile}`);
+    if (![8, 16].includes(tile)) throw new Error(`attention tiles are 8 or 16 rows, not ${tile}`);
     this.lanes = WG / tile;
     this.entries = Array.from({ length: tile / this.lanes }, (_, e) => e);
     this.slices = Array.from({ length: Math.ceil(u.xs.length / this.lanes) }, (_, m) => m);
