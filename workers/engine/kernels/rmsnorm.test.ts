@@ -46,6 +46,12 @@ describe('RMSNorm kernels against the CPU twin', () => {
         const y = await runAndRead(device, [k.forwardOp(bx, bw, by, brstd, rows, dim, 1e-6)], by);
         expect(maxRelativeError(y, ref.y)).toBeLessThan(1e-5);
         expect(maxRelativeError(await readFloat32(device, brstd), ref.rstd)).toBeLessThan(1e-5);
+        // Carrying x along: the same y, and x's exact copy.
+        const carry = createStorageBuffer(device, rows * dim * 4);
+        device.queue.writeBuffer(by, 0, new Float32Array(rows * dim));
+        const yCarried = await runAndRead(device, [k.forwardOp(bx, bw, by, brstd, rows, dim, 1e-6, carry)], by);
+        expect(maxRelativeError(yCarried, ref.y)).toBeLessThan(1e-5);
+        expect(await readFloat32(device, carry)).toEqual(x);
 
         const dx = await runAndRead(
           device,

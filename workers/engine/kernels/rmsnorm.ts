@@ -10,11 +10,13 @@ import { type RowLayout, rowKernel } from './wgsl';
  *   dw += sum over rows of dy * xhat                  (full-parameter training only)
  * A workgroup per row reduces over dim, or an invocation per row (`RowLayout`); Qwen3's per-head q/k norm is the
  * same kernel with rows = tokens * heads.
+ * The forward can also copy x to `carry` as it reads it: a transformer block's residual stream, which the block's
+ * last product then adds onto. A copy of its own would end the compute pass (copies run outside passes).
  */
 
 const WG = 64;
 
-function forwardShader(layout: RowLayout): string {
+function forwardShader(layout: RowLayout, carry: boolean): string {
   const k = rowKernel(layout);
   return /* wgsl */ `
 struct Params { rows: u32, dim: u32, eps: f32, _pad: u32 }
@@ -22,7 +24,8 @@ struct Params { rows: u32, dim: u32, eps: f32, _pad: u32 }
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
-@group(0) @binding(4) var<uniform> p: Params;
+${carry ? '@group(0) @binding(4) var<storage, read_write> carry: array<f32>;' : ''}
+@group(0) @binding(${carry ? 5 : 4}) var<uniform> p: Params;
 ${k.reduce}
 @compute @workgroup_size(${k.size})
 fn main(${k.builtins}) {
@@ -30,7 +33,10 @@ fn main(${k.builtins}) {
   if (row >= p.rows) { return; }
   let base = row * p.dim;
   var s = 0.0;
-  for (var j = li; j < p.dim; j += ${k.stride}) { let v = x[base + j]; s += v * v; }
+  for (var j = li; j < p.dim; j += ${k.stride}) {
+    let v = x[base + j];
+    s += v * v;${carry ? '\n    carry[base + j] = v;' : ''}
+  }
   let r = inverseSqrt(reduce(s, li, false) / f32(p.dim) + p.eps);
   for (var j = li; j < p.dim; j += ${k.stride}) { y[base + j] = x[base + j] * r * w[j]; }
   if (li == 0u) { rstd[row] = r; }
@@ -88,19 +94,33 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 
 export class RmsNormKernels {
   private readonly forward: Kernel;
+  private readonly forwardCarry: Kernel;
   private readonly backward: Kernel;
   private readonly weightGrad: Kernel;
   private readonly grid: (rows: number) => [number, number, number];
 
   constructor(device: GPUDevice, layout: RowLayout = 'cooperative') {
-    this.forward = new Kernel(device, forwardShader(layout), 'rmsnorm_forward');
+    this.forward = new Kernel(device, forwardShader(layout, false), 'rmsnorm_forward');
+    this.forwardCarry = new Kernel(device, forwardShader(layout, true), 'rmsnorm_forward_carry');
     this.backward = new Kernel(device, backwardShader(layout), 'rmsnorm_backward');
     this.weightGrad = new Kernel(device, weightGradShader, 'rmsnorm_weight_grad');
     this.grid = rowKernel(layout).workgroups;
   }
 
-  forwardOp(x: GPUBuffer, w: GPUBuffer, y: GPUBuffer, rstd: GPUBuffer, rows: number, dim: number, eps: number): Op {
-    return this.forward.op([x, w, y, rstd], [u32(rows), u32(dim), f32(eps), u32(0)], this.grid(rows));
+  /** y and rstd from x; with `carry`, x copied there too. */
+  forwardOp(
+    x: GPUBuffer,
+    w: GPUBuffer,
+    y: GPUBuffer,
+    rstd: GPUBuffer,
+    rows: number,
+    dim: number,
+    eps: number,
+    carry?: GPUBuffer,
+  ): Op {
+    const uniforms = [u32(rows), u32(dim), f32(eps), u32(0)];
+    if (carry) return this.forwardCarry.op([x, w, y, rstd, carry], uniforms, this.grid(rows));
+    return this.forward.op([x, w, y, rstd], uniforms, this.grid(rows));
   }
 
   /** dx = d(loss)/dx, written, or added to what dx holds when `accumulate` (a residual stream's gradient). */

@@ -624,8 +624,8 @@ export class TransformerStep {
     const a = this.layers[l];
     const lw = this.w.layers[l];
     const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
-    // Attention block.
-    ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps));
+    // Attention block; the norm carries the residual stream into xMid, which o_proj then adds onto.
+    ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps, a.xMid));
     this.linear(ops, l, 'q_proj', a.xn1, a.qPre ?? s.q, false);
     this.linear(ops, l, 'k_proj', a.xn1, a.kPre ?? s.k, false);
     this.linear(ops, l, 'v_proj', a.xn1, a.v, false);
@@ -637,14 +637,12 @@ export class TransformerStep {
       ops.push(this.rope('forward', { x: s.q, y: a.qr }, { x: s.k, y: a.kr }));
     }
     ops.push(this.k.attention.forwardOp(a.qr, a.kr, a.v, a.attn, a.lse, this.attentionShape()));
-    ops.push({ kind: 'copy', source: a.xIn, target: a.xMid, byteLength: N * d * 4 });
     this.linear(ops, l, 'o_proj', a.attn, a.xMid, true);
-    // MLP block.
-    ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps));
+    // MLP block, the residual carried on into the next layer's input for down_proj to add onto.
+    ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps, next));
     this.linear(ops, l, 'gate_proj', a.xn2, a.gate, false);
     this.linear(ops, l, 'up_proj', a.xn2, a.up, false);
     ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
-    ops.push({ kind: 'copy', source: a.xMid, target: next, byteLength: N * d * 4 });
     this.linear(ops, l, 'down_proj', a.act, next, true);
   }
 
@@ -682,11 +680,11 @@ export class TransformerStep {
     const lmKey = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
 
     // Loss → final norm output: per slice, recompute logits, turn them into d(loss)/d(logits) in place, then
-    // dxf += dlogits · E_slice and (full) dE_slice += dlogits^T · xf. (A head has written dxf in 'hidden' mode.)
+    // dxf (= for the first slice, then +=) dlogits · E_slice and (full) dE_slice += dlogits^T · xf. (A head has
+    // written dxf in 'hidden' mode, which has no slices.)
     // When the whole vocabulary is one slice, the forward's logits are still there: no need to compute them again.
-    if (this.output === 'next-token') ops.push({ kind: 'clear', buffer: s.dxf });
     const logitsKept = this.slices.length === 1;
-    for (const slice of this.slices) {
+    for (const [i, slice] of this.slices.entries()) {
       const off = (slice.first - slice.chunk.first) * d;
       if (!logitsKept) ops.push(...this.logitsOps(slice));
       ops.push(
@@ -698,7 +696,7 @@ export class TransformerStep {
           N: d,
           K: slice.rows,
           offsetB: off,
-          beta: 1,
+          beta: i === 0 ? 0 : 1,
         }),
       );
       if (full) {
