@@ -70,4 +70,21 @@ describe('tuning on the device', () => {
     expect(maxRelativeError(await runAndRead(device, ops, c), expected)).toBeLessThan(1e-5);
     if (device.features.has('timestamp-query')) expect(await passSeconds(device, ops)).toBeGreaterThan(0);
   });
+
+  it('runs split-K only where the partial sums fit one binding on the device', async () => {
+    const { device } = gpu();
+    const split: MatmulTile = { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, splitK: 8 };
+    const tuner = new MatmulTuner(device, { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 });
+    // An LM head's shape, its 8 slices of partial sums just past the device's binding limit.
+    const head = { M: 128, N: Math.ceil(device.limits.maxStorageBufferBindingSize / (8 * 128 * 4)) + 1, K: 64 };
+    const small = { M: 128, N: 16, K: 64 };
+    for (const shape of [head, small]) tuner.productFor(false, true, shape);
+    tuner.restore(Object.fromEntries(tuner.choices().map(({ shape }) => [shape, split])), [split]);
+    const [a, b, c] = [1, 2, 3].map(() => createStorageBuffer(device, 16));
+    device.pushErrorScope('validation');
+    // The head runs as one plain product; the small one is split (its slices, then the reduce).
+    expect(tuner.productFor(false, true, head).ops(a, b, c, head)).toHaveLength(1);
+    expect(tuner.productFor(false, true, small).ops(a, b, c, small)).toHaveLength(2);
+    expect(await device.popErrorScope()).toBeNull();
+  });
 });

@@ -105,11 +105,21 @@ export class MatmulTuner {
         };
         const variant: MatmulVariant = { ...rest, transA, transB, halfB, ...terms };
         // A split-K choice falls back to the plain kernel for products it cannot split.
-        if (!splitK || !canSplitK(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, lowRank, mask)];
+        if (!splitK || !this.splits(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, lowRank, mask)];
         const kernel = this.kernel(variant, splitK);
         return kernel.ops(a, b, c, shape, this.scratchOf(kernel.scratchBytes(shape)), lowRank, mask);
       },
     };
+  }
+
+  /**
+   * Whether split-K can cut this product in `splitK` slices here: canSplitK, and partial sums that one binding can
+   * hold on this device (the LM head's are splits × tokens × vocabulary floats, past the 128 MiB many adapters
+   * allow).
+   */
+  private splits(shape: MatmulShape, splitK: number): boolean {
+    const bytes = splitK * shape.M * shape.N * 4;
+    return canSplitK(shape, splitK) && bytes <= this.device.limits.maxStorageBufferBindingSize;
   }
 
   private kernel(variant: MatmulVariant, splitK: 0): MatmulKernel;
@@ -141,7 +151,7 @@ export class MatmulTuner {
       let best: { tile: MatmulTile; seconds: number } | null = null;
       const plain = { M: s.M, N: s.N, K: s.K, batch: s.batch };
       for (const tile of candidates) {
-        if (tile.splitK && !canSplitK(plain, tile.splitK)) continue;
+        if (tile.splitK && !this.splits(plain, tile.splitK)) continue;
         const ops = this.product(tile, transA, transB, halfB).ops(buffers[0], buffers[1], buffers[2], plain);
         // One warm-up run (the pipelines' first use), then the timed runs.
         submitOps(this.device, ops);

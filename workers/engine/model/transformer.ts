@@ -467,7 +467,41 @@ export class TransformerStep {
     return this.k.matmuls.productFor(transA, transB, shape, this.w.halfMatrices).ops(a, w, c, shape, lowRank);
   }
 
-  /** y [N, out] (= or +=) x [N, in] · W^T (+ bias) + s (x A^T) B^T. */
+  /**
+   * x A^T of the adapted modules among `projections`, all reading x [N, in] (through each module's dropout), into
+   * their slots of the layer's loraXa as one grouped dispatch (kernels/grouped-matmul: a product of 16 columns is a
+   * few workgroups' work, which on a GPU costs more in dispatches than in arithmetic); returns the low-rank term
+   * each module's base product then adds, s (x A^T) B^T.
+   */
+  private loraInputs(
+    ops: Op[],
+    layer: number,
+    projections: readonly Projection[],
+    x: GPUBuffer,
+  ): Partial<Record<Projection, LowRank>> {
+    const lora = this.lora;
+    const xa = this.layers[layer].loraXa;
+    const modules = projections.flatMap((p) => lora?.module(layer, p) ?? []);
+    if (!lora || !xa || modules.length === 0) return {};
+    const r = lora.settings.r;
+    const products = modules.map((m) => ({
+      a: x,
+      b: lora.params,
+      transA: false,
+      transB: true,
+      shape: { M: this.tokens, N: r, K: m.inDim, offsetB: m.offsetA, offsetC: this.loraOffset(m) },
+      mask: this.dropoutOf(m, 'a'),
+    }));
+    ops.push(...this.k.grouped.ops(products, xa));
+    return Object.fromEntries(
+      modules.map((m) => [
+        m.projection,
+        { l: xa, r: lora.params, rank: r, offsetL: this.loraOffset(m), offsetR: m.offsetB, scale: lora.scale },
+      ]),
+    );
+  }
+
+  /** y [N, out] (= or +=) x [N, in] · W^T (+ bias) + the adapter's low-rank term from loraInputs. */
   private linear(
     ops: Op[],
     layer: number,
@@ -475,22 +509,11 @@ export class TransformerStep {
     x: GPUBuffer,
     y: GPUBuffer,
     accumulate: boolean,
+    lowRank: LowRank | undefined,
   ): void {
     const N = this.tokens;
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    const m = this.lora?.module(layer, projection);
-    const xa = this.layers[layer].loraXa;
-    let lowRank: LowRank | undefined;
-    if (m && xa && this.lora) {
-      // x A^T first: the base product adds s (x A^T) B^T as it goes.
-      const { params, scale } = this.lora;
-      const r = this.lora.settings.r;
-      const offset = this.loraOffset(m);
-      const shape = { M: N, N: r, K: inDim, offsetB: m.offsetA, offsetC: offset };
-      ops.push(...this.mm(false, true, x, params, xa, shape, this.dropoutOf(m, 'a')));
-      lowRank = { l: xa, r: params, rank: r, offsetL: offset, offsetR: m.offsetB, scale };
-    }
     const shape = { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 };
     ops.push(...this.mmWeight(false, true, x, lw.proj[projection], y, shape, lowRank));
     const bias = lw.bias[projection];
@@ -498,8 +521,30 @@ export class TransformerStep {
   }
 
   /**
-   * dx [N, in] (= or +=) dy · W (+ the LoRA path); accumulates full mode's W and bias gradients, and records the
-   * adapter's for flushLoraGrads.
+   * d(x A^T) = s dy B [N, r] of the adapted modules among `grads` (each projection with its output's gradient dy),
+   * into their slots of s.dxa as one grouped dispatch, for linearBackward to use.
+   */
+  private loraInputGrads(ops: Op[], layer: number, grads: ReadonlyArray<[Projection, GPUBuffer]>): void {
+    const lora = this.lora;
+    if (!lora || !this.layers[layer].loraXa) return;
+    const products = grads.flatMap(([projection, dy]) => {
+      const m = lora.module(layer, projection);
+      if (!m) return [];
+      const shape = {
+        M: this.tokens,
+        N: lora.settings.r,
+        K: m.outDim,
+        offsetB: m.offsetB,
+        offsetC: this.loraOffset(m),
+      };
+      return [{ a: dy, b: lora.params, transA: false, transB: false, shape: { ...shape, alpha: lora.scale } }];
+    });
+    if (products.length > 0) ops.push(...this.k.grouped.ops(products, this.s.dxa));
+  }
+
+  /**
+   * dx [N, in] (= or +=) dy · W (+ the LoRA path, from d(x A^T) that loraInputGrads wrote); accumulates full mode's
+   * W and bias gradients, and records the adapter's for flushLoraGrads.
    */
   private linearBackward(
     ops: Op[],
@@ -523,9 +568,6 @@ export class TransformerStep {
       const r = this.lora.settings.r;
       const dxa = this.s.dxa;
       const offset = this.loraOffset(m);
-      // d(x A^T) = s dy B          [N, r]
-      const shape = { M: N, N: r, K: out, offsetB: m.offsetB, offsetC: offset, alpha: scale };
-      ops.push(...this.mm(false, false, dy, params, dxa, shape));
       this.loraGrads.push(
         // dB += s dy^T (x A^T)       [out, r]
         {
@@ -626,9 +668,10 @@ export class TransformerStep {
     const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
     // Attention block; the norm carries the residual stream into xMid, which o_proj then adds onto.
     ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps, a.xMid));
-    this.linear(ops, l, 'q_proj', a.xn1, a.qPre ?? s.q, false);
-    this.linear(ops, l, 'k_proj', a.xn1, a.kPre ?? s.k, false);
-    this.linear(ops, l, 'v_proj', a.xn1, a.v, false);
+    const qkv = this.loraInputs(ops, l, ['q_proj', 'k_proj', 'v_proj'], a.xn1);
+    this.linear(ops, l, 'q_proj', a.xn1, a.qPre ?? s.q, false, qkv.q_proj);
+    this.linear(ops, l, 'k_proj', a.xn1, a.kPre ?? s.k, false, qkv.k_proj);
+    this.linear(ops, l, 'v_proj', a.xn1, a.v, false, qkv.v_proj);
     if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
       ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
       ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
@@ -637,13 +680,14 @@ export class TransformerStep {
       ops.push(this.rope('forward', { x: s.q, y: a.qr }, { x: s.k, y: a.kr }));
     }
     ops.push(this.k.attention.forwardOp(a.qr, a.kr, a.v, a.attn, a.lse, this.attentionShape()));
-    this.linear(ops, l, 'o_proj', a.attn, a.xMid, true);
+    this.linear(ops, l, 'o_proj', a.attn, a.xMid, true, this.loraInputs(ops, l, ['o_proj'], a.attn).o_proj);
     // MLP block, the residual carried on into the next layer's input for down_proj to add onto.
     ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps, next));
-    this.linear(ops, l, 'gate_proj', a.xn2, a.gate, false);
-    this.linear(ops, l, 'up_proj', a.xn2, a.up, false);
+    const gateUp = this.loraInputs(ops, l, ['gate_proj', 'up_proj'], a.xn2);
+    this.linear(ops, l, 'gate_proj', a.xn2, a.gate, false, gateUp.gate_proj);
+    this.linear(ops, l, 'up_proj', a.xn2, a.up, false, gateUp.up_proj);
     ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
-    this.linear(ops, l, 'down_proj', a.act, next, true);
+    this.linear(ops, l, 'down_proj', a.act, next, true, this.loraInputs(ops, l, ['down_proj'], a.act).down_proj);
   }
 
   /** Rotary embeddings of the queries and keys, rows layout in and out. */
@@ -722,8 +766,13 @@ export class TransformerStep {
       if (this.kept === 'inputs') this.layerForward(ops, l);
       // s.dx holds d(loss)/d(residual leaving this layer).
       // MLP block: x_next = xMid + down(silu(gate(xn2)) * up(xn2)).
+      this.loraInputGrads(ops, l, [['down_proj', s.dx]]);
       this.linearBackward(ops, l, 'down_proj', a.act, s.dx, s.dact, false);
       ops.push(this.k.swiglu.backwardOp(a.gate, a.up, s.dact, s.dgate, s.dup, N * f));
+      this.loraInputGrads(ops, l, [
+        ['gate_proj', s.dgate],
+        ['up_proj', s.dup],
+      ]);
       this.linearBackward(ops, l, 'gate_proj', a.xn2, s.dgate, s.dxn, false);
       this.linearBackward(ops, l, 'up_proj', a.xn2, s.dup, s.dxn, true);
       this.flushLoraGrads(ops);
@@ -734,6 +783,7 @@ export class TransformerStep {
         );
 
       // Attention block: xMid = xIn + o_proj(attention(xn1)).
+      this.loraInputGrads(ops, l, [['o_proj', s.dx]]);
       this.linearBackward(ops, l, 'o_proj', a.attn, s.dx, s.dattn, false);
       ops.push(
         ...this.k.attention.backwardOps(
@@ -755,6 +805,11 @@ export class TransformerStep {
           );
         }
       }
+      this.loraInputGrads(ops, l, [
+        ['q_proj', s.dq],
+        ['k_proj', s.dk],
+        ['v_proj', s.dv],
+      ]);
       this.linearBackward(ops, l, 'q_proj', a.xn1, s.dq, s.dxn, false);
       this.linearBackward(ops, l, 'k_proj', a.xn1, s.dk, s.dxn, true);
       this.linearBackward(ops, l, 'v_proj', a.xn1, s.dv, s.dxn, true);
