@@ -27,6 +27,14 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 
+# The GPU tests run on SwiftShader, as the browser tests do, whatever else the machine has (a driver named in
+# VK_ICD_FILENAMES wins): lavapipe compiles each new shader through LLVM, which took minutes for the attention
+# kernels on a machine whose shader cache was cold, so a run there depended on what ran before it.
+SWIFTSHADER=/usr/lib/chromium/vk_swiftshader_icd.json
+if [ -z "${VK_ICD_FILENAMES:-}${VK_DRIVER_FILES:-}" ] && [ -f "$SWIFTSHADER" ]; then
+  export VK_ICD_FILENAMES="$SWIFTSHADER"
+fi
+
 npm run typecheck
 npm run lint
 npx vitest run

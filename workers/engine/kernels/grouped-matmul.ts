@@ -5,7 +5,8 @@ import { type MatmulShape, type OperandMask, resolveMatmulShape } from './matmul
 
 /**
  * Several small independent products in one dispatch: C = alpha · op(A)·op(B) + beta · C for each, every product
- * with its own transposes, shape, operands (any of up to MAX_SOURCES bound buffers) and place in one output buffer,
+ * with its own transposes, shape, operands (any of the bound buffers, as many as the device allows) and place in
+ * one output buffer,
  * an operand optionally read through a LoRA module's dropout mask (matmul.ts's `OperandMask`). Made for LoRA's
  * weight gradients, dB += s dyᵀ (x Aᵀ) and dA += d(x Aᵀ)ᵀ dropout(x): two products per adapted module, each a few
  * workgroups' work over K = tokens, which on a GPU cost a dispatch (and a barrier) apiece, more than their
@@ -20,12 +21,8 @@ import { type MatmulShape, type OperandMask, resolveMatmulShape } from './matmul
  * CPU twin: matmul.cpu.ts's `matmulCpu`, product by product (the operand masked through `throughMaskCpu`).
  */
 const WG = 64;
-/**
- * Products per dispatch, and operand buffers: with C and the dropout state, within the 8 storage buffers a shader
- * stage may bind on every adapter.
- */
+/** Products per dispatch (the uniforms' table). */
 export const MAX_PRODUCTS = 8;
-export const MAX_SOURCES = 6;
 
 export interface GroupedProduct {
   a: GPUBuffer;
@@ -172,6 +169,12 @@ export interface GroupedBlock {
 export class GroupedMatmul {
   /** Compiled on first use, per form of group (most steps have a few). */
   private readonly kernels = new Map<string, Kernel>();
+  /**
+   * Operand buffers one dispatch binds: the device's storage buffers per stage but C and the dropout state (6 at
+   * WebGPU's default of 8; a layer's eight LoRA gradient products read eight, which GPUs and both software
+   * adapters allow).
+   */
+  readonly maxSources: number;
 
   /**
    * `block`: larger blocks load less per multiply, which is what CPU adapters pay for; smaller ones spread a
@@ -188,11 +191,12 @@ export class GroupedMatmul {
     }
     if (![1, 2, 4, 8].includes(kSlices))
       throw new Error(`a grouped matmul's K slices are 1, 2, 4 or 8, not ${kSlices}`);
+    this.maxSources = Math.min(2 * MAX_PRODUCTS, device.limits.maxStorageBuffersPerShaderStage - 2);
   }
 
   /**
    * The products into `c`, in order, packed into as few dispatches as the limits allow (MAX_PRODUCTS products and
-   * MAX_SOURCES operand buffers each). The products of a dispatch run at once, so their parts of `c` must not
+   * maxSources operand buffers each). The products of a dispatch run at once, so their parts of `c` must not
    * overlap (LoRA's gradients: each module's dA and dB their own).
    */
   ops(products: readonly GroupedProduct[], c: GPUBuffer): Op[] {
@@ -201,7 +205,7 @@ export class GroupedMatmul {
     const sources = new Set<GPUBuffer>();
     for (const x of products) {
       const added = new Set([x.a, x.b].filter((b) => !sources.has(b))).size;
-      if (group.length === MAX_PRODUCTS || sources.size + added > MAX_SOURCES) {
+      if (group.length === MAX_PRODUCTS || sources.size + added > this.maxSources) {
         ops.push(this.op(group, c));
         group = [];
         sources.clear();
@@ -245,8 +249,8 @@ export class GroupedMatmul {
       const blocks = Math.ceil(s.M / this.block.rows) * Math.ceil(s.N / this.block.cols);
       block += Math.ceil(blocks / perGroup) * perGroup;
     }
-    if (sources.length > MAX_SOURCES) {
-      throw new Error(`a grouped matmul reads at most ${MAX_SOURCES} operand buffers, not ${sources.length}`);
+    if (sources.length > this.maxSources) {
+      throw new Error(`a grouped matmul reads at most ${this.maxSources} operand buffers, not ${sources.length}`);
     }
     const mask = masks[0];
     const header = [u32(products.length), u32(mask ? dropoutThreshold(mask.p) : 0), f32(mask ? 1 / (1 - mask.p) : 0)];
