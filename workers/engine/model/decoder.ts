@@ -244,7 +244,7 @@ export class Decoder {
   /**
    * x A^T of the adapted modules among `projections` (all reading x [B, in]) into `xa`, [modules, B, r] in that
    * order, and the low-rank term each module's base product then adds, s (x A^T) B^T: for one row a single gemv
-   * over the modules' A as segments of W, for several rows a matmul each.
+   * over the modules' A as segments of W, for several rows one grouped matmul (kernels/grouped-matmul).
    */
   private loraInputs(
     layer: number,
@@ -265,9 +265,11 @@ export class Decoder {
       const shape = { N: r * modules.length, K, offsetB: modules[0].offsetA, segments };
       this.ops.push(this.k.gemv.op(x, params, xa, shape, { norm }));
     } else {
-      for (const [i, m] of modules.entries()) {
-        this.ops.push(...this.mm(x, params, xa, { N: r, K, offsetB: m.offsetA, offsetC: i * slot }, false));
-      }
+      const products = modules.map((m, i) => {
+        const shape = { M: this.rows, N: r, K, offsetB: m.offsetA, offsetC: i * slot };
+        return { a: x, b: params, transA: false, transB: true, shape };
+      });
+      this.ops.push(...this.k.grouped.ops(products, xa));
     }
     return Object.fromEntries(
       modules.map((m, i) => [
