@@ -6,18 +6,19 @@ import { type MatmulShape, type OperandMask, resolveMatmulShape } from './matmul
 /**
  * Several small independent products in one dispatch: C = alpha · op(A)·op(B) + beta · C for each, every product
  * with its own transposes, shape, operands (any of the bound buffers, as many as the device allows) and place in
- * one output buffer,
- * an operand optionally read through a LoRA module's dropout mask (matmul.ts's `OperandMask`). Made for LoRA's
- * weight gradients, dB += s dyᵀ (x Aᵀ) and dA += d(x Aᵀ)ᵀ dropout(x): two products per adapted module, each a few
- * workgroups' work over K = tokens, which on a GPU cost a dispatch (and a barrier) apiece, more than their
- * arithmetic. Grouped, a layer's seven modules take a few dispatches instead of fourteen.
+ * one output buffer, an operand optionally read through a LoRA module's dropout mask (matmul.ts's `OperandMask`).
+ * Made for LoRA's weight gradients, dB += s dyᵀ (x Aᵀ) and dA += d(x Aᵀ)ᵀ dropout(x): two products per adapted
+ * module, each a few workgroups' work over K = tokens, which on a GPU cost a dispatch (and a barrier) apiece, more
+ * than their arithmetic. Grouped, a layer's seven modules take a few dispatches instead of fourteen. The x Aᵀ of
+ * the modules reading one input, and their d(x Aᵀ), run grouped too: 16 columns over a long K.
  *
  * Each invocation owns a block of one product's C (`GroupedBlock`) and walks K from storage, as matmul.ts's
  * register kernels do; every product starts on a fresh workgroup, so a workgroup's invocations run one product's
  * code. With `kSlices` above 1 (GPUs), that many invocations share each block, each walking every kSlices-th step
  * of K, and add their sums through workgroup memory: a walk of K = tokens one step at a time, each step waiting on
- * its loads, is what such a product's time is on a GPU. CPU adapters walk K alone (no barriers). Products are
- * meant to be short along K; a long-K product with few outputs belongs to the tuned matmuls (split-K).
+ * its loads, is what such a product's time is on a GPU. CPU adapters walk K alone (no barriers). The x Aᵀ
+ * products are long along K (the hidden size or more) and walk it in those slices too, one dispatch for a layer's
+ * q/k/v, where tuned products took one or two each (split-K and its reduce pass); the H200 has not timed it yet.
  * CPU twin: matmul.cpu.ts's `matmulCpu`, product by product (the operand masked through `throughMaskCpu`).
  */
 const WG = 64;

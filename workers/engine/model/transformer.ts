@@ -442,16 +442,8 @@ export class TransformerStep {
     }
   }
 
-  private mm(
-    transA: boolean,
-    transB: boolean,
-    a: GPUBuffer,
-    b: GPUBuffer,
-    c: GPUBuffer,
-    shape: MatmulShape,
-    mask?: OperandMask,
-  ): Op[] {
-    return this.k.matmuls.productFor(transA, transB, shape).ops(a, b, c, shape, undefined, mask);
+  private mm(transA: boolean, transB: boolean, a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape): Op[] {
+    return this.k.matmuls.productFor(transA, transB, shape).ops(a, b, c, shape);
   }
 
   /** A product whose B is a base weight matrix (packed fp16 when the weights are held at half precision). */
