@@ -46,7 +46,9 @@ async function metrics(out: string) {
   return lines.map((l) => JSON.parse(l));
 }
 
-describe('hone train', () => {
+// Each test runs hone train in new processes (three in a row for resuming), each compiling its kernels: over a
+// minute on SwiftShader, the adapter npm test uses.
+describe('hone train', { timeout: 180_000 }, () => {
   it('fine-tunes hone-tiny on a chat dataset, lowering the loss, and writes a PEFT adapter that loads', async () => {
     const out = join(dir, 'sft');
     const args = ['--model', 'hone-tiny', '--data', chat, '--method', 'sft', '--out', out, ...small];
