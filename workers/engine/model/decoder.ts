@@ -203,20 +203,20 @@ export class Decoder {
   // ---- recording --------------------------------------------------------------------------------------------
 
   /**
-   * out [B, N] (= or +=) x [B, K] · B^T (+ a low-rank term), `ldc` apart: for one token a matrix-vector product,
-   * bandwidth-bound (see kernels/gemv.ts); for several rows, or fp16 rows the gemv cannot read, a matmul.
+   * out [B, N] (= or +=) x [B, K] · W^T (+ a low-rank term), `ldc` apart, W a base weight matrix (fp16 where the
+   * model is held so): for one token a matrix-vector product, bandwidth-bound (see kernels/gemv.ts); for several
+   * rows, or fp16 rows the gemv cannot read, a matmul.
    */
   private mm(
     a: GPUBuffer,
     b: GPUBuffer,
     out: GPUBuffer,
     shape: GemvShape & { ldc?: number },
-    weight: boolean,
     lowRank?: LowRank,
     norm?: GemvNorm,
     bias?: GPUBuffer,
   ): Op[] {
-    const half = weight && this.w.halfMatrices;
+    const half = this.w.halfMatrices;
     if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
       if (norm) throw new Error('only a gemv reads its input through a norm');
       const product = { M: this.rows, ...shape };
@@ -295,7 +295,7 @@ export class Decoder {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
     const shape = { N: out, K: inDim, beta: accumulate ? 1 : 0 };
-    this.ops.push(...this.mm(x, lw.proj[projection], y, shape, true, lowRank, norm, lw.bias[projection]));
+    this.ops.push(...this.mm(x, lw.proj[projection], y, shape, lowRank, norm, lw.bias[projection]));
   }
 
   /**
@@ -397,7 +397,7 @@ export class Decoder {
     const head = this.normed(x, this.w.finalNorm);
     for (const chunk of this.w.lmHead) {
       const shape = { N: chunk.rows, K: d, offsetC: chunk.first, ldc: c.vocabSize };
-      ops.push(...this.mm(head.input, chunk.buffer, this.logits, shape, true, undefined, head.norm));
+      ops.push(...this.mm(head.input, chunk.buffer, this.logits, shape, undefined, head.norm));
     }
   }
 }
