@@ -29,6 +29,15 @@ export function encodeDispatch(pass: GPUComputePassEncoder, op: Extract<Op, { ki
   pass.dispatchWorkgroups(...op.workgroups);
 }
 
+/** Records a copy or a clear, which run outside compute passes. */
+export function encodeTransfer(encoder: GPUCommandEncoder, op: Exclude<Op, { kind: 'dispatch' }>): void {
+  if (op.kind === 'copy') {
+    encoder.copyBufferToBuffer(op.source, op.sourceOffset ?? 0, op.target, op.targetOffset ?? 0, op.byteLength);
+  } else {
+    encoder.clearBuffer(op.buffer);
+  }
+}
+
 /** Records ops into `encoder`, grouping consecutive dispatches into one compute pass. */
 export function encodeOps(encoder: GPUCommandEncoder, ops: readonly Op[]): void {
   let pass: GPUComputePassEncoder | null = null;
@@ -40,11 +49,7 @@ export function encodeOps(encoder: GPUCommandEncoder, ops: readonly Op[]): void 
     }
     pass?.end();
     pass = null;
-    if (op.kind === 'copy') {
-      encoder.copyBufferToBuffer(op.source, op.sourceOffset ?? 0, op.target, op.targetOffset ?? 0, op.byteLength);
-    } else {
-      encoder.clearBuffer(op.buffer);
-    }
+    encodeTransfer(encoder, op);
   }
   pass?.end();
 }

@@ -1,4 +1,4 @@
-import { encodeDispatch, type Op } from './ops';
+import { encodeDispatch, encodeTransfer, type Op } from './ops';
 
 /** GPU time spent per kernel label, from timestamp queries. */
 export interface KernelTime {
@@ -24,10 +24,8 @@ export async function profileOps(device: GPUDevice, ops: readonly Op[]): Promise
     const stamps = await timestamps(device, MAX_QUERIES, (encoder, querySet) => {
       for (; start < ops.length && labels.length < perSubmit; start++) {
         const op = ops[start];
-        if (op.kind === 'copy') {
-          encoder.copyBufferToBuffer(op.source, op.sourceOffset ?? 0, op.target, op.targetOffset ?? 0, op.byteLength);
-        } else if (op.kind === 'clear') {
-          encoder.clearBuffer(op.buffer);
+        if (op.kind !== 'dispatch') {
+          encodeTransfer(encoder, op);
         } else {
           const q = labels.length * 2;
           const pass = encoder.beginComputePass({
