@@ -12,6 +12,11 @@ export interface AdapterSummary {
   features: string[];
   shaderF16: boolean;
   subgroups: boolean;
+  /**
+   * WGSL functions may take storage pointers and index them (the language features unrestricted_pointer_parameters
+   * and pointer_composite_access), which the engine's sets of matmul products are written with.
+   */
+  pointerParameters: boolean;
   limits: {
     maxStorageBufferBindingSize: number;
     maxBufferSize: number;

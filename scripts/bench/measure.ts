@@ -81,7 +81,7 @@ export async function runBench(
     );
   }
   // The adapter as the kernel choices see it.
-  const kind = options.gpuKernels ? { isFallbackAdapter: false } : adapter;
+  const kind = options.gpuKernels ? { ...adapter, isFallbackAdapter: false } : adapter;
   const candidates = matmulCandidates(kind.isFallbackAdapter);
   const runsMatmul = options.matmul && !options.allocateOnly;
   const matmul = runsMatmul ? await measureMatmuls(device, candidates, log) : [];

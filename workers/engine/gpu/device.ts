@@ -21,7 +21,7 @@ export interface Gpu {
   summary: AdapterSummary;
 }
 
-export function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
+export function summarizeAdapter(adapter: GPUAdapter, wgslFeatures: ReadonlySet<string>): AdapterSummary {
   const info = adapter.info;
   const limits = adapter.limits;
   const features = [...adapter.features].map(String).sort();
@@ -38,6 +38,9 @@ export function summarizeAdapter(adapter: GPUAdapter): AdapterSummary {
     features,
     shaderF16: adapter.features.has('shader-f16'),
     subgroups: adapter.features.has('subgroups'),
+    pointerParameters: ['unrestricted_pointer_parameters', 'pointer_composite_access'].every((f) =>
+      wgslFeatures.has(f),
+    ),
     limits: {
       maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
       maxBufferSize: limits.maxBufferSize,
@@ -74,5 +77,7 @@ export async function acquireGpu(gpu: GPU | undefined): Promise<Gpu> {
   } catch (error) {
     throw new GpuUnavailableError('device-failed', `The adapter refused to create a device: ${String(error)}`);
   }
-  return { adapter, device, summary: summarizeAdapter(adapter) };
+  // Older implementations have no wgslLanguageFeatures: then none of them.
+  const wgslFeatures = (gpu as { wgslLanguageFeatures?: ReadonlySet<string> }).wgslLanguageFeatures ?? new Set();
+  return { adapter, device, summary: summarizeAdapter(adapter, wgslFeatures) };
 }

@@ -156,6 +156,24 @@ export function resolveMatmulShape(shape: MatmulShape, variant: Pick<MatmulVaria
   };
 }
 
+/**
+ * The buffers a set of products (matmul-set.ts) binds: `as` A operands, `bs` B operands and `cs` outputs, each
+ * product's form naming its three by index, for `products` products (each with a form index in its uniforms).
+ */
+export interface SetLayout {
+  as: number;
+  bs: number;
+  cs: number;
+  forms: { a: number; b: number; c: number }[];
+  products: number;
+}
+
+/** The tiled family's shader for a set of products in one dispatch (variant.tiled, no operand mask). */
+export function matmulSetShader(v: MatmulVariant, set: SetLayout): string {
+  if (!v.tiled || v.maskedOperand) throw new Error('a matmul set runs tiled products without operand masks');
+  return tiledShader(v, set);
+}
+
 export function matmulShader(v: MatmulVariant): string {
   if (v.tiled) return tiledShader(v);
   return usesVectorK(v) ? vectorKShader(v) : registersShader(v);
@@ -187,6 +205,7 @@ export function vectorKFits(shape: MatmulShape, v: MatmulVariant): boolean {
 export function extraBindings(
   v: Pick<MatmulVariant, 'lowRank' | 'maskedLowRank' | 'maskedOperand'>,
   first: number,
+  uniform = 'p: Params',
 ): string {
   const storage = [
     ...(v.lowRank ? ['L: array<f32>', 'R: array<f32>'] : []),
@@ -194,19 +213,21 @@ export function extraBindings(
   ];
   const bindings = [
     ...storage.map((decl, i) => `@group(0) @binding(${first + i}) var<storage, read> ${decl};`),
-    `@group(0) @binding(${first + storage.length}) var<uniform> p: Params;`,
+    `@group(0) @binding(${first + storage.length}) var<uniform> ${uniform};`,
   ].join('\n');
   if (!(v.maskedLowRank || v.maskedOperand)) return bindings;
+  // In a set (matmul-set.ts) the product's uniforms are a parameter, not the module's p.
+  const own = uniform === 'p: Params';
   return `${bindings}
 ${DROPOUT_FACTOR_WGSL}
 
-fn maskFactor(i: u32) -> f32 {
+fn maskFactor(${own ? '' : 'p: Params, '}i: u32) -> f32 {
   return dropoutFactor(i, maskState[0], maskState[1] != 0u, p.moduleId, p.threshold, p.maskScale);
 }
 
 // A dropped value is 0 even where x is not finite.
-fn masked(x: f32, i: u32) -> f32 {
-  let f = maskFactor(i);
+fn masked(${own ? '' : 'p: Params, '}x: f32, i: u32) -> f32 {
+  let f = maskFactor(${own ? '' : 'p, '}i);
   return select(0.0, x * f, f != 0.0);
 }`;
 }
@@ -221,22 +242,45 @@ export function extraBuffers(lowRank: LowRank | undefined, operandMask?: Operand
  * Bindings and uniforms; A and B as scalars with loadB (B's element i as f32, whatever its storage), or with
  * `vectors` as vec4 (B's fp16 as vec4<u32>, eight halves).
  */
-const header = (v: MatmulVariant, vectors = false) => /* wgsl */ `
+const header = (v: MatmulVariant, vectors = false, set?: SetLayout) => /* wgsl */ `
 struct Params {
   M: u32, N: u32, K: u32, batch: u32,
   lda: u32, ldb: u32, ldc: u32, strideA: u32,
   strideB: u32, strideC: u32, offsetA: u32, offsetB: u32,
   offsetC: u32, alpha: f32, beta: f32, batchDivB: u32,
   rank: u32, offsetL: u32, offsetR: u32, scaleL: f32,
-  moduleId: u32, threshold: u32, maskScale: f32, _p0: u32,
+  moduleId: u32, threshold: u32, maskScale: f32, form: u32,
 }
 
-@group(0) @binding(0) var<storage, read> A: array<${vectors ? 'vec4f' : 'f32'}>;
+${set ? setBindings(v, set) : operandBindings(v, vectors)}
+`;
+
+/** One product's operands and output, and its uniforms `p`. */
+function operandBindings(v: MatmulVariant, vectors: boolean): string {
+  return /* wgsl */ `@group(0) @binding(0) var<storage, read> A: array<${vectors ? 'vec4f' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 ${extraBindings(v, 3)}
-${operandLoads(v, vectors)}
-`;
+${operandLoads(v, vectors)}`;
+}
+
+/**
+ * A set's operand and output buffers (A0.., B0.., C0..), each product's uniforms in `params`, and loads from the
+ * operands a product function is handed (never masked: a set's products are base products).
+ */
+function setBindings(v: MatmulVariant, set: SetLayout): string {
+  const b = v.halfB ? 'u32' : 'f32';
+  const buffers = [
+    ...Array.from({ length: set.as }, (_, i) => `var<storage, read> A${i}: array<f32>;`),
+    ...Array.from({ length: set.bs }, (_, i) => `var<storage, read> B${i}: array<${b}>;`),
+    ...Array.from({ length: set.cs }, (_, i) => `var<storage, read_write> C${i}: array<f32>;`),
+  ];
+  return /* wgsl */ `struct Set { products: array<Params, ${set.products}> }
+${buffers.map((decl, i) => `@group(0) @binding(${i}) ${decl}`).join('\n')}
+${extraBindings(v, buffers.length, 'params: Set')}
+fn loadA(A: ptr<storage, array<f32>, read>, i: u32) -> f32 { return A[i]; }
+fn loadB(B: ptr<storage, array<${b}>, read>, i: u32) -> f32 { return ${v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]'}; }`;
+}
 
 /**
  * loadA(i) and loadB(i): the operands' element i as f32, through the dropout mask where the variant masks that
@@ -296,8 +340,8 @@ ${fma}
  * Writes alpha * acc (+ a masked low-rank term's sums, each scaled by its element's mask) (+ beta * C) for the block
  * at (row0, col0), skipping what lies outside C.
  */
-function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride: string): string {
-  const masked = v.maskedLowRank ? ' + maskFactor(row * p.N + col) * low[k][j % 4u]' : '';
+function storeBlock(v: MatmulVariant, vecN: number, rowStride: string, colStride: string, set = false): string {
+  const masked = v.maskedLowRank ? ` + maskFactor(${set ? 'p, ' : ''}row * p.N + col) * low[k][j % 4u]` : '';
   return /* wgsl */ `${lowRankTerm(v, vecN, rowStride, colStride)}
   for (var i = 0u; i < ${v.tileM}u; i++) {
     let row = row0 + i * ${rowStride};
@@ -410,7 +454,7 @@ ${storeBlock(v, vecN, '1u', '1u')}
 /** Depth of the K slices the tiled family stages in workgroup memory. */
 const TILE_K = 16;
 
-function tiledShader(v: MatmulVariant): string {
+function tiledShader(v: MatmulVariant, set?: SetLayout): string {
   const threads = v.workgroupX * v.workgroupY;
   const slices = v.kSlices ?? 1;
   const BM = v.workgroupY * v.tileM;
@@ -449,7 +493,7 @@ function tiledShader(v: MatmulVariant): string {
       let g = ${name === 'A' ? 'rowBase' : 'colBase'} + mn;
       let gk = kz + k;
       ${x}Next[i] = 0.0;
-      if (g < ${limit} && gk < p.K) { ${x}Next[i] = load${name}(${x}Base + ${index('g', 'gk')}); }
+      if (g < ${limit} && gk < p.K) { ${x}Next[i] = load${name}(${set ? `${name}, ` : ''}${x}Base + ${index('g', 'gk')}); }
     }`,
       stage: `
     for (var i = 0u; i < ${count}u; i++) {
@@ -488,13 +532,18 @@ function tiledShader(v: MatmulVariant): string {
       acc[e] += vec4f(tiles[at], tiles[at + 1u], tiles[at + 2u], tiles[at + 3u]);
     }
   }`;
+  const entry = `@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, ${slices})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32)`;
+  // A set's product is a function handed its operands; the entry picks it by the workgroup's z.
+  const signature = set
+    ? `fn product(A: ptr<storage, array<f32>, read>, B: ptr<storage, array<${v.halfB ? 'u32' : 'f32'}>, read>, C: ptr<storage, array<f32>, read_write>, p: Params, wg: vec3u, lid: vec3u, li: u32)`
+    : entry;
   return /* wgsl */ `
-${header(v)}
+${header(v, false, set)}
 var<workgroup> tiles: array<f32, ${tileWords}>;
 
-@compute @workgroup_size(${v.workgroupX}, ${v.workgroupY}, ${slices})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
-  let b = wg.z;
+${signature} {
+  let b = ${set ? '0u' : 'wg.z'};
   let rowBase = wg.y * ${BM}u;
   let colBase = wg.x * ${BN}u;
   let aBase = p.offsetA + b * p.strideA;
@@ -518,9 +567,25 @@ ${fma}
   }${slices > 1 ? handOver : ''}
   let row0 = rowBase + lid.y;
   let col0 = colBase + lid.x;
-${storeBlock(v, vecN, `${v.workgroupY}u`, `${v.workgroupX}u`)}
+${storeBlock(v, vecN, `${v.workgroupY}u`, `${v.workgroupX}u`, Boolean(set))}
 }
-`;
+${set ? setEntry(entry, set, BM, BN) : ''}`;
+}
+
+/**
+ * A set's entry: workgroup z runs product z, on the buffers its form names. The grid fits the set's largest
+ * product, so workgroups past a smaller one's rows or columns leave at once.
+ */
+function setEntry(entry: string, set: SetLayout, BM: number, BN: number): string {
+  const cases = set.forms.map((f, i) => `    case ${i}u: { product(&A${f.a}, &B${f.b}, &C${f.c}, p, wg, lid, li); }`);
+  return /* wgsl */ `${entry} {
+  let p = params.products[wg.z];
+  if (wg.x * ${BN}u >= p.N || wg.y * ${BM}u >= p.M) { return; }
+  switch p.form {
+${cases.join('\n')}
+    default: {}
+  }
+}`;
 }
 
 /** A compiled matmul variant; `op` records one multiplication for a plan. */

@@ -22,7 +22,7 @@ import {
  * one): C = alpha * sum + beta * C.
  * Only for batch 1 and K divisible by `splits`.
  */
-function reduceShader(v: MatmulVariant): string {
+function reduceShader(v: Pick<MatmulVariant, 'transB' | 'lowRank' | 'maskedLowRank' | 'maskedOperand'>): string {
   const rIndex = v.transB ? 'n * p.rank + t' : 't * p.N + n';
   return /* wgsl */ `
 struct Params {
@@ -61,9 +61,43 @@ export function canSplitK(shape: MatmulShape, splits: number): boolean {
   return (shape.batch ?? 1) === 1 && shape.K % splits === 0 && shape.K / splits >= 8;
 }
 
+/**
+ * The reduce pass: C = alpha * (the sum of `splits` partial [M, N] slabs [+ a low-rank term]) + beta * C, C's
+ * rows at offsetC with leading dimension ldc. Also the last pass of a sum of products (matmul-set.ts).
+ */
+export class SplitKReduce {
+  private readonly kernel: Kernel;
+
+  constructor(
+    device: GPUDevice,
+    readonly variant: Pick<MatmulVariant, 'transB' | 'lowRank' | 'maskedLowRank'>,
+  ) {
+    const term = variant.lowRank ? (variant.maskedLowRank ? '_lrm' : '_lr') : '';
+    this.kernel = new Kernel(
+      device,
+      reduceShader({ ...variant, maskedOperand: undefined }),
+      `matmul_split_k_reduce${term}`,
+    );
+  }
+
+  op(
+    scratch: GPUBuffer,
+    c: GPUBuffer,
+    s: Pick<ReturnType<typeof resolveMatmulShape>, 'M' | 'N' | 'ldc' | 'offsetC' | 'alpha' | 'beta'>,
+    splits: number,
+    lowRank?: LowRank,
+  ): Op {
+    return this.kernel.op(
+      [scratch, c, ...extraBuffers(lowRank)],
+      [...[s.M, s.N, splits, s.ldc, s.offsetC].map(u32), f32(s.alpha), f32(s.beta), u32(0), ...extraUniforms(lowRank)],
+      grid1d(s.M * s.N, 64),
+    );
+  }
+}
+
 export class SplitKMatmul {
   private readonly partials: MatmulKernel;
-  private readonly reduce: Kernel;
+  private readonly reduce: SplitKReduce;
 
   constructor(
     device: GPUDevice,
@@ -72,9 +106,7 @@ export class SplitKMatmul {
   ) {
     // The slices read the operands (through an operand mask); the reduce adds the low-rank term.
     this.partials = new MatmulKernel(device, { ...variant, lowRank: false, maskedLowRank: false });
-    const term = variant.lowRank ? (variant.maskedLowRank ? '_lrm' : '_lr') : '';
-    const reduced = { ...variant, maskedOperand: undefined };
-    this.reduce = new Kernel(device, reduceShader(reduced), `matmul_split_k_reduce${term}`);
+    this.reduce = new SplitKReduce(device, variant);
   }
 
   /** Bytes of scratch the product needs. */
@@ -120,17 +152,6 @@ export class SplitKMatmul {
       undefined,
       operandMask,
     );
-    const reduceOp = this.reduce.op(
-      [scratch, c, ...extraBuffers(lowRank)],
-      [
-        ...[s.M, s.N, this.splits, s.ldc, s.offsetC].map(u32),
-        f32(s.alpha),
-        f32(s.beta),
-        u32(0),
-        ...extraUniforms(lowRank),
-      ],
-      grid1d(s.M * s.N, 64),
-    );
-    return [partialOp, reduceOp];
+    return [partialOp, this.reduce.op(scratch, c, s, this.splits, lowRank)];
   }
 }

@@ -1,3 +1,4 @@
+import type { AdapterSummary } from '../../../core/adapter';
 import { AdamWKernels } from '../kernels/adamw';
 import { AttentionKernels, type AttentionLayout } from '../kernels/attention';
 import { BiasKernels } from '../kernels/bias';
@@ -42,6 +43,11 @@ export interface KernelChoices {
    * read on GPUs. CPU adapters keep fp32: unpacking halves made a SwiftShader step take twice as long.
    */
   halfWeights: boolean;
+  /**
+   * The projections reading one input (q/k/v, gate/up) as one set of products (kernels/matmul-set.ts), forward and
+   * input gradient, where tuning does not find them faster separately. Needs `pointerParameters`.
+   */
+  matmulSets: boolean;
 }
 
 export const CPU_KERNELS: KernelChoices = {
@@ -51,6 +57,7 @@ export const CPU_KERNELS: KernelChoices = {
   attention: { kind: 'rows', block: 4 },
   groupedKSlices: 1,
   halfWeights: false,
+  matmulSets: false,
 };
 export const GPU_KERNELS: KernelChoices = {
   matmul: GPU_MATMUL_CANDIDATES[0],
@@ -59,11 +66,14 @@ export const GPU_KERNELS: KernelChoices = {
   attention: { kind: 'tiles', tile: 16 },
   groupedKSlices: 8,
   halfWeights: true,
+  matmulSets: true,
 };
 
 /** The choices for an adapter: software adapters report themselves as fallback adapters. */
-export function kernelChoicesFor(adapter: { isFallbackAdapter: boolean }): KernelChoices {
-  return adapter.isFallbackAdapter ? CPU_KERNELS : GPU_KERNELS;
+export function kernelChoicesFor(
+  adapter: Pick<AdapterSummary, 'isFallbackAdapter' | 'pointerParameters'>,
+): KernelChoices {
+  return adapter.isFallbackAdapter ? CPU_KERNELS : { ...GPU_KERNELS, matmulSets: adapter.pointerParameters };
 }
 
 /** Every kernel the transformer uses, compiled once per device. */
@@ -97,7 +107,7 @@ export class EngineKernels {
     readonly choices: KernelChoices = CPU_KERNELS,
     private readonly tuningStore: TuningStore | null = null,
   ) {
-    this.matmuls = new MatmulTuner(device, choices.matmul);
+    this.matmuls = new MatmulTuner(device, choices.matmul, choices.matmulSets);
     this.rmsnorm = new RmsNormKernels(device, choices.rows);
     this.rope = new RopeKernels(device);
     this.attention = new AttentionKernels(device, choices.attention);

@@ -87,4 +87,45 @@ describe('tuning on the device', () => {
     expect(tuner.productFor(false, true, small).ops(a, b, c, small)).toHaveLength(2);
     expect(await device.popErrorScope()).toBeNull();
   });
+
+  it('tunes sets of products against running them separately, and adopts only known choices for them', async () => {
+    const { device } = gpu();
+    const tiled: MatmulTile = { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 };
+    const split: MatmulTile = { ...tiled, splitK: 2 };
+    const tuner = new MatmulTuner(device, { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 }, true);
+    // q/k/v-like: three widths over one input; their input gradients: a sum over three K.
+    const each = [13, 5, 5].map((N) => ({ M: 9, N, K: 24 }));
+    const sum = [13, 5, 5].map((K) => ({ M: 9, N: 24, K }));
+    tuner.setFor('each', true, each);
+    tuner.setFor('sum', false, sum);
+    // Untuned on a registers fallback (CPU adapters), sets run separately.
+    expect(tuner.choices().filter((c) => c.tile === 'separate')).toHaveLength(2);
+    // Four distinct products (the sum's 24-wide ones: one per K), then the two sets.
+    expect(await tuner.tune([tiled, split])).toBe(4 + 2);
+    const sets = tuner.choices().filter((c) => /^(each|sum) /.test(c.shape));
+    expect(sets.map((c) => c.shape.split(' ')[0])).toEqual(['each', 'sum']);
+    // split-K is a sum's slices of each K, not an option for products into their own outputs.
+    expect([tiled, 'separate']).toContainEqual(sets[0].tile);
+    expect([tiled, split, 'separate']).toContainEqual(sets[1].tile);
+
+    // The tuned sum computes Σ dyᵢ·Wᵢ.
+    const dys = sum.map((s, i) => randomUniform(s.M * s.K, 10 + i));
+    const ws = sum.map((s, i) => randomUniform(s.K * s.N, 20 + i));
+    const expected = new Float64Array(9 * 24);
+    for (const [i, s] of sum.entries())
+      matmulCpu(dys[i], ws[i], expected, { ...s, beta: 1 }, { transA: false, transB: false });
+    const c = createStorageBuffer(device, 9 * 24 * 4);
+    const products = sum.map((s, i) => ({ a: uploadBuffer(device, dys[i]), b: uploadBuffer(device, ws[i]), shape: s }));
+    const ops = tuner.setFor('sum', false, sum).sumOps(products, c, { M: 9, N: 24 });
+    expect(maxRelativeError(await runAndRead(device, ops, c), expected)).toBeLessThan(1e-5);
+
+    // A later session adopts a kept set choice that is a candidate, and nothing else.
+    const later = new MatmulTuner(device, { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 }, true);
+    later.setFor('each', true, each);
+    later.setFor('sum', false, sum);
+    const [eachKey, sumKey] = sets.map((c) => c.shape);
+    expect(later.restore({ [eachKey]: split, [sumKey]: split }, [tiled, split])).toBe(1);
+    expect(later.choices().find((c) => c.shape === sumKey)?.tile).toEqual(split);
+    expect(later.choices().find((c) => c.shape === eachKey)?.tile).toBe('separate');
+  });
 });

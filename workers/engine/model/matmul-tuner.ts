@@ -9,10 +9,33 @@ import {
   type OperandMask,
   resolveMatmulShape,
 } from '../kernels/matmul';
-import { canSplitK, SplitKMatmul } from '../kernels/split-k';
+import { MatmulSetKernel, type SetProduct } from '../kernels/matmul-set';
+import { canSplitK, SplitKMatmul, SplitKReduce } from '../kernels/split-k';
 
 /** A matmul variant without its layout; `splitK` cuts K into that many slices summed by a reduce pass. */
 export type MatmulTile = Omit<MatmulVariant, 'transA' | 'transB'> & { splitK?: number };
+
+/**
+ * What a set of products (kernels/matmul-set.ts) runs as: one dispatch on a tiled variant (a sum's `splitK` cutting
+ * each product's K into that many slices), or 'separate', each product on its own chosen variant.
+ */
+export type MatmulChoice = MatmulTile | 'separate';
+
+/**
+ * Products that read one input, each into its own output (the forward's q/k/v, gate/up: 'each'), or whose sum is
+ * one output (their input gradient dx = Σ dyᵢ·Wᵢ: 'sum'). Shapes of a set share M; a sum's also N.
+ */
+export type SetForm = 'each' | 'sum';
+
+/** The output of a sum of products: C (= alpha · Σ + beta · C) at offsetC, rows ldc apart. */
+export type SumShape = Pick<MatmulShape, 'M' | 'N' | 'ldc' | 'offsetC' | 'alpha' | 'beta'>;
+
+export interface MatmulSet {
+  /** 'each': every product into its own C. */
+  ops(products: SetProduct[]): Op[];
+  /** 'sum': the products' sum into c (their own C unused). */
+  sumOps(products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape): Op[];
+}
 
 /** One product of a plan, on its chosen variant, with or without a low-rank term or an operand mask. */
 export interface MatmulProduct {
@@ -66,6 +89,17 @@ function shapeKey(transA: boolean, transB: boolean, shape: MatmulShape, halfB: b
   return `${layout} ${shape.M}x${shape.N}x${shape.K}x${shape.batch ?? 1}`;
 }
 
+/** A set's key: its form, then its products' keys (no transposed A: sets carry LoRA's low-rank terms). */
+function setKey(form: SetForm, transB: boolean, shapes: readonly MatmulShape[], halfB: boolean): string {
+  return `${form} ${shapes.map((shape) => shapeKey(false, transB, shape, halfB)).join(' + ')}`;
+}
+
+/** The candidates a set may run as: tiled variants (split-K only for a sum, as slices of each K), or separately. */
+function setCandidates(form: SetForm, candidates: readonly MatmulTile[]): MatmulChoice[] {
+  const tiled = candidates.filter((tile) => tile.tiled && (form === 'sum' || !tile.splitK));
+  return [...tiled, 'separate'];
+}
+
 /**
  * Picks the matmul variant for each product of a plan. Untuned, every product gets `fallback`; `tune` times the
  * candidates on every shape requested so far (on scratch buffers) and remembers the fastest per shape, so a
@@ -79,12 +113,22 @@ export class MatmulTuner {
     { transA: boolean; transB: boolean; shape: MatmulShape; halfB: boolean }
   >();
   private readonly kernels = new Map<string, MatmulKernel | SplitKMatmul>();
+  private readonly setKernels = new Map<string, MatmulSetKernel>();
+  /** A sum's reduce pass, by transB: plain, since each product's low-rank term rides on its first slice. */
+  private readonly reduces = new Map<boolean, SplitKReduce>();
+  private readonly chosenSets = new Map<string, MatmulChoice>();
+  private readonly requestedSets = new Map<
+    string,
+    { form: SetForm; transB: boolean; shapes: MatmulShape[]; halfB: boolean }
+  >();
   /** Split-K partial sums; products run one after another, so one buffer serves all (a larger one replaces it). */
   private scratch: GPUBuffer | null = null;
 
+  /** `sets`: whether sets of products may run as one dispatch (KernelChoices.matmulSets); else separately. */
   constructor(
     private readonly device: GPUDevice,
     readonly fallback: MatmulTile,
+    private readonly sets = false,
   ) {}
 
   /** This product on its chosen variant (the fallback until tuned). */
@@ -92,6 +136,76 @@ export class MatmulTuner {
     const key = shapeKey(transA, transB, shape, halfB);
     if (!this.requested.has(key)) this.requested.set(key, { transA, transB, shape, halfB });
     return this.product(this.chosen.get(key) ?? this.fallback, transA, transB, halfB);
+  }
+
+  /**
+   * Products of `form` (their shapes, in order, as their ops will be given) on the set's choice: untuned, one
+   * dispatch where the fallback is tiled (GPUs), else separately; always separately where sets are off. Each product
+   * is requested on its own too, so tuning can weigh running them separately.
+   */
+  setFor(form: SetForm, transB: boolean, shapes: MatmulShape[], halfB = false): MatmulSet {
+    if (!this.sets) return this.set('separate', transB, halfB);
+    const plain = shapes.map(({ M, N, K }) => ({ M, N, K }));
+    for (const shape of plain) this.productFor(false, transB, shape, halfB);
+    const key = setKey(form, transB, plain, halfB);
+    if (!this.requestedSets.has(key)) this.requestedSets.set(key, { form, transB, shapes: plain, halfB });
+    return this.set(this.chosenSets.get(key) ?? this.untunedSet(), transB, halfB);
+  }
+
+  /** A set's choice before tuning: one dispatch where the fallback is tiled (GPUs), else separately. */
+  private untunedSet(): MatmulChoice {
+    if (!this.fallback.tiled) return 'separate';
+    const { splitK: _, ...tile } = this.fallback;
+    return tile;
+  }
+
+  private set(choice: MatmulChoice, transB: boolean, halfB: boolean): MatmulSet {
+    const separately = (products: SetProduct[]) =>
+      products.flatMap((x) => this.productFor(false, transB, x.shape, halfB).ops(x.a, x.b, x.c, x.shape, x.lowRank));
+    const sumSeparately = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape) =>
+      separately(
+        products.map((x, i) => ({
+          ...x,
+          c,
+          shape: { ...x.shape, ...shape, beta: i === 0 ? (shape.beta ?? 0) : 1 },
+        })),
+      );
+    if (choice === 'separate') return { ops: separately, sumOps: sumSeparately };
+    const { splitK, ...tile } = choice;
+    const kernel = this.setKernel({ ...tile, transA: false, transB, halfB });
+    return {
+      ops: (products) => (kernel.fits(products) ? [kernel.op(products)] : separately(products)),
+      sumOps: (products, c, shape) => {
+        const splits = splitK ?? 1;
+        const bytes = MatmulSetKernel.sumScratchBytes(products, splits);
+        if (
+          bytes > this.device.limits.maxStorageBufferBindingSize ||
+          !kernel.fits(products.map((x) => ({ ...x, c })))
+        ) {
+          return sumSeparately(products, c, shape);
+        }
+        return kernel.sumOps(products, c, shape, splits, this.scratchOf(bytes), this.reduceKernel(transB));
+      },
+    };
+  }
+
+  private setKernel(variant: MatmulVariant): MatmulSetKernel {
+    const key = JSON.stringify(variant);
+    let kernel = this.setKernels.get(key);
+    if (!kernel) {
+      kernel = new MatmulSetKernel(this.device, variant);
+      this.setKernels.set(key, kernel);
+    }
+    return kernel;
+  }
+
+  private reduceKernel(transB: boolean): SplitKReduce {
+    let kernel = this.reduces.get(transB);
+    if (!kernel) {
+      kernel = new SplitKReduce(this.device, { transB });
+      this.reduces.set(transB, kernel);
+    }
+    return kernel;
   }
 
   private product(tile: MatmulTile, transA: boolean, transB: boolean, halfB: boolean): MatmulProduct {
@@ -141,7 +255,10 @@ export class MatmulTuner {
     return this.scratch;
   }
 
-  /** Times `candidates` on every requested shape not tuned yet; returns how many shapes it tuned. */
+  /**
+   * Times `candidates` on every requested shape not tuned yet, then on every set (each set also run separately, on
+   * its products' choices, which are tuned first); returns how many shapes and sets it tuned.
+   */
   async tune(candidates: MatmulTile[]): Promise<number> {
     let tuned = 0;
     for (const [key, { transA, transB, shape, halfB }] of this.requested) {
@@ -153,18 +270,45 @@ export class MatmulTuner {
       for (const tile of candidates) {
         if (tile.splitK && !this.splits(plain, tile.splitK)) continue;
         const ops = this.product(tile, transA, transB, halfB).ops(buffers[0], buffers[1], buffers[2], plain);
-        // One warm-up run (the pipelines' first use), then the timed runs.
-        submitOps(this.device, ops);
-        await this.device.queue.onSubmittedWorkDone();
-        const seconds = await secondsPerRun(ops, (run) => this.time(run));
-        releaseOps(ops);
+        const seconds = await this.timeOps(ops);
         if (!best || seconds < best.seconds) best = { tile, seconds };
       }
       for (const buffer of buffers) buffer.destroy();
       if (best) this.chosen.set(key, best.tile);
       tuned++;
     }
+    for (const [key, { form, transB, shapes, halfB }] of this.requestedSets) {
+      if (this.chosenSets.has(key)) continue;
+      const buffer = (floats: number) => createStorageBuffer(this.device, floats * 4);
+      const { M, N, K } = shapes[0];
+      // 'each': one input [M, K], each product's W and output; 'sum': each product's dy and W, one output [M, N].
+      const shared = buffer(form === 'each' ? M * K : M * N);
+      const products = shapes.map((shape) =>
+        form === 'each'
+          ? { a: shared, b: buffer(shape.N * shape.K), c: buffer(M * shape.N), shape }
+          : { a: buffer(M * shape.K), b: buffer(shape.K * N), c: shared, shape },
+      );
+      let best: { choice: MatmulChoice; seconds: number } | null = null;
+      for (const choice of setCandidates(form, candidates)) {
+        const set = this.set(choice, transB, halfB);
+        const ops = form === 'each' ? set.ops(products) : set.sumOps(products, shared, { M, N });
+        const seconds = await this.timeOps(ops);
+        if (!best || seconds < best.seconds) best = { choice, seconds };
+      }
+      for (const x of products) for (const b of new Set([x.a, x.b, x.c])) b.destroy();
+      if (best) this.chosenSets.set(key, best.choice);
+      tuned++;
+    }
     return tuned;
+  }
+
+  /** Seconds one run of `ops` takes, after a warm-up run (the pipelines' first use); the ops are released. */
+  private async timeOps(ops: Op[]): Promise<number> {
+    submitOps(this.device, ops);
+    await this.device.queue.onSubmittedWorkDone();
+    const seconds = await secondsPerRun(ops, (run) => this.time(run));
+    releaseOps(ops);
+    return seconds;
   }
 
   /**
@@ -184,25 +328,42 @@ export class MatmulTuner {
    * stale or edited file cannot bring in a kernel the adapter was never tuned with. Returns how many of the
    * shapes requested so far it settled; shapes requested later find their variant already chosen.
    */
-  restore(saved: Record<string, MatmulTile>, candidates: MatmulTile[]): number {
-    const known = new Map(candidates.map((tile) => [JSON.stringify(tile), tile]));
+  restore(saved: Record<string, MatmulChoice>, candidates: MatmulTile[]): number {
+    const known = (choices: readonly MatmulChoice[]) =>
+      new Map(choices.map((choice) => [JSON.stringify(choice), choice]));
+    const products = known(candidates);
+    const sets = { each: known(setCandidates('each', candidates)), sum: known(setCandidates('sum', candidates)) };
     let settled = 0;
-    for (const [key, tile] of Object.entries(saved)) {
-      const candidate = known.get(JSON.stringify(tile));
-      if (!candidate || this.chosen.has(key)) continue;
+    for (const [key, choice] of Object.entries(saved)) {
+      const form = key.split(' ')[0];
+      if (form === 'each' || form === 'sum') {
+        const candidate = sets[form].get(JSON.stringify(choice));
+        if (!candidate || this.chosenSets.has(key)) continue;
+        this.chosenSets.set(key, candidate);
+        if (this.requestedSets.has(key)) settled++;
+        continue;
+      }
+      const candidate = products.get(JSON.stringify(choice));
+      if (!candidate || candidate === 'separate' || this.chosen.has(key)) continue;
       this.chosen.set(key, candidate);
       if (this.requested.has(key)) settled++;
     }
     return settled;
   }
 
-  /** Every shape's chosen variant, to keep for later sessions. */
-  tuned(): Record<string, MatmulTile> {
-    return Object.fromEntries(this.chosen);
+  /** Every shape's and set's choice, to keep for later sessions. */
+  tuned(): Record<string, MatmulChoice> {
+    return Object.fromEntries([...this.chosen, ...this.chosenSets]);
   }
 
-  /** The variant chosen per shape, for reports. */
-  choices(): { shape: string; tile: MatmulTile }[] {
-    return [...this.requested.keys()].map((shape) => ({ shape, tile: this.chosen.get(shape) ?? this.fallback }));
+  /** The variant chosen per shape, then per set, for reports. */
+  choices(): { shape: string; tile: MatmulChoice }[] {
+    return [
+      ...[...this.requested.keys()].map((shape) => ({ shape, tile: this.chosen.get(shape) ?? this.fallback })),
+      ...[...this.requestedSets.keys()].map((shape) => ({
+        shape,
+        tile: this.chosenSets.get(shape) ?? this.untunedSet(),
+      })),
+    ];
   }
 }

@@ -4,7 +4,7 @@ import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/mo
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { readConcatenated } from '../gpu/buffers';
-import { submitOps } from '../gpu/ops';
+import { type Op, submitOps } from '../gpu/ops';
 import { dropoutMaskCpu } from '../kernels/dropout.cpu';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
 import { referenceForwardBackward } from '../reference/transformer.cpu';
@@ -39,8 +39,11 @@ interface Case {
   recompute?: boolean;
   /** LoRA only on these layers (PEFT's layers_to_transform); every layer by default. */
   layers?: number[];
-  /** GPUs' kernel choices, matmuls tuned per product and the plan recorded again, instead of CPU adapters'. */
-  gpuKernels?: boolean;
+  /**
+   * GPUs' kernel choices instead of CPU adapters': 'tuned', matmuls tuned per product and set, and the plan recorded
+   * again; 'untuned', every product on the first candidate, so the projections reading one input run as sets.
+   */
+  gpuKernels?: 'tuned' | 'untuned';
 }
 
 const cases: Case[] = [
@@ -137,16 +140,16 @@ const cases: Case[] = [
     chunked: true,
     labels: true,
     half: true,
-    gpuKernels: true,
+    gpuKernels: 'tuned',
   },
   {
-    name: "GPUs' kernels, full-parameter gradients with LoRA dropout, activations recomputed",
+    name: "GPUs' kernels untuned (q/k/v, gate/up as sets), full-parameter gradients with LoRA dropout, recomputed",
     config: tinyConfig({ modelType: 'qwen3', qkNorm: true, headDim: 8, numHeads: 4, numKvHeads: 2 }),
     targets: ['q_proj', 'v_proj', 'up_proj'],
     full: true,
     dropout: 0.3,
     recompute: true,
-    gpuKernels: true,
+    gpuKernels: 'untuned',
   },
 ];
 
@@ -171,7 +174,10 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
 
       // GPUs' choices tune among a workgroup-memory tile and a split-K of the candidates: all nine would take the
       // software adapter most of a minute to compile.
-      const gpuChoices = { ...GPU_KERNELS, tune: GPU_MATMUL_CANDIDATES.filter((t, i) => i === 0 || t.splitK === 4) };
+      const gpuChoices = {
+        ...GPU_KERNELS,
+        tune: c.gpuKernels === 'tuned' ? GPU_MATMUL_CANDIDATES.filter((t, i) => i === 0 || t.splitK === 4) : null,
+      };
       const kernels = new EngineKernels(device, c.gpuKernels ? gpuChoices : CPU_KERNELS);
       const maxChunkBytes = c.chunked ? 10 * config.hiddenSize * 4 : undefined;
       const gw = await uploadWeights(device, config, weights, {
@@ -202,7 +208,14 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
           recompute: c.recompute,
         },
       );
-      if (c.gpuKernels) expect(await kernels.tuneMatmuls()).toBe(true);
+      if (c.gpuKernels === 'tuned') expect(await kernels.tuneMatmuls()).toBe(true);
+      if (c.gpuKernels === 'untuned') {
+        // q/k/v and gate/up as two sets a layer in the forward; in the backward, replayed (recompute) and their
+        // input gradients as two sums.
+        const sets = (ops: Op[]) => ops.filter((op) => op.kind === 'dispatch' && op.label.startsWith('matmul_set'));
+        expect(sets(step.forwardOps)).toHaveLength(2 * config.numLayers);
+        expect(sets(step.backwardOps)).toHaveLength(4 * config.numLayers);
+      }
       step.setBatch(tokens, labels);
       if (c.dropout) {
         const seed = 1234;

@@ -493,28 +493,41 @@ export class TransformerStep {
     );
   }
 
-  /** y [N, out] (= or +=) x [N, in] · W^T (+ bias) + the adapter's low-rank term from loraInputs. */
+  /**
+   * y [N, out] (= or +=) x [N, in] · W^T (+ bias) + the adapter's low-rank term from loraInputs, for each
+   * projection reading x with its output y: several run as one set of products (kernels/matmul-set.ts).
+   */
   private linear(
     ops: Op[],
     layer: number,
-    projection: Projection,
+    outputs: ReadonlyArray<[Projection, GPUBuffer]>,
     x: GPUBuffer,
-    y: GPUBuffer,
     accumulate: boolean,
-    lowRank: LowRank | undefined,
+    lowRanks: Partial<Record<Projection, LowRank>>,
   ): void {
     const N = this.tokens;
-    const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    const shape = { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 };
-    ops.push(...this.mmWeight(false, true, x, lw.proj[projection], y, shape, lowRank));
-    const bias = lw.bias[projection];
-    if (bias) ops.push(this.k.bias.addOp(bias, y, N, out));
+    const products = outputs.map(([projection, y]) => {
+      const [out, inDim] = projectionShape(this.w.config, projection);
+      const shape = { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 };
+      return { a: x, b: lw.proj[projection], c: y, shape, lowRank: lowRanks[projection] };
+    });
+    if (products.length === 1) {
+      const [{ b, c, shape, lowRank }] = products;
+      ops.push(...this.mmWeight(false, true, x, b, c, shape, lowRank));
+    } else {
+      const shapes = products.map((product) => product.shape);
+      ops.push(...this.k.matmuls.setFor('each', true, shapes, this.w.halfMatrices).ops(products));
+    }
+    for (const [projection, y] of outputs) {
+      const bias = lw.bias[projection];
+      if (bias) ops.push(this.k.bias.addOp(bias, y, N, projectionShape(this.w.config, projection)[0]));
+    }
   }
 
   /**
    * d(x A^T) = s dy B [N, r] of the adapted modules among `grads` (each projection with its output's gradient dy),
-   * into their slots of s.dxa as one grouped dispatch, for linearBackward to use.
+   * into their slots of s.dxa as one grouped dispatch, for linearBackward's low-rank terms.
    */
   private loraInputGrads(ops: Op[], layer: number, grads: ReadonlyArray<[Projection, GPUBuffer]>): void {
     const lora = this.lora;
@@ -535,25 +548,52 @@ export class TransformerStep {
   }
 
   /**
-   * dx [N, in] (= or +=) dy · W (+ the LoRA path, from d(x A^T) that loraInputGrads wrote); accumulates full mode's
-   * W and bias gradients, and records the adapter's for flushLoraGrads.
+   * dx [N, in] = Σ dy · W (+ each LoRA path, from the d(x A^T) loraInputGrads writes first) over the projections
+   * reading x, each with its output's gradient dy: several as one sum of products (kernels/matmul-set.ts).
+   * Accumulates full mode's W and bias gradients, and records the adapter's for flushLoraGrads.
    */
   private linearBackward(
     ops: Op[],
     layer: number,
-    projection: Projection,
+    grads: ReadonlyArray<[Projection, GPUBuffer]>,
     x: GPUBuffer,
-    dy: GPUBuffer,
     dx: GPUBuffer,
-    accumulate: boolean,
   ): void {
     const N = this.tokens;
-    const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
+    this.loraInputGrads(ops, layer, grads);
+    const products = grads.map(([projection, dy]) => {
+      const [out, inDim] = projectionShape(this.w.config, projection);
+      const shape = { M: N, N: inDim, K: out };
+      return { a: dy, b: lw.proj[projection], shape, lowRank: this.adapterBackward(layer, projection, x, dy) };
+    });
+    if (products.length === 1) {
+      const [{ a, b, shape, lowRank }] = products;
+      ops.push(...this.mmWeight(false, false, a, b, dx, shape, lowRank));
+    } else {
+      const shapes = products.map((product) => product.shape);
+      const set = this.k.matmuls.setFor('sum', false, shapes, this.w.halfMatrices);
+      ops.push(...set.sumOps(products, dx, { M: N, N: shapes[0].N }));
+    }
+    if (!this.weightGrads) return;
+    for (const [projection, dy] of grads) {
+      const [out, inDim] = projectionShape(this.w.config, projection);
+      const key = projectionKey(layer, projection);
+      ops.push(...this.mm(true, false, dy, x, this.grad(key), { M: out, N: inDim, K: N, beta: 1 }));
+      if (lw.bias[projection]) ops.push(this.k.bias.gradOp(dy, this.grad(key.replace(/weight$/, 'bias')), N, out));
+    }
+  }
+
+  /**
+   * The adapter's part of a projection's backward: records its weight gradients for flushLoraGrads and returns its
+   * share of dx, dropout'(d(x A^T) A), as a low-rank term of the base product, carrying the module's dropout mask
+   * when the adapter has dropout (the forward's mask, drawn again from the step's seed). None without a module.
+   */
+  private adapterBackward(layer: number, projection: Projection, x: GPUBuffer, dy: GPUBuffer): LowRank | undefined {
+    const N = this.tokens;
+    const [out, inDim] = projectionShape(this.w.config, projection);
     const m = this.lora?.module(layer, projection);
     const xa = this.layers[layer].loraXa;
-    // The adapter's share of dx, dropout'(d(x A^T) A): a low-rank term of the base product below, carrying the
-    // module's dropout mask when the adapter has dropout (the forward's mask, drawn again from the step's seed).
     let lowRank: LowRank | undefined;
     if (m && xa && this.lora) {
       const { params, scale } = this.lora;
@@ -584,23 +624,7 @@ export class TransformerStep {
         lowRank.mask = { state: this.dropoutState, module: m.index, p: this.lora.settings.loraDropout };
       }
     }
-    // dx (= or +=) dy W (+ dropout'(d(x A^T) A))
-    const shape = { M: N, N: inDim, K: out, beta: accumulate ? 1 : 0 };
-    ops.push(...this.mmWeight(false, false, dy, lw.proj[projection], dx, shape, lowRank));
-    if (this.weightGrads) {
-      ops.push(
-        ...this.mm(true, false, dy, x, this.grad(projectionKey(layer, projection)), {
-          M: out,
-          N: inDim,
-          K: N,
-          beta: 1,
-        }),
-      );
-      if (lw.bias[projection]) {
-        const key = projectionKey(layer, projection).replace(/weight$/, 'bias');
-        ops.push(this.k.bias.gradOp(dy, this.grad(key), N, out));
-      }
-    }
+    return lowRank;
   }
 
   /**
@@ -660,10 +684,12 @@ export class TransformerStep {
     const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
     // Attention block; the norm carries the residual stream into xMid, which o_proj then adds onto.
     ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps, a.xMid));
-    const qkv = this.loraInputs(ops, l, ['q_proj', 'k_proj', 'v_proj'], a.xn1);
-    this.linear(ops, l, 'q_proj', a.xn1, a.qPre ?? s.q, false, qkv.q_proj);
-    this.linear(ops, l, 'k_proj', a.xn1, a.kPre ?? s.k, false, qkv.k_proj);
-    this.linear(ops, l, 'v_proj', a.xn1, a.v, false, qkv.v_proj);
+    const qkv: Array<[Projection, GPUBuffer]> = [
+      ['q_proj', a.qPre ?? s.q],
+      ['k_proj', a.kPre ?? s.k],
+      ['v_proj', a.v],
+    ];
+    this.linear(ops, l, qkv, a.xn1, false, this.loraInputs(ops, l, ['q_proj', 'k_proj', 'v_proj'], a.xn1));
     if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
       ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
       ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
@@ -672,14 +698,23 @@ export class TransformerStep {
       ops.push(this.rope('forward', { x: s.q, y: a.qr }, { x: s.k, y: a.kr }));
     }
     ops.push(this.k.attention.forwardOp(a.qr, a.kr, a.v, a.attn, a.lse, this.attentionShape()));
-    this.linear(ops, l, 'o_proj', a.attn, a.xMid, true, this.loraInputs(ops, l, ['o_proj'], a.attn).o_proj);
+    this.linear(ops, l, [['o_proj', a.xMid]], a.attn, true, this.loraInputs(ops, l, ['o_proj'], a.attn));
     // MLP block, the residual carried on into the next layer's input for down_proj to add onto.
     ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps, next));
     const gateUp = this.loraInputs(ops, l, ['gate_proj', 'up_proj'], a.xn2);
-    this.linear(ops, l, 'gate_proj', a.xn2, a.gate, false, gateUp.gate_proj);
-    this.linear(ops, l, 'up_proj', a.xn2, a.up, false, gateUp.up_proj);
+    this.linear(
+      ops,
+      l,
+      [
+        ['gate_proj', a.gate],
+        ['up_proj', a.up],
+      ],
+      a.xn2,
+      false,
+      gateUp,
+    );
     ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
-    this.linear(ops, l, 'down_proj', a.act, next, true, this.loraInputs(ops, l, ['down_proj'], a.act).down_proj);
+    this.linear(ops, l, [['down_proj', next]], a.act, true, this.loraInputs(ops, l, ['down_proj'], a.act));
   }
 
   /** Rotary embeddings of the queries and keys, rows layout in and out. */
@@ -758,15 +793,18 @@ export class TransformerStep {
       if (this.kept === 'inputs') this.layerForward(ops, l);
       // s.dx holds d(loss)/d(residual leaving this layer).
       // MLP block: x_next = xMid + down(silu(gate(xn2)) * up(xn2)).
-      this.loraInputGrads(ops, l, [['down_proj', s.dx]]);
-      this.linearBackward(ops, l, 'down_proj', a.act, s.dx, s.dact, false);
+      this.linearBackward(ops, l, [['down_proj', s.dx]], a.act, s.dact);
       ops.push(this.k.swiglu.backwardOp(a.gate, a.up, s.dact, s.dgate, s.dup, N * f));
-      this.loraInputGrads(ops, l, [
-        ['gate_proj', s.dgate],
-        ['up_proj', s.dup],
-      ]);
-      this.linearBackward(ops, l, 'gate_proj', a.xn2, s.dgate, s.dxn, false);
-      this.linearBackward(ops, l, 'up_proj', a.xn2, s.dup, s.dxn, true);
+      this.linearBackward(
+        ops,
+        l,
+        [
+          ['gate_proj', s.dgate],
+          ['up_proj', s.dup],
+        ],
+        a.xn2,
+        s.dxn,
+      );
       this.flushLoraGrads(ops);
       ops.push(this.k.rmsnorm.backwardOp(a.xMid, lw.postNorm, a.rstd2, s.dxn, s.dx, N, d, true));
       if (full)
@@ -775,8 +813,7 @@ export class TransformerStep {
         );
 
       // Attention block: xMid = xIn + o_proj(attention(xn1)).
-      this.loraInputGrads(ops, l, [['o_proj', s.dx]]);
-      this.linearBackward(ops, l, 'o_proj', a.attn, s.dx, s.dattn, false);
+      this.linearBackward(ops, l, [['o_proj', s.dx]], a.attn, s.dattn);
       ops.push(
         ...this.k.attention.backwardOps(
           { q: a.qr, k: a.kr, v: a.v, out: a.attn, dout: s.dattn, lse: a.lse },
@@ -797,14 +834,17 @@ export class TransformerStep {
           );
         }
       }
-      this.loraInputGrads(ops, l, [
-        ['q_proj', s.dq],
-        ['k_proj', s.dk],
-        ['v_proj', s.dv],
-      ]);
-      this.linearBackward(ops, l, 'q_proj', a.xn1, s.dq, s.dxn, false);
-      this.linearBackward(ops, l, 'k_proj', a.xn1, s.dk, s.dxn, true);
-      this.linearBackward(ops, l, 'v_proj', a.xn1, s.dv, s.dxn, true);
+      this.linearBackward(
+        ops,
+        l,
+        [
+          ['q_proj', s.dq],
+          ['k_proj', s.dk],
+          ['v_proj', s.dv],
+        ],
+        a.xn1,
+        s.dxn,
+      );
       this.flushLoraGrads(ops);
       ops.push(this.k.rmsnorm.backwardOp(a.xIn, lw.inputNorm, a.rstd1, s.dxn, s.dx, N, d, true));
       if (full)

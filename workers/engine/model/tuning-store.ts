@@ -2,21 +2,21 @@ import type { AdapterSummary } from '../../../core/adapter';
 import type { FileCache } from '../../../core/hub';
 import { fnv1a } from '../../../core/random';
 import type { KernelChoices } from './kernels';
-import type { MatmulTile } from './matmul-tuner';
+import type { MatmulChoice, MatmulTile } from './matmul-tuner';
 
 /**
  * Matmul tuning kept across sessions, so only the first run on an adapter pays for timing its products: one JSON
  * file per adapter and candidate list in a FileCache (Cache Storage in the browser, a folder in the CLI's cache),
- * mapping each product's shape to the variant that won. The key names the adapter and fingerprints the candidates,
- * so a new driver description or a changed candidate list starts afresh; bump VERSION when kernels change enough
- * that old winners may no longer win.
+ * mapping each product's shape (and each set of products, kernels/matmul-set.ts) to the variant that won. The key
+ * names the adapter and fingerprints the candidates, so a new driver description or a changed candidate list starts
+ * afresh; bump VERSION when kernels change enough that old winners may no longer win.
  */
 const VERSION = 1;
 
 export interface TuningStore {
   /** The variants chosen before, by shape; empty when none were kept or the file is unreadable. */
-  load(): Promise<Record<string, MatmulTile>>;
-  save(choices: Record<string, MatmulTile>): Promise<void>;
+  load(): Promise<Record<string, MatmulChoice>>;
+  save(choices: Record<string, MatmulChoice>): Promise<void>;
 }
 
 /** The file's key for an adapter and a candidate list. */
@@ -67,10 +67,10 @@ export function fileTuningStore(cache: FileCache, key: string): TuningStore {
  * The choices in a saved file. Tiles are only shapes checked here: the tuner adopts a tile only if it is one of its
  * candidates.
  */
-function parseChoices(text: string): Record<string, MatmulTile> {
+function parseChoices(text: string): Record<string, MatmulChoice> {
   const data = JSON.parse(text) as { version?: unknown; choices?: unknown };
   if (data.version !== VERSION || typeof data.choices !== 'object' || data.choices === null) {
     throw new Error(`expected {"version": ${VERSION}, "choices": {...}}`);
   }
-  return data.choices as Record<string, MatmulTile>;
+  return data.choices as Record<string, MatmulChoice>;
 }

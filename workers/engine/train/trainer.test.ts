@@ -87,11 +87,14 @@ describe('the next-token trainer', () => {
       return seen;
     };
     const untuned = new EngineKernels(device, CPU_KERNELS);
-    const tuning = new EngineKernels(device, { ...CPU_KERNELS, tune: [split, tiled] });
+    const tuning = new EngineKernels(device, { ...CPU_KERNELS, tune: [split, tiled], matmulSets: true });
     const expected = await losses(untuned);
     const got = await losses(tuning);
     expect(tuning.matmuls.choices().length).toBeGreaterThan(0);
-    expect(tuning.matmuls.choices().every((c) => c.tile === split || c.tile === tiled)).toBe(true);
+    // Products and sets of products (q/k/v, gate/up, and their input gradients) alike: a set may also run separately.
+    const choices = tuning.matmuls.choices();
+    expect(choices.every((c) => c.tile === split || c.tile === tiled || c.tile === 'separate')).toBe(true);
+    expect(choices.filter((c) => /^(each|sum) /.test(c.shape))).toHaveLength(4);
     for (let i = 0; i < 3; i++) expect(Math.abs(got[i] - expected[i])).toBeLessThan(1e-4 * expected[i]);
     weights.destroy();
   });
