@@ -195,9 +195,16 @@ describe('decoding with a key-value cache', () => {
     await expectRowsMatch({ ...model, kernels });
   });
 
-  it("decodes several rows together on GPUs' kernels too (tiled matmuls, cooperative rows)", async () => {
+  it("decodes several rows together on GPUs' kernels too (tiled matmuls, q/k/v and gate/up as sets, cooperative rows)", async () => {
     const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, true);
-    await expectRowsMatch({ ...model, kernels: new EngineKernels(model.device, GPU_KERNELS) });
+    const kernels = new EngineKernels(model.device, GPU_KERNELS);
+    const rows = new Decoder(model.device, kernels, model.gw, model.lora, 8, 3);
+    const sets = rows.ops.filter((op) => op.kind === 'dispatch' && op.label.startsWith('matmul_set'));
+    expect(sets.map((op) => op.kind === 'dispatch' && op.label)).toEqual(
+      Array.from({ length: model.gw.config.numLayers }, () => ['matmul_set_3', 'matmul_set_2']).flat(),
+    );
+    rows.destroy();
+    await expectRowsMatch({ ...model, kernels });
   });
 
   for (const [drawn, sampling] of [

@@ -217,13 +217,18 @@ export class Decoder {
     bias?: GPUBuffer,
   ): Op[] {
     const half = this.w.halfMatrices;
-    if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
+    if (this.usesMatmul(shape)) {
       if (norm) throw new Error('only a gemv reads its input through a norm');
       const product = { M: this.rows, ...shape };
       const ops = this.k.matmuls.productFor(false, true, product, half).ops(a, b, out, product, lowRank);
       return bias ? [...ops, this.k.bias.addOp(bias, out, this.rows, shape.N)] : ops;
     }
     return [this.k.gemv.op(a, b, out, shape, { halfW: half, lowRank, norm, bias })];
+  }
+
+  /** Whether products of this shape are matmuls: several rows, or fp16 rows the gemv cannot read. */
+  private usesMatmul(shape: GemvShape): boolean {
+    return this.rows > 1 || (this.w.halfMatrices && !GemvKernels.halfFits(shape));
   }
 
   /**
@@ -280,22 +285,38 @@ export class Decoder {
   }
 
   /**
-   * y [B, out] (= or +=) x [B, in] · W^T (+ bias) + the adapter's low-rank term (from loraInputs), x read through
-   * `norm` where given; a gemv adds the bias as it stores, a matmul with a dispatch after.
+   * y [B, out] (= or +=) x [B, in] · W^T (+ bias) + the adapter's low-rank term (from loraInputs), for each
+   * projection reading x with its output y, x read through `norm` where given; a gemv adds the bias as it stores,
+   * a matmul with a dispatch after. Several matmuls run as one set of products (kernels/matmul-set.ts).
    */
   private linear(
     layer: number,
-    projection: Projection,
+    outputs: ReadonlyArray<[Projection, GPUBuffer]>,
     x: GPUBuffer,
-    y: GPUBuffer,
     accumulate: boolean,
-    lowRank: LowRank | undefined,
+    lowRanks: Partial<Record<Projection, LowRank>>,
     norm?: GemvNorm,
   ) {
-    const [out, inDim] = projectionShape(this.w.config, projection);
     const lw = this.w.layers[layer];
-    const shape = { N: out, K: inDim, beta: accumulate ? 1 : 0 };
-    this.ops.push(...this.mm(x, lw.proj[projection], y, shape, lowRank, norm, lw.bias[projection]));
+    const products = outputs.map(([projection, y]) => {
+      const [out, inDim] = projectionShape(this.w.config, projection);
+      const shape = { M: this.rows, N: out, K: inDim, beta: accumulate ? 1 : 0 };
+      return { a: x, b: lw.proj[projection], c: y, shape, lowRank: lowRanks[projection], bias: lw.bias[projection] };
+    });
+    if (products.length > 1 && !norm && products.every((product) => this.usesMatmul(product.shape))) {
+      const set = this.k.matmuls.setFor(
+        'each',
+        true,
+        products.map((product) => product.shape),
+        this.w.halfMatrices,
+      );
+      this.ops.push(...set.ops(products));
+      for (const { c, shape, bias } of products)
+        if (bias) this.ops.push(this.k.bias.addOp(bias, c, this.rows, shape.N));
+      return;
+    }
+    for (const { b, c, shape, lowRank, bias } of products)
+      this.ops.push(...this.mm(x, b, c, shape, lowRank, norm, bias));
   }
 
   /**
@@ -308,13 +329,21 @@ export class Decoder {
     const half = this.w.halfMatrices;
     const shape = { N: f, K: d };
     const low = this.loraInputs(layer, ['gate_proj', 'up_proj'], x, xa, norm);
-    if (this.rows > 1 || (half && !GemvKernels.halfFits(shape))) {
-      // Matmuls (several rows, or fp16 rows of odd length, which straddle words): the products one by one.
+    if (this.usesMatmul(shape)) {
+      // Matmuls (several rows, or fp16 rows of odd length, which straddle words), then SwiGLU.
       const n = this.rows * f;
       this.gateUp ??= [this.alloc(n * 4, 'gate'), this.alloc(n * 4, 'up')];
       const [gate, up] = this.gateUp;
-      this.linear(layer, 'gate_proj', x, gate, false, low.gate_proj);
-      this.linear(layer, 'up_proj', x, up, false, low.up_proj);
+      this.linear(
+        layer,
+        [
+          ['gate_proj', gate],
+          ['up_proj', up],
+        ],
+        x,
+        false,
+        low,
+      );
       this.ops.push(this.k.swiglu.forwardOp(gate, up, act, n));
       return;
     }
@@ -372,9 +401,12 @@ export class Decoder {
       const { k: kCache, v: vCache } = this.s.caches[l];
       const { input, norm } = this.normed(x, lw.inputNorm);
       const qkv = this.loraInputs(l, ['q_proj', 'k_proj', 'v_proj'], input, xa, norm);
-      this.linear(l, 'q_proj', input, q, false, qkv.q_proj, norm);
-      this.linear(l, 'k_proj', input, kRaw, false, qkv.k_proj, norm);
-      this.linear(l, 'v_proj', input, v, false, qkv.v_proj, norm);
+      const outputs: Array<[Projection, GPUBuffer]> = [
+        ['q_proj', q],
+        ['k_proj', kRaw],
+        ['v_proj', v],
+      ];
+      this.linear(l, outputs, input, false, qkv, norm);
       if (lw.qNorm && lw.kNorm) {
         ops.push(this.k.rmsnorm.forwardOp(q, lw.qNorm, qn, rstdQ, B * H, hd, eps));
         ops.push(this.k.rmsnorm.forwardOp(kRaw, lw.kNorm, kn, rstdK, B * KV, hd, eps));
@@ -389,10 +421,10 @@ export class Decoder {
         ),
       );
       ops.push(this.k.decodeAttention.attendOp(this.position, qRot, kCache, vCache, scores, attn, shape));
-      this.linear(l, 'o_proj', attn, x, true, this.loraInputs(l, ['o_proj'], attn, xa).o_proj);
+      this.linear(l, [['o_proj', x]], attn, true, this.loraInputs(l, ['o_proj'], attn, xa));
       const mlp = this.normed(x, lw.postNorm);
       this.gatedMlp(l, mlp.input, act, xa, mlp.norm);
-      this.linear(l, 'down_proj', act, x, true, this.loraInputs(l, ['down_proj'], act, xa).down_proj);
+      this.linear(l, [['down_proj', x]], act, true, this.loraInputs(l, ['down_proj'], act, xa));
     }
     const head = this.normed(x, this.w.finalNorm);
     for (const chunk of this.w.lmHead) {
