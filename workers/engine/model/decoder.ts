@@ -261,27 +261,16 @@ export class Decoder {
     const lora = this.lora;
     const modules = projections.flatMap((p) => lora?.module(layer, p) ?? []);
     if (!lora || modules.length === 0) return {};
-    const { params, scale } = lora;
     const r = lora.settings.r;
-    const K = modules[0].inDim;
-    const slot = this.rows * r;
+    const { products, lowRanks } = lora.inputProducts(modules, x, xa, this.rows, (_, i) => i * this.rows * r);
     if (this.rows === 1) {
       const segments = { rows: r, offsets: modules.slice(1).map((m) => m.offsetA) };
-      const shape = { N: r * modules.length, K, offsetB: modules[0].offsetA, segments };
-      this.ops.push(this.k.gemv.op(x, params, xa, shape, { norm }));
+      const shape = { N: r * modules.length, K: modules[0].inDim, offsetB: modules[0].offsetA, segments };
+      this.ops.push(this.k.gemv.op(x, lora.params, xa, shape, { norm }));
     } else {
-      const products = modules.map((m, i) => {
-        const shape = { M: this.rows, N: r, K, offsetB: m.offsetA, offsetC: i * slot };
-        return { a: x, b: params, transA: false, transB: true, shape };
-      });
       this.ops.push(...this.k.grouped.ops(products, xa));
     }
-    return Object.fromEntries(
-      modules.map((m, i) => [
-        m.projection,
-        { l: xa, r: params, rank: r, offsetL: i * slot, offsetR: m.offsetB, scale },
-      ]),
-    );
+    return lowRanks;
   }
 
   /**

@@ -4,6 +4,8 @@ import { loraScale } from '../../../core/peft';
 import { mulberry32 } from '../../../core/random';
 import type { TrainSettings } from '../../../core/training/settings';
 import { createStorageBuffer, readFloat32 } from '../gpu/buffers';
+import type { GroupedProduct } from '../kernels/grouped-matmul';
+import type { LowRank, OperandMask } from '../kernels/matmul';
 
 /**
  * LoRA adapters on the GPU with PEFT's semantics: y = x W^T + s (x A^T) B^T, A: [r, in], B: [out, r],
@@ -149,6 +151,37 @@ export class GpuLora {
 
   module(layer: number, projection: Projection): LoraModule | undefined {
     return this.byKey.get(`${layer}.${projection}`);
+  }
+
+  /**
+   * x A^T [rows, r] of `modules`, all reading x [rows, in] (through `maskOf(m)`'s dropout where given), into `xa`
+   * at element `slotOf(m, i)` each, as products for a grouped matmul (kernels/grouped-matmul.ts); and the low-rank
+   * term each module's base product then adds, s (x A^T) B^T, by projection.
+   */
+  inputProducts(
+    modules: readonly LoraModule[],
+    x: GPUBuffer,
+    xa: GPUBuffer,
+    rows: number,
+    slotOf: (m: LoraModule, i: number) => number,
+    maskOf?: (m: LoraModule) => OperandMask | undefined,
+  ): { products: GroupedProduct[]; lowRanks: Partial<Record<Projection, LowRank>> } {
+    const r = this.settings.r;
+    const products = modules.map((m, i) => ({
+      a: x,
+      b: this.params,
+      transA: false,
+      transB: true,
+      shape: { M: rows, N: r, K: m.inDim, offsetB: m.offsetA, offsetC: slotOf(m, i) },
+      mask: maskOf?.(m),
+    }));
+    const lowRanks = Object.fromEntries(
+      modules.map((m, i) => [
+        m.projection,
+        { l: xa, r: this.params, rank: r, offsetL: slotOf(m, i), offsetR: m.offsetB, scale: this.scale },
+      ]),
+    );
+    return { products, lowRanks };
   }
 
   /** Each module's gradients, { A: [r, in], B: [out, r] }, keyed `${layer}.${projection}`. */

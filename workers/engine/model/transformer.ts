@@ -475,22 +475,10 @@ export class TransformerStep {
     const xa = this.layers[layer].loraXa;
     const modules = projections.flatMap((p) => lora?.module(layer, p) ?? []);
     if (!lora || !xa || modules.length === 0) return {};
-    const r = lora.settings.r;
-    const products = modules.map((m) => ({
-      a: x,
-      b: lora.params,
-      transA: false,
-      transB: true,
-      shape: { M: this.tokens, N: r, K: m.inDim, offsetB: m.offsetA, offsetC: this.loraOffset(m) },
-      mask: this.dropoutOf(m, 'a'),
-    }));
+    const slot = (m: LoraModule) => this.loraOffset(m);
+    const { products, lowRanks } = lora.inputProducts(modules, x, xa, this.tokens, slot, (m) => this.dropoutOf(m, 'a'));
     ops.push(...this.k.grouped.ops(products, xa));
-    return Object.fromEntries(
-      modules.map((m) => [
-        m.projection,
-        { l: xa, r: lora.params, rank: r, offsetL: this.loraOffset(m), offsetR: m.offsetB, scale: lora.scale },
-      ]),
-    );
+    return lowRanks;
   }
 
   /**
