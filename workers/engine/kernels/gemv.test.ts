@@ -224,3 +224,61 @@ describe('gemv through an RMSNorm of x (the norm before a projection, fused)', (
     });
   }
 });
+
+describe('a set of gemvs (q, k and v of one token in one dispatch)', () => {
+  // With biases, two products: three with their biases and low-rank terms bind more buffers than SwiftShader's 12.
+  for (const [K, half, withBias, widths] of [
+    [130, false, true, [37, 6]],
+    [576, true, false, [37, 6, 9]],
+  ] as const) {
+    it(`each product into its own y, through one RMSNorm, low-rank terms${withBias ? ', biases' : ''}: K ${K}, ${half ? 'fp16' : 'fp32'}`, async () => {
+      const { device } = gpu();
+      const k = new GemvKernels(device, 'cooperative');
+      const eps = 1e-5;
+      const x = randomUniform(3 + K, 1).map((v) => 5 * v + 0.5);
+      const g = randomUniform(K, 2).map((v) => 1 + v);
+      const normed = rmsnormForwardCpu(x.subarray(3), g, 1, K, eps).y;
+      const ws = widths.map((N, i) => {
+        const raw = randomUniform(4 + N * K, 10 + i);
+        return half ? Float32Array.from(roundToHalf(raw)) : raw;
+      });
+      const priors = widths.map((N, i) => randomUniform(1 + N, 20 + i));
+      const biases = widths.map((N, i) => randomUniform(N, 30 + i));
+      // One L and one R buffer, as decoding holds each layer's x A^T and the adapter's B matrices.
+      const l = randomUniform(8, 40);
+      const r = randomUniform(2 * (37 + 9), 41);
+      const terms = [
+        { rank: 2, offsetL: 0, offsetR: 0, scale: 1.5 },
+        undefined,
+        { rank: 2, offsetL: 4, offsetR: 74, scale: 0.5 },
+      ];
+      const [bx, bl, br] = [x, l, r].map((a) => uploadBuffer(device, a));
+      const ys = priors.map((prior) => uploadBuffer(device, prior));
+      const products = widths.map((N, i) => ({
+        w: uploadBuffer(device, half ? packHalves(ws[i]) : ws[i]),
+        y: ys[i],
+        // The second product accumulates onto y, the others overwrite theirs.
+        shape: { N, K, offsetA: 3, offsetB: 4, offsetC: 1, alpha: 0.5, beta: i === 1 ? 1 : 0 },
+        lowRank: terms[i] && { ...terms[i], l: bl, r: br },
+        bias: withBias ? uploadBuffer(device, biases[i]) : undefined,
+      }));
+      const norm = { weight: uploadBuffer(device, g), eps };
+      const op = k.setOp(bx, products, { halfW: half, norm });
+      expect(op).not.toBeNull();
+      // Past the device's storage bindings there is no set: the caller runs the products one by one.
+      const many = Array.from({ length: device.limits.maxStorageBuffersPerShaderStage }, () => products[0]);
+      expect(k.setOp(bx, many, { halfW: half, norm })).toBeNull();
+      for (const [i, N] of widths.entries()) {
+        const sum = new Float64Array(N);
+        const term = terms[i] && { ...terms[i], l, r };
+        matmulCpu(normed, ws[i], sum, { M: 1, N, K, offsetB: 4 }, { transA: false, transB: true }, term);
+        const expected = Float64Array.from(priors[i]);
+        for (let n = 0; n < N; n++) {
+          expected[1 + n] = 0.5 * (sum[n] + (withBias ? biases[i][n] : 0)) + (i === 1 ? expected[1 + n] : 0);
+        }
+        const got = await runAndRead(device, i === 0 && op ? [op] : [], ys[i]);
+        expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+      }
+    });
+  }
+});

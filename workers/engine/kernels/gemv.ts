@@ -49,18 +49,26 @@ const matricesOf = (v: GemvVariant) => (v.gated ? ['W', 'U'] : ['W']);
  * vectors, a norm's weight g where it is normed, the bias where it has one; `rowStart(n)`, where W's row n starts; `lowRank(n, t)`, output n's low-rank term t (0: W's, 1: U's; 0
  * without any); and `store(n, w, u)`, output n from its sums over W's row (and U's).
  */
-function bindings(v: GemvVariant, vectors: boolean): string {
+function bindings(v: GemvVariant, vectors: boolean, set = 0): string {
   const m = vectors ? (v.halfW ? 'vec4<u32>' : 'vec4f') : v.halfW ? 'u32' : 'f32';
+  // A set of `set` products binds each one's W, y and bias (W0.., y0.., bias0..), handed to its function.
+  const each = (decl: (i: string) => string) =>
+    set ? Array.from({ length: set }, (_, i) => decl(String(i))) : [decl('')];
   const storage = [
     `var<storage, read> x: array<${vectors ? 'vec4f' : 'f32'}>`,
-    ...matricesOf(v).map((name) => `var<storage, read> ${name}: array<${m}>`),
-    'var<storage, read_write> y: array<f32>',
+    ...matricesOf(v).flatMap((name) => each((i) => `var<storage, read> ${name}${i}: array<${m}>`)),
+    ...each((i) => `var<storage, read_write> y${i}: array<f32>`),
     ...(v.normed ? [`var<storage, read> g: array<${vectors ? 'vec4f' : 'f32'}>`] : []),
-    ...(v.biased ? ['var<storage, read> bias: array<f32>'] : []),
+    ...(v.biased ? each((i) => `var<storage, read> bias${i}: array<f32>`) : []),
     ...(v.lowRank ? ['var<storage, read> L: array<f32>', 'var<storage, read> R: array<f32>'] : []),
   ];
+  // In a set, the product's uniforms and output (and bias) are parameters.
+  const params = set ? 'p: Params, ' : '';
+  const out = set
+    ? `y: ptr<storage, array<f32>, read_write>, ${v.biased ? 'bias: ptr<storage, array<f32>, read>, ' : ''}`
+    : '';
   const lowRank = v.lowRank
-    ? `fn lowRank(n: u32, t: u32) -> f32 {
+    ? `fn lowRank(${params}n: u32, t: u32) -> f32 {
   let rank = select(p.rank, p.rank2, t == 1u);
   let l = select(p.offsetL, p.offsetL2, t == 1u);
   let r = select(p.offsetR, p.offsetR2, t == 1u) + n * rank;
@@ -68,14 +76,15 @@ function bindings(v: GemvVariant, vectors: boolean): string {
   for (var i = 0u; i < rank; i++) { s += L[l + i] * R[r + i]; }
   return select(p.scaleL, p.scaleL2, t == 1u) * s;
 }`
-    : 'fn lowRank(n: u32, t: u32) -> f32 { return 0.0; }';
+    : `fn lowRank(${params}n: u32, t: u32) -> f32 { return 0.0; }`;
+  const p = set ? 'p, ' : '';
   const store = v.gated
     ? `fn store(n: u32, w: f32, u: f32) {
   let g = w + lowRank(n, 0u);
   y[p.offsetC + n] = g / (1.0 + exp(-g)) * (u + lowRank(n, 1u));
 }`
-    : `fn store(n: u32, w: f32, u: f32) {
-  var value = p.alpha * (w + lowRank(n, 0u)${v.biased ? ' + bias[n]' : ''});
+    : `fn store(${params}${out}n: u32, w: f32, u: f32) {
+  var value = p.alpha * (w + lowRank(${p}n, 0u)${v.biased ? ' + bias[n]' : ''});
   if (p.beta != 0.0) { value += p.beta * y[p.offsetC + n]; }
   y[p.offsetC + n] = value;
 }`;
@@ -85,13 +94,14 @@ struct Params {
   rank: u32, offsetL: u32, offsetR: u32, scaleL: f32, rank2: u32, offsetL2: u32, offsetR2: u32, scaleL2: f32,
   // Where the segments after the first start (elements); the first at offsetB.
   segments: vec4u,
-  eps: f32, _q0: u32, _q1: u32, _q2: u32,
+  // In a set: the product's first workgroup.
+  eps: f32, firstGroup: u32, _q1: u32, _q2: u32,
 }
-${storage.map((decl, i) => `@group(0) @binding(${i}) ${decl};`).join('\n')}
-@group(0) @binding(${storage.length}) var<uniform> p: Params;
+${set ? `struct Set { products: array<Params, ${set}> }\n` : ''}${storage.map((decl, i) => `@group(0) @binding(${i}) ${decl};`).join('\n')}
+@group(0) @binding(${storage.length}) var<uniform> ${set ? 'params: Set' : 'p: Params'};
 
 // W's rows come in segments of segmentRows, each from its own offset.
-fn rowStart(n: u32) -> u32 {
+fn rowStart(${params}n: u32) -> u32 {
   let segment = n / p.segmentRows;
   let offset = select(p.segments[max(segment, 1u) - 1u], p.offsetB, segment == 0u);
   return offset + (n % p.segmentRows) * p.K;
@@ -109,7 +119,7 @@ const upSum = (v: GemvVariant, sum: string) => (v.gated ? sum : '0.0');
 const rstdOf = (v: GemvVariant, sumSquares: string) =>
   v.normed ? `inverseSqrt(${sumSquares} / f32(p.K) + p.eps)` : '1.0';
 
-function cooperativeShader(v: GemvVariant): string {
+function cooperativeShader(v: GemvVariant, set = 0): string {
   // The ROWS rows advance together, each step loading a word of every row (independent loads a GPU keeps in flight
   // at once), so one reduction of a vector serves them all (and the norm's Σ x² rides along).
   const rowsOf = (m: string, at: (r: number) => string) =>
@@ -132,8 +142,48 @@ function cooperativeShader(v: GemvVariant): string {
   });
   // What the workgroup reduces: each matrix's four row sums, and Σ x² for a normed variant.
   const sums = [...matricesOf(v).map((m) => `s${m}`), ...(v.normed ? ['vec4f(ss)'] : [])];
+  const p = set ? 'p, ' : '';
+  const out = set ? `y, ${v.biased ? 'bias, ' : ''}` : '';
+  const body = /* wgsl */ `
+  // Rows past N repeat the last one (in bounds) and are not stored.
+${Array.from({ length: ROWS }, (_, r) => `  let row${r} = rowStart(${p}min(first + ${r}u, p.N - 1u));`).join('\n')}
+  ${matricesOf(v)
+    .map((m) => `var s${m} = vec4f(0.0);`)
+    .join('\n  ')}${v.normed ? '\n  var ss = 0.0;' : ''}
+  ${dots.join('\n  ')}
+  let totals = reduce(Sums(${sums.join(', ')}), li);
+  let rstd = ${rstdOf(v, `totals[${sums.length - 1}].x`)};
+  if (li == 0u) {
+    for (var r = 0u; r < ${ROWS}u; r++) {
+      if (first + r < p.N) { store(${p}${out}first + r, totals[0][r] * rstd, ${upSum(v, 'totals[1][r] * rstd')}); }
+    }
+  }`;
+  const entry = `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32)`;
+  const m = v.halfW ? 'u32' : 'f32';
+  // A set's product is a function handed its W, y (and bias); the entry finds the workgroup's product.
+  const main = set
+    ? /* wgsl */ `fn product(W: ptr<storage, array<${m}>, read>, y: ptr<storage, array<f32>, read_write>, ${v.biased ? 'bias: ptr<storage, array<f32>, read>, ' : ''}p: Params, first: u32, li: u32) {${body}
+}
+
+${entry} {
+  let group = wg.x + wg.y * nwg.x;
+  var which = 0u;
+  for (var i = 1u; i < ${set}u; i++) {
+    if (group >= params.products[i].firstGroup) { which = i; }
+  }
+  let p = params.products[which];
+  let first = (group - p.firstGroup) * ${ROWS}u;
+  switch which {
+${Array.from({ length: set }, (_, i) => `    case ${i}u: { product(&W${i}, &y${i}, ${v.biased ? `&bias${i}, ` : ''}p, first, li); }`).join('\n')}
+    default: {}
+  }
+}`
+    : `${entry} {
+  let first = (wg.x + wg.y * nwg.x) * ${ROWS}u;${body}
+}`;
   return /* wgsl */ `
-${bindings(v, false)}
+${bindings(v, false, set)}
 alias Sums = array<vec4f, ${sums.length}>;
 var<workgroup> partial: array<Sums, ${WG}>;
 
@@ -152,23 +202,7 @@ fn reduce(value: Sums, li: u32) -> Sums {
   return total;
 }
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let first = (wg.x + wg.y * nwg.x) * ${ROWS}u;
-  // Rows past N repeat the last one (in bounds) and are not stored.
-${Array.from({ length: ROWS }, (_, r) => `  let row${r} = rowStart(min(first + ${r}u, p.N - 1u));`).join('\n')}
-  ${matricesOf(v)
-    .map((m) => `var s${m} = vec4f(0.0);`)
-    .join('\n  ')}${v.normed ? '\n  var ss = 0.0;' : ''}
-  ${dots.join('\n  ')}
-  let totals = reduce(Sums(${sums.join(', ')}), li);
-  let rstd = ${rstdOf(v, `totals[${sums.length - 1}].x`)};
-  if (li == 0u) {
-    for (var r = 0u; r < ${ROWS}u; r++) {
-      if (first + r < p.N) { store(first + r, totals[0][r] * rstd, ${upSum(v, 'totals[1][r] * rstd')}); }
-    }
-  }
-}
+${main}
 `;
 }
 
@@ -303,6 +337,27 @@ export interface GemvExtras {
   bias?: GPUBuffer;
 }
 
+/** A gemv's uniforms (Params): its shape, up to two low-rank terms, its norm's epsilon, and in a set its first group. */
+function uniformsOf(s: GemvShape, terms: readonly LowRank[], norm?: GemvNorm, firstGroup = 0) {
+  const segment = s.segments ?? { rows: s.N, offsets: [] };
+  const term = (t: LowRank | undefined) => [
+    u32(t?.rank ?? 0),
+    u32(t?.offsetL ?? 0),
+    u32(t?.offsetR ?? 0),
+    f32(t?.scale ?? 0),
+  ];
+  return [
+    ...[s.N, s.K, s.offsetA ?? 0, s.offsetB ?? 0, s.offsetC ?? 0].map(u32),
+    f32(s.alpha ?? 1),
+    f32(s.beta ?? 0),
+    u32(segment.rows),
+    ...term(terms[0]),
+    ...term(terms[1]),
+    ...[0, 1, 2, 3].map((i) => u32(segment.offsets[i] ?? 0)),
+    ...[f32(norm?.eps ?? 0), u32(firstGroup), u32(0), u32(0)],
+  ];
+}
+
 /** Every element offset W's rows start from: offsetB, then the later segments'. */
 const offsetsOf = (s: GemvShape) => [s.offsetB ?? 0, ...(s.segments?.offsets ?? [])];
 
@@ -378,12 +433,6 @@ export class GemvKernels {
     // The row layout reads vectors where the shape allows (its vector variant), else scalars.
     const family = this.layout === 'row' ? (GemvKernels.vectorFits(s, v.halfW) ? 'vector' : 'row') : 'cooperative';
     const outputsPerGroup = family === 'vector' ? WG * VEC_ROWS : family === 'row' ? WG : ROWS;
-    const term = (t: LowRank | undefined) => [
-      u32(t?.rank ?? 0),
-      u32(t?.offsetL ?? 0),
-      u32(t?.offsetR ?? 0),
-      f32(t?.scale ?? 0),
-    ];
     return this.kernel(family, v).op(
       [
         ...buffers,
@@ -391,26 +440,62 @@ export class GemvKernels {
         ...(bias ? [bias] : []),
         ...(terms.length > 0 ? [terms[0].l, terms[0].r] : []),
       ],
-      [
-        ...[s.N, s.K, s.offsetA ?? 0, s.offsetB ?? 0, s.offsetC ?? 0].map(u32),
-        f32(s.alpha ?? 1),
-        f32(s.beta ?? 0),
-        u32(segment.rows),
-        ...term(terms[0]),
-        ...term(terms[1]),
-        ...[0, 1, 2, 3].map((i) => u32(segment.offsets[i] ?? 0)),
-        ...[f32(norm?.eps ?? 0), u32(0), u32(0), u32(0)],
-      ],
+      uniformsOf(s, terms, norm),
       grid1d(s.N, outputsPerGroup),
     );
   }
 
-  private kernel(family: 'cooperative' | 'row' | 'vector', v: GemvVariant): Kernel {
-    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.normed ? ' normed' : ''}${v.biased ? ' bias' : ''}`;
+  /**
+   * Several products of one x (q, k and v), each y ← alpha (W x [+ its low-rank term] [+ its bias]) + beta y, x
+   * read through `norm` where given, in one dispatch, each product from a fresh workgroup: the cooperative layout
+   * only (GPUs, where a dispatch costs more than these products' reading; CPU adapters take them one by one).
+   * Biases on all or none; low-rank terms reading one L and one R. Null where the device cannot bind them all.
+   */
+  setOp(
+    x: GPUBuffer,
+    products: ReadonlyArray<{ w: GPUBuffer; y: GPUBuffer; shape: GemvShape; lowRank?: LowRank; bias?: GPUBuffer }>,
+    { halfW = false, norm }: Pick<GemvExtras, 'halfW' | 'norm'> = {},
+  ): Op | null {
+    if (this.layout !== 'cooperative') throw new Error('a gemv set runs in the cooperative layout');
+    const biases = products.flatMap((product) => (product.bias ? [product.bias] : []));
+    const terms = products.flatMap((product) => (product.lowRank ? [product.lowRank] : []));
+    if (biases.length !== 0 && biases.length !== products.length)
+      throw new Error('a gemv set has biases on all or none');
+    if (terms.some((t) => t.l !== terms[0].l || t.r !== terms[0].r)) {
+      throw new Error("a gemv set's low-rank terms must read one L and one R buffer");
+    }
+    for (const { shape } of products) {
+      if (shape.segments) throw new Error("a gemv set's products are whole matrices, not segments");
+      if (halfW && !GemvKernels.halfFits(shape))
+        throw new Error(`fp16 gemv needs an even K and offsets (K ${shape.K})`);
+    }
+    const buffers = [
+      x,
+      ...products.map((product) => product.w),
+      ...products.map((product) => product.y),
+      ...(norm ? [norm.weight] : []),
+      ...biases,
+      ...(terms.length > 0 ? [terms[0].l, terms[0].r] : []),
+    ];
+    if (buffers.length > this.device.limits.maxStorageBuffersPerShaderStage) return null;
+    const v = { halfW, lowRank: terms.length > 0, gated: false, normed: Boolean(norm), biased: biases.length > 0 };
+    let groups = 0;
+    const uniforms = products.flatMap(({ shape, lowRank }) => {
+      const first = groups;
+      groups += Math.ceil(shape.N / ROWS);
+      return uniformsOf(shape, lowRank ? [lowRank] : [], norm, first);
+    });
+    return this.kernel('cooperative', v, products.length).op(buffers, uniforms, grid1d(groups, 1));
+  }
+
+  private kernel(family: 'cooperative' | 'row' | 'vector', v: GemvVariant, set = 0): Kernel {
+    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.normed ? ' normed' : ''}${v.biased ? ' bias' : ''}${set ? ` set of ${set}` : ''}`;
     let kernel = this.kernels.get(key);
     if (!kernel) {
-      const shader = { cooperative: cooperativeShader, row: rowShader, vector: vectorRowShader }[family];
-      kernel = new Kernel(this.device, shader(v), `gemv ${key}`);
+      const code = set
+        ? cooperativeShader(v, set)
+        : { cooperative: cooperativeShader, row: rowShader, vector: vectorRowShader }[family](v);
+      kernel = new Kernel(this.device, code, `gemv ${key}`);
       this.kernels.set(key, kernel);
     }
     return kernel;

@@ -195,7 +195,7 @@ describe('decoding with a key-value cache', () => {
     await expectRowsMatch({ ...model, kernels });
   });
 
-  it("decodes several rows together on GPUs' kernels too (tiled matmuls, q/k/v and gate/up as sets, cooperative rows)", async () => {
+  it("decodes several rows together on GPUs' kernels too (tiled matmuls, q/k/v and gate/up as sets, cooperative gemvs)", async () => {
     const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, true);
     const kernels = new EngineKernels(model.device, GPU_KERNELS);
     const rows = new Decoder(model.device, kernels, model.gw, model.lora, 8, 3);
@@ -204,6 +204,11 @@ describe('decoding with a key-value cache', () => {
       Array.from({ length: model.gw.config.numLayers }, () => ['matmul_set_3', 'matmul_set_2']).flat(),
     );
     rows.destroy();
+    // One row's q/k/v are one gemv dispatch; the rows above are checked against it token by token.
+    const one = new Decoder(model.device, kernels, model.gw, model.lora, 8);
+    const gemvSets = one.ops.filter((op) => op.kind === 'dispatch' && op.label.endsWith('set of 3'));
+    expect(gemvSets).toHaveLength(model.gw.config.numLayers);
+    one.destroy();
     await expectRowsMatch({ ...model, kernels });
   });
 

@@ -276,7 +276,7 @@ export class Decoder {
   /**
    * y [B, out] (= or +=) x [B, in] · W^T (+ bias) + the adapter's low-rank term (from loraInputs), for each
    * projection reading x with its output y, x read through `norm` where given; a gemv adds the bias as it stores,
-   * a matmul with a dispatch after. Several matmuls run as one set of products (kernels/matmul-set.ts).
+   * a matmul with a dispatch after. Several run as one set of products (kernels/matmul-set.ts, or gemv.ts's setOp).
    */
   private linear(
     layer: number,
@@ -302,6 +302,20 @@ export class Decoder {
       this.ops.push(...set.ops(products));
       for (const { c, shape, bias } of products)
         if (bias) this.ops.push(this.k.bias.addOp(bias, c, this.rows, shape.N));
+      return;
+    }
+    // One token's gemvs as one dispatch where the adapter takes sets (GPUs) and can bind them all.
+    const gemvs = products.length > 1 && this.k.choices.matmulSets && this.k.gemv.layout === 'cooperative';
+    const set =
+      gemvs && !products.some((product) => this.usesMatmul(product.shape))
+        ? this.k.gemv.setOp(
+            x,
+            products.map(({ b, c, shape, lowRank, bias }) => ({ w: b, y: c, shape, lowRank, bias })),
+            { halfW: this.w.halfMatrices, norm },
+          )
+        : null;
+    if (set) {
+      this.ops.push(set);
       return;
     }
     for (const { b, c, shape, lowRank, bias } of products)
