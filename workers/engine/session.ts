@@ -99,7 +99,8 @@ async function uploadChecked(
  * (and frees) the previous one.
  */
 export class EngineSession {
-  private gpu: Gpu | null = null;
+  /** The device, with the kernel choices for its adapter. */
+  private gpu: (Gpu & { choices: KernelChoices }) | null = null;
   private kernels: EngineKernels | null = null;
   private weights: GpuWeights | null = null;
   private model: ModelOnGpu | null = null;
@@ -122,9 +123,10 @@ export class EngineSession {
     private readonly choose: (adapter: AdapterSummary) => KernelChoices = kernelChoicesFor,
   ) {}
 
-  private async device(): Promise<Gpu> {
+  private async device(): Promise<Gpu & { choices: KernelChoices }> {
     if (!this.gpu) {
-      this.gpu = await this.acquire();
+      const gpu = await this.acquire();
+      this.gpu = { ...gpu, choices: this.choose(gpu.summary) };
       this.gpu.device.lost.then((info) => {
         this.gpu = null;
         this.kernels = null;
@@ -140,18 +142,15 @@ export class EngineSession {
 
   /** The device and its kernels, compiled once per device. */
   private async engine(): Promise<{ device: GPUDevice; kernels: EngineKernels }> {
-    const { device, summary } = await this.device();
-    if (!this.kernels) {
-      const choices = this.choose(summary);
-      this.kernels = new EngineKernels(device, choices, tuningStoreFor(this.tuning, summary, choices));
-    }
+    const { device, summary, choices } = await this.device();
+    if (!this.kernels) this.kernels = new EngineKernels(device, choices, tuningStoreFor(this.tuning, summary, choices));
     return { device, kernels: this.kernels };
   }
 
   /** The model's facts, with whether it fits this GPU's limits. */
   async describe(source: ModelSource, hub: HubSettings): Promise<DescribedModel> {
-    const { device, summary } = await this.device();
-    const info = await describeModel(source, hub, this.cache, this.choose(summary).halfWeights);
+    const { device, choices } = await this.device();
+    const info = await describeModel(source, hub, this.cache, choices.halfWeights);
     return { ...info, fit: checkFit(info.memory, device.limits) };
   }
 
@@ -164,7 +163,7 @@ export class EngineSession {
     const label = sourceLabel(source);
     const read = readerFor(source, hub, this.cache, onProgress);
     const model = await loadModelFiles(read, label);
-    const { device, summary } = await this.device();
+    const { device, choices } = await this.device();
     if (this.training?.isRunning) throw new Error('a run is training on the loaded model: stop it first');
     this.training?.destroy();
     this.training = null;
@@ -176,8 +175,7 @@ export class EngineSession {
     this.loadedFiles = null;
     this.lostReason = null;
     const { checkpoint } = model;
-    const halfMatrices = this.choose(summary).halfWeights;
-    this.weights = await uploadChecked(device, checkpoint, halfMatrices, `the weights of ${label}`);
+    this.weights = await uploadChecked(device, checkpoint, choices.halfWeights, `the weights of ${label}`);
     this.loadedFiles = { checkpoint, read };
     if (model.tokenizer) {
       this.model = {
@@ -203,7 +201,7 @@ export class EngineSession {
       label,
       config: model.checkpoint.config,
       gpuBytes: this.weights.byteLength,
-      halfMatrices,
+      halfMatrices: choices.halfWeights,
       tokenizer: model.tokenizer
         ? { hasChatTemplate: model.tokenizer.hasChatTemplate, eosTokenIds: model.tokenizer.eosTokenIds }
         : null,
