@@ -24,7 +24,9 @@ import type { RowLayout } from './wgsl';
  * With `normed`, x is the residual stream and the product reads RMSNorm(x) ⊙ g (the layer's norm, eps from the
  * uniforms) instead: each invocation sums x² in the same pass that reads x for its dots, so the norm costs no
  * dispatch of its own and its output is never written. With a bias (Qwen2's q, k and v), each output adds its own:
- * y = alpha (W x + its low-rank term + bias) + beta y.
+ * y = alpha (W x + its low-rank term + bias) + beta y. `setOp` runs several products of one x (a token's q, k and
+ * v) in one dispatch on GPUs, each from its own workgroups through a function handed its W, y and bias as storage
+ * pointers: at batch 1 a GPU's decoding waits on its dispatches more than on its reading.
  */
 const WG = 64;
 const ROWS = 4;
