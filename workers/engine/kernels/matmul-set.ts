@@ -1,11 +1,11 @@
-import { f32, Kernel, type UniformValue, u32 } from '../gpu/kernel';
+import { Kernel, type UniformValue } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import {
-  extraUniforms,
   type LowRank,
   type MatmulShape,
   type MatmulVariant,
   matmulSetShader,
+  matmulUniforms,
   resolveMatmulShape,
   type SetLayout,
 } from './matmul';
@@ -92,16 +92,7 @@ export class MatmulSetKernel {
       const form = { a: index(lists.a, x.a), b: index(lists.b, x.b), c: index(lists.c, x.c) };
       let f = forms.findIndex((g) => g.a === form.a && g.b === form.b && g.c === form.c);
       if (f < 0) f = forms.push(form) - 1;
-      // matmul.ts's Params, the last word naming the product's form.
-      const extra = extraUniforms(x.lowRank);
-      extra[extra.length - 1] = u32(f);
-      uniforms.push(
-        ...[s.M, s.N, s.K, 1, s.lda, s.ldb, s.ldc, 0, 0, 0, s.offsetA, s.offsetB, s.offsetC].map(u32),
-        f32(s.alpha),
-        f32(s.beta),
-        u32(1),
-        ...extra,
-      );
+      uniforms.push(...matmulUniforms(s, x.lowRank, undefined, f));
       columns = Math.max(columns, s.N);
       rows = Math.max(rows, s.M);
     }

@@ -1,4 +1,4 @@
-import { f32, Kernel, u32 } from '../gpu/kernel';
+import { f32, Kernel, type UniformValue, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import { DROPOUT_FACTOR_WGSL, dropoutThreshold } from './dropout';
 
@@ -613,19 +613,30 @@ export class MatmulKernel {
     checkLowRank(`matmul ${matmulLabel(v)}`, s, lowRank, v);
     checkOperandMask(`matmul ${matmulLabel(v)}`, operandMask, v);
     const kernel = this.unaligned && !vectorKFits(shape, v) ? this.unaligned : this.kernel;
-    return kernel.op(
-      [a, b, c, ...extraBuffers(lowRank, operandMask)],
-      [
-        ...[s.M, s.N, s.K, s.batch, s.lda, s.ldb, s.ldc, s.strideA, s.strideB, s.strideC].map(u32),
-        ...[s.offsetA, s.offsetB, s.offsetC].map(u32),
-        f32(s.alpha),
-        f32(s.beta),
-        u32(s.batchDivB),
-        ...extraUniforms(lowRank, operandMask),
-      ],
-      [Math.ceil(s.N / (v.tileN * v.workgroupX)), Math.ceil(s.M / (v.tileM * v.workgroupY)), s.batch],
-    );
+    return kernel.op([a, b, c, ...extraBuffers(lowRank, operandMask)], matmulUniforms(s, lowRank, operandMask), [
+      Math.ceil(s.N / (v.tileN * v.workgroupX)),
+      Math.ceil(s.M / (v.tileM * v.workgroupY)),
+      s.batch,
+    ]);
   }
+}
+
+/** A product's Params, in the shader's order; in a set (matmul-set.ts), the last word names the product's form. */
+export function matmulUniforms(
+  s: ReturnType<typeof resolveMatmulShape>,
+  lowRank?: LowRank,
+  operandMask?: OperandMask,
+  form = 0,
+): UniformValue[] {
+  return [
+    ...[s.M, s.N, s.K, s.batch, s.lda, s.ldb, s.ldc, s.strideA, s.strideB, s.strideC].map(u32),
+    ...[s.offsetA, s.offsetB, s.offsetC].map(u32),
+    f32(s.alpha),
+    f32(s.beta),
+    u32(s.batchDivB),
+    ...extraUniforms(lowRank, operandMask).slice(0, -1),
+    u32(form),
+  ];
 }
 
 /**

@@ -292,7 +292,10 @@ export class Decoder {
       const shape = { M: this.rows, N: out, K: inDim, beta: accumulate ? 1 : 0 };
       return { a: x, b: lw.proj[projection], c: y, shape, lowRank: lowRanks[projection], bias: lw.bias[projection] };
     });
-    if (products.length > 1 && !norm && products.every((product) => this.usesMatmul(product.shape))) {
+    // The products share x and K, so they are all matmuls or all gemvs.
+    const several = products.length > 1;
+    const matmuls = this.usesMatmul(products[0].shape);
+    if (several && matmuls && !norm) {
       const set = this.k.matmuls.setFor(
         'each',
         true,
@@ -305,9 +308,8 @@ export class Decoder {
       return;
     }
     // One token's gemvs as one dispatch where the adapter takes sets (GPUs) and can bind them all.
-    const gemvs = products.length > 1 && this.k.choices.matmulSets && this.k.gemv.layout === 'cooperative';
     const set =
-      gemvs && !products.some((product) => this.usesMatmul(product.shape))
+      several && !matmuls && this.k.choices.matmulSets && this.k.gemv.layout === 'cooperative'
         ? this.k.gemv.setOp(
             x,
             products.map(({ b, c, shape, lowRank, bias }) => ({ w: b, y: c, shape, lowRank, bias })),
