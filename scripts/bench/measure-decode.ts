@@ -10,6 +10,8 @@ import { peerTokens } from './peer-workload';
 
 export interface DecodeResult {
   promptTokens: number;
+  /** The prompt (all but its last token) run into the empty cache in one pass (Decoder.prefill), warm. */
+  prefillTokensPerSecond: number;
   decodedTokens: number;
   tokensPerSecond: number;
   /** Bytes of weights each decoded token reads: every matrix once (batch 1), the tied LM head included. */
@@ -24,9 +26,9 @@ export interface DecodeResult {
 }
 
 /**
- * Generation with the key-value cache over the base weights: a prompt from the peers' token stream fed token by
- * token, then `count` tokens decoded greedily as the Compare step decodes them (model/generate.ts: drawn on the GPU,
- * each step submitted before the one before it is read back).
+ * Generation with the key-value cache over the base weights: a prompt from the peers' token stream prefilled in one
+ * pass (timed again on its own after), then `count` tokens decoded greedily as the Compare step decodes them
+ * (model/generate.ts: drawn on the GPU, each step submitted before the one before it is read back).
  */
 export async function measureDecode(
   device: GPUDevice,
@@ -39,6 +41,12 @@ export async function measureDecode(
   const decoder = new Decoder(device, kernels, weights, null, promptLength + count + 1);
   const greedy = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0, stopIds: [] };
   const { tokensPerSecond } = await generate(decoder, prompt, { ...greedy, maxNewTokens: count });
+  // Again, now that generating has compiled every kernel: the prompt's pass alone.
+  decoder.reset();
+  const started = performance.now();
+  decoder.prefill([prompt.slice(0, -1)]);
+  await decoder.idle();
+  const prefillTokensPerSecond = (prompt.length - 1) / Math.max(1e-9, (performance.now() - started) / 1000);
   const kernelTimes = profile ? await profileOps(device, decoder.ops) : [];
   const dispatchesPerToken = decoder.ops.filter((op) => op.kind === 'dispatch').length;
   decoder.destroy();
@@ -46,6 +54,7 @@ export async function measureDecode(
   const bytesPerToken = weights.byteLength;
   const result = {
     promptTokens: promptLength,
+    prefillTokensPerSecond,
     decodedTokens: count,
     tokensPerSecond,
     bytesPerToken,

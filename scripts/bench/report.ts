@@ -160,6 +160,7 @@ export function formatReport(r: BenchResult): string {
       table(
         [
           'prompt',
+          'prefill tokens/s',
           'decoded',
           'decode tokens/s',
           'weight MiB per token',
@@ -171,6 +172,7 @@ export function formatReport(r: BenchResult): string {
         [
           [
             d.promptTokens,
+            d.prefillTokensPerSecond.toFixed(1),
             d.decodedTokens,
             d.tokensPerSecond.toFixed(2),
             (d.bytesPerToken / MiB).toFixed(0),

@@ -144,6 +144,78 @@ describe('decoding with a key-value cache', () => {
     });
   }
 
+  /**
+   * Prompts prefilled (`prefill`, the training forward filling the caches) and then decoded give the logits of the
+   * same prompts fed a decoding step per token, at the prompt's end and at every token decoded after it, so both
+   * caches hold what decoding would have put there. `limit` caps the tokens prefilled at once.
+   */
+  async function expectPrefillMatches(
+    { device, kernels, gw, lora }: Awaited<ReturnType<typeof setup>>,
+    prompts: number[][],
+    limit?: number,
+  ) {
+    const rows = prompts.length;
+    const V = gw.config.vocabSize;
+    const prefilled = new Decoder(device, kernels, gw, lora, 16, rows, limit);
+    const stepped = new Decoder(device, kernels, gw, lora, 16, rows);
+    prefilled.prefill(prompts.map((p) => p.slice(0, -1)));
+    for (let t = 0; t < prompts[0].length - 1; t++) stepped.advance(prompts.map((p) => p[t]));
+    expect(prefilled.cached).toBe(stepped.cached);
+    let tokens = prompts.map((p) => p[p.length - 1]);
+    for (let n = 0; n < 5; n++) {
+      const [a, b] = [await prefilled.stepRows(tokens), await stepped.stepRows(tokens)];
+      expect(maxRelativeError(a, b)).toBeLessThan(1e-4);
+      tokens = prompts.map((_, r) => argmax(b.subarray(r * V, (r + 1) * V)));
+    }
+    prefilled.destroy();
+    stepped.destroy();
+  }
+
+  for (const [name, config, withLora, half, targets] of cases) {
+    it(`prefills a prompt in one pass as decoding would have fed it, one row and three: ${name}`, async () => {
+      const model = await setup(config, withLora, undefined, half, targets);
+      await expectPrefillMatches(model, [[3, 17, 5, 30, 8, 2, 11]]);
+      await expectPrefillMatches(model, [
+        [3, 17, 5, 30, 8, 2],
+        [9, 9, 1, 0, 36, 4],
+        [12, 6, 33, 7, 21, 5],
+      ]);
+    });
+  }
+
+  it("prefills on GPUs' kernels, and past its limit feeds the rest a step per token", async () => {
+    const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, true);
+    await expectPrefillMatches({ ...model, kernels: new EngineKernels(model.device, GPU_KERNELS) }, [
+      [3, 17, 5, 30, 8],
+    ]);
+    // Three tokens at once, the other five a step each; two rows of one token at once: each a step.
+    await expectPrefillMatches(model, [[3, 17, 5, 30, 8, 2, 11, 4, 6]], 3);
+    await expectPrefillMatches(
+      model,
+      [
+        [3, 17, 5],
+        [9, 9, 1],
+      ],
+      3,
+    );
+  });
+
+  it('refuses a prefill into a cache that holds tokens, or of rows of different lengths', async () => {
+    const { device, kernels, gw } = await setup(tinyConfig(), false);
+    const decoder = new Decoder(device, kernels, gw, null, 8, 2);
+    expect(() => decoder.prefill([[1, 2], [3]])).toThrow('a prefill runs the same number of tokens per row');
+    expect(() => decoder.prefill([[1, 2]])).toThrow('1 rows of tokens for a decoder of 2');
+    expect(() => decoder.prefill([Array(9).fill(1), Array(9).fill(1)])).toThrow(
+      "9 tokens do not fit the conversation's 8-token limit",
+    );
+    decoder.prefill([
+      [1, 2],
+      [3, 4],
+    ]);
+    expect(() => decoder.prefill([[1], [2]])).toThrow('a prefill starts a conversation: reset the decoder first');
+    decoder.destroy();
+  });
+
   /** Three sequences decoded as rows of one decoder give each the logits a one-row decoder gives it. */
   async function expectRowsMatch({ device, kernels, gw, lora }: Awaited<ReturnType<typeof setup>>) {
     const sequences = [
@@ -219,8 +291,12 @@ describe('decoding with a key-value cache', () => {
   ] as const) {
     it(`generates after prompts of different lengths at once, each row drawing what generate draws for it, ${drawn}`, async () => {
       const { device, kernels, gw, lora } = await setup(tinyConfig(), true);
-      // The third prompt leaves 4 tokens of room; a fourth row idles.
-      const prompts = [[5, 9, 2, 30, 4], [7], [1, 2, 3, 4, 5, 6, 7, 8]];
+      // Every row's first two tokens are prefilled; the third prompt leaves 4 tokens of room; a fourth row idles.
+      const prompts = [
+        [5, 9, 2, 30, 4],
+        [7, 3, 3],
+        [1, 2, 3, 4, 5, 6, 7, 8],
+      ];
       const options = { ...sampling, maxNewTokens: 6 };
       const one = new Decoder(device, kernels, gw, lora, 12);
       const free = await generate(one, prompts[0], { ...options, seed: 1, stopIds: [] });

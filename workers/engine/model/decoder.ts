@@ -7,7 +7,15 @@ import { DRAWS_HEADER, type DrawSettings, drawsFor } from '../kernels/sample';
 import type { EngineKernels } from './kernels';
 import type { GpuLora } from './lora';
 import { ropeTables } from './rope-tables';
+import { TransformerStep } from './transformer';
 import type { GpuWeights } from './weights';
+
+/**
+ * Most tokens (over all rows) a prefill runs in one pass: its activations, several [tokens, intermediate] buffers,
+ * stay a fraction of the model's own memory (Llama 3.2 1B: about 170 KB a token); a longer prompt's rest goes a
+ * decoding step per token.
+ */
+const PREFILL_TOKENS = 1024;
 
 /**
  * Generation, one token at a time, with a key-value cache on the GPU, for one sequence or `rows` of them decoded
@@ -56,6 +64,8 @@ export class Decoder {
     maxLength: number,
     /** Sequences decoded together, each with its own cache. */
     readonly rows = 1,
+    /** Most tokens, over all rows, a prefill runs in one pass (see PREFILL_TOKENS). */
+    private readonly prefillLimit = PREFILL_TOKENS,
   ) {
     const c = w.config;
     if (!(maxLength >= 1 && maxLength <= c.maxPositionEmbeddings)) {
@@ -187,10 +197,63 @@ export class Decoder {
     return this.device.queue.onSubmittedWorkDone();
   }
 
-  /** Feeds one row's tokens in order and returns the logits after the last (the only ones read back). */
+  /**
+   * Runs the first tokens of a conversation, the same number per row, into the empty cache at once, leaving no
+   * logits (the next step, for the prompt's last token, gives them): the training forward over every token
+   * (model/transformer.ts), its keys and values copied into the caches, instead of a decoding step per token. On
+   * a GPU a decoding step is bound by its few hundred dispatches whatever its tokens, so a prompt's wait shrinks by
+   * about its length; on a CPU adapter the matmuls run several times the gemvs' rate. Past PREFILL_TOKENS, the
+   * rest go a step per token.
+   */
+  prefill(tokens: ReadonlyArray<readonly number[]>): void {
+    if (this.length !== 0) throw new Error('a prefill starts a conversation: reset the decoder first');
+    if (tokens.length !== this.rows) throw new Error(`${tokens.length} rows of tokens for a decoder of ${this.rows}`);
+    const n = tokens[0].length;
+    if (tokens.some((row) => row.length !== n)) throw new Error('a prefill runs the same number of tokens per row');
+    if (n > this.maxLength) throw new Error(`${n} tokens do not fit the conversation's ${this.maxLength}-token limit`);
+    const once = Math.min(n, this.prefillTokens());
+    if (once > 1) {
+      const step = new TransformerStep(
+        this.device,
+        this.k,
+        this.w,
+        this.lora,
+        { batch: this.rows, seq: once },
+        {
+          full: false,
+          forwardOnly: true,
+          output: 'hidden',
+          cacheTo: { layers: this.s.caches, maxLength: this.maxLength },
+        },
+      );
+      try {
+        step.setBatch(tokens.map((row) => row.slice(0, once)));
+        submitOps(this.device, step.forwardOps);
+      } finally {
+        // The buffers go once the GPU has run what was submitted.
+        step.destroy();
+      }
+      this.length = once;
+    }
+    for (let t = this.length; t < n; t++) this.advance(tokens.map((row) => row[t]));
+  }
+
+  /**
+   * Tokens per row a prefill runs at once: its limit over the rows, and few enough that its widest activation,
+   * [tokens, intermediate or heads × head dim], fits one binding.
+   */
+  private prefillTokens(): number {
+    const { f, H, hd, d } = shortDims(this.w.config);
+    const widest = 4 * Math.max(f, H * hd, d);
+    const rows = Math.floor(this.device.limits.maxStorageBufferBindingSize / widest);
+    return Math.floor(Math.min(this.prefillLimit, rows) / this.rows);
+  }
+
+  /** Feeds one row's tokens in order (all but the last as a prefill) and returns the logits after the last. */
   async feed(tokenIds: readonly number[]): Promise<Float32Array> {
     if (tokenIds.length === 0) throw new Error('nothing to feed');
-    for (const id of tokenIds.slice(0, -1)) this.advance([id]);
+    if (this.length === 0) this.prefill([tokenIds.slice(0, -1)]);
+    else for (const id of tokenIds.slice(0, -1)) this.advance([id]);
     return this.step(tokenIds[tokenIds.length - 1]);
   }
 

@@ -26,6 +26,10 @@ function scripted(script: number[], maxLength = 64) {
     },
     idle: async () => {},
     advance: run,
+    prefill: (tokens: ReadonlyArray<readonly number[]>) => {
+      expect(tokens).toHaveLength(1);
+      cached += tokens[0].length;
+    },
     stepRows: async (ids: readonly number[]) => {
       run(ids);
       const next = script[drawn++];

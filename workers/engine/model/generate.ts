@@ -40,7 +40,7 @@ export async function generate(
   if (room < 1) throw new Error(`the prompt's ${prompt.length} tokens leave no room in ${decoder.maxLength}`);
   const row = newRow(prompt, Math.min(options.maxNewTokens, room), options.seed);
   // The prompt before its last token, read before the clock starts.
-  for (const id of prompt.slice(0, -1)) decoder.advance([id]);
+  decoder.prefill([prompt.slice(0, -1)]);
   await decoder.idle();
   const started = performance.now();
   let text: string | undefined;
@@ -101,6 +101,11 @@ export async function generateRows(
   });
   decoder.reset();
   const started = performance.now();
+  // Every row's prompt up to the shortest one's last token, in one pass (idle rows run token 0).
+  const shared = Math.min(...rows.map((row) => row.prompt.length)) - 1;
+  decoder.prefill(
+    Array.from({ length: decoder.rows }, (_, r) => rows[r]?.prompt.slice(0, shared) ?? Array(shared).fill(0)),
+  );
   await decodeRows(decoder, rows, options, (row, id) => {
     if (kept(row, id, options.stopIds) && row.ids.length === row.limit) row.end = { stoppedBy: 'length' };
   });
@@ -143,7 +148,7 @@ function kept(row: Row, id: number, stopIds: readonly number[]): boolean {
 }
 
 /**
- * Steps the decoder on from where its cache stands (empty, or for one row all its prompt but the last token) until
+ * Steps the decoder on from where its cache stands (every row's prompt up to the shortest one's last token) until
  * every row has ended: each row reads its prompt, then its own draws, which `take` hears in order. On the GPU when
  * the settings make no cuts (`decodePipelined`), else a step at a time with the CPU's sampler.
  */
@@ -186,7 +191,6 @@ async function decodePipelined(decoder: Decoder, rows: Row[], options: SamplingS
   const tokensAt = (t: number) => Array.from({ length: decoder.rows }, (_, r) => rows[r]?.prompt[t] ?? 0);
   const first = Math.min(...rows.map((row) => row.prompt.length)) - 1;
   const last = Math.max(...rows.map((row) => row.prompt.length - 1 + row.limit)) - 1;
-  for (let t = decoder.cached; t < first; t++) decoder.advance(tokensAt(t));
   // Whether a row draws at step t, as far as the CPU knows.
   const draws = (row: Row | undefined, t: number): row is Row =>
     row !== undefined && !row.end && t >= row.prompt.length - 1 && t < row.prompt.length - 1 + row.limit;

@@ -56,6 +56,18 @@ export interface StepOptions {
    * dropout masks are drawn again from the same seed, so the gradients are the same).
    */
   recompute?: boolean;
+  /**
+   * Forward only: each layer's keys (after rotary embeddings) and values copied into these caches, one per layer,
+   * [batch, maxLength, KV * hd] as a decoder keeps them (model/decoder.ts), so decoding goes on after the tokens:
+   * a prompt prefilled in one pass instead of a decoding step per token.
+   */
+  cacheTo?: KeyValueCaches;
+}
+
+/** A decoder's key-value caches: each layer's keys and values, [batch, maxLength, KV * hd]. */
+export interface KeyValueCaches {
+  layers: ReadonlyArray<{ k: GPUBuffer; v: GPUBuffer }>;
+  maxLength: number;
 }
 
 /** Which activations live per layer: all of them, only each layer's input (recompute), or none (forward only). */
@@ -111,6 +123,7 @@ export class TransformerStep {
   /** The step's dropout state ([seed, on], two u32), when the adapter has LoRA dropout. */
   private readonly dropoutState: GPUBuffer | null;
   private readonly kept: Kept;
+  private readonly cacheTo: KeyValueCaches | null;
   /** The batch's targets as setBatch wrote them (position t predicts targets[t]; -100 ignored). */
   private targetsCpu = new Int32Array(0);
   /** LoRA weight-gradient products recorded but not yet emitted (see flushLoraGrads). */
@@ -158,6 +171,11 @@ export class TransformerStep {
     this.slices =
       this.output === 'next-token' ? sliceVocabulary(w.lmHead, Math.max(1, Math.floor(maxLogits / (N * 4)))) : [];
     this.kept = options.forwardOnly ? 'none' : options.recompute ? 'inputs' : 'all';
+    this.cacheTo = options.cacheTo ?? null;
+    if (this.cacheTo && !options.forwardOnly) throw new Error('only a forward-only step fills key-value caches');
+    if (this.cacheTo && shape.seq > this.cacheTo.maxLength) {
+      throw new Error(`${shape.seq} tokens do not fit key-value caches of ${this.cacheTo.maxLength}`);
+    }
     this.allocateActivations();
     this.record();
     k.track(this);
@@ -647,7 +665,10 @@ export class TransformerStep {
       const half = this.w.halfMatrices;
       ops.push(this.k.embedding.forwardOp(this.ids, chunk.buffer, this.layers[0].xIn, N, d, first, rows, half));
     }
-    for (let l = 0; l < c.numLayers; l++) this.layerForward(ops, l);
+    for (let l = 0; l < c.numLayers; l++) {
+      this.layerForward(ops, l);
+      if (this.cacheTo) ops.push(...this.cacheCopies(l, this.cacheTo));
+    }
     ops.push(this.k.rmsnorm.forwardOp(s.xOut, this.w.finalNorm, s.xf, s.rstdF, N, d, eps));
     if (this.output === 'hidden') return;
     // Loss, one vocabulary slice at a time: logits = xf · E_slice^T, merged online into per-token statistics.
@@ -703,6 +724,29 @@ export class TransformerStep {
     );
     ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
     this.linear(ops, l, [['down_proj', next]], a.act, true, this.loraInputs(ops, l, ['down_proj'], a.act));
+  }
+
+  /** Copies of layer l's rotated keys and values, [batch, seq, KV * hd], into each row's first seq cache rows. */
+  private cacheCopies(l: number, caches: KeyValueCaches): Op[] {
+    const { batch, seq } = this.shape;
+    const { kr, v } = this.layers[l];
+    const width = this.w.config.numKvHeads * this.w.config.headDim * 4;
+    const cache = caches.layers[l];
+    return Array.from({ length: batch }, (_, b) =>
+      [
+        [kr, cache.k],
+        [v, cache.v],
+      ].map(
+        ([source, target]): Op => ({
+          kind: 'copy',
+          source,
+          target,
+          byteLength: seq * width,
+          sourceOffset: b * seq * width,
+          targetOffset: b * caches.maxLength * width,
+        }),
+      ),
+    ).flat();
   }
 
   /** Rotary embeddings of the queries and keys, rows layout in and out. */
