@@ -57,8 +57,10 @@ export class Unrolled {
   constructor(
     readonly headDim: number,
     readonly block: number,
+    /** Elements per vector: vectorOf(headDim)'s unless given (a kernel pairing half rows needs it to divide those). */
+    width = vectorOf(headDim).width,
   ) {
-    this.xs = Array.from({ length: headDim / vectorOf(headDim).width }, (_, x) => x);
+    this.xs = Array.from({ length: headDim / width }, (_, x) => x);
     this.rs = Array.from({ length: block }, (_, r) => r);
   }
 

@@ -1,98 +1,97 @@
 import { describe, expect, it } from 'vitest';
 import { randomUniform } from '../../../core/random';
-import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
+import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
-import { DecodeAttentionKernels } from './decode-attention';
+import { DecodeAttentionKernels, type DecodeShape } from './decode-attention';
 import { decodeAttentionCpu } from './decode-attention.cpu';
 import { ropeCpu } from './rope.cpu';
+import type { RowLayout } from './wgsl';
 
 const gpu = setupTestGpu();
 
-describe('decode attention over a key-value cache', () => {
-  for (const rows of [1, 3]) {
-    it(`rotates q, and k into the cache row of the position, copies v there, and leaves other rows alone (${rows} rows)`, async () => {
-      const { device } = gpu();
-      const k = new DecodeAttentionKernels(device);
-      const shape = { heads: 6, kvHeads: 2, headDim: 6, maxLen: 7, rows };
-      const width = shape.kvHeads * shape.headDim;
-      const [q, newK, newV] = [6 * 6, width, width].map((n, i) => randomUniform(rows * n, 10 + i));
-      const cos = randomUniform(3, 13);
-      const sin = randomUniform(3, 14);
-      const [kBefore, vBefore] = [randomUniform(rows * 7 * width, 1), randomUniform(rows * 7 * width, 2)];
-      const [kCache, vCache] = [uploadBuffer(device, kBefore), uploadBuffer(device, vBefore)];
-      const qRot = createStorageBuffer(device, q.length * 4);
-      const op = k.rotateAppendOp(
-        uploadBuffer(device, Uint32Array.of(4)),
-        {
-          q: uploadBuffer(device, q),
-          k: uploadBuffer(device, newK),
-          v: uploadBuffer(device, newV),
-          cos: uploadBuffer(device, cos),
-          sin: uploadBuffer(device, sin),
-        },
-        { qRot, kCache, vCache },
-        shape,
-      );
-      submitOps(device, [op]);
-      // The rope kernel's twin at one position (seq 1, a batch of rows) is the rotation expected.
-      const rope = (x: Float32Array, heads: number) =>
-        ropeCpu('forward', x, cos, sin, { batch: rows, seq: 1, heads, headDim: 6 });
-      expect(maxRelativeError(await readFloat32(device, qRot), rope(q, 6))).toBeLessThan(1e-6);
-      const kExpected = Float64Array.from(kBefore);
-      const vExpected = Float32Array.from(vBefore);
-      const kRotated = rope(newK, 2);
-      for (let r = 0; r < rows; r++) {
-        kExpected.set(kRotated.subarray(r * width, (r + 1) * width), (r * 7 + 4) * width);
-        vExpected.set(newV.subarray(r * width, (r + 1) * width), (r * 7 + 4) * width);
-      }
-      expect(maxRelativeError(await readFloat32(device, kCache), kExpected)).toBeLessThan(1e-6);
-      expect(await readFloat32(device, vCache)).toEqual(vExpected);
-    });
-  }
-
+describe('decode attention over a key-value cache, rotation and append included', () => {
   for (const [heads, kvHeads, headDim, position, rows, layout] of [
-    [6, 2, 5, 0, 1, 'cooperative'],
-    [6, 2, 5, 66, 1, 'cooperative'],
-    [4, 4, 7, 13, 1, 'cooperative'],
-    [3, 1, 9, 130, 1, 'cooperative'],
-    [6, 2, 5, 9, 3, 'cooperative'],
-    // Vec4 rows summed in position groups (head dim 64: 4 groups), and more vectors than invocations (scalar 65).
+    [6, 2, 6, 0, 1, 'cooperative'],
+    [6, 2, 6, 66, 1, 'cooperative'],
+    [4, 4, 10, 13, 1, 'cooperative'],
+    [3, 1, 14, 130, 1, 'cooperative'],
+    [6, 2, 6, 9, 3, 'cooperative'],
+    // Vec4 rows summed in position groups (head dim 64: 4 groups), and more vectors than invocations (scalar 130).
     [4, 2, 64, 100, 2, 'cooperative'],
-    [2, 1, 65, 20, 1, 'cooperative'],
-    // An invocation per head: scalar rows (head dim 5), vec4 rows (8), past a workgroup of heads (70, and 4 × 18).
-    [6, 2, 5, 66, 1, 'row'],
+    [2, 1, 130, 20, 1, 'cooperative'],
+    // An invocation per head: scalar rows (head dim 6; 12, whose halves are not whole vec4s), vec4 rows (8), past
+    // a workgroup of heads (70, and 4 × 18).
+    [6, 2, 6, 66, 1, 'row'],
     [4, 4, 8, 13, 1, 'row'],
+    [4, 2, 12, 7, 1, 'row'],
     [70, 10, 8, 3, 1, 'row'],
     [3, 1, 8, 0, 1, 'row'],
     [18, 6, 8, 5, 4, 'row'],
   ] as const) {
-    it(`matches its CPU twin: ${layout}, ${rows} × ${heads} heads over ${kvHeads}, head dim ${headDim}, position ${position}`, async () => {
+    it(`matches rope, the append and the CPU twin: ${layout}, ${rows} × ${heads} heads over ${kvHeads}, head dim ${headDim}, position ${position}`, async () => {
       const { device } = gpu();
-      const k = new DecodeAttentionKernels(device, layout);
+      const kernels = new DecodeAttentionKernels(device, layout as RowLayout);
       const maxLen = position + 3;
       const width = kvHeads * headDim;
+      const shape: DecodeShape = { heads, kvHeads, headDim, maxLen, rows };
       const q = randomUniform(rows * heads * headDim, 5, -2, 2);
+      const [k, v] = [randomUniform(rows * width, 8, -2, 2), randomUniform(rows * width, 9)];
+      const [cos, sin] = [randomUniform(headDim / 2, 13), randomUniform(headDim / 2, 14)];
       const kc = randomUniform(rows * maxLen * width, 6, -2, 2);
       const vc = randomUniform(rows * maxLen * width, 7);
-      // Each sequence's cache rows past the position hold garbage that must never be read.
+      // Each sequence's cache rows from the position on hold garbage: row p is the new token's to fill, and the
+      // rows past it must never be read.
       for (let r = 0; r < rows; r++) {
-        kc.fill(1e6, (r * maxLen + position + 1) * width, (r + 1) * maxLen * width);
-        vc.fill(Number.NaN, (r * maxLen + position + 1) * width, (r + 1) * maxLen * width);
+        kc.fill(1e6, (r * maxLen + position) * width, (r + 1) * maxLen * width);
+        vc.fill(Number.NaN, (r * maxLen + position) * width, (r + 1) * maxLen * width);
       }
+      // Expected: the rope kernel's twin at one position (seq 1, a batch of rows), k and v appended at row p.
+      const rope = (x: Float32Array, n: number) =>
+        ropeCpu('forward', x, cos, sin, { batch: rows, seq: 1, heads: n, headDim });
+      const kExpected = Float64Array.from(kc);
+      const vExpected = Float64Array.from(vc);
+      const kRotated = rope(k, kvHeads);
+      for (let r = 0; r < rows; r++) {
+        kExpected.set(kRotated.subarray(r * width, (r + 1) * width), (r * maxLen + position) * width);
+        vExpected.set(v.subarray(r * width, (r + 1) * width), (r * maxLen + position) * width);
+      }
+      const expected = decodeAttentionCpu(rope(q, heads), kExpected, vExpected, position, shape);
+
+      const [kCache, vCache] = [uploadBuffer(device, kc), uploadBuffer(device, vc)];
       const out = createStorageBuffer(device, rows * heads * headDim * 4);
-      const shape = { heads, kvHeads, headDim, maxLen, rows };
-      const op = k.attendOp(
+      const upload = (x: Float32Array) => uploadBuffer(device, x);
+      const op = kernels.op(
         uploadBuffer(device, Uint32Array.of(position)),
-        uploadBuffer(device, q),
-        uploadBuffer(device, kc),
-        uploadBuffer(device, vc),
+        { q: upload(q), k: upload(k), v: upload(v), cos: upload(cos), sin: upload(sin) },
+        { kCache, vCache },
         createStorageBuffer(device, rows * heads * maxLen * 4),
         out,
         shape,
       );
-      const got = await runAndRead(device, [op], out);
-      expect(maxRelativeError(got, decodeAttentionCpu(q, kc, vc, position, shape))).toBeLessThan(1e-5);
+      submitOps(device, [op]);
+      expect(maxRelativeError(await readFloat32(device, out), expected)).toBeLessThan(1e-5);
+      // Row p holds the new keys and values; every other row is as it was (NaN past p included).
+      const sameBits = (a: Float32Array, b: Float64Array) =>
+        a.every((x, i) =>
+          Number.isNaN(x) ? Number.isNaN(b[i]) : Math.abs(x - b[i]) <= 1e-6 * Math.max(1, Math.abs(b[i])),
+        );
+      expect(sameBits(await readFloat32(device, kCache), kExpected)).toBe(true);
+      expect(sameBits(await readFloat32(device, vCache), vExpected)).toBe(true);
     });
   }
+
+  it('refuses an odd head size, which rotary embeddings cannot pair', () => {
+    const { device } = gpu();
+    const buffer = createStorageBuffer(device, 64);
+    const io = { q: buffer, k: buffer, v: buffer, cos: buffer, sin: buffer };
+    expect(() =>
+      new DecodeAttentionKernels(device).op(buffer, io, { kCache: buffer, vCache: buffer }, buffer, buffer, {
+        heads: 1,
+        kvHeads: 1,
+        headDim: 5,
+        maxLen: 4,
+      }),
+    ).toThrow('rotary embeddings need an even head size, not 5');
+  });
 });

@@ -438,7 +438,6 @@ export class Decoder {
       kn: f32(B * KV * hd, 'k normed'),
       rstdQ: f32(B * H, 'rstd q'),
       rstdK: f32(B * KV, 'rstd k'),
-      qRot: f32(B * H * hd, 'q rotated'),
       attn: f32(B * H * hd, 'attention output'),
       scores: f32(B * H * L, 'scores'),
       act: f32(B * f, 'act'),
@@ -455,7 +454,7 @@ export class Decoder {
     const c = this.w.config;
     const { d, H, KV, hd, eps } = shortDims(c);
     const B = this.rows;
-    const { x, q, kRaw, v, qn, kn, rstdQ, rstdK, qRot, attn, scores, act, xa } = this.s;
+    const { x, q, kRaw, v, qn, kn, rstdQ, rstdK, attn, scores, act, xa } = this.s;
     const shape = { heads: H, kvHeads: KV, headDim: hd, maxLen: this.maxLength, rows: B };
     const ops = this.ops;
 
@@ -481,14 +480,15 @@ export class Decoder {
       }
       const [qIn, kIn] = lw.qNorm && lw.kNorm ? [qn, kn] : [q, kRaw];
       ops.push(
-        this.k.decodeAttention.rotateAppendOp(
+        this.k.decodeAttention.op(
           this.position,
           { q: qIn, k: kIn, v, cos: this.cos, sin: this.sin },
-          { qRot, kCache, vCache },
+          { kCache, vCache },
+          scores,
+          attn,
           shape,
         ),
       );
-      ops.push(this.k.decodeAttention.attendOp(this.position, qRot, kCache, vCache, scores, attn, shape));
       this.linear(l, [['o_proj', x]], attn, true, this.loraInputs(l, ['o_proj'], attn, xa));
       const mlp = this.normed(x, lw.postNorm);
       this.gatedMlp(l, mlp.input, act, xa, mlp.norm);
