@@ -22,7 +22,8 @@ import type { SplitKReduce } from './split-k';
  * form of set (which bound buffers each product reads and writes), so no load chooses a buffer.
  *
  * `sumOps` adds products into one output: an input gradient dx = Σ dyᵢ·Wᵢ (+ each module's low-rank term), run as
- * a set writing partial sums, each product's K cut into `splits` slices, then split-K's reduce pass.
+ * a set writing partial sums, each product's K cut into `splits` slices, then split-K's reduce pass; `partialOp`
+ * leaves the partial sums for their reader to add instead (an RMSNorm backward), one dispatch fewer.
  * CPU twin: matmul.cpu.ts's `matmulCpu`, product by product.
  */
 export interface SetProduct {
@@ -113,8 +114,7 @@ export class MatmulSetKernel {
 
   /**
    * C (= alpha · Σ + beta · C) the sum of the products (their own C unused), each product's K cut into `splits`
-   * slices, all M x N: partial sums into `scratch` (`sumScratchBytes`), then `reduce` adds them. Each product's
-   * low-rank term rides on its first slice.
+   * slices, all M x N: `partialOp`'s slabs, then `reduce` adds them.
    */
   sumOps(
     products: readonly Omit<SetProduct, 'c'>[],
@@ -124,8 +124,23 @@ export class MatmulSetKernel {
     scratch: GPUBuffer,
     reduce: SplitKReduce,
   ): Op[] {
+    const { op, slabs } = this.partialOp(products, shape, splits, scratch);
+    const full = resolveMatmulShape({ ...shape, K: 1 }, this.variant);
+    return [op, reduce.op(scratch, c, full, slabs)];
+  }
+
+  /**
+   * The sum of the products as partial sums, `slabs` of M x N in `scratch` (`sumScratchBytes`), each product's K
+   * cut into `splits` slices, for a reduce pass or the sum's reader to add. Each product's low-rank term rides on
+   * its first slice.
+   */
+  partialOp(
+    products: readonly Omit<SetProduct, 'c'>[],
+    { M, N }: Pick<MatmulShape, 'M' | 'N'>,
+    splits: number,
+    scratch: GPUBuffer,
+  ): { op: Op; slabs: number } {
     const { transA, transB } = this.variant;
-    const { M, N } = shape;
     const slabs: SetProduct[] = [];
     for (const x of products) {
       const s = resolveMatmulShape(x.shape, this.variant);
@@ -152,8 +167,7 @@ export class MatmulSetKernel {
         });
       }
     }
-    const full = resolveMatmulShape({ ...shape, K: 1 }, this.variant);
-    return [this.op(slabs), reduce.op(scratch, c, full, slabs.length)];
+    return { op: this.op(slabs), slabs: slabs.length };
   }
 
   /** Bytes of partial sums `sumOps` writes for these products. */

@@ -74,6 +74,22 @@ describe('RMSNorm kernels against the CPU twin', () => {
 
         const overwritten = await runAndRead(device, [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, false)], bdx);
         expect(maxRelativeError(overwritten, back.dx)).toBeLessThan(1e-5);
+
+        // dy as three partial sums, added as they are read: the gradient of their sum, dy.
+        const [first, second] = [randomUniform(rows * dim, 9), randomUniform(rows * dim, 10)];
+        const slabs = new Float32Array(3 * rows * dim);
+        slabs.set(first);
+        slabs.set(second, rows * dim);
+        slabs.set(
+          dy.map((v, i) => v - first[i] - second[i]),
+          2 * rows * dim,
+        );
+        const fromSlabs = await runAndRead(
+          device,
+          [k.backwardOp(bx, bw, brstd, uploadBuffer(device, slabs), bdx, rows, dim, false, 3)],
+          bdx,
+        );
+        expect(maxRelativeError(fromSlabs, back.dx)).toBeLessThan(1e-4);
       });
     }
   }

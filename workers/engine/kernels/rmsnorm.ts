@@ -5,7 +5,7 @@ import { type RowLayout, rowKernel } from './wgsl';
 /**
  * RMSNorm over rows: y[r, :] = w * x[r, :] * rstd[r], rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps).
  *   x, y: [rows, dim]   w: [dim]   rstd: [rows] (saved for the backward)
- * Backward, with xhat = x * rstd and g = dy * w:
+ * Backward, with xhat = x * rstd and g = dy * w (dy possibly as partial sums, added as read):
  *   dx = rstd * (g - xhat * mean(g * xhat))          (written, or added to dx when accumulating)
  *   dw += sum over rows of dy * xhat                  (full-parameter training only)
  * A workgroup per row reduces over dim, or an invocation per row (`RowLayout`); Qwen3's per-head q/k norm is the
@@ -47,7 +47,7 @@ fn main(${k.builtins}) {
 function backwardShader(layout: RowLayout): string {
   const k = rowKernel(layout);
   return /* wgsl */ `
-struct Params { rows: u32, dim: u32, accumulate: u32, _pad: u32 }
+struct Params { rows: u32, dim: u32, accumulate: u32, slabs: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> rstd: array<f32>;
@@ -55,6 +55,13 @@ struct Params { rows: u32, dim: u32, accumulate: u32, _pad: u32 }
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
 ${k.reduce}
+// dy's element i: the sum of its slabs.
+fn dyAt(i: u32) -> f32 {
+  var sum = dy[i];
+  for (var slab = 1u; slab < p.slabs; slab++) { sum += dy[slab * p.rows * p.dim + i]; }
+  return sum;
+}
+
 @compute @workgroup_size(${k.size})
 fn main(${k.builtins}) {
   ${k.prelude}
@@ -62,11 +69,11 @@ fn main(${k.builtins}) {
   let base = row * p.dim;
   let r = rstd[row];
   var s = 0.0;
-  for (var j = li; j < p.dim; j += ${k.stride}) { s += dy[base + j] * w[j] * x[base + j] * r; }
+  for (var j = li; j < p.dim; j += ${k.stride}) { s += dyAt(base + j) * w[j] * x[base + j] * r; }
   let meanGX = reduce(s, li, false) / f32(p.dim);
   for (var j = li; j < p.dim; j += ${k.stride}) {
     let xhat = x[base + j] * r;
-    var value = r * (dy[base + j] * w[j] - xhat * meanGX);
+    var value = r * (dyAt(base + j) * w[j] - xhat * meanGX);
     if (p.accumulate != 0u) { value += dx[base + j]; }
     dx[base + j] = value;
   }
@@ -123,7 +130,11 @@ export class RmsNormKernels {
     return this.forward.op([x, w, y, rstd], uniforms, this.grid(rows));
   }
 
-  /** dx = d(loss)/dx, written, or added to what dx holds when `accumulate` (a residual stream's gradient). */
+  /**
+   * dx = d(loss)/dx, written, or added to what dx holds when `accumulate` (a residual stream's gradient). dy may
+   * come as `dySlabs` partial sums [dySlabs, rows, dim], added as they are read: a sum of products' output left
+   * unreduced (matmul-set.ts), which spares the reduce pass its own dispatch.
+   */
   backwardOp(
     x: GPUBuffer,
     w: GPUBuffer,
@@ -133,8 +144,9 @@ export class RmsNormKernels {
     rows: number,
     dim: number,
     accumulate: boolean,
+    dySlabs = 1,
   ): Op {
-    const uniforms: UniformValue[] = [u32(rows), u32(dim), u32(accumulate ? 1 : 0), u32(0)];
+    const uniforms: UniformValue[] = [u32(rows), u32(dim), u32(accumulate ? 1 : 0), u32(dySlabs)];
     return this.backward.op([x, w, rstd, dy, dx], uniforms, this.grid(rows));
   }
 

@@ -35,6 +35,16 @@ export interface MatmulSet {
   ops(products: SetProduct[]): Op[];
   /** 'sum': the products' sum into c (their own C unused). */
   sumOps(products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape): Op[];
+  /**
+   * 'sum', unreduced: the products' sum as `slabs` partial sums [slabs, M, N] in `sum`, for the reader to add as it
+   * reads them; where they run separately, the sum itself in c (one slab). The partial sums are split-K's shared
+   * scratch: read them before the next split-K product runs.
+   */
+  partialSums(
+    products: Omit<SetProduct, 'c'>[],
+    c: GPUBuffer,
+    shape: Pick<MatmulShape, 'M' | 'N'>,
+  ): { ops: Op[]; sum: GPUBuffer; slabs: number };
 }
 
 /** One product of a plan, on its chosen variant, with or without a low-rank term or an operand mask. */
@@ -170,21 +180,34 @@ export class MatmulTuner {
           shape: { ...x.shape, ...shape, beta: i === 0 ? (shape.beta ?? 0) : 1 },
         })),
       );
-    if (choice === 'separate') return { ops: separately, sumOps: sumSeparately };
+    const unreduced = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape) => ({
+      ops: sumSeparately(products, c, shape),
+      sum: c,
+      slabs: 1,
+    });
+    if (choice === 'separate') return { ops: separately, sumOps: sumSeparately, partialSums: unreduced };
     const { splitK, ...tile } = choice;
     const kernel = this.setKernel({ ...tile, transA: false, transB, halfB });
+    const splits = splitK ?? 1;
+    // The partial sums' scratch, or null where they would not fit a binding or the set's bindings would not fit.
+    const scratchFor = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer) => {
+      const bytes = MatmulSetKernel.sumScratchBytes(products, splits);
+      const fits =
+        bytes <= this.device.limits.maxStorageBufferBindingSize && kernel.fits(products.map((x) => ({ ...x, c })));
+      return fits ? this.scratchOf(bytes) : null;
+    };
     return {
       ops: (products) => (kernel.fits(products) ? [kernel.op(products)] : separately(products)),
       sumOps: (products, c, shape) => {
-        const splits = splitK ?? 1;
-        const bytes = MatmulSetKernel.sumScratchBytes(products, splits);
-        if (
-          bytes > this.device.limits.maxStorageBufferBindingSize ||
-          !kernel.fits(products.map((x) => ({ ...x, c })))
-        ) {
-          return sumSeparately(products, c, shape);
-        }
-        return kernel.sumOps(products, c, shape, splits, this.scratchOf(bytes), this.reduceKernel(transB));
+        const scratch = scratchFor(products, c);
+        if (!scratch) return sumSeparately(products, c, shape);
+        return kernel.sumOps(products, c, shape, splits, scratch, this.reduceKernel(transB));
+      },
+      partialSums: (products, c, shape) => {
+        const scratch = scratchFor(products, c);
+        if (!scratch) return unreduced(products, c, shape);
+        const { op, slabs } = kernel.partialOp(products, shape, splits, scratch);
+        return { ops: [op], sum: scratch, slabs };
       },
     };
   }

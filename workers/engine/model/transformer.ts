@@ -555,8 +555,9 @@ export class TransformerStep {
 
   /**
    * dx [N, in] = Σ dy · W (+ each LoRA path, from the d(x A^T) loraInputGrads writes first) over the projections
-   * reading x, each with its output's gradient dy: several as one sum of products (kernels/matmul-set.ts).
-   * Accumulates full mode's W and bias gradients, and records the adapter's for flushLoraGrads.
+   * reading x, each with its output's gradient dy: several as one sum of products (kernels/matmul-set.ts), which
+   * may leave dx as partial sums for its reader (an RMSNorm backward) to add: returned as where dx is, `sum`, and
+   * in how many slabs. Accumulates full mode's W and bias gradients, and records the adapter's for flushLoraGrads.
    */
   private linearBackward(
     ops: Op[],
@@ -564,7 +565,7 @@ export class TransformerStep {
     grads: ReadonlyArray<[Projection, GPUBuffer]>,
     x: GPUBuffer,
     dx: GPUBuffer,
-  ): void {
+  ): { sum: GPUBuffer; slabs: number } {
     const N = this.tokens;
     const lw = this.w.layers[layer];
     this.loraInputGrads(ops, layer, grads);
@@ -573,21 +574,31 @@ export class TransformerStep {
       const shape = { M: N, N: inDim, K: out };
       return { a: dy, b: lw.proj[projection], shape, lowRank: this.adapterBackward(layer, projection, x, dy) };
     });
+    let result = { sum: dx, slabs: 1 };
     if (products.length === 1) {
       const [{ a, b, shape, lowRank }] = products;
       ops.push(...this.mmWeight(false, false, a, b, dx, shape, lowRank));
     } else {
       const shapes = products.map((product) => product.shape);
       const set = this.k.matmuls.setFor('sum', false, shapes, this.w.halfMatrices);
-      ops.push(...set.sumOps(products, dx, { M: N, N: shapes[0].N }));
+      const shape = { M: N, N: shapes[0].N };
+      if (this.weightGrads) {
+        // Full mode's weight gradients below may run split-K, whose scratch the partial sums are: reduce them now.
+        ops.push(...set.sumOps(products, dx, shape));
+      } else {
+        const { ops: sumOps, ...partial } = set.partialSums(products, dx, shape);
+        ops.push(...sumOps);
+        result = partial;
+      }
     }
-    if (!this.weightGrads) return;
+    if (!this.weightGrads) return result;
     for (const [projection, dy] of grads) {
       const [out, inDim] = projectionShape(this.w.config, projection);
       const key = projectionKey(layer, projection);
       ops.push(...this.mm(true, false, dy, x, this.grad(key), { M: out, N: inDim, K: N, beta: 1 }));
       if (lw.bias[projection]) ops.push(this.k.bias.gradOp(dy, this.grad(key.replace(/weight$/, 'bias')), N, out));
     }
+    return result;
   }
 
   /**
@@ -827,7 +838,7 @@ export class TransformerStep {
       // MLP block: x_next = xMid + down(silu(gate(xn2)) * up(xn2)).
       this.linearBackward(ops, l, [['down_proj', s.dx]], a.act, s.dact);
       ops.push(this.k.swiglu.backwardOp(a.gate, a.up, s.dact, s.dgate, s.dup, N * f));
-      this.linearBackward(
+      const dxn2 = this.linearBackward(
         ops,
         l,
         [
@@ -838,7 +849,7 @@ export class TransformerStep {
         s.dxn,
       );
       this.flushLoraGrads(ops);
-      ops.push(this.k.rmsnorm.backwardOp(a.xMid, lw.postNorm, a.rstd2, s.dxn, s.dx, N, d, true));
+      ops.push(this.k.rmsnorm.backwardOp(a.xMid, lw.postNorm, a.rstd2, dxn2.sum, s.dx, N, d, true, dxn2.slabs));
       if (full)
         ops.push(
           this.k.rmsnorm.weightGradOp(a.xMid, a.rstd2, s.dxn, this.grad(`${p}.post_attention_layernorm.weight`), N, d),
@@ -866,7 +877,7 @@ export class TransformerStep {
           );
         }
       }
-      this.linearBackward(
+      const dxn1 = this.linearBackward(
         ops,
         l,
         [
@@ -878,7 +889,7 @@ export class TransformerStep {
         s.dxn,
       );
       this.flushLoraGrads(ops);
-      ops.push(this.k.rmsnorm.backwardOp(a.xIn, lw.inputNorm, a.rstd1, s.dxn, s.dx, N, d, true));
+      ops.push(this.k.rmsnorm.backwardOp(a.xIn, lw.inputNorm, a.rstd1, dxn1.sum, s.dx, N, d, true, dxn1.slabs));
       if (full)
         ops.push(this.k.rmsnorm.weightGradOp(a.xIn, a.rstd1, s.dxn, this.grad(`${p}.input_layernorm.weight`), N, d));
     }
