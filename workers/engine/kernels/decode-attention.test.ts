@@ -5,13 +5,14 @@ import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
 import { submitOps } from '../gpu/ops';
 import { DecodeAttentionKernels, type DecodeShape } from './decode-attention';
 import { decodeAttentionCpu } from './decode-attention.cpu';
+import { rmsnormForwardCpu } from './rmsnorm.cpu';
 import { ropeCpu } from './rope.cpu';
 import type { RowLayout } from './wgsl';
 
 const gpu = setupTestGpu();
 
 describe('decode attention over a key-value cache, rotation and append included', () => {
-  for (const [heads, kvHeads, headDim, position, rows, layout] of [
+  for (const variant of [
     [6, 2, 6, 0, 1, 'cooperative'],
     [6, 2, 6, 66, 1, 'cooperative'],
     [4, 4, 10, 13, 1, 'cooperative'],
@@ -28,8 +29,15 @@ describe('decode attention over a key-value cache, rotation and append included'
     [70, 10, 8, 3, 1, 'row'],
     [3, 1, 8, 0, 1, 'row'],
     [18, 6, 8, 5, 4, 'row'],
+    // Qwen3's per-head norms of q and k before the rotation.
+    [6, 2, 8, 9, 2, 'cooperative', true],
+    [4, 2, 6, 5, 1, 'cooperative', true],
+    [6, 2, 8, 9, 2, 'row', true],
+    [4, 2, 6, 5, 1, 'row', true],
   ] as const) {
-    it(`matches rope, the append and the CPU twin: ${layout}, ${rows} × ${heads} heads over ${kvHeads}, head dim ${headDim}, position ${position}`, async () => {
+    const [heads, kvHeads, headDim, position, rows, layout] = variant;
+    const normed = (variant as readonly unknown[])[6] === true;
+    it(`matches rope, the append and the CPU twin: ${layout}, ${rows} × ${heads} heads over ${kvHeads}, head dim ${headDim}, position ${position}${normed ? ', q and k normed' : ''}`, async () => {
       const { device } = gpu();
       const kernels = new DecodeAttentionKernels(device, layout as RowLayout);
       const maxLen = position + 3;
@@ -46,17 +54,25 @@ describe('decode attention over a key-value cache, rotation and append included'
         kc.fill(1e6, (r * maxLen + position) * width, (r + 1) * maxLen * width);
         vc.fill(Number.NaN, (r * maxLen + position) * width, (r + 1) * maxLen * width);
       }
-      // Expected: the rope kernel's twin at one position (seq 1, a batch of rows), k and v appended at row p.
-      const rope = (x: Float32Array, n: number) =>
-        ropeCpu('forward', x, cos, sin, { batch: rows, seq: 1, heads: n, headDim });
+      const [qNorm, kNorm] = [randomUniform(headDim, 15, 0.5, 1.5), randomUniform(headDim, 16, 0.5, 1.5)];
+      const eps = 1e-6;
+      // Expected: the RMSNorm twin per head where normed, then the rope kernel's twin at one position (seq 1, a
+      // batch of rows), k and v appended at row p.
+      const rope = (x: Float32Array, n: number, weight: Float32Array) =>
+        ropeCpu('forward', normed ? rmsnormForwardCpu(x, weight, rows * n, headDim, eps).y : x, cos, sin, {
+          batch: rows,
+          seq: 1,
+          heads: n,
+          headDim,
+        });
       const kExpected = Float64Array.from(kc);
       const vExpected = Float64Array.from(vc);
-      const kRotated = rope(k, kvHeads);
+      const kRotated = rope(k, kvHeads, kNorm);
       for (let r = 0; r < rows; r++) {
         kExpected.set(kRotated.subarray(r * width, (r + 1) * width), (r * maxLen + position) * width);
         vExpected.set(v.subarray(r * width, (r + 1) * width), (r * maxLen + position) * width);
       }
-      const expected = decodeAttentionCpu(rope(q, heads), kExpected, vExpected, position, shape);
+      const expected = decodeAttentionCpu(rope(q, heads, qNorm), kExpected, vExpected, position, shape);
 
       const [kCache, vCache] = [uploadBuffer(device, kc), uploadBuffer(device, vc)];
       const out = createStorageBuffer(device, rows * heads * headDim * 4);
@@ -68,6 +84,7 @@ describe('decode attention over a key-value cache, rotation and append included'
         createStorageBuffer(device, rows * heads * maxLen * 4),
         out,
         shape,
+        normed ? { q: upload(qNorm), k: upload(kNorm), eps } : undefined,
       );
       submitOps(device, [op]);
       expect(maxRelativeError(await readFloat32(device, out), expected)).toBeLessThan(1e-5);

@@ -17,6 +17,7 @@ import { type RowLayout, workgroupReduce } from './wgsl';
  * and the new token's rotated key and its value are written to cache row p, by the heads with h % (H / KV) = 0
  * only. Position p itself is read from k and v, not from the cache, so no head waits for another's writes (the
  * next token's dispatch reads them). Positions past p are never read, so the causal mask is the loop bound.
+ * With Qwen3's per-head RMSNorm on q and k (`norms`), q and k are normed before they are rotated.
  * Two `RowLayout`s: a workgroup per head sharing its positions (GPUs), or an invocation per head walking them
  * alone with an online softmax (CPU adapters, where the workgroup's barriers cost more than the work); both keep
  * the head's vectors unrolled into registers as in attention.ts. The vectors divide half a head, so a vector's
@@ -30,27 +31,59 @@ function vectors(headDim: number) {
   return { v, u: new Unrolled(headDim, 1, v.width), half: headDim / 2 / v.width };
 }
 
-/**
- * WGSL for vector x (a constant) of a head row starting at vector `base` of `array`, rotated: its pair's angles
- * from the tables, the first half's partner subtracted, the second half's added.
- */
-function rotatedVector(array: string, base: string, x: number, half: number): string {
-  const [partner, sign] = x < half ? [x + half, '-'] : [x - half, '+'];
-  return `(${array}[${base} + ${x}u] * cosTable[${x % half}u] ${sign} ${array}[${base} + ${partner}u] * sinTable[${x % half}u])`;
+/** WGSL for vector i (a constant) of the head row at vector `base` of `array`, times the norm's weight where given. */
+function element(array: string, base: string, i: number, weight: string | null): string {
+  return weight ? `(${array}[${base} + ${i}u] * ${weight}[${i}u])` : `${array}[${base} + ${i}u]`;
 }
 
-/** Bindings and parameters both layouts share. */
-const BINDINGS = /* wgsl */ `
-struct Params { heads: u32, kvHeads: u32, maxLen: u32, rows: u32, scale: f32, _p0: u32, _p1: u32, _p2: u32 }
-@group(0) @binding(0) var<storage, read> position: array<u32>;
-@group(0) @binding(1) var<storage, read> q: array<V>;
-@group(0) @binding(2) var<storage, read> k: array<V>;
-@group(0) @binding(3) var<storage, read> v: array<V>;
-@group(0) @binding(4) var<storage, read> cosTable: array<V>;
-@group(0) @binding(5) var<storage, read> sinTable: array<V>;
-@group(0) @binding(6) var<storage, read_write> kCache: array<V>;
-@group(0) @binding(7) var<storage, read_write> vCache: array<V>;
-@group(0) @binding(8) var<storage, read_write> out: array<V>;`;
+/**
+ * WGSL for vector x (a constant) of a head row, `at(i)` its vector i, rotated: its pair's angles from the tables,
+ * the first half's partner subtracted, the second half's added.
+ */
+function rotatedVector(at: (i: number) => string, x: number, half: number): string {
+  const [partner, sign] = x < half ? [x + half, '-'] : [x - half, '+'];
+  return `(${at(x)} * cosTable[${x % half}u] ${sign} ${at(partner)} * sinTable[${x % half}u])`;
+}
+
+/** WGSL for 1 / RMS of the head row at `base` of `array` (the per-head norm's rstd), its vectors unrolled. */
+function rstdOf(u: Unrolled, array: string, base: string): string {
+  const sum = u.dot(
+    (x) => `${array}[${base} + ${x}u]`,
+    (x) => `${array}[${base} + ${x}u]`,
+  );
+  return `inverseSqrt((${sum}) / ${u.headDim}.0 + p.eps)`;
+}
+
+/**
+ * Bindings and parameters both layouts share, then the norms' weights where normed, then `more` (the layout's
+ * own), then the parameters.
+ */
+function bindings(normed: boolean, more: string[]): string {
+  const storage = [
+    'read> position: array<u32>',
+    'read> q: array<V>',
+    'read> k: array<V>',
+    'read> v: array<V>',
+    'read> cosTable: array<V>',
+    'read> sinTable: array<V>',
+    'read_write> kCache: array<V>',
+    'read_write> vCache: array<V>',
+    'read_write> out: array<V>',
+    ...(normed ? ['read> qNorm: array<V>', 'read> kNorm: array<V>'] : []),
+    ...more,
+  ];
+  return /* wgsl */ `
+struct Params { heads: u32, kvHeads: u32, maxLen: u32, rows: u32, scale: f32, eps: f32, _p1: u32, _p2: u32 }
+${storage.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b};`).join('\n')}
+@group(0) @binding(${storage.length}) var<uniform> p: Params;`;
+}
+
+/** q's registers, normed (where `normed`), rotated and scaled: q0, q1, ... */
+function queryRegisters(u: Unrolled, half: number, normed: boolean): string {
+  const scale = normed ? `p.scale * ${rstdOf(u, 'q', 'qi')}` : 'p.scale';
+  const at = (i: number) => element('q', 'qi', i, normed ? 'qNorm' : null);
+  return `  let qScale = ${scale};\n${u.perVector((x) => `  let q${x} = ${rotatedVector(at, x, half)} * qScale;`)}`;
+}
 
 /**
  * The cooperative layout: a workgroup per head and row. Its invocations rotate the new key into workgroup memory,
@@ -59,7 +92,7 @@ struct Params { heads: u32, kvHeads: u32, maxLen: u32, rows: u32, scale: f32, _p
  * interleaved groups of positions, so each walks a share of the cache instead of all of it; the groups' sums meet
  * in workgroup memory.
  */
-function cooperativeShader(headDim: number): string {
+function cooperativeShader(headDim: number, normed: boolean): string {
   const { v, u, half } = vectors(headDim);
   const HDV = u.xs.length;
   // Groups of positions the values are summed in: as many as the workgroup holds whole rows of vectors.
@@ -70,9 +103,7 @@ ${v.dot}
 const HDV = ${HDV}u; // vectors per head row
 const HALF = ${half}u; // vectors per half row
 const GROUPS = ${groups}u;
-${BINDINGS}
-@group(0) @binding(9) var<storage, read_write> scores: array<f32>;
-@group(0) @binding(10) var<uniform> p: Params;
+${bindings(normed, ['read_write> scores: array<f32>'])}
 ${workgroupReduce(WG)}
 var<workgroup> kNew: array<V, HDV>;
 ${HDV <= WG ? `var<workgroup> sums: array<V, ${WG}>;` : ''}
@@ -90,19 +121,29 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let qi = wg.x * HDV;
   let sBase = wg.x * p.maxLen;
   // The new key, rotated, for every invocation to read; it and the value go to cache row p from one head a group.
-  let appends = h % (p.heads / p.kvHeads) == 0u;
+  let appends = h % (p.heads / p.kvHeads) == 0u;${
+    normed
+      ? `
+  // The key's per-head norm: every invocation sums its squares itself.
+  var squares = 0.0;
+  for (var x = 0u; x < HDV; x++) { squares += vdot(k[ki + x], k[ki + x]); }
+  let kScale = inverseSqrt(squares / ${headDim}.0 + p.eps);`
+      : ''
+  }
   for (var x = li; x < HDV; x += ${WG}u) {
     let first = x < HALF;
     let at = x % HALF;
-    let partner = k[ki + select(x - HALF, x + HALF, first)];
-    kNew[x] = k[ki + x] * cosTable[at] + select(1.0, -1.0, first) * partner * sinTable[at];
+    let px = select(x - HALF, x + HALF, first);
+    let kx = k[ki + x]${normed ? ' * kNorm[x] * kScale' : ''};
+    let partner = k[ki + px]${normed ? ' * kNorm[px] * kScale' : ''};
+    kNew[x] = kx * cosTable[at] + select(1.0, -1.0, first) * partner * sinTable[at];
     if (appends) {
       kCache[cBase + pos * width + x] = kNew[x];
       vCache[cBase + pos * width + x] = v[ki + x];
     }
   }
   workgroupBarrier();
-${u.perVector((x) => `  let q${x} = ${rotatedVector('q', 'qi', x, half)} * p.scale;`)}
+${queryRegisters(u, half, normed)}
   var m = -3.0e38;
   for (var j = li; j < pos; j += ${WG}u) {
     let kj = cBase + j * width;
@@ -160,14 +201,14 @@ ${
 }
 
 /** The row layout: one invocation per head, the same online softmax as attention.ts's forward. */
-function rowShader(headDim: number): string {
+function rowShader(headDim: number, normed: boolean): string {
   const { v, u, half } = vectors(headDim);
   const HDV = u.xs.length;
+  const key = (i: number) => element('k', 'ki', i, normed ? 'kNorm' : null);
   return /* wgsl */ `
 alias V = ${v.type};
 ${v.dot}
-${BINDINGS}
-@group(0) @binding(9) var<uniform> p: Params;
+${bindings(normed, [])}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3u) {
@@ -181,10 +222,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let cBase = r * p.maxLen * width + g * ${HDV}u;
   let ki = r * width + g * ${HDV}u;
   let qi = gid.x * ${HDV}u;
-${u.perVector(
-  (x) => `  let q${x} = ${rotatedVector('q', 'qi', x, half)} * p.scale;
-  var a${x} = V(0.0);`,
-)}
+${queryRegisters(u, half, normed)}
+${u.perVector((x) => `  var a${x} = V(0.0);`)}
   var m = -3.0e38;
   var t = 0.0;
   for (var j = 0u; j < pos; j++) {
@@ -201,10 +240,8 @@ ${u.perVector(
 ${u.perVector((x) => `    a${x} = a${x} * c + e * vCache[kj + ${x}u];`)}
   }
   // Position p from the new key and value, which one head of the group writes to cache row p.
-${u.perVector(
-  (x) => `  let k${x} = ${rotatedVector('k', 'ki', x, half)};
-  let v${x} = v[ki + ${x}u];`,
-)}
+  let kScale = ${normed ? rstdOf(u, 'k', 'ki') : '1.0'};
+${u.perVector((x) => `  let k${x} = ${rotatedVector(key, x, half)} * kScale;\n  let v${x} = v[ki + ${x}u];`)}
   let s = ${u.dot(
     (x) => `q${x}`,
     (x) => `k${x}`,
@@ -235,8 +272,8 @@ export interface DecodeShape {
 }
 
 export class DecodeAttentionKernels {
-  /** The layout's kernels, compiled per head size (its vectors, unrolled). */
-  private readonly kernels = new Map<number, Kernel>();
+  /** The layout's kernels, compiled per head size (its vectors, unrolled) and whether q and k are normed. */
+  private readonly kernels = new Map<string, Kernel>();
 
   constructor(
     private readonly device: GPUDevice,
@@ -244,8 +281,9 @@ export class DecodeAttentionKernels {
   ) {}
 
   /**
-   * out ← attention of the tokens at `position` over the caches and themselves, q and k rotated first; their keys
-   * and values appended to cache row `position`. `scores` is the cooperative layout's scratch.
+   * out ← attention of the tokens at `position` over the caches and themselves, q and k rotated first (normed
+   * before, per head, with `norms`' weights [hd]); their keys and values appended to cache row `position`.
+   * `scores` is the cooperative layout's scratch.
    */
   op(
     position: GPUBuffer,
@@ -254,26 +292,32 @@ export class DecodeAttentionKernels {
     scores: GPUBuffer,
     out: GPUBuffer,
     s: DecodeShape,
+    norms?: { q: GPUBuffer; k: GPUBuffer; eps: number },
   ): Op {
     if (s.headDim % 2 !== 0) throw new Error(`rotary embeddings need an even head size, not ${s.headDim}`);
     const rows = s.rows ?? 1;
     const heads = rows * s.heads;
-    const uniforms = [u32(s.heads), u32(s.kvHeads), u32(s.maxLen), u32(rows), f32(1 / Math.sqrt(s.headDim))];
-    const buffers = [position, q, k, v, cos, sin, kCache, vCache, out];
-    if (this.layout === 'row')
-      return this.kernel(s.headDim).op(buffers, [...uniforms, u32(0), u32(0), u32(0)], grid1d(heads, WG));
-    return this.kernel(s.headDim).op([...buffers, scores], [...uniforms, u32(0), u32(0), u32(0)], [heads, 1, 1]);
+    const uniforms = [
+      ...[u32(s.heads), u32(s.kvHeads), u32(s.maxLen), u32(rows), f32(1 / Math.sqrt(s.headDim))],
+      ...[f32(norms?.eps ?? 0), u32(0), u32(0)],
+    ];
+    const buffers = [position, q, k, v, cos, sin, kCache, vCache, out, ...(norms ? [norms.q, norms.k] : [])];
+    const kernel = this.kernel(s.headDim, Boolean(norms));
+    if (this.layout === 'row') return kernel.op(buffers, uniforms, grid1d(heads, WG));
+    return kernel.op([...buffers, scores], uniforms, [heads, 1, 1]);
   }
 
-  /** The layout's kernel for a head size. */
-  private kernel(headDim: number): Kernel {
-    let kernel = this.kernels.get(headDim);
+  /** The layout's kernel for a head size, with or without the per-head norms. */
+  private kernel(headDim: number, normed: boolean): Kernel {
+    const key = `${headDim} ${normed}`;
+    let kernel = this.kernels.get(key);
     if (!kernel) {
+      const label = normed ? '_normed' : '';
       kernel =
         this.layout === 'row'
-          ? new Kernel(this.device, rowShader(headDim), 'decode_attention_row')
-          : new Kernel(this.device, cooperativeShader(headDim), 'decode_attention');
-      this.kernels.set(headDim, kernel);
+          ? new Kernel(this.device, rowShader(headDim, normed), `decode_attention_row${label}`)
+          : new Kernel(this.device, cooperativeShader(headDim, normed), `decode_attention${label}`);
+      this.kernels.set(key, kernel);
     }
     return kernel;
   }

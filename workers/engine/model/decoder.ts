@@ -434,10 +434,6 @@ export class Decoder {
       q: f32(B * H * hd, 'q'),
       kRaw: f32(B * KV * hd, 'k'),
       v: f32(B * KV * hd, 'v'),
-      qn: f32(B * H * hd, 'q normed'),
-      kn: f32(B * KV * hd, 'k normed'),
-      rstdQ: f32(B * H, 'rstd q'),
-      rstdK: f32(B * KV, 'rstd k'),
       attn: f32(B * H * hd, 'attention output'),
       scores: f32(B * H * L, 'scores'),
       act: f32(B * f, 'act'),
@@ -454,7 +450,7 @@ export class Decoder {
     const c = this.w.config;
     const { d, H, KV, hd, eps } = shortDims(c);
     const B = this.rows;
-    const { x, q, kRaw, v, qn, kn, rstdQ, rstdK, attn, scores, act, xa } = this.s;
+    const { x, q, kRaw, v, attn, scores, act, xa } = this.s;
     const shape = { heads: H, kvHeads: KV, headDim: hd, maxLen: this.maxLength, rows: B };
     const ops = this.ops;
 
@@ -474,19 +470,17 @@ export class Decoder {
         ['v_proj', v],
       ];
       this.linear(l, outputs, input, false, qkv, norm);
-      if (lw.qNorm && lw.kNorm) {
-        ops.push(this.k.rmsnorm.forwardOp(q, lw.qNorm, qn, rstdQ, B * H, hd, eps));
-        ops.push(this.k.rmsnorm.forwardOp(kRaw, lw.kNorm, kn, rstdK, B * KV, hd, eps));
-      }
-      const [qIn, kIn] = lw.qNorm && lw.kNorm ? [qn, kn] : [q, kRaw];
+      // Qwen3's per-head norms of q and k, applied by the attention as it reads them.
+      const norms = lw.qNorm && lw.kNorm ? { q: lw.qNorm, k: lw.kNorm, eps } : undefined;
       ops.push(
         this.k.decodeAttention.op(
           this.position,
-          { q: qIn, k: kIn, v, cos: this.cos, sin: this.sin },
+          { q, k: kRaw, v, cos: this.cos, sin: this.sin },
           { kCache, vCache },
           scores,
           attn,
           shape,
+          norms,
         ),
       );
       this.linear(l, [['o_proj', x]], attn, true, this.loraInputs(l, ['o_proj'], attn, xa));
