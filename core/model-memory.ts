@@ -74,12 +74,13 @@ export function estimateTrainingMemory(
   // Per layer: the buffers of transformer.ts's LayerActivations (attention keeps a log-sum-exp per query and head).
   const layerSet = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2 + H) + N * rank * targets.length;
   const kept = recompute ? layerSet + (L - 1) * N * d : L * layerSet;
-  // Shared by the layers: the backward's gradients of each activation, and of each module's x A^T.
-  const scratch = N * (5 * d + 3 * f + 6 * H * hd + 6 * KV * hd + H) + N * rank * targets.length;
-  const logits = Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
-  const step = scratch + logits;
+  // Shared by the layers: the forward's (the final norm's input and output, a head's gradient, q and k before their
+  // norms, the loss's statistics) and the logits slice, and the backward's gradients of each activation and of each
+  // module's x A^T (a forward-only step has none of those).
+  const forward = N * (3 * d + 2 * H * hd + 2 * KV * hd + 5) + Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
+  const backward = N * (2 * d + 3 * f + 4 * H * hd + 4 * KV * hd + H) + N * rank * targets.length;
   const caches = sampler ? 2 * L * N * KV * hd : 0;
-  const activations = 4 * (kept + step + (reference ? layerSet + step : 0) + caches);
+  const activations = 4 * (kept + forward + backward + (reference ? layerSet + forward : 0) + caches);
   const params = parameterCount(config);
   const adapterParams = L * targets.reduce((n, p) => n + rank * projectionShape(config, p).reduce((a, b) => a + b), 0);
   // Parameters, gradients and two Adam moments: for the adapter's, or every weight's (their parameters are the

@@ -240,6 +240,22 @@ describe('estimateTrainingMemory', () => {
     }
     // Recomputing keeps one layer's activations instead of three.
     expect(allocated.true).toBeLessThan(0.8 * allocated.false);
+    // Policy optimization's KL reference, a forward-only step of the base model: one layer's set, no backward.
+    const reference = new TransformerStep(
+      device,
+      kernels,
+      gw,
+      null,
+      { batch: 2, seq: 32 },
+      { full: false, forwardOnly: true },
+    );
+    const shape = { batch: 2, seq: 32, rank: 4 };
+    const extra =
+      estimateTrainingMemory(config, { ...shape, reference: true }).activations -
+      estimateTrainingMemory(config, shape).activations;
+    expect(extra / reference.byteLength).toBeGreaterThan(0.75);
+    expect(extra / reference.byteLength).toBeLessThan(1.25);
+    reference.destroy();
     expect(parameterCount(config) * 4).toBe(gw.byteLength);
     optimizer.destroy();
     lora.destroy();

@@ -405,9 +405,16 @@ export class TransformerStep {
       logits: f32(Math.max(1, N * maxSlice), 'logits chunk'),
       ceStats: f32(N * 3, 'cross-entropy stats'),
       lse: f32(N, 'log-sum-exp'),
-      // Backward scratch.
-      dx: f32(N * d, 'd residual'),
+      // A head's gradient input in 'hidden' mode (a reward head records its backward even over a forward-only step).
       dxf: f32(N * d, 'd final norm out'),
+    });
+    const { cos, sin } = ropeTables(c, T);
+    this.s.cos = this.upload(cos, 'rope cos');
+    this.s.sin = this.upload(sin, 'rope sin');
+    // Backward scratch, none for a forward-only step.
+    if (this.kept === 'none') return;
+    Object.assign(this.s, {
+      dx: f32(N * d, 'd residual'),
       dxn: f32(N * d, 'd normed'),
       dq: f32(N * H * hd, 'd q rows'),
       dk: f32(N * KV * hd, 'd k rows'),
@@ -424,9 +431,6 @@ export class TransformerStep {
       // d(x A^T) of a layer's modules, by slot as the layer's x A^T: kept until the layer's weight gradients.
       dxa: f32(Math.max(1, slots * N * r), 'd xA'),
     });
-    const { cos, sin } = ropeTables(c, T);
-    this.s.cos = this.upload(cos, 'rope cos');
-    this.s.sin = this.upload(sin, 'rope sin');
   }
 
   private upload(data: Float32Array<ArrayBuffer>, label: string): GPUBuffer {
