@@ -185,9 +185,9 @@ describe('decoding with a key-value cache', () => {
 
   it("prefills on GPUs' kernels, and past its limit feeds the rest a step per token", async () => {
     const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, true);
-    await expectPrefillMatches({ ...model, kernels: new EngineKernels(model.device, GPU_KERNELS) }, [
-      [3, 17, 5, 30, 8],
-    ]);
+    // Five tokens prefilled as a pass of eight, padded for the tuner.
+    const gpuKernels = { ...model, kernels: new EngineKernels(model.device, GPU_KERNELS) };
+    await expectPrefillMatches(gpuKernels, [[3, 17, 5, 30, 8, 2]]);
     // Three tokens at once, the other five a step each; two rows of one token at once: each a step.
     await expectPrefillMatches(model, [[3, 17, 5, 30, 8, 2, 11, 4, 6]], 3);
     await expectPrefillMatches(

@@ -211,14 +211,20 @@ export class Decoder {
     const n = tokens[0].length;
     if (tokens.some((row) => row.length !== n)) throw new Error('a prefill runs the same number of tokens per row');
     if (n > this.maxLength) throw new Error(`${n} tokens do not fit the conversation's ${this.maxLength}-token limit`);
-    const once = Math.min(n, this.prefillTokens());
+    const limit = this.prefillTokens();
+    const once = Math.min(n, limit);
     if (once > 1) {
+      // Where the kernels tune products per shape (GPUs), the pass is padded to a power of two, so prompts of every
+      // length ask the tuner for a few shapes rather than one each. The padding follows the prompt, so causal
+      // attention keeps it out of the prompt's keys and values; the cache rows it fills are written again before
+      // any step reads them.
+      const seq = this.k.choices.tune ? Math.min(2 ** Math.ceil(Math.log2(once)), this.maxLength, limit) : once;
       const step = new TransformerStep(
         this.device,
         this.k,
         this.w,
         this.lora,
-        { batch: this.rows, seq: once },
+        { batch: this.rows, seq },
         {
           full: false,
           forwardOnly: true,
@@ -227,7 +233,7 @@ export class Decoder {
         },
       );
       try {
-        step.setBatch(tokens.map((row) => row.slice(0, once)));
+        step.setBatch(tokens.map((row) => [...row.slice(0, once), ...Array(seq - once).fill(0)]));
         submitOps(this.device, step.forwardOps);
       } finally {
         // The buffers go once the GPU has run what was submitted.
