@@ -34,6 +34,22 @@ describe('SwiGLU', () => {
     const dg = await runAndRead(device, [k.backwardOp(bg, bu, bda, bdg, bdu, n)], bdg);
     expect(maxRelativeError(dg, ref.dg)).toBeLessThan(1e-5);
     expect(maxRelativeError(await readFloat32(device, bdu), ref.du)).toBeLessThan(1e-5);
+    // da as three partial sums (down_proj's input gradient left in split-K's slices), added as they are read.
+    const [first, second] = [randomUniform(n, 7), randomUniform(n, 8)];
+    const slabs = new Float32Array(3 * n);
+    slabs.set(first);
+    slabs.set(second, n);
+    slabs.set(
+      da.map((v, i) => v - first[i] - second[i]),
+      2 * n,
+    );
+    const fromSlabs = await runAndRead(
+      device,
+      [k.backwardOp(bg, bu, uploadBuffer(device, slabs), bdg, bdu, n, 3)],
+      bdg,
+    );
+    expect(maxRelativeError(fromSlabs, ref.dg)).toBeLessThan(1e-4);
+    expect(maxRelativeError(await readFloat32(device, bdu), ref.du)).toBeLessThan(1e-4);
   });
 });
 

@@ -52,6 +52,22 @@ describe('RMSNorm kernels against the CPU twin', () => {
         const yCarried = await runAndRead(device, [k.forwardOp(bx, bw, by, brstd, rows, dim, 1e-6, carry)], by);
         expect(maxRelativeError(yCarried, ref.y)).toBeLessThan(1e-5);
         expect(await readFloat32(device, carry)).toEqual(x);
+        // x plus three partial sums (a product left in split-K's slices), added as x is read and written back into
+        // it: the norm of their sum, carried along or not.
+        const parts = [11, 12, 13].map((seed) => randomUniform(rows * dim, seed));
+        const xParts = new Float32Array(3 * rows * dim);
+        parts.forEach((part, i) => xParts.set(part, i * rows * dim));
+        const total = x.map((v, i) => v + parts[0][i] + parts[1][i] + parts[2][i]);
+        const summed = rmsnormForwardCpu(total, w, rows, dim, 1e-6);
+        const xSlabs = { sum: uploadBuffer(device, xParts), slabs: 3 };
+        for (const carried of [carry, undefined]) {
+          const [bxSum, brstdSum] = [uploadBuffer(device, x), createStorageBuffer(device, rows * 4)];
+          const ops = [k.forwardOp(bxSum, bw, by, brstdSum, rows, dim, 1e-6, carried, xSlabs)];
+          expect(maxRelativeError(await runAndRead(device, ops, by), summed.y)).toBeLessThan(1e-5);
+          expect(maxRelativeError(await readFloat32(device, brstdSum), summed.rstd)).toBeLessThan(1e-5);
+          expect(maxRelativeError(await readFloat32(device, bxSum), total)).toBeLessThan(1e-6);
+          if (carried) expect(maxRelativeError(await readFloat32(device, carried), total)).toBeLessThan(1e-6);
+        }
 
         const dx = await runAndRead(
           device,

@@ -11,22 +11,35 @@ import { type RowLayout, rowKernel } from './wgsl';
  * A workgroup per row reduces over dim, or an invocation per row (`RowLayout`); Qwen3's per-head q/k norm is the
  * same kernel with rows = tokens * heads.
  * The forward can also copy x to `carry` as it reads it: a transformer block's residual stream, which the block's
- * last product then adds onto. A copy of its own would end the compute pass (copies run outside passes).
+ * last product then adds onto. A copy of its own would end the compute pass (copies run outside passes). That
+ * product may leave its output as partial sums (`xSlabs`): the forward then adds them to x as it reads it and
+ * writes the sum back, so x holds the residual for the backward, and split-K's reduce pass needs no dispatch.
  */
 
 const WG = 64;
 
-function forwardShader(layout: RowLayout, carry: boolean): string {
+function forwardShader(layout: RowLayout, carry: boolean, slabs: boolean): string {
   const k = rowKernel(layout);
+  const extra = [
+    ...(carry ? ['var<storage, read_write> carry: array<f32>'] : []),
+    ...(slabs ? ['var<storage, read> xSlabs: array<f32>'] : []),
+  ];
   return /* wgsl */ `
-struct Params { rows: u32, dim: u32, eps: f32, _pad: u32 }
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+struct Params { rows: u32, dim: u32, eps: f32, slabs: u32 }
+@group(0) @binding(0) var<storage, ${slabs ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rstd: array<f32>;
-${carry ? '@group(0) @binding(4) var<storage, read_write> carry: array<f32>;' : ''}
-@group(0) @binding(${carry ? 5 : 4}) var<uniform> p: Params;
+${extra.map((decl, i) => `@group(0) @binding(${4 + i}) ${decl};`).join('\n')}
+@group(0) @binding(${4 + extra.length}) var<uniform> p: Params;
 ${k.reduce}
+// x's element i, with the partial sums added to it.
+fn xAt(i: u32) -> f32 {
+  var sum = x[i];
+  ${slabs ? 'for (var slab = 0u; slab < p.slabs; slab++) { sum += xSlabs[slab * p.rows * p.dim + i]; }' : ''}
+  return sum;
+}
+
 @compute @workgroup_size(${k.size})
 fn main(${k.builtins}) {
   ${k.prelude}
@@ -34,10 +47,11 @@ fn main(${k.builtins}) {
   let base = row * p.dim;
   var s = 0.0;
   for (var j = li; j < p.dim; j += ${k.stride}) {
-    let v = x[base + j];
-    s += v * v;${carry ? '\n    carry[base + j] = v;' : ''}
+    let v = xAt(base + j);
+    s += v * v;${slabs ? '\n    x[base + j] = v;' : ''}${carry ? '\n    carry[base + j] = v;' : ''}
   }
   let r = inverseSqrt(reduce(s, li, false) / f32(p.dim) + p.eps);
+  // Each invocation reads back only the elements it wrote above.
   for (var j = li; j < p.dim; j += ${k.stride}) { y[base + j] = x[base + j] * r * w[j]; }
   if (li == 0u) { rstd[row] = r; }
 }
@@ -99,22 +113,32 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
+/** Partial sums [slabs, rows, dim] in `sum`, to be added to what they are read with. */
+export interface Slabs {
+  sum: GPUBuffer;
+  slabs: number;
+}
+
 export class RmsNormKernels {
-  private readonly forward: Kernel;
-  private readonly forwardCarry: Kernel;
+  /** Forward kernels, compiled on first use, by whether they carry x and add partial sums to it. */
+  private readonly forwards = new Map<string, Kernel>();
   private readonly backward: Kernel;
   private readonly weightGrad: Kernel;
   private readonly grid: (rows: number) => [number, number, number];
 
-  constructor(device: GPUDevice, layout: RowLayout = 'cooperative') {
-    this.forward = new Kernel(device, forwardShader(layout, false), 'rmsnorm_forward');
-    this.forwardCarry = new Kernel(device, forwardShader(layout, true), 'rmsnorm_forward_carry');
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly layout: RowLayout = 'cooperative',
+  ) {
     this.backward = new Kernel(device, backwardShader(layout), 'rmsnorm_backward');
     this.weightGrad = new Kernel(device, weightGradShader, 'rmsnorm_weight_grad');
     this.grid = rowKernel(layout).workgroups;
   }
 
-  /** y and rstd from x; with `carry`, x copied there too. */
+  /**
+   * y and rstd from x; with `carry`, x copied there too. With `xSlabs` (any but none), x first gets their sum added,
+   * written back into x.
+   */
   forwardOp(
     x: GPUBuffer,
     w: GPUBuffer,
@@ -124,10 +148,22 @@ export class RmsNormKernels {
     dim: number,
     eps: number,
     carry?: GPUBuffer,
+    xSlabs?: Slabs,
   ): Op {
-    const uniforms = [u32(rows), u32(dim), f32(eps), u32(0)];
-    if (carry) return this.forwardCarry.op([x, w, y, rstd, carry], uniforms, this.grid(rows));
-    return this.forward.op([x, w, y, rstd], uniforms, this.grid(rows));
+    const slabs = xSlabs && xSlabs.slabs > 0 ? xSlabs : undefined;
+    const uniforms = [u32(rows), u32(dim), f32(eps), u32(slabs?.slabs ?? 0)];
+    const buffers = [x, w, y, rstd, ...(carry ? [carry] : []), ...(slabs ? [slabs.sum] : [])];
+    return this.forwardKernel(Boolean(carry), Boolean(slabs)).op(buffers, uniforms, this.grid(rows));
+  }
+
+  private forwardKernel(carry: boolean, slabs: boolean): Kernel {
+    const label = `rmsnorm_forward${carry ? '_carry' : ''}${slabs ? '_slabs' : ''}`;
+    let kernel = this.forwards.get(label);
+    if (!kernel) {
+      kernel = new Kernel(this.device, forwardShader(this.layout, carry, slabs), label);
+      this.forwards.set(label, kernel);
+    }
+    return kernel;
   }
 
   /**

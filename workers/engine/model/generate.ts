@@ -189,7 +189,7 @@ async function decodeInTurn(decoder: Decoder, rows: Row[], options: SamplingSett
  */
 async function decodePipelined(decoder: Decoder, rows: Row[], options: SamplingSettings, take: Take): Promise<void> {
   const tokensAt = (t: number) => Array.from({ length: decoder.rows }, (_, r) => rows[r]?.prompt[t] ?? 0);
-  const first = Math.min(...rows.map((row) => row.prompt.length)) - 1;
+  const first = decoder.cached;
   const last = Math.max(...rows.map((row) => row.prompt.length - 1 + row.limit)) - 1;
   // Whether a row draws at step t, as far as the CPU knows.
   const draws = (row: Row | undefined, t: number): row is Row =>

@@ -10,6 +10,7 @@ import {
   resolveMatmulShape,
 } from '../kernels/matmul';
 import { MatmulSetKernel, type SetProduct } from '../kernels/matmul-set';
+import type { Slabs } from '../kernels/rmsnorm';
 import { canSplitK, SplitKMatmul, SplitKReduce } from '../kernels/split-k';
 
 /** A matmul variant without its layout; `splitK` cuts K into that many slices summed by a reduce pass. */
@@ -36,15 +37,16 @@ export interface MatmulSet {
   /** 'sum': the products' sum into c (their own C unused). */
   sumOps(products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape): Op[];
   /**
-   * 'sum', unreduced: the products' sum as `slabs` partial sums [slabs, M, N] in `sum`, for the reader to add as it
-   * reads them; where they run separately, the sum itself in c (one slab). The partial sums are split-K's shared
-   * scratch: read them before the next split-K product runs.
+   * 'sum', unreduced: c's new value, beta · c + the products' sum, as c and `slabs` partial sums [slabs, M, N] in
+   * `sum`, for the reader to add as it reads them (beta 0 or 1). Where no partial sums are needed (the products run
+   * separately, or one product whole), the value itself in c: `sum` c and one slab for beta 0, none for beta 1.
+   * The partial sums are split-K's shared scratch: read them before the next split-K product runs.
    */
   partialSums(
     products: Omit<SetProduct, 'c'>[],
     c: GPUBuffer,
-    shape: Pick<MatmulShape, 'M' | 'N'>,
-  ): { ops: Op[]; sum: GPUBuffer; slabs: number };
+    shape: Pick<MatmulShape, 'M' | 'N' | 'beta'>,
+  ): Slabs & { ops: Op[] };
 }
 
 /** One product of a plan, on its chosen variant, with or without a low-rank term or an operand mask. */
@@ -159,14 +161,17 @@ export class MatmulTuner {
     for (const shape of plain) this.productFor(false, transB, shape, halfB);
     const key = setKey(form, transB, plain, halfB);
     if (!this.requestedSets.has(key)) this.requestedSets.set(key, { form, transB, shapes: plain, halfB });
-    return this.set(this.chosenSets.get(key) ?? this.untunedSet(), transB, halfB);
+    return this.set(this.chosenSets.get(key) ?? this.untunedSet(form), transB, halfB);
   }
 
-  /** A set's choice before tuning: one dispatch where the fallback is tiled (GPUs), else separately. */
-  private untunedSet(): MatmulChoice {
+  /**
+   * A set's choice before tuning: one dispatch where the fallback is tiled (GPUs), else separately; a sum keeps
+   * the fallback's split-K, as a product on its own would.
+   */
+  private untunedSet(form: SetForm): MatmulChoice {
     if (!this.fallback.tiled) return 'separate';
-    const { splitK: _, ...tile } = this.fallback;
-    return tile;
+    const { splitK, ...tile } = this.fallback;
+    return form === 'sum' && splitK ? { ...tile, splitK } : tile;
   }
 
   private set(choice: MatmulChoice, transB: boolean, halfB: boolean): MatmulSet {
@@ -180,11 +185,10 @@ export class MatmulTuner {
           shape: { ...x.shape, ...shape, beta: i === 0 ? (shape.beta ?? 0) : 1 },
         })),
       );
-    const unreduced = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape) => ({
-      ops: sumSeparately(products, c, shape),
-      sum: c,
-      slabs: 1,
-    });
+    // The sum's value in c itself, as partialSums gives it.
+    const whole = (ops: Op[], c: GPUBuffer, shape: SumShape) => ({ ops, sum: c, slabs: shape.beta ? 0 : 1 });
+    const unreduced = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape) =>
+      whole(sumSeparately(products, c, shape), c, shape);
     if (choice === 'separate') return { ops: separately, sumOps: sumSeparately, partialSums: unreduced };
     const { splitK, ...tile } = choice;
     const kernel = this.setKernel({ ...tile, transA: false, transB, halfB });
@@ -196,14 +200,24 @@ export class MatmulTuner {
         bytes <= this.device.limits.maxStorageBufferBindingSize && kernel.fits(products.map((x) => ({ ...x, c })));
       return fits ? this.scratchOf(bytes) : null;
     };
+    // One product not cut in slices needs no partial sums: it goes into c whole.
+    const direct = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape) => {
+      const [x] = products;
+      const product = { ...x, c, shape: { ...x.shape, ...shape } };
+      return products.length === 1 && splits === 1 && kernel.fits([product]) ? [kernel.op([product])] : null;
+    };
     return {
       ops: (products) => (kernel.fits(products) ? [kernel.op(products)] : separately(products)),
       sumOps: (products, c, shape) => {
+        const one = direct(products, c, shape);
+        if (one) return one;
         const scratch = scratchFor(products, c);
         if (!scratch) return sumSeparately(products, c, shape);
         return kernel.sumOps(products, c, shape, splits, scratch, this.reduceKernel(transB));
       },
       partialSums: (products, c, shape) => {
+        const one = direct(products, c, shape);
+        if (one) return whole(one, c, shape);
         const scratch = scratchFor(products, c);
         if (!scratch) return unreduced(products, c, shape);
         const { op, slabs } = kernel.partialOp(products, shape, splits, scratch);
@@ -383,9 +397,9 @@ export class MatmulTuner {
   choices(): { shape: string; tile: MatmulChoice }[] {
     return [
       ...[...this.requested.keys()].map((shape) => ({ shape, tile: this.chosen.get(shape) ?? this.fallback })),
-      ...[...this.requestedSets.keys()].map((shape) => ({
+      ...[...this.requestedSets].map(([shape, { form }]) => ({
         shape,
-        tile: this.chosenSets.get(shape) ?? this.untunedSet(),
+        tile: this.chosenSets.get(shape) ?? this.untunedSet(form),
       })),
     ];
   }

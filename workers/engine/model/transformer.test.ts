@@ -41,9 +41,10 @@ interface Case {
   layers?: number[];
   /**
    * GPUs' kernel choices instead of CPU adapters': 'tuned', matmuls tuned per product and set, and the plan recorded
-   * again; 'untuned', every product on the first candidate, so the projections reading one input run as sets.
+   * again; 'untuned', every product on the first candidate, so the projections reading one input run as sets;
+   * 'split-k', every product on a split-K candidate untuned, so sums of products leave partial sums.
    */
-  gpuKernels?: 'tuned' | 'untuned';
+  gpuKernels?: 'tuned' | 'untuned' | 'split-k';
 }
 
 const cases: Case[] = [
@@ -159,6 +160,15 @@ const cases: Case[] = [
     dropout: 0.2,
     gpuKernels: 'untuned',
   },
+  {
+    name: "GPUs' kernels on split-K: o_proj's and down_proj's slices added by the next norm, forward and backward, recomputed",
+    config: tinyConfig({ numLayers: 3 }),
+    targets: [...PROJECTIONS],
+    full: false,
+    dropout: 0.2,
+    recompute: true,
+    gpuKernels: 'split-k',
+  },
 ];
 
 describe('the WebGPU transformer step against the float64 CPU reference', () => {
@@ -184,6 +194,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       // software adapter most of a minute to compile.
       const gpuChoices = {
         ...GPU_KERNELS,
+        matmul: c.gpuKernels === 'split-k' ? { ...GPU_KERNELS.matmul, splitK: 3 } : GPU_KERNELS.matmul,
         tune: c.gpuKernels === 'tuned' ? GPU_MATMUL_CANDIDATES.filter((t, i) => i === 0 || t.splitK === 4) : null,
       };
       const kernels = new EngineKernels(device, c.gpuKernels ? gpuChoices : CPU_KERNELS);
@@ -217,16 +228,29 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
         },
       );
       if (c.gpuKernels === 'tuned') expect(await kernels.tuneMatmuls()).toBe(true);
+      const labelled = (ops: Op[], label: string) =>
+        ops.filter((op) => op.kind === 'dispatch' && (op.label === label || op.label.startsWith(`${label}_`)));
+      const layers = config.numLayers;
       if (c.gpuKernels === 'untuned') {
-        // q/k/v and gate/up as two sets a layer in the forward; in the backward, replayed (recompute) and their
-        // input gradients as two sums, reduced by a pass of their own only where full mode's weight gradients
-        // follow (else the RMSNorm backward adds the partial sums).
-        const labelled = (ops: Op[], start: string) =>
-          ops.filter((op) => op.kind === 'dispatch' && op.label.startsWith(start));
-        const layers = config.numLayers;
-        expect(labelled(step.forwardOps, 'matmul_set')).toHaveLength(2 * layers);
-        expect(labelled(step.backwardOps, 'matmul_set')).toHaveLength((c.recompute ? 4 : 2) * layers);
+        // A layer's projections as four sets in the forward (q/k/v, o, gate/up, down); in the backward, replayed
+        // (recompute, down_proj's product left out) and their input gradients as four sums, reduced by a pass of
+        // their own only where several products' sum is followed by full mode's weight gradients (else the norm
+        // backward adds the partial sums, and a product alone goes straight into its output).
+        expect(labelled(step.forwardOps, 'matmul_set')).toHaveLength(4 * layers);
+        expect(labelled(step.backwardOps, 'matmul_set')).toHaveLength((c.recompute ? 7 : 4) * layers);
         expect(labelled(step.backwardOps, 'matmul_split_k_reduce')).toHaveLength(c.full ? 2 * layers : 0);
+      }
+      if (c.gpuKernels === 'split-k') {
+        // Reduce passes only for the LM head's logits (its backward's K, 37 tokens of vocabulary, does not split in
+        // three) and o_proj's input gradient, read by attention; o_proj's and down_proj's slices are added by the
+        // norm after them (every block's but the first's input norm).
+        expect(labelled(step.forwardOps, 'matmul_split_k_reduce')).toHaveLength(1);
+        expect(labelled(step.backwardOps, 'matmul_split_k_reduce')).toHaveLength(layers);
+        expect(labelled(step.forwardOps, 'rmsnorm_forward_carry_slabs')).toHaveLength(2 * layers - 1);
+        expect(labelled(step.forwardOps, 'rmsnorm_forward_slabs')).toHaveLength(1);
+        // Replayed, each block's MLP norm adds o_proj's slices and carries nothing on (down_proj is left out).
+        expect(labelled(step.backwardOps, 'rmsnorm_forward_slabs')).toHaveLength(layers);
+        expect(labelled(step.backwardOps, 'rmsnorm_forward_carry_slabs')).toHaveLength(0);
       }
       step.setBatch(tokens, labels);
       if (c.dropout) {

@@ -5,6 +5,7 @@ import type { AttentionShape } from '../kernels/attention';
 import { buildTokenIndex } from '../kernels/embedding';
 import type { GroupedProduct } from '../kernels/grouped-matmul';
 import type { LowRank, MatmulShape, OperandMask } from '../kernels/matmul';
+import type { Slabs } from '../kernels/rmsnorm';
 import type { Rotation } from '../kernels/rope';
 import type { EngineKernels } from './kernels';
 import type { GpuLora, LoraModule } from './lora';
@@ -504,35 +505,58 @@ export class TransformerStep {
   }
 
   /**
-   * y [N, out] (= or +=) x [N, in] · W^T (+ bias) + the adapter's low-rank term from loraInputs, for each
-   * projection reading x with its output y: several run as one set of products (kernels/matmul-set.ts).
+   * y [N, out] = x [N, in] · W^T (+ bias) + the adapter's low-rank term from loraInputs, for each projection reading
+   * x with its output y, as one set of products (kernels/matmul-set.ts).
    */
   private linear(
     ops: Op[],
     layer: number,
     outputs: ReadonlyArray<[Projection, GPUBuffer]>,
     x: GPUBuffer,
-    accumulate: boolean,
     lowRanks: Partial<Record<Projection, LowRank>>,
   ): void {
-    const N = this.tokens;
     const lw = this.w.layers[layer];
     const products = outputs.map(([projection, y]) => {
       const [out, inDim] = projectionShape(this.w.config, projection);
-      const shape = { M: N, N: out, K: inDim, beta: accumulate ? 1 : 0 };
-      return { a: x, b: lw.proj[projection], c: y, shape, lowRank: lowRanks[projection] };
+      return {
+        a: x,
+        b: lw.proj[projection],
+        c: y,
+        shape: { M: this.tokens, N: out, K: inDim },
+        lowRank: lowRanks[projection],
+      };
     });
-    if (products.length === 1) {
-      const [{ b, c, shape, lowRank }] = products;
-      ops.push(...this.mmWeight(false, true, x, b, c, shape, lowRank));
-    } else {
-      const shapes = products.map((product) => product.shape);
-      ops.push(...this.k.matmuls.setFor('each', true, shapes, this.w.halfMatrices).ops(products));
-    }
-    for (const [projection, y] of outputs) {
-      const bias = lw.bias[projection];
-      if (bias) ops.push(this.k.bias.addOp(bias, y, N, projectionShape(this.w.config, projection)[0]));
-    }
+    const shapes = products.map((product) => product.shape);
+    ops.push(...this.k.matmuls.setFor('each', true, shapes, this.w.halfMatrices).ops(products));
+    for (const [projection, y] of outputs) this.addBias(ops, layer, projection, y);
+  }
+
+  /**
+   * y [N, out] += x [N, in] · W^T (+ bias) + the adapter's low-rank term from loraInputs: a block's last product
+   * onto the residual stream. It may leave its output as partial sums (split-K's slices, its reduce pass spared),
+   * returned for the next RMSNorm forward to add to y as it reads it; no slabs where it added onto y itself.
+   */
+  private linearAdd(
+    ops: Op[],
+    layer: number,
+    projection: Projection,
+    x: GPUBuffer,
+    y: GPUBuffer,
+    lowRank: LowRank | undefined,
+  ): Slabs {
+    const [out, inDim] = projectionShape(this.w.config, projection);
+    const shape = { M: this.tokens, N: out, K: inDim };
+    const set = this.k.matmuls.setFor('sum', true, [shape], this.w.halfMatrices);
+    const product = { a: x, b: this.w.layers[layer].proj[projection], shape, lowRank };
+    const { ops: productOps, ...partial } = set.partialSums([product], y, { M: this.tokens, N: out, beta: 1 });
+    ops.push(...productOps);
+    this.addBias(ops, layer, projection, y);
+    return partial;
+  }
+
+  private addBias(ops: Op[], layer: number, projection: Projection, y: GPUBuffer): void {
+    const bias = this.w.layers[layer].bias[projection];
+    if (bias) ops.push(this.k.bias.addOp(bias, y, this.tokens, projectionShape(this.w.config, projection)[0]));
   }
 
   /**
@@ -559,9 +583,10 @@ export class TransformerStep {
 
   /**
    * dx [N, in] = Σ dy · W (+ each LoRA path, from the d(x A^T) loraInputGrads writes first) over the projections
-   * reading x, each with its output's gradient dy: several as one sum of products (kernels/matmul-set.ts), which
-   * may leave dx as partial sums for its reader (an RMSNorm backward) to add: returned as where dx is, `sum`, and
-   * in how many slabs. Accumulates full mode's W and bias gradients, and records the adapter's for flushLoraGrads.
+   * reading x, each with its output's gradient dy, as one sum of products (kernels/matmul-set.ts). Where dx's reader
+   * adds partial sums as it reads (`partialReader`: an RMSNorm or SwiGLU backward), the sum may be left as split-K's
+   * slices, its reduce pass spared: returned as where dx is, `sum`, and in how many slabs. Accumulates full mode's W
+   * and bias gradients, and records the adapter's for flushLoraGrads.
    */
   private linearBackward(
     ops: Op[],
@@ -569,7 +594,8 @@ export class TransformerStep {
     grads: ReadonlyArray<[Projection, GPUBuffer]>,
     x: GPUBuffer,
     dx: GPUBuffer,
-  ): { sum: GPUBuffer; slabs: number } {
+    partialReader: boolean,
+  ): Slabs {
     const N = this.tokens;
     const lw = this.w.layers[layer];
     this.loraInputGrads(ops, layer, grads);
@@ -578,22 +604,17 @@ export class TransformerStep {
       const shape = { M: N, N: inDim, K: out };
       return { a: dy, b: lw.proj[projection], shape, lowRank: this.adapterBackward(layer, projection, x, dy) };
     });
-    let result = { sum: dx, slabs: 1 };
-    if (products.length === 1) {
-      const [{ a, b, shape, lowRank }] = products;
-      ops.push(...this.mmWeight(false, false, a, b, dx, shape, lowRank));
+    const shapes = products.map((product) => product.shape);
+    const set = this.k.matmuls.setFor('sum', false, shapes, this.w.halfMatrices);
+    const shape = { M: N, N: shapes[0].N };
+    let result: Slabs = { sum: dx, slabs: 1 };
+    // Full mode's weight gradients below may run split-K, whose scratch the partial sums are: reduce them now.
+    if (this.weightGrads || !partialReader) {
+      ops.push(...set.sumOps(products, dx, shape));
     } else {
-      const shapes = products.map((product) => product.shape);
-      const set = this.k.matmuls.setFor('sum', false, shapes, this.w.halfMatrices);
-      const shape = { M: N, N: shapes[0].N };
-      if (this.weightGrads) {
-        // Full mode's weight gradients below may run split-K, whose scratch the partial sums are: reduce them now.
-        ops.push(...set.sumOps(products, dx, shape));
-      } else {
-        const { ops: sumOps, ...partial } = set.partialSums(products, dx, shape);
-        ops.push(...sumOps);
-        result = partial;
-      }
+      const { ops: sumOps, ...partial } = set.partialSums(products, dx, shape);
+      ops.push(...sumOps);
+      result = partial;
     }
     if (!this.weightGrads) return result;
     for (const [projection, dy] of grads) {
@@ -680,11 +701,13 @@ export class TransformerStep {
       const half = this.w.halfMatrices;
       ops.push(this.k.embedding.forwardOp(this.ids, chunk.buffer, this.layers[0].xIn, N, d, first, rows, half));
     }
+    // Each layer's last product may leave its output in partial sums for the next norm to add.
+    let residual: Slabs | undefined;
     for (let l = 0; l < c.numLayers; l++) {
-      this.layerForward(ops, l);
+      residual = this.layerForward(ops, l, { residual });
       if (this.cacheTo) ops.push(...this.cacheCopies(l, this.cacheTo));
     }
-    ops.push(this.k.rmsnorm.forwardOp(s.xOut, this.w.finalNorm, s.xf, s.rstdF, N, d, eps));
+    ops.push(this.k.rmsnorm.forwardOp(s.xOut, this.w.finalNorm, s.xf, s.rstdF, N, d, eps, undefined, residual));
     if (this.output === 'hidden') return;
     // Loss, one vocabulary slice at a time: logits = xf · E_slice^T, merged online into per-token statistics.
     for (const slice of this.slices) {
@@ -695,10 +718,12 @@ export class TransformerStep {
   }
 
   /**
-   * Layer l's forward: its activations from its input xIn, and the next layer's input (the residual leaving it).
-   * Recorded in the forward, and again in the backward when activations are recomputed.
+   * Layer l's forward: its activations from its input xIn (plus `residual`, the layer before's last product, in
+   * partial sums for the input norm to add), and the next layer's input, the residual leaving it, as next xIn plus
+   * the returned partial sums. Recorded in the forward, and as a `replay` in the backward when activations are
+   * recomputed: xIn is then whole, and the next layer's input is neither needed nor touched.
    */
-  private layerForward(ops: Op[], l: number): void {
+  private layerForward(ops: Op[], l: number, from: { residual?: Slabs; replay?: boolean }): Slabs | undefined {
     const c = this.w.config;
     const N = this.tokens;
     const { d, f, H, KV, hd, eps } = shortDims(c);
@@ -707,13 +732,13 @@ export class TransformerStep {
     const lw = this.w.layers[l];
     const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
     // Attention block; the norm carries the residual stream into xMid, which o_proj then adds onto.
-    ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps, a.xMid));
+    ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps, a.xMid, from.residual));
     const qkv: Array<[Projection, GPUBuffer]> = [
       ['q_proj', a.qPre ?? s.q],
       ['k_proj', a.kPre ?? s.k],
       ['v_proj', a.v],
     ];
-    this.linear(ops, l, qkv, a.xn1, false, this.loraInputs(ops, l, ['q_proj', 'k_proj', 'v_proj'], a.xn1));
+    this.linear(ops, l, qkv, a.xn1, this.loraInputs(ops, l, ['q_proj', 'k_proj', 'v_proj'], a.xn1));
     if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
       ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
       ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
@@ -722,9 +747,17 @@ export class TransformerStep {
       ops.push(this.rope('forward', { x: s.q, y: a.qr }, { x: s.k, y: a.kr }));
     }
     ops.push(this.k.attention.forwardOp(a.qr, a.kr, a.v, a.attn, a.lse, this.attentionShape()));
-    this.linear(ops, l, [['o_proj', a.xMid]], a.attn, true, this.loraInputs(ops, l, ['o_proj'], a.attn));
+    const attended = this.linearAdd(
+      ops,
+      l,
+      'o_proj',
+      a.attn,
+      a.xMid,
+      this.loraInputs(ops, l, ['o_proj'], a.attn).o_proj,
+    );
     // MLP block, the residual carried on into the next layer's input for down_proj to add onto.
-    ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps, next));
+    const carry = from.replay ? undefined : next;
+    ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps, carry, attended));
     const gateUp = this.loraInputs(ops, l, ['gate_proj', 'up_proj'], a.xn2);
     this.linear(
       ops,
@@ -734,11 +767,12 @@ export class TransformerStep {
         ['up_proj', a.up],
       ],
       a.xn2,
-      false,
       gateUp,
     );
     ops.push(this.k.swiglu.forwardOp(a.gate, a.up, a.act, N * f));
-    this.linear(ops, l, [['down_proj', next]], a.act, true, this.loraInputs(ops, l, ['down_proj'], a.act));
+    // The backward needs down_proj's x A^T (its B's gradient), not its output.
+    const down = this.loraInputs(ops, l, ['down_proj'], a.act).down_proj;
+    return from.replay ? undefined : this.linearAdd(ops, l, 'down_proj', a.act, next, down);
   }
 
   /** Copies of layer l's rotated keys and values, [batch, seq, KV * hd], into each row's first seq cache rows. */
@@ -837,11 +871,11 @@ export class TransformerStep {
       const lw = this.w.layers[l];
       const p = `model.layers.${l}`;
       // The layer's activations, recomputed from its kept input.
-      if (this.kept === 'inputs') this.layerForward(ops, l);
+      if (this.kept === 'inputs') this.layerForward(ops, l, { replay: true });
       // s.dx holds d(loss)/d(residual leaving this layer).
       // MLP block: x_next = xMid + down(silu(gate(xn2)) * up(xn2)).
-      this.linearBackward(ops, l, [['down_proj', s.dx]], a.act, s.dact);
-      ops.push(this.k.swiglu.backwardOp(a.gate, a.up, s.dact, s.dgate, s.dup, N * f));
+      const dact = this.linearBackward(ops, l, [['down_proj', s.dx]], a.act, s.dact, true);
+      ops.push(this.k.swiglu.backwardOp(a.gate, a.up, dact.sum, s.dgate, s.dup, N * f, dact.slabs));
       const dxn2 = this.linearBackward(
         ops,
         l,
@@ -851,6 +885,7 @@ export class TransformerStep {
         ],
         a.xn2,
         s.dxn,
+        true,
       );
       this.flushLoraGrads(ops);
       ops.push(this.k.rmsnorm.backwardOp(a.xMid, lw.postNorm, a.rstd2, dxn2.sum, s.dx, N, d, true, dxn2.slabs));
@@ -860,7 +895,7 @@ export class TransformerStep {
         );
 
       // Attention block: xMid = xIn + o_proj(attention(xn1)).
-      this.linearBackward(ops, l, [['o_proj', s.dx]], a.attn, s.dattn);
+      this.linearBackward(ops, l, [['o_proj', s.dx]], a.attn, s.dattn, false);
       ops.push(
         ...this.k.attention.backwardOps(
           { q: a.qr, k: a.kr, v: a.v, out: a.attn, dout: s.dattn, lse: a.lse },
@@ -891,6 +926,7 @@ export class TransformerStep {
         ],
         a.xn1,
         s.dxn,
+        true,
       );
       this.flushLoraGrads(ops);
       ops.push(this.k.rmsnorm.backwardOp(a.xIn, lw.inputNorm, a.rstd1, dxn1.sum, s.dx, N, d, true, dxn1.slabs));
