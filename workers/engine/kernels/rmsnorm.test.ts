@@ -56,7 +56,7 @@ describe('RMSNorm kernels against the CPU twin', () => {
         // it: the norm of their sum, carried along or not.
         const parts = [11, 12, 13].map((seed) => randomUniform(rows * dim, seed));
         const xParts = new Float32Array(3 * rows * dim);
-        parts.forEach((part, i) => xParts.set(part, i * rows * dim));
+        for (const [i, part] of parts.entries()) xParts.set(part, i * rows * dim);
         const total = x.map((v, i) => v + parts[0][i] + parts[1][i] + parts[2][i]);
         const summed = rmsnormForwardCpu(total, w, rows, dim, 1e-6);
         const xSlabs = { sum: uploadBuffer(device, xParts), slabs: 3 };
