@@ -91,6 +91,28 @@ describe('RMSNorm kernels against the CPU twin', () => {
         const overwritten = await runAndRead(device, [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, false)], bdx);
         expect(maxRelativeError(overwritten, back.dx)).toBeLessThan(1e-5);
 
+        // With a low-rank output: the accumulated dx just written, times B [dim, rank] (at an offset), scaled, into
+        // its rows of out (at an offset); ranks of one block of columns and of two, the second part-filled.
+        const accumulated = back.dx.map((v, i) => v + prior[i]);
+        for (const rank of [3, 20]) {
+          const B = randomUniform(dim * rank, 30 + rank);
+          const [offsetB, offsetOut, scale] = [5, 7, 0.7];
+          const bB = uploadBuffer(device, Float32Array.from([...new Float32Array(offsetB), ...B]));
+          const out = createStorageBuffer(device, (offsetOut + rows * rank) * 4);
+          device.queue.writeBuffer(bdx, 0, prior);
+          const lowRankOut = { b: bB, offsetB, rank, scale, out, offsetOut };
+          const ops = [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, true, 1, lowRankOut)];
+          expect(maxRelativeError(await runAndRead(device, ops, bdx), accumulated)).toBeLessThan(1e-5);
+          const expected = Array.from({ length: rows * rank }, (_, i) => {
+            const [n, t] = [Math.floor(i / rank), i % rank];
+            let sum = 0;
+            for (let j = 0; j < dim; j++) sum += accumulated[n * dim + j] * B[j * rank + t];
+            return scale * sum;
+          });
+          const got = (await readFloat32(device, out)).slice(offsetOut);
+          expect(maxRelativeError(got, expected), `rank ${rank}`).toBeLessThan(1e-5);
+        }
+
         // dy as three partial sums, added as they are read: the gradient of their sum, dy.
         const [first, second] = [randomUniform(rows * dim, 9), randomUniform(rows * dim, 10)];
         const slabs = new Float32Array(3 * rows * dim);

@@ -58,16 +58,63 @@ fn main(${k.builtins}) {
 `;
 }
 
-function backwardShader(layout: RowLayout): string {
-  const k = rowKernel(layout);
+/** How many of the low-rank output's columns the cooperative layout sums through workgroup memory at a time. */
+const COLUMNS = 16;
+
+/**
+ * The backward's epilogue with a low-rank output (`rank` > 0): the row of dx just written, times B [dim, rank],
+ * scaled, into its row of `lowRank`. Each invocation reads back only the elements of dx it wrote itself.
+ */
+function lowRankEpilogue(layout: RowLayout, rank: number): string {
+  if (rank === 0) return '';
+  if (layout === 'row') {
+    return /* wgsl */ `
+  for (var t = 0u; t < ${rank}u; t++) {
+    var sum = 0.0;
+    for (var j = 0u; j < p.dim; j++) { sum += dx[base + j] * B[p.offsetB + j * ${rank}u + t]; }
+    lowRank[p.offsetOut + row * ${rank}u + t] = p.scale * sum;
+  }`;
+  }
+  // Each invocation sums its stride of the row for COLUMNS columns at a time; COLUMNS invocations then add the
+  // workgroup's sums, a column each.
+  const size = rowKernel(layout).size;
   return /* wgsl */ `
-struct Params { rows: u32, dim: u32, accumulate: u32, slabs: u32 }
+  for (var t0 = 0u; t0 < ${rank}u; t0 += ${COLUMNS}u) {
+    var acc = array<f32, ${COLUMNS}>();
+    for (var j = li; j < p.dim; j += ${size}u) {
+      let d = dx[base + j];
+      for (var c = 0u; c < ${COLUMNS}u; c++) {
+        acc[c] += d * B[p.offsetB + j * ${rank}u + min(t0 + c, ${rank - 1}u)];
+      }
+    }
+    for (var c = 0u; c < ${COLUMNS}u; c++) { columns[li * ${COLUMNS}u + c] = acc[c]; }
+    workgroupBarrier();
+    if (li < ${COLUMNS}u && t0 + li < ${rank}u) {
+      var sum = 0.0;
+      for (var i = 0u; i < ${size}u; i++) { sum += columns[i * ${COLUMNS}u + li]; }
+      lowRank[p.offsetOut + row * ${rank}u + t0 + li] = p.scale * sum;
+    }
+    workgroupBarrier();
+  }`;
+}
+
+function backwardShader(layout: RowLayout, rank: number): string {
+  const k = rowKernel(layout);
+  const lowRank =
+    rank > 0
+      ? `@group(0) @binding(5) var<storage, read> B: array<f32>;
+@group(0) @binding(6) var<storage, read_write> lowRank: array<f32>;
+${layout === 'cooperative' ? `var<workgroup> columns: array<f32, ${k.size * COLUMNS}>;` : ''}`
+      : '';
+  return /* wgsl */ `
+struct Params { rows: u32, dim: u32, accumulate: u32, slabs: u32, offsetB: u32, offsetOut: u32, scale: f32, _p: u32 }
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> rstd: array<f32>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
+${lowRank}
+@group(0) @binding(${rank > 0 ? 7 : 5}) var<uniform> p: Params;
 ${k.reduce}
 // dy's element i: the sum of its slabs.
 fn dyAt(i: u32) -> f32 {
@@ -90,7 +137,7 @@ fn main(${k.builtins}) {
     var value = r * (dyAt(base + j) * w[j] - xhat * meanGX);
     if (p.accumulate != 0u) { value += dx[base + j]; }
     dx[base + j] = value;
-  }
+  }${lowRankEpilogue(layout, rank)}
 }
 `;
 }
@@ -119,10 +166,25 @@ export interface Slabs {
   slabs: number;
 }
 
+/**
+ * A low-rank product of the backward's dx, written as it is produced: out [rows, rank] (at offsetOut) = scale ·
+ * dx · B, B [dim, rank] at offsetB. A residual stream's gradient is the output gradient dy of the LoRA module that
+ * added to it last (o_proj, down_proj), whose d(x Aᵀ) = s dy B this is, spared a dispatch of its own.
+ */
+export interface LowRankOut {
+  b: GPUBuffer;
+  offsetB: number;
+  rank: number;
+  scale: number;
+  out: GPUBuffer;
+  offsetOut: number;
+}
+
 export class RmsNormKernels {
   /** Forward kernels, compiled on first use, by whether they carry x and add partial sums to it. */
   private readonly forwards = new Map<string, Kernel>();
-  private readonly backward: Kernel;
+  /** Backward kernels, compiled on first use, by the rank of their low-rank output (0: none). */
+  private readonly backwards = new Map<number, Kernel>();
   private readonly weightGrad: Kernel;
   private readonly grid: (rows: number) => [number, number, number];
 
@@ -130,7 +192,6 @@ export class RmsNormKernels {
     private readonly device: GPUDevice,
     private readonly layout: RowLayout = 'cooperative',
   ) {
-    this.backward = new Kernel(device, backwardShader(layout), 'rmsnorm_backward');
     this.weightGrad = new Kernel(device, weightGradShader, 'rmsnorm_weight_grad');
     this.grid = rowKernel(layout).workgroups;
   }
@@ -169,7 +230,7 @@ export class RmsNormKernels {
   /**
    * dx = d(loss)/dx, written, or added to what dx holds when `accumulate` (a residual stream's gradient). dy may
    * come as `dySlabs` partial sums [dySlabs, rows, dim], added as they are read: a sum of products' output left
-   * unreduced (matmul-set.ts), which spares the reduce pass its own dispatch.
+   * unreduced (matmul-set.ts), which spares the reduce pass its own dispatch. With `lowRankOut`, dx · B as well.
    */
   backwardOp(
     x: GPUBuffer,
@@ -181,9 +242,26 @@ export class RmsNormKernels {
     dim: number,
     accumulate: boolean,
     dySlabs = 1,
+    lowRankOut?: LowRankOut,
   ): Op {
-    const uniforms: UniformValue[] = [u32(rows), u32(dim), u32(accumulate ? 1 : 0), u32(dySlabs)];
-    return this.backward.op([x, w, rstd, dy, dx], uniforms, this.grid(rows));
+    const o = lowRankOut;
+    const uniforms: UniformValue[] = [
+      ...[rows, dim, accumulate ? 1 : 0, dySlabs, o?.offsetB ?? 0, o?.offsetOut ?? 0].map(u32),
+      f32(o?.scale ?? 0),
+      u32(0),
+    ];
+    const buffers = [x, w, rstd, dy, dx, ...(o ? [o.b, o.out] : [])];
+    return this.backwardKernel(o?.rank ?? 0).op(buffers, uniforms, this.grid(rows));
+  }
+
+  private backwardKernel(rank: number): Kernel {
+    let kernel = this.backwards.get(rank);
+    if (!kernel) {
+      const label = rank > 0 ? 'rmsnorm_backward_low_rank' : 'rmsnorm_backward';
+      kernel = new Kernel(this.device, backwardShader(this.layout, rank), label);
+      this.backwards.set(rank, kernel);
+    }
+    return kernel;
   }
 
   /** dw += sum over rows of dy * xhat. */

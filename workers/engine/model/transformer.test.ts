@@ -251,6 +251,9 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
         // Replayed, each block's MLP norm adds o_proj's slices and carries nothing on (down_proj is left out).
         expect(labelled(step.backwardOps, 'rmsnorm_forward_slabs')).toHaveLength(layers);
         expect(labelled(step.backwardOps, 'rmsnorm_forward_carry_slabs')).toHaveLength(0);
+        // o_proj's and down_proj's d(x Aᵀ) written by the norm backward that writes their dy: the final norm's,
+        // each block's MLP norm's, and every block's but the first's input norm's.
+        expect(labelled(step.backwardOps, 'rmsnorm_backward_low_rank')).toHaveLength(2 * layers);
       }
       step.setBatch(tokens, labels);
       if (c.dropout) {

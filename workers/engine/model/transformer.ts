@@ -5,7 +5,7 @@ import type { AttentionShape } from '../kernels/attention';
 import { buildTokenIndex } from '../kernels/embedding';
 import type { GroupedProduct } from '../kernels/grouped-matmul';
 import type { LowRank, MatmulShape, OperandMask } from '../kernels/matmul';
-import type { Slabs } from '../kernels/rmsnorm';
+import type { LowRankOut, Slabs } from '../kernels/rmsnorm';
 import type { Rotation } from '../kernels/rope';
 import type { EngineKernels } from './kernels';
 import type { GpuLora, LoraModule } from './lora';
@@ -104,6 +104,9 @@ interface LogitsSlice {
   first: number;
   rows: number;
 }
+
+/** The projections that add onto the residual stream, whose output gradient is the stream's gradient. */
+const RESIDUAL_WRITERS: readonly Projection[] = ['o_proj', 'down_proj'];
 
 export class TransformerStep {
   readonly tokens: number;
@@ -561,14 +564,15 @@ export class TransformerStep {
 
   /**
    * d(x A^T) = s dy B [N, r] of the adapted modules among `grads` (each projection with its output's gradient dy),
-   * into their slots of s.dxa as one grouped dispatch, for linearBackward's low-rank terms.
+   * into their slots of s.dxa as one grouped dispatch, for linearBackward's low-rank terms. o_proj's and
+   * down_proj's are not among them: the RMSNorm backward writing their dy wrote them (residualLoraOut).
    */
   private loraInputGrads(ops: Op[], layer: number, grads: ReadonlyArray<[Projection, GPUBuffer]>): void {
     const lora = this.lora;
     if (!lora || !this.layers[layer].loraXa) return;
     const products = grads.flatMap(([projection, dy]) => {
       const m = lora.module(layer, projection);
-      if (!m) return [];
+      if (!m || RESIDUAL_WRITERS.includes(projection)) return [];
       const shape = {
         M: this.tokens,
         N: lora.settings.r,
@@ -579,6 +583,26 @@ export class TransformerStep {
       return [{ a: dy, b: lora.params, transA: false, transB: false, shape: { ...shape, alpha: lora.scale } }];
     });
     if (products.length > 0) ops.push(...this.k.grouped.ops(products, this.s.dxa));
+  }
+
+  /**
+   * What the RMSNorm backward writing the residual stream's gradient also writes: the d(x A^T) = s dy B of the
+   * module that added to the residual stream last, `projection` of `layer` (o_proj, down_proj), whose dy that
+   * gradient is, into the module's slot of s.dxa; none where the module is not adapted.
+   */
+  private residualLoraOut(layer: number, projection: Projection): LowRankOut | undefined {
+    const lora = this.lora;
+    const m = lora?.module(layer, projection);
+    if (!lora || !m || !this.layers[layer].loraXa) return undefined;
+    const { params, scale } = lora;
+    return {
+      b: params,
+      offsetB: m.offsetB,
+      rank: lora.settings.r,
+      scale,
+      out: this.s.dxa,
+      offsetOut: this.loraOffset(m),
+    };
   }
 
   /**
@@ -863,7 +887,9 @@ export class TransformerStep {
         );
       }
     }
-    ops.push(this.k.rmsnorm.backwardOp(s.xOut, this.w.finalNorm, s.rstdF, s.dxf, s.dx, N, d, false));
+    const last = c.numLayers - 1;
+    const lastDown = this.residualLoraOut(last, 'down_proj');
+    ops.push(this.k.rmsnorm.backwardOp(s.xOut, this.w.finalNorm, s.rstdF, s.dxf, s.dx, N, d, false, 1, lastDown));
     if (full) ops.push(this.k.rmsnorm.weightGradOp(s.xOut, s.rstdF, s.dxf, this.grad('model.norm.weight'), N, d));
 
     for (let l = c.numLayers - 1; l >= 0; l--) {
@@ -888,7 +914,8 @@ export class TransformerStep {
         true,
       );
       this.flushLoraGrads(ops);
-      ops.push(this.k.rmsnorm.backwardOp(a.xMid, lw.postNorm, a.rstd2, dxn2.sum, s.dx, N, d, true, dxn2.slabs));
+      const o = this.residualLoraOut(l, 'o_proj');
+      ops.push(this.k.rmsnorm.backwardOp(a.xMid, lw.postNorm, a.rstd2, dxn2.sum, s.dx, N, d, true, dxn2.slabs, o));
       if (full)
         ops.push(
           this.k.rmsnorm.weightGradOp(a.xMid, a.rstd2, s.dxn, this.grad(`${p}.post_attention_layernorm.weight`), N, d),
@@ -929,7 +956,8 @@ export class TransformerStep {
         true,
       );
       this.flushLoraGrads(ops);
-      ops.push(this.k.rmsnorm.backwardOp(a.xIn, lw.inputNorm, a.rstd1, dxn1.sum, s.dx, N, d, true, dxn1.slabs));
+      const down = l > 0 ? this.residualLoraOut(l - 1, 'down_proj') : undefined;
+      ops.push(this.k.rmsnorm.backwardOp(a.xIn, lw.inputNorm, a.rstd1, dxn1.sum, s.dx, N, d, true, dxn1.slabs, down));
       if (full)
         ops.push(this.k.rmsnorm.weightGradOp(a.xIn, a.rstd1, s.dxn, this.grad(`${p}.input_layernorm.weight`), N, d));
     }
