@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { randomUniform } from '../../../core/random';
 import { finiteDifference, maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpers/gpu';
 import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
+import { dropoutMaskCpu } from './dropout.cpu';
 import { RmsNormKernels } from './rmsnorm';
 import { rmsnormBackwardCpu, rmsnormForwardCpu } from './rmsnorm.cpu';
 
@@ -67,6 +68,57 @@ describe('RMSNorm kernels against the CPU twin', () => {
           expect(maxRelativeError(await readFloat32(device, brstdSum), summed.rstd)).toBeLessThan(1e-5);
           expect(maxRelativeError(await readFloat32(device, bxSum), total)).toBeLessThan(1e-6);
           if (carried) expect(maxRelativeError(await readFloat32(device, carried), total)).toBeLessThan(1e-6);
+        }
+
+        // LoRA's x Aᵀ of three modules reading y (rank 20: two blocks of columns, the second part-filled), each
+        // through its own dropout mask, into its slot; then of one module without dropout.
+        const rank = 20;
+        const A = randomUniform(3 * rank * dim + 4, 40);
+        const state = uploadBuffer(device, Uint32Array.of(77, 1));
+        const modules = [0, 1, 2].map((i) => ({
+          offsetA: 4 + i * rank * dim,
+          offsetOut: 3 + i * rows * rank,
+          moduleId: 5 + i,
+        }));
+        for (const [count, p] of [
+          [3, 0.3],
+          [1, 0],
+        ]) {
+          const xa = createStorageBuffer(device, (3 + 3 * rows * rank) * 4);
+          const lowRankIn = {
+            a: uploadBuffer(device, A),
+            rank,
+            xa,
+            modules: modules.slice(0, count),
+            mask: p > 0 ? { state, p } : undefined,
+          };
+          const ops = [
+            k.forwardOp(
+              bx,
+              bw,
+              by,
+              createStorageBuffer(device, rows * 4),
+              rows,
+              dim,
+              1e-6,
+              carry,
+              undefined,
+              lowRankIn,
+            ),
+          ];
+          expect(maxRelativeError(await runAndRead(device, ops, by), ref.y)).toBeLessThan(1e-5);
+          const got = await readFloat32(device, xa);
+          for (const m of modules.slice(0, count)) {
+            const mask = p > 0 ? dropoutMaskCpu(rows * dim, 77, m.moduleId, p) : new Float64Array(rows * dim).fill(1);
+            const expected = Array.from({ length: rows * rank }, (_, i) => {
+              const [n, t] = [Math.floor(i / rank), i % rank];
+              let sum = 0;
+              for (let j = 0; j < dim; j++) sum += ref.y[n * dim + j] * mask[n * dim + j] * A[m.offsetA + t * dim + j];
+              return sum;
+            });
+            const slot = got.slice(m.offsetOut, m.offsetOut + rows * rank);
+            expect(maxRelativeError(slot, expected), `module ${m.moduleId}, p ${p}`).toBeLessThan(1e-5);
+          }
         }
 
         const dx = await runAndRead(

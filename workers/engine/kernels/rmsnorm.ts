@@ -1,5 +1,6 @@
 import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { DROPOUT_FACTOR_WGSL, dropoutThreshold } from './dropout';
 import { type RowLayout, rowKernel } from './wgsl';
 
 /**
@@ -17,15 +18,42 @@ import { type RowLayout, rowKernel } from './wgsl';
  */
 
 const WG = 64;
+/** LoRA modules whose x Aᵀ one forward writes: q/k/v. */
+export const MAX_LORA_MODULES = 3;
 
-function forwardShader(layout: RowLayout, carry: boolean, slabs: boolean): string {
+/** What a forward kernel is compiled for: carrying x, adding partial sums to it, and LoRA's x Aᵀ of its output. */
+interface ForwardForm {
+  carry: boolean;
+  slabs: boolean;
+  /** x Aᵀ of `modules` modules of this rank (0: none), read through their dropout masks where `masked`. */
+  lora: { rank: number; modules: number; masked: boolean } | null;
+}
+
+function forwardShader(layout: RowLayout, form: ForwardForm): string {
   const k = rowKernel(layout);
+  const { carry, slabs, lora } = form;
   const extra = [
     ...(carry ? ['var<storage, read_write> carry: array<f32>'] : []),
     ...(slabs ? ['var<storage, read> xSlabs: array<f32>'] : []),
+    ...(lora ? ['var<storage, read> A: array<f32>', 'var<storage, read_write> xa: array<f32>'] : []),
+    ...(lora?.masked ? ['var<storage, read> maskState: array<u32>'] : []),
   ];
+  // Module i's x Aᵀ: the row of y just written (through the module's mask) times A_i [rank, dim], into its slot.
+  const epilogue = lora
+    ? Array.from({ length: lora.modules }, (_, i) =>
+        rowTimesMatrix(layout, lora.rank, {
+          value: (j) => (lora.masked ? `masked(y[base + ${j}], base + ${j}, p.modules[${i}].z)` : `y[base + ${j}]`),
+          weight: (t, j) => `A[p.modules[${i}].x + ${t} * p.dim + ${j}]`,
+          store: (t, sum) => `xa[p.modules[${i}].y + row * ${lora.rank}u + ${t}] = ${sum};`,
+        }),
+      ).join('')
+    : '';
   return /* wgsl */ `
-struct Params { rows: u32, dim: u32, eps: f32, slabs: u32 }
+// modules[i]: module i's A offset, x Aᵀ slot and dropout module (x, y, z).
+struct Params {
+  rows: u32, dim: u32, eps: f32, slabs: u32, threshold: u32, maskScale: f32, _p0: u32, _p1: u32,
+  modules: array<vec4u, ${MAX_LORA_MODULES}>,
+}
 @group(0) @binding(0) var<storage, ${slabs ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -33,6 +61,18 @@ struct Params { rows: u32, dim: u32, eps: f32, slabs: u32 }
 ${extra.map((decl, i) => `@group(0) @binding(${4 + i}) ${decl};`).join('\n')}
 @group(0) @binding(${4 + extra.length}) var<uniform> p: Params;
 ${k.reduce}
+${lora ? columnsDecl(layout) : ''}
+${
+  lora?.masked
+    ? `${DROPOUT_FACTOR_WGSL}
+
+// Element i of y through the module's mask; a dropped value is 0 even where y is not finite.
+fn masked(v: f32, i: u32, moduleId: u32) -> f32 {
+  let f = dropoutFactor(i, maskState[0], maskState[1] != 0u, moduleId, p.threshold, p.maskScale);
+  return select(0.0, v * f, f != 0.0);
+}`
+    : ''
+}
 // x's element i, with the partial sums added to it.
 fn xAt(i: u32) -> f32 {
   var sum = x[i];
@@ -53,50 +93,60 @@ fn main(${k.builtins}) {
   let r = inverseSqrt(reduce(s, li, false) / f32(p.dim) + p.eps);
   // Each invocation reads back only the elements it wrote above.
   for (var j = li; j < p.dim; j += ${k.stride}) { y[base + j] = x[base + j] * r * w[j]; }
-  if (li == 0u) { rstd[row] = r; }
+  if (li == 0u) { rstd[row] = r; }${epilogue}
 }
 `;
 }
 
-/** How many of the low-rank output's columns the cooperative layout sums through workgroup memory at a time. */
+/** How many columns of a row-times-matrix epilogue the cooperative layout sums through workgroup memory at a time. */
 const COLUMNS = 16;
 
 /**
- * The backward's epilogue with a low-rank output (`rank` > 0): the row of dx just written, times B [dim, rank],
- * scaled, into its row of `lowRank`. Each invocation reads back only the elements of dx it wrote itself.
+ * An epilogue multiplying the row just written by a matrix: for t < rank, `store(t, Σ_j value(j) · weight(t, j))`
+ * over the row's dim elements. Each invocation reads back only the elements it wrote itself. The cooperative layout
+ * has each invocation sum its stride of the row for COLUMNS columns at a time, then COLUMNS invocations add the
+ * workgroup's sums, a column each (through `columns`, which the shader declares).
  */
-function lowRankEpilogue(layout: RowLayout, rank: number): string {
-  if (rank === 0) return '';
+function rowTimesMatrix(
+  layout: RowLayout,
+  rank: number,
+  e: {
+    value: (j: string) => string;
+    weight: (t: string, j: string) => string;
+    store: (t: string, sum: string) => string;
+  },
+): string {
   if (layout === 'row') {
     return /* wgsl */ `
   for (var t = 0u; t < ${rank}u; t++) {
     var sum = 0.0;
-    for (var j = 0u; j < p.dim; j++) { sum += dx[base + j] * B[p.offsetB + j * ${rank}u + t]; }
-    lowRank[p.offsetOut + row * ${rank}u + t] = p.scale * sum;
+    for (var j = 0u; j < p.dim; j++) { sum += ${e.value('j')} * ${e.weight('t', 'j')}; }
+    ${e.store('t', 'sum')}
   }`;
   }
-  // Each invocation sums its stride of the row for COLUMNS columns at a time; COLUMNS invocations then add the
-  // workgroup's sums, a column each.
   const size = rowKernel(layout).size;
   return /* wgsl */ `
   for (var t0 = 0u; t0 < ${rank}u; t0 += ${COLUMNS}u) {
+    // Initialized here, not only declared: a declaration alone was not zeroed again each time round the loop.
     var acc = array<f32, ${COLUMNS}>();
     for (var j = li; j < p.dim; j += ${size}u) {
-      let d = dx[base + j];
-      for (var c = 0u; c < ${COLUMNS}u; c++) {
-        acc[c] += d * B[p.offsetB + j * ${rank}u + min(t0 + c, ${rank - 1}u)];
-      }
+      let v = ${e.value('j')};
+      for (var c = 0u; c < ${COLUMNS}u; c++) { acc[c] += v * ${e.weight(`min(t0 + c, ${rank - 1}u)`, 'j')}; }
     }
     for (var c = 0u; c < ${COLUMNS}u; c++) { columns[li * ${COLUMNS}u + c] = acc[c]; }
     workgroupBarrier();
     if (li < ${COLUMNS}u && t0 + li < ${rank}u) {
       var sum = 0.0;
       for (var i = 0u; i < ${size}u; i++) { sum += columns[i * ${COLUMNS}u + li]; }
-      lowRank[p.offsetOut + row * ${rank}u + t0 + li] = p.scale * sum;
+      ${e.store('t0 + li', 'sum')}
     }
     workgroupBarrier();
   }`;
 }
+
+/** The workgroup memory rowTimesMatrix's cooperative layout sums through. */
+const columnsDecl = (layout: RowLayout) =>
+  layout === 'cooperative' ? `var<workgroup> columns: array<f32, ${rowKernel(layout).size * COLUMNS}>;` : '';
 
 function backwardShader(layout: RowLayout, rank: number): string {
   const k = rowKernel(layout);
@@ -104,7 +154,16 @@ function backwardShader(layout: RowLayout, rank: number): string {
     rank > 0
       ? `@group(0) @binding(5) var<storage, read> B: array<f32>;
 @group(0) @binding(6) var<storage, read_write> lowRank: array<f32>;
-${layout === 'cooperative' ? `var<workgroup> columns: array<f32, ${k.size * COLUMNS}>;` : ''}`
+${columnsDecl(layout)}`
+      : '';
+  // The row of dx just written, times B [dim, rank], scaled, into its row of lowRank.
+  const epilogue =
+    rank > 0
+      ? rowTimesMatrix(layout, rank, {
+          value: (j) => `dx[base + ${j}]`,
+          weight: (t, j) => `B[p.offsetB + ${j} * ${rank}u + ${t}]`,
+          store: (t, sum) => `lowRank[p.offsetOut + row * ${rank}u + ${t}] = p.scale * ${sum};`,
+        })
       : '';
   return /* wgsl */ `
 struct Params { rows: u32, dim: u32, accumulate: u32, slabs: u32, offsetB: u32, offsetOut: u32, scale: f32, _p: u32 }
@@ -137,7 +196,7 @@ fn main(${k.builtins}) {
     var value = r * (dyAt(base + j) * w[j] - xhat * meanGX);
     if (p.accumulate != 0u) { value += dx[base + j]; }
     dx[base + j] = value;
-  }${lowRankEpilogue(layout, rank)}
+  }${epilogue}
 }
 `;
 }
@@ -180,8 +239,22 @@ export interface LowRankOut {
   offsetOut: number;
 }
 
+/**
+ * LoRA's x Aᵀ of the modules reading the forward's output y (q/k/v, or gate/up), written as y is produced:
+ * xa [rows, rank] at each module's offsetOut = dropout(y) · Aᵀ, A [rank, dim] at its offsetA (in `a`), through
+ * the module's own mask (kernels/dropout.ts, index y's element) where `mask` is given. The grouped matmul computing
+ * it is spared its dispatch.
+ */
+export interface LowRankIn {
+  a: GPUBuffer;
+  rank: number;
+  xa: GPUBuffer;
+  modules: ReadonlyArray<{ offsetA: number; offsetOut: number; moduleId: number }>;
+  mask?: { state: GPUBuffer; p: number };
+}
+
 export class RmsNormKernels {
-  /** Forward kernels, compiled on first use, by whether they carry x and add partial sums to it. */
+  /** Forward kernels, compiled on first use, by their WGSL (per `ForwardForm`). */
   private readonly forwards = new Map<string, Kernel>();
   /** Backward kernels, compiled on first use, by the rank of their low-rank output (0: none). */
   private readonly backwards = new Map<number, Kernel>();
@@ -198,7 +271,7 @@ export class RmsNormKernels {
 
   /**
    * y and rstd from x; with `carry`, x copied there too. With `xSlabs` (any but none), x first gets their sum added,
-   * written back into x.
+   * written back into x. With `lowRankIn`, LoRA's x Aᵀ of y's modules as well.
    */
   forwardOp(
     x: GPUBuffer,
@@ -210,19 +283,50 @@ export class RmsNormKernels {
     eps: number,
     carry?: GPUBuffer,
     xSlabs?: Slabs,
+    lowRankIn?: LowRankIn,
   ): Op {
     const slabs = xSlabs && xSlabs.slabs > 0 ? xSlabs : undefined;
-    const uniforms = [u32(rows), u32(dim), f32(eps), u32(slabs?.slabs ?? 0)];
-    const buffers = [x, w, y, rstd, ...(carry ? [carry] : []), ...(slabs ? [slabs.sum] : [])];
-    return this.forwardKernel(Boolean(carry), Boolean(slabs)).op(buffers, uniforms, this.grid(rows));
+    const lora = lowRankIn;
+    if (lora && (lora.modules.length === 0 || lora.modules.length > MAX_LORA_MODULES)) {
+      throw new Error(`an RMSNorm writes x Aᵀ of 1 to ${MAX_LORA_MODULES} modules, not ${lora.modules.length}`);
+    }
+    const mask = lora?.mask;
+    const modules = Array.from({ length: MAX_LORA_MODULES }, (_, i) => {
+      const m = lora?.modules[i];
+      return [m?.offsetA ?? 0, m?.offsetOut ?? 0, m?.moduleId ?? 0, 0].map(u32);
+    }).flat();
+    const uniforms = [
+      ...[rows, dim].map(u32),
+      f32(eps),
+      u32(slabs?.slabs ?? 0),
+      u32(mask ? dropoutThreshold(mask.p) : 0),
+      f32(mask ? 1 / (1 - mask.p) : 0),
+      u32(0),
+      u32(0),
+      ...modules,
+    ];
+    const buffers = [
+      ...[x, w, y, rstd],
+      ...(carry ? [carry] : []),
+      ...(slabs ? [slabs.sum] : []),
+      ...(lora ? [lora.a, lora.xa] : []),
+      ...(mask ? [mask.state] : []),
+    ];
+    const form: ForwardForm = {
+      carry: Boolean(carry),
+      slabs: Boolean(slabs),
+      lora: lora ? { rank: lora.rank, modules: lora.modules.length, masked: Boolean(mask) } : null,
+    };
+    return this.forwardKernel(form).op(buffers, uniforms, this.grid(rows));
   }
 
-  private forwardKernel(carry: boolean, slabs: boolean): Kernel {
-    const label = `rmsnorm_forward${carry ? '_carry' : ''}${slabs ? '_slabs' : ''}`;
-    let kernel = this.forwards.get(label);
+  private forwardKernel(form: ForwardForm): Kernel {
+    const code = forwardShader(this.layout, form);
+    let kernel = this.forwards.get(code);
     if (!kernel) {
-      kernel = new Kernel(this.device, forwardShader(this.layout, carry, slabs), label);
-      this.forwards.set(label, kernel);
+      const label = `rmsnorm_forward${form.carry ? '_carry' : ''}${form.slabs ? '_slabs' : ''}${form.lora ? '_lora' : ''}`;
+      kernel = new Kernel(this.device, code, label);
+      this.forwards.set(code, kernel);
     }
     return kernel;
   }

@@ -254,6 +254,10 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
         // o_proj's and down_proj's d(x Aᵀ) written by the norm backward that writes their dy: the final norm's,
         // each block's MLP norm's, and every block's but the first's input norm's.
         expect(labelled(step.backwardOps, 'rmsnorm_backward_low_rank')).toHaveLength(2 * layers);
+        // q/k/v's and gate/up's x Aᵀ written by the norm before them: grouped dispatches only for o_proj's and
+        // down_proj's, in the forward and in the replay (which leaves out down_proj's base product, not its x Aᵀ).
+        expect(labelled(step.forwardOps, 'grouped_matmul')).toHaveLength(2 * layers);
+        expect(labelled(step.forwardOps, 'rmsnorm_forward_carry_slabs_lora')).toHaveLength(2 * layers - 1);
       }
       step.setBatch(tokens, labels);
       if (c.dropout) {

@@ -5,7 +5,7 @@ import type { AttentionShape } from '../kernels/attention';
 import { buildTokenIndex } from '../kernels/embedding';
 import type { GroupedProduct } from '../kernels/grouped-matmul';
 import type { LowRank, MatmulShape, OperandMask } from '../kernels/matmul';
-import type { LowRankOut, Slabs } from '../kernels/rmsnorm';
+import type { LowRankIn, LowRankOut, Slabs } from '../kernels/rmsnorm';
 import type { Rotation } from '../kernels/rope';
 import type { EngineKernels } from './kernels';
 import type { GpuLora, LoraModule } from './lora';
@@ -508,6 +508,34 @@ export class TransformerStep {
   }
 
   /**
+   * The x A^T of the adapted modules among `projections` (q/k/v, or gate/up), all reading the output of the
+   * RMSNorm forward before them, for that norm to write as it produces each row (`lowRankIn`); and the low-rank
+   * term each module's base product then adds. Null where the norms do not write LoRA's products
+   * (normsWriteLora) or the device cannot bind all the norm's buffers (a norm carrying the residual, adding partial
+   * sums and reading a dropout mask binds nine): then loraInputs after it.
+   */
+  private normLoraInputs(
+    layer: number,
+    projections: readonly Projection[],
+    x: GPUBuffer,
+  ): { lowRankIn?: LowRankIn; lowRanks: Partial<Record<Projection, LowRank>> } | null {
+    const lora = this.lora;
+    const xa = this.layers[layer].loraXa;
+    const modules = projections.flatMap((p) => lora?.module(layer, p) ?? []);
+    if (!lora || !xa || modules.length === 0) return { lowRanks: {} };
+    if (!this.normsWriteLora || this.device.limits.maxStorageBuffersPerShaderStage < 9) return null;
+    const { lowRanks } = lora.inputProducts(modules, x, xa, this.tokens, (m) => this.loraOffset(m));
+    const lowRankIn: LowRankIn = {
+      a: lora.params,
+      rank: lora.settings.r,
+      xa,
+      modules: modules.map((m) => ({ offsetA: m.offsetA, offsetOut: this.loraOffset(m), moduleId: m.index })),
+      mask: this.dropoutState ? { state: this.dropoutState, p: lora.settings.loraDropout } : undefined,
+    };
+    return { lowRankIn, lowRanks };
+  }
+
+  /**
    * y [N, out] = x [N, in] · W^T (+ bias) + the adapter's low-rank term from loraInputs, for each projection reading
    * x with its output y, as one set of products (kernels/matmul-set.ts).
    */
@@ -564,15 +592,16 @@ export class TransformerStep {
 
   /**
    * d(x A^T) = s dy B [N, r] of the adapted modules among `grads` (each projection with its output's gradient dy),
-   * into their slots of s.dxa as one grouped dispatch, for linearBackward's low-rank terms. o_proj's and
-   * down_proj's are not among them: the RMSNorm backward writing their dy wrote them (residualLoraOut).
+   * into their slots of s.dxa as one grouped dispatch, for linearBackward's low-rank terms. Where the norms write
+   * LoRA's products, o_proj's and down_proj's are not among them: the RMSNorm backward writing their dy wrote them
+   * (residualLoraOut).
    */
   private loraInputGrads(ops: Op[], layer: number, grads: ReadonlyArray<[Projection, GPUBuffer]>): void {
     const lora = this.lora;
     if (!lora || !this.layers[layer].loraXa) return;
     const products = grads.flatMap(([projection, dy]) => {
       const m = lora.module(layer, projection);
-      if (!m || RESIDUAL_WRITERS.includes(projection)) return [];
+      if (!m || (this.normsWriteLora && RESIDUAL_WRITERS.includes(projection))) return [];
       const shape = {
         M: this.tokens,
         N: lora.settings.r,
@@ -586,6 +615,16 @@ export class TransformerStep {
   }
 
   /**
+   * Whether the RMSNorm kernels write LoRA's small products next to the rows they write (x Aᵀ after the norms in
+   * the forward, d(x Aᵀ) of o_proj and down_proj in the backward), sparing the grouped dispatches that would: on
+   * GPUs, whose dispatches cost more than these products. CPU adapters keep the grouped matmul, whose register
+   * blocks ran them faster there (SwiftShader's step was 5% slower with the norms writing them).
+   */
+  private get normsWriteLora(): boolean {
+    return this.k.choices.rows === 'cooperative';
+  }
+
+  /**
    * What the RMSNorm backward writing the residual stream's gradient also writes: the d(x A^T) = s dy B of the
    * module that added to the residual stream last, `projection` of `layer` (o_proj, down_proj), whose dy that
    * gradient is, into the module's slot of s.dxa; none where the module is not adapted.
@@ -593,7 +632,7 @@ export class TransformerStep {
   private residualLoraOut(layer: number, projection: Projection): LowRankOut | undefined {
     const lora = this.lora;
     const m = lora?.module(layer, projection);
-    if (!lora || !m || !this.layers[layer].loraXa) return undefined;
+    if (!this.normsWriteLora || !lora || !m || !this.layers[layer].loraXa) return undefined;
     const { params, scale } = lora;
     return {
       b: params,
@@ -756,13 +795,17 @@ export class TransformerStep {
     const lw = this.w.layers[l];
     const next = l + 1 < c.numLayers ? this.layers[l + 1].xIn : s.xOut;
     // Attention block; the norm carries the residual stream into xMid, which o_proj then adds onto.
-    ops.push(this.k.rmsnorm.forwardOp(a.xIn, lw.inputNorm, a.xn1, a.rstd1, N, d, eps, a.xMid, from.residual));
+    const qkvNames: Projection[] = ['q_proj', 'k_proj', 'v_proj'];
+    const qkvLora = this.normLoraInputs(l, qkvNames, a.xn1);
+    const { residual } = from;
+    const inputNorm = [a.xIn, lw.inputNorm, a.xn1, a.rstd1] as const;
+    ops.push(this.k.rmsnorm.forwardOp(...inputNorm, N, d, eps, a.xMid, residual, qkvLora?.lowRankIn));
     const qkv: Array<[Projection, GPUBuffer]> = [
       ['q_proj', a.qPre ?? s.q],
       ['k_proj', a.kPre ?? s.k],
       ['v_proj', a.v],
     ];
-    this.linear(ops, l, qkv, a.xn1, this.loraInputs(ops, l, ['q_proj', 'k_proj', 'v_proj'], a.xn1));
+    this.linear(ops, l, qkv, a.xn1, qkvLora?.lowRanks ?? this.loraInputs(ops, l, qkvNames, a.xn1));
     if (a.qPre && a.kPre && a.rstdQ && a.rstdK && lw.qNorm && lw.kNorm) {
       ops.push(this.k.rmsnorm.forwardOp(a.qPre, lw.qNorm, s.qn, a.rstdQ, N * H, hd, eps));
       ops.push(this.k.rmsnorm.forwardOp(a.kPre, lw.kNorm, s.kn, a.rstdK, N * KV, hd, eps));
@@ -781,8 +824,11 @@ export class TransformerStep {
     );
     // MLP block, the residual carried on into the next layer's input for down_proj to add onto.
     const carry = from.replay ? undefined : next;
-    ops.push(this.k.rmsnorm.forwardOp(a.xMid, lw.postNorm, a.xn2, a.rstd2, N, d, eps, carry, attended));
-    const gateUp = this.loraInputs(ops, l, ['gate_proj', 'up_proj'], a.xn2);
+    const gateUpNames: Projection[] = ['gate_proj', 'up_proj'];
+    const gateUpLora = this.normLoraInputs(l, gateUpNames, a.xn2);
+    const postNorm = [a.xMid, lw.postNorm, a.xn2, a.rstd2] as const;
+    ops.push(this.k.rmsnorm.forwardOp(...postNorm, N, d, eps, carry, attended, gateUpLora?.lowRankIn));
+    const gateUp = gateUpLora?.lowRanks ?? this.loraInputs(ops, l, gateUpNames, a.xn2);
     this.linear(
       ops,
       l,
