@@ -23,6 +23,19 @@ fn dropoutFactor(i: u32, seed: u32, on: bool, moduleId: u32, threshold: u32, sca
   return select(0.0, select(1.0, scale, on), keep);
 }`;
 
+/**
+ * WGSL: `masked(x, i, moduleId)`, value x (element i of its operand) through a module's mask, for kernels holding
+ * several modules' values, each naming its own: reads the step's state from a `maskState` storage binding and the
+ * threshold and scale from uniforms `p.threshold` and `p.maskScale`, which the kernel declares.
+ */
+export const MASKED_BY_MODULE_WGSL = /* wgsl */ `${DROPOUT_FACTOR_WGSL}
+
+// A dropped value is 0 even where x is not finite.
+fn masked(x: f32, i: u32, moduleId: u32) -> f32 {
+  let f = dropoutFactor(i, maskState[0], maskState[1] != 0u, moduleId, p.threshold, p.maskScale);
+  return select(0.0, x * f, f != 0.0);
+}`;
+
 /** The uint32 a hash must reach to keep a value: p of them fall below it. */
 export function dropoutThreshold(p: number): number {
   if (!(p >= 0 && p < 1)) throw new Error(`dropout probability must be in [0, 1), got ${p}`);

@@ -1,6 +1,6 @@
 import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
-import { DROPOUT_FACTOR_WGSL, dropoutThreshold } from './dropout';
+import { dropoutThreshold, MASKED_BY_MODULE_WGSL } from './dropout';
 import { type MatmulShape, type OperandMask, resolveMatmulShape } from './matmul';
 
 /**
@@ -108,13 +108,8 @@ ${masked ? `@group(0) @binding(${sources + 1}) var<storage, read> maskState: arr
 @group(0) @binding(${sources + (masked ? 2 : 1)}) var<uniform> p: Params;
 ${
   masked
-    ? `${DROPOUT_FACTOR_WGSL}
-
-// Element i (from the operand's offset) through the module's mask; a dropped value is 0 even where x is not finite.
-fn masked(x: f32, i: u32, moduleId: u32) -> f32 {
-  let f = dropoutFactor(i, maskState[0], maskState[1] != 0u, moduleId, p.threshold, p.maskScale);
-  return select(0.0, x * f, f != 0.0);
-}`
+    ? `// Element i of an operand counts from the operand's offset.
+${MASKED_BY_MODULE_WGSL}`
     : ''
 }
 

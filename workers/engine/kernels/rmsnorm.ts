@@ -1,6 +1,6 @@
 import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
-import { DROPOUT_FACTOR_WGSL, dropoutThreshold } from './dropout';
+import { dropoutThreshold, MASKED_BY_MODULE_WGSL } from './dropout';
 import { type RowLayout, rowKernel } from './wgsl';
 
 /**
@@ -62,17 +62,7 @@ ${extra.map((decl, i) => `@group(0) @binding(${4 + i}) ${decl};`).join('\n')}
 @group(0) @binding(${4 + extra.length}) var<uniform> p: Params;
 ${k.reduce}
 ${lora ? columnsDecl(layout) : ''}
-${
-  lora?.masked
-    ? `${DROPOUT_FACTOR_WGSL}
-
-// Element i of y through the module's mask; a dropped value is 0 even where y is not finite.
-fn masked(v: f32, i: u32, moduleId: u32) -> f32 {
-  let f = dropoutFactor(i, maskState[0], maskState[1] != 0u, moduleId, p.threshold, p.maskScale);
-  return select(0.0, v * f, f != 0.0);
-}`
-    : ''
-}
+${lora?.masked ? MASKED_BY_MODULE_WGSL : ''}
 // x's element i, with the partial sums added to it.
 fn xAt(i: u32) -> f32 {
   var sum = x[i];
