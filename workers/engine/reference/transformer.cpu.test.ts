@@ -1,16 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { type ModelConfig, PROJECTIONS, projectionKey } from '../../../core/model-config';
 import { mulberry32 } from '../../../core/random';
+import { ropeCpu } from '../kernels/rope.cpu';
 import { ropeInverseFrequencies } from '../model/rope-frequencies';
 import { randomLora, randomWeights, tinyConfig } from './random-model';
 import {
-  applyRotary,
   IGNORE_INDEX,
   loraScale,
   type ReferenceLora,
   referenceForward,
   referenceForwardBackward,
   referenceRewardForwardBackward,
+  rotaryTables,
 } from './transformer.cpu';
 
 const llama3Scaling = {
@@ -395,7 +396,8 @@ describe('reference semantics', () => {
   it('rotates pairs (i, i + headDim / 2) by position * inv_freq (HF rotate_half)', () => {
     // One head of headDim 4 at positions 0 and 1 (T = 2): pairs (x0, x2) at angle t * 0.5, (x1, x3) at t * 0.25.
     const x = Float64Array.from([1, 2, 3, 4, 1, 2, 3, 4]);
-    const out = applyRotary(x, 2, 1, 4, Float64Array.from([0.5, 0.25]));
+    const { cos, sin } = rotaryTables(Float64Array.from([0.5, 0.25]), 2);
+    const out = ropeCpu('forward', x, cos, sin, { batch: 1, seq: 2, heads: 1, headDim: 4 });
     expect([...out.subarray(0, 4)]).toEqual([1, 2, 3, 4]);
     const [c1, s1, c2, s2] = [Math.cos(0.5), Math.sin(0.5), Math.cos(0.25), Math.sin(0.25)];
     expect([...out.subarray(4)]).toEqual([1 * c1 - 3 * s1, 2 * c2 - 4 * s2, 3 * c1 + 1 * s1, 4 * c2 + 2 * s2]);

@@ -2,7 +2,9 @@
  * The float64 CPU reference of the whole model: forward, loss and backward of a llama / qwen2 / qwen3 decoder
  * with optional LoRA adapters, computed exactly as Hugging Face transformers + PEFT do (they in fp32, we in
  * float64). It exists to check the GPU engine, so it favours clarity over speed: every layer's forward sits beside
- * its backward, activations are plain row-major Float64Arrays, and shapes are written in the comments.
+ * its backward, activations are plain row-major Float64Arrays, and shapes are written in the comments. Each
+ * operation's arithmetic is its kernel's float64 CPU twin (kernels/*.cpu.ts), so one CPU statement of it is
+ * checked both against its GPU kernel and, here, against finite differences.
  *
  * Notation: B batch rows, T tokens per row, N = B * T positions, D hiddenSize, F intermediateSize, V vocabSize,
  * H query heads, KV key/value heads, hd headDim, r LoRA rank. Position n = b * T + t.
@@ -16,6 +18,14 @@ import {
   projectionShape,
 } from '../../../core/model-config';
 import { type AttentionDims, attentionBackwardCpu, attentionForwardCpu } from '../kernels/attention.cpu';
+import { crossEntropyCpu } from '../kernels/cross-entropy.cpu';
+import { embeddingBackwardCpu, embeddingCpu } from '../kernels/embedding.cpu';
+import { type LowRankCpu, matmulCpu } from '../kernels/matmul.cpu';
+import { rmsnormBackwardCpu, rmsnormForwardCpu } from '../kernels/rmsnorm.cpu';
+import type { Rotation } from '../kernels/rope';
+import { ropeCpu } from '../kernels/rope.cpu';
+import { scoreHeadBackwardCpu, scoreHeadCpu } from '../kernels/score-head.cpu';
+import { swigluBackwardCpu, swigluCpu } from '../kernels/swiglu.cpu';
 import { ropeInverseFrequencies } from '../model/rope-frequencies';
 
 export interface ReferenceLora {
@@ -109,14 +119,10 @@ export function referenceRewardForwardBackward(
   const model = buildModel(config, weights, lora, grads);
   const batch = readBatch(config, tokens, undefined, false);
   const { hidden, cache } = hiddenForward(model, batch);
-  const { B, T, D } = cache.dims;
+  const { B, T } = cache.dims;
   if (B % 2 !== 0 || positions.length !== B) throw new Error('reference: reward rows come in pairs, one position each');
-  const rowOf = (b: number) => (b * T + positions[b]) * D;
-  const scores = Float64Array.from({ length: B }, (_, b) => {
-    let s = 0;
-    for (let i = 0; i < D; i++) s += hidden[rowOf(b) + i] * head[i];
-    return s;
-  });
+  const rows = positions.map((t, b) => b * T + t); // [B] the hidden row each sequence is scored at
+  const scores = scoreHeadCpu(hidden, head, rows);
   const pairs = B / 2;
   let loss = 0;
   const dScores = new Float64Array(B);
@@ -127,14 +133,7 @@ export function referenceRewardForwardBackward(
     dScores[2 * p] = d;
     dScores[2 * p + 1] = -d;
   }
-  const dHidden = new Float64Array(hidden.length);
-  const headGrad = new Float64Array(D);
-  for (let b = 0; b < B; b++) {
-    for (let i = 0; i < D; i++) {
-      dHidden[rowOf(b) + i] += dScores[b] * head[i];
-      headGrad[i] += dScores[b] * hidden[rowOf(b) + i];
-    }
-  }
+  const { dx: dHidden, dw: headGrad } = scoreHeadBackwardCpu(hidden, head, rows, dScores);
   hiddenBackward(model, cache, dHidden);
   return { loss, scores, loraGrads: grads.lora, headGrad };
 }
@@ -232,8 +231,8 @@ interface Param {
 interface Model {
   config: ModelConfig;
   embed: Param;
-  /** [V, D]: embed_tokens itself when tied, so both uses accumulate into one gradient */
-  lmHead: Param;
+  /** [V, D], no bias or LoRA: embed_tokens' weight and gradient when tied, so both uses accumulate into one */
+  lmHead: Linear;
   finalNorm: Param;
   layers: Layer[];
   /** [hd / 2] */
@@ -326,10 +325,18 @@ function buildModel(
     });
   }
   const embed = param('model.embed_tokens.weight');
+  const lmHead = config.tieWordEmbeddings ? embed : param('lm_head.weight');
   return {
     config,
     embed,
-    lmHead: config.tieWordEmbeddings ? embed : param('lm_head.weight'),
+    lmHead: {
+      inDim: config.hiddenSize,
+      outDim: config.vocabSize,
+      weight: lmHead.value,
+      bias: null,
+      lora: null,
+      grad: { weight: lmHead.grad, bias: null, A: null, B: null },
+    },
     finalNorm: param('model.norm.weight'),
     layers,
     invFreq: ropeInverseFrequencies(config),
@@ -378,61 +385,15 @@ function checkLora(config: ModelConfig, lora: ReferenceLora | null): Map<string,
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Matrix products on row-major arrays. W is always stored [out, in], as nn.Linear keeps it.
+// Linear + LoRA, on the matmul twin. W is always stored [out, in], as nn.Linear keeps it; LoRA's second product
+// rides on the base one as the twin's low-rank term, as it does on the GPU.
 
-/** y[N, out] = x[N, in] · W[out, in]^T */
-function matmulTransposed(x: Float64Array, w: Float64Array, N: number, inDim: number, outDim: number): Float64Array {
-  const y = new Float64Array(N * outDim);
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < outDim; o++) {
-      let sum = 0;
-      for (let i = 0; i < inDim; i++) sum += x[n * inDim + i] * w[o * inDim + i];
-      y[n * outDim + o] = sum;
-    }
-  }
-  return y;
-}
-
-/** dx[N, in] += scale * dy[N, out] · W[out, in] (the input gradient of y = x W^T) */
-function addMatmul(
-  dx: Float64Array,
-  dy: Float64Array,
-  w: Float64Array,
-  N: number,
-  inDim: number,
-  outDim: number,
-  scale = 1,
-) {
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < outDim; o++) {
-      const g = scale * dy[n * outDim + o];
-      if (g === 0) continue;
-      for (let i = 0; i < inDim; i++) dx[n * inDim + i] += g * w[o * inDim + i];
-    }
-  }
-}
-
-/** dW[out, in] += scale * dy[N, out]^T · x[N, in] (the weight gradient of y = x W^T) */
-function addOuter(
-  dw: Float64Array,
-  dy: Float64Array,
-  x: Float64Array,
-  N: number,
-  inDim: number,
-  outDim: number,
-  scale = 1,
-) {
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < outDim; o++) {
-      const g = scale * dy[n * outDim + o];
-      if (g === 0) continue;
-      for (let i = 0; i < inDim; i++) dw[o * inDim + i] += g * x[n * inDim + i];
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Linear + LoRA
+/** C = A · B^T: y = x W^T */
+const A_BT = { transA: false, transB: true };
+/** C = A · B: dx = dy W */
+const A_B = { transA: false, transB: false };
+/** C = A^T · B: dW = dy^T x */
+const AT_B = { transA: true, transB: false };
 
 interface LinearCache {
   /** [N, in] the input */
@@ -443,51 +404,54 @@ interface LinearCache {
   xa: Float64Array | null;
 }
 
-/** y[N, out] = x W^T + bias + s (dropout(x) A^T) B^T */
+/** y[N, out] = x W^T + s (xl A^T) B^T + bias, xl = dropout(x) */
 function linearForward(lin: Linear, x: Float64Array, N: number): { y: Float64Array; cache: LinearCache } {
-  const y = matmulTransposed(x, lin.weight, N, lin.inDim, lin.outDim);
-  if (lin.bias) {
-    for (let n = 0; n < N; n++) for (let o = 0; o < lin.outDim; o++) y[n * lin.outDim + o] += lin.bias[o];
-  }
-  let xa: Float64Array | null = null;
+  const { inDim, outDim, lora } = lin;
   let xl = x;
-  if (lin.lora) {
-    const { rank, scale, A, B, mask } = lin.lora;
+  let xa: Float64Array | null = null;
+  let lowRank: LowRankCpu | undefined;
+  if (lora) {
+    const { mask } = lora;
     if (mask) xl = x.map((v, i) => v * mask[i]);
-    xa = matmulTransposed(xl, A, N, lin.inDim, rank); // [N, r]
-    const delta = matmulTransposed(xa, B, N, rank, lin.outDim); // [N, out]
-    for (let i = 0; i < y.length; i++) y[i] += scale * delta[i];
+    xa = new Float64Array(N * lora.rank);
+    matmulCpu(xl, lora.A, xa, { M: N, N: lora.rank, K: inDim }, A_BT);
+    lowRank = { l: xa, r: lora.B, rank: lora.rank, scale: lora.scale };
+  }
+  const y = new Float64Array(N * outDim);
+  matmulCpu(x, lin.weight, y, { M: N, N: outDim, K: inDim }, A_BT, lowRank);
+  if (lin.bias) {
+    for (let n = 0; n < N; n++) for (let o = 0; o < outDim; o++) y[n * outDim + o] += lin.bias[o];
   }
   return { y, cache: { x, xl, xa } };
 }
 
-/** Accumulates dW, dbias, dA, dB (where not frozen); returns dx[N, in]. */
+/**
+ * dx[N, in] = dy W + (s (dy B) A) * mask; accumulates dW += dy^T x, dbias, dB += s dy^T xa, dA += (s dy B)^T xl
+ * (where not frozen).
+ */
 function linearBackward(lin: Linear, cache: LinearCache, dy: Float64Array, N: number): Float64Array {
-  const { inDim, outDim, grad } = lin;
-  const dx = new Float64Array(N * inDim);
-  addMatmul(dx, dy, lin.weight, N, inDim, outDim);
-  if (grad.weight) addOuter(grad.weight, dy, cache.x, N, inDim, outDim);
+  const { inDim, outDim, lora, grad } = lin;
+  if (grad.weight) matmulCpu(dy, cache.x, grad.weight, { M: outDim, N: inDim, K: N, beta: 1 }, AT_B);
   if (grad.bias) {
     for (let n = 0; n < N; n++) for (let o = 0; o < outDim; o++) grad.bias[o] += dy[n * outDim + o];
   }
-  if (lin.lora && cache.xa) {
-    const { rank, scale, A, B } = lin.lora;
-    // y += s * xa B^T, xa = xl A^T, xl = x * mask: dB = s dy^T xa; dxa = s dy B; dA = dxa^T xl;
-    // dx += (dxa A) * mask.
-    const { mask } = lin.lora;
-    if (grad.B) addOuter(grad.B, dy, cache.xa, N, rank, outDim, scale);
-    const dxa = new Float64Array(N * rank);
-    addMatmul(dxa, dy, B, N, rank, outDim, scale);
-    if (grad.A) addOuter(grad.A, dxa, cache.xl, N, inDim, rank);
-    const dxl = new Float64Array(N * inDim);
-    addMatmul(dxl, dxa, A, N, inDim, rank);
-    for (let i = 0; i < dx.length; i++) dx[i] += mask ? dxl[i] * mask[i] : dxl[i];
+  let lowRank: LowRankCpu | undefined;
+  if (lora && cache.xa) {
+    const { rank, scale } = lora;
+    if (grad.B) matmulCpu(dy, cache.xa, grad.B, { M: outDim, N: rank, K: N, alpha: scale, beta: 1 }, AT_B);
+    const dxa = new Float64Array(N * rank); // [N, r]
+    matmulCpu(dy, lora.B, dxa, { M: N, N: rank, K: outDim, alpha: scale }, A_B);
+    if (grad.A) matmulCpu(dxa, cache.xl, grad.A, { M: rank, N: inDim, K: N, beta: 1 }, AT_B);
+    lowRank = { l: dxa, r: lora.A, rank, scale: 1, mask: lora.mask ?? undefined };
   }
+  const dx = new Float64Array(N * inDim);
+  matmulCpu(dy, lin.weight, dx, { M: N, N: inDim, K: outDim }, A_B, lowRank);
   return dx;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// RMSNorm over rows of `dim`: y = w * x / sqrt(mean(x^2) + eps). Used on [N, D] and, for qwen3, on [N * heads, hd].
+// RMSNorm over rows of `dim`, on the rmsnorm twin: y = w * x / sqrt(mean(x^2) + eps). Used on [N, D] and, for
+// qwen3, on [N * heads, hd].
 
 interface NormCache {
   x: Float64Array;
@@ -495,104 +459,51 @@ interface NormCache {
   rstd: Float64Array;
 }
 
+/** y[rows, dim]; the cache keeps x and rstd for the backward. */
 function rmsNormForward(x: Float64Array, w: Float64Array, rows: number, dim: number, eps: number) {
-  const y = new Float64Array(rows * dim);
-  const rstd = new Float64Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let sumSq = 0;
-    for (let i = 0; i < dim; i++) sumSq += x[r * dim + i] ** 2;
-    rstd[r] = 1 / Math.sqrt(sumSq / dim + eps);
-    for (let i = 0; i < dim; i++) y[r * dim + i] = w[i] * x[r * dim + i] * rstd[r];
-  }
+  const { y, rstd } = rmsnormForwardCpu(x, w, rows, dim, eps);
   return { y, cache: { x, rstd } satisfies NormCache };
 }
 
-/**
- * With xhat = x * rstd and g = w * dy: dx = rstd * (g - xhat * mean(g * xhat)) (rstd depends on every x of the
- * row, hence the mean term); dw += dy * xhat.
- */
+/** dx[rows, dim]; accumulates dw (where not frozen). */
 function rmsNormBackward(param: Param, cache: NormCache, dy: Float64Array, rows: number, dim: number): Float64Array {
-  const { x, rstd } = cache;
-  const w = param.value;
-  const dx = new Float64Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    let dot = 0; // sum(g * xhat)
-    for (let i = 0; i < dim; i++) dot += w[i] * dy[r * dim + i] * x[r * dim + i] * rstd[r];
-    for (let i = 0; i < dim; i++) {
-      const xhat = x[r * dim + i] * rstd[r];
-      dx[r * dim + i] = rstd[r] * (w[i] * dy[r * dim + i] - (xhat * dot) / dim);
-      if (param.grad) param.grad[i] += dy[r * dim + i] * xhat;
-    }
-  }
+  const { dx, dw } = rmsnormBackwardCpu(cache.x, param.value, cache.rstd, dy, rows, dim);
+  accumulate(param.grad, dw);
   return dx;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Rotary embeddings, HF's rotate_half convention: the pairs are (i, i + hd/2), not adjacent elements.
+// Rotary embeddings, on the rope twin: HF's rotate_half convention, the pairs being (i, i + hd/2), not adjacent
+// elements.
+
+/** [T, hd / 2] each: cos and sin of t * invFreq[i], the rope twin's tables in float64 (the GPU's are fp32). */
+export interface RotaryTables {
+  cos: Float64Array;
+  sin: Float64Array;
+}
+
+export function rotaryTables(invFreq: Float64Array, T: number): RotaryTables {
+  const half = invFreq.length;
+  const angle = (j: number) => Math.floor(j / half) * invFreq[j % half];
+  return {
+    cos: Float64Array.from({ length: T * half }, (_, j) => Math.cos(angle(j))),
+    sin: Float64Array.from({ length: T * half }, (_, j) => Math.sin(angle(j))),
+  };
+}
 
 /**
- * Rotates every head of x [N, heads * hd] (N = rows * T, position t = n % T) and returns the result:
- * out[i] = x[i] cos - x[i + hd/2] sin, out[i + hd/2] = x[i + hd/2] cos + x[i] sin, angle = t * invFreq[i].
- * `direction` -1 rotates by the opposite angle: that is also the backward, a rotation's transpose being its inverse.
+ * x [N, heads * hd] with every head rotated by its position's angles. 'inverse' is also the backward: a rotation's
+ * transpose is its inverse.
  */
-export function applyRotary(
-  x: Float64Array,
-  T: number,
-  heads: number,
-  headDim: number,
-  invFreq: Float64Array,
-  direction: 1 | -1 = 1,
-): Float64Array {
-  const half = headDim / 2;
-  const out = new Float64Array(x.length);
-  const N = x.length / (heads * headDim);
-  for (let n = 0; n < N; n++) {
-    const t = n % T;
-    for (let h = 0; h < heads; h++) {
-      const base = (n * heads + h) * headDim;
-      for (let i = 0; i < half; i++) {
-        const cos = Math.cos(t * invFreq[i]);
-        const sin = direction * Math.sin(t * invFreq[i]);
-        const x1 = x[base + i];
-        const x2 = x[base + i + half];
-        out[base + i] = x1 * cos - x2 * sin;
-        out[base + i + half] = x2 * cos + x1 * sin;
-      }
-    }
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// SwiGLU: act = silu(gate) * up, silu(g) = g * sigmoid(g).
-
-function sigmoid(x: number): number {
-  return 1 / (1 + Math.exp(-x));
-}
-
-/** g, u: [N, F] → [N, F] */
-function swigluForward(g: Float64Array, u: Float64Array): Float64Array {
-  const out = new Float64Array(g.length);
-  for (let i = 0; i < g.length; i++) out[i] = g[i] * sigmoid(g[i]) * u[i];
-  return out;
-}
-
-/** d silu(g) / dg = sigmoid(g) * (1 + g * (1 - sigmoid(g))) */
-function swigluBackward(dout: Float64Array, g: Float64Array, u: Float64Array) {
-  const dg = new Float64Array(g.length);
-  const du = new Float64Array(g.length);
-  for (let i = 0; i < g.length; i++) {
-    const s = sigmoid(g[i]);
-    du[i] = dout[i] * g[i] * s;
-    dg[i] = dout[i] * u[i] * s * (1 + g[i] * (1 - s));
-  }
-  return { dg, du };
+function rotate(rotation: Rotation, x: Float64Array, heads: number, d: Dims, rope: RotaryTables): Float64Array {
+  return ropeCpu(rotation, x, rope.cos, rope.sin, { batch: d.B, seq: d.T, heads, headDim: d.hd });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // One decoder layer:
 //   n1 = input_layernorm(x);  x2 = x + o_proj(attention(rope(qnorm(q_proj(n1))), rope(knorm(k_proj(n1))), v_proj(n1)))
 //   n2 = post_attention_layernorm(x2);  out = x2 + down_proj(silu(gate_proj(n2)) * up_proj(n2))
+// Attention is the attention twin's (probabilities kept), SwiGLU the swiglu twin's.
 
 interface LayerCache {
   norm1: NormCache;
@@ -624,8 +535,8 @@ interface Dims extends AttentionDims {
 }
 
 /** x: [N, D] → [N, D] */
-function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dims) {
-  const { N, D, H, KV, hd, T } = d;
+function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dims, rope: RotaryTables) {
+  const { N, D, H, KV, hd } = d;
   const eps = model.config.rmsNormEps;
   const { proj } = layer;
 
@@ -635,8 +546,8 @@ function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dims) {
   const v = linearForward(proj.v_proj, norm1.y, N); // [N, KV * hd]
   const qNorm = layer.qNorm ? rmsNormForward(q.y, layer.qNorm.value, N * H, hd, eps) : null;
   const kNorm = layer.kNorm ? rmsNormForward(k.y, layer.kNorm.value, N * KV, hd, eps) : null;
-  const qRot = applyRotary(qNorm?.y ?? q.y, T, H, hd, model.invFreq);
-  const kRot = applyRotary(kNorm?.y ?? k.y, T, KV, hd, model.invFreq);
+  const qRot = rotate('forward', qNorm?.y ?? q.y, H, d, rope);
+  const kRot = rotate('forward', kNorm?.y ?? k.y, KV, d, rope);
   const attention = attentionForwardCpu(qRot, kRot, v.y, d); // [N, H * hd]
   const o = linearForward(proj.o_proj, attention.out, N); // [N, D]
   const x2 = add(x, o.y);
@@ -644,7 +555,7 @@ function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dims) {
   const norm2 = rmsNormForward(x2, layer.postNorm.value, N, D, eps);
   const gate = linearForward(proj.gate_proj, norm2.y, N); // [N, F]
   const up = linearForward(proj.up_proj, norm2.y, N); // [N, F]
-  const down = linearForward(proj.down_proj, swigluForward(gate.y, up.y), N); // [N, D]
+  const down = linearForward(proj.down_proj, swigluCpu(gate.y, up.y), N); // [N, D]
   const out = add(x2, down.y);
 
   const cache: LayerCache = {
@@ -670,21 +581,21 @@ function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dims) {
 }
 
 /** dOut: [N, D] → dx: [N, D], accumulating the layer's parameter gradients. */
-function layerBackward(model: Model, layer: Layer, c: LayerCache, dOut: Float64Array, d: Dims): Float64Array {
-  const { N, D, H, KV, hd, T } = d;
+function layerBackward(layer: Layer, c: LayerCache, dOut: Float64Array, d: Dims, rope: RotaryTables): Float64Array {
+  const { N, D, H, KV, hd } = d;
   const { proj } = layer;
 
   // MLP branch; the residual passes dOut straight through to x2.
   const dAct = linearBackward(proj.down_proj, c.down, dOut, N);
-  const { dg, du } = swigluBackward(dAct, c.g, c.u);
+  const { dg, du } = swigluBackwardCpu(c.g, c.u, dAct);
   const dn2 = add(linearBackward(proj.gate_proj, c.gate, dg, N), linearBackward(proj.up_proj, c.up, du, N));
   const dx2 = add(dOut, rmsNormBackward(layer.postNorm, c.norm2, dn2, N, D));
 
   // Attention branch; the residual passes dx2 straight through to x.
   const dAttention = linearBackward(proj.o_proj, c.o, dx2, N);
   const { dq, dk, dv } = attentionBackwardCpu(dAttention, c.qRot, c.kRot, c.vOut, c.probs, d);
-  let dqProj = applyRotary(dq, T, H, hd, model.invFreq, -1);
-  let dkProj = applyRotary(dk, T, KV, hd, model.invFreq, -1);
+  let dqProj = rotate('inverse', dq, H, d, rope);
+  let dkProj = rotate('inverse', dk, KV, d, rope);
   if (layer.qNorm && c.qNorm) dqProj = rmsNormBackward(layer.qNorm, c.qNorm, dqProj, N * H, hd);
   if (layer.kNorm && c.kNorm) dkProj = rmsNormBackward(layer.kNorm, c.kNorm, dkProj, N * KV, hd);
   const dn1 = add(
@@ -700,6 +611,11 @@ function add(a: Float64Array, b: Float64Array): Float64Array {
   return out;
 }
 
+/** into += g (nothing when frozen): the twins return fresh gradients, a parameter's accumulate over its uses. */
+function accumulate(into: Float64Array | null, g: ArrayLike<number>): void {
+  if (into) for (let i = 0; i < into.length; i++) into[i] += g[i];
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The whole model: embedding → layers → model.norm (the hidden states a head reads) → lm_head → shifted mean
 // cross-entropy.
@@ -707,15 +623,16 @@ function add(a: Float64Array, b: Float64Array): Float64Array {
 interface HiddenCache {
   batch: Batch;
   dims: Dims;
+  rope: RotaryTables;
   layers: LayerCache[];
   finalNorm: NormCache;
 }
 
 interface ModelCache extends HiddenCache {
-  /** [N, D] the final norm's output, lm_head's input */
-  hidden: Float64Array;
-  /** [N, V] softmax of the logits */
-  probs: Float64Array;
+  /** lm_head's input: the final norm's output [N, D] */
+  lmHead: LinearCache;
+  /** [N, V] d loss / d logits */
+  dLogits: Float64Array;
 }
 
 /** Embedding, layers and model.norm: the final hidden states [N, D]. */
@@ -724,74 +641,41 @@ function hiddenForward(model: Model, batch: Batch): { hidden: Float64Array; cach
   const D = config.hiddenSize;
   const N = batch.B * batch.T;
   const dims: Dims = { B: batch.B, T: batch.T, N, D, H: config.numHeads, KV: config.numKvHeads, hd: config.headDim };
+  const rope = rotaryTables(model.invFreq, batch.T);
 
-  let x: Float64Array = new Float64Array(N * D); // [N, D] the residual stream
-  for (let n = 0; n < N; n++) x.set(model.embed.value.subarray(batch.tokens[n] * D, (batch.tokens[n] + 1) * D), n * D);
+  let x = embeddingCpu(batch.tokens, model.embed.value, D); // [N, D] the residual stream
   const layers: LayerCache[] = [];
   for (const layer of model.layers) {
-    const { out, cache } = layerForward(model, layer, x, dims);
+    const { out, cache } = layerForward(model, layer, x, dims, rope);
     layers.push(cache);
     x = out;
   }
   const finalNorm = rmsNormForward(x, model.finalNorm.value, N, D, config.rmsNormEps);
-  return { hidden: finalNorm.y, cache: { batch, dims, layers, finalNorm: finalNorm.cache } };
+  return { hidden: finalNorm.y, cache: { batch, dims, rope, layers, finalNorm: finalNorm.cache } };
 }
 
 function modelForward(model: Model, batch: Batch): { loss: number; cache: ModelCache } {
   const { hidden, cache } = hiddenForward(model, batch);
-  const { N, D } = cache.dims;
-  const V = model.config.vocabSize;
-  const logits = matmulTransposed(hidden, model.lmHead.value, N, D, V); // [N, V]
-
-  // Cross-entropy: -log softmax(logits[n])[target], averaged over the counted positions of the whole batch.
-  const probs = new Float64Array(N * V);
-  let total = 0;
-  for (let n = 0; n < N; n++) {
-    let max = Number.NEGATIVE_INFINITY;
-    for (let j = 0; j < V; j++) max = Math.max(max, logits[n * V + j]);
-    let sum = 0;
-    for (let j = 0; j < V; j++) sum += Math.exp(logits[n * V + j] - max);
-    for (let j = 0; j < V; j++) probs[n * V + j] = Math.exp(logits[n * V + j] - max) / sum;
-    const target = batch.targets[n];
-    if (target !== IGNORE_INDEX) total += max + Math.log(sum) - logits[n * V + target];
-  }
-  const loss = total / batch.count;
-  return { loss, cache: { ...cache, hidden, probs } };
+  const lmHead = linearForward(model.lmHead, hidden, cache.dims.N); // logits [N, V]
+  // loss = Σ_n w_n (lse_n - logits[n, target_n]), w_n = 1 / count where counted, 0 elsewhere: the batch's mean.
+  const weights = Float64Array.from(batch.targets, (target) => (target === IGNORE_INDEX ? 0 : 1 / batch.count));
+  const ce = crossEntropyCpu(lmHead.y, batch.targets, weights, model.config.vocabSize);
+  const loss = ce.loss.reduce((sum, l) => sum + l, 0);
+  return { loss, cache: { ...cache, lmHead: lmHead.cache, dLogits: ce.dLogits } };
 }
 
 function modelBackward(model: Model, cache: ModelCache): void {
-  const { batch, dims, probs } = cache;
-  const { N, D } = dims;
-  const V = model.config.vocabSize;
-
-  // d loss / d logits = (softmax - onehot(target)) / count on counted positions, 0 elsewhere.
-  const dLogits = new Float64Array(N * V);
-  for (let n = 0; n < N; n++) {
-    const target = batch.targets[n];
-    if (target === IGNORE_INDEX) continue;
-    for (let j = 0; j < V; j++) dLogits[n * V + j] = probs[n * V + j] / batch.count;
-    dLogits[n * V + target] -= 1 / batch.count;
-  }
-  const dHidden = new Float64Array(N * D);
-  addMatmul(dHidden, dLogits, model.lmHead.value, N, D, V);
-  if (model.lmHead.grad) addOuter(model.lmHead.grad, dLogits, cache.hidden, N, D, V);
-  hiddenBackward(model, cache, dHidden);
+  hiddenBackward(model, cache, linearBackward(model.lmHead, cache.lmHead, cache.dLogits, cache.dims.N));
 }
 
 /** From d loss / d the final hidden states back through model.norm, the layers and the embedding. */
 function hiddenBackward(model: Model, cache: HiddenCache, dHidden: Float64Array): void {
-  const { batch, dims } = cache;
+  const { batch, dims, rope } = cache;
   const { N, D } = dims;
   let dx = rmsNormBackward(model.finalNorm, cache.finalNorm, dHidden, N, D);
   for (let l = model.layers.length - 1; l >= 0; l--) {
-    dx = layerBackward(model, model.layers[l], cache.layers[l], dx, dims);
+    dx = layerBackward(model.layers[l], cache.layers[l], dx, dims, rope);
   }
   // The embedding lookup scatters back: each position's gradient lands on its token's row.
-  const dEmbed = model.embed.grad;
-  if (dEmbed) {
-    for (let n = 0; n < N; n++) {
-      const row = batch.tokens[n] * D;
-      for (let i = 0; i < D; i++) dEmbed[row + i] += dx[n * D + i];
-    }
-  }
+  if (model.embed.grad) accumulate(model.embed.grad, embeddingBackwardCpu(batch.tokens, dx, model.config.vocabSize, D));
 }
