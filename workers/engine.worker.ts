@@ -11,7 +11,7 @@ import { opfsRunStore } from './storage/opfs-run-store';
 const cache = typeof caches === 'undefined' ? null : cacheStorageCache();
 const tuning = typeof caches === 'undefined' ? null : cacheStorageCache('hone-tuning-v1');
 const runs = typeof self.navigator.storage?.getDirectory === 'function' ? opfsRunStore() : null;
-const session = new EngineSession(() => acquireGpu(self.navigator.gpu), cache, runs, tuning);
+const session = new EngineSession({ acquire: () => acquireGpu(self.navigator.gpu), cache, runs, tuning });
 
 const api: EngineApi = {
   gpuReport: () => gpuReport(self.navigator.gpu),

@@ -1,22 +1,14 @@
-import { parseArgs } from 'node:util';
-import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
-import { DEFAULT_SAMPLING, samplingProblems } from '../../core/generation/sampling';
-import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
-import { Decoder } from '../../workers/engine/model/decoder';
-import { generate as generateTokens } from '../../workers/engine/model/generate';
-import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
-import { GpuLora } from '../../workers/engine/model/lora';
-import { GpuWeights } from '../../workers/engine/model/weights';
-import { numberFlag } from '../args';
+import { DEFAULT_SAMPLING } from '../../core/generation/sampling';
+import type { Prompt } from '../../workers/engine/chat';
+import { EngineSession } from '../../workers/engine/session';
+import { type Command, type FlagValues, numberFlag } from '../command';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 
-export const GENERATE_USAGE =
-  'hone generate --model M [--adapter DIR] (--prompt TEXT | --prompt-ids JSON) [--max-new-tokens N] [--temperature T] [--seed S] [--json]';
+/** The answer's length unless --max-new-tokens says otherwise (the Compare step's default). */
+const MAX_NEW_TOKENS = 128;
 
-const OPTIONS_HELP = `more: --top-k K --top-p P --repetition-penalty R --system TEXT --raw (continue the text as is,
-  without the chat template); --temperature 0 is greedy`;
-
+/** A JSON list of token ids. */
 function parsePromptIds(text: string): number[] {
   let ids: unknown;
   try {
@@ -30,112 +22,83 @@ function parsePromptIds(text: string): number[] {
   return ids;
 }
 
+/** What the model continues: the chat (system and user turns), the text as is with --raw, or token ids. */
+function promptFrom(values: FlagValues): Prompt {
+  const ids = values['prompt-ids'];
+  const text = values.prompt;
+  if ((text === undefined) === (ids === undefined)) throw new Error(`usage: ${generate.usage}`);
+  if (typeof ids === 'string') return { ids: parsePromptIds(ids) };
+  if (values.raw) return { text: String(text) };
+  const system = values.system === undefined ? [] : [{ role: 'system', content: String(values.system) }];
+  return { messages: [...system, { role: 'user', content: String(text) }] };
+}
+
 /**
- * `hone generate`: an answer from a model (and adapter) with the engine's key-value cache, streamed to stdout, or
+ * `hone generate`: an answer from a model (and adapter) through the Compare step's reply, streamed to stdout, or
  * with --json one object { ids, text }.
  */
-export async function generate(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: 'string' },
-      adapter: { type: 'string' },
-      prompt: { type: 'string' },
-      'prompt-ids': { type: 'string' },
-      system: { type: 'string' },
-      raw: { type: 'boolean', default: false },
-      'max-new-tokens': { type: 'string' },
-      temperature: { type: 'string' },
-      'top-k': { type: 'string' },
-      'top-p': { type: 'string' },
-      'repetition-penalty': { type: 'string' },
-      seed: { type: 'string' },
-      json: { type: 'boolean', default: false },
+export const generate: Command = {
+  usage: 'hone generate --model M [--adapter DIR] (--prompt TEXT | --prompt-ids JSON) [sampling] [--json]',
+  summary: 'An answer from the model (with --adapter, the tuned model) with the key-value cache, streamed.',
+  flags: {
+    model: { value: 'M', help: 'the model' },
+    adapter: { value: 'DIR|ZIP', help: 'a PEFT adapter: the tuned model answers' },
+    prompt: { value: 'TEXT', help: "the user's message, through the model's chat template" },
+    'prompt-ids': { value: 'JSON', help: 'token ids to continue, instead of --prompt' },
+    system: { value: 'TEXT', help: 'a system message before the prompt' },
+    raw: { help: 'continue the prompt as is, without the chat template' },
+    'max-new-tokens': { value: 'N', help: 'the longest answer in tokens', default: MAX_NEW_TOKENS },
+    temperature: { value: 'T', help: 'sampling temperature; 0 is greedy', default: DEFAULT_SAMPLING.temperature },
+    'top-k': { value: 'K', help: 'keep the K likeliest tokens; 0 keeps all', default: DEFAULT_SAMPLING.topK },
+    'top-p': { value: 'P', help: 'keep the likeliest tokens up to mass P', default: DEFAULT_SAMPLING.topP },
+    'repetition-penalty': {
+      value: 'R',
+      help: 'above 1, tokens already seen become less likely',
+      default: DEFAULT_SAMPLING.repetitionPenalty,
     },
-    strict: true,
-  });
-  if (!values.model || (values.prompt === undefined) === (values['prompt-ids'] === undefined)) {
-    throw new Error(`usage: ${GENERATE_USAGE}\n${OPTIONS_HELP}`);
-  }
-  const sampling = {
-    temperature: numberFlag(values, 'temperature') ?? DEFAULT_SAMPLING.temperature,
-    topK: numberFlag(values, 'top-k') ?? DEFAULT_SAMPLING.topK,
-    topP: numberFlag(values, 'top-p') ?? DEFAULT_SAMPLING.topP,
-    repetitionPenalty: numberFlag(values, 'repetition-penalty') ?? DEFAULT_SAMPLING.repetitionPenalty,
-  };
-  const maxNewTokens = numberFlag(values, 'max-new-tokens') ?? 128;
-  const seed = numberFlag(values, 'seed') ?? 0;
-  const problems = samplingProblems(sampling);
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1)
-    problems.push('--max-new-tokens must be a whole number of at least 1');
-  if (problems.length > 0) throw new Error(problems.join('; '));
-
-  const source = modelSource(values.model);
-  const checkpoint = await loadCheckpoint(source.read, source.label);
-  const config = checkpoint.config;
-  // Token ids need no tokenizer; text does.
-  let tokenizer: ModelTokenizer | null = null;
-  try {
-    tokenizer = await loadTokenizer(source.read, source.label);
-  } catch (error) {
-    if (values.prompt !== undefined) throw error;
-  }
-  let prompt: number[];
-  if (values.prompt !== undefined) {
-    const t = tokenizer as ModelTokenizer;
-    const messages = [
-      ...(values.system ? [{ role: 'system', content: values.system }] : []),
-      { role: 'user', content: values.prompt },
-    ];
-    prompt = values.raw
-      ? t.encode(values.prompt)
-      : t.encode(t.applyChatTemplate(messages, { addGenerationPrompt: true }), { addSpecialTokens: false });
-  } else {
-    prompt = parsePromptIds(values['prompt-ids'] as string);
-  }
-  const adapterSource = values.adapter ? modelSource(values.adapter) : null;
-  const adapter = adapterSource ? await loadAdapter(adapterSource.read, adapterSource.label, config) : null;
-
-  const { device, summary } = await acquireNodeGpu();
-  try {
-    const kernels = new EngineKernels(device, kernelChoicesFor(summary));
-    const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), {
-      halfMatrices: kernels.choices.halfWeights,
-    });
-    const lora = adapter ? GpuLora.fromAdapter(device, config, adapter) : null;
-    const length = Math.min(config.maxPositionEmbeddings, prompt.length + maxNewTokens);
-    const decoder = new Decoder(device, kernels, weights, lora, length);
-    const decode = tokenizer
-      ? (ids: number[]) => (tokenizer as ModelTokenizer).decode(ids, { skipSpecialTokens: true })
-      : undefined;
-    let shown = '';
-    const result = await generateTokens(
-      decoder,
-      prompt,
-      { ...sampling, maxNewTokens, seed, stopIds: tokenizer?.eosTokenIds ?? [], decode },
-      (_, text) => {
-        // Stream whole characters only: the text so far may end inside one.
-        if (values.json || text === undefined || text.endsWith('\uFFFD')) return;
+    seed: { value: 'S', help: 'seeds the sampling', default: 0 },
+    json: { help: 'print one JSON object { ids, text } instead of streaming' },
+  },
+  async run({ values }) {
+    if (!values.model) throw new Error(`usage: ${generate.usage}`);
+    const prompt = promptFrom(values);
+    const sampling = {
+      temperature: numberFlag(values, 'temperature') ?? DEFAULT_SAMPLING.temperature,
+      topK: numberFlag(values, 'top-k') ?? DEFAULT_SAMPLING.topK,
+      topP: numberFlag(values, 'top-p') ?? DEFAULT_SAMPLING.topP,
+      repetitionPenalty: numberFlag(values, 'repetition-penalty') ?? DEFAULT_SAMPLING.repetitionPenalty,
+    };
+    const maxNewTokens = numberFlag(values, 'max-new-tokens') ?? MAX_NEW_TOKENS;
+    const seed = numberFlag(values, 'seed') ?? 0;
+    const session = new EngineSession({ acquire: () => acquireNodeGpu() });
+    try {
+      const source = modelSource(String(values.model));
+      const loaded = await session.loadFrom(source.read, source.label);
+      if (values.adapter) {
+        const adapter = modelSource(String(values.adapter));
+        await session.importAdapterFrom(adapter.read, adapter.label);
+      }
+      let shown = '';
+      const request = { prompt, sampling, maxNewTokens, seed, adapter: values.adapter ? 'imported' : 'none' } as const;
+      const result = await session.generate(request, (text) => {
+        if (values.json) return;
         process.stdout.write(text.slice(shown.length));
         shown = text;
-      },
-    );
-    if (values.json) {
-      process.stdout.write(
-        `${JSON.stringify(result.text === undefined ? { ids: result.ids } : { ids: result.ids, text: result.text })}\n`,
-      );
-    } else {
-      if (result.text !== undefined) process.stdout.write(`${result.text.slice(shown.length)}\n`);
-      else process.stdout.write(`${JSON.stringify(result.ids)}\n`);
+      });
+      const hasText = loaded.tokenizer !== null;
+      if (values.json) {
+        process.stdout.write(
+          `${JSON.stringify(hasText ? { ids: result.ids, text: result.text } : { ids: result.ids })}\n`,
+        );
+        return 0;
+      }
+      process.stdout.write(hasText ? `${result.text.slice(shown.length)}\n` : `${JSON.stringify(result.ids)}\n`);
       process.stderr.write(
         `${result.ids.length} tokens at ${result.tokensPerSecond.toFixed(1)} tokens/s (${result.stoppedBy})\n`,
       );
+      return 0;
+    } finally {
+      session.close();
     }
-    decoder.destroy();
-    lora?.destroy();
-    weights.destroy();
-    return 0;
-  } finally {
-    device.destroy();
-  }
-}
+  },
+};

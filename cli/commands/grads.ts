@@ -1,5 +1,4 @@
 import { writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
 import { type F32Tensor, serializeSafetensors } from '../../core/safetensors';
 import { readConcatenated } from '../../workers/engine/gpu/buffers';
@@ -7,14 +6,11 @@ import { submitOps } from '../../workers/engine/gpu/ops';
 import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
 import { GpuLora } from '../../workers/engine/model/lora';
 import { TransformerStep } from '../../workers/engine/model/transformer';
-import { GpuWeights } from '../../workers/engine/model/weights';
+import { uploadChecked } from '../../workers/engine/upload-weights';
+import type { Command } from '../command';
 import { readJsonFile } from '../folder';
 import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
-
-export const GRADS_USAGE =
-  'hone grads --model DIR --tokens FILE --adapter DIR --out FILE.safetensors [--labels FILE] [--full]';
-// DIR may also be hub:ORG/NAME[@REVISION]: downloaded from HONE_HUB_URL (default: the Hugging Face Hub) into the cache.
 
 /** A JSON [batch][seq] array of integers, all rows the same length; `what` names it in errors. */
 export function parseTokenMatrix(json: unknown, what: string, allowIgnore: boolean): number[][] {
@@ -39,21 +35,25 @@ export function parseTokenMatrix(json: unknown, what: string, allowIgnore: boole
  * writes d(loss)/d(each adapter tensor) under the adapter file's keys, the loss, and with --full every base
  * weight's gradient under its checkpoint key. For comparing the engine with another implementation.
  */
-export async function grads(args: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args,
-    options: {
-      model: { type: 'string' },
-      tokens: { type: 'string' },
-      labels: { type: 'string' },
-      adapter: { type: 'string' },
-      out: { type: 'string' },
-      full: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  const { model, tokens: tokensPath, adapter: adapterDir, out, full } = values;
-  if (!model || !tokensPath || !out || (!adapterDir && !full)) throw new Error(`usage: ${GRADS_USAGE}`);
+export const grads: Command = {
+  usage: 'hone grads --model M --tokens FILE (--adapter DIR | --full) --out FILE.safetensors [--labels FILE]',
+  summary:
+    "One forward and backward pass of the engine: the loss and every adapter tensor's gradient (with --full every " +
+    "base weight's) as safetensors, for comparing the engine with another implementation.",
+  flags: {
+    model: { value: 'M', help: 'the model' },
+    tokens: { value: 'FILE', help: 'a JSON [batch][seq] array of token ids' },
+    labels: { value: 'FILE', help: 'the targets, the same shape; -100 carries no loss (default: the tokens)' },
+    adapter: { value: 'DIR', help: 'the PEFT adapter whose gradients are written (dropout off)' },
+    full: { help: "every base weight's gradient as well" },
+    out: { value: 'FILE', help: 'the safetensors file written' },
+  },
+  run: ({ values }) => writeGradients(values as Record<string, string | undefined>, Boolean(values.full)),
+};
+
+async function writeGradients(values: Record<string, string | undefined>, full: boolean): Promise<number> {
+  const { model, tokens: tokensPath, adapter: adapterDir, out } = values;
+  if (!model || !tokensPath || !out || (!adapterDir && !full)) throw new Error(`usage: ${grads.usage}`);
 
   const source = modelSource(model);
   const checkpoint = await loadCheckpoint(source.read, source.label);
@@ -67,7 +67,7 @@ export async function grads(args: string[]): Promise<number> {
   const { device, summary } = await acquireNodeGpu();
   try {
     const kernels = new EngineKernels(device, kernelChoicesFor(summary));
-    const weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key));
+    const weights = await uploadChecked(device, checkpoint, { halfMatrices: false, what: `the weights of ${model}` });
     // Dropout off whatever lora_dropout says: the gradients must be deterministic to compare (PyTorch's eval mode).
     const lora = adapter ? GpuLora.fromAdapter(device, config, adapter) : null;
     const step = new TransformerStep(device, kernels, weights, lora, shape, { full });

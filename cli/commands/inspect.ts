@@ -1,15 +1,12 @@
-import { parseArgs } from 'node:util';
 import { type LengthStats, packBlocks } from '../../core/dataset/batches';
 import { DATASET_FORMATS, type DatasetFormat, FORMAT_SPECS } from '../../core/dataset/formats';
 import { DatasetError, loadDataset } from '../../core/dataset/load-dataset';
 import { sequenceStats, tokenizeExamples } from '../../core/dataset/tokenize-dataset';
 import { loadTokenizer } from '../../core/tokenizer';
-import { parseMapping } from '../args';
+import { DEFAULT_DATA } from '../../core/training/settings';
+import { type Command, type FlagValues, parseMapping } from '../command';
 import { datasetFiles } from '../folder';
 import { modelSource } from '../model-source';
-
-export const INSPECT_USAGE =
-  'hone inspect FILE... [--model M] [--format F] [--map FIELD=COLUMN]... [--max-length N] [--prompt-loss] [--json]';
 
 function histogramLines(stats: LengthStats): string[] {
   const widest = Math.max(...stats.histogram.map((b) => b.count));
@@ -23,33 +20,37 @@ function histogramLines(stats: LengthStats): string[] {
  * `hone inspect`: what Hone makes of dataset files: the detected format and field mapping, the usable and skipped
  * records with every error's file and line, and with --model the token-length statistics under its chat template.
  */
-export async function inspect(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    allowPositionals: true,
-    options: {
-      model: { type: 'string' },
-      format: { type: 'string' },
-      map: { type: 'string', multiple: true, default: [] },
-      'max-length': { type: 'string', default: '1024' },
-      'prompt-loss': { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-    },
-    strict: true,
-  });
-  if (positionals.length === 0) throw new Error(`usage: ${INSPECT_USAGE}`);
+export const inspect: Command = {
+  usage: 'hone inspect FILE... [--model M] [--format F] [--map FIELD=COLUMN]... [--max-length N] [--json]',
+  summary:
+    'What Hone makes of dataset files: the format, every bad record with its line, and with --model the token ' +
+    "lengths under the model's chat template.",
+  positionals: true,
+  flags: {
+    model: { value: 'M', help: "count tokens with this model's tokenizer and chat template" },
+    format: { value: 'F', help: `the dataset's format, when not the detected one: ${DATASET_FORMATS.join(', ')}` },
+    map: { value: 'FIELD=COLUMN', help: "a format's field read from another column", multiple: true },
+    'max-length': { value: 'N', help: 'the longest sequence in tokens', default: DEFAULT_DATA.maxLength },
+    'prompt-loss': { help: 'count the prompt tokens as trained too' },
+    json: { help: 'print the report as JSON' },
+  },
+  run: ({ values, positionals }) => inspectFiles(values, positionals),
+};
+
+async function inspectFiles(values: FlagValues, positionals: string[]): Promise<number> {
+  if (positionals.length === 0) throw new Error(`usage: ${inspect.usage}`);
   const format = values.format as DatasetFormat | undefined;
   if (format !== undefined && !DATASET_FORMATS.includes(format)) {
     throw new Error(`--format must be one of ${DATASET_FORMATS.join(', ')}, not '${format}'`);
   }
-  const maxLength = Number(values['max-length']);
+  const maxLength = values['max-length'] === undefined ? DEFAULT_DATA.maxLength : Number(values['max-length']);
   if (!Number.isInteger(maxLength) || maxLength < 2)
     throw new Error('--max-length must be a whole number of at least 2');
 
   const files = await datasetFiles(positionals);
   let dataset: Awaited<ReturnType<typeof loadDataset>>;
   try {
-    dataset = await loadDataset(files, { format, mapping: parseMapping(values.map) });
+    dataset = await loadDataset(files, { format, mapping: parseMapping(values.map as string[]) });
   } catch (error) {
     if (error instanceof DatasetError) {
       process.stderr.write(`hone inspect: ${error.message}\n`);
@@ -64,9 +65,9 @@ export async function inspect(args: string[]): Promise<number> {
   let packedBlocks: number | undefined;
   if (values.model) {
     // Rendering can refuse records too (a template that raises), so they count as skipped.
-    const source = modelSource(values.model);
+    const source = modelSource(String(values.model));
     const tokenizer = await loadTokenizer(source.read, source.label);
-    const result = tokenizeExamples(dataset.examples, tokenizer, { trainOnPrompt: values['prompt-loss'] });
+    const result = tokenizeExamples(dataset.examples, tokenizer, { trainOnPrompt: Boolean(values['prompt-loss']) });
     errors.push(...result.issues);
     records = result.tokenized.length;
     tokens = sequenceStats(result.tokenized, maxLength);

@@ -77,6 +77,13 @@ export interface TrainSettings {
 }
 
 /**
+ * How a dataset is read for training unless a person says otherwise (the Data step's defaults, and `hone`'s): the
+ * longest sequence in tokens, the records held out for validation (a fraction, or a count) and the seed that picks
+ * them, and whether the prompt's tokens carry loss.
+ */
+export const DEFAULT_DATA = { maxLength: 512, validation: 0.1, splitSeed: 42, trainOnPrompt: false } as const;
+
+/**
  * The default learning rate. An adapter's grows as the model shrinks (a tiny model's adapter needs large steps);
  * preference and reward losses take a tenth, since they move a policy far with small steps. Training every weight
  * moves the model itself: rates like fine-tuning's usual ones, a tenth of hone-tiny's pretraining peak (3e-3) for
@@ -108,7 +115,7 @@ export function defaultSettings(method: Method, parameters: number, full = false
     maxSteps: null,
     batchSize: 4,
     gradAccum: 1,
-    seqLen: 512,
+    seqLen: DEFAULT_DATA.maxLength,
     recompute: false,
     weightDecay: 0,
     maxGradNorm: 1,

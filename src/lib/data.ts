@@ -1,5 +1,5 @@
 import * as Comlink from 'comlink';
-import type { DataApi } from '../../workers/data.worker';
+import type { DataApi } from '../../workers/data/api';
 
 let data: Comlink.Remote<DataApi> | undefined;
 

@@ -1,6 +1,7 @@
 import { create } from 'zustand';
 import type { DatasetFormat, FieldMapping } from '../../core/dataset/formats';
-import type { DatasetSummary, TokenSettings } from '../../workers/data/data-session';
+import { DEFAULT_DATA } from '../../core/training/settings';
+import type { DatasetSummary, TokenSettings } from '../../workers/data/api';
 
 /**
  * The dataset the person dropped, as the data worker summarised it, and how it is to be tokenized and split:
@@ -18,11 +19,11 @@ interface DatasetState {
   setSettings: (settings: Partial<TokenSettings>) => void;
 }
 
-export const DEFAULT_TOKEN_SETTINGS: TokenSettings = {
-  maxLength: 512,
-  trainOnPrompt: false,
-  validation: 0.1,
-  seed: 42,
+const DEFAULT_TOKEN_SETTINGS: TokenSettings = {
+  maxLength: DEFAULT_DATA.maxLength,
+  trainOnPrompt: DEFAULT_DATA.trainOnPrompt,
+  validation: DEFAULT_DATA.validation,
+  seed: DEFAULT_DATA.splitSeed,
 };
 
 export const useDataset = create<DatasetState>((set) => ({

@@ -1,9 +1,8 @@
 import { create } from 'zustand';
 import type { AdapterShape } from '../../core/training/continue-adapter';
+import type { MetricRecord } from '../../core/training/metrics';
 import type { TrainSettings } from '../../core/training/settings';
-import type { TrainEvent } from '../../workers/engine/api';
-import type { RewardChoice } from '../../workers/engine/train/reward-choice';
-import type { MetricRecord } from '../../workers/engine/train/training-session';
+import type { RewardChoice, TrainEvent } from '../../workers/engine/api';
 
 export type RunStatus = 'idle' | 'preparing' | 'running' | 'paused' | 'finished' | 'stopped' | 'failed';
 

@@ -2,6 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_DATA } from '../../core/training/settings';
 import { hone } from '../helpers/hone-cli';
 
 let dir: string;
@@ -89,6 +90,6 @@ describe('hone inspect', () => {
     expect(stdout).toContain('format: text — Raw text (detected)');
     expect(stdout).toContain('1 usable, 0 skipped');
     expect(stdout).toMatch(/tokens per sequence \(hone-tiny\): min \d+/);
-    expect(stdout).toMatch(/packed into 1 blocks of 1024/);
+    expect(stdout).toContain(`packed into 1 blocks of ${DEFAULT_DATA.maxLength}`);
   });
 });

@@ -5,7 +5,7 @@ import { folderReader } from '../../cli/folder';
 import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
 import { randomLora } from '../../workers/engine/reference/random-model';
 import { capitalsJsonl, ordersJsonl } from '../helpers/datasets';
-import { hone } from '../helpers/hone-cli';
+import { hone, honeInterrupted } from '../helpers/hone-cli';
 import { tempDir, writeAdapterFolder } from '../helpers/model-folder';
 import { meanTokenWeightOnnx } from '../helpers/onnx-model';
 
@@ -41,6 +41,11 @@ const small = [
   '0',
 ];
 
+/** Float32 values in an adapter's flat vector: A [r, in] and B [out, r] of every module. */
+function adapterValues(adapter: Awaited<ReturnType<typeof loadAdapter>>): number {
+  return adapter.modules.reduce((n, m) => n + m.shapeA[0] * m.shapeA[1] + m.shapeB[0] * m.shapeB[1], 0);
+}
+
 async function metrics(out: string) {
   const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
   return lines.map((l) => JSON.parse(l));
@@ -66,22 +71,49 @@ describe('hone train', { timeout: 180_000 }, () => {
     expect(card).toContain('chat.jsonl: messages data, 4 training and 0 validation sequences.');
     expect(card).toMatch(/After 6 steps: training loss \d\.\d{4}\./);
     expect(adapter.modules).toHaveLength(model.config.numLayers * 7);
+    // However short, the run ends with a checkpoint (the studio's run layout) it can be continued from.
+    const saved = JSON.parse(await readFile(join(out, 'checkpoint', 'trainer.json'), 'utf8'));
+    expect(saved.step).toBe(6);
+    const run = JSON.parse(await readFile(join(out, 'checkpoint', 'run.json'), 'utf8'));
+    expect(run).toMatchObject({ model: 'hone-tiny', files: ['chat.jsonl'], settings: { maxSteps: 6, loraR: 4 } });
+    expect(await readFile(join(out, 'checkpoint', 'data-0'), 'utf8')).toBe(await readFile(chat, 'utf8'));
+    expect(await readFile(join(out, 'checkpoint', 'adapter-6'))).toHaveLength(4 * adapterValues(adapter));
   });
 
-  it('resumes from its checkpoint to the adapter an uninterrupted run writes, recomputing activations or not', async () => {
+  it('resumes a paused or finished run to the adapter an uninterrupted run writes, recomputing or not', async () => {
     const common = ['--model', 'hone-tiny', '--data', chat, '--method', 'sft', ...small, '--schedule', 'constant'];
     const whole = join(dir, 'whole');
     expect((await hone('train', ...common, '--out', whole, '--max-steps', '4')).code).toBe(0);
-    const parts = join(dir, 'parts');
-    const first = await hone('train', ...common, '--out', parts, '--max-steps', '2', '--checkpoint-every', '2');
-    expect(first.code).toBe(0);
-    // The second half recomputes activations (gradient checkpointing): the same numbers, less memory.
-    const second = await hone('train', ...common, '--out', parts, '--max-steps', '4', '--resume', '--recompute');
+    const bytes = (folder: string) => readFile(join(folder, 'adapter_model.safetensors'));
+    const trainSteps = async (folder: string) =>
+      (await metrics(folder)).filter((m) => m.type === 'train').map((m) => m.step);
+
+    // Finished at step 2, then trained on to step 4 with only its folder named (and recomputing activations).
+    const longer = join(dir, 'longer');
+    expect((await hone('train', ...common, '--out', longer, '--max-steps', '2')).code).toBe(0);
+    const again = await hone('train', '--out', longer, '--resume');
+    expect(again.stderr).toContain(`the run in ${longer} has ended; give --max-steps or --epochs to train it longer`);
+    const changed = await hone('train', '--out', longer, '--resume', '--lr', '0.5', '--max-steps', '4');
+    expect(changed.stderr).toContain('lr 0.5 (the run has 0.01) would change it');
+    const second = await hone('train', '--out', longer, '--resume', '--max-steps', '4', '--recompute');
     expect(second.stderr).toContain('resuming at step 2 of 4');
     expect(second.code).toBe(0);
-    const bytes = (folder: string) => readFile(join(folder, 'adapter_model.safetensors'));
-    expect(Buffer.compare(await bytes(whole), await bytes(parts))).toBe(0);
-    expect((await metrics(parts)).filter((m) => m.type === 'train').map((m) => m.step)).toEqual([1, 2, 3, 4]);
+    expect(Buffer.compare(await bytes(whole), await bytes(longer))).toBe(0);
+    expect(await trainSteps(longer)).toEqual([1, 2, 3, 4]);
+
+    // Ctrl-C pauses after the step in flight, checkpointed; --resume continues it.
+    const paused = join(dir, 'paused');
+    const interrupted = await honeInterrupted(/step 1\/4/, 'train', ...common, '--out', paused, '--max-steps', '4');
+    expect(interrupted.code).toBe(130);
+    const stoppedAt = Number(/stopped at step (\d)/.exec(interrupted.stderr)?.[1]);
+    expect(stoppedAt).toBeGreaterThanOrEqual(1);
+    expect(stoppedAt).toBeLessThan(4);
+    expect(interrupted.stderr).toContain(`continue with: hone train --out ${paused} --resume`);
+    const resumed = await hone('train', '--out', paused, '--resume');
+    expect(resumed.stderr).toContain(`resuming at step ${stoppedAt} of 4`);
+    expect(resumed.code).toBe(0);
+    expect(Buffer.compare(await bytes(whole), await bytes(paused))).toBe(0);
+    expect(await trainSteps(paused)).toEqual([1, 2, 3, 4]);
   });
 
   it('continues training an adapter it is given, in the shape of that adapter', async () => {
@@ -312,7 +344,9 @@ describe('hone train', { timeout: 180_000 }, () => {
     expect(format.stderr).toContain('Continued pretraining (raw text) trains on text data; this dataset is messages');
     const word = await hone('train', ...base, '--method', 'sft', '--lr', 'fast');
     expect(word.stderr).toContain("--lr takes a number, not 'fast'");
-    const rl = await hone('train', ...base, '--method', 'grpo', '--reward-js', 'r.js');
+    const rule = join(dir, 'rule.js');
+    await writeFile(rule, '() => 1');
+    const rl = await hone('train', ...base, '--method', 'grpo', '--reward-js', rule);
     expect(rl.code).toBe(2);
     expect(rl.stderr).toContain('Policy optimization (RL prompts and a reward) trains on rl_prompts data');
   });

@@ -1,45 +1,22 @@
 import type { AdapterSummary, GpuUnavailableReason } from '../../core/adapter';
 import type { DatasetFile } from '../../core/dataset/read-records';
 import type { DownloadProgress } from '../../core/hub';
-import type { TrainSettings } from '../../core/training/settings';
+import type { ModelConfig } from '../../core/model-config';
+import type { Method, TrainSettings } from '../../core/training/settings';
+import type { Reply, ReplyOptions } from './chat';
 import type { HubSettings, ModelInfo, ModelSource } from './model-loader';
 import type { SelfTestResult } from './self-test';
-import type {
-  DescribedModel,
-  Download,
-  GenerateRequest,
-  GenerateResult,
-  ImportedAdapterSummary,
-  KeptCheckpoint,
-  LoadedModelSummary,
-  RunCheckpoints,
-} from './session';
 import type { RunTiming } from './train/run-timing';
 import type { RunListing, TrainEvent, TrainRequest } from './train/training-session';
+
+export type { RewardChoice } from './train/reward-choice';
 
 /** The engine worker's answer to "which GPU do I have?": the adapter and a verified kernel run, or why not. */
 export type GpuReport =
   | { ok: true; adapter: AdapterSummary; selfTest: SelfTestResult }
   | { ok: false; reason: GpuUnavailableReason; message: string };
 
-export type {
-  DescribedModel,
-  Download,
-  DownloadProgress,
-  GenerateRequest,
-  GenerateResult,
-  HubSettings,
-  ImportedAdapterSummary,
-  KeptCheckpoint,
-  LoadedModelSummary,
-  ModelInfo,
-  ModelSource,
-  RunCheckpoints,
-  RunListing,
-  RunTiming,
-  TrainEvent,
-  TrainRequest,
-};
+export type { DownloadProgress, HubSettings, ModelInfo, ModelSource, RunListing, RunTiming, TrainEvent, TrainRequest };
 
 /** What the UI may ask of the engine worker (exposed with comlink). */
 export interface EngineApi {
@@ -96,4 +73,57 @@ export interface SavedRunSummary {
   settings: TrainSettings;
   step: number;
   files: string[];
+}
+
+export interface DescribedModel extends ModelInfo {
+  fit: { fits: boolean; reason: string };
+}
+
+export interface LoadedModelSummary {
+  label: string;
+  config: ModelConfig;
+  /** Bytes of weights now on the GPU. */
+  gpuBytes: number;
+  /** The matrices are held at fp16 (on GPUs; CPU adapters keep fp32). Full-parameter runs train an fp32 copy. */
+  halfMatrices: boolean;
+  tokenizer: { hasChatTemplate: boolean; eosTokenIds: number[] } | null;
+  /** Why the tokenizer could not be loaded (the model still trains on token ids). */
+  tokenizerError: string | null;
+  seconds: number;
+}
+
+/** A kept run's adapter at one step: the run's ID in the run store and the step. */
+export interface KeptCheckpoint {
+  run: string;
+  step: number;
+}
+
+/** A kept run of the loaded model as Compare and Export offer it. */
+export interface RunCheckpoints {
+  run: string;
+  /** When it began (ms since the epoch). */
+  started: number;
+  method: Method;
+  /** Steps with a kept adapter, oldest first. */
+  steps: number[];
+}
+
+export interface GenerateRequest extends ReplyOptions {
+  /** The tuned side's adapter: this run's, an imported folder, or the run's adapter at a kept checkpoint. */
+  adapter: 'none' | 'run' | 'imported' | KeptCheckpoint;
+}
+
+export type GenerateResult = Reply;
+
+export interface Download {
+  fileName: string;
+  zip: Blob;
+  /** The files in the zip's folder. */
+  files: string[];
+}
+
+export interface ImportedAdapterSummary {
+  name: string;
+  r: number;
+  modules: number;
 }

@@ -43,16 +43,13 @@ const dataset = [
 ];
 
 let gpu: Gpu | undefined;
-const session = new EngineSession(
-  async () => {
+const session = new EngineSession({
+  acquire: async () => {
     gpu = await acquireNodeGpu();
     return gpu;
   },
-  null,
-  null,
-  null,
-  (adapter) => ({ ...kernelChoicesFor(adapter), halfWeights: true }),
-);
+  choose: (adapter) => ({ ...kernelChoicesFor(adapter), halfWeights: true }),
+});
 
 afterAll(() => gpu?.device.destroy());
 
@@ -72,7 +69,10 @@ async function train(settings: TrainSettings): Promise<{ losses: number[]; end: 
 async function answer(adapter: 'none' | 'run'): Promise<string> {
   const sampling = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 };
   const messages = [{ role: 'user', content: 'What is the capital of France?' }];
-  const result = await session.generate({ messages, adapter, sampling, maxNewTokens: 8, seed: 1 }, () => {});
+  const result = await session.generate(
+    { prompt: { messages }, adapter, sampling, maxNewTokens: 8, seed: 1 },
+    () => {},
+  );
   return result.text;
 }
 

@@ -1,38 +1,50 @@
+/**
+ * What the engine holds between calls: the GPU device, the loaded model, its training run and an imported adapter.
+ * The browser's worker and the `hone` CLI both drive the engine through it; chats go through `chat.ts`, exports
+ * through `export.ts`.
+ */
 import type { AdapterSummary } from '../../core/adapter';
 import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
-import { adapterFolderFiles, zipAdapterFolder } from '../../core/export/adapter-folder';
-import { baseModelId, exportName } from '../../core/export/base-model-id';
-import { elementCount, mergedModelFiles, modelFolderFiles } from '../../core/export/merge';
-import type { CardInfo } from '../../core/export/model-card';
+import type { AdapterExport } from '../../core/export/adapter-folder';
+import { exportName } from '../../core/export/base-model-id';
 import { expandZip } from '../../core/export/unzip-folder';
 import { zipFolder } from '../../core/export/zip';
-import { type SamplingSettings, samplingProblems } from '../../core/generation/sampling';
 import type { DownloadProgress, FileCache } from '../../core/hub';
-import type { ModelConfig } from '../../core/model-config';
-import { checkFit, weightBytes } from '../../core/model-memory';
-import { loraScale } from '../../core/peft';
-import type { Method, TrainSettings } from '../../core/training/settings';
+import { checkFit } from '../../core/model-memory';
+import type { TrainSettings } from '../../core/training/settings';
+import type {
+  DescribedModel,
+  Download,
+  GenerateRequest,
+  GenerateResult,
+  ImportedAdapterSummary,
+  KeptCheckpoint,
+  LoadedModelSummary,
+  RunCheckpoints,
+  SavedRunSummary,
+} from './api';
+import { type Reply, reply } from './chat';
+import { adapterExport, adapterFiles, FULL_RUN_HAS_NO_ADAPTER, mergedFiles, trainedModelFiles } from './export';
 import type { Gpu } from './gpu/device';
-import { Decoder } from './model/decoder';
-import { type Generation, generate as generateTokens } from './model/generate';
 import { EngineKernels, type KernelChoices, kernelChoicesFor } from './model/kernels';
-import { GpuLora, loraLayout, loraSettingsFor, splitLoraVector } from './model/lora';
+import { GpuLora, loraSettingsFor } from './model/lora';
 import { tuningStoreFor } from './model/tuning-store';
-import { GpuWeights } from './model/weights';
+import type { GpuWeights } from './model/weights';
 import {
   describeModel,
   filesReader,
   type HubSettings,
   loadModelFiles,
-  type ModelInfo,
   type ModelSource,
   readerFor,
   sourceLabel,
 } from './model-loader';
+import type { Engine } from './train/build-run';
+import type { RuleWorker } from './train/js-reward';
+import { spawnWebRuleWorker } from './train/reward-choice';
 import { type RunTiming, timeRun } from './train/run-timing';
 import {
-  type MetricRecord,
   type ModelOnGpu,
   type RunListing,
   type RunStore,
@@ -40,98 +52,62 @@ import {
   TrainingSession,
   type TrainRequest,
 } from './train/training-session';
+import { uploadChecked } from './upload-weights';
 
-export interface DescribedModel extends ModelInfo {
-  fit: { fits: boolean; reason: string };
+export interface EngineSessionOptions {
+  /** A new device: the browser's, or Dawn's in Node. */
+  acquire: () => Promise<Gpu>;
+  /** Where Hub downloads are kept. */
+  cache?: FileCache | null;
+  /** Where runs are kept, to resume and compare (OPFS in the browser, a folder for `hone train`). */
+  runs?: RunStore | null;
+  /** Where matmul tuning is kept across sessions (GPUs tune before a run's first step). */
+  tuning?: FileCache | null;
+  /** The kernels for an adapter (tests pick GPUs' choices on a software adapter). */
+  choose?: (adapter: AdapterSummary) => KernelChoices;
+  /** A worker for a reward rule: a Web Worker, or a Node worker thread. */
+  spawnRuleWorker?: () => RuleWorker;
 }
 
-export interface LoadedModelSummary {
+/** Which side of a comparison answers: the base (no adapter), this run's, the imported one, or a kept checkpoint's. */
+export type AdapterChoice = GenerateRequest['adapter'];
+
+/** The loaded model and where its files are read from again (a merged export re-reads the base's tensors). */
+interface Loaded {
   label: string;
-  config: ModelConfig;
-  /** Bytes of weights now on the GPU. */
-  gpuBytes: number;
-  /** The matrices are held at fp16 (on GPUs; CPU adapters keep fp32). Full-parameter runs train an fp32 copy. */
-  halfMatrices: boolean;
-  tokenizer: { hasChatTemplate: boolean; eosTokenIds: number[] } | null;
-  /** Why the tokenizer could not be loaded (the model still trains on token ids). */
+  checkpoint: Checkpoint;
+  read: ReadFile;
+  weights: GpuWeights;
+  /** Null when the model has no tokenizer: it cannot read a dataset or text. */
+  model: ModelOnGpu | null;
+  /** Why the tokenizer could not be loaded. */
   tokenizerError: string | null;
-  seconds: number;
 }
 
-/**
- * Uploads a checkpoint's weights (with `halfMatrices`, the matrices at fp16), turning the GPU's own failures (out
- * of memory, refused buffers) into plain words; `what` names them in those words.
- */
-async function uploadChecked(
-  device: GPUDevice,
-  checkpoint: Checkpoint,
-  halfMatrices: boolean,
-  what: string,
-): Promise<GpuWeights> {
-  const config = checkpoint.config;
-  device.pushErrorScope('out-of-memory');
-  device.pushErrorScope('validation');
-  let weights: GpuWeights;
-  try {
-    weights = await GpuWeights.upload(device, config, (key) => checkpoint.readFloat32(key), { halfMatrices });
-  } catch (error) {
-    await device.popErrorScope();
-    await device.popErrorScope();
-    throw new Error(`Could not put ${what} on the GPU: ${(error as Error).message}`);
-  }
-  const invalid = await device.popErrorScope();
-  const outOfMemory = await device.popErrorScope();
-  const failure = outOfMemory ?? invalid;
-  if (failure) {
-    weights.destroy();
-    const size = `${(weightBytes(config, halfMatrices) / 2 ** 30).toFixed(2)} GiB`;
-    throw new Error(
-      outOfMemory
-        ? `Not enough GPU memory for ${what} (${size}). Close other GPU-heavy tabs, or pick a smaller model.`
-        : `The GPU refused ${what} (${failure.message}).`,
-    );
-  }
-  return weights;
-}
-
-/**
- * What the engine worker holds between calls: the GPU device and the loaded model. Loading a model replaces
- * (and frees) the previous one.
- */
 export class EngineSession {
   /** The device, with the kernel choices for its adapter. */
   private gpu: (Gpu & { choices: KernelChoices }) | null = null;
   private kernels: EngineKernels | null = null;
-  private weights: GpuWeights | null = null;
-  private model: ModelOnGpu | null = null;
-  /** The loaded model's files, read again for a merged export (from the cache, the studio or the picked files). */
-  private loadedFiles: { checkpoint: Checkpoint; read: ReadFile } | null = null;
+  private loaded: Loaded | null = null;
   private training: TrainingSession | null = null;
   private imported: GpuLora | null = null;
   private stopRequested = false;
   /** Why the last device was lost (a driver reset, a tab in the background too long); the next call starts a new one. */
   private lostReason: string | null = null;
+  private readonly runs: RunStore | null;
 
-  constructor(
-    /** A new device: the browser's, or Dawn's in Node. */
-    private readonly acquire: () => Promise<Gpu>,
-    private readonly cache: FileCache | null,
-    private readonly runs: RunStore | null = null,
-    /** Where matmul tuning is kept across sessions (GPUs tune before a run's first step). */
-    private readonly tuning: FileCache | null = null,
-    /** The kernels for an adapter (tests pick GPUs' choices on a software adapter). */
-    private readonly choose: (adapter: AdapterSummary) => KernelChoices = kernelChoicesFor,
-  ) {}
+  constructor(private readonly options: EngineSessionOptions) {
+    this.runs = options.runs ?? null;
+  }
 
   private async device(): Promise<Gpu & { choices: KernelChoices }> {
     if (!this.gpu) {
-      const gpu = await this.acquire();
-      this.gpu = { ...gpu, choices: this.choose(gpu.summary) };
+      const gpu = await this.options.acquire();
+      this.gpu = { ...gpu, choices: (this.options.choose ?? kernelChoicesFor)(gpu.summary) };
       this.gpu.device.lost.then((info) => {
         this.gpu = null;
         this.kernels = null;
-        this.weights = null;
-        this.model = null;
+        this.loaded = null;
         this.training = null;
         this.imported = null;
         this.lostReason = info.message || info.reason || 'unknown reason';
@@ -141,16 +117,36 @@ export class EngineSession {
   }
 
   /** The device and its kernels, compiled once per device. */
-  private async engine(): Promise<{ device: GPUDevice; kernels: EngineKernels }> {
+  private async engine(): Promise<Engine> {
     const { device, summary, choices } = await this.device();
-    if (!this.kernels) this.kernels = new EngineKernels(device, choices, tuningStoreFor(this.tuning, summary, choices));
-    return { device, kernels: this.kernels };
+    const tuning = tuningStoreFor(this.options.tuning ?? null, summary, choices);
+    this.kernels ??= new EngineKernels(device, choices, tuning);
+    return { device, kernels: this.kernels, spawnRuleWorker: this.options.spawnRuleWorker ?? spawnWebRuleWorker };
+  }
+
+  /** The GPU adapter's name, once a device is acquired. */
+  get adapterName(): string {
+    const summary = this.gpu?.summary;
+    return summary ? summary.description || summary.architecture : 'no GPU yet';
+  }
+
+  /** Frees the run, the model and the device (a Node process exits only once the device is gone). */
+  close(): void {
+    this.training?.destroy();
+    this.imported?.destroy();
+    this.loaded?.weights.destroy();
+    this.gpu?.device.destroy();
+    this.training = null;
+    this.imported = null;
+    this.loaded = null;
+    this.gpu = null;
+    this.kernels = null;
   }
 
   /** The model's facts, with whether it fits this GPU's limits. */
   async describe(source: ModelSource, hub: HubSettings): Promise<DescribedModel> {
     const { device, choices } = await this.device();
-    const info = await describeModel(source, hub, this.cache, choices.halfWeights);
+    const info = await describeModel(source, hub, this.options.cache ?? null, choices.halfWeights);
     return { ...info, fit: checkFit(info.memory, device.limits) };
   }
 
@@ -159,9 +155,13 @@ export class EngineSession {
     hub: HubSettings,
     onProgress: (p: DownloadProgress) => void,
   ): Promise<LoadedModelSummary> {
+    const read = readerFor(source, hub, this.options.cache ?? null, onProgress);
+    return this.loadFrom(read, sourceLabel(source));
+  }
+
+  /** Reads the model through `read` and puts it on the GPU, in place of the loaded one. */
+  async loadFrom(read: ReadFile, label: string): Promise<LoadedModelSummary> {
     const started = performance.now();
-    const label = sourceLabel(source);
-    const read = readerFor(source, hub, this.cache, onProgress);
     const model = await loadModelFiles(read, label);
     const { device, choices } = await this.device();
     if (this.training?.isRunning) throw new Error('a run is training on the loaded model: stop it first');
@@ -169,29 +169,19 @@ export class EngineSession {
     this.training = null;
     this.imported?.destroy();
     this.imported = null;
-    this.weights?.destroy();
-    this.weights = null;
-    this.model = null;
-    this.loadedFiles = null;
+    this.loaded?.weights.destroy();
+    this.loaded = null;
     this.lostReason = null;
-    const { checkpoint } = model;
-    this.weights = await uploadChecked(device, checkpoint, choices.halfWeights, `the weights of ${label}`);
-    this.loadedFiles = { checkpoint, read };
-    if (model.tokenizer) {
-      this.model = {
-        label,
-        config: checkpoint.config,
-        tokenizer: model.tokenizer,
-        weights: this.weights,
-        fp32Copy: () =>
-          uploadChecked(
-            device,
-            checkpoint,
-            false,
-            `the fp32 copy of ${label}'s weights that a full-parameter run trains`,
-          ),
-      };
-    }
+    const { checkpoint, tokenizer } = model;
+    const halfMatrices = choices.halfWeights;
+    const weights = await uploadChecked(device, checkpoint, { halfMatrices, what: `the weights of ${label}` });
+    const fp32Copy = () =>
+      uploadChecked(device, checkpoint, {
+        halfMatrices: false,
+        what: `the fp32 copy of ${label}'s weights that a full-parameter run trains`,
+      });
+    const onGpu = tokenizer && { label, config: checkpoint.config, tokenizer, weights, fp32Copy };
+    this.loaded = { label, checkpoint, read, weights, model: onGpu, tokenizerError: model.tokenizerError };
     // Work on a lost device silently does nothing: say so rather than report a model that is not there.
     await device.queue.onSubmittedWorkDone();
     if (this.lostReason) {
@@ -199,39 +189,45 @@ export class EngineSession {
     }
     return {
       label,
-      config: model.checkpoint.config,
-      gpuBytes: this.weights.byteLength,
-      halfMatrices: choices.halfWeights,
-      tokenizer: model.tokenizer
-        ? { hasChatTemplate: model.tokenizer.hasChatTemplate, eosTokenIds: model.tokenizer.eosTokenIds }
-        : null,
+      config: checkpoint.config,
+      gpuBytes: weights.byteLength,
+      halfMatrices,
+      tokenizer: tokenizer ? { hasChatTemplate: tokenizer.hasChatTemplate, eosTokenIds: tokenizer.eosTokenIds } : null,
       tokenizerError: model.tokenizerError,
       seconds: (performance.now() - started) / 1000,
     };
   }
 
-  /** The loaded model, ready to train: it must have a tokenizer, since datasets are text. */
-  private async trainable(): Promise<{ device: GPUDevice; kernels: EngineKernels; model: ModelOnGpu }> {
+  /** The loaded model, whatever it can read. */
+  private present(): Loaded {
     if (this.lostReason) throw new Error(`The GPU device was lost (${this.lostReason}). Load the model again.`);
-    if (!this.weights) throw new Error('Load a model in the Model step first.');
-    if (!this.model) throw new Error('The loaded model has no tokenizer, so it cannot read a dataset.');
-    return { ...(await this.engine()), model: this.model };
+    if (!this.loaded) throw new Error('Load a model in the Model step first.');
+    return this.loaded;
   }
+
+  /** The loaded model, ready to train: it must have a tokenizer, since datasets are text. */
+  private async trainable(): Promise<Engine & { model: ModelOnGpu }> {
+    const { model } = this.present();
+    if (!model) throw new Error('The loaded model has no tokenizer, so it cannot read a dataset.');
+    return { ...(await this.engine()), model };
+  }
+
+  // ---- training ---------------------------------------------------------------------------------------------
 
   /** Starts a run on the loaded model; resolves when it finishes, pauses, stops or fails (events say which). */
   async startTraining(request: TrainRequest, files: DatasetFile[], emit: (e: TrainEvent) => void): Promise<void> {
     if (this.training?.isRunning) throw new Error('a run is already training');
-    const { device, kernels, model } = await this.trainable();
+    const { model, ...engine } = await this.trainable();
     this.training?.destroy();
-    this.training = new TrainingSession(device, kernels, model, this.runs);
+    this.training = new TrainingSession(engine, model, this.runs);
     await this.training.start({ ...request, model: model.label }, files, emit);
   }
 
   /** How long a run of these settings on this data would take here, from two of its steps timed. */
   async timeRun(request: TrainRequest, files: DatasetFile[]): Promise<RunTiming> {
     if (this.training?.isRunning) throw new Error('a run is training; its progress shows the time left');
-    const { device, kernels, model } = await this.trainable();
-    return timeRun({ device, kernels }, model, { ...request, model: model.label }, files);
+    const { model, ...engine } = await this.trainable();
+    return timeRun(engine, model, { ...request, model: model.label }, files);
   }
 
   pauseTraining(): void {
@@ -248,57 +244,105 @@ export class EngineSession {
   }
 
   /** A run saved by an earlier page (or before a crash or a lost device) that can continue, and where it was. */
-  async savedRun(): Promise<{ model: string; settings: TrainSettings; step: number; files: string[] } | null> {
+  async savedRun(): Promise<SavedRunSummary | null> {
     const saved = await this.runs?.load();
-    if (!saved) return null;
-    const step = (JSON.parse(saved.checkpoint.json) as { step: number }).step;
+    if (!saved || saved.ended) return null;
     return {
       model: saved.request.model,
       settings: saved.request.settings,
-      step,
+      step: (JSON.parse(saved.checkpoint.json) as { step: number }).step,
       files: saved.files.map((f) => f.name),
     };
   }
 
-  /** Continues the saved run from its checkpoint, on the loaded model (which must be the run's). */
-  async resumeSavedRun(emit: (e: TrainEvent) => void): Promise<void> {
+  /** The saved run's request, and whether it ended (finished or stopped); null when there is none. */
+  async savedRunRequest(): Promise<{ request: TrainRequest; ended: boolean } | null> {
+    const saved = await this.runs?.load();
+    return saved ? { request: saved.request, ended: saved.ended } : null;
+  }
+
+  /**
+   * Continues the saved run from its checkpoint, on the loaded model (which must be the run's). `longer` changes
+   * what a checkpoint may differ in (the run's length, evaluation and checkpoint intervals, recomputing), so a
+   * finished run can train on.
+   */
+  async resumeSavedRun(emit: (e: TrainEvent) => void, longer: Partial<TrainSettings> = {}): Promise<void> {
     const saved = await this.runs?.load();
     if (!saved) throw new Error('there is no saved run');
     if (this.training?.isRunning) throw new Error('a run is already training');
-    const { device, kernels, model } = await this.trainable();
+    const { model, ...engine } = await this.trainable();
     this.training?.destroy();
-    this.training = new TrainingSession(device, kernels, model, this.runs);
-    await this.training.start(saved.request, saved.files, emit, saved);
+    this.training = new TrainingSession(engine, model, this.runs);
+    const request = { ...saved.request, settings: { ...saved.request.settings, ...longer } };
+    await this.training.start(request, saved.files, emit, saved);
   }
 
   async discardSavedRun(): Promise<void> {
     await this.runs?.clear();
   }
 
-  // ---- comparing base and tuned ---------------------------------------------------------------------------
+  /** Every kept run, newest first, for the runs list and its overlaid curves. */
+  async listRuns(): Promise<RunListing[]> {
+    return (await this.runs?.runs()) ?? [];
+  }
 
-  /** Reads a PEFT adapter folder a person picked and puts it beside the loaded model, checked against it. */
+  /** The kept runs of the loaded model with checkpoint adapters, newest first, for Compare and Export to offer. */
+  async checkpoints(): Promise<RunCheckpoints[]> {
+    const loaded = this.loaded?.label;
+    return (await this.listRuns()).flatMap((run) =>
+      run.steps.length > 0 && run.model === loaded
+        ? [{ run: run.id, started: run.started, method: run.settings.method, steps: run.steps }]
+        : [],
+    );
+  }
+
+  /** A kept run's request, steps and metrics, checked to belong to the loaded model. */
+  private async keptRun(label: string, id: string) {
+    const kept = await this.runs?.keptRun(id);
+    if (!kept) throw new Error('That run is no longer kept (the newest twenty are).');
+    if (kept.request.model !== label) throw new Error(`That run belongs to ${kept.request.model}; ${label} is loaded.`);
+    return kept;
+  }
+
+  /** A kept run's settings and flat adapter at one of its checkpoints. */
+  private async keptAdapter(label: string, checkpoint: KeptCheckpoint) {
+    const kept = await this.keptRun(label, checkpoint.run);
+    const params = await this.runs?.loadAdapter(checkpoint.run, checkpoint.step);
+    if (!params) throw new Error(`The run has no checkpoint at step ${checkpoint.step} any more.`);
+    return { ...kept, params };
+  }
+
+  // ---- comparing base and tuned ------------------------------------------------------------------------------
+
+  /** Reads a PEFT adapter folder (or its zip) a person picked and puts it beside the loaded model. */
   async importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary> {
-    const { device, model } = await this.trainable();
-    const adapter = await loadAdapter(filesReader(await expandZip(files)), name, model.config);
+    return this.importAdapterFrom(filesReader(await expandZip(files)), name);
+  }
+
+  /** Reads a PEFT adapter through `read` and puts it beside the loaded model, checked against it. */
+  async importAdapterFrom(read: ReadFile, name: string): Promise<ImportedAdapterSummary> {
+    const { checkpoint } = this.present();
+    const { device } = await this.device();
+    const adapter = await loadAdapter(read, name, checkpoint.config);
     this.imported?.destroy();
-    this.imported = GpuLora.fromAdapter(device, model.config, adapter);
+    this.imported = GpuLora.fromAdapter(device, checkpoint.config, adapter);
     return { name, r: adapter.config.r, modules: adapter.modules.length };
   }
 
   /**
-   * One answer to the conversation, streamed through `onText` (the answer so far). `side` picks the base model
-   * (adapter off) or the tuned one: this run's adapter, or the imported one. The same seed on both sides makes
-   * their sampling comparable.
+   * One answer to the prompt, streamed through `onText` (the answer so far). `adapter` picks the base model
+   * (adapter off) or a tuned one. The same seed on both sides makes their sampling comparable.
    */
   async generate(request: GenerateRequest, onText: (text: string) => void): Promise<GenerateResult> {
-    const { device, kernels, model } = await this.trainable();
+    const loaded = this.present();
+    const engine = await this.engine();
     if (this.training?.isRunning) throw new Error('A run is training: pause or stop it to chat.');
-    const problems = samplingProblems(request.sampling);
-    if (problems.length > 0) throw new Error(problems.join('; '));
-    let weights = model.weights;
+    if (!loaded.model && !('ids' in request.prompt)) {
+      throw new Error(`${loaded.tokenizerError}; the model reads token ids only`);
+    }
+    let weights = loaded.weights;
     let lora: GpuLora | null = null;
-    // The saved run's adapter is read for this answer only, and let go after it.
+    // A kept checkpoint's adapter is read for this answer only, and let go after it.
     let owned: GpuLora | null = null;
     if (request.adapter === 'run') {
       const trainer = this.training?.current;
@@ -312,136 +356,77 @@ export class EngineSession {
       if (!this.imported) throw new Error('No adapter was imported.');
       lora = this.imported;
     } else if (typeof request.adapter === 'object') {
-      owned = await this.checkpointAdapter(device, model, request.adapter);
+      const { request: run, params } = await this.keptAdapter(loaded.label, request.adapter);
+      if (run.settings.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
+      const config = loaded.checkpoint.config;
+      owned = GpuLora.create(engine.device, config, loraSettingsFor(config, run.settings, 0), (m, a, b) => {
+        a.set(params.subarray(m.offsetA, m.offsetA + a.length));
+        b.set(params.subarray(m.offsetB, m.offsetB + b.length));
+      });
       lora = owned;
     }
-    const tokenizer = model.tokenizer;
-    const prompt = tokenizer.encode(tokenizer.applyChatTemplate(request.messages, { addGenerationPrompt: true }), {
-      addSpecialTokens: false,
-    });
-    const length = Math.min(model.config.maxPositionEmbeddings, prompt.length + request.maxNewTokens);
-    const decoder = new Decoder(device, kernels, weights, lora, length);
     this.stopRequested = false;
     try {
-      const result = await generateTokens(
-        decoder,
-        prompt,
-        {
-          ...request.sampling,
-          maxNewTokens: request.maxNewTokens,
-          seed: request.seed,
-          stopIds: tokenizer.eosTokenIds,
-          stopStrings: request.stopStrings,
-          decode: (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }),
-        },
-        (_, text) => {
-          if (text !== undefined && !text.endsWith('\uFFFD')) onText(text);
-          return !this.stopRequested;
-        },
-      );
-      return {
-        text: result.text ?? '',
-        tokens: result.ids.length,
-        tokensPerSecond: result.tokensPerSecond,
-        stoppedBy: result.stoppedBy,
-      };
+      const model = { config: loaded.checkpoint.config, weights, lora, tokenizer: loaded.model?.tokenizer ?? null };
+      const answer: Reply = await reply(engine, model, request, (text) => {
+        onText(text);
+        return !this.stopRequested;
+      });
+      return answer;
     } finally {
-      decoder.destroy();
       owned?.destroy();
     }
   }
 
-  /** Every kept run, newest first, for the runs list and its overlaid curves. */
-  async listRuns(): Promise<RunListing[]> {
-    return (await this.runs?.runs()) ?? [];
+  /** Ends every answer being generated after its current token. */
+  stopGenerating(): void {
+    this.stopRequested = true;
+  }
+
+  // ---- exporting ---------------------------------------------------------------------------------------------
+
+  /** The adapter of this run (as trained so far) or of a kept checkpoint, split into its modules. */
+  private async trainedAdapter(which: 'run' | KeptCheckpoint): Promise<AdapterExport> {
+    const { model } = await this.trainable();
+    if (which !== 'run') {
+      const kept = await this.keptAdapter(model.label, which);
+      const metrics = kept.metrics.filter((m) => m.step <= which.step);
+      return adapterExport(model, { ...kept, settings: kept.request.settings, metrics, step: which.step, data: null });
+    }
+    const training = this.training;
+    const trainer = training?.current;
+    if (!training || !trainer) throw new Error('There is no trained adapter yet: train one in the Train step.');
+    const params = await trainer.readAdapter();
+    if (!params) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
+    const prepared = training.data;
+    const data = prepared && {
+      files: training.files,
+      format: prepared.format,
+      train: prepared.train,
+      validation: prepared.validation,
+      unit: prepared.unit,
+    };
+    const step = trainer.stepsCompleted;
+    return adapterExport(model, { settings: trainer.settings, params, metrics: training.recorded, step, data });
   }
 
   /**
-   * The kept runs of the loaded model with checkpoint adapters, newest first, for Compare and Export to offer.
+   * The run's result as a folder's files, named: its adapter (PEFT's files, model card, metrics), or for a run
+   * that trains every weight, the model itself (float32).
    */
-  async checkpoints(): Promise<RunCheckpoints[]> {
-    const loaded = this.model?.label;
-    return (await this.listRuns()).flatMap((run) =>
-      run.steps.length > 0 && run.model === loaded
-        ? [{ run: run.id, started: run.started, method: run.settings.method, steps: run.steps }]
-        : [],
-    );
-  }
-
-  /** A kept run's request, steps and metrics, checked to belong to the loaded model. */
-  private async keptRun(model: ModelOnGpu, id: string) {
-    const kept = await this.runs?.keptRun(id);
-    if (!kept) throw new Error('That run is no longer kept (the newest twenty are).');
-    if (kept.request.model !== model.label) {
-      throw new Error(`That run belongs to ${kept.request.model}; ${model.label} is loaded.`);
-    }
-    return kept;
-  }
-
-  /** A kept run's flat adapter at one of its checkpoints. */
-  private async keptAdapter(checkpoint: KeptCheckpoint): Promise<Float32Array> {
-    const flat = await this.runs?.loadAdapter(checkpoint.run, checkpoint.step);
-    if (!flat) throw new Error(`The run has no checkpoint at step ${checkpoint.step} any more.`);
-    return flat;
-  }
-
-  /** A kept run's adapter at one of its checkpoints, on the GPU. */
-  private async checkpointAdapter(device: GPUDevice, model: ModelOnGpu, checkpoint: KeptCheckpoint): Promise<GpuLora> {
-    const s = (await this.keptRun(model, checkpoint.run)).request.settings;
-    if (s.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
-    const flat = await this.keptAdapter(checkpoint);
-    return GpuLora.create(device, model.config, loraSettingsFor(model.config, s, 0), (m, a, b) => {
-      a.set(flat.subarray(m.offsetA, m.offsetA + a.length));
-      b.set(flat.subarray(m.offsetB, m.offsetB + b.length));
-    });
-  }
-
-  // ---- exporting ------------------------------------------------------------------------------------------
-
-  /** The adapter of this run (as trained so far) or of a kept checkpoint, split into its modules. */
-  private async trainedAdapter(which: 'run' | KeptCheckpoint): Promise<TrainedAdapter> {
-    const { model } = await this.trainable();
-    let found: { settings: TrainSettings; params: Float32Array; metrics: readonly MetricRecord[]; step: number };
-    let data: CardInfo['data'] = null;
-    if (which === 'run') {
-      const trainer = this.training?.current;
-      if (!trainer) throw new Error('There is no trained adapter yet: train one in the Train step.');
-      const params = await trainer.readAdapter();
-      if (!params) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
-      found = {
-        settings: trainer.settings,
-        params,
-        metrics: this.training?.recorded ?? [],
-        step: trainer.stepsCompleted,
+  async runFiles(which: 'run' | KeptCheckpoint): Promise<{ name: string; files: Map<string, Blob | Uint8Array> }> {
+    const trainer = which === 'run' ? this.training?.current : null;
+    const weights = this.training?.weights;
+    if (trainer && !trainer.lora && weights) {
+      const { device } = await this.device();
+      const files = await trainedModelFiles(device, this.present(), weights);
+      return {
+        name: exportName(this.present().label, trainer.settings.method, `step${trainer.stepsCompleted}`),
+        files,
       };
-      const prepared = this.training?.data ?? null;
-      data = prepared && {
-        files: this.training?.files ?? [],
-        format: prepared.format,
-        train: prepared.train,
-        validation: prepared.validation,
-        unit: prepared.unit,
-      };
-    } else {
-      const kept = await this.keptRun(model, which.run);
-      const params = await this.keptAdapter(which);
-      const metrics = kept.metrics.filter((m) => m.step <= which.step);
-      found = { settings: kept.request.settings, params, metrics, step: which.step };
     }
-    const { settings, params, step } = found;
-    if (settings.full) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
-    const loraSettings = loraSettingsFor(model.config, settings, 0);
-    const { modules, rest } = splitLoraVector(loraLayout(model.config, loraSettings), settings.loraR, params);
-    const baseModel = baseModelId(model.label);
-    return {
-      name: exportName(model.label, settings.method, `step${step}`),
-      baseModel,
-      settings,
-      modules,
-      scoreHead: settings.method === 'rm' ? rest : undefined,
-      data,
-      metrics: [...found.metrics],
-    };
+    const adapter = await this.trainedAdapter(which);
+    return { name: adapter.name, files: adapterFiles(adapter) };
   }
 
   /**
@@ -450,8 +435,7 @@ export class EngineSession {
    */
   async exportAdapter(which: 'run' | KeptCheckpoint): Promise<Download> {
     const adapter = await this.trainedAdapter(which);
-    const files = Object.keys(adapterFolderFiles(adapter));
-    return { fileName: `${adapter.name}.zip`, zip: await zipAdapterFolder(adapter), files };
+    return download(adapter.name, adapterFiles(adapter));
   }
 
   /**
@@ -459,86 +443,20 @@ export class EngineSession {
    * model's weights, or, for a run that trained every weight, those weights (float32).
    */
   async exportMerged(which: 'run' | KeptCheckpoint): Promise<Download> {
-    const { device, model } = await this.trainable();
-    if (!this.loadedFiles) throw new Error('Load the model in the Model step first.');
     const trainer = which === 'run' ? this.training?.current : null;
-    const weights = this.training?.weights;
-    if (trainer && !trainer.lora && weights) {
-      const { checkpoint, read } = this.loadedFiles;
-      const trained = (key: string) => weights.read(device, key, elementCount(checkpoint, key));
-      const files = await modelFolderFiles(checkpoint, read, trained, 'F32');
-      const name = exportName(model.label, trainer.settings.method, `step${trainer.stepsCompleted}`);
-      return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
+    if (trainer && !trainer.lora) {
+      const { name, files } = await this.runFiles(which);
+      return download(name, files);
     }
     const adapter = await this.trainedAdapter(which);
-    if (adapter.settings.method === 'rm') {
-      throw new Error("A reward model's adapter scores answers: export it as an adapter, not merged into the model.");
-    }
-    const { checkpoint, read } = this.loadedFiles;
-    const s = adapter.settings;
-    const scale = loraScale({ r: s.loraR, loraAlpha: s.loraAlpha, useRslora: s.rslora });
-    const files = await mergedModelFiles(checkpoint, read, { r: s.loraR, scale, modules: adapter.modules });
-    const name = `${adapter.name}-merged`;
-    return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
-  }
-
-  /** Ends every answer being generated after its current token. */
-  stopGenerating(): void {
-    this.stopRequested = true;
+    return download(`${adapter.name}-merged`, await mergedFiles(this.present(), adapter));
   }
 }
 
-const FULL_RUN_HAS_NO_ADAPTER =
-  'This run trains every weight: it has no adapter to switch on and off or to export as one.';
+async function download(name: string, files: Map<string, Blob | Uint8Array>): Promise<Download> {
+  return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
+}
 
 const REWARD_MODEL_CANNOT_CHAT =
   'This run trains a reward model: it scores answers rather than writing them. Use it as the reward for policy ' +
   'optimization; to chat with a tuned model, train with SFT or DPO.';
-
-export interface GenerateRequest {
-  messages: { role: string; content: string }[];
-  /** The tuned side's adapter: this run's, an imported folder, or the run's adapter at a kept checkpoint. */
-  adapter: 'none' | 'run' | 'imported' | KeptCheckpoint;
-  sampling: SamplingSettings;
-  maxNewTokens: number;
-  seed: number;
-  stopStrings?: string[];
-}
-
-export interface Download {
-  fileName: string;
-  zip: Blob;
-  /** The files in the zip's folder. */
-  files: string[];
-}
-
-type TrainedAdapter = Parameters<typeof zipAdapterFolder>[0];
-
-/** A kept run's adapter at one step: the run's ID in the run store and the step. */
-export interface KeptCheckpoint {
-  run: string;
-  step: number;
-}
-
-/** A kept run of the loaded model as Compare and Export offer it. */
-export interface RunCheckpoints {
-  run: string;
-  /** When it began (ms since the epoch). */
-  started: number;
-  method: Method;
-  /** Steps with a kept adapter, oldest first. */
-  steps: number[];
-}
-
-export interface GenerateResult {
-  text: string;
-  tokens: number;
-  tokensPerSecond: number;
-  stoppedBy: Generation['stoppedBy'];
-}
-
-export interface ImportedAdapterSummary {
-  name: string;
-  r: number;
-  modules: number;
-}

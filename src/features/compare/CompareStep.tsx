@@ -160,7 +160,7 @@ async function answer(side: Side, turns: Turn[], settings: CompareSettings, adap
   try {
     const result = await getEngine().generate(
       {
-        messages,
+        prompt: { messages },
         adapter: side === 'base' ? 'none' : adapter,
         sampling: settings,
         maxNewTokens: settings.maxNewTokens,
@@ -296,7 +296,7 @@ function Conversation({ side, title, turns }: { side: Side; title: string; turns
               </p>
               {a.result && (
                 <p className="px-2 text-xs text-slate-500 dark:text-slate-400">
-                  {a.result.tokens} tokens, {a.result.tokensPerSecond.toFixed(1)} tokens/s
+                  {a.result.ids.length} tokens, {a.result.tokensPerSecond.toFixed(1)} tokens/s
                   {a.result.stoppedBy === 'length' && ', cut at the max new tokens'}
                   {a.result.stoppedBy === 'cancelled' && ', stopped'}
                 </p>

@@ -1,7 +1,7 @@
 import { useMutation } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useEffect, useState } from 'react';
-import type { DataProgress } from '../../../workers/data/data-session';
+import type { DataProgress } from '../../../workers/data/api';
 import { card, ErrorMessage, Step } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { formatBytes } from '../../lib/format';

@@ -1,4 +1,4 @@
-import type { DatasetSummary } from '../../../workers/data/data-session';
+import type { DatasetSummary } from '../../../workers/data/api';
 import { button, card } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { formatBytes } from '../../lib/format';

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { DATASET_FORMATS, type DatasetFormat, type FieldMapping, FORMAT_SPECS } from '../../../core/dataset/formats';
-import type { DatasetSummary } from '../../../workers/data/data-session';
+import type { DatasetSummary } from '../../../workers/data/api';
 import { button, card, input } from '../../components/ui';
 import { useDataset } from '../../stores/dataset';
 

@@ -1,6 +1,6 @@
 import { useQuery } from '@tanstack/react-query';
 import type { LengthStats } from '../../../core/dataset/batches';
-import type { DatasetSummary, PreviewRecord, TokenSettings } from '../../../workers/data/data-session';
+import type { DatasetSummary, PreviewRecord, TokenSettings } from '../../../workers/data/api';
 import { card, ErrorMessage, input } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { plural } from '../../lib/format';

@@ -1,4 +1,4 @@
-import type { RewardChoice } from '../../../workers/engine/train/reward-choice';
+import type { RewardChoice } from '../../../workers/engine/api';
 import { input } from '../../components/ui';
 import { filesFromInput } from '../../lib/picked-files';
 

@@ -17,6 +17,7 @@ import type { EngineKernels } from '../model/kernels';
 import type { GpuWeights } from '../model/weights';
 import { filesReader } from '../model-loader';
 import { createTrainer } from './create-trainer';
+import type { RuleWorker } from './js-reward';
 import { type RewardChoice, rewardFromChoice } from './reward-choice';
 import type { RewardSource } from './rewards';
 import type { Trainer } from './trainer';
@@ -30,6 +31,13 @@ export interface TrainRequest {
   reward?: RewardChoice;
   /** An adapter folder (or its zip) the run continues, in its own LoRA shape. */
   initialAdapter?: { name: string; files: { path: string; file: Blob }[] };
+}
+
+/** The GPU device, its kernels, and how this platform runs a reward rule's worker. */
+export interface Engine {
+  device: GPUDevice;
+  kernels: EngineKernels;
+  spawnRuleWorker: () => RuleWorker;
 }
 
 export interface ModelOnGpu {
@@ -90,7 +98,7 @@ async function continuedAdapter(
 
 /** The prepared data and a trainer ready for its first step; throws RunRefusedError with every problem found. */
 export async function buildRun(
-  engine: { device: GPUDevice; kernels: EngineKernels },
+  engine: Engine,
   model: ModelOnGpu,
   request: TrainRequest,
   files: DatasetFile[],
@@ -109,7 +117,7 @@ export async function buildRun(
   if (problems.length > 0) throw new RunRefusedError(problems);
   const copy = settings.full ? await model.fp32Copy() : null;
   const weights = copy ?? model.weights;
-  const onGpu = { ...engine, weights };
+  const onGpu = { device: engine.device, kernels: engine.kernels, weights };
   let reward: RewardSource | undefined;
   try {
     reward =
@@ -121,7 +129,7 @@ export async function buildRun(
               rows: settings.batchSize * settings.groupSize,
               seq: rlSequenceLength(prepared.data, settings.seqLen, settings.maxCompletion),
             },
-            model.tokenizer,
+            { policyTokenizer: model.tokenizer, spawnRuleWorker: engine.spawnRuleWorker },
           )
         : undefined;
     const trainer = await createTrainer(onGpu, {

@@ -31,14 +31,18 @@ export function spawnWebRuleWorker(): RuleWorker {
   };
 }
 
-/** The reward source a choice describes, over the loaded model's weights: `rows` sequences of up to `seq` at once. */
+/**
+ * The reward source a choice describes, over the loaded model's weights: `rows` sequences of up to `seq` at once. An
+ * ONNX model without a tokenizer in its folder reads text as the policy does.
+ */
 export async function rewardFromChoice(
   choice: RewardChoice,
   engine: { device: GPUDevice; kernels: EngineKernels; weights: GpuWeights },
   shape: { rows: number; seq: number },
-  policyTokenizer: ModelTokenizer,
+  context: { policyTokenizer: ModelTokenizer; spawnRuleWorker: () => RuleWorker },
 ): Promise<RewardSource> {
-  if (choice.kind === 'rule') return jsRewardSource(choice.name, choice.source, spawnWebRuleWorker);
+  const { policyTokenizer } = context;
+  if (choice.kind === 'rule') return jsRewardSource(choice.name, choice.source, context.spawnRuleWorker);
   const files = await expandZip(choice.files);
   if (choice.kind === 'onnx') {
     const model = files.find((f) => f.path.endsWith('.onnx'));

@@ -5,8 +5,7 @@
  */
 
 import type { DatasetFile } from '../../../core/dataset/read-records';
-import type { EngineKernels } from '../model/kernels';
-import { buildRun, type ModelOnGpu, type TrainRequest } from './build-run';
+import { buildRun, type Engine, type ModelOnGpu, type TrainRequest } from './build-run';
 
 export interface RunTiming {
   /** Reading and tokenizing the data and the objective's work before the first step. */
@@ -27,7 +26,7 @@ function validationShare(method: TrainRequest['settings']['method']): number {
 }
 
 export async function timeRun(
-  engine: { device: GPUDevice; kernels: EngineKernels },
+  engine: Engine,
   model: ModelOnGpu,
   request: TrainRequest,
   files: DatasetFile[],

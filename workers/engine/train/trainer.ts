@@ -144,6 +144,15 @@ export const nextToken: Objective<TokenizedExample> = {
 
 export type { MetricRecord, StepMetrics };
 
+/** What a resumed run may change: its length, when it validates and checkpoints, and recomputing (no number). */
+export const CHANGEABLE_ON_RESUME: readonly (keyof TrainSettings)[] = [
+  'epochs',
+  'maxSteps',
+  'evalEvery',
+  'checkpointEvery',
+  'recompute',
+];
+
 export const evalRecord = (step: number, v: Validation): MetricRecord => ({
   type: 'eval',
   step,
@@ -391,9 +400,10 @@ export class Trainer<T = TokenizedExample> {
    * of the learning-rate curve), and whether activations are recomputed, which changes no number.
    */
   restore(saved: TrainerCheckpoint): void {
-    const mayDiffer: (keyof TrainSettings)[] = ['epochs', 'maxSteps', 'evalEvery', 'checkpointEvery', 'recompute'];
     const changed = (Object.keys(this.settings) as (keyof TrainSettings)[]).filter(
-      (key) => !mayDiffer.includes(key) && JSON.stringify(saved.settings[key]) !== JSON.stringify(this.settings[key]),
+      (key) =>
+        !CHANGEABLE_ON_RESUME.includes(key) &&
+        JSON.stringify(saved.settings[key]) !== JSON.stringify(this.settings[key]),
     );
     if (changed.length > 0) {
       throw new Error(`the checkpoint was made with other settings (${changed.join(', ')}); start a new run instead`);
@@ -422,26 +432,31 @@ export interface RunHooks {
 
 /**
  * Steps until the run is done or asked to stop: validation every evalEvery steps and at the end, a checkpoint every
- * checkpointEvery steps and when stopped.
+ * checkpointEvery steps, when stopped and at the end, so every run can be continued.
  */
 export async function runTraining<T>(trainer: Trainer<T>, hooks: RunHooks = {}): Promise<'finished' | 'stopped'> {
   const { evalEvery, checkpointEvery } = trainer.settings;
+  let checkpointed = -1;
+  const checkpoint = async () => {
+    if (!hooks.onCheckpoint || checkpointed === trainer.stepsCompleted) return;
+    await hooks.onCheckpoint(await trainer.checkpoint());
+    checkpointed = trainer.stepsCompleted;
+  };
   const evaluate = async (step: number) => {
     const validation = await trainer.evaluate();
     if (validation !== null) hooks.onEval?.(step, validation);
   };
   while (!trainer.done) {
     if (hooks.shouldStop?.()) {
-      await hooks.onCheckpoint?.(await trainer.checkpoint());
+      await checkpoint();
       return 'stopped';
     }
     const metrics = await trainer.trainStep();
     hooks.onStep?.(metrics);
     if (evalEvery > 0 && metrics.step % evalEvery === 0 && !trainer.done) await evaluate(metrics.step);
-    if (checkpointEvery > 0 && metrics.step % checkpointEvery === 0 && hooks.onCheckpoint) {
-      await hooks.onCheckpoint(await trainer.checkpoint());
-    }
+    if (checkpointEvery > 0 && metrics.step % checkpointEvery === 0 && !trainer.done) await checkpoint();
   }
   await evaluate(trainer.stepsCompleted);
+  await checkpoint();
   return 'finished';
 }

@@ -7,9 +7,8 @@
 import type { DatasetFile } from '../../../core/dataset/read-records';
 import type { PreparedRun } from '../../../core/training/prepare';
 import type { TrainSettings } from '../../../core/training/settings';
-import type { EngineKernels } from '../model/kernels';
 import type { GpuWeights } from '../model/weights';
-import { type BuiltRun, buildRun, type ModelOnGpu, type TrainRequest } from './build-run';
+import { type BuiltRun, buildRun, type Engine, type ModelOnGpu, type TrainRequest } from './build-run';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
 import { evalRecord, type MetricRecord, runTraining, type Trainer, type TrainerCheckpoint } from './trainer';
 
@@ -49,24 +48,24 @@ export interface AdapterSnapshot {
 }
 
 /**
- * Where a run is kept between page loads: its request and a copy of its data, its latest resumable checkpoint and
- * metrics, and its adapter at each checkpoint (the newest `KEPT_ADAPTERS`), which outlive the run's end so any of
- * them can be compared, until the next run begins.
+ * Where a run is kept between page loads (or `hone train` runs): its request and a copy of its data, its latest
+ * resumable checkpoint and metrics, and its adapter at each checkpoint (the newest `KEPT_ADAPTERS`), which outlive the
+ * run's end so any of them can be compared.
  */
 export interface RunStore {
   begin(request: TrainRequest, files: DatasetFile[]): Promise<void>;
+  /** The current run continues from its checkpoint with these settings (a resumed run may train longer). */
+  reopen(settings: TrainSettings): Promise<void>;
   saveCheckpoint(
     files: Record<string, string | Uint8Array>,
     metrics: MetricRecord[],
     adapter: AdapterSnapshot | null,
   ): Promise<void>;
-  /** Keeps the adapter at a step that has no resumable checkpoint (the end of a run). */
-  saveAdapter(adapter: AdapterSnapshot): Promise<void>;
   /** The run's metrics so far, kept for the runs list (a failed run's too). */
   saveMetrics(metrics: MetricRecord[]): Promise<void>;
   /** The run can no longer be resumed (it finished, or was stopped); its adapters and metrics stay. */
   end(metrics: MetricRecord[]): Promise<void>;
-  /** The run, when it can be resumed. */
+  /** The current run with its latest checkpoint; null when there is none. */
   load(): Promise<SavedRun | null>;
   /** A kept run's request, the steps of its kept adapters (oldest first) and its metrics; null when it is gone. */
   keptRun(id: string): Promise<{ request: TrainRequest; steps: number[]; metrics: MetricRecord[] } | null>;
@@ -101,6 +100,8 @@ export interface SavedRun {
   files: DatasetFile[];
   checkpoint: { json: string; tensors: Uint8Array };
   metrics: MetricRecord[];
+  /** It finished or was stopped: the studio no longer offers it, `hone train --resume` may train it longer. */
+  ended: boolean;
 }
 
 /**
@@ -129,8 +130,7 @@ export class TrainingSession {
   private fileNames: string[] = [];
 
   constructor(
-    private readonly device: GPUDevice,
-    private readonly kernels: EngineKernels,
+    private readonly engine: Engine,
     private readonly model: ModelOnGpu,
     private readonly store: RunStore | null,
   ) {}
@@ -172,13 +172,14 @@ export class TrainingSession {
     saved?: SavedRun,
   ): Promise<void> {
     if (this.running) throw new Error('a run is already training');
-    this.run = await buildRun({ device: this.device, kernels: this.kernels }, this.model, request, files);
+    this.run = await buildRun(this.engine, this.model, request, files);
     const { prepared, trainer } = this.run;
     this.fileNames = files.map((f) => f.name);
     this.metrics = [];
     if (saved) {
       trainer.restore(parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run'));
       this.metrics = saved.metrics.filter((m) => m.step <= trainer.stepsCompleted);
+      await this.store?.reopen(request.settings);
     } else {
       await this.store?.begin(request, files);
     }
@@ -223,10 +224,6 @@ export class TrainingSession {
         shouldStop: () => this.pauseRequested || this.stopRequested,
       });
       const step = trainer.stepsCompleted;
-      if (outcome === 'finished') {
-        const params = await trainer.readAdapter();
-        if (params) await this.store?.saveAdapter({ step, params });
-      }
       if (outcome === 'finished' || this.stopRequested) await this.store?.end(this.metrics);
       if (outcome === 'finished') emit({ type: 'finished', step });
       else emit({ type: this.stopRequested ? 'stopped' : 'paused', step });
