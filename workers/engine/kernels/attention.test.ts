@@ -89,7 +89,7 @@ describe('attention kernels against the CPU twin', () => {
       const [bq, bk, bv, bdout] = [q, k, v, dout].map((x) => uploadBuffer(device, x));
       const [out, lse, delta] = [nq, nStats, nStats].map((n) => createStorageBuffer(device, n * 4));
       const [dq, dk, dv] = [nq, nk, nk].map((n) => createStorageBuffer(device, n * 4));
-      const outGpu = await runAndRead(device, [kernels.forwardOp(bq, bk, bv, out, lse, s)], out);
+      const outGpu = await runAndRead(device, [kernels.forwardOp({ q: bq, k: bk, v: bv, out, lse }, s)], out);
       expect(maxRelativeError(outGpu, cpu.out)).toBeLessThan(1e-5);
       expect(maxRelativeError(await readFloat32(device, lse), cpu.lse)).toBeLessThan(1e-5);
 

@@ -44,9 +44,13 @@ describe('chunked cross-entropy kernels against the whole-vocabulary CPU twin', 
     const stats = createStorageBuffer(device, tokens * 12);
     const [lse, loss] = [createStorageBuffer(device, tokens * 4), createStorageBuffer(device, tokens * 4)];
     const ops = [
-      ...chunks.map(([first, rows], c) => k.statsOp(chunkLogits[c], bt, stats, tokens, first, rows)),
-      k.finishOp(stats, bw, lse, loss, tokens),
-      ...chunks.map(([first, rows], c) => k.backwardOp(bt, bw, lse, chunkLogits[c], tokens, first, rows)),
+      ...chunks.map(([first, rows], c) =>
+        k.statsOp({ logits: chunkLogits[c], targets: bt, stats, tokens, first, rows }),
+      ),
+      k.finishOp({ stats, weights: bw, lse, loss, tokens }),
+      ...chunks.map(([first, rows], c) =>
+        k.backwardOp({ targets: bt, weights: bw, lse, logits: chunkLogits[c], tokens, first, rows }),
+      ),
     ];
     const gotLoss = await runAndRead(device, ops, loss);
     expect(maxRelativeError(gotLoss, ref.loss)).toBeLessThan(1e-5);

@@ -1,6 +1,6 @@
-import { grid1d, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
-import { workgroupReduce } from './wgsl';
+import { uniformStruct, workgroupReduce } from './wgsl';
 
 /**
  * Cross-entropy over a vocabulary seen one chunk of logits at a time, so [tokens x vocab] never exists.
@@ -14,9 +14,12 @@ import { workgroupReduce } from './wgsl';
  *   (softmax - onehot(target)) * weight.
  */
 const WG = 64;
+const STATS_PARAMS = uniformStruct({ tokens: 'u32', chunkRows: 'u32', first: 'u32', isFirstChunk: 'u32' });
+const FINISH_PARAMS = uniformStruct({ tokens: 'u32' });
+const BACKWARD_PARAMS = uniformStruct({ tokens: 'u32', chunkRows: 'u32', first: 'u32' });
 
 const statsShader = /* wgsl */ `
-struct Params { tokens: u32, chunkRows: u32, first: u32, isFirstChunk: u32 }
+${STATS_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> targets: array<i32>;
 @group(0) @binding(2) var<storage, read_write> stats: array<f32>;
@@ -50,7 +53,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 `;
 
 const finishShader = /* wgsl */ `
-struct Params { tokens: u32, _p0: u32, _p1: u32, _p2: u32 }
+${FINISH_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> stats: array<f32>;
 @group(0) @binding(1) var<storage, read> weights: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lse: array<f32>;
@@ -68,7 +71,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 `;
 
 const backwardShader = /* wgsl */ `
-struct Params { tokens: u32, chunkRows: u32, first: u32, _p0: u32 }
+${BACKWARD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> targets: array<i32>;
 @group(0) @binding(1) var<storage, read> weights: array<f32>;
 @group(0) @binding(2) var<storage, read> lse: array<f32>;
@@ -86,6 +89,13 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
+/** A chunk of logits: tokens, and vocabulary rows [first, first + rows). */
+export interface LogitsChunk {
+  tokens: number;
+  first: number;
+  rows: number;
+}
+
 export class CrossEntropyKernels {
   private readonly stats: Kernel;
   private readonly finish: Kernel;
@@ -97,31 +107,23 @@ export class CrossEntropyKernels {
     this.backward = new Kernel(device, backwardShader, 'cross_entropy_backward');
   }
 
-  statsOp(logits: GPUBuffer, targets: GPUBuffer, stats: GPUBuffer, tokens: number, first: number, rows: number): Op {
-    return this.stats.op(
-      [logits, targets, stats],
-      [u32(tokens), u32(rows), u32(first), u32(first === 0 ? 1 : 0)],
-      grid1d(tokens, 1),
-    );
+  /** stats [tokens, 3] ← merged with the logits [tokens, rows] of vocabulary rows [first, first + rows). */
+  statsOp(o: { logits: GPUBuffer; targets: GPUBuffer; stats: GPUBuffer } & LogitsChunk): Op {
+    const { tokens, first, rows } = o;
+    const uniforms = STATS_PARAMS.pack({ tokens, chunkRows: rows, first, isFirstChunk: first === 0 ? 1 : 0 });
+    return this.stats.op([o.logits, o.targets, o.stats], uniforms, grid1d(tokens, 1));
   }
 
-  finishOp(stats: GPUBuffer, weights: GPUBuffer, lse: GPUBuffer, loss: GPUBuffer, tokens: number): Op {
-    return this.finish.op([stats, weights, lse, loss], [u32(tokens), u32(0), u32(0), u32(0)], grid1d(tokens, 64));
+  /** lse [tokens] = max + log(sum); loss [tokens] = (lse - target logit) · weight. */
+  finishOp(o: { stats: GPUBuffer; weights: GPUBuffer; lse: GPUBuffer; loss: GPUBuffer; tokens: number }): Op {
+    const uniforms = FINISH_PARAMS.pack({ tokens: o.tokens });
+    return this.finish.op([o.stats, o.weights, o.lse, o.loss], uniforms, grid1d(o.tokens, 64));
   }
 
-  backwardOp(
-    targets: GPUBuffer,
-    weights: GPUBuffer,
-    lse: GPUBuffer,
-    logits: GPUBuffer,
-    tokens: number,
-    first: number,
-    rows: number,
-  ): Op {
-    return this.backward.op(
-      [targets, weights, lse, logits],
-      [u32(tokens), u32(rows), u32(first), u32(0)],
-      grid1d(tokens * rows, 64),
-    );
+  /** logits [tokens, rows] ← (softmax - onehot(target)) · weight, in place. */
+  backwardOp(o: { targets: GPUBuffer; weights: GPUBuffer; lse: GPUBuffer; logits: GPUBuffer } & LogitsChunk): Op {
+    const { tokens, first, rows } = o;
+    const uniforms = BACKWARD_PARAMS.pack({ tokens, chunkRows: rows, first });
+    return this.backward.op([o.targets, o.weights, o.lse, o.logits], uniforms, grid1d(tokens * rows, 64));
   }
 }

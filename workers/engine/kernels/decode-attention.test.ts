@@ -78,11 +78,12 @@ describe('decode attention over a key-value cache, rotation and append included'
       const out = createStorageBuffer(device, rows * heads * headDim * 4);
       const upload = (x: Float32Array) => uploadBuffer(device, x);
       const op = kernels.op(
-        uploadBuffer(device, Uint32Array.of(position)),
-        { q: upload(q), k: upload(k), v: upload(v), cos: upload(cos), sin: upload(sin) },
-        { kCache, vCache },
-        createStorageBuffer(device, rows * heads * maxLen * 4),
-        out,
+        {
+          position: uploadBuffer(device, Uint32Array.of(position)),
+          ...{ q: upload(q), k: upload(k), v: upload(v), cos: upload(cos), sin: upload(sin) },
+          ...{ kCache, vCache, out },
+          scores: createStorageBuffer(device, rows * heads * maxLen * 4),
+        },
         shape,
         normed ? { q: upload(qNorm), k: upload(kNorm), eps } : undefined,
       );
@@ -101,14 +102,10 @@ describe('decode attention over a key-value cache, rotation and append included'
   it('refuses an odd head size, which rotary embeddings cannot pair', () => {
     const { device } = gpu();
     const buffer = createStorageBuffer(device, 64);
-    const io = { q: buffer, k: buffer, v: buffer, cos: buffer, sin: buffer };
+    const io = { position: buffer, q: buffer, k: buffer, v: buffer, cos: buffer, sin: buffer };
+    const rest = { kCache: buffer, vCache: buffer, scores: buffer, out: buffer };
     expect(() =>
-      new DecodeAttentionKernels(device).op(buffer, io, { kCache: buffer, vCache: buffer }, buffer, buffer, {
-        heads: 1,
-        kvHeads: 1,
-        headDim: 5,
-        maxLen: 4,
-      }),
+      new DecodeAttentionKernels(device).op({ ...io, ...rest }, { heads: 1, kvHeads: 1, headDim: 5, maxLen: 4 }),
     ).toThrow('rotary embeddings need an even head size, not 5');
   });
 });

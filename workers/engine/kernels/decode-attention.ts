@@ -1,7 +1,16 @@
-import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
-import { Unrolled, vectorOf } from './attention';
-import { type RowLayout, workgroupReduce } from './wgsl';
+import { Unrolled, vectorOf } from './attention-wgsl';
+import { type RowLayout, uniformStruct, workgroupReduce } from './wgsl';
+
+const PARAMS = uniformStruct({
+  heads: 'u32',
+  kvHeads: 'u32',
+  maxLen: 'u32',
+  rows: 'u32',
+  scale: 'f32',
+  eps: 'f32',
+});
 
 /**
  * Attention for decoding one token at a time in each of `rows` sequences over their key-value caches, every row at
@@ -73,7 +82,7 @@ function bindings(normed: boolean, more: string[]): string {
     ...more,
   ];
   return /* wgsl */ `
-struct Params { heads: u32, kvHeads: u32, maxLen: u32, rows: u32, scale: f32, eps: f32, _p1: u32, _p2: u32 }
+${PARAMS.wgsl}
 ${storage.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b};`).join('\n')}
 @group(0) @binding(${storage.length}) var<uniform> p: Params;`;
 }
@@ -271,6 +280,12 @@ export interface DecodeShape {
   rows?: number;
 }
 
+/** The position [1] u32, the new tokens' q/k/v, the position's cos/sin, the caches, scratch and output. */
+export type DecodeAttentionIo = Record<
+  'position' | 'q' | 'k' | 'v' | 'cos' | 'sin' | 'kCache' | 'vCache' | 'scores' | 'out',
+  GPUBuffer
+>;
+
 export class DecodeAttentionKernels {
   /** The layout's kernels, compiled per head size (its vectors, unrolled) and whether q and k are normed. */
   private readonly kernels = new Map<string, Kernel>();
@@ -286,21 +301,16 @@ export class DecodeAttentionKernels {
    * `scores` is the cooperative layout's scratch.
    */
   op(
-    position: GPUBuffer,
-    { q, k, v, cos, sin }: Record<'q' | 'k' | 'v' | 'cos' | 'sin', GPUBuffer>,
-    { kCache, vCache }: Record<'kCache' | 'vCache', GPUBuffer>,
-    scores: GPUBuffer,
-    out: GPUBuffer,
+    { position, q, k, v, cos, sin, kCache, vCache, scores, out }: DecodeAttentionIo,
     s: DecodeShape,
     norms?: { q: GPUBuffer; k: GPUBuffer; eps: number },
   ): Op {
     if (s.headDim % 2 !== 0) throw new Error(`rotary embeddings need an even head size, not ${s.headDim}`);
     const rows = s.rows ?? 1;
     const heads = rows * s.heads;
-    const uniforms = [
-      ...[u32(s.heads), u32(s.kvHeads), u32(s.maxLen), u32(rows), f32(1 / Math.sqrt(s.headDim))],
-      ...[f32(norms?.eps ?? 0), u32(0), u32(0)],
-    ];
+    const { kvHeads, maxLen } = s;
+    const scale = 1 / Math.sqrt(s.headDim);
+    const uniforms = PARAMS.pack({ heads: s.heads, kvHeads, maxLen, rows, scale, eps: norms?.eps ?? 0 });
     const buffers = [position, q, k, v, cos, sin, kCache, vCache, out, ...(norms ? [norms.q, norms.k] : [])];
     const kernel = this.kernel(s.headDim, Boolean(norms));
     if (this.layout === 'row') return kernel.op(buffers, uniforms, grid1d(heads, WG));

@@ -28,10 +28,10 @@ describe('SwiGLU', () => {
     const [g, u, da] = [randomUniform(n, 4, -6, 6), randomUniform(n, 5), randomUniform(n, 6)];
     const [bg, bu, bda] = [uploadBuffer(device, g), uploadBuffer(device, u), uploadBuffer(device, da)];
     const [ba, bdg, bdu] = [0, 0, 0].map(() => createStorageBuffer(device, n * 4));
-    const a = await runAndRead(device, [k.forwardOp(bg, bu, ba, n)], ba);
+    const a = await runAndRead(device, [k.forwardOp({ gate: bg, up: bu, act: ba, n })], ba);
     expect(maxRelativeError(a, swigluCpu(g, u))).toBeLessThan(1e-5);
     const ref = swigluBackwardCpu(g, u, da);
-    const dg = await runAndRead(device, [k.backwardOp(bg, bu, bda, bdg, bdu, n)], bdg);
+    const dg = await runAndRead(device, [k.backwardOp({ gate: bg, up: bu, dact: bda, dgate: bdg, dup: bdu, n })], bdg);
     expect(maxRelativeError(dg, ref.dg)).toBeLessThan(1e-5);
     expect(maxRelativeError(await readFloat32(device, bdu), ref.du)).toBeLessThan(1e-5);
     // da as three partial sums (down_proj's input gradient left in split-K's slices), added as they are read.
@@ -45,7 +45,7 @@ describe('SwiGLU', () => {
     );
     const fromSlabs = await runAndRead(
       device,
-      [k.backwardOp(bg, bu, uploadBuffer(device, slabs), bdg, bdu, n, 3)],
+      [k.backwardOp({ gate: bg, up: bu, dact: uploadBuffer(device, slabs), dactSlabs: 3, dgate: bdg, dup: bdu, n })],
       bdg,
     );
     expect(maxRelativeError(fromSlabs, ref.dg)).toBeLessThan(1e-4);

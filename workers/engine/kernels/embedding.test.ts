@@ -40,7 +40,7 @@ describe('embedding kernels against the CPU twin, on a table split into chunks',
     );
     const x = await runAndRead(
       device,
-      chunks.map(([first, rows], c) => k.forwardOp(bids, tables[c], bx, tokens, dim, first, rows)),
+      chunks.map(([first, rows], c) => k.forwardOp({ ids: bids, chunk: tables[c], x: bx, tokens, dim, first, rows })),
       bx,
     );
     expect(maxRelativeError(x, embeddingCpu(ids, table, dim))).toBe(0);
@@ -51,7 +51,9 @@ describe('embedding kernels against the CPU twin, on a table split into chunks',
     const grads = chunks.map(([, rows]) => uploadBuffer(device, new Float32Array(rows * dim).fill(0.25)));
     await runAndRead(
       device,
-      chunks.map(([first, rows], c) => k.backwardOp(bindex, bdx, grads[c], tokens, dim, first, rows)),
+      chunks.map(([first, rows], c) =>
+        k.backwardOp({ index: bindex, dx: bdx, dChunk: grads[c], tokens, dim, first, rows }),
+      ),
       grads[0],
     );
     const expected = embeddingBackwardCpu(ids, dx, vocab, dim).map((v) => v + 0.25);

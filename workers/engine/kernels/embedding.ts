@@ -1,5 +1,6 @@
-import { grid1d, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { uniformStruct } from './wgsl';
 
 /**
  * Token embedding, over a vocabulary split into chunks (one buffer each) so a table larger than the device's
@@ -10,9 +11,11 @@ import type { Op } from '../gpu/ops';
  * The backward reads a token index built on the CPU (see buildTokenIndex) so each row is summed by one
  * invocation, without atomics and deterministically.
  */
+const PARAMS = uniformStruct({ tokens: 'u32', dim: 'u32', first: 'u32', chunkRows: 'u32' });
+
 /** The gather; with `half`, the table holds fp16 pairs (see GpuWeights' halfMatrices). */
 const forwardShader = (half: boolean) => /* wgsl */ `
-struct Params { tokens: u32, dim: u32, first: u32, chunkRows: u32 }
+${PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
 @group(0) @binding(1) var<storage, read> table: array<${half ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
@@ -30,7 +33,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 `;
 
 const backwardShader = /* wgsl */ `
-struct Params { tokens: u32, dim: u32, first: u32, chunkRows: u32 }
+${PARAMS.wgsl}
 // index = [distinct count U, ids[tokens], starts[tokens + 1], positions[tokens]]
 @group(0) @binding(0) var<storage, read> index: array<u32>;
 @group(0) @binding(1) var<storage, read> dx: array<f32>;
@@ -76,6 +79,14 @@ export function buildTokenIndex(tokens: ArrayLike<number>): Uint32Array<ArrayBuf
   return index;
 }
 
+/** Tokens, width, and the chunk's vocabulary rows [first, first + rows). */
+export interface EmbeddingShape {
+  tokens: number;
+  dim: number;
+  first: number;
+  rows: number;
+}
+
 export class EmbeddingKernels {
   private readonly forward: Kernel;
   private readonly forwardHalf: Kernel;
@@ -87,33 +98,18 @@ export class EmbeddingKernels {
     this.backward = new Kernel(device, backwardShader, 'embedding_backward');
   }
 
-  forwardOp(
-    ids: GPUBuffer,
-    chunk: GPUBuffer,
-    x: GPUBuffer,
-    tokens: number,
-    dim: number,
-    first: number,
-    rows: number,
-    half = false,
-  ): Op {
-    const kernel = half ? this.forwardHalf : this.forward;
-    return kernel.op([ids, chunk, x], [u32(tokens), u32(dim), u32(first), u32(rows)], grid1d(tokens * dim, 64));
+  /** x [tokens, dim] ← the rows of `chunk` (vocabulary rows [first, first + rows), fp16 pairs with `half`) of ids. */
+  forwardOp(o: { ids: GPUBuffer; chunk: GPUBuffer; x: GPUBuffer; half?: boolean } & EmbeddingShape): Op {
+    const { tokens, dim, first, rows } = o;
+    const kernel = o.half ? this.forwardHalf : this.forward;
+    const uniforms = PARAMS.pack({ tokens, dim, first, chunkRows: rows });
+    return kernel.op([o.ids, o.chunk, o.x], uniforms, grid1d(tokens * dim, 64));
   }
 
-  backwardOp(
-    index: GPUBuffer,
-    dx: GPUBuffer,
-    dChunk: GPUBuffer,
-    tokens: number,
-    dim: number,
-    first: number,
-    rows: number,
-  ): Op {
-    return this.backward.op(
-      [index, dx, dChunk],
-      [u32(tokens), u32(dim), u32(first), u32(rows)],
-      grid1d(tokens * dim, 64),
-    );
+  /** dChunk [rows, dim] += Σ dx over the positions of each of its ids, read from the batch's `index`. */
+  backwardOp(o: { index: GPUBuffer; dx: GPUBuffer; dChunk: GPUBuffer } & EmbeddingShape): Op {
+    const { tokens, dim, first, rows } = o;
+    const uniforms = PARAMS.pack({ tokens, dim, first, chunkRows: rows });
+    return this.backward.op([o.index, o.dx, o.dChunk], uniforms, grid1d(tokens * dim, 64));
   }
 }

@@ -44,13 +44,21 @@ describe('RMSNorm kernels against the CPU twin', () => {
         const brstd = createStorageBuffer(device, rows * 4);
         const bdx = uploadBuffer(device, prior);
         const bdw = uploadBuffer(device, new Float32Array(dim).fill(0.5));
-        const y = await runAndRead(device, [k.forwardOp(bx, bw, by, brstd, rows, dim, 1e-6)], by);
+        const y = await runAndRead(
+          device,
+          [k.forwardOp({ x: bx, w: bw, y: by, rstd: brstd, rows, dim, eps: 1e-6 })],
+          by,
+        );
         expect(maxRelativeError(y, ref.y)).toBeLessThan(1e-5);
         expect(maxRelativeError(await readFloat32(device, brstd), ref.rstd)).toBeLessThan(1e-5);
         // Carrying x along: the same y, and x's exact copy.
         const carry = createStorageBuffer(device, rows * dim * 4);
         device.queue.writeBuffer(by, 0, new Float32Array(rows * dim));
-        const yCarried = await runAndRead(device, [k.forwardOp(bx, bw, by, brstd, rows, dim, 1e-6, carry)], by);
+        const yCarried = await runAndRead(
+          device,
+          [k.forwardOp({ x: bx, w: bw, y: by, rstd: brstd, rows, dim, eps: 1e-6, carry })],
+          by,
+        );
         expect(maxRelativeError(yCarried, ref.y)).toBeLessThan(1e-5);
         expect(await readFloat32(device, carry)).toEqual(x);
         // x plus three partial sums (a product left in split-K's slices), added as x is read and written back into
@@ -63,7 +71,9 @@ describe('RMSNorm kernels against the CPU twin', () => {
         const xSlabs = { sum: uploadBuffer(device, xParts), slabs: 3 };
         for (const carried of [carry, undefined]) {
           const [bxSum, brstdSum] = [uploadBuffer(device, x), createStorageBuffer(device, rows * 4)];
-          const ops = [k.forwardOp(bxSum, bw, by, brstdSum, rows, dim, 1e-6, carried, xSlabs)];
+          const ops = [
+            k.forwardOp({ x: bxSum, w: bw, y: by, rstd: brstdSum, rows, dim, eps: 1e-6, carry: carried, xSlabs }),
+          ];
           expect(maxRelativeError(await runAndRead(device, ops, by), summed.y)).toBeLessThan(1e-5);
           expect(maxRelativeError(await readFloat32(device, brstdSum), summed.rstd)).toBeLessThan(1e-5);
           expect(maxRelativeError(await readFloat32(device, bxSum), total)).toBeLessThan(1e-6);
@@ -93,18 +103,17 @@ describe('RMSNorm kernels against the CPU twin', () => {
             mask: p > 0 ? { state, p } : undefined,
           };
           const ops = [
-            k.forwardOp(
-              bx,
-              bw,
-              by,
-              createStorageBuffer(device, rows * 4),
+            k.forwardOp({
+              x: bx,
+              w: bw,
+              y: by,
+              rstd: createStorageBuffer(device, rows * 4),
               rows,
               dim,
-              1e-6,
+              eps: 1e-6,
               carry,
-              undefined,
               lowRankIn,
-            ),
+            }),
           ];
           expect(maxRelativeError(await runAndRead(device, ops, by), ref.y)).toBeLessThan(1e-5);
           const got = await readFloat32(device, xa);
@@ -123,7 +132,10 @@ describe('RMSNorm kernels against the CPU twin', () => {
 
         const dx = await runAndRead(
           device,
-          [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, true), k.weightGradOp(bx, brstd, bdy, bdw, rows, dim)],
+          [
+            k.backwardOp({ x: bx, w: bw, rstd: brstd, dy: bdy, dx: bdx, rows, dim, accumulate: true }),
+            k.weightGradOp({ x: bx, rstd: brstd, dy: bdy, dw: bdw, rows, dim }),
+          ],
           bdx,
         );
         // Accumulating backward: adds to what dx held.
@@ -140,7 +152,11 @@ describe('RMSNorm kernels against the CPU twin', () => {
           ),
         ).toBeLessThan(1e-5);
 
-        const overwritten = await runAndRead(device, [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, false)], bdx);
+        const overwritten = await runAndRead(
+          device,
+          [k.backwardOp({ x: bx, w: bw, rstd: brstd, dy: bdy, dx: bdx, rows, dim })],
+          bdx,
+        );
         expect(maxRelativeError(overwritten, back.dx)).toBeLessThan(1e-5);
 
         // With a low-rank output: the accumulated dx just written, times B [dim, rank] (at an offset), scaled, into
@@ -153,7 +169,9 @@ describe('RMSNorm kernels against the CPU twin', () => {
           const out = createStorageBuffer(device, (offsetOut + rows * rank) * 4);
           device.queue.writeBuffer(bdx, 0, prior);
           const lowRankOut = { b: bB, offsetB, rank, scale, out, offsetOut };
-          const ops = [k.backwardOp(bx, bw, brstd, bdy, bdx, rows, dim, true, 1, lowRankOut)];
+          const ops = [
+            k.backwardOp({ x: bx, w: bw, rstd: brstd, dy: bdy, dx: bdx, rows, dim, accumulate: true, lowRankOut }),
+          ];
           expect(maxRelativeError(await runAndRead(device, ops, bdx), accumulated)).toBeLessThan(1e-5);
           const expected = Array.from({ length: rows * rank }, (_, i) => {
             const [n, t] = [Math.floor(i / rank), i % rank];
@@ -176,7 +194,18 @@ describe('RMSNorm kernels against the CPU twin', () => {
         );
         const fromSlabs = await runAndRead(
           device,
-          [k.backwardOp(bx, bw, brstd, uploadBuffer(device, slabs), bdx, rows, dim, false, 3)],
+          [
+            k.backwardOp({
+              x: bx,
+              w: bw,
+              rstd: brstd,
+              dy: uploadBuffer(device, slabs),
+              dySlabs: 3,
+              dx: bdx,
+              rows,
+              dim,
+            }),
+          ],
           bdx,
         );
         expect(maxRelativeError(fromSlabs, back.dx)).toBeLessThan(1e-4);

@@ -1,7 +1,7 @@
-import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import { dropoutThreshold, MASKED_BY_MODULE_WGSL } from './dropout';
-import { type RowLayout, rowKernel } from './wgsl';
+import { type RowLayout, rowKernel, uniformStruct } from './wgsl';
 
 /**
  * RMSNorm over rows: y[r, :] = w * x[r, :] * rstd[r], rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps).
@@ -20,6 +20,27 @@ import { type RowLayout, rowKernel } from './wgsl';
 const WG = 64;
 /** LoRA modules whose x Aᵀ one forward writes: q/k/v. */
 export const MAX_LORA_MODULES = 3;
+
+// modules[i]: module i's A offset, x Aᵀ slot and dropout module (x, y, z).
+const FORWARD_PARAMS = uniformStruct({
+  rows: 'u32',
+  dim: 'u32',
+  eps: 'f32',
+  slabs: 'u32',
+  threshold: 'u32',
+  maskScale: 'f32',
+  modules: { vec4u: MAX_LORA_MODULES },
+});
+const BACKWARD_PARAMS = uniformStruct({
+  rows: 'u32',
+  dim: 'u32',
+  accumulate: 'u32',
+  slabs: 'u32',
+  offsetB: 'u32',
+  offsetOut: 'u32',
+  scale: 'f32',
+});
+const WEIGHT_GRAD_PARAMS = uniformStruct({ rows: 'u32', dim: 'u32' });
 
 /** What a forward kernel is compiled for: carrying x, adding partial sums to it, and LoRA's x Aᵀ of its output. */
 interface ForwardForm {
@@ -49,11 +70,7 @@ function forwardShader(layout: RowLayout, form: ForwardForm): string {
       ).join('')
     : '';
   return /* wgsl */ `
-// modules[i]: module i's A offset, x Aᵀ slot and dropout module (x, y, z).
-struct Params {
-  rows: u32, dim: u32, eps: f32, slabs: u32, threshold: u32, maskScale: f32, _p0: u32, _p1: u32,
-  modules: array<vec4u, ${MAX_LORA_MODULES}>,
-}
+${FORWARD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, ${slabs ? 'read_write' : 'read'}> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
@@ -156,7 +173,7 @@ ${columnsDecl(layout)}`
         })
       : '';
   return /* wgsl */ `
-struct Params { rows: u32, dim: u32, accumulate: u32, slabs: u32, offsetB: u32, offsetOut: u32, scale: f32, _p: u32 }
+${BACKWARD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> rstd: array<f32>;
@@ -192,7 +209,7 @@ fn main(${k.builtins}) {
 }
 
 const weightGradShader = /* wgsl */ `
-struct Params { rows: u32, dim: u32, _pad0: u32, _pad1: u32 }
+${WEIGHT_GRAD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> rstd: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
@@ -243,6 +260,48 @@ export interface LowRankIn {
   mask?: { state: GPUBuffer; p: number };
 }
 
+/** y, rstd ← RMSNorm(x): x, y [rows, dim], w [dim], rstd [rows]. */
+export interface RmsNormForward {
+  x: GPUBuffer;
+  w: GPUBuffer;
+  y: GPUBuffer;
+  rstd: GPUBuffer;
+  rows: number;
+  dim: number;
+  eps: number;
+  /** Where x is copied as it is read (the residual stream). */
+  carry?: GPUBuffer;
+  /** Partial sums added to x as it is read, and written back. */
+  xSlabs?: Slabs;
+  lowRankIn?: LowRankIn;
+}
+
+/** dx ← the RMSNorm's input gradient from dy, with the forward's x, w and rstd. */
+export interface RmsNormBackward {
+  x: GPUBuffer;
+  w: GPUBuffer;
+  rstd: GPUBuffer;
+  dy: GPUBuffer;
+  /** Partial sums dy is in (1: dy itself). */
+  dySlabs?: number;
+  dx: GPUBuffer;
+  rows: number;
+  dim: number;
+  /** dx += rather than =. */
+  accumulate?: boolean;
+  lowRankOut?: LowRankOut;
+}
+
+/** dw ← Σ_rows dy · x · rstd. */
+export interface RmsNormWeightGrad {
+  x: GPUBuffer;
+  rstd: GPUBuffer;
+  dy: GPUBuffer;
+  dw: GPUBuffer;
+  rows: number;
+  dim: number;
+}
+
 export class RmsNormKernels {
   /** Forward kernels, compiled on first use, by their WGSL (per `ForwardForm`). */
   private readonly forwards = new Map<string, Kernel>();
@@ -260,41 +319,26 @@ export class RmsNormKernels {
   }
 
   /**
-   * y and rstd from x; with `carry`, x copied there too. With `xSlabs` (any but none), x first gets their sum added,
-   * written back into x. With `lowRankIn`, LoRA's x Aᵀ of y's modules as well.
+   * y, rstd ← RMSNorm(x) [rows, dim]; with `carry`, x copied there too; with `xSlabs` (any but none), their sum
+   * added to x first and written back; with `lowRankIn`, LoRA's x Aᵀ of y's modules as well.
    */
-  forwardOp(
-    x: GPUBuffer,
-    w: GPUBuffer,
-    y: GPUBuffer,
-    rstd: GPUBuffer,
-    rows: number,
-    dim: number,
-    eps: number,
-    carry?: GPUBuffer,
-    xSlabs?: Slabs,
-    lowRankIn?: LowRankIn,
-  ): Op {
-    const slabs = xSlabs && xSlabs.slabs > 0 ? xSlabs : undefined;
-    const lora = lowRankIn;
+  forwardOp(o: RmsNormForward): Op {
+    const { x, w, y, rstd, rows, dim, eps, carry } = o;
+    const slabs = o.xSlabs && o.xSlabs.slabs > 0 ? o.xSlabs : undefined;
+    const lora = o.lowRankIn;
     if (lora && (lora.modules.length === 0 || lora.modules.length > MAX_LORA_MODULES)) {
       throw new Error(`an RMSNorm writes x Aᵀ of 1 to ${MAX_LORA_MODULES} modules, not ${lora.modules.length}`);
     }
     const mask = lora?.mask;
-    const modules = Array.from({ length: MAX_LORA_MODULES }, (_, i) => {
-      const m = lora?.modules[i];
-      return [m?.offsetA ?? 0, m?.offsetOut ?? 0, m?.moduleId ?? 0, 0].map(u32);
-    }).flat();
-    const uniforms = [
-      ...[rows, dim].map(u32),
-      f32(eps),
-      u32(slabs?.slabs ?? 0),
-      u32(mask ? dropoutThreshold(mask.p) : 0),
-      f32(mask ? 1 / (1 - mask.p) : 0),
-      u32(0),
-      u32(0),
-      ...modules,
-    ];
+    const uniforms = FORWARD_PARAMS.pack({
+      rows,
+      dim,
+      eps,
+      slabs: slabs?.slabs ?? 0,
+      threshold: mask ? dropoutThreshold(mask.p) : 0,
+      maskScale: mask ? 1 / (1 - mask.p) : 0,
+      modules: (lora?.modules ?? []).flatMap((m) => [m.offsetA, m.offsetOut, m.moduleId, 0]),
+    });
     const buffers = [
       ...[x, w, y, rstd],
       ...(carry ? [carry] : []),
@@ -322,30 +366,22 @@ export class RmsNormKernels {
   }
 
   /**
-   * dx = d(loss)/dx, written, or added to what dx holds when `accumulate` (a residual stream's gradient). dy may
-   * come as `dySlabs` partial sums [dySlabs, rows, dim], added as they are read: a sum of products' output left
-   * unreduced (matmul-set.ts), which spares the reduce pass its own dispatch. With `lowRankOut`, dx · B as well.
+   * dx [rows, dim] = d(loss)/dx, written, or added to dx with `accumulate` (a residual stream's gradient); dy may
+   * come as `dySlabs` partial sums [dySlabs, rows, dim], added as read. With `lowRankOut`, dx · B as well.
    */
-  backwardOp(
-    x: GPUBuffer,
-    w: GPUBuffer,
-    rstd: GPUBuffer,
-    dy: GPUBuffer,
-    dx: GPUBuffer,
-    rows: number,
-    dim: number,
-    accumulate: boolean,
-    dySlabs = 1,
-    lowRankOut?: LowRankOut,
-  ): Op {
-    const o = lowRankOut;
-    const uniforms: UniformValue[] = [
-      ...[rows, dim, accumulate ? 1 : 0, dySlabs, o?.offsetB ?? 0, o?.offsetOut ?? 0].map(u32),
-      f32(o?.scale ?? 0),
-      u32(0),
-    ];
-    const buffers = [x, w, rstd, dy, dx, ...(o ? [o.b, o.out] : [])];
-    return this.backwardKernel(o?.rank ?? 0).op(buffers, uniforms, this.grid(rows));
+  backwardOp(o: RmsNormBackward): Op {
+    const { x, w, rstd, dy, dx, rows, dim, lowRankOut: lr } = o;
+    const uniforms = BACKWARD_PARAMS.pack({
+      rows,
+      dim,
+      accumulate: o.accumulate ? 1 : 0,
+      slabs: o.dySlabs ?? 1,
+      offsetB: lr?.offsetB ?? 0,
+      offsetOut: lr?.offsetOut ?? 0,
+      scale: lr?.scale ?? 0,
+    });
+    const buffers = [x, w, rstd, dy, dx, ...(lr ? [lr.b, lr.out] : [])];
+    return this.backwardKernel(lr?.rank ?? 0).op(buffers, uniforms, this.grid(rows));
   }
 
   private backwardKernel(rank: number): Kernel {
@@ -358,8 +394,8 @@ export class RmsNormKernels {
     return kernel;
   }
 
-  /** dw += sum over rows of dy * xhat. */
-  weightGradOp(x: GPUBuffer, rstd: GPUBuffer, dy: GPUBuffer, dw: GPUBuffer, rows: number, dim: number): Op {
-    return this.weightGrad.op([x, rstd, dy, dw], [u32(rows), u32(dim), u32(0), u32(0)], grid1d(dim, WG));
+  /** dw [dim] += Σ_rows dy · xhat. */
+  weightGradOp({ x, rstd, dy, dw, rows, dim }: RmsNormWeightGrad): Op {
+    return this.weightGrad.op([x, rstd, dy, dw], WEIGHT_GRAD_PARAMS.pack({ rows, dim }), grid1d(dim, WG));
   }
 }

@@ -46,7 +46,10 @@ describe('rope kernel against the CPU twin', () => {
       const k = randomUniform((n / shape.heads) * kvHeads, 4);
       const [bq, bk, bc, bs] = [q, k, cos, sin].map((x) => uploadBuffer(device, x));
       const [qOut, kOut] = [q, k].map((x) => createStorageBuffer(device, x.length * 4));
-      const op = kernels.op(rotation, { x: bq, y: qOut }, { x: bk, y: kOut }, bc, bs, { ...shape, kvHeads });
+      const op = kernels.op(
+        { rotation, q: { x: bq, y: qOut }, k: { x: bk, y: kOut }, cos: bc, sin: bs },
+        { ...shape, kvHeads },
+      );
       expect(
         maxRelativeError(await runAndRead(device, [op], qOut), ropeCpu(rotation, q, cos, sin, shape)),
       ).toBeLessThan(1e-6);

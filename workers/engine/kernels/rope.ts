@@ -1,5 +1,6 @@
-import { grid1d, i32, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { uniformStruct } from './wgsl';
 
 /**
  * Rotary embeddings (Hugging Face's rotate_half convention), in the rows layout the projections and attention use.
@@ -27,9 +28,11 @@ fn rotated(x: f32, xPartner: f32, n: u32, at: u32, sign: f32) -> f32 {
   return x * cosTable[at] + select(1.0, -1.0, first) * sign * xPartner * sinTable[at];
 }`;
 
+const PARAMS = uniformStruct({ batch: 'u32', seq: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', sign: 'i32' });
+
 // Invocations [0, queries) rotate q, the rest k; one dispatch for both.
 const shader = /* wgsl */ `
-struct Params { batch: u32, seq: u32, heads: u32, kvHeads: u32, headDim: u32, sign: i32, _p0: u32, _p1: u32 }
+${PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> q: array<f32>;
 @group(0) @binding(1) var<storage, read> k: array<f32>;
 @group(0) @binding(2) var<storage, read> cosTable: array<f32>;
@@ -69,6 +72,15 @@ export interface RopeShape {
   headDim: number;
 }
 
+/** The rotation, queries and keys (each x into y) and the cos/sin tables [seq, headDim / 2]. */
+export interface RopeIo {
+  rotation: Rotation;
+  q: { x: GPUBuffer; y: GPUBuffer };
+  k: { x: GPUBuffer; y: GPUBuffer };
+  cos: GPUBuffer;
+  sin: GPUBuffer;
+}
+
 export class RopeKernels {
   private readonly kernel: Kernel;
 
@@ -76,25 +88,12 @@ export class RopeKernels {
     this.kernel = new Kernel(device, shader, 'rope');
   }
 
-  /** Rotates the queries (s.heads heads) and the keys (`kvHeads`) of the same positions, x into y, in one dispatch. */
-  op(
-    rotation: Rotation,
-    q: { x: GPUBuffer; y: GPUBuffer },
-    k: { x: GPUBuffer; y: GPUBuffer },
-    cos: GPUBuffer,
-    sin: GPUBuffer,
-    s: RopeShape & { kvHeads: number },
-  ): Op {
+  /** q.y, k.y ← the queries (s.heads heads) and keys (s.kvHeads) of the same positions, x rotated, in one dispatch. */
+  op({ rotation, q, k, cos, sin }: RopeIo, s: RopeShape & { kvHeads: number }): Op {
     const n = s.batch * s.seq * (s.heads + s.kvHeads) * s.headDim;
-    return this.kernel.op(
-      [q.x, k.x, cos, sin, q.y, k.y],
-      [
-        ...[s.batch, s.seq, s.heads, s.kvHeads, s.headDim].map(u32),
-        i32(rotation === 'forward' ? 1 : -1),
-        u32(0),
-        u32(0),
-      ],
-      grid1d(n, 64),
-    );
+    const { batch, seq, heads, kvHeads, headDim } = s;
+    const sign = rotation === 'forward' ? 1 : -1;
+    const uniforms = PARAMS.pack({ batch, seq, heads, kvHeads, headDim, sign });
+    return this.kernel.op([q.x, k.x, cos, sin, q.y, k.y], uniforms, grid1d(n, 64));
   }
 }

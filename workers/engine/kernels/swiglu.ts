@@ -1,5 +1,6 @@
-import { grid1d, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { uniformStruct } from './wgsl';
 
 /**
  * SwiGLU, elementwise over [tokens, intermediate]:
@@ -8,8 +9,11 @@ import type { Op } from '../gpu/ops';
  * da may come as partial sums [slabs, n], added as they are read: down_proj's input gradient left unreduced
  * (matmul-set.ts), which spares split-K's reduce pass its own dispatch.
  */
+const FORWARD_PARAMS = uniformStruct({ n: 'u32' });
+const BACKWARD_PARAMS = uniformStruct({ n: 'u32', slabs: 'u32' });
+
 const forwardShader = /* wgsl */ `
-struct Params { n: u32, _p0: u32, _p1: u32, _p2: u32 }
+${FORWARD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> g: array<f32>;
 @group(0) @binding(1) var<storage, read> u: array<f32>;
 @group(0) @binding(2) var<storage, read_write> a: array<f32>;
@@ -25,7 +29,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 `;
 
 const backwardShader = /* wgsl */ `
-struct Params { n: u32, slabs: u32, _p1: u32, _p2: u32 }
+${BACKWARD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> g: array<f32>;
 @group(0) @binding(1) var<storage, read> u: array<f32>;
 @group(0) @binding(2) var<storage, read> da: array<f32>;
@@ -46,6 +50,16 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 `;
 
+export interface SwiGluBackward {
+  gate: GPUBuffer;
+  up: GPUBuffer;
+  dact: GPUBuffer;
+  dactSlabs?: number;
+  dgate: GPUBuffer;
+  dup: GPUBuffer;
+  n: number;
+}
+
 export class SwiGluKernels {
   private readonly forward: Kernel;
   private readonly backward: Kernel;
@@ -55,12 +69,18 @@ export class SwiGluKernels {
     this.backward = new Kernel(device, backwardShader, 'swiglu_backward');
   }
 
-  forwardOp(g: GPUBuffer, u: GPUBuffer, a: GPUBuffer, n: number): Op {
-    return this.forward.op([g, u, a], [u32(n), u32(0), u32(0), u32(0)], grid1d(n, 64));
+  /** act [n] = silu(gate) · up. */
+  forwardOp({ gate, up, act, n }: { gate: GPUBuffer; up: GPUBuffer; act: GPUBuffer; n: number }): Op {
+    return this.forward.op([gate, up, act], FORWARD_PARAMS.pack({ n }), grid1d(n, 64));
   }
 
-  /** dg and du from da, in `daSlabs` partial sums. */
-  backwardOp(g: GPUBuffer, u: GPUBuffer, da: GPUBuffer, dg: GPUBuffer, du: GPUBuffer, n: number, daSlabs = 1): Op {
-    return this.backward.op([g, u, da, dg, du], [u32(n), u32(daSlabs), u32(0), u32(0)], grid1d(n, 64));
+  /** dgate, dup [n] from dact, in `dactSlabs` partial sums (1: dact itself). */
+  backwardOp(o: SwiGluBackward): Op {
+    const { gate, up, dact, dgate, dup, n } = o;
+    return this.backward.op(
+      [gate, up, dact, dgate, dup],
+      BACKWARD_PARAMS.pack({ n, slabs: o.dactSlabs ?? 1 }),
+      grid1d(n, 64),
+    );
   }
 }

@@ -1,4 +1,4 @@
-import { grid1d } from '../gpu/kernel';
+import { f32, grid1d, i32, type UniformValue, u32 } from '../gpu/kernel';
 
 /** WGSL pieces several kernels share. */
 
@@ -64,5 +64,46 @@ export function rowKernel(layout: RowLayout) {
     stride: '1u',
     reduce: 'fn reduce(value: f32, li: u32, isMax: bool) -> f32 { return value; }',
     workgroups: (rows: number) => grid1d(rows, size),
+  };
+}
+
+type UniformScalar = 'u32' | 'f32' | 'i32';
+/** A uniform field's type: a scalar, or `{ vec4u: n }` for array<vec4u, n> (its values flattened, 4 per element). */
+export type UniformField = UniformScalar | { vec4u: number };
+type UniformValues<F> = { [K in keyof F]: F[K] extends UniformScalar ? number : readonly number[] };
+
+/**
+ * A WGSL uniform struct declared once, for its WGSL text and its packing: `wgsl` is `struct <name> { ... }` with the
+ * fields in order, padded (`_p0`, …) so arrays start and the struct ends on 16 bytes; `pack` gives the values in
+ * that order, as Kernel.op takes them.
+ */
+export function uniformStruct<const F extends Record<string, UniformField>>(fields: F, name = 'Params') {
+  const decls: string[] = [];
+  const slots: Array<{ field: keyof F | null; type: UniformScalar; index: number }> = [];
+  let pads = 0;
+  const pad = () => {
+    decls.push(`_p${pads++}: u32`);
+    slots.push({ field: null, type: 'u32', index: 0 });
+  };
+  for (const [field, type] of Object.entries(fields)) {
+    if (typeof type === 'string') {
+      decls.push(`${field}: ${type}`);
+      slots.push({ field, type, index: 0 });
+      continue;
+    }
+    while (slots.length % 4 !== 0) pad();
+    decls.push(`${field}: array<vec4u, ${type.vec4u}>`);
+    for (let i = 0; i < type.vec4u * 4; i++) slots.push({ field, type: 'u32', index: i });
+  }
+  while (slots.length % 4 !== 0) pad();
+  return {
+    wgsl: `struct ${name} { ${decls.join(', ')} }`,
+    pack(values: UniformValues<F>): UniformValue[] {
+      return slots.map(({ field, type, index }) => {
+        const value = field === null ? 0 : values[field];
+        const n = typeof value === 'number' ? value : (value[index] ?? 0);
+        return type === 'u32' ? u32(n) : type === 'f32' ? f32(n) : i32(n);
+      });
+    },
   };
 }

@@ -1,10 +1,10 @@
 import { type Projection, projectionShape, shortDims } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32, readUint32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
-import { GemvKernels, type GemvNorm, type GemvShape } from '../kernels/gemv';
-import type { LowRank } from '../kernels/matmul';
+import { GemvKernels, type GemvNorm } from '../kernels/gemv';
 import { DRAWS_HEADER, type DrawSettings, drawsFor } from '../kernels/sample';
 import type { EngineKernels } from './kernels';
+import { Linear, type LowRanks } from './linear';
 import type { GpuLora } from './lora';
 import { ropeTables } from './rope-tables';
 import { TransformerStep } from './transformer';
@@ -18,18 +18,11 @@ import type { GpuWeights } from './weights';
 const PREFILL_TOKENS = 1024;
 
 /**
- * Generation, one token at a time, with a key-value cache on the GPU, for one sequence or `rows` of them decoded
- * together (policy optimization's completions: each weight read once per step for all of them). The forward of one
- * token per row is recorded once as ops and replayed for every step: before each, the CPU writes the token ids,
- * their position (shared: the rows advance together) and that position's rotary cos/sin; the ops append the
- * tokens' keys and values to each row's cache and attend over the cache so far. The prompt goes through the same
- * ops token by token, so there is one path to trust.
- *
- * One row's projections are matrix-vector products (kernels/gemv.ts), which also apply the RMSNorm before them as
- * they read the residual stream; several rows' are matmuls of that many rows, after the norm's own dispatch.
- * With a LoRA adapter the projections add its path (no dropout: this is inference); without one the same weights
- * give the base model, so "base" and "tuned" decoders share the model in GPU memory.
- *
+ * Generation with a key-value cache, a token per row per step (B rows, each with its own cache, all at one position):
+ *   x [B, d] = E[ids];  per layer as the training step (layer.ts), k and v appended to the caches;  logits [B, V]
+ * Recorded once and replayed per step; before each the CPU writes the ids, the position and its rotary cos/sin.
+ * One row's projections are gemvs that apply the RMSNorm before them as they read x; several rows' are matmuls
+ * (linear.ts). Without an adapter the same weights give the base model, so base and tuned decoders share them.
  * Shapes: B rows, d hidden, f intermediate, H / KV query / key-value heads, hd head dim, V vocabulary, L max length.
  */
 export class Decoder {
@@ -52,6 +45,7 @@ export class Decoder {
   private readonly tables: { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> };
   /** The forward's activations and each layer's caches, allocated once: recording the ops again reuses them. */
   private readonly s: ReturnType<Decoder['allocate']>;
+  private readonly linear: Linear;
   private length = 0;
   /** Gate and up outputs, only where the MLP cannot run as one gated gemv (see gatedMlp). */
   private gateUp: [GPUBuffer, GPUBuffer] | null = null;
@@ -86,6 +80,7 @@ export class Decoder {
     this.forced = f32(rows, 'forced ids');
     this.sampleOp = k.sample.op(this.logits, this.draws, this.forced, this.ids, { rows, V: c.vocabSize });
     this.s = this.allocate();
+    this.linear = new Linear(k, w, rows, true);
     this.record();
     k.track(this);
   }
@@ -272,35 +267,6 @@ export class Decoder {
   // ---- recording --------------------------------------------------------------------------------------------
 
   /**
-   * out [B, N] (= or +=) x [B, K] · W^T (+ a low-rank term), `ldc` apart, W a base weight matrix (fp16 where the
-   * model is held so): for one token a matrix-vector product, bandwidth-bound (see kernels/gemv.ts); for several
-   * rows, or fp16 rows the gemv cannot read, a matmul.
-   */
-  private mm(
-    a: GPUBuffer,
-    b: GPUBuffer,
-    out: GPUBuffer,
-    shape: GemvShape & { ldc?: number },
-    lowRank?: LowRank,
-    norm?: GemvNorm,
-    bias?: GPUBuffer,
-  ): Op[] {
-    const half = this.w.halfMatrices;
-    if (this.usesMatmul(shape)) {
-      if (norm) throw new Error('only a gemv reads its input through a norm');
-      const product = { M: this.rows, ...shape };
-      const ops = this.k.matmuls.productFor(false, true, product, half).ops(a, b, out, product, lowRank);
-      return bias ? [...ops, this.k.bias.addOp(bias, out, this.rows, shape.N)] : ops;
-    }
-    return [this.k.gemv.op(a, b, out, shape, { halfW: half, lowRank, norm, bias })];
-  }
-
-  /** Whether products of this shape are matmuls: several rows, or fp16 rows the gemv cannot read. */
-  private usesMatmul(shape: GemvShape): boolean {
-    return this.rows > 1 || (this.w.halfMatrices && !GemvKernels.halfFits(shape));
-  }
-
-  /**
    * The input of the products after an RMSNorm: for one row whose products over the hidden size all run as gemvs,
    * x itself with the norm for them to apply as they read it (no dispatch, nothing written); otherwise the norm
    * recorded into xn.
@@ -311,114 +277,42 @@ export class Decoder {
       return { input: x, norm: { weight, eps } };
     }
     const { xn, rstd } = this.s;
-    this.ops.push(this.k.rmsnorm.forwardOp(x, weight, xn, rstd, this.rows, d, eps));
+    this.ops.push(this.k.rmsnorm.forwardOp({ x, w: weight, y: xn, rstd, rows: this.rows, dim: d, eps }));
     return { input: xn };
   }
 
-  /**
-   * x A^T of the adapted modules among `projections` (all reading x [B, in]) into `xa`, [modules, B, r] in that
-   * order, and the low-rank term each module's base product then adds, s (x A^T) B^T: for one row a single gemv
-   * over the modules' A as segments of W, for several rows one grouped matmul (kernels/grouped-matmul).
-   */
-  private loraInputs(
-    layer: number,
-    projections: readonly Projection[],
-    x: GPUBuffer,
-    xa: GPUBuffer,
-    norm?: GemvNorm,
-  ): Partial<Record<Projection, LowRank>> {
-    const lora = this.lora;
-    const modules = projections.flatMap((p) => lora?.module(layer, p) ?? []);
-    if (!lora || modules.length === 0) return {};
-    const r = lora.settings.r;
-    const { products, lowRanks } = lora.inputProducts(modules, x, xa, this.rows, (_, i) => i * this.rows * r);
-    if (this.rows === 1) {
-      const segments = { rows: r, offsets: modules.slice(1).map((m) => m.offsetA) };
-      const shape = { N: r * modules.length, K: modules[0].inDim, offsetB: modules[0].offsetA, segments };
-      this.ops.push(this.k.gemv.op(x, lora.params, xa, shape, { norm }));
-    } else {
-      this.ops.push(...this.k.grouped.ops(products, xa));
-    }
-    return lowRanks;
-  }
-
-  /**
-   * y [B, out] (= or +=) x [B, in] · W^T (+ bias) + the adapter's low-rank term (from loraInputs), for each
-   * projection reading x with its output y, x read through `norm` where given; a gemv adds the bias as it stores,
-   * a matmul with a dispatch after. Several run as one set of products (kernels/matmul-set.ts, or gemv.ts's setOp).
-   */
-  private linear(
-    layer: number,
-    outputs: ReadonlyArray<[Projection, GPUBuffer]>,
-    x: GPUBuffer,
-    accumulate: boolean,
-    lowRanks: Partial<Record<Projection, LowRank>>,
-    norm?: GemvNorm,
-  ) {
-    const lw = this.w.layers[layer];
-    const products = outputs.map(([projection, y]) => {
-      const [out, inDim] = projectionShape(this.w.config, projection);
-      const shape = { M: this.rows, N: out, K: inDim, beta: accumulate ? 1 : 0 };
-      return { a: x, b: lw.proj[projection], c: y, shape, lowRank: lowRanks[projection], bias: lw.bias[projection] };
+  /** xa [modules, B, r] = x · A_mᵀ of the adapted modules among `projections` (all reading x), and their low-rank terms. */
+  private loraInputs(layer: number, projections: readonly Projection[], x: GPUBuffer, norm?: GemvNorm): LowRanks {
+    const modules = projections.flatMap((p) => this.lora?.module(layer, p) ?? []);
+    if (!this.lora || modules.length === 0) return {};
+    const r = this.lora.settings.r;
+    return this.linear.loraInputs(this.ops, this.lora, modules, x, this.s.xa, {
+      slotOf: (_, i) => i * this.rows * r,
+      norm,
     });
-    // The products share x and K, so they are all matmuls or all gemvs.
-    const several = products.length > 1;
-    const matmuls = this.usesMatmul(products[0].shape);
-    if (several && matmuls && !norm) {
-      const set = this.k.matmuls.setFor(
-        'each',
-        true,
-        products.map((product) => product.shape),
-        this.w.halfMatrices,
-      );
-      this.ops.push(...set.ops(products));
-      for (const { c, shape, bias } of products)
-        if (bias) this.ops.push(this.k.bias.addOp(bias, c, this.rows, shape.N));
-      return;
-    }
-    // One token's gemvs as one dispatch where the adapter takes sets (GPUs) and can bind them all.
-    const set =
-      several && !matmuls && this.k.choices.matmulSets && this.k.gemv.layout === 'cooperative'
-        ? this.k.gemv.setOp(
-            x,
-            products.map(({ b, c, shape, lowRank, bias }) => ({ w: b, y: c, shape, lowRank, bias })),
-            { halfW: this.w.halfMatrices, norm },
-          )
-        : null;
-    if (set) {
-      this.ops.push(set);
-      return;
-    }
-    for (const { b, c, shape, lowRank, bias } of products)
-      this.ops.push(...this.mm(x, b, c, shape, lowRank, norm, bias));
   }
 
   /**
    * act [B, f] = silu(gate(x)) * up(x), LoRA included: for one token one gated gemv (kernels/gemv.ts), after the
    * adapted modules' x A^T; x read through `norm` where given.
    */
-  private gatedMlp(layer: number, x: GPUBuffer, act: GPUBuffer, xa: GPUBuffer, norm?: GemvNorm): void {
+  private gatedMlp(layer: number, x: GPUBuffer, act: GPUBuffer, norm?: GemvNorm): void {
     const [f, d] = projectionShape(this.w.config, 'gate_proj');
     const lw = this.w.layers[layer];
     const half = this.w.halfMatrices;
     const shape = { N: f, K: d };
-    const low = this.loraInputs(layer, ['gate_proj', 'up_proj'], x, xa, norm);
-    if (this.usesMatmul(shape)) {
+    const low = this.loraInputs(layer, ['gate_proj', 'up_proj'], x, norm);
+    if (this.linear.usesMatmul(shape)) {
       // Matmuls (several rows, or fp16 rows of odd length, which straddle words), then SwiGLU.
       const n = this.rows * f;
       this.gateUp ??= [this.alloc(n * 4, 'gate'), this.alloc(n * 4, 'up')];
       const [gate, up] = this.gateUp;
-      this.linear(
-        layer,
-        [
-          ['gate_proj', gate],
-          ['up_proj', up],
-        ],
-        x,
-        false,
-        low,
-      );
-      this.ops.push(this.k.swiglu.forwardOp(gate, up, act, n));
+      const outputs: Array<[Projection, GPUBuffer]> = [
+        ['gate_proj', gate],
+        ['up_proj', up],
+      ];
+      this.linear.forward(this.ops, layer, outputs, x, low);
+      this.ops.push(this.k.swiglu.forwardOp({ gate, up, act, n }));
       return;
     }
     const lowRank = { w: low.gate_proj, u: low.up_proj };
@@ -456,48 +350,53 @@ export class Decoder {
     const c = this.w.config;
     const { d, H, KV, hd, eps } = shortDims(c);
     const B = this.rows;
-    const { x, q, kRaw, v, attn, scores, act, xa } = this.s;
+    const { x, q, kRaw, v, attn, scores, act } = this.s;
     const shape = { heads: H, kvHeads: KV, headDim: hd, maxLen: this.maxLength, rows: B };
-    const ops = this.ops;
+    const { ops, linear } = this;
 
-    for (const chunk of this.w.embed) {
-      ops.push(
-        this.k.embedding.forwardOp(this.ids, chunk.buffer, x, B, d, chunk.first, chunk.rows, this.w.halfMatrices),
-      );
+    // x [B, d] = E[ids]
+    for (const { buffer, first, rows } of this.w.embed) {
+      const embed = { ids: this.ids, chunk: buffer, x, half: this.w.halfMatrices };
+      ops.push(this.k.embedding.forwardOp({ ...embed, tokens: B, dim: d, first, rows }));
     }
     for (let l = 0; l < c.numLayers; l++) {
       const lw = this.w.layers[l];
       const { k: kCache, v: vCache } = this.s.caches[l];
+      // q, k, v = rmsnorm(x) · Wᵀ (+ LoRA, + b)
       const { input, norm } = this.normed(x, lw.inputNorm);
-      const qkv = this.loraInputs(l, ['q_proj', 'k_proj', 'v_proj'], input, xa, norm);
+      const qkv = this.loraInputs(l, ['q_proj', 'k_proj', 'v_proj'], input, norm);
       const outputs: Array<[Projection, GPUBuffer]> = [
         ['q_proj', q],
         ['k_proj', kRaw],
         ['v_proj', v],
       ];
-      this.linear(l, outputs, input, false, qkv, norm);
-      // Qwen3's per-head norms of q and k, applied by the attention as it reads them.
+      linear.forward(ops, l, outputs, input, qkv, { norm });
+      // attn = attention over the cache after appending rope(k), v; qwen3's per-head norms applied as q, k are read.
       const norms = lw.qNorm && lw.kNorm ? { q: lw.qNorm, k: lw.kNorm, eps } : undefined;
-      ops.push(
-        this.k.decodeAttention.op(
-          this.position,
-          { q, k: kRaw, v, cos: this.cos, sin: this.sin },
-          { kCache, vCache },
-          scores,
-          attn,
-          shape,
-          norms,
-        ),
-      );
-      this.linear(l, [['o_proj', x]], attn, true, this.loraInputs(l, ['o_proj'], attn, xa));
+      const io = {
+        position: this.position,
+        q,
+        k: kRaw,
+        v,
+        cos: this.cos,
+        sin: this.sin,
+        kCache,
+        vCache,
+        scores,
+        out: attn,
+      };
+      ops.push(this.k.decodeAttention.op(io, shape, norms));
+      // x += attn · W_oᵀ;  act = silu(gate(rmsnorm(x))) · up(rmsnorm(x));  x += act · W_downᵀ
+      linear.forward(ops, l, [['o_proj', x]], attn, this.loraInputs(l, ['o_proj'], attn), { accumulate: true });
       const mlp = this.normed(x, lw.postNorm);
-      this.gatedMlp(l, mlp.input, act, xa, mlp.norm);
-      this.linear(l, [['down_proj', x]], act, true, this.loraInputs(l, ['down_proj'], act, xa));
+      this.gatedMlp(l, mlp.input, act, mlp.norm);
+      linear.forward(ops, l, [['down_proj', x]], act, this.loraInputs(l, ['down_proj'], act), { accumulate: true });
     }
+    // logits [B, V] = rmsnorm(x) · Eᵀ
     const head = this.normed(x, this.w.finalNorm);
     for (const chunk of this.w.lmHead) {
       const shape = { N: chunk.rows, K: d, offsetC: chunk.first, ldc: c.vocabSize };
-      ops.push(...this.mm(head.input, chunk.buffer, this.logits, shape, undefined, head.norm));
+      linear.product(ops, head.input, chunk.buffer, this.logits, shape, { norm: head.norm });
     }
   }
 }
