@@ -33,7 +33,7 @@ describe('AdamW', () => {
       const partial = createStorageBuffer(device, sizes.length * PARTIALS_PER_BUFFER * 4);
       const clip = createStorageBuffer(device, 8);
       const hyper = k.createHyper();
-      const stepOps = sizes.map((n, i) => k.stepOp(bp[i], bg[i], bm[i], bv[i], clip, hyper, n));
+      const stepOps = sizes.map((n, i) => k.stepOp({ param: bp[i], grad: bg[i], m: bm[i], v: bv[i], clip, hyper, n }));
       for (let step = 1; step <= 3; step++) {
         const grads = sizes.map((n, i) => randomUniform(n, 10 * step + i, -0.2, 0.2));
         grads.forEach((g, i) => {
@@ -44,8 +44,8 @@ describe('AdamW', () => {
         await runAndRead(
           device,
           [
-            ...bg.map((g, i) => k.sumSquaresOp(g, sizes[i], partial, i)),
-            k.clipOp(partial, sizes.length, clip, maxNorm),
+            ...bg.map((g, i) => k.sumSquaresOp({ grad: g, n: sizes[i], partial, slot: i })),
+            k.clipOp({ partial, slots: sizes.length, clip, maxNorm }),
             ...stepOps,
           ],
           clip,

@@ -1,29 +1,37 @@
-import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { uniformStruct } from './wgsl';
 
 /**
- * AdamW with global gradient-norm clipping, on fp32 master weights.
- *   sumSquares: the partial sums of g^2 over one gradient buffer, into its slot of `partial`
- *               (PARTIALS_PER_BUFFER floats per slot)
- *   clipScale:  scale[0] = min(1, maxNorm / (sqrt(sum of slots) + 1e-6)); norm[1] = the unclipped norm
- *   step (per element):  g = grad * scale; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2
- *                        p -= lr * (m / (1 - b1^t) / (sqrt(v / (1 - b2^t)) + eps) + weightDecay * p)
- * Weight decay is decoupled (applied to p directly, as torch.optim.AdamW does: p *= 1 - lr * wd, then the Adam step).
+ * AdamW with global gradient-norm clipping, on fp32 master weights:
+ *   sumSquares  partial[slot, wg] = Σ g² over workgroup wg's stride of one gradient buffer
+ *   clip        clip[0] = min(1, maxNorm / (√Σ partial + 1e-6)) (1 without clipping), clip[1] = the norm
+ *   step        g = grad · clip[0]; m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g²
+ *               p = p (1 - lr wd) - lr (m / (1 - b1^t)) / (√(v / (1 - b2^t)) + eps)
+ * Weight decay is decoupled, as torch.optim.AdamW's.
  */
 const WG = 256;
 
 /** Workgroups (and so partial sums) per gradient buffer: enough to spread a large buffer over a GPU. */
 export const PARTIALS_PER_BUFFER = 64;
 
+const SUM_SQUARES_PARAMS = uniformStruct({ n: 'u32', slot: 'u32' });
+const CLIP_PARAMS = uniformStruct({ slots: 'u32', maxNorm: 'f32' });
+const STEP_PARAMS = uniformStruct({ n: 'u32' });
+/** The step's hyperparameters, rewritten each step (schedule, bias corrections) under ops recorded once. */
+const HYPER = uniformStruct(
+  { lr: 'f32', beta1: 'f32', beta2: 'f32', eps: 'f32', weightDecay: 'f32', bias1: 'f32', bias2: 'f32' },
+  'Hyper',
+);
+
 const sumSquaresShader = /* wgsl */ `
-struct Params { n: u32, slot: u32, _p0: u32, _p1: u32 }
+${SUM_SQUARES_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> g: array<f32>;
 @group(0) @binding(1) var<storage, read_write> partial: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
 var<workgroup> sums: array<f32, ${WG}>;
 
-// ${PARTIALS_PER_BUFFER} workgroups stride over the buffer; each writes its own partial sum, so the total is
-// deterministic (no atomics, fixed order).
+// Each workgroup writes its own partial sum: a fixed order, so the total is deterministic.
 @compute @workgroup_size(${WG})
 fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec3u) {
   var s = 0.0;
@@ -39,7 +47,7 @@ fn main(@builtin(local_invocation_index) li: u32, @builtin(workgroup_id) wg: vec
 `;
 
 const clipShader = /* wgsl */ `
-struct Params { slots: u32, maxNorm: f32, _p0: u32, _p1: u32 }
+${CLIP_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> clip: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
@@ -55,8 +63,8 @@ fn main() {
 `;
 
 const stepShader = /* wgsl */ `
-struct Hyper { lr: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: f32, bias1: f32, bias2: f32, _pad: f32 }
-struct Params { n: u32, _p0: u32, _p1: u32, _p2: u32 }
+${HYPER.wgsl}
+${STEP_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read_write> param: array<f32>;
 @group(0) @binding(1) var<storage, read> grad: array<f32>;
 @group(0) @binding(2) var<storage, read_write> m: array<f32>;
@@ -87,6 +95,16 @@ export interface AdamWSettings {
   weightDecay: number;
 }
 
+export interface AdamWStep {
+  param: GPUBuffer;
+  grad: GPUBuffer;
+  m: GPUBuffer;
+  v: GPUBuffer;
+  clip: GPUBuffer;
+  hyper: GPUBuffer;
+  n: number;
+}
+
 export class AdamWKernels {
   private readonly sumSquares: Kernel;
   private readonly clip: Kernel;
@@ -98,19 +116,27 @@ export class AdamWKernels {
     this.step = new Kernel(device, stepShader, 'adamw_step');
   }
 
-  sumSquaresOp(grad: GPUBuffer, n: number, partial: GPUBuffer, slot: number): Op {
-    return this.sumSquares.op([grad, partial], [u32(n), u32(slot), u32(0), u32(0)], [PARTIALS_PER_BUFFER, 1, 1]);
+  /** partial[slot] ← the partial sums of grad² (grad: n floats). */
+  sumSquaresOp({ grad, n, partial, slot }: { grad: GPUBuffer; n: number; partial: GPUBuffer; slot: number }): Op {
+    return this.sumSquares.op([grad, partial], SUM_SQUARES_PARAMS.pack({ n, slot }), [PARTIALS_PER_BUFFER, 1, 1]);
   }
 
-  /** clip[0] = scale applied to gradients (1 when maxNorm <= 0: no clipping), clip[1] = the global norm. */
-  clipOp(partial: GPUBuffer, slots: number, clip: GPUBuffer, maxNorm: number): Op {
-    return this.clip.op([partial, clip], [u32(slots), f32(maxNorm), u32(0), u32(0)], [1, 1, 1]);
+  /** clip[0] = the scale applied to gradients (1 when maxNorm ≤ 0), clip[1] = the global norm. */
+  clipOp({
+    partial,
+    slots,
+    clip,
+    maxNorm,
+  }: {
+    partial: GPUBuffer;
+    slots: number;
+    clip: GPUBuffer;
+    maxNorm: number;
+  }): Op {
+    return this.clip.op([partial, clip], CLIP_PARAMS.pack({ slots, maxNorm }), [1, 1, 1]);
   }
 
-  /**
-   * A uniform buffer for the step's hyperparameters, shared by every parameter buffer's step op and rewritten
-   * each step (learning-rate schedule, bias correction) so the recorded ops never change.
-   */
+  /** The hyperparameters' uniform buffer, shared by every step op. */
   createHyper(): GPUBuffer {
     return this.device.createBuffer({
       size: 32,
@@ -121,20 +147,26 @@ export class AdamWKernels {
 
   /** Writes the hyperparameters of the 1-based step `step`. */
   writeHyper(hyper: GPUBuffer, s: AdamWSettings, step: number): void {
-    const values = [s.lr, s.beta1, s.beta2, s.eps, s.weightDecay, 1 - s.beta1 ** step, 1 - s.beta2 ** step, 0];
-    this.device.queue.writeBuffer(hyper, 0, Float32Array.from(values));
+    const { lr, beta1, beta2, eps, weightDecay } = s;
+    const values = HYPER.pack({
+      lr,
+      beta1,
+      beta2,
+      eps,
+      weightDecay,
+      bias1: 1 - beta1 ** step,
+      bias2: 1 - beta2 ** step,
+    });
+    // Every field is f32; the padding word is 0 either way.
+    this.device.queue.writeBuffer(
+      hyper,
+      0,
+      Float32Array.from(values, (v) => ('f32' in v ? v.f32 : 0)),
+    );
   }
 
-  /** One AdamW update of `param` (n elements) with the hyperparameters in `hyper`. */
-  stepOp(
-    param: GPUBuffer,
-    grad: GPUBuffer,
-    m: GPUBuffer,
-    v: GPUBuffer,
-    clip: GPUBuffer,
-    hyper: GPUBuffer,
-    n: number,
-  ): Op {
-    return this.step.op([param, grad, m, v, clip, hyper], [u32(n), u32(0), u32(0), u32(0)], grid1d(n, 64));
+  /** One AdamW update of `param` (n floats), its moments m and v, with `clip`'s scale and `hyper`'s settings. */
+  stepOp({ param, grad, m, v, clip, hyper, n }: AdamWStep): Op {
+    return this.step.op([param, grad, m, v, clip, hyper], STEP_PARAMS.pack({ n }), grid1d(n, 64));
   }
 }

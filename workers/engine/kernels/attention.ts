@@ -13,26 +13,16 @@ import {
 } from './attention-wgsl';
 
 /**
- * Causal self-attention for training, forward and backward, without the [seq, seq] probability matrix: each query
- * row keeps a running maximum and sum of its softmax (the online softmax of FlashAttention), and the backward
- * recomputes each probability from the row's log-sum-exp.
- *   q, out, dout, dq: [batch * seq, heads * headDim]    (rows layout, as the projections produce and consume)
- *   k, v, dk, dv:     [batch * seq, kvHeads * headDim]
- *   lse, delta:       [batch, heads, seq]
- * Query head h reads key-value head g = h / G, G = heads / kvHeads; s_ij = scale q_i · k_j over keys j <= i.
- * Forward:  out_i = Σ_j p_ij v_j with p_ij = exp(s_ij - lse_i), lse_i = log Σ_j exp(s_ij).
- * Backward: delta_i = dout_i · out_i;  ds_ij = p_ij (dout_i · v_j - delta_i);
- *           dq_i = scale Σ_j ds_ij k_j  (one invocation per query row, which also writes delta_i),
- *           dk_j = scale Σ_{h in g, i >= j} ds_ij q_i,  dv_j = Σ_{h in g, i >= j} p_ij dout_i  (one invocation per
- *           key row, summing over its group's query heads, so nothing is accumulated across invocations).
- * Two layouts (`AttentionLayout`), the kernels' arithmetic the same in both:
- * - rows (CPU adapters): an invocation walks `block` consecutive rows alone, so each key or query it reads serves
- *   them all, with no barriers; a workgroup holds 64 invocations' rows of one head.
- * - tiles (GPUs, where one invocation per row leaves most of the chip idle and each walks the whole sequence):
- *   a workgroup takes a tile of `tile` rows of one head and walks the other side a tile at a time. Its 64
- *   invocations first compute the tile pair's scores (each a few (row, column) dot products), share them through
- *   workgroup memory, then each of a row's 64 / tile lanes sums its own slice of the row's vectors.
- * Rows are read as vec4 when headDim allows it, and headDim is compiled into the kernels.
+ * Causal self-attention for training, without the [seq, seq] probabilities (FlashAttention's online softmax):
+ *   q, out, dout, dq [batch·seq, heads·headDim];  k, v, dk, dv [batch·seq, kvHeads·headDim]
+ *   lse, delta [batch, heads, seq]
+ *   s_ij = scale · q_i · k_j over keys j ≤ i, query head h reading kv head g = h / (heads / kvHeads)
+ *   forward   out_i = Σ_j p_ij v_j,  p_ij = exp(s_ij - lse_i),  lse_i = log Σ_j exp(s_ij)
+ *   backward  delta_i = dout_i · out_i;  ds_ij = p_ij (dout_i · v_j - delta_i);  dq_i = scale Σ_j ds_ij k_j
+ *             dk_j = scale Σ_{h ∈ g, i ≥ j} ds_ij q_i,  dv_j = Σ_{h ∈ g, i ≥ j} p_ij dout_i  (a key row per invocation
+ *             over its group's query heads, so nothing is accumulated across invocations)
+ * `AttentionLayout`: rows (CPU adapters: an invocation walks `block` rows alone, no barriers) or tiles (GPUs, where a
+ * row per invocation leaves the chip idle: attention-tiles.ts); rows read as vectors, headDim compiled in.
  */
 
 export interface AttentionShape {

@@ -1,13 +1,16 @@
-import { grid1d, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { uniformStruct } from './wgsl';
 
 /**
- * Bias of a linear layer (Qwen2's q/k/v projections), over y: [rows, dim], bias: [dim]:
+ * A linear layer's bias (Qwen2's q/k/v projections), y [rows, dim], bias [dim]:
  *   forward   y[r, j] += bias[j]
- *   backward  dbias[j] += sum over rows of dy[r, j]      (full-parameter training only)
+ *   backward  dbias[j] += Σ_r dy[r, j]  (full-parameter training only)
  */
+const PARAMS = uniformStruct({ rows: 'u32', dim: 'u32' });
+
 const addShader = /* wgsl */ `
-struct Params { rows: u32, dim: u32, _p0: u32, _p1: u32 }
+${PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> bias: array<f32>;
 @group(0) @binding(1) var<storage, read_write> y: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
@@ -21,7 +24,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 `;
 
 const gradShader = /* wgsl */ `
-struct Params { rows: u32, dim: u32, _p0: u32, _p1: u32 }
+${PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> dy: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dbias: array<f32>;
 @group(0) @binding(2) var<uniform> p: Params;
@@ -45,11 +48,13 @@ export class BiasKernels {
     this.grad = new Kernel(device, gradShader, 'bias_grad');
   }
 
-  addOp(bias: GPUBuffer, y: GPUBuffer, rows: number, dim: number): Op {
-    return this.add.op([bias, y], [u32(rows), u32(dim), u32(0), u32(0)], grid1d(rows * dim, 64));
+  /** y [rows, dim] += bias. */
+  addOp({ bias, y, rows, dim }: { bias: GPUBuffer; y: GPUBuffer; rows: number; dim: number }): Op {
+    return this.add.op([bias, y], PARAMS.pack({ rows, dim }), grid1d(rows * dim, 64));
   }
 
-  gradOp(dy: GPUBuffer, dbias: GPUBuffer, rows: number, dim: number): Op {
-    return this.grad.op([dy, dbias], [u32(rows), u32(dim), u32(0), u32(0)], grid1d(dim, 64));
+  /** dbias [dim] += Σ over rows of dy [rows, dim]. */
+  gradOp({ dy, dbias, rows, dim }: { dy: GPUBuffer; dbias: GPUBuffer; rows: number; dim: number }): Op {
+    return this.grad.op([dy, dbias], PARAMS.pack({ rows, dim }), grid1d(dim, 64));
   }
 }

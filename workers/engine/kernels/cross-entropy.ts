@@ -3,15 +3,12 @@ import type { Op } from '../gpu/ops';
 import { uniformStruct, workgroupReduce } from './wgsl';
 
 /**
- * Cross-entropy over a vocabulary seen one chunk of logits at a time, so [tokens x vocab] never exists.
- *   logits chunk: [tokens, chunkRows] for vocabulary rows [first, first + chunkRows)
- *   targets: [tokens] (i32; -100 or any id outside the vocabulary = ignored)
- *   weights: [tokens], 1 / (number of counted targets) or 0 — the mean is taken over counted targets
- *   stats: [tokens, 3] = running max, running sum of exp(logit - max), the target's logit
- * Pass 1, each chunk: `stats` merges the chunk into the running (max, sum) online, and picks the target logit.
- * Then `finish`: lse = max + log(sum), loss[t] = (lse - targetLogit) * weight.
- * Pass 2, each chunk (logits recomputed): `backward` turns logits into d(loss)/d(logits) in place:
- *   (softmax - onehot(target)) * weight.
+ * Cross-entropy over the vocabulary one chunk of logits at a time, so [tokens, vocab] never exists:
+ *   logits chunk [tokens, chunkRows]: vocabulary rows [first, first + chunkRows);  targets [tokens] i32 (-100 or
+ *   outside the vocabulary: ignored);  weights [tokens];  stats [tokens, 3] = running max, Σ exp(logit - max), target
+ *   `stats` per chunk: merges the chunk into the running (max, sum) online, picks the target's logit
+ *   `finish`: lse = max + log(sum), loss[t] = (lse - targetLogit) · weight[t]
+ *   `backward` per chunk (logits recomputed): logits ← (softmax - onehot(target)) · weight, in place
  */
 const WG = 64;
 const STATS_PARAMS = uniformStruct({ tokens: 'u32', chunkRows: 'u32', first: 'u32', isFirstChunk: 'u32' });

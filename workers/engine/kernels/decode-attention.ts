@@ -13,24 +13,15 @@ const PARAMS = uniformStruct({
 });
 
 /**
- * Attention for decoding one token at a time in each of `rows` sequences over their key-value caches, every row at
- * the same position (the sequences advance together; see model/decoder.ts), in one dispatch with the rotary
- * embeddings and the cache append before it:
- *   position: [1] u32, the new tokens' position p (0-based), written by the CPU before each token
- *   q: [rows, H * hd], k, v: [rows, KV * hd], the new tokens' projections (q and k before rotary embeddings)
- *   cos, sin: [hd / 2], the rotary angles of position p
- *   kCache, vCache: [rows, maxLen, KV * hd], position-major within a row, so appending is one contiguous row
- *   out: [rows, H * hd]; scores: [rows * H, maxLen] scratch (the cooperative layout's)
- * Per row and query head h with key-value head g = h / (H / KV), with q and k rotated as in rope.ts:
- *   out_h = Σ_{j ≤ p} softmax_j(scale · q_h · k_{j,g}) v_{j,g},   k_{p,g} and v_{p,g} the new token's
- * and the new token's rotated key and its value are written to cache row p, by the heads with h % (H / KV) = 0
- * only. Position p itself is read from k and v, not from the cache, so no head waits for another's writes (the
- * next token's dispatch reads them). Positions past p are never read, so the causal mask is the loop bound.
- * With Qwen3's per-head RMSNorm on q and k (`norms`), q and k are normed before they are rotated.
- * Two `RowLayout`s: a workgroup per head sharing its positions (GPUs), or an invocation per head walking them
- * alone with an online softmax (CPU adapters, where the workgroup's barriers cost more than the work); both keep
- * the head's vectors unrolled into registers as in attention.ts. The vectors divide half a head, so a vector's
- * rotation partner is the vector half a head away.
+ * One decoding step's attention for `rows` sequences at one position p, with the rotary embeddings and the cache
+ * append, in one dispatch:
+ *   position [1] u32 = p;  q [rows, H·hd], k, v [rows, KV·hd] (q, k not yet rotated);  cos, sin [hd / 2] at p
+ *   kCache, vCache [rows, maxLen, KV·hd] (position-major: an append is one row);  out [rows, H·hd]
+ *   out_h = Σ_{j ≤ p} softmax_j(scale · q_h · k_{j,g}) v_{j,g},  g = h / (H / KV),  q and k rotated (and per-head
+ *   normed first with Qwen3's `norms`);  cache row p ← rotated k and v, written by heads with h % (H / KV) = 0
+ * Position p is read from k and v, not from the cache, so no head waits on another's append.
+ * `RowLayout`: a workgroup per head sharing its positions (GPUs), or an invocation per head with an online softmax
+ * (CPU adapters); the head's vectors unrolled into registers, each rotated against the vector half a head away.
  */
 const WG = 64;
 

@@ -1,16 +1,12 @@
 /**
- * LoRA dropout (PEFT's lora_dropout on the adapter path's input), elementwise over the input's values:
- *   dropout(x)[i] = keep(i) ? x[i] / (1 - p) : 0
- * keep(i) hashes (step seed, module, i), so the backward draws the forward's mask again instead of storing it,
- * and each module draws its own mask, as each PEFT module has its own nn.Dropout. The step's state lives in a
- * small buffer, rewritten each step, so recorded ops stay valid: [seed, on]; with on = 0 (evaluation, as in
- * PyTorch's eval mode) every value passes unscaled. The matmuls apply it where they read (kernels/matmul.ts:
- * an operand mask on x, and the input gradient's masked low-rank term), so dropout(x) is never written out.
+ * LoRA dropout (PEFT's lora_dropout on the adapter path's input):
+ *   dropout(x)[i] = keep(i) ? x[i] / (1 - p) : 0,  keep(i) = hash(seed, module, i) ≥ threshold(p)
+ *   state [2] u32 = [seed, on], rewritten each step (on = 0: evaluation, every value passes unscaled)
+ * A hash, so the backward draws the forward's mask again instead of storing it; the matmuls apply it as they read
+ * (matmul.ts's `OperandMask` and masked low-rank term), so dropout(x) is never written out.
  */
-/**
- * WGSL: `dropoutFactor(i, state, moduleId, threshold, scale)`, value i's multiplier: 0 where dropped, `scale`
- * (1 / (1 - p)) where kept, 1 with dropout off.
- */
+
+/** WGSL `dropoutFactor(i, seed, on, moduleId, threshold, scale)`: 0 dropped, `scale` kept, 1 with dropout off. */
 export const DROPOUT_FACTOR_WGSL = /* wgsl */ `
 fn mix(v: u32) -> u32 {
   var h = v;

@@ -61,7 +61,7 @@ describe('bias', () => {
     const y = randomUniform(rows * dim, 1);
     const bias = randomUniform(dim, 2);
     const by = uploadBuffer(device, y);
-    const got = await runAndRead(device, [k.addOp(uploadBuffer(device, bias), by, rows, dim)], by);
+    const got = await runAndRead(device, [k.addOp({ bias: uploadBuffer(device, bias), y: by, rows, dim })], by);
     expect(
       maxRelativeError(
         got,
@@ -71,7 +71,7 @@ describe('bias', () => {
 
     const dy = randomUniform(rows * dim, 3);
     const bdb = uploadBuffer(device, new Float32Array(dim).fill(1));
-    const db = await runAndRead(device, [k.gradOp(uploadBuffer(device, dy), bdb, rows, dim)], bdb);
+    const db = await runAndRead(device, [k.gradOp({ dy: uploadBuffer(device, dy), dbias: bdb, rows, dim })], bdb);
     const expected = new Float64Array(dim).fill(1);
     dy.forEach((v, i) => {
       expected[i % dim] += v;

@@ -3,13 +3,11 @@ import type { Op } from '../gpu/ops';
 import { uniformStruct } from './wgsl';
 
 /**
- * Token embedding, over a vocabulary split into chunks (one buffer each) so a table larger than the device's
- * largest storage binding still works.
- *   table chunk: [chunkRows, dim], rows [first, first + chunkRows) of the vocabulary
- *   forward   x[t, :] = table[tokens[t], :]          (each chunk writes the tokens it holds)
- *   backward  dTable[v, :] += sum over t with tokens[t] = v of dx[t, :]   (full-parameter training only)
- * The backward reads a token index built on the CPU (see buildTokenIndex) so each row is summed by one
- * invocation, without atomics and deterministically.
+ * Token embedding over a vocabulary in chunks (a buffer each, under the device's largest storage binding):
+ *   table chunk [chunkRows, dim]: vocabulary rows [first, first + chunkRows)
+ *   forward   x[t, :] = table[tokens[t], :]  (each chunk writes the tokens it holds)
+ *   backward  dTable[v, :] += Σ_{t: tokens[t] = v} dx[t, :]  (full-parameter training only)
+ * The backward reads a token index built on the CPU (`buildTokenIndex`): a row per invocation, no atomics.
  */
 const PARAMS = uniformStruct({ tokens: 'u32', dim: 'u32', first: 'u32', chunkRows: 'u32' });
 

@@ -47,7 +47,7 @@ describe('gemv (decoding one token)', () => {
       for (const lowRank of [undefined, low]) {
         const y = uploadBuffer(device, prior);
         const fused = lowRank && { ...lowRank, l: uploadBuffer(device, lowRank.l), r: uploadBuffer(device, lowRank.r) };
-        const got = await runAndRead(device, [k.op(bx, bw, y, shape, { halfW: half, lowRank: fused })], y);
+        const got = await runAndRead(device, [k.op({ x: bx, w: bw, y, shape, halfW: half, lowRank: fused })], y);
         const expected = Float64Array.from(prior);
         matmulCpu(x, w, expected, { M: 1, ...shape }, { transA: false, transB: true }, lowRank);
         expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
@@ -76,16 +76,20 @@ describe('gemv (decoding one token)', () => {
         uploadBuffer(device, half ? packHalves(w) : w),
         uploadBuffer(device, new Float32Array(3 * rows)),
       ];
-      const got = await runAndRead(device, [new GemvKernels(device, layout).op(bx, bw, y, shape, { halfW: half })], y);
+      const got = await runAndRead(
+        device,
+        [new GemvKernels(device, layout).op({ x: bx, w: bw, y, shape, halfW: half })],
+        y,
+      );
       const expected = offsets.flatMap((offset) => {
         const part = new Float64Array(rows);
         matmulCpu(x, w, part, { M: 1, N: rows, K, offsetB: offset }, { transA: false, transB: true });
         return [...part];
       });
       expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
-      expect(() => new GemvKernels(device, layout).op(bx, bw, y, { ...shape, N: 14 }, { halfW: half })).toThrow(
-        "a gemv's 14 rows cannot be 3 segments of 5",
-      );
+      expect(() =>
+        new GemvKernels(device, layout).op({ x: bx, w: bw, y, shape: { ...shape, N: 14 }, halfW: half }),
+      ).toThrow("a gemv's 14 rows cannot be 3 segments of 5");
     });
   }
 
@@ -107,7 +111,7 @@ describe('gemv (decoding one token)', () => {
       matmulCpu(x, w, expected, { M: 1, ...shape }, { transA: false, transB: true });
       for (let n = 0; n < N; n++) expected[1 + n] += shape.alpha * bias[n];
       const [bx, bw, bb, y] = [x, half ? packHalves(w) : w, bias, prior].map((a) => uploadBuffer(device, a));
-      const op = new GemvKernels(device, layout).op(bx, bw, y, shape, { halfW: half, bias: bb });
+      const op = new GemvKernels(device, layout).op({ x: bx, w: bw, y, shape, halfW: half, bias: bb });
       expect(maxRelativeError(await runAndRead(device, [op], y), expected)).toBeLessThan(1e-5);
     });
   }
@@ -115,7 +119,7 @@ describe('gemv (decoding one token)', () => {
   it('refuses fp16 pairs that straddle words', () => {
     const { device } = gpu();
     const b = uploadBuffer(device, new Float32Array(4));
-    expect(() => new GemvKernels(device).op(b, b, b, { N: 1, K: 3 }, { halfW: true })).toThrow(
+    expect(() => new GemvKernels(device).op({ x: b, w: b, y: b, shape: { N: 1, K: 3 }, halfW: true })).toThrow(
       'fp16 gemv needs an even K',
     );
   });
@@ -155,17 +159,15 @@ describe("gated gemv (SwiGLU's gate and up products and the gate in one dispatch
         const expected = swigluCpu(projected(w, 'w' in terms ? terms.w : undefined), projected(u, terms.u));
         const onGpu = (term?: typeof gate) => term && { ...term, l: bl, r: br };
         const y = uploadBuffer(device, new Float32Array(N).fill(Number.NaN));
-        const op = k.gatedOp(
-          bx,
-          bw,
-          bu,
+        const op = k.gatedOp({
+          x: bx,
+          w: bw,
+          u: bu,
           y,
-          { N, K },
-          {
-            halfW: half,
-            lowRank: { w: onGpu('w' in terms ? terms.w : undefined), u: onGpu(terms.u) },
-          },
-        );
+          shape: { N, K },
+          halfW: half,
+          lowRank: { w: onGpu('w' in terms ? terms.w : undefined), u: onGpu(terms.u) },
+        });
         expect(maxRelativeError(await runAndRead(device, [op], y), expected)).toBeLessThan(1e-5);
       }
     });
@@ -213,11 +215,15 @@ describe('gemv through an RMSNorm of x (the norm before a projection, fused)', (
       };
       const y = uploadBuffer(device, new Float32Array(N));
       const term = { ...low, l: bl, r: br };
-      const plain = await runAndRead(device, [k.op(bx, bw, y, { N, K }, { halfW: half, lowRank: term, norm })], y);
+      const plain = await runAndRead(
+        device,
+        [k.op({ x: bx, w: bw, y, shape: { N, K }, halfW: half, lowRank: term, norm })],
+        y,
+      );
       expect(maxRelativeError(plain, projected(w, low))).toBeLessThan(1e-5);
       const gated = await runAndRead(
         device,
-        [k.gatedOp(bx, bw, bu, y, { N, K }, { halfW: half, lowRank: { u: term }, norm })],
+        [k.gatedOp({ x: bx, w: bw, u: bu, y, shape: { N, K }, halfW: half, lowRank: { u: term }, norm })],
         y,
       );
       expect(maxRelativeError(gated, swigluCpu(projected(w), projected(u, low)))).toBeLessThan(1e-5);
@@ -263,11 +269,11 @@ describe('a set of gemvs (q, k and v of one token in one dispatch)', () => {
         bias: withBias ? uploadBuffer(device, biases[i]) : undefined,
       }));
       const norm = { weight: uploadBuffer(device, g), eps };
-      const op = k.setOp(bx, products, { halfW: half, norm });
+      const op = k.setOp({ x: bx, products, halfW: half, norm });
       expect(op).not.toBeNull();
       // Past the device's storage bindings there is no set: the caller runs the products one by one.
       const many = Array.from({ length: device.limits.maxStorageBuffersPerShaderStage }, () => products[0]);
-      expect(k.setOp(bx, many, { halfW: half, norm })).toBeNull();
+      expect(k.setOp({ x: bx, products: many, halfW: half, norm })).toBeNull();
       for (const [i, N] of widths.entries()) {
         const sum = new Float64Array(N);
         const term = terms[i] && { ...terms[i], l, r };

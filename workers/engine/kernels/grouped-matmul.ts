@@ -1,29 +1,30 @@
-import { f32, grid1d, Kernel, type UniformValue, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import { dropoutThreshold, MASKED_BY_MODULE_WGSL } from './dropout';
 import { type MatmulShape, type OperandMask, resolveMatmulShape } from './matmul';
+import { uniformStruct } from './wgsl';
 
 /**
- * Several small independent products in one dispatch: C = alpha · op(A)·op(B) + beta · C for each, every product
- * with its own transposes, shape, operands (any of the bound buffers, as many as the device allows) and place in
- * one output buffer, an operand optionally read through a LoRA module's dropout mask (matmul.ts's `OperandMask`).
- * Made for LoRA's weight gradients, dB += s dyᵀ (x Aᵀ) and dA += d(x Aᵀ)ᵀ dropout(x): two products per adapted
- * module, each a few workgroups' work over K = tokens, which on a GPU cost a dispatch (and a barrier) apiece, more
- * than their arithmetic. Grouped, a layer's seven modules take a few dispatches instead of fourteen. The x Aᵀ of
- * the modules reading one input, and their d(x Aᵀ), run grouped too: 16 columns over a long K.
- *
- * Each invocation owns a block of one product's C (`GroupedBlock`) and walks K from storage, as matmul.ts's
- * register kernels do; every product starts on a fresh workgroup, so a workgroup's invocations run one product's
- * code. With `kSlices` above 1 (GPUs), that many invocations share each block, each walking every kSlices-th step
- * of K, and add their sums through workgroup memory: a walk of K = tokens one step at a time, each step waiting on
- * its loads, is what such a product's time is on a GPU. CPU adapters walk K alone (no barriers). The x Aᵀ
- * products are long along K (the hidden size or more) and walk it in those slices too, one dispatch for a layer's
- * q/k/v, where tuned products took one or two each (split-K and its reduce pass); the H200 has not timed it yet.
- * CPU twin: matmul.cpu.ts's `matmulCpu`, product by product (the operand masked through `throughMaskCpu`).
+ * Small independent products in one dispatch: C[offsetC_i..] = alpha_i · op(A_i)·op(B_i) + beta_i · C for each i, with
+ * its own transposes, shape, operand buffers and place in one output, an operand optionally read through a LoRA
+ * module's dropout (matmul.ts's `OperandMask`). For LoRA's x Aᵀ, d(x Aᵀ) and weight gradients (dB += s dyᵀ (x Aᵀ),
+ * dA += d(x Aᵀ)ᵀ dropout(x)): a few workgroups' work each, which on a GPU cost a dispatch apiece, more than their
+ * arithmetic.
+ * Each invocation owns a `GroupedBlock` of one product's C and walks K from storage, each product starting on a fresh
+ * workgroup; with `kSlices` > 1 (GPUs) that many invocations share a block, each walking every kSlices-th step of K,
+ * their sums added in workgroup memory.
+ * CPU twin: matmul.cpu.ts's `matmulCpu`, product by product (the operand through `throughMaskCpu`).
  */
 const WG = 64;
 /** Products per dispatch (the uniforms' table). */
-export const MAX_PRODUCTS = 8;
+const MAX_PRODUCTS = 8;
+/** The dropout masks' threshold and scale, and each product's four vec4u (`Product` in the shader). */
+const PARAMS = uniformStruct({
+  count: 'u32',
+  threshold: 'u32',
+  maskScale: 'f32',
+  products: { vec4u: 4 * MAX_PRODUCTS },
+});
 
 export interface GroupedProduct {
   a: GPUBuffer;
@@ -101,7 +102,10 @@ struct Product { shape: vec4u, a: vec4u, b: vec4u, c: vec4u }
 alias Block = array<vec4f, ${words}>;
 const BLOCKS = ${WG / slices}u;
 ${slices > 1 ? `var<workgroup> sums: array<vec4f, ${(slices - 1) * (WG / slices) * words}>;` : ''}
-struct Params { count: u32, threshold: u32, maskScale: f32, _p0: u32, products: array<Product, ${MAX_PRODUCTS}> }
+${PARAMS.wgsl}
+fn productAt(i: u32) -> Product {
+  return Product(p.products[4u * i], p.products[4u * i + 1u], p.products[4u * i + 2u], p.products[4u * i + 3u]);
+}
 ${Array.from({ length: sources }, (_, i) => `@group(0) @binding(${i}) var<storage, read> s${i}: array<f32>;`).join('\n')}
 @group(0) @binding(${sources}) var<storage, read_write> C: array<f32>;
 ${masked ? `@group(0) @binding(${sources + 1}) var<storage, read> maskState: array<u32>;` : ''}
@@ -135,9 +139,9 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(num_workgroups) nwg: vec3u, 
   let slice = lid / BLOCKS;
   var which = 0u;
   for (var i = 1u; i < p.count; i++) {
-    if (block >= p.products[i].c.z) { which = i; }
+    if (block >= p.products[4u * i + 3u].z) { which = i; }
   }
-  let q = p.products[which];
+  let q = productAt(which);
   let blocksN = (q.shape.y + ${block.cols - 1}u) / ${block.cols}u;
   let local = block - q.c.z;
   let row0 = (local / blocksN) * ${block.rows}u;
@@ -230,7 +234,7 @@ export class GroupedMatmul {
       throw new Error("a grouped matmul's dropout masks must share one state and probability");
     }
     const forms: ProductForm[] = [];
-    const table: UniformValue[] = [];
+    const table: number[] = [];
     const perGroup = WG / this.kSlices;
     let block = 0;
     for (const x of products) {
@@ -238,8 +242,8 @@ export class GroupedMatmul {
       if (s.batch !== 1) throw new Error('a grouped matmul runs single products, not batches');
       forms.push({ a: sourceOf(x.a), b: sourceOf(x.b), transA: x.transA, transB: x.transB, mask: x.mask?.operand });
       table.push(
-        ...[s.M, s.N, s.K, 0, 0, s.offsetA, s.lda, 0].map(u32),
-        ...[s.offsetB, s.ldb, s.offsetC, s.ldc, f32Bits(s.alpha), f32Bits(s.beta), block, x.mask?.module ?? 0].map(u32),
+        ...[s.M, s.N, s.K, 0, 0, s.offsetA, s.lda, 0],
+        ...[s.offsetB, s.ldb, s.offsetC, s.ldc, f32Bits(s.alpha), f32Bits(s.beta), block, x.mask?.module ?? 0],
       );
       // The next product starts on a fresh workgroup.
       const blocks = Math.ceil(s.M / this.block.rows) * Math.ceil(s.N / this.block.cols);
@@ -249,11 +253,15 @@ export class GroupedMatmul {
       throw new Error(`a grouped matmul reads at most ${this.maxSources} operand buffers, not ${sources.length}`);
     }
     const mask = masks[0];
-    const header = [u32(products.length), u32(mask ? dropoutThreshold(mask.p) : 0), f32(mask ? 1 / (1 - mask.p) : 0)];
-    const padding = Array.from({ length: (MAX_PRODUCTS - products.length) * 16 }, () => u32(0));
+    const uniforms = PARAMS.pack({
+      count: products.length,
+      threshold: mask ? dropoutThreshold(mask.p) : 0,
+      maskScale: mask ? 1 / (1 - mask.p) : 0,
+      products: table,
+    });
     return this.kernel(forms, sources.length).op(
       [...sources, c, ...(mask ? [mask.state] : [])],
-      [...header, u32(0), ...table, ...padding],
+      uniforms,
       grid1d(block, perGroup),
     );
   }

@@ -111,7 +111,7 @@ describe('matmul set against the CPU twin, product by product', () => {
         const kernel = new MatmulSetKernel(device, variant);
         const scratch = createStorageBuffer(device, MatmulSetKernel.sumScratchBytes(products, splits));
         const reduce = new SplitKReduce(device, variant);
-        const ops = kernel.sumOps(products, bc, shape, splits, scratch, reduce);
+        const ops = kernel.sumOps(products, { c: bc, shape, splits, scratch, reduce });
         expect(maxRelativeError(await runAndRead(device, ops, bc), expected)).toBeLessThan(1e-5);
       });
     }

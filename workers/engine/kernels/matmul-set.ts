@@ -5,25 +5,20 @@ import {
   type MatmulShape,
   type MatmulVariant,
   matmulSetShader,
-  matmulUniforms,
   resolveMatmulShape,
   type SetLayout,
 } from './matmul';
+import { matmulUniforms } from './matmul-wgsl';
 import type { SplitKReduce } from './split-k';
 
 /**
- * A set of products in one dispatch of the tiled family (matmul.ts), workgroup z running product z: the linear
- * layers that read one input (q/k/v; gate/up), whose base products were a dispatch or two each. At 128 tokens a
- * GPU's step is set by its dispatches (on the H200 each cost about 12 µs of launch and drain, more than most of
- * these products' arithmetic), and a set also gives the GPU its products' workgroups at once.
- *
- * Each product has its own operands, output, shape and low-rank term (LoRA's second product, `LowRank`), all
- * terms reading one L and one R buffer (the layer's x Aᵀ and the adapter's parameters). The shader is written per
- * form of set (which bound buffers each product reads and writes), so no load chooses a buffer.
- *
- * `sumOps` adds products into one output: an input gradient dx = Σ dyᵢ·Wᵢ (+ each module's low-rank term), run as
- * a set writing partial sums, each product's K cut into `splits` slices, then split-K's reduce pass; `partialOp`
- * leaves the partial sums for their reader to add instead (an RMSNorm backward), one dispatch fewer.
+ * Products of the tiled family (matmul.ts) in one dispatch, workgroup z running product z: C_z = alpha ·
+ * op(A_z)·op(B_z) [+ scale · L·op(R_z)] + beta · C_z, each with its own operands, output, shape and low-rank term,
+ * all terms reading one L and one R. For the layers that read one input (q/k/v, gate/up): at 128 tokens a GPU's
+ * step waits on its dispatches more than on these products' arithmetic. The shader is written per form of set
+ * (which bound buffers each product reads and writes), so no load chooses a buffer.
+ * `sumOps`: Σ_z products into one C (an input gradient dx = Σ dyᵢ·Wᵢ), each K in `splits` slices of partial sums,
+ * then split-K's reduce; `partialOp` leaves the partial sums to their reader (an RMSNorm backward).
  * CPU twin: matmul.cpu.ts's `matmulCpu`, product by product.
  */
 export interface SetProduct {
@@ -33,6 +28,14 @@ export interface SetProduct {
   /** One matrix (no batch); offsets, leading dimensions, alpha and beta as matmul.ts's. */
   shape: MatmulShape;
   lowRank?: LowRank;
+}
+
+/** A sum of products: its output c (rows at offsetC, ldc apart), each K in `splits` slices of partial sums. */
+export interface SumIo {
+  c: GPUBuffer;
+  shape: Pick<MatmulShape, 'M' | 'N' | 'ldc' | 'offsetC' | 'alpha' | 'beta'>;
+  splits: number;
+  scratch: GPUBuffer;
 }
 
 export class MatmulSetKernel {
@@ -113,32 +116,21 @@ export class MatmulSetKernel {
   }
 
   /**
-   * C (= alpha · Σ + beta · C) the sum of the products (their own C unused), each product's K cut into `splits`
-   * slices, all M x N: `partialOp`'s slabs, then `reduce` adds them.
+   * c = alpha · Σ products + beta · c (their own C unused), all M x N: `partialOp`'s slabs, then `reduce` adds them.
    */
-  sumOps(
-    products: readonly Omit<SetProduct, 'c'>[],
-    c: GPUBuffer,
-    shape: Pick<MatmulShape, 'M' | 'N' | 'ldc' | 'offsetC' | 'alpha' | 'beta'>,
-    splits: number,
-    scratch: GPUBuffer,
-    reduce: SplitKReduce,
-  ): Op[] {
-    const { op, slabs } = this.partialOp(products, shape, splits, scratch);
-    const full = resolveMatmulShape({ ...shape, K: 1 }, this.variant);
-    return [op, reduce.op(scratch, c, full, slabs)];
+  sumOps(products: readonly Omit<SetProduct, 'c'>[], o: SumIo & { reduce: SplitKReduce }): Op[] {
+    const { op, slabs } = this.partialOp(products, o);
+    const shape = resolveMatmulShape({ ...o.shape, K: 1 }, this.variant);
+    return [op, o.reduce.op({ scratch: o.scratch, c: o.c, shape, splits: slabs })];
   }
 
   /**
-   * The sum of the products as partial sums, `slabs` of M x N in `scratch` (`sumScratchBytes`), each product's K
-   * cut into `splits` slices, for a reduce pass or the sum's reader to add. Each product's low-rank term rides on
-   * its first slice.
+   * Σ products as `slabs` partial sums [slabs, M, N] in `scratch` (`sumScratchBytes`), each product's K in `splits`
+   * slices, its low-rank term on the first.
    */
   partialOp(
     products: readonly Omit<SetProduct, 'c'>[],
-    { M, N }: Pick<MatmulShape, 'M' | 'N'>,
-    splits: number,
-    scratch: GPUBuffer,
+    { shape: { M, N }, splits, scratch }: Omit<SumIo, 'c'>,
   ): { op: Op; slabs: number } {
     const { transA, transB } = this.variant;
     const slabs: SetProduct[] = [];

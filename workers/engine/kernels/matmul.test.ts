@@ -263,7 +263,7 @@ describe('matmul with a low-rank term (LoRA fused into the base product)', () =>
           uploadBuffer(device, x),
         );
         const gpuMask = masked ? { ...mask, state } : undefined;
-        const op = kernel.op(bufA, bufB, bufC, shape, { ...low, l: bufL, r: bufR, mask: gpuMask });
+        const op = kernel.op(bufA, bufB, bufC, shape, { lowRank: { ...low, l: bufL, r: bufR, mask: gpuMask } });
         expect(maxRelativeError(await runAndRead(device, [op], bufC), expected)).toBeLessThan(1e-5);
         // The term moves the result: without it the same product differs.
         const plain = Float64Array.from(c);
@@ -280,7 +280,9 @@ describe('matmul with a low-rank term (LoRA fused into the base product)', () =>
     const fused = new MatmulKernel(device, { ...DEFAULT_MATMUL_TILE, transA: false, transB: true, lowRank: true });
     const shape = { M: 2, N: 2, K: 2 };
     const low = { l: buffer, r: buffer, rank: 1, scale: 1 };
-    expect(() => plain.op(buffer, buffer, buffer, shape, low)).toThrow(/compiled for no low-rank term, not a low-rank/);
+    expect(() => plain.op(buffer, buffer, buffer, shape, { lowRank: low })).toThrow(
+      /compiled for no low-rank term, not a low-rank/,
+    );
     expect(() => fused.op(buffer, buffer, buffer, shape)).toThrow(/compiled for a low-rank term, not no low-rank term/);
   });
 });
@@ -321,19 +323,14 @@ describe('matmul with an operand read through a dropout mask (LoRA dropout, neve
       matmulCpu(operand === 'a' ? dropped : a, operand === 'b' ? dropped : b, expected, shape, variant);
       const state = uploadBuffer(device, Uint32Array.of(77, 1));
       const c = createStorageBuffer(device, 37 * 29 * 4);
-      const op = new MatmulKernel(device, variant).op(
-        uploadBuffer(device, a),
-        uploadBuffer(device, b),
-        c,
-        shape,
-        undefined,
-        {
+      const op = new MatmulKernel(device, variant).op(uploadBuffer(device, a), uploadBuffer(device, b), c, shape, {
+        operandMask: {
           operand,
           state,
           module: 5,
           p: 0.3,
         },
-      );
+      });
       expect(maxRelativeError(await runAndRead(device, [op], c), expected)).toBeLessThan(1e-5);
     });
   }
@@ -351,7 +348,7 @@ describe('matmul with an operand read through a dropout mask (LoRA dropout, neve
       const mask = { operand: 'a', state, module: 1, p: 0.5 } as const;
       return runAndRead(
         device,
-        [kernel.op(uploadBuffer(device, x), uploadBuffer(device, b), c, shape, undefined, mask)],
+        [kernel.op(uploadBuffer(device, x), uploadBuffer(device, b), c, shape, { operandMask: mask })],
         c,
       );
     };
@@ -378,7 +375,7 @@ describe('matmul with an operand read through a dropout mask (LoRA dropout, neve
       maskedOperand: 'a',
     });
     const mask = { operand: 'a', state: buffer, module: 0, p: 0.1 } as const;
-    expect(() => plain.op(buffer, buffer, buffer, shape, undefined, mask)).toThrow(
+    expect(() => plain.op(buffer, buffer, buffer, shape, { operandMask: mask })).toThrow(
       /compiled for no mask, not a mask on operand A/,
     );
     expect(() => masked.op(buffer, buffer, buffer, shape)).toThrow(/compiled for a mask on operand A, not no mask/);

@@ -4,17 +4,12 @@ import { dropoutThreshold, MASKED_BY_MODULE_WGSL } from './dropout';
 import { type RowLayout, rowKernel, uniformStruct } from './wgsl';
 
 /**
- * RMSNorm over rows: y[r, :] = w * x[r, :] * rstd[r], rstd[r] = 1 / sqrt(mean(x[r, :]^2) + eps).
- *   x, y: [rows, dim]   w: [dim]   rstd: [rows] (saved for the backward)
- * Backward, with xhat = x * rstd and g = dy * w (dy possibly as partial sums, added as read):
- *   dx = rstd * (g - xhat * mean(g * xhat))          (written, or added to dx when accumulating)
- *   dw += sum over rows of dy * xhat                  (full-parameter training only)
- * A workgroup per row reduces over dim, or an invocation per row (`RowLayout`); Qwen3's per-head q/k norm is the
- * same kernel with rows = tokens * heads.
- * The forward can also copy x to `carry` as it reads it: a transformer block's residual stream, which the block's
- * last product then adds onto. A copy of its own would end the compute pass (copies run outside passes). That
- * product may leave its output as partial sums (`xSlabs`): the forward then adds them to x as it reads it and
- * writes the sum back, so x holds the residual for the backward, and split-K's reduce pass needs no dispatch.
+ * RMSNorm over rows: y[r, :] = w · x[r, :] · rstd[r], rstd[r] = 1 / √(mean(x[r, :]²) + eps).
+ *   x, y [rows, dim], w [dim], rstd [rows] (kept for the backward); Qwen3's per-head norm: rows = tokens · heads
+ *   backward, xhat = x · rstd, g = dy · w:  dx (= or +=) rstd · (g - xhat · mean(g · xhat)),  dw += Σ_rows dy · xhat
+ *   `carry`: x copied out as it is read (the residual stream; a copy of its own would end the compute pass)
+ *   `xSlabs`, dy's slabs: inputs as partial sums [slabs, rows, dim], added as read (split-K's reduce pass spared)
+ * A workgroup per row, or an invocation per row (`RowLayout`).
  */
 
 const WG = 64;

@@ -12,12 +12,10 @@ import { uniformStruct } from './wgsl';
 export type Rotation = 'forward' | 'inverse';
 
 /**
- * WGSL rotate-half, for kernels with `p.headDim`, `cosTable` and `sinTable` in scope: element n of rows of heads and
- * the index of its partner half a head away; `rotated` is the element after rotation by the angle at table entry
- * `at`, turned by `sign` (-1 for the inverse): x_n cos - x_partner sin in a head's first half, x_n cos + x_partner
- * sin in its second.
+ * `partner(n)`: the element half a head from n; `rotated(...)`: x_n cos - x_partner sin in a head's first half,
+ * x_n cos + x_partner sin in its second, at table entry `at`, sin's sign flipped for the inverse.
  */
-export const ROTATE_HALF_WGSL = /* wgsl */ `
+const ROTATE_HALF_WGSL = /* wgsl */ `
 fn partner(n: u32) -> u32 {
   let half = p.headDim / 2u;
   return select(n - half, n + half, n % p.headDim < half);

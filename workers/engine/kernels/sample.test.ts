@@ -28,7 +28,7 @@ async function drawAll(
   const draws = createStorageBuffer(device, (DRAWS_HEADER + rows) * 4);
   const forced = uploadBuffer(device, forcedIds);
   const ids = uploadBuffer(device, new Uint32Array(rows));
-  const op = kernel.op(bl, draws, forced, ids, { rows, V });
+  const op = kernel.op({ logits: bl, draws, forced, ids, rows, V });
   const got: number[][] = [];
   for (const us of uniforms) {
     device.queue.writeBuffer(draws, 0, drawsFor(s, us));

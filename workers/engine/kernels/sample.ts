@@ -1,21 +1,16 @@
-import { Kernel, u32 } from '../gpu/kernel';
+import { Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { uniformStruct } from './wgsl';
 
 /**
- * Draws a token per row from logits on the GPU: only the ids go back to the CPU, not [rows, V] logits, and no CPU
- * pass over the vocabulary. Per row r, with draws = [temperature, top-k, top-p, 0, u_0 .. u_{rows-1}]:
- *   temperature 0: the first index of the largest logit (greedy);
- *   no top-k: the first index i at which Σ_{j ≤ i} w_j exceeds u_r · Σ_j w_j, w_j = exp((l_j - max l) / temperature);
- *   top-k (1..TOP_K_MAX): the k largest logits, ties to the lower index, ranked; then the nucleus of mass top-p of
- *   their weights (the token crossing it kept); then the same walk over the kept ones in rank order;
- * which is core/generation/sampling.ts's draw with the same uniform (its CPU twin: `sampleToken` with these cuts, no
- * repetition penalty, and `() => u_r` as its generator), up to float32 rounding of the sums. The k-th largest
- * logit is found by a radix select over the logits' bits (four passes of a 256-bin histogram), so no invocation
- * sorts more than the k kept.
- * A row with a forced token (forced[r] ≥ 0: a prompt token still to feed) takes it instead, so the ids can be the
- * decoder's next input as they stand, with no CPU between one step and the next.
- * A workgroup per row: each invocation takes a contiguous chunk of the vocabulary (max and sum), the chunk sums
- * are scanned in order, and the invocation whose chunk holds the target walks it.
+ * A token per row of logits [rows, V] into ids [rows] u32, draws = [temperature, top-k, top-p, 0, u_0 .. u_{rows-1}]:
+ *   temperature 0: the first index of the largest logit
+ *   else: the first i with Σ_{j ≤ i} w_j > u_r · Σ_j w_j, w_j = exp((l_j - max l) / temperature)
+ *   top-k (1..TOP_K_MAX): over the k largest (ties to the lower index) in rank order, cut to the nucleus of mass top-p
+ *   forced[r] ≥ 0 (a prompt token still to feed): that token instead
+ * CPU twin: core/generation/sampling.ts's `sampleToken` with `() => u_r` (up to fp32 sums); only the ids are read
+ * back. A workgroup per row, each invocation a chunk of the vocabulary; the k-th largest by a radix select over the
+ * logits' bits (four 256-bin histograms), so no invocation sorts more than the k kept.
  */
 const WG = 256;
 /** The largest top-k drawn on the GPU (the kept tokens are ranked in workgroup memory); larger ones draw on the CPU. */
@@ -23,8 +18,10 @@ export const TOP_K_MAX = 64;
 /** Floats before the uniforms in the draws buffer: temperature, top-k, top-p and one unused. */
 export const DRAWS_HEADER = 4;
 
+const PARAMS = uniformStruct({ V: 'u32' });
+
 const shader = /* wgsl */ `
-struct Params { V: u32, _p0: u32, _p1: u32, _p2: u32 }
+${PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
 @group(0) @binding(1) var<storage, read> draws: array<f32>;
 @group(0) @binding(2) var<storage, read> forced: array<i32>;
@@ -232,6 +229,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
 }
 `;
 
+export interface SampleIo {
+  logits: GPUBuffer;
+  draws: GPUBuffer;
+  forced: GPUBuffer;
+  ids: GPUBuffer;
+  rows: number;
+  V: number;
+}
+
 export class SampleKernel {
   private readonly kernel: Kernel;
 
@@ -244,8 +250,8 @@ export class SampleKernel {
    * f32 holds the temperature, top-k (0: none; at most TOP_K_MAX and V) and top-p, then each row's uniform in
    * [0, 1), and forced [rows] i32 each row's forced token or -1, written before each run (`drawsFor`).
    */
-  op(logits: GPUBuffer, draws: GPUBuffer, forced: GPUBuffer, ids: GPUBuffer, s: { rows: number; V: number }): Op {
-    return this.kernel.op([logits, draws, forced, ids], [u32(s.V), u32(0), u32(0), u32(0)], [s.rows, 1, 1]);
+  op({ logits, draws, forced, ids, rows, V }: SampleIo): Op {
+    return this.kernel.op([logits, draws, forced, ids], PARAMS.pack({ V }), [rows, 1, 1]);
   }
 }
 

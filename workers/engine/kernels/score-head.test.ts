@@ -30,8 +30,9 @@ describe('score head', () => {
     const w = randomUniform(d, 5);
     const g = randomUniform(B, 6);
     const [bx, bw, brows, bg] = [x, w, rows, g].map((a) => uploadBuffer(device, a));
+    const head = { x: bx, w: bw, rows: brows, batch: B, d };
     const score = createStorageBuffer(device, B * 4);
-    const got = await runAndRead(device, [k.forwardOp(bx, bw, brows, score, B, d)], score);
+    const got = await runAndRead(device, [k.forwardOp({ ...head, score })], score);
     expect(maxRelativeError(got, scoreHeadCpu(x, w, rows))).toBeLessThan(1e-5);
 
     const ref = scoreHeadBackwardCpu(x, w, rows, g);
@@ -39,7 +40,7 @@ describe('score head', () => {
     const dx = uploadBuffer(device, randomUniform(n * d, 7));
     const dw0 = randomUniform(d, 8);
     const dw = uploadBuffer(device, dw0);
-    const ops = [k.inputGradOp(bw, brows, bg, dx, n, d, B), k.weightGradOp(bx, brows, bg, dw, d, B)];
+    const ops = [k.inputGradOp({ ...head, g: bg, dx, n }), k.weightGradOp({ ...head, g: bg, dw })];
     expect(maxRelativeError(await runAndRead(device, ops, dx), ref.dx)).toBeLessThan(1e-5);
     const expectedDw = Float64Array.from(ref.dw, (v, j) => v + dw0[j]);
     expect(maxRelativeError(await readFloat32(device, dw), expectedDw)).toBeLessThan(1e-5);

@@ -1,16 +1,20 @@
-import { grid1d, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { uniformStruct } from './wgsl';
 
 /**
- * A reward model's scalar head (Hugging Face's `score` layer, one output, no bias) on the final normed hidden
- * states x: [N, d], read at one row per sequence (rows: [B] u32, the sequence's last token):
+ * A reward model's scalar head (Hugging Face's `score` layer: one output, no bias) on the final normed hidden states
+ * x [N, d], read at one row per sequence (rows [B] u32, each sequence's last token):
  *   forward   score[b] = x[rows[b]] · w
- *   backward  dx[n] = sum over b with rows[b] = n of g[b] w  (every other row 0)
- *             dw   += sum over b of g[b] x[rows[b]]
- * B is a batch's sequence count, so the backward loops over it per element.
+ *   backward  dx[n] = Σ_{b: rows[b] = n} g[b] w  (0 on every other row),  dw += Σ_b g[b] x[rows[b]]
+ * B is a batch's sequence count, small enough for the backward to loop over it per element.
  */
+const FORWARD_PARAMS = uniformStruct({ d: 'u32' });
+const INPUT_GRAD_PARAMS = uniformStruct({ n: 'u32', d: 'u32', batch: 'u32' });
+const WEIGHT_GRAD_PARAMS = uniformStruct({ d: 'u32', batch: 'u32' });
+
 const forwardShader = /* wgsl */ `
-struct Params { d: u32, _p0: u32, _p1: u32, _p2: u32 }
+${FORWARD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> rows: array<u32>;
@@ -36,7 +40,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
 `;
 
 const inputGradShader = /* wgsl */ `
-struct Params { n: u32, d: u32, batch: u32, _p0: u32 }
+${INPUT_GRAD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> w: array<f32>;
 @group(0) @binding(1) var<storage, read> rows: array<u32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
@@ -57,7 +61,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 `;
 
 const weightGradShader = /* wgsl */ `
-struct Params { d: u32, batch: u32, _p0: u32, _p1: u32 }
+${WEIGHT_GRAD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> rows: array<u32>;
 @group(0) @binding(2) var<storage, read> g: array<f32>;
@@ -74,6 +78,15 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 `;
 
+/** The hidden states x [*, d], the head w [d], and the row each of `batch` sequences is scored at. */
+export interface ScoreHeadIo {
+  x: GPUBuffer;
+  w: GPUBuffer;
+  rows: GPUBuffer;
+  batch: number;
+  d: number;
+}
+
 export class ScoreHeadKernels {
   private readonly forward: Kernel;
   private readonly inputGrad: Kernel;
@@ -85,18 +98,26 @@ export class ScoreHeadKernels {
     this.weightGrad = new Kernel(device, weightGradShader, 'score_head_dw');
   }
 
-  /** score [batch] = x[rows[b]] · w, x: [*, d]. */
-  forwardOp(x: GPUBuffer, w: GPUBuffer, rows: GPUBuffer, score: GPUBuffer, batch: number, d: number): Op {
-    return this.forward.op([x, w, rows, score], [u32(d), u32(0), u32(0), u32(0)], [batch, 1, 1]);
+  /** score [batch] = x[rows[b]] · w, x [*, d]. */
+  forwardOp({ x, w, rows, score, batch, d }: ScoreHeadIo & { score: GPUBuffer }): Op {
+    return this.forward.op([x, w, rows, score], FORWARD_PARAMS.pack({ d }), [batch, 1, 1]);
   }
 
   /** dx [n, d] = g[b] w on each scored row, 0 elsewhere (overwrites). */
-  inputGradOp(w: GPUBuffer, rows: GPUBuffer, g: GPUBuffer, dx: GPUBuffer, n: number, d: number, batch: number): Op {
-    return this.inputGrad.op([w, rows, g, dx], [u32(n), u32(d), u32(batch), u32(0)], grid1d(n * d, 64));
+  inputGradOp({
+    w,
+    rows,
+    g,
+    dx,
+    n,
+    d,
+    batch,
+  }: Omit<ScoreHeadIo, 'x'> & { g: GPUBuffer; dx: GPUBuffer; n: number }): Op {
+    return this.inputGrad.op([w, rows, g, dx], INPUT_GRAD_PARAMS.pack({ n, d, batch }), grid1d(n * d, 64));
   }
 
-  /** dw [d] += sum over b of g[b] x[rows[b]] (accumulates). */
-  weightGradOp(x: GPUBuffer, rows: GPUBuffer, g: GPUBuffer, dw: GPUBuffer, d: number, batch: number): Op {
-    return this.weightGrad.op([x, rows, g, dw], [u32(d), u32(batch), u32(0), u32(0)], grid1d(d, 64));
+  /** dw [d] += Σ_b g[b] x[rows[b]]. */
+  weightGradOp({ x, rows, g, dw, d, batch }: Omit<ScoreHeadIo, 'w'> & { g: GPUBuffer; dw: GPUBuffer }): Op {
+    return this.weightGrad.op([x, rows, g, dw], WEIGHT_GRAD_PARAMS.pack({ d, batch }), grid1d(d, 64));
   }
 }

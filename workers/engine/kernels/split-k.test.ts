@@ -27,7 +27,7 @@ describe('split-K matmul against the CPU twin', () => {
       matmulCpu(a, b, expected, shape, variant);
       const [ba, bb, bc] = [uploadBuffer(device, a), uploadBuffer(device, b), uploadBuffer(device, c)];
       const scratch = createStorageBuffer(device, kernel.scratchBytes(shape));
-      const got = await runAndRead(device, kernel.ops(ba, bb, bc, shape, scratch), bc);
+      const got = await runAndRead(device, kernel.ops(ba, bb, bc, shape, { scratch }), bc);
       expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
     });
   }
@@ -61,7 +61,7 @@ describe('split-K matmul against the CPU twin', () => {
       const [ba, bb, bc, bl, br, state] = [a, b, c, l, r, Uint32Array.of(99, 1)].map((x) => uploadBuffer(device, x));
       const scratch = createStorageBuffer(device, kernel.scratchBytes(shape));
       const term = { ...low, l: bl, r: br, mask: masked ? { state, module: 2, p: 0.3 } : undefined };
-      const got = await runAndRead(device, kernel.ops(ba, bb, bc, shape, scratch, term), bc);
+      const got = await runAndRead(device, kernel.ops(ba, bb, bc, shape, { scratch, lowRank: term }), bc);
       expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
     });
   }
@@ -92,7 +92,7 @@ describe('split-K matmul against the CPU twin', () => {
       const [ba, bb, state] = [a, b, Uint32Array.of(31, 1)].map((x) => uploadBuffer(device, x));
       const bc = createStorageBuffer(device, 13 * 37 * 4);
       const scratch = createStorageBuffer(device, kernel.scratchBytes(shape));
-      const ops = kernel.ops(ba, bb, bc, shape, scratch, undefined, { operand, state, module: 6, p: 0.25 });
+      const ops = kernel.ops(ba, bb, bc, shape, { scratch, operandMask: { operand, state, module: 6, p: 0.25 } });
       expect(maxRelativeError(await runAndRead(device, ops, bc), expected)).toBeLessThan(1e-5);
     });
   }

@@ -1,35 +1,39 @@
-import { f32, grid1d, Kernel, u32 } from '../gpu/kernel';
+import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
 import {
   checkLowRank,
   checkOperandMask,
-  extraBindings,
-  extraBuffers,
-  extraUniforms,
   type LowRank,
+  type MatmulExtras,
   MatmulKernel,
   type MatmulShape,
   type MatmulVariant,
-  type OperandMask,
+  type ResolvedShape,
   resolveMatmulShape,
 } from './matmul';
+import { extraBindings, extraBuffers, LOW_RANK_FIELDS, lowRankUniforms } from './matmul-wgsl';
+import { uniformStruct } from './wgsl';
 
 /**
- * Split-K matmul, for products with few output tiles and a long K (at 128 tokens, x A^T of a LoRA module is
- * 128 x 16 over K = 576..1536: two workgroups would do all the work). The K range is cut into `splits`
- * equal slices, run as a batch of independent products into a scratch buffer of partial sums
- * [splits, M, N], then a reduce kernel adds the slices (and a low-rank term, `LowRank`, when the variant has
- * one): C = alpha * sum + beta * C.
- * Only for batch 1 and K divisible by `splits`.
+ * Split-K: C = alpha · (Σ_k op(A)[:, slice k]·op(B)[slice k, :] [+ a low-rank term]) + beta · C, the slices a batch of
+ * products into partial sums [splits, M, N], then a reduce pass. For few output tiles over a long K (a LoRA x Aᵀ at
+ * 128 tokens is 128 x 16 over K = 576..1536: two workgroups' work). Batch 1, K divisible by `splits`.
  */
+const REDUCE_PARAMS = uniformStruct({
+  M: 'u32',
+  N: 'u32',
+  splits: 'u32',
+  ldc: 'u32',
+  offsetC: 'u32',
+  alpha: 'f32',
+  beta: 'f32',
+  ...LOW_RANK_FIELDS,
+});
+
 function reduceShader(v: Pick<MatmulVariant, 'transB' | 'lowRank' | 'maskedLowRank' | 'maskedOperand'>): string {
   const rIndex = v.transB ? 'n * p.rank + t' : 't * p.N + n';
   return /* wgsl */ `
-struct Params {
-  M: u32, N: u32, splits: u32, ldc: u32, offsetC: u32, alpha: f32, beta: f32, _p0: u32,
-  rank: u32, offsetL: u32, offsetR: u32, scaleL: f32,
-  moduleId: u32, threshold: u32, maskScale: f32, _p1: u32,
-}
+${REDUCE_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> partial: array<f32>;
 @group(0) @binding(1) var<storage, read_write> C: array<f32>;
 ${extraBindings(v, 2)}
@@ -61,9 +65,19 @@ export function canSplitK(shape: MatmulShape, splits: number): boolean {
   return (shape.batch ?? 1) === 1 && shape.K % splits === 0 && shape.K / splits >= 8;
 }
 
+/** The partial sums [splits, M, N] into C, and a low-rank term where the variant has one. */
+export interface SplitKReduceIo {
+  scratch: GPUBuffer;
+  c: GPUBuffer;
+  /** C's rows at offsetC, ldc apart. */
+  shape: Pick<ResolvedShape, 'M' | 'N' | 'ldc' | 'offsetC' | 'alpha' | 'beta'>;
+  splits: number;
+  lowRank?: LowRank;
+}
+
 /**
- * The reduce pass: C = alpha * (the sum of `splits` partial [M, N] slabs [+ a low-rank term]) + beta * C, C's
- * rows at offsetC with leading dimension ldc. Also the last pass of a sum of products (matmul-set.ts).
+ * C = alpha · (Σ of `splits` partial [M, N] slabs [+ a low-rank term]) + beta · C; also the last pass of a sum of
+ * products (matmul-set.ts).
  */
 export class SplitKReduce {
   private readonly kernel: Kernel;
@@ -80,17 +94,12 @@ export class SplitKReduce {
     );
   }
 
-  op(
-    scratch: GPUBuffer,
-    c: GPUBuffer,
-    s: Pick<ReturnType<typeof resolveMatmulShape>, 'M' | 'N' | 'ldc' | 'offsetC' | 'alpha' | 'beta'>,
-    splits: number,
-    lowRank?: LowRank,
-  ): Op {
+  op({ scratch, c, shape, splits, lowRank }: SplitKReduceIo): Op {
+    const { M, N, ldc, offsetC, alpha, beta } = shape;
     return this.kernel.op(
       [scratch, c, ...extraBuffers(lowRank)],
-      [...[s.M, s.N, splits, s.ldc, s.offsetC].map(u32), f32(s.alpha), f32(s.beta), u32(0), ...extraUniforms(lowRank)],
-      grid1d(s.M * s.N, 64),
+      REDUCE_PARAMS.pack({ M, N, splits, ldc, offsetC, alpha, beta, ...lowRankUniforms(lowRank) }),
+      grid1d(M * N, 64),
     );
   }
 }
@@ -114,14 +123,13 @@ export class SplitKMatmul {
     return this.splits * shape.M * shape.N * 4;
   }
 
+  /** C ← the product, its partial sums in `scratch` (`scratchBytes`); extras as MatmulKernel.op's. */
   ops(
     a: GPUBuffer,
     b: GPUBuffer,
     c: GPUBuffer,
     shape: MatmulShape,
-    scratch: GPUBuffer,
-    lowRank?: LowRank,
-    operandMask?: OperandMask,
+    { scratch, lowRank, operandMask }: MatmulExtras & { scratch: GPUBuffer },
   ): Op[] {
     if (!canSplitK(shape, this.splits)) throw new Error(`split-K ${this.splits} cannot run ${JSON.stringify(shape)}`);
     const s = resolveMatmulShape(shape, this.variant);
@@ -131,7 +139,7 @@ export class SplitKMatmul {
     const { transA, transB } = this.variant;
     // Slice k's operands sit where they sit in the whole product, so a mask's index (from the operand's offset) is
     // the whole product's.
-    const partialOp = this.partials.op(
+    const partials = this.partials.op(
       a,
       b,
       scratch,
@@ -149,9 +157,8 @@ export class SplitKMatmul {
         offsetA: s.offsetA,
         offsetB: s.offsetB,
       },
-      undefined,
-      operandMask,
+      { operandMask },
     );
-    return [partialOp, this.reduce.op(scratch, c, s, this.splits, lowRank)];
+    return [partials, this.reduce.op({ scratch, c, shape: s, splits: this.splits, lowRank })];
   }
 }

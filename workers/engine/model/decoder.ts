@@ -78,7 +78,8 @@ export class Decoder {
     this.logits = f32(rows * c.vocabSize, 'logits');
     this.draws = f32(DRAWS_HEADER + rows, 'sampling draws');
     this.forced = f32(rows, 'forced ids');
-    this.sampleOp = k.sample.op(this.logits, this.draws, this.forced, this.ids, { rows, V: c.vocabSize });
+    const { logits, draws, forced, ids } = this;
+    this.sampleOp = k.sample.op({ logits, draws, forced, ids, rows, V: c.vocabSize });
     this.s = this.allocate();
     this.linear = new Linear(k, w, rows, true);
     this.record();
@@ -317,7 +318,7 @@ export class Decoder {
     }
     const lowRank = { w: low.gate_proj, u: low.up_proj };
     this.ops.push(
-      this.k.gemv.gatedOp(x, lw.proj.gate_proj, lw.proj.up_proj, act, shape, { halfW: half, lowRank, norm }),
+      this.k.gemv.gatedOp({ x, w: lw.proj.gate_proj, u: lw.proj.up_proj, y: act, shape, halfW: half, lowRank, norm }),
     );
   }
 

@@ -74,17 +74,20 @@ export class Linear {
           )
           .ops(products),
       );
-      for (const { c, shape, bias } of products) if (bias) ops.push(this.k.bias.addOp(bias, c, this.rows, shape.N));
+      for (const { c, shape, bias } of products) {
+        if (bias) ops.push(this.k.bias.addOp({ bias, y: c, rows: this.rows, dim: shape.N }));
+      }
       return;
     }
     // One token's gemvs as one dispatch where the adapter takes sets (GPUs) and can bind them all.
     const set =
       several && !matmuls && this.k.choices.matmulSets && this.k.gemv.layout === 'cooperative'
-        ? this.k.gemv.setOp(
+        ? this.k.gemv.setOp({
             x,
-            products.map(({ b, c, shape, lowRank, bias }) => ({ w: b, y: c, shape, lowRank, bias })),
-            { halfW: half, norm },
-          )
+            products: products.map(({ b, c, shape, lowRank, bias }) => ({ w: b, y: c, shape, lowRank, bias })),
+            halfW: half,
+            norm,
+          })
         : null;
     if (set) {
       ops.push(set);
@@ -152,7 +155,9 @@ export class Linear {
       const key = projectionKey(layer, projection);
       const dW = { M: out, N: inDim, K: N, beta: 1 };
       ops.push(...this.k.matmuls.productFor(true, false, dW).ops(dy, x, weightGrads(key), dW));
-      if (lw.bias[projection]) ops.push(this.k.bias.gradOp(dy, weightGrads(key.replace(/weight$/, 'bias')), N, out));
+      if (lw.bias[projection]) {
+        ops.push(this.k.bias.gradOp({ dy, dbias: weightGrads(key.replace(/weight$/, 'bias')), rows: N, dim: out }));
+      }
     }
     return result;
   }
@@ -176,7 +181,7 @@ export class Linear {
       const r = lora.settings.r;
       const segments = { rows: r, offsets: modules.slice(1).map((m) => m.offsetA) };
       const shape = { N: r * modules.length, K: modules[0].inDim, offsetB: modules[0].offsetA, segments };
-      ops.push(this.k.gemv.op(x, lora.params, xa, shape, { norm }));
+      ops.push(this.k.gemv.op({ x, w: lora.params, y: xa, shape, norm }));
     } else {
       ops.push(...this.k.grouped.ops(products, xa));
     }
@@ -196,16 +201,17 @@ export class Linear {
     if (this.usesMatmul(shape)) {
       if (norm) throw new Error('only a gemv reads its input through a norm');
       const product = { M: this.rows, ...shape };
-      ops.push(...this.k.matmuls.productFor(false, true, product, half).ops(x, w, y, product, lowRank));
-      if (bias) ops.push(this.k.bias.addOp(bias, y, this.rows, shape.N));
+      ops.push(...this.k.matmuls.productFor(false, true, product, half).ops(x, w, y, product, { lowRank }));
+      if (bias) ops.push(this.k.bias.addOp({ bias, y, rows: this.rows, dim: shape.N }));
       return;
     }
-    ops.push(this.k.gemv.op(x, w, y, shape, { halfW: half, lowRank, norm, bias }));
+    ops.push(this.k.gemv.op({ x, w, y, shape, halfW: half, lowRank, norm, bias }));
   }
 
   private addBias(ops: Op[], layer: number, projection: Projection, y: GPUBuffer): void {
     const bias = this.w.layers[layer].bias[projection];
-    if (bias) ops.push(this.k.bias.addOp(bias, y, this.rows, projectionShape(this.w.config, projection)[0]));
+    const dim = projectionShape(this.w.config, projection)[0];
+    if (bias) ops.push(this.k.bias.addOp({ bias, y, rows: this.rows, dim }));
   }
 }
 

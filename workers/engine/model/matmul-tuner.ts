@@ -2,11 +2,10 @@ import { createStorageBuffer } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
 import { passSeconds } from '../gpu/profile';
 import {
-  type LowRank,
+  type MatmulExtras,
   MatmulKernel,
   type MatmulShape,
   type MatmulVariant,
-  type OperandMask,
   resolveMatmulShape,
 } from '../kernels/matmul';
 import { MatmulSetKernel, type SetProduct } from '../kernels/matmul-set';
@@ -51,7 +50,7 @@ export interface MatmulSet {
 
 /** One product of a plan, on its chosen variant, with or without a low-rank term or an operand mask. */
 export interface MatmulProduct {
-  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, lowRank?: LowRank, mask?: OperandMask): Op[];
+  ops(a: GPUBuffer, b: GPUBuffer, c: GPUBuffer, shape: MatmulShape, extras?: MatmulExtras): Op[];
 }
 
 /**
@@ -176,7 +175,9 @@ export class MatmulTuner {
 
   private set(choice: MatmulChoice, transB: boolean, halfB: boolean): MatmulSet {
     const separately = (products: SetProduct[]) =>
-      products.flatMap((x) => this.productFor(false, transB, x.shape, halfB).ops(x.a, x.b, x.c, x.shape, x.lowRank));
+      products.flatMap((x) =>
+        this.productFor(false, transB, x.shape, halfB).ops(x.a, x.b, x.c, x.shape, { lowRank: x.lowRank }),
+      );
     const sumSeparately = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape) =>
       separately(
         products.map((x, i) => ({
@@ -213,14 +214,14 @@ export class MatmulTuner {
         if (one) return one;
         const scratch = scratchFor(products, c);
         if (!scratch) return sumSeparately(products, c, shape);
-        return kernel.sumOps(products, c, shape, splits, scratch, this.reduceKernel(transB));
+        return kernel.sumOps(products, { c, shape, splits, scratch, reduce: this.reduceKernel(transB) });
       },
       partialSums: (products, c, shape) => {
         const one = direct(products, c, shape);
         if (one) return whole(one, c, shape);
         const scratch = scratchFor(products, c);
         if (!scratch) return unreduced(products, c, shape);
-        const { op, slabs } = kernel.partialOp(products, shape, splits, scratch);
+        const { op, slabs } = kernel.partialOp(products, { shape, splits, scratch });
         return { ops: [op], sum: scratch, slabs };
       },
     };
@@ -248,17 +249,18 @@ export class MatmulTuner {
   private product(tile: MatmulTile, transA: boolean, transB: boolean, halfB: boolean): MatmulProduct {
     const { splitK, ...rest } = tile;
     return {
-      ops: (a, b, c, shape, lowRank, mask) => {
+      ops: (a, b, c, shape, { lowRank, operandMask } = {}) => {
         const terms = {
           lowRank: Boolean(lowRank),
           maskedLowRank: Boolean(lowRank?.mask),
-          maskedOperand: mask?.operand,
+          maskedOperand: operandMask?.operand,
         };
         const variant: MatmulVariant = { ...rest, transA, transB, halfB, ...terms };
+        const extras = { lowRank, operandMask };
         // A split-K choice falls back to the plain kernel for products it cannot split.
-        if (!splitK || !this.splits(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, lowRank, mask)];
+        if (!splitK || !this.splits(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, extras)];
         const kernel = this.kernel(variant, splitK);
-        return kernel.ops(a, b, c, shape, this.scratchOf(kernel.scratchBytes(shape)), lowRank, mask);
+        return kernel.ops(a, b, c, shape, { ...extras, scratch: this.scratchOf(kernel.scratchBytes(shape)) });
       },
     };
   }

@@ -46,13 +46,13 @@ export class AdamW {
     this.clip = this.own(createStorageBuffer(device, 8, 'grad clip'));
     this.hyper = this.own(k.createHyper());
     groups.forEach((g, slot) => {
-      this.ops.push(k.sumSquaresOp(g.grad, g.n, partial, slot));
+      this.ops.push(k.sumSquaresOp({ grad: g.grad, n: g.n, partial, slot }));
     });
-    this.ops.push(k.clipOp(partial, groups.length, this.clip, settings.maxGradNorm));
+    this.ops.push(k.clipOp({ partial, slots: groups.length, clip: this.clip, maxNorm: settings.maxGradNorm }));
     for (const g of groups) {
       const m = this.own(createStorageBuffer(device, g.n * 4, 'adam m'));
       const v = this.own(createStorageBuffer(device, g.n * 4, 'adam v'));
-      this.ops.push(k.stepOp(g.param, g.grad, m, v, this.clip, this.hyper, g.n));
+      this.ops.push(k.stepOp({ param: g.param, grad: g.grad, m, v, clip: this.clip, hyper: this.hyper, n: g.n }));
       this.state.push({ param: g.param, m, v, n: g.n });
     }
   }

@@ -40,11 +40,11 @@ export class RewardHead {
     this.scores = createStorageBuffer(device, this.batch * 4, 'scores');
     this.scoreGrads = createStorageBuffer(device, this.batch * 4, 'd scores');
     const k = kernels.scoreHead;
-    const [x, dx, B, d] = [step.finalHidden, step.finalHiddenGrad, this.batch, this.d];
-    this.forwardOps = [k.forwardOp(x, this.weight, this.rows, this.scores, B, d)];
+    const head = { x: step.finalHidden, w: this.weight, rows: this.rows, batch: this.batch, d: this.d };
+    this.forwardOps = [k.forwardOp({ ...head, score: this.scores })];
     this.backwardOps = [
-      k.inputGradOp(this.weight, this.rows, this.scoreGrads, dx, step.tokens, d, B),
-      k.weightGradOp(x, this.rows, this.scoreGrads, this.grad, d, B),
+      k.inputGradOp({ ...head, g: this.scoreGrads, dx: step.finalHiddenGrad, n: step.tokens }),
+      k.weightGradOp({ ...head, g: this.scoreGrads, dw: this.grad }),
     ];
     this.zeroGradOps = [{ kind: 'clear', buffer: this.grad }];
   }

@@ -3,6 +3,7 @@ import { type ModelConfig, PROJECTIONS, projectionKey } from '../../../core/mode
 import { mulberry32 } from '../../../core/random';
 import { ropeCpu } from '../kernels/rope.cpu';
 import { ropeInverseFrequencies } from '../model/rope-frequencies';
+import { rotaryTables } from './layer.cpu';
 import { randomLora, randomWeights, tinyConfig } from './random-model';
 import {
   IGNORE_INDEX,
@@ -11,7 +12,6 @@ import {
   referenceForward,
   referenceForwardBackward,
   referenceRewardForwardBackward,
-  rotaryTables,
 } from './transformer.cpu';
 
 const llama3Scaling = {
