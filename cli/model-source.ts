@@ -1,10 +1,10 @@
-import { readFile } from 'node:fs/promises';
+import { openAsBlob } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ReadFile } from '../core/checkpoint';
-import { unzipFolder } from '../core/export/unzip-folder';
+import { pickedFilesReader } from '../core/export/unzip-folder';
 import { DEFAULT_HUB_URL, type DownloadProgress, hubReader } from '../core/hub';
-import { filesReader } from '../workers/engine/model-loader';
 import { defaultCacheDir, diskCache } from './disk-cache';
 import { folderReader } from './folder';
 
@@ -17,12 +17,35 @@ export function hubOptionsFromEnv(revision?: string) {
   };
 }
 
+/** Whether a progress line is open on stderr (no newline yet), so an error starts on a line of its own. */
+let progressOpen = false;
+
 function progressLine(p: DownloadProgress): void {
   const mb = (n: number) => (n / 2 ** 20).toFixed(1);
   const total = p.totalBytes === null ? '' : ` / ${mb(p.totalBytes)} MB`;
   const eta = p.etaSeconds === null ? '' : `, ${Math.ceil(p.etaSeconds)} s left`;
   process.stderr.write(`\r${p.file}: ${mb(p.receivedBytes)}${total} MB at ${mb(p.bytesPerSecond)} MB/s${eta}   `);
-  if (p.totalBytes !== null && p.receivedBytes === p.totalBytes) process.stderr.write('\n');
+  progressOpen = !(p.totalBytes !== null && p.receivedBytes === p.totalBytes);
+  if (!progressOpen) process.stderr.write('\n');
+}
+
+/**
+ * A Hub repo's ReadFile: from the cache folder when the files are there (a model read once reads again offline),
+ * else downloaded with progress. Its errors (unreachable, gated, no such repo, revision or config.json) are core's
+ * HubError messages, the studio's words.
+ */
+function hubSource(repo: string, revision: string | undefined): ReadFile {
+  const cache = diskCache(join(defaultCacheDir(), 'hub'));
+  const read = hubReader(hubOptionsFromEnv(revision), repo, cache, { onProgress: progressLine });
+  return async (name) => {
+    try {
+      return await read(name);
+    } catch (error) {
+      if (progressOpen) process.stderr.write('\n');
+      progressOpen = false;
+      throw error;
+    }
+  };
 }
 
 /** Hone's own tiny model, shipped in the package (the studio serves the same folder). */
@@ -40,20 +63,27 @@ export function modelSource(spec: string): { read: ReadFile; label: string } {
   if (spec.toLowerCase().endsWith('.zip')) return { read: zipReader(spec), label: spec };
   if (!spec.startsWith('hub:')) return { read: folderReader(spec), label: spec };
   const [repo, revision] = spec.slice(4).split('@');
-  const cache = diskCache(join(defaultCacheDir(), 'hub'));
-  return { read: hubReader(hubOptionsFromEnv(revision), repo, cache, { onProgress: progressLine }), label: spec };
+  return { read: hubSource(repo, revision), label: spec };
 }
 
-/** A ReadFile over a zipped folder on disk, opened on the first read. */
+/**
+ * A ReadFile over a zipped folder on disk, opened on the first read: its directory read from the file's tail, each
+ * file read (inflated, checked) only when asked for, the zip itself never read whole into memory.
+ */
 function zipReader(path: string): ReadFile {
   let files: Promise<ReadFile> | null = null;
   return async (name) => {
-    files ??= readFile(path).then(
-      (bytes) => filesReader(unzipFolder(new Uint8Array(bytes), path)),
-      (error: NodeJS.ErrnoException) => {
-        throw new Error(`${path}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
-      },
-    );
+    files ??= stat(path)
+      .then((info) => {
+        if (!info.isFile()) throw new Error('not a file');
+        return openAsBlob(path);
+      })
+      .then(
+        (zip) => pickedFilesReader([{ path, file: zip }]),
+        (error: NodeJS.ErrnoException) => {
+          throw new Error(`${path}: ${error.code === 'ENOENT' ? 'no such file' : error.message}`);
+        },
+      );
     return (await files)(name);
   };
 }

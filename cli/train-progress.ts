@@ -50,7 +50,7 @@ export class Progress {
     log(
       event.step > 0
         ? `resuming at step ${event.step} of ${event.totalSteps}`
-        : `training on ${session.adapterName}: ${event.totalSteps} steps`,
+        : `training on ${session.adapterName}: ${event.totalSteps} steps, ${event.warmup} of them warming up`,
     );
     this.firstStep = event.step;
     this.started = performance.now();

@@ -106,6 +106,31 @@ export async function openSafetensors(blob: Blob, source: string): Promise<Safet
   };
 }
 
+/**
+ * For a file still arriving (a zip entry being inflated) whose length is known, `fileLength`: how many of its
+ * first bytes the header check needs, given the `first` bytes already at hand. Fewer than 8 at hand: 8 (a file
+ * under 8 bytes throws at once); 8 or more: 8 plus the header's length, which throws if that length is over the
+ * limit or runs past the file.
+ */
+export function safetensorsHeadLength(first: Uint8Array, fileLength: number, source: string): number {
+  const fail = failer(source);
+  if (first.length < 8) {
+    if (fileLength < 8) checkHeaderLength(first, fileLength, fail);
+    return 8;
+  }
+  return 8 + checkHeaderLength(first, fileLength, fail);
+}
+
+/**
+ * Every check `openSafetensors` makes of the header, from the file's first `safetensorsHeadLength` bytes alone,
+ * against a file of `fileLength` bytes: the JSON parses, every tensor's data_offsets end within the file, and the
+ * tensors cover its data exactly, so a file whose header describes less (or more) than its length is refused
+ * before the rest of it is read.
+ */
+export function safetensorsHeadLayout(head: Uint8Array, fileLength: number, source: string): SafetensorsLayout {
+  return parseLayout(head.subarray(0, 8), (n) => head.subarray(8, 8 + n), fileLength, source);
+}
+
 function failer(source: string) {
   return (detail: string, tensor: string | null = null) => new SafetensorsError(source, tensor, detail);
 }

@@ -2,10 +2,14 @@ import { StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 import { App } from './app/App';
 import { AppProvider } from './app/provider';
+import { keepSession, restoreSession } from './app/session';
 import './index.css';
 
 const root = document.getElementById('root');
 if (!root) throw new Error('index.html has no #root element');
+
+keepSession();
+void restoreSession();
 
 createRoot(root).render(
   <StrictMode>

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { isAbsenceKey } from '../../core/hub';
 import type { Command } from '../command';
 import { defaultCacheDir, diskCache } from '../disk-cache';
 
@@ -13,7 +14,8 @@ export const cache: Command = {
     const root = join(defaultCacheDir(), 'hub');
     const store = diskCache(root);
     if (action === 'list') {
-      const entries = await store.entries();
+      // The records of files a repo does not have are not files.
+      const entries = (await store.entries()).filter((e) => !isAbsenceKey(e.key));
       for (const e of entries) process.stdout.write(`${(e.bytes / 2 ** 20).toFixed(1).padStart(9)} MB  ${e.key}\n`);
       const total = entries.reduce((n, e) => n + e.bytes, 0);
       process.stdout.write(`${entries.length} files, ${(total / 2 ** 20).toFixed(1)} MB in ${root}\n`);

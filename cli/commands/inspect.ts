@@ -21,10 +21,10 @@ function histogramLines(stats: LengthStats): string[] {
  * records with every error's file and line, and with --model the token-length statistics under its chat template.
  */
 export const inspect: Command = {
-  usage: 'hone inspect FILE... [--model M] [--format F] [--map FIELD=COLUMN]... [--max-length N] [--json]',
+  usage: 'hone inspect FILE... [--model M] [--format F] [--map FIELD=COLUMN]... [--max-length N] [--json] [--strict]',
   summary:
     'What Hone makes of dataset files: the format, every bad record with its line, and with --model the token ' +
-    "lengths under the model's chat template.",
+    "lengths under the model's chat template. Exits 1 when no record is usable (with --strict, when any is skipped).",
   positionals: true,
   flags: {
     model: { value: 'M', help: "count tokens with this model's tokenizer and chat template" },
@@ -33,6 +33,7 @@ export const inspect: Command = {
     'max-length': { value: 'N', help: 'the longest sequence in tokens', default: DEFAULT_DATA.maxLength },
     'prompt-loss': { help: 'count the prompt tokens as trained too' },
     json: { help: 'print the report as JSON' },
+    strict: { help: 'exit 1 when any record is skipped, not only when none is usable (for scripts)' },
   },
   run: ({ values, positionals }) => inspectFiles(values, positionals),
 };
@@ -116,5 +117,5 @@ async function inspectFiles(values: FlagValues, positionals: string[]): Promise<
     }
     process.stdout.write(`${out.join('\n')}\n`);
   }
-  return records > 0 ? 0 : 1;
+  return records > 0 && !(values.strict && errors.length > 0) ? 0 : 1;
 }

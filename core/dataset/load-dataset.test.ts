@@ -329,6 +329,19 @@ describe('bad records and bad files', () => {
     );
   });
 
+  it('says why a file gave no records: prose in a .jsonl, and where in its line JSON broke', async () => {
+    const prose = await loadDataset([file('prose.jsonl', 'Call me Ishmael.\nSome years ago.\n')]).catch((e) => e);
+    expect(prose).toBeInstanceOf(DatasetError);
+    expect(prose.message).toMatch(
+      /^prose\.jsonl: no usable records; line 1: malformed JSON: .+, and 1 more line skipped: none of its lines is JSON\. If it is plain text, name it \.txt/,
+    );
+    const broken = await load('broken.jsonl', `${JSON.stringify({ text: 'fine' })}\n{"text": "a", b}\n`);
+    const [[line, reason]] = reasons(broken);
+    expect(line).toBe(2);
+    expect(reason).toMatch(/^malformed JSON: .* at column 15$/);
+    expect(reason).not.toMatch(/line 1|position/);
+  });
+
   it('streams a file past the size limit up to the limit and says what was left out', async () => {
     const lines = Array.from({ length: 1000 }, (_, i) => JSON.stringify({ text: `document ${i}` }));
     const content = `${lines.join('\n')}\n`;

@@ -172,7 +172,7 @@ export async function loadDataset(files: DatasetFile[], options: LoadOptions = {
     }
   }
   if (format === null || mapping === null) {
-    throw new DatasetError(summaries.map((s) => s.error ?? `${s.name}: no records`).join('\n'), [...columns]);
+    throw new DatasetError(summaries.map((s) => s.error ?? noRecords(s.name, issues)).join('\n'), [...columns]);
   }
   // Records are checked once the format is settled, so read errors were noted first; put them back in line order.
   const fileOrder = new Map(files.map((f, i) => [f.name, i]));
@@ -193,4 +193,16 @@ export function issuesCsv(issues: DatasetIssue[]): string {
   const quote = (s: string) => `"${s.replaceAll('"', '""')}"`;
   const rows = issues.map((i) => `${quote(i.file)},${i.line},${quote(i.reason)}`);
   return `${['file,line,reason', ...rows].join('\n')}\n`;
+}
+
+/** Why a file gave no records: its first skipped line and how many more, with a hint when it looks like prose. */
+function noRecords(name: string, issues: DatasetIssue[]): string {
+  const own = issues.filter((i) => i.file === name);
+  if (own.length === 0) return `${name}: no records (the file is empty or holds only blank lines)`;
+  const [first] = own;
+  const more = own.length > 1 ? `, and ${own.length - 1} more line${own.length > 2 ? 's' : ''} skipped` : '';
+  const prose = own.every((i) => i.reason.startsWith('malformed JSON'))
+    ? ': none of its lines is JSON. If it is plain text, name it .txt to train on it as raw text'
+    : '';
+  return `${name}: no usable records; line ${first.line}: ${first.reason}${more}${prose}`;
 }

@@ -147,6 +147,16 @@ async function* textPieces(
   }
 }
 
+/**
+ * A JSON.parse error for a line of the file: its column in that line, not a position or a "line 1" inside the record
+ * (browsers' V8 adds "(line 1 column N)", Node's says "at position P").
+ */
+function jsonMessage(error: Error): string {
+  return error.message
+    .replace(/ \(line \d+ column \d+\)/, '')
+    .replace(/at position (\d+)/, (_, position: string) => `at column ${Number(position) + 1}`);
+}
+
 function describeType(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
@@ -163,7 +173,7 @@ async function* readJsonl(file: DatasetFile, options: ReadOptions): AsyncGenerat
     try {
       value = JSON.parse(text);
     } catch (error) {
-      return { issue: { line: lineNumber, reason: `malformed JSON: ${(error as Error).message}` } };
+      return { issue: { line: lineNumber, reason: `malformed JSON: ${jsonMessage(error as Error)}` } };
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       return {

@@ -13,6 +13,8 @@ export interface AdapterExport {
   /** The folder's name inside the zip (and the zip's, with .zip). */
   name: string;
   baseModel: string;
+  /** The base is a Hub repo (else a folder, loaded from its path). */
+  baseOnHub?: boolean;
   settings: TrainSettings;
   /** Each module's A ([r, in]) and B ([out, r]), keyed `${layer}.${projection}`. */
   modules: Map<string, { A: Float32Array; B: Float32Array }>;
@@ -39,7 +41,13 @@ export function adapterFolderFiles(e: Omit<AdapterExport, 'name'>): Record<strin
     e.modules,
     e.scoreHead,
   );
-  const card = modelCard({ baseModel: e.baseModel, settings: s, data: e.data, metrics: cardMetrics(e.metrics) });
+  const card = modelCard({
+    baseModel: e.baseModel,
+    baseOnHub: e.baseOnHub,
+    settings: s,
+    data: e.data,
+    metrics: cardMetrics(e.metrics),
+  });
   return {
     'adapter_config.json': strToU8(peft['adapter_config.json']),
     'adapter_model.safetensors': peft['adapter_model.safetensors'],

@@ -17,6 +17,8 @@ export interface CardMetrics {
 export interface CardInfo {
   /** The Hub id (or name) of the base model. */
   baseModel: string;
+  /** The base is a Hub repo; else a folder (Hone's demo model, a local model): loaded from its path. */
+  baseOnHub?: boolean;
   settings: TrainSettings;
   /** The dataset as the run read it, when known. */
   data: { files: string[]; format: string; train: number; validation: number; unit: string } | null;
@@ -56,11 +58,14 @@ const METHOD_SETTINGS: Partial<Record<TrainSettings['method'], [keyof TrainSetti
 const show = (value: unknown) => (Array.isArray(value) ? value.join(', ') : String(value ?? '—'));
 
 export function modelCard(info: CardInfo): string {
-  const { baseModel, settings: s, data, metrics: m } = info;
+  const { settings: s, data, metrics: m } = info;
+  const onHub = info.baseOnHub ?? info.baseModel.includes('/');
+  // Not on the Hub, the base is loaded from its folder: the snippet names a path, and the front matter no base_model.
+  const baseModel = onHub ? info.baseModel : `path/to/${info.baseModel}`;
   const reward = s.method === 'rm';
   const lines = [
     '---',
-    `base_model: ${baseModel}`,
+    ...(onHub ? [`base_model: ${baseModel}`] : []),
     'library_name: peft',
     `pipeline_tag: ${reward ? 'text-classification' : 'text-generation'}`,
     'tags:',
@@ -69,9 +74,9 @@ export function modelCard(info: CardInfo): string {
     `- ${s.method}`,
     '---',
     '',
-    `# ${baseModel}: ${reward ? 'reward model' : 'LoRA adapter'} (${METHODS[s.method]})`,
+    `# ${info.baseModel}: ${reward ? 'reward model' : 'LoRA adapter'} (${METHODS[s.method]})`,
     '',
-    `Fine-tuned in the browser with Hone, on WebGPU: a LoRA adapter${reward ? ' and a score head' : ''} for \`${baseModel}\`, in PEFT's format.`,
+    `Fine-tuned in the browser with Hone, on WebGPU: a LoRA adapter${reward ? ' and a score head' : ''} for \`${info.baseModel}\`, in PEFT's format.`,
     '',
     '## Data',
     '',
@@ -101,6 +106,12 @@ export function modelCard(info: CardInfo): string {
     '',
     '## Use',
     '',
+    ...(onHub
+      ? []
+      : [
+          `\`${info.baseModel}\` is not on the Hugging Face Hub: load it from its folder (Hone's demo model, hone-tiny, is \`public/models/hone-tiny\` in Hone's repository).`,
+          '',
+        ]),
     '```python',
     'from peft import PeftModel',
     ...(reward

@@ -1,8 +1,17 @@
 import type { Schedule } from './settings';
 
-/** Warm-up steps for a run of `total` steps: `warmup` below 1 is a fraction of the run. */
-export function warmupSteps(warmup: number, total: number): number {
-  return warmup < 1 ? Math.round(warmup * total) : Math.min(total, Math.floor(warmup));
+/** The fewest warm-up steps of a run that continues an adapter made before. */
+export const CONTINUED_WARMUP = 3;
+
+/**
+ * Warm-up steps for a run of `total` steps: `warmup` below 1 is a fraction of the run. A `continued` adapter's
+ * optimizer starts with no moments, so Adam's first updates are lr · sign(g) on weights already trained: it warms up
+ * over at least CONTINUED_WARMUP steps or a tenth of the run.
+ */
+export function warmupSteps(warmup: number, total: number, continued = false): number {
+  const asked = warmup < 1 ? Math.round(warmup * total) : Math.min(total, Math.floor(warmup));
+  if (!continued) return asked;
+  return Math.min(total, Math.max(asked, CONTINUED_WARMUP, Math.round(0.1 * total)));
 }
 
 /**

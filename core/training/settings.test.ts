@@ -15,6 +15,11 @@ describe('learning-rate schedules', () => {
     expect(warmupSteps(0.1, 50)).toBe(5);
     expect(warmupSteps(7, 50)).toBe(7);
     expect(warmupSteps(70, 50)).toBe(50);
+    // A continued adapter's fresh optimizer warms up over at least 3 steps or a tenth of the run.
+    expect(warmupSteps(0.05, 4, true)).toBe(3);
+    expect(warmupSteps(0.05, 2, true)).toBe(2);
+    expect(warmupSteps(0.05, 100, true)).toBe(10);
+    expect(warmupSteps(20, 100, true)).toBe(20);
   });
 });
 

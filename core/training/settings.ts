@@ -64,6 +64,8 @@ export interface TrainSettings {
   evalEvery: number;
   /** A resumable checkpoint every this many steps; 0 never. */
   checkpointEvery: number;
+  /** A resumable checkpoint once this many minutes of training passed since the last; 0 never. */
+  checkpointMinutes: number;
   /** DPO's beta: how far from the reference model the preferences may pull the policy (TRL's default, 0.1). */
   dpoBeta: number;
   /** Policy optimization: completions sampled per prompt, the group each is judged against. */
@@ -122,6 +124,7 @@ export function defaultSettings(method: Method, parameters: number, full = false
     seed: 42,
     evalEvery: 50,
     checkpointEvery: 50,
+    checkpointMinutes: 1,
     dpoBeta: 0.1,
     groupSize: 4,
     maxCompletion: 48,
@@ -156,7 +159,7 @@ export function defaultsExplained(method: Method, parameters: number, full = fal
         }; small models' adapters need larger steps.`,
     `Cosine decay after a warm-up of ${s.warmup * 100}% of the steps: the steadiest ending for short runs.`,
     `${s.epochs} epoch${s.epochs === 1 ? '' : 's'} over the data${method === 'cpt' || method === 'grpo' ? '' : ', so a small dataset is seen enough times'}; max steps, when set, stops the run earlier.`,
-    `Batches of ${s.batchSize} (gradient accumulation multiplies them without the memory), gradients clipped at norm ${s.maxGradNorm}, a validation and a checkpoint every ${s.evalEvery} steps.`,
+    `Batches of ${s.batchSize} (gradient accumulation multiplies them without the memory), gradients clipped at norm ${s.maxGradNorm}, a validation every ${s.evalEvery} steps, and a checkpoint every ${s.checkpointEvery} steps or ${s.checkpointMinutes} minute${s.checkpointMinutes === 1 ? '' : 's'}, whichever comes first, so a reload loses little.`,
   ];
 }
 
@@ -209,6 +212,7 @@ export function settingsProblems(
     isWhole(s.checkpointEvery, 0),
     `checkpoints every N steps need a whole N of 0 or more, not ${s.checkpointEvery}`,
   );
+  need(s.checkpointMinutes >= 0, `checkpoints every N minutes need an N of 0 or more, not ${s.checkpointMinutes}`);
   need(s.dpoBeta > 0, `DPO's beta must be above 0, not ${s.dpoBeta}`);
   need(isWhole(s.groupSize, 2), `the group size must be a whole number of at least 2, not ${s.groupSize}`);
   need(

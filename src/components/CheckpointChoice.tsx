@@ -1,4 +1,5 @@
 import { useQuery } from '@tanstack/react-query';
+import type { Method } from '../../core/training/settings';
 import type { KeptCheckpoint, RunCheckpoints } from '../../workers/engine/api';
 import { getEngine } from '../lib/engine';
 import { useModel } from '../stores/model';
@@ -16,26 +17,24 @@ function runLabel(run: RunCheckpoints): string {
 export function CheckpointChoice(props: {
   chosen: KeptCheckpoint | null;
   onChoose: (checkpoint: KeptCheckpoint) => void;
+  /** Only runs of this method (a reward model's, for policy optimization's reward). */
+  method?: Method;
+  label?: string;
 }) {
-  const { chosen, onChoose } = props;
+  const { chosen, onChoose, method, label = 'A kept checkpoint' } = props;
   const model = useModel((s) => s.loaded?.label);
   const checkpoints = useQuery({
     queryKey: ['checkpoints', model],
     queryFn: () => getEngine().checkpoints(),
     enabled: model !== undefined,
   });
-  const runs = checkpoints.data ?? [];
+  const runs = (checkpoints.data ?? []).filter((r) => method === undefined || r.method === method);
   if (runs.length === 0) return null;
   const run = runs.find((r) => r.run === chosen?.run) ?? runs[0];
   const latest = (r: RunCheckpoints): KeptCheckpoint => ({ run: r.run, step: r.steps[r.steps.length - 1] });
   return (
     <label className="flex flex-wrap items-center gap-2">
-      <input
-        type="radio"
-        aria-label="A kept checkpoint"
-        checked={chosen !== null}
-        onChange={() => onChoose(latest(run))}
-      />
+      <input type="radio" aria-label={label} checked={chosen !== null} onChange={() => onChoose(latest(run))} />
       The
       <select
         className={input}

@@ -61,11 +61,14 @@ export const useTraining = create<TrainingState>((set) => ({
       switch (event.type) {
         case 'prepared':
           return { prepared: event, status: 'running', metrics: [], stepTimes: [] };
-        case 'metric':
+        case 'metric': {
+          // A resumed run first replays its saved metrics: only steps trained now time the ETA.
+          const trained = event.metric.type === 'train' && event.metric.step > (s.prepared?.step ?? 0);
           return {
             metrics: [...s.metrics, event.metric],
-            stepTimes: event.metric.type === 'train' ? [...s.stepTimes, performance.now()] : s.stepTimes,
+            stepTimes: trained ? [...s.stepTimes, performance.now()] : s.stepTimes,
           };
+        }
         case 'checkpoint':
           return { lastCheckpoint: event.step };
         case 'failed':

@@ -101,8 +101,21 @@ test('the trained adapter downloads (PEFT folder, card, metrics; merged; a TRL j
   const jobPath = join(dir, 'job.zip');
   await jobDownload.saveAs(jobPath);
   const job = unzipSync(new Uint8Array(await readFile(jobPath)));
-  expect(Object.keys(job).sort()).toEqual(['hone-tiny-sft-job/train.jsonl', 'hone-tiny-sft-job/train.py']);
+  // hone-tiny is not on the Hub: its files travel with the job, and the script loads them from there.
+  expect(Object.keys(job).sort()).toEqual([
+    'hone-tiny-sft-job/base-model/config.json',
+    'hone-tiny-sft-job/base-model/generation_config.json',
+    'hone-tiny-sft-job/base-model/model.safetensors',
+    'hone-tiny-sft-job/base-model/tokenizer.json',
+    'hone-tiny-sft-job/base-model/tokenizer_config.json',
+    'hone-tiny-sft-job/train.jsonl',
+    'hone-tiny-sft-job/train.py',
+  ]);
+  expect(job['hone-tiny-sft-job/base-model/model.safetensors']).toEqual(
+    new Uint8Array(await readFile('public/models/hone-tiny/model.safetensors')),
+  );
   const script = new TextDecoder().decode(job['hone-tiny-sft-job/train.py']);
+  expect(script).toContain('    model="./base-model",');
   expect(script).toContain('trainer = SFTTrainer(');
   expect(script).toContain('    r=4,');
   expect(script).toContain('    max_steps=2,');

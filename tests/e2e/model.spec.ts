@@ -65,12 +65,96 @@ test('a Hub model downloads with progress onto the GPU, and comes from the cache
   expect(weightDownloads()).toBe(2);
 });
 
-test('a repo that does not exist gets a clear message', async ({ page }) => {
+async function useRepo(page: import('@playwright/test').Page, repo: string) {
+  await page.getByLabel(/Any Hub repo/).fill(repo);
+  await page.getByRole('button', { name: 'Use this repo' }).click();
+}
+
+test('a repo that does not exist, a revision that does not, and a repo with no config.json each say so', async ({
+  page,
+}) => {
   await page.goto('/');
   await pointAtLocalHub(page);
-  await page.getByLabel(/Any Hub repo/).fill('org/missing');
-  await page.getByRole('button', { name: 'Use this repo' }).click();
-  await expect(page.getByTestId('model-details').getByRole('alert')).toContainText('hub:org/missing: no config.json');
+  const alert = page.getByTestId('model-details').getByRole('alert');
+  await useRepo(page, 'org/missing');
+  await expect(alert).toHaveText('no repo org/missing on the Hub: check the id');
+  await expect(page.getByRole('button', { name: 'Try again' })).toBeVisible();
+  await expect(page.getByRole('button', { name: 'Use the offline demo model' })).toHaveCount(0);
+  await useRepo(page, 'org/tiny@v2');
+  await expect(alert).toHaveText('no revision v2 of org/tiny on the Hub: check the name after @');
+  hub.files.set('org/readme-only', new Map([['README.md', new TextEncoder().encode('# notes\n')]]));
+  await useRepo(page, 'org/readme-only');
+  await expect(alert).toHaveText('the repo org/readme-only has no config.json: is it a model repo?');
+});
+
+/** The engine worker is up (it answered the cache panel), so cutting the network leaves it running. */
+async function engineReady(page: import('@playwright/test').Page) {
+  await expect(page.getByText(/Downloaded models \(\d+ files/)).toBeVisible();
+}
+
+test('offline, a Hub model says the Hub can’t be reached, and reads again on "Try again"', async ({
+  page,
+  context,
+}) => {
+  await page.goto('/');
+  await pointAtLocalHub(page);
+  await engineReady(page);
+  const before = hub.requests.length;
+  await context.setOffline(true);
+  await page.getByLabel('SmolLM2 135M Instruct').check();
+  const alert = page.getByTestId('model-details').getByRole('alert');
+  await expect(alert).toHaveText(
+    `the Hub at ${hub.url} can't be reached (offline?): try again, set a mirror in Hub settings (HONE_HUB_URL ` +
+      'for hone), or use the offline demo model (hone-tiny)',
+  );
+  await expect(page.getByRole('button', { name: 'Use the offline demo model' })).toBeVisible();
+  await page.screenshot({ path: 'test-results/model-offline.png', fullPage: true });
+  await useRepo(page, 'org/tiny');
+  await expect(alert).toContainText("can't be reached");
+  expect(hub.requests.length).toBe(before);
+  // Back online, the same pick is read again on "Try again".
+  await context.setOffline(false);
+  hub.failWith.set('org/tiny/config.json', 503);
+  await page.getByRole('button', { name: 'Try again' }).click();
+  await expect(alert).toHaveText(`the Hub at ${hub.url} answered HTTP 503 for org/tiny/config.json: try again later`);
+  hub.failWith.clear();
+  await page.getByRole('button', { name: 'Try again' }).click();
+  await expect(page.getByTestId('model-facts')).toContainText('hub:org/tiny');
+});
+
+test('a Hub that can’t be reached offers the offline demo model', async ({ page }) => {
+  const gone = await startHubServer();
+  await gone.close();
+  await page.goto('/');
+  await page.getByText('Hub settings').click();
+  await page.getByLabel('Hub URL').fill(gone.url);
+  await page.getByLabel('Hub URL').blur();
+  await page.getByLabel('SmolLM2 360M Instruct').check();
+  await expect(page.getByTestId('model-details').getByRole('alert')).toContainText(`the Hub at ${gone.url} can't`);
+  await page.getByRole('button', { name: 'Use the offline demo model' }).click();
+  await expect(page.getByLabel('Offline demo model (hone-tiny)')).toBeChecked();
+  await expect(page.getByTestId('model-facts')).toContainText('hone-tiny');
+});
+
+test('a Hub model downloaded once loads again with the network off', async ({ page, context }) => {
+  await page.goto('/');
+  await pointAtLocalHub(page);
+  await useRepo(page, 'org/tiny');
+  await page.getByRole('button', { name: 'Download and load' }).click();
+  await expect(page.getByTestId('model-loaded')).toContainText('hub:org/tiny is on the GPU');
+  const requests = hub.requests.length;
+
+  // A new page in the same browser profile (the same cache), the network cut once it is up.
+  const again = await context.newPage();
+  await again.goto('/');
+  await engineReady(again);
+  await context.setOffline(true);
+  await useRepo(again, 'org/tiny');
+  await expect(again.getByTestId('model-facts')).toContainText('67 KiB');
+  await again.getByRole('button', { name: 'Download and load' }).click();
+  await expect(again.getByTestId('model-loaded')).toContainText('hub:org/tiny is on the GPU');
+  await expect(again.getByTestId('model-loaded')).toContainText('with a chat template');
+  expect(hub.requests.length).toBe(requests);
 });
 
 test('a model folder from this computer loads through the same loader', async ({ page }) => {

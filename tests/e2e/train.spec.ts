@@ -125,12 +125,11 @@ test('a paused run survives a reload and resumes from its checkpoint', async ({ 
   await expect(page.getByTestId('run-status')).toHaveText('Paused');
   const pausedAt = await stepReached();
 
+  // The page comes back on the Train step with the model loaded again (the session is restored).
   await page.reload();
-  await page.getByRole('button', { name: /Train/ }).click();
   const saved = page.getByTestId('saved-run');
-  await expect(saved).toContainText(`A sft run on hone-tiny (capitals.jsonl) stopped at step ${pausedAt}`);
-  await expect(saved.getByRole('button', { name: 'Resume the run' })).toBeDisabled();
-  await pickDemoModel(page);
+  await expect(saved).toContainText(`An interrupted SFT run on hone-tiny (capitals.jsonl) stopped at step ${pausedAt}`);
+  await expect(saved.getByRole('button', { name: 'Resume the run' })).toBeEnabled();
   // The saved checkpoint's adapter can answer in Compare before the run goes on.
   await page.getByRole('button', { name: /Compare/ }).click();
   await shortAnswers(page);
@@ -144,9 +143,10 @@ test('a paused run survives a reload and resumes from its checkpoint', async ({ 
   await expect.poll(stepReached).toBeGreaterThanOrEqual(pausedAt + 2);
   await page.getByRole('button', { name: 'Stop' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Stopped');
+  // A stopped run is not offered again.
   await page.reload();
-  await page.getByRole('button', { name: /Train/ }).click();
-  await expect(page.getByText('Load a model in the Model step first.')).toBeVisible();
+  await expect(page.getByTestId('step-state-model')).toHaveText('✓ hone-tiny');
+  await expect(page.getByTestId('run-panel')).toHaveCount(0);
   await expect(page.getByTestId('saved-run')).toHaveCount(0);
 });
 
@@ -251,7 +251,6 @@ test('a policy is optimized against an ONNX reward model, kept with the run acro
 
   // The reward model's folder was saved with the run: after a reload the run goes on with it.
   await page.reload();
-  await loadDemoModel(page, /Train/);
   await page.getByTestId('saved-run').getByRole('button', { name: 'Resume the run' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Finished');
   await expect(page.getByTestId('run-progress')).toContainText('Step 6 of 6');
@@ -278,7 +277,7 @@ test('every run is kept and listed across a reload, and two runs’ loss curves 
   await expect(runs.locator('tbody tr')).toHaveCount(2);
   for (const box of await runs.getByRole('checkbox').all()) await box.check();
   await expect(page.getByTestId('chart-Training loss, runs compared')).toBeVisible();
-  await expect(page.getByTestId('chart-Training loss, runs compared')).toContainText('sft');
+  await expect(page.getByTestId('chart-Training loss, runs compared')).toContainText('SFT');
   await page.screenshot({ path: 'test-results/runs-list.png', fullPage: true });
 
   // The older run (learning rate 0.01) answers in Compare and exports, not only the newest.

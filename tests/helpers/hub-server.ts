@@ -3,8 +3,10 @@ import type { AddressInfo } from 'node:net';
 
 /**
  * A Hugging Face Hub stand-in on 127.0.0.1: `/{repo}/resolve/{revision}/{file}` with HEAD and Range requests,
- * an optional token requirement, and faults on demand (a transfer cut short once, a 500) so the client's
- * recovery can be tested. It counts requests per path.
+ * an optional token requirement, and faults on demand (a transfer cut short once, a status such as 500) so the
+ * client's recovery can be tested. It counts requests per path. Its errors read like the Hub's: a missing repo,
+ * revision or file is a 404 with `X-Error-Code` RepoNotFound, RevisionNotFound or EntryNotFound, and a gated repo
+ * asked without its token a 401 (no token) or 403 (another token) with `X-Error-Code: GatedRepo`.
  */
 export interface HubServer {
   url: string;
@@ -12,8 +14,10 @@ export interface HubServer {
   files: Map<string, Map<string, Uint8Array>>;
   /** Paths (`repo/file`) whose next GET sends half its bytes and drops the connection. */
   truncateOnce: Set<string>;
-  /** When set, requests without `Authorization: Bearer {token}` get 401. */
+  /** When set, requests without `Authorization: Bearer {token}` get 401 (403 with another token), as gated repos. */
   token: string | null;
+  /** Paths (`repo/file`) answered with this HTTP status until removed. */
+  failWith: Map<string, number>;
   /** When set, bodies go out in chunks of this many bytes, 50 ms apart (so progress can be seen). */
   throttleBytes: number | null;
   requests: { method: string; path: string; range: string | null }[];
@@ -25,6 +29,7 @@ export async function startHubServer(): Promise<HubServer> {
     files: new Map(),
     truncateOnce: new Set(),
     token: null,
+    failWith: new Map(),
     throttleBytes: null,
     requests: [],
   };
@@ -33,20 +38,38 @@ export async function startHubServer(): Promise<HubServer> {
     // The studio's worker fetches cross-origin, as it would from the real Hub.
     res.setHeader('Access-Control-Allow-Origin', '*');
     res.setHeader('Access-Control-Allow-Headers', 'Authorization, Range');
-    res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range');
+    res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, X-Error-Code, X-Error-Message');
     if (req.method === 'OPTIONS') {
       res.writeHead(204).end();
       return;
     }
     state.requests.push({ method: req.method ?? '', path: req.url ?? '', range: req.headers.range ?? null });
+    const fail = (status: number, code: string | null, message: string) => {
+      res.writeHead(status, code ? { 'X-Error-Code': code, 'X-Error-Message': message } : {}).end(message);
+    };
     if (state.token && req.headers.authorization !== `Bearer ${state.token}`) {
-      res.writeHead(401).end('unauthorized');
+      const status = req.headers.authorization ? 403 : 401;
+      fail(status, 'GatedRepo', 'Access to this model is restricted: you must be authenticated and granted access.');
       return;
     }
     const [, repo, revision, file] = match ?? [];
-    const bytes = revision === 'main' ? state.files.get(repo)?.get(file) : undefined;
+    const failure = state.failWith.get(`${repo}/${file}`);
+    if (failure) {
+      fail(failure, null, `HTTP ${failure}`);
+      return;
+    }
+    const repoFiles = repo === undefined ? undefined : state.files.get(repo);
+    if (!repoFiles) {
+      fail(404, 'RepoNotFound', 'Repository not found');
+      return;
+    }
+    if (revision !== 'main') {
+      fail(404, 'RevisionNotFound', 'Invalid rev id');
+      return;
+    }
+    const bytes = repoFiles.get(file);
     if (!bytes) {
-      res.writeHead(404).end('Entry not found');
+      fail(404, 'EntryNotFound', 'Entry not found');
       return;
     }
     const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
@@ -79,6 +102,11 @@ export async function startHubServer(): Promise<HubServer> {
   const { port } = server.address() as AddressInfo;
   return Object.assign(state, {
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Keep-alive connections too, so a client's next request finds nothing listening.
+        server.closeAllConnections();
+      }),
   });
 }

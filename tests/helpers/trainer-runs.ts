@@ -23,6 +23,7 @@ export function tinyRunSettings(method: Method, overrides: Partial<TrainSettings
     warmup: 0,
     evalEvery: 0,
     checkpointEvery: 0,
+    checkpointMinutes: 0,
     ...overrides,
   };
 }

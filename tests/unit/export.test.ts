@@ -229,7 +229,7 @@ describe('a zipped adapter', () => {
       metrics: [],
     });
     const bytes = new Uint8Array(await zip.arrayBuffer());
-    const files = unzipFolder(bytes, 'wrapped.zip');
+    const files = await unzipFolder(bytes, 'wrapped.zip');
     expect(files.map((f) => f.path).sort()).toEqual([
       'README.md',
       'adapter_config.json',
@@ -239,7 +239,7 @@ describe('a zipped adapter', () => {
     const picked = await expandZip([{ path: 'wrapped.zip', file: new Blob([bytes]) }]);
     const adapter = await loadAdapter(filesReader(picked), 'wrapped.zip', config);
     expect(adapter.modules).toHaveLength(config.numLayers * PROJECTIONS.length);
-    expect(() => unzipFolder(new Uint8Array([1, 2, 3]), 'junk.zip')).toThrow(/junk.zip: not a zip file/);
+    await expect(unzipFolder(new Uint8Array([1, 2, 3]), 'junk.zip')).rejects.toThrow(/junk.zip: not a zip file/);
   });
 
   it('is an adapter the CLI takes as it is', async () => {

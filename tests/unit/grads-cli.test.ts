@@ -185,7 +185,7 @@ describe('hone with hub:ORG/NAME', () => {
         join(dir, 'x'),
       );
       expect(missing.code).toBe(1);
-      expect(missing.stderr).toContain('hub:org/absent: no config.json');
+      expect(missing.stderr).toContain('no repo org/absent on the Hub: check the id');
     } finally {
       await hub.close();
     }

@@ -47,6 +47,10 @@ describe('hone inspect', () => {
     expect(report.tokens.count).toBe(2);
     expect(report.tokens.min).toBeGreaterThan(12);
     expect(report.tokens.truncated).toBe(2);
+    // Scripts can fail on any skipped record.
+    const strict = await hone('inspect', path, '--strict');
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toContain('2 usable, 2 skipped');
   });
 
   it('takes a format and a mapping, and reads CSV rows with their line numbers', async () => {

@@ -9,7 +9,8 @@ import { diskRunStore } from '../../cli/disk-run-store';
 import { defaultSettings } from '../../core/training/settings';
 import type { MetricRecord, TrainRequest } from '../../workers/engine/train/training-session';
 import { KEPT_ADAPTERS } from '../../workers/engine/train/training-session';
-import { folderRunStore, type RunFolder, type RunFolders } from '../../workers/storage/run-store';
+import { folderRunStore } from '../../workers/storage/run-store';
+import { memoryRunFolders } from '../helpers/memory-run-folders';
 import { tempDir } from '../helpers/model-folder';
 
 const request: TrainRequest = {
@@ -35,31 +36,6 @@ const checkpoint = (step: number) => ({
 });
 const adapter = (step: number) => ({ step, params: Float32Array.of(step, step + 0.5) });
 
-/** Run folders in memory, ids in creation order. */
-function memoryFolders(): RunFolders {
-  const runs = new Map<string, Map<string, Blob>>();
-  let next = 0;
-  const folder = (files: Map<string, Blob>): RunFolder => ({
-    read: async (name) => files.get(name) ?? null,
-    write: async (name, content) => void files.set(name, new Blob([content as BlobPart])),
-    remove: async (name) => void files.delete(name),
-    names: async () => [...files.keys()],
-  });
-  return {
-    ids: async () => [...runs.keys()],
-    open: async (id) => {
-      const files = runs.get(id);
-      return files ? folder(files) : null;
-    },
-    create: async () => {
-      const id = String(next++).padStart(3, '0');
-      runs.set(id, new Map());
-      return { id, folder: folder(runs.get(id) as Map<string, Blob>) };
-    },
-    remove: async (id) => void runs.delete(id),
-  };
-}
-
 describe('the run store', () => {
   it('keeps a run in a folder: request, data, checkpoint, metrics and adapters; resumable until it ends', async () => {
     const dir = join(await tempDir('hone-runs-'), 'checkpoint');
@@ -76,8 +52,8 @@ describe('the run store', () => {
     const reward = saved?.request.reward as { files: { path: string; file: Blob }[] };
     expect(reward.files[0].path).toBe('ones/model.onnx');
     expect(await reward.files[0].file.text()).toBe('onnx bytes');
-    expect(saved?.checkpoint.json).toBe(JSON.stringify({ step: KEPT_ADAPTERS + 2 }));
-    expect([...(saved?.checkpoint.tensors ?? [])]).toEqual([KEPT_ADAPTERS + 2, 1, 2]);
+    expect(saved?.checkpoint?.json).toBe(JSON.stringify({ step: KEPT_ADAPTERS + 2 }));
+    expect([...(saved?.checkpoint?.tensors ?? [])]).toEqual([KEPT_ADAPTERS + 2, 1, 2]);
 
     const [listed] = await store.runs();
     // The oldest adapters go past KEPT_ADAPTERS.
@@ -98,14 +74,17 @@ describe('the run store', () => {
     // Nothing half-written is left beside the files.
     expect((await readdir(dir)).filter((name) => name.endsWith('.partial'))).toEqual([]);
 
-    // A new run replaces it.
+    // A new run replaces it; cut before its first checkpoint, it starts again from its request and data.
     await store.begin({ ...request, reward: undefined }, files);
-    expect(await store.load()).toBeNull();
+    const fresh = await store.load();
+    expect(fresh?.checkpoint).toBeNull();
+    expect(fresh?.request.reward).toBeUndefined();
+    expect(await fresh?.files[0].blob.text()).toBe('{"prompt":"Hi"}\n');
     expect((await store.runs())[0].steps).toEqual([]);
   });
 
   it('keeps the newest runs, the current one last', async () => {
-    const store = folderRunStore(memoryFolders(), 2);
+    const store = folderRunStore(memoryRunFolders(), 2);
     for (const maxSteps of [1, 2, 3]) {
       await store.begin({ ...request, settings: { ...request.settings, maxSteps } }, files);
       await store.saveCheckpoint(checkpoint(maxSteps), [metric(maxSteps)], adapter(maxSteps));

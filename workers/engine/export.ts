@@ -37,6 +37,7 @@ export function adapterExport(model: { label: string; config: ModelConfig }, fou
   return {
     name: exportName(model.label, settings.method, `step${step}`),
     baseModel: baseModelId(model.label),
+    baseOnHub: model.label.startsWith('hub:'),
     settings,
     modules,
     scoreHead: settings.method === 'rm' ? rest : undefined,

@@ -1,5 +1,6 @@
 import { type Checkpoint, CheckpointError, loadCheckpoint, type ReadFile } from '../../core/checkpoint';
-import { type DownloadProgress, type FileCache, headFile, hubReader } from '../../core/hub';
+import { type DownloadProgress, type FileCache, hubFileSize, hubReader } from '../../core/hub';
+import { hubErrorKind } from '../../core/hub-errors';
 import { type ModelConfig, parseModelConfig } from '../../core/model-config';
 import { estimateTrainingMemory, parameterCount, type TrainingMemory } from '../../core/model-memory';
 import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
@@ -61,19 +62,28 @@ export function readerFor(
   return hubReader({ ...hub, revision: source.revision }, source.repo, cache, { onProgress });
 }
 
-/** Weight bytes of a Hub model without downloading them: the shard index's total, or model.safetensors' size. */
-async function hubDownloadBytes(source: Extract<ModelSource, { kind: 'hub' }>, hub: HubSettings, read: ReadFile) {
+/**
+ * Weight bytes of a Hub model without downloading them: the shard index's total, or model.safetensors' size (the
+ * cached copy's, else a HEAD request's).
+ */
+async function hubDownloadBytes(
+  source: Extract<ModelSource, { kind: 'hub' }>,
+  hub: HubSettings,
+  read: ReadFile,
+  cache: FileCache | null,
+) {
   const index = await read('model.safetensors.index.json');
   if (index) {
     const total = (JSON.parse(await index.text()) as { metadata?: { total_size?: unknown } }).metadata?.total_size;
     if (typeof total === 'number') return total;
   }
-  return headFile({ ...hub, revision: source.revision }, source.repo, 'model.safetensors');
+  return hubFileSize({ ...hub, revision: source.revision }, source.repo, 'model.safetensors', cache);
 }
 
 /**
  * What a person needs to know before downloading: size, parameters, the GPU memory training will take (LoRA,
- * with the matrices held at fp16 when `halfMatrices`, as GPUs hold them).
+ * with the matrices held at fp16 when `halfMatrices`, as GPUs hold them). A Hub model is read no further than its
+ * config.json and shard index (a HEAD request for a single file's size): the weights wait for `loadModelFiles`.
  */
 export async function describeModel(
   source: ModelSource,
@@ -88,7 +98,7 @@ export async function describeModel(
   const config = parseModelConfig(JSON.parse(await configBytes.text()), `${label}/config.json`);
   const downloadBytes =
     source.kind === 'hub'
-      ? await hubDownloadBytes(source, hub, read)
+      ? await hubDownloadBytes(source, hub, read, cache)
       : source.kind === 'files'
         ? source.files.reduce((n, f) => n + (f.path.endsWith('.safetensors') ? f.file.size : 0), 0)
         : ((await read('model.safetensors'))?.size ?? null);
@@ -108,12 +118,16 @@ export interface LoadedModel {
   tokenizerError: string | null;
 }
 
-/** The checkpoint and its tokenizer through the one loader (the CLI reads the same way from disk). */
+/**
+ * The checkpoint and its tokenizer through the one loader (the CLI reads the same way from disk). A tokenizer that
+ * cannot be used leaves the model without one; one the Hub could not be asked for fails the load, to be tried again.
+ */
 export async function loadModelFiles(read: ReadFile, label: string): Promise<LoadedModel> {
   const checkpoint = await loadCheckpoint(read, label);
   try {
     return { checkpoint, tokenizer: await loadTokenizer(read, label), tokenizerError: null };
   } catch (error) {
+    if (hubErrorKind(error) !== null) throw error;
     return { checkpoint, tokenizer: null, tokenizerError: (error as Error).message };
   }
 }

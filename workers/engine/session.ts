@@ -8,7 +8,7 @@ import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoi
 import type { DatasetFile } from '../../core/dataset/read-records';
 import type { AdapterExport } from '../../core/export/adapter-folder';
 import { exportName } from '../../core/export/base-model-id';
-import { expandZip } from '../../core/export/unzip-folder';
+import { pickedFilesReader } from '../../core/export/unzip-folder';
 import { zipFolder } from '../../core/export/zip';
 import type { DownloadProgress, FileCache } from '../../core/hub';
 import { checkFit } from '../../core/model-memory';
@@ -33,7 +33,6 @@ import { tuningStoreFor } from './model/tuning-store';
 import type { GpuWeights } from './model/weights';
 import {
   describeModel,
-  filesReader,
   type HubSettings,
   loadModelFiles,
   type ModelSource,
@@ -95,6 +94,8 @@ export class EngineSession {
   /** Why the last device was lost (a driver reset, a tab in the background too long); the next call starts a new one. */
   private lostReason: string | null = null;
   private readonly runs: RunStore | null;
+  /** The load in progress, which the next one waits for. */
+  private loading: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: EngineSessionOptions) {
     this.runs = options.runs ?? null;
@@ -159,8 +160,14 @@ export class EngineSession {
     return this.loadFrom(read, sourceLabel(source));
   }
 
-  /** Reads the model through `read` and puts it on the GPU, in place of the loaded one. */
-  async loadFrom(read: ReadFile, label: string): Promise<LoadedModelSummary> {
+  /** Reads the model through `read` and puts it on the GPU, in place of the loaded one; loads run one at a time. */
+  loadFrom(read: ReadFile, label: string): Promise<LoadedModelSummary> {
+    const load = this.loading.then(() => this.loadNow(read, label));
+    this.loading = load.catch(() => {});
+    return load;
+  }
+
+  private async loadNow(read: ReadFile, label: string): Promise<LoadedModelSummary> {
     const started = performance.now();
     const model = await loadModelFiles(read, label);
     const { device, choices } = await this.device();
@@ -218,16 +225,44 @@ export class EngineSession {
   async startTraining(request: TrainRequest, files: DatasetFile[], emit: (e: TrainEvent) => void): Promise<void> {
     if (this.training?.isRunning) throw new Error('a run is already training');
     const { model, ...engine } = await this.trainable();
+    const resolved = await this.withKeptReward({ ...request, model: model.label });
     this.training?.destroy();
     this.training = new TrainingSession(engine, model, this.runs);
-    await this.training.start({ ...request, model: model.label }, files, emit);
+    await this.training.start(resolved, files, this.sayingDeviceLoss(emit));
+  }
+
+  /** The events, a failure on a lost device told as such: what was kept, and how to go on. */
+  private sayingDeviceLoss(emit: (e: TrainEvent) => void): (e: TrainEvent) => void {
+    const training = this.training;
+    return (event) => {
+      if (event.type !== 'failed' || this.lostReason === null) return emit(event);
+      const kept = training?.lastCheckpoint ?? 0;
+      const what =
+        kept > 0
+          ? `the run is kept at its last checkpoint, step ${kept}; load the model again to resume it`
+          : 'it had no checkpoint yet; load the model again and start it again';
+      emit({ ...event, message: `The GPU device was lost (${this.lostReason}) at step ${event.step}: ${what}.` });
+    };
   }
 
   /** How long a run of these settings on this data would take here, from two of its steps timed. */
   async timeRun(request: TrainRequest, files: DatasetFile[]): Promise<RunTiming> {
     if (this.training?.isRunning) throw new Error('a run is training; its progress shows the time left');
     const { model, ...engine } = await this.trainable();
-    return timeRun(engine, model, { ...request, model: model.label }, files);
+    return timeRun(engine, model, await this.withKeptReward({ ...request, model: model.label }), files);
+  }
+
+  /** A reward model trained here, picked as a kept run, becomes its adapter's PEFT files, kept with the run. */
+  private async withKeptReward(request: TrainRequest): Promise<TrainRequest> {
+    const reward = request.reward;
+    if (reward?.kind !== 'kept-run') return request;
+    const adapter = await this.trainedAdapter({ run: reward.run, step: reward.step });
+    if (adapter.settings.method !== 'rm') throw new Error(`${reward.name} is not a reward model's run`);
+    const files = [...adapterFiles(adapter)].map(([path, bytes]) => ({
+      path,
+      file: new Blob([new Uint8Array(bytes)]),
+    }));
+    return { ...request, reward: { kind: 'reward-model', name: reward.name, files } };
   }
 
   pauseTraining(): void {
@@ -236,7 +271,7 @@ export class EngineSession {
 
   async resumeTraining(emit: (e: TrainEvent) => void): Promise<void> {
     if (!this.training) throw new Error('there is no run to resume');
-    await this.training.continue(emit);
+    await this.training.continue(this.sayingDeviceLoss(emit));
   }
 
   async stopTraining(): Promise<void> {
@@ -250,7 +285,7 @@ export class EngineSession {
     return {
       model: saved.request.model,
       settings: saved.request.settings,
-      step: (JSON.parse(saved.checkpoint.json) as { step: number }).step,
+      step: saved.checkpoint ? (JSON.parse(saved.checkpoint.json) as { step: number }).step : 0,
       files: saved.files.map((f) => f.name),
     };
   }
@@ -274,7 +309,7 @@ export class EngineSession {
     this.training?.destroy();
     this.training = new TrainingSession(engine, model, this.runs);
     const request = { ...saved.request, settings: { ...saved.request.settings, ...longer } };
-    await this.training.start(request, saved.files, emit, saved);
+    await this.training.start(request, saved.files, this.sayingDeviceLoss(emit), saved);
   }
 
   async discardSavedRun(): Promise<void> {
@@ -288,6 +323,7 @@ export class EngineSession {
 
   /** The kept runs of the loaded model with checkpoint adapters, newest first, for Compare and Export to offer. */
   async checkpoints(): Promise<RunCheckpoints[]> {
+    await this.loading;
     const loaded = this.loaded?.label;
     return (await this.listRuns()).flatMap((run) =>
       run.steps.length > 0 && run.model === loaded
@@ -316,7 +352,7 @@ export class EngineSession {
 
   /** Reads a PEFT adapter folder (or its zip) a person picked and puts it beside the loaded model. */
   async importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary> {
-    return this.importAdapterFrom(filesReader(await expandZip(files)), name);
+    return this.importAdapterFrom(await pickedFilesReader(files), name);
   }
 
   /** Reads a PEFT adapter through `read` and puts it beside the loaded model, checked against it. */

@@ -183,9 +183,9 @@ export function folderRunStore(folders: RunFolders, keptRuns: number): RunStore 
     async load() {
       const dir = await current();
       const record = dir && (await readRecord(dir));
-      const trainer = await dir?.read('trainer.json');
-      const optimizer = await dir?.read('optimizer.safetensors');
-      if (!dir || !record || !trainer || !optimizer) return null;
+      if (!dir || !record) return null;
+      const trainer = await dir.read('trainer.json');
+      const optimizer = await dir.read('optimizer.safetensors');
       const files = [];
       for (const [i, name] of record.files.entries()) {
         const blob = await dir.read(`data-${i}`);
@@ -207,7 +207,10 @@ export function folderRunStore(folders: RunFolders, keptRuns: number): RunStore 
       const saved: SavedRun = {
         request: request as unknown as TrainRequest,
         files,
-        checkpoint: { json: await trainer.text(), tensors: new Uint8Array(await optimizer.arrayBuffer()) },
+        checkpoint:
+          trainer && optimizer
+            ? { json: await trainer.text(), tensors: new Uint8Array(await optimizer.arrayBuffer()) }
+            : null,
         metrics: await readMetrics(dir),
         ended: (await dir.read('ended')) !== null,
       };

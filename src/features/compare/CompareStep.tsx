@@ -2,6 +2,7 @@ import { useMutation, useQuery } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
 import { CheckpointChoice } from '../../components/CheckpointChoice';
+import { NextStep } from '../../components/NextStep';
 import { button, card, ErrorMessage, input, Step } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
@@ -137,6 +138,7 @@ export function CompareStep() {
               New conversation
             </button>
           </form>
+          {c.turns.length > 0 && <NextStep to="export" what="take the tuned model with you" />}
         </>
       )}
     </Step>
@@ -252,7 +254,7 @@ function SettingsRow() {
   return (
     <details className={`${card} text-sm`}>
       <summary className="cursor-pointer font-semibold">Decoding settings</summary>
-      <div className="mt-2 flex flex-wrap items-end gap-3">
+      <div className="mt-2 flex flex-wrap items-start gap-3">
         {number('Temperature', 'temperature')}
         {number('Top-k', 'topK', '1')}
         {number('Top-p', 'topP')}

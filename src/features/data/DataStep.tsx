@@ -2,6 +2,7 @@ import { useMutation } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useEffect, useState } from 'react';
 import type { DataProgress } from '../../../workers/data/api';
+import { NextStep } from '../../components/NextStep';
 import { card, ErrorMessage, Step } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { formatBytes } from '../../lib/format';
@@ -46,14 +47,20 @@ export function DataStep() {
           <div className={card}>
             <ErrorMessage error={unusable.unusable} />
           </div>
-          <FormatChoice columns={unusable.columns} />
+          <FormatChoice key={`unusable:${unusable.columns.join()}`} columns={unusable.columns} />
         </>
       )}
       {summary && !load.isPending && (
         <>
           <DatasetReport summary={summary} />
-          <FormatChoice columns={summary.columns} summary={summary} />
+          {/* Keyed by what was read, so a new file's choice starts from its own detection, not the last file's. */}
+          <FormatChoice
+            key={JSON.stringify([files.map((f) => f.name), summary.format, summary.mapping])}
+            columns={summary.columns}
+            summary={summary}
+          />
           <TokenReport summary={summary} />
+          <NextStep to="train" what="pick a method and train" />
         </>
       )}
     </Step>

@@ -41,13 +41,21 @@ export function DatasetDrop({ files, onFiles }: { files: File[]; onFiles: (files
         . Several files are read as one dataset. They stay on this computer.
       </p>
       {files.length > 0 && (
-        <ul className="mt-2 text-slate-600 dark:text-slate-300">
-          {files.map((f) => (
-            <li key={f.name}>
-              {f.name} <span className="text-slate-500 dark:text-slate-400">({formatBytes(f.size)})</span>
-            </li>
-          ))}
-        </ul>
+        <>
+          <ul className="mt-2 text-slate-600 dark:text-slate-300">
+            {files.map((f) => (
+              <li key={f.name}>
+                {f.name} <span className="text-slate-500 dark:text-slate-400">({formatBytes(f.size)})</span>
+              </li>
+            ))}
+          </ul>
+          <p className="mt-1 text-slate-500 dark:text-slate-400">
+            A copy ({formatBytes(files.reduce((n, f) => n + f.size, 0))}) is kept in this browser, so a reload keeps it.{' '}
+            <button type="button" className="underline" onClick={() => onFiles([])}>
+              Forget it
+            </button>
+          </p>
+        </>
       )}
     </section>
   );

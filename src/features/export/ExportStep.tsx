@@ -3,7 +3,7 @@ import { useState } from 'react';
 import { baseModelId, exportName } from '../../../core/export/base-model-id';
 import { trlScript } from '../../../core/export/trl-job';
 import { zipFolder } from '../../../core/export/zip';
-import type { KeptCheckpoint } from '../../../workers/engine/api';
+import type { KeptCheckpoint, ModelSource } from '../../../workers/engine/api';
 import { CheckpointChoice } from '../../components/CheckpointChoice';
 import { button, card, ErrorMessage, Step } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
@@ -94,6 +94,26 @@ export function ExportStep() {
  * The run as a job for GPU servers: the dataset as Hone split it, in TRL's formats, and a TRL script with the Train
  * step's method and settings; the adapter it trains imports back into Compare.
  */
+/** A model folder's files the job needs (config, weights, tokenizer), by name. */
+const MODEL_FILE =
+  /^(config\.json|generation_config\.json|.*\.safetensors|model\.safetensors\.index\.json|tokenizer.*\.json|special_tokens_map\.json|vocab\.json|merges\.txt)$/;
+
+/** The files of a base model that is not on the Hub: served beside the studio, or picked from this computer. */
+async function baseModelFiles(source: Exclude<ModelSource, { kind: 'hub' }>): Promise<[string, Blob][]> {
+  if (source.kind === 'files') {
+    return source.files
+      .map((f) => [f.path.split('/').at(-1) ?? f.path, f.file] as [string, Blob])
+      .filter(([name]) => MODEL_FILE.test(name));
+  }
+  const files: [string, Blob][] = [];
+  for (const name of source.files) {
+    const response = await fetch(new URL(name, source.url));
+    if (!response.ok) throw new Error(`${source.name}/${name}: the studio's server answered HTTP ${response.status}`);
+    files.push([name, await response.blob()]);
+  }
+  return files;
+}
+
 function JobExport({ model }: { model: string }) {
   const settings = useTraining((s) => s.settings);
   const reward = useTraining((s) => s.reward);
@@ -107,9 +127,10 @@ function JobExport({ model }: { model: string }) {
       // The split training uses (a rendering already done is reused).
       await getDataWorker().tokenize(source, hub, dataset.settings, 0);
       const data = await getDataWorker().jobData(dataset.settings.trainOnPrompt);
-      const baseModel = baseModelId(model);
+      // A base not on the Hub (the demo model, a local folder) travels with the job, in ./base-model.
+      const base = source.kind === 'hub' ? [] : await baseModelFiles(source);
       const script = trlScript(settings, {
-        baseModel,
+        baseModel: source.kind === 'hub' ? baseModelId(model) : './base-model',
         hasValidation: data.validation !== '',
         trainOnPrompt: dataset.settings.trainOnPrompt,
         rewardRule: reward?.kind === 'rule' ? reward.source : undefined,
@@ -119,6 +140,7 @@ function JobExport({ model }: { model: string }) {
         ['train.jsonl', new Blob([data.train])],
       ]);
       if (data.validation !== '') files.set('validation.jsonl', new Blob([data.validation]));
+      for (const [name, blob] of base) files.set(`base-model/${name}`, blob);
       const name = exportName(model, settings.method, 'job');
       return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
     },

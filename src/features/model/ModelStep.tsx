@@ -1,7 +1,10 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
+import { isAbsenceKey } from '../../../core/hub';
+import { hubErrorKind } from '../../../core/hub-errors';
 import type { DescribedModel, DownloadProgress, ModelSource } from '../../../workers/engine/api';
+import { NextStep } from '../../components/NextStep';
 import { button, card, ErrorMessage, Step } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { formatBytes, formatCount, formatSeconds } from '../../lib/format';
@@ -12,15 +15,24 @@ import { bundledModel, CATALOG } from './catalog';
 
 /** The Model step: pick a Hub model or a local folder, see what it costs, download it onto the GPU. */
 export function ModelStep() {
-  const [source, setSource] = useState<ModelSource | null>(null);
+  const current = useModel((s) => s.source);
+  const loaded = useModel((s) => s.loaded);
+  const [source, setSource] = useState<ModelSource | null>(current);
   return (
     <Step
       id="model"
       title="Model"
       summary="Pick a pretrained model from the Hugging Face Hub, or a model folder on this computer."
     >
+      {!loaded && !source && (
+        <p className="text-sm text-slate-700 dark:text-slate-200" data-testid="first-visit">
+          New here? Pick the <strong>offline demo model</strong> and load it, then try an example dataset in the Data
+          step: everything works without a network, and a first run takes a minute.
+        </p>
+      )}
       <ModelPicker source={source} onPick={setSource} />
-      {source && <ModelDetails key={JSON.stringify(sourceKey(source))} source={source} />}
+      {source && <ModelDetails key={JSON.stringify(sourceKey(source))} source={source} onPick={setSource} />}
+      {loaded && <NextStep to="data" what="drop a dataset or try an example" />}
       <div className="grid gap-4 md:grid-cols-2">
         <HubSettingsPanel />
         <CachePanel />
@@ -32,6 +44,10 @@ export function ModelStep() {
 /** What identifies a source for queries and React keys (picked files by their paths, not their contents). */
 function sourceKey(source: ModelSource) {
   return source.kind === 'files' ? { name: source.name, files: source.files.map((f) => f.path) } : source;
+}
+
+function sameSource(a: ModelSource, b: ModelSource): boolean {
+  return JSON.stringify(sourceKey(a)) === JSON.stringify(sourceKey(b));
 }
 
 function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (s: ModelSource) => void }) {
@@ -66,7 +82,7 @@ function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (
               />
               <span>
                 <span className="font-medium">Offline demo model (hone-tiny)</span>
-                <span className="block text-slate-500 dark:text-slate-400">
+                <span className="block text-slate-600 dark:text-slate-300">
                   Comes with the studio: no download, works offline.
                 </span>
               </span>
@@ -85,7 +101,7 @@ function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (
                 />
                 <span>
                   <span className="font-medium">{entry.name}</span>
-                  <span className="block text-slate-500 dark:text-slate-400">{entry.note}</span>
+                  <span className="block text-slate-600 dark:text-slate-300">{entry.note}</span>
                 </span>
               </label>
             </li>
@@ -150,7 +166,11 @@ function ModelPicker({ source, onPick }: { source: ModelSource | null; onPick: (
   );
 }
 
-function ModelDetails({ source }: { source: ModelSource }) {
+/**
+ * The picked model's facts (for a Hub model only its config.json and shard index are read, and a HEAD request made
+ * for its size), and the button that downloads and loads it; trouble comes with a way out.
+ */
+function ModelDetails({ source, onPick }: { source: ModelSource; onPick: (s: ModelSource) => void }) {
   const settings = useHubSettings();
   const hub = hubSettings(settings);
   const setLoaded = useModel((s) => s.setLoaded);
@@ -160,19 +180,33 @@ function ModelDetails({ source }: { source: ModelSource }) {
   const info = useQuery({
     queryKey: ['describe-model', sourceKey(source), hub],
     queryFn: async (): Promise<DescribedModel> => getEngine().describeModel(source, hub),
+    // Cached and bundled models need no network: never wait for the browser to say it is online.
+    networkMode: 'always',
   });
   const load = useMutation({
     mutationFn: async () => getEngine().loadModel(source, hub, Comlink.proxy(setProgress)),
+    networkMode: 'always',
     onSuccess: (summary) => {
       setLoaded(summary, source);
       void queryClient.invalidateQueries({ queryKey: ['cache-entries'] });
     },
   });
-  const isLoaded = load.data !== undefined && loaded === load.data;
+  // Loaded here, or by the restored session from the same source.
+  const current = useModel((s) => s.source);
+  const restored = !load.isPending && current && sameSource(current, source) ? loaded : null;
+  const summary = load.data ?? restored;
+  const isLoaded = summary !== null && loaded === summary;
   return (
     <div className={card} data-testid="model-details">
       {info.isPending && <p className="text-slate-600">Reading the model’s config…</p>}
-      {info.isError && <ErrorMessage error={info.error} />}
+      {info.isError && (
+        <Trouble
+          error={info.error}
+          retrying={info.isFetching}
+          onRetry={() => void info.refetch()}
+          onDemo={() => onPick(bundledModel())}
+        />
+      )}
       {info.data && <ModelFacts info={info.data} />}
       {info.data && (
         <div className="mt-3 flex flex-wrap items-center gap-3">
@@ -188,19 +222,63 @@ function ModelDetails({ source }: { source: ModelSource }) {
           {load.isPending && !progress && <span className="text-sm text-slate-600">Reading…</span>}
         </div>
       )}
-      {load.isError && <ErrorMessage error={load.error} />}
-      {isLoaded && load.data && (
+      {load.isError && (
+        <Trouble
+          error={load.error}
+          retrying={false}
+          onRetry={() => {
+            setProgress(null);
+            load.mutate();
+          }}
+          onDemo={() => onPick(bundledModel())}
+        />
+      )}
+      {isLoaded && summary && (
         <p
           data-testid="model-loaded"
           className="mt-3 rounded bg-emerald-50 px-2 py-1 text-sm text-emerald-800 dark:bg-emerald-950 dark:text-emerald-200"
         >
-          ✓ {load.data.label} is on the GPU ({formatBytes(load.data.gpuBytes)} of weights, loaded in{' '}
-          {formatSeconds(load.data.seconds)}).{' '}
-          {load.data.tokenizer
-            ? `Tokenizer ready${load.data.tokenizer.hasChatTemplate ? ', with a chat template' : ', no chat template'}.`
-            : `No tokenizer: ${load.data.tokenizerError}`}
+          ✓ {summary.label} is on the GPU ({formatBytes(summary.gpuBytes)} of weights, loaded in{' '}
+          {formatSeconds(summary.seconds)}).{' '}
+          {summary.tokenizer
+            ? `Tokenizer ready${summary.tokenizer.hasChatTemplate ? ', with a chat template' : ', no chat template'}.`
+            : `No tokenizer: ${summary.tokenizerError}`}
         </p>
       )}
+    </div>
+  );
+}
+
+/** An error reading or loading the model, with "Try again", and for an unreachable Hub the offline demo model. */
+function Trouble({
+  error,
+  retrying,
+  onRetry,
+  onDemo,
+}: {
+  error: unknown;
+  retrying: boolean;
+  onRetry: () => void;
+  onDemo: () => void;
+}) {
+  return (
+    <div data-testid="model-trouble">
+      <ErrorMessage error={error} />
+      <div className="mt-2 flex flex-wrap gap-2">
+        <button
+          type="button"
+          disabled={retrying}
+          onClick={onRetry}
+          className={`${button} border border-slate-300 dark:border-slate-600`}
+        >
+          Try again
+        </button>
+        {hubErrorKind(error) === 'unreachable' && (
+          <button type="button" onClick={onDemo} className={`${button} bg-indigo-600 text-white hover:bg-indigo-700`}>
+            Use the offline demo model
+          </button>
+        )}
+      </div>
     </div>
   );
 }
@@ -289,9 +367,15 @@ function HubSettingsPanel() {
 
 function CachePanel() {
   const queryClient = useQueryClient();
-  const entries = useQuery({ queryKey: ['cache-entries'], queryFn: () => getEngine().cacheEntries() });
+  const entries = useQuery({
+    queryKey: ['cache-entries'],
+    // Files only: the entries that remember a file's absence are bookkeeping.
+    queryFn: async () => (await getEngine().cacheEntries()).filter((e) => !isAbsenceKey(e.key)),
+    networkMode: 'always',
+  });
   const clear = useMutation({
     mutationFn: () => getEngine().clearCache(),
+    networkMode: 'always',
     onSuccess: () => queryClient.invalidateQueries({ queryKey: ['cache-entries'] }),
   });
   const total = entries.data?.reduce((n, e) => n + e.bytes, 0) ?? 0;

@@ -1,4 +1,5 @@
 import type { RewardChoice } from '../../../workers/engine/api';
+import { CheckpointChoice } from '../../components/CheckpointChoice';
 import { input } from '../../components/ui';
 import { filesFromInput } from '../../lib/picked-files';
 
@@ -42,6 +43,12 @@ export function RewardPicker(props: {
           onChange={(e) => onChange({ ...rule, source: e.target.value })}
         />
       )}
+      <CheckpointChoice
+        method="rm"
+        label="A reward model trained here"
+        chosen={reward?.kind === 'kept-run' ? reward : null}
+        onChoose={(c) => onChange({ kind: 'kept-run', name: `the reward model run's step ${c.step}`, ...c })}
+      />
       <FolderChoice
         kind="reward-model"
         reward={reward}
@@ -75,21 +82,36 @@ function FolderChoice(props: {
         <input type="radio" checked={chosen !== null} disabled={chosen === null} readOnly />
         {chosen ? `${props.label}: ${chosen.name} (${chosen.files.length} files)` : props.label}
       </label>
-      <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
-        {props.pick}
-        <input
-          type="file"
-          className="sr-only"
-          aria-label={`${props.label} folder`}
-          // @ts-expect-error: webkitdirectory is not in React's types, but every current browser supports it.
-          webkitdirectory=""
-          multiple
-          onChange={(e) => {
-            if (!e.target.files || e.target.files.length === 0) return;
-            props.onChange({ kind: props.kind, ...filesFromInput(e.target.files) });
-          }}
-        />
-      </label>
+      <span className="flex flex-wrap gap-x-3">
+        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
+          {props.pick}
+          <input
+            type="file"
+            className="sr-only"
+            aria-label={`${props.label} folder`}
+            // @ts-expect-error: webkitdirectory is not in React's types, but every current browser supports it.
+            webkitdirectory=""
+            multiple
+            onChange={(e) => {
+              if (!e.target.files || e.target.files.length === 0) return;
+              props.onChange({ kind: props.kind, ...filesFromInput(e.target.files) });
+            }}
+          />
+        </label>
+        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
+          or its .zip
+          <input
+            type="file"
+            className="sr-only"
+            accept=".zip"
+            aria-label={`${props.label} zip`}
+            onChange={(e) => {
+              const file = e.target.files?.[0];
+              if (file) props.onChange({ kind: props.kind, name: file.name, files: [{ path: file.name, file }] });
+            }}
+          />
+        </label>
+      </span>
     </>
   );
 }

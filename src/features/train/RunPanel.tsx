@@ -36,8 +36,8 @@ export function RunPanel() {
         <strong data-testid="run-status">{STATUS_TEXT[t.status]}</strong>
         {t.prepared && (
           <span className="text-sm text-slate-600 dark:text-slate-300" data-testid="run-data">
-            {t.prepared.format} data: {plural(t.prepared.train, UNIT_TEXT[t.prepared.unit])}, {t.prepared.validation}{' '}
-            for validation
+            {t.prepared.method.toUpperCase()} run on {t.prepared.format} data:{' '}
+            {plural(t.prepared.train, UNIT_TEXT[t.prepared.unit])}, {t.prepared.validation} for validation
             {t.prepared.dropped > 0 && `, ${t.prepared.dropped} cut before their answers and left out`}
             {t.prepared.skipped > 0 && `, ${plural(t.prepared.skipped, 'record')} skipped`}
           </span>
@@ -198,7 +198,9 @@ function Charts() {
       <MetricChart title="Learning rate" x={charts.x} series={charts.lr} />
       <MetricChart title="Gradient norm" x={charts.x} series={charts.norm} />
       <MetricChart title="Tokens per second" x={charts.x} series={charts.speed} />
-      {charts.accuracy && <MetricChart title="Validation accuracy" x={charts.x} series={charts.accuracy} />}
+      {charts.accuracy && (
+        <MetricChart title="Validation accuracy" x={charts.x} series={charts.accuracy} range={[0, 1]} />
+      )}
       {charts.reward && <MetricChart title="Reward" x={charts.x} series={charts.reward} />}
       {charts.kl && <MetricChart title="KL to the base model" x={charts.x} series={charts.kl} />}
     </div>

@@ -18,7 +18,7 @@ function settingsSummary(s: RunListing['settings']): string {
 }
 
 function runLabel(run: RunListing): string {
-  return `${run.settings.method} ${new Date(run.started).toLocaleTimeString()}`;
+  return `${run.settings.method.toUpperCase()} ${new Date(run.started).toLocaleTimeString()}`;
 }
 
 /** Every kept run, listed with its data and results; ticked runs' loss curves drawn over each other. */
@@ -76,7 +76,7 @@ export function RunsList() {
                   />
                 </td>
                 <td>{new Date(run.started).toLocaleString()}</td>
-                <td>{run.settings.method}</td>
+                <td>{run.settings.method.toUpperCase()}</td>
                 <td>{settingsSummary(run.settings)}</td>
                 <td>{run.model}</td>
                 <td title={`dataset fingerprint ${run.fingerprint}`}>

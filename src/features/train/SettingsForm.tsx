@@ -160,6 +160,7 @@ export function SettingsForm(props: {
         {field('Seed', 'seed', '1')}
         {field('Evaluate every (steps)', 'evalEvery', '1')}
         {field('Checkpoint every (steps)', 'checkpointEvery', '1')}
+        {field('Checkpoint every (minutes)', 'checkpointMinutes')}
         {s.method === 'dpo' && field('DPO beta', 'dpoBeta')}
       </div>
       {s.method === 'grpo' && (

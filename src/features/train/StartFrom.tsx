@@ -1,7 +1,8 @@
 import { useMutation } from '@tanstack/react-query';
-import { expandZip } from '../../../core/export/unzip-folder';
+import { pickedFilesReader } from '../../../core/export/unzip-folder';
 import { parseAdapterConfig } from '../../../core/peft';
 import { adapterShape } from '../../../core/training/continue-adapter';
+import { CONTINUED_WARMUP } from '../../../core/training/schedule';
 import type { TrainSettings } from '../../../core/training/settings';
 import { ErrorMessage } from '../../components/ui';
 import { filesFromInput } from '../../lib/picked-files';
@@ -21,11 +22,11 @@ export function StartFrom(props: {
   const read = useMutation({
     mutationFn: async (list: FileList) => {
       const { name, files } = filesFromInput(list);
-      const opened = await expandZip(files);
-      const configFile = opened.find((f) => f.path.split('/').at(-1) === 'adapter_config.json');
+      // Only the config is read (a zip's weights are not inflated until the run starts).
+      const configFile = await (await pickedFilesReader(files))('adapter_config.json');
       if (!configFile)
         throw new Error(`${name}: no adapter_config.json (a PEFT adapter folder, or its zip, is needed)`);
-      const config = parseAdapterConfig(JSON.parse(await configFile.file.text()), `${name}/adapter_config.json`);
+      const config = parseAdapterConfig(JSON.parse(await configFile.text()), `${name}/adapter_config.json`);
       return { name, files, shape: adapterShape(config, name) };
     },
     onSuccess: (picked) => onPick(picked, { ...settings, ...picked.shape }),
@@ -56,6 +57,12 @@ export function StartFrom(props: {
         {input('pick its folder', true)}
         {input('or its .zip', false)}
       </div>
+      {picked && (
+        <p className="text-slate-600 dark:text-slate-300" data-testid="continue-note">
+          Its weights start where they were; its optimizer starts fresh, so the learning rate warms up over at least{' '}
+          {CONTINUED_WARMUP} steps (or a tenth of the run) to keep what it learned.
+        </p>
+      )}
       {read.isError && <ErrorMessage error={read.error} />}
     </fieldset>
   );

@@ -1,4 +1,3 @@
-import { useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useEffect } from 'react';
 import type { DatasetFormat } from '../../../core/dataset/formats';
@@ -12,7 +11,8 @@ import {
   type TrainSettings,
 } from '../../../core/training/settings';
 import type { TrainRequest } from '../../../workers/engine/api';
-import { button, card, ErrorMessage, Step } from '../../components/ui';
+import { NextStep } from '../../components/NextStep';
+import { button, card, Step } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
@@ -108,8 +108,23 @@ export function TrainStep() {
       title="Train"
       summary="Choose how to fine-tune and watch the loss live. Training runs in a worker on your GPU; the page stays free."
     >
-      <SavedRun />
       {missing && <p className="text-sm text-slate-600 dark:text-slate-300">{missing}</p>}
+      {loaded && dataset.summary && (
+        <p className="text-sm text-slate-700 dark:text-slate-200" data-testid="train-inputs">
+          Trains <strong>{loaded.label}</strong> on <strong>{dataset.files.map((f) => f.name).join(', ')}</strong> (
+          {dataset.summary.format}, {dataset.summary.records.toLocaleString()} records)
+          {training.initialAdapter && (
+            <>
+              , continuing <strong>{training.initialAdapter.name}</strong>
+            </>
+          )}
+          .
+        </p>
+      )}
+      {training.status !== 'idle' && <RunPanel />}
+      {(training.status === 'finished' || training.status === 'stopped') && (
+        <NextStep to="compare" what="chat with the base and the tuned model side by side" />
+      )}
       {settings && loaded && (
         <div className={card}>
           <SettingsForm
@@ -180,65 +195,7 @@ export function TrainStep() {
           </button>
         </div>
       )}
-      {training.status !== 'idle' && <RunPanel />}
       <RunsList />
     </Step>
-  );
-}
-
-/** A run an earlier page left behind (a reload, a crash, a lost GPU device), offered for resumption. */
-function SavedRun() {
-  const loaded = useModel((s) => s.loaded);
-  const training = useTraining();
-  const queryClient = useQueryClient();
-  const saved = useQuery({ queryKey: ['saved-run'], queryFn: () => getEngine().savedRun() });
-  const { refetch } = saved;
-  useEffect(() => {
-    if (training.status === 'failed') void refetch();
-  }, [training.status, refetch]);
-  // Offered on a fresh page, and after a run failed (a lost GPU device, a crash of the worker) at its checkpoint.
-  if (!saved.data || (training.status !== 'idle' && training.status !== 'failed')) return null;
-  const run = saved.data;
-  const forget = () => queryClient.setQueryData(['saved-run'], null);
-  return (
-    <div className={`${card} border-amber-400`} data-testid="saved-run">
-      <p className="text-sm">
-        A {run.settings.method} run on <strong>{run.model}</strong> ({run.files.join(', ')}) stopped at step {run.step}.
-        It can continue from that checkpoint.
-      </p>
-      {loaded?.label !== run.model && (
-        <p className="mt-1 text-sm text-slate-600">Load {run.model} in the Model step to resume it.</p>
-      )}
-      <div className="mt-2 flex gap-2">
-        <button
-          type="button"
-          disabled={loaded?.label !== run.model}
-          className={`${button} bg-indigo-600 text-white`}
-          onClick={async () => {
-            training.reset('preparing');
-            training.setSettings(run.settings);
-            forget();
-            try {
-              await getEngine().resumeSavedRun(Comlink.proxy(training.handle));
-            } catch (error) {
-              training.fail((error as Error).message);
-            }
-          }}
-        >
-          Resume the run
-        </button>
-        <button
-          type="button"
-          className={`${button} border border-slate-300`}
-          onClick={async () => {
-            await getEngine().discardSavedRun();
-            forget();
-          }}
-        >
-          Discard it
-        </button>
-      </div>
-      {saved.isError && <ErrorMessage error={saved.error} />}
-    </div>
   );
 }

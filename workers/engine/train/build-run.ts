@@ -6,7 +6,7 @@
 
 import { type LoadedAdapter, loadAdapter } from '../../../core/checkpoint';
 import type { DatasetFile } from '../../../core/dataset/read-records';
-import { expandZip } from '../../../core/export/unzip-folder';
+import { pickedFilesReader } from '../../../core/export/unzip-folder';
 import type { ModelConfig } from '../../../core/model-config';
 import type { ModelTokenizer } from '../../../core/tokenizer';
 import { type AdapterShape, adapterShape } from '../../../core/training/continue-adapter';
@@ -15,7 +15,6 @@ import { rlSequenceLength } from '../../../core/training/sequences';
 import type { TrainSettings } from '../../../core/training/settings';
 import type { EngineKernels } from '../model/kernels';
 import type { GpuWeights } from '../model/weights';
-import { filesReader } from '../model-loader';
 import { createTrainer } from './create-trainer';
 import type { RuleWorker } from './js-reward';
 import { type RewardChoice, rewardFromChoice } from './reward-choice';
@@ -86,7 +85,7 @@ async function continuedAdapter(
     return null;
   }
   const task = settings.method === 'rm' ? 'SEQ_CLS' : 'CAUSAL_LM';
-  const adapter = await loadAdapter(filesReader(await expandZip(picked.files)), picked.name, config, task);
+  const adapter = await loadAdapter(await pickedFilesReader(picked.files), picked.name, config, task);
   const shape = adapterShape(adapter.config, picked.name);
   for (const key of Object.keys(shape) as (keyof AdapterShape)[]) {
     if (JSON.stringify(settings[key]) !== JSON.stringify(shape[key])) {

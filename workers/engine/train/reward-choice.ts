@@ -17,7 +17,16 @@ import { type RewardSource, rewardModelSource } from './rewards';
  */
 export type RewardChoice =
   | { kind: 'rule'; name: string; source: string }
-  | { kind: 'reward-model' | 'onnx'; name: string; files: { path: string; file: Blob }[] };
+  | { kind: 'reward-model' | 'onnx'; name: string; files: { path: string; file: Blob }[] }
+  | KeptRewardModel;
+
+/** A reward model trained in this browser: a kept run's adapter at one of its checkpoints. */
+export interface KeptRewardModel {
+  kind: 'kept-run';
+  name: string;
+  run: string;
+  step: number;
+}
 
 /** A rule's worker as a browser Web Worker (nested in the engine worker). */
 export function spawnWebRuleWorker(): RuleWorker {
@@ -43,6 +52,8 @@ export async function rewardFromChoice(
 ): Promise<RewardSource> {
   const { policyTokenizer } = context;
   if (choice.kind === 'rule') return jsRewardSource(choice.name, choice.source, context.spawnRuleWorker);
+  // The session turns a kept run into its adapter's files before the run is built.
+  if (choice.kind === 'kept-run') throw new Error(`${choice.name}: the kept run was not read`);
   const files = await expandZip(choice.files);
   if (choice.kind === 'onnx') {
     const model = files.find((f) => f.path.endsWith('.onnx'));

@@ -34,6 +34,7 @@ function settings(overrides: Partial<TrainSettings> = {}): TrainSettings {
     seqLen: 16,
     evalEvery: 0,
     checkpointEvery: 0,
+    checkpointMinutes: 0,
     maxSteps: 8,
     ...overrides,
   };
@@ -139,6 +140,25 @@ describe('the next-token trainer', () => {
       'the checkpoint was made with other settings (lr)',
     );
     second.destroy();
+    weights.destroy();
+  });
+
+  it('checkpoints every N steps or N minutes, whichever comes first, and always at the end', async () => {
+    const { device } = gpu();
+    const kernels = new EngineKernels(device);
+    const weights = await upload(device);
+    const data = { train: task(10, 2), validation: [], padId: 0 };
+    const checkpoints = async (s: TrainSettings) => {
+      const trainer = new Trainer(device, kernels, weights, s, data);
+      const steps: number[] = [];
+      await runTraining(trainer, { onCheckpoint: async (c) => void steps.push(c.step) });
+      trainer.destroy();
+      return steps;
+    };
+    expect(await checkpoints(settings({ checkpointEvery: 3 }))).toEqual([3, 6, 8]);
+    expect(await checkpoints(settings({ checkpointEvery: 0 }))).toEqual([8]);
+    // A minute's worth of a step this small: every step is past the interval.
+    expect(await checkpoints(settings({ checkpointMinutes: 1e-9 }))).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     weights.destroy();
   });
 

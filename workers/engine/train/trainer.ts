@@ -150,6 +150,7 @@ export const CHANGEABLE_ON_RESUME: readonly (keyof TrainSettings)[] = [
   'maxSteps',
   'evalEvery',
   'checkpointEvery',
+  'checkpointMinutes',
   'recompute',
 ];
 
@@ -215,7 +216,7 @@ export class Trainer<T = TokenizedExample> {
     if (data.train.length === 0) throw new Error('there is nothing to train on');
     const s = settings;
     this.totalSteps = plannedSteps(s, data.train.length);
-    this.warmup = warmupSteps(s.warmup, this.totalSteps);
+    this.warmup = warmupSteps(s.warmup, this.totalSteps, initial !== undefined);
     // The step's shape: no longer than the longest sequence, so short conversations do not pay for padding.
     const rowLength = (x: T) => objective.rowLength?.(x) ?? Math.max(...objective.rows(x).map((r) => r.ids.length));
     const longest = Math.max(...[...data.train, ...data.validation].map(rowLength));
@@ -432,16 +433,22 @@ export interface RunHooks {
 
 /**
  * Steps until the run is done or asked to stop: validation every evalEvery steps and at the end, a checkpoint every
- * checkpointEvery steps, when stopped and at the end, so every run can be continued.
+ * checkpointEvery steps or checkpointMinutes of training (whichever comes first), when stopped and at the end, so
+ * every run can be continued and a reload loses little.
  */
 export async function runTraining<T>(trainer: Trainer<T>, hooks: RunHooks = {}): Promise<'finished' | 'stopped'> {
-  const { evalEvery, checkpointEvery } = trainer.settings;
+  const { evalEvery, checkpointEvery, checkpointMinutes = 0 } = trainer.settings;
   let checkpointed = -1;
+  let checkpointedAt = performance.now();
   const checkpoint = async () => {
     if (!hooks.onCheckpoint || checkpointed === trainer.stepsCompleted) return;
     await hooks.onCheckpoint(await trainer.checkpoint());
     checkpointed = trainer.stepsCompleted;
+    checkpointedAt = performance.now();
   };
+  const due = (step: number) =>
+    (checkpointEvery > 0 && step % checkpointEvery === 0) ||
+    (checkpointMinutes > 0 && performance.now() - checkpointedAt >= checkpointMinutes * 60_000);
   const evaluate = async (step: number) => {
     const validation = await trainer.evaluate();
     if (validation !== null) hooks.onEval?.(step, validation);
@@ -454,7 +461,7 @@ export async function runTraining<T>(trainer: Trainer<T>, hooks: RunHooks = {}):
     const metrics = await trainer.trainStep();
     hooks.onStep?.(metrics);
     if (evalEvery > 0 && metrics.step % evalEvery === 0 && !trainer.done) await evaluate(metrics.step);
-    if (checkpointEvery > 0 && metrics.step % checkpointEvery === 0 && !trainer.done) await checkpoint();
+    if (due(metrics.step) && !trainer.done) await checkpoint();
   }
   await evaluate(trainer.stepsCompleted);
   await checkpoint();

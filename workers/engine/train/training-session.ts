@@ -17,6 +17,7 @@ export type { MetricRecord, ModelOnGpu, TrainRequest };
 export type TrainEvent =
   | {
       type: 'prepared';
+      method: TrainSettings['method'];
       format: string;
       /** What the run trains on: sequences, preference pairs, or prompts (RL). */
       unit: PreparedRun['data']['kind'];
@@ -26,6 +27,8 @@ export type TrainEvent =
       validation: number;
       dropped: number;
       totalSteps: number;
+      /** Steps of learning-rate warm-up (more than asked when the run continues an adapter). */
+      warmup: number;
       /** Steps already done (a resumed run). */
       step: number;
       /** It trains every weight (a copy of them), so it has no adapter: comparing it switches weights. */
@@ -65,7 +68,7 @@ export interface RunStore {
   saveMetrics(metrics: MetricRecord[]): Promise<void>;
   /** The run can no longer be resumed (it finished, or was stopped); its adapters and metrics stay. */
   end(metrics: MetricRecord[]): Promise<void>;
-  /** The current run with its latest checkpoint; null when there is none. */
+  /** The current run with its latest checkpoint (if it made one); null when there is none. */
   load(): Promise<SavedRun | null>;
   /** A kept run's request, the steps of its kept adapters (oldest first) and its metrics; null when it is gone. */
   keptRun(id: string): Promise<{ request: TrainRequest; steps: number[]; metrics: MetricRecord[] } | null>;
@@ -98,7 +101,8 @@ export const KEPT_ADAPTERS = 10;
 export interface SavedRun {
   request: TrainRequest;
   files: DatasetFile[];
-  checkpoint: { json: string; tensors: Uint8Array };
+  /** Null when the run stopped before its first checkpoint: it starts again from step 0. */
+  checkpoint: { json: string; tensors: Uint8Array } | null;
   metrics: MetricRecord[];
   /** It finished or was stopped: the studio no longer offers it, `hone train --resume` may train it longer. */
   ended: boolean;
@@ -127,6 +131,7 @@ export class TrainingSession {
   private stopRequested = false;
   private running = false;
   private prepared: Extract<TrainEvent, { type: 'prepared' }> | null = null;
+  private checkpointed = 0;
   private fileNames: string[] = [];
 
   constructor(
@@ -154,6 +159,11 @@ export class TrainingSession {
     return this.metrics;
   }
 
+  /** The step of the run's last checkpoint (0: none yet). */
+  get lastCheckpoint(): number {
+    return this.checkpointed;
+  }
+
   /** The names of the run's dataset files. */
   get files(): string[] {
     return this.fileNames;
@@ -176,8 +186,11 @@ export class TrainingSession {
     const { prepared, trainer } = this.run;
     this.fileNames = files.map((f) => f.name);
     this.metrics = [];
+    this.checkpointed = 0;
     if (saved) {
-      trainer.restore(parseCheckpoint(saved.checkpoint.json, saved.checkpoint.tensors, 'the saved run'));
+      const { checkpoint } = saved;
+      if (checkpoint) trainer.restore(parseCheckpoint(checkpoint.json, checkpoint.tensors, 'the saved run'));
+      this.checkpointed = trainer.stepsCompleted;
       this.metrics = saved.metrics.filter((m) => m.step <= trainer.stepsCompleted);
       await this.store?.reopen(request.settings);
     } else {
@@ -186,6 +199,7 @@ export class TrainingSession {
     const sequences = prepared.data;
     this.prepared = {
       type: 'prepared',
+      method: request.settings.method,
       format: prepared.format,
       unit: sequences.kind,
       records: prepared.records,
@@ -194,6 +208,7 @@ export class TrainingSession {
       validation: sequences.validation.length,
       dropped: sequences.dropped,
       totalSteps: trainer.totalSteps,
+      warmup: trainer.warmup,
       step: trainer.stepsCompleted,
       full: request.settings.full,
     };
@@ -219,6 +234,7 @@ export class TrainingSession {
         onEval: (step, validation) => record(evalRecord(step, validation)),
         onCheckpoint: async (c) => {
           await this.store?.saveCheckpoint(serializeCheckpoint(c), this.metrics, adapterOf(c));
+          this.checkpointed = c.step;
           emit({ type: 'checkpoint', step: c.step });
         },
         shouldStop: () => this.pauseRequested || this.stopRequested,
