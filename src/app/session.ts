@@ -81,13 +81,18 @@ async function keptFiles(saved: NonNullable<SavedSession['dataset']>): Promise<F
   return files;
 }
 
+/** Nothing is saved while the saved session is being put back, so a half-restored page does not overwrite it. */
+let restoring = false;
+/** The saved session's model while it is not loaded (still loading, or failed): kept, and tried again. */
+let pendingModel: ModelSource | null = null;
+
 function snapshot(): SavedSession {
   const { files, choice, settings: tokens } = useDataset.getState();
   const { source } = useModel.getState();
   const { settings, reward } = useTraining.getState();
   return {
     step: useStudio.getState().step,
-    model: source && source.kind !== 'files' ? source : null,
+    model: source ? (source.kind === 'files' ? null : source) : pendingModel,
     dataset:
       files.length > 0
         ? {
@@ -103,7 +108,9 @@ function snapshot(): SavedSession {
 
 /** Saves the session whenever what it holds changes; the dataset's files when they change. */
 export function keepSession(): () => void {
-  const save = () => localStorage.setItem(KEY, JSON.stringify(snapshot()));
+  const save = () => {
+    if (!restoring) localStorage.setItem(KEY, JSON.stringify(snapshot()));
+  };
   const unsubscribe = [
     useStudio.subscribe(save),
     useModel.subscribe(save),
@@ -124,6 +131,17 @@ export function keepSession(): () => void {
 export async function restoreSession(): Promise<void> {
   const saved = read();
   if (!saved) return;
+  restoring = true;
+  try {
+    await restoreState(saved);
+  } finally {
+    restoring = false;
+  }
+  pendingModel = saved.model;
+  if (saved.model) await loadModel(saved.model);
+}
+
+async function restoreState(saved: SavedSession): Promise<void> {
   if (STEPS.some((s) => s.id === saved.step)) useStudio.getState().goTo(saved.step);
   if (saved.settings) useTraining.getState().setSettings(saved.settings);
   if (saved.reward) useTraining.getState().setReward(saved.reward);
@@ -143,17 +161,17 @@ export async function restoreSession(): Promise<void> {
         .catch(() => {});
     }
   }
-  if (saved.model) await loadModel(saved.model);
 }
 
 /** Loads a model the session had, from the browser's cache (or the studio, for the demo model). */
-export async function loadModel(source: ModelSource): Promise<void> {
+async function loadModel(source: ModelSource): Promise<void> {
   const label = source.kind === 'hub' ? source.repo : source.name;
   useRestore.setState({ status: 'loading-model', model: label, progress: null, message: null });
   try {
     const hub = hubSettings(useHubSettings.getState());
     const onProgress = Comlink.proxy((progress: DownloadProgress) => useRestore.setState({ progress }));
     const loaded = await getEngine().loadModel(source, hub, onProgress);
+    pendingModel = null;
     useModel.getState().setLoaded(loaded, source);
     useRestore.setState({ status: 'done', progress: null });
   } catch (error) {
@@ -163,6 +181,5 @@ export async function loadModel(source: ModelSource): Promise<void> {
 
 /** Tries the saved session's model again (after the Hub came back, or the settings changed). */
 export async function retryModel(): Promise<void> {
-  const model = read()?.model;
-  if (model) await loadModel(model);
+  if (pendingModel) await loadModel(pendingModel);
 }
