@@ -20,7 +20,7 @@ afterAll(() => {
 });
 
 describe('a lost GPU device', () => {
-  it('stops the run at its last checkpoint with a clear message, and the run resumes on a new device', async () => {
+  it('stops the run at its last checkpoint (or before its first) with a clear message; it resumes on a new device', async () => {
     const session = new EngineSession({
       acquire: async () => {
         const gpu = await acquireNodeGpu();
@@ -78,6 +78,23 @@ describe('a lost GPU device', () => {
     const trained = resumed.flatMap((e) => (e.type === 'metric' && e.metric.type === 'train' ? [e.metric.step] : []));
     expect(trained).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
     expect(gpus).toHaveLength(2);
+
+    // Lost before its first checkpoint, a run starts again from its kept request and data.
+    const early: TrainEvent[] = [];
+    await session.startTraining(request, files, (event) => {
+      early.push(event);
+      if (event.type === 'metric' && event.metric.type === 'train' && event.metric.step === 1) {
+        gpus[1].device.destroy();
+      }
+    });
+    const lost = early.find((e) => e.type === 'failed');
+    expect(lost?.type === 'failed' && lost.message).toMatch(/it had no checkpoint yet; load the model again/);
+    expect((await session.savedRun())?.step).toBe(0);
+    await session.loadFrom(model, 'hone-tiny');
+    const again: TrainEvent[] = [];
+    await session.resumeSavedRun((event) => again.push(event));
+    expect(again.at(-1)).toMatchObject({ type: 'finished', step: 8 });
+    expect(again.find((e) => e.type === 'prepared')).toMatchObject({ step: 0 });
     session.close();
   });
 });
