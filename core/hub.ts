@@ -238,6 +238,11 @@ export function isAbsenceKey(key: string): boolean {
   return key.endsWith(ABSENT_SUFFIX);
 }
 
+/** The files a cache holds, without the records of files a repo does not have. */
+export async function cachedFiles(cache: FileCache): Promise<{ key: string; bytes: number }[]> {
+  return (await cache.entries()).filter((e) => !isAbsenceKey(e.key));
+}
+
 /** Files a model may lack, which the loader probes: once the rest of the model is cached, they can be read as absent. */
 const OPTIONAL_FILES = new Set([
   'model.safetensors.index.json',

@@ -1,5 +1,6 @@
 /// <reference lib="webworker" />
 import * as Comlink from 'comlink';
+import { cachedFiles } from '../core/hub';
 import type { EngineApi } from './engine/api';
 import { acquireGpu } from './engine/gpu/device';
 import { gpuReport } from './engine/gpu-report';
@@ -17,7 +18,7 @@ const api: EngineApi = {
   gpuReport: () => gpuReport(self.navigator.gpu),
   describeModel: (source, hub) => session.describe(source, hub),
   loadModel: (source, hub, onProgress) => session.load(source, hub, onProgress),
-  cacheEntries: async () => (cache ? cache.entries() : []),
+  cacheEntries: async () => (cache ? cachedFiles(cache) : []),
   clearCache: async (prefix) => cache?.clear(prefix),
   startTraining: (request, files, onEvent) => session.startTraining(request, files, onEvent),
   timeRun: (request, files) => session.timeRun(request, files),

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { isAbsenceKey } from '../../core/hub';
+import { cachedFiles } from '../../core/hub';
 import type { Command } from '../command';
 import { defaultCacheDir, diskCache } from '../disk-cache';
 
@@ -14,8 +14,7 @@ export const cache: Command = {
     const root = join(defaultCacheDir(), 'hub');
     const store = diskCache(root);
     if (action === 'list') {
-      // The records of files a repo does not have are not files.
-      const entries = (await store.entries()).filter((e) => !isAbsenceKey(e.key));
+      const entries = await cachedFiles(store);
       for (const e of entries) process.stdout.write(`${(e.bytes / 2 ** 20).toFixed(1).padStart(9)} MB  ${e.key}\n`);
       const total = entries.reduce((n, e) => n + e.bytes, 0);
       process.stdout.write(`${entries.length} files, ${(total / 2 ** 20).toFixed(1)} MB in ${root}\n`);

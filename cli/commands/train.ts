@@ -5,7 +5,7 @@ import type { DataChoice } from '../../core/training/prepare';
 import { DEFAULT_DATA, METHODS, type Method, type TrainSettings } from '../../core/training/settings';
 import { EngineSession } from '../../workers/engine/session';
 import { RunRefusedError, type TrainRequest } from '../../workers/engine/train/build-run';
-import { CHANGEABLE_ON_RESUME } from '../../workers/engine/train/trainer';
+import { CHANGEABLE_ON_RESUME, unresumableChanges } from '../../workers/engine/train/trainer';
 import { type Command, type FlagValues, numberFlag, parseMapping } from '../command';
 import { defaultCacheDir, diskCache } from '../disk-cache';
 import { diskRunStore } from '../disk-run-store';
@@ -115,10 +115,7 @@ async function resume(session: EngineSession, values: FlagValues, out: string, p
     throw new Error(`--resume: the run in ${out} trains ${request.model}, not ${values.model}`);
   }
   const given = flagSettings(values, request.settings.method);
-  const changed = (Object.keys(given) as (keyof TrainSettings)[]).filter(
-    (key) =>
-      !CHANGEABLE_ON_RESUME.includes(key) && JSON.stringify(given[key]) !== JSON.stringify(request.settings[key]),
-  );
+  const changed = unresumableChanges(request.settings, given);
   if (changed.length > 0) {
     const fields = changed.map((key) => `${key} ${given[key]} (the run has ${request.settings[key]})`).join(', ');
     throw new Error(`--resume continues the run as it began; ${fields} would change it: start a new run instead`);

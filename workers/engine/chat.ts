@@ -40,7 +40,7 @@ export interface ReplyModel {
 }
 
 /** Every reason the options cannot generate, or none. */
-export function replyProblems(options: ReplyOptions): string[] {
+function replyProblems(options: ReplyOptions): string[] {
   const problems = samplingProblems(options.sampling);
   const n = options.maxNewTokens;
   if (!Number.isInteger(n) || n < 1)

@@ -68,9 +68,6 @@ export interface EngineSessionOptions {
   spawnRuleWorker?: () => RuleWorker;
 }
 
-/** Which side of a comparison answers: the base (no adapter), this run's, the imported one, or a kept checkpoint's. */
-export type AdapterChoice = GenerateRequest['adapter'];
-
 /** The loaded model and where its files are read from again (a merged export re-reads the base's tensors). */
 interface Loaded {
   label: string;

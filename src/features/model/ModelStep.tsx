@@ -1,7 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
-import { isAbsenceKey } from '../../../core/hub';
 import { hubErrorKind } from '../../../core/hub-errors';
 import type { DescribedModel, DownloadProgress, ModelSource } from '../../../workers/engine/api';
 import { NextStep } from '../../components/NextStep';
@@ -370,7 +369,7 @@ function CachePanel() {
   const entries = useQuery({
     queryKey: ['cache-entries'],
     // Files only: the entries that remember a file's absence are bookkeeping.
-    queryFn: async () => (await getEngine().cacheEntries()).filter((e) => !isAbsenceKey(e.key)),
+    queryFn: () => getEngine().cacheEntries(),
     networkMode: 'always',
   });
   const clear = useMutation({

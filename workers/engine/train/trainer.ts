@@ -154,6 +154,13 @@ export const CHANGEABLE_ON_RESUME: readonly (keyof TrainSettings)[] = [
   'recompute',
 ];
 
+/** The settings of `now` (those it has) that differ from `before` where a resumed run may not change them. */
+export function unresumableChanges(before: TrainSettings, now: Partial<TrainSettings>): (keyof TrainSettings)[] {
+  return (Object.keys(now) as (keyof TrainSettings)[]).filter(
+    (key) => !CHANGEABLE_ON_RESUME.includes(key) && JSON.stringify(before[key]) !== JSON.stringify(now[key]),
+  );
+}
+
 export const evalRecord = (step: number, v: Validation): MetricRecord => ({
   type: 'eval',
   step,
@@ -401,11 +408,7 @@ export class Trainer<T = TokenizedExample> {
    * of the learning-rate curve), and whether activations are recomputed, which changes no number.
    */
   restore(saved: TrainerCheckpoint): void {
-    const changed = (Object.keys(this.settings) as (keyof TrainSettings)[]).filter(
-      (key) =>
-        !CHANGEABLE_ON_RESUME.includes(key) &&
-        JSON.stringify(saved.settings[key]) !== JSON.stringify(this.settings[key]),
-    );
+    const changed = unresumableChanges(saved.settings, this.settings);
     if (changed.length > 0) {
       throw new Error(`the checkpoint was made with other settings (${changed.join(', ')}); start a new run instead`);
     }
