@@ -18,6 +18,7 @@ const api: EngineApi = {
   gpuReport: () => gpuReport(self.navigator.gpu),
   describeModel: (source, hub) => session.describe(source, hub),
   loadModel: (source, hub, onProgress) => session.load(source, hub, onProgress),
+  onDeviceLost: async (listener) => session.onDeviceLost(listener),
   cacheEntries: async () => (cache ? cachedFiles(cache) : []),
   clearCache: async (prefix) => cache?.clear(prefix),
   startTraining: (request, files, onEvent) => session.startTraining(request, files, onEvent),

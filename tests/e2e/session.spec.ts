@@ -105,6 +105,10 @@ test('a reward model trained in this tab is the reward of the policy optimized n
   await expect(page.getByTestId('step-state-data')).toContainText('✓ rl-prompts.jsonl');
   await page.getByTestId('next-step').getByRole('button').click();
   await expect(page.getByTestId('train-settings').getByLabel('Method')).toHaveValue('grpo');
+  await expect(page.getByTestId('run-data')).toContainText('RM run');
+  await expect(page.getByTestId('run-previous')).toHaveText(
+    'The last run’s figures: Start training below begins a new GRPO run.',
+  );
   await setNumber(page, 'LoRA rank', '4');
   await setNumber(page, 'Batch size', '1');
   await setNumber(page, 'Completions per prompt', '2');
@@ -115,4 +119,5 @@ test('a reward model trained in this tab is the reward of the policy optimized n
   await page.getByRole('button', { name: 'Start training' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Finished');
   await expect(page.getByTestId('run-progress')).toContainText(/Step 1 of 1, loss -?[\d.]+, reward -?[\d.]+/);
+  await expect(page.getByTestId('run-previous')).toHaveCount(0);
 });

@@ -29,6 +29,8 @@ export interface EngineApi {
     hub: HubSettings,
     onProgress: (progress: DownloadProgress) => void,
   ): Promise<LoadedModelSummary>;
+  /** `listener` (a comlink proxy) hears why, each time the GPU device is lost and the model with it. */
+  onDeviceLost(listener: (reason: string) => void): Promise<void>;
   cacheEntries(): Promise<{ key: string; bytes: number }[]>;
   clearCache(prefix?: string): Promise<void>;
   /**

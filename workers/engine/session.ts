@@ -90,6 +90,7 @@ export class EngineSession {
   private stopRequested = false;
   /** Why the last device was lost (a driver reset, a tab in the background too long); the next call starts a new one. */
   private lostReason: string | null = null;
+  private readonly lostListeners: ((reason: string) => void)[] = [];
   private readonly runs: RunStore | null;
   /** The load in progress, which the next one waits for. */
   private loading: Promise<unknown> = Promise.resolve();
@@ -109,6 +110,7 @@ export class EngineSession {
         this.training = null;
         this.imported = null;
         this.lostReason = info.message || info.reason || 'unknown reason';
+        for (const listener of this.lostListeners) listener(this.lostReason);
       });
     }
     return this.gpu;
@@ -126,6 +128,11 @@ export class EngineSession {
   get adapterName(): string {
     const summary = this.gpu?.summary;
     return summary ? summary.description || summary.architecture : 'no GPU yet';
+  }
+
+  /** `listener` hears why, each time the device is lost (the model and the run on it are gone with it). */
+  onDeviceLost(listener: (reason: string) => void): void {
+    this.lostListeners.push(listener);
   }
 
   /** Frees the run, the model and the device (a Node process exits only once the device is gone). */

@@ -16,6 +16,7 @@ import { bundledModel, CATALOG } from './catalog';
 export function ModelStep() {
   const current = useModel((s) => s.source);
   const loaded = useModel((s) => s.loaded);
+  const lost = useModel((s) => s.lost);
   const [source, setSource] = useState<ModelSource | null>(current);
   return (
     <Step
@@ -27,6 +28,12 @@ export function ModelStep() {
         <p className="text-sm text-slate-700 dark:text-slate-200" data-testid="first-visit">
           New here? Pick the <strong>offline demo model</strong> and load it, then try an example dataset in the Data
           step: everything works without a network, and a first run takes a minute.
+        </p>
+      )}
+      {lost && (
+        <p className="text-sm text-red-700 dark:text-red-300" role="alert" data-testid="device-lost">
+          The GPU device was lost ({lost}), and the model with it: load the model again. A run it stopped resumes from
+          its last checkpoint.
         </p>
       )}
       <ModelPicker source={source} onPick={setSource} />

@@ -18,6 +18,8 @@ const STATUS_TEXT = {
   failed: 'Failed',
 } as const;
 
+const ENDED = new Set(['finished', 'stopped', 'failed']);
+
 /** The run as it goes: progress with an ETA, pause / resume / stop, and the live charts. */
 export function RunPanel() {
   const t = useTraining();
@@ -55,6 +57,11 @@ export function RunPanel() {
             {t.lastCheckpoint !== null && ` · checkpoint at step ${t.lastCheckpoint}`}
           </span>
         </div>
+      )}
+      {t.prepared && t.settings && t.settings.method !== t.prepared.method && ENDED.has(t.status) && (
+        <p className="mt-1 text-sm text-slate-600 dark:text-slate-300" data-testid="run-previous">
+          The last run’s figures: Start training below begins a new {t.settings.method.toUpperCase()} run.
+        </p>
       )}
       <Controls />
       {t.message && <ErrorMessage error={t.message} />}
