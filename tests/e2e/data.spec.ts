@@ -76,6 +76,15 @@ test('columns with unusual names are mapped by hand', async ({ page }) => {
   await choice.getByRole('button', { name: 'Read again as this' }).click();
   await expect(page.getByTestId('dataset-counts')).toHaveText('2 usable, 0 skipped');
   await expect(page.getByTestId('record-preview').first().locator('mark[data-loss]')).toHaveText(['That.<|im_end|>\n']);
+
+  // Another file starts from its own detection, not the last file's choice; a failed file shows its own choice.
+  await page.getByLabel('choose files').setInputFiles(join(dir, 'chat.jsonl'));
+  await expect(page.getByTestId('dataset-counts')).toHaveText('2 usable, 2 skipped');
+  await expect(choice.getByLabel('Shape of the records')).toHaveValue('messages');
+  await page.getByLabel('choose files').setInputFiles(join(dir, 'qa.csv'));
+  await expect(page.getByRole('alert')).toContainText('qa.csv: not a dataset Hone recognises');
+  await expect(choice.getByLabel('Shape of the records')).not.toHaveValue('messages');
+  await expect(page.getByTestId('dataset-counts')).toHaveCount(0);
 });
 
 test('several files dropped at once are read as one dataset', async ({ page }) => {
