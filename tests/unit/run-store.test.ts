@@ -96,4 +96,22 @@ describe('the run store', () => {
     await store.clear();
     expect((await store.runs()).map((r) => r.settings.maxSteps)).toEqual([2]);
   });
+
+  it('leaves out a run whose record is damaged, and a metrics line cut short', async () => {
+    const folders = memoryRunFolders();
+    const store = folderRunStore(folders, 5);
+    for (const maxSteps of [1, 2]) {
+      await store.begin({ ...request, settings: { ...request.settings, maxSteps } }, files);
+      await store.saveCheckpoint(checkpoint(maxSteps), [metric(1), metric(2)], adapter(maxSteps));
+    }
+    const [newer, older] = (await folders.ids()).reverse();
+    await (await folders.open(older))?.write('run.json', '{"model": "hone-ti');
+    const damaged = await folders.open(newer);
+    const metrics = await (await damaged?.read('metrics.jsonl'))?.text();
+    await damaged?.write('metrics.jsonl', `${metrics}{"type": "train", "st`);
+    const runs = await store.runs();
+    expect(runs.map((r) => r.id)).toEqual([newer]);
+    expect(runs[0].metrics.map((m) => m.step)).toEqual([1, 2]);
+    expect(await store.keptRun(older)).toBeNull();
+  });
 });

@@ -64,18 +64,25 @@ async function writeMetrics(dir: RunFolder, metrics: MetricRecord[]): Promise<vo
   await dir.write('metrics.jsonl', metrics.map((m) => `${JSON.stringify(m)}\n`).join(''));
 }
 
+/** JSON text's value, or null when it is cut short or damaged (a tab closed or a disk full mid-write). */
+function parseOrNull<T>(text: string): T | null {
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    return null;
+  }
+}
+
 async function readMetrics(dir: RunFolder): Promise<MetricRecord[]> {
   const file = await dir.read('metrics.jsonl');
   if (!file) return [];
-  return (await file.text())
-    .split('\n')
-    .filter(Boolean)
-    .map((line) => JSON.parse(line));
+  return (await file.text()).split('\n').flatMap((line) => parseOrNull<MetricRecord>(line) ?? []);
 }
 
+/** The run's record; null for a folder without one or with a damaged one, which the runs list then leaves out. */
 async function readRecord(dir: RunFolder): Promise<RunRecord | null> {
   const run = await dir.read('run.json');
-  return run && JSON.parse(await run.text());
+  return run && parseOrNull<RunRecord>(await run.text());
 }
 
 /** The steps of the adapters kept in the folder, oldest first. */
