@@ -110,3 +110,13 @@ test('a file that is not UTF-8 gets a clear answer', async ({ page }) => {
   await page.getByLabel('choose files').setInputFiles(join(dir, 'latin1.jsonl'));
   await expect(page.getByRole('alert')).toContainText('latin1.jsonl: not UTF-8 text (an invalid byte on line 1)');
 });
+
+test('an empty file says so, with no shape to read it as', async ({ page }) => {
+  await page.goto('/');
+  await page.getByRole('button', { name: /Data/ }).click();
+  await page
+    .getByLabel('choose files')
+    .setInputFiles({ name: 'empty.csv', mimeType: 'text/csv', buffer: Buffer.alloc(0) });
+  await expect(page.getByRole('alert')).toHaveText('empty.csv: the file is empty');
+  await expect(page.getByTestId('format-choice')).toHaveCount(0);
+});

@@ -44,10 +44,13 @@ export function DataStep() {
       {load.isError && <ErrorMessage error={load.error} />}
       {unusable && !load.isPending && (
         <>
-          <div className={card}>
+          <div className={`${card} [&>p]:mt-0`}>
             <ErrorMessage error={unusable.unusable} />
           </div>
-          <FormatChoice key={`unusable:${unusable.columns.join()}`} columns={unusable.columns} />
+          {/* A shape to read it as, where it has fields to map (not for an empty file or prose). */}
+          {unusable.columns.length > 0 && (
+            <FormatChoice key={`unusable:${unusable.columns.join()}`} columns={unusable.columns} />
+          )}
         </>
       )}
       {summary && !load.isPending && (
