@@ -84,7 +84,7 @@ export class Progress {
       log(`stopped at step ${outcome?.step ?? 0}; continue with: hone train --out ${out} --resume`);
       return 130;
     }
-    const { files } = await session.runFiles('run');
+    const { files } = await session.exports.runFiles('run');
     for (const [name, content] of files) {
       await writeFile(join(out, name), content instanceof Blob ? new Uint8Array(await content.arrayBuffer()) : content);
     }

@@ -101,7 +101,7 @@ describe('EngineSession', () => {
     expect(await answer('run')).not.toBe(base);
 
     // The merged export of a full run is its trained fp32 weights, every tensor of the model.
-    const merged = await session.exportMerged('run');
+    const merged = await session.exports.mergedZip('run');
     const unzipped = unzipSync(new Uint8Array(await merged.zip.arrayBuffer()));
     const name = merged.fileName.replace(/\.zip$/, '');
     const trained = parseSafetensors(unzipped[`${name}/model.safetensors`], 'the export');

@@ -1,21 +1,17 @@
 /**
  * What the engine holds between calls: the GPU device, the loaded model, its training run and an imported adapter.
  * The browser's worker and the `hone` CLI both drive the engine through it; chats go through `chat.ts`, exports
- * through `export.ts`.
+ * through `run-exports.ts`.
  */
 import type { AdapterSummary } from '../../core/adapter';
 import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
-import type { AdapterExport } from '../../core/export/adapter-folder';
-import { exportName } from '../../core/export/base-model-id';
 import { pickedFilesReader } from '../../core/export/unzip-folder';
-import { zipFolder } from '../../core/export/zip';
 import type { DownloadProgress, FileCache } from '../../core/hub';
 import { checkFit } from '../../core/model-memory';
 import type { TrainSettings } from '../../core/training/settings';
 import type {
   DescribedModel,
-  Download,
   GenerateRequest,
   GenerateResult,
   ImportedAdapterSummary,
@@ -25,7 +21,7 @@ import type {
   SavedRunSummary,
 } from './api';
 import { type Reply, reply } from './chat';
-import { adapterExport, adapterFiles, FULL_RUN_HAS_NO_ADAPTER, mergedFiles, trainedModelFiles } from './export';
+import { adapterFiles } from './export';
 import type { Gpu } from './gpu/device';
 import { EngineKernels, type KernelChoices, kernelChoicesFor } from './model/kernels';
 import { GpuLora, loraSettingsFor } from './model/lora';
@@ -39,6 +35,7 @@ import {
   readerFor,
   sourceLabel,
 } from './model-loader';
+import { RunExports } from './run-exports';
 import type { Engine } from './train/build-run';
 import type { RuleWorker } from './train/js-reward';
 import { spawnWebRuleWorker } from './train/reward-choice';
@@ -92,6 +89,13 @@ export class EngineSession {
   private lostReason: string | null = null;
   private readonly lostListeners: ((reason: string) => void)[] = [];
   private readonly runs: RunStore | null;
+  /** The run's adapter and tuned model as files. */
+  readonly exports = new RunExports({
+    present: () => this.present(),
+    training: () => this.training,
+    keptAdapter: (label, which) => this.keptAdapter(label, which),
+    device: async () => (await this.device()).device,
+  });
   /** The load in progress, which the next one waits for. */
   private loading: Promise<unknown> = Promise.resolve();
 
@@ -260,7 +264,7 @@ export class EngineSession {
   private async withKeptReward(request: TrainRequest): Promise<TrainRequest> {
     const reward = request.reward;
     if (reward?.kind !== 'kept-run') return request;
-    const adapter = await this.trainedAdapter({ run: reward.run, step: reward.step });
+    const adapter = await this.exports.trainedAdapter({ run: reward.run, step: reward.step });
     if (adapter.settings.method !== 'rm') throw new Error(`${reward.name} is not a reward model's run`);
     const files = [...adapterFiles(adapter)].map(([path, bytes]) => ({
       path,
@@ -422,79 +426,6 @@ export class EngineSession {
   stopGenerating(): void {
     this.stopRequested = true;
   }
-
-  // ---- exporting ---------------------------------------------------------------------------------------------
-
-  /** The adapter of this run (as trained so far) or of a kept checkpoint, split into its modules. */
-  private async trainedAdapter(which: 'run' | KeptCheckpoint): Promise<AdapterExport> {
-    const { model } = await this.trainable();
-    if (which !== 'run') {
-      const kept = await this.keptAdapter(model.label, which);
-      const metrics = kept.metrics.filter((m) => m.step <= which.step);
-      return adapterExport(model, { ...kept, settings: kept.request.settings, metrics, step: which.step, data: null });
-    }
-    const training = this.training;
-    const trainer = training?.current;
-    if (!training || !trainer) throw new Error('There is no trained adapter yet: train one in the Train step.');
-    const params = await trainer.readAdapter();
-    if (!params) throw new Error(FULL_RUN_HAS_NO_ADAPTER);
-    const prepared = training.data;
-    const data = prepared && {
-      files: training.files,
-      format: prepared.format,
-      train: prepared.train,
-      validation: prepared.validation,
-      unit: prepared.unit,
-    };
-    const step = trainer.stepsCompleted;
-    return adapterExport(model, { settings: trainer.settings, params, metrics: training.recorded, step, data });
-  }
-
-  /**
-   * The run's result as a folder's files, named: its adapter (PEFT's files, model card, metrics), or for a run
-   * that trains every weight, the model itself (float32).
-   */
-  async runFiles(which: 'run' | KeptCheckpoint): Promise<{ name: string; files: Map<string, Blob | Uint8Array> }> {
-    const trainer = which === 'run' ? this.training?.current : null;
-    const weights = this.training?.weights;
-    if (trainer && !trainer.lora && weights) {
-      const { device } = await this.device();
-      const files = await trainedModelFiles(device, this.present(), weights);
-      return {
-        name: exportName(this.present().label, trainer.settings.method, `step${trainer.stepsCompleted}`),
-        files,
-      };
-    }
-    const adapter = await this.trainedAdapter(which);
-    return { name: adapter.name, files: adapterFiles(adapter) };
-  }
-
-  /**
-   * The adapter as a zip to download: the PEFT folder, its model card and metrics; from this run (as trained so
-   * far) or from a kept checkpoint of the run.
-   */
-  async exportAdapter(which: 'run' | KeptCheckpoint): Promise<Download> {
-    const adapter = await this.trainedAdapter(which);
-    return download(adapter.name, adapterFiles(adapter));
-  }
-
-  /**
-   * The tuned model as a zip of a model folder in the Hugging Face layout: the adapter folded into the loaded
-   * model's weights, or, for a run that trained every weight, those weights (float32).
-   */
-  async exportMerged(which: 'run' | KeptCheckpoint): Promise<Download> {
-    const trainer = which === 'run' ? this.training?.current : null;
-    if (trainer && !trainer.lora) {
-      const { name, files } = await this.runFiles(which);
-      return download(name, files);
-    }
-    const adapter = await this.trainedAdapter(which);
-    return download(`${adapter.name}-merged`, await mergedFiles(this.present(), adapter));
-  }
-}
-
-async function download(name: string, files: Map<string, Blob | Uint8Array>): Promise<Download> {
-  return { fileName: `${name}.zip`, zip: await zipFolder(name, files), files: [...files.keys()] };
 }
 
 const REWARD_MODEL_CANNOT_CHAT =
