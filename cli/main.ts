@@ -1,10 +1,12 @@
 import { type Command, commandHelp, parseCommand, wrap } from './command';
 import { cache } from './commands/cache';
+import { exportCommand } from './commands/export';
 import { generate } from './commands/generate';
 import { gpuInfo } from './commands/gpu-info';
 import { grads } from './commands/grads';
 import { inspect } from './commands/inspect';
 import { merge } from './commands/merge';
+import { push } from './commands/push';
 import { train } from './commands/train';
 
 const commands: Record<string, Command> = {
@@ -13,6 +15,8 @@ const commands: Record<string, Command> = {
   train,
   generate,
   merge,
+  export: exportCommand,
+  push,
   grads,
   cache,
 };

@@ -1,5 +1,8 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type HubWriteState, handleWrite, owns, userOf } from './hub-server-write';
+
+export type { HubUser } from './hub-server-write';
 
 /**
  * A Hugging Face Hub stand-in on 127.0.0.1: `/{repo}/resolve/{revision}/{file}` with HEAD and Range requests,
@@ -7,8 +10,11 @@ import type { AddressInfo } from 'node:net';
  * client's recovery can be tested. It counts requests per path. Its errors read like the Hub's: a missing repo,
  * revision or file is a 404 with `X-Error-Code` RepoNotFound, RevisionNotFound or EntryNotFound, and a gated repo
  * asked without its token a 401 (no token) or 403 (another token) with `X-Error-Code: GatedRepo`.
+ *
+ * It is also written to as @huggingface/hub publishes (`hub-server-write.ts`): `users` maps tokens to users, a repo
+ * created private reads only with its owner's token, and `cutUploadOnce` drops a large file's upload once.
  */
-export interface HubServer {
+export interface HubServer extends HubWriteState {
   url: string;
   /** repo → file → bytes (revision `main` only). */
   files: Map<string, Map<string, Uint8Array>>;
@@ -27,6 +33,11 @@ export interface HubServer {
 export async function startHubServer(): Promise<HubServer> {
   const state: Omit<HubServer, 'url' | 'close'> = {
     files: new Map(),
+    users: new Map(),
+    repos: new Map(),
+    lfs: new Map(),
+    cutUploadOnce: false,
+    commits: [],
     truncateOnce: new Set(),
     token: null,
     failWith: new Map(),
@@ -35,10 +46,14 @@ export async function startHubServer(): Promise<HubServer> {
   };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const match = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(decodeURIComponent(req.url ?? ''));
-    // The studio's worker fetches cross-origin, as it would from the real Hub.
+    // The studio's worker fetches cross-origin, as it would from the real Hub (and publishes with JSON and PUTs).
     res.setHeader('Access-Control-Allow-Origin', '*');
-    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Range');
-    res.setHeader('Access-Control-Expose-Headers', 'Content-Length, Content-Range, X-Error-Code, X-Error-Message');
+    res.setHeader('Access-Control-Allow-Methods', 'GET, HEAD, POST, PUT, OPTIONS');
+    res.setHeader('Access-Control-Allow-Headers', 'Authorization, Range, Content-Type, X-Request-Id');
+    res.setHeader(
+      'Access-Control-Expose-Headers',
+      'Content-Length, Content-Range, X-Error-Code, X-Error-Message, X-Request-Id, ETag',
+    );
     if (req.method === 'OPTIONS') {
       res.writeHead(204).end();
       return;
@@ -47,6 +62,7 @@ export async function startHubServer(): Promise<HubServer> {
     const fail = (status: number, code: string | null, message: string) => {
       res.writeHead(status, code ? { 'X-Error-Code': code, 'X-Error-Message': message } : {}).end(message);
     };
+    if (handleWrite(state, req, res)) return;
     if (state.token && req.headers.authorization !== `Bearer ${state.token}`) {
       const status = req.headers.authorization ? 403 : 401;
       fail(status, 'GatedRepo', 'Access to this model is restricted: you must be authenticated and granted access.');
@@ -59,6 +75,10 @@ export async function startHubServer(): Promise<HubServer> {
       return;
     }
     const repoFiles = repo === undefined ? undefined : state.files.get(repo);
+    if (repoFiles && state.repos.get(repo)?.private && !owns(userOf(state, req), repo)) {
+      fail(req.headers.authorization ? 404 : 401, 'RepoNotFound', 'Repository not found');
+      return;
+    }
     if (!repoFiles) {
       fail(404, 'RepoNotFound', 'Repository not found');
       return;

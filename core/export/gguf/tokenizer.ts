@@ -1,0 +1,311 @@
+/**
+ * The tokenizer's GGUF metadata, from the model folder's tokenizer.json (+ tokenizer_config.json, config.json,
+ * generation_config.json, chat_template.jinja), as llama.cpp's converter writes it for a byte-level BPE vocabulary
+ * (convert_hf_to_gguf.py _set_vocab_gpt2 / get_vocab_base, gguf-py's SpecialVocab):
+ *   tokenizer.ggml.model "gpt2", tokenizer.ggml.pre (see pre-tokenizer.ts), tokens padded to the config's vocab_size
+ *   with [PAD{i}] (unused), token types (control for special added tokens and ones that look special, user-defined
+ *   for other added tokens, normal otherwise), merges ("a b"; pairs with their spaces written as U+0120), the special
+ *   token ids, add_bos_token / add_eos_token, and the chat template.
+ * Only byte-level BPE is written; any other tokenizer is refused by name of its file.
+ */
+import { Tokenizer } from '@huggingface/tokenizers';
+import type { ReadFile } from '../../checkpoint';
+import { type GgufMetadata, gguf } from './format';
+import { CHECK_TEXT, checkHash, KNOWN_HASHES, preTokenizerFromJson } from './pre-tokenizer';
+
+/** gguf-py's TokenType. */
+export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
+
+export class GgufTokenizerError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'GgufTokenizerError';
+  }
+}
+
+type Json = Record<string, unknown>;
+
+const isObject = (value: unknown): value is Json =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+async function readJson(read: ReadFile, folder: string, name: string): Promise<Json | null> {
+  const blob = await read(name);
+  if (blob === null) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(await blob.arrayBuffer()));
+  } catch (error) {
+    throw new GgufTokenizerError(`${folder}/${name}: not valid JSON (${(error as Error).message})`);
+  }
+  if (!isObject(value)) throw new GgufTokenizerError(`${folder}/${name}: not a JSON object`);
+  return value;
+}
+
+/** A special token as tokenizer_config.json writes it: a string, or an AddedToken object with `content`. */
+function tokenText(value: unknown): string | null {
+  if (typeof value === 'string') return value;
+  if (isObject(value) && typeof value.content === 'string') return value.content;
+  return null;
+}
+
+/** gguf-py's TextModel.does_token_look_special. */
+function looksSpecial(token: string): boolean {
+  return (
+    ['<pad>', '<mask>', '<2mass>', '[@BOS@]'].includes(token) ||
+    (token.startsWith('<|') && token.endsWith('|>')) ||
+    (token.startsWith('<\uff5c') && token.endsWith('\uff5c>')) ||
+    (token.startsWith('<unused') && token.endsWith('>'))
+  );
+}
+
+interface AddedToken {
+  id: number;
+  content: string;
+  special: boolean;
+}
+
+export interface GgufTokenizerInfo {
+  metadata: GgufMetadata;
+  /** tokenizer.ggml.pre */
+  preTokenizer: string;
+  /** How it was found: the converter's hash of CHECK_TEXT, or tokenizer.json's pre_tokenizer. */
+  preTokenizerFrom: 'hash' | 'tokenizer.json';
+  hash: string;
+}
+
+/**
+ * The `tokenizer.*` metadata of the model folder read by `read` (`folder` names it in errors), for a model whose
+ * config.json says `vocabSize` tokens.
+ */
+export async function ggufTokenizer(read: ReadFile, folder: string, vocabSize: number): Promise<GgufTokenizerInfo> {
+  const file = `${folder}/tokenizer.json`;
+  const tokenizerJson = await readJson(read, folder, 'tokenizer.json');
+  if (tokenizerJson === null) {
+    throw new GgufTokenizerError(`${folder}: no tokenizer.json (a GGUF file carries the model's tokenizer)`);
+  }
+  const model = tokenizerJson.model;
+  if (!isObject(model) || (model.type !== undefined && model.type !== 'BPE') || !isObject(model.vocab)) {
+    const type = isObject(model) ? String(model.type) : 'unknown';
+    throw new GgufTokenizerError(
+      `${file}: a ${type} tokenizer; GGUF export supports byte-level BPE tokenizers (GPT-2 style, as Llama 3, Qwen ` +
+        'and SmolLM use)',
+    );
+  }
+  const decoder = tokenizerJson.decoder;
+  if (model.byte_fallback === true || !isObject(decoder) || decoder.type !== 'ByteLevel') {
+    throw new GgufTokenizerError(
+      `${file}: a SentencePiece-style BPE tokenizer (byte fallback, no ByteLevel decoder); GGUF export supports ` +
+        'byte-level BPE tokenizers (GPT-2 style, as Llama 3, Qwen and SmolLM use)',
+    );
+  }
+  const config = (await readJson(read, folder, 'tokenizer_config.json')) ?? {};
+  const modelConfig = (await readJson(read, folder, 'config.json')) ?? {};
+  const generationConfig = (await readJson(read, folder, 'generation_config.json')) ?? {};
+
+  const added = addedTokens(tokenizerJson, file);
+  const metadata: GgufMetadata = new Map();
+  metadata.set('tokenizer.ggml.model', gguf.string('gpt2'));
+  const pre = await preTokenizer(tokenizerJson, config, file);
+  metadata.set('tokenizer.ggml.pre', gguf.string(pre.preTokenizer));
+  const { tokens, types } = vocabulary(model.vocab as Json, added, vocabSize, file);
+  metadata.set('tokenizer.ggml.tokens', gguf.strings(tokens));
+  metadata.set('tokenizer.ggml.token_type', gguf.i32s(types));
+  metadata.set('tokenizer.ggml.merges', gguf.strings(merges(model.merges, file)));
+  for (const [key, value] of specialTokens(tokenizerJson, config, modelConfig, generationConfig, added, vocabSize)) {
+    metadata.set(key, value);
+  }
+  if (typeof config.add_prefix_space === 'boolean') {
+    metadata.set('tokenizer.ggml.add_space_prefix', gguf.bool(config.add_prefix_space));
+  }
+  const template = await chatTemplates(read, config, file);
+  for (const [key, value] of template) metadata.set(key, value);
+  return { metadata, ...pre };
+}
+
+function addedTokens(tokenizerJson: Json, file: string): AddedToken[] {
+  const list = tokenizerJson.added_tokens ?? [];
+  if (!Array.isArray(list)) throw new GgufTokenizerError(`${file}: added_tokens is not a list`);
+  return list.map((token, i) => {
+    if (!isObject(token) || !Number.isInteger(token.id) || typeof token.content !== 'string') {
+      throw new GgufTokenizerError(`${file}: added_tokens[${i}] has no integer id and string content`);
+    }
+    return { id: token.id as number, content: token.content, special: token.special === true };
+  });
+}
+
+async function preTokenizer(
+  tokenizerJson: Json,
+  config: Json,
+  file: string,
+): Promise<Omit<GgufTokenizerInfo, 'metadata'>> {
+  let ids: number[];
+  try {
+    ids = new Tokenizer(tokenizerJson, config).encode(CHECK_TEXT).ids;
+  } catch (error) {
+    throw new GgufTokenizerError(`${file}: cannot build the tokenizer: ${(error as Error).message}`);
+  }
+  const hash = await checkHash(ids);
+  const known = KNOWN_HASHES[hash];
+  if (known) return { preTokenizer: known, preTokenizerFrom: 'hash', hash };
+  const fromJson = preTokenizerFromJson(tokenizerJson);
+  if (fromJson) return { preTokenizer: fromJson, preTokenizerFrom: 'tokenizer.json', hash };
+  throw new GgufTokenizerError(
+    `${file}: its pre-tokenizer is not one llama.cpp's converter knows (check hash ${hash}); supported: the ` +
+      'GPT-2 ByteLevel pattern and those of Llama 3, Qwen2/2.5/3 and SmolLM',
+  );
+}
+
+/** Every id below vocabSize: its token and type (get_vocab_base). */
+function vocabulary(
+  vocab: Json,
+  added: AddedToken[],
+  vocabSize: number,
+  file: string,
+): { tokens: string[]; types: Int32Array } {
+  const tokens = new Array<string | undefined>(vocabSize);
+  const types = new Int32Array(vocabSize);
+  const tooLarge = (id: number, token: string) =>
+    new GgufTokenizerError(
+      `${file}: token ${JSON.stringify(token)} has id ${id}, but config.json's vocab_size is ${vocabSize}`,
+    );
+  for (const [token, id] of Object.entries(vocab)) {
+    if (!Number.isInteger(id) || (id as number) < 0)
+      throw new GgufTokenizerError(`${file}: vocab["${token}"] is not an id`);
+    if ((id as number) >= vocabSize) throw tooLarge(id as number, token);
+    tokens[id as number] = token;
+    types[id as number] = TokenType.NORMAL;
+  }
+  for (const token of added) {
+    if (token.id < 0) throw new GgufTokenizerError(`${file}: added token ${token.content} has id ${token.id}`);
+    if (token.id >= vocabSize) throw tooLarge(token.id, token.content);
+    tokens[token.id] = token.content;
+    types[token.id] = token.special || looksSpecial(token.content) ? TokenType.CONTROL : TokenType.USER_DEFINED;
+    if (types[token.id] === TokenType.USER_DEFINED) tokens[token.id] = token.content.replaceAll('\u2581', ' ');
+  }
+  for (let i = 0; i < vocabSize; i++) {
+    if (tokens[i] === undefined) {
+      tokens[i] = `[PAD${i}]`;
+      types[i] = TokenType.UNUSED;
+    }
+  }
+  return { tokens: tokens as string[], types };
+}
+
+/** tokenizer.json's merges as "a b" strings; the [a, b] form has any space inside a part written as U+0120. */
+export function merges(list: unknown, file = 'tokenizer.json'): string[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) throw new GgufTokenizerError(`${file}: model.merges is not a list`);
+  return list.map((merge, i) => {
+    if (typeof merge === 'string') return merge;
+    if (Array.isArray(merge) && merge.length === 2 && merge.every((part) => typeof part === 'string')) {
+      return merge.map((part: string) => part.replaceAll(' ', '\u0120')).join(' ');
+    }
+    throw new GgufTokenizerError(`${file}: model.merges[${i}] is neither "a b" nor ["a", "b"]`);
+  });
+}
+
+const SPECIAL_KEYS: Record<string, string> = {
+  bos: 'tokenizer.ggml.bos_token_id',
+  eos: 'tokenizer.ggml.eos_token_id',
+  unk: 'tokenizer.ggml.unknown_token_id',
+  sep: 'tokenizer.ggml.seperator_token_id',
+  pad: 'tokenizer.ggml.padding_token_id',
+  cls: 'tokenizer.ggml.cls_token_id',
+  mask: 'tokenizer.ggml.mask_token_id',
+  eot: 'tokenizer.ggml.eot_token_id',
+};
+
+/**
+ * SpecialVocab: each special token of tokenizer_config.json that is an added token, then config.json's
+ * `*_token_id`, then generation_config.json's bos / eos (the first of a list); BOS and EOS added as the
+ * post-processor's template adds them, or as tokenizer_config.json's add_bos_token / add_eos_token says.
+ */
+function specialTokens(
+  tokenizerJson: Json,
+  config: Json,
+  modelConfig: Json,
+  generationConfig: Json,
+  added: AddedToken[],
+  vocabSize: number,
+): GgufMetadata {
+  const text: Record<string, string | null> = {};
+  for (const type of ['bos', 'eos', 'unk', 'sep', 'pad', 'cls', 'mask'])
+    text[type] = tokenText(config[`${type}_token`]);
+  text.bos ??= text.cls;
+  text.eos ??= text.sep;
+  const add: Record<string, boolean> = {};
+  const processors = isObject(tokenizerJson.post_processor)
+    ? Array.isArray(tokenizerJson.post_processor.processors)
+      ? (tokenizerJson.post_processor.processors as unknown[])
+      : [tokenizerJson.post_processor]
+    : [];
+  for (const processor of processors) {
+    if (!isObject(processor) || processor.type !== 'TemplateProcessing' || !Array.isArray(processor.single)) continue;
+    const single = processor.single as unknown[];
+    if (single.length < 2) continue;
+    const special = (item: unknown) =>
+      isObject(item) && isObject(item.SpecialToken) && typeof item.SpecialToken.id === 'string'
+        ? item.SpecialToken.id
+        : null;
+    const first = special(single[0]);
+    if (first !== null) add.bos = first === text.bos || first === text.cls;
+    const last = special(single[single.length - 1]);
+    if (last !== null) {
+      if (last !== text.eos && text.eos !== null) text.eot = text.eos;
+      text.eos = last;
+      add.eos = true;
+    }
+  }
+  for (const type of ['bos', 'eos'])
+    if (typeof config[`add_${type}_token`] === 'boolean') add[type] = config[`add_${type}_token`] as boolean;
+
+  const ids: Record<string, number> = {};
+  const set = (type: string, id: unknown) => {
+    if (ids[type] === undefined && Number.isInteger(id) && (id as number) >= 0 && (id as number) < vocabSize) {
+      ids[type] = id as number;
+    }
+  };
+  for (const [type, content] of Object.entries(text)) {
+    if (content !== null) set(type, added.find((token) => token.content === content)?.id);
+  }
+  for (const type of Object.keys(SPECIAL_KEYS)) set(type, modelConfig[`${type}_token_id`]);
+  for (const type of ['bos', 'eos']) {
+    const id = generationConfig[`${type}_token_id`];
+    set(type, Array.isArray(id) ? id[0] : id);
+  }
+
+  const metadata: GgufMetadata = new Map();
+  for (const [type, key] of Object.entries(SPECIAL_KEYS))
+    if (ids[type] !== undefined) metadata.set(key, gguf.u32(ids[type]));
+  metadata.set('tokenizer.ggml.add_bos_token', gguf.bool(add.bos ?? false));
+  if (add.eos !== undefined) metadata.set('tokenizer.ggml.add_eos_token', gguf.bool(add.eos));
+  return metadata;
+}
+
+/** tokenizer_config.json's chat_template (a string, or named templates), else chat_template.jinja. */
+async function chatTemplates(read: ReadFile, config: Json, file: string): Promise<GgufMetadata> {
+  const metadata: GgufMetadata = new Map();
+  const inline = config.chat_template;
+  if (typeof inline === 'string') {
+    metadata.set('tokenizer.chat_template', gguf.string(inline));
+  } else if (Array.isArray(inline)) {
+    const names: string[] = [];
+    for (const entry of inline) {
+      if (!isObject(entry) || typeof entry.name !== 'string' || typeof entry.template !== 'string') {
+        throw new GgufTokenizerError(
+          `${file.replace(/tokenizer\.json$/, 'tokenizer_config.json')}: a chat_template entry has no name and template`,
+        );
+      }
+      if (entry.name === 'default') metadata.set('tokenizer.chat_template', gguf.string(entry.template));
+      else {
+        metadata.set(`tokenizer.chat_template.${entry.name}`, gguf.string(entry.template));
+        names.push(entry.name);
+      }
+    }
+    if (names.length > 0) metadata.set('tokenizer.chat_templates', gguf.strings(names));
+  } else {
+    const jinja = await read('chat_template.jinja');
+    if (jinja !== null) metadata.set('tokenizer.chat_template', gguf.string(await jinja.text()));
+  }
+  return metadata;
+}
