@@ -17,7 +17,7 @@ import {
 import { DEFAULT_HUB_URL } from './hub';
 
 export interface PublishOptions {
-  /** `org/name`: a user's or an organization's namespace and the repo's name. */
+  /** `org/name`: a user's or an organization's namespace and the repo's name; a name alone is the token's user's. */
   repo: string;
   /** A repo this call creates is private (an existing repo keeps its visibility). */
   private?: boolean;
@@ -108,7 +108,7 @@ export function publishProblemMessage(problem: PublishProblem): string {
         '(Hub settings in the studio, HONE_HUB_URL for hone)'
       );
     case 'bad-id':
-      return `"${problem.repo}" is not a Hub repo id to publish to (expected org/name)`;
+      return `"${problem.repo}" is not a Hub repo id to publish to (expected org/name, or a name)`;
     case 'status':
       return (
         `the Hub at ${problem.baseUrl} answered HTTP ${problem.status} publishing to ${problem.repo}` +
@@ -168,9 +168,12 @@ function answeringFetch(base: typeof fetch): typeof fetch {
  * are not sent again.
  */
 export async function publishToHub(options: PublishOptions): Promise<PublishResult> {
-  const { repo, token } = options;
+  const { repo: requested, token } = options;
+  let repo = requested;
   const baseUrl = (options.hubUrl ?? DEFAULT_HUB_URL).replace(/\/+$/, '');
-  if (!/^[\w.-]+\/[\w.-]+$/.test(repo) || repo.includes('..')) throw new PublishError({ kind: 'bad-id', repo });
+  if (!/^([\w.-]+\/)?[\w.-]+$/.test(requested) || requested.includes('..')) {
+    throw new PublishError({ kind: 'bad-id', repo: requested });
+  }
   if (!token) throw new PublishError({ kind: 'no-token' });
   if (!token.startsWith('hf_')) throw new PublishError({ kind: 'bad-token' });
   const total = options.files.size;
@@ -184,6 +187,7 @@ export async function publishToHub(options: PublishOptions): Promise<PublishResu
     report('checking');
     const me = await whoAmI(common);
     answered = true;
+    if (!repo.includes('/')) repo = `${me.name}/${repo}`;
     if (me.auth.accessToken?.role === 'read') throw new PublishError({ kind: 'read-only', repo });
     let created = false;
     if (!(await repoExists({ ...common, repo }))) {

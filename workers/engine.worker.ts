@@ -7,12 +7,14 @@ import { gpuReport } from './engine/gpu-report';
 import { EngineSession } from './engine/session';
 import { cacheStorageCache } from './storage/cache-storage';
 import { opfsRunStore } from './storage/opfs-run-store';
+import { opfsScratchFile } from './storage/opfs-scratch';
 
 /** The engine's dedicated worker: GPU work and model downloads never run on the page's main thread. */
 const cache = typeof caches === 'undefined' ? null : cacheStorageCache();
 const tuning = typeof caches === 'undefined' ? null : cacheStorageCache('hone-tuning-v1');
 const runs = typeof self.navigator.storage?.getDirectory === 'function' ? opfsRunStore() : null;
-const session = new EngineSession({ acquire: () => acquireGpu(self.navigator.gpu), cache, runs, tuning });
+const scratch = runs ? opfsScratchFile : undefined;
+const session = new EngineSession({ acquire: () => acquireGpu(self.navigator.gpu), cache, runs, tuning, scratch });
 
 const api: EngineApi = {
   gpuReport: () => gpuReport(self.navigator.gpu),
@@ -33,6 +35,9 @@ const api: EngineApi = {
   listRuns: () => session.listRuns(),
   exportAdapter: (which) => session.exports.adapterZip(which),
   exportMerged: (which) => session.exports.mergedZip(which),
+  ggufBytes: (request) => session.exports.ggufBytes(request),
+  exportGguf: (request, onProgress) => session.exports.ggufZip(request, onProgress),
+  publish: (request, hub, onProgress) => session.exports.publish(request, hub, onProgress),
   importAdapter: (name, files) => session.importAdapter(name, files),
   generate: (request, onText) => session.generate(request, onText),
   stopGenerating: async () => session.stopGenerating(),

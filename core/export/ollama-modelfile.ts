@@ -1,7 +1,8 @@
 /**
  * An Ollama Modelfile for a GGUF file Hone wrote: FROM the file, the chat template in Ollama's Go template language
  * for the chat formats Hone's models use (ChatML: SmolLM2, Qwen; Llama 3's header tokens), the tokens that end a
- * turn as stop parameters, and the sampling defaults of generation_config.json. `ollama create NAME -f Modelfile`.
+ * turn as stop parameters, and the sampling defaults of generation_config.json; a LoRA GGUF as ADAPTER over its base's
+ * GGUF. `ollama create NAME -f Modelfile`.
  */
 
 export type ChatFormat = 'chatml' | 'llama3';
@@ -44,6 +45,8 @@ export function chatFormat(template: string | null): ChatFormat | null {
 export interface ModelfileOptions {
   /** The GGUF file's name, beside the Modelfile. */
   gguf: string;
+  /** A LoRA GGUF applied over `gguf` (Ollama's ADAPTER), beside it too. */
+  adapter?: string;
   /** tokenizer_config.json's chat_template (or chat_template.jinja's text); null when the model has none. */
   chatTemplate: string | null;
   /** The tokens that end a turn or the text (eos and the like), as strings. */
@@ -62,7 +65,7 @@ const SAMPLING: [string, string][] = [
 
 export function ollamaModelfile(options: ModelfileOptions): string {
   const format = chatFormat(options.chatTemplate);
-  const lines = [`FROM ./${options.gguf}`, ''];
+  const lines = [`FROM ./${options.gguf}`, ...(options.adapter ? [`ADAPTER ./${options.adapter}`] : []), ''];
   if (format) {
     lines.push(`TEMPLATE """${TEMPLATES[format]}"""`, '');
   } else {

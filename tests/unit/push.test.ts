@@ -92,6 +92,13 @@ describe('publishing to the Hub', () => {
     expect(await (await readBack('team/model', 'config.json')).text()).toBe('{}');
   });
 
+  it("a name alone goes under the token's own account", async () => {
+    const result = await publish({ repo: 'solo', private: true, files: new Map([['config.json', text('{}')]]) });
+    expect(result.url).toBe(`${hub.url}/me/solo`);
+    expect(hub.repos.get('me/solo')).toEqual({ private: true });
+    expect((await refusal(publish({ repo: 'a/b/c', files: new Map([['x', text('')]]) }))).kind).toBe('bad-id');
+  });
+
   it('publishing again commits to the same repo: no second repo, changed files updated, stored ones not resent', async () => {
     await publish({ repo: 'me/again', private: true, files: adapterFiles().files });
     const creates = requestsTo(/^\/api\/repos\/create$/).length;
@@ -173,7 +180,7 @@ describe('publishing refused, in one line that says what to do', () => {
     expect((await refusal(publish({ repo: 'me/x', files, token: 'secret' }))).kind).toBe('bad-token');
     expect(hub.requests.length).toBe(seen);
     expect((await refusal(publish({ repo: 'not a repo', files }))).kind).toBe('bad-id');
-    expect((await refusal(publish({ repo: 'just-a-name', files }))).kind).toBe('bad-id');
+    expect((await refusal(publish({ repo: 'a/../b', files }))).kind).toBe('bad-id');
   });
 
   it('a token the Hub rejects (401)', async () => {

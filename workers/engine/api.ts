@@ -1,14 +1,21 @@
 import type { AdapterSummary, GpuUnavailableReason } from '../../core/adapter';
 import type { DatasetFile } from '../../core/dataset/read-records';
+import type { GgufProgress } from '../../core/export/gguf';
 import type { DownloadProgress } from '../../core/hub';
+import type { PublishProgress, PublishResult } from '../../core/hub-publish';
 import type { ModelConfig } from '../../core/model-config';
 import type { Method, TrainSettings } from '../../core/training/settings';
 import type { Reply, ReplyOptions } from './chat';
 import type { HubSettings, ModelInfo, ModelSource } from './model-loader';
+import type { GgufRequest, PublishRequest } from './run-exports';
 import type { SelfTestResult } from './self-test';
 import type { RunTiming } from './train/run-timing';
 import type { RunListing, TrainEvent, TrainRequest } from './train/training-session';
 
+export type { GgufDtype, GgufProgress } from '../../core/export/gguf';
+export type { PublishProgress, PublishResult } from '../../core/hub-publish';
+export type { GgufChoice, GgufKind } from './gguf-export';
+export type { GgufRequest, PublishRequest } from './run-exports';
 export type { RewardChoice } from './train/reward-choice';
 
 /** The engine worker's answer to "which GPU do I have?": the adapter and a verified kernel run, or why not. */
@@ -63,6 +70,16 @@ export interface EngineApi {
   exportAdapter(which: 'run' | KeptCheckpoint): Promise<Download>;
   /** The same adapter folded into the loaded model: a zip of a model folder in the Hugging Face layout. */
   exportMerged(which: 'run' | KeptCheckpoint): Promise<Download>;
+  /** The size of a GGUF of the run (or a kept checkpoint, or the base model), before writing it. */
+  ggufBytes(request: GgufRequest): Promise<number>;
+  /** That GGUF, zipped with an Ollama Modelfile and a README; `onProgress` (a comlink proxy) hears each tensor. */
+  exportGguf(request: GgufRequest, onProgress: (p: GgufProgress) => void): Promise<Download>;
+  /** The run's adapter, tuned model or GGUF published to a Hub repo with the Hub settings' token. */
+  publish(
+    request: PublishRequest,
+    hub: HubSettings,
+    onProgress: (p: { gguf?: GgufProgress; upload?: PublishProgress }) => void,
+  ): Promise<PublishResult>;
   /** Puts a PEFT adapter folder a person picked beside the loaded model, for the Compare step. */
   importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary>;
   /** One answer, from the base model or a tuned one, streamed through `onText` (a comlink proxy). */

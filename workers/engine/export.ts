@@ -1,18 +1,16 @@
 /**
- * A run's results as files: the adapter's PEFT folder (with its model card and metrics), and the tuned model in the
- * Hugging Face layout (the adapter folded in, or every trained weight). The Export step zips them; `hone train`
- * writes them into its output folder.
+ * A run's adapter as files: its PEFT folder (with its model card and metrics), and folded into the base model's
+ * weights in the Hugging Face layout. `run-exports.ts` zips, writes or publishes them.
  */
 import type { Checkpoint, ReadFile } from '../../core/checkpoint';
 import { type AdapterExport, adapterFolderFiles } from '../../core/export/adapter-folder';
 import { baseModelId, exportName } from '../../core/export/base-model-id';
-import { elementCount, mergedModelFiles, modelFolderFiles } from '../../core/export/merge';
+import { mergedModelFiles } from '../../core/export/merge';
 import type { CardInfo } from '../../core/export/model-card';
 import type { ModelConfig } from '../../core/model-config';
 import { loraScale } from '../../core/peft';
 import type { TrainSettings } from '../../core/training/settings';
 import { loraLayout, loraSettingsFor, splitLoraVector } from './model/lora';
-import type { GpuWeights } from './model/weights';
 import type { MetricRecord } from './train/training-session';
 
 export const FULL_RUN_HAS_NO_ADAPTER =
@@ -65,10 +63,4 @@ export function mergedFiles(base: BaseFiles, adapter: AdapterExport): Promise<Ma
   const s = adapter.settings;
   const scale = loraScale({ r: s.loraR, loraAlpha: s.loraAlpha, useRslora: s.rslora });
   return mergedModelFiles(base.checkpoint, base.read, { r: s.loraR, scale, modules: adapter.modules });
-}
-
-/** A run that trained every weight: those weights (float32), with the base's config and tokenizer files. */
-export function trainedModelFiles(device: GPUDevice, base: BaseFiles, weights: GpuWeights): Promise<Map<string, Blob>> {
-  const trained = (key: string) => weights.read(device, key, elementCount(base.checkpoint, key));
-  return modelFolderFiles(base.checkpoint, base.read, trained, 'F32');
 }

@@ -35,7 +35,7 @@ import {
   readerFor,
   sourceLabel,
 } from './model-loader';
-import { RunExports } from './run-exports';
+import { RunExports, type ScratchFile } from './run-exports';
 import type { Engine } from './train/build-run';
 import type { RuleWorker } from './train/js-reward';
 import { spawnWebRuleWorker } from './train/reward-choice';
@@ -63,6 +63,8 @@ export interface EngineSessionOptions {
   choose?: (adapter: AdapterSummary) => KernelChoices;
   /** A worker for a reward rule: a Web Worker, or a Node worker thread. */
   spawnRuleWorker?: () => RuleWorker;
+  /** Where large exports are written piece by piece (OPFS in the browser); in memory when left out. */
+  scratch?: (name: string) => Promise<ScratchFile>;
 }
 
 /** The loaded model and where its files are read from again (a merged export re-reads the base's tensors). */
@@ -89,18 +91,20 @@ export class EngineSession {
   private lostReason: string | null = null;
   private readonly lostListeners: ((reason: string) => void)[] = [];
   private readonly runs: RunStore | null;
-  /** The run's adapter and tuned model as files. */
-  readonly exports = new RunExports({
-    present: () => this.present(),
-    training: () => this.training,
-    keptAdapter: (label, which) => this.keptAdapter(label, which),
-    device: async () => (await this.device()).device,
-  });
+  /** The run's adapter and tuned model as files: zipped, as GGUF, or published. */
+  readonly exports: RunExports;
   /** The load in progress, which the next one waits for. */
   private loading: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly options: EngineSessionOptions) {
     this.runs = options.runs ?? null;
+    this.exports = new RunExports({
+      present: () => this.present(),
+      training: () => this.training,
+      keptAdapter: (label, which) => this.keptAdapter(label, which),
+      device: async () => (await this.device()).device,
+      scratch: options.scratch,
+    });
   }
 
   private async device(): Promise<Gpu & { choices: KernelChoices }> {
