@@ -169,3 +169,14 @@ export function maxLogDiff(p: ArrayLike<number>, q: ArrayLike<number>, floor = 1
   }
   return worst;
 }
+
+/** ln p₁ − ln p₂ for a distribution's two most likely tokens: how far its top token is from a tie. */
+export function topTwoGap(probs: ArrayLike<number>): number {
+  let first = 0;
+  let second = 0;
+  for (let i = 0; i < probs.length; i++) {
+    if (probs[i] > first) [first, second] = [probs[i], first];
+    else if (probs[i] > second) second = probs[i];
+  }
+  return Math.log(first) - Math.log(second);
+}
