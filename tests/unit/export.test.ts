@@ -15,12 +15,13 @@ import { EngineKernels } from '../../workers/engine/model/kernels';
 import type { GpuLora } from '../../workers/engine/model/lora';
 import { filesReader } from '../../workers/engine/model-loader';
 import { randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
-import { type ReferenceLora, referenceForward } from '../../workers/engine/reference/transformer.cpu';
+import { referenceForward } from '../../workers/engine/reference/transformer.cpu';
 import { runTraining, Trainer } from '../../workers/engine/train/trainer';
 import { setupTestGpu } from '../helpers/gpu';
 import { uploadWeights } from '../helpers/gpu-model';
 import { hone } from '../helpers/hone-cli';
 import { tempDir, writeModelFolder } from '../helpers/model-folder';
+import { referenceLora } from '../helpers/reference-lora';
 import { tinyRunSettings } from '../helpers/trainer-runs';
 
 const step = (n: number, loss: number) => ({
@@ -191,20 +192,7 @@ describe('an adapter trained on the GPU and exported', () => {
       Object.entries(files).map(([path, bytes]) => ({ path, file: new Blob([new Uint8Array(bytes)]) })),
     );
     const adapter = await loadAdapter(read, 'exported', config);
-    const lora: ReferenceLora = {
-      rank: adapter.config.r,
-      alpha: adapter.config.loraAlpha,
-      useRslora: adapter.config.useRslora,
-      modules: new Map(
-        adapter.modules.map((m) => [
-          `${m.layer}.${m.projection}`,
-          {
-            A: Float64Array.from(adapter.file.readFloat32(m.keyA)),
-            B: Float64Array.from(adapter.file.readFloat32(m.keyB)),
-          },
-        ]),
-      ),
-    };
+    const lora = referenceLora(adapter);
     const tokens = rows.map((r) => r.ids);
     const labels = rows.map((r) => r.labels);
     const tuned = referenceForward(config, weights, lora, tokens, labels);

@@ -3,6 +3,7 @@ import * as Comlink from 'comlink';
 import { useState } from 'react';
 import { hubErrorKind } from '../../../core/hub-errors';
 import type { DescribedModel, DownloadProgress, ModelSource } from '../../../workers/engine/api';
+import { HubSettingsPanel } from '../../components/HubSettingsPanel';
 import { NextStep } from '../../components/NextStep';
 import { button, card, ErrorMessage, Step } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
@@ -336,38 +337,6 @@ function ProgressBar({ progress }: { progress: DownloadProgress }) {
         {progress.etaSeconds !== null && `, ${formatSeconds(progress.etaSeconds)} left`}
       </span>
     </div>
-  );
-}
-
-function HubSettingsPanel() {
-  const { baseUrl, token, setBaseUrl, setToken } = useHubSettings();
-  return (
-    <details className={card}>
-      <summary className="cursor-pointer text-sm font-semibold">Hub settings</summary>
-      <div className="mt-2 space-y-2 text-sm">
-        <label className="flex flex-col">
-          <span className="text-slate-600 dark:text-slate-300">Hub URL (a mirror works too)</span>
-          <input
-            defaultValue={baseUrl}
-            onBlur={(e) => setBaseUrl(e.target.value)}
-            className="rounded-md border border-slate-300 px-2 py-1 dark:border-slate-600 dark:bg-slate-800"
-          />
-        </label>
-        <label className="flex flex-col">
-          <span className="text-slate-600 dark:text-slate-300">Access token, for gated models</span>
-          <input
-            type="password"
-            defaultValue={token}
-            onBlur={(e) => setToken(e.target.value)}
-            autoComplete="off"
-            className="rounded-md border border-slate-300 px-2 py-1 dark:border-slate-600 dark:bg-slate-800"
-          />
-        </label>
-        <p className="text-slate-500 dark:text-slate-400">
-          Kept only in this browser, and sent only to the Hub URL above.
-        </p>
-      </div>
-    </details>
   );
 }
 
