@@ -73,7 +73,12 @@ describe('the Ollama Modelfile', () => {
     });
     expect(greedy).toContain('# The model has no chat template');
     expect(greedy).toContain('PARAMETER temperature 0');
-    const lora = ollamaModelfile({ gguf: 'base-f16.gguf', adapter: 'run-lora.gguf', chatTemplate: null, stopTokens: [] });
+    const lora = ollamaModelfile({
+      gguf: 'base-f16.gguf',
+      adapter: 'run-lora.gguf',
+      chatTemplate: null,
+      stopTokens: [],
+    });
     expect(lora.startsWith('FROM ./base-f16.gguf\nADAPTER ./run-lora.gguf\n')).toBe(true);
   });
 });
