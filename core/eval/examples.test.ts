@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { evalExamples } from './examples';
+
+describe('evaluation examples', () => {
+  it('asks the conversation up to its last answer, and scores against that answer', () => {
+    const { examples, skipped } = evalExamples([
+      {
+        file: 'chat.jsonl',
+        line: 3,
+        example: {
+          kind: 'chat',
+          messages: [
+            { role: 'system', content: 'Be brief.' },
+            { role: 'user', content: 'Capital of Peru?' },
+            { role: 'assistant', content: 'Lima.' },
+            { role: 'user', content: 'And of Chile?' },
+            { role: 'assistant', content: 'Santiago.' },
+          ],
+        },
+      },
+      {
+        file: 'rl.jsonl',
+        line: 1,
+        example: { kind: 'prompt', prompt: [{ role: 'user', content: 'Hi' }], reference: 'Aye' },
+      },
+      { file: 'rl.jsonl', line: 2, example: { kind: 'prompt', prompt: [{ role: 'user', content: 'Yo' }] } },
+      { file: 'book.txt', line: 1, example: { kind: 'text', text: 'Call me Ishmael.' } },
+      { file: 'chat.jsonl', line: 4, example: { kind: 'chat', messages: [{ role: 'user', content: 'No answer' }] } },
+    ]);
+    expect(examples).toEqual([
+      {
+        id: 'chat.jsonl:3',
+        prompt: [
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'Capital of Peru?' },
+          { role: 'assistant', content: 'Lima.' },
+          { role: 'user', content: 'And of Chile?' },
+        ],
+        reference: 'Santiago.',
+      },
+      { id: 'rl.jsonl:1', prompt: [{ role: 'user', content: 'Hi' }], reference: 'Aye' },
+      { id: 'rl.jsonl:2', prompt: [{ role: 'user', content: 'Yo' }], reference: null },
+    ]);
+    expect(skipped).toBe(2);
+  });
+});
