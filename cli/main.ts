@@ -1,5 +1,6 @@
 import { type Command, commandHelp, parseCommand, wrap } from './command';
 import { cache } from './commands/cache';
+import { evalCommand } from './commands/eval';
 import { exportCommand } from './commands/export';
 import { generate } from './commands/generate';
 import { gpuInfo } from './commands/gpu-info';
@@ -15,6 +16,7 @@ const commands: Record<string, Command> = {
   train,
   generate,
   merge,
+  eval: evalCommand,
   export: exportCommand,
   push,
   grads,

@@ -21,6 +21,7 @@ import type {
   SavedRunSummary,
 } from './api';
 import { type Reply, reply } from './chat';
+import { type Contestant, type EvalProgress, type EvalReport, type EvalRequest, evaluate } from './evaluate';
 import { adapterFiles } from './export';
 import type { Gpu } from './gpu/device';
 import { EngineKernels, type KernelChoices, kernelChoicesFor } from './model/kernels';
@@ -38,6 +39,7 @@ import {
 import { RunExports, type ScratchFile } from './run-exports';
 import type { Engine } from './train/build-run';
 import type { RuleWorker } from './train/js-reward';
+import { jsRewardSource } from './train/js-reward';
 import { spawnWebRuleWorker } from './train/reward-choice';
 import { type RunTiming, timeRun } from './train/run-timing';
 import {
@@ -87,6 +89,7 @@ export class EngineSession {
   private training: TrainingSession | null = null;
   private imported: GpuLora | null = null;
   private stopRequested = false;
+  private evaluationStopped = false;
   /** Why the last device was lost (a driver reset, a tab in the background too long); the next call starts a new one. */
   private lostReason: string | null = null;
   private readonly lostListeners: ((reason: string) => void)[] = [];
@@ -429,6 +432,44 @@ export class EngineSession {
   /** Ends every answer being generated after its current token. */
   stopGenerating(): void {
     this.stopRequested = true;
+  }
+
+  // ---- evaluating --------------------------------------------------------------------------------------------
+
+  /**
+   * The contestants answer every example and are scored (evaluate.ts), through `generate`; `use` runs before each
+   * contestant's answers. `stopEvaluating` ends it after the answer at hand, with the examples every one answered.
+   */
+  async evaluate(
+    request: EvalRequest,
+    options: { onProgress?: (p: EvalProgress) => void; use?: (c: Contestant) => Promise<void> } = {},
+  ): Promise<EvalReport> {
+    const { sampling, maxNewTokens, seed } = request;
+    const spawn = (await this.engine()).spawnRuleWorker;
+    const rule = request.rule === undefined ? undefined : await jsRewardSource('the rule', request.rule, spawn);
+    this.evaluationStopped = false;
+    try {
+      return await evaluate(request, {
+        use: options.use,
+        answer: async (messages, contestant) => {
+          const prompt = { messages };
+          const reply = await this.generate(
+            { prompt, adapter: contestant.adapter, sampling, maxNewTokens, seed },
+            () => {},
+          );
+          return reply.text;
+        },
+        rule,
+        onProgress: options.onProgress,
+        stopped: () => this.evaluationStopped,
+      });
+    } finally {
+      rule?.destroy();
+    }
+  }
+
+  stopEvaluating(): void {
+    this.evaluationStopped = true;
   }
 }
 

@@ -1,0 +1,139 @@
+/**
+ * `hone eval` on a task the demo model cannot know (code words mapped at random): after a short run of `hone train`,
+ * the tuned model answers them exactly and the base does not; another model and a rule take part too.
+ */
+import { cp, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { hone } from '../helpers/hone-cli';
+import { tempDir } from '../helpers/model-folder';
+
+const CODES = [
+  ['amber', 'water'],
+  ['birch', 'money'],
+  ['cedar', 'peace'],
+  ['delta', 'labor'],
+  ['ember', 'trade'],
+  ['fjord', 'honor'],
+];
+
+let dir: string;
+let data: string;
+
+beforeAll(async () => {
+  dir = await tempDir('hone-eval-');
+  data = join(dir, 'codes.jsonl');
+  const record = ([word, code]: string[]) =>
+    JSON.stringify({
+      messages: [
+        { role: 'user', content: `Code word for ${word}?` },
+        { role: 'assistant', content: code },
+      ],
+    });
+  await writeFile(data, `${CODES.map(record).join('\n')}\n`);
+});
+
+interface Summary {
+  summary: { contestant: string; metric: string; mean: number; low: number; high: number; n: number }[];
+  versus: { contestant: string; against: string; metric: string; wins: number; ties: number; losses: number }[];
+}
+
+describe('hone eval', () => {
+  it('scores a tuned model above its base on a mapping only training teaches, with intervals and a rule', async () => {
+    const run = join(dir, 'run');
+    const trained = await hone(
+      'train',
+      '--model',
+      'hone-tiny',
+      '--data',
+      data,
+      '--method',
+      'sft',
+      '--out',
+      run,
+      '--max-steps',
+      '40',
+      '--validation',
+      '0',
+      '--batch-size',
+      '6',
+      '--lr',
+      '0.005',
+      '--schedule',
+      'constant',
+      '--warmup',
+      '2',
+    );
+    expect(trained.code, trained.stderr).toBe(0);
+    // Another model: a copy of the base, which must answer as the base does.
+    const other = join(dir, 'other');
+    await cp('public/models/hone-tiny', other, { recursive: true });
+    const rule = join(dir, 'rule.js');
+    await writeFile(rule, '(prompt, completion, reference) => (completion.trim() === reference ? 1 : 0)');
+    const out = join(dir, 'answers.jsonl');
+    const result = await hone(
+      'eval',
+      '--model',
+      'hone-tiny',
+      '--adapter',
+      run,
+      '--vs',
+      other,
+      '--data',
+      data,
+      '--metric',
+      'exactMatch',
+      '--metric',
+      'chrF',
+      '--rule',
+      rule,
+      '--max-new-tokens',
+      '6',
+      '--out',
+      out,
+      '--json',
+    );
+    expect(result.code, result.stderr).toBe(0);
+    const { summary, versus } = JSON.parse(result.stdout) as Summary;
+    const mean = (contestant: string, metric: string) =>
+      summary.find((s) => s.contestant === contestant && s.metric === metric);
+    expect(mean(run, 'exactMatch')?.mean).toBeGreaterThanOrEqual(5 / 6);
+    expect(mean('hone-tiny', 'exactMatch')?.mean).toBe(0);
+    expect(mean(run, 'rule')?.mean).toBe(mean(run, 'exactMatch')?.mean);
+    expect(mean(run, 'exactMatch')?.n).toBe(6);
+    expect(versus.find((v) => v.contestant === run && v.metric === 'exactMatch')?.wins).toBeGreaterThanOrEqual(5);
+
+    const rows = (await readFile(out, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line));
+    expect(rows.map((r) => r.reference)).toEqual(CODES.map(([, code]) => code));
+    expect(rows[0].prompt).toBe('Code word for amber?');
+    for (const row of rows) expect(row.answers[other].text).toBe(row.answers['hone-tiny'].text);
+
+    const table = await hone(
+      'eval',
+      '--model',
+      'hone-tiny',
+      '--adapter',
+      run,
+      '--data',
+      data,
+      '--metric',
+      'exactMatch',
+    );
+    expect(table.stdout).toMatch(new RegExp(`^${run.replace(/[/.]/g, '\\$&')}\\s+(0\\.833|1\\.000) \\[`, 'm'));
+    expect(table.stdout).toMatch(/vs hone-tiny, exactMatch: [56] wins/);
+  }, 900_000);
+
+  it('refuses an unknown metric and data with nothing to answer by name', async () => {
+    const unknown = await hone('eval', '--model', 'hone-tiny', '--data', data, '--metric', 'bleu');
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no metric bleu: choose from exactMatch, contains, rougeL, chrF');
+    const text = join(dir, 'book.txt');
+    await writeFile(text, 'Call me Ishmael.');
+    const none = await hone('eval', '--model', 'hone-tiny', '--data', text);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toContain('needs examples');
+  });
+});
