@@ -11,6 +11,8 @@ const api = {
   tokenize: session.tokenize.bind(session),
   issuesCsv: session.issuesCsv.bind(session),
   validationPrompts: session.validationPrompts.bind(session),
+  heldOutExamples: session.heldOutExamples.bind(session),
+  examplesFrom: session.examplesFrom.bind(session),
   jobData: session.jobData.bind(session),
 };
 

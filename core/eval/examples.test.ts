@@ -25,6 +25,16 @@ describe('evaluation examples', () => {
       },
       { file: 'rl.jsonl', line: 2, example: { kind: 'prompt', prompt: [{ role: 'user', content: 'Yo' }] } },
       { file: 'book.txt', line: 1, example: { kind: 'text', text: 'Call me Ishmael.' } },
+      {
+        file: 'prefs.jsonl',
+        line: 7,
+        example: {
+          kind: 'preference',
+          prompt: [{ role: 'user', content: 'Best colour?' }],
+          chosen: [{ role: 'assistant', content: 'Blue.' }],
+          rejected: [{ role: 'assistant', content: 'Mauve.' }],
+        },
+      },
       { file: 'chat.jsonl', line: 4, example: { kind: 'chat', messages: [{ role: 'user', content: 'No answer' }] } },
     ]);
     expect(examples).toEqual([
@@ -40,6 +50,7 @@ describe('evaluation examples', () => {
       },
       { id: 'rl.jsonl:1', prompt: [{ role: 'user', content: 'Hi' }], reference: 'Aye' },
       { id: 'rl.jsonl:2', prompt: [{ role: 'user', content: 'Yo' }], reference: null },
+      { id: 'prefs.jsonl:7', prompt: [{ role: 'user', content: 'Best colour?' }], reference: 'Blue.' },
     ]);
     expect(skipped).toBe(2);
   });

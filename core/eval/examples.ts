@@ -1,7 +1,7 @@
 /**
  * Dataset records as evaluation examples: a prompt (the conversation up to its last answer) and the reference (that
- * answer, or a prompt record's reference), named by file and line. Preference pairs and raw text have no single
- * reference to score an answer against; they are counted, not evaluated here.
+ * answer, a preference pair's chosen answer, or a prompt record's reference), named by file and line. Raw text has
+ * no prompt to answer; it is counted, not evaluated here.
  */
 
 import type { Message } from '../dataset/formats';
@@ -17,11 +17,11 @@ export interface EvalExample {
 
 export interface EvalExamples {
   examples: EvalExample[];
-  /** Records with nothing to answer (raw text, preference pairs, a conversation without an answer). */
+  /** Records with nothing to answer (raw text, a conversation without an answer). */
   skipped: number;
 }
 
-/** prompt = messages before the last assistant message; reference = its content. */
+/** prompt = messages before the last assistant message; reference = its content (a pair's: the chosen answer's). */
 export function evalExamples(sourced: readonly SourcedExample[]): EvalExamples {
   const examples: EvalExample[] = [];
   let skipped = 0;
@@ -29,6 +29,11 @@ export function evalExamples(sourced: readonly SourcedExample[]): EvalExamples {
     const id = `${file}:${line}`;
     if (example.kind === 'prompt') {
       examples.push({ id, prompt: example.prompt, reference: example.reference ?? null });
+      continue;
+    }
+    if (example.kind === 'preference') {
+      const chosen = example.chosen.findLast((m) => m.role === 'assistant')?.content ?? null;
+      examples.push({ id, prompt: example.prompt, reference: chosen });
       continue;
     }
     const last = example.kind === 'chat' ? example.messages.findLastIndex((m) => m.role === 'assistant') : -1;

@@ -6,7 +6,7 @@ import { strToU8 } from 'fflate';
 import type { Projection } from '../model-config';
 import { serializeAdapter } from '../peft';
 import type { TrainSettings } from '../training/settings';
-import { type CardInfo, cardMetrics, modelCard } from './model-card';
+import { type CardEvaluation, type CardInfo, cardMetrics, modelCard } from './model-card';
 import { zipFolder } from './zip';
 
 export interface AdapterExport {
@@ -23,6 +23,8 @@ export interface AdapterExport {
   data: CardInfo['data'];
   /** The run's metric records, as metrics.jsonl holds them. */
   metrics: Parameters<typeof cardMetrics>[0];
+  /** The run's evaluation, for the card. */
+  evaluation?: CardEvaluation | null;
 }
 
 /** The folder's files by name. */
@@ -47,6 +49,7 @@ export function adapterFolderFiles(e: Omit<AdapterExport, 'name'>): Record<strin
     settings: s,
     data: e.data,
     metrics: cardMetrics(e.metrics),
+    evaluation: e.evaluation,
   });
   return {
     'adapter_config.json': strToU8(peft['adapter_config.json']),

@@ -14,6 +14,15 @@ export interface CardMetrics {
   validationReward: number | null;
 }
 
+/** An evaluation's summary, as the card's table shows it. */
+export interface CardEvaluation {
+  /** Examples scored. */
+  examples: number;
+  contestants: string[];
+  /** Per metric, each contestant's mean and 95% bootstrap interval, in the contestants' order. */
+  metrics: { name: string; scores: { mean: number; low: number; high: number }[] }[];
+}
+
 export interface CardInfo {
   /** The Hub id (or name) of the base model. */
   baseModel: string;
@@ -23,6 +32,28 @@ export interface CardInfo {
   /** The dataset as the run read it, when known. */
   data: { files: string[]; format: string; train: number; validation: number; unit: string } | null;
   metrics: CardMetrics;
+  /** The run's evaluation in the studio, when one was kept. */
+  evaluation?: CardEvaluation | null;
+}
+
+const figure = (x: number) => (Number.isNaN(x) ? '—' : x.toFixed(3));
+
+/** `## Evaluation`: a metric per row, a model per column, mean [95% interval]. */
+function evaluationLines(e: CardEvaluation): string[] {
+  return [
+    '## Evaluation',
+    '',
+    `Scored with Hone on ${e.examples} examples, every model answering with the same decoding settings and seed ` +
+      '(mean, with its 95% bootstrap interval):',
+    '',
+    `| metric | ${e.contestants.join(' | ')} |`,
+    `|---|${e.contestants.map(() => '---|').join('')}`,
+    ...e.metrics.map(
+      (m) =>
+        `| ${m.name} | ${m.scores.map((s) => `${figure(s.mean)} [${figure(s.low)}, ${figure(s.high)}]`).join(' | ')} |`,
+    ),
+    '',
+  ];
 }
 
 const SETTINGS_SHOWN: [keyof TrainSettings, string][] = [
@@ -104,6 +135,7 @@ export function modelCard(info: CardInfo): string {
       .filter(Boolean)
       .join(', ')}. Every step's figures are in \`metrics.jsonl\`.`,
     '',
+    ...(info.evaluation ? evaluationLines(info.evaluation) : []),
     '## Use',
     '',
     ...(onHub

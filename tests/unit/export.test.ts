@@ -124,6 +124,41 @@ describe('an exported adapter', () => {
     expect(card).toContain('After 2 steps: training loss 2.1000, validation loss 2.3000.');
     expect(card).toContain('PeftModel.from_pretrained(base, "path/to/this/folder")');
     expect(card).toContain('AutoModelForCausalLM.from_pretrained("HuggingFaceTB/SmolLM2-135M")');
+    expect(card).not.toContain('## Evaluation');
+  });
+
+  it("carries the run's evaluation in its card: a metric per row, each model's mean and interval", () => {
+    const files = adapterFolderFiles({
+      baseModel: 'hone-tiny',
+      settings: defaultSettings('sft', 1e6),
+      modules: new Map(),
+      data: null,
+      metrics,
+      evaluation: {
+        examples: 6,
+        contestants: ['base', 'tuned'],
+        metrics: [
+          {
+            name: 'exactMatch',
+            scores: [
+              { mean: 0, low: 0, high: 0 },
+              { mean: 0.8333333, low: 0.5, high: 1 },
+            ],
+          },
+          {
+            name: 'chrF',
+            scores: [
+              { mean: 5.25, low: 3.125, high: 7.5 },
+              { mean: 91.5, low: 80, high: 100 },
+            ],
+          },
+        ],
+      },
+    });
+    const card = new TextDecoder().decode(files['README.md']);
+    expect(card).toContain('## Evaluation\n\nScored with Hone on 6 examples');
+    expect(card).toContain('| metric | base | tuned |\n|---|---|---|\n| exactMatch | 0.000 [0.000, 0.000] | 0.833 [0.500, 1.000] |');
+    expect(card).toContain('| chrF | 5.250 [3.125, 7.500] | 91.500 [80.000, 100.000] |');
   });
 
   it('of a reward model is SEQ_CLS with its score head, and its card loads it for sequence classification', () => {

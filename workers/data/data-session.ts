@@ -4,7 +4,7 @@
  */
 
 import { type LengthStats, packBlocks, splitTrainValidation, truncate } from '../../core/dataset/batches';
-import type { DatasetFormat, FieldMapping, Message } from '../../core/dataset/formats';
+import type { DatasetFormat, FieldMapping } from '../../core/dataset/formats';
 import {
   type Dataset,
   DatasetError,
@@ -22,6 +22,7 @@ import {
   type TokenizedSource,
   tokenizeExamples,
 } from '../../core/dataset/tokenize-dataset';
+import { type EvalExamples, evalExamples } from '../../core/eval/examples';
 import { trlJsonl } from '../../core/export/trl-job';
 import type { FileCache } from '../../core/hub';
 import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
@@ -241,40 +242,33 @@ export class DataSession {
     return { train: jsonl(this.split.train), validation: jsonl(this.split.validation) };
   }
 
+  /** Files of their own (any format the Data step reads) as evaluation examples, leaving the dataset as it is. */
+  async examplesFrom(files: { name: string; blob: Blob }[]): Promise<EvalExamples> {
+    return evalExamples((await loadDataset(files)).examples);
+  }
+
+  /** The held-out records (the split training uses) as evaluation examples: prompts and their references. */
+  heldOutExamples(): EvalExamples {
+    return evalExamples(this.split.validation.map((t) => t.source));
+  }
+
   /**
-   * The held-out records as prompts for the Compare step: the conversation up to its last answer, and that answer
-   * (the chosen one of a preference pair, an RL prompt's reference) to show beside the models'.
+   * The held-out records as prompts for the Compare step: the last user turn, and the answer (the chosen one of a
+   * preference pair, an RL prompt's reference) to show beside the models'.
    */
   validationPrompts(count: number): ValidationPrompt[] {
-    const prompts: ValidationPrompt[] = [];
-    for (const { source } of this.split.validation) {
-      if (prompts.length >= count) break;
-      const e = source.example;
-      let messages: Message[];
-      let reference: string | null;
-      if (e.kind === 'chat') {
-        const last = e.messages.map((m) => m.role).lastIndexOf('assistant');
-        messages = e.messages.slice(0, last);
-        reference = e.messages[last].content;
-      } else if (e.kind === 'preference') {
-        messages = e.prompt;
-        reference = e.chosen.filter((m) => m.role === 'assistant').at(-1)?.content ?? null;
-      } else if (e.kind === 'prompt') {
-        messages = e.prompt;
-        reference = e.reference ?? null;
-      } else {
-        continue;
-      }
-      const user = messages.filter((m) => m.role === 'user').at(-1);
-      if (user) prompts.push({ file: source.file, line: source.line, prompt: user.content, reference });
-    }
-    return prompts;
+    return this.heldOutExamples()
+      .examples.flatMap(({ id, prompt, reference }) => {
+        const user = prompt.findLast((m) => m.role === 'user');
+        return user ? [{ id, prompt: user.content, reference }] : [];
+      })
+      .slice(0, count);
   }
 }
 
 export interface ValidationPrompt {
-  file: string;
-  line: number;
+  /** `file:line`. */
+  id: string;
   /** The last user turn before the answer. */
   prompt: string;
   reference: string | null;

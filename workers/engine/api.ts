@@ -6,14 +6,17 @@ import type { PublishProgress, PublishResult } from '../../core/hub-publish';
 import type { ModelConfig } from '../../core/model-config';
 import type { Method, TrainSettings } from '../../core/training/settings';
 import type { Reply, ReplyOptions } from './chat';
+import type { EvalProgress, EvalReport, EvalRequest } from './evaluate';
 import type { HubSettings, ModelInfo, ModelSource } from './model-loader';
 import type { GgufRequest, PublishRequest } from './run-exports';
 import type { SelfTestResult } from './self-test';
 import type { RunTiming } from './train/run-timing';
 import type { RunListing, TrainEvent, TrainRequest } from './train/training-session';
 
+export type { EvalExample } from '../../core/eval/examples';
 export type { GgufDtype, GgufProgress } from '../../core/export/gguf';
 export type { PublishProgress, PublishResult } from '../../core/hub-publish';
+export type { Contestant, EvalProgress, EvalReport, EvalRequest, EvalRow } from './evaluate';
 export type { GgufChoice, GgufKind } from './gguf-export';
 export type { GgufRequest, PublishRequest } from './run-exports';
 export type { RewardChoice } from './train/reward-choice';
@@ -80,6 +83,11 @@ export interface EngineApi {
     hub: HubSettings,
     onProgress: (p: { gguf?: GgufProgress; upload?: PublishProgress }) => void,
   ): Promise<PublishResult>;
+  /** Contestants answer the examples and are scored; `onProgress` (a comlink proxy) hears each answer. */
+  evaluate(request: EvalRequest, onProgress: (p: EvalProgress) => void): Promise<EvalReport>;
+  stopEvaluating(): Promise<void>;
+  /** The evaluation kept with the latest run, or null. */
+  keptEvaluation(): Promise<EvalReport | null>;
   /** Puts a PEFT adapter folder a person picked beside the loaded model, for the Compare step. */
   importAdapter(name: string, files: { path: string; file: Blob }[]): Promise<ImportedAdapterSummary>;
   /** One answer, from the base model or a tuned one, streamed through `onText` (a comlink proxy). */

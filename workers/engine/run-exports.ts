@@ -8,10 +8,12 @@ import type { AdapterExport } from '../../core/export/adapter-folder';
 import { baseModelId, exportName } from '../../core/export/base-model-id';
 import { type GgufProgress, ggufChunks, ggufLayout } from '../../core/export/gguf';
 import { elementCount, modelFolderFiles } from '../../core/export/merge';
+import type { CardEvaluation } from '../../core/export/model-card';
 import { zipFolder } from '../../core/export/zip';
 import { type PublishProgress, type PublishResult, publishToHub } from '../../core/hub-publish';
 import { minimalModelCard } from '../../core/hub-publish-card';
 import type { Download, KeptCheckpoint } from './api';
+import type { EvalReport } from './evaluate';
 import { adapterExport, adapterFiles, FULL_RUN_HAS_NO_ADAPTER, mergedFiles } from './export';
 import { type GgufChoice, type GgufTuned, ggufPlan, modelfileFor, type NamedPlan, writeGgufZip } from './gguf-export';
 import type { HubSettings } from './model-loader';
@@ -27,6 +29,8 @@ export interface ExportSource {
     which: KeptCheckpoint,
   ): Promise<{ request: TrainRequest; metrics: MetricRecord[]; params: Float32Array }>;
   device(): Promise<GPUDevice>;
+  /** The evaluation kept with the latest run, for the model card. */
+  evaluation(): Promise<EvalReport | null>;
   /** Where a large file is written piece by piece (an OPFS file in the browser); in memory when left out. */
   scratch?: (name: string) => Promise<ScratchFile>;
 }
@@ -92,7 +96,14 @@ export class RunExports {
       unit: prepared.unit,
     };
     const step = trainer.stepsCompleted;
-    return adapterExport(model, { settings: trainer.settings, params, metrics: training.recorded, step, data });
+    const exported = adapterExport(model, {
+      settings: trainer.settings,
+      params,
+      metrics: training.recorded,
+      step,
+      data,
+    });
+    return { ...exported, evaluation: cardEvaluation(await this.source.evaluation()) };
   }
 
   /** This run's trained weights when it trains every weight (no adapter); null otherwise. */
@@ -239,6 +250,22 @@ export class RunExports {
     const { name, files } = await this.mergedFolder(which);
     return download(name, files);
   }
+}
+
+/** An evaluation's summary as the model card shows it. */
+function cardEvaluation(report: EvalReport | null): CardEvaluation | null {
+  if (!report || report.rows.length === 0) return null;
+  return {
+    examples: report.rows.length,
+    contestants: report.contestants.map((c) => c.name),
+    metrics: report.metrics.map((name) => ({
+      name,
+      scores: report.contestants.map((c) => {
+        const s = report.summary.find((x) => x.contestant === c.name && x.metric === name);
+        return { mean: s?.mean ?? Number.NaN, low: s?.low ?? Number.NaN, high: s?.high ?? Number.NaN };
+      }),
+    })),
+  };
 }
 
 async function download(name: string, files: Map<string, Blob | Uint8Array>): Promise<Download> {

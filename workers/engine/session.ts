@@ -106,6 +106,7 @@ export class EngineSession {
       training: () => this.training,
       keptAdapter: (label, which) => this.keptAdapter(label, which),
       device: async () => (await this.device()).device,
+      evaluation: () => this.keptEvaluation(),
       scratch: options.scratch,
     });
   }
@@ -439,6 +440,7 @@ export class EngineSession {
   /**
    * The contestants answer every example and are scored (evaluate.ts), through `generate`; `use` runs before each
    * contestant's answers. `stopEvaluating` ends it after the answer at hand, with the examples every one answered.
+   * The report is kept with the latest run.
    */
   async evaluate(
     request: EvalRequest,
@@ -449,7 +451,7 @@ export class EngineSession {
     const rule = request.rule === undefined ? undefined : await jsRewardSource('the rule', request.rule, spawn);
     this.evaluationStopped = false;
     try {
-      return await evaluate(request, {
+      const report = await evaluate(request, {
         use: options.use,
         answer: async (messages, contestant) => {
           const prompt = { messages };
@@ -463,9 +465,16 @@ export class EngineSession {
         onProgress: options.onProgress,
         stopped: () => this.evaluationStopped,
       });
+      await this.runs?.saveEvaluation(report);
+      return report;
     } finally {
       rule?.destroy();
     }
+  }
+
+  /** The evaluation kept with the latest run (after a reload too); null when none is. */
+  async keptEvaluation(): Promise<EvalReport | null> {
+    return (await this.runs?.evaluation()) ?? null;
   }
 
   stopEvaluating(): void {

@@ -1,3 +1,4 @@
+import type { EvalReport } from '../engine/evaluate';
 import type {
   AdapterSnapshot,
   MetricRecord,
@@ -182,6 +183,14 @@ export function folderRunStore(folders: RunFolders, keptRuns: number): RunStore 
         });
       }
       return listed;
+    },
+    async saveEvaluation(report) {
+      const dir = await current();
+      if (dir) await dir.write('evaluation.json', JSON.stringify(report));
+    },
+    async evaluation() {
+      const file = await (await current())?.read('evaluation.json');
+      return file ? parseOrNull<EvalReport>(await file.text()) : null;
     },
     async loadAdapter(id, step) {
       const file = await (await folders.open(id))?.read(`${ADAPTER_PREFIX}${step}`);

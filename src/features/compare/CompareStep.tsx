@@ -11,6 +11,7 @@ import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
 import { type Adapter, type CompareSettings, type Side, type Turn, useCompare } from './compare-store';
+import { EvaluatePanel } from './EvaluatePanel';
 
 const SIDES: Side[] = ['base', 'tuned'];
 
@@ -55,7 +56,7 @@ export function CompareStep() {
     <Step
       id="compare"
       title="Compare"
-      summary="One prompt, two answers: the base model and the tuned model, both on your GPU, with the same seed."
+      summary="One prompt, two answers: the base model and the tuned model, both on your GPU, with the same seed; then both scored on the held-out examples."
     >
       {!loaded ? (
         <p className="text-sm text-slate-600 dark:text-slate-300">Load a model in the Model step first.</p>
@@ -94,8 +95,8 @@ export function CompareStep() {
               >
                 <option value="">choose one</option>
                 {heldOut.data.map((p, i) => (
-                  <option key={`${p.file}:${p.line}`} value={i}>
-                    {p.file}:{p.line}: {p.prompt.slice(0, 80)}
+                  <option key={p.id} value={i}>
+                    {p.id}: {p.prompt.slice(0, 80)}
                   </option>
                 ))}
               </select>
@@ -138,6 +139,7 @@ export function CompareStep() {
               New conversation
             </button>
           </form>
+          <EvaluatePanel canTune={c.adapter !== 'run' || hasRun} />
           {c.turns.length > 0 && <NextStep to="export" what="take the tuned model with you" />}
         </>
       )}

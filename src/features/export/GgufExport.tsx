@@ -3,10 +3,10 @@ import * as Comlink from 'comlink';
 import { useState } from 'react';
 import type { GgufDtype, GgufKind, GgufProgress, KeptCheckpoint } from '../../../workers/engine/api';
 import { button, card, ErrorMessage, input } from '../../components/ui';
+import { download } from '../../lib/download';
 import { getEngine } from '../../lib/engine';
 import { formatBytes } from '../../lib/format';
 import { useTraining } from '../../stores/training';
-import { download } from './download';
 
 export const GGUF_KINDS: { kind: GgufKind; label: string }[] = [
   { kind: 'merged', label: 'The tuned model (the adapter folded in: runs on its own)' },

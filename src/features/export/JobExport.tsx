@@ -5,11 +5,11 @@ import { zipFolder } from '../../../core/export/zip';
 import type { ModelSource } from '../../../workers/engine/api';
 import { button, card, ErrorMessage } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
+import { download } from '../../lib/download';
 import { useDataset } from '../../stores/dataset';
 import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
-import { download } from './download';
 
 /** A model folder's files the job needs (config, weights, tokenizer), by name. */
 const MODEL_FILE =

@@ -7,6 +7,7 @@
 import type { DatasetFile } from '../../../core/dataset/read-records';
 import type { PreparedRun } from '../../../core/training/prepare';
 import type { TrainSettings } from '../../../core/training/settings';
+import type { EvalReport } from '../evaluate';
 import type { GpuWeights } from '../model/weights';
 import { type BuiltRun, buildRun, type Engine, type ModelOnGpu, type TrainRequest } from './build-run';
 import { parseCheckpoint, serializeCheckpoint } from './checkpoint-files';
@@ -76,6 +77,9 @@ export interface RunStore {
   /** Every kept run, newest first. */
   runs(): Promise<RunListing[]>;
   clear(): Promise<void>;
+  /** An evaluation of the current run, kept in its folder (the one before it replaced); null for none kept. */
+  saveEvaluation(report: EvalReport): Promise<void>;
+  evaluation(): Promise<EvalReport | null>;
 }
 
 /** A kept run as the runs list shows it: what it was, on which data, how it went. */

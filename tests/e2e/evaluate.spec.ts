@@ -1,0 +1,89 @@
+/**
+ * Evaluate in the Compare step, on a task the demo model cannot know (code words mapped at random): after a short
+ * run the tuned model answers them exactly and the base does not; the report is kept with the run across a reload.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, test } from '@playwright/test';
+import { tempDir } from '../helpers/model-folder';
+import { loadDemoModel } from '../helpers/studio';
+
+const CODES = [
+  ['amber', 'water'],
+  ['birch', 'money'],
+  ['cedar', 'peace'],
+  ['delta', 'labor'],
+  ['ember', 'trade'],
+  ['fjord', 'honor'],
+];
+
+test('the tuned model scores above its base on exact match, and the report survives a reload', async ({ page }) => {
+  test.setTimeout(420_000);
+  const dir = await tempDir();
+  const codes = join(dir, 'codes.jsonl');
+  const record = ([word, code]: string[]) =>
+    JSON.stringify({
+      messages: [
+        { role: 'user', content: `Code word for ${word}?` },
+        { role: 'assistant', content: code },
+      ],
+    });
+  await writeFile(codes, `${CODES.map(record).join('\n')}\n`);
+  await loadDemoModel(page, /Data/);
+  await page.getByLabel('choose files').setInputFiles(codes);
+  const validation = page.getByLabel('Validation (fraction or count)');
+  await validation.fill('0');
+  await validation.blur();
+  await page.getByRole('button', { name: /Train/ }).click();
+  const settings = page.getByTestId('train-settings');
+  for (const [label, value] of [
+    ['Learning rate', '0.005'],
+    ['Warm-up (steps, or fraction)', '2'],
+    ['Batch size', '6'],
+    ['Max steps (empty: by epochs)', '40'],
+  ]) {
+    await settings.getByLabel(label, { exact: true }).fill(value);
+    await settings.getByLabel(label, { exact: true }).blur();
+  }
+  await settings.getByLabel(/^Schedule/).selectOption('constant');
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await expect(page.getByTestId('run-status')).toHaveText('Finished', { timeout: 300_000 });
+
+  await page.getByRole('button', { name: /Compare/ }).click();
+  const evaluate = page.getByTestId('evaluate');
+  // Nothing is held out, so the examples come from a file: the training data, the mapping only training teaches.
+  await expect(evaluate.getByTestId('eval-examples')).toContainText('The 0 held-out examples');
+  await page.getByText('Decoding settings').click();
+  await page.getByLabel('Max new tokens').fill('6');
+  await page.getByLabel('Temperature').fill('0');
+  await page.getByLabel('Temperature').blur();
+  await evaluate.getByLabel(/Or examples from a file/).setInputFiles(codes);
+  await expect(evaluate.getByTestId('eval-examples')).toContainText('6 examples from codes.jsonl');
+  await evaluate.getByRole('button', { name: 'Evaluate' }).click();
+  const summary = evaluate.getByTestId('eval-summary');
+  await expect(summary).toBeVisible({ timeout: 300_000 });
+  const exact = summary.getByRole('row').filter({ hasText: 'Exact match' });
+  const [base, tuned] = (await exact.getByRole('cell').allTextContents()).slice(1).map((t) => Number.parseFloat(t));
+  expect(base).toBe(0);
+  expect(tuned).toBeGreaterThanOrEqual(5 / 6 - 1e-9);
+  await expect(summary).toContainText(/tuned against base, Exact match: [56] better/);
+  const table = evaluate.getByTestId('eval-table');
+  await expect(table.getByRole('row')).toHaveCount(7);
+  await expect(table).toContainText('codes.jsonl:1');
+  await page.screenshot({ path: 'test-results/evaluate.png', fullPage: true });
+
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    evaluate.getByRole('button', { name: 'Download CSV' }).click(),
+  ]);
+  const csv = await readFile((await download.path()) as string, 'utf8');
+  expect(csv.split('\r\n')[0]).toBe(
+    'id,prompt,reference,base answer,base exactMatch,base contains,base chrF,tuned answer,tuned exactMatch,tuned contains,tuned chrF',
+  );
+  expect(csv.split('\r\n')).toHaveLength(7);
+
+  await page.reload();
+  await page.getByRole('button', { name: /Compare/ }).click();
+  await expect(page.getByTestId('eval-summary')).toContainText('tuned against base, Exact match');
+  await expect(page.getByTestId('eval-table').getByRole('row')).toHaveCount(7);
+});
