@@ -5,30 +5,15 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from '@playwright/test';
+import { codeWordsJsonl } from '../helpers/datasets';
 import { tempDir } from '../helpers/model-folder';
 import { loadDemoModel } from '../helpers/studio';
-
-const CODES = [
-  ['amber', 'water'],
-  ['birch', 'money'],
-  ['cedar', 'peace'],
-  ['delta', 'labor'],
-  ['ember', 'trade'],
-  ['fjord', 'honor'],
-];
 
 test('the tuned model scores above its base on exact match, and the report survives a reload', async ({ page }) => {
   test.setTimeout(420_000);
   const dir = await tempDir();
   const codes = join(dir, 'codes.jsonl');
-  const record = ([word, code]: string[]) =>
-    JSON.stringify({
-      messages: [
-        { role: 'user', content: `Code word for ${word}?` },
-        { role: 'assistant', content: code },
-      ],
-    });
-  await writeFile(codes, `${CODES.map(record).join('\n')}\n`);
+  await writeFile(codes, codeWordsJsonl());
   await loadDemoModel(page, /Data/);
   await page.getByLabel('choose files').setInputFiles(codes);
   const validation = page.getByLabel('Validation (fraction or count)');

@@ -13,8 +13,9 @@ import { loadTokenizer } from '../../core/tokenizer';
 import { filesReader } from '../../workers/engine/model-loader';
 import { capitalsJsonl } from '../helpers/datasets';
 import { type HubServer, startHubServer } from '../helpers/hub-server';
-import { llamaGreedy, referenceGreedy } from '../helpers/llama-cpp';
+import { llamaGreedy } from '../helpers/llama-cpp';
 import { tempDir } from '../helpers/model-folder';
+import { referenceGreedy } from '../helpers/reference-greedy';
 import { referenceLora } from '../helpers/reference-lora';
 import { loadDemoModel } from '../helpers/studio';
 

@@ -20,3 +20,25 @@ export function ordersJsonl(tasks: string[], rejected: (task: string) => string)
     });
   return `${tasks.map(pair).join('\n')}\n`;
 }
+
+/** Code words mapped at random: a task the demo model cannot know, which a short run teaches. */
+export const CODE_WORDS: [word: string, code: string][] = [
+  ['amber', 'water'],
+  ['birch', 'money'],
+  ['cedar', 'peace'],
+  ['delta', 'labor'],
+  ['ember', 'trade'],
+  ['fjord', 'honor'],
+];
+
+/** JSONL text of the code words, asked as "Code word for WORD?". */
+export function codeWordsJsonl(): string {
+  const line = ([word, code]: [string, string]) =>
+    JSON.stringify({
+      messages: [
+        { role: 'user', content: `Code word for ${word}?` },
+        { role: 'assistant', content: code },
+      ],
+    });
+  return `${CODE_WORDS.map(line).join('\n')}\n`;
+}

@@ -1,19 +1,9 @@
 /**
  * llama.cpp itself, through node-llama-cpp's prebuilt CPU binary (never downloaded or built: `build: 'never'`), to
- * check Hone's GGUF files: greedy continuations with each step's whole next-token distribution, and the same from
- * Hone's float64 CPU reference of the model (workers/engine/reference), for comparison.
+ * check Hone's GGUF files: greedy continuations with each step's whole next-token distribution, to compare with
+ * Hone's float64 CPU reference of the model (reference-greedy.ts).
  */
 import { getLlama, type Llama, LlamaLogLevel, type Token } from 'node-llama-cpp';
-import type { ModelConfig } from '../../core/model-config';
-import { embeddingCpu } from '../../workers/engine/kernels/embedding.cpu';
-import {
-  type Dims,
-  layerForward,
-  linearForward,
-  rmsNormForward,
-  rotaryTables,
-} from '../../workers/engine/reference/layer.cpu';
-import { buildModel, type ReferenceLora } from '../../workers/engine/reference/model.cpu';
 
 let llama: Promise<Llama> | null = null;
 
@@ -91,71 +81,6 @@ export async function llamaTokenize(modelPath: string, texts: string[]): Promise
   } finally {
     await model.dispose();
   }
-}
-
-/** The reference model's logits for one sequence: [tokens.length, vocab]. */
-export function referenceLogits(
-  config: ModelConfig,
-  weights: Map<string, Float64Array>,
-  lora: ReferenceLora | null,
-  tokens: number[],
-): Float64Array {
-  const model = buildModel(config, weights, lora, null);
-  const T = tokens.length;
-  const D = config.hiddenSize;
-  const dims: Dims = { B: 1, T, N: T, D, H: config.numHeads, KV: config.numKvHeads, hd: config.headDim };
-  const rope = rotaryTables(model.invFreq, T);
-  let x = embeddingCpu(tokens, model.embed.value, D);
-  for (const layer of model.layers) x = layerForward(model, layer, x, dims, rope).out;
-  const hidden = rmsNormForward(x, model.finalNorm.value, T, D, config.rmsNormEps).y;
-  return linearForward(model.lmHead, hidden, T).y;
-}
-
-/** Softmax of one row of logits. */
-export function softmax(logits: Float64Array): Float64Array {
-  let max = -Infinity;
-  for (const l of logits) max = Math.max(max, l);
-  const out = Float64Array.from(logits, (l) => Math.exp(l - max));
-  const sum = out.reduce((a, b) => a + b, 0);
-  for (let i = 0; i < out.length; i++) out[i] /= sum;
-  return out;
-}
-
-export function argmax(values: ArrayLike<number>): number {
-  let best = 0;
-  for (let i = 1; i < values.length; i++) if (values[i] > values[best]) best = i;
-  return best;
-}
-
-/** The reference's next-token distributions along `prompt` + `continuation` (teacher-forced), one per continued token. */
-export function referenceProbs(
-  config: ModelConfig,
-  weights: Map<string, Float64Array>,
-  lora: ReferenceLora | null,
-  prompt: number[],
-  continuation: number[],
-): Float64Array[] {
-  const tokens = [...prompt, ...continuation.slice(0, -1)];
-  const logits = referenceLogits(config, weights, lora, tokens);
-  const V = config.vocabSize;
-  return continuation.map((_, i) => softmax(logits.subarray((prompt.length - 1 + i) * V, (prompt.length + i) * V)));
-}
-
-/** Hone's own greedy continuation, from the reference. */
-export function referenceGreedy(
-  config: ModelConfig,
-  weights: Map<string, Float64Array>,
-  lora: ReferenceLora | null,
-  prompt: number[],
-  steps: number,
-): number[] {
-  const tokens = [...prompt];
-  const V = config.vocabSize;
-  for (let s = 0; s < steps; s++) {
-    const logits = referenceLogits(config, weights, lora, tokens);
-    tokens.push(argmax(logits.subarray((tokens.length - 1) * V, tokens.length * V)));
-  }
-  return tokens.slice(prompt.length);
 }
 
 /**

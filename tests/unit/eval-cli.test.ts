@@ -5,17 +5,9 @@
 import { cp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { CODE_WORDS, codeWordsJsonl } from '../helpers/datasets';
 import { hone } from '../helpers/hone-cli';
 import { tempDir } from '../helpers/model-folder';
-
-const CODES = [
-  ['amber', 'water'],
-  ['birch', 'money'],
-  ['cedar', 'peace'],
-  ['delta', 'labor'],
-  ['ember', 'trade'],
-  ['fjord', 'honor'],
-];
 
 let dir: string;
 let data: string;
@@ -23,14 +15,7 @@ let data: string;
 beforeAll(async () => {
   dir = await tempDir('hone-eval-');
   data = join(dir, 'codes.jsonl');
-  const record = ([word, code]: string[]) =>
-    JSON.stringify({
-      messages: [
-        { role: 'user', content: `Code word for ${word}?` },
-        { role: 'assistant', content: code },
-      ],
-    });
-  await writeFile(data, `${CODES.map(record).join('\n')}\n`);
+  await writeFile(data, codeWordsJsonl());
 });
 
 interface Summary {
@@ -107,7 +92,7 @@ describe('hone eval', () => {
       .trim()
       .split('\n')
       .map((line) => JSON.parse(line));
-    expect(rows.map((r) => r.reference)).toEqual(CODES.map(([, code]) => code));
+    expect(rows.map((r) => r.reference)).toEqual(CODE_WORDS.map(([, code]) => code));
     expect(rows[0].prompt).toBe('Code word for amber?');
     for (const row of rows) expect(row.answers[other].text).toBe(row.answers['hone-tiny'].text);
 

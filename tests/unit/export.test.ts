@@ -157,7 +157,9 @@ describe('an exported adapter', () => {
     });
     const card = new TextDecoder().decode(files['README.md']);
     expect(card).toContain('## Evaluation\n\nScored with Hone on 6 examples');
-    expect(card).toContain('| metric | base | tuned |\n|---|---|---|\n| exactMatch | 0.000 [0.000, 0.000] | 0.833 [0.500, 1.000] |');
+    expect(card).toContain(
+      '| metric | base | tuned |\n|---|---|---|\n| exactMatch | 0.000 [0.000, 0.000] | 0.833 [0.500, 1.000] |',
+    );
     expect(card).toContain('| chrF | 5.250 [3.125, 7.500] | 91.500 [80.000, 100.000] |');
   });
 

@@ -15,17 +15,9 @@ import { type ModelConfig, PROJECTIONS } from '../../core/model-config';
 import { loadTokenizer } from '../../core/tokenizer';
 import type { ReferenceLora } from '../../workers/engine/reference/model.cpu';
 import { randomLora, randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
-import {
-  argmax,
-  type Continuation,
-  llamaGreedy,
-  llamaTokenize,
-  maxLogDiff,
-  referenceGreedy,
-  referenceProbs,
-  topTwoGap,
-} from '../helpers/llama-cpp';
+import { type Continuation, llamaGreedy, llamaTokenize, maxLogDiff, topTwoGap } from '../helpers/llama-cpp';
 import { tempDir, writeModelFolder } from '../helpers/model-folder';
+import { argmax, referenceGreedy, referenceProbs } from '../helpers/reference-greedy';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer';
 
 const HONE_TINY = new URL('../../public/models/hone-tiny', import.meta.url).pathname;

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
+import { referenceGreedy } from '../../../tests/helpers/reference-greedy';
 import { submitOps } from '../gpu/ops';
 import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
-import { type ReferenceLora, referenceForward } from '../reference/transformer.cpu';
 import { Decoder } from './decoder';
 import { generate, generateRows } from './generate';
 import { CPU_KERNELS, EngineKernels, GPU_KERNELS } from './kernels';
@@ -65,31 +65,6 @@ async function recomputed(
     ids.push(argmax(l));
   }
   return { ids: ids.slice(prompt.length), logits };
-}
-
-/**
- * Greedy decoding by the float64 CPU reference: each candidate's -log p(candidate | ids) is the reference loss with
- * only the last label counted, so the most likely next token is the one with the least loss.
- */
-function referenceGreedy(
-  config: ModelConfig,
-  weights: Map<string, Float64Array>,
-  lora: ReferenceLora | null,
-  prompt: number[],
-  steps: number,
-): number[] {
-  const ids = [...prompt];
-  for (let n = 0; n < steps; n++) {
-    let best = 0;
-    let bestLoss = Number.POSITIVE_INFINITY;
-    for (let v = 0; v < config.vocabSize; v++) {
-      const labels = [...ids.map(() => -100), v];
-      const loss = referenceForward(config, weights, lora, [[...ids, v]], [labels]);
-      if (loss < bestLoss) [best, bestLoss] = [v, loss];
-    }
-    ids.push(best);
-  }
-  return ids.slice(prompt.length);
 }
 
 describe('decoding with a key-value cache', () => {
