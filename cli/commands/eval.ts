@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { loadDataset } from '../../core/dataset/load-dataset';
 import { evalExamples } from '../../core/eval/examples';
-import { METRICS, type MetricName } from '../../core/eval/metrics';
+import { answerKind, METRICS, type MetricName, metricsFor } from '../../core/eval/metrics';
 import type { Contestant, EvalReport } from '../../workers/engine/evaluate';
 import { EngineSession } from '../../workers/engine/session';
 import { type Command, numberFlag } from '../command';
@@ -11,7 +11,6 @@ import { modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 import { spawnNodeRuleWorker } from '../rule-worker';
 
-const DEFAULT_METRICS: MetricName[] = ['exactMatch', 'contains', 'rougeL', 'chrF'];
 const MAX_NEW_TOKENS = 64;
 
 const fixed = (x: number, metric: string) => (Number.isNaN(x) ? '–' : x.toFixed(metric === 'chrF' ? 1 : 3));
@@ -60,8 +59,9 @@ export const evalCommand: Command = {
     data: { value: 'FILE', help: 'dataset files with prompts and reference answers', multiple: true },
     metric: {
       value: 'NAME',
-      help: `a metric: ${Object.keys(METRICS).join(', ')}`,
-      default: DEFAULT_METRICS.join(', '),
+      help:
+        `a metric: ${Object.keys(METRICS).join(', ')} (default: those that fit the references: for short ` +
+        'answers exactMatch, contains, chrF; for longer ones rougeL, chrF)',
       multiple: true,
     },
     rule: { value: 'FILE.js', help: 'a JavaScript rule (prompt, completion, reference) => number, scored as "rule"' },
@@ -74,10 +74,11 @@ export const evalCommand: Command = {
   async run({ values }) {
     const data = values.data as string[];
     if (!values.model || data.length === 0) throw new Error(`usage: ${evalCommand.usage}`);
-    const chosen = values.metric as string[];
-    const metrics = (chosen.length > 0 ? chosen : DEFAULT_METRICS) as MetricName[];
     const dataset = await loadDataset(await datasetFiles(data));
     const { examples, skipped } = evalExamples(dataset.examples);
+    const chosen = values.metric as string[];
+    const fitting = metricsFor(answerKind(examples.map((e) => e.reference))).map((m) => m.name);
+    const metrics = (chosen.length > 0 ? chosen : fitting) as MetricName[];
     if (skipped > 0)
       process.stderr.write(`records with nothing to answer (no prompt and answer), left out: ${skipped}\n`);
     const model = modelSource(String(values.model));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chrF, contains, exactMatch, METRICS, metricsFor, rougeL } from './metrics';
+import { answerKind, chrF, contains, exactMatch, METRICS, metricsFor, rougeL } from './metrics';
 import { normalizeAnswer } from './normalize';
 
 describe('normalizeAnswer', () => {
@@ -83,6 +83,20 @@ describe('METRICS', () => {
   });
 
   it('offers metrics by the kind of answer', () => {
+    expect(metricsFor('short').map((m) => m.name)).toEqual(['exactMatch', 'contains', 'chrF']);
+    expect(metricsFor('free').map((m) => m.name)).toEqual(['rougeL', 'chrF']);
+  });
+
+  it('fits the metrics to the references: short answers, or free text', () => {
+    expect(answerKind(['Lima', 'Santiago de Chile', null, 'Paris'])).toBe('short');
+    expect(
+      answerKind([
+        'The capital of Peru is Lima, on the coast.',
+        'Lima',
+        'It rains little there, though fog is common.',
+      ]),
+    ).toBe('free');
+    expect(answerKind([null])).toBe('free');
     expect(metricsFor('short').map((m) => m.name)).toEqual(['exactMatch', 'contains', 'chrF']);
     expect(metricsFor('free').map((m) => m.name)).toEqual(['rougeL', 'chrF']);
   });

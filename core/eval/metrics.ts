@@ -88,3 +88,12 @@ export const METRICS: Readonly<Record<MetricName, MetricInfo>> = {
 export function metricsFor(kind: AnswerKind): MetricInfo[] {
   return Object.values(METRICS).filter((metric) => metric.fits.includes(kind));
 }
+
+/** Short answers (a median of four words or fewer: names, labels, numbers) or free text, from the references. */
+export function answerKind(references: readonly (string | null)[]): AnswerKind {
+  const words = references
+    .flatMap((r) => (r === null ? [] : [r.trim().split(/\s+/).filter(Boolean).length]))
+    .sort((a, b) => a - b);
+  if (words.length === 0) return 'free';
+  return words[Math.floor((words.length - 1) / 2)] <= 4 ? 'short' : 'free';
+}

@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
-import { METRICS, type MetricName } from '../../../core/eval/metrics';
+import { answerKind, METRICS, type MetricName, metricsFor } from '../../../core/eval/metrics';
 import type { EvalProgress, EvalReport } from '../../../workers/engine/api';
 import { button, card, ErrorMessage } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
@@ -10,8 +10,6 @@ import { formatSeconds } from '../../lib/format';
 import { useDataset } from '../../stores/dataset';
 import { useCompare } from './compare-store';
 import { EvalTable, formatScore } from './EvalTable';
-
-const DEFAULT_METRICS: MetricName[] = ['exactMatch', 'contains', 'chrF'];
 
 /**
  * Evaluate: the base and the tuned model (the Compare step's adapter) answer every held-out example with the
@@ -22,7 +20,8 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
   const summary = useDataset((s) => s.summary);
   const { settings, adapter } = useCompare();
   const queryClient = useQueryClient();
-  const [metrics, setMetrics] = useState<MetricName[]>(DEFAULT_METRICS);
+  // The person's choice of metrics; until they make one, the metrics that fit the examples' references.
+  const [chosen, setMetrics] = useState<MetricName[] | null>(null);
   const [progress, setProgress] = useState<EvalProgress | null>(null);
   const heldOut = useQuery({
     queryKey: ['held-out-examples', summary],
@@ -37,6 +36,9 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
   });
   const source = picked.length > 0 ? fromFiles : heldOut;
   const kept = useQuery({ queryKey: ['kept-evaluation'], queryFn: () => getEngine().keptEvaluation() });
+  const count = source.data?.examples.length ?? 0;
+  const fitting = metricsFor(answerKind(source.data?.examples.map((e) => e.reference) ?? [])).map((m) => m.name);
+  const metrics = chosen ?? fitting;
   const run = useMutation({
     mutationFn: async (): Promise<EvalReport> => {
       const examples = source.data?.examples ?? [];
@@ -60,7 +62,6 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
     onSuccess: (report) => queryClient.setQueryData(['kept-evaluation'], report),
   });
   const report = run.data ?? kept.data ?? null;
-  const count = source.data?.examples.length ?? 0;
   return (
     <section className={`${card} space-y-3 text-sm`} data-testid="evaluate" aria-labelledby="evaluate-heading">
       <h2 id="evaluate-heading" className="font-semibold">
