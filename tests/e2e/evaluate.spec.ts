@@ -44,6 +44,8 @@ test('the tuned model scores above its base on exact match, and the report survi
   await page.getByLabel('Temperature').blur();
   await evaluate.getByLabel(/Or examples from a file/).setInputFiles(codes);
   await expect(evaluate.getByTestId('eval-examples')).toContainText('6 examples from codes.jsonl');
+  await evaluate.getByText('A JavaScript rule to score the answers too').click();
+  await evaluate.getByLabel('Scoring rule').fill('(prompt, completion) => completion.length');
   await evaluate.getByRole('button', { name: 'Evaluate' }).click();
   const summary = evaluate.getByTestId('eval-summary');
   await expect(summary).toBeVisible({ timeout: 300_000 });
@@ -52,6 +54,7 @@ test('the tuned model scores above its base on exact match, and the report survi
   expect(base).toBe(0);
   expect(tuned).toBeGreaterThanOrEqual(5 / 6 - 1e-9);
   await expect(summary).toContainText(/tuned against base, Exact match: [56] better/);
+  await expect(summary.getByRole('row').filter({ hasText: 'rule' })).toHaveCount(1);
   const table = evaluate.getByTestId('eval-table');
   await expect(table.getByRole('row')).toHaveCount(7);
   await expect(table).toContainText('codes.jsonl:1');
@@ -63,7 +66,7 @@ test('the tuned model scores above its base on exact match, and the report survi
   ]);
   const csv = await readFile((await download.path()) as string, 'utf8');
   expect(csv.split('\r\n')[0]).toBe(
-    'id,prompt,reference,base answer,base exactMatch,base contains,base chrF,tuned answer,tuned exactMatch,tuned contains,tuned chrF',
+    'id,prompt,reference,base answer,base exactMatch,base contains,base chrF,base rule,tuned answer,tuned exactMatch,tuned contains,tuned chrF,tuned rule',
   );
   expect(csv.split('\r\n')).toHaveLength(7);
 

@@ -3,7 +3,7 @@ import * as Comlink from 'comlink';
 import { useState } from 'react';
 import { answerKind, METRICS, type MetricName, metricsFor } from '../../../core/eval/metrics';
 import type { EvalProgress, EvalReport } from '../../../workers/engine/api';
-import { button, card, ErrorMessage } from '../../components/ui';
+import { button, card, ErrorMessage, input } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
 import { formatSeconds } from '../../lib/format';
@@ -23,6 +23,8 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
   // The person's choice of metrics; until they make one, the metrics that fit the examples' references.
   const [chosen, setMetrics] = useState<MetricName[] | null>(null);
   const [progress, setProgress] = useState<EvalProgress | null>(null);
+  /** A JavaScript rule scoring each answer too (GRPO's sandboxed worker); empty for none. */
+  const [rule, setRule] = useState('');
   const heldOut = useQuery({
     queryKey: ['held-out-examples', summary],
     enabled: summary !== null,
@@ -52,6 +54,7 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
             { name: 'tuned', adapter },
           ],
           metrics,
+          rule: rule.trim() ? rule : undefined,
           sampling,
           maxNewTokens,
           seed,
@@ -98,11 +101,21 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
           </label>
         ))}
       </fieldset>
+      <details>
+        <summary className="cursor-pointer">A JavaScript rule to score the answers too (optional)</summary>
+        <textarea
+          className={`${input} mt-1 h-20 w-full font-mono text-xs`}
+          aria-label="Scoring rule"
+          value={rule}
+          placeholder="(prompt, completion, reference) => (completion.includes(reference) ? 1 : 0)"
+          onChange={(e) => setRule(e.target.value)}
+        />
+      </details>
       <div className="flex flex-wrap items-center gap-3">
         <button
           type="button"
           className={`${button} bg-indigo-600 text-white hover:bg-indigo-700`}
-          disabled={run.isPending || count === 0 || metrics.length === 0 || !canTune}
+          disabled={run.isPending || count === 0 || (metrics.length === 0 && !rule.trim()) || !canTune}
           onClick={() => run.mutate()}
         >
           Evaluate
@@ -151,7 +164,10 @@ function EvalSummary({ report }: { report: EvalReport }) {
               <td>{METRICS[metric as MetricName]?.label ?? metric}</td>
               {report.contestants.map((c) => {
                 const s = report.summary.find((x) => x.contestant === c.name && x.metric === metric);
-                const max = METRICS[metric as MetricName]?.max ?? 1;
+                // A rule has no fixed scale: its bars share the largest mean's.
+                const max =
+                  METRICS[metric as MetricName]?.max ??
+                  Math.max(...report.summary.filter((x) => x.metric === metric).map((x) => Math.abs(x.mean)), 1e-9);
                 return (
                   <td key={c.name}>
                     {s && (
@@ -165,7 +181,7 @@ function EvalSummary({ report }: { report: EvalReport }) {
                         <div className="relative h-2 w-32 rounded bg-slate-200 dark:bg-slate-700" aria-hidden="true">
                           <div
                             className="absolute h-2 rounded bg-indigo-500"
-                            style={{ width: `${(100 * Math.max(0, s.mean)) / max}%` }}
+                            style={{ width: `${Math.min(100, (100 * Math.max(0, s.mean)) / max)}%` }}
                           />
                         </div>
                       </div>
