@@ -34,10 +34,31 @@ const dataset = [
 
 let gpu: Gpu | undefined;
 let hub: HubServer;
+/** Scratch files in memory, the last one's fate recorded; `failAfter` makes a write past that many bytes fail. */
+const scratch = { failAfter: Number.POSITIVE_INFINITY, last: '' };
 const session = new EngineSession({
   acquire: async () => {
     gpu = await acquireNodeGpu();
     return gpu;
+  },
+  scratch: async (name) => {
+    const parts: Uint8Array<ArrayBuffer>[] = [];
+    let bytes = 0;
+    scratch.last = `${name} open`;
+    return {
+      write: async (chunk) => {
+        bytes += chunk.length;
+        if (bytes > scratch.failAfter) throw new Error('the disk is full');
+        parts.push(chunk as Uint8Array<ArrayBuffer>);
+      },
+      close: async () => {
+        scratch.last = `${name} closed`;
+        return new Blob(parts);
+      },
+      abort: async () => {
+        scratch.last = `${name} aborted`;
+      },
+    };
   },
 });
 
@@ -122,6 +143,14 @@ describe("a run's GGUF and Publish", () => {
     await expect(session.exports.ggufZip({ which: 'run', kind: 'lora', dtype: 'q8_0' })).rejects.toThrow(
       'A LoRA GGUF keeps its matrices in f32 or f16',
     );
+
+    // A write that fails midway (a full disk) lets the file go, and says why.
+    scratch.failAfter = 100_000;
+    await expect(session.exports.ggufZip({ which: 'run', kind: 'merged', dtype: 'f16' })).rejects.toThrow(
+      'the disk is full',
+    );
+    expect(scratch.last).toBe('hone-tiny-sft-step2-f16.zip aborted');
+    scratch.failAfter = Number.POSITIVE_INFINITY;
   });
 
   it('publishes the adapter, the tuned model and a GGUF, byte for byte; a name alone goes to the token’s account', async () => {

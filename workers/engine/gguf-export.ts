@@ -135,21 +135,22 @@ function readme(named: NamedPlan): string {
   ].join('\n');
 }
 
-/**
- * The GGUF, its Modelfile and README as one zip, streamed to `sink` tensor by tensor (no copy of the model in
- * memory); refused before any work when the GGUF would pass the zip's 4 GiB.
- */
-export async function writeGgufZip(
-  named: NamedPlan,
-  read: ReadFile,
-  options: { bytes: number; sink: (chunk: Uint8Array) => Promise<void>; onProgress?: (p: GgufProgress) => void },
-): Promise<string[]> {
-  if (options.bytes >= ZIP_LIMIT_BYTES - 2 ** 20) {
+/** Refuses, before any work, a GGUF the zip could not hold (no ZIP64: 4 GiB). */
+export function checkZippable(named: NamedPlan, bytes: number): void {
+  if (bytes >= ZIP_LIMIT_BYTES - 2 ** 20) {
     throw new Error(
-      `${named.name}.gguf would be ${(options.bytes / 2 ** 30).toFixed(1)} GiB, past the 4 GiB a zip holds: pick ` +
+      `${named.name}.gguf would be ${(bytes / 2 ** 30).toFixed(1)} GiB, past the 4 GiB a zip holds: pick ` +
         'f16 or q8_0, or write it with hone export',
     );
   }
+}
+
+/** The GGUF, its Modelfile and README as one zip, streamed to `sink` tensor by tensor (no copy of the model in memory). */
+export async function writeGgufZip(
+  named: NamedPlan,
+  read: ReadFile,
+  options: { sink: (chunk: Uint8Array) => Promise<void>; onProgress?: (p: GgufProgress) => void },
+): Promise<string[]> {
   const encoder = new TextEncoder();
   const files = new Map<string, ZipContent>([
     [`${named.name}.gguf`, ggufChunks(named.plan, { onProgress: options.onProgress })],

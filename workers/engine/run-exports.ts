@@ -15,7 +15,15 @@ import { minimalModelCard } from '../../core/hub-publish-card';
 import type { Download, KeptCheckpoint } from './api';
 import type { EvalReport } from './evaluate';
 import { adapterExport, adapterFiles, FULL_RUN_HAS_NO_ADAPTER, mergedFiles } from './export';
-import { type GgufChoice, type GgufTuned, ggufPlan, modelfileFor, type NamedPlan, writeGgufZip } from './gguf-export';
+import {
+  checkZippable,
+  type GgufChoice,
+  type GgufTuned,
+  ggufPlan,
+  modelfileFor,
+  type NamedPlan,
+  writeGgufZip,
+} from './gguf-export';
 import type { HubSettings } from './model-loader';
 import type { MetricRecord, ModelOnGpu, TrainingSession, TrainRequest } from './train/training-session';
 
@@ -39,6 +47,8 @@ export interface ScratchFile {
   write(chunk: Uint8Array): Promise<void>;
   /** The file as written (disk-backed where it came from OPFS). */
   close(): Promise<Blob>;
+  /** Lets a file go unfinished (a failed export): nothing is kept of it. */
+  abort(): Promise<void>;
 }
 
 function memoryFile(): ScratchFile {
@@ -46,7 +56,19 @@ function memoryFile(): ScratchFile {
   return {
     write: async (chunk) => void parts.push(chunk as Uint8Array<ArrayBuffer>),
     close: async () => new Blob(parts),
+    abort: async () => void parts.splice(0),
   };
+}
+
+/** The file `fill` writes, closed; aborted, and the error passed on, when filling it fails. */
+async function written(file: ScratchFile, fill: (write: (chunk: Uint8Array) => Promise<void>) => Promise<void>) {
+  try {
+    await fill((chunk) => file.write(chunk));
+  } catch (error) {
+    await file.abort().catch(() => {});
+    throw error;
+  }
+  return file.close();
 }
 
 export type Which = 'run' | KeptCheckpoint;
@@ -167,11 +189,13 @@ export class RunExports {
   /** The GGUF with its Ollama Modelfile and a README, as a zip written piece by piece to a scratch file. */
   async ggufZip(request: GgufRequest, onProgress?: (p: GgufProgress) => void): Promise<Download> {
     const named = await this.ggufPlan(request);
-    const file = await this.scratchFile(`${named.name}.zip`);
-    const bytes = ggufLayout(named.plan).totalBytes;
-    const sink = (chunk: Uint8Array) => file.write(chunk);
-    const files = await writeGgufZip(named, this.source.present().read, { bytes, sink, onProgress });
-    return { fileName: `${named.name}.zip`, zip: await file.close(), files };
+    checkZippable(named, ggufLayout(named.plan).totalBytes);
+    const { read } = this.source.present();
+    let files: string[] = [];
+    const zip = await written(await this.scratchFile(`${named.name}.zip`), async (sink) => {
+      files = await writeGgufZip(named, read, { sink, onProgress });
+    });
+    return { fileName: `${named.name}.zip`, zip, files };
   }
 
   private scratchFile(name: string): Promise<ScratchFile> {
@@ -183,10 +207,11 @@ export class RunExports {
     const base = this.source.present();
     if (request.what === 'gguf') {
       const named = await ggufPlan(base, await this.tuned(request.which, request.gguf), request.gguf);
-      const file = await this.scratchFile(`${named.name}.gguf`);
-      for await (const chunk of ggufChunks(named.plan, { onProgress })) await file.write(chunk);
+      const gguf = await written(await this.scratchFile(`${named.name}.gguf`), async (write) => {
+        for await (const chunk of ggufChunks(named.plan, { onProgress })) await write(chunk);
+      });
       const files = new Map<string, Blob>([
-        [`${named.name}.gguf`, await file.close()],
+        [`${named.name}.gguf`, gguf],
         ['Modelfile', new Blob([await modelfileFor(base.read, named)])],
       ]);
       files.set(

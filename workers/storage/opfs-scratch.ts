@@ -18,5 +18,9 @@ export async function opfsScratchFile(name: string): Promise<ScratchFile> {
       await writable.close();
       return handle.getFile();
     },
+    abort: async () => {
+      await writable.abort();
+      await folder.removeEntry(name);
+    },
   };
 }
