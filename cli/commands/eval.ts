@@ -2,7 +2,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { loadDataset } from '../../core/dataset/load-dataset';
 import { evalExamples } from '../../core/eval/examples';
-import { answerKind, METRICS, type MetricName, metricsFor } from '../../core/eval/metrics';
+import { answerKind, formatScore, METRICS, type MetricName, metricsFor } from '../../core/eval/metrics';
 import type { Contestant, EvalReport } from '../../workers/engine/evaluate';
 import { EngineSession } from '../../workers/engine/session';
 import { type Command, numberFlag } from '../command';
@@ -13,14 +13,12 @@ import { spawnNodeRuleWorker } from '../rule-worker';
 
 const MAX_NEW_TOKENS = 64;
 
-const fixed = (x: number, metric: string) => (Number.isNaN(x) ? '–' : x.toFixed(metric === 'chrF' ? 1 : 3));
-
 /** The summary as a table: a row per contestant, a column per metric (mean [95% interval]); then each against the first. */
 function summaryText(report: EvalReport): string {
   const names = report.contestants.map((c) => c.name);
   const width = Math.max(...names.map((n) => n.length)) + 2;
   const cell = (metric: string, s: { mean: number; low: number; high: number }) =>
-    `${fixed(s.mean, metric)} [${fixed(s.low, metric)}, ${fixed(s.high, metric)}]`.padEnd(26);
+    `${formatScore(metric, s.mean)} [${formatScore(metric, s.low)}, ${formatScore(metric, s.high)}]`.padEnd(26);
   const lines = [`${''.padEnd(width)}${report.metrics.map((m) => m.padEnd(26)).join('')}`];
   for (const name of names) {
     const row = report.metrics.map((metric) => {
@@ -33,7 +31,7 @@ function summaryText(report: EvalReport): string {
     const d = v.difference;
     lines.push(
       `${v.contestant} vs ${v.against}, ${v.metric}: ${v.wins} wins, ${v.ties} ties, ${v.losses} losses; ` +
-        `difference ${fixed(d.mean, v.metric)} [${fixed(d.low, v.metric)}, ${fixed(d.high, v.metric)}]`,
+        `difference ${formatScore(v.metric, d.mean)} [${formatScore(v.metric, d.low)}, ${formatScore(v.metric, d.high)}]`,
     );
   }
   return `${lines.join('\n')}\n`;

@@ -97,3 +97,9 @@ export function answerKind(references: readonly (string | null)[]): AnswerKind {
   if (words.length === 0) return 'free';
   return words[Math.floor((words.length - 1) / 2)] <= 4 ? 'short' : 'free';
 }
+
+/** A score as tables show it: chrF on its 0-100 scale to one decimal, the others to three; – for none. */
+export function formatScore(metric: string, x: number): string {
+  if (Number.isNaN(x)) return '–';
+  return metric === 'chrF' ? x.toFixed(1) : x.toFixed(3);
+}

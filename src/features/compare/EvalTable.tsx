@@ -1,15 +1,9 @@
 import Papa from 'papaparse';
 import { useState } from 'react';
-import { METRICS, type MetricName } from '../../../core/eval/metrics';
+import { formatScore, METRICS, type MetricName } from '../../../core/eval/metrics';
 import type { EvalReport, EvalRow } from '../../../workers/engine/api';
 import { button } from '../../components/ui';
 import { download } from '../../lib/download';
-
-/** A score as the tables show it: chrF on its 0-100 scale, the others as shares. */
-export function formatScore(metric: string, x: number): string {
-  if (Number.isNaN(x)) return '–';
-  return metric === 'chrF' ? x.toFixed(1) : x.toFixed(3);
-}
 
 /** The rows where the contestants' scores differ on some metric: where to look first. */
 function disagrees(row: EvalRow, metrics: string[]): boolean {

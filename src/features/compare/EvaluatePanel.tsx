@@ -1,7 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
-import { answerKind, METRICS, type MetricName, metricsFor } from '../../../core/eval/metrics';
+import { answerKind, formatScore, METRICS, type MetricName, metricsFor } from '../../../core/eval/metrics';
 import type { EvalProgress, EvalReport } from '../../../workers/engine/api';
 import { button, card, ErrorMessage, input } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
@@ -9,7 +9,7 @@ import { getEngine } from '../../lib/engine';
 import { formatSeconds } from '../../lib/format';
 import { useDataset } from '../../stores/dataset';
 import { useCompare } from './compare-store';
-import { EvalTable, formatScore } from './EvalTable';
+import { EvalTable } from './EvalTable';
 
 /**
  * Evaluate: the base and the tuned model (the Compare step's adapter) answer every held-out example with the
