@@ -73,6 +73,7 @@ export const evalCommand: Command = {
     const data = values.data as string[];
     if (!values.model || data.length === 0) throw new Error(`usage: ${evalCommand.usage}`);
     const dataset = await loadDataset(await datasetFiles(data));
+    for (const issue of dataset.issues) process.stderr.write(`skipped ${issue.file}:${issue.line}: ${issue.reason}\n`);
     const { examples, skipped } = evalExamples(dataset.examples);
     const chosen = values.metric as string[];
     const fitting = metricsFor(answerKind(examples.map((e) => e.reference))).map((m) => m.name);

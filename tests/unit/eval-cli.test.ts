@@ -111,10 +111,15 @@ describe('hone eval', () => {
     expect(table.stdout).toMatch(/vs hone-tiny, exactMatch: [56] wins/);
   }, 900_000);
 
-  it('refuses an unknown metric and data with nothing to answer by name', async () => {
+  it('refuses an unknown metric and data with nothing to answer by name; names each record it skips', async () => {
     const unknown = await hone('eval', '--model', 'hone-tiny', '--data', data, '--metric', 'bleu');
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('no metric bleu: choose from exactMatch, contains, rougeL, chrF');
+    const broken = join(dir, 'broken.jsonl');
+    await writeFile(broken, `${codeWordsJsonl().split('\n')[0]}\n{"messages": [ broken\n`);
+    const skipped = await hone('eval', '--model', 'hone-tiny', '--data', broken, '--max-new-tokens', '2');
+    expect(skipped.code, skipped.stderr).toBe(0);
+    expect(skipped.stderr).toContain('skipped broken.jsonl:2: malformed JSON');
     const text = join(dir, 'book.txt');
     await writeFile(text, 'Call me Ishmael.');
     const none = await hone('eval', '--model', 'hone-tiny', '--data', text);

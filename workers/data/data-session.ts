@@ -242,9 +242,13 @@ export class DataSession {
     return { train: jsonl(this.split.train), validation: jsonl(this.split.validation) };
   }
 
-  /** Files of their own (any format the Data step reads) as evaluation examples, leaving the dataset as it is. */
-  async examplesFrom(files: { name: string; blob: Blob }[]): Promise<EvalExamples> {
-    return evalExamples((await loadDataset(files)).examples);
+  /**
+   * Files of their own (any format the Data step reads) as evaluation examples, leaving the dataset as it is; the
+   * first records skipped, with file, line and why.
+   */
+  async examplesFrom(files: { name: string; blob: Blob }[]): Promise<EvalExamples & { issues: DatasetIssue[] }> {
+    const dataset = await loadDataset(files);
+    return { ...evalExamples(dataset.examples), issues: dataset.issues.slice(0, ISSUES_SHOWN) };
   }
 
   /** The held-out records (the split training uses) as evaluation examples: prompts and their references. */

@@ -86,6 +86,14 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
         <input type="file" multiple onChange={(e) => setPicked([...(e.target.files ?? [])])} />
       </label>
       {fromFiles.isError && <ErrorMessage error={fromFiles.error} />}
+      {picked.length > 0 && fromFiles.data && fromFiles.data.issues.length > 0 && (
+        <ErrorMessage
+          error={`Records skipped: ${fromFiles.data.issues
+            .slice(0, 5)
+            .map((i) => `${i.file}:${i.line}: ${i.reason}`)
+            .join('; ')}`}
+        />
+      )}
       <fieldset className="flex flex-wrap gap-4">
         <legend className="sr-only">Metrics</legend>
         {Object.values(METRICS).map((m) => (
