@@ -67,13 +67,17 @@ export async function continuedAdapter(
   return { name: label, files: await pick(read, ADAPTER_FILES) };
 }
 
+/** The reward flags, each a way to give a reward. */
+const REWARD_FLAGS = ['reward-model', 'reward-js', 'reward-onnx'] as const;
+type RewardFlag = (typeof REWARD_FLAGS)[number];
+
 /**
  * Policy optimization's reward from exactly one of --reward-model DIR (a reward adapter trained with --method rm),
  * --reward-js FILE (a rule) or --reward-onnx FILE (with its folder's tokenizer files); undefined for the other
  * methods, which refuse the flags.
  */
 export async function rewardChoice(values: FlagValues, method: Method): Promise<RewardChoice | undefined> {
-  const given = (['reward-model', 'reward-js', 'reward-onnx'] as const).filter((f) => values[f] !== undefined);
+  const given = REWARD_FLAGS.filter((f) => values[f] !== undefined);
   if (method !== 'grpo') {
     if (given.length > 0) throw new Error(`--${given[0]} gives policy optimization its reward; it needs --method grpo`);
     return undefined;
@@ -84,8 +88,18 @@ export async function rewardChoice(values: FlagValues, method: Method): Promise<
         `or --reward-onnx FILE${given.length > 1 ? `, not ${given.map((f) => `--${f}`).join(' and ')}` : ''}`,
     );
   }
-  const [flag] = given;
-  const path = String(values[flag]);
+  return rewardFromFlag(given[0], String(values[given[0]]));
+}
+
+/** A reward model from --reward-model DIR or --reward-onnx FILE, for `hone eval` to score answers; at most one. */
+export async function scoringReward(values: FlagValues): Promise<RewardChoice | undefined> {
+  const given = (['reward-model', 'reward-onnx'] as const).filter((f) => values[f] !== undefined);
+  if (given.length > 1) throw new Error('give one reward model: --reward-model DIR or --reward-onnx FILE, not both');
+  return given.length === 0 ? undefined : rewardFromFlag(given[0], String(values[given[0]]));
+}
+
+/** The reward a flag's file or folder holds. */
+async function rewardFromFlag(flag: RewardFlag, path: string): Promise<RewardChoice> {
   if (flag === 'reward-model') {
     const { read, label } = modelSource(path);
     const files = await pick(read, ADAPTER_FILES);

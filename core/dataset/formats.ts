@@ -24,6 +24,11 @@ export interface Message {
   weight?: 0 | 1;
 }
 
+/** The prompt as a rule or a table reads it: the last user turn (the last message where none is a user's). */
+export function lastUserTurn(messages: readonly Message[]): string {
+  return (messages.findLast((m) => m.role === 'user') ?? messages.at(-1))?.content ?? '';
+}
+
 export type Example =
   | { kind: 'text'; text: string }
   | { kind: 'chat'; messages: Message[] }

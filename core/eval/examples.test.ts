@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { evalExamples } from './examples';
+import { evalExamples, perplexityTarget } from './examples';
 
 describe('evaluation examples', () => {
   it('asks the conversation up to its last answer, and scores against that answer', () => {
@@ -50,8 +50,17 @@ describe('evaluation examples', () => {
       },
       { id: 'rl.jsonl:1', prompt: [{ role: 'user', content: 'Hi' }], reference: 'Aye' },
       { id: 'rl.jsonl:2', prompt: [{ role: 'user', content: 'Yo' }], reference: null },
+      { id: 'book.txt:1', prompt: [], reference: null, text: 'Call me Ishmael.' },
       { id: 'prefs.jsonl:7', prompt: [{ role: 'user', content: 'Best colour?' }], reference: 'Blue.' },
     ]);
-    expect(skipped).toBe(2);
+    expect(skipped).toBe(1);
+    // Perplexity reads the reference after its prompt, raw text as it is, and nothing where neither is.
+    expect(examples.map(perplexityTarget)).toEqual([
+      { messages: [...examples[0].prompt, { role: 'assistant', content: 'Santiago.' }] },
+      { messages: [...examples[1].prompt, { role: 'assistant', content: 'Aye' }] },
+      null,
+      { text: 'Call me Ishmael.' },
+      { messages: [...examples[4].prompt, { role: 'assistant', content: 'Blue.' }] },
+    ]);
   });
 });

@@ -98,8 +98,44 @@ export function answerKind(references: readonly (string | null)[]): AnswerKind {
   return words[Math.floor((words.length - 1) / 2)] <= 4 ? 'short' : 'free';
 }
 
-/** A score as tables show it: chrF on its 0-100 scale to one decimal, the others to three; – for none. */
+/**
+ * Scores that come from a model or a rule rather than from comparing strings, under these names in a report beside
+ * the metrics.
+ */
+export const MEASURES = {
+  perplexity: {
+    label: 'Perplexity',
+    description:
+      "How surprised the model is by the example's reference answer after its prompt (by raw text, all of it): " +
+      'exp of its mean loss per token. Needs no answer; lower is better.',
+    higherIsBetter: false,
+  },
+  reward: {
+    label: 'Reward',
+    description:
+      "A reward model's score of each answer; the wins against the first model are the examples where the reward " +
+      'model prefers the answer (a pairwise win rate).',
+    higherIsBetter: true,
+  },
+  rule: {
+    label: 'Rule',
+    description: 'Your JavaScript rule (prompt, completion, reference) => number, run in a sandboxed worker.',
+    higherIsBetter: true,
+  },
+} as const;
+
+export type MeasureName = keyof typeof MEASURES;
+
+/** What tables and comparisons need of any score in a report: its label, direction, and scale where fixed. */
+export function scoreInfo(name: string): { label: string; higherIsBetter: boolean; max: number | null } {
+  const metric = METRICS[name as MetricName];
+  if (metric) return { label: metric.label, higherIsBetter: metric.higherIsBetter, max: metric.max };
+  const measure = MEASURES[name as MeasureName];
+  return { label: measure?.label ?? name, higherIsBetter: measure?.higherIsBetter ?? true, max: null };
+}
+
+/** A score as tables show it: chrF on its 0-100 scale to one decimal, perplexity to two, the others to three; – for none. */
 export function formatScore(metric: string, x: number): string {
   if (Number.isNaN(x)) return '–';
-  return metric === 'chrF' ? x.toFixed(1) : x.toFixed(3);
+  return metric === 'chrF' ? x.toFixed(1) : metric === 'perplexity' ? x.toFixed(2) : x.toFixed(3);
 }

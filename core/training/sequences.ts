@@ -3,7 +3,9 @@
  * record (seeded), raw text packed into blocks of the sequence length, conversations cut at it. A conversation
  * whose answer starts past the cut has nothing left to learn from and is counted, not trained on.
  */
+
 import { countLossTargets, packBlocks, splitTrainValidation, truncate } from '../dataset/batches';
+import { lastUserTurn } from '../dataset/formats';
 import type { TokenizedExample } from '../dataset/render';
 import type { TokenizedSource } from '../dataset/tokenize-dataset';
 
@@ -80,8 +82,7 @@ export function rlPrompts(tokenized: TokenizedSource[], seqLen: number, split: S
         dropped++;
         return [];
       }
-      const lastUser = example.prompt.findLast((m) => m.role === 'user') ?? example.prompt.at(-1);
-      return [{ ids: rendered.ids, prompt: lastUser?.content ?? '', reference: example.reference }];
+      return [{ ids: rendered.ids, prompt: lastUserTurn(example.prompt), reference: example.reference }];
     });
   return { train: prepare(parts.train), validation: prepare(parts.validation), dropped };
 }

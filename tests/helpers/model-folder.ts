@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expectedTensors, type ModelConfig, serializeModelConfig } from '../../core/model-config';
 import { serializeAdapter } from '../../core/peft';
+import { randomUniform } from '../../core/random';
 import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
+import { randomLora } from '../../workers/engine/reference/random-model';
 import type { ReferenceLora } from '../../workers/engine/reference/transformer.cpu';
 
 /** A fresh temporary folder. */
@@ -47,10 +49,9 @@ export async function writeModelFolder(
   return dir;
 }
 
-/** Writes a PEFT adapter folder holding `lora` for `targets`. */
-export async function writeAdapterFolder(dir: string, lora: ReferenceLora, targets: string[]): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  const files = serializeAdapter(
+/** PEFT's files of `lora` for `targets`; with `scoreHead`, a reward model's (SEQ_CLS, its score head beside). */
+function adapterFiles(lora: ReferenceLora, targets: string[], scoreHead?: Float32Array) {
+  return serializeAdapter(
     {
       r: lora.rank,
       loraAlpha: lora.alpha,
@@ -61,8 +62,28 @@ export async function writeAdapterFolder(dir: string, lora: ReferenceLora, targe
       baseModelNameOrPath: 'hone/tiny-test',
     },
     new Map([...lora.modules].map(([key, { A, B }]) => [key, { A: Float32Array.from(A), B: Float32Array.from(B) }])),
+    scoreHead,
   );
+}
+
+/** Writes a PEFT adapter folder holding `lora` for `targets`. */
+export async function writeAdapterFolder(dir: string, lora: ReferenceLora, targets: string[]): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  const files = adapterFiles(lora, targets);
   await writeFile(join(dir, 'adapter_config.json'), files['adapter_config.json']);
   await writeFile(join(dir, 'adapter_model.safetensors'), files['adapter_model.safetensors']);
   return dir;
+}
+
+/** A random reward model's PEFT files for a model: LoRA on q and v, and a score head. */
+export function randomRewardModel(
+  config: ModelConfig,
+  seed: number,
+): { path: string; bytes: Uint8Array<ArrayBuffer> }[] {
+  const lora = randomLora(config, ['q_proj', 'v_proj'], 2, 4, false, seed);
+  const files = adapterFiles(lora, ['q_proj', 'v_proj'], randomUniform(config.hiddenSize, seed + 1, -1, 1));
+  return Object.entries(files).map(([path, data]) => ({
+    path,
+    bytes: typeof data === 'string' ? new TextEncoder().encode(data) : new Uint8Array(data),
+  }));
 }

@@ -70,6 +70,7 @@ describe('hone eval', () => {
       'exactMatch',
       '--metric',
       'chrF',
+      '--perplexity',
       '--rule',
       rule,
       '--max-new-tokens',
@@ -85,6 +86,9 @@ describe('hone eval', () => {
     expect(mean(run, 'exactMatch')?.mean).toBeGreaterThanOrEqual(5 / 6);
     expect(mean('hone-tiny', 'exactMatch')?.mean).toBe(0);
     expect(mean(run, 'rule')?.mean).toBe(mean(run, 'exactMatch')?.mean);
+    // Training made the code words far less surprising to the tuned model.
+    expect(mean(run, 'perplexity')?.mean).toBeLessThan((mean('hone-tiny', 'perplexity')?.mean ?? 0) / 4);
+    expect(versus.find((v) => v.contestant === run && v.metric === 'perplexity')?.wins).toBe(6);
     expect(mean(run, 'exactMatch')?.n).toBe(6);
     expect(versus.find((v) => v.contestant === run && v.metric === 'exactMatch')?.wins).toBeGreaterThanOrEqual(5);
 
@@ -106,12 +110,14 @@ describe('hone eval', () => {
       data,
       '--metric',
       'exactMatch',
+      '--batch',
+      '1',
     );
     expect(table.stdout).toMatch(new RegExp(`^${run.replace(/[/.]/g, '\\$&')}\\s+(0\\.833|1\\.000) \\[`, 'm'));
     expect(table.stdout).toMatch(/vs hone-tiny, exactMatch: [56] wins/);
   }, 900_000);
 
-  it('refuses an unknown metric and data with nothing to answer by name; names each record it skips', async () => {
+  it('refuses an unknown metric by name, names each record it skips, and measures raw text by perplexity', async () => {
     const unknown = await hone('eval', '--model', 'hone-tiny', '--data', data, '--metric', 'bleu');
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('no metric bleu: choose from exactMatch, contains, rougeL, chrF');
@@ -122,8 +128,14 @@ describe('hone eval', () => {
     expect(skipped.stderr).toContain('skipped broken.jsonl:2: malformed JSON');
     const text = join(dir, 'book.txt');
     await writeFile(text, 'Call me Ishmael.');
-    const none = await hone('eval', '--model', 'hone-tiny', '--data', text);
-    expect(none.code).toBe(1);
-    expect(none.stderr).toContain('needs examples');
+    // Raw text has nothing to answer: its perplexity is measured.
+    const measured = await hone('eval', '--model', 'hone-tiny', '--data', text, '--json');
+    expect(measured.code, measured.stderr).toBe(0);
+    const { summary } = JSON.parse(measured.stdout) as Summary;
+    expect(summary).toMatchObject([{ contestant: 'hone-tiny', metric: 'perplexity', n: 1 }]);
+    expect(summary[0].mean).toBeGreaterThan(1);
+    const unanswerable = await hone('eval', '--model', 'hone-tiny', '--data', text, '--metric', 'exactMatch');
+    expect(unanswerable.code).toBe(1);
+    expect(unanswerable.stderr).toContain('raw text has no prompt to answer: measure its perplexity');
   });
 });

@@ -83,8 +83,15 @@ export interface EngineApi {
     hub: HubSettings,
     onProgress: (p: { gguf?: GgufProgress; upload?: PublishProgress }) => void,
   ): Promise<PublishResult>;
-  /** Contestants answer the examples and are scored; `onProgress` (a comlink proxy) hears each answer. */
-  evaluate(request: EvalRequest, onProgress: (p: EvalProgress) => void): Promise<EvalReport>;
+  /**
+   * Contestants answer the examples and are scored; `onProgress` (a comlink proxy) hears each batch. Contestants
+   * marked `other` are `other`'s model, downloaded (or read from the cache) for their turn.
+   */
+  evaluate(
+    request: EvalRequest,
+    onProgress: (p: EvalProgress) => void,
+    other?: { source: ModelSource; hub: HubSettings },
+  ): Promise<EvalReport>;
   stopEvaluating(): Promise<void>;
   /** The evaluation kept with the latest run, or null. */
   keptEvaluation(): Promise<EvalReport | null>;

@@ -1,13 +1,13 @@
 /**
- * One answer from a model, with or without an adapter, streamed: the Compare step's chats and `hone generate` both
- * reply through `reply`.
+ * Answers from a model, with or without an adapter: one streamed (`reply`: the Compare step's chats and `hone
+ * generate`), or several at once (`replyRows`: evaluations), the same answer either way.
  */
 import type { SamplingSettings } from '../../core/generation/sampling';
 import { samplingProblems } from '../../core/generation/sampling';
 import type { ModelConfig } from '../../core/model-config';
 import type { ChatMessage, ModelTokenizer } from '../../core/tokenizer';
 import { Decoder } from './model/decoder';
-import { type Generation, generate } from './model/generate';
+import { type Generation, generate, generateRows } from './model/generate';
 import type { EngineKernels } from './model/kernels';
 import type { GpuLora } from './model/lora';
 import type { GpuWeights } from './model/weights';
@@ -40,7 +40,7 @@ export interface ReplyModel {
 }
 
 /** Every reason the options cannot generate, or none. */
-function replyProblems(options: ReplyOptions): string[] {
+function replyProblems(options: Pick<ReplyOptions, 'sampling' | 'maxNewTokens'>): string[] {
   const problems = samplingProblems(options.sampling);
   const n = options.maxNewTokens;
   if (!Number.isInteger(n) || n < 1)
@@ -99,6 +99,56 @@ export async function reply(
       tokensPerSecond: result.tokensPerSecond,
       stoppedBy: result.stoppedBy,
     };
+  } finally {
+    decoder.destroy();
+  }
+}
+
+export interface RowsReplyOptions extends Omit<ReplyOptions, 'prompt' | 'stopStrings'> {
+  prompts: Prompt[];
+  /** Each prompt's name in errors (an example's file and line). */
+  names?: string[];
+}
+
+/**
+ * The model's answers to several prompts, decoded together (generateRows: a row each, every row drawn from the
+ * same seed), the answers `reply` gives each prompt alone. No stop strings: the stop tokens end each answer.
+ */
+export async function replyRows(
+  engine: { device: GPUDevice; kernels: EngineKernels },
+  model: ReplyModel,
+  options: RowsReplyOptions,
+): Promise<Reply[]> {
+  const problems = replyProblems(options);
+  if (problems.length > 0) throw new Error(problems.join('; '));
+  const { tokenizer } = model;
+  const prompts = options.prompts.map((prompt) => promptIds(prompt, tokenizer));
+  const positions = model.config.maxPositionEmbeddings;
+  for (const [i, ids] of prompts.entries()) {
+    if (ids.length >= positions) {
+      const name = options.names?.[i] ?? `prompt ${i + 1}`;
+      throw new Error(
+        `${name}: its ${ids.length} tokens leave no room to answer in the model's ${positions} positions`,
+      );
+    }
+  }
+  const longest = Math.max(...prompts.map((ids) => ids.length));
+  const length = Math.min(positions, longest + options.maxNewTokens);
+  const decoder = new Decoder(engine.device, engine.kernels, model.weights, model.lora, length, prompts.length);
+  try {
+    const requests = prompts.map((prompt) => ({ prompt, seed: options.seed }));
+    const stopIds = tokenizer?.eosTokenIds ?? [];
+    const rows = await generateRows(decoder, requests, {
+      ...options.sampling,
+      maxNewTokens: options.maxNewTokens,
+      stopIds,
+    });
+    return rows.map((row) => ({
+      ids: row.ids,
+      text: tokenizer ? tokenizer.decode(row.ids, { skipSpecialTokens: true }) : '',
+      tokensPerSecond: row.tokensPerSecond,
+      stoppedBy: row.stoppedBy,
+    }));
   } finally {
     decoder.destroy();
   }

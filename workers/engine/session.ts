@@ -20,8 +20,8 @@ import type {
   RunCheckpoints,
   SavedRunSummary,
 } from './api';
-import { type Reply, reply } from './chat';
-import { type Contestant, type EvalProgress, type EvalReport, type EvalRequest, evaluate } from './evaluate';
+import { type ReplyModel, reply } from './chat';
+import type { EvalReport, EvalRequest } from './evaluate';
 import { adapterFiles } from './export';
 import type { Gpu } from './gpu/device';
 import { EngineKernels, type KernelChoices, kernelChoicesFor } from './model/kernels';
@@ -36,11 +36,11 @@ import {
   readerFor,
   sourceLabel,
 } from './model-loader';
+import { type EvaluateOptions, RunEvaluation } from './run-evaluation';
 import { RunExports, type ScratchFile } from './run-exports';
 import type { Engine } from './train/build-run';
 import type { RuleWorker } from './train/js-reward';
-import { jsRewardSource } from './train/js-reward';
-import { spawnWebRuleWorker } from './train/reward-choice';
+import { type RewardChoice, spawnWebRuleWorker } from './train/reward-choice';
 import { type RunTiming, timeRun } from './train/run-timing';
 import {
   type ModelOnGpu,
@@ -89,13 +89,13 @@ export class EngineSession {
   private training: TrainingSession | null = null;
   private imported: GpuLora | null = null;
   private stopRequested = false;
-  private evaluationStopped = false;
   /** Why the last device was lost (a driver reset, a tab in the background too long); the next call starts a new one. */
   private lostReason: string | null = null;
   private readonly lostListeners: ((reason: string) => void)[] = [];
   private readonly runs: RunStore | null;
   /** The run's adapter and tuned model as files: zipped, as GGUF, or published. */
   readonly exports: RunExports;
+  private readonly evaluation: RunEvaluation;
   /** The load in progress, which the next one waits for. */
   private loading: Promise<unknown> = Promise.resolve();
 
@@ -106,8 +106,14 @@ export class EngineSession {
       training: () => this.training,
       keptAdapter: (label, which) => this.keptAdapter(label, which),
       device: async () => (await this.device()).device,
-      evaluation: () => this.keptEvaluation(),
+      evaluation: () => this.evaluation.kept(),
       scratch: options.scratch,
+    });
+    this.evaluation = new RunEvaluation({
+      engine: () => this.engine(),
+      tunedModel: (adapter) => this.tunedModel(adapter),
+      rewardFiles: (choice) => this.rewardFiles(choice),
+      runs: this.runs,
     });
   }
 
@@ -174,6 +180,11 @@ export class EngineSession {
   ): Promise<LoadedModelSummary> {
     const read = readerFor(source, hub, this.options.cache ?? null, onProgress);
     return this.loadFrom(read, sourceLabel(source));
+  }
+
+  /** Where a model's files are read (the cache first), and its name. */
+  modelReader(source: ModelSource, hub: HubSettings): { label: string; read: ReadFile } {
+    return { label: sourceLabel(source), read: readerFor(source, hub, this.options.cache ?? null) };
   }
 
   /** Reads the model through `read` and puts it on the GPU, in place of the loaded one; loads run one at a time. */
@@ -268,17 +279,21 @@ export class EngineSession {
     return timeRun(engine, model, await this.withKeptReward({ ...request, model: model.label }), files);
   }
 
-  /** A reward model trained here, picked as a kept run, becomes its adapter's PEFT files, kept with the run. */
-  private async withKeptReward(request: TrainRequest): Promise<TrainRequest> {
-    const reward = request.reward;
-    if (reward?.kind !== 'kept-run') return request;
+  /** A kept run's reward model, picked as the reward, read as its adapter's PEFT files; other choices as they are. */
+  private async rewardFiles(reward: RewardChoice): Promise<RewardChoice> {
+    if (reward.kind !== 'kept-run') return reward;
     const adapter = await this.exports.trainedAdapter({ run: reward.run, step: reward.step });
     if (adapter.settings.method !== 'rm') throw new Error(`${reward.name} is not a reward model's run`);
     const files = [...adapterFiles(adapter)].map(([path, bytes]) => ({
       path,
       file: new Blob([new Uint8Array(bytes)]),
     }));
-    return { ...request, reward: { kind: 'reward-model', name: reward.name, files } };
+    return { kind: 'reward-model', name: reward.name, files };
+  }
+
+  /** The request with its reward read (a kept run's reward model as files). */
+  private async withKeptReward(request: TrainRequest): Promise<TrainRequest> {
+    return request.reward ? { ...request, reward: await this.rewardFiles(request.reward) } : request;
   }
 
   pauseTraining(): void {
@@ -387,47 +402,57 @@ export class EngineSession {
    */
   async generate(request: GenerateRequest, onText: (text: string) => void): Promise<GenerateResult> {
     const loaded = this.present();
-    const engine = await this.engine();
-    if (this.training?.isRunning) throw new Error('A run is training: pause or stop it to chat.');
     if (!loaded.model && !('ids' in request.prompt)) {
       throw new Error(`${loaded.tokenizerError}; the model reads token ids only`);
     }
-    let weights = loaded.weights;
-    let lora: GpuLora | null = null;
-    // A kept checkpoint's adapter is read for this answer only, and let go after it.
-    let owned: GpuLora | null = null;
-    if (request.adapter === 'run') {
+    const { model, release } = await this.tunedModel(request.adapter);
+    this.stopRequested = false;
+    try {
+      return await reply(await this.engine(), model, request, (text) => {
+        onText(text);
+        return !this.stopRequested;
+      });
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * The loaded model with an adapter on: none (the base), this run's (a full run's own weights), the imported one,
+   * or a kept checkpoint's, read for the caller's use and let go by `release`.
+   */
+  private async tunedModel(adapter: GenerateRequest['adapter']): Promise<{ model: ReplyModel; release(): void }> {
+    const loaded = this.present();
+    const { device } = await this.engine();
+    if (this.training?.isRunning) throw new Error('A run is training: pause or stop it to chat or evaluate.');
+    const config = loaded.checkpoint.config;
+    const model: ReplyModel = {
+      config,
+      weights: loaded.weights,
+      lora: null,
+      tokenizer: loaded.model?.tokenizer ?? null,
+    };
+    if (adapter === 'none') return { model, release: () => {} };
+    if (adapter === 'run') {
       const trainer = this.training?.current;
       if (!trainer)
         throw new Error('There is no trained model yet: train one in the Train step, or import an adapter.');
       if (trainer.settings.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
-      // A run that trains every weight is compared through its own copy of them, with no adapter.
-      weights = this.training?.weights ?? weights;
-      lora = trainer.lora;
-    } else if (request.adapter === 'imported') {
+      // A run that trains every weight answers through its own copy of them, with no adapter.
+      const weights = this.training?.weights ?? loaded.weights;
+      return { model: { ...model, weights, lora: trainer.lora }, release: () => {} };
+    }
+    if (adapter === 'imported') {
       if (!this.imported) throw new Error('No adapter was imported.');
-      lora = this.imported;
-    } else if (typeof request.adapter === 'object') {
-      const { request: run, params } = await this.keptAdapter(loaded.label, request.adapter);
-      if (run.settings.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
-      const config = loaded.checkpoint.config;
-      owned = GpuLora.create(engine.device, config, loraSettingsFor(config, run.settings, 0), (m, a, b) => {
-        a.set(params.subarray(m.offsetA, m.offsetA + a.length));
-        b.set(params.subarray(m.offsetB, m.offsetB + b.length));
-      });
-      lora = owned;
+      return { model: { ...model, lora: this.imported }, release: () => {} };
     }
-    this.stopRequested = false;
-    try {
-      const model = { config: loaded.checkpoint.config, weights, lora, tokenizer: loaded.model?.tokenizer ?? null };
-      const answer: Reply = await reply(engine, model, request, (text) => {
-        onText(text);
-        return !this.stopRequested;
-      });
-      return answer;
-    } finally {
-      owned?.destroy();
-    }
+    const { request: run, params } = await this.keptAdapter(loaded.label, adapter);
+    if (run.settings.method === 'rm') throw new Error(REWARD_MODEL_CANNOT_CHAT);
+    const lora = GpuLora.create(device, config, loraSettingsFor(config, run.settings, 0), (m, a, b) => {
+      a.set(params.subarray(m.offsetA, m.offsetA + a.length));
+      b.set(params.subarray(m.offsetB, m.offsetB + b.length));
+    });
+    return { model: { ...model, lora }, release: () => lora.destroy() };
   }
 
   /** Ends every answer being generated after its current token. */
@@ -437,48 +462,19 @@ export class EngineSession {
 
   // ---- evaluating --------------------------------------------------------------------------------------------
 
-  /**
-   * The contestants answer every example and are scored (evaluate.ts), through `generate`; `use` runs before each
-   * contestant's answers. `stopEvaluating` ends it after the answer at hand, with the examples every one answered.
-   * The report is kept with the latest run.
-   */
-  async evaluate(
-    request: EvalRequest,
-    options: { onProgress?: (p: EvalProgress) => void; use?: (c: Contestant) => Promise<void> } = {},
-  ): Promise<EvalReport> {
-    const { sampling, maxNewTokens, seed } = request;
-    const spawn = (await this.engine()).spawnRuleWorker;
-    const rule = request.rule === undefined ? undefined : await jsRewardSource('the rule', request.rule, spawn);
-    this.evaluationStopped = false;
-    try {
-      const report = await evaluate(request, {
-        use: options.use,
-        answer: async (messages, contestant) => {
-          const prompt = { messages };
-          const reply = await this.generate(
-            { prompt, adapter: contestant.adapter, sampling, maxNewTokens, seed },
-            () => {},
-          );
-          return reply.text;
-        },
-        rule,
-        onProgress: options.onProgress,
-        stopped: () => this.evaluationStopped,
-      });
-      await this.runs?.saveEvaluation(report);
-      return report;
-    } finally {
-      rule?.destroy();
-    }
+  /** The contestants answer every example and are scored (run-evaluation.ts); the report is kept with the run. */
+  evaluate(request: EvalRequest, options: EvaluateOptions = {}): Promise<EvalReport> {
+    return this.evaluation.evaluate(request, options);
   }
 
   /** The evaluation kept with the latest run (after a reload too); null when none is. */
-  async keptEvaluation(): Promise<EvalReport | null> {
-    return (await this.runs?.evaluation()) ?? null;
+  keptEvaluation(): Promise<EvalReport | null> {
+    return this.evaluation.kept();
   }
 
+  /** Ends the evaluation after the batch at hand, with the examples every contestant finished. */
   stopEvaluating(): void {
-    this.evaluationStopped = true;
+    this.evaluation.stop();
   }
 }
 

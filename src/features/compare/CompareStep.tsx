@@ -139,7 +139,7 @@ export function CompareStep() {
               New conversation
             </button>
           </form>
-          <EvaluatePanel canTune={c.adapter !== 'run' || hasRun} />
+          <EvaluatePanel hasRun={hasRun} fullRun={fullRun} />
           {c.turns.length > 0 && <NextStep to="export" what="take the tuned model with you" />}
         </>
       )}
@@ -180,13 +180,13 @@ async function answer(side: Side, turns: Turn[], settings: CompareSettings, adap
 }
 
 function AdapterChoice({ hasRun, fullRun }: { hasRun: boolean; fullRun: boolean }) {
-  const { adapter, setAdapter } = useCompare();
+  const { adapter, setAdapter, imported, setImported } = useCompare();
   const importAdapter = useMutation({
     mutationFn: async (list: FileList) => {
       const picked = filesFromInput(list);
       return getEngine().importAdapter(picked.name, picked.files);
     },
-    onSuccess: () => setAdapter('imported'),
+    onSuccess: setImported,
   });
   return (
     <fieldset className={`${card} text-sm`} data-testid="adapter-choice">
@@ -202,11 +202,11 @@ function AdapterChoice({ hasRun, fullRun }: { hasRun: boolean; fullRun: boolean 
           <input
             type="radio"
             checked={adapter === 'imported'}
-            disabled={!importAdapter.data}
+            disabled={!imported}
             onChange={() => setAdapter('imported')}
           />
-          {importAdapter.data
-            ? `Imported: ${importAdapter.data.name} (rank ${importAdapter.data.r}, ${importAdapter.data.modules} modules)`
+          {imported
+            ? `Imported: ${imported.name} (rank ${imported.r}, ${imported.modules} modules)`
             : 'An imported adapter'}
         </label>
         <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">

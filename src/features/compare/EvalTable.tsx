@@ -1,6 +1,6 @@
 import Papa from 'papaparse';
 import { useState } from 'react';
-import { formatScore, METRICS, type MetricName } from '../../../core/eval/metrics';
+import { formatScore, scoreInfo } from '../../../core/eval/metrics';
 import type { EvalReport, EvalRow } from '../../../workers/engine/api';
 import { button } from '../../components/ui';
 import { download } from '../../lib/download';
@@ -10,10 +10,12 @@ function disagrees(row: EvalRow, metrics: string[]): boolean {
   return metrics.some((m) => new Set(row.answers.map((a) => a.scores[m])).size > 1);
 }
 
-/** The tuned model's score minus the base's on `metric` (0 where either has none). */
+/** The most any model after the base improved on the base's score on `metric` (0 where none has both). */
 function gain(row: EvalRow, metric: string): number {
-  const [base, tuned] = row.answers.map((a) => a.scores[metric]);
-  return base == null || tuned == null ? 0 : tuned - base;
+  const [base, ...others] = row.answers.map((a) => a.scores[metric]);
+  const sign = scoreInfo(metric).higherIsBetter ? 1 : -1;
+  const gains = others.flatMap((s) => (base == null || s == null ? [] : [sign * (s - base)]));
+  return gains.length === 0 ? 0 : Math.max(...gains);
 }
 
 /** Every example as a CSV row: id, prompt, reference, then each contestant's answer and scores. */
@@ -41,15 +43,15 @@ function jsonl(report: EvalReport): string {
 }
 
 /**
- * Every example with each model's answer and scores: sorted by how much the tuned model gained on a metric (or in
- * file order), the examples where the models disagree alone if asked; downloaded as CSV or JSONL.
+ * Every example with each model's answer and scores: sorted by the most a model gained over the base on a metric
+ * (or in file order), the examples where the models disagree alone if asked; downloaded as CSV or JSONL.
  */
 export function EvalTable({ report }: { report: EvalReport }) {
   const [sortBy, setSortBy] = useState<string | null>(null);
   const [onlyDisagreeing, setOnlyDisagreeing] = useState(false);
   const rows = report.rows.filter((row) => !onlyDisagreeing || disagrees(row, report.metrics));
   const sorted = sortBy ? [...rows].sort((a, b) => gain(b, sortBy) - gain(a, sortBy)) : rows;
-  const label = (m: string) => METRICS[m as MetricName]?.label ?? m;
+  const label = (m: string) => scoreInfo(m).label;
   return (
     <div className="space-y-2" data-testid="eval-table">
       <div className="flex flex-wrap items-center gap-3">
@@ -90,7 +92,7 @@ export function EvalTable({ report }: { report: EvalReport }) {
                     className="underline"
                     onClick={() => setSortBy(sortBy === m ? null : m)}
                     aria-pressed={sortBy === m}
-                    title={`Sort by the tuned model's gain in ${label(m)}`}
+                    title={`Sort by the most a model gained over the base in ${label(m)}`}
                   >
                     {label(m)}
                   </button>

@@ -1,30 +1,40 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
-import { answerKind, formatScore, METRICS, type MetricName, metricsFor } from '../../../core/eval/metrics';
-import type { EvalProgress, EvalReport } from '../../../workers/engine/api';
+import { defaultScores } from '../../../core/eval/examples';
+import { formatScore, MEASURES, METRICS, type MetricName, scoreInfo } from '../../../core/eval/metrics';
+import type { EvalProgress, EvalReport, RewardChoice } from '../../../workers/engine/api';
+import { RewardPicker } from '../../components/RewardPicker';
 import { button, card, ErrorMessage, input } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
 import { formatSeconds } from '../../lib/format';
 import { useDataset } from '../../stores/dataset';
+import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useCompare } from './compare-store';
+import { EvalChart } from './EvalChart';
+import { type ContestantChoice, EvalContestants, NO_CONTESTANT_CHOICE, useContestants } from './EvalContestants';
 import { EvalTable } from './EvalTable';
 
 /**
- * Evaluate: the base and the tuned model (the Compare step's adapter) answer every held-out example with the
- * Compare step's decoding settings and seed; the summary (means with 95% bootstrap intervals, wins / ties / losses)
- * and every example's answers and scores, kept with the run.
+ * Evaluate: the base model and the models the person picks (this run, kept checkpoints, an imported adapter,
+ * another model's base) answer every held-out example with the Compare step's decoding settings and seed, several
+ * at once; the summary (means with 95% bootstrap intervals, as a table and charts; wins / ties / losses against the
+ * base) and every example's answers and scores, kept with the run.
  */
-export function EvaluatePanel({ canTune }: { canTune: boolean }) {
+export function EvaluatePanel(props: { hasRun: boolean; fullRun: boolean }) {
   const summary = useDataset((s) => s.summary);
-  const { settings, adapter } = useCompare();
+  const { settings } = useCompare();
   const queryClient = useQueryClient();
-  // The person's choice of metrics; until they make one, the metrics that fit the examples' references.
+  // The person's choice of scores; until they make one, the ones that fit the examples.
   const [chosen, setMetrics] = useState<MetricName[] | null>(null);
+  const [perplexityChosen, setPerplexity] = useState<boolean | null>(null);
   const [progress, setProgress] = useState<EvalProgress | null>(null);
   /** A JavaScript rule scoring each answer too (GRPO's sandboxed worker); empty for none. */
   const [rule, setRule] = useState('');
+  const [reward, setReward] = useState<RewardChoice | null>(null);
+  const [choice, setChoice] = useState<ContestantChoice>(NO_CONTESTANT_CHOICE);
+  const { pick, list, checked } = useContestants(choice, props);
   const heldOut = useQuery({
     queryKey: ['held-out-examples', summary],
     enabled: summary !== null,
@@ -38,37 +48,40 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
   });
   const source = picked.length > 0 ? fromFiles : heldOut;
   const kept = useQuery({ queryKey: ['kept-evaluation'], queryFn: () => getEngine().keptEvaluation() });
-  const count = source.data?.examples.length ?? 0;
-  const fitting = metricsFor(answerKind(source.data?.examples.map((e) => e.reference) ?? [])).map((m) => m.name);
-  const metrics = chosen ?? fitting;
+  const examples = source.data?.examples ?? [];
+  const count = examples.length;
+  const fitting = defaultScores(examples);
+  const metrics = chosen ?? fitting.metrics;
+  const perplexity = perplexityChosen ?? fitting.perplexity;
   const run = useMutation({
     mutationFn: async (): Promise<EvalReport> => {
-      const examples = source.data?.examples ?? [];
       setProgress(null);
       const { maxNewTokens, seed, system: _, stop: __, ...sampling } = settings;
+      const other = pick.other && { source: pick.other, hub: hubSettings(useHubSettings.getState()) };
       return getEngine().evaluate(
         {
           examples,
-          contestants: [
-            { name: 'base', adapter: 'none' },
-            { name: 'tuned', adapter },
-          ],
+          contestants: pick.contestants,
           metrics,
+          perplexity,
           rule: rule.trim() ? rule : undefined,
+          reward: reward ?? undefined,
           sampling,
           maxNewTokens,
           seed,
         },
         Comlink.proxy(setProgress),
+        other ?? undefined,
       );
     },
     onSuccess: (report) => queryClient.setQueryData(['kept-evaluation'], report),
   });
   const report = run.data ?? kept.data ?? null;
+  const scores = metrics.length + (perplexity ? 1 : 0) + (rule.trim() ? 1 : 0) + (reward ? 1 : 0);
   return (
     <section className={`${card} space-y-3 text-sm`} data-testid="evaluate" aria-labelledby="evaluate-heading">
       <h2 id="evaluate-heading" className="font-semibold">
-        Evaluate: both models on many examples, scored
+        Evaluate: the models on many examples, scored
       </h2>
       <p className="text-slate-600 dark:text-slate-300" data-testid="eval-examples">
         {picked.length > 0
@@ -77,11 +90,11 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
             ? 'Drop a dataset in the Data step (its held-out split is answered here), or pick a file'
             : `The ${count} held-out examples of the dataset`}
         {source.data && source.data.skipped > 0 && ` (${source.data.skipped} records with nothing to answer left out)`}.
-        Both models answer with the sampling settings above; each answer is scored against the example's own.
+        Every model answers with the sampling settings above; each answer is scored against the example's own.
       </p>
       <label className="flex flex-col">
         <span className="text-slate-600 dark:text-slate-300">
-          Or examples from a file (JSONL, JSON, CSV, Parquet: prompts and reference answers)
+          Or examples from a file (JSONL, JSON, CSV, Parquet: prompts and reference answers, or raw text)
         </span>
         <input type="file" multiple onChange={(e) => setPicked([...(e.target.files ?? [])])} />
       </label>
@@ -94,6 +107,7 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
             .join('; ')}`}
         />
       )}
+      <EvalContestants choice={choice} onChange={setChoice} list={list} checked={checked} />
       <fieldset className="flex flex-wrap gap-4">
         <legend className="sr-only">Metrics</legend>
         {Object.values(METRICS).map((m) => (
@@ -108,6 +122,10 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
             {m.label}
           </label>
         ))}
+        <label className="flex items-center gap-1" title={MEASURES.perplexity.description}>
+          <input type="checkbox" checked={perplexity} onChange={(e) => setPerplexity(e.target.checked)} />
+          {MEASURES.perplexity.label}
+        </label>
       </fieldset>
       <details>
         <summary className="cursor-pointer">A JavaScript rule to score the answers too (optional)</summary>
@@ -119,11 +137,16 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
           onChange={(e) => setRule(e.target.value)}
         />
       </details>
+      <details>
+        <summary className="cursor-pointer">A reward model to score the answers too (optional)</summary>
+        <p className="text-slate-600 dark:text-slate-300">{MEASURES.reward.description}</p>
+        <RewardPicker reward={reward} onChange={setReward} disabled={run.isPending} modelsOnly />
+      </details>
       <div className="flex flex-wrap items-center gap-3">
         <button
           type="button"
           className={`${button} bg-indigo-600 text-white hover:bg-indigo-700`}
-          disabled={run.isPending || count === 0 || (metrics.length === 0 && !rule.trim()) || !canTune}
+          disabled={run.isPending || count === 0 || scores === 0}
           onClick={() => run.mutate()}
         >
           Evaluate
@@ -138,20 +161,23 @@ export function EvaluatePanel({ canTune }: { canTune: boolean }) {
         </button>
         {run.isPending && progress && (
           <span data-testid="eval-progress">
-            {progress.done} of {progress.total} answers
+            {progress.done} of {progress.total} done
             {progress.secondsLeft !== null && `, about ${formatSeconds(progress.secondsLeft)} left`}
           </span>
         )}
-        {!canTune && <span>Train a model, or import an adapter, to evaluate it against the base.</span>}
+        {pick.contestants.length === 1 && (
+          <span>Only the base model answers: pick a tuned model or another model to compare it with.</span>
+        )}
       </div>
       {run.isError && <ErrorMessage error={run.error} />}
       {report && <EvalSummary report={report} />}
+      {report && <EvalChart report={report} />}
       {report && <EvalTable report={report} />}
     </section>
   );
 }
 
-/** Each model's mean per metric with its interval, as bars; then the tuned model against the base. */
+/** Each model's mean per metric with its interval; then each model against the base. */
 function EvalSummary({ report }: { report: EvalReport }) {
   return (
     <div data-testid="eval-summary" className="space-y-2">
@@ -169,13 +195,9 @@ function EvalSummary({ report }: { report: EvalReport }) {
         <tbody>
           {report.metrics.map((metric) => (
             <tr key={metric}>
-              <td>{METRICS[metric as MetricName]?.label ?? metric}</td>
+              <td>{scoreInfo(metric).label}</td>
               {report.contestants.map((c) => {
                 const s = report.summary.find((x) => x.contestant === c.name && x.metric === metric);
-                // A rule has no fixed scale: its bars share the largest mean's.
-                const max =
-                  METRICS[metric as MetricName]?.max ??
-                  Math.max(...report.summary.filter((x) => x.metric === metric).map((x) => Math.abs(x.mean)), 1e-9);
                 return (
                   <td key={c.name}>
                     {s && (
@@ -186,12 +208,6 @@ function EvalSummary({ report }: { report: EvalReport }) {
                             [{formatScore(metric, s.low)}, {formatScore(metric, s.high)}]
                           </span>
                         </span>
-                        <div className="relative h-2 w-32 rounded bg-slate-200 dark:bg-slate-700" aria-hidden="true">
-                          <div
-                            className="absolute h-2 rounded bg-indigo-500"
-                            style={{ width: `${Math.min(100, (100 * Math.max(0, s.mean)) / max)}%` }}
-                          />
-                        </div>
                       </div>
                     )}
                   </td>
@@ -204,8 +220,8 @@ function EvalSummary({ report }: { report: EvalReport }) {
       <ul>
         {report.versus.map((v) => (
           <li key={`${v.contestant}-${v.metric}`}>
-            {v.contestant} against {v.against}, {METRICS[v.metric as MetricName]?.label ?? v.metric}: {v.wins} better,{' '}
-            {v.ties} the same, {v.losses} worse; difference {formatScore(v.metric, v.difference.mean)} [
+            {v.contestant} against {v.against}, {scoreInfo(v.metric).label}: {v.wins} better, {v.ties} the same,{' '}
+            {v.losses} worse; difference {formatScore(v.metric, v.difference.mean)} [
             {formatScore(v.metric, v.difference.low)}, {formatScore(v.metric, v.difference.high)}]
           </li>
         ))}

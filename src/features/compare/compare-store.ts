@@ -1,6 +1,6 @@
 import { create } from 'zustand';
 import { DEFAULT_SAMPLING, type SamplingSettings } from '../../../core/generation/sampling';
-import type { GenerateResult, KeptCheckpoint } from '../../../workers/engine/api';
+import type { GenerateResult, ImportedAdapterSummary, KeptCheckpoint } from '../../../workers/engine/api';
 
 export type Side = 'base' | 'tuned';
 
@@ -28,6 +28,9 @@ interface CompareState {
   turns: Turn[];
   settings: CompareSettings;
   adapter: Adapter;
+  /** The adapter imported beside the model, if any (the engine holds one at a time). */
+  imported: ImportedAdapterSummary | null;
+  setImported: (summary: ImportedAdapterSummary) => void;
   setSettings: (s: Partial<CompareSettings>) => void;
   setAdapter: (a: Adapter) => void;
   addTurn: (user: string, reference: string | null) => void;
@@ -39,6 +42,8 @@ export const useCompare = create<CompareState>((set) => ({
   turns: [],
   settings: { ...DEFAULT_SAMPLING, maxNewTokens: 64, seed: 0, system: '', stop: '' },
   adapter: 'run',
+  imported: null,
+  setImported: (imported) => set({ imported, adapter: 'imported' }),
   setSettings: (s) => set((state) => ({ settings: { ...state.settings, ...s } })),
   setAdapter: (adapter) => set({ adapter }),
   addTurn: (user, reference) =>

@@ -8,10 +8,10 @@ import { NextStep } from '../../components/NextStep';
 import { button, card, ErrorMessage, Step } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { formatBytes, formatCount, formatSeconds } from '../../lib/format';
+import { bundledModel, CATALOG } from '../../lib/model-catalog';
 import { filesFromDrop, filesFromInput } from '../../lib/picked-files';
 import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useModel } from '../../stores/model';
-import { bundledModel, CATALOG } from './catalog';
 
 /** The Model step: pick a Hub model or a local folder, see what it costs, download it onto the GPU. */
 export function ModelStep() {

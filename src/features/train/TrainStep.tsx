@@ -12,12 +12,12 @@ import {
 } from '../../../core/training/settings';
 import type { TrainRequest } from '../../../workers/engine/api';
 import { NextStep } from '../../components/NextStep';
+import { RewardPicker, STARTER_RULE } from '../../components/RewardPicker';
 import { button, card, Step } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
-import { RewardPicker, STARTER_RULE } from './RewardPicker';
 import { RunEstimate } from './RunEstimate';
 import { RunPanel } from './RunPanel';
 import { RunsList } from './RunsList';

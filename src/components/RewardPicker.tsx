@@ -1,7 +1,7 @@
-import type { RewardChoice } from '../../../workers/engine/api';
-import { CheckpointChoice } from '../../components/CheckpointChoice';
-import { input } from '../../components/ui';
-import { filesFromInput } from '../../lib/picked-files';
+import type { RewardChoice } from '../../workers/engine/api';
+import { filesFromInput } from '../lib/picked-files';
+import { CheckpointChoice } from './CheckpointChoice';
+import { input } from './ui';
 
 /** A rule to start from: it rewards completions that hold the reference answer's words, and brevity. */
 export const STARTER_RULE = `// A reward rule: (prompt, completion, reference) => a number, higher is better.
@@ -15,25 +15,37 @@ export const STARTER_RULE = `// A reward rule: (prompt, completion, reference) =
 };
 `;
 
-/** Where policy optimization's reward comes from: a rule written here, a reward model's PEFT folder, or ONNX. */
+/**
+ * Where a reward comes from: a rule written here, a reward model trained here, a reward model's PEFT folder, or
+ * ONNX. Policy optimization's reward (Train) offers all; an evaluation's scorer (Compare) the models, or none.
+ */
 export function RewardPicker(props: {
   reward: RewardChoice | null;
   onChange: (reward: RewardChoice | null) => void;
   disabled: boolean;
+  /** Offers the models only, and none of them (an evaluation's own rule is written apart). */
+  modelsOnly?: boolean;
 }) {
-  const { reward, onChange, disabled } = props;
+  const { reward, onChange, disabled, modelsOnly = false } = props;
   const rule = reward?.kind === 'rule' ? reward : null;
   return (
     <fieldset disabled={disabled} className="mt-3 space-y-2 text-sm" data-testid="reward-picker">
-      <legend className="font-medium">Reward</legend>
-      <label className="flex items-center gap-2">
-        <input
-          type="radio"
-          checked={rule !== null}
-          onChange={() => onChange({ kind: 'rule', name: 'rule.js', source: STARTER_RULE })}
-        />
-        A rule in JavaScript
-      </label>
+      <legend className="font-medium">{modelsOnly ? 'Reward model' : 'Reward'}</legend>
+      {modelsOnly ? (
+        <label className="flex items-center gap-2">
+          <input type="radio" checked={reward === null} onChange={() => onChange(null)} />
+          None
+        </label>
+      ) : (
+        <label className="flex items-center gap-2">
+          <input
+            type="radio"
+            checked={rule !== null}
+            onChange={() => onChange({ kind: 'rule', name: 'rule.js', source: STARTER_RULE })}
+          />
+          A rule in JavaScript
+        </label>
+      )}
       {rule && (
         <textarea
           className={`${input} h-48 w-full font-mono text-xs`}

@@ -1,4 +1,4 @@
-import type { ModelSource } from '../../../workers/engine/api';
+import type { ModelSource } from '../../workers/engine/api';
 
 /** The small models people fine-tune most, as the model picker offers them. */
 export interface CatalogEntry {
