@@ -73,3 +73,9 @@ export function bfloat16Bits(value: number): number {
   if ((x & 0x7fffffff) > 0x7f800000) return (x >>> 16) | 0x40; // NaN: keep it quiet and a NaN
   return (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
 }
+
+/** The float32 whose bits these are. */
+export function float32FromBits(bits: number): number {
+  u32[0] = bits;
+  return f32[0];
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LLAMA32_1B, QWEN3_06B, QWEN25_05B, SMOLLM2_135M } from '../tests/fixtures/hub-configs';
+import { GEMMA3_1B, GEMMA3_270M, LLAMA32_1B, QWEN3_06B, QWEN25_05B, SMOLLM2_135M } from '../tests/fixtures/hub-configs';
 import { type ModelConfig, ModelConfigError, parseModelConfig, serializeModelConfig } from './model-config';
 import { parameterCount } from './model-memory';
 
@@ -42,6 +42,7 @@ describe('parseModelConfig on published configs', () => {
       tieWordEmbeddings: true,
       attentionBias: false,
       qkNorm: false,
+      gemma: null,
     } satisfies ModelConfig);
     expect(parameterCount(config)).toBe(134_515_008);
   });
@@ -64,6 +65,7 @@ describe('parseModelConfig on published configs', () => {
       tieWordEmbeddings: true,
       attentionBias: true,
       qkNorm: false,
+      gemma: null,
     } satisfies ModelConfig);
     expect(parameterCount(config)).toBe(494_032_768);
   });
@@ -86,6 +88,7 @@ describe('parseModelConfig on published configs', () => {
       tieWordEmbeddings: true,
       attentionBias: false,
       qkNorm: true,
+      gemma: null,
     } satisfies ModelConfig);
     expect(parameterCount(config)).toBe(596_049_920);
   });
@@ -114,8 +117,70 @@ describe('parseModelConfig on published configs', () => {
       tieWordEmbeddings: true,
       attentionBias: false,
       qkNorm: false,
+      gemma: null,
     } satisfies ModelConfig);
     expect(parameterCount(config)).toBe(1_235_814_400);
+  });
+});
+
+describe('parseModelConfig on Gemma 3', () => {
+  it('reads gemma-3-270m: five local layers to a global one, √640 as bfloat16, both rotary bases', () => {
+    const config = parseModelConfig(GEMMA3_270M);
+    expect(config).toMatchObject({
+      modelType: 'gemma3_text',
+      hiddenSize: 640,
+      numLayers: 18,
+      numKvHeads: 1,
+      headDim: 256,
+      rmsNormEps: 1e-6,
+      ropeTheta: 1e6,
+      tieWordEmbeddings: true,
+      qkNorm: true,
+    });
+    // √640 = 25.298...: bfloat16 keeps 25.25, as transformers multiplies in the weights' dtype.
+    expect(config.gemma).toEqual({
+      embedScale: 25.25,
+      queryPreAttnScalar: 256,
+      slidingWindow: 512,
+      slidingLayers: GEMMA3_270M.layer_types.map((t) => t === 'sliding_attention'),
+      localRopeTheta: 10000,
+    });
+    expect(config.gemma?.slidingLayers.filter((s) => !s)).toHaveLength(3);
+    expect(parameterCount(config)).toBeGreaterThan(265e6);
+    expect(parameterCount(config)).toBeLessThan(271e6);
+  });
+
+  it('reads gemma-3-1b without layer_types (every sixth layer global), and transformers 5 rope_parameters', () => {
+    const config = parseModelConfig(GEMMA3_1B);
+    expect(config.gemma?.slidingLayers).toEqual(Array.from({ length: 26 }, (_, i) => (i + 1) % 6 !== 0));
+    expect(parameterCount(config)).toBeGreaterThan(990e6);
+    expect(parameterCount(config)).toBeLessThan(1010e6);
+    const five = parseModelConfig({
+      ...without(without(without(GEMMA3_1B, 'rope_theta'), 'rope_local_base_freq'), 'rope_scaling'),
+      dtype: 'float32',
+      torch_dtype: undefined,
+      rope_parameters: {
+        full_attention: { rope_type: 'default', rope_theta: 5e5 },
+        sliding_attention: { rope_type: 'default', rope_theta: 2e4 },
+      },
+    });
+    expect(five.ropeTheta).toBe(5e5);
+    expect(five.gemma).toMatchObject({ localRopeTheta: 2e4, embedScale: Math.fround(Math.sqrt(1152)) });
+    // Gemma3TextConfig's defaults: window 4096, query_pre_attn_scalar 256, head_dim 256, tied.
+    const bare = parseModelConfig(
+      without(without(without(GEMMA3_1B, 'sliding_window'), 'head_dim'), 'query_pre_attn_scalar'),
+    );
+    expect(bare.gemma).toMatchObject({ slidingWindow: 4096, queryPreAttnScalar: 256 });
+    expect(bare.headDim).toBe(256);
+  });
+
+  it("refuses what Hone cannot run of Gemma's options, by field", () => {
+    rejects({ ...GEMMA3_1B, final_logit_softcapping: 30 }, 'final_logit_softcapping', 'not supported');
+    rejects({ ...GEMMA3_1B, use_bidirectional_attention: true }, 'use_bidirectional_attention');
+    rejects({ ...GEMMA3_1B, hidden_activation: 'gelu' }, 'hidden_activation', 'tanh GELU');
+    rejects({ ...GEMMA3_1B, rope_scaling: { rope_type: 'linear', factor: 8 } }, 'rope_scaling.rope_type', '"linear"');
+    rejects({ ...GEMMA3_270M, layer_types: ['sliding_attention'] }, 'layer_types', '1 entries');
+    rejects({ ...GEMMA3_270M, layer_types: GEMMA3_270M.layer_types.map(() => 'chunked') }, 'layer_types', '"chunked"');
   });
 });
 
@@ -166,7 +231,7 @@ describe('parseModelConfig errors name the field', () => {
       'model_type',
       '"gpt2"',
       'GPT2LMHeadModel',
-      'llama, qwen2, qwen3',
+      'llama, qwen2, qwen3, gemma3_text',
     );
     rejects(without(SMOLLM2_135M, 'model_type'), 'model_type', 'not supported');
   });
@@ -271,6 +336,19 @@ describe('serializeModelConfig', () => {
       { ...base, tieWordEmbeddings: false },
       { ...base, modelType: 'qwen2' as const, attentionBias: true },
       { ...base, modelType: 'qwen3' as const, qkNorm: true, headDim: 16 },
+      {
+        ...base,
+        modelType: 'gemma3_text' as const,
+        qkNorm: true,
+        headDim: 16,
+        gemma: {
+          embedScale: Math.fround(Math.sqrt(48)),
+          queryPreAttnScalar: 12,
+          slidingWindow: 5,
+          slidingLayers: [true, false, true],
+          localRopeTheta: 100,
+        },
+      },
       {
         ...base,
         ropeScaling: {

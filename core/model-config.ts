@@ -1,9 +1,12 @@
+import { bfloat16Bits, f16BitsToF32Bits, float32FromBits, halfBits } from './float16';
+
 /**
  * The architecture of a decoder-only transformer, read from a Hugging Face `config.json`.
  * Supported: `llama` (SmolLM2, Llama 3.x with `rope_scaling` type `llama3`, TinyLlama), `qwen2` (bias on the
- * q/k/v projections), `qwen3` (RMSNorm on q and k per head, explicit `head_dim`).
+ * q/k/v projections), `qwen3` (RMSNorm on q and k per head, explicit `head_dim`), `gemma3_text` (Gemma 3's text
+ * models: see GemmaLayout).
  */
-export type ModelType = 'llama' | 'qwen2' | 'qwen3';
+export type ModelType = 'llama' | 'qwen2' | 'qwen3' | 'gemma3_text';
 
 export interface Llama3RopeScaling {
   type: 'llama3';
@@ -29,8 +32,26 @@ export interface ModelConfig {
   tieWordEmbeddings: boolean;
   /** Bias on q_proj, k_proj and v_proj (qwen2; llama's `attention_bias`). */
   attentionBias: boolean;
-  /** RMSNorm over each head of q and k before rotary embeddings (qwen3). */
+  /** RMSNorm over each head of q and k before rotary embeddings (qwen3, gemma3_text). */
   qkNorm: boolean;
+  /** Gemma 3's layout where it differs from llama's; null for the others. */
+  gemma: GemmaLayout | null;
+}
+
+/**
+ * Gemma 3 (transformers' Gemma3ForCausalLM): embeddings × √hidden (rounded to the checkpoint's dtype); every RMSNorm
+ * x̂ · (1 + w); four norms a layer, the attention's and the MLP's outputs normed before each joins the residual;
+ * GeGLU with the tanh GELU; q and k normed per head; scores scaled by query_pre_attn_scalar^-½; sliding-window
+ * attention on local layers (a key seen while 0 ≤ q − k < window), each kind of layer with its own rotary base.
+ */
+export interface GemmaLayout {
+  embedScale: number;
+  /** q · k is scaled by its ^-½ (not head_dim's). */
+  queryPreAttnScalar: number;
+  slidingWindow: number;
+  /** Per layer: true where it attends within the sliding window (its rotary base localRopeTheta). */
+  slidingLayers: boolean[];
+  localRopeTheta: number;
 }
 
 /** The seven projections LoRA can adapt, as PEFT names them. */
@@ -43,6 +64,11 @@ export type Projection = (typeof PROJECTIONS)[number];
  */
 export function shortDims(c: ModelConfig) {
   return { d: c.hiddenSize, f: c.intermediateSize, H: c.numHeads, KV: c.numKvHeads, hd: c.headDim, eps: c.rmsNormEps };
+}
+
+/** The scale of attention's q · k: head_dim^-½, or Gemma's query_pre_attn_scalar^-½. */
+export function attentionScale(c: ModelConfig): number {
+  return (c.gemma?.queryPreAttnScalar ?? c.headDim) ** -0.5;
 }
 
 /** [out, in] of a projection's weight, as stored in the checkpoint (PyTorch's nn.Linear layout). */
@@ -83,6 +109,10 @@ export function expectedTensors(config: ModelConfig): Map<string, number[]> {
     const p = `model.layers.${l}`;
     tensors.set(`${p}.input_layernorm.weight`, [d]);
     tensors.set(`${p}.post_attention_layernorm.weight`, [d]);
+    if (config.gemma) {
+      tensors.set(`${p}.pre_feedforward_layernorm.weight`, [d]);
+      tensors.set(`${p}.post_feedforward_layernorm.weight`, [d]);
+    }
     for (const projection of PROJECTIONS)
       tensors.set(projectionKey(l, projection), projectionShape(config, projection));
     if (config.attentionBias) {
@@ -100,7 +130,7 @@ export function expectedTensors(config: ModelConfig): Map<string, number[]> {
   return tensors;
 }
 
-const MODEL_TYPES: readonly ModelType[] = ['llama', 'qwen2', 'qwen3'];
+const MODEL_TYPES: readonly ModelType[] = ['llama', 'qwen2', 'qwen3', 'gemma3_text'];
 
 export class ModelConfigError extends Error {
   constructor(
@@ -150,30 +180,115 @@ export function parseModelConfig(json: unknown, source = 'config.json'): ModelCo
   // Rotary embeddings turn the head's dimensions in pairs.
   if (headDim % 2 !== 0) throw fields.fail('head_dim', `must be even for rotary embeddings, got ${headDim}`);
 
-  fields.refuseUnless('hidden_act', 'silu', 'only SiLU (SwiGLU) MLPs are supported');
+  const gemma = modelType === 'gemma3_text';
+  if (gemma) {
+    const activation = fields.has('hidden_activation') ? 'hidden_activation' : 'hidden_act';
+    fields.refuseUnless(activation, 'gelu_pytorch_tanh', "Gemma 3's MLP is supported with the tanh GELU only");
+  } else {
+    fields.refuseUnless('hidden_act', 'silu', 'only SiLU (SwiGLU) MLPs are supported');
+  }
   fields.refuseUnless('mlp_bias', false, 'bias on the MLP projections is not supported');
-  fields.refuseUnless('use_sliding_window', false, 'sliding-window attention is not supported');
+  if (!gemma) fields.refuseUnless('use_sliding_window', false, 'sliding-window attention is not supported');
   // qwen2 always has q/k/v bias; llama's and qwen3's attention_bias would also put a bias on o_proj.
   if (modelType !== 'qwen2') {
     fields.refuseUnless('attention_bias', false, 'attention_bias (bias on q/k/v and o_proj) is not supported');
   }
 
+  const numLayers = fields.positiveInt('num_hidden_layers');
+  const rope = gemma ? parseGemmaRope(fields) : { ...parseRope(fields), localRopeTheta: 0 };
   return {
     modelType: modelType as ModelType,
     vocabSize: fields.positiveInt('vocab_size'),
     hiddenSize,
     intermediateSize: fields.positiveInt('intermediate_size'),
-    numLayers: fields.positiveInt('num_hidden_layers'),
+    numLayers,
     numHeads,
     numKvHeads,
     headDim,
-    rmsNormEps: fields.positiveNumber('rms_norm_eps'),
-    ...parseRope(fields),
+    rmsNormEps: fields.positiveNumber('rms_norm_eps', gemma ? 1e-6 : undefined),
+    ropeTheta: rope.ropeTheta,
+    ropeScaling: rope.ropeScaling,
     maxPositionEmbeddings: fields.positiveInt('max_position_embeddings'),
-    // False is the default of all three config classes (only PretrainedConfig's is true).
-    tieWordEmbeddings: fields.boolean('tie_word_embeddings', false),
+    // Gemma3TextConfig ties by default; LlamaConfig, Qwen2Config and Qwen3Config do not.
+    tieWordEmbeddings: fields.boolean('tie_word_embeddings', gemma),
     attentionBias: modelType === 'qwen2',
-    qkNorm: modelType === 'qwen3',
+    qkNorm: modelType === 'qwen3' || gemma,
+    gemma: gemma ? parseGemma(fields, { hiddenSize, numLayers, localRopeTheta: rope.localRopeTheta }) : null,
+  };
+}
+
+/** Gemma3TextConfig's fields, with its defaults; what Hone cannot run (softcapped logits, bidirectional) refused. */
+function parseGemma(
+  fields: Fields,
+  known: { hiddenSize: number; numLayers: number; localRopeTheta: number },
+): GemmaLayout {
+  if (fields.has('final_logit_softcapping')) {
+    throw fields.fail('final_logit_softcapping', 'is not supported (Gemma 3 leaves it null)');
+  }
+  fields.refuseUnless('use_bidirectional_attention', false, 'only causal attention is supported');
+  const slidingWindow = fields.positiveInt('sliding_window', 4096);
+  let slidingLayers: boolean[];
+  if (fields.has('layer_types')) {
+    const types = fields.strings('layer_types');
+    if (types.length !== known.numLayers) {
+      throw fields.fail('layer_types', `has ${types.length} entries for num_hidden_layers ${known.numLayers}`);
+    }
+    slidingLayers = types.map((type, i) => {
+      if (type !== 'sliding_attention' && type !== 'full_attention') {
+        throw fields.fail(`layer_types`, `entry ${i} is ${show(type)}: sliding_attention or full_attention`);
+      }
+      return type === 'sliding_attention';
+    });
+  } else {
+    // Configs before layer_types: every pattern-th layer global, the others local.
+    const field = fields.has('sliding_window_pattern') ? 'sliding_window_pattern' : '_sliding_window_pattern';
+    const pattern = fields.positiveInt(field, 6);
+    slidingLayers = Array.from({ length: known.numLayers }, (_, i) => (i + 1) % pattern !== 0);
+  }
+  return {
+    embedScale: roundToDtype(Math.sqrt(known.hiddenSize), fields.dtype()),
+    queryPreAttnScalar: fields.positiveNumber('query_pre_attn_scalar', 256),
+    slidingWindow,
+    slidingLayers,
+    localRopeTheta: known.localRopeTheta,
+  };
+}
+
+/** x as the checkpoint's dtype holds it: Gemma multiplies its embeddings by √hidden cast to the weights' dtype. */
+function roundToDtype(x: number, dtype: string): number {
+  if (dtype === 'float32') return Math.fround(x);
+  if (dtype === 'float16') return float32FromBits(f16BitsToF32Bits(halfBits(x)));
+  if (dtype === 'bfloat16') return float32FromBits(bfloat16Bits(x) << 16);
+  return x;
+}
+
+/**
+ * Gemma 3's rotary bases: global layers' and local layers' (transformers 5's `rope_parameters` per layer kind, or
+ * the earlier `rope_theta` and `rope_local_base_freq`); rope scaling (Gemma 3 4B and up) is refused.
+ */
+function parseGemmaRope(fields: Fields): Pick<ModelConfig, 'ropeTheta' | 'ropeScaling'> & { localRopeTheta: number } {
+  const plain = (params: Fields, theta: string, fallback: number) => {
+    const type = params.has('rope_type') ? 'rope_type' : 'type';
+    if (params.has(type) && params.string(type) !== 'default') {
+      throw params.fail(type, `${show(params.string(type))} is not supported for Gemma 3; supported: default`);
+    }
+    return params.positiveNumber(theta, fallback);
+  };
+  if (fields.has('rope_parameters')) {
+    const params = fields.object('rope_parameters');
+    const full = params.has('full_attention') ? params.object('full_attention') : null;
+    const sliding = params.has('sliding_attention') ? params.object('sliding_attention') : null;
+    return {
+      ropeTheta: full ? plain(full, 'rope_theta', 1_000_000) : 1_000_000,
+      ropeScaling: null,
+      localRopeTheta: sliding ? plain(sliding, 'rope_theta', 10_000) : 10_000,
+    };
+  }
+  if (fields.has('rope_scaling')) plain(fields.object('rope_scaling'), 'factor', 1);
+  return {
+    ropeTheta: fields.positiveNumber('rope_theta', 1_000_000),
+    ropeScaling: null,
+    localRopeTheta: fields.positiveNumber('rope_local_base_freq', 10_000),
   };
 }
 
@@ -183,7 +298,12 @@ export function parseModelConfig(json: unknown, source = 'config.json'): ModelCo
  * in PyTorch and back into Hone unchanged (`parseModelConfig(JSON.parse(serializeModelConfig(c)))` is `c`).
  */
 export function serializeModelConfig(c: ModelConfig): string {
-  const architecture = { llama: 'LlamaForCausalLM', qwen2: 'Qwen2ForCausalLM', qwen3: 'Qwen3ForCausalLM' }[c.modelType];
+  const architecture = {
+    llama: 'LlamaForCausalLM',
+    qwen2: 'Qwen2ForCausalLM',
+    qwen3: 'Qwen3ForCausalLM',
+    gemma3_text: 'Gemma3ForCausalLM',
+  }[c.modelType];
   const json: Record<string, unknown> = {
     architectures: [architecture],
     model_type: c.modelType,
@@ -208,13 +328,22 @@ export function serializeModelConfig(c: ModelConfig): string {
     tie_word_embeddings: c.tieWordEmbeddings,
     torch_dtype: 'float32',
   };
-  // Qwen2 always has q/k/v biases (no field); llama and qwen3 only support attention_bias false here.
+  // Qwen2 always has q/k/v biases (no field); the others only support attention_bias false here.
   if (c.modelType !== 'qwen2') json.attention_bias = false;
+  if (c.gemma) {
+    delete json.hidden_act;
+    json.hidden_activation = 'gelu_pytorch_tanh';
+    json.rope_local_base_freq = c.gemma.localRopeTheta;
+    json.query_pre_attn_scalar = c.gemma.queryPreAttnScalar;
+    json.sliding_window = c.gemma.slidingWindow;
+    json.layer_types = c.gemma.slidingLayers.map((s) => (s ? 'sliding_attention' : 'full_attention'));
+  }
   return `${JSON.stringify(json, null, 2)}\n`;
 }
 
 function defaultHeadDim(modelType: ModelType, hiddenSize: number, numHeads: number): number | undefined {
   if (modelType === 'qwen3') return 128;
+  if (modelType === 'gemma3_text') return 256;
   return hiddenSize % numHeads === 0 ? hiddenSize / numHeads : undefined;
 }
 
@@ -296,6 +425,21 @@ class Fields {
     const value = this.read(field, fallback);
     if (typeof value !== 'boolean') throw this.fail(field, `must be true or false, got ${show(value)}`);
     return value;
+  }
+
+  /** A list of strings. */
+  strings(field: string): string[] {
+    const value = this.read(field);
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) {
+      throw this.fail(field, `must be a list of strings, got ${show(value)}`);
+    }
+    return value as string[];
+  }
+
+  /** The weights' dtype as the config names it (`torch_dtype`, or transformers 5's `dtype`); float32 when unsaid. */
+  dtype(): string {
+    for (const field of ['dtype', 'torch_dtype']) if (this.has(field)) return this.string(field);
+    return 'float32';
   }
 
   string(field: string): string {

@@ -60,6 +60,7 @@ const TINY: ModelConfig = {
   tieWordEmbeddings: true,
   attentionBias: false,
   qkNorm: false,
+  gemma: null,
 };
 
 function adapter(overrides: Record<string, unknown> = {}): AdapterConfig {

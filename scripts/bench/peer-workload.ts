@@ -44,6 +44,7 @@ export function smolLm2Config(layers: number): ModelConfig {
     tieWordEmbeddings: true,
     attentionBias: false,
     qkNorm: false,
+    gemma: null,
   };
 }
 

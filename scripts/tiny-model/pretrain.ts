@@ -166,6 +166,7 @@ export async function pretrain(o: PretrainOptions): Promise<PretrainResult> {
     tieWordEmbeddings: true,
     attentionBias: false,
     qkNorm: false,
+    gemma: null,
   };
   const { device, summary } = await acquireNodeGpu();
   try {

@@ -4,15 +4,8 @@
  * checked against.
  */
 import type { ModelConfig } from '../../core/model-config';
-import { embeddingCpu } from '../../workers/engine/kernels/embedding.cpu';
-import {
-  type Dims,
-  layerForward,
-  linearForward,
-  rmsNormForward,
-  rotaryTables,
-} from '../../workers/engine/reference/layer.cpu';
-import { buildModel, type ReferenceLora } from '../../workers/engine/reference/model.cpu';
+import type { ReferenceLora } from '../../workers/engine/reference/model.cpu';
+import { referenceBatchLogits } from '../../workers/engine/reference/transformer.cpu';
 
 /** The reference model's logits for one sequence: [tokens.length, vocab]. */
 export function referenceLogits(
@@ -21,15 +14,7 @@ export function referenceLogits(
   lora: ReferenceLora | null,
   tokens: number[],
 ): Float64Array {
-  const model = buildModel(config, weights, lora, null);
-  const T = tokens.length;
-  const D = config.hiddenSize;
-  const dims: Dims = { B: 1, T, N: T, D, H: config.numHeads, KV: config.numKvHeads, hd: config.headDim };
-  const rope = rotaryTables(model.invFreq, T);
-  let x = embeddingCpu(tokens, model.embed.value, D);
-  for (const layer of model.layers) x = layerForward(model, layer, x, dims, rope).out;
-  const hidden = rmsNormForward(x, model.finalNorm.value, T, D, config.rmsNormEps).y;
-  return linearForward(model.lmHead, hidden, T).y;
+  return referenceBatchLogits(config, weights, lora, [tokens]);
 }
 
 /** Softmax of one row of logits. */

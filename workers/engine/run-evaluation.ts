@@ -76,22 +76,30 @@ export class RunEvaluation {
     // The loaded model's tokenizer reads the answers for a reward model; its tokens size the scorer.
     const { model: loaded, release } = await this.source.tunedModel('none');
     release();
+    const { tokenizer } = loaded;
+    if (!tokenizer) throw new Error('The loaded model has no tokenizer, so it cannot read the examples.');
+    const reader = { ...loaded, tokenizer };
     this.stopRequested = false;
     const scorers: (AnswerScorer & { destroy(): void })[] = [];
     try {
       if (request.rule !== undefined) {
         const choice = { kind: 'rule' as const, name: 'the rule', source: request.rule };
-        scorers.push(await this.scorer('rule', choice, request, loaded));
+        scorers.push(await this.scorer('rule', choice, request, reader));
       }
       if (request.reward) {
-        scorers.push(await this.scorer('reward', await this.source.rewardFiles(request.reward), request, loaded));
+        scorers.push(await this.scorer('reward', await this.source.rewardFiles(request.reward), request, reader));
       }
       const report = await evaluate(request, {
         answerer: async (contestant) => {
           await options.use?.(contestant);
           const other = contestant.other && options.other ? await this.otherModel(options.other) : null;
           const { model, release } = other ?? (await this.source.tunedModel(contestant.adapter));
-          return answerer(engine, model, request, release);
+          try {
+            return answerer(engine, model, request, release);
+          } catch (error) {
+            release();
+            throw error;
+          }
         },
         scorers,
         onProgress: options.onProgress,
@@ -134,10 +142,10 @@ export class RunEvaluation {
     measure: AnswerScorer['measure'],
     choice: RewardChoice,
     request: EvalRequest,
-    loaded: ReplyModel,
+    loaded: ReplyModel & { tokenizer: ModelTokenizer },
   ): Promise<AnswerScorer & { destroy(): void }> {
     const engine = await this.source.engine();
-    const tokenizer = loaded.tokenizer as ModelTokenizer;
+    const { tokenizer } = loaded;
     const longest = longestPrompt(tokenizer, request.examples);
     // The answer's stop tokens and the template's end of turn past the longest answer.
     const seq = Math.min(loaded.config.maxPositionEmbeddings, longest + request.maxNewTokens + 8);

@@ -22,8 +22,9 @@ const DTYPE_TYPES: Record<GgufDtype, GgmlType> = { f32: GgmlType.F32, f16: GgmlT
 /** GGML_QUANT_VERSION, written by the converter into every file. */
 const QUANT_VERSION = 2;
 
-/** llama.cpp's architecture name: the same three words. */
+/** llama.cpp's architecture name: the same three words (Gemma 3 is not written yet). */
 export function ggufArchitecture(config: ModelConfig): string {
+  if (config.gemma) throw new Error('Gemma 3 models cannot be written as GGUF yet');
   return config.modelType;
 }
 

@@ -10,7 +10,7 @@ import { filesFromInput } from '../../lib/picked-files';
 import { useDataset } from '../../stores/dataset';
 import { useModel } from '../../stores/model';
 import { useTraining } from '../../stores/training';
-import { type Adapter, type CompareSettings, type Side, type Turn, useCompare } from './compare-store';
+import { type Adapter, type CompareSettings, type Side, type Turn, useCompare, useImported } from './compare-store';
 import { EvaluatePanel } from './EvaluatePanel';
 
 const SIDES: Side[] = ['base', 'tuned'];
@@ -180,13 +180,15 @@ async function answer(side: Side, turns: Turn[], settings: CompareSettings, adap
 }
 
 function AdapterChoice({ hasRun, fullRun }: { hasRun: boolean; fullRun: boolean }) {
-  const { adapter, setAdapter, imported, setImported } = useCompare();
+  const { adapter, setAdapter, setImported } = useCompare();
+  const imported = useImported();
+  const model = useModel((s) => s.loaded?.label ?? '');
   const importAdapter = useMutation({
     mutationFn: async (list: FileList) => {
       const picked = filesFromInput(list);
       return getEngine().importAdapter(picked.name, picked.files);
     },
-    onSuccess: setImported,
+    onSuccess: (summary) => setImported(summary, model),
   });
   return (
     <fieldset className={`${card} text-sm`} data-testid="adapter-choice">

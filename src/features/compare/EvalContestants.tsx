@@ -4,7 +4,7 @@ import { input } from '../../components/ui';
 import { getEngine } from '../../lib/engine';
 import { bundledModel, CATALOG } from '../../lib/model-catalog';
 import { useModel } from '../../stores/model';
-import { type Adapter, useCompare } from './compare-store';
+import { type Adapter, useCompare, useImported } from './compare-store';
 
 /** A model the person may ask: its key among the checkboxes, and the contestant it becomes. */
 interface Candidate {
@@ -78,7 +78,8 @@ export function useContestants(
   choice: ContestantChoice,
   props: { hasRun: boolean; fullRun: boolean },
 ): { pick: ContestantPick; list: Candidate[]; checked: Set<string> } {
-  const { adapter, imported } = useCompare();
+  const adapter = useCompare((s) => s.adapter);
+  const imported = useImported();
   const model = useModel((s) => s.loaded?.label);
   const checkpoints = useQuery({
     queryKey: ['checkpoints', model],

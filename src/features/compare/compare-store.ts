@@ -1,6 +1,7 @@
 import { create } from 'zustand';
 import { DEFAULT_SAMPLING, type SamplingSettings } from '../../../core/generation/sampling';
 import type { GenerateResult, ImportedAdapterSummary, KeptCheckpoint } from '../../../workers/engine/api';
+import { useModel } from '../../stores/model';
 
 export type Side = 'base' | 'tuned';
 
@@ -28,9 +29,9 @@ interface CompareState {
   turns: Turn[];
   settings: CompareSettings;
   adapter: Adapter;
-  /** The adapter imported beside the model, if any (the engine holds one at a time). */
-  imported: ImportedAdapterSummary | null;
-  setImported: (summary: ImportedAdapterSummary) => void;
+  /** The adapter imported beside a model (the engine holds one at a time, and lets it go with its model). */
+  imported: (ImportedAdapterSummary & { model: string }) | null;
+  setImported: (summary: ImportedAdapterSummary, model: string) => void;
   setSettings: (s: Partial<CompareSettings>) => void;
   setAdapter: (a: Adapter) => void;
   addTurn: (user: string, reference: string | null) => void;
@@ -43,7 +44,7 @@ export const useCompare = create<CompareState>((set) => ({
   settings: { ...DEFAULT_SAMPLING, maxNewTokens: 64, seed: 0, system: '', stop: '' },
   adapter: 'run',
   imported: null,
-  setImported: (imported) => set({ imported, adapter: 'imported' }),
+  setImported: (summary, model) => set({ imported: { ...summary, model }, adapter: 'imported' }),
   setSettings: (s) => set((state) => ({ settings: { ...state.settings, ...s } })),
   setAdapter: (adapter) => set({ adapter }),
   addTurn: (user, reference) =>
@@ -69,3 +70,10 @@ export const useCompare = create<CompareState>((set) => ({
     }),
   clear: () => set({ turns: [] }),
 }));
+
+/** The imported adapter, while the model it was imported beside is the one loaded. */
+export function useImported(): ImportedAdapterSummary | null {
+  const imported = useCompare((s) => s.imported);
+  const model = useModel((s) => s.loaded?.label);
+  return imported && imported.model === model ? imported : null;
+}

@@ -59,6 +59,12 @@ export class GpuWeights {
     source: TensorSource,
     options: { bindingLimit?: number; vocabChunkBytes?: number; halfMatrices?: boolean } = {},
   ): Promise<GpuWeights> {
+    if (config.gemma) {
+      throw new Error(
+        "Gemma 3 (gemma3_text) is read and checked, but Hone's GPU engine does not run it yet: " +
+          'pick a llama, qwen2 or qwen3 model',
+      );
+    }
     const limit =
       options.bindingLimit ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     const chunkBytes = Math.min(limit, options.vocabChunkBytes ?? limit);

@@ -3,7 +3,7 @@ import { type LowRankCpu, matmulCpu } from '../kernels/matmul.cpu';
 import { rmsnormBackwardCpu, rmsnormForwardCpu } from '../kernels/rmsnorm.cpu';
 import type { Rotation } from '../kernels/rope';
 import { ropeCpu } from '../kernels/rope.cpu';
-import { swigluBackwardCpu, swigluCpu } from '../kernels/swiglu.cpu';
+import { gegluBackwardCpu, gegluCpu, swigluBackwardCpu, swigluCpu } from '../kernels/swiglu.cpu';
 import type { Layer, Linear, Model, Param } from './model.cpu';
 
 /**
@@ -136,7 +136,9 @@ function rotate(rotation: Rotation, x: Float64Array, heads: number, d: Dims, rop
 // One decoder layer:
 //   n1 = input_layernorm(x);  x2 = x + o_proj(attention(rope(qnorm(q_proj(n1))), rope(knorm(k_proj(n1))), v_proj(n1)))
 //   n2 = post_attention_layernorm(x2);  out = x2 + down_proj(silu(gate_proj(n2)) * up_proj(n2))
-// Attention is the attention twin's (probabilities kept), SwiGLU the swiglu twin's.
+// Gemma: x2 = x + post_attention_layernorm(o_proj(...)), n2 = pre_feedforward_layernorm(x2), GELU (tanh) for SiLU,
+// out = x2 + post_feedforward_layernorm(down_proj(...)); local layers attend within the sliding window.
+// Attention is the attention twin's (probabilities kept), the gated MLP the swiglu twin's.
 
 export interface LayerCache {
   norm1: NormCache;
@@ -153,6 +155,9 @@ export interface LayerCache {
   /** [B, H, T, T] */
   probs: Float64Array;
   o: LinearCache;
+  /** Gemma's norms of the attention's and the MLP's outputs */
+  attnOutNorm: NormCache | null;
+  mlpOutNorm: NormCache | null;
   norm2: NormCache;
   gate: LinearCache;
   up: LinearCache;
@@ -167,11 +172,26 @@ export interface Dims extends AttentionDims {
   D: number;
 }
 
+/** The attention's dims in a layer: Gemma's score scale, and its window on local layers. */
+export function layerDims(model: Model, layer: Layer, d: Dims): Dims {
+  const gemma = model.config.gemma;
+  if (!gemma) return d;
+  return { ...d, scale: gemma.queryPreAttnScalar ** -0.5, window: layer.sliding ? gemma.slidingWindow : undefined };
+}
+
+/** y = norm(y) where the layer has the norm (Gemma), else y as it is. */
+function normed(norm: Param | null, y: Float64Array, N: number, D: number, eps: number) {
+  if (!norm) return { y, cache: null };
+  return rmsNormForward(y, norm.value, N, D, eps);
+}
+
 /** x: [N, D] → [N, D] */
-export function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dims, rope: RotaryTables) {
+export function layerForward(model: Model, layer: Layer, x: Float64Array, dims: Dims, rope: RotaryTables) {
+  const d = layerDims(model, layer, dims);
   const { N, D, H, KV, hd } = d;
   const eps = model.config.rmsNormEps;
   const { proj } = layer;
+  const gelu = model.config.gemma !== null;
 
   const norm1 = rmsNormForward(x, layer.inputNorm.value, N, D, eps);
   const q = linearForward(proj.q_proj, norm1.y, N); // [N, H * hd]
@@ -183,13 +203,16 @@ export function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dim
   const kRot = rotate('forward', kNorm?.y ?? k.y, KV, d, rope);
   const attention = attentionForwardCpu(qRot, kRot, v.y, d); // [N, H * hd]
   const o = linearForward(proj.o_proj, attention.out, N); // [N, D]
-  const x2 = add(x, o.y);
+  const attnOut = normed(layer.attnOutNorm, o.y, N, D, eps);
+  const x2 = add(x, attnOut.y);
 
   const norm2 = rmsNormForward(x2, layer.postNorm.value, N, D, eps);
   const gate = linearForward(proj.gate_proj, norm2.y, N); // [N, F]
   const up = linearForward(proj.up_proj, norm2.y, N); // [N, F]
-  const down = linearForward(proj.down_proj, swigluCpu(gate.y, up.y), N); // [N, D]
-  const out = add(x2, down.y);
+  const act = gelu ? gegluCpu(gate.y, up.y) : swigluCpu(gate.y, up.y);
+  const down = linearForward(proj.down_proj, act, N); // [N, D]
+  const mlpOut = normed(layer.mlpOutNorm, down.y, N, D, eps);
+  const out = add(x2, mlpOut.y);
 
   const cache: LayerCache = {
     norm1: norm1.cache,
@@ -203,6 +226,8 @@ export function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dim
     vOut: v.y,
     probs: attention.probs,
     o: o.cache,
+    attnOutNorm: attnOut.cache,
+    mlpOutNorm: mlpOut.cache,
     norm2: norm2.cache,
     gate: gate.cache,
     up: up.cache,
@@ -215,23 +240,29 @@ export function layerForward(model: Model, layer: Layer, x: Float64Array, d: Dim
 
 /** dOut: [N, D] → dx: [N, D], accumulating the layer's parameter gradients. */
 export function layerBackward(
+  model: Model,
   layer: Layer,
   c: LayerCache,
   dOut: Float64Array,
-  d: Dims,
+  dims: Dims,
   rope: RotaryTables,
 ): Float64Array {
+  const d = layerDims(model, layer, dims);
   const { N, D, H, KV, hd } = d;
   const { proj } = layer;
+  const unnormed = (norm: Param | null, cache: NormCache | null, dy: Float64Array) =>
+    norm && cache ? rmsNormBackward(norm, cache, dy, N, D) : dy;
 
   // MLP branch; the residual passes dOut straight through to x2.
-  const dAct = linearBackward(proj.down_proj, c.down, dOut, N);
-  const { dg, du } = swigluBackwardCpu(c.g, c.u, dAct);
+  const dDown = unnormed(layer.mlpOutNorm, c.mlpOutNorm, dOut);
+  const dAct = linearBackward(proj.down_proj, c.down, dDown, N);
+  const { dg, du } = model.config.gemma ? gegluBackwardCpu(c.g, c.u, dAct) : swigluBackwardCpu(c.g, c.u, dAct);
   const dn2 = add(linearBackward(proj.gate_proj, c.gate, dg, N), linearBackward(proj.up_proj, c.up, du, N));
   const dx2 = add(dOut, rmsNormBackward(layer.postNorm, c.norm2, dn2, N, D));
 
   // Attention branch; the residual passes dx2 straight through to x.
-  const dAttention = linearBackward(proj.o_proj, c.o, dx2, N);
+  const dO = unnormed(layer.attnOutNorm, c.attnOutNorm, dx2);
+  const dAttention = linearBackward(proj.o_proj, c.o, dO, N);
   const { dq, dk, dv } = attentionBackwardCpu(dAttention, c.qRot, c.kRot, c.vOut, c.probs, d);
   let dqProj = rotate('inverse', dq, H, d, rope);
   let dkProj = rotate('inverse', dk, KV, d, rope);

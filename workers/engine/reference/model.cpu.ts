@@ -50,9 +50,15 @@ export interface Linear {
 /** One decoder layer's parameters. */
 export interface Layer {
   inputNorm: Param;
+  /** The norm before the MLP: llama's post_attention_layernorm, Gemma's pre_feedforward_layernorm. */
   postNorm: Param;
   qNorm: Param | null;
   kNorm: Param | null;
+  /** Gemma's norms of the attention's and the MLP's outputs (post_attention_, post_feedforward_layernorm). */
+  attnOutNorm: Param | null;
+  mlpOutNorm: Param | null;
+  /** Gemma's local layers: sliding-window attention, the local rotary base. */
+  sliding: boolean;
   proj: Record<Projection, Linear>;
 }
 
@@ -71,6 +77,8 @@ export interface Model {
   layers: Layer[];
   /** [hd / 2] */
   invFreq: Float64Array;
+  /** [hd / 2] Gemma's local layers' (null for the others). */
+  localInvFreq: Float64Array | null;
 }
 
 /** Where gradients accumulate: one buffer per LoRA matrix, and per base weight when `full`. */
@@ -120,6 +128,12 @@ export function buildModel(
     return { value, grad: grads?.weight(key, value.length) ?? null };
   };
   const optionalParam = (key: string): Param | null => (expected.has(key) ? param(key) : null);
+  // Gemma's norms scale by 1 + w: the twin's weight is 1 + w, and w's gradient is (1 + w)'s.
+  const norm = (key: string): Param => {
+    const p = param(key);
+    return config.gemma ? { value: p.value.map((w) => 1 + w), grad: p.grad } : p;
+  };
+  const optionalNorm = (key: string): Param | null => (expected.has(key) ? norm(key) : null);
 
   const layers: Layer[] = [];
   for (let l = 0; l < config.numLayers; l++) {
@@ -151,11 +165,15 @@ export function buildModel(
         grad: { weight: weight.grad, bias: bias?.grad ?? null, A: loraGrad?.A ?? null, B: loraGrad?.B ?? null },
       };
     }
+    const gemma = config.gemma !== null;
     layers.push({
-      inputNorm: param(`${p}.input_layernorm.weight`),
-      postNorm: param(`${p}.post_attention_layernorm.weight`),
-      qNorm: optionalParam(`${p}.self_attn.q_norm.weight`),
-      kNorm: optionalParam(`${p}.self_attn.k_norm.weight`),
+      inputNorm: norm(`${p}.input_layernorm.weight`),
+      postNorm: norm(`${p}.${gemma ? 'pre_feedforward' : 'post_attention'}_layernorm.weight`),
+      qNorm: optionalNorm(`${p}.self_attn.q_norm.weight`),
+      kNorm: optionalNorm(`${p}.self_attn.k_norm.weight`),
+      attnOutNorm: gemma ? norm(`${p}.post_attention_layernorm.weight`) : null,
+      mlpOutNorm: gemma ? norm(`${p}.post_feedforward_layernorm.weight`) : null,
+      sliding: config.gemma?.slidingLayers[l] ?? false,
       proj,
     });
   }
@@ -172,9 +190,10 @@ export function buildModel(
       lora: null,
       grad: { weight: lmHead.grad, bias: null, A: null, B: null },
     },
-    finalNorm: param('model.norm.weight'),
+    finalNorm: norm('model.norm.weight'),
     layers,
     invFreq: ropeInverseFrequencies(config),
+    localInvFreq: config.gemma ? ropeInverseFrequencies(config, true) : null,
   };
 }
 

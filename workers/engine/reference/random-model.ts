@@ -28,6 +28,7 @@ export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
     tieWordEmbeddings: true,
     attentionBias: false,
     qkNorm: false,
+    gemma: null,
     ...overrides,
   };
 }

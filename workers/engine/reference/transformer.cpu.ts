@@ -60,6 +60,18 @@ export function referenceForward(
   return modelForward(model, readBatch(config, tokens, labels)).loss;
 }
 
+/** The logits of every position, [B * T, V]. */
+export function referenceBatchLogits(
+  config: ModelConfig,
+  weights: Map<string, Float64Array>,
+  lora: ReferenceLora | null,
+  tokens: number[][],
+): Float64Array {
+  const model = buildModel(config, weights, lora, null);
+  const { hidden, cache } = hiddenForward(model, readBatch(config, tokens, undefined, false));
+  return linearForward(model.lmHead, hidden, cache.dims.N).y;
+}
+
 /** The loss and its gradients: LoRA A and B always, every base weight too with `full`. */
 export function referenceForwardBackward(
   config: ModelConfig,
@@ -185,7 +197,8 @@ function checkRows(name: string, rows: number[][], B: number, T: number): void {
 interface HiddenCache {
   batch: Batch;
   dims: Dims;
-  rope: RotaryTables;
+  /** Each layer's rotary tables (Gemma's local layers have their own). */
+  rope: RotaryTables[];
   layers: LayerCache[];
   finalNorm: NormCache;
 }
@@ -203,12 +216,16 @@ function hiddenForward(model: Model, batch: Batch): { hidden: Float64Array; cach
   const D = config.hiddenSize;
   const N = batch.B * batch.T;
   const dims: Dims = { B: batch.B, T: batch.T, N, D, H: config.numHeads, KV: config.numKvHeads, hd: config.headDim };
-  const rope = rotaryTables(model.invFreq, batch.T);
+  const global = rotaryTables(model.invFreq, batch.T);
+  const local = model.localInvFreq && rotaryTables(model.localInvFreq, batch.T);
+  const rope = model.layers.map((layer) => (layer.sliding && local ? local : global));
 
-  let x = embeddingCpu(batch.tokens, model.embed.value, D); // [N, D] the residual stream
+  // x [N, D] = E[tokens] · s: the residual stream (s = Gemma's embedding scale, else 1)
+  const scale = model.config.gemma?.embedScale ?? 1;
+  let x: Float64Array = embeddingCpu(batch.tokens, model.embed.value, D).map((v) => v * scale);
   const layers: LayerCache[] = [];
-  for (const layer of model.layers) {
-    const { out, cache } = layerForward(model, layer, x, dims, rope);
+  for (const [l, layer] of model.layers.entries()) {
+    const { out, cache } = layerForward(model, layer, x, dims, rope[l]);
     layers.push(cache);
     x = out;
   }
@@ -236,8 +253,14 @@ function hiddenBackward(model: Model, cache: HiddenCache, dHidden: Float64Array)
   const { N, D } = dims;
   let dx = rmsNormBackward(model.finalNorm, cache.finalNorm, dHidden, N, D);
   for (let l = model.layers.length - 1; l >= 0; l--) {
-    dx = layerBackward(model.layers[l], cache.layers[l], dx, dims, rope);
+    dx = layerBackward(model, model.layers[l], cache.layers[l], dx, dims, rope[l]);
   }
-  // The embedding lookup scatters back: each position's gradient lands on its token's row.
-  if (model.embed.grad) accumulate(model.embed.grad, embeddingBackwardCpu(batch.tokens, dx, model.config.vocabSize, D));
+  // The embedding lookup scatters back, scaled: each position's gradient lands on its token's row.
+  const scale = model.config.gemma?.embedScale ?? 1;
+  const dEmbed = embeddingBackwardCpu(batch.tokens, dx, model.config.vocabSize, D);
+  if (model.embed.grad)
+    accumulate(
+      model.embed.grad,
+      dEmbed.map((v) => v * scale),
+    );
 }
