@@ -108,12 +108,14 @@ ${t.queryRowEntry()}
   var m = -3.0e38;
   var t = 0.0;
 ${t.perSlice((m) => `  var a${m} = V(0.0);`, false)}
-  for (var kt = 0u; kt <= qt; kt++) {
+  // From the tile of the first key the tile's first query sees (a row seeing none of a tile's keys yet sums
+  // exp(0)s there, which its first visible score's rescale, exp(-3e38 - m), then wipes out).
+  for (var kt = firstKey(qt * R) / R; kt <= qt; kt++) {
     let jStart = kt * R;
 ${t.perEntry(
   (e, c) => `    let j${e} = jStart + ${c};
     let k${e} = rowAt(b, min(j${e}, p.seq - 1u), p.kvHeads, g);
-    S[r * R + ${c}] = select(-3.0e38, (${t.dot('q', 'qi', 'k', `k${e}`)}) * p.scale, j${e} <= i);`,
+    S[r * R + ${c}] = select(-3.0e38, (${t.dot('q', 'qi', 'k', `k${e}`)}) * p.scale, sees(i, j${e}));`,
 )}
     workgroupBarrier();
     // The row's running maximum over this tile, the rescale of the sums so far, and the tile's probabilities.
@@ -145,14 +147,14 @@ ${t.queryRowEntry()}
   // delta_i = dout_i · out_i, which each lane of the row computes whole.
   let di = ${t.dot('dout', 'qi', 'out', 'qi')};
 ${t.perSlice((m) => `  var a${m} = V(0.0);`, false)}
-  for (var kt = 0u; kt <= qt; kt++) {
+  for (var kt = firstKey(qt * R) / R; kt <= qt; kt++) {
     let jStart = kt * R;
 ${t.perEntry(
   (e, c) => `    let j${e} = jStart + ${c};
     let k${e} = rowAt(b, min(j${e}, p.seq - 1u), p.kvHeads, g);
     let s${e} = (${t.dot('q', 'qi', 'k', `k${e}`)}) * p.scale;
     let dp${e} = ${t.dot('dout', 'qi', 'v', `k${e}`)};
-    DS[r * R + ${c}] = select(0.0, exp(s${e} - li) * (dp${e} - di), j${e} <= i);`,
+    DS[r * R + ${c}] = select(0.0, exp(s${e} - li) * (dp${e} - di), sees(i, j${e}));`,
 )}
     workgroupBarrier();
 ${t.perColumn((c) => `    let ds${c} = DS[r * R + ${c}u];\n    let k${c}at = rowAt(b, min(jStart + ${c}u, p.seq - 1u), p.kvHeads, g);`)}
@@ -187,9 +189,11 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid:
   let j = min(kt * R + c, p.seq - 1u);
   let kj = rowAt(b, j, p.kvHeads, g);
 ${t.perSlice((m) => `  var ak${m} = V(0.0);\n  var av${m} = V(0.0);`, false)}
+  // Up to the tile of the last query that sees the tile's last key.
+  let lastTile = min(tiles, (kt * R + R - 2u + p.window) / R + 1u);
   for (var h = g * group; h < (g + 1u) * group; h++) {
     let stats = (b * p.heads + h) * p.seq;
-    for (var qt = kt; qt < tiles; qt++) {
+    for (var qt = kt; qt < lastTile; qt++) {
       let iStart = qt * R;
 ${t.perEntry(
   (e, col) => `      let i${e} = iStart + ${col};
@@ -197,7 +201,7 @@ ${t.perEntry(
       let q${e} = rowAt(b, iC${e}, p.heads, h);
       let s${e} = (${t.dot('k', 'kj', 'q', `q${e}`)}) * p.scale;
       let dp${e} = ${t.dot('v', 'kj', 'dout', `q${e}`)};
-      let p${e} = select(0.0, exp(s${e} - lse[stats + iC${e}]), j <= i${e} && i${e} < p.seq);
+      let p${e} = select(0.0, exp(s${e} - lse[stats + iC${e}]), sees(i${e}, j) && i${e} < p.seq);
       P[c * R + ${col}] = p${e};
       DS[c * R + ${col}] = p${e} * (dp${e} - delta[stats + iC${e}]);`,
 )}

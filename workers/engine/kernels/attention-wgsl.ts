@@ -4,7 +4,14 @@ import { uniformStruct } from './wgsl';
 
 /** Invocations per workgroup. */
 export const WG = 64;
-export const PARAMS = uniformStruct({ batch: 'u32', seq: 'u32', heads: 'u32', kvHeads: 'u32', scale: 'f32' });
+export const PARAMS = uniformStruct({
+  batch: 'u32',
+  seq: 'u32',
+  heads: 'u32',
+  kvHeads: 'u32',
+  scale: 'f32',
+  window: 'u32',
+});
 
 /** The vector type rows are read as, its width, and a dot product of two of them. */
 export function vectorOf(headDim: number) {
@@ -64,6 +71,10 @@ const HDV = ${u.xs.length}u; // vectors per head row
 ${v.dot}
 // First vector of head h's row at position t of batch row b, in a rows-layout tensor of \`heads\` heads.
 fn rowAt(b: u32, t: u32, heads: u32, h: u32) -> u32 { return ((b * p.seq + t) * heads + h) * HDV; }
+// Whether query i sees key j: causal, and within the window (the sequence's length when there is none).
+fn sees(i: u32, j: u32) -> bool { return j <= i && i - j < p.window; }
+// The first key query i sees.
+fn firstKey(i: u32) -> u32 { return select(0u, i + 1u - p.window, i + 1u > p.window); }
 `;
 }
 

@@ -14,30 +14,38 @@ const dimsOf = (s: AttentionShape): AttentionDims => ({
   H: s.heads,
   KV: s.kvHeads,
   hd: s.headDim,
+  scale: s.scale,
+  window: s.window,
 });
 
 describe('attention CPU twin', () => {
-  it('has the gradient of Σ c · out, with grouped kv heads', () => {
-    const d: AttentionDims = { B: 2, T: 4, H: 4, KV: 2, hd: 3 };
-    const [nq, nk] = [d.B * d.T * d.H * d.hd, d.B * d.T * d.KV * d.hd];
-    const q = Float64Array.from(randomUniform(nq, 1, -2, 2));
-    const k = Float64Array.from(randomUniform(nk, 2, -2, 2));
-    const v = Float64Array.from(randomUniform(nk, 3));
-    const c = Float64Array.from(randomUniform(nq, 4));
-    const loss = () => attentionForwardCpu(q, k, v, d).out.reduce((acc, o, i) => acc + o * c[i], 0);
-    const { probs, lse } = attentionForwardCpu(q, k, v, d);
-    // lse is the log of each row's softmax denominator: p = exp(s - lse) for the first key, whose score is known.
-    const s00 = (q[0] * k[0] + q[1] * k[1] + q[2] * k[2]) / Math.sqrt(d.hd);
-    expect(Math.exp(s00 - lse[0])).toBeCloseTo(probs[0], 12);
-    const { dq, dk, dv } = attentionBackwardCpu(c, q, k, v, probs, d);
-    for (const [x, dx] of [
-      [q, dq],
-      [k, dk],
-      [v, dv],
-    ]) {
-      for (let i = 0; i < x.length; i++) expect(dx[i]).toBeCloseTo(finiteDifference(loss, x, i), 7);
-    }
-  });
+  for (const [name, d] of [
+    ['with grouped kv heads', { B: 2, T: 4, H: 4, KV: 2, hd: 3 }],
+    ["within a sliding window of 2, Gemma's score scale", { B: 2, T: 5, H: 4, KV: 2, hd: 3, scale: 0.4, window: 2 }],
+  ] as [string, AttentionDims][]) {
+    it(`has the gradient of Σ c · out, ${name}`, () => {
+      const [nq, nk] = [d.B * d.T * d.H * d.hd, d.B * d.T * d.KV * d.hd];
+      const q = Float64Array.from(randomUniform(nq, 1, -2, 2));
+      const k = Float64Array.from(randomUniform(nk, 2, -2, 2));
+      const v = Float64Array.from(randomUniform(nk, 3));
+      const c = Float64Array.from(randomUniform(nq, 4));
+      const loss = () => attentionForwardCpu(q, k, v, d).out.reduce((acc, o, i) => acc + o * c[i], 0);
+      const { probs, lse } = attentionForwardCpu(q, k, v, d);
+      // lse is the log of each row's softmax denominator: p = exp(s - lse) for the first key, whose score is known.
+      const s00 = (q[0] * k[0] + q[1] * k[1] + q[2] * k[2]) * (d.scale ?? 1 / Math.sqrt(d.hd));
+      expect(Math.exp(s00 - lse[0])).toBeCloseTo(probs[0], 12);
+      const { dq, dk, dv } = attentionBackwardCpu(c, q, k, v, probs, d);
+      for (const [x, dx] of [
+        [q, dq],
+        [k, dk],
+        [v, dv],
+      ]) {
+        for (let i = 0; i < x.length; i++) expect(dx[i]).toBeCloseTo(finiteDifference(loss, x, i), 7);
+      }
+      // Outside the window a query gives its key no weight: row t = 3 of head 0 sees keys 2 and 3 only.
+      if (d.window) expect(Array.from(probs.subarray(3 * d.T, 3 * d.T + 2))).toEqual([0, 0]);
+    });
+  }
 });
 
 describe('attention kernels against the CPU twin', () => {
@@ -63,6 +71,14 @@ describe('attention kernels against the CPU twin', () => {
     ['tiles, one position', { batch: 1, seq: 1, heads: 2, kvHeads: 1, headDim: 8 }, tiles(8)],
     // Vectors a row a multiple of the lanes (no guard), several tiles.
     ['tiles of 8, whole vectors a lane', { batch: 1, seq: 29, heads: 3, kvHeads: 1, headDim: 32 }, tiles(8)],
+    // Sliding windows (Gemma's local layers) and another score scale: windows shorter than a block, a tile, a
+    // workgroup of rows, and windows reaching across several tiles and past a workgroup.
+    ['window 3, rows', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12, window: 3, scale: 0.2 }, rows(1)],
+    ['window 5, blocks of 4', { batch: 1, seq: 70, heads: 3, kvHeads: 3, headDim: 6, window: 5 }, rows(4)],
+    ['window 70, blocks of 3', { batch: 1, seq: 200, heads: 2, kvHeads: 1, headDim: 6, window: 70 }, rows(3)],
+    ['window 3, tiles of 8', { batch: 2, seq: 37, heads: 6, kvHeads: 2, headDim: 12, window: 3, scale: 0.2 }, tiles(8)],
+    ['window 20, tiles of 16', { batch: 1, seq: 70, heads: 3, kvHeads: 3, headDim: 6, window: 20 }, tiles(16)],
+    ['window 9, tiles of 8', { batch: 1, seq: 29, heads: 3, kvHeads: 1, headDim: 32, window: 9 }, tiles(8)],
   ];
   for (const [name, s, layout] of cases) {
     it(name, async () => {

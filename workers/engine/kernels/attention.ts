@@ -16,7 +16,8 @@ import {
  * Causal self-attention for training, without the [seq, seq] probabilities (FlashAttention's online softmax):
  *   q, out, dout, dq [batch·seq, heads·headDim];  k, v, dk, dv [batch·seq, kvHeads·headDim]
  *   lse, delta [batch, heads, seq]
- *   s_ij = scale · q_i · k_j over keys j ≤ i, query head h reading kv head g = h / (heads / kvHeads)
+ *   s_ij = scale · q_i · k_j over keys j ≤ i (and i − j < window: Gemma's local layers), query head h reading kv
+ *   head g = h / (heads / kvHeads); scale head_dim^-½ unless the shape says
  *   forward   out_i = Σ_j p_ij v_j,  p_ij = exp(s_ij - lse_i),  lse_i = log Σ_j exp(s_ij)
  *   backward  delta_i = dout_i · out_i;  ds_ij = p_ij (dout_i · v_j - delta_i);  dq_i = scale Σ_j ds_ij k_j
  *             dk_j = scale Σ_{h ∈ g, i ≥ j} ds_ij q_i,  dv_j = Σ_{h ∈ g, i ≥ j} p_ij dout_i  (a key row per invocation
@@ -31,6 +32,10 @@ export interface AttentionShape {
   heads: number;
   kvHeads: number;
   headDim: number;
+  /** Multiplies q · k; head_dim^-½ when left out. */
+  scale?: number;
+  /** Sliding-window attention: query i sees keys j with i − j < window; every earlier key when left out. */
+  window?: number;
 }
 
 /** Rows per invocation (`block`, see `KernelChoices`), or rows per workgroup tile (`tile`: 8 or 16). */
@@ -53,7 +58,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 ${u.perRow((r) => `  let q${r}at = rowAt(b, min(i0 + ${r}u, p.seq - 1u), p.heads, h);\n  var m${r} = -3.0e38;\n  var t${r} = 0.0;\n  var e${r} = 0.0;`)}
 ${u.perRowVector((r, x) => `  let q${r}_${x} = q[q${r}at + ${x}u] * p.scale;\n  var a${r}_${x} = V(0.0);`)}
   let end = min(i0 + ${u.block}u, p.seq);
-  for (var j = 0u; j < end; j++) {
+  for (var j = firstKey(i0); j < end; j++) {
     let kj = rowAt(b, j, p.kvHeads, g);
 ${u.perVector((x) => `    let k${x} = k[kj + ${x}u];`)}
 ${u.perRow(
@@ -63,7 +68,7 @@ ${u.perRow(
   )};
     // The sums so far rescale by exp(old max - new max), 1 while the maximum stands: branch-free, which a
     // software adapter's lanes run faster than a rescale taken by some of them.
-    let visible${r} = j <= i0 + ${r}u; // the causal mask
+    let visible${r} = sees(i0 + ${r}u, j); // the causal mask, and the window's
     let mNew${r} = select(m${r}, max(m${r}, s${r}), visible${r});
     let c${r} = exp(m${r} - mNew${r});
     m${r} = mNew${r};
@@ -106,7 +111,7 @@ ${u.perRow(
     )};`,
 )}
   let end = min(i0 + ${u.block}u, p.seq);
-  for (var j = 0u; j < end; j++) {
+  for (var j = firstKey(i0); j < end; j++) {
     let kj = rowAt(b, j, p.kvHeads, g);
 ${u.perVector((x) => `    let k${x} = k[kj + ${x}u];\n    let v${x} = v[kj + ${x}u];`)}
 ${u.perRow(
@@ -118,7 +123,7 @@ ${u.perRow(
       (x) => `o${r}_${x}`,
       (x) => `v${x}`,
     )};
-    let ds${r} = select(exp(s${r} - l${r}) * (dp${r} - d${r}), 0.0, j > i0 + ${r}u);`,
+    let ds${r} = select(0.0, exp(s${r} - l${r}) * (dp${r} - d${r}), sees(i0 + ${r}u, j));`,
 )}
 ${u.perRowVector((r, x) => `    a${r}_${x} += ds${r} * k${x};`)}
   }
@@ -148,9 +153,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   // Per key row r of the block: its key (scaled) and value, and the sums dk (ak) and dv (av).
 ${u.perRow((r) => `  let k${r}at = rowAt(b, min(j0 + ${r}u, p.seq - 1u), p.kvHeads, g);`)}
 ${u.perRowVector((r, x) => `  let k${r}_${x} = k[k${r}at + ${x}u] * p.scale;\n  let v${r}_${x} = v[k${r}at + ${x}u];\n  var ak${r}_${x} = V(0.0);\n  var av${r}_${x} = V(0.0);`)}
+  // The last query that sees the block's last key.
+  let last = min(p.seq, j0 + ${u.block - 1}u + p.window);
   for (var h = g * group; h < (g + 1u) * group; h++) {
     let stats = (b * p.heads + h) * p.seq;
-    for (var i = j0; i < p.seq; i++) {
+    for (var i = j0; i < last; i++) {
       let qi = rowAt(b, i, p.heads, h);
 ${u.perVector((x) => `      let q${x} = q[qi + ${x}u];\n      let o${x} = dout[qi + ${x}u];`)}
       let li = lse[stats + i];
@@ -164,7 +171,7 @@ ${u.perRow(
         (x) => `v${r}_${x}`,
         (x) => `o${x}`,
       )};
-      let p${r} = select(exp(s${r} - li), 0.0, j0 + ${r}u > i);
+      let p${r} = select(0.0, exp(s${r} - li), sees(i, j0 + ${r}u));
       let ds${r} = p${r} * (dp${r} - di);`,
 )}
 ${u.perRowVector((r, x) => `      av${r}_${x} += p${r} * o${x};\n      ak${r}_${x} += ds${r} * q${x};`)}
@@ -267,6 +274,7 @@ function uniforms(s: AttentionShape): UniformValue[] {
     seq: s.seq,
     heads: s.heads,
     kvHeads: s.kvHeads,
-    scale: 1 / Math.sqrt(s.headDim),
+    scale: s.scale ?? 1 / Math.sqrt(s.headDim),
+    window: s.window ?? s.seq,
   });
 }

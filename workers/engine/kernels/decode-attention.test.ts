@@ -34,15 +34,24 @@ describe('decode attention over a key-value cache, rotation and append included'
     [4, 2, 6, 5, 1, 'cooperative', true],
     [6, 2, 8, 9, 2, 'row', true],
     [4, 2, 6, 5, 1, 'row', true],
+    // Gemma's local layers: the last `window` positions only (the older ones hold values that would dominate),
+    // its own score scale; windows wider than the positions so far, and past a workgroup.
+    [6, 2, 8, 9, 2, 'cooperative', true, 4],
+    [4, 2, 64, 100, 2, 'cooperative', false, 70],
+    [2, 1, 130, 20, 1, 'cooperative', false, 7],
+    [6, 2, 6, 3, 1, 'cooperative', false, 8],
+    [6, 2, 8, 9, 2, 'row', true, 4],
+    [18, 6, 8, 5, 4, 'row', false, 2],
   ] as const) {
     const [heads, kvHeads, headDim, position, rows, layout] = variant;
     const normed = (variant as readonly unknown[])[6] === true;
-    it(`matches rope, the append and the CPU twin: ${layout}, ${rows} × ${heads} heads over ${kvHeads}, head dim ${headDim}, position ${position}${normed ? ', q and k normed' : ''}`, async () => {
+    const window = (variant as readonly unknown[])[7] as number | undefined;
+    it(`matches rope, the append and the CPU twin: ${layout}, ${rows} × ${heads} heads over ${kvHeads}, head dim ${headDim}, position ${position}${normed ? ', q and k normed' : ''}${window ? `, window ${window}` : ''}`, async () => {
       const { device } = gpu();
       const kernels = new DecodeAttentionKernels(device, layout as RowLayout);
       const maxLen = position + 3;
       const width = kvHeads * headDim;
-      const shape: DecodeShape = { heads, kvHeads, headDim, maxLen, rows };
+      const shape: DecodeShape = { heads, kvHeads, headDim, maxLen, rows, ...(window && { window, scale: 0.3 }) };
       const q = randomUniform(rows * heads * headDim, 5, -2, 2);
       const [k, v] = [randomUniform(rows * width, 8, -2, 2), randomUniform(rows * width, 9)];
       const [cos, sin] = [randomUniform(headDim / 2, 13), randomUniform(headDim / 2, 14)];
@@ -53,6 +62,10 @@ describe('decode attention over a key-value cache, rotation and append included'
       for (let r = 0; r < rows; r++) {
         kc.fill(1e6, (r * maxLen + position) * width, (r + 1) * maxLen * width);
         vc.fill(Number.NaN, (r * maxLen + position) * width, (r + 1) * maxLen * width);
+        // Before the window likewise: positions a local layer no longer sees.
+        const oldest = window === undefined ? 0 : Math.max(0, position + 1 - window);
+        kc.fill(1e6, r * maxLen * width, (r * maxLen + oldest) * width);
+        vc.fill(Number.NaN, r * maxLen * width, (r * maxLen + oldest) * width);
       }
       const [qNorm, kNorm] = [randomUniform(headDim, 15, 0.5, 1.5), randomUniform(headDim, 16, 0.5, 1.5)];
       const eps = 1e-6;

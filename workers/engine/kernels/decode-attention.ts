@@ -10,6 +10,7 @@ const PARAMS = uniformStruct({
   rows: 'u32',
   scale: 'f32',
   eps: 'f32',
+  window: 'u32',
 });
 
 /**
@@ -17,8 +18,9 @@ const PARAMS = uniformStruct({
  * append, in one dispatch:
  *   position [1] u32 = p;  q [rows, H·hd], k, v [rows, KV·hd] (q, k not yet rotated);  cos, sin [hd / 2] at p
  *   kCache, vCache [rows, maxLen, KV·hd] (position-major: an append is one row);  out [rows, H·hd]
- *   out_h = Σ_{j ≤ p} softmax_j(scale · q_h · k_{j,g}) v_{j,g},  g = h / (H / KV),  q and k rotated (and per-head
- *   normed first with Qwen3's `norms`);  cache row p ← rotated k and v, written by heads with h % (H / KV) = 0
+ *   out_h = Σ_{p − window < j ≤ p} softmax_j(scale · q_h · k_{j,g}) v_{j,g},  g = h / (H / KV),  q and k rotated
+ *   (and per-head normed first with Qwen3's and Gemma's `norms`);  cache row p ← rotated k and v, written by heads
+ *   with h % (H / KV) = 0;  window: Gemma's local layers' (else every position), scale head_dim^-½ unless given
  * Position p is read from k and v, not from the cache, so no head waits on another's append.
  * `RowLayout`: a workgroup per head sharing its positions (GPUs), or an invocation per head with an online softmax
  * (CPU adapters); the head's vectors unrolled into registers, each rotated against the vector half a head away.
@@ -115,6 +117,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let h = wg.x % p.heads;
   let g = h / (p.heads / p.kvHeads);
   let pos = position[0];
+  let oldest = select(0u, pos + 1u - p.window, pos + 1u > p.window); // the window's first position
   let width = p.kvHeads * HDV; // vectors per cache row
   let cBase = r * p.maxLen * width + g * HDV;
   let ki = r * width + g * HDV;
@@ -145,7 +148,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   workgroupBarrier();
 ${queryRegisters(u, half, normed)}
   var m = -3.0e38;
-  for (var j = li; j < pos; j += ${WG}u) {
+  for (var j = oldest + li; j < pos; j += ${WG}u) {
     let kj = cBase + j * width;
     let s = ${u.dot(
       (x) => `q${x}`,
@@ -154,7 +157,7 @@ ${queryRegisters(u, half, normed)}
     scores[sBase + j] = s;
     m = max(m, s);
   }
-  if (li == pos % ${WG}u) {
+  if (li == (pos - oldest) % ${WG}u) {
     let s = ${u.dot(
       (x) => `q${x}`,
       (x) => `kNew[${x}u]`,
@@ -164,7 +167,7 @@ ${queryRegisters(u, half, normed)}
   }
   m = reduce(m, li, true);
   var total = 0.0;
-  for (var j = li; j <= pos; j += ${WG}u) {
+  for (var j = oldest + li; j <= pos; j += ${WG}u) {
     let e = exp(scores[sBase + j] - m);
     scores[sBase + j] = e;
     total += e;
@@ -179,8 +182,8 @@ ${
   let x = li % HDV;
   var acc = V(0.0);
   if (group < GROUPS) {
-    for (var j = group; j < pos; j += GROUPS) { acc += scores[sBase + j] * vCache[cBase + j * width + x]; }
-    if (pos % GROUPS == group) { acc += scores[sBase + pos] * v[ki + x]; }
+    for (var j = oldest + group; j < pos; j += GROUPS) { acc += scores[sBase + j] * vCache[cBase + j * width + x]; }
+    if ((pos - oldest) % GROUPS == group) { acc += scores[sBase + pos] * v[ki + x]; }
   }
   sums[li] = acc;
   workgroupBarrier();
@@ -192,7 +195,7 @@ ${
     : `  // More vectors than invocations: each sums its vectors over every position (p from v itself).
   for (var x = li; x < HDV; x += ${WG}u) {
     var acc = scores[sBase + pos] * v[ki + x];
-    for (var j = 0u; j < pos; j++) { acc += scores[sBase + j] * vCache[cBase + j * width + x]; }
+    for (var j = oldest; j < pos; j++) { acc += scores[sBase + j] * vCache[cBase + j * width + x]; }
     out[qi + x] = acc / total;
   }`
 }
@@ -218,6 +221,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let h = gid.x % p.heads;
   let g = h / (p.heads / p.kvHeads);
   let pos = position[0];
+  let oldest = select(0u, pos + 1u - p.window, pos + 1u > p.window); // the window's first position
   let width = p.kvHeads * ${HDV}u; // vectors per cache row
   let cBase = r * p.maxLen * width + g * ${HDV}u;
   let ki = r * width + g * ${HDV}u;
@@ -226,7 +230,7 @@ ${queryRegisters(u, half, normed)}
 ${u.perVector((x) => `  var a${x} = V(0.0);`)}
   var m = -3.0e38;
   var t = 0.0;
-  for (var j = 0u; j < pos; j++) {
+  for (var j = oldest; j < pos; j++) {
     let kj = cBase + j * width;
     let s = ${u.dot(
       (x) => `q${x}`,
@@ -269,6 +273,10 @@ export interface DecodeShape {
   maxLen: number;
   /** Sequences decoded together, each with its own cache; 1 by default. */
   rows?: number;
+  /** Multiplies q · k; head_dim^-½ when left out. */
+  scale?: number;
+  /** Sliding-window attention: the last `window` positions, the new one included; all when left out. */
+  window?: number;
 }
 
 /** The position [1] u32, the new tokens' q/k/v, the position's cos/sin, the caches, scratch and output. */
@@ -300,8 +308,9 @@ export class DecodeAttentionKernels {
     const rows = s.rows ?? 1;
     const heads = rows * s.heads;
     const { kvHeads, maxLen } = s;
-    const scale = 1 / Math.sqrt(s.headDim);
-    const uniforms = PARAMS.pack({ heads: s.heads, kvHeads, maxLen, rows, scale, eps: norms?.eps ?? 0 });
+    const scale = s.scale ?? 1 / Math.sqrt(s.headDim);
+    const window = s.window ?? maxLen;
+    const uniforms = PARAMS.pack({ heads: s.heads, kvHeads, maxLen, rows, scale, eps: norms?.eps ?? 0, window });
     const buffers = [position, q, k, v, cos, sin, kCache, vCache, out, ...(norms ? [norms.q, norms.k] : [])];
     const kernel = this.kernel(s.headDim, Boolean(norms));
     if (this.layout === 'row') return kernel.op(buffers, uniforms, grid1d(heads, WG));
