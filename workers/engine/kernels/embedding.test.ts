@@ -60,5 +60,36 @@ describe('embedding kernels against the CPU twin, on a table split into chunks',
     const got = new Float32Array(vocab * dim);
     for (const [c, [first]] of chunks.entries()) got.set(await readFloat32(device, grads[c]), first * dim);
     expect(maxRelativeError(got, expected)).toBeLessThan(1e-6);
+
+    // Gemma's scaled embeddings: x = s · E[ids], dE += s · Σ dx.
+    const scale = 25.25;
+    const scaled = await runAndRead(
+      device,
+      chunks.map(([first, rows], c) =>
+        k.forwardOp({ ids: bids, chunk: tables[c], x: bx, tokens, dim, first, rows, scale }),
+      ),
+      bx,
+    );
+    expect(
+      maxRelativeError(
+        scaled,
+        embeddingCpu(ids, table, dim).map((v) => v * scale),
+      ),
+    ).toBeLessThan(1e-7);
+    const zeros = chunks.map(([, rows]) => uploadBuffer(device, new Float32Array(rows * dim)));
+    await runAndRead(
+      device,
+      chunks.map(([first, rows], c) =>
+        k.backwardOp({ index: bindex, dx: bdx, dChunk: zeros[c], tokens, dim, first, rows, scale }),
+      ),
+      zeros[0],
+    );
+    for (const [c, [first]] of chunks.entries()) got.set(await readFloat32(device, zeros[c]), first * dim);
+    expect(
+      maxRelativeError(
+        got,
+        embeddingBackwardCpu(ids, dx, vocab, dim).map((v) => v * scale),
+      ),
+    ).toBeLessThan(1e-6);
   });
 });

@@ -5,11 +5,11 @@ import { uniformStruct } from './wgsl';
 /**
  * Token embedding over a vocabulary in chunks (a buffer each, under the device's largest storage binding):
  *   table chunk [chunkRows, dim]: vocabulary rows [first, first + chunkRows)
- *   forward   x[t, :] = table[tokens[t], :]  (each chunk writes the tokens it holds)
- *   backward  dTable[v, :] += Σ_{t: tokens[t] = v} dx[t, :]  (full-parameter training only)
+ *   forward   x[t, :] = scale · table[tokens[t], :]  (each chunk writes the tokens it holds; scale: Gemma's √d)
+ *   backward  dTable[v, :] += scale · Σ_{t: tokens[t] = v} dx[t, :]  (full-parameter training only)
  * The backward reads a token index built on the CPU (`buildTokenIndex`): a row per invocation, no atomics.
  */
-const PARAMS = uniformStruct({ tokens: 'u32', dim: 'u32', first: 'u32', chunkRows: 'u32' });
+const PARAMS = uniformStruct({ tokens: 'u32', dim: 'u32', first: 'u32', chunkRows: 'u32', scale: 'f32' });
 
 /** The gather; with `half`, the table holds fp16 pairs (see GpuWeights' halfMatrices). */
 const forwardShader = (half: boolean) => /* wgsl */ `
@@ -26,7 +26,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let t = i / p.dim;
   let row = ids[t] - p.first;  // wraps around for ids below the chunk, so one comparison suffices
   let at = row * p.dim + i % p.dim;
-  if (row < p.chunkRows) { x[i] = ${half ? 'unpack2x16float(table[at >> 1u])[at & 1u]' : 'table[at]'}; }
+  if (row < p.chunkRows) { x[i] = ${half ? 'unpack2x16float(table[at >> 1u])[at & 1u]' : 'table[at]'} * p.scale; }
 }
 `;
 
@@ -50,7 +50,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let positions = starts + p.tokens + 1u;
   var s = 0.0;
   for (var k = index[starts + u]; k < index[starts + u + 1u]; k++) { s += dx[index[positions + k] * p.dim + j]; }
-  dTable[row * p.dim + j] += s;
+  dTable[row * p.dim + j] += s * p.scale;
 }
 `;
 
@@ -77,12 +77,13 @@ export function buildTokenIndex(tokens: ArrayLike<number>): Uint32Array<ArrayBuf
   return index;
 }
 
-/** Tokens, width, and the chunk's vocabulary rows [first, first + rows). */
+/** Tokens, width, the chunk's vocabulary rows [first, first + rows), and the rows' scale (1 unless given). */
 export interface EmbeddingShape {
   tokens: number;
   dim: number;
   first: number;
   rows: number;
+  scale?: number;
 }
 
 export class EmbeddingKernels {
@@ -98,16 +99,16 @@ export class EmbeddingKernels {
 
   /** x [tokens, dim] ← the rows of `chunk` (vocabulary rows [first, first + rows), fp16 pairs with `half`) of ids. */
   forwardOp(o: { ids: GPUBuffer; chunk: GPUBuffer; x: GPUBuffer; half?: boolean } & EmbeddingShape): Op {
-    const { tokens, dim, first, rows } = o;
+    const { tokens, dim, first, rows, scale = 1 } = o;
     const kernel = o.half ? this.forwardHalf : this.forward;
-    const uniforms = PARAMS.pack({ tokens, dim, first, chunkRows: rows });
+    const uniforms = PARAMS.pack({ tokens, dim, first, chunkRows: rows, scale });
     return kernel.op([o.ids, o.chunk, o.x], uniforms, grid1d(tokens * dim, 64));
   }
 
   /** dChunk [rows, dim] += Σ dx over the positions of each of its ids, read from the batch's `index`. */
   backwardOp(o: { index: GPUBuffer; dx: GPUBuffer; dChunk: GPUBuffer } & EmbeddingShape): Op {
-    const { tokens, dim, first, rows } = o;
-    const uniforms = PARAMS.pack({ tokens, dim, first, chunkRows: rows });
+    const { tokens, dim, first, rows, scale = 1 } = o;
+    const uniforms = PARAMS.pack({ tokens, dim, first, chunkRows: rows, scale });
     return this.backward.op([o.index, o.dx, o.dChunk], uniforms, grid1d(tokens * dim, 64));
   }
 }

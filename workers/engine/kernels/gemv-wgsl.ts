@@ -1,3 +1,4 @@
+import { GELU_TANH_WGSL } from './swiglu';
 import { uniformStruct } from './wgsl';
 
 /** gemv.ts's shaders: the cooperative layout (and its sets), the row layout, and the row layout's vector variant. */
@@ -7,11 +8,15 @@ export const WG = 64;
 /** Outputs per workgroup in the cooperative layout. */
 export const ROWS = 4;
 
-/** What a gemv kernel is compiled for (`gated`: W the gate and U the up projection, SwiGLU between). */
+/**
+ * What a gemv kernel is compiled for (`gated`: W the gate and U the up projection, SwiGLU between, or GeGLU with the
+ * tanh GELU where `gelu`).
+ */
 export interface GemvVariant {
   halfW: boolean;
   lowRank: boolean;
   gated: boolean;
+  gelu?: boolean;
   normed: boolean;
   biased: boolean;
 }
@@ -80,9 +85,10 @@ function bindings(v: GemvVariant, vectors: boolean, set = 0): string {
     : `fn lowRank(${params}n: u32, t: u32) -> f32 { return 0.0; }`;
   const p = set ? 'p, ' : '';
   const store = v.gated
-    ? `fn store(n: u32, w: f32, u: f32) {
+    ? `${v.gelu ? GELU_TANH_WGSL : ''}
+fn store(n: u32, w: f32, u: f32) {
   let g = w + lowRank(n, 0u);
-  y[p.offsetC + n] = g / (1.0 + exp(-g)) * (u + lowRank(n, 1u));
+  y[p.offsetC + n] = ${v.gelu ? 'geluTanh(g)' : 'g / (1.0 + exp(-g))'} * (u + lowRank(n, 1u));
 }`
     : `fn store(${params}${out}n: u32, w: f32, u: f32) {
   var value = p.alpha * (w + lowRank(${p}n, 0u)${v.biased ? ' + bias[n]' : ''});

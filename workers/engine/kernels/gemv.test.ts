@@ -6,7 +6,7 @@ import { uploadBuffer } from '../gpu/buffers';
 import { GemvKernels } from './gemv';
 import { matmulCpu } from './matmul.cpu';
 import { rmsnormForwardCpu } from './rmsnorm.cpu';
-import { swigluCpu } from './swiglu.cpu';
+import { gegluCpu, swigluCpu } from './swiglu.cpu';
 
 const gpu = setupTestGpu();
 
@@ -227,6 +227,18 @@ describe('gemv through an RMSNorm of x (the norm before a projection, fused)', (
         y,
       );
       expect(maxRelativeError(gated, swigluCpu(projected(w), projected(u, low)))).toBeLessThan(1e-5);
+      // Gemma's GeGLU: the tanh GELU of the gate.
+      const gelu = await runAndRead(
+        device,
+        [
+          k.gatedOp({
+            ...{ x: bx, w: bw, u: bu, y, shape: { N, K }, halfW: half },
+            ...{ lowRank: { u: term }, norm, activation: 'gelu' },
+          }),
+        ],
+        y,
+      );
+      expect(maxRelativeError(gelu, gegluCpu(projected(w), projected(u, low)))).toBeLessThan(1e-5);
     });
   }
 });

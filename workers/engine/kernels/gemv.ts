@@ -11,13 +11,14 @@ import {
   WG,
 } from './gemv-wgsl';
 import type { LowRank } from './matmul';
+import type { GatedActivation } from './swiglu';
 import type { RowLayout } from './wgsl';
 
 /**
  * Decoding's matrix-vector product, the matmul's x · Wᵀ at M = 1: y = alpha (W · x + s B (A x) + bias) + beta y,
  * W [N, K] row-major (fp16 pairs in u32 words, or fp32), x [K], y [N], at element offsets.
  *   low-rank term (matmul.ts's `LowRank`, L [rank] = x Aᵀ, R [N, rank] = B): LoRA's second product in the same pass
- *   `gatedOp`: y = silu(W x) ⊙ (U x), the MLP's gate, up and SwiGLU in one dispatch
+ *   `gatedOp`: y = silu(W x) ⊙ (U x), the MLP's gate, up and SwiGLU in one dispatch (or GeGLU: the tanh GELU)
  *   `segments`: W's rows from several offsets (q, k and v's LoRA A as one product)
  *   `norm`: x read as RMSNorm(x) ⊙ g, Σ x² summed in the same pass (the norm's dispatch and output spared)
  *   `setOp`: several products of one x (q, k, v) in one dispatch on GPUs, where decoding waits on dispatches
@@ -93,10 +94,11 @@ export interface GemvIo extends GemvExtras {
   shape: GemvShape;
 }
 
-/** The MLP's gate W and up U over one x into y, each with its own low-rank term. */
+/** The MLP's gate W and up U over one x into y, each with its own low-rank term; SiLU unless told. */
 export interface GatedGemvIo extends Omit<GemvIo, 'lowRank' | 'bias'> {
   u: GPUBuffer;
   lowRank?: { w?: LowRank; u?: LowRank };
+  activation?: GatedActivation;
 }
 
 /** Products of one x, each with its own W, y, shape, low-rank term and bias. */
@@ -132,10 +134,10 @@ export class GemvKernels {
   }
 
   /**
-   * y ← silu(W x + its low-rank term) ⊙ (U x + its low-rank term) (no alpha or beta), W and U of one shape, their
-   * terms reading one L and one R buffer.
+   * y ← act(W x + its low-rank term) ⊙ (U x + its low-rank term) (no alpha or beta; act SiLU, or the tanh GELU),
+   * W and U of one shape, their terms reading one L and one R buffer.
    */
-  gatedOp({ x, w, u, y, shape, halfW = false, lowRank = {}, norm }: GatedGemvIo): Op {
+  gatedOp({ x, w, u, y, shape, halfW = false, lowRank = {}, norm, activation = 'silu' }: GatedGemvIo): Op {
     const terms = [lowRank.w, lowRank.u];
     const present = terms.filter((t): t is LowRank => t !== undefined);
     if (present.some((t) => t.l !== present[0].l || t.r !== present[0].r)) {
@@ -143,7 +145,8 @@ export class GemvKernels {
     }
     // An absent term counts as rank 0 over the other's buffers.
     const none = present[0] && { ...present[0], rank: 0, offsetL: 0, offsetR: 0, scale: 0 };
-    const v = { halfW, lowRank: present.length > 0, gated: true, normed: Boolean(norm), biased: false };
+    const gelu = activation === 'gelu';
+    const v = { halfW, lowRank: present.length > 0, gated: true, gelu, normed: Boolean(norm), biased: false };
     return this.dispatch(v, [x, w, u, y], shape, none ? terms.map((t) => t ?? none) : [], norm);
   }
 
@@ -215,7 +218,7 @@ export class GemvKernels {
   }
 
   private kernel(family: 'cooperative' | 'row' | 'vector', v: GemvVariant, set = 0): Kernel {
-    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.normed ? ' normed' : ''}${v.biased ? ' bias' : ''}${set ? ` set of ${set}` : ''}`;
+    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.gelu ? ' gelu' : ''}${v.normed ? ' normed' : ''}${v.biased ? ' bias' : ''}${set ? ` set of ${set}` : ''}`;
     let kernel = this.kernels.get(key);
     if (!kernel) {
       const code = set

@@ -8,6 +8,7 @@ import { type RowLayout, rowKernel, uniformStruct } from './wgsl';
  *   x, y [rows, dim], w [dim], rstd [rows] (kept for the backward); Qwen3's per-head norm: rows = tokens · heads
  *   backward, xhat = x · rstd, g = dy · w:  dx (= or +=) rstd · (g - xhat · mean(g · xhat)),  dw += Σ_rows dy · xhat
  *   `carry`: x copied out as it is read (the residual stream; a copy of its own would end the compute pass)
+ *   `accumulate`: y += w · x̂ (Gemma's norms of a block's output, added onto the residual stream)
  *   `xSlabs`, dy's slabs: inputs as partial sums [slabs, rows, dim], added as read (split-K's reduce pass spared)
  * A workgroup per row, or an invocation per row (`RowLayout`).
  */
@@ -41,13 +42,14 @@ const WEIGHT_GRAD_PARAMS = uniformStruct({ rows: 'u32', dim: 'u32' });
 interface ForwardForm {
   carry: boolean;
   slabs: boolean;
+  accumulate: boolean;
   /** x Aᵀ of `modules` modules of this rank (0: none), read through their dropout masks where `masked`. */
   lora: { rank: number; modules: number; masked: boolean } | null;
 }
 
 function forwardShader(layout: RowLayout, form: ForwardForm): string {
   const k = rowKernel(layout);
-  const { carry, slabs, lora } = form;
+  const { carry, slabs, lora, accumulate } = form;
   const extra = [
     ...(carry ? ['var<storage, read_write> carry: array<f32>'] : []),
     ...(slabs ? ['var<storage, read> xSlabs: array<f32>'] : []),
@@ -94,7 +96,7 @@ fn main(${k.builtins}) {
   }
   let r = inverseSqrt(reduce(s, li, false) / f32(p.dim) + p.eps);
   // Each invocation reads back only the elements it wrote above.
-  for (var j = li; j < p.dim; j += ${k.stride}) { y[base + j] = x[base + j] * r * w[j]; }
+  for (var j = li; j < p.dim; j += ${k.stride}) { y[base + j] ${accumulate ? '+=' : '='} x[base + j] * r * w[j]; }
   if (li == 0u) { rstd[row] = r; }${epilogue}
 }
 `;
@@ -269,6 +271,8 @@ export interface RmsNormForward {
   /** Partial sums added to x as it is read, and written back. */
   xSlabs?: Slabs;
   lowRankIn?: LowRankIn;
+  /** y += rather than =. */
+  accumulate?: boolean;
 }
 
 /** dx ← the RMSNorm's input gradient from dy, with the forward's x, w and rstd. */
@@ -324,6 +328,7 @@ export class RmsNormKernels {
     if (lora && (lora.modules.length === 0 || lora.modules.length > MAX_LORA_MODULES)) {
       throw new Error(`an RMSNorm writes x Aᵀ of 1 to ${MAX_LORA_MODULES} modules, not ${lora.modules.length}`);
     }
+    if (lora && o.accumulate) throw new Error("an RMSNorm adding onto y cannot also write x Aᵀ of y's modules");
     const mask = lora?.mask;
     const uniforms = FORWARD_PARAMS.pack({
       rows,
@@ -344,6 +349,7 @@ export class RmsNormKernels {
     const form: ForwardForm = {
       carry: Boolean(carry),
       slabs: Boolean(slabs),
+      accumulate: Boolean(o.accumulate),
       lora: lora ? { rank: lora.rank, modules: lora.modules.length, masked: Boolean(mask) } : null,
     };
     return this.forwardKernel(form).op(buffers, uniforms, this.grid(rows));
@@ -353,7 +359,8 @@ export class RmsNormKernels {
     const code = forwardShader(this.layout, form);
     let kernel = this.forwards.get(code);
     if (!kernel) {
-      const label = `rmsnorm_forward${form.carry ? '_carry' : ''}${form.slabs ? '_slabs' : ''}${form.lora ? '_lora' : ''}`;
+      const parts = [form.carry && '_carry', form.slabs && '_slabs', form.lora && '_lora', form.accumulate && '_add'];
+      const label = `rmsnorm_forward${parts.filter(Boolean).join('')}`;
       kernel = new Kernel(this.device, code, label);
       this.forwards.set(code, kernel);
     }

@@ -4,7 +4,7 @@ import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { referenceGreedy } from '../../../tests/helpers/reference-greedy';
 import { submitOps } from '../gpu/ops';
-import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
+import { randomLora, randomWeights, tinyConfig, tinyGemmaConfig } from '../reference/random-model';
 import { Decoder } from './decoder';
 import { generate, generateRows } from './generate';
 import { CPU_KERNELS, EngineKernels, GPU_KERNELS } from './kernels';
@@ -86,6 +86,15 @@ describe('decoding with a key-value cache', () => {
       tinyConfig({ modelType: 'qwen3', qkNorm: true, headDim: 8, numHeads: 4, numKvHeads: 1 }),
       true,
     ],
+    // Gemma 3: 14 tokens through windows of 3 on the local layers, the global one seeing them all.
+    [
+      'gemma3 with a LoRA adapter on every projection, past the sliding window',
+      tinyGemmaConfig(),
+      true,
+      false,
+      [...PROJECTIONS],
+    ],
+    ['gemma3 over fp16 matrices (one gated GELU gemv)', tinyGemmaConfig({ hiddenSize: 32, headDim: 8 }), true, true],
   ];
   for (const [name, config, withLora, half, targets] of cases) {
     it(`gives the logits of recomputing the whole sequence, token by token: ${name}`, async () => {
@@ -219,6 +228,25 @@ describe('decoding with a key-value cache', () => {
       await expectRowsMatch(await setup(config, withLora, undefined, half));
     });
   }
+
+  it("decodes Gemma 3 on GPUs' kernels (cooperative attention in its window, gemv sets) as on CPU adapters'", async () => {
+    const model = await setup(tinyGemmaConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, false, [
+      ...PROJECTIONS,
+    ]);
+    const gpuKernels = new EngineKernels(model.device, GPU_KERNELS);
+    const prompt = [3, 17, 5, 30, 8, 2, 9];
+    const cpu = new Decoder(model.device, model.kernels, model.gw, model.lora, 16);
+    const onGpu = new Decoder(model.device, gpuKernels, model.gw, model.lora, 16);
+    let [a, b] = [await cpu.feed(prompt), await onGpu.feed(prompt)];
+    for (let n = 0; n < 6; n++) {
+      expect(maxRelativeError(b, a)).toBeLessThan(1e-4);
+      const next = argmax(a);
+      [a, b] = [await cpu.step(next), await onGpu.step(next)];
+    }
+    cpu.destroy();
+    onGpu.destroy();
+    await expectRowsMatch({ ...model, kernels: gpuKernels });
+  });
 
   it('decodes several rows together over an LM head split into vocabulary chunks', async () => {
     const model = await setup(tinyConfig(), true, 24 * 4 * 10);

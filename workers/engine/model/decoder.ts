@@ -1,8 +1,10 @@
-import { type Projection, projectionShape, shortDims } from '../../../core/model-config';
+import { attentionScale, type Projection, projectionShape, shortDims } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32, readUint32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
+import type { DecodeShape } from '../kernels/decode-attention';
 import { GemvKernels, type GemvNorm } from '../kernels/gemv';
 import { DRAWS_HEADER, type DrawSettings, drawsFor } from '../kernels/sample';
+import type { GatedActivation } from '../kernels/swiglu';
 import type { EngineKernels } from './kernels';
 import { Linear, type LowRanks } from './linear';
 import type { GpuLora } from './lora';
@@ -34,6 +36,8 @@ export class Decoder {
   private readonly position: GPUBuffer; // [1] u32
   private readonly cos: GPUBuffer; // [hd / 2]
   private readonly sin: GPUBuffer; // [hd / 2]
+  /** Gemma's local layers' cos and sin [hd / 2] (their own rotary base); null for the others. */
+  private readonly local: { cos: GPUBuffer; sin: GPUBuffer; tables: ReturnType<typeof ropeTables> } | null;
   private readonly logits: GPUBuffer; // [B, V]
   private readonly draws: GPUBuffer; // [DRAWS_HEADER + B]: the sampling settings, each row's uniform
   private readonly forced: GPUBuffer; // [B] i32: a row's next token where the CPU knows it (its prompt's), else -1
@@ -75,6 +79,11 @@ export class Decoder {
     this.position = f32(1, 'position');
     this.cos = f32(c.headDim / 2, 'rope cos');
     this.sin = f32(c.headDim / 2, 'rope sin');
+    this.local = c.gemma && {
+      cos: f32(c.headDim / 2, 'local rope cos'),
+      sin: f32(c.headDim / 2, 'local rope sin'),
+      tables: ropeTables(c, maxLength, true),
+    };
     this.logits = f32(rows * c.vocabSize, 'logits');
     this.draws = f32(DRAWS_HEADER + rows, 'sampling draws');
     this.forced = f32(rows, 'forced ids');
@@ -155,6 +164,10 @@ export class Decoder {
     q.writeBuffer(this.position, 0, Uint32Array.of(p));
     q.writeBuffer(this.cos, 0, this.tables.cos, p * half, half);
     q.writeBuffer(this.sin, 0, this.tables.sin, p * half, half);
+    if (this.local) {
+      q.writeBuffer(this.local.cos, 0, this.local.tables.cos, p * half, half);
+      q.writeBuffer(this.local.sin, 0, this.local.tables.sin, p * half, half);
+    }
     this.length++;
   }
 
@@ -293,6 +306,30 @@ export class Decoder {
     });
   }
 
+  /** The gated MLP's activation: SiLU, or Gemma's tanh GELU. */
+  private get activation(): GatedActivation {
+    return this.w.config.gemma ? 'gelu' : 'silu';
+  }
+
+  /**
+   * x += y of a block's last product onto the residual stream: added as it is written, or (Gemma) written to
+   * `blockOut` and its RMSNorm added.
+   */
+  private blockOutput(layer: number, projection: 'o_proj' | 'down_proj', input: GPUBuffer): void {
+    const { x, blockOut, rstd } = this.s;
+    const low = this.loraInputs(layer, [projection], input);
+    const lw = this.w.layers[layer];
+    const norm = projection === 'o_proj' ? lw.attnOutNorm : lw.mlpOutNorm;
+    if (!norm || !blockOut) {
+      this.linear.forward(this.ops, layer, [[projection, x]], input, low, { accumulate: true });
+      return;
+    }
+    this.linear.forward(this.ops, layer, [[projection, blockOut]], input, low);
+    const { d, eps } = shortDims(this.w.config);
+    const rows = this.rows;
+    this.ops.push(this.k.rmsnorm.forwardOp({ x: blockOut, w: norm, y: x, rstd, rows, dim: d, eps, accumulate: true }));
+  }
+
   /**
    * act [B, f] = silu(gate(x)) * up(x), LoRA included: for one token one gated gemv (kernels/gemv.ts), after the
    * adapted modules' x A^T; x read through `norm` where given.
@@ -313,13 +350,12 @@ export class Decoder {
         ['up_proj', up],
       ];
       this.linear.forward(this.ops, layer, outputs, x, low);
-      this.ops.push(this.k.swiglu.forwardOp({ gate, up, act, n }));
+      this.ops.push(this.k.swiglu.forwardOp({ gate, up, act, n, activation: this.activation }));
       return;
     }
     const lowRank = { w: low.gate_proj, u: low.up_proj };
-    this.ops.push(
-      this.k.gemv.gatedOp({ x, w: lw.proj.gate_proj, u: lw.proj.up_proj, y: act, shape, halfW: half, lowRank, norm }),
-    );
+    const io = { x, w: lw.proj.gate_proj, u: lw.proj.up_proj, y: act, shape, halfW: half, lowRank, norm };
+    this.ops.push(this.k.gemv.gatedOp({ ...io, activation: this.activation }));
   }
 
   private allocate() {
@@ -340,6 +376,8 @@ export class Decoder {
       act: f32(B * f, 'act'),
       // x A^T of the adapted modules reading one input: up to three (q, k and v).
       xa: f32(B * 3 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T'),
+      // Gemma's o_proj and down_proj outputs before their norms.
+      blockOut: c.gemma ? f32(B * d, 'block output') : null,
       caches: Array.from({ length: c.numLayers }, (_, l) => ({
         k: f32(B * L * KV * hd, `layer ${l} key cache`),
         v: f32(B * L * KV * hd, `layer ${l} value cache`),
@@ -347,18 +385,32 @@ export class Decoder {
     };
   }
 
+  /** One layer's decoding attention: Gemma's score scale, and its window on local layers. */
+  private attentionShape(sliding: boolean): DecodeShape {
+    const c = this.w.config;
+    const shape = {
+      heads: c.numHeads,
+      kvHeads: c.numKvHeads,
+      headDim: c.headDim,
+      maxLen: this.maxLength,
+      rows: this.rows,
+    };
+    if (!c.gemma) return shape;
+    return { ...shape, scale: attentionScale(c), window: sliding ? c.gemma.slidingWindow : undefined };
+  }
+
   private record(): void {
     const c = this.w.config;
-    const { d, H, KV, hd, eps } = shortDims(c);
+    const { d, eps } = shortDims(c);
     const B = this.rows;
     const { x, q, kRaw, v, attn, scores, act } = this.s;
-    const shape = { heads: H, kvHeads: KV, headDim: hd, maxLen: this.maxLength, rows: B };
     const { ops, linear } = this;
 
-    // x [B, d] = E[ids]
+    // x [B, d] = E[ids] (· Gemma's √d)
+    const scale = c.gemma?.embedScale;
     for (const { buffer, first, rows } of this.w.embed) {
       const embed = { ids: this.ids, chunk: buffer, x, half: this.w.halfMatrices };
-      ops.push(this.k.embedding.forwardOp({ ...embed, tokens: B, dim: d, first, rows }));
+      ops.push(this.k.embedding.forwardOp({ ...embed, tokens: B, dim: d, first, rows, scale }));
     }
     for (let l = 0; l < c.numLayers; l++) {
       const lw = this.w.layers[l];
@@ -372,26 +424,19 @@ export class Decoder {
         ['v_proj', v],
       ];
       linear.forward(ops, l, outputs, input, qkv, { norm });
-      // attn = attention over the cache after appending rope(k), v; qwen3's per-head norms applied as q, k are read.
+      // attn = attention over the cache after appending rope(k), v; per-head norms (qwen3, Gemma) applied as q, k
+      // are read; Gemma's local layers within their window, with their own rotary angles.
       const norms = lw.qNorm && lw.kNorm ? { q: lw.qNorm, k: lw.kNorm, eps } : undefined;
-      const io = {
-        position: this.position,
-        q,
-        k: kRaw,
-        v,
-        cos: this.cos,
-        sin: this.sin,
-        kCache,
-        vCache,
-        scores,
-        out: attn,
-      };
-      ops.push(this.k.decodeAttention.op(io, shape, norms));
-      // x += attn · W_oᵀ;  act = silu(gate(rmsnorm(x))) · up(rmsnorm(x));  x += act · W_downᵀ
-      linear.forward(ops, l, [['o_proj', x]], attn, this.loraInputs(l, ['o_proj'], attn), { accumulate: true });
+      const sliding = c.gemma?.slidingLayers[l] ?? false;
+      const rotary = sliding && this.local ? this.local : { cos: this.cos, sin: this.sin };
+      const io = { position: this.position, q, k: kRaw, v, ...rotary, kCache, vCache, scores, out: attn };
+      ops.push(this.k.decodeAttention.op(io, this.attentionShape(sliding), norms));
+      // x += attn · W_oᵀ;  act = silu(gate(rmsnorm(x))) · up(rmsnorm(x));  x += act · W_downᵀ (Gemma: each added
+      // through its norm)
+      this.blockOutput(l, 'o_proj', attn);
       const mlp = this.normed(x, lw.postNorm);
       this.gatedMlp(l, mlp.input, act, mlp.norm);
-      linear.forward(ops, l, [['down_proj', x]], act, this.loraInputs(l, ['down_proj'], act), { accumulate: true });
+      this.blockOutput(l, 'down_proj', act);
     }
     // logits [B, V] = rmsnorm(x) · Eᵀ
     const head = this.normed(x, this.w.finalNorm);

@@ -3,13 +3,14 @@ import { ropeInverseFrequencies } from './rope-frequencies';
 
 /**
  * cos and sin of every rotary angle, [seq, headDim / 2], for positions 0..seq-1: angle = position * inv_freq[i].
- * Computed in float64 and rounded once, so the tables carry no accumulated error.
+ * Computed in float64 and rounded once, so the tables carry no accumulated error. `local`: Gemma's local layers'.
  */
 export function ropeTables(
   config: ModelConfig,
   seq: number,
+  local = false,
 ): { cos: Float32Array<ArrayBuffer>; sin: Float32Array<ArrayBuffer> } {
-  const invFreq = ropeInverseFrequencies(config);
+  const invFreq = ropeInverseFrequencies(config, local);
   const half = invFreq.length;
   const cos = new Float32Array(seq * half);
   const sin = new Float32Array(seq * half);

@@ -36,6 +36,11 @@ export interface LayerActivations {
   up: GPUBuffer; // [N, f]
   act: GPUBuffer; // [N, f] silu(gate) · up, input of down_proj
   loraXa: GPUBuffer | null; // [modules, N, r] x Aᵀ of each LoRA module (LoraPlan.slot); null without any
+  // Gemma's normed block outputs (null for the others):
+  attnOut: GPUBuffer | null; // [N, d] o_proj's output, before its norm
+  rstdA: GPUBuffer | null; // [N]
+  mlpOut: GPUBuffer | null; // [N, d] down_proj's output, before its norm
+  rstdM: GPUBuffer | null; // [N]
 }
 
 /** Scratch every layer shares, and the step's ends. */
@@ -53,6 +58,8 @@ export interface StepScratch {
   dxf: GPUBuffer; // [N, d] d(loss)/d(xf): a head's gradient in 'hidden' mode, even over a forward-only step
   cos: GPUBuffer; // [T, hd/2]
   sin: GPUBuffer; // [T, hd/2]
+  cosLocal: GPUBuffer | null; // [T, hd/2] Gemma's local layers' (their own rotary base)
+  sinLocal: GPUBuffer | null;
 }
 
 /** The backward's scratch, shared by the layers. */
@@ -72,6 +79,7 @@ export interface BackwardScratch {
   dup: GPUBuffer; // [N, f]
   dact: GPUBuffer; // [N, f]
   dxa: GPUBuffer; // [modules, N, r] d(x Aᵀ) by xa's slots, kept until the layer's LoRA gradients ran
+  dOut: GPUBuffer | null; // [N, d] Gemma: d(loss)/d(a block's output before its norm)
 }
 
 /** The batch as the CPU writes it. */
@@ -142,6 +150,10 @@ export function allocateStepBuffers(
     up: f32(N * f, `L${l} up`),
     act: f32(N * f, `L${l} act`),
     loraXa: null,
+    attnOut: c.gemma ? f32(N * d, `L${l} attention output`) : null,
+    rstdA: c.gemma ? f32(N, `L${l} rstd attention output`) : null,
+    mlpOut: c.gemma ? f32(N * d, `L${l} MLP output`) : null,
+    rstdM: c.gemma ? f32(N, `L${l} rstd MLP output`) : null,
   });
   // x Aᵀ: each layer's own when every activation is kept, else one buffer for the layer with the most modules
   // (LoRA may skip layers: PEFT's layers_to_transform).
@@ -157,6 +169,7 @@ export function allocateStepBuffers(
     layers.push(a);
   }
   const { cos, sin } = ropeTables(c, sizes.seq);
+  const local = c.gemma ? ropeTables(c, sizes.seq, true) : null;
   const s: StepScratch = {
     xOut: f32(N * d, 'x out'),
     xf: f32(N * d, 'x final norm'),
@@ -171,6 +184,8 @@ export function allocateStepBuffers(
     dxf: f32(N * d, 'd final norm out'),
     cos: upload(cos, 'rope cos'),
     sin: upload(sin, 'rope sin'),
+    cosLocal: local && upload(local.cos, 'local rope cos'),
+    sinLocal: local && upload(local.sin, 'local rope sin'),
   };
   if (kept === 'none') return { inputs, layers, s, d: null };
   const grads: BackwardScratch = {
@@ -189,6 +204,7 @@ export function allocateStepBuffers(
     dup: f32(N * f, 'd up'),
     dact: f32(N * f, 'd act'),
     dxa: f32(Math.max(1, slots * N * r), 'd xA'),
+    dOut: c.gemma ? f32(N * d, 'd block output') : null,
   };
   return { inputs, layers, s, d: grads };
 }

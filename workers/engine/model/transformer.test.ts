@@ -6,7 +6,7 @@ import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { readConcatenated } from '../gpu/buffers';
 import { type Op, submitOps } from '../gpu/ops';
 import { dropoutMaskCpu } from '../kernels/dropout.cpu';
-import { randomLora, randomWeights, tinyConfig } from '../reference/random-model';
+import { randomLora, randomWeights, tinyConfig, tinyGemmaConfig } from '../reference/random-model';
 import { referenceForwardBackward } from '../reference/transformer.cpu';
 import { CPU_KERNELS, EngineKernels, GPU_KERNELS } from './kernels';
 import { everyLayer, GpuLora } from './lora';
@@ -168,6 +168,41 @@ const cases: Case[] = [
     dropout: 0.2,
     recompute: true,
     gpuKernels: 'split-k',
+  },
+  // Gemma 3: scaled embeddings, 1 + w norms, four a layer, GeGLU, q/k norms, local layers' windows (3, in rows of 7)
+  // and rotary tables.
+  {
+    name: 'gemma3, LoRA on all seven projections, labels with -100',
+    config: tinyGemmaConfig(),
+    targets: [...PROJECTIONS],
+    full: false,
+    labels: true,
+  },
+  {
+    name: 'gemma3, full-parameter gradients (every norm and the scaled embedding), LoRA dropout, recomputed',
+    config: tinyGemmaConfig(),
+    targets: ['q_proj', 'o_proj', 'down_proj'],
+    full: true,
+    dropout: 0.3,
+    recompute: true,
+  },
+  {
+    name: 'gemma3, fp16 matrices, chunked vocabulary, untied',
+    config: tinyGemmaConfig({ tieWordEmbeddings: false }),
+    targets: ['k_proj', 'v_proj', 'gate_proj', 'down_proj'],
+    full: false,
+    chunked: true,
+    half: true,
+  },
+  {
+    name: "gemma3 on GPUs' kernels: o_proj's and down_proj's d(x Aᵀ) written by their output norms' backward, tiled attention",
+    config: tinyGemmaConfig(),
+    targets: [...PROJECTIONS],
+    full: false,
+    dropout: 0.2,
+    recompute: true,
+    gpuKernels: 'tuned',
+    seq: 19,
   },
 ];
 

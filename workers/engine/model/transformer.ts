@@ -15,8 +15,9 @@ import type { GpuWeights } from './weights';
 export type { StepShape } from './step-buffers';
 
 /**
- * One training step of a Llama-family decoder, recorded once for a [batch, seq] shape as GPU ops and replayed:
- *   x = embed(ids)                          [N, d]      N = batch · seq
+ * One training step of a Llama-family (or Gemma) decoder, recorded once for a [batch, seq] shape as GPU ops and
+ * replayed:
+ *   x = embed(ids) (· Gemma's √d)           [N, d]      N = batch · seq
  *   x = layer_l(x) for each layer           (layer.ts: each layer's forward beside its backward)
  *   xf = rmsnorm(x);  loss = CE(xf · Eᵀ)     (loss.ts, a vocabulary slice at a time)
  * then the backward in reverse, into LoRA's gradient buffer (and in full mode one per weight), accumulated across
@@ -316,10 +317,11 @@ export class TransformerStep {
     const N = this.tokens;
     const { d, eps } = shortDims(w.config);
     const { inputs, layers, s } = this.b;
-    // x [N, d] = E[ids], a vocabulary chunk at a time
+    // x [N, d] = E[ids] (· Gemma's √d), a vocabulary chunk at a time
+    const scale = w.config.gemma?.embedScale;
     for (const { buffer, first, rows } of w.embed) {
       const embed = { ids: inputs.ids, chunk: buffer, x: layers[0].xIn, half: w.halfMatrices };
-      ops.push(k.embedding.forwardOp({ ...embed, tokens: N, dim: d, first, rows }));
+      ops.push(k.embedding.forwardOp({ ...embed, tokens: N, dim: d, first, rows, scale }));
     }
     // x = layer_l(x); each layer's last product may leave its output in partial sums for the next norm to add.
     let residual: Slabs | undefined;
@@ -342,21 +344,21 @@ export class TransformerStep {
     if (!g) throw new Error('a forward-only step has no backward');
     // dxf [N, d] from the loss (in 'hidden' mode a head wrote it)
     lossBackward(this.c, ops, this.slices);
-    // dx [N, d] = rmsnorm'(dxf): also the last down_proj's output gradient
+    // dx [N, d] = rmsnorm'(dxf): also the last down_proj's output gradient (Gemma's is its own norm's)
     const finalNorm = { x: s.xOut, w: w.finalNorm, rstd: s.rstdF, rows: N, dim: d };
-    const down = this.c.lora.residualOut(layers.length - 1, 'down_proj');
+    const down = w.config.gemma ? undefined : this.c.lora.residualOut(layers.length - 1, 'down_proj');
     ops.push(k.rmsnorm.backwardOp({ ...finalNorm, dy: s.dxf, dx: g.dx, lowRankOut: down }));
     if (this.weightGrads) {
       ops.push(k.rmsnorm.weightGradOp({ ...finalNorm, dy: s.dxf, dw: this.grad('model.norm.weight') }));
     }
     for (let l = layers.length - 1; l >= 0; l--) layerBackward(this.c, ops, l);
-    // dE[ids] += dx (full mode)
+    // dE[ids] += dx (· Gemma's √d) (full mode)
     if (this.weightGrads && inputs.tokenIndex) {
+      const scale = w.config.gemma?.embedScale;
       for (const [i, { first, rows }] of w.embed.entries()) {
         const dChunk = this.grad('model.embed_tokens.weight', i);
-        ops.push(
-          k.embedding.backwardOp({ index: inputs.tokenIndex, dx: g.dx, dChunk, tokens: N, dim: d, first, rows }),
-        );
+        const shape = { tokens: N, dim: d, first, rows, scale };
+        ops.push(k.embedding.backwardOp({ index: inputs.tokenIndex, dx: g.dx, dChunk, ...shape }));
       }
     }
   }

@@ -17,13 +17,22 @@ export interface VocabChunk {
 
 export interface LayerWeights {
   inputNorm: GPUBuffer;
+  /** The norm before the MLP: llama's post_attention_layernorm, Gemma's pre_feedforward_layernorm. */
   postNorm: GPUBuffer;
+  /** Gemma's norms of the attention's and the MLP's outputs (post_attention_, post_feedforward_layernorm). */
+  attnOutNorm: GPUBuffer | null;
+  mlpOutNorm: GPUBuffer | null;
   proj: Record<Projection, GPUBuffer>;
   /** q/k/v biases (qwen2), else null. */
   bias: Partial<Record<Projection, GPUBuffer>>;
   /** Per-head q/k RMSNorm weights (qwen3), else null. */
   qNorm: GPUBuffer | null;
   kNorm: GPUBuffer | null;
+}
+
+/** Whether a weight is one of Gemma's norms, held on the GPU as 1 + w (its RMSNorms scale by 1 + w). */
+function plusOne(config: ModelConfig, key: string): boolean {
+  return config.gemma !== null && key.endsWith('norm.weight');
 }
 
 /** Supplies a base weight by checkpoint key as float32 (bf16/fp16 checkpoints widened on the way). */
@@ -59,12 +68,6 @@ export class GpuWeights {
     source: TensorSource,
     options: { bindingLimit?: number; vocabChunkBytes?: number; halfMatrices?: boolean } = {},
   ): Promise<GpuWeights> {
-    if (config.gemma) {
-      throw new Error(
-        "Gemma 3 (gemma3_text) is read and checked, but Hone's GPU engine does not run it yet: " +
-          'pick a llama, qwen2 or qwen3 model',
-      );
-    }
     const limit =
       options.bindingLimit ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     const chunkBytes = Math.min(limit, options.vocabChunkBytes ?? limit);
@@ -75,7 +78,8 @@ export class GpuWeights {
     const shapes = expectedTensors(config);
     // One tensor at a time: read, check, upload, let go.
     const load = async (key: string, isMatrix = false) => {
-      const data = await source(key);
+      const read = await source(key);
+      const data = plusOne(config, key) ? read.map((w) => 1 + w) : read;
       const expected = shapes.get(key);
       const count = expected?.reduce((a, b) => a * b, 1);
       if (count !== undefined && data.length !== count) {
@@ -121,9 +125,12 @@ export class GpuWeights {
         for (const name of ['q_proj', 'k_proj', 'v_proj'] as const)
           bias[name] = await load(`${p}.self_attn.${name}.bias`);
       }
+      const gemma = config.gemma !== null;
       layers.push({
         inputNorm: await load(`${p}.input_layernorm.weight`),
-        postNorm: await load(`${p}.post_attention_layernorm.weight`),
+        postNorm: await load(`${p}.${gemma ? 'pre_feedforward' : 'post_attention'}_layernorm.weight`),
+        attnOutNorm: gemma ? await load(`${p}.post_attention_layernorm.weight`) : null,
+        mlpOutNorm: gemma ? await load(`${p}.post_feedforward_layernorm.weight`) : null,
         proj,
         bias,
         qNorm: config.qkNorm ? await load(`${p}.self_attn.q_norm.weight`) : null,
@@ -154,7 +161,8 @@ export class GpuWeights {
     if (this.halfMatrices) throw new Error('the weights are held as fp16 for LoRA training; they were not trained');
     const buffers = this.byKey.get(key);
     if (!buffers) throw new Error(`no weight ${key} on the GPU`);
-    return readConcatenated(device, buffers, length);
+    const values = await readConcatenated(device, buffers, length);
+    return plusOne(this.config, key) ? values.map((w) => w - 1) : values;
   }
 
   /** Total bytes held on the GPU. */

@@ -34,6 +34,27 @@ export function tinyConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
 }
 
 /**
+ * A tiny Gemma 3 (tinyConfig's sizes): three layers, local ones around a global one, a sliding window of 3 that
+ * rows of more tokens pass, its own score scale and rotary bases.
+ */
+export function tinyGemmaConfig(overrides: Partial<ModelConfig> = {}): ModelConfig {
+  return tinyConfig({
+    modelType: 'gemma3_text',
+    numLayers: 3,
+    qkNorm: true,
+    ropeTheta: 1000,
+    gemma: {
+      embedScale: Math.fround(Math.sqrt(24)),
+      queryPreAttnScalar: 5,
+      slidingWindow: 3,
+      slidingLayers: [true, false, true],
+      localRopeTheta: 10,
+    },
+    ...overrides,
+  });
+}
+
+/**
  * Every tensor of `expectedTensors(config)`, row-major. Each tensor draws from its own generator, seeded by
  * `seed` and its key, so two configs that share a tensor (say, with and without attention bias) get the same values.
  * - embeddings: U(-0.5, 0.5): tied logits of order 1, so the loss starts near ln(vocab) without being uniform;
