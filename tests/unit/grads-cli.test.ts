@@ -141,6 +141,40 @@ describe('hone grads', () => {
   });
 });
 
+describe('hone grads on Gemma 3, against transformers + PEFT', () => {
+  it("gives transformers' float64 loss and every gradient on its own tiny Gemma3ForCausalLM and PEFT's adapter", async () => {
+    // tests/fixtures/gemma3-tiny: written by scripts/gemma3-fixture.py (rows of 10 tokens, a sliding window of 4).
+    const fixture = 'tests/fixtures/gemma3-tiny';
+    const batch = JSON.parse(await readFile(join(fixture, 'batch.json'), 'utf8'));
+    await writeFile(join(dir, 'gemma-tokens.json'), JSON.stringify(batch.tokens));
+    await writeFile(join(dir, 'gemma-labels.json'), JSON.stringify(batch.labels));
+    const out = join(dir, 'gemma-grads.safetensors');
+    const args = ['--model', fixture, '--adapter', join(fixture, 'adapter'), '--full', '--out', out];
+    const inputs = ['--tokens', join(dir, 'gemma-tokens.json'), '--labels', join(dir, 'gemma-labels.json')];
+    const result = await hone('grads', ...args, ...inputs);
+    expect(result.code, result.stderr).toBe(0);
+    const bytes = new Uint8Array(await readFile(join(fixture, 'expected.safetensors')));
+    const expected = parseSafetensors(bytes, 'expected.safetensors');
+    const float64 = (name: string) => {
+      const info = expected.tensors.get(name);
+      if (!info) throw new Error(`expected.safetensors has no ${name}`);
+      return new Float64Array(bytes.slice(info.byteOffset, info.byteOffset + info.byteLength).buffer);
+    };
+    const file = await readOut(out);
+    expect(Math.abs(file.readFloat32('loss')[0] / float64('loss')[0] - 1)).toBeLessThan(1e-5);
+    let compared = 0;
+    for (const key of file.tensors.keys()) {
+      if (key === 'loss') continue;
+      const name = `grad.${key.replace(/^base_model\.model\./, '')}`;
+      expect(maxRelativeError(file.readFloat32(key), float64(name)), key).toBeLessThan(2e-4);
+      compared++;
+    }
+    // Every LoRA matrix (3 layers × 7 projections × A, B) and every base weight transformers differentiates.
+    const base = [...expected.tensors.keys()].filter((k) => k.startsWith('grad.') && !k.includes('lora_'));
+    expect(compared).toBe(42 + base.length);
+  });
+});
+
 describe('hone with hub:ORG/NAME', () => {
   it('downloads the model once into the cache, then loads it from there; cache list and clear', async () => {
     const hub = await startHubServer();
