@@ -64,9 +64,11 @@ export async function modelGgufPlan(
       `${options.source}/config.json: Llama 3 rope scaling on a ${config.modelType} model cannot be written as GGUF`,
     );
   }
+  // The architecture first: a model llama.cpp cannot run is refused whatever its tokenizer.
+  const architecture = ggufArchitecture(config);
   const tokenizer = await ggufTokenizer(read, options.source, config.vocabSize);
   const metadata: GgufMetadata = new Map();
-  metadata.set('general.architecture', gguf.string(ggufArchitecture(config)));
+  metadata.set('general.architecture', gguf.string(architecture));
   metadata.set('general.type', gguf.string('model'));
   metadata.set('general.name', gguf.string(options.name));
   for (const entries of [architectureMetadata(config, options.dtype), quantizationVersion(), tokenizer.metadata]) {

@@ -1,0 +1,29 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ModelConfig } from '../../core/model-config';
+import { randomWeights, tinyGemmaConfig } from '../../workers/engine/reference/random-model';
+import { gemmaTokenizerFiles, gemmaTokenizerSize } from './gemma-tokenizer';
+import { writeModelFolder } from './model-folder';
+
+/**
+ * A random tiny Gemma 3 model folder with the Gemma-shaped tokenizer: three layers (local, global, local), a
+ * sliding window of 8 that a conversation passes. Returns the folder and its files, as a Hub stand-in serves them.
+ */
+export async function writeGemmaFolder(
+  dir: string,
+): Promise<{ folder: string; config: ModelConfig; files: Map<string, Uint8Array> }> {
+  const base = tinyGemmaConfig();
+  const config = tinyGemmaConfig({
+    vocabSize: gemmaTokenizerSize().size,
+    maxPositionEmbeddings: 256,
+    gemma: { ...(base.gemma as NonNullable<ModelConfig['gemma']>), slidingWindow: 8 },
+  });
+  const folder = await writeModelFolder(dir, config, randomWeights(config, 29));
+  const tokenizer = gemmaTokenizerFiles();
+  for (const [name, text] of Object.entries(tokenizer)) await writeFile(join(folder, name), text);
+  const files = new Map<string, Uint8Array>();
+  for (const name of ['config.json', 'model.safetensors', ...Object.keys(tokenizer)]) {
+    files.set(name, new Uint8Array(await readFile(join(folder, name))));
+  }
+  return { folder, config, files };
+}
