@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { GEMMA3_270M } from '../tests/fixtures/hub-configs';
 import { parseModelConfig } from './model-config';
 import { checkFit, estimateTrainingMemory, weightBytes } from './model-memory';
 
@@ -17,6 +18,21 @@ const smollm2 = parseModelConfig({
 });
 
 describe('model memory', () => {
+  it("counts Gemma 3's two extra activations a layer and its 262k vocabulary within the logits' slice", () => {
+    const gemma = parseModelConfig(GEMMA3_270M);
+    const [N, d, L] = [512, gemma.hiddenSize, gemma.numLayers];
+    const memory = estimateTrainingMemory(gemma);
+    const asLlama = estimateTrainingMemory({ ...gemma, gemma: null });
+    // Per layer the block outputs before their norms and their rstd; in the backward one more [N, d] gradient.
+    expect(memory.activations - asLlama.activations).toBe(4 * (L * N * (2 * d + 2) + N * d));
+    // The logits are a 64 MiB slice at a time, whatever the vocabulary; the embedding table is split, so the
+    // largest binding is an MLP matrix.
+    expect(memory.largestBinding).toBe(4 * gemma.intermediateSize * d);
+    expect(memory.weights).toBe(weightBytes(gemma, false));
+    expect(memory.total).toBeLessThan(2.5e9);
+  });
+
+
   it('says when a weight cannot fit one binding, and otherwise that it fits', () => {
     const memory = estimateTrainingMemory(smollm2);
     expect(memory.largestBinding).toBe(1536 * 576 * 4);

@@ -71,14 +71,17 @@ export function estimateTrainingMemory(
 ): TrainingMemory {
   const { hiddenSize: d, intermediateSize: f, numHeads: H, numKvHeads: KV, headDim: hd, numLayers: L } = config;
   const N = batch * seq;
-  // Per layer: the buffers of transformer.ts's LayerActivations (attention keeps a log-sum-exp per query and head).
-  const layerSet = N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2 + H) + N * rank * targets.length;
+  // Per layer: the buffers of transformer.ts's LayerActivations (attention keeps a log-sum-exp per query and head;
+  // Gemma keeps its two block outputs before their norms, and their rstd).
+  const gemma = config.gemma ? 1 : 0;
+  const layerSet =
+    N * (5 * d + 2 * H * hd + 2 * KV * hd + 3 * f + 2 + H + gemma * (2 * d + 2)) + N * rank * targets.length;
   const kept = recompute ? layerSet + (L - 1) * N * d : L * layerSet;
   // Shared by the layers: the forward's (the final norm's input and output, a head's gradient, q and k before their
   // norms, the loss's statistics) and the logits slice, and the backward's gradients of each activation and of each
   // module's x A^T (a forward-only step has none of those).
   const forward = N * (3 * d + 2 * H * hd + 2 * KV * hd + 5) + Math.min(N * config.vocabSize, (64 * 2 ** 20) / 4);
-  const backward = N * (2 * d + 3 * f + 4 * H * hd + 4 * KV * hd + H) + N * rank * targets.length;
+  const backward = N * ((2 + gemma) * d + 3 * f + 4 * H * hd + 4 * KV * hd + H) + N * rank * targets.length;
   const caches = sampler ? 2 * L * N * KV * hd : 0;
   const activations = 4 * (kept + forward + backward + (reference ? layerSet + forward : 0) + caches);
   const params = parameterCount(config);

@@ -10,8 +10,8 @@
  *   - issue 11's targets this run can speak to, as ratios.
  * Useful FLOPs count what a LoRA step must compute (the peers' definition, `bench/useful-flops.ts`).
  *
- * Options: --browser --shape NAME (smollm2-135m, the peers'; or qwen2.5-0.5b, qwen3-0.6b, llama-3.2-1b with patterned
- *          weights, decoding only: add --skip-step) --layers N (the shape's) --seq N (128) --batch N (1)
+ * Options: --browser --shape NAME (smollm2-135m, the peers'; gemma-3-270m with patterned weights; or qwen2.5-0.5b,
+ *          qwen3-0.6b, llama-3.2-1b with patterned weights, decoding only: add --skip-step) --layers N (the shape's) --seq N (128) --batch N (1)
  *          --steps N (timed after one warm-up, 2) --f16
  *          --recompute (gradient checkpointing)
  *          --tune / --no-tune (per-shape matmul tuning; default on hardware adapters) --profile (GPU time per kernel)

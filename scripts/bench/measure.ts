@@ -9,7 +9,7 @@ import { type DecodeResult, measureDecode } from './measure-decode';
 import { type MatmulRow, matmulCandidates, measureMatmuls, tileName } from './measure-matmul';
 import { buildStep, runSteps, type StepResult } from './measure-step';
 import { PEER_LORA, peerTensor } from './peer-workload';
-import { type BenchShape, benchConfig, patternTensor } from './shapes';
+import { type BenchShape, benchConfig, patternTensor, STEP_SHAPES } from './shapes';
 import { usefulFlops } from './useful-flops';
 
 /** What a run measures; the browser page gets it as JSON. */
@@ -75,9 +75,9 @@ export async function runBench(
   log: (line: string) => void,
 ): Promise<BenchResult> {
   const config = benchConfig(options.shape, options.layers);
-  if (options.shape !== 'smollm2-135m' && (options.step || options.allocateOnly)) {
+  if (!STEP_SHAPES.includes(options.shape) && (options.step || options.allocateOnly)) {
     throw new Error(
-      `the training step runs the peers' workload on SmolLM2's shape; with --shape ${options.shape} add --skip-step`,
+      `the training step runs on ${STEP_SHAPES.join(' and ')}'s shapes; with --shape ${options.shape} add --skip-step`,
     );
   }
   // The adapter as the kernel choices see it.

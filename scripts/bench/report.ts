@@ -18,7 +18,7 @@ export interface Target {
 /** The peers' losses for this run's workload, when they published it (seq 128, batch 1, their layer counts). */
 export function peerLosses(r: BenchResult): number[] | null {
   const o = r.options;
-  return o.seq === 128 && o.batch === 1 ? (PEER_LOSSES[o.layers] ?? null) : null;
+  return o.shape === 'smollm2-135m' && o.seq === 128 && o.batch === 1 ? (PEER_LOSSES[o.layers] ?? null) : null;
 }
 
 /** Failures that make the bench exit 1: a first loss off the peers', a product that computes the wrong thing. */

@@ -1,25 +1,32 @@
 import { type ModelConfig, parseModelConfig } from '../../core/model-config';
-import { LLAMA32_1B, QWEN3_06B, QWEN25_05B } from '../../tests/fixtures/hub-configs';
+import { GEMMA3_270M, LLAMA32_1B, QWEN3_06B, QWEN25_05B } from '../../tests/fixtures/hub-configs';
 import { smolLm2Config } from './peer-workload';
 
 /**
  * The model shapes the bench runs: SmolLM2-135M's is the peers' workload (its weights, tokens and losses theirs);
- * the others are the larger models the studio offers, for decoding, where a model's size is what a token costs.
+ * the others are the larger models the studio offers, for decoding, where a model's size is what a token costs, and
+ * Gemma 3 270M's for its training step too (patterned weights, the peers' tokens).
  */
-export const BENCH_SHAPES = ['smollm2-135m', 'qwen2.5-0.5b', 'qwen3-0.6b', 'llama-3.2-1b'] as const;
+export const BENCH_SHAPES = ['smollm2-135m', 'qwen2.5-0.5b', 'qwen3-0.6b', 'llama-3.2-1b', 'gemma-3-270m'] as const;
 export type BenchShape = (typeof BENCH_SHAPES)[number];
+
+/** The shapes whose training step the bench times. */
+export const STEP_SHAPES: readonly BenchShape[] = ['smollm2-135m', 'gemma-3-270m'];
 
 const HUB_CONFIGS: Record<Exclude<BenchShape, 'smollm2-135m'>, unknown> = {
   'qwen2.5-0.5b': QWEN25_05B,
   'qwen3-0.6b': QWEN3_06B,
   'llama-3.2-1b': LLAMA32_1B,
+  'gemma-3-270m': GEMMA3_270M,
 };
 
-/** The shape's config, with `layers` layers where given (the peers' SmolLM2 has 30). */
+/** The shape's config, with `layers` layers where given (the peers' SmolLM2 has 30; Gemma's keep its first kinds). */
 export function benchConfig(shape: BenchShape, layers?: number): ModelConfig {
   if (shape === 'smollm2-135m') return smolLm2Config(layers ?? 30);
   const config = parseModelConfig(HUB_CONFIGS[shape], shape);
-  return layers === undefined ? config : { ...config, numLayers: layers };
+  if (layers === undefined) return config;
+  const gemma = config.gemma && { ...config.gemma, slidingLayers: config.gemma.slidingLayers.slice(0, layers) };
+  return { ...config, numLayers: layers, gemma };
 }
 
 /**
@@ -28,6 +35,7 @@ export function benchConfig(shape: BenchShape, layers?: number): ModelConfig {
  */
 export function patternTensor(shape: readonly number[], key: string): Float32Array<ArrayBuffer> {
   const n = shape.reduce((a, b) => a * b, 1);
+  // Norms of 1 (Gemma's hold 1 + w: w = 0 there).
   if (key.endsWith('norm.weight')) return new Float32Array(n).fill(1);
   const pattern = Float32Array.from({ length: 4093 }, (_, i) => 0.035 * Math.sin(i * 12.9898 + n));
   const out = new Float32Array(n);

@@ -28,6 +28,18 @@ export const CATALOG: CatalogEntry[] = [
   { repo: 'Qwen/Qwen2.5-0.5B-Instruct', name: 'Qwen2.5 0.5B Instruct', note: 'Multilingual, strong for its size.' },
   { repo: 'Qwen/Qwen3-0.6B', name: 'Qwen3 0.6B', note: 'Newest Qwen; thinks before answering.' },
   {
+    repo: 'google/gemma-3-270m-it',
+    name: 'Gemma 3 270M Instruct',
+    note: 'Made by Google for task-specific fine-tuning. Gated: accept Google’s license on the Hub and enter an access token.',
+    gated: true,
+  },
+  {
+    repo: 'google/gemma-3-1b-it',
+    name: 'Gemma 3 1B Instruct',
+    note: 'Among the most fine-tuned small models. Gated: accept Google’s license on the Hub and enter an access token.',
+    gated: true,
+  },
+  {
     repo: 'meta-llama/Llama-3.2-1B-Instruct',
     name: 'Llama 3.2 1B Instruct',
     note: 'Gated: accept Meta’s license on the Hub and enter an access token.',

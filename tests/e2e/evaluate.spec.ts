@@ -9,7 +9,7 @@ import { expect, test } from '@playwright/test';
 import { parseModelConfig } from '../../core/model-config';
 import { codeWordsJsonl } from '../helpers/datasets';
 import { randomRewardModel, tempDir } from '../helpers/model-folder';
-import { loadDemoModel } from '../helpers/studio';
+import { loadDemoModel, trainOnFile } from '../helpers/studio';
 
 /** A random reward model's PEFT folder for the demo model. */
 async function rewardModelFolder(dir: string): Promise<string> {
@@ -26,24 +26,12 @@ test('the tuned model scores above its base on exact match, and the report survi
   const codes = join(dir, 'codes.jsonl');
   await writeFile(codes, codeWordsJsonl());
   await loadDemoModel(page, /Data/);
-  await page.getByLabel('choose files').setInputFiles(codes);
-  const validation = page.getByLabel('Validation (fraction or count)');
-  await validation.fill('0');
-  await validation.blur();
-  await page.getByRole('button', { name: /Train/ }).click();
-  const settings = page.getByTestId('train-settings');
-  for (const [label, value] of [
+  await trainOnFile(page, codes, [
     ['Learning rate', '0.005'],
     ['Warm-up (steps, or fraction)', '2'],
     ['Batch size', '6'],
     ['Max steps (empty: by epochs)', '40'],
-  ]) {
-    await settings.getByLabel(label, { exact: true }).fill(value);
-    await settings.getByLabel(label, { exact: true }).blur();
-  }
-  await settings.getByLabel(/^Schedule/).selectOption('constant');
-  await page.getByRole('button', { name: 'Start training' }).click();
-  await expect(page.getByTestId('run-status')).toHaveText('Finished', { timeout: 300_000 });
+  ]);
 
   await page.getByRole('button', { name: /Compare/ }).click();
   const evaluate = page.getByTestId('evaluate');

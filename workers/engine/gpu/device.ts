@@ -12,6 +12,12 @@ const REQUESTED_LIMITS = [
   'maxStorageBuffersPerShaderStage',
 ] as const;
 
+/**
+ * Storage buffers a kernel may bind, at most: Chrome's tier on most devices (10), whatever more the adapter offers,
+ * so every kernel plan the engine records in Node (the CLI, the tests) is one a browser can run.
+ */
+const STORAGE_BUFFERS = 10;
+
 /** Optional features the engine uses when present. */
 const WANTED_FEATURES: GPUFeatureName[] = ['shader-f16', 'subgroups', 'timestamp-query'];
 
@@ -70,6 +76,10 @@ export async function acquireGpu(gpu: GPU | undefined): Promise<Gpu> {
   }
   const requiredLimits: Record<string, number> = {};
   for (const name of REQUESTED_LIMITS) requiredLimits[name] = adapter.limits[name];
+  requiredLimits.maxStorageBuffersPerShaderStage = Math.min(
+    adapter.limits.maxStorageBuffersPerShaderStage,
+    STORAGE_BUFFERS,
+  );
   const requiredFeatures = WANTED_FEATURES.filter((f) => adapter.features.has(f));
   let device: GPUDevice;
   try {

@@ -52,8 +52,15 @@ export class Kernel {
     this.pipeline = pipelineFor(device, code, label);
   }
 
-  /** An op that runs this kernel on `buffers` with `uniforms`, over `workgroups`. */
+  /**
+   * An op that runs this kernel on `buffers` with `uniforms`, over `workgroups`. More storage buffers than the device
+   * allows a kernel would fail silently on the GPU (its bind group invalid, its output untouched): refused here.
+   */
   op(buffers: readonly GPUBuffer[], uniforms: readonly UniformValue[], workgroups: [number, number, number]): Op {
+    const limit = this.device.limits.maxStorageBuffersPerShaderStage;
+    if (buffers.length > limit) {
+      throw new Error(`${this.label} binds ${buffers.length} storage buffers, over this GPU's ${limit} a kernel`);
+    }
     const entries: GPUBindGroupEntry[] = buffers.map((buffer, binding) => ({ binding, resource: { buffer } }));
     let uniformBuffer: GPUBuffer | undefined;
     if (uniforms.length > 0) {

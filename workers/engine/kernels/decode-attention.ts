@@ -16,7 +16,7 @@ const PARAMS = uniformStruct({
 /**
  * One decoding step's attention for `rows` sequences at one position p, with the rotary embeddings and the cache
  * append, in one dispatch:
- *   position [1] u32 = p;  q [rows, H·hd], k, v [rows, KV·hd] (q, k not yet rotated);  cos, sin [hd / 2] at p
+ *   position [1] u32 = p;  q [rows, H·hd], k, v [rows, KV·hd] (q, k not yet rotated);  rotary [hd]: cos, sin at p
  *   kCache, vCache [rows, maxLen, KV·hd] (position-major: an append is one row);  out [rows, H·hd]
  *   out_h = Σ_{p − window < j ≤ p} softmax_j(scale · q_h · k_{j,g}) v_{j,g},  g = h / (H / KV),  q and k rotated
  *   (and per-head normed first with Qwen3's and Gemma's `norms`);  cache row p ← rotated k and v, written by heads
@@ -33,9 +33,12 @@ function vectors(headDim: number) {
   return { v, u: new Unrolled(headDim, 1, v.width), half: headDim / 2 / v.width };
 }
 
-/** WGSL for vector i (a constant) of the head row at vector `base` of `array`, times the norm's weight where given. */
-function element(array: string, base: string, i: number, weight: string | null): string {
-  return weight ? `(${array}[${base} + ${i}u] * ${weight}[${i}u])` : `${array}[${base} + ${i}u]`;
+/**
+ * WGSL for vector i (a constant) of the head row at vector `base` of `array`, times the norm's weight where
+ * `weights` starts (a vector index into `norms`: q's at 0, k's at HDV).
+ */
+function element(array: string, base: string, i: number, weights: string | null): string {
+  return weights ? `(${array}[${base} + ${i}u] * norms[${weights} + ${i}u])` : `${array}[${base} + ${i}u]`;
 }
 
 /**
@@ -44,7 +47,7 @@ function element(array: string, base: string, i: number, weight: string | null):
  */
 function rotatedVector(at: (i: number) => string, x: number, half: number): string {
   const [partner, sign] = x < half ? [x + half, '-'] : [x - half, '+'];
-  return `(${at(x)} * cosTable[${x % half}u] ${sign} ${at(partner)} * sinTable[${x % half}u])`;
+  return `(${at(x)} * rotary[${x % half}u] ${sign} ${at(partner)} * rotary[${half + (x % half)}u])`;
 }
 
 /** WGSL for 1 / RMS of the head row at `base` of `array` (the per-head norm's rstd), its vectors unrolled. */
@@ -66,12 +69,11 @@ function bindings(normed: boolean, more: string[]): string {
     'read> q: array<V>',
     'read> k: array<V>',
     'read> v: array<V>',
-    'read> cosTable: array<V>',
-    'read> sinTable: array<V>',
+    'read> rotary: array<V>',
     'read_write> kCache: array<V>',
     'read_write> vCache: array<V>',
     'read_write> out: array<V>',
-    ...(normed ? ['read> qNorm: array<V>', 'read> kNorm: array<V>'] : []),
+    ...(normed ? ['read> norms: array<V>'] : []),
     ...more,
   ];
   return /* wgsl */ `
@@ -83,7 +85,7 @@ ${storage.map((b, i) => `@group(0) @binding(${i}) var<storage, ${b};`).join('\n'
 /** q's registers, normed (where `normed`), rotated and scaled: q0, q1, ... */
 function queryRegisters(u: Unrolled, half: number, normed: boolean): string {
   const scale = normed ? `p.scale * ${rstdOf(u, 'q', 'qi')}` : 'p.scale';
-  const at = (i: number) => element('q', 'qi', i, normed ? 'qNorm' : null);
+  const at = (i: number) => element('q', 'qi', i, normed ? '0u' : null);
   return `  let qScale = ${scale};\n${u.perVector((x) => `  let q${x} = ${rotatedVector(at, x, half)} * qScale;`)}`;
 }
 
@@ -137,9 +139,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     let first = x < HALF;
     let at = x % HALF;
     let px = select(x - HALF, x + HALF, first);
-    let kx = k[ki + x]${normed ? ' * kNorm[x] * kScale' : ''};
-    let partner = k[ki + px]${normed ? ' * kNorm[px] * kScale' : ''};
-    kNew[x] = kx * cosTable[at] + select(1.0, -1.0, first) * partner * sinTable[at];
+    let kx = k[ki + x]${normed ? ' * norms[HDV + x] * kScale' : ''};
+    let partner = k[ki + px]${normed ? ' * norms[HDV + px] * kScale' : ''};
+    kNew[x] = kx * rotary[at] + select(1.0, -1.0, first) * partner * rotary[HALF + at];
     if (appends) {
       kCache[cBase + pos * width + x] = kNew[x];
       vCache[cBase + pos * width + x] = v[ki + x];
@@ -207,7 +209,7 @@ ${
 function rowShader(headDim: number, normed: boolean): string {
   const { v, u, half } = vectors(headDim);
   const HDV = u.xs.length;
-  const key = (i: number) => element('k', 'ki', i, normed ? 'kNorm' : null);
+  const key = (i: number) => element('k', 'ki', i, normed ? `${HDV}u` : null);
   return /* wgsl */ `
 alias V = ${v.type};
 ${v.dot}
@@ -279,9 +281,12 @@ export interface DecodeShape {
   window?: number;
 }
 
-/** The position [1] u32, the new tokens' q/k/v, the position's cos/sin, the caches, scratch and output. */
+/**
+ * The position [1] u32, the new tokens' q/k/v, the position's rotary angles (`rotary` [hd]: its cos [hd / 2] then
+ * its sin), the caches, scratch and output.
+ */
 export type DecodeAttentionIo = Record<
-  'position' | 'q' | 'k' | 'v' | 'cos' | 'sin' | 'kCache' | 'vCache' | 'scores' | 'out',
+  'position' | 'q' | 'k' | 'v' | 'rotary' | 'kCache' | 'vCache' | 'scores' | 'out',
   GPUBuffer
 >;
 
@@ -296,13 +301,14 @@ export class DecodeAttentionKernels {
 
   /**
    * out ← attention of the tokens at `position` over the caches and themselves, q and k rotated first (normed
-   * before, per head, with `norms`' weights [hd]); their keys and values appended to cache row `position`.
-   * `scores` is the cooperative layout's scratch.
+   * before, per head, with `norms.weights` [2, hd]: q's then k's); their keys and values appended to cache row
+   * `position`. `scores` is the cooperative layout's scratch. Ten storage buffers at most, normed and cooperative:
+   * Chrome's limit on many devices.
    */
   op(
-    { position, q, k, v, cos, sin, kCache, vCache, scores, out }: DecodeAttentionIo,
+    { position, q, k, v, rotary, kCache, vCache, scores, out }: DecodeAttentionIo,
     s: DecodeShape,
-    norms?: { q: GPUBuffer; k: GPUBuffer; eps: number },
+    norms?: { weights: GPUBuffer; eps: number },
   ): Op {
     if (s.headDim % 2 !== 0) throw new Error(`rotary embeddings need an even head size, not ${s.headDim}`);
     const rows = s.rows ?? 1;
@@ -311,7 +317,7 @@ export class DecodeAttentionKernels {
     const scale = s.scale ?? 1 / Math.sqrt(s.headDim);
     const window = s.window ?? maxLen;
     const uniforms = PARAMS.pack({ heads: s.heads, kvHeads, maxLen, rows, scale, eps: norms?.eps ?? 0, window });
-    const buffers = [position, q, k, v, cos, sin, kCache, vCache, out, ...(norms ? [norms.q, norms.k] : [])];
+    const buffers = [position, q, k, v, rotary, kCache, vCache, out, ...(norms ? [norms.weights] : [])];
     const kernel = this.kernel(s.headDim, Boolean(norms));
     if (this.layout === 'row') return kernel.op(buffers, uniforms, grid1d(heads, WG));
     return kernel.op([...buffers, scores], uniforms, [heads, 1, 1]);

@@ -68,7 +68,12 @@ describe('RMSNorm kernels against the CPU twin', () => {
           [k.forwardOp({ x: bx, w: bw, y: by, rstd: brstd, rows, dim, eps: 1e-6, accumulate: true })],
           by,
         );
-        expect(maxRelativeError(yAdded, ref.y.map((v, i) => v + prior[i]))).toBeLessThan(1e-5);
+        expect(
+          maxRelativeError(
+            yAdded,
+            ref.y.map((v, i) => v + prior[i]),
+          ),
+        ).toBeLessThan(1e-5);
         // x plus three partial sums (a product left in split-K's slices), added as x is read and written back into
         // it: the norm of their sum, carried along or not.
         const parts = [11, 12, 13].map((seed) => randomUniform(rows * dim, seed));

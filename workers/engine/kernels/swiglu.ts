@@ -28,23 +28,47 @@ fn geluTanhDerivative(x: f32) -> f32 {
   return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * 0.7978845608028654 * (1.0 + 0.134145 * x * x);
 }`;
 
-const geluForwardShader = /* wgsl */ `
+/**
+ * WGSL per activation: its functions, act(x) and the backward's dg, du of x = g[i], d = da[i] (summed slabs).
+ */
+const ACTIVATIONS: Record<GatedActivation, { functions: string; act: string; dg: string; du: string }> = {
+  silu: {
+    functions: 'fn sigmoid(x: f32) -> f32 { return 1.0 / (1.0 + exp(-x)); }',
+    act: 'x * sigmoid(x)',
+    dg: 'd * u[i] * sigmoid(x) * (1.0 + x * (1.0 - sigmoid(x)))',
+    du: 'd * x * sigmoid(x)',
+  },
+  gelu: {
+    functions: GELU_TANH_WGSL,
+    act: 'geluTanh(x)',
+    dg: 'd * u[i] * geluTanhDerivative(x)',
+    du: 'd * geluTanh(x)',
+  },
+};
+
+function forwardShader(activation: GatedActivation): string {
+  const a = ACTIVATIONS[activation];
+  return /* wgsl */ `
 ${FORWARD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> g: array<f32>;
 @group(0) @binding(1) var<storage, read> u: array<f32>;
 @group(0) @binding(2) var<storage, read_write> a: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
-${GELU_TANH_WGSL}
+${a.functions}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
   let i = gid.x + gid.y * nwg.x * 64u;
   if (i >= p.n) { return; }
-  a[i] = geluTanh(g[i]) * u[i];
+  let x = g[i];
+  a[i] = ${a.act} * u[i];
 }
 `;
+}
 
-const geluBackwardShader = /* wgsl */ `
+function backwardShader(activation: GatedActivation): string {
+  const a = ACTIVATIONS[activation];
+  return /* wgsl */ `
 ${BACKWARD_PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> g: array<f32>;
 @group(0) @binding(1) var<storage, read> u: array<f32>;
@@ -52,7 +76,7 @@ ${BACKWARD_PARAMS.wgsl}
 @group(0) @binding(3) var<storage, read_write> dg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> du: array<f32>;
 @group(0) @binding(5) var<uniform> p: Params;
-${GELU_TANH_WGSL}
+${a.functions}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -61,48 +85,11 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   var d = da[i];
   for (var slab = 1u; slab < p.slabs; slab++) { d += da[slab * p.n + i]; }
   let x = g[i];
-  dg[i] = d * u[i] * geluTanhDerivative(x);
-  du[i] = d * geluTanh(x);
+  dg[i] = ${a.dg};
+  du[i] = ${a.du};
 }
 `;
-
-const forwardShader = /* wgsl */ `
-${FORWARD_PARAMS.wgsl}
-@group(0) @binding(0) var<storage, read> g: array<f32>;
-@group(0) @binding(1) var<storage, read> u: array<f32>;
-@group(0) @binding(2) var<storage, read_write> a: array<f32>;
-@group(0) @binding(3) var<uniform> p: Params;
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 64u;
-  if (i >= p.n) { return; }
-  let x = g[i];
-  a[i] = x / (1.0 + exp(-x)) * u[i];
 }
-`;
-
-const backwardShader = /* wgsl */ `
-${BACKWARD_PARAMS.wgsl}
-@group(0) @binding(0) var<storage, read> g: array<f32>;
-@group(0) @binding(1) var<storage, read> u: array<f32>;
-@group(0) @binding(2) var<storage, read> da: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dg: array<f32>;
-@group(0) @binding(4) var<storage, read_write> du: array<f32>;
-@group(0) @binding(5) var<uniform> p: Params;
-
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let i = gid.x + gid.y * nwg.x * 64u;
-  if (i >= p.n) { return; }
-  var d = da[i];
-  for (var slab = 1u; slab < p.slabs; slab++) { d += da[slab * p.n + i]; }
-  let x = g[i];
-  let sig = 1.0 / (1.0 + exp(-x));
-  dg[i] = d * u[i] * sig * (1.0 + x * (1.0 - sig));
-  du[i] = d * x * sig;
-}
-`;
 
 export interface SwiGluBackward {
   activation?: GatedActivation;
@@ -125,10 +112,8 @@ export class SwiGluKernels {
     const key = `${activation} ${pass}`;
     let kernel = this.kernels.get(key);
     if (!kernel) {
-      const silu = activation === 'silu';
-      const code =
-        pass === 'forward' ? (silu ? forwardShader : geluForwardShader) : silu ? backwardShader : geluBackwardShader;
-      kernel = new Kernel(this.device, code, `${silu ? 'swiglu' : 'geglu'}_${pass}`);
+      const code = pass === 'forward' ? forwardShader(activation) : backwardShader(activation);
+      kernel = new Kernel(this.device, code, `${activation === 'silu' ? 'swiglu' : 'geglu'}_${pass}`);
       this.kernels.set(key, kernel);
     }
     return kernel;

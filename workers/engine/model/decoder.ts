@@ -34,10 +34,11 @@ export class Decoder {
   private readonly buffers: GPUBuffer[] = [];
   private readonly ids: GPUBuffer; // [B] u32
   private readonly position: GPUBuffer; // [1] u32
-  private readonly cos: GPUBuffer; // [hd / 2]
-  private readonly sin: GPUBuffer; // [hd / 2]
-  /** Gemma's local layers' cos and sin [hd / 2] (their own rotary base); null for the others. */
-  private readonly local: { cos: GPUBuffer; sin: GPUBuffer; tables: ReturnType<typeof ropeTables> } | null;
+  private readonly rotary: GPUBuffer; // [hd]: the position's cos [hd / 2], then its sin
+  /** Gemma's local layers' rotary angles [hd] (their own base) and tables; null for the others. */
+  private readonly local: { rotary: GPUBuffer; tables: ReturnType<typeof ropeTables> } | null;
+  /** Each layer's q and k norm weights side by side [2, hd] (qwen3, Gemma), as decoding's attention binds them. */
+  private readonly qkNorms: (GPUBuffer | null)[];
   private readonly logits: GPUBuffer; // [B, V]
   private readonly draws: GPUBuffer; // [DRAWS_HEADER + B]: the sampling settings, each row's uniform
   private readonly forced: GPUBuffer; // [B] i32: a row's next token where the CPU knows it (its prompt's), else -1
@@ -77,13 +78,9 @@ export class Decoder {
     const f32 = (n: number, label: string) => this.alloc(n * 4, label);
     this.ids = f32(rows, 'token ids');
     this.position = f32(1, 'position');
-    this.cos = f32(c.headDim / 2, 'rope cos');
-    this.sin = f32(c.headDim / 2, 'rope sin');
-    this.local = c.gemma && {
-      cos: f32(c.headDim / 2, 'local rope cos'),
-      sin: f32(c.headDim / 2, 'local rope sin'),
-      tables: ropeTables(c, maxLength, true),
-    };
+    this.rotary = f32(c.headDim, 'rope cos, sin');
+    this.local = c.gemma && { rotary: f32(c.headDim, 'local rope cos, sin'), tables: ropeTables(c, maxLength, true) };
+    this.qkNorms = this.sideBySide(w);
     this.logits = f32(rows * c.vocabSize, 'logits');
     this.draws = f32(DRAWS_HEADER + rows, 'sampling draws');
     this.forced = f32(rows, 'forced ids');
@@ -162,11 +159,11 @@ export class Decoder {
     const p = this.length;
     const q = this.device.queue;
     q.writeBuffer(this.position, 0, Uint32Array.of(p));
-    q.writeBuffer(this.cos, 0, this.tables.cos, p * half, half);
-    q.writeBuffer(this.sin, 0, this.tables.sin, p * half, half);
+    q.writeBuffer(this.rotary, 0, this.tables.cos, p * half, half);
+    q.writeBuffer(this.rotary, half * 4, this.tables.sin, p * half, half);
     if (this.local) {
-      q.writeBuffer(this.local.cos, 0, this.local.tables.cos, p * half, half);
-      q.writeBuffer(this.local.sin, 0, this.local.tables.sin, p * half, half);
+      q.writeBuffer(this.local.rotary, 0, this.local.tables.cos, p * half, half);
+      q.writeBuffer(this.local.rotary, half * 4, this.local.tables.sin, p * half, half);
     }
     this.length++;
   }
@@ -306,6 +303,35 @@ export class Decoder {
     });
   }
 
+  /** Each layer's q and k norm weights copied side by side, [2, hd]; null where the model has none. */
+  private sideBySide(w: GpuWeights): (GPUBuffer | null)[] {
+    const bytes = w.config.headDim * 4;
+    const copies: Op[] = [];
+    const buffers = w.layers.map((lw, l) => {
+      if (!lw.qNorm || !lw.kNorm) return null;
+      const both = this.alloc(2 * bytes, `layer ${l} q and k norms`);
+      copies.push({
+        kind: 'copy',
+        source: lw.qNorm,
+        target: both,
+        byteLength: bytes,
+        sourceOffset: 0,
+        targetOffset: 0,
+      });
+      copies.push({
+        kind: 'copy',
+        source: lw.kNorm,
+        target: both,
+        byteLength: bytes,
+        sourceOffset: 0,
+        targetOffset: bytes,
+      });
+      return both;
+    });
+    if (copies.length > 0) submitOps(this.device, copies);
+    return buffers;
+  }
+
   /** The gated MLP's activation: SiLU, or Gemma's tanh GELU. */
   private get activation(): GatedActivation {
     return this.w.config.gemma ? 'gelu' : 'silu';
@@ -426,10 +452,11 @@ export class Decoder {
       linear.forward(ops, l, outputs, input, qkv, { norm });
       // attn = attention over the cache after appending rope(k), v; per-head norms (qwen3, Gemma) applied as q, k
       // are read; Gemma's local layers within their window, with their own rotary angles.
-      const norms = lw.qNorm && lw.kNorm ? { q: lw.qNorm, k: lw.kNorm, eps } : undefined;
+      const normWeights = this.qkNorms[l];
+      const norms = normWeights ? { weights: normWeights, eps } : undefined;
       const sliding = c.gemma?.slidingLayers[l] ?? false;
-      const rotary = sliding && this.local ? this.local : { cos: this.cos, sin: this.sin };
-      const io = { position: this.position, q, k: kRaw, v, ...rotary, kCache, vCache, scores, out: attn };
+      const rotary = sliding && this.local ? this.local.rotary : this.rotary;
+      const io = { position: this.position, q, k: kRaw, v, rotary, kCache, vCache, scores, out: attn };
       ops.push(this.k.decodeAttention.op(io, this.attentionShape(sliding), norms));
       // x += attn · W_oᵀ;  act = silu(gate(rmsnorm(x))) · up(rmsnorm(x));  x += act · W_downᵀ (Gemma: each added
       // through its norm)

@@ -1,0 +1,66 @@
+/**
+ * A Gemma 3 model in the studio: a random tiny Gemma 3 with a Gemma-shaped tokenizer, served by a local Hub
+ * stand-in, loads from the Hub, trains on a dropped file, and answers in Compare through its chat template until
+ * its end of turn.
+ */
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect, test } from '@playwright/test';
+import { codeWordsJsonl } from '../helpers/datasets';
+import { writeGemmaFolder } from '../helpers/gemma-model';
+import { type HubServer, startHubServer } from '../helpers/hub-server';
+import { tempDir } from '../helpers/model-folder';
+import { trainOnFile } from '../helpers/studio';
+
+let hub: HubServer;
+let codes: string;
+
+test.beforeAll(async () => {
+  const dir = await tempDir();
+  hub = await startHubServer();
+  hub.files.set('org/gemma-tiny', (await writeGemmaFolder(join(dir, 'model'))).files);
+  codes = join(dir, 'codes.jsonl');
+  await writeFile(codes, codeWordsJsonl());
+});
+test.afterAll(() => hub.close());
+
+test('a Gemma 3 model from the Hub trains and chats', async ({ page }) => {
+  test.setTimeout(300_000);
+  await page.goto('/');
+  await page.getByText('Hub settings').click();
+  await page.getByLabel('Hub URL').fill(hub.url);
+  await page.getByLabel('Hub URL').blur();
+  await page.getByLabel(/Any Hub repo/).fill('org/gemma-tiny');
+  await page.getByRole('button', { name: 'Use this repo' }).click();
+  await expect(page.getByTestId('model-facts')).toContainText('gemma3_text, 3 layers');
+  await page.getByRole('button', { name: 'Download and load' }).click();
+  await expect(page.getByTestId('model-loaded')).toContainText('hub:org/gemma-tiny is on the GPU');
+  await expect(page.getByTestId('model-loaded')).toContainText('with a chat template');
+
+  await page.getByRole('button', { name: /Data/ }).click();
+  await trainOnFile(page, codes, [
+    ['Sequence length', '64'],
+    ['Learning rate', '0.02'],
+    ['Warm-up (steps, or fraction)', '2'],
+    ['Batch size', '6'],
+    ['Max steps (empty: by epochs)', '30'],
+  ]);
+  const progress = await page.getByTestId('run-progress').textContent();
+  expect(Number(progress?.match(/loss ([\d.]+)/)?.[1])).toBeLessThan(3);
+
+  await page.getByRole('button', { name: /Compare/ }).click();
+  await page.getByText('Decoding settings').click();
+  await page.getByLabel('Temperature').fill('0');
+  await page.getByLabel('Temperature').blur();
+  await page.getByLabel('Max new tokens').fill('20');
+  await page.getByLabel('Max new tokens').blur();
+  await page.getByLabel('Prompt', { exact: true }).fill('Code word for cedar?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  const tuned = page.getByTestId('conversation-tuned');
+  await expect(tuned).toContainText(/tokens\/s/);
+  await expect(page.getByTestId('conversation-base')).toContainText(/tokens\/s/);
+  // The tuned model answers a word and ends its turn (not cut at the 20-token limit).
+  await expect(page.getByTestId('answer-tuned')).toHaveText(/^\S+$/);
+  await expect(tuned).not.toContainText('cut at the max new tokens');
+  await page.screenshot({ path: 'test-results/gemma.png', fullPage: true });
+});
