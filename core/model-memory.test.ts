@@ -32,7 +32,6 @@ describe('model memory', () => {
     expect(memory.total).toBeLessThan(2.5e9);
   });
 
-
   it('says when a weight cannot fit one binding, and otherwise that it fits', () => {
     const memory = estimateTrainingMemory(smollm2);
     expect(memory.largestBinding).toBe(1536 * 576 * 4);

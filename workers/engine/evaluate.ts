@@ -110,6 +110,9 @@ export interface EvalRunner {
   stopped?: () => boolean;
 }
 
+/** Characters of a raw text the table shows as its prompt. */
+const TEXT_SHOWN = 500;
+
 /** Examples measured by perplexity at once (a forward each; only progress and stopping need them grouped). */
 const PERPLEXITY_BATCH = 8;
 
@@ -192,7 +195,7 @@ export async function evaluate(request: EvalRequest, runner: EvalRunner): Promis
   );
   const rows: EvalRow[] = finished.map((i) => {
     const example = examples[i];
-    const prompt = example.text === undefined ? lastUserTurn(example.prompt) : example.text.slice(0, 500);
+    const prompt = example.text === undefined ? lastUserTurn(example.prompt) : example.text.slice(0, TEXT_SHOWN);
     const scored = contestants.map((_, c) => {
       const text = texts[c].get(i);
       const scores: Record<string, number | null> = {};
