@@ -95,7 +95,7 @@ export function formatReport(r: BenchResult): string {
     `Adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' ')}${a.isFallbackAdapter ? ' (software)' : ''}; ${r.environment}`,
     o.shape === 'smollm2-135m'
       ? `Workload: the peers' SmolLM2-135M shape, ${o.layers} layers, batch ${o.batch} × seq ${o.seq}, LoRA r 16 on all seven projections, no clipping${o.f16 ? ', fp16 frozen matrices' : ''}${o.recompute ? ', activations recomputed' : ''}${o.gpuKernels ? ", GPUs' kernel choices (forced)" : ''}${o.attentionTile ? `, attention in tiles of ${o.attentionTile} rows` : ''}${o.groupedKSlices ? `, LoRA gradients' K in ${o.groupedKSlices} slices` : ''}`
-      : `Workload: ${o.shape}'s shape, ${o.layers} layers, patterned weights${o.f16 ? ' (fp16 matrices)' : ''}: decoding only${o.gpuKernels ? ", GPUs' kernel choices (forced)" : ''}`,
+      : `Workload: ${o.shape}'s shape, ${o.layers} layers, patterned weights${o.f16 ? ' (fp16 matrices)' : ''}${r.step ? ", the peers' tokens" : ': decoding only'}${o.gpuKernels ? ", GPUs' kernel choices (forced)" : ''}`,
   ];
   if (r.matmul.length) {
     const peer = (shape: string) => PEER_MATMUL[PEER_MATMUL_SHAPES.findIndex((s) => s.name === shape)];
