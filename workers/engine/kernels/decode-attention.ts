@@ -11,13 +11,15 @@ const PARAMS = uniformStruct({
   scale: 'f32',
   eps: 'f32',
   window: 'u32',
+  cacheLen: 'u32',
 });
 
 /**
  * One decoding step's attention for `rows` sequences at one position p, with the rotary embeddings and the cache
  * append, in one dispatch:
  *   position [1] u32 = p;  q [rows, H·hd], k, v [rows, KV·hd] (q, k not yet rotated);  rotary [hd]: cos, sin at p
- *   kCache, vCache [rows, maxLen, KV·hd] (position-major: an append is one row);  out [rows, H·hd]
+ *   kCache, vCache [rows, cacheLen, KV·hd] (position-major: an append is one row; position j in row j % cacheLen, a
+ *   ring of the last cacheLen positions where cacheLen < maxLen: a local layer's window);  out [rows, H·hd]
  *   out_h = Σ_{p − window < j ≤ p} softmax_j(scale · q_h · k_{j,g}) v_{j,g},  g = h / (H / KV),  q and k rotated
  *   (and per-head normed first with Qwen3's and Gemma's `norms`);  cache row p ← rotated k and v, written by heads
  *   with h % (H / KV) = 0;  window: Gemma's local layers' (else every position), scale head_dim^-½ unless given
@@ -121,7 +123,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
   let pos = position[0];
   let oldest = select(0u, pos + 1u - p.window, pos + 1u > p.window); // the window's first position
   let width = p.kvHeads * HDV; // vectors per cache row
-  let cBase = r * p.maxLen * width + g * HDV;
+  let cBase = r * p.cacheLen * width + g * HDV;
   let ki = r * width + g * HDV;
   let qi = wg.x * HDV;
   let sBase = wg.x * p.maxLen;
@@ -143,15 +145,15 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) li: u
     let partner = k[ki + px]${normed ? ' * norms[HDV + px] * kScale' : ''};
     kNew[x] = kx * rotary[at] + select(1.0, -1.0, first) * partner * rotary[HALF + at];
     if (appends) {
-      kCache[cBase + pos * width + x] = kNew[x];
-      vCache[cBase + pos * width + x] = v[ki + x];
+      kCache[cBase + (pos % p.cacheLen) * width + x] = kNew[x];
+      vCache[cBase + (pos % p.cacheLen) * width + x] = v[ki + x];
     }
   }
   workgroupBarrier();
 ${queryRegisters(u, half, normed)}
   var m = -3.0e38;
   for (var j = oldest + li; j < pos; j += ${WG}u) {
-    let kj = cBase + j * width;
+    let kj = cBase + (j % p.cacheLen) * width;
     let s = ${u.dot(
       (x) => `q${x}`,
       (x) => `kCache[kj + ${x}u]`,
@@ -184,7 +186,9 @@ ${
   let x = li % HDV;
   var acc = V(0.0);
   if (group < GROUPS) {
-    for (var j = oldest + group; j < pos; j += GROUPS) { acc += scores[sBase + j] * vCache[cBase + j * width + x]; }
+    for (var j = oldest + group; j < pos; j += GROUPS) {
+      acc += scores[sBase + j] * vCache[cBase + (j % p.cacheLen) * width + x];
+    }
     if ((pos - oldest) % GROUPS == group) { acc += scores[sBase + pos] * v[ki + x]; }
   }
   sums[li] = acc;
@@ -197,7 +201,7 @@ ${
     : `  // More vectors than invocations: each sums its vectors over every position (p from v itself).
   for (var x = li; x < HDV; x += ${WG}u) {
     var acc = scores[sBase + pos] * v[ki + x];
-    for (var j = oldest; j < pos; j++) { acc += scores[sBase + j] * vCache[cBase + j * width + x]; }
+    for (var j = oldest; j < pos; j++) { acc += scores[sBase + j] * vCache[cBase + (j % p.cacheLen) * width + x]; }
     out[qi + x] = acc / total;
   }`
 }
@@ -225,7 +229,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
   let pos = position[0];
   let oldest = select(0u, pos + 1u - p.window, pos + 1u > p.window); // the window's first position
   let width = p.kvHeads * ${HDV}u; // vectors per cache row
-  let cBase = r * p.maxLen * width + g * ${HDV}u;
+  let cBase = r * p.cacheLen * width + g * ${HDV}u;
   let ki = r * width + g * ${HDV}u;
   let qi = gid.x * ${HDV}u;
 ${queryRegisters(u, half, normed)}
@@ -233,7 +237,7 @@ ${u.perVector((x) => `  var a${x} = V(0.0);`)}
   var m = -3.0e38;
   var t = 0.0;
   for (var j = oldest; j < pos; j++) {
-    let kj = cBase + j * width;
+    let kj = cBase + (j % p.cacheLen) * width;
     let s = ${u.dot(
       (x) => `q${x}`,
       (x) => `kCache[kj + ${x}u]`,
@@ -258,7 +262,7 @@ ${u.perVector((x) => `  let k${x} = ${rotatedVector(key, x, half)} * kScale;\n  
   t = t * c + e;
 ${u.perVector((x) => `  out[qi + ${x}u] = (a${x} * c + e * v${x}) / t;`)}
   if (h % (p.heads / p.kvHeads) == 0u) {
-    let row = cBase + pos * width;
+    let row = cBase + (pos % p.cacheLen) * width;
 ${u.perVector(
   (x) => `    kCache[row + ${x}u] = k${x};
     vCache[row + ${x}u] = v${x};`,
@@ -279,6 +283,8 @@ export interface DecodeShape {
   scale?: number;
   /** Sliding-window attention: the last `window` positions, the new one included; all when left out. */
   window?: number;
+  /** Rows a sequence's cache holds (a ring, at least `window`); maxLen when left out. */
+  cacheLength?: number;
 }
 
 /**
@@ -316,7 +322,12 @@ export class DecodeAttentionKernels {
     const { kvHeads, maxLen } = s;
     const scale = s.scale ?? 1 / Math.sqrt(s.headDim);
     const window = s.window ?? maxLen;
-    const uniforms = PARAMS.pack({ heads: s.heads, kvHeads, maxLen, rows, scale, eps: norms?.eps ?? 0, window });
+    const cacheLen = s.cacheLength ?? maxLen;
+    if (cacheLen < Math.min(window, maxLen)) {
+      throw new Error(`a cache of ${cacheLen} positions cannot hold a window of ${window}`);
+    }
+    const eps = norms?.eps ?? 0;
+    const uniforms = PARAMS.pack({ heads: s.heads, kvHeads, maxLen, rows, scale, eps, window, cacheLen });
     const buffers = [position, q, k, v, rotary, kCache, vCache, out, ...(norms ? [norms.weights] : [])];
     const kernel = this.kernel(s.headDim, Boolean(norms));
     if (this.layout === 'row') return kernel.op(buffers, uniforms, grid1d(heads, WG));

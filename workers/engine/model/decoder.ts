@@ -224,7 +224,10 @@ export class Decoder {
       // length ask the tuner for a few shapes rather than one each. The padding follows the prompt, so causal
       // attention keeps it out of the prompt's keys and values; the cache rows it fills are written again before
       // any step reads them.
-      const seq = this.k.choices.tune ? Math.min(2 ** Math.ceil(Math.log2(once)), this.maxLength, limit) : once;
+      // Rings (Gemma's local layers) take no padding: its positions would wrap onto the prompt's own.
+      const rings = this.s.caches.some((cache) => cache.length < this.maxLength);
+      const padded = Math.min(2 ** Math.ceil(Math.log2(once)), this.maxLength, limit);
+      const seq = this.k.choices.tune && !rings ? padded : once;
       const step = new TransformerStep(
         this.device,
         this.k,
@@ -404,15 +407,27 @@ export class Decoder {
       xa: f32(B * 3 * Math.max(1, this.lora?.settings.r ?? 1), 'x A^T'),
       // Gemma's o_proj and down_proj outputs before their norms.
       blockOut: c.gemma ? f32(B * d, 'block output') : null,
-      caches: Array.from({ length: c.numLayers }, (_, l) => ({
-        k: f32(B * L * KV * hd, `layer ${l} key cache`),
-        v: f32(B * L * KV * hd, `layer ${l} value cache`),
-      })),
+      // Each layer's keys and values [B, length, KV * hd]: a local layer's only its window, as a ring.
+      caches: Array.from({ length: c.numLayers }, (_, l) => {
+        const length = this.cacheLength(l);
+        return {
+          k: f32(B * length * KV * hd, `layer ${l} key cache`),
+          v: f32(B * length * KV * hd, `layer ${l} value cache`),
+          length,
+        };
+      }),
     };
   }
 
   /** One layer's decoding attention: Gemma's score scale, and its window on local layers. */
-  private attentionShape(sliding: boolean): DecodeShape {
+  /** Positions layer l's cache holds: the conversation's, or a local layer's window where that is shorter. */
+  private cacheLength(l: number): number {
+    const gemma = this.w.config.gemma;
+    return gemma?.slidingLayers[l] ? Math.min(gemma.slidingWindow, this.maxLength) : this.maxLength;
+  }
+
+  /** Layer l's decoding attention: Gemma's score scale, and on local layers its window over a ring cache. */
+  private attentionShape(l: number): DecodeShape {
     const c = this.w.config;
     const shape = {
       heads: c.numHeads,
@@ -420,9 +435,10 @@ export class Decoder {
       headDim: c.headDim,
       maxLen: this.maxLength,
       rows: this.rows,
+      cacheLength: this.cacheLength(l),
     };
     if (!c.gemma) return shape;
-    return { ...shape, scale: attentionScale(c), window: sliding ? c.gemma.slidingWindow : undefined };
+    return { ...shape, scale: attentionScale(c), window: c.gemma.slidingLayers[l] ? c.gemma.slidingWindow : undefined };
   }
 
   private record(): void {
@@ -457,7 +473,7 @@ export class Decoder {
       const sliding = c.gemma?.slidingLayers[l] ?? false;
       const rotary = sliding && this.local ? this.local.rotary : this.rotary;
       const io = { position: this.position, q, k: kRaw, v, rotary, kCache, vCache, scores, out: attn };
-      ops.push(this.k.decodeAttention.op(io, this.attentionShape(sliding), norms));
+      ops.push(this.k.decodeAttention.op(io, this.attentionShape(l), norms));
       // x += attn · W_oᵀ;  act = silu(gate(rmsnorm(x))) · up(rmsnorm(x));  x += act · W_downᵀ (Gemma: each added
       // through its norm)
       this.blockOutput(l, 'o_proj', attn);

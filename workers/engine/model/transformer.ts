@@ -47,9 +47,12 @@ export interface StepOptions {
   cacheTo?: KeyValueCaches;
 }
 
-/** A decoder's key-value caches: each layer's keys and values, [batch, maxLength, KV * hd]. */
+/**
+ * A decoder's key-value caches: each layer's keys and values, [batch, length, KV * hd], position p at row
+ * p % length (a ring where length is a local layer's window, shorter than the conversation's maxLength).
+ */
 export interface KeyValueCaches {
-  layers: ReadonlyArray<{ k: GPUBuffer; v: GPUBuffer }>;
+  layers: ReadonlyArray<{ k: GPUBuffer; v: GPUBuffer; length: number }>;
   maxLength: number;
 }
 
@@ -363,25 +366,40 @@ export class TransformerStep {
     }
   }
 
-  /** Copies of layer l's rotated keys and values, [batch, seq, KV * hd], into each row's first seq cache rows. */
+  /**
+   * Copies of layer l's rotated keys and values, [batch, seq, KV * hd], into each row's cache: position p at row
+   * p % length, the last `length` positions only (a ring: one run of rows, or two where it wraps).
+   */
   private cacheCopies(l: number, caches: KeyValueCaches): Op[] {
     const { batch, seq } = this.shape;
     const { kr, v } = this.b.layers[l];
     const width = this.w.config.numKvHeads * this.w.config.headDim * 4;
     const cache = caches.layers[l];
+    const first = Math.max(0, seq - cache.length);
+    // [position, row, count] of each run.
+    const split = first % cache.length;
+    const runs: [number, number, number][] =
+      split === 0
+        ? [[first, 0, seq - first]]
+        : [
+            [first, split, cache.length - split],
+            [first + cache.length - split, 0, seq - first - (cache.length - split)],
+          ];
     return Array.from({ length: batch }, (_, b) =>
-      [
-        [kr, cache.k],
-        [v, cache.v],
-      ].map(
-        ([source, target]): Op => ({
-          kind: 'copy',
-          source,
-          target,
-          byteLength: seq * width,
-          sourceOffset: b * seq * width,
-          targetOffset: b * caches.maxLength * width,
-        }),
+      runs.flatMap(([position, row, count]) =>
+        [
+          [kr, cache.k],
+          [v, cache.v],
+        ].map(
+          ([source, target]): Op => ({
+            kind: 'copy',
+            source,
+            target,
+            byteLength: count * width,
+            sourceOffset: (b * seq + position) * width,
+            targetOffset: (b * cache.length + row) * width,
+          }),
+        ),
       ),
     ).flat();
   }
