@@ -1,6 +1,7 @@
 import type { RewardChoice } from '../../workers/engine/api';
 import { filesFromInput } from '../lib/picked-files';
 import { CheckpointChoice } from './CheckpointChoice';
+import { FolderOrZip } from './FolderOrZip';
 import { input } from './ui';
 
 /** A rule to start from: it rewards completions that hold the reference answer's words, and brevity. */
@@ -95,34 +96,12 @@ function FolderChoice(props: {
         {chosen ? `${props.label}: ${chosen.name} (${chosen.files.length} files)` : props.label}
       </label>
       <span className="flex flex-wrap gap-x-3">
-        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
-          {props.pick}
-          <input
-            type="file"
-            className="sr-only"
-            aria-label={`${props.label} folder`}
-            // @ts-expect-error: webkitdirectory is not in React's types, but every current browser supports it.
-            webkitdirectory=""
-            multiple
-            onChange={(e) => {
-              if (!e.target.files || e.target.files.length === 0) return;
-              props.onChange({ kind: props.kind, ...filesFromInput(e.target.files) });
-            }}
-          />
-        </label>
-        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
-          or its .zip
-          <input
-            type="file"
-            className="sr-only"
-            accept=".zip"
-            aria-label={`${props.label} zip`}
-            onChange={(e) => {
-              const file = e.target.files?.[0];
-              if (file) props.onChange({ kind: props.kind, name: file.name, files: [{ path: file.name, file }] });
-            }}
-          />
-        </label>
+        <FolderOrZip
+          folderText={props.pick}
+          folderLabel={`${props.label} folder`}
+          zipLabel={`${props.label} zip`}
+          onFiles={(list) => props.onChange({ kind: props.kind, ...filesFromInput(list) })}
+        />
       </span>
     </>
   );

@@ -2,6 +2,7 @@ import { useMutation, useQuery } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
 import { CheckpointChoice } from '../../components/CheckpointChoice';
+import { FolderOrZip } from '../../components/FolderOrZip';
 import { NextStep } from '../../components/NextStep';
 import { button, card, ErrorMessage, input, Step } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
@@ -211,27 +212,11 @@ function AdapterChoice({ hasRun, fullRun }: { hasRun: boolean; fullRun: boolean 
             ? `Imported: ${imported.name} (rank ${imported.r}, ${imported.modules} modules)`
             : 'An imported adapter'}
         </label>
-        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
-          import a PEFT adapter folder
-          <input
-            type="file"
-            className="sr-only"
-            // @ts-expect-error: webkitdirectory is not in React's types, but every current browser supports it.
-            webkitdirectory=""
-            multiple
-            onChange={(e) => e.target.files && importAdapter.mutate(e.target.files)}
-          />
-        </label>
-        <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
-          or its .zip
-          <input
-            type="file"
-            className="sr-only"
-            accept=".zip,application/zip"
-            aria-label="import a zipped PEFT adapter"
-            onChange={(e) => e.target.files && importAdapter.mutate(e.target.files)}
-          />
-        </label>
+        <FolderOrZip
+          folderText="import a PEFT adapter folder"
+          zipLabel="import a zipped PEFT adapter"
+          onFiles={(list) => importAdapter.mutate(list)}
+        />
       </div>
       {importAdapter.isError && <ErrorMessage error={importAdapter.error} />}
     </fieldset>

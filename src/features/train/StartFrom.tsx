@@ -4,6 +4,7 @@ import { parseAdapterConfig } from '../../../core/peft';
 import { adapterShape } from '../../../core/training/continue-adapter';
 import { CONTINUED_WARMUP } from '../../../core/training/schedule';
 import type { TrainSettings } from '../../../core/training/settings';
+import { FolderOrZip } from '../../components/FolderOrZip';
 import { ErrorMessage } from '../../components/ui';
 import { filesFromInput } from '../../lib/picked-files';
 import type { PickedAdapter } from '../../stores/training';
@@ -31,18 +32,6 @@ export function StartFrom(props: {
     },
     onSuccess: (picked) => onPick(picked, { ...settings, ...picked.shape }),
   });
-  const input = (label: string, folder: boolean) => (
-    <label className="cursor-pointer font-medium text-indigo-700 underline dark:text-indigo-300">
-      {label}
-      <input
-        type="file"
-        className="sr-only"
-        aria-label={`continue ${folder ? 'an adapter folder' : 'a zipped adapter'}`}
-        {...(folder ? { webkitdirectory: '', multiple: true } : { accept: '.zip,application/zip' })}
-        onChange={(e) => e.target.files && e.target.files.length > 0 && read.mutate(e.target.files)}
-      />
-    </label>
-  );
   return (
     <fieldset disabled={disabled} className="mt-3 space-y-2 text-sm" data-testid="start-from">
       <legend className="font-medium">Start from</legend>
@@ -54,8 +43,12 @@ export function StartFrom(props: {
           <input type="radio" checked={picked !== null} disabled={picked === null} readOnly />
           {picked ? `The adapter ${picked.name}, continued in its shape` : 'An adapter made before'}
         </label>
-        {input('pick its folder', true)}
-        {input('or its .zip', false)}
+        <FolderOrZip
+          folderText="pick its folder"
+          folderLabel="continue an adapter folder"
+          zipLabel="continue a zipped adapter"
+          onFiles={(list) => read.mutate(list)}
+        />
       </div>
       {picked && (
         <p className="text-slate-600 dark:text-slate-300" data-testid="continue-note">
