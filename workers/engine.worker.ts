@@ -38,8 +38,8 @@ const api: EngineApi = {
   ggufBytes: (request) => session.exports.ggufBytes(request),
   exportGguf: (request, onProgress) => session.exports.ggufZip(request, onProgress),
   publish: (request, hub, onProgress) => session.exports.publish(request, hub, onProgress),
-  evaluate: (request, onProgress, other) =>
-    session.evaluate(request, { onProgress, other: other && session.modelReader(other.source, other.hub) }),
+  evaluate: (request, onProgress, other, onDownload) =>
+    session.evaluate(request, { onProgress, other: other && session.modelReader(other.source, other.hub, onDownload) }),
   stopEvaluating: async () => session.stopEvaluating(),
   keptEvaluation: () => session.keptEvaluation(),
   importAdapter: (name, files) => session.importAdapter(name, files),

@@ -18,7 +18,10 @@ let codes: string;
 test.beforeAll(async () => {
   const dir = await tempDir();
   hub = await startHubServer();
-  hub.files.set('org/gemma-tiny', (await writeGemmaFolder(join(dir, 'model'))).files);
+  const { files } = await writeGemmaFolder(join(dir, 'model'));
+  hub.files.set('org/gemma-tiny', files);
+  // The same model under another name: Evaluate's other model, downloaded for its turn.
+  hub.files.set('org/gemma-copy', files);
   codes = join(dir, 'codes.jsonl');
   await writeFile(codes, codeWordsJsonl());
 });
@@ -63,4 +66,20 @@ test('a Gemma 3 model from the Hub trains and chats', async ({ page }) => {
   await expect(page.getByTestId('answer-tuned')).toHaveText(/^\S+$/);
   await expect(tuned).not.toContainText('cut at the max new tokens');
   await page.screenshot({ path: 'test-results/gemma.png', fullPage: true });
+
+  // Evaluate beside another model from the Hub, read for its turn: its download shows, and it answers as the base.
+  const evaluate = page.getByTestId('evaluate');
+  await evaluate.getByLabel(/Or examples from a file/).setInputFiles(codes);
+  await evaluate.getByLabel(/Another model/).selectOption('hub');
+  await evaluate.getByLabel("Other model's Hub repo").fill('org/gemma-copy');
+  hub.throttleBytes = 512;
+  await evaluate.getByRole('button', { name: 'Evaluate' }).click();
+  await expect(evaluate.getByTestId('eval-download')).toContainText('Downloading the other model: model.safetensors');
+  hub.throttleBytes = null;
+  const summary = evaluate.getByTestId('eval-summary');
+  await expect(summary).toContainText('hub:org/gemma-copy', { timeout: 120_000 });
+  const chrF = (await summary.getByRole('row').filter({ hasText: 'chrF' }).getByRole('cell').allTextContents()).slice(
+    1,
+  );
+  expect(chrF[2]).toBe(chrF[0]);
 });

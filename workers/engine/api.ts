@@ -85,12 +85,14 @@ export interface EngineApi {
   ): Promise<PublishResult>;
   /**
    * Contestants answer the examples and are scored; `onProgress` (a comlink proxy) hears each batch. Contestants
-   * marked `other` are `other`'s model, downloaded (or read from the cache) for their turn.
+   * marked `other` are `other`'s model, downloaded (or read from the cache) for their turn, its download heard by
+   * `onDownload` (a comlink proxy too: proxies cross only as arguments of their own).
    */
   evaluate(
     request: EvalRequest,
     onProgress: (p: EvalProgress) => void,
     other?: { source: ModelSource; hub: HubSettings },
+    onDownload?: (p: DownloadProgress) => void,
   ): Promise<EvalReport>;
   stopEvaluating(): Promise<void>;
   /** The evaluation kept with the latest run, or null. */

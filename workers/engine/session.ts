@@ -182,9 +182,13 @@ export class EngineSession {
     return this.loadFrom(read, sourceLabel(source));
   }
 
-  /** Where a model's files are read (the cache first), and its name. */
-  modelReader(source: ModelSource, hub: HubSettings): { label: string; read: ReadFile } {
-    return { label: sourceLabel(source), read: readerFor(source, hub, this.options.cache ?? null) };
+  /** Where a model's files are read (the cache first, a download heard by `onProgress`), and its name. */
+  modelReader(
+    source: ModelSource,
+    hub: HubSettings,
+    onProgress?: (p: DownloadProgress) => void,
+  ): { label: string; read: ReadFile } {
+    return { label: sourceLabel(source), read: readerFor(source, hub, this.options.cache ?? null, onProgress) };
   }
 
   /** Reads the model through `read` and puts it on the GPU, in place of the loaded one; loads run one at a time. */

@@ -3,12 +3,12 @@ import * as Comlink from 'comlink';
 import { useState } from 'react';
 import { defaultScores } from '../../../core/eval/examples';
 import { formatScore, MEASURES, METRICS, type MetricName, scoreInfo } from '../../../core/eval/metrics';
-import type { EvalProgress, EvalReport, RewardChoice } from '../../../workers/engine/api';
+import type { DownloadProgress, EvalProgress, EvalReport, RewardChoice } from '../../../workers/engine/api';
 import { RewardPicker } from '../../components/RewardPicker';
 import { button, card, ErrorMessage, input } from '../../components/ui';
 import { getDataWorker } from '../../lib/data';
 import { getEngine } from '../../lib/engine';
-import { formatSeconds } from '../../lib/format';
+import { formatBytes, formatSeconds } from '../../lib/format';
 import { useDataset } from '../../stores/dataset';
 import { hubSettings, useHubSettings } from '../../stores/hub-settings';
 import { useCompare } from './compare-store';
@@ -30,6 +30,8 @@ export function EvaluatePanel(props: { hasRun: boolean; fullRun: boolean }) {
   const [chosen, setMetrics] = useState<MetricName[] | null>(null);
   const [perplexityChosen, setPerplexity] = useState<boolean | null>(null);
   const [progress, setProgress] = useState<EvalProgress | null>(null);
+  /** The other model's download, while it is read for its turn. */
+  const [download, setDownload] = useState<DownloadProgress | null>(null);
   /** A JavaScript rule scoring each answer too (GRPO's sandboxed worker); empty for none. */
   const [rule, setRule] = useState('');
   const [reward, setReward] = useState<RewardChoice | null>(null);
@@ -56,8 +58,10 @@ export function EvaluatePanel(props: { hasRun: boolean; fullRun: boolean }) {
   const run = useMutation({
     mutationFn: async (): Promise<EvalReport> => {
       setProgress(null);
+      setDownload(null);
       const { maxNewTokens, seed, system: _, stop: __, ...sampling } = settings;
-      const other = pick.other && { source: pick.other, hub: hubSettings(useHubSettings.getState()) };
+      const hub = hubSettings(useHubSettings.getState());
+      const other = pick.other && { source: pick.other, hub };
       return getEngine().evaluate(
         {
           examples,
@@ -72,6 +76,7 @@ export function EvaluatePanel(props: { hasRun: boolean; fullRun: boolean }) {
         },
         Comlink.proxy(setProgress),
         other ?? undefined,
+        Comlink.proxy(setDownload),
       );
     },
     onSuccess: (report) => queryClient.setQueryData(['kept-evaluation'], report),
@@ -163,6 +168,12 @@ export function EvaluatePanel(props: { hasRun: boolean; fullRun: boolean }) {
           <span data-testid="eval-progress">
             {progress.done} of {progress.total} done
             {progress.secondsLeft !== null && `, about ${formatSeconds(progress.secondsLeft)} left`}
+          </span>
+        )}
+        {run.isPending && download && download.receivedBytes !== download.totalBytes && (
+          <span data-testid="eval-download">
+            Downloading the other model: {download.file}, {formatBytes(download.receivedBytes)}
+            {download.totalBytes !== null && ` of ${formatBytes(download.totalBytes)}`}
           </span>
         )}
         {pick.contestants.length === 1 && (
