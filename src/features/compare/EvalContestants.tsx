@@ -55,7 +55,9 @@ function candidates(props: {
     const chosen = typeof adapter === 'object' && adapter.run === run.run ? adapter.step : null;
     const steps = [...new Set([run.steps[run.steps.length - 1], ...(chosen === null ? [] : [chosen])])];
     for (const step of steps) {
-      const name = `${run.method} run of ${when}, step ${step}`;
+      // Two runs started in the same minute: the run's id tells them apart (the report keys its columns by name).
+      const base = `${run.method} run of ${when}, step ${step}`;
+      const name = list.some((c) => c.contestant.name === base) ? `${base} (${run.run})` : base;
       list.push({ key: `${run.run}@${step}`, contestant: { name, adapter: { run: run.run, step } } });
     }
   }
