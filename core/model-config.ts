@@ -66,9 +66,14 @@ export function shortDims(c: ModelConfig) {
   return { d: c.hiddenSize, f: c.intermediateSize, H: c.numHeads, KV: c.numKvHeads, hd: c.headDim, eps: c.rmsNormEps };
 }
 
-/** The scale of attention's q · k: head_dim^-½, or Gemma's query_pre_attn_scalar^-½. */
-export function attentionScale(c: ModelConfig): number {
-  return (c.gemma?.queryPreAttnScalar ?? c.headDim) ** -0.5;
+/**
+ * Layer l's attention where it is not llama's: Gemma's score scale (query_pre_attn_scalar^-½ rather than
+ * head_dim's), and on its local layers the sliding window; nothing for the other models.
+ */
+export function layerAttention(c: ModelConfig, l: number): { scale?: number; window?: number } {
+  if (!c.gemma) return {};
+  const window = c.gemma.slidingLayers[l] ? c.gemma.slidingWindow : undefined;
+  return { scale: c.gemma.queryPreAttnScalar ** -0.5, window };
 }
 
 /** [out, in] of a projection's weight, as stored in the checkpoint (PyTorch's nn.Linear layout). */

@@ -56,11 +56,11 @@ describe('evaluation examples', () => {
     expect(skipped).toBe(1);
     // Perplexity reads the reference after its prompt, raw text as it is, and nothing where neither is.
     expect(examples.map(perplexityTarget)).toEqual([
-      { messages: [...examples[0].prompt, { role: 'assistant', content: 'Santiago.' }] },
-      { messages: [...examples[1].prompt, { role: 'assistant', content: 'Aye' }] },
+      { kind: 'chat', messages: [...examples[0].prompt, { role: 'assistant', content: 'Santiago.' }] },
+      { kind: 'chat', messages: [...examples[1].prompt, { role: 'assistant', content: 'Aye' }] },
       null,
-      { text: 'Call me Ishmael.' },
-      { messages: [...examples[4].prompt, { role: 'assistant', content: 'Blue.' }] },
+      { kind: 'text', text: 'Call me Ishmael.' },
+      { kind: 'chat', messages: [...examples[4].prompt, { role: 'assistant', content: 'Blue.' }] },
     ]);
   });
 });

@@ -4,7 +4,7 @@
  * no prompt to answer: its examples carry the text, which perplexity scores.
  */
 
-import type { Message } from '../dataset/formats';
+import type { Example, Message } from '../dataset/formats';
 import type { SourcedExample } from '../dataset/load-dataset';
 import { answerKind, type MetricName, metricsFor } from './metrics';
 
@@ -54,13 +54,13 @@ export function evalExamples(sourced: readonly SourcedExample[]): EvalExamples {
 }
 
 /**
- * What perplexity measures of an example: its text, or its reference answer after its prompt (a conversation whose
- * last message is the answer); null when it has neither.
+ * What perplexity measures of an example, as the record the training data would render: its text, or its reference
+ * answer after its prompt (a conversation whose last message is the answer); null when it has neither.
  */
-export function perplexityTarget(example: EvalExample): { text: string } | { messages: Message[] } | null {
-  if (example.text !== undefined) return { text: example.text };
+export function perplexityTarget(example: EvalExample): Extract<Example, { kind: 'text' | 'chat' }> | null {
+  if (example.text !== undefined) return { kind: 'text', text: example.text };
   if (example.reference === null) return null;
-  return { messages: [...example.prompt, { role: 'assistant', content: example.reference }] };
+  return { kind: 'chat', messages: [...example.prompt, { role: 'assistant', content: example.reference }] };
 }
 
 /**

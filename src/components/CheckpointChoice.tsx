@@ -9,6 +9,17 @@ function runLabel(run: RunCheckpoints): string {
   return `${run.method.toUpperCase()} run of ${new Date(run.started).toLocaleString()}`;
 }
 
+/** The kept runs of the loaded model with checkpoints, newest first (the engine's `checkpoints`). */
+export function useCheckpoints(): RunCheckpoints[] {
+  const model = useModel((s) => s.loaded?.label);
+  const checkpoints = useQuery({
+    queryKey: ['checkpoints', model],
+    queryFn: () => getEngine().checkpoints(),
+    enabled: model !== undefined,
+  });
+  return checkpoints.data ?? [];
+}
+
 /**
  * A kept run's checkpoint, as a radio with the run and its step picked from lists (Compare and Export offer the
  * same): any kept run of the loaded model, newest first, at any of its kept steps. Nothing when none kept one.
@@ -22,13 +33,7 @@ export function CheckpointChoice(props: {
   label?: string;
 }) {
   const { chosen, onChoose, method, label = 'A kept checkpoint' } = props;
-  const model = useModel((s) => s.loaded?.label);
-  const checkpoints = useQuery({
-    queryKey: ['checkpoints', model],
-    queryFn: () => getEngine().checkpoints(),
-    enabled: model !== undefined,
-  });
-  const runs = (checkpoints.data ?? []).filter((r) => method === undefined || r.method === method);
+  const runs = useCheckpoints().filter((r) => method === undefined || r.method === method);
   if (runs.length === 0) return null;
   const run = runs.find((r) => r.run === chosen?.run) ?? runs[0];
   const latest = (r: RunCheckpoints): KeptCheckpoint => ({ run: r.run, step: r.steps[r.steps.length - 1] });

@@ -5,7 +5,7 @@
  */
 import type { ReadFile } from '../../core/checkpoint';
 import { lastUserTurn } from '../../core/dataset/formats';
-import { renderChat, renderPrompt, renderText } from '../../core/dataset/render';
+import { renderChat, renderExample, renderPrompt } from '../../core/dataset/render';
 import { type EvalExample, perplexityTarget } from '../../core/eval/examples';
 import { type ModelConfig, shortDims } from '../../core/model-config';
 import type { ModelTokenizer } from '../../core/tokenizer';
@@ -199,9 +199,8 @@ function answerer(engine: Engine, model: ReplyModel, request: EvalRequest, relea
         examples.map((e) => {
           const target = perplexityTarget(e);
           if (!target) throw new Error(`${e.id}: nothing to measure the perplexity of`);
-          if ('messages' in target) return renderChat(tokenizer, target.messages);
-          const ids = renderText(tokenizer, target.text);
-          return { ids, labels: ids };
+          // The tokens and labels training reads of the same record.
+          return renderExample(tokenizer, target)[0];
         }),
       ),
     release,

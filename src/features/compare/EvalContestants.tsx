@@ -1,9 +1,7 @@
-import { useQuery } from '@tanstack/react-query';
 import type { Contestant, ModelSource, RunCheckpoints } from '../../../workers/engine/api';
+import { useCheckpoints } from '../../components/CheckpointChoice';
 import { input } from '../../components/ui';
-import { getEngine } from '../../lib/engine';
 import { bundledModel, CATALOG } from '../../lib/model-catalog';
-import { useModel } from '../../stores/model';
 import { type Adapter, useCompare, useImported } from './compare-store';
 
 /** A model the person may ask: its key among the checkboxes, and the contestant it becomes. */
@@ -82,15 +80,10 @@ export function useContestants(
 ): { pick: ContestantPick; list: Candidate[]; checked: Set<string> } {
   const adapter = useCompare((s) => s.adapter);
   const imported = useImported();
-  const model = useModel((s) => s.loaded?.label);
-  const checkpoints = useQuery({
-    queryKey: ['checkpoints', model],
-    queryFn: () => getEngine().checkpoints(),
-    enabled: model !== undefined,
-  });
+  const runs = useCheckpoints();
   const list = candidates({
     ...props,
-    runs: checkpoints.data ?? [],
+    runs,
     imported: imported && `imported ${imported.name}`,
     adapter,
   });

@@ -1,4 +1,4 @@
-import { attentionScale, type Projection, projectionShape, shortDims } from '../../../core/model-config';
+import { layerAttention, type Projection, projectionShape, shortDims } from '../../../core/model-config';
 import { createStorageBuffer, readFloat32, readUint32 } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
 import type { DecodeShape } from '../kernels/decode-attention';
@@ -422,8 +422,8 @@ export class Decoder {
   /** One layer's decoding attention: Gemma's score scale, and its window on local layers. */
   /** Positions layer l's cache holds: the conversation's, or a local layer's window where that is shorter. */
   private cacheLength(l: number): number {
-    const gemma = this.w.config.gemma;
-    return gemma?.slidingLayers[l] ? Math.min(gemma.slidingWindow, this.maxLength) : this.maxLength;
+    const { window } = layerAttention(this.w.config, l);
+    return window === undefined ? this.maxLength : Math.min(window, this.maxLength);
   }
 
   /** Layer l's decoding attention: Gemma's score scale, and on local layers its window over a ring cache. */
@@ -437,8 +437,7 @@ export class Decoder {
       rows: this.rows,
       cacheLength: this.cacheLength(l),
     };
-    if (!c.gemma) return shape;
-    return { ...shape, scale: attentionScale(c), window: c.gemma.slidingLayers[l] ? c.gemma.slidingWindow : undefined };
+    return { ...shape, ...layerAttention(c, l) };
   }
 
   private record(): void {

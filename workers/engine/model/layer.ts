@@ -1,4 +1,4 @@
-import { attentionScale, type Projection, shortDims } from '../../../core/model-config';
+import { layerAttention, type Projection, shortDims } from '../../../core/model-config';
 import type { Op } from '../gpu/ops';
 import type { AttentionShape } from '../kernels/attention';
 import type { LowRank } from '../kernels/matmul';
@@ -281,9 +281,5 @@ function rope(
 function attentionShape(c: StepContext, l: number): AttentionShape {
   const config = c.w.config;
   const { numHeads: heads, numKvHeads: kvHeads, headDim } = config;
-  const shape = { batch: c.shape.batch, seq: c.shape.seq, heads, kvHeads, headDim };
-  const gemma = config.gemma;
-  if (!gemma) return shape;
-  const window = gemma.slidingLayers[l] ? gemma.slidingWindow : undefined;
-  return { ...shape, scale: attentionScale(config), window };
+  return { batch: c.shape.batch, seq: c.shape.seq, heads, kvHeads, headDim, ...layerAttention(config, l) };
 }
