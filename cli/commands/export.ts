@@ -125,9 +125,10 @@ export const exportCommand: Command = {
         adapter,
       });
       plan = modelPlan;
-      const { preTokenizer, preTokenizerFrom } = modelPlan.tokenizer;
+      const { vocabulary, preTokenizer, preTokenizerFrom } = modelPlan.tokenizer;
       const found = preTokenizerFrom === 'hash' ? '' : ', recognized from tokenizer.json';
-      what = `${adapter ? 'the merged model' : 'the model'} (${checkpoint.config.modelType}, ${dtype}, pre-tokenizer ${preTokenizer}${found})`;
+      const tokenizer = vocabulary === 'llama' ? 'SentencePiece vocabulary' : `pre-tokenizer ${preTokenizer}${found}`;
+      what = `${adapter ? 'the merged model' : 'the model'} (${checkpoint.config.modelType}, ${dtype}, ${tokenizer})`;
     }
     const bytes = await writeFile(plan, out);
     const seconds = ((Date.now() - started) / 1000).toFixed(1);

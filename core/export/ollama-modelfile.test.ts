@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { Template } from '@huggingface/jinja';
 import { describe, expect, it } from 'vitest';
+import { GEMMA_CHAT_TEMPLATE } from '../../tests/helpers/gemma-tokenizer';
 import { chatFormat, ollamaModelfile } from './ollama-modelfile';
 
 const LLAMA3 =
@@ -26,6 +27,7 @@ describe('the Ollama Modelfile', () => {
     const tiny = JSON.parse(await readFile('public/models/hone-tiny/tokenizer_config.json', 'utf8'));
     expect(chatFormat(tiny.chat_template)).toBe('chatml');
     expect(chatFormat(LLAMA3)).toBe('llama3');
+    expect(chatFormat(GEMMA_CHAT_TEMPLATE)).toBe('gemma');
     expect(chatFormat('{{ messages[0].content }}')).toBeNull();
     expect(chatFormat(null)).toBeNull();
   });
@@ -72,6 +74,14 @@ describe('the Ollama Modelfile', () => {
       generation: { do_sample: false },
     });
     expect(greedy).toContain('# The model has no chat template');
+    // Gemma's turns: Ollama reads the template from the GGUF file; the turn's end still stops it.
+    const gemma = ollamaModelfile({ gguf: 'g.gguf', chatTemplate: GEMMA_CHAT_TEMPLATE, stopTokens: ['<eos>'] });
+    expect(gemma).toContain('# The chat template is in the GGUF file');
+    expect(gemma).not.toContain('TEMPLATE');
+    expect(gemma.split('\n').filter((l) => l.startsWith('PARAMETER stop'))).toEqual([
+      'PARAMETER stop "<end_of_turn>"',
+      'PARAMETER stop "<eos>"',
+    ]);
     expect(greedy).toContain('PARAMETER temperature 0');
     const lora = ollamaModelfile({
       gguf: 'base-f16.gguf',

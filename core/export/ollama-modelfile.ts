@@ -1,14 +1,14 @@
 /**
  * An Ollama Modelfile for a GGUF file Hone wrote: FROM the file, the chat template in Ollama's Go template language
- * for the chat formats Hone's models use (ChatML: SmolLM2, Qwen; Llama 3's header tokens), the tokens that end a
- * turn as stop parameters, and the sampling defaults of generation_config.json; a LoRA GGUF as ADAPTER over its base's
+ * for the chat formats Hone's models use (ChatML: SmolLM2, Qwen; Llama 3's header tokens; Gemma's turns are left to the
+ * template in the GGUF file, which Ollama recognizes), the tokens that end a turn as stop parameters, and the sampling defaults of generation_config.json; a LoRA GGUF as ADAPTER over its base's
  * GGUF. `ollama create NAME -f Modelfile`.
  */
 
-export type ChatFormat = 'chatml' | 'llama3';
+export type ChatFormat = 'chatml' | 'llama3' | 'gemma';
 
 /** Ollama's Go templates for each format: a system message, then every message, then the assistant's header. */
-const TEMPLATES: Record<ChatFormat, string> = {
+const TEMPLATES: Partial<Record<ChatFormat, string>> = {
   chatml: [
     '{{- if .System }}<|im_start|>system',
     '{{ .System }}<|im_end|>',
@@ -32,13 +32,14 @@ const TEMPLATES: Record<ChatFormat, string> = {
   ].join('\n'),
 };
 
-const TURN_END: Record<ChatFormat, string> = { chatml: '<|im_end|>', llama3: '<|eot_id|>' };
+const TURN_END: Record<ChatFormat, string> = { chatml: '<|im_end|>', llama3: '<|eot_id|>', gemma: '<end_of_turn>' };
 
 /** The chat format a Jinja chat template writes, by the tokens it puts around each message; null for another. */
 export function chatFormat(template: string | null): ChatFormat | null {
   if (!template) return null;
   if (template.includes('<|im_start|>') && template.includes('<|im_end|>')) return 'chatml';
   if (template.includes('<|start_header_id|>') && template.includes('<|eot_id|>')) return 'llama3';
+  if (template.includes('<start_of_turn>') && template.includes('<end_of_turn>')) return 'gemma';
   return null;
 }
 
@@ -66,8 +67,9 @@ const SAMPLING: [string, string][] = [
 export function ollamaModelfile(options: ModelfileOptions): string {
   const format = chatFormat(options.chatTemplate);
   const lines = [`FROM ./${options.gguf}`, ...(options.adapter ? [`ADAPTER ./${options.adapter}`] : []), ''];
-  if (format) {
-    lines.push(`TEMPLATE """${TEMPLATES[format]}"""`, '');
+  const template = format && TEMPLATES[format];
+  if (template) {
+    lines.push(`TEMPLATE """${template}"""`, '');
   } else {
     lines.push(
       options.chatTemplate

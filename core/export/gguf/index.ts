@@ -65,7 +65,7 @@ export async function modelGgufPlan(
     );
   }
   // The architecture first: a model llama.cpp cannot run is refused whatever its tokenizer.
-  const architecture = ggufArchitecture(config);
+  const architecture = ggufArchitecture(config, options.source);
   const tokenizer = await ggufTokenizer(read, options.source, config.vocabSize);
   const metadata: GgufMetadata = new Map();
   metadata.set('general.architecture', gguf.string(architecture));

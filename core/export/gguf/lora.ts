@@ -50,7 +50,7 @@ export function loraGgufPlan(config: ModelConfig, adapter: MergeAdapter, options
     for (const projection of PROJECTIONS) {
       const module = adapter.modules.get(`${layer}.${projection}`);
       if (!module) continue;
-      const base = ggufTensorName(projectionKey(layer, projection));
+      const base = ggufTensorName(config, projectionKey(layer, projection));
       const r = adapter.r;
       const inDim = module.A.length / r;
       const outDim = module.B.length / r;

@@ -1,7 +1,8 @@
 import { GGMLQuantizationType, gguf as parseGguf } from '@huggingface/gguf';
 import { describe, expect, it } from 'vitest';
+import { gemmaTokenizerFiles, gemmaTokenizerSize } from '../../../tests/helpers/gemma-tokenizer';
 import { tinyTokenizerFiles } from '../../../tests/helpers/tiny-tokenizer';
-import { randomLora, randomWeights, tinyConfig } from '../../../workers/engine/reference/random-model';
+import { randomLora, randomWeights, tinyConfig, tinyGemmaConfig } from '../../../workers/engine/reference/random-model';
 import { type Checkpoint, loadAdapter, loadCheckpoint, type ReadFile } from '../../checkpoint';
 import { halfBits } from '../../float16';
 import { expectedTensors, type ModelConfig, projectionKey, serializeModelConfig } from '../../model-config';
@@ -79,6 +80,21 @@ const LLAMA = tinyConfig({
   tieWordEmbeddings: false,
   maxPositionEmbeddings: 128,
   ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 64 },
+});
+
+/** A Gemma 3 laid out as llama.cpp runs it: every sixth layer global, local rotary base 10 000, scores by 1/√hd. */
+const GEMMA = tinyGemmaConfig({
+  vocabSize: gemmaTokenizerSize().size + 3,
+  numLayers: 6,
+  hiddenSize: 32,
+  headDim: 16,
+  gemma: {
+    embedScale: Math.fround(Math.sqrt(32)),
+    queryPreAttnScalar: 16,
+    slidingWindow: 3,
+    slidingLayers: [true, true, true, true, true, false],
+    localRopeTheta: 10_000,
+  },
 });
 
 /** LlamaModel.permute as numpy runs it: reshape(n_head, 2, rows / n_head / 2, cols).swapaxes(1, 2).reshape. */
@@ -234,6 +250,55 @@ describe('a model as GGUF', () => {
     expect(data('token_embd.weight', embed.length * 2)).toEqual(f16Bytes(embed));
   });
 
+  it("writes Gemma 3 as llama.cpp's gemma3: its keys, every norm as 1 + w under its own name, q and k unpermuted", async () => {
+    const { read, checkpoint, weights } = await model(GEMMA, 5, gemmaTokenizerFiles());
+    const { metadata, infos, data } = await readBack(
+      await modelGgufPlan(checkpoint, read, { dtype: 'f32', name: 'g', source: 'tiny' }),
+    );
+    expect(metadata).toMatchObject({
+      'general.architecture': 'gemma3',
+      'gemma3.block_count': 6,
+      'gemma3.attention.sliding_window': 3,
+      'gemma3.rope.freq_base': 1000,
+      'gemma3.attention.key_length': 16,
+      'tokenizer.ggml.model': 'llama',
+    });
+    const plusOne = (key: string) => f32Bytes(Array.from(weights.get(key) as Float64Array, (w) => w + 1));
+    const names: [string, string][] = [
+      ['model.layers.2.input_layernorm.weight', 'blk.2.attn_norm.weight'],
+      ['model.layers.2.post_attention_layernorm.weight', 'blk.2.post_attention_norm.weight'],
+      ['model.layers.2.pre_feedforward_layernorm.weight', 'blk.2.ffn_norm.weight'],
+      ['model.layers.2.post_feedforward_layernorm.weight', 'blk.2.post_ffw_norm.weight'],
+      ['model.layers.2.self_attn.q_norm.weight', 'blk.2.attn_q_norm.weight'],
+      ['model.layers.2.self_attn.k_norm.weight', 'blk.2.attn_k_norm.weight'],
+      ['model.norm.weight', 'output_norm.weight'],
+    ];
+    for (const [key, name] of names)
+      expect(data(name, (weights.get(key) as Float64Array).length * 4)).toEqual(plusOne(key));
+    const q = weights.get(projectionKey(1, 'q_proj')) as Float64Array;
+    expect(data('blk.1.attn_q.weight', q.length * 4)).toEqual(f32Bytes(q));
+    expect(infos.has('output.weight')).toBe(false);
+  });
+
+  it('refuses a Gemma 3 whose layout llama.cpp fixes otherwise, naming the config field', async () => {
+    const gemma = GEMMA.gemma as NonNullable<ModelConfig['gemma']>;
+    const refused = async (layout: Partial<NonNullable<ModelConfig['gemma']>>, message: RegExp) => {
+      const { read, checkpoint } = await model({ ...GEMMA, gemma: { ...gemma, ...layout } }, 5, gemmaTokenizerFiles());
+      await expect(modelGgufPlan(checkpoint, read, { dtype: 'f16', name: 'g', source: 'tiny' })).rejects.toThrow(
+        message,
+      );
+    };
+    await refused(
+      { slidingLayers: [true, false, true, true, true, false] },
+      /^tiny\/config\.json: layer_types makes layers \[1, 5\] global; llama\.cpp runs Gemma 3 with every sixth layer global \(\[5\] here\)/,
+    );
+    await refused({ localRopeTheta: 10 }, /the local layers' rope_theta is 10; llama\.cpp uses 10000/);
+    await refused(
+      { queryPreAttnScalar: 5 },
+      /query_pre_attn_scalar is 5; llama\.cpp scales this model's attention by 1\/√16/,
+    );
+  });
+
   it('folds an adapter into the weights (W + s·B·A) before permuting them', async () => {
     const { read, checkpoint, weights } = await model(LLAMA, 4);
     const lora = randomLora(LLAMA, ['q_proj', 'v_proj'], 3, 6, false, 9);
@@ -353,7 +418,11 @@ describe("the tokenizer's GGUF metadata", () => {
     );
     const spm = { ...json, model: { ...json.model, byte_fallback: true }, decoder: { type: 'Sequence', decoders: [] } };
     await expect(plan({ 'tokenizer.json': JSON.stringify(spm) })).rejects.toThrow(
-      /tokenizer\.json: a SentencePiece-style/,
+      /tokenizer\.json: the normalizer does not write spaces as ▁/,
+    );
+    const noDecoder = { ...json, decoder: null };
+    await expect(plan({ 'tokenizer.json': JSON.stringify(noDecoder) })).rejects.toThrow(
+      /tokenizer\.json: a BPE tokenizer without byte fallback or a ByteLevel decoder/,
     );
     const metaspace = { ...json, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always' } };
     await expect(plan({ 'tokenizer.json': JSON.stringify(metaspace) })).rejects.toThrow(
@@ -370,6 +439,50 @@ describe("the tokenizer's GGUF metadata", () => {
         },
       ),
     ).rejects.toThrow(/tiny\/tokenizer\.json: token .* has id \d+, but config\.json's vocab_size is 100/);
+  });
+
+  it("writes a SentencePiece-style BPE as llama.cpp's SPM vocabulary: scores from merge ranks, byte and control types", async () => {
+    const { read, checkpoint } = await model(GEMMA, 5, gemmaTokenizerFiles());
+    const plan = await modelGgufPlan(checkpoint, read, { dtype: 'f16', name: 'g', source: 'tiny' });
+    expect(plan.tokenizer).toMatchObject({ vocabulary: 'llama', preTokenizer: 'default', hash: null });
+    const { metadata } = await readBack(plan);
+    const json = JSON.parse(gemmaTokenizerFiles()['tokenizer.json']);
+    const vocab = json.model.vocab as Record<string, number>;
+    const tokens = metadata['tokenizer.ggml.tokens'] as string[];
+    const scores = metadata['tokenizer.ggml.scores'] as number[];
+    const types = metadata['tokenizer.ggml.token_type'] as number[];
+    const { size, startOfTurn } = gemmaTokenizerSize();
+    expect(tokens).toHaveLength(GEMMA.vocabSize);
+    expect(metadata).toMatchObject({
+      'tokenizer.ggml.pre': 'default',
+      'tokenizer.ggml.add_space_prefix': false,
+      'tokenizer.ggml.bos_token_id': 2,
+      'tokenizer.ggml.eos_token_id': 1,
+      'tokenizer.ggml.unknown_token_id': 3,
+      'tokenizer.ggml.padding_token_id': 0,
+      'tokenizer.ggml.add_bos_token': true,
+    });
+    // Merge i makes its piece with score -i; llama.cpp's SPM merges the highest-scoring pair first.
+    json.model.merges.forEach((merge: string, i: number) => {
+      const id = vocab[merge.replace(' ', '')];
+      expect([tokens[id], scores[id], types[id]]).toEqual([merge.replace(' ', ''), -i, 1]);
+    });
+    expect([tokens[vocab['<0x0A>']], scores[vocab['<0x0A>']], types[vocab['<0x0A>']]]).toEqual(['<0x0A>', 0, 6]);
+    expect([scores[vocab.a], types[vocab.a]]).toEqual([-json.model.merges.length, 1]);
+    expect([tokens[3], types[3]]).toEqual(['<unk>', 3]);
+    expect([tokens[startOfTurn], scores[startOfTurn], types[startOfTurn]]).toEqual(['<start_of_turn>', -1000, 3]);
+    expect([tokens[size], scores[size], types[size]]).toEqual([`[PAD${size}]`, -10000, 5]);
+    expect(metadata['tokenizer.chat_template']).toContain('<start_of_turn>');
+    expect(metadata['tokenizer.ggml.merges']).toBeUndefined();
+
+    const metaspace = { ...json, pre_tokenizer: { type: 'Metaspace', replacement: '▁', prepend_scheme: 'always' } };
+    const files = { ...gemmaTokenizerFiles(), 'tokenizer.json': JSON.stringify(metaspace) };
+    const refused = await model(GEMMA, 5, files);
+    await expect(
+      modelGgufPlan(refused.checkpoint, refused.read, { dtype: 'f16', name: 'g', source: 'tiny' }),
+    ).rejects.toThrow(
+      /^tiny\/tokenizer\.json: pre_tokenizer .*Metaspace.*: llama\.cpp's SentencePiece tokenizer does not split/,
+    );
   });
 
   it("hashes the converter's check text as Python prints the ids, and recognizes the families' pre-tokenizers", async () => {

@@ -1,10 +1,11 @@
 /**
- * A llama / qwen2 / qwen3 checkpoint as llama.cpp's converter (convert_hf_to_gguf.py LlamaModel, Qwen2Model,
- * Qwen3Model) writes it: the architecture's hyperparameters under llama.cpp's keys, the tensors under llama.cpp's
- * names, each PyTorch [out, in] matrix stored as ggml dims [in, out] (the same bytes), llama's q and k rows permuted
- * from Hugging Face's rotate-half layout back to interleaved pairs (LlamaModel.permute; qwen keeps rotate-half), and
- * for Llama 3 rope scaling the `rope_freqs.weight` factors (LlamaModel.generate_extra_tensors). An adapter is folded
- * in with merge.ts's foldLora before the permutation, as the merged folder would hold it.
+ * A llama / qwen2 / qwen3 / gemma3 checkpoint as llama.cpp's converter (convert_hf_to_gguf.py LlamaModel,
+ * Qwen2Model, Qwen3Model, Gemma3Model) writes it: the architecture's hyperparameters under llama.cpp's keys, the
+ * tensors under llama.cpp's names, each PyTorch [out, in] matrix stored as ggml dims [in, out] (the same bytes),
+ * llama's q and k rows permuted from Hugging Face's rotate-half layout back to interleaved pairs (LlamaModel.permute;
+ * qwen and gemma keep rotate-half), for Llama 3 rope scaling the `rope_freqs.weight` factors
+ * (LlamaModel.generate_extra_tensors), and Gemma's norms stored as 1 + w (llama.cpp multiplies by the weight). An
+ * adapter is folded in with merge.ts's foldLora before the permutation, as the merged folder would hold it.
  */
 import type { Checkpoint } from '../../checkpoint';
 import { expectedTensors, type ModelConfig, PROJECTIONS, type Projection, projectionKey } from '../../model-config';
@@ -22,10 +23,47 @@ const DTYPE_TYPES: Record<GgufDtype, GgmlType> = { f32: GgmlType.F32, f16: GgmlT
 /** GGML_QUANT_VERSION, written by the converter into every file. */
 const QUANT_VERSION = 2;
 
-/** llama.cpp's architecture name: the same three words (Gemma 3 is not written yet). */
-export function ggufArchitecture(config: ModelConfig): string {
-  if (config.gemma) throw new Error('Gemma 3 models cannot be written as GGUF yet');
-  return config.modelType;
+/**
+ * llama.cpp's architecture name; a Gemma 3 model whose layout llama.cpp cannot run is refused (gemmaRefusal), naming
+ * the model folder `source` where given.
+ */
+export function ggufArchitecture(config: ModelConfig, source?: string): string {
+  if (!config.gemma) return config.modelType;
+  const refusal = gemmaRefusal(config);
+  const file = source ? `${source}/config.json` : 'config.json';
+  if (refusal) throw new Error(`${file}: ${refusal}, so llama.cpp would run a different model`);
+  return 'gemma3';
+}
+
+/** Layers between global ones in llama.cpp's Gemma 3 (hparams.set_swa_pattern(6): layer l global when l % 6 = 5). */
+const LLAMA_CPP_GEMMA_PATTERN = 6;
+/** llama.cpp's rotary base on Gemma 3's local layers (rope_freq_base_train_swa). */
+const LLAMA_CPP_GEMMA_LOCAL_THETA = 10_000;
+
+/**
+ * What llama.cpp fixes for Gemma 3 rather than reads from the file, where this model differs: which layers slide,
+ * the local layers' rotary base, and the score scale (1/√head_dim; 1/√(hidden / heads) for 62 layers, the 27B).
+ */
+export function gemmaRefusal(config: ModelConfig): string | null {
+  const gemma = config.gemma as NonNullable<ModelConfig['gemma']>;
+  const global = gemma.slidingLayers.flatMap((sliding, l) => (sliding ? [] : [l]));
+  const expected = gemma.slidingLayers.flatMap((_, l) =>
+    l % LLAMA_CPP_GEMMA_PATTERN === LLAMA_CPP_GEMMA_PATTERN - 1 ? [l] : [],
+  );
+  if (global.join() !== expected.join()) {
+    return (
+      `layer_types makes layers [${global.join(', ')}] global; llama.cpp runs Gemma 3 with every sixth layer ` +
+      `global ([${expected.join(', ')}] here)`
+    );
+  }
+  if (gemma.localRopeTheta !== LLAMA_CPP_GEMMA_LOCAL_THETA) {
+    return `the local layers' rope_theta is ${gemma.localRopeTheta}; llama.cpp uses ${LLAMA_CPP_GEMMA_LOCAL_THETA}`;
+  }
+  const scaled = config.numLayers === 62 ? config.hiddenSize / config.numHeads : config.headDim;
+  if (gemma.queryPreAttnScalar !== scaled) {
+    return `query_pre_attn_scalar is ${gemma.queryPreAttnScalar}; llama.cpp scales this model's attention by 1/√${scaled}`;
+  }
+  return null;
 }
 
 /** `{arch}.*` hyperparameters, in the order the converter writes them (TextModel + LlamaModel.set_gguf_parameters). */
@@ -49,6 +87,7 @@ export function architectureMetadata(config: ModelConfig, dtype: GgufDtype | nul
     m.set(`${arch}.vocab_size`, gguf.u32(config.vocabSize));
     m.set(`${arch}.rope.dimension_count`, gguf.u32(config.headDim));
   }
+  if (config.gemma) m.set(`${arch}.attention.sliding_window`, gguf.u32(config.gemma.slidingWindow));
   return m;
 }
 
@@ -57,16 +96,25 @@ export function quantizationVersion(): GgufMetadata {
   return new Map([['general.quantization_version', gguf.u32(QUANT_VERSION)]]);
 }
 
-/** llama.cpp's name of a Hugging Face checkpoint key (gguf-py's tensor_mapping for these architectures). */
-export function ggufTensorName(key: string): string {
+/**
+ * llama.cpp's name of a Hugging Face checkpoint key (gguf-py's tensor_mapping for these architectures); Gemma's
+ * post_attention_layernorm norms the attention's output, where llama's norms the MLP's input.
+ */
+export function ggufTensorName(config: ModelConfig, key: string): string {
   if (key === 'model.embed_tokens.weight') return 'token_embd.weight';
   if (key === 'model.norm.weight') return 'output_norm.weight';
   if (key === 'lm_head.weight') return 'output.weight';
   const match = /^model\.layers\.(\d+)\.(.+)\.(weight|bias)$/.exec(key);
-  const part = match && LAYER_PARTS[match[2]];
+  const part = match && ((config.gemma && GEMMA_LAYER_PARTS[match[2]]) || LAYER_PARTS[match[2]]);
   if (!match || !part) throw new Error(`no GGUF name for tensor ${key}`);
   return `blk.${match[1]}.${part}.${match[3]}`;
 }
+
+const GEMMA_LAYER_PARTS: Record<string, string> = {
+  post_attention_layernorm: 'post_attention_norm',
+  pre_feedforward_layernorm: 'ffn_norm',
+  post_feedforward_layernorm: 'post_ffw_norm',
+};
 
 const LAYER_PARTS: Record<string, string> = {
   input_layernorm: 'attn_norm',
@@ -107,7 +155,7 @@ export function permuteRows(values: Float32Array, heads: number, rowLength: numb
   return out;
 }
 
-/** The heads a llama q or k projection's rows are permuted by; null for every other tensor (and for qwen). */
+/** The heads a llama q or k projection's rows are permuted by; null for every other tensor (and for qwen, gemma). */
 export function permutedHeads(config: ModelConfig, projection: Projection): number | null {
   if (config.modelType !== 'llama') return null;
   if (projection === 'q_proj') return config.numHeads;
@@ -175,8 +223,9 @@ export function modelTensors(checkpoint: Checkpoint, dtype: GgufDtype, adapter: 
       values: async () => factors,
     });
   }
+  const shifted = (key: string) => config.gemma !== null && key.endsWith('norm.weight');
   for (const [key, shape] of expectedTensors(config)) {
-    const name = ggufTensorName(key);
+    const name = ggufTensorName(config, key);
     const dims = [...shape].reverse();
     const target = projectionOf(key);
     const heads = target && permutedHeads(config, target.projection);
@@ -190,6 +239,8 @@ export function modelTensors(checkpoint: Checkpoint, dtype: GgufDtype, adapter: 
         let values = await checkpoint.readFloat32(key);
         if (module && adapter) foldLora(values, module.A, module.B, adapter.r, adapter.scale);
         if (heads) values = permuteRows(values, heads, rowLength);
+        // Gemma's x̂ · (1 + w) as llama.cpp's x̂ · w'
+        if (shifted(key)) for (let i = 0; i < values.length; i++) values[i] += 1;
         return values;
       },
     });

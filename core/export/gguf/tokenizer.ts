@@ -1,32 +1,22 @@
 /**
  * The tokenizer's GGUF metadata, from the model folder's tokenizer.json (+ tokenizer_config.json, config.json,
- * generation_config.json, chat_template.jinja), as llama.cpp's converter writes it for a byte-level BPE vocabulary
- * (convert_hf_to_gguf.py _set_vocab_gpt2 / get_vocab_base, gguf-py's SpecialVocab):
+ * generation_config.json, chat_template.jinja), as llama.cpp's converter writes it (convert_hf_to_gguf.py, gguf-py's
+ * SpecialVocab). A byte-level BPE vocabulary (Llama 3, Qwen, SmolLM; _set_vocab_gpt2 / get_vocab_base):
  *   tokenizer.ggml.model "gpt2", tokenizer.ggml.pre (see pre-tokenizer.ts), tokens padded to the config's vocab_size
  *   with [PAD{i}] (unused), token types (control for special added tokens and ones that look special, user-defined
- *   for other added tokens, normal otherwise), merges ("a b"; pairs with their spaces written as U+0120), the special
- *   token ids, add_bos_token / add_eos_token, and the chat template.
- * Only byte-level BPE is written; any other tokenizer is refused by name of its file.
+ *   for other added tokens, normal otherwise), merges ("a b"; pairs with their spaces written as U+0120);
+ * a SentencePiece-style BPE with byte fallback (Gemma) as model "llama" with scores (sentencepiece.ts); either with
+ * the special token ids, add_bos_token / add_eos_token, and the chat template. Other tokenizers are refused by name
+ * of their file.
  */
 import { Tokenizer } from '@huggingface/tokenizers';
 import type { ReadFile } from '../../checkpoint';
 import { type GgufMetadata, gguf } from './format';
 import { CHECK_TEXT, checkHash, KNOWN_HASHES, preTokenizerFromJson } from './pre-tokenizer';
+import { isSentencePieceBpe, sentencePieceVocabulary } from './sentencepiece';
+import { type AddedToken, GgufTokenizerError, isObject, type Json, looksSpecial, TokenType } from './vocabulary';
 
-/** gguf-py's TokenType. */
-export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
-
-export class GgufTokenizerError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'GgufTokenizerError';
-  }
-}
-
-type Json = Record<string, unknown>;
-
-const isObject = (value: unknown): value is Json =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
+export { GgufTokenizerError, TokenType };
 
 async function readJson(read: ReadFile, folder: string, name: string): Promise<Json | null> {
   const blob = await read(name);
@@ -48,29 +38,16 @@ function tokenText(value: unknown): string | null {
   return null;
 }
 
-/** gguf-py's TextModel.does_token_look_special. */
-function looksSpecial(token: string): boolean {
-  return (
-    ['<pad>', '<mask>', '<2mass>', '[@BOS@]'].includes(token) ||
-    (token.startsWith('<|') && token.endsWith('|>')) ||
-    (token.startsWith('<\uff5c') && token.endsWith('\uff5c>')) ||
-    (token.startsWith('<unused') && token.endsWith('>'))
-  );
-}
-
-interface AddedToken {
-  id: number;
-  content: string;
-  special: boolean;
-}
-
 export interface GgufTokenizerInfo {
   metadata: GgufMetadata;
+  /** tokenizer.ggml.model: byte-level BPE, or SentencePiece */
+  vocabulary: 'gpt2' | 'llama';
   /** tokenizer.ggml.pre */
   preTokenizer: string;
-  /** How it was found: the converter's hash of CHECK_TEXT, or tokenizer.json's pre_tokenizer. */
+  /** How it was found: the converter's hash of CHECK_TEXT, or tokenizer.json (its pre_tokenizer, or its SentencePiece kind). */
   preTokenizerFrom: 'hash' | 'tokenizer.json';
-  hash: string;
+  /** The converter's hash of CHECK_TEXT's tokens; null for SentencePiece, which the converter does not hash. */
+  hash: string | null;
 }
 
 /**
@@ -84,42 +61,49 @@ export async function ggufTokenizer(read: ReadFile, folder: string, vocabSize: n
     throw new GgufTokenizerError(`${folder}: no tokenizer.json (a GGUF file carries the model's tokenizer)`);
   }
   const model = tokenizerJson.model;
+  const supported =
+    'GGUF export supports byte-level BPE tokenizers (GPT-2 style, as Llama 3, Qwen and SmolLM use) and ' +
+    "SentencePiece-style BPE with byte fallback (Gemma's)";
   if (!isObject(model) || (model.type !== undefined && model.type !== 'BPE') || !isObject(model.vocab)) {
     const type = isObject(model) ? String(model.type) : 'unknown';
-    throw new GgufTokenizerError(
-      `${file}: a ${type} tokenizer; GGUF export supports byte-level BPE tokenizers (GPT-2 style, as Llama 3, Qwen ` +
-        'and SmolLM use)',
-    );
+    throw new GgufTokenizerError(`${file}: a ${type} tokenizer; ${supported}`);
   }
+  const sentencePiece = isSentencePieceBpe(model);
   const decoder = tokenizerJson.decoder;
-  if (model.byte_fallback === true || !isObject(decoder) || decoder.type !== 'ByteLevel') {
-    throw new GgufTokenizerError(
-      `${file}: a SentencePiece-style BPE tokenizer (byte fallback, no ByteLevel decoder); GGUF export supports ` +
-        'byte-level BPE tokenizers (GPT-2 style, as Llama 3, Qwen and SmolLM use)',
-    );
+  if (!sentencePiece && (!isObject(decoder) || decoder.type !== 'ByteLevel')) {
+    throw new GgufTokenizerError(`${file}: a BPE tokenizer without byte fallback or a ByteLevel decoder; ${supported}`);
   }
   const config = (await readJson(read, folder, 'tokenizer_config.json')) ?? {};
   const modelConfig = (await readJson(read, folder, 'config.json')) ?? {};
   const generationConfig = (await readJson(read, folder, 'generation_config.json')) ?? {};
 
   const added = addedTokens(tokenizerJson, file);
-  const metadata: GgufMetadata = new Map();
-  metadata.set('tokenizer.ggml.model', gguf.string('gpt2'));
-  const pre = await preTokenizer(tokenizerJson, config, file);
-  metadata.set('tokenizer.ggml.pre', gguf.string(pre.preTokenizer));
-  const { tokens, types } = vocabulary(model.vocab as Json, added, vocabSize, file);
-  metadata.set('tokenizer.ggml.tokens', gguf.strings(tokens));
-  metadata.set('tokenizer.ggml.token_type', gguf.i32s(types));
-  metadata.set('tokenizer.ggml.merges', gguf.strings(merges(model.merges, file)));
+  let metadata: GgufMetadata;
+  let about: Omit<GgufTokenizerInfo, 'metadata'>;
+  if (sentencePiece) {
+    metadata = sentencePieceVocabulary(tokenizerJson, added, vocabSize, file);
+    about = { vocabulary: 'llama', preTokenizer: 'default', preTokenizerFrom: 'tokenizer.json', hash: null };
+  } else {
+    const pre = await preTokenizer(tokenizerJson, config, file);
+    const { tokens, types } = vocabulary(model.vocab as Json, added, vocabSize, file);
+    metadata = new Map([
+      ['tokenizer.ggml.model', gguf.string('gpt2')],
+      ['tokenizer.ggml.pre', gguf.string(pre.preTokenizer)],
+      ['tokenizer.ggml.tokens', gguf.strings(tokens)],
+      ['tokenizer.ggml.token_type', gguf.i32s(types)],
+      ['tokenizer.ggml.merges', gguf.strings(merges(model.merges, file))],
+    ]);
+    about = { vocabulary: 'gpt2', ...pre };
+  }
   for (const [key, value] of specialTokens(tokenizerJson, config, modelConfig, generationConfig, added, vocabSize)) {
     metadata.set(key, value);
   }
-  if (typeof config.add_prefix_space === 'boolean') {
+  if (!sentencePiece && typeof config.add_prefix_space === 'boolean') {
     metadata.set('tokenizer.ggml.add_space_prefix', gguf.bool(config.add_prefix_space));
   }
   const template = await chatTemplates(read, config, file);
   for (const [key, value] of template) metadata.set(key, value);
-  return { metadata, ...pre };
+  return { metadata, ...about };
 }
 
 function addedTokens(tokenizerJson: Json, file: string): AddedToken[] {
@@ -137,7 +121,7 @@ async function preTokenizer(
   tokenizerJson: Json,
   config: Json,
   file: string,
-): Promise<Omit<GgufTokenizerInfo, 'metadata'>> {
+): Promise<Pick<GgufTokenizerInfo, 'preTokenizer' | 'preTokenizerFrom'> & { hash: string }> {
   let ids: number[];
   try {
     ids = new Tokenizer(tokenizerJson, config).encode(CHECK_TEXT).ids;
