@@ -1,3 +1,4 @@
+import { codesPerWord, dequantWgsl, type QuantFormat } from './quant';
 import { GELU_TANH_WGSL } from './swiglu';
 import { uniformStruct } from './wgsl';
 
@@ -14,6 +15,8 @@ export const ROWS = 4;
  */
 export interface GemvVariant {
   halfW: boolean;
+  /** W (and U) quantized (quant.ts): whole matrices read a word of codes at a time (cooperative and row layouts). */
+  quantW?: QuantFormat;
   lowRank: boolean;
   gated: boolean;
   gelu?: boolean;
@@ -56,7 +59,7 @@ const matricesOf = (v: GemvVariant) => (v.gated ? ['W', 'U'] : ['W']);
  * output n from its sums over W's row (and U's).
  */
 function bindings(v: GemvVariant, vectors: boolean, set = 0): string {
-  const m = vectors ? (v.halfW ? 'vec4<u32>' : 'vec4f') : v.halfW ? 'u32' : 'f32';
+  const m = vectors ? (v.halfW ? 'vec4<u32>' : 'vec4f') : v.halfW || v.quantW ? 'u32' : 'f32';
   // A set of `set` products binds each one's W, y and bias (W0.., y0.., bias0..), handed to its function.
   const each = (decl: (i: string) => string) =>
     set ? Array.from({ length: set }, (_, i) => decl(String(i))) : [decl('')];
@@ -97,6 +100,7 @@ fn store(n: u32, w: f32, u: f32) {
 }`;
   return /* wgsl */ `
 ${GEMV_PARAMS.wgsl}
+${v.quantW ? dequantWgsl(v.quantW, matricesOf(v)) : ''}
 ${set ? `struct Set { products: array<Params, ${set}> }\n` : ''}${storage.map((decl, i) => `@group(0) @binding(${i}) ${decl};`).join('\n')}
 @group(0) @binding(${storage.length}) var<uniform> ${set ? 'params: Set' : 'p: Params'};
 
@@ -127,6 +131,13 @@ export function cooperativeShader(v: GemvVariant, set = 0): string {
   // W's loop also sums x² for a normed variant; the product reads x ⊙ g (the rstd scales the sums after).
   const dots = matricesOf(v).map((m, i) => {
     const squares = v.normed && i === 0;
+    if (v.quantW) {
+      return quantDots(v, m, squares, {
+        loop: (perWord) => `for (var k = li * ${perWord}u; k < p.K; k += ${perWord * WG}u)`,
+        rows: Array.from({ length: ROWS }, (_, r) => `row${r}`),
+        add: (terms) => `s${m} += vec4f(${terms.join(', ')});`,
+      });
+    }
     return v.halfW
       ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
     for (var k = li * 2u; k < p.K; k += ${2 * WG}u) {
@@ -160,7 +171,7 @@ ${Array.from({ length: ROWS }, (_, r) => `  let row${r} = rowStart(${p}min(first
   }`;
   const entry = `@compute @workgroup_size(${WG})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32)`;
-  const m = v.halfW ? 'u32' : 'f32';
+  const m = v.halfW || v.quantW ? 'u32' : 'f32';
   // A set's product is a function handed its W, y (and bias); the entry finds the workgroup's product.
   const main = set
     ? /* wgsl */ `fn product(W: ptr<storage, array<${m}>, read>, y: ptr<storage, array<f32>, read_write>, ${v.biased ? 'bias: ptr<storage, array<f32>, read>, ' : ''}p: Params, first: u32, li: u32) {${body}
@@ -211,6 +222,13 @@ export function rowShader(v: GemvVariant): string {
   // W's loop also sums x² for a normed variant; the product reads x ⊙ g (the rstd scales the sums after).
   const dots = matricesOf(v).map((m, i) => {
     const squares = v.normed && i === 0;
+    if (v.quantW) {
+      return quantDots(v, m, squares, {
+        loop: (perWord) => `for (var k = 0u; k < p.K; k += ${perWord}u)`,
+        rows: ['row'],
+        add: (terms) => `s${m} += ${terms[0]};`,
+      });
+    }
     return v.halfW
       ? `// Word-aligned pairs: the caller guarantees K and offsetB are even.
   for (var k = 0u; k < p.K; k += 2u) {
@@ -238,6 +256,35 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   store(n, sW * rstd, ${upSum(v, 'sU * rstd')});
 }
 `;
+}
+
+/**
+ * A quantized matrix m's loop over one word of codes per step (4 or 8 weights of each row in `rows`, element indices
+ * of whole-matrix rows: offset 0, no segments), x read as vectors beside them; `add` takes each row's dot product.
+ */
+function quantDots(
+  v: GemvVariant,
+  m: string,
+  squares: boolean,
+  shape: { loop: (perWord: number) => string; rows: string[]; add: (terms: string[]) => string },
+): string {
+  const format = v.quantW as QuantFormat;
+  const perWord = codesPerWord(format);
+  const halves = perWord / 4;
+  const xs = Array.from({ length: halves }, (_, h) => {
+    const at = (l: number) => `x[p.offsetA + k + ${4 * h + l}u]`;
+    const gain = v.normed ? ` * vec4f(${[0, 1, 2, 3].map((l) => `g[k + ${4 * h + l}u]`).join(', ')})` : '';
+    const square = squares ? `\n      ss += dot(xr${h}, xr${h});` : '';
+    return `let xr${h} = vec4f(${[0, 1, 2, 3].map(at).join(', ')});${square}\n      let xv${h} = xr${h}${gain};`;
+  }).join('\n      ');
+  const terms = shape.rows.map((row) => {
+    const word = `dequantWord_${m}(${m}[(${row} + k) / ${perWord}u], ${row} + k, p.N * p.K, p.K)`;
+    return halves === 1 ? `dot(${word}, xv0)` : `dotPair(${word}, xv0, xv1)`;
+  });
+  return `${shape.loop(perWord)} {
+      ${xs}
+      ${shape.add(terms)}
+    }`;
 }
 
 /** Outputs per invocation of the row layout's vector variant. */

@@ -5,6 +5,7 @@ import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpe
 import { uploadBuffer } from '../gpu/buffers';
 import { GemvKernels } from './gemv';
 import { matmulCpu } from './matmul.cpu';
+import { dequantize, QUANT_FORMATS, quantize } from './quant';
 import { rmsnormForwardCpu } from './rmsnorm.cpu';
 import { gegluCpu, swigluCpu } from './swiglu.cpu';
 
@@ -122,6 +123,61 @@ describe('gemv (decoding one token)', () => {
     expect(() => new GemvKernels(device).op({ x: b, w: b, y: b, shape: { N: 1, K: 3 }, halfW: true })).toThrow(
       'fp16 gemv needs an even K',
     );
+  });
+});
+
+describe('gemv over a quantized W (decoding from an 8- or 4-bit base)', () => {
+  for (const format of QUANT_FORMATS) {
+    for (const layout of ['cooperative', 'row'] as const) {
+      it(`${format}, ${layout}: W x with a low-rank term, through an RMSNorm, and gated (SiLU, GELU)`, async () => {
+        const { device } = gpu();
+        const k = new GemvKernels(device, layout);
+        // N 37 rows of K 192 (three 64-weight groups), x at an offset.
+        const [N, K] = [37, 192];
+        const x = randomUniform(3 + K, 1);
+        const [w, u] = [2, 3].map((seed) => quantize(randomUniform(N * K, seed, -0.2, 0.2), N, K, format));
+        const [wd, ud] = [w, u].map((m) => dequantize(m, N, K, format));
+        const g = randomUniform(K, 4, 0.5, 1.5);
+        const low = { rank: 3, offsetL: 0, offsetR: 0, scale: 1.5, l: randomUniform(3, 5), r: randomUniform(3 * N, 6) };
+        const [bx, bw, bu, bg, bl, br] = [x, w, u, g, low.l, low.r].map((a) => uploadBuffer(device, a));
+        const shape = { N, K, offsetA: 3, alpha: 0.5 };
+        const y = uploadBuffer(device, new Float32Array(N).fill(Number.NaN));
+        const got = await runAndRead(
+          device,
+          [k.op({ x: bx, w: bw, y, shape, quantW: format, lowRank: { ...low, l: bl, r: br } })],
+          y,
+        );
+        const expected = new Float64Array(N);
+        matmulCpu(x, wd, expected, { M: 1, ...shape }, { transA: false, transB: true }, low);
+        expect(maxRelativeError(got, expected)).toBeLessThan(1e-5);
+
+        // Gated, x read through RMSNorm(x) ⊙ g.
+        const xs = x.subarray(3);
+        const normed = Float32Array.from(rmsnormForwardCpu(xs, g, 1, K, 1e-5).y);
+        const projected = (m: Float32Array) => {
+          const out = new Float64Array(N);
+          matmulCpu(normed, m, out, { M: 1, N, K }, { transA: false, transB: true });
+          return out;
+        };
+        for (const activation of ['silu', 'gelu'] as const) {
+          const gate = activation === 'silu' ? swigluCpu : gegluCpu;
+          const io = { x: uploadBuffer(device, xs), w: bw, u: bu, y, shape: { N, K }, quantW: format };
+          const op = k.gatedOp({ ...io, norm: { weight: bg, eps: 1e-5 }, activation });
+          expect(maxRelativeError(await runAndRead(device, [op], y), gate(projected(wd), projected(ud)))).toBeLessThan(
+            1e-5,
+          );
+        }
+      });
+    }
+  }
+
+  it('refuses segments or offsets into a quantized W, and rows of part groups', () => {
+    const { device } = gpu();
+    const k = new GemvKernels(device, 'row');
+    const b = uploadBuffer(device, new Float32Array(64));
+    const io = { x: b, w: b, y: b, quantW: 'q4' as const };
+    expect(() => k.op({ ...io, shape: { N: 2, K: 64, offsetB: 64 } })).toThrow(/a q4 gemv reads whole matrices/);
+    expect(() => k.op({ ...io, shape: { N: 2, K: 48 } })).toThrow(/whole groups \(K 48\)/);
   });
 });
 

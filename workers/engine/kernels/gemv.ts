@@ -11,12 +11,13 @@ import {
   WG,
 } from './gemv-wgsl';
 import type { LowRank } from './matmul';
+import { type QuantFormat, quantRefusal } from './quant';
 import type { GatedActivation } from './swiglu';
 import type { RowLayout } from './wgsl';
 
 /**
  * Decoding's matrix-vector product, the matmul's x · Wᵀ at M = 1: y = alpha (W · x + s B (A x) + bias) + beta y,
- * W [N, K] row-major (fp16 pairs in u32 words, or fp32), x [K], y [N], at element offsets.
+ * W [N, K] row-major (fp16 pairs in u32 words, fp32, or quantized: quant.ts), x [K], y [N], at element offsets.
  *   low-rank term (matmul.ts's `LowRank`, L [rank] = x Aᵀ, R [N, rank] = B): LoRA's second product in the same pass
  *   `gatedOp`: y = silu(W x) ⊙ (U x), the MLP's gate, up and SwiGLU in one dispatch (or GeGLU: the tanh GELU)
  *   `segments`: W's rows from several offsets (q, k and v's LoRA A as one product)
@@ -50,6 +51,8 @@ export interface GemvNorm {
 /** What a gemv does beside W x: read fp16 W, add a low-rank term and a bias, read x through a norm. */
 export interface GemvExtras {
   halfW?: boolean;
+  /** W (and U) quantized (quant.ts): whole matrices (offset 0, no segments). */
+  quantW?: QuantFormat;
   lowRank?: LowRank;
   norm?: GemvNorm;
   /** [N], added to each output (fp32). */
@@ -102,7 +105,7 @@ export interface GatedGemvIo extends Omit<GemvIo, 'lowRank' | 'bias'> {
 }
 
 /** Products of one x, each with its own W, y, shape, low-rank term and bias. */
-export interface GemvSetIo extends Pick<GemvExtras, 'halfW' | 'norm'> {
+export interface GemvSetIo extends Pick<GemvExtras, 'halfW' | 'quantW' | 'norm'> {
   x: GPUBuffer;
   products: ReadonlyArray<Pick<GemvIo, 'w' | 'y' | 'shape' | 'lowRank' | 'bias'>>;
 }
@@ -128,8 +131,8 @@ export class GemvKernels {
   }
 
   /** y ← alpha (W x [+ the low-rank term] [+ bias]) + beta y, x read through `norm` where given. */
-  op({ x, w, y, shape, halfW = false, lowRank, norm, bias }: GemvIo): Op {
-    const v = { halfW, lowRank: Boolean(lowRank), gated: false, normed: Boolean(norm), biased: Boolean(bias) };
+  op({ x, w, y, shape, halfW = false, quantW, lowRank, norm, bias }: GemvIo): Op {
+    const v = { halfW, quantW, lowRank: Boolean(lowRank), gated: false, normed: Boolean(norm), biased: Boolean(bias) };
     return this.dispatch(v, [x, w, y], shape, lowRank ? [lowRank] : [], norm, bias);
   }
 
@@ -137,7 +140,7 @@ export class GemvKernels {
    * y ← act(W x + its low-rank term) ⊙ (U x + its low-rank term) (no alpha or beta; act SiLU, or the tanh GELU),
    * W and U of one shape, their terms reading one L and one R buffer.
    */
-  gatedOp({ x, w, u, y, shape, halfW = false, lowRank = {}, norm, activation = 'silu' }: GatedGemvIo): Op {
+  gatedOp({ x, w, u, y, shape, halfW = false, quantW, lowRank = {}, norm, activation = 'silu' }: GatedGemvIo): Op {
     const terms = [lowRank.w, lowRank.u];
     const present = terms.filter((t): t is LowRank => t !== undefined);
     if (present.some((t) => t.l !== present[0].l || t.r !== present[0].r)) {
@@ -146,7 +149,7 @@ export class GemvKernels {
     // An absent term counts as rank 0 over the other's buffers.
     const none = present[0] && { ...present[0], rank: 0, offsetL: 0, offsetR: 0, scale: 0 };
     const gelu = activation === 'gelu';
-    const v = { halfW, lowRank: present.length > 0, gated: true, gelu, normed: Boolean(norm), biased: false };
+    const v = { halfW, quantW, lowRank: present.length > 0, gated: true, gelu, normed: Boolean(norm), biased: false };
     return this.dispatch(v, [x, w, u, y], shape, none ? terms.map((t) => t ?? none) : [], norm);
   }
 
@@ -160,12 +163,17 @@ export class GemvKernels {
   ): Op {
     if (v.halfW && !GemvKernels.halfFits(s))
       throw new Error(`fp16 gemv needs an even K and offsets (K ${s.K}, offsets ${offsetsOf(s)})`);
+    if (v.quantW && (s.segments || (s.offsetB ?? 0) !== 0 || quantRefusal(v.quantW, s.K))) {
+      throw new Error(`a ${v.quantW} gemv reads whole matrices (offset 0, no segments) of whole groups (K ${s.K})`);
+    }
     const segment = s.segments ?? { rows: s.N, offsets: [] };
     if (segment.offsets.length > 3 || segment.rows * (1 + segment.offsets.length) !== s.N) {
       throw new Error(`a gemv's ${s.N} rows cannot be ${1 + segment.offsets.length} segments of ${segment.rows}`);
     }
     // The row layout reads vectors where the shape allows (its vector variant), else scalars.
-    const family = this.layout === 'row' ? (GemvKernels.vectorFits(s, v.halfW) ? 'vector' : 'row') : 'cooperative';
+    // A quantized W is read a word of codes at a time in the row layout's scalar variant.
+    const vectors = !v.quantW && GemvKernels.vectorFits(s, v.halfW);
+    const family = this.layout === 'row' ? (vectors ? 'vector' : 'row') : 'cooperative';
     const outputsPerGroup = family === 'vector' ? WG * VEC_ROWS : family === 'row' ? WG : ROWS;
     return this.kernel(family, v).op(
       [
@@ -184,8 +192,10 @@ export class GemvKernels {
    * workgroup (the cooperative layout only); biases on all or none, terms reading one L and one R. Null where the
    * device cannot bind them all.
    */
-  setOp({ x, products, halfW = false, norm }: GemvSetIo): Op | null {
+  setOp({ x, products, halfW = false, quantW, norm }: GemvSetIo): Op | null {
     if (this.layout !== 'cooperative') throw new Error('a gemv set runs in the cooperative layout');
+    // Quantized matrices are read by functions of the global W, which a set's products are handed by pointer.
+    if (quantW) return null;
     const biases = products.flatMap((product) => (product.bias ? [product.bias] : []));
     const terms = products.flatMap((product) => (product.lowRank ? [product.lowRank] : []));
     if (biases.length !== 0 && biases.length !== products.length)
@@ -218,7 +228,7 @@ export class GemvKernels {
   }
 
   private kernel(family: 'cooperative' | 'row' | 'vector', v: GemvVariant, set = 0): Kernel {
-    const key = `${family}${v.halfW ? ' f16w' : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.gelu ? ' gelu' : ''}${v.normed ? ' normed' : ''}${v.biased ? ' bias' : ''}${set ? ` set of ${set}` : ''}`;
+    const key = `${family}${v.halfW ? ' f16w' : ''}${v.quantW ? ` ${v.quantW}w` : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.gelu ? ' gelu' : ''}${v.normed ? ' normed' : ''}${v.biased ? ' bias' : ''}${set ? ` set of ${set}` : ''}`;
     let kernel = this.kernels.get(key);
     if (!kernel) {
       const code = set

@@ -8,10 +8,10 @@ import { header, storeBlock } from './matmul-wgsl';
 
 /**
  * Whether the variant reads along K in vectors (`vectorK`: x·Wᵀ only). Not through an operand mask: a hash per lane,
- * unrolled, took SwiftShader minutes to compile.
+ * unrolled, took SwiftShader minutes to compile; nor a quantized B, read by element.
  */
 export function usesVectorK(v: MatmulVariant): boolean {
-  return Boolean(v.vectorK && !v.tiled && v.transB && !v.transA && !v.maskedOperand);
+  return Boolean(v.vectorK && !v.tiled && v.transB && !v.transA && !v.maskedOperand && !v.quantB);
 }
 
 export function registersShader(v: MatmulVariant): string {

@@ -1,5 +1,6 @@
 import { DROPOUT_FACTOR_WGSL, dropoutThreshold } from './dropout';
 import type { LowRank, MatmulVariant, OperandMask, ResolvedShape, SetLayout } from './matmul';
+import { dequantWgsl } from './quant';
 import { uniformStruct } from './wgsl';
 
 /** WGSL both matmul families share: the uniforms, bindings, operand loads, the low-rank term and the store. */
@@ -69,7 +70,7 @@ ${set ? setBindings(v, set) : operandBindings(v, vectors)}
 /** One product's operands and output, and its uniforms `p`. */
 function operandBindings(v: MatmulVariant, vectors: boolean): string {
   return /* wgsl */ `@group(0) @binding(0) var<storage, read> A: array<${vectors ? 'vec4f' : 'f32'}>;
-@group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB ? 'u32' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB || v.quantB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 ${extraBindings(v, 3)}
 ${operandLoads(v, vectors)}`;
@@ -94,8 +95,8 @@ fn loadB(B: ptr<storage, array<${b}>, read>, i: u32) -> f32 { return ${v.halfB ?
 }
 
 /**
- * loadA(i), loadB(i): element i as f32, through the variant's operand mask, fp16 B widened; with `vectors`, vector i
- * as vec4f (fp16 B is read by the vector kernel itself).
+ * loadA(i), loadB(i): element i as f32, through the variant's operand mask, fp16 B widened, quantized B dequantized
+ * (W [N, K] for x·Wᵀ, [K, N] for dy·W); with `vectors`, vector i as vec4f (fp16 B is read by the vector kernel itself).
  */
 function operandLoads(v: MatmulVariant, vectors: boolean): string {
   if (vectors) {
@@ -104,8 +105,13 @@ function operandLoads(v: MatmulVariant, vectors: boolean): string {
   }
   const mask = (operand: 'a' | 'b', value: string, offset: string) =>
     v.maskedOperand === operand ? `masked(${value}, i - ${offset})` : value;
-  const b = v.halfB ? 'unpack2x16float(B[i >> 1u])[i & 1u]' : 'B[i]';
-  return `fn loadA(i: u32) -> f32 { return ${mask('a', 'A[i]', 'p.offsetA')}; }
+  const b = v.quantB
+    ? `dequant_B(i, p.N * p.K, ${v.transB ? 'p.K' : 'p.N'})`
+    : v.halfB
+      ? 'unpack2x16float(B[i >> 1u])[i & 1u]'
+      : 'B[i]';
+  return `${v.quantB ? dequantWgsl(v.quantB, ['B']) : ''}
+fn loadA(i: u32) -> f32 { return ${mask('a', 'A[i]', 'p.offsetA')}; }
 fn loadB(i: u32) -> f32 { return ${mask('b', b, 'p.offsetB')}; }`;
 }
 

@@ -13,6 +13,7 @@ import {
   vectorKFits,
 } from './matmul';
 import { matmulCpu } from './matmul.cpu';
+import { dequantize, QUANT_FORMATS, quantize } from './quant';
 
 const gpu = setupTestGpu();
 
@@ -169,6 +170,51 @@ describe('matmul with fp16 B (frozen weights at half the memory)', () => {
       });
     }
   }
+});
+
+describe('matmul with a quantized B (a frozen base weight at 8 or 4 bits)', () => {
+  const families = [
+    ['registers', { tileM: 4, tileN: 8, workgroupX: 8, workgroupY: 4, vectorK: true }],
+    ['tiled', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 }],
+    ['tiled in 2 K slices', { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8, kSlices: 2 }],
+  ] as const;
+  for (const format of QUANT_FORMATS) {
+    for (const [family, tile] of families) {
+      it(`${format}, ${family}: x·Wᵀ and dy·W against the dequantized W, with a low-rank term`, async () => {
+        const { device } = gpu();
+        // W [out 37, in 128]: two 64-weight groups a row, odd rows and tokens.
+        const [out, inDim, tokens] = [37, 128, 19];
+        const w = randomUniform(out * inDim, 7, -0.1, 0.1);
+        const words = quantize(w, out, inDim, format);
+        const dequantized = Float64Array.from(dequantize(words, out, inDim, format));
+        const bufW = uploadBuffer(device, words);
+        for (const transB of [true, false]) {
+          // Forward y [T, out] = x [T, in] · Wᵀ; input gradient dx [T, in] = dy [T, out] · W.
+          const shape = transB ? { M: tokens, N: out, K: inDim, alpha: 1.5 } : { M: tokens, N: inDim, K: out, beta: 1 };
+          const variant = { ...tile, transA: false, transB, quantB: format, lowRank: true };
+          const a = randomUniform(shape.M * shape.K, 8);
+          const c = randomUniform(shape.M * shape.N, 9);
+          const low = { rank: 3, scale: 0.5, l: randomUniform(shape.M * 3, 10), r: randomUniform(shape.N * 3, 11) };
+          const expected = Float64Array.from(c);
+          matmulCpu(a, dequantized, expected, shape, variant, low);
+          const [bufA, bufC, bufL, bufR] = [a, c, low.l, low.r].map((x) => uploadBuffer(device, x));
+          const op = new MatmulKernel(device, variant).op(bufA, bufW, bufC, shape, {
+            lowRank: { ...low, l: bufL, r: bufR },
+          });
+          expect(maxRelativeError(await runAndRead(device, [op], bufC), expected)).toBeLessThan(1e-5);
+        }
+      });
+    }
+  }
+
+  it('refuses a quantized B that is not a whole matrix', () => {
+    const { device } = gpu();
+    const buffer = createStorageBuffer(device, 64);
+    const kernel = new MatmulKernel(device, { ...DEFAULT_MATMUL_TILE, transA: false, transB: true, quantB: 'q4' });
+    expect(() => kernel.op(buffer, buffer, buffer, { M: 2, N: 2, K: 32, offsetB: 32 })).toThrow(
+      /a quantized B is a whole matrix \(offset 0, ldb 32, batch 1\)/,
+    );
+  });
 });
 
 describe('matmul reading rows along K as vectors (x·Wᵀ on CPU adapters)', () => {

@@ -3,6 +3,7 @@ import type { Op } from '../gpu/ops';
 import { registersShader, usesVectorK } from './matmul-registers';
 import { tiledShader } from './matmul-tiled';
 import { extraBuffers, matmulUniforms } from './matmul-wgsl';
+import type { QuantFormat } from './quant';
 
 /**
  * C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], op(A) [M, K] (stored [K, M] with transA), op(B) [K, N] (stored
@@ -24,6 +25,11 @@ export interface MatmulVariant {
   tiled?: boolean;
   /** B as fp16 pairs in u32 words, widened with unpack2x16float (core WGSL); fp32 sums. */
   halfB?: boolean;
+  /**
+   * B a frozen weight W stored quantized (quant.ts), dequantized as each element is read: a whole matrix (offset 0,
+   * dense, batch 1), x·Wᵀ or dy·W. Not in sets or vector loads.
+   */
+  quantB?: QuantFormat;
   /** Registers family, x·Wᵀ: A and B rows read along K as vectors where the shape allows (`vectorKFits`). */
   vectorK?: boolean;
   /** Rows of C per invocation. */
@@ -155,7 +161,9 @@ function matmulShader(v: MatmulVariant): string {
 
 /** The tiled family's shader for a set of products in one dispatch (variant.tiled, no operand mask). */
 export function matmulSetShader(v: MatmulVariant, set: SetLayout): string {
-  if (!v.tiled || v.maskedOperand) throw new Error('a matmul set runs tiled products without operand masks');
+  if (!v.tiled || v.maskedOperand || v.quantB) {
+    throw new Error('a matmul set runs tiled products without operand masks or quantized operands');
+  }
   return tiledShader(v, set);
 }
 
@@ -186,12 +194,21 @@ export class MatmulKernel {
     const v = this.variant;
     checkLowRank(`matmul ${matmulLabel(v)}`, s, lowRank, v);
     checkOperandMask(`matmul ${matmulLabel(v)}`, operandMask, v);
+    if (v.quantB) checkQuantB(`matmul ${matmulLabel(v)}`, s, v);
     const kernel = this.unaligned && !vectorKFits(shape, v) ? this.unaligned : this.kernel;
     return kernel.op([a, b, c, ...extraBuffers(lowRank, operandMask)], matmulUniforms(s, lowRank, operandMask), [
       Math.ceil(s.N / (v.tileN * v.workgroupX)),
       Math.ceil(s.M / (v.tileM * v.workgroupY)),
       s.batch,
     ]);
+  }
+}
+
+/** A quantized B is one whole dense matrix: offset 0, leading dimension its row length, no batch. */
+function checkQuantB(kernel: string, s: ResolvedShape, v: MatmulVariant): void {
+  const cols = v.transB ? s.K : s.N;
+  if (s.offsetB !== 0 || s.ldb !== cols || s.batch !== 1) {
+    throw new Error(`${kernel}: a quantized B is a whole matrix (offset 0, ldb ${cols}, batch 1)`);
   }
 }
 
@@ -221,14 +238,14 @@ export function checkLowRank(
 export function checkOperandMask(
   kernel: string,
   mask: OperandMask | undefined,
-  v: Pick<MatmulVariant, 'maskedOperand' | 'lowRank' | 'halfB'>,
+  v: Pick<MatmulVariant, 'maskedOperand' | 'lowRank' | 'halfB' | 'quantB'>,
 ): void {
   const name = (operand: 'a' | 'b' | undefined) => (operand ? `a mask on operand ${operand.toUpperCase()}` : 'no mask');
   if (v.maskedOperand !== mask?.operand) {
     throw new Error(`${kernel} was compiled for ${name(v.maskedOperand)}, not ${name(mask?.operand)}`);
   }
   if (v.maskedOperand && v.lowRank) throw new Error('an operand mask does not go with a low-rank term');
-  if (v.maskedOperand === 'b' && v.halfB) throw new Error('a masked operand B must be fp32');
+  if (v.maskedOperand === 'b' && (v.halfB || v.quantB)) throw new Error('a masked operand B must be fp32');
 }
 
 function matmulLabel(v: MatmulVariant): string {
@@ -237,5 +254,5 @@ function matmulLabel(v: MatmulVariant): string {
   const lowRank = v.lowRank ? (v.maskedLowRank ? '_lrm' : '_lr') : '';
   const masked = v.maskedOperand ? `_m${v.maskedOperand}` : '';
   const slices = v.kSlices ? `x${v.kSlices}` : '';
-  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${vectors}${lowRank}${masked}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}${slices}`;
+  return `matmul_${family}_${v.transA ? 't' : 'n'}${v.transB ? 't' : 'n'}${v.halfB ? '_f16b' : ''}${v.quantB ? `_${v.quantB}b` : ''}${vectors}${lowRank}${masked}_${v.tileM}x${v.tileN}_${v.workgroupX}x${v.workgroupY}${slices}`;
 }
