@@ -3,7 +3,7 @@ import type { Op } from '../gpu/ops';
 import { registersShader, usesVectorK } from './matmul-registers';
 import { tiledShader } from './matmul-tiled';
 import { extraBuffers, matmulUniforms } from './matmul-wgsl';
-import type { QuantFormat } from './quant';
+import { QUANT_FORMATS, type QuantFormat } from './quant';
 
 /**
  * C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], op(A) [M, K] (stored [K, M] with transA), op(B) [K, N] (stored
@@ -17,6 +17,19 @@ import type { QuantFormat } from './quant';
  * may add a low-rank term (`LowRank`: LoRA's second product in the same pass) or read an operand through a dropout
  * mask (`OperandMask`). Split-K: split-k.ts; sets of products: matmul-set.ts. CPU twin: matmul.cpu.ts.
  */
+
+/** How a weight operand is stored: fp32, fp16 pairs, or quantized (quant.ts). */
+export type MatrixFormat = 'f32' | 'f16' | QuantFormat;
+
+/** The quantized format of `format`, or undefined for fp32 and fp16. */
+export const quantOf = (format: MatrixFormat): QuantFormat | undefined =>
+  (QUANT_FORMATS as readonly string[]).includes(format) ? (format as QuantFormat) : undefined;
+
+/** The variant fields that read B stored in `format`. */
+export const bFormat = (format: MatrixFormat): Pick<MatmulVariant, 'halfB' | 'quantB'> => ({
+  halfB: format === 'f16',
+  quantB: quantOf(format),
+});
 
 export interface MatmulVariant {
   transA: boolean;

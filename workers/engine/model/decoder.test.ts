@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
+import { expectedTensors, type ModelConfig, PROJECTIONS, type Projection } from '../../../core/model-config';
 import { maxRelativeError, setupTestGpu } from '../../../tests/helpers/gpu';
 import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { referenceGreedy } from '../../../tests/helpers/reference-greedy';
 import { submitOps } from '../gpu/ops';
+import { dequantize, type QuantFormat, quantize } from '../kernels/quant';
 import { randomLora, randomWeights, tinyConfig, tinyGemmaConfig } from '../reference/random-model';
 import { Decoder } from './decoder';
 import { generate, generateRows } from './generate';
@@ -21,20 +22,27 @@ function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-async function setup(
-  config: ModelConfig,
-  withLora: boolean,
-  vocabChunkBytes?: number,
-  halfMatrices = false,
-  targets = TARGETS,
-) {
+interface SetupOptions {
+  lora?: boolean;
+  vocabChunkBytes?: number;
+  half?: boolean;
+  targets?: Projection[];
+  /** The projections quantized; `weights` are then the dequantized ones the GPU computes with. */
+  base?: QuantFormat;
+}
+
+async function setup(config: ModelConfig, options: SetupOptions = {}) {
+  const { lora: withLora = false, vocabChunkBytes, half: halfMatrices = false, targets = TARGETS, base } = options;
   const { device } = gpu();
   const kernels = new EngineKernels(device);
-  const weights = randomWeights(config, 11);
-  const gw = await uploadWeights(device, config, weights, {
-    vocabChunkBytes,
-    halfMatrices,
-  });
+  const drawn = randomWeights(config, 11);
+  const gw = await uploadWeights(device, config, drawn, { vocabChunkBytes, halfMatrices, base });
+  const weights = new Map(drawn);
+  for (const [key, [out, inDim]] of base ? expectedTensors(config) : []) {
+    if (!base || !key.endsWith('_proj.weight')) continue;
+    const words = quantize(Float32Array.from(drawn.get(key) ?? []), out, inDim, base);
+    weights.set(key, Float64Array.from(dequantize(words, out, inDim, base)));
+  }
   const ref = randomLora(config, targets, 3, 6, false, 12);
   const lora = withLora
     ? GpuLora.create(
@@ -98,7 +106,7 @@ describe('decoding with a key-value cache', () => {
   ];
   for (const [name, config, withLora, half, targets] of cases) {
     it(`gives the logits of recomputing the whole sequence, token by token: ${name}`, async () => {
-      const { device, kernels, gw, lora, weights, ref } = await setup(config, withLora, undefined, half, targets);
+      const { device, kernels, gw, lora, weights, ref } = await setup(config, { lora: withLora, half, targets });
       const prompt = [3, 17, 5, 30, 8];
       const steps = 9;
       const step = new TransformerStep(
@@ -157,7 +165,7 @@ describe('decoding with a key-value cache', () => {
 
   for (const [name, config, withLora, half, targets] of cases) {
     it(`prefills a prompt in one pass as decoding would have fed it, one row and three: ${name}`, async () => {
-      const model = await setup(config, withLora, undefined, half, targets);
+      const model = await setup(config, { lora: withLora, half, targets });
       await expectPrefillMatches(model, [[3, 17, 5, 30, 8, 2, 11]]);
       await expectPrefillMatches(model, [
         [3, 17, 5, 30, 8, 2],
@@ -168,7 +176,7 @@ describe('decoding with a key-value cache', () => {
   }
 
   it("prefills on GPUs' kernels, and past its limit feeds the rest a step per token", async () => {
-    const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, true);
+    const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), { lora: true, half: true });
     // Five tokens prefilled as a pass of eight, padded for the tuner.
     const gpuKernels = { ...model, kernels: new EngineKernels(model.device, GPU_KERNELS) };
     await expectPrefillMatches(gpuKernels, [[3, 17, 5, 30, 8, 2]]);
@@ -185,7 +193,7 @@ describe('decoding with a key-value cache', () => {
   });
 
   it('refuses a prefill into a cache that holds tokens, or of rows of different lengths', async () => {
-    const { device, kernels, gw } = await setup(tinyConfig(), false);
+    const { device, kernels, gw } = await setup(tinyConfig());
     const decoder = new Decoder(device, kernels, gw, null, 8, 2);
     expect(() => decoder.prefill([[1, 2], [3]])).toThrow('a prefill runs the same number of tokens per row');
     expect(() => decoder.prefill([[1, 2]])).toThrow('1 rows of tokens for a decoder of 2');
@@ -225,14 +233,15 @@ describe('decoding with a key-value cache', () => {
 
   for (const [name, config, withLora, half] of cases) {
     it(`decodes several rows together, each as a one-row decoder decodes it: ${name}`, async () => {
-      await expectRowsMatch(await setup(config, withLora, undefined, half));
+      await expectRowsMatch(await setup(config, { lora: withLora, half }));
     });
   }
 
   it("decodes Gemma 3 on GPUs' kernels (cooperative attention in its window, gemv sets) as on CPU adapters'", async () => {
-    const model = await setup(tinyGemmaConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, false, [
-      ...PROJECTIONS,
-    ]);
+    const model = await setup(tinyGemmaConfig({ hiddenSize: 32, headDim: 8 }), {
+      lora: true,
+      targets: [...PROJECTIONS],
+    });
     const gpuKernels = new EngineKernels(model.device, GPU_KERNELS);
     const prompt = [3, 17, 5, 30, 8, 2, 9];
     const cpu = new Decoder(model.device, model.kernels, model.gw, model.lora, 16);
@@ -248,14 +257,48 @@ describe('decoding with a key-value cache', () => {
     await expectRowsMatch({ ...model, kernels: gpuKernels });
   });
 
+  for (const [base, layout] of [
+    ['q8', 'CPU'],
+    ['q4', 'CPU'],
+    ['nf4', 'GPU'],
+  ] as const) {
+    it(`decodes over a ${base} base (${layout} adapters' kernels) as recomputing does, greedily as the reference on its dequantized weights`, async () => {
+      const config = tinyConfig({ hiddenSize: 64, intermediateSize: 128, headDim: 16 });
+      const model = await setup(config, { lora: true, targets: [...PROJECTIONS], base });
+      const { device, gw, lora, weights, ref } = model;
+      const kernels = layout === 'GPU' ? new EngineKernels(device, GPU_KERNELS) : model.kernels;
+      const prompt = [3, 17, 5, 30, 8];
+      const steps = 6;
+      const step = new TransformerStep(
+        device,
+        kernels,
+        gw,
+        lora,
+        { batch: 1, seq: prompt.length + steps },
+        { full: false },
+      );
+      const expected = await recomputed(device, step, prompt, steps);
+      const decoder = new Decoder(device, kernels, gw, lora, 16);
+      let logits = await decoder.feed(prompt);
+      for (let n = 0; n < steps; n++) {
+        expect(maxRelativeError(logits, expected.logits[n])).toBeLessThan(1e-4);
+        logits = await decoder.step(expected.ids[n]);
+      }
+      expect(expected.ids.slice(0, 4)).toEqual(referenceGreedy(config, weights, ref, prompt, 4));
+      step.destroy();
+      decoder.destroy();
+      await expectRowsMatch({ ...model, kernels });
+    });
+  }
+
   it('decodes several rows together over an LM head split into vocabulary chunks', async () => {
-    const model = await setup(tinyConfig(), true, 24 * 4 * 10);
+    const model = await setup(tinyConfig(), { lora: true, vocabChunkBytes: 24 * 4 * 10 });
     expect(model.gw.lmHead.length).toBeGreaterThan(1);
     await expectRowsMatch(model);
   });
 
   it('is recorded again when the kernels tune, its products on the variants picked, with the same logits', async () => {
-    const model = await setup(tinyConfig(), true);
+    const model = await setup(tinyConfig(), { lora: true });
     const candidates: MatmulTile[] = [
       { tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
       { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
@@ -271,7 +314,7 @@ describe('decoding with a key-value cache', () => {
   });
 
   it("decodes several rows together on GPUs' kernels too (tiled matmuls, q/k/v and gate/up as sets, cooperative gemvs)", async () => {
-    const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), true, undefined, true);
+    const model = await setup(tinyConfig({ hiddenSize: 32, headDim: 8 }), { lora: true, half: true });
     const kernels = new EngineKernels(model.device, GPU_KERNELS);
     const rows = new Decoder(model.device, kernels, model.gw, model.lora, 8, 3);
     const sets = rows.ops.filter((op) => op.kind === 'dispatch' && op.label.startsWith('matmul_set'));
@@ -293,7 +336,7 @@ describe('decoding with a key-value cache', () => {
     ['on the CPU (top-k, top-p, repetition penalty)', { temperature: 0.9, topK: 8, topP: 0.9, repetitionPenalty: 1.2 }],
   ] as const) {
     it(`generates after prompts of different lengths at once, each row drawing what generate draws for it, ${drawn}`, async () => {
-      const { device, kernels, gw, lora } = await setup(tinyConfig(), true);
+      const { device, kernels, gw, lora } = await setup(tinyConfig(), { lora: true });
       // Every row's first two tokens are prefilled; the third prompt leaves 4 tokens of room; a fourth row idles.
       const prompts = [
         [5, 9, 2, 30, 4],
@@ -324,9 +367,9 @@ describe('decoding with a key-value cache', () => {
 
   it('splits the LM head across vocabulary chunks, and the adapter-off decoder is the base model', async () => {
     const config = tinyConfig();
-    const chunked = await setup(config, true, 24 * 4 * 10);
+    const chunked = await setup(config, { lora: true, vocabChunkBytes: 24 * 4 * 10 });
     expect(chunked.gw.lmHead.length).toBeGreaterThan(1);
-    const whole = await setup(config, true);
+    const whole = await setup(config, { lora: true });
     const prompt = [1, 2, 3, 36];
     const a = await new Decoder(chunked.device, chunked.kernels, chunked.gw, chunked.lora, 8).feed(prompt);
     const b = await new Decoder(whole.device, whole.kernels, whole.gw, whole.lora, 8).feed(prompt);
@@ -334,12 +377,12 @@ describe('decoding with a key-value cache', () => {
     const base = await new Decoder(whole.device, whole.kernels, whole.gw, null, 8).feed(prompt);
     const tuned = await new Decoder(whole.device, whole.kernels, whole.gw, whole.lora, 8).feed(prompt);
     expect(maxRelativeError(base, tuned)).toBeGreaterThan(1e-3);
-    const { device, kernels, gw } = await setup(config, false);
+    const { device, kernels, gw } = await setup(config);
     expect(await new Decoder(device, kernels, gw, null, 8).feed(prompt)).toEqual(base);
   });
 
   it('refuses a token outside the vocabulary and a conversation past its length', async () => {
-    const { device, kernels, gw } = await setup(tinyConfig(), false);
+    const { device, kernels, gw } = await setup(tinyConfig());
     const decoder = new Decoder(device, kernels, gw, null, 2);
     await expect(decoder.step(37)).rejects.toThrow('token 37 is outside the vocabulary (0..36)');
     await decoder.feed([1, 2]);

@@ -6,7 +6,7 @@ import { GemvKernels, type GemvNorm } from '../kernels/gemv';
 import { DRAWS_HEADER, type DrawSettings, drawsFor } from '../kernels/sample';
 import type { GatedActivation } from '../kernels/swiglu';
 import type { EngineKernels } from './kernels';
-import { Linear, type LowRanks } from './linear';
+import { gemvFormat, Linear, type LowRanks } from './linear';
 import type { GpuLora } from './lora';
 import { ropeTables } from './rope-tables';
 import { TransformerStep } from './transformer';
@@ -366,7 +366,6 @@ export class Decoder {
   private gatedMlp(layer: number, x: GPUBuffer, act: GPUBuffer, norm?: GemvNorm): void {
     const [f, d] = projectionShape(this.w.config, 'gate_proj');
     const lw = this.w.layers[layer];
-    const half = this.w.halfMatrices;
     const shape = { N: f, K: d };
     const low = this.loraInputs(layer, ['gate_proj', 'up_proj'], x, norm);
     if (this.linear.usesMatmul(shape)) {
@@ -383,7 +382,8 @@ export class Decoder {
       return;
     }
     const lowRank = { w: low.gate_proj, u: low.up_proj };
-    const io = { x, w: lw.proj.gate_proj, u: lw.proj.up_proj, y: act, shape, halfW: half, lowRank, norm };
+    const format = gemvFormat(this.w.projectionFormat);
+    const io = { x, w: lw.proj.gate_proj, u: lw.proj.up_proj, y: act, shape, ...format, lowRank, norm };
     this.ops.push(this.k.gemv.gatedOp({ ...io, activation: this.activation }));
   }
 
@@ -484,7 +484,10 @@ export class Decoder {
     const head = this.normed(x, this.w.finalNorm);
     for (const chunk of this.w.lmHead) {
       const shape = { N: chunk.rows, K: d, offsetC: chunk.first, ldc: c.vocabSize };
-      linear.product(ops, head.input, chunk.buffer, this.logits, shape, { norm: head.norm });
+      linear.product(ops, head.input, chunk.buffer, this.logits, shape, {
+        norm: head.norm,
+        format: this.w.tableFormat,
+      });
     }
   }
 }

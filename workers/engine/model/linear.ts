@@ -1,7 +1,7 @@
 import { type Projection, projectionKey, projectionShape } from '../../../core/model-config';
 import type { Op } from '../gpu/ops';
 import { GemvKernels, type GemvNorm, type GemvShape } from '../kernels/gemv';
-import type { LowRank, OperandMask } from '../kernels/matmul';
+import { type LowRank, type MatrixFormat, type OperandMask, quantOf } from '../kernels/matmul';
 import type { Slabs } from '../kernels/rmsnorm';
 import type { EngineKernels } from './kernels';
 import type { GpuLora, LoraModule } from './lora';
@@ -9,13 +9,16 @@ import type { GpuWeights } from './weights';
 
 /**
  * The linear layers of a layer's projections over `rows` rows, for the training step and the decoder:
- *   y [rows, out] = x [rows, in] · Wᵀ + s · (x Aᵀ) · Bᵀ + b        (W fp16 where the model is held so)
+ *   y [rows, out] = x [rows, in] · Wᵀ + s · (x Aᵀ) · Bᵀ + b        (W fp16 or quantized where the model is held so)
  *   dx [rows, in] = Σ dy · W + dropout'(d(x Aᵀ) · A),  dW += dyᵀ · x,  db += Σ_rows dy   (dW, db: full mode)
  * The low-rank term rides on the base product (kernels/matmul.ts); its x Aᵀ comes first, from `loraInputs`.
  * With `gemvs` (decoding), one row's products are matrix-vector products (kernels/gemv.ts), which can read x
  * through the RMSNorm before them; otherwise matmuls, the projections reading one input as one set of products
  * (kernels/matmul-set.ts).
  */
+
+/** A gemv's fields for W stored in `format`. */
+export const gemvFormat = (format: MatrixFormat) => ({ halfW: format === 'f16', quantW: quantOf(format) });
 
 /** Each adapted projection's low-rank term, s (x Aᵀ) Bᵀ. */
 export type LowRanks = Partial<Record<Projection, LowRank>>;
@@ -36,9 +39,12 @@ export class Linear {
     private readonly gemvs = false,
   ) {}
 
-  /** Whether products of this shape are matmuls: without gemvs, several rows, or fp16 rows the gemv cannot read. */
-  usesMatmul(shape: GemvShape): boolean {
-    return !this.gemvs || this.rows > 1 || (this.w.halfMatrices && !GemvKernels.halfFits(shape));
+  /**
+   * Whether products of this shape, W stored in `format`, are matmuls: without gemvs, several rows, or fp16 rows the
+   * gemv cannot read.
+   */
+  usesMatmul(shape: GemvShape, format: MatrixFormat = this.w.projectionFormat): boolean {
+    return !this.gemvs || this.rows > 1 || (format === 'f16' && !GemvKernels.halfFits(shape));
   }
 
   /**
@@ -54,7 +60,7 @@ export class Linear {
     { accumulate = false, norm }: { accumulate?: boolean; norm?: GemvNorm } = {},
   ): void {
     const lw = this.w.layers[layer];
-    const half = this.w.halfMatrices;
+    const format = this.w.projectionFormat;
     const products = outputs.map(([projection, y]) => {
       const [out, inDim] = projectionShape(this.w.config, projection);
       const shape = { M: this.rows, N: out, K: inDim, beta: accumulate ? 1 : 0 };
@@ -70,7 +76,7 @@ export class Linear {
             'each',
             true,
             products.map((product) => product.shape),
-            half,
+            format,
           )
           .ops(products),
       );
@@ -85,7 +91,7 @@ export class Linear {
         ? this.k.gemv.setOp({
             x,
             products: products.map(({ b, c, shape, lowRank, bias }) => ({ w: b, y: c, shape, lowRank, bias })),
-            halfW: half,
+            ...gemvFormat(format),
             norm,
           })
         : null;
@@ -93,7 +99,9 @@ export class Linear {
       ops.push(set);
       return;
     }
-    for (const { b, c, shape, lowRank, bias } of products) this.product(ops, x, b, c, shape, { lowRank, norm, bias });
+    for (const { b, c, shape, lowRank, bias } of products) {
+      this.product(ops, x, b, c, shape, { lowRank, norm, bias, format });
+    }
   }
 
   /**
@@ -110,7 +118,7 @@ export class Linear {
   ): Slabs {
     const [out, inDim] = projectionShape(this.w.config, projection);
     const shape = { M: this.rows, N: out, K: inDim };
-    const set = this.k.matmuls.setFor('sum', true, [shape], this.w.halfMatrices);
+    const set = this.k.matmuls.setFor('sum', true, [shape], this.w.projectionFormat);
     const product = { a: x, b: this.w.layers[layer].proj[projection], shape, lowRank };
     const { ops: productOps, ...partial } = set.partialSums([product], y, { M: this.rows, N: out, beta: 1 });
     ops.push(...productOps);
@@ -138,7 +146,7 @@ export class Linear {
       return { a: dy, b: lw.proj[projection], shape: { M: N, N: inDim, K: out }, lowRank };
     });
     const shapes = products.map((product) => product.shape);
-    const set = this.k.matmuls.setFor('sum', false, shapes, this.w.halfMatrices);
+    const set = this.k.matmuls.setFor('sum', false, shapes, this.w.projectionFormat);
     const shape = { M: N, N: shapes[0].N };
     let result: Slabs = { sum: dx, slabs: 1 };
     // Full mode's weight gradients below may run split-K, whose scratch the partial sums are: reduce them now.
@@ -188,24 +196,27 @@ export class Linear {
     return lowRanks;
   }
 
-  /** y [rows, N] (= or +=) x [rows, K] · Wᵀ (+ low-rank term) (+ b), `ldc` apart: one gemv, or a matmul. */
+  /**
+   * y [rows, N] (= or +=) x [rows, K] · Wᵀ (+ low-rank term) (+ b), `ldc` apart, W stored in `format` (a
+   * projection's by default): one gemv, or a matmul.
+   */
   product(
     ops: Op[],
     x: GPUBuffer,
     w: GPUBuffer,
     y: GPUBuffer,
     shape: GemvShape & { ldc?: number },
-    { lowRank, norm, bias }: { lowRank?: LowRank; norm?: GemvNorm; bias?: GPUBuffer } = {},
+    options: { lowRank?: LowRank; norm?: GemvNorm; bias?: GPUBuffer; format?: MatrixFormat } = {},
   ): void {
-    const half = this.w.halfMatrices;
-    if (this.usesMatmul(shape)) {
+    const { lowRank, norm, bias, format = this.w.projectionFormat } = options;
+    if (this.usesMatmul(shape, format)) {
       if (norm) throw new Error('only a gemv reads its input through a norm');
       const product = { M: this.rows, ...shape };
-      ops.push(...this.k.matmuls.productFor(false, true, product, half).ops(x, w, y, product, { lowRank }));
+      ops.push(...this.k.matmuls.productFor(false, true, product, format).ops(x, w, y, product, { lowRank }));
       if (bias) ops.push(this.k.bias.addOp({ bias, y, rows: this.rows, dim: shape.N }));
       return;
     }
-    ops.push(this.k.gemv.op({ x, w, y, shape, halfW: half, lowRank, norm, bias }));
+    ops.push(this.k.gemv.op({ x, w, y, shape, ...gemvFormat(format), lowRank, norm, bias }));
   }
 
   private addBias(ops: Op[], layer: number, projection: Projection, y: GPUBuffer): void {

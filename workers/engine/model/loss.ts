@@ -47,7 +47,7 @@ export function lossBackward(c: StepContext, ops: Op[], slices: readonly LogitsS
   const { s, inputs } = c.buffers;
   const N = c.linear.rows;
   const d = c.w.config.hiddenSize;
-  const half = c.w.halfMatrices;
+  const table = c.w.tableFormat;
   const lmKey = c.w.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
   for (const [i, slice] of slices.entries()) {
     const offset = (slice.first - slice.chunk.first) * d;
@@ -56,7 +56,7 @@ export function lossBackward(c: StepContext, ops: Op[], slices: readonly LogitsS
     const chunk = { tokens: N, first: slice.first, rows: slice.rows };
     ops.push(c.k.crossEntropy.backwardOp({ targets, weights, lse: s.lse, logits: s.logits, ...chunk }));
     const dxf: MatmulShape = { M: N, N: d, K: slice.rows, offsetB: offset, beta: i === 0 ? 0 : 1 };
-    ops.push(...c.k.matmuls.productFor(false, false, dxf, half).ops(s.logits, slice.chunk.buffer, s.dxf, dxf));
+    ops.push(...c.k.matmuls.productFor(false, false, dxf, table).ops(s.logits, slice.chunk.buffer, s.dxf, dxf));
     if (c.grad) {
       const dE: MatmulShape = { M: slice.rows, N: d, K: N, offsetC: offset, beta: 1 };
       ops.push(...c.k.matmuls.productFor(true, false, dE).ops(s.logits, s.xf, c.grad(lmKey, slice.chunkIndex), dE));
@@ -68,5 +68,5 @@ function logitsOps(c: StepContext, slice: LogitsSlice): Op[] {
   const d = c.w.config.hiddenSize;
   const { xf, logits } = c.buffers.s;
   const shape = { M: c.linear.rows, N: slice.rows, K: d, offsetB: (slice.first - slice.chunk.first) * d };
-  return c.k.matmuls.productFor(false, true, shape, c.w.halfMatrices).ops(xf, slice.chunk.buffer, logits, shape);
+  return c.k.matmuls.productFor(false, true, shape, c.w.tableFormat).ops(xf, slice.chunk.buffer, logits, shape);
 }

@@ -2,10 +2,13 @@ import { createStorageBuffer } from '../gpu/buffers';
 import { type Op, releaseOps, submitOps } from '../gpu/ops';
 import { passSeconds } from '../gpu/profile';
 import {
+  bFormat,
   type MatmulExtras,
   MatmulKernel,
   type MatmulShape,
   type MatmulVariant,
+  type MatrixFormat,
+  quantOf,
   resolveMatmulShape,
 } from '../kernels/matmul';
 import { MatmulSetKernel, type SetProduct } from '../kernels/matmul-set';
@@ -94,15 +97,15 @@ export async function secondsPerRun(ops: Op[], measure: (run: Op[]) => Promise<n
   }
 }
 
-/** What decides a matmul's speed: layout and sizes (offsets and strides do not change the work). */
-function shapeKey(transA: boolean, transB: boolean, shape: MatmulShape, halfB: boolean): string {
-  const layout = `${transA ? 't' : 'n'}${transB ? 't' : 'n'}${halfB ? ' f16' : ''}`;
+/** What decides a matmul's speed: layout, B's format and sizes (offsets and strides do not change the work). */
+function shapeKey(transA: boolean, transB: boolean, shape: MatmulShape, format: MatrixFormat): string {
+  const layout = `${transA ? 't' : 'n'}${transB ? 't' : 'n'}${format === 'f32' ? '' : ` ${format}`}`;
   return `${layout} ${shape.M}x${shape.N}x${shape.K}x${shape.batch ?? 1}`;
 }
 
 /** A set's key: its form, then its products' keys (no transposed A: sets carry LoRA's low-rank terms). */
-function setKey(form: SetForm, transB: boolean, shapes: readonly MatmulShape[], halfB: boolean): string {
-  return `${form} ${shapes.map((shape) => shapeKey(false, transB, shape, halfB)).join(' + ')}`;
+function setKey(form: SetForm, transB: boolean, shapes: readonly MatmulShape[], format: MatrixFormat): string {
+  return `${form} ${shapes.map((shape) => shapeKey(false, transB, shape, format)).join(' + ')}`;
 }
 
 /** The candidates a set may run as: tiled variants (split-K only for a sum, as slices of each K), or separately. */
@@ -121,7 +124,7 @@ export class MatmulTuner {
   private readonly chosen = new Map<string, MatmulTile>();
   private readonly requested = new Map<
     string,
-    { transA: boolean; transB: boolean; shape: MatmulShape; halfB: boolean }
+    { transA: boolean; transB: boolean; shape: MatmulShape; format: MatrixFormat }
   >();
   private readonly kernels = new Map<string, MatmulKernel | SplitKMatmul>();
   private readonly setKernels = new Map<string, MatmulSetKernel>();
@@ -130,7 +133,7 @@ export class MatmulTuner {
   private readonly chosenSets = new Map<string, MatmulChoice>();
   private readonly requestedSets = new Map<
     string,
-    { form: SetForm; transB: boolean; shapes: MatmulShape[]; halfB: boolean }
+    { form: SetForm; transB: boolean; shapes: MatmulShape[]; format: MatrixFormat }
   >();
   /** Split-K partial sums; products run one after another, so one buffer serves all (a larger one replaces it). */
   private scratch: GPUBuffer | null = null;
@@ -142,25 +145,26 @@ export class MatmulTuner {
     private readonly sets = false,
   ) {}
 
-  /** This product on its chosen variant (the fallback until tuned). */
-  productFor(transA: boolean, transB: boolean, shape: MatmulShape, halfB = false): MatmulProduct {
-    const key = shapeKey(transA, transB, shape, halfB);
-    if (!this.requested.has(key)) this.requested.set(key, { transA, transB, shape, halfB });
-    return this.product(this.chosen.get(key) ?? this.fallback, transA, transB, halfB);
+  /** This product on its chosen variant (the fallback until tuned), B stored in `format`. */
+  productFor(transA: boolean, transB: boolean, shape: MatmulShape, format: MatrixFormat = 'f32'): MatmulProduct {
+    const key = shapeKey(transA, transB, shape, format);
+    if (!this.requested.has(key)) this.requested.set(key, { transA, transB, shape, format });
+    return this.product(this.chosen.get(key) ?? this.fallback, transA, transB, format);
   }
 
   /**
    * Products of `form` (their shapes, in order, as their ops will be given) on the set's choice: untuned, one
    * dispatch where the fallback is tiled (GPUs), else separately; always separately where sets are off. Each product
-   * is requested on its own too, so tuning can weigh running them separately.
+   * is requested on its own too, so tuning can weigh running them separately. Quantized weights always run
+   * separately (sets and split-K read B by the product's own shape).
    */
-  setFor(form: SetForm, transB: boolean, shapes: MatmulShape[], halfB = false): MatmulSet {
-    if (!this.sets) return this.set('separate', transB, halfB);
+  setFor(form: SetForm, transB: boolean, shapes: MatmulShape[], format: MatrixFormat = 'f32'): MatmulSet {
+    if (!this.sets || quantOf(format)) return this.set('separate', transB, format);
     const plain = shapes.map(({ M, N, K }) => ({ M, N, K }));
-    for (const shape of plain) this.productFor(false, transB, shape, halfB);
-    const key = setKey(form, transB, plain, halfB);
-    if (!this.requestedSets.has(key)) this.requestedSets.set(key, { form, transB, shapes: plain, halfB });
-    return this.set(this.chosenSets.get(key) ?? this.untunedSet(form), transB, halfB);
+    for (const shape of plain) this.productFor(false, transB, shape, format);
+    const key = setKey(form, transB, plain, format);
+    if (!this.requestedSets.has(key)) this.requestedSets.set(key, { form, transB, shapes: plain, format });
+    return this.set(this.chosenSets.get(key) ?? this.untunedSet(form), transB, format);
   }
 
   /**
@@ -173,10 +177,10 @@ export class MatmulTuner {
     return form === 'sum' && splitK ? { ...tile, splitK } : tile;
   }
 
-  private set(choice: MatmulChoice, transB: boolean, halfB: boolean): MatmulSet {
+  private set(choice: MatmulChoice, transB: boolean, format: MatrixFormat): MatmulSet {
     const separately = (products: SetProduct[]) =>
       products.flatMap((x) =>
-        this.productFor(false, transB, x.shape, halfB).ops(x.a, x.b, x.c, x.shape, { lowRank: x.lowRank }),
+        this.productFor(false, transB, x.shape, format).ops(x.a, x.b, x.c, x.shape, { lowRank: x.lowRank }),
       );
     const sumSeparately = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer, shape: SumShape) =>
       separately(
@@ -192,7 +196,7 @@ export class MatmulTuner {
       whole(sumSeparately(products, c, shape), c, shape);
     if (choice === 'separate') return { ops: separately, sumOps: sumSeparately, partialSums: unreduced };
     const { splitK, ...tile } = choice;
-    const kernel = this.setKernel({ ...tile, transA: false, transB, halfB });
+    const kernel = this.setKernel({ ...tile, transA: false, transB, ...bFormat(format) });
     const splits = splitK ?? 1;
     // The partial sums' scratch, or null where they would not fit a binding or the set's bindings would not fit.
     const scratchFor = (products: Omit<SetProduct, 'c'>[], c: GPUBuffer) => {
@@ -246,7 +250,7 @@ export class MatmulTuner {
     return kernel;
   }
 
-  private product(tile: MatmulTile, transA: boolean, transB: boolean, halfB: boolean): MatmulProduct {
+  private product(tile: MatmulTile, transA: boolean, transB: boolean, format: MatrixFormat): MatmulProduct {
     const { splitK, ...rest } = tile;
     return {
       ops: (a, b, c, shape, { lowRank, operandMask } = {}) => {
@@ -255,10 +259,12 @@ export class MatmulTuner {
           maskedLowRank: Boolean(lowRank?.mask),
           maskedOperand: operandMask?.operand,
         };
-        const variant: MatmulVariant = { ...rest, transA, transB, halfB, ...terms };
+        const variant: MatmulVariant = { ...rest, transA, transB, ...bFormat(format), ...terms };
         const extras = { lowRank, operandMask };
-        // A split-K choice falls back to the plain kernel for products it cannot split.
-        if (!splitK || !this.splits(shape, splitK)) return [this.kernel(variant, 0).op(a, b, c, shape, extras)];
+        // A split-K choice falls back to the plain kernel for products it cannot split (or quantized B).
+        if (!splitK || variant.quantB || !this.splits(shape, splitK)) {
+          return [this.kernel(variant, 0).op(a, b, c, shape, extras)];
+        }
         const kernel = this.kernel(variant, splitK);
         return kernel.ops(a, b, c, shape, { ...extras, scratch: this.scratchOf(kernel.scratchBytes(shape)) });
       },
@@ -300,15 +306,16 @@ export class MatmulTuner {
    */
   async tune(candidates: MatmulTile[]): Promise<number> {
     let tuned = 0;
-    for (const [key, { transA, transB, shape, halfB }] of this.requested) {
+    for (const [key, { transA, transB, shape, format }] of this.requested) {
       if (this.chosen.has(key)) continue;
       const s = resolveMatmulShape({ M: shape.M, N: shape.N, K: shape.K, batch: shape.batch }, { transA, transB });
       const buffers = [s.M * s.K, s.K * s.N, s.M * s.N].map((n) => createStorageBuffer(this.device, n * s.batch * 4));
       let best: { tile: MatmulTile; seconds: number } | null = null;
       const plain = { M: s.M, N: s.N, K: s.K, batch: s.batch };
+      // A quantized B fits the fp32 scratch (fewer words); its products never split K.
       for (const tile of candidates) {
-        if (tile.splitK && !this.splits(plain, tile.splitK)) continue;
-        const ops = this.product(tile, transA, transB, halfB).ops(buffers[0], buffers[1], buffers[2], plain);
+        if (tile.splitK && (quantOf(format) || !this.splits(plain, tile.splitK))) continue;
+        const ops = this.product(tile, transA, transB, format).ops(buffers[0], buffers[1], buffers[2], plain);
         const seconds = await this.timeOps(ops);
         if (!best || seconds < best.seconds) best = { tile, seconds };
       }
@@ -316,7 +323,7 @@ export class MatmulTuner {
       if (best) this.chosen.set(key, best.tile);
       tuned++;
     }
-    for (const [key, { form, transB, shapes, halfB }] of this.requestedSets) {
+    for (const [key, { form, transB, shapes, format }] of this.requestedSets) {
       if (this.chosenSets.has(key)) continue;
       const buffer = (floats: number) => createStorageBuffer(this.device, floats * 4);
       const { M, N, K } = shapes[0];
@@ -329,7 +336,7 @@ export class MatmulTuner {
       );
       let best: { choice: MatmulChoice; seconds: number } | null = null;
       for (const choice of setCandidates(form, candidates)) {
-        const set = this.set(choice, transB, halfB);
+        const set = this.set(choice, transB, format);
         const ops = form === 'each' ? set.ops(products) : set.sumOps(products, shared, { M, N });
         const seconds = await this.timeOps(ops);
         if (!best || seconds < best.seconds) best = { choice, seconds };

@@ -6,6 +6,7 @@ import { fromReference, uploadWeights } from '../../../tests/helpers/gpu-model';
 import { readConcatenated } from '../gpu/buffers';
 import { type Op, submitOps } from '../gpu/ops';
 import { dropoutMaskCpu } from '../kernels/dropout.cpu';
+import { dequantize, type QuantFormat, quantize } from '../kernels/quant';
 import { randomLora, randomWeights, tinyConfig, tinyGemmaConfig } from '../reference/random-model';
 import { referenceForwardBackward } from '../reference/transformer.cpu';
 import { CPU_KERNELS, EngineKernels, GPU_KERNELS } from './kernels';
@@ -35,6 +36,8 @@ interface Case {
   dropout?: number;
   /** Matrices held as fp16 on the GPU; the reference gets the same fp16-rounded values. */
   half?: boolean;
+  /** The projections quantized on the GPU; the reference gets the dequantized matrices. */
+  base?: QuantFormat;
   /** Only each layer's input kept, the rest recomputed in the backward (gradient checkpointing). */
   recompute?: boolean;
   /** LoRA only on these layers (PEFT's layers_to_transform); every layer by default. */
@@ -204,7 +207,60 @@ const cases: Case[] = [
     gpuKernels: 'tuned',
     seq: 19,
   },
+  // A quantized base (rows of whole 64-weight groups): the reference runs on the dequantized projections.
+  {
+    name: 'q4 base (llama), LoRA on all seven projections, labels with -100',
+    config: tinyConfig({ hiddenSize: 64, intermediateSize: 128, headDim: 16 }),
+    targets: [...PROJECTIONS],
+    full: false,
+    labels: true,
+    base: 'q4',
+  },
+  {
+    name: 'nf4 base, fp16 tables (qwen2, untied, chunked vocabulary), recomputed',
+    config: tinyConfig({
+      modelType: 'qwen2',
+      attentionBias: true,
+      tieWordEmbeddings: false,
+      hiddenSize: 64,
+      intermediateSize: 128,
+      headDim: 16,
+    }),
+    targets: ['q_proj', 'v_proj', 'o_proj', 'down_proj'],
+    full: false,
+    chunked: true,
+    half: true,
+    recompute: true,
+    base: 'nf4',
+  },
+  {
+    name: "q8 base, gemma3 on GPUs' kernels untuned (quantized products run separately), LoRA dropout",
+    config: tinyGemmaConfig({ hiddenSize: 64, intermediateSize: 128, headDim: 16 }),
+    targets: [...PROJECTIONS],
+    full: false,
+    dropout: 0.2,
+    gpuKernels: 'untuned',
+    base: 'q8',
+  },
 ];
+
+/** A projection's [out, in] from its key, for the quantized-base cases. */
+const projectionDims = (config: ModelConfig, key: string): readonly [number, number] | null => {
+  const { hiddenSize: d, intermediateSize: f, numHeads: H, numKvHeads: KV, headDim: hd } = config;
+  const match = /\.(q|k|v|o|gate|up|down)_proj\.weight$/.exec(key);
+  if (!match) return null;
+  return (
+    {
+      q: [H * hd, d],
+      k: [KV * hd, d],
+      v: [KV * hd, d],
+      o: [d, H * hd],
+      gate: [f, d],
+      up: [f, d],
+      down: [d, f],
+    } as const
+  )[match[1] as 'q'];
+};
 
 describe('the WebGPU transformer step against the float64 CPU reference', () => {
   for (const c of cases) {
@@ -215,6 +271,14 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       const weights = randomWeights(config, 1);
       if (c.half) {
         for (const [key, values] of weights) if (isMatrix(key)) weights.set(key, roundToHalf(values));
+      }
+      // The GPU quantizes the float32 weights it is handed; the reference reads them dequantized.
+      const reference = new Map(weights);
+      for (const [key, values] of c.base ? weights : []) {
+        const dims = projectionDims(config, key);
+        if (!dims || !c.base) continue;
+        const words = quantize(Float32Array.from(values), dims[0], dims[1], c.base);
+        reference.set(key, Float64Array.from(dequantize(words, dims[0], dims[1], c.base)));
       }
       const rank = 3;
       const refLora = randomLora(config, c.targets, rank, 5, c.rslora ?? false, 2);
@@ -237,6 +301,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       const gw = await uploadWeights(device, config, weights, {
         vocabChunkBytes: maxChunkBytes,
         halfMatrices: c.half,
+        base: c.base,
       });
       const lora = GpuLora.create(
         device,
@@ -271,8 +336,10 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
         // (recompute, down_proj's product left out) and their input gradients as four sums, reduced by a pass of
         // their own only where several products' sum is followed by full mode's weight gradients (else the norm
         // backward adds the partial sums, and a product alone goes straight into its output).
-        expect(labelled(step.forwardOps, 'matmul_set')).toHaveLength(4 * layers);
-        expect(labelled(step.backwardOps, 'matmul_set')).toHaveLength((c.recompute ? 7 : 4) * layers);
+        // A quantized base's products run separately.
+        const sets = c.base ? 0 : 1;
+        expect(labelled(step.forwardOps, 'matmul_set')).toHaveLength(4 * layers * sets);
+        expect(labelled(step.backwardOps, 'matmul_set')).toHaveLength((c.recompute ? 7 : 4) * layers * sets);
         expect(labelled(step.backwardOps, 'matmul_split_k_reduce')).toHaveLength(c.full ? 2 * layers : 0);
       }
       if (c.gpuKernels === 'split-k') {
@@ -309,7 +376,7 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       submitOps(device, [...step.zeroGradOps, ...step.forwardOps, ...step.backwardOps]);
       expect(await device.popErrorScope()).toBeNull();
 
-      const ref = referenceForwardBackward(config, weights, refLora, tokens, labels, { full: c.full });
+      const ref = referenceForwardBackward(config, reference, refLora, tokens, labels, { full: c.full });
       const loss = await step.readLoss();
       expect(Math.abs(loss - ref.loss) / ref.loss).toBeLessThan(1e-5);
       const grads = await lora.readGradients(device);
@@ -346,6 +413,27 @@ describe('GpuWeights', () => {
     );
     await expect(GpuWeights.upload(device, config, source, { bindingLimit: 64 })).rejects.toThrow(
       /model\.embed_tokens\.weight: one row/,
+    );
+  });
+
+  it('quantizes the projections of a base at 8 or 4 bits, and refuses rows of part groups by tensor', async () => {
+    const { device } = gpu();
+    const config = tinyConfig({ hiddenSize: 64, intermediateSize: 128, headDim: 16 });
+    const weights = randomWeights(config, 1);
+    const source = (key: string) => Float32Array.from(weights.get(key) ?? []);
+    const sizes: Record<string, number> = {};
+    for (const base of [null, 'q8', 'q4'] as const) {
+      const gw = await GpuWeights.upload(device, config, source, { base });
+      expect(gw.projectionFormat).toBe(base ?? 'f32');
+      sizes[base ?? 'f32'] = gw.layers[0].proj.down_proj.size;
+      gw.destroy();
+    }
+    // down_proj [64, 128]: 32 KiB in fp32; a byte a weight and a scale a row; half a byte and a scale per 32.
+    expect(sizes).toEqual({ f32: 32768, q8: 8192 + 128, q4: 4096 + 512 });
+    const narrow = randomWeights(tinyConfig(), 1);
+    const narrowSource = (key: string) => Float32Array.from(narrow.get(key) ?? []);
+    await expect(GpuWeights.upload(device, tinyConfig(), narrowSource, { base: 'q4' })).rejects.toThrow(
+      'tensor model.layers.0.self_attn.q_proj.weight: q4 needs rows of a multiple of 32 weights, not 24; pick another base precision',
     );
   });
 });

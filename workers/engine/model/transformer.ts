@@ -93,9 +93,9 @@ export class TransformerStep {
     if (!lora && !options.full && !options.forwardOnly) {
       throw new Error('a training step needs a LoRA adapter or full-parameter mode');
     }
-    if (options.full && w.halfMatrices) {
+    if (options.full && w.projectionFormat !== 'f32') {
       throw new Error(
-        'full-parameter training needs fp32 weights (they are trained): upload them without halfMatrices',
+        `full-parameter training needs fp32 weights (they are trained), not ${w.projectionFormat}: upload them without halfMatrices or base`,
       );
     }
     this.cacheTo = options.cacheTo ?? null;

@@ -7,6 +7,8 @@ import {
   projectionKey,
 } from '../../../core/model-config';
 import { createStorageBuffer, readConcatenated, uploadBuffer } from '../gpu/buffers';
+import type { MatrixFormat } from '../kernels/matmul';
+import { type QuantFormat, quantize, quantRefusal, quantWords } from '../kernels/quant';
 
 /** A slice of vocabulary rows held in one buffer: rows [first, first + rows). */
 export interface VocabChunk {
@@ -54,28 +56,53 @@ export class GpuWeights {
     readonly byKey: Map<string, GPUBuffer[]>,
     /** Matrices (projections, embedding, LM head) held as packed fp16. */
     readonly halfMatrices: boolean,
+    /** The projections quantized (quant.ts) in place of fp16 or fp32, or null. */
+    readonly base: QuantFormat | null,
   ) {}
+
+  /** How the embedding and LM head tables are stored. */
+  get tableFormat(): MatrixFormat {
+    return this.halfMatrices ? 'f16' : 'f32';
+  }
+
+  /** How the seven projections' W are stored, as the matmuls and gemvs reading them are told. */
+  get projectionFormat(): MatrixFormat {
+    return this.base ?? (this.halfMatrices ? 'f16' : 'f32');
+  }
 
   /**
    * Options default to the device's limits: `bindingLimit` is the largest buffer a kernel may bind,
    * `vocabChunkBytes` the largest vocabulary chunk (smaller values let tests exercise chunking on tiny models).
    * `halfMatrices` keeps the frozen matrices (projections, embedding, LM head) as fp16, two values per word:
-   * half the memory for LoRA training; norms and biases stay fp32, and all arithmetic is fp32.
+   * half the memory for LoRA training; norms and biases stay fp32, and all arithmetic is fp32. `base` stores the
+   * projections quantized instead, each quantized as it is read (never the whole model in float at once).
    */
   static async upload(
     device: GPUDevice,
     config: ModelConfig,
     source: TensorSource,
-    options: { bindingLimit?: number; vocabChunkBytes?: number; halfMatrices?: boolean } = {},
+    options: {
+      bindingLimit?: number;
+      vocabChunkBytes?: number;
+      halfMatrices?: boolean;
+      base?: QuantFormat | null;
+    } = {},
   ): Promise<GpuWeights> {
     const limit =
       options.bindingLimit ?? Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize);
     const chunkBytes = Math.min(limit, options.vocabChunkBytes ?? limit);
     const half = options.halfMatrices ?? false;
+    const base = options.base ?? null;
     const elementBytes = half ? 2 : 4;
     const matrix = (values: Float32Array, key: string) => uploadBuffer(device, half ? packHalves(values) : values, key);
     const byKey = new Map<string, GPUBuffer[]>();
     const shapes = expectedTensors(config);
+    // A projection [out, in] quantized as it is read.
+    const quantized = (values: Float32Array, key: string, [out, inDim]: number[], format: QuantFormat) => {
+      const refusal = quantRefusal(format, inDim);
+      if (refusal) throw new Error(`tensor ${key}: ${refusal}; pick another base precision`);
+      return uploadBuffer(device, quantize(values, out, inDim, format), key);
+    };
     // One tensor at a time: read, check, upload, let go.
     const load = async (key: string, isMatrix = false) => {
       const read = await source(key);
@@ -85,11 +112,21 @@ export class GpuWeights {
       if (count !== undefined && data.length !== count) {
         throw new Error(`tensor ${key}: ${data.length} values, expected ${count} for shape [${expected?.join(', ')}]`);
       }
-      const bytes = isMatrix ? data.length * elementBytes : data.byteLength;
+      const quant = isMatrix && base && expected ? base : null;
+      const bytes = quant
+        ? quantWords(quant, expected?.[0] ?? 0, expected?.[1] ?? 0).total * 4
+        : isMatrix
+          ? data.length * elementBytes
+          : data.byteLength;
       if (bytes > limit) {
         throw new Error(`tensor ${key} needs ${bytes} bytes, over this GPU's ${limit}-byte buffer binding limit`);
       }
-      const buffer = isMatrix ? matrix(data, key) : uploadBuffer(device, data, key);
+      const buffer =
+        quant && expected
+          ? quantized(data, key, expected, quant)
+          : isMatrix
+            ? matrix(data, key)
+            : uploadBuffer(device, data, key);
       byKey.set(key, [buffer]);
       return buffer;
     };
@@ -138,7 +175,7 @@ export class GpuWeights {
       });
     }
     const finalNorm = await load('model.norm.weight');
-    return new GpuWeights(config, embed, lmHead, layers, finalNorm, byKey, half);
+    return new GpuWeights(config, embed, lmHead, layers, finalNorm, byKey, half, base);
   }
 
   /** Zero-filled buffers shaped like every weight, under the same keys (full-parameter gradients, Adam moments). */
@@ -158,7 +195,9 @@ export class GpuWeights {
    * weight.
    */
   async read(device: GPUDevice, key: string, length: number): Promise<Float32Array> {
-    if (this.halfMatrices) throw new Error('the weights are held as fp16 for LoRA training; they were not trained');
+    if (this.halfMatrices || this.base) {
+      throw new Error(`the weights are held as ${this.base ?? 'fp16'} for LoRA training; they were not trained`);
+    }
     const buffers = this.byKey.get(key);
     if (!buffers) throw new Error(`no weight ${key} on the GPU`);
     const values = await readConcatenated(device, buffers, length);
