@@ -2,11 +2,30 @@ import { openAsBlob } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BASE_PRECISIONS, type BasePrecision } from '../core/base-precision';
 import type { ReadFile } from '../core/checkpoint';
 import { pickedFilesReader } from '../core/export/unzip-folder';
 import { DEFAULT_HUB_URL, type DownloadProgress, hubReader } from '../core/hub';
 import { defaultCacheDir, diskCache } from './disk-cache';
 import { folderReader } from './folder';
+
+/** The --base flag of the commands that load a model. */
+export const BASE_FLAG = {
+  base: {
+    value: 'P',
+    help: `the frozen base's precision: ${BASE_PRECISIONS.join(', ')} (default: f16 below 1.2B parameters, else q4)`,
+  },
+} as const;
+
+/** --base, checked; undefined for the model's default. */
+export function basePrecisionFlag(values: Record<string, unknown>): BasePrecision | undefined {
+  const base = values.base;
+  if (base === undefined) return undefined;
+  if (!BASE_PRECISIONS.includes(base as BasePrecision)) {
+    throw new Error(`--base must be one of ${BASE_PRECISIONS.join(', ')}, not '${String(base)}'`);
+  }
+  return base as BasePrecision;
+}
 
 /** The Hub settings from the environment: HONE_HUB_URL (a mirror, or a local server) and HF_TOKEN. */
 export function hubOptionsFromEnv(revision?: string) {

@@ -1,3 +1,4 @@
+import { type BasePrecision, quantBytes } from './base-precision';
 import { expectedTensors, type ModelConfig, PROJECTIONS, type Projection, projectionShape } from './model-config';
 
 /** Parameters of the base model, counted from the tensors its architecture needs. */
@@ -7,15 +8,26 @@ export function parameterCount(config: ModelConfig): number {
   return total;
 }
 
+/** How the base weights are held: matrices at fp16 (`halfMatrices`, else fp32), projections quantized by `base`. */
+export interface HeldWeights {
+  halfMatrices?: boolean;
+  base?: BasePrecision;
+}
+
 /**
  * Bytes of the base weights on the GPU: fp32, or with `halfMatrices` the matrices (projections, embedding, LM
- * head) at fp16 and the norms and biases at fp32.
+ * head) at fp16; with a quantized `base` the projections quantized and the tables at 8 bits; norms and biases at
+ * fp32. (The tables' chunks round their 8-bit scales to whole words: a few bytes a chunk, not counted.)
  */
-export function weightBytes(config: ModelConfig, halfMatrices: boolean): number {
-  const matrices = [...expectedTensors(config)]
-    .filter(([key]) => !key.endsWith('norm.weight') && !key.endsWith('.bias'))
-    .reduce((n, [, shape]) => n + shape.reduce((a, b) => a * b, 1), 0);
-  return 4 * parameterCount(config) - (halfMatrices ? 2 * matrices : 0);
+export function weightBytes(config: ModelConfig, { halfMatrices = false, base = 'f16' }: HeldWeights): number {
+  let total = 0;
+  for (const [key, shape] of expectedTensors(config)) {
+    const count = shape.reduce((a, b) => a * b, 1);
+    const matrix = !key.endsWith('norm.weight') && !key.endsWith('.bias');
+    if (!matrix || base === 'f16') total += (matrix && halfMatrices ? 2 : 4) * count;
+    else total += quantBytes(key.endsWith('_proj.weight') ? base : 'q8', shape[0], shape[1]);
+  }
+  return total;
 }
 
 export interface TrainingMemory {
@@ -39,7 +51,8 @@ export interface TrainingMemory {
  * backward's scratch and the loss's logits slice (with `reference`, also policy optimization's
  * forward-only step for its KL reference, which keeps one layer's set; with `sampler`, its decoder's key-value
  * caches, one per row of the step, as long as the step); the weights at fp32, or with
- * `halfMatrices` (how LoRA runs hold them on GPUs) the matrices at fp16; the adapter's parameters, gradients and
+ * `halfMatrices` (how LoRA runs hold them on GPUs) the matrices at fp16, the projections quantized with a `base`
+ * below 16-bit; the adapter's parameters, gradients and
  * moments, or with `full` those of every weight, which are trained at fp32 (with `keepsBase`, a copy: the studio
  * keeps the loaded model too, for Compare's base side and later runs).
  */
@@ -52,6 +65,7 @@ export function estimateTrainingMemory(
     targets = PROJECTIONS,
     full = false,
     halfMatrices = false,
+    base = 'f16',
     keepsBase = false,
     recompute = false,
     reference = false,
@@ -63,6 +77,7 @@ export function estimateTrainingMemory(
     targets?: readonly Projection[];
     full?: boolean;
     halfMatrices?: boolean;
+    base?: BasePrecision;
     keepsBase?: boolean;
     recompute?: boolean;
     reference?: boolean;
@@ -89,7 +104,7 @@ export function estimateTrainingMemory(
   // Parameters, gradients and two Adam moments: for the adapter's, or every weight's (their parameters are the
   // weights themselves, counted there).
   const adapter = full ? 3 * 4 * params : 4 * 4 * adapterParams;
-  const held = weightBytes(config, halfMatrices);
+  const held = weightBytes(config, { halfMatrices, base: full ? 'f16' : base });
   const weights = full ? 4 * params + (keepsBase ? held : 0) : held;
   const largestBinding = 4 * Math.max(f * d, H * hd * d);
   return { weights, activations, adapter, total: weights + activations + adapter, largestBinding };

@@ -10,9 +10,9 @@
  *   - issue 11's targets this run can speak to, as ratios.
  * Useful FLOPs count what a LoRA step must compute (the peers' definition, `bench/useful-flops.ts`).
  *
- * Options: --browser --shape NAME (smollm2-135m, the peers'; gemma-3-270m with patterned weights; or qwen2.5-0.5b,
- *          qwen3-0.6b, llama-3.2-1b with patterned weights, decoding only: add --skip-step) --layers N (the shape's) --seq N (128) --batch N (1)
- *          --steps N (timed after one warm-up, 2) --f16
+ * Options: --browser --shape NAME (smollm2-135m, the peers'; gemma-3-270m, llama-3.2-1b, qwen2.5-1.5b, llama-3.2-3b
+ *          with patterned weights; or qwen2.5-0.5b, qwen3-0.6b, decoding only: add --skip-step) --layers N (the shape's) --seq N (128) --batch N (1)
+ *          --steps N (timed after one warm-up, 2) --f16 --base q8|q4|nf4 (LoRA over a quantized base; f16: none)
  *          --recompute (gradient checkpointing)
  *          --tune / --no-tune (per-shape matmul tuning; default on hardware adapters) --profile (GPU time per kernel)
  *          --decode N (tokens decoded, 8; 0 skips) --prompt N (4) --skip-matmul --skip-step --json
@@ -24,6 +24,7 @@
  */
 import { parseArgs } from 'node:util';
 import { acquireNodeGpu } from '../cli/node-gpu';
+import type { QuantFormat } from '../core/base-precision';
 import { type BenchOptions, type BenchResult, runBench } from './bench/measure';
 import { failures, formatReport, targets } from './bench/report';
 import { BENCH_SHAPES, type BenchShape, benchConfig } from './bench/shapes';
@@ -37,6 +38,7 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '1' },
     steps: { type: 'string', default: '2' },
     f16: { type: 'boolean', default: false },
+    base: { type: 'string' },
     recompute: { type: 'boolean', default: false },
     tune: { type: 'boolean' },
     'no-tune': { type: 'boolean' },
@@ -62,6 +64,13 @@ function count(name: keyof typeof args, min: number): number {
   return value;
 }
 
+/** --base: the projections quantized (q8, q4, nf4), or f16 / absent for none. */
+function baseFormat(value: string | undefined): QuantFormat | null {
+  if (value === undefined || value === 'f16') return null;
+  if (!['q8', 'q4', 'nf4'].includes(value)) throw new Error('--base must be f16, q8, q4 or nf4');
+  return value as QuantFormat;
+}
+
 const options: BenchOptions = {
   shape,
   layers: benchConfig(shape, args.layers === undefined ? undefined : count('layers', 1)).numLayers,
@@ -69,6 +78,7 @@ const options: BenchOptions = {
   batch: count('batch', 1),
   steps: count('steps', 1),
   f16: Boolean(args.f16),
+  base: baseFormat(args.base),
   recompute: Boolean(args.recompute),
   tune: args['no-tune'] ? false : args.tune,
   profile: Boolean(args.profile),

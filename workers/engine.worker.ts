@@ -19,7 +19,7 @@ const session = new EngineSession({ acquire: () => acquireGpu(self.navigator.gpu
 const api: EngineApi = {
   gpuReport: () => gpuReport(self.navigator.gpu),
   describeModel: (source, hub) => session.describe(source, hub),
-  loadModel: (source, hub, onProgress) => session.load(source, hub, onProgress),
+  loadModel: (source, hub, onProgress, base) => session.load(source, hub, onProgress, base),
   onDeviceLost: async (listener) => session.onDeviceLost(listener),
   cacheEntries: async () => (cache ? cachedFiles(cache) : []),
   clearCache: async (prefix) => cache?.clear(prefix),

@@ -7,7 +7,7 @@ import type { Contestant, EvalReport } from '../../workers/engine/evaluate';
 import { EngineSession } from '../../workers/engine/session';
 import { type Command, numberFlag } from '../command';
 import { datasetFiles } from '../folder';
-import { modelSource } from '../model-source';
+import { BASE_FLAG, basePrecisionFlag, modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 import { spawnNodeRuleWorker } from '../rule-worker';
 import { scoringReward } from '../run-inputs';
@@ -56,6 +56,7 @@ export const evalCommand: Command = {
     'JavaScript rule and a reward model, with 95% bootstrap intervals and wins/ties/losses against the base.',
   flags: {
     model: { value: 'M', help: 'the base model' },
+    ...BASE_FLAG,
     adapter: { value: 'DIR|ZIP', help: 'a PEFT adapter: the tuned model answers too', multiple: true },
     vs: { value: 'MODEL', help: 'another model whose base answers too (say, the next size up)' },
     data: { value: 'FILE', help: 'dataset files with prompts and reference answers', multiple: true },
@@ -105,7 +106,7 @@ export const evalCommand: Command = {
     }
     const session = new EngineSession({ acquire: () => acquireNodeGpu(), spawnRuleWorker: spawnNodeRuleWorker });
     try {
-      await session.loadFrom(model.read, model.label);
+      await session.loadFrom(model.read, model.label, basePrecisionFlag(values));
       // Each adapter read and checked against the model now, not after the models before it have answered.
       for (const adapter of adapters) await session.importAdapterFrom(adapter.read, adapter.label);
       const request = {

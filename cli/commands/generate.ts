@@ -2,7 +2,7 @@ import { DEFAULT_SAMPLING } from '../../core/generation/sampling';
 import type { Prompt } from '../../workers/engine/chat';
 import { EngineSession } from '../../workers/engine/session';
 import { type Command, type FlagValues, numberFlag } from '../command';
-import { modelSource } from '../model-source';
+import { BASE_FLAG, basePrecisionFlag, modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 
 /** The answer's length unless --max-new-tokens says otherwise (the Compare step's default). */
@@ -42,6 +42,7 @@ export const generate: Command = {
   summary: 'An answer from the model (with --adapter, the tuned model) with the key-value cache, streamed.',
   flags: {
     model: { value: 'M', help: 'the model' },
+    ...BASE_FLAG,
     adapter: { value: 'DIR|ZIP', help: 'a PEFT adapter: the tuned model answers' },
     prompt: { value: 'TEXT', help: "the user's message, through the model's chat template" },
     'prompt-ids': { value: 'JSON', help: 'token ids to continue, instead of --prompt' },
@@ -73,7 +74,7 @@ export const generate: Command = {
     const session = new EngineSession({ acquire: () => acquireNodeGpu() });
     try {
       const source = modelSource(String(values.model));
-      const loaded = await session.loadFrom(source.read, source.label);
+      const loaded = await session.loadFrom(source.read, source.label, basePrecisionFlag(values));
       if (values.adapter) {
         const adapter = modelSource(String(values.adapter));
         await session.importAdapterFrom(adapter.read, adapter.label);

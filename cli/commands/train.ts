@@ -10,7 +10,7 @@ import { type Command, type FlagValues, numberFlag, parseMapping } from '../comm
 import { defaultCacheDir, diskCache } from '../disk-cache';
 import { diskRunStore } from '../disk-run-store';
 import { datasetFiles } from '../folder';
-import { modelSource } from '../model-source';
+import { BASE_FLAG, basePrecisionFlag, modelSource } from '../model-source';
 import { acquireNodeGpu } from '../node-gpu';
 import { spawnNodeRuleWorker } from '../rule-worker';
 import { continuedAdapter, rewardChoice } from '../run-inputs';
@@ -35,6 +35,7 @@ const FLAGS = {
   'split-seed': { value: 'N', help: 'seeds which records are held out', default: DEFAULT_DATA.splitSeed },
   'prompt-loss': { help: 'train on the prompt tokens too, not only the answers' },
   adapter: { value: 'DIR|ZIP', help: 'continue training this PEFT adapter, in its own LoRA shape' },
+  ...BASE_FLAG,
   ...settingsFlags(),
   'reward-model': { value: 'DIR', help: 'grpo: the reward, a reward model trained with --method rm' },
   'reward-js': { value: 'FILE', help: 'grpo: the reward, a JavaScript rule (prompt, completion) => number' },
@@ -92,7 +93,7 @@ async function begin(session: EngineSession, values: FlagValues, progress: Progr
   const files = await datasetFiles(data.split(','));
   const reward = await rewardChoice(values, method);
   const source = modelSource(model);
-  const loaded = await session.loadFrom(source.read, source.label);
+  const loaded = await session.loadFrom(source.read, source.label, basePrecisionFlag(values));
   const settings = settingsFrom(values, method, loaded.config);
   const initialAdapter = values.adapter ? await continuedAdapter(values, settings, loaded.config) : undefined;
   const choice: DataChoice = {
@@ -126,7 +127,11 @@ async function resume(session: EngineSession, values: FlagValues, out: string, p
   if (saved.ended && longer.maxSteps === undefined && longer.epochs === undefined) {
     throw new Error(`--resume: the run in ${out} has ended; give --max-steps or --epochs to train it longer`);
   }
+  const base = basePrecisionFlag(values);
+  if (base !== undefined && base !== (request.base ?? 'f16')) {
+    throw new Error(`--resume: the run in ${out} trains over a ${request.base ?? 'f16'} base, not ${base}`);
+  }
   const source = modelSource(request.model);
-  await session.loadFrom(source.read, source.label);
+  await session.loadFrom(source.read, source.label, request.base ?? 'f16');
   await session.resumeSavedRun(progress.listen(session), longer);
 }

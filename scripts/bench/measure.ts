@@ -1,4 +1,5 @@
 import type { AdapterSummary } from '../../core/adapter';
+import type { QuantFormat } from '../../core/base-precision';
 import { expectedTensors, type ModelConfig } from '../../core/model-config';
 import { estimateTrainingMemory, type TrainingMemory } from '../../core/model-memory';
 import { EngineKernels, kernelChoicesFor } from '../../workers/engine/model/kernels';
@@ -23,6 +24,8 @@ export interface BenchOptions {
   steps: number;
   /** Frozen matrices held as fp16. */
   f16: boolean;
+  /** The projections quantized (LoRA over a q8 / q4 / nf4 base); null: as `f16` says. */
+  base: QuantFormat | null;
   /** Gradient checkpointing: each layer's activations recomputed in the backward from its kept input. */
   recompute: boolean;
   /** Per-shape matmul tuning of the step: default on hardware adapters. */
@@ -124,6 +127,7 @@ export async function runBench(
       seq: options.seq,
       rank: PEER_LORA.r,
       halfMatrices: options.f16,
+      base: options.base ?? 'f16',
       recompute: options.recompute,
     }),
   };
@@ -145,7 +149,8 @@ async function trainingPhase(
   try {
     const peers = options.shape === 'smollm2-135m';
     const name = peers ? "the peers' model" : `${options.shape}'s shape`;
-    log(`uploading ${name} (${config.numLayers} layers${options.f16 ? ', fp16 matrices' : ''})`);
+    const held = `${options.f16 ? ', fp16 matrices' : ''}${options.base ? `, ${options.base} projections` : ''}`;
+    log(`uploading ${name} (${config.numLayers} layers${held})`);
     // Allocating only: the values do not matter, so zeros spare generating 135 M random numbers.
     const shapes = expectedTensors(config);
     const source = options.allocateOnly
@@ -154,7 +159,7 @@ async function trainingPhase(
         ? (key: string) => peerTensor(config, key)
         : (key: string) => patternTensor(shapes.get(key) ?? [], key);
     const weights = await memory.as('weights', () =>
-      GpuWeights.upload(device, config, source, { halfMatrices: options.f16 }),
+      GpuWeights.upload(device, config, source, { halfMatrices: options.f16, base: options.base }),
     );
     let step: StepResult | null = null;
     if (options.step || options.allocateOnly) {

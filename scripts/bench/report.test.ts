@@ -23,6 +23,7 @@ function run(over: { firstLoss?: number; seconds?: number; seq?: number; batch?:
       batch: over.batch ?? 1,
       steps: 2,
       f16: false,
+      base: null,
       recompute: false,
       tune: undefined,
       profile: false,

@@ -18,7 +18,9 @@ export interface Target {
 /** The peers' losses for this run's workload, when they published it (seq 128, batch 1, their layer counts). */
 export function peerLosses(r: BenchResult): number[] | null {
   const o = r.options;
-  return o.shape === 'smollm2-135m' && o.seq === 128 && o.batch === 1 ? (PEER_LOSSES[o.layers] ?? null) : null;
+  // A quantized base computes with other weights than the peers'.
+  const theirs = o.shape === 'smollm2-135m' && o.seq === 128 && o.batch === 1 && !o.base;
+  return theirs ? (PEER_LOSSES[o.layers] ?? null) : null;
 }
 
 /** Failures that make the bench exit 1: a first loss off the peers', a product that computes the wrong thing. */
@@ -94,8 +96,8 @@ export function formatReport(r: BenchResult): string {
   const parts: string[] = [
     `Adapter: ${[a.vendor, a.architecture, a.description].filter(Boolean).join(' ')}${a.isFallbackAdapter ? ' (software)' : ''}; ${r.environment}`,
     o.shape === 'smollm2-135m'
-      ? `Workload: the peers' SmolLM2-135M shape, ${o.layers} layers, batch ${o.batch} × seq ${o.seq}, LoRA r 16 on all seven projections, no clipping${o.f16 ? ', fp16 frozen matrices' : ''}${o.recompute ? ', activations recomputed' : ''}${o.gpuKernels ? ", GPUs' kernel choices (forced)" : ''}${o.attentionTile ? `, attention in tiles of ${o.attentionTile} rows` : ''}${o.groupedKSlices ? `, LoRA gradients' K in ${o.groupedKSlices} slices` : ''}`
-      : `Workload: ${o.shape}'s shape, ${o.layers} layers, patterned weights${o.f16 ? ' (fp16 matrices)' : ''}${r.step ? ", the peers' tokens" : ': decoding only'}${o.gpuKernels ? ", GPUs' kernel choices (forced)" : ''}`,
+      ? `Workload: the peers' SmolLM2-135M shape, ${o.layers} layers, batch ${o.batch} × seq ${o.seq}, LoRA r 16 on all seven projections, no clipping${o.f16 ? ', fp16 frozen matrices' : ''}${o.base ? `, ${o.base} base projections` : ''}${o.recompute ? ', activations recomputed' : ''}${o.gpuKernels ? ", GPUs' kernel choices (forced)" : ''}${o.attentionTile ? `, attention in tiles of ${o.attentionTile} rows` : ''}${o.groupedKSlices ? `, LoRA gradients' K in ${o.groupedKSlices} slices` : ''}`
+      : `Workload: ${o.shape}'s shape, ${o.layers} layers, patterned weights${o.f16 ? ' (fp16 matrices)' : ''}${o.base ? `, ${o.base} base projections` : ''}${r.step || o.allocateOnly ? `, the peers' tokens, batch ${o.batch} × seq ${o.seq}${o.recompute ? ', activations recomputed' : ''}` : ': decoding only'}${o.gpuKernels ? ", GPUs' kernel choices (forced)" : ''}`,
   ];
   if (r.matmul.length) {
     const peer = (shape: string) => PEER_MATMUL[PEER_MATMUL_SHAPES.findIndex((s) => s.name === shape)];

@@ -1,23 +1,47 @@
 import { type ModelConfig, parseModelConfig } from '../../core/model-config';
-import { GEMMA3_270M, LLAMA32_1B, QWEN3_06B, QWEN25_05B } from '../../tests/fixtures/hub-configs';
+import {
+  GEMMA3_270M,
+  LLAMA32_1B,
+  LLAMA32_3B,
+  QWEN3_06B,
+  QWEN25_05B,
+  QWEN25_15B,
+} from '../../tests/fixtures/hub-configs';
 import { smolLm2Config } from './peer-workload';
 
 /**
  * The model shapes the bench runs: SmolLM2-135M's is the peers' workload (its weights, tokens and losses theirs);
  * the others are the larger models the studio offers, for decoding, where a model's size is what a token costs, and
- * Gemma 3 270M's for its training step too (patterned weights, the peers' tokens).
+ * Gemma 3 270M's, Llama 3.2 1B's and 3B's and Qwen2.5 1.5B's for the training step too (patterned weights, the
+ * peers' tokens).
  */
-export const BENCH_SHAPES = ['smollm2-135m', 'qwen2.5-0.5b', 'qwen3-0.6b', 'llama-3.2-1b', 'gemma-3-270m'] as const;
+export const BENCH_SHAPES = [
+  'smollm2-135m',
+  'qwen2.5-0.5b',
+  'qwen3-0.6b',
+  'llama-3.2-1b',
+  'gemma-3-270m',
+  'qwen2.5-1.5b',
+  'llama-3.2-3b',
+] as const;
 export type BenchShape = (typeof BENCH_SHAPES)[number];
 
-/** The shapes whose training step the bench times. */
-export const STEP_SHAPES: readonly BenchShape[] = ['smollm2-135m', 'gemma-3-270m'];
+/** The shapes whose training step the bench times (the larger ones over a quantized base: --base). */
+export const STEP_SHAPES: readonly BenchShape[] = [
+  'smollm2-135m',
+  'gemma-3-270m',
+  'llama-3.2-1b',
+  'qwen2.5-1.5b',
+  'llama-3.2-3b',
+];
 
 const HUB_CONFIGS: Record<Exclude<BenchShape, 'smollm2-135m'>, unknown> = {
   'qwen2.5-0.5b': QWEN25_05B,
   'qwen3-0.6b': QWEN3_06B,
   'llama-3.2-1b': LLAMA32_1B,
   'gemma-3-270m': GEMMA3_270M,
+  'qwen2.5-1.5b': QWEN25_15B,
+  'llama-3.2-3b': LLAMA32_3B,
 };
 
 /** The shape's config, with `layers` layers where given (the peers' SmolLM2 has 30; Gemma's keep its first kinds). */

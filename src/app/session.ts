@@ -1,4 +1,5 @@
 import * as Comlink from 'comlink';
+import type { BasePrecision } from '../../core/base-precision';
 import type { DatasetFormat, FieldMapping } from '../../core/dataset/formats';
 import type { TrainSettings } from '../../core/training/settings';
 import type { TokenSettings } from '../../workers/data/api';
@@ -24,6 +25,8 @@ const DATA_FOLDER = 'hone-session-data';
 interface SavedSession {
   step: StepId;
   model: ModelSource | null;
+  /** The base precision the model was loaded at (absent: its default). */
+  base?: BasePrecision;
   dataset: {
     files: { name: string; type: string; lastModified: number }[];
     choice: { format?: DatasetFormat; mapping?: FieldMapping };
@@ -85,14 +88,16 @@ async function keptFiles(saved: NonNullable<SavedSession['dataset']>): Promise<F
 let restoring = false;
 /** The saved session's model while it is not loaded (still loading, or failed): kept, and tried again. */
 let pendingModel: ModelSource | null = null;
+let pendingBase: BasePrecision | undefined;
 
 function snapshot(): SavedSession {
   const { files, choice, settings: tokens } = useDataset.getState();
-  const { source } = useModel.getState();
+  const { source, loaded } = useModel.getState();
   const { settings, reward } = useTraining.getState();
   return {
     step: useStudio.getState().step,
     model: source ? (source.kind === 'files' ? null : source) : pendingModel,
+    base: loaded?.base ?? pendingBase,
     dataset:
       files.length > 0
         ? {
@@ -138,6 +143,7 @@ export async function restoreSession(): Promise<void> {
     restoring = false;
   }
   pendingModel = saved.model;
+  pendingBase = saved.base;
   if (saved.model) await loadModel(saved.model);
 }
 
@@ -170,7 +176,7 @@ async function loadModel(source: ModelSource): Promise<void> {
   try {
     const hub = hubSettings(useHubSettings.getState());
     const onProgress = Comlink.proxy((progress: DownloadProgress) => useRestore.setState({ progress }));
-    const loaded = await getEngine().loadModel(source, hub, onProgress);
+    const loaded = await getEngine().loadModel(source, hub, onProgress, pendingBase);
     pendingModel = null;
     useModel.getState().setLoaded(loaded, source);
     useRestore.setState({ status: 'done', progress: null });

@@ -45,4 +45,28 @@ export const CATALOG: CatalogEntry[] = [
     note: 'Gated: accept Meta’s license on the Hub and enter an access token.',
     gated: true,
   },
+  // From 1.5B parameters the frozen base loads at 4 bits by default (LoRA trains over it; exports fold into the
+  // original weights).
+  {
+    repo: 'Qwen/Qwen2.5-1.5B-Instruct',
+    name: 'Qwen2.5 1.5B Instruct',
+    note: 'A useful assistant after tuning; trains over a 4-bit base.',
+  },
+  { repo: 'Qwen/Qwen3-1.7B', name: 'Qwen3 1.7B', note: 'Reasons step by step; trains over a 4-bit base.' },
+  {
+    repo: 'HuggingFaceTB/SmolLM2-1.7B-Instruct',
+    name: 'SmolLM2 1.7B Instruct',
+    note: 'Open data, English; trains over a 4-bit base.',
+  },
+  {
+    repo: 'meta-llama/Llama-3.2-3B-Instruct',
+    name: 'Llama 3.2 3B Instruct',
+    note: 'Trains over a 4-bit base, in about 3 GB. Gated: accept Meta’s license on the Hub and enter an access token.',
+    gated: true,
+  },
+  {
+    repo: 'Qwen/Qwen2.5-3B-Instruct',
+    name: 'Qwen2.5 3B Instruct',
+    note: 'The largest here; trains over a 4-bit base.',
+  },
 ];

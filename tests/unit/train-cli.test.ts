@@ -83,6 +83,24 @@ describe('hone train', { timeout: 180_000 }, () => {
     expect(await readFile(join(out, 'checkpoint', 'adapter-6'))).toHaveLength(4 * adapterValues(adapter));
   });
 
+  it('trains over a 4-bit base, which the run records and --resume keeps', async () => {
+    const out = join(dir, 'q4');
+    const args = ['--model', 'hone-tiny', '--data', chat, '--method', 'sft', '--out', out, ...small];
+    const bad = await hone('train', ...args, '--base', 'q5');
+    expect(bad.stderr).toContain("--base must be one of f16, q8, q4, nf4, not 'q5'");
+    const { code } = await hone('train', ...args, '--base', 'q4', '--max-steps', '4', '--lr', '0.01');
+    expect(code).toBe(0);
+    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    expect(steps[3].loss).toBeLessThan(0.9 * steps[0].loss);
+    const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
+    const adapter = await loadAdapter(folderReader(out), out, model.config);
+    expect(adapter.modules).toHaveLength(model.config.numLayers * 7);
+    const run = JSON.parse(await readFile(join(out, 'checkpoint', 'run.json'), 'utf8'));
+    expect(run).toMatchObject({ model: 'hone-tiny', base: 'q4' });
+    const other = await hone('train', '--out', out, '--resume', '--max-steps', '6', '--base', 'f16');
+    expect(other.stderr).toContain(`--resume: the run in ${out} trains over a q4 base, not f16`);
+  });
+
   it('resumes a paused or finished run to the adapter an uninterrupted run writes, recomputing or not', async () => {
     const common = ['--model', 'hone-tiny', '--data', chat, '--method', 'sft', ...small, '--schedule', 'constant'];
     const whole = join(dir, 'whole');

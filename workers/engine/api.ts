@@ -1,4 +1,5 @@
 import type { AdapterSummary, GpuUnavailableReason } from '../../core/adapter';
+import type { BasePrecision } from '../../core/base-precision';
 import type { DatasetFile } from '../../core/dataset/read-records';
 import type { GgufProgress } from '../../core/export/gguf';
 import type { DownloadProgress } from '../../core/hub';
@@ -33,11 +34,15 @@ export interface EngineApi {
   gpuReport(): Promise<GpuReport>;
   /** Size, parameters and memory needs of a model, reading only its config (and the weights' size). */
   describeModel(source: ModelSource, hub: HubSettings): Promise<DescribedModel>;
-  /** Downloads (or reads from the cache) and puts the model on the GPU; `onProgress` is a comlink proxy. */
+  /**
+   * Downloads (or reads from the cache) and puts the model on the GPU, its projections at `base` (the model's
+   * default precision when not given); `onProgress` is a comlink proxy.
+   */
   loadModel(
     source: ModelSource,
     hub: HubSettings,
     onProgress: (progress: DownloadProgress) => void,
+    base?: BasePrecision,
   ): Promise<LoadedModelSummary>;
   /** `listener` (a comlink proxy) hears why, each time the GPU device is lost and the model with it. */
   onDeviceLost(listener: (reason: string) => void): Promise<void>;
@@ -112,6 +117,7 @@ export interface SavedRunSummary {
 }
 
 export interface DescribedModel extends ModelInfo {
+  /** Whether it fits this GPU's buffer limits at its default base precision. */
   fit: { fits: boolean; reason: string };
 }
 
@@ -122,6 +128,8 @@ export interface LoadedModelSummary {
   gpuBytes: number;
   /** The matrices are held at fp16 (on GPUs; CPU adapters keep fp32). Full-parameter runs train an fp32 copy. */
   halfMatrices: boolean;
+  /** How the projections are held: 16-bit (as `halfMatrices` says), or quantized for LoRA runs over them. */
+  base: BasePrecision;
   tokenizer: { hasChatTemplate: boolean; eosTokenIds: number[] } | null;
   /** Why the tokenizer could not be loaded (the model still trains on token ids). */
   tokenizerError: string | null;

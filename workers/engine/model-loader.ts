@@ -1,3 +1,4 @@
+import { BASE_PRECISIONS, type BasePrecision, defaultBasePrecision } from '../../core/base-precision';
 import { type Checkpoint, CheckpointError, loadCheckpoint, type ReadFile } from '../../core/checkpoint';
 import { type DownloadProgress, type FileCache, hubFileSize, hubReader } from '../../core/hub';
 import { hubErrorKind } from '../../core/hub-errors';
@@ -27,8 +28,10 @@ export interface ModelInfo {
   downloadBytes: number | null;
   /** Whether loading downloads the weights (a Hub repo) or reads them from here. */
   downloads: boolean;
-  /** For LoRA training at batch 1 × 512 tokens, r = 16 on all projections. */
-  memory: TrainingMemory;
+  /** The base precision it loads at unless another is picked (defaultBasePrecision). */
+  defaultBase: BasePrecision;
+  /** For LoRA training at batch 1 × 512 tokens, r = 16 on all projections, at each base precision. */
+  memory: Record<BasePrecision, TrainingMemory>;
 }
 
 export function sourceLabel(source: ModelSource): string {
@@ -81,8 +84,8 @@ async function hubDownloadBytes(
 }
 
 /**
- * What a person needs to know before downloading: size, parameters, the GPU memory training will take (LoRA,
- * with the matrices held at fp16 when `halfMatrices`, as GPUs hold them). A Hub model is read no further than its
+ * What a person needs to know before downloading: size, parameters, the GPU memory training will take at each base
+ * precision (LoRA, with the matrices held at fp16 when `halfMatrices`, as GPUs hold them). A Hub model is read no further than its
  * config.json and shard index (a HEAD request for a single file's size): the weights wait for `loadModelFiles`.
  */
 export async function describeModel(
@@ -102,13 +105,18 @@ export async function describeModel(
       : source.kind === 'files'
         ? source.files.reduce((n, f) => n + (f.path.endsWith('.safetensors') ? f.file.size : 0), 0)
         : ((await read('model.safetensors'))?.size ?? null);
+  const parameters = parameterCount(config);
+  const memory = Object.fromEntries(
+    BASE_PRECISIONS.map((base) => [base, estimateTrainingMemory(config, { halfMatrices, base })]),
+  ) as Record<BasePrecision, TrainingMemory>;
   return {
     label,
     config,
-    parameters: parameterCount(config),
+    parameters,
     downloadBytes,
     downloads: source.kind === 'hub',
-    memory: estimateTrainingMemory(config, { halfMatrices }),
+    defaultBase: defaultBasePrecision(config, parameters),
+    memory,
   };
 }
 

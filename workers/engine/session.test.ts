@@ -80,8 +80,8 @@ describe('EngineSession', () => {
   it('holds the matrices at fp16, and a full-parameter run trains a copy, leaving the base as loaded', async () => {
     const loaded = await session.load(await honeTiny(), { baseUrl: 'http://127.0.0.1:9' }, () => {});
     expect(loaded.halfMatrices).toBe(true);
-    expect(loaded.gpuBytes).toBe(weightBytes(loaded.config, true));
-    expect(loaded.gpuBytes).toBeLessThan(0.6 * weightBytes(loaded.config, false));
+    expect(loaded.gpuBytes).toBe(weightBytes(loaded.config, { halfMatrices: true }));
+    expect(loaded.gpuBytes).toBeLessThan(0.6 * weightBytes(loaded.config, {}));
 
     const base = await answer('none');
     const lora = tinyRunSettings('sft', { maxSteps: 2, seqLen: 48 });

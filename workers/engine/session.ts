@@ -4,11 +4,12 @@
  * through `run-exports.ts`.
  */
 import type { AdapterSummary } from '../../core/adapter';
+import { BASE_PRECISION_LABELS, type BasePrecision, defaultBasePrecision } from '../../core/base-precision';
 import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
 import { pickedFilesReader } from '../../core/export/unzip-folder';
 import type { DownloadProgress, FileCache } from '../../core/hub';
-import { checkFit } from '../../core/model-memory';
+import { checkFit, parameterCount } from '../../core/model-memory';
 import type { TrainSettings } from '../../core/training/settings';
 import type {
   DescribedModel,
@@ -166,20 +167,22 @@ export class EngineSession {
     this.kernels = null;
   }
 
-  /** The model's facts, with whether it fits this GPU's limits. */
+  /** The model's facts, with whether it fits this GPU's limits at its default base precision. */
   async describe(source: ModelSource, hub: HubSettings): Promise<DescribedModel> {
     const { device, choices } = await this.device();
     const info = await describeModel(source, hub, this.options.cache ?? null, choices.halfWeights);
-    return { ...info, fit: checkFit(info.memory, device.limits) };
+    return { ...info, fit: checkFit(info.memory[info.defaultBase], device.limits) };
   }
 
+  /** Puts the model on the GPU, its projections at `base` (the model's default precision when not given). */
   async load(
     source: ModelSource,
     hub: HubSettings,
     onProgress: (p: DownloadProgress) => void,
+    base?: BasePrecision,
   ): Promise<LoadedModelSummary> {
     const read = readerFor(source, hub, this.options.cache ?? null, onProgress);
-    return this.loadFrom(read, sourceLabel(source));
+    return this.loadFrom(read, sourceLabel(source), base);
   }
 
   /** Where a model's files are read (the cache first, a download heard by `onProgress`), and its name. */
@@ -191,14 +194,17 @@ export class EngineSession {
     return { label: sourceLabel(source), read: readerFor(source, hub, this.options.cache ?? null, onProgress) };
   }
 
-  /** Reads the model through `read` and puts it on the GPU, in place of the loaded one; loads run one at a time. */
-  loadFrom(read: ReadFile, label: string): Promise<LoadedModelSummary> {
-    const load = this.loading.then(() => this.loadNow(read, label));
+  /**
+   * Reads the model through `read` and puts it on the GPU, in place of the loaded one, its projections at `base`
+   * (by default the model's: defaultBasePrecision); loads run one at a time.
+   */
+  loadFrom(read: ReadFile, label: string, base?: BasePrecision): Promise<LoadedModelSummary> {
+    const load = this.loading.then(() => this.loadNow(read, label, base));
     this.loading = load.catch(() => {});
     return load;
   }
 
-  private async loadNow(read: ReadFile, label: string): Promise<LoadedModelSummary> {
+  private async loadNow(read: ReadFile, label: string, chosen?: BasePrecision): Promise<LoadedModelSummary> {
     const started = performance.now();
     const model = await loadModelFiles(read, label);
     const { device, choices } = await this.device();
@@ -212,7 +218,13 @@ export class EngineSession {
     this.lostReason = null;
     const { checkpoint, tokenizer } = model;
     const halfMatrices = choices.halfWeights;
-    const weights = await uploadChecked(device, checkpoint, { halfMatrices, what: `the weights of ${label}` });
+    const base = chosen ?? defaultBasePrecision(checkpoint.config, parameterCount(checkpoint.config));
+    const precision = base === 'f16' ? '' : ` (${BASE_PRECISION_LABELS[base]})`;
+    const weights = await uploadChecked(device, checkpoint, {
+      halfMatrices,
+      base,
+      what: `the weights of ${label}${precision}`,
+    });
     const fp32Copy = () =>
       uploadChecked(device, checkpoint, {
         halfMatrices: false,
@@ -230,6 +242,7 @@ export class EngineSession {
       config: checkpoint.config,
       gpuBytes: weights.byteLength,
       halfMatrices,
+      base,
       tokenizer: tokenizer ? { hasChatTemplate: tokenizer.hasChatTemplate, eosTokenIds: tokenizer.eosTokenIds } : null,
       tokenizerError: model.tokenizerError,
       seconds: (performance.now() - started) / 1000,
@@ -256,7 +269,8 @@ export class EngineSession {
   async startTraining(request: TrainRequest, files: DatasetFile[], emit: (e: TrainEvent) => void): Promise<void> {
     if (this.training?.isRunning) throw new Error('a run is already training');
     const { model, ...engine } = await this.trainable();
-    const resolved = await this.withKeptReward({ ...request, model: model.label });
+    const base = this.loaded?.weights.base ?? 'f16';
+    const resolved = await this.withKeptReward({ ...request, model: model.label, base });
     this.training?.destroy();
     this.training = new TrainingSession(engine, model, this.runs);
     await this.training.start(resolved, files, this.sayingDeviceLoss(emit));

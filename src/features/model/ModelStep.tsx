@@ -1,6 +1,7 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
 import { useState } from 'react';
+import { BASE_PRECISION_LABELS, BASE_PRECISIONS, type BasePrecision } from '../../../core/base-precision';
 import { hubErrorKind } from '../../../core/hub-errors';
 import type { DescribedModel, DownloadProgress, ModelSource } from '../../../workers/engine/api';
 import { HubSettingsPanel } from '../../components/HubSettingsPanel';
@@ -183,6 +184,7 @@ function ModelDetails({ source, onPick }: { source: ModelSource; onPick: (s: Mod
   const setLoaded = useModel((s) => s.setLoaded);
   const loaded = useModel((s) => s.loaded);
   const [progress, setProgress] = useState<DownloadProgress | null>(null);
+  const [picked, setPicked] = useState<BasePrecision | null>(null);
   const queryClient = useQueryClient();
   const info = useQuery({
     queryKey: ['describe-model', sourceKey(source), hub],
@@ -190,8 +192,12 @@ function ModelDetails({ source, onPick }: { source: ModelSource; onPick: (s: Mod
     // Cached and bundled models need no network: never wait for the browser to say it is online.
     networkMode: 'always',
   });
+  // The base precision: the one picked here, else the loaded model's (same source), else the model's default.
+  const current = useModel((s) => s.source);
+  const loadedBase = current && sameSource(current, source) ? loaded?.base : undefined;
+  const base = picked ?? loadedBase ?? info.data?.defaultBase ?? 'f16';
   const load = useMutation({
-    mutationFn: async () => getEngine().loadModel(source, hub, Comlink.proxy(setProgress)),
+    mutationFn: async () => getEngine().loadModel(source, hub, Comlink.proxy(setProgress), base),
     networkMode: 'always',
     onSuccess: (summary) => {
       setLoaded(summary, source);
@@ -199,10 +205,9 @@ function ModelDetails({ source, onPick }: { source: ModelSource; onPick: (s: Mod
     },
   });
   // Loaded here, or by the restored session from the same source.
-  const current = useModel((s) => s.source);
   const restored = !load.isPending && current && sameSource(current, source) ? loaded : null;
   const summary = load.data ?? restored;
-  const isLoaded = summary !== null && loaded === summary;
+  const isLoaded = summary !== null && loaded === summary && summary.base === base;
   return (
     <div className={card} data-testid="model-details">
       {info.isPending && <p className="text-slate-600">Reading the model’s config…</p>}
@@ -214,7 +219,7 @@ function ModelDetails({ source, onPick }: { source: ModelSource; onPick: (s: Mod
           onDemo={() => onPick(bundledModel())}
         />
       )}
-      {info.data && <ModelFacts info={info.data} />}
+      {info.data && <ModelFacts info={info.data} base={base} onBase={setPicked} />}
       {info.data && (
         <div className="mt-3 flex flex-wrap items-center gap-3">
           <button
@@ -245,7 +250,8 @@ function ModelDetails({ source, onPick }: { source: ModelSource; onPick: (s: Mod
           data-testid="model-loaded"
           className="mt-3 rounded bg-emerald-50 px-2 py-1 text-sm text-emerald-800 dark:bg-emerald-950 dark:text-emerald-200"
         >
-          ✓ {summary.label} is on the GPU ({formatBytes(summary.gpuBytes)} of weights, loaded in{' '}
+          ✓ {summary.label} is on the GPU ({formatBytes(summary.gpuBytes)} of weights
+          {summary.base === 'f16' ? '' : `, its projections at ${BASE_PRECISION_LABELS[summary.base]}`}, loaded in{' '}
           {formatSeconds(summary.seconds)}).{' '}
           {summary.tokenizer
             ? `Tokenizer ready${summary.tokenizer.hasChatTemplate ? ', with a chat template' : ', no chat template'}.`
@@ -290,8 +296,17 @@ function Trouble({
   );
 }
 
-function ModelFacts({ info }: { info: DescribedModel }) {
+function ModelFacts({
+  info,
+  base,
+  onBase,
+}: {
+  info: DescribedModel;
+  base: BasePrecision;
+  onBase: (base: BasePrecision) => void;
+}) {
   const c = info.config;
+  const memory = info.memory[base];
   const rows: [string, string][] = [
     ['Model', info.label],
     [
@@ -303,7 +318,10 @@ function ModelFacts({ info }: { info: DescribedModel }) {
       info.downloads ? 'Download' : 'Weights file',
       info.downloadBytes === null ? 'unknown size' : formatBytes(info.downloadBytes),
     ],
-    ['GPU memory to train', `about ${formatBytes(info.memory.total)} (LoRA r 16, 512 tokens)`],
+    [
+      'GPU memory to train',
+      `about ${formatBytes(memory.total)} (LoRA r 16, 512 tokens; weights ${formatBytes(memory.weights)})`,
+    ],
   ];
   return (
     <div data-testid="model-facts">
@@ -315,6 +333,29 @@ function ModelFacts({ info }: { info: DescribedModel }) {
           </div>
         ))}
       </dl>
+      <fieldset className="mt-2 text-sm" data-testid="base-precision">
+        <legend className="text-slate-500 dark:text-slate-400">
+          Base precision (LoRA trains over the frozen base held at this precision; exports fold into the original
+          weights)
+        </legend>
+        <div className="flex flex-wrap gap-3">
+          {BASE_PRECISIONS.map((precision) => (
+            <label key={precision} className="flex items-center gap-1">
+              <input
+                type="radio"
+                name="base-precision"
+                checked={base === precision}
+                onChange={() => onBase(precision)}
+              />
+              {BASE_PRECISION_LABELS[precision]}
+              <span className="text-slate-500 dark:text-slate-400">
+                ({formatBytes(info.memory[precision].total)}
+                {precision === info.defaultBase ? ', default' : ''})
+              </span>
+            </label>
+          ))}
+        </div>
+      </fieldset>
       <p
         data-testid="model-fit"
         className={`mt-2 text-sm ${info.fit.fits ? 'text-slate-600 dark:text-slate-300' : 'font-semibold text-red-700 dark:text-red-400'}`}

@@ -4,6 +4,7 @@ import { maxRelativeError, runAndRead, setupTestGpu } from '../../../tests/helpe
 import { createStorageBuffer, readFloat32, uploadBuffer } from '../gpu/buffers';
 import { buildTokenIndex, EmbeddingKernels } from './embedding';
 import { embeddingBackwardCpu, embeddingCpu } from './embedding.cpu';
+import { dequantize, quantize } from './quant';
 
 const gpu = setupTestGpu();
 
@@ -91,5 +92,35 @@ describe('embedding kernels against the CPU twin, on a table split into chunks',
         embeddingBackwardCpu(ids, dx, vocab, dim).map((v) => v * scale),
       ),
     ).toBeLessThan(1e-6);
+  });
+});
+
+describe('embedding from an 8-bit table (beside a quantized base)', () => {
+  it('gathers the dequantized rows of q8 chunks, scaled', async () => {
+    const { device } = gpu();
+    const k = new EmbeddingKernels(device);
+    const [dim, tokens] = [12, 9];
+    const chunks = [
+      [0, 7],
+      [7, 6],
+    ];
+    const table = randomUniform(13 * dim, 3, -0.3, 0.3);
+    const ids = Uint32Array.from([12, 0, 6, 7, 3, 12, 9, 1, 6]);
+    const bids = uploadBuffer(device, ids);
+    const bx = createStorageBuffer(device, tokens * dim * 4);
+    const dequantized = new Float32Array(table.length);
+    const ops = chunks.map(([first, rows]) => {
+      const words = quantize(table.subarray(first * dim, (first + rows) * dim), rows, dim, 'q8');
+      dequantized.set(dequantize(words, rows, dim, 'q8'), first * dim);
+      const chunk = uploadBuffer(device, words);
+      return k.forwardOp({ ids: bids, chunk, x: bx, tokens, dim, first, rows, scale: 2, format: 'q8' });
+    });
+    const x = await runAndRead(device, ops, bx);
+    expect(
+      maxRelativeError(
+        x,
+        embeddingCpu(ids, dequantized, dim).map((v) => 2 * v),
+      ),
+    ).toBeLessThan(1e-7);
   });
 });

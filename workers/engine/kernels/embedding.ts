@@ -1,5 +1,7 @@
 import { grid1d, Kernel } from '../gpu/kernel';
 import type { Op } from '../gpu/ops';
+import { type MatrixFormat, quantOf } from './matmul';
+import { dequantWgsl } from './quant';
 import { uniformStruct } from './wgsl';
 
 /**
@@ -11,13 +13,21 @@ import { uniformStruct } from './wgsl';
  */
 const PARAMS = uniformStruct({ tokens: 'u32', dim: 'u32', first: 'u32', chunkRows: 'u32', scale: 'f32' });
 
-/** The gather; with `half`, the table holds fp16 pairs (see GpuWeights' halfMatrices). */
-const forwardShader = (half: boolean) => /* wgsl */ `
+/** The gather from a table stored in `format`: fp32, fp16 pairs (GpuWeights' halfMatrices), or quantized rows. */
+function forwardShader(format: MatrixFormat): string {
+  const quant = quantOf(format);
+  const read = quant
+    ? 'dequant_table(at, p.chunkRows * p.dim, p.dim)'
+    : format === 'f16'
+      ? 'unpack2x16float(table[at >> 1u])[at & 1u]'
+      : 'table[at]';
+  return /* wgsl */ `
 ${PARAMS.wgsl}
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
-@group(0) @binding(1) var<storage, read> table: array<${half ? 'u32' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> table: array<${format === 'f32' ? 'f32' : 'u32'}>;
 @group(0) @binding(2) var<storage, read_write> x: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
+${quant ? dequantWgsl(quant, ['table']) : ''}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -26,9 +36,10 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   let t = i / p.dim;
   let row = ids[t] - p.first;  // wraps around for ids below the chunk, so one comparison suffices
   let at = row * p.dim + i % p.dim;
-  if (row < p.chunkRows) { x[i] = ${half ? 'unpack2x16float(table[at >> 1u])[at & 1u]' : 'table[at]'} * p.scale; }
+  if (row < p.chunkRows) { x[i] = ${read} * p.scale; }
 }
 `;
+}
 
 const backwardShader = /* wgsl */ `
 ${PARAMS.wgsl}
@@ -87,20 +98,29 @@ export interface EmbeddingShape {
 }
 
 export class EmbeddingKernels {
-  private readonly forward: Kernel;
-  private readonly forwardHalf: Kernel;
+  /** The gathers, compiled on first use by table format. */
+  private readonly forwards = new Map<MatrixFormat, Kernel>();
   private readonly backward: Kernel;
 
-  constructor(device: GPUDevice) {
-    this.forward = new Kernel(device, forwardShader(false), 'embedding_forward');
-    this.forwardHalf = new Kernel(device, forwardShader(true), 'embedding_forward_f16');
+  constructor(private readonly device: GPUDevice) {
     this.backward = new Kernel(device, backwardShader, 'embedding_backward');
   }
 
-  /** x [tokens, dim] ← the rows of `chunk` (vocabulary rows [first, first + rows), fp16 pairs with `half`) of ids. */
-  forwardOp(o: { ids: GPUBuffer; chunk: GPUBuffer; x: GPUBuffer; half?: boolean } & EmbeddingShape): Op {
-    const { tokens, dim, first, rows, scale = 1 } = o;
-    const kernel = o.half ? this.forwardHalf : this.forward;
+  /**
+   * x [tokens, dim] ← the rows of `chunk` (vocabulary rows [first, first + rows), stored in `format`: fp32 by
+   * default; a quantized chunk is a whole [rows, dim] matrix) of ids.
+   */
+  forwardOp(o: { ids: GPUBuffer; chunk: GPUBuffer; x: GPUBuffer; format?: MatrixFormat } & EmbeddingShape): Op {
+    const { tokens, dim, first, rows, scale = 1, format = 'f32' } = o;
+    let kernel = this.forwards.get(format);
+    if (!kernel) {
+      kernel = new Kernel(
+        this.device,
+        forwardShader(format),
+        `embedding_forward${format === 'f32' ? '' : `_${format}`}`,
+      );
+      this.forwards.set(format, kernel);
+    }
     const uniforms = PARAMS.pack({ tokens, dim, first, chunkRows: rows, scale });
     return kernel.op([o.ids, o.chunk, o.x], uniforms, grid1d(tokens * dim, 64));
   }

@@ -260,7 +260,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 /**
  * A quantized matrix m's loop over one word of codes per step (4 or 8 weights of each row in `rows`, element indices
- * of whole-matrix rows: offset 0, no segments), x read as vectors beside them; `add` takes each row's dot product.
+ * of its rows: a q8 W from any whole row, a 4-bit one whole), x read as vectors beside them; `add` takes each row's
+ * dot product.
  */
 function quantDots(
   v: GemvVariant,
@@ -278,7 +279,8 @@ function quantDots(
     return `let xr${h} = vec4f(${[0, 1, 2, 3].map(at).join(', ')});${square}\n      let xv${h} = xr${h}${gain};`;
   }).join('\n      ');
   const terms = shape.rows.map((row) => {
-    const word = `dequantWord_${m}(${m}[(${row} + k) / ${perWord}u], ${row} + k, p.N * p.K, p.K)`;
+    const at = `${row} + k, p.N * p.K, p.K`;
+    const word = `dequantWord_${m}(${m}[codeWord_${m}(${at})], ${at})`;
     return halves === 1 ? `dot(${word}, xv0)` : `dotPair(${word}, xv0, xv1)`;
   });
   return `${shape.loop(perWord)} {

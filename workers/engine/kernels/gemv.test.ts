@@ -171,12 +171,37 @@ describe('gemv over a quantized W (decoding from an 8- or 4-bit base)', () => {
     }
   }
 
+  it("reads a q8 W from a whole row's offset (a slice of the LM head's vocabulary)", async () => {
+    const { device } = gpu();
+    const [rows, K, first, N] = [30, 64, 11, 13];
+    const words = quantize(randomUniform(rows * K, 2, -0.2, 0.2), rows, K, 'q8');
+    const part = dequantize(words, rows, K, 'q8').subarray(first * K, (first + N) * K);
+    const x = randomUniform(K, 1);
+    for (const layout of ['cooperative', 'row'] as const) {
+      const y = uploadBuffer(device, new Float32Array(N));
+      const shape = { N, K, offsetB: first * K };
+      const op = new GemvKernels(device, layout).op({
+        x: uploadBuffer(device, x),
+        w: uploadBuffer(device, words),
+        y,
+        shape,
+        quantW: 'q8',
+      });
+      const expected = new Float64Array(N);
+      matmulCpu(x, part, expected, { M: 1, N, K }, { transA: false, transB: true });
+      expect(maxRelativeError(await runAndRead(device, [op], y), expected)).toBeLessThan(1e-5);
+    }
+  });
+
   it('refuses segments or offsets into a quantized W, and rows of part groups', () => {
     const { device } = gpu();
     const k = new GemvKernels(device, 'row');
     const b = uploadBuffer(device, new Float32Array(64));
     const io = { x: b, w: b, y: b, quantW: 'q4' as const };
     expect(() => k.op({ ...io, shape: { N: 2, K: 64, offsetB: 64 } })).toThrow(/a q4 gemv reads whole matrices/);
+    expect(() => k.op({ ...io, quantW: 'q8', shape: { N: 2, K: 64, offsetB: 32 } })).toThrow(
+      /a q8 gemv reads whole matrices \(from a whole row/,
+    );
     expect(() => k.op({ ...io, shape: { N: 2, K: 48 } })).toThrow(/whole groups \(K 48\)/);
   });
 });

@@ -163,8 +163,13 @@ export class GemvKernels {
   ): Op {
     if (v.halfW && !GemvKernels.halfFits(s))
       throw new Error(`fp16 gemv needs an even K and offsets (K ${s.K}, offsets ${offsetsOf(s)})`);
-    if (v.quantW && (s.segments || (s.offsetB ?? 0) !== 0 || quantRefusal(v.quantW, s.K))) {
-      throw new Error(`a ${v.quantW} gemv reads whole matrices (offset 0, no segments) of whole groups (K ${s.K})`);
+    // A q8 W may start at any whole row (a slice of the LM head's vocabulary); a 4-bit one is whole.
+    const offset = s.offsetB ?? 0;
+    const wholeRows = v.quantW === 'q8' ? offset % s.K === 0 : offset === 0;
+    if (v.quantW && (s.segments || !wholeRows || quantRefusal(v.quantW, s.K))) {
+      throw new Error(
+        `a ${v.quantW} gemv reads whole matrices (${v.quantW === 'q8' ? 'from a whole row' : 'offset 0'}, no segments) of whole groups (K ${s.K})`,
+      );
     }
     const segment = s.segments ?? { rows: s.N, offsets: [] };
     if (segment.offsets.length > 3 || segment.rows * (1 + segment.offsets.length) !== s.N) {

@@ -207,12 +207,38 @@ describe('matmul with a quantized B (a frozen base weight at 8 or 4 bits)', () =
     }
   }
 
+  it("reads a slice of a q8 table's rows (the LM head's vocabulary) from its row offset", async () => {
+    const { device } = gpu();
+    const [rows, d, tokens, first, slice] = [40, 64, 5, 8, 22];
+    const table = randomUniform(rows * d, 3, -0.2, 0.2);
+    const words = quantize(table, rows, d, 'q8');
+    const part = Float64Array.from(dequantize(words, rows, d, 'q8').subarray(first * d, (first + slice) * d));
+    const bufW = uploadBuffer(device, words);
+    // logits [T, slice] = x · E_sliceᵀ, and dx [T, d] = dlogits · E_slice.
+    for (const transB of [true, false]) {
+      const shape = transB
+        ? { M: tokens, N: slice, K: d, offsetB: first * d }
+        : { M: tokens, N: d, K: slice, offsetB: first * d };
+      const variant = { ...DEFAULT_MATMUL_TILE, transA: false, transB, quantB: 'q8' as const };
+      const a = randomUniform(shape.M * shape.K, 4);
+      const expected = new Float64Array(shape.M * shape.N);
+      matmulCpu(a, part, expected, { ...shape, offsetB: 0 }, variant);
+      const c = createStorageBuffer(device, expected.length * 4);
+      const op = new MatmulKernel(device, variant).op(uploadBuffer(device, a), bufW, c, shape);
+      expect(maxRelativeError(await runAndRead(device, [op], c), expected)).toBeLessThan(1e-5);
+    }
+  });
+
   it('refuses a quantized B that is not a whole matrix', () => {
     const { device } = gpu();
     const buffer = createStorageBuffer(device, 64);
     const kernel = new MatmulKernel(device, { ...DEFAULT_MATMUL_TILE, transA: false, transB: true, quantB: 'q4' });
     expect(() => kernel.op(buffer, buffer, buffer, { M: 2, N: 2, K: 32, offsetB: 32 })).toThrow(
       /a quantized B is a whole matrix \(offset 0, ldb 32, batch 1\)/,
+    );
+    const q8 = new MatmulKernel(device, { ...DEFAULT_MATMUL_TILE, transA: false, transB: true, quantB: 'q8' });
+    expect(() => q8.op(buffer, buffer, buffer, { M: 2, N: 2, K: 32, offsetB: 16 })).toThrow(
+      /a quantized B is a whole matrix \(from a whole row, ldb 32, batch 1\)/,
     );
   });
 });

@@ -39,8 +39,8 @@ export interface MatmulVariant {
   /** B as fp16 pairs in u32 words, widened with unpack2x16float (core WGSL); fp32 sums. */
   halfB?: boolean;
   /**
-   * B a frozen weight W stored quantized (quant.ts), dequantized as each element is read: a whole matrix (offset 0,
-   * dense, batch 1), x·Wᵀ or dy·W. Not in sets or vector loads.
+   * B a frozen weight W stored quantized (quant.ts), dequantized as each element is read: W's rows (dense, batch 1;
+   * 4-bit whole, q8 from any row), x·Wᵀ or dy·W. Not in sets or vector loads.
    */
   quantB?: QuantFormat;
   /** Registers family, x·Wᵀ: A and B rows read along K as vectors where the shape allows (`vectorKFits`). */
@@ -217,11 +217,16 @@ export class MatmulKernel {
   }
 }
 
-/** A quantized B is one whole dense matrix: offset 0, leading dimension its row length, no batch. */
+/**
+ * A quantized B is a dense matrix whose rows are W's (leading dimension its row length, no batch): a 4-bit W whole
+ * (offset 0), a q8 one from any whole row (a slice of the LM head's vocabulary).
+ */
 function checkQuantB(kernel: string, s: ResolvedShape, v: MatmulVariant): void {
   const cols = v.transB ? s.K : s.N;
-  if (s.offsetB !== 0 || s.ldb !== cols || s.batch !== 1) {
-    throw new Error(`${kernel}: a quantized B is a whole matrix (offset 0, ldb ${cols}, batch 1)`);
+  const rowOffset = v.quantB === 'q8' && s.offsetB % cols === 0;
+  if ((s.offsetB !== 0 && !rowOffset) || s.ldb !== cols || s.batch !== 1) {
+    const from = v.quantB === 'q8' ? 'from a whole row' : 'offset 0';
+    throw new Error(`${kernel}: a quantized B is a whole matrix (${from}, ldb ${cols}, batch 1)`);
   }
 }
 

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { quantBytes } from '../../../core/base-precision';
 import { halfBits } from '../../../core/float16';
 import { mulberry32 } from '../../../core/random';
-import { dequantize, groupSize, NF4_LEVELS, QUANT_FORMATS, quantize, quantRefusal, quantWords } from './quant';
+import { dequantize, groupSize, NF4_LEVELS, QUANT_FORMATS, quantize, quantRefusal, quantWordCount } from './quant';
 
 function normal(n: number, seed: number): Float32Array {
   const next = mulberry32(seed);
@@ -12,16 +13,18 @@ function normal(n: number, seed: number): Float32Array {
 }
 
 describe('quantized base matrices', () => {
-  it('lays out a q8 row as bytes low-first, then its fp16 scale max|row| / 127', () => {
+  it('lays out a q8 row as bytes low-first, then a word with its fp16 scale max|row| / 127', () => {
     const words = quantize([1, -2, 0.5, 0.25, 0, 0, 0, 0], 2, 4, 'q8');
-    expect(quantWords('q8', 2, 4)).toEqual({ codes: 2, total: 3 });
+    expect(quantWordCount('q8', 2, 4)).toBe(4);
     // 2 / 127 = 0.015748 → fp16 0.01575 (bits 0x2408); codes round(w / s).
     const s = halfBits(2 / 127);
     const codes = [1, -2, 0.5, 0.25].map((w) => Math.round(w / 0.0157470703125) & 0xff);
     expect(codes).toEqual([64, 0x81, 32, 16]);
     expect(words[0]).toBe((codes[0] | (codes[1] << 8) | (codes[2] << 16) | (codes[3] << 24)) >>> 0);
-    expect(words[1]).toBe(0);
-    expect(words[2]).toBe(s);
+    expect(words[1]).toBe(s);
+    expect([words[2], words[3]]).toEqual([0, 0]);
+    // The size the memory estimate counts.
+    for (const format of QUANT_FORMATS) expect(quantBytes(format, 6, 128)).toBe(4 * quantWordCount(format, 6, 128));
   });
 
   it('puts q4 codes eight a word, low nibble first, the group scale from its largest weight with its sign', () => {

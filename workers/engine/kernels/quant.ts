@@ -1,16 +1,18 @@
+import { QUANT_LAYOUT, type QuantFormat } from '../../../core/base-precision';
 import { f16BitsToF32Bits, float32FromBits, halfBits } from '../../../core/float16';
 
 /**
  * Frozen base matrices stored quantized on the GPU, dequantized in registers by the kernels that read them. A matrix
- * [rows, cols] (PyTorch's [out, in]) is one u32 array: its codes, then its fp16 scales, two a word.
- *   q8   8-bit codes, a scale per row:                 w = code · s_row,          s = max|row| / 127
+ * [rows, cols] (PyTorch's [out, in]) is one u32 array:
+ *   q8   8-bit codes, a scale per row, each row its cols / 4 code words then a word with its fp16 scale (so a run of
+ *        whole rows, such as a slice of the LM head's vocabulary, reads from any row):   w = code · s,  s = max|row| / 127
  *   q4   4-bit codes in groups of 32 along the row:   w = (code − 8) · s_group,  s = (the largest |w|, signed) / −8
  *   nf4  4-bit codes in groups of 64 along the row:   w = NF4[code] · s_group,   s = max|group|
+ *        (4-bit: all the codes, 8 a word, then the groups' fp16 scales, two a word)
  * q4 is llama.cpp's q4_0 grid (16 levels, the extreme one on the largest weight's side); nf4 is QLoRA's NormalFloat
- * code book (levels at normal quantiles, for normally distributed weights). Element i of the matrix is code i: 4 a
- * word (q8) or 8 a word (4-bit), low bits first; group g's scale is half g after the codes.
+ * code book (levels at normal quantiles, for normally distributed weights). Codes fill words low bits first.
  */
-export type QuantFormat = 'q8' | 'q4' | 'nf4';
+export type { QuantFormat };
 
 export const QUANT_FORMATS: readonly QuantFormat[] = ['q8', 'q4', 'nf4'];
 
@@ -21,12 +23,7 @@ export const NF4_LEVELS = [
   0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ] as const;
 
-/** Bits per code, and how many consecutive weights of a row share a scale (0: the whole row). */
-const LAYOUT: Record<QuantFormat, { bits: 8 | 4; group: number }> = {
-  q8: { bits: 8, group: 0 },
-  q4: { bits: 4, group: 32 },
-  nf4: { bits: 4, group: 64 },
-};
+const LAYOUT = QUANT_LAYOUT;
 
 /** Weights that share a scale: a row of `cols` for q8, the format's group otherwise. */
 export function groupSize(format: QuantFormat, cols: number): number {
@@ -39,11 +36,21 @@ export function quantRefusal(format: QuantFormat, cols: number): string | null {
   return cols % unit === 0 ? null : `${format} needs rows of a multiple of ${unit} weights, not ${cols}`;
 }
 
-/** Words of codes, and the u32 words of the whole matrix (codes, then scales). */
-export function quantWords(format: QuantFormat, rows: number, cols: number): { codes: number; total: number } {
-  const codes = (rows * cols * LAYOUT[format].bits) / 32;
-  const scales = (rows * cols) / groupSize(format, cols);
-  return { codes, total: codes + Math.ceil(scales / 2) };
+/** u32 words of a [rows, cols] matrix in `format` (core/base-precision's quantBytes / 4). */
+export function quantWordCount(format: QuantFormat, rows: number, cols: number): number {
+  if (format === 'q8') return rows * (cols / 4 + 1);
+  return (rows * cols) / 8 + Math.ceil((rows * cols) / LAYOUT[format].group / 2);
+}
+
+/** Where element i's code is (its word, its bit offset there) and its scale's half (word, which half). */
+function locate(format: QuantFormat, i: number, rows: number, cols: number) {
+  if (format === 'q8') {
+    const [row, col] = [Math.floor(i / cols), i % cols];
+    const stride = cols / 4 + 1;
+    return { word: row * stride + (col >> 2), shift: (col & 3) * 8, scaleWord: row * stride + cols / 4, half: 0 };
+  }
+  const g = Math.floor(i / LAYOUT[format].group);
+  return { word: i >> 3, shift: (i & 7) * 4, scaleWord: (rows * cols) / 8 + (g >> 1), half: g & 1 };
 }
 
 /** The code of w / s: the nearest level, ties away from zero as round() does; 0 maps to the zero level. */
@@ -55,48 +62,43 @@ function encode(format: QuantFormat, scaled: number): number {
   return best;
 }
 
-/** The matrix `values` [rows, cols] quantized (codes, then fp16 scales). */
+/** fp16 bits as the number the GPU's unpack2x16float widens them to. */
+const halfValue = (bits: number) => float32FromBits(f16BitsToF32Bits(bits));
+
+/** The matrix `values` [rows, cols] quantized, in the layout above. */
 export function quantize(values: ArrayLike<number>, rows: number, cols: number, format: QuantFormat): Uint32Array {
   const refusal = quantRefusal(format, cols);
   if (refusal) throw new Error(refusal);
   if (values.length !== rows * cols) throw new Error(`${values.length} values are not a ${rows}x${cols} matrix`);
-  const { codes, total } = quantWords(format, rows, cols);
-  const words = new Uint32Array(total);
-  const scales = new Uint16Array(words.buffer, codes * 4, (total - codes) * 2);
+  const words = new Uint32Array(quantWordCount(format, rows, cols));
   const group = groupSize(format, cols);
-  const perWord = 32 / LAYOUT[format].bits;
-  for (let g = 0; g * group < values.length; g++) {
-    const start = g * group;
+  for (let start = 0; start < values.length; start += group) {
     let extreme = 0;
     for (let i = start; i < start + group; i++) if (Math.abs(values[i]) > Math.abs(extreme)) extreme = values[i];
     const bits = halfBits(
       format === 'q8' ? Math.abs(extreme) / 127 : format === 'q4' ? extreme / -8 : Math.abs(extreme),
     );
-    scales[g] = bits;
+    const at = locate(format, start, rows, cols);
+    words[at.scaleWord] |= bits << (16 * at.half);
     // Codes from the fp16 scale the kernels multiply by, so each code is the nearest for the stored scale.
     const s = halfValue(bits);
     for (let i = start; i < start + group; i++) {
-      const code = s === 0 ? encode(format, 0) : encode(format, values[i] / s);
-      words[Math.floor(i / perWord)] |= code << ((i % perWord) * LAYOUT[format].bits);
+      const code = encode(format, s === 0 ? 0 : values[i] / s);
+      const { word, shift } = locate(format, i, rows, cols);
+      words[word] |= code << shift;
     }
   }
   return words;
 }
 
-/** fp16 bits as the number the GPU's unpack2x16float widens them to. */
-const halfValue = (bits: number) => float32FromBits(f16BitsToF32Bits(bits));
-
 /** The matrix the kernels compute with: `words` [rows, cols] in `format` dequantized (the kernels' CPU twin). */
 export function dequantize(words: Uint32Array, rows: number, cols: number, format: QuantFormat): Float32Array {
-  const { codes } = quantWords(format, rows, cols);
-  const scales = new Uint16Array(words.buffer, words.byteOffset + codes * 4, (words.length - codes) * 2);
-  const group = groupSize(format, cols);
   const { bits } = LAYOUT[format];
-  const perWord = 32 / bits;
   const out = new Float32Array(rows * cols);
   for (let i = 0; i < out.length; i++) {
-    const code = (words[Math.floor(i / perWord)] >>> ((i % perWord) * bits)) & ((1 << bits) - 1);
-    const s = halfValue(scales[Math.floor(i / group)]);
+    const at = locate(format, i, rows, cols);
+    const code = (words[at.word] >>> at.shift) & ((1 << bits) - 1);
+    const s = halfValue((words[at.scaleWord] >>> (16 * at.half)) & 0xffff);
     const level = format === 'q8' ? (code << 24) >> 24 : format === 'q4' ? code - 8 : NF4_LEVELS[code];
     out[i] = Math.fround(level * s);
   }
@@ -107,31 +109,41 @@ export function dequantize(words: Uint32Array, rows: number, cols: number, forma
 export const codesPerWord = (format: QuantFormat) => 32 / LAYOUT[format].bits;
 
 /**
- * WGSL for the matrices `names` (each an array<u32>) in `format`: `dequant_M(i, count, cols) -> f32`, element i of
- * M, a matrix of `count` elements and `cols` columns; and `dequantWord_M(word, i0, count, cols)`, the codes of one
- * word whose first element is i0, widened and scaled: a vec4f (q8), or two (4-bit; a word never straddles groups),
- * which `dotPair(d, a, b)` dots with two vec4f.
+ * WGSL for the matrices `names` (each an array<u32>) in `format`, element indices counted in the matrix (a q8
+ * matrix's from any whole row: an offset into the LM head's vocabulary); `count` its elements (4-bit: where the
+ * scales start), `cols` its row length:
+ *   `dequant_M(i, count, cols) -> f32`                 element i
+ *   `codeWord_M(i, count, cols) -> u32`                 the word holding element i's code (i a multiple of 4 or 8)
+ *   `dequantWord_M(w, i0, count, cols)`                 word w's codes, the first element i0, widened and scaled: a
+ *                                                       vec4f (q8), or two (4-bit, which `dotPair(d, a, b)` dots)
+ * A word never straddles rows or groups.
  */
 export function dequantWgsl(format: QuantFormat, names: readonly string[]): string {
   const { bits, group } = LAYOUT[format];
   const perWord = 32 / bits;
-  const scale = (name: string, i: string) => {
-    const g = group ? `${i} / ${group}u` : `${i} / cols`;
-    return `unpack2x16float(${name}[count / ${perWord}u + (${g}) / 2u])[(${g}) & 1u]`;
-  };
   const level = (code: string) =>
     format === 'q8' ? `f32((i32(${code}) << 24u) >> 24u)` : format === 'q4' ? `f32(i32(${code}) - 8)` : `NF4[${code}]`;
   const lanes = (from: number) =>
     `vec4f(${[0, 1, 2, 3].map((l) => level(`(w >> ${bits * (from + l)}u) & ${(1 << bits) - 1}u`)).join(', ')})`;
+  // Where element i's code word and scale are: q8 rows of cols / 4 code words and a scale word; 4-bit codes, scales.
+  const word = format === 'q8' ? '(i / cols) * (cols / 4u + 1u) + (i % cols) / 4u' : 'i / 8u';
+  const scale = (name: string) =>
+    format === 'q8'
+      ? `unpack2x16float(${name}[(i / cols) * (cols / 4u + 1u) + cols / 4u]).x`
+      : `unpack2x16float(${name}[count / 8u + i / ${group * 2}u])[(i / ${group}u) & 1u]`;
   const functions = names.map(
     (name) => /* wgsl */ `
+fn codeWord_${name}(i: u32, count: u32, cols: u32) -> u32 { return ${word}; }
+
+fn scale_${name}(i: u32, count: u32, cols: u32) -> f32 { return ${scale(name)}; }
+
 fn dequant_${name}(i: u32, count: u32, cols: u32) -> f32 {
-  let code = (${name}[i / ${perWord}u] >> ((i % ${perWord}u) * ${bits}u)) & ${(1 << bits) - 1}u;
-  return ${level('code')} * ${scale(name, 'i')};
+  let code = (${name}[codeWord_${name}(i, count, cols)] >> ((i % ${perWord}u) * ${bits}u)) & ${(1 << bits) - 1}u;
+  return ${level('code')} * scale_${name}(i, count, cols);
 }
 
-fn dequantWord_${name}(w: u32, i0: u32, count: u32, cols: u32) -> ${bits === 8 ? 'vec4f' : 'array<vec4f, 2>'} {
-  let s = ${scale(name, 'i0')};
+fn dequantWord_${name}(w: u32, i: u32, count: u32, cols: u32) -> ${bits === 8 ? 'vec4f' : 'array<vec4f, 2>'} {
+  let s = scale_${name}(i, count, cols);
   return ${bits === 8 ? `s * ${lanes(0)}` : `array<vec4f, 2>(s * ${lanes(0)}, s * ${lanes(4)})`};
 }`,
   );
@@ -140,5 +152,5 @@ fn dequantWord_${name}(w: u32, i0: u32, count: u32, cols: u32) -> ${bits === 8 ?
     bits === 4
       ? "\n// A word's eight weights · eight x.\nfn dotPair(d: array<vec4f, 2>, a: vec4f, b: vec4f) -> f32 { return dot(d[0], a) + dot(d[1], b); }"
       : '';
-  return `// ${format} matrices: codes, then fp16 scales.\n${levels}${functions.join('\n')}${pair}`;
+  return `// ${format} matrices.\n${levels}${functions.join('\n')}${pair}`;
 }

@@ -27,7 +27,7 @@ interface SetupOptions {
   vocabChunkBytes?: number;
   half?: boolean;
   targets?: Projection[];
-  /** The projections quantized; `weights` are then the dequantized ones the GPU computes with. */
+  /** The projections quantized (and the tables at 8 bits); `weights` are then the dequantized ones the GPU uses. */
   base?: QuantFormat;
 }
 
@@ -38,10 +38,16 @@ async function setup(config: ModelConfig, options: SetupOptions = {}) {
   const drawn = randomWeights(config, 11);
   const gw = await uploadWeights(device, config, drawn, { vocabChunkBytes, halfMatrices, base });
   const weights = new Map(drawn);
+  // Projections in `base`, the tables at 8 bits.
   for (const [key, [out, inDim]] of base ? expectedTensors(config) : []) {
-    if (!base || !key.endsWith('_proj.weight')) continue;
-    const words = quantize(Float32Array.from(drawn.get(key) ?? []), out, inDim, base);
-    weights.set(key, Float64Array.from(dequantize(words, out, inDim, base)));
+    const format = key.endsWith('_proj.weight')
+      ? base
+      : key.includes('embed_tokens') || key === 'lm_head.weight'
+        ? 'q8'
+        : null;
+    if (!format) continue;
+    const words = quantize(Float32Array.from(drawn.get(key) ?? []), out, inDim, format);
+    weights.set(key, Float64Array.from(dequantize(words, out, inDim, format)));
   }
   const ref = randomLora(config, targets, 3, 6, false, 12);
   const lora = withLora

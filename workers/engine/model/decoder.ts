@@ -450,7 +450,7 @@ export class Decoder {
     // x [B, d] = E[ids] (· Gemma's √d)
     const scale = c.gemma?.embedScale;
     for (const { buffer, first, rows } of this.w.embed) {
-      const embed = { ids: this.ids, chunk: buffer, x, half: this.w.halfMatrices };
+      const embed = { ids: this.ids, chunk: buffer, x, format: this.w.tableFormat };
       ops.push(this.k.embedding.forwardOp({ ...embed, tokens: B, dim: d, first, rows, scale }));
     }
     for (let l = 0; l < c.numLayers; l++) {

@@ -207,7 +207,7 @@ const cases: Case[] = [
     gpuKernels: 'tuned',
     seq: 19,
   },
-  // A quantized base (rows of whole 64-weight groups): the reference runs on the dequantized projections.
+  // A quantized base (rows of whole 64-weight groups; 8-bit tables): the reference runs on the dequantized weights.
   {
     name: 'q4 base (llama), LoRA on all seven projections, labels with -100',
     config: tinyConfig({ hiddenSize: 64, intermediateSize: 128, headDim: 16 }),
@@ -217,7 +217,7 @@ const cases: Case[] = [
     base: 'q4',
   },
   {
-    name: 'nf4 base, fp16 tables (qwen2, untied, chunked vocabulary), recomputed',
+    name: 'nf4 base, 8-bit tables (qwen2, untied, chunked vocabulary, logits in slices of chunks), recomputed',
     config: tinyConfig({
       modelType: 'qwen2',
       attentionBias: true,
@@ -272,13 +272,16 @@ describe('the WebGPU transformer step against the float64 CPU reference', () => 
       if (c.half) {
         for (const [key, values] of weights) if (isMatrix(key)) weights.set(key, roundToHalf(values));
       }
-      // The GPU quantizes the float32 weights it is handed; the reference reads them dequantized.
+      // The GPU quantizes the float32 weights it is handed (the tables at 8 bits, a scale a row, whatever their
+      // chunks); the reference reads them dequantized.
       const reference = new Map(weights);
       for (const [key, values] of c.base ? weights : []) {
-        const dims = projectionDims(config, key);
+        const table = key === 'model.embed_tokens.weight' || key === 'lm_head.weight';
+        const dims = table ? ([config.vocabSize, config.hiddenSize] as const) : projectionDims(config, key);
         if (!dims || !c.base) continue;
-        const words = quantize(Float32Array.from(values), dims[0], dims[1], c.base);
-        reference.set(key, Float64Array.from(dequantize(words, dims[0], dims[1], c.base)));
+        const format = table ? 'q8' : c.base;
+        const words = quantize(Float32Array.from(values), dims[0], dims[1], format);
+        reference.set(key, Float64Array.from(dequantize(words, dims[0], dims[1], format)));
       }
       const rank = 3;
       const refLora = randomLora(config, c.targets, rank, 5, c.rslora ?? false, 2);
@@ -428,8 +431,8 @@ describe('GpuWeights', () => {
       sizes[base ?? 'f32'] = gw.layers[0].proj.down_proj.size;
       gw.destroy();
     }
-    // down_proj [64, 128]: 32 KiB in fp32; a byte a weight and a scale a row; half a byte and a scale per 32.
-    expect(sizes).toEqual({ f32: 32768, q8: 8192 + 128, q4: 4096 + 512 });
+    // down_proj [64, 128]: 32 KiB in fp32; a byte a weight and a scale word a row; half a byte and a scale per 32.
+    expect(sizes).toEqual({ f32: 32768, q8: 8192 + 256, q4: 4096 + 512 });
     const narrow = randomWeights(tinyConfig(), 1);
     const narrowSource = (key: string) => Float32Array.from(narrow.get(key) ?? []);
     await expect(GpuWeights.upload(device, tinyConfig(), narrowSource, { base: 'q4' })).rejects.toThrow(

@@ -323,7 +323,7 @@ export class TransformerStep {
     // x [N, d] = E[ids] (· Gemma's √d), a vocabulary chunk at a time
     const scale = w.config.gemma?.embedScale;
     for (const { buffer, first, rows } of w.embed) {
-      const embed = { ids: inputs.ids, chunk: buffer, x: layers[0].xIn, half: w.halfMatrices };
+      const embed = { ids: inputs.ids, chunk: buffer, x: layers[0].xIn, format: w.tableFormat };
       ops.push(k.embedding.forwardOp({ ...embed, tokens: N, dim: d, first, rows, scale }));
     }
     // x = layer_l(x); each layer's last product may leave its output in partial sums for the next norm to add.

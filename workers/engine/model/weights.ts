@@ -8,7 +8,7 @@ import {
 } from '../../../core/model-config';
 import { createStorageBuffer, readConcatenated, uploadBuffer } from '../gpu/buffers';
 import type { MatrixFormat } from '../kernels/matmul';
-import { type QuantFormat, quantize, quantRefusal, quantWords } from '../kernels/quant';
+import { type QuantFormat, quantize, quantRefusal, quantWordCount } from '../kernels/quant';
 
 /** A slice of vocabulary rows held in one buffer: rows [first, first + rows). */
 export interface VocabChunk {
@@ -60,9 +60,9 @@ export class GpuWeights {
     readonly base: QuantFormat | null,
   ) {}
 
-  /** How the embedding and LM head tables are stored. */
+  /** How the embedding and LM head tables are stored: 8-bit beside a quantized base. */
   get tableFormat(): MatrixFormat {
-    return this.halfMatrices ? 'f16' : 'f32';
+    return this.base ? 'q8' : this.halfMatrices ? 'f16' : 'f32';
   }
 
   /** How the seven projections' W are stored, as the matmuls and gemvs reading them are told. */
@@ -75,7 +75,8 @@ export class GpuWeights {
    * `vocabChunkBytes` the largest vocabulary chunk (smaller values let tests exercise chunking on tiny models).
    * `halfMatrices` keeps the frozen matrices (projections, embedding, LM head) as fp16, two values per word:
    * half the memory for LoRA training; norms and biases stay fp32, and all arithmetic is fp32. `base` stores the
-   * projections quantized instead, each quantized as it is read (never the whole model in float at once).
+   * projections quantized instead (and the embedding and LM head tables at 8 bits, a scale a row), each tensor
+   * quantized as it is read (never the whole model in float at once).
    */
   static async upload(
     device: GPUDevice,
@@ -114,7 +115,7 @@ export class GpuWeights {
       }
       const quant = isMatrix && base && expected ? base : null;
       const bytes = quant
-        ? quantWords(quant, expected?.[0] ?? 0, expected?.[1] ?? 0).total * 4
+        ? quantWordCount(quant, expected?.[0] ?? 0, expected?.[1] ?? 0) * 4
         : isMatrix
           ? data.length * elementBytes
           : data.byteLength;
@@ -130,18 +131,22 @@ export class GpuWeights {
       byKey.set(key, [buffer]);
       return buffer;
     };
+    // With a quantized base the tables are 8-bit too, a scale word a row: each chunk a [rows, d] q8 matrix.
+    const rowBytes = (d: number) => (base ? d + 4 : d * elementBytes);
     const chunks = async (key: string): Promise<VocabChunk[]> => {
       const table = await source(key);
       const { vocabSize: vocab, hiddenSize: d } = config;
       if (table.length !== vocab * d) throw new Error(`tensor ${key}: ${table.length} values, expected ${vocab * d}`);
-      const rowsPerChunk = Math.floor(chunkBytes / (d * elementBytes));
+      const rowsPerChunk = Math.floor(chunkBytes / rowBytes(d));
       if (rowsPerChunk === 0) {
-        throw new Error(`tensor ${key}: one row (${d * elementBytes} bytes) is over the ${limit}-byte binding limit`);
+        throw new Error(`tensor ${key}: one row (${rowBytes(d)} bytes) is over the ${limit}-byte binding limit`);
       }
       const list: VocabChunk[] = [];
       for (let first = 0; first < vocab; first += rowsPerChunk) {
         const rows = Math.min(rowsPerChunk, vocab - first);
-        list.push({ first, rows, buffer: matrix(table.subarray(first * d, (first + rows) * d), key) });
+        const values = table.subarray(first * d, (first + rows) * d);
+        const buffer = base ? quantized(values, key, [rows, d], 'q8') : matrix(values, key);
+        list.push({ first, rows, buffer });
       }
       byKey.set(
         key,

@@ -4,6 +4,7 @@
  * both build it here, so the estimate measures the very steps the run will take.
  */
 
+import type { BasePrecision } from '../../../core/base-precision';
 import { type LoadedAdapter, loadAdapter } from '../../../core/checkpoint';
 import type { DatasetFile } from '../../../core/dataset/read-records';
 import { pickedFilesReader } from '../../../core/export/unzip-folder';
@@ -30,6 +31,8 @@ export interface TrainRequest {
   reward?: RewardChoice;
   /** An adapter folder (or its zip) the run continues, in its own LoRA shape. */
   initialAdapter?: { name: string; files: { path: string; file: Blob }[] };
+  /** The base precision the model was loaded at when the run began (the session fills it in); resumed at it. */
+  base?: BasePrecision;
 }
 
 /** The GPU device, its kernels, and how this platform runs a reward rule's worker. */
