@@ -1,6 +1,6 @@
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
 import * as Comlink from 'comlink';
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { BASE_PRECISION_LABELS, BASE_PRECISIONS, type BasePrecision } from '../../../core/base-precision';
 import { hubErrorKind } from '../../../core/hub-errors';
 import type { DescribedModel, DownloadProgress, ModelSource } from '../../../workers/engine/api';
@@ -20,6 +20,10 @@ export function ModelStep() {
   const loaded = useModel((s) => s.loaded);
   const lost = useModel((s) => s.lost);
   const [source, setSource] = useState<ModelSource | null>(current);
+  // A session restored while this step was open shows its model, unless another was picked meanwhile.
+  useEffect(() => {
+    if (current) setSource((picked) => picked ?? current);
+  }, [current]);
   return (
     <Step
       id="model"
