@@ -17,7 +17,7 @@ const PARAMS = uniformStruct({ tokens: 'u32', dim: 'u32', first: 'u32', chunkRow
 function forwardShader(format: MatrixFormat): string {
   const quant = quantOf(format);
   const read = quant
-    ? 'dequant_table(at, p.chunkRows * p.dim, p.dim)'
+    ? 'dequant_table(at, p.chunkRows, p.dim)'
     : format === 'f16'
       ? 'unpack2x16float(table[at >> 1u])[at & 1u]'
       : 'table[at]';

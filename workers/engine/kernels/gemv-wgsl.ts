@@ -59,7 +59,7 @@ const matricesOf = (v: GemvVariant) => (v.gated ? ['W', 'U'] : ['W']);
  * output n from its sums over W's row (and U's).
  */
 function bindings(v: GemvVariant, vectors: boolean, set = 0): string {
-  const m = vectors ? (v.halfW ? 'vec4<u32>' : 'vec4f') : v.halfW || v.quantW ? 'u32' : 'f32';
+  const m = v.quantW ? 'u32' : vectors ? (v.halfW ? 'vec4<u32>' : 'vec4f') : v.halfW ? 'u32' : 'f32';
   // A set of `set` products binds each one's W, y and bias (W0.., y0.., bias0..), handed to its function.
   const each = (decl: (i: string) => string) =>
     set ? Array.from({ length: set }, (_, i) => decl(String(i))) : [decl('')];
@@ -259,9 +259,9 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 }
 
 /**
- * A quantized matrix m's loop over one word of codes per step (4 or 8 weights of each row in `rows`, element indices
- * of its rows: a q8 W from any whole row, a 4-bit one whole), x read as vectors beside them; `add` takes each row's
- * dot product.
+ * A quantized matrix m's loop over one word of codes per step (4 or 8 weights of each row in `rows`, the element
+ * where each row starts: a q8 W from any whole row, a 4-bit one whole), x read as vectors beside them; `add` takes
+ * each row's dot product, scaled.
  */
 function quantDots(
   v: GemvVariant,
@@ -278,15 +278,56 @@ function quantDots(
     const square = squares ? `\n      ss += dot(xr${h}, xr${h});` : '';
     return `let xr${h} = vec4f(${[0, 1, 2, 3].map(at).join(', ')});${square}\n      let xv${h} = xr${h}${gain};`;
   }).join('\n      ');
-  const terms = shape.rows.map((row) => {
-    const at = `${row} + k, p.N * p.K, p.K`;
-    const word = `dequantWord_${m}(${m}[codeWord_${m}(${at})], ${at})`;
-    return halves === 1 ? `dot(${word}, xv0)` : `dotPair(${word}, xv0, xv1)`;
-  });
-  return `${shape.loop(perWord)} {
+  // Each row's number in W (its element start / K), once.
+  const rows = shape.rows.map((row, r) => ({ start: row, q: `q${m}${r}` }));
+  const terms = rows.map(({ q }) => quantTerm(m, q, 'k', halves, ['xv0', 'xv1']));
+  return `${rows.map(({ start, q }) => `let ${q} = ${start} / p.K;`).join(' ')}
+    ${shape.loop(perWord)} {
       ${xs}
       ${shape.add(terms)}
     }`;
+}
+
+/** Row q of quantized m at column k, its word's weights · x (one vec4f, or two for 4-bit), scaled. */
+function quantTerm(m: string, q: string, k: string, halves: number, x: [string, string]): string {
+  const at = `${q}, ${k}, p.N, p.K`;
+  const levels = `levels_${m}(${m}[codeWord_${m}(${at})])`;
+  return `scale_${m}(${at}) * ${halves === 1 ? `dot(${levels}, ${x[0]})` : `dotPair(${levels}, ${x[0]}, ${x[1]})`}`;
+}
+
+/**
+ * The row layout's variant for a quantized W (offsetA whole vectors): VEC_ROWS outputs per invocation, each step a
+ * word of codes of every row against x's one or two vec4 loaded once for all of them.
+ */
+export function quantVectorShader(v: GemvVariant): string {
+  const perWord = codesPerWord(v.quantW as QuantFormat);
+  const halves = perWord / 4;
+  const rows = Array.from({ length: VEC_ROWS }, (_, r) => r);
+  const pairs = matricesOf(v).flatMap((m) => rows.map((r) => ({ m, r })));
+  const xs = Array.from({ length: halves }, (_, h) => {
+    const raw = `x[xo + k / 4u + ${h}u]`;
+    if (!v.normed) return `let x${h} = ${raw};`;
+    return `let x${h}raw = ${raw};\n    ss += dot(x${h}raw, x${h}raw);\n    let x${h} = x${h}raw * g[k / 4u + ${h}u];`;
+  }).join('\n    ');
+  return /* wgsl */ `
+${bindings(v, true)}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let first = (gid.x + gid.y * nwg.x * ${WG}u) * ${VEC_ROWS}u;
+  if (first >= p.N) { return; }
+  // Rows past N repeat the last one (in bounds) and are not stored.
+  ${rows.map((r) => `let q${r} = p.offsetB / p.K + min(first + ${r}u, p.N - 1u);`).join('\n  ')}
+  ${pairs.map(({ m, r }) => `var acc${m}${r} = 0.0;`).join('\n  ')}
+  let xo = p.offsetA / 4u;${v.normed ? '\n  var ss = 0.0;' : ''}
+  for (var k = 0u; k < p.K; k += ${perWord}u) {
+    ${xs}
+    ${pairs.map(({ m, r }) => `acc${m}${r} += ${quantTerm(m, `q${r}`, 'k', halves, ['x0', 'x1'])};`).join('\n    ')}
+  }
+  let rstd = ${rstdOf(v, 'ss')};
+  ${rows.map((r) => `if (first + ${r}u < p.N) { store(first + ${r}u, accW${r} * rstd, ${upSum(v, `accU${r} * rstd`)}); }`).join('\n  ')}
+}
+`;
 }
 
 /** Outputs per invocation of the row layout's vector variant. */

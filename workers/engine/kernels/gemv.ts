@@ -4,6 +4,7 @@ import {
   cooperativeShader,
   GEMV_PARAMS,
   type GemvVariant,
+  quantVectorShader,
   ROWS,
   rowShader,
   VEC_ROWS,
@@ -176,8 +177,8 @@ export class GemvKernels {
       throw new Error(`a gemv's ${s.N} rows cannot be ${1 + segment.offsets.length} segments of ${segment.rows}`);
     }
     // The row layout reads vectors where the shape allows (its vector variant), else scalars.
-    // A quantized W is read a word of codes at a time in the row layout's scalar variant.
-    const vectors = !v.quantW && GemvKernels.vectorFits(s, v.halfW);
+    // A quantized W is read a word of codes at a time, against x in vectors where its offset allows.
+    const vectors = v.quantW ? (s.offsetA ?? 0) % 4 === 0 : GemvKernels.vectorFits(s, v.halfW);
     const family = this.layout === 'row' ? (vectors ? 'vector' : 'row') : 'cooperative';
     const outputsPerGroup = family === 'vector' ? WG * VEC_ROWS : family === 'row' ? WG : ROWS;
     return this.kernel(family, v).op(
@@ -236,9 +237,10 @@ export class GemvKernels {
     const key = `${family}${v.halfW ? ' f16w' : ''}${v.quantW ? ` ${v.quantW}w` : ''}${v.lowRank ? ' low-rank' : ''}${v.gated ? ' gated' : ''}${v.gelu ? ' gelu' : ''}${v.normed ? ' normed' : ''}${v.biased ? ' bias' : ''}${set ? ` set of ${set}` : ''}`;
     let kernel = this.kernels.get(key);
     if (!kernel) {
+      const vector = v.quantW ? quantVectorShader : vectorRowShader;
       const code = set
         ? cooperativeShader(v, set)
-        : { cooperative: cooperativeShader, row: rowShader, vector: vectorRowShader }[family](v);
+        : { cooperative: cooperativeShader, row: rowShader, vector }[family](v);
       kernel = new Kernel(this.device, code, `gemv ${key}`);
       this.kernels.set(key, kernel);
     }

@@ -70,7 +70,7 @@ ${set ? setBindings(v, set) : operandBindings(v, vectors)}
 /** One product's operands and output, and its uniforms `p`. */
 function operandBindings(v: MatmulVariant, vectors: boolean): string {
   return /* wgsl */ `@group(0) @binding(0) var<storage, read> A: array<${vectors ? 'vec4f' : 'f32'}>;
-@group(0) @binding(1) var<storage, read> B: array<${vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB || v.quantB ? 'u32' : 'f32'}>;
+@group(0) @binding(1) var<storage, read> B: array<${v.quantB ? 'u32' : vectors ? (v.halfB ? 'vec4<u32>' : 'vec4f') : v.halfB ? 'u32' : 'f32'}>;
 @group(0) @binding(2) var<storage, read_write> C: array<f32>;
 ${extraBindings(v, 3)}
 ${operandLoads(v, vectors)}`;
@@ -96,17 +96,19 @@ fn loadB(B: ptr<storage, array<${b}>, read>, i: u32) -> f32 { return ${v.halfB ?
 
 /**
  * loadA(i), loadB(i): element i as f32, through the variant's operand mask, fp16 B widened, quantized B dequantized
- * (W [N, K] for x·Wᵀ, [K, N] for dy·W); with `vectors`, vector i as vec4f (fp16 B is read by the vector kernel itself).
+ * (W [N, K] for x·Wᵀ, [K, N] for dy·W); with `vectors`, vector i as vec4f (fp16 and quantized B are read by the
+ * vector kernel itself).
  */
 function operandLoads(v: MatmulVariant, vectors: boolean): string {
   if (vectors) {
     const loadA = 'fn loadA(i: u32) -> vec4f { return A[i]; }';
+    if (v.quantB) return `${dequantWgsl(v.quantB, ['B'])}\n${loadA}`;
     return v.halfB ? loadA : `${loadA}\nfn loadB(i: u32) -> vec4f { return B[i]; }`;
   }
   const mask = (operand: 'a' | 'b', value: string, offset: string) =>
     v.maskedOperand === operand ? `masked(${value}, i - ${offset})` : value;
   const b = v.quantB
-    ? `dequant_B(i, p.N * p.K, ${v.transB ? 'p.K' : 'p.N'})`
+    ? `dequant_B(i, ${v.transB ? 'p.N, p.K' : 'p.K, p.N'})`
     : v.halfB
       ? 'unpack2x16float(B[i >> 1u])[i & 1u]'
       : 'B[i]';

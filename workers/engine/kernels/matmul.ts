@@ -39,8 +39,8 @@ export interface MatmulVariant {
   /** B as fp16 pairs in u32 words, widened with unpack2x16float (core WGSL); fp32 sums. */
   halfB?: boolean;
   /**
-   * B a frozen weight W stored quantized (quant.ts), dequantized as each element is read: W's rows (dense, batch 1;
-   * 4-bit whole, q8 from any row), x·Wᵀ or dy·W. Not in sets or vector loads.
+   * B a frozen weight W stored quantized (quant.ts), dequantized as each element is read (with `vectorK`, a word of
+   * codes at a time): W's rows (dense, batch 1; 4-bit whole, q8 from any row), x·Wᵀ or dy·W. Not in sets.
    */
   quantB?: QuantFormat;
   /** Registers family, x·Wᵀ: A and B rows read along K as vectors where the shape allows (`vectorKFits`). */
@@ -158,12 +158,15 @@ export interface SetLayout {
   products: number;
 }
 
-/** Whether every row of A and B starts on a whole vector: 4 floats of A, 4 floats or 8 halves of B. */
+/**
+ * Whether every row of A and B starts on a whole vector: 4 floats of A, 4 floats or 8 halves of B (a quantized B's
+ * rows are whole words of codes, its K whole groups).
+ */
 export function vectorKFits(shape: MatmulShape, v: MatmulVariant): boolean {
   const s = resolveMatmulShape(shape, v);
   const perB = v.halfB ? 8 : 4;
   return (
-    [s.K, s.ldb, s.offsetB, s.strideB].every((n) => n % perB === 0) &&
+    (v.quantB !== undefined || [s.K, s.ldb, s.offsetB, s.strideB].every((n) => n % perB === 0)) &&
     [s.lda, s.offsetA, s.strideA].every((n) => n % 4 === 0)
   );
 }

@@ -109,14 +109,14 @@ export function dequantize(words: Uint32Array, rows: number, cols: number, forma
 export const codesPerWord = (format: QuantFormat) => 32 / LAYOUT[format].bits;
 
 /**
- * WGSL for the matrices `names` (each an array<u32>) in `format`, element indices counted in the matrix (a q8
- * matrix's from any whole row: an offset into the LM head's vocabulary); `count` its elements (4-bit: where the
- * scales start), `cols` its row length:
- *   `dequant_M(i, count, cols) -> f32`                 element i
- *   `codeWord_M(i, count, cols) -> u32`                 the word holding element i's code (i a multiple of 4 or 8)
- *   `dequantWord_M(w, i0, count, cols)`                 word w's codes, the first element i0, widened and scaled: a
- *                                                       vec4f (q8), or two (4-bit, which `dotPair(d, a, b)` dots)
- * A word never straddles rows or groups.
+ * WGSL for the matrices `names` (each an array<u32>) in `format`, `rows` × `cols` (a q8 matrix's rows counted from
+ * any row: an offset into the LM head's vocabulary):
+ *   `codeWord_M(row, col, rows, cols) -> u32`     the word holding (row, col)'s code (col a multiple of 4 or 8)
+ *   `scale_M(row, col, rows, cols) -> f32`        its scale
+ *   `levels_M(w)`                                  word w's codes as levels, unscaled: a vec4f (q8), or two (4-bit,
+ *                                                  which `dotPair(d, a, b)` dots with two vec4f)
+ *   `dequant_M(i, rows, cols) -> f32`              element i (row-major), for loads by flat index
+ * A word never straddles rows or groups; no division but by constants (shifts).
  */
 export function dequantWgsl(format: QuantFormat, names: readonly string[]): string {
   const { bits, group } = LAYOUT[format];
@@ -125,26 +125,27 @@ export function dequantWgsl(format: QuantFormat, names: readonly string[]): stri
     format === 'q8' ? `f32((i32(${code}) << 24u) >> 24u)` : format === 'q4' ? `f32(i32(${code}) - 8)` : `NF4[${code}]`;
   const lanes = (from: number) =>
     `vec4f(${[0, 1, 2, 3].map((l) => level(`(w >> ${bits * (from + l)}u) & ${(1 << bits) - 1}u`)).join(', ')})`;
-  // Where element i's code word and scale are: q8 rows of cols / 4 code words and a scale word; 4-bit codes, scales.
-  const word = format === 'q8' ? '(i / cols) * (cols / 4u + 1u) + (i % cols) / 4u' : 'i / 8u';
+  // q8: rows of cols / 4 code words and a scale word; 4-bit: all the codes, then the groups' scales.
+  const word = format === 'q8' ? 'row * (cols / 4u + 1u) + col / 4u' : '(row * cols + col) / 8u';
   const scale = (name: string) =>
     format === 'q8'
-      ? `unpack2x16float(${name}[(i / cols) * (cols / 4u + 1u) + cols / 4u]).x`
-      : `unpack2x16float(${name}[count / 8u + i / ${group * 2}u])[(i / ${group}u) & 1u]`;
+      ? `unpack2x16float(${name}[row * (cols / 4u + 1u) + cols / 4u]).x`
+      : `unpack2x16float(${name}[rows * cols / 8u + (row * cols + col) / ${group * 2}u])[((row * cols + col) / ${group}u) & 1u]`;
   const functions = names.map(
     (name) => /* wgsl */ `
-fn codeWord_${name}(i: u32, count: u32, cols: u32) -> u32 { return ${word}; }
+fn codeWord_${name}(row: u32, col: u32, rows: u32, cols: u32) -> u32 { return ${word}; }
 
-fn scale_${name}(i: u32, count: u32, cols: u32) -> f32 { return ${scale(name)}; }
+fn scale_${name}(row: u32, col: u32, rows: u32, cols: u32) -> f32 { return ${scale(name)}; }
 
-fn dequant_${name}(i: u32, count: u32, cols: u32) -> f32 {
-  let code = (${name}[codeWord_${name}(i, count, cols)] >> ((i % ${perWord}u) * ${bits}u)) & ${(1 << bits) - 1}u;
-  return ${level('code')} * scale_${name}(i, count, cols);
+fn levels_${name}(w: u32) -> ${bits === 8 ? 'vec4f' : 'array<vec4f, 2>'} {
+  return ${bits === 8 ? lanes(0) : `array<vec4f, 2>(${lanes(0)}, ${lanes(4)})`};
 }
 
-fn dequantWord_${name}(w: u32, i: u32, count: u32, cols: u32) -> ${bits === 8 ? 'vec4f' : 'array<vec4f, 2>'} {
-  let s = scale_${name}(i, count, cols);
-  return ${bits === 8 ? `s * ${lanes(0)}` : `array<vec4f, 2>(s * ${lanes(0)}, s * ${lanes(4)})`};
+fn dequant_${name}(i: u32, rows: u32, cols: u32) -> f32 {
+  let row = i / cols;
+  let col = i % cols;
+  let code = (${name}[codeWord_${name}(row, col, rows, cols)] >> ((col % ${perWord}u) * ${bits}u)) & ${(1 << bits) - 1}u;
+  return ${level('code')} * scale_${name}(row, col, rows, cols);
 }`,
   );
   const levels = format === 'nf4' ? `const NF4 = array<f32, 16>(${NF4_LEVELS.join(', ')});\n` : '';
