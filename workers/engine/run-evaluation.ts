@@ -3,11 +3,13 @@
  * adapter, or another model read for it), answering several examples at once and measuring perplexity; a rule and
  * a reward model as scorers; the report kept with the latest run.
  */
+import { defaultBasePrecision } from '../../core/base-precision';
 import type { ReadFile } from '../../core/checkpoint';
 import { lastUserTurn } from '../../core/dataset/formats';
 import { renderChat, renderExample, renderPrompt } from '../../core/dataset/render';
 import { type EvalExample, perplexityTarget } from '../../core/eval/examples';
 import { type ModelConfig, shortDims } from '../../core/model-config';
+import { parameterCount } from '../../core/model-memory';
 import type { ModelTokenizer } from '../../core/tokenizer';
 import { type ReplyModel, replyRows } from './chat';
 import {
@@ -121,13 +123,15 @@ export class RunEvaluation {
     this.stopRequested = true;
   }
 
-  /** Another model's base, read and put on the GPU for its turn, let go after it. */
+  /** Another model's base, read and put on the GPU (at its default base precision) for its turn, let go after it. */
   private async otherModel(other: { label: string; read: ReadFile }): Promise<{ model: ReplyModel; release(): void }> {
     const { device, kernels } = await this.source.engine();
     const files = await loadModelFiles(other.read, other.label);
     if (!files.tokenizer) throw new Error(`${other.label}: ${files.tokenizerError}; it cannot read the examples`);
+    const config = files.checkpoint.config;
     const weights = await uploadChecked(device, files.checkpoint, {
       halfMatrices: kernels.choices.halfWeights,
+      base: defaultBasePrecision(config, parameterCount(config)),
       what: `the weights of ${other.label}, which answer beside the loaded model`,
     });
     const model = { config: files.checkpoint.config, weights, lora: null, tokenizer: files.tokenizer };

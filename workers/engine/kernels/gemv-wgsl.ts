@@ -1,4 +1,4 @@
-import { codesPerWord, dequantWgsl, type QuantFormat } from './quant';
+import { codesPerWord, dequantWgsl, groupSize, type QuantFormat } from './quant';
 import { GELU_TANH_WGSL } from './swiglu';
 import { uniformStruct } from './wgsl';
 
@@ -296,19 +296,29 @@ function quantTerm(m: string, q: string, k: string, halves: number, x: [string, 
 }
 
 /**
- * The row layout's variant for a quantized W (offsetA whole vectors): VEC_ROWS outputs per invocation, each step a
- * word of codes of every row against x's one or two vec4 loaded once for all of them.
+ * The row layout's variant for a quantized W (offsetA whole vectors, K whole steps of 8): VEC_ROWS outputs per
+ * invocation, walking each scale's group (a q8 row is one group) eight weights a step, x's two vec4 loaded once for
+ * all the rows; each group's sums scaled once.
  */
 export function quantVectorShader(v: GemvVariant): string {
-  const perWord = codesPerWord(v.quantW as QuantFormat);
-  const halves = perWord / 4;
+  const format = v.quantW as QuantFormat;
+  const q8 = codesPerWord(format) === 4;
   const rows = Array.from({ length: VEC_ROWS }, (_, r) => r);
   const pairs = matricesOf(v).flatMap((m) => rows.map((r) => ({ m, r })));
-  const xs = Array.from({ length: halves }, (_, h) => {
-    const raw = `x[xo + k / 4u + ${h}u]`;
-    if (!v.normed) return `let x${h} = ${raw};`;
-    return `let x${h}raw = ${raw};\n    ss += dot(x${h}raw, x${h}raw);\n    let x${h} = x${h}raw * g[k / 4u + ${h}u];`;
-  }).join('\n    ');
+  const xs = [0, 1]
+    .map((h) => {
+      const raw = `x[xo + k / 4u + ${h}u]`;
+      if (!v.normed) return `let x${h} = ${raw};`;
+      return `let x${h}raw = ${raw};\n      ss += dot(x${h}raw, x${h}raw);\n      let x${h} = x${h}raw * g[k / 4u + ${h}u];`;
+    })
+    .join('\n      ');
+  // Eight weights of row q at column k: two q8 words, or one 4-bit word.
+  const eight = (m: string, r: number) => {
+    const word = `codeWord_${m}(q${r}, k, p.N, p.K)`;
+    return q8
+      ? `dot(levels_${m}(${m}[${word}]), x0) + dot(levels_${m}(${m}[${word} + 1u]), x1)`
+      : `dotPair(levels_${m}(${m}[${word}]), x0, x1)`;
+  };
   return /* wgsl */ `
 ${bindings(v, true)}
 
@@ -320,9 +330,14 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   ${rows.map((r) => `let q${r} = p.offsetB / p.K + min(first + ${r}u, p.N - 1u);`).join('\n  ')}
   ${pairs.map(({ m, r }) => `var acc${m}${r} = 0.0;`).join('\n  ')}
   let xo = p.offsetA / 4u;${v.normed ? '\n  var ss = 0.0;' : ''}
-  for (var k = 0u; k < p.K; k += ${perWord}u) {
-    ${xs}
-    ${pairs.map(({ m, r }) => `acc${m}${r} += ${quantTerm(m, `q${r}`, 'k', halves, ['x0', 'x1'])};`).join('\n    ')}
+  let group = ${q8 ? 'p.K' : `${groupSize(format, 0)}u`};
+  for (var k0 = 0u; k0 < p.K; k0 += group) {
+    ${pairs.map(({ m, r }) => `var in${m}${r} = 0.0;`).join('\n    ')}
+    for (var k = k0; k < k0 + group; k += 8u) {
+      ${xs}
+      ${pairs.map(({ m, r }) => `in${m}${r} += ${eight(m, r)};`).join('\n      ')}
+    }
+    ${pairs.map(({ m, r }) => `acc${m}${r} += scale_${m}(q${r}, k0, p.N, p.K) * in${m}${r};`).join('\n    ')}
   }
   let rstd = ${rstdOf(v, 'ss')};
   ${rows.map((r) => `if (first + ${r}u < p.N) { store(first + ${r}u, accW${r} * rstd, ${upSum(v, `accU${r} * rstd`)}); }`).join('\n  ')}

@@ -177,8 +177,8 @@ export class GemvKernels {
       throw new Error(`a gemv's ${s.N} rows cannot be ${1 + segment.offsets.length} segments of ${segment.rows}`);
     }
     // The row layout reads vectors where the shape allows (its vector variant), else scalars.
-    // A quantized W is read a word of codes at a time, against x in vectors where its offset allows.
-    const vectors = v.quantW ? (s.offsetA ?? 0) % 4 === 0 : GemvKernels.vectorFits(s, v.halfW);
+    // A quantized W is read eight weights a step against x in vectors, where its offset and K allow.
+    const vectors = v.quantW ? (s.offsetA ?? 0) % 4 === 0 && s.K % 8 === 0 : GemvKernels.vectorFits(s, v.halfW);
     const family = this.layout === 'row' ? (vectors ? 'vector' : 'row') : 'cooperative';
     const outputsPerGroup = family === 'vector' ? WG * VEC_ROWS : family === 'row' ? WG : ROWS;
     return this.kernel(family, v).op(
