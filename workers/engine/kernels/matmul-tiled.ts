@@ -40,6 +40,11 @@ export function tiledShader(v: MatmulVariant, set?: SetLayout): string {
     const x = name.toLowerCase();
     const count = (size * TILE_K) / threads;
     const index = name === 'A' ? aIndex : bIndex;
+    // A quantized W by its row and column: (n, k) for x·Wᵀ, (k, n) for dy·W, from its first row.
+    const quant = name === 'B' && v.quantB;
+    const load = quant
+      ? `dequantAt_B(rowB + ${v.transB ? 'g, gk, p.N, p.K' : 'gk, g, p.K, p.N'})`
+      : `load${name}(${set ? `${name}, ` : ''}${x}Base + ${index('g', 'gk')})`;
     const element = `let e = sli + i * ${threads}u;
       ${contiguousK ? `let k = e % ${TILE_K}u; let mn = e / ${TILE_K}u;` : `let mn = e % ${size}u; let k = e / ${size}u;`}`;
     return {
@@ -50,7 +55,7 @@ export function tiledShader(v: MatmulVariant, set?: SetLayout): string {
       let g = ${name === 'A' ? 'rowBase' : 'colBase'} + mn;
       let gk = kz + k;
       ${x}Next[i] = 0.0;
-      if (g < ${limit} && gk < p.K) { ${x}Next[i] = load${name}(${set ? `${name}, ` : ''}${x}Base + ${index('g', 'gk')}); }
+      if (g < ${limit} && gk < p.K) { ${x}Next[i] = ${load}; }
     }`,
       stage: `
     for (var i = 0u; i < ${count}u; i++) {
@@ -105,7 +110,7 @@ ${signature} {
   let colBase = wg.x * ${BN}u;
   let aBase = p.offsetA + b * p.strideA;
   let bBase = p.offsetB + (b / p.batchDivB) * p.strideB;
-  let cBase = p.offsetC + b * p.strideC;
+  let cBase = p.offsetC + b * p.strideC;${v.quantB ? `\n  // W's first row (a q8 W may start at a whole row).\n  let rowB = p.offsetB / ${v.transB ? 'p.K' : 'p.N'};` : ''}
   // This invocation's index within its K slice, and the slice's tiles.
   let sli = li % ${threads}u;
   let aTile = lid.z * ${BM * TILE_K}u;

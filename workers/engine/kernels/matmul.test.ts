@@ -214,12 +214,16 @@ describe('matmul with a quantized B (a frozen base weight at 8 or 4 bits)', () =
     const words = quantize(table, rows, d, 'q8');
     const part = Float64Array.from(dequantize(words, rows, d, 'q8').subarray(first * d, (first + slice) * d));
     const bufW = uploadBuffer(device, words);
-    // logits [T, slice] = x · E_sliceᵀ, and dx [T, d] = dlogits · E_slice.
-    for (const transB of [true, false]) {
+    // logits [T, slice] = x · E_sliceᵀ, and dx [T, d] = dlogits · E_slice; registers (K in vectors) and tiled.
+    const tiles = [
+      { ...DEFAULT_MATMUL_TILE, vectorK: true },
+      { tiled: true, tileM: 4, tileN: 4, workgroupX: 8, workgroupY: 8 },
+    ] as const;
+    for (const [transB, tile] of [true, false].flatMap((t) => tiles.map((tile) => [t, tile] as const))) {
       const shape = transB
         ? { M: tokens, N: slice, K: d, offsetB: first * d }
         : { M: tokens, N: d, K: slice, offsetB: first * d };
-      const variant = { ...DEFAULT_MATMUL_TILE, transA: false, transB, quantB: 'q8' as const };
+      const variant = { ...tile, transA: false, transB, quantB: 'q8' as const };
       const a = randomUniform(shape.M * shape.K, 4);
       const expected = new Float64Array(shape.M * shape.N);
       matmulCpu(a, part, expected, { ...shape, offsetB: 0 }, variant);

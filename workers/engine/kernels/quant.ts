@@ -115,6 +115,7 @@ export const codesPerWord = (format: QuantFormat) => 32 / LAYOUT[format].bits;
  *   `scale_M(row, col, rows, cols) -> f32`        its scale
  *   `levels_M(w)`                                  word w's codes as levels, unscaled: a vec4f (q8), or two (4-bit,
  *                                                  which `dotPair(d, a, b)` dots with two vec4f)
+ *   `dequantAt_M(row, col, rows, cols) -> f32`     element (row, col)
  *   `dequant_M(i, rows, cols) -> f32`              element i (row-major), for loads by flat index
  * A word never straddles rows or groups; no division but by constants (shifts).
  */
@@ -141,12 +142,12 @@ fn levels_${name}(w: u32) -> ${bits === 8 ? 'vec4f' : 'array<vec4f, 2>'} {
   return ${bits === 8 ? lanes(0) : `array<vec4f, 2>(${lanes(0)}, ${lanes(4)})`};
 }
 
-fn dequant_${name}(i: u32, rows: u32, cols: u32) -> f32 {
-  let row = i / cols;
-  let col = i % cols;
+fn dequantAt_${name}(row: u32, col: u32, rows: u32, cols: u32) -> f32 {
   let code = (${name}[codeWord_${name}(row, col, rows, cols)] >> ((col % ${perWord}u) * ${bits}u)) & ${(1 << bits) - 1}u;
   return ${level('code')} * scale_${name}(row, col, rows, cols);
-}`,
+}
+
+fn dequant_${name}(i: u32, rows: u32, cols: u32) -> f32 { return dequantAt_${name}(i / cols, i % cols, rows, cols); }`,
   );
   const levels = format === 'nf4' ? `const NF4 = array<f32, 16>(${NF4_LEVELS.join(', ')});\n` : '';
   const pair =
