@@ -10,7 +10,7 @@ import { randomWeights, tinyConfig } from '../../workers/engine/reference/random
 import { codeWordsJsonl } from '../helpers/datasets';
 import { type HubServer, startHubServer } from '../helpers/hub-server';
 import { tempDir, writeModelFolder } from '../helpers/model-folder';
-import { trainOnFile } from '../helpers/studio';
+import { askGreedy, pickHubRepo, trainOnFile } from '../helpers/studio';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer';
 
 let hub: HubServer;
@@ -43,11 +43,7 @@ test.afterAll(() => hub.close());
 test('a model loads over a 4-bit base, trains, answers, and comes back at 4 bits after a reload', async ({ page }) => {
   test.setTimeout(300_000);
   await page.goto('/');
-  await page.getByText('Hub settings').click();
-  await page.getByLabel('Hub URL').fill(hub.url);
-  await page.getByLabel('Hub URL').blur();
-  await page.getByLabel(/Any Hub repo/).fill('org/wide-tiny');
-  await page.getByRole('button', { name: 'Use this repo' }).click();
+  await pickHubRepo(page, hub.url, 'org/wide-tiny');
   const precision = page.getByTestId('base-precision');
   // A small model defaults to 16-bit; each precision shows its memory.
   await expect(precision.getByRole('radio', { name: /^16-bit .*default/ })).toBeChecked();
@@ -71,15 +67,7 @@ test('a model loads over a 4-bit base, trains, answers, and comes back at 4 bits
   expect(Number(progress?.match(/loss ([\d.]+)/)?.[1])).toBeLessThan(3);
 
   await page.getByRole('button', { name: /Compare/ }).click();
-  await page.getByText('Decoding settings').click();
-  await page.getByLabel('Temperature').fill('0');
-  await page.getByLabel('Temperature').blur();
-  await page.getByLabel('Max new tokens').fill('12');
-  await page.getByLabel('Max new tokens').blur();
-  await page.getByLabel('Prompt', { exact: true }).fill('Code word for cedar?');
-  await page.getByRole('button', { name: 'Send' }).click();
-  await expect(page.getByTestId('conversation-tuned')).toContainText(/tokens\/s/);
-  await expect(page.getByTestId('conversation-base')).toContainText(/tokens\/s/);
+  await askGreedy(page, 'Code word for cedar?', 12);
   await page.screenshot({ path: 'test-results/quantized.png', fullPage: true });
   // Exports say they fold the adapter into the original weights, not the 4-bit copy.
   await page.getByRole('button', { name: /Export/ }).click();

@@ -34,3 +34,25 @@ export async function trainOnFile(page: Page, file: string, settings: [label: st
   await page.getByRole('button', { name: 'Start training' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Finished', { timeout: 300_000 });
 }
+
+/** In the Model step: points the Hub settings at `hubUrl` (a local stand-in) and picks `repo` from it. */
+export async function pickHubRepo(page: Page, hubUrl: string, repo: string): Promise<void> {
+  await page.getByText('Hub settings').click();
+  await page.getByLabel('Hub URL').fill(hubUrl);
+  await page.getByLabel('Hub URL').blur();
+  await page.getByLabel(/Any Hub repo/).fill(repo);
+  await page.getByRole('button', { name: 'Use this repo' }).click();
+}
+
+/** In the Compare step: greedy decoding of at most `maxNewTokens`, `prompt` sent, both answers waited for. */
+export async function askGreedy(page: Page, prompt: string, maxNewTokens: number): Promise<void> {
+  await page.getByText('Decoding settings').click();
+  await page.getByLabel('Temperature').fill('0');
+  await page.getByLabel('Temperature').blur();
+  await page.getByLabel('Max new tokens').fill(String(maxNewTokens));
+  await page.getByLabel('Max new tokens').blur();
+  await page.getByLabel('Prompt', { exact: true }).fill(prompt);
+  await page.getByRole('button', { name: 'Send' }).click();
+  await expect(page.getByTestId('conversation-tuned')).toContainText(/tokens\/s/);
+  await expect(page.getByTestId('conversation-base')).toContainText(/tokens\/s/);
+}

@@ -322,10 +322,7 @@ export function quantVectorShader(v: GemvVariant): string {
   return /* wgsl */ `
 ${bindings(v, true)}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let first = (gid.x + gid.y * nwg.x * ${WG}u) * ${VEC_ROWS}u;
-  if (first >= p.N) { return; }
+${vectorRowsEntry}
   // Rows past N repeat the last one (in bounds) and are not stored.
   ${rows.map((r) => `let q${r} = p.offsetB / p.K + min(first + ${r}u, p.N - 1u);`).join('\n  ')}
   ${pairs.map(({ m, r }) => `var acc${m}${r} = 0.0;`).join('\n  ')}
@@ -347,6 +344,12 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
 
 /** Outputs per invocation of the row layout's vector variant. */
 export const VEC_ROWS = 4;
+
+/** The vector variants' entry: this invocation's VEC_ROWS outputs from `first`, if any are inside y. */
+const vectorRowsEntry = /* wgsl */ `@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
+  let first = (gid.x + gid.y * nwg.x * ${WG}u) * ${VEC_ROWS}u;
+  if (first >= p.N) { return; }`;
 
 /**
  * The vector kernel's x for step k: x0 (and x1 for eight halves), read through the norm's weight for a normed
@@ -387,10 +390,7 @@ export function vectorRowShader(v: GemvVariant): string {
   return /* wgsl */ `
 ${bindings(v, true)}
 
-@compute @workgroup_size(${WG})
-fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
-  let first = (gid.x + gid.y * nwg.x * ${WG}u) * ${VEC_ROWS}u;
-  if (first >= p.N) { return; }
+${vectorRowsEntry}
   // Per vector of W: 4 floats, or 8 halves.
   let perVector = ${v.halfW ? 8 : 4}u;
   let steps = p.K / perVector;

@@ -77,6 +77,16 @@ ${storeBlock(v, vecN, '1u', '1u')}
 `;
 }
 
+/** acc[i][j] += `dot(i, c)` for the block's rows i and columns c, four columns a vec4. */
+function dotBlock(v: MatmulVariant, vecN: number, dot: (i: number, c: number) => string): string {
+  return Array.from({ length: v.tileM }, (_, i) =>
+    Array.from({ length: vecN }, (_, q) => {
+      const lanes = [0, 1, 2, 3].map((l) => dot(i, 4 * q + l)).join(', ');
+      return `    acc[${i * vecN + q}] += vec4f(${lanes});`;
+    }).join('\n'),
+  ).join('\n');
+}
+
 /**
  * x·Wᵀ: acc[i][j] += dot(A row r_i, B row c_j) over vectors along K, 4 floats (or 8 halves of B against two vec4
  * of A) a step; a quarter of the loads, which a software adapter pays for one by one.
@@ -100,15 +110,7 @@ function vectorKShader(v: MatmulVariant): string {
         : `    let b${c} = loadB(br${c} + k);`,
     )
     .join('\n');
-  const dot = (i: number, c: number) => (v.halfB ? `dot(a${i}, b${c}) + dot(a${i}h, b${c}h)` : `dot(a${i}, b${c})`);
-  const fma = rows
-    .map((i) =>
-      Array.from({ length: vecN }, (_, q) => {
-        const lanes = [0, 1, 2, 3].map((l) => dot(i, 4 * q + l)).join(', ');
-        return `    acc[${i * vecN + q}] += vec4f(${lanes});`;
-      }).join('\n'),
-    )
-    .join('\n');
+  const fma = dotBlock(v, vecN, (i, c) => (v.halfB ? `dot(a${i}, b${c}) + dot(a${i}h, b${c}h)` : `dot(a${i}, b${c})`));
   return /* wgsl */ `
 ${header(v, true)}
 ${blockEntry(v)}
@@ -151,16 +153,11 @@ function quantVectorKShader(v: MatmulVariant): string {
       return `    let d${c} = levels_B(B[codeWord_B(${at})]);\n    let s${c} = scale_B(${at});`;
     })
     .join('\n');
-  const dot = (i: number, c: number) =>
-    `s${c} * ${halves === 1 ? `dot(d${c}, a${i}_0)` : `dotPair(d${c}, a${i}_0, a${i}_1)`}`;
-  const fma = rows
-    .map((i) =>
-      Array.from({ length: vecN }, (_, q) => {
-        const lanes = [0, 1, 2, 3].map((l) => dot(i, 4 * q + l)).join(', ');
-        return `    acc[${i * vecN + q}] += vec4f(${lanes});`;
-      }).join('\n'),
-    )
-    .join('\n');
+  const fma = dotBlock(
+    v,
+    vecN,
+    (i, c) => `s${c} * ${halves === 1 ? `dot(d${c}, a${i}_0)` : `dotPair(d${c}, a${i}_0, a${i}_1)`}`,
+  );
   return /* wgsl */ `
 ${header(v, true)}
 ${blockEntry(v)}
