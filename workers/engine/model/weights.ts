@@ -113,18 +113,20 @@ export class GpuWeights {
       if (count !== undefined && data.length !== count) {
         throw new Error(`tensor ${key}: ${data.length} values, expected ${count} for shape [${expected?.join(', ')}]`);
       }
-      const quant = isMatrix && base && expected ? base : null;
-      const bytes = quant
-        ? quantWordCount(quant, expected?.[0] ?? 0, expected?.[1] ?? 0) * 4
-        : isMatrix
-          ? data.length * elementBytes
-          : data.byteLength;
+      // A projection's [out, in] where the base is quantized.
+      const dims = isMatrix && base ? expected : undefined;
+      const bytes =
+        dims && base
+          ? quantWordCount(base, dims[0], dims[1]) * 4
+          : isMatrix
+            ? data.length * elementBytes
+            : data.byteLength;
       if (bytes > limit) {
         throw new Error(`tensor ${key} needs ${bytes} bytes, over this GPU's ${limit}-byte buffer binding limit`);
       }
       const buffer =
-        quant && expected
-          ? quantized(data, key, expected, quant)
+        dims && base
+          ? quantized(data, key, dims, base)
           : isMatrix
             ? matrix(data, key)
             : uploadBuffer(device, data, key);
