@@ -70,7 +70,11 @@ describe('a lost GPU device', () => {
       ),
     ).rejects.toThrow(/The GPU device was lost/);
 
-    // A new device: the model again, then the run from step 2 to its end.
+    // A new device: the model again (at the base precision the run trained over), then the run from step 2 to its end.
+    await session.loadFrom(model, 'hone-tiny', 'q4');
+    await expect(session.resumeSavedRun(() => {})).rejects.toThrow(
+      'This run trained over a 16-bit base, and the model is loaded at 4-bit: load it at 16-bit in the Model step to resume the run.',
+    );
     await session.loadFrom(model, 'hone-tiny');
     const resumed: TrainEvent[] = [];
     await session.resumeSavedRun((event) => resumed.push(event));

@@ -355,6 +355,14 @@ export class EngineSession {
     if (!saved) throw new Error('there is no saved run');
     if (this.training?.isRunning) throw new Error('a run is already training');
     const { model, ...engine } = await this.trainable();
+    const base = saved.request.base ?? 'f16';
+    const loaded = this.loaded?.weights.base ?? 'f16';
+    if (base !== loaded) {
+      const [want, have] = [BASE_PRECISION_LABELS[base], BASE_PRECISION_LABELS[loaded]];
+      throw new Error(
+        `This run trained over a ${want} base, and the model is loaded at ${have}: load it at ${want} in the Model step to resume the run.`,
+      );
+    }
     this.training?.destroy();
     this.training = new TrainingSession(engine, model, this.runs);
     const request = { ...saved.request, settings: { ...saved.request.settings, ...longer } };
