@@ -6,7 +6,7 @@
  * The converter takes scores from tokenizer.model, which Hone does not download: llama.cpp's SPM tokenizer merges the
  * adjacent pair whose joined piece scores highest, and Hugging Face's BPE the pair whose merge ranks first, so a
  * piece's score here is minus the rank of the first merge that makes it (the order tokenizer.json's merges were
- * written from tokenizer.model's scores in). Pieces no merge makes score below every merged one.
+ * written from tokenizer.model's scores in). Pieces no merge makes score below every merged one; byte pieces 0.
  */
 import { type GgufMetadata, gguf } from './format';
 import { type AddedToken, GgufTokenizerError, isObject, type Json, looksSpecial, TokenType } from './vocabulary';
