@@ -1,9 +1,9 @@
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from '@playwright/test';
 import { randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
 import { type HubServer, startHubServer } from '../helpers/hub-server';
-import { tempDir, writeModelFolder } from '../helpers/model-folder';
+import { hubModelFiles, tempDir, writeModelFolder } from '../helpers/model-folder';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer';
 
 let hub: HubServer;
@@ -14,13 +14,7 @@ test.beforeAll(async () => {
   // Room for the tiny tokenizer's 265 tokens.
   const config = tinyConfig({ vocabSize: 300 });
   folder = await writeModelFolder(join(await tempDir(), 'tiny-model'), config, randomWeights(config, 1));
-  const tokenizerFiles = tinyTokenizerFiles();
-  for (const [name, text] of Object.entries(tokenizerFiles)) await writeFile(join(folder, name), text);
-  const files = new Map<string, Uint8Array>();
-  for (const name of ['config.json', 'model.safetensors', ...Object.keys(tokenizerFiles)]) {
-    files.set(name, new Uint8Array(await readFile(join(folder, name))));
-  }
-  hub.files.set('org/tiny', files);
+  hub.files.set('org/tiny', await hubModelFiles(folder, tinyTokenizerFiles()));
 });
 test.afterAll(() => hub.close());
 

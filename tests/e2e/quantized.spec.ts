@@ -3,14 +3,14 @@
  * stand-in, loads at the base precision picked in the Model step (its memory shown at each), trains on a dropped
  * file, answers in Compare, and comes back at that precision after a reload.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { expect, test } from '@playwright/test';
 import { randomWeights, tinyConfig } from '../../workers/engine/reference/random-model';
 import { codeWordsJsonl } from '../helpers/datasets';
 import { type HubServer, startHubServer } from '../helpers/hub-server';
-import { tempDir, writeModelFolder } from '../helpers/model-folder';
-import { askGreedy, pickHubRepo, trainOnFile } from '../helpers/studio';
+import { hubModelFiles, tempDir, writeModelFolder } from '../helpers/model-folder';
+import { askGreedy, pickHubRepo, trainCodeWords } from '../helpers/studio';
 import { tinyTokenizerFiles } from '../helpers/tiny-tokenizer';
 
 let hub: HubServer;
@@ -28,13 +28,7 @@ test.beforeAll(async () => {
     maxPositionEmbeddings: 128,
   });
   const folder = await writeModelFolder(join(dir, 'model'), config, randomWeights(config, 5));
-  const tokenizer = tinyTokenizerFiles();
-  for (const [name, text] of Object.entries(tokenizer)) await writeFile(join(folder, name), text);
-  const files = new Map<string, Uint8Array>();
-  for (const name of ['config.json', 'model.safetensors', ...Object.keys(tokenizer)]) {
-    files.set(name, new Uint8Array(await readFile(join(folder, name))));
-  }
-  hub.files.set('org/wide-tiny', files);
+  hub.files.set('org/wide-tiny', await hubModelFiles(folder, tinyTokenizerFiles()));
   codes = join(dir, 'codes.jsonl');
   await writeFile(codes, codeWordsJsonl());
 });
@@ -56,15 +50,7 @@ test('a model loads over a 4-bit base, trains, answers, and comes back at 4 bits
   await page.screenshot({ path: 'test-results/quantized-model.png', fullPage: true });
 
   await page.getByRole('button', { name: /Data/ }).click();
-  await trainOnFile(page, codes, [
-    ['Sequence length', '64'],
-    ['Learning rate', '0.02'],
-    ['Warm-up (steps, or fraction)', '2'],
-    ['Batch size', '6'],
-    ['Max steps (empty: by epochs)', '30'],
-  ]);
-  const progress = await page.getByTestId('run-progress').textContent();
-  expect(Number(progress?.match(/loss ([\d.]+)/)?.[1])).toBeLessThan(3);
+  expect(await trainCodeWords(page, codes)).toBeLessThan(3);
 
   await page.getByRole('button', { name: /Compare/ }).click();
   await askGreedy(page, 'Code word for cedar?', 12);

@@ -1,9 +1,7 @@
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import type { ModelConfig } from '../../core/model-config';
 import { randomWeights, tinyGemmaConfig } from '../../workers/engine/reference/random-model';
 import { gemmaTokenizerFiles, gemmaTokenizerSize } from './gemma-tokenizer';
-import { writeModelFolder } from './model-folder';
+import { hubModelFiles, writeModelFolder } from './model-folder';
 
 /**
  * A random tiny Gemma 3 model folder with the Gemma-shaped tokenizer: three layers (local, global, local), a
@@ -19,11 +17,5 @@ export async function writeGemmaFolder(
     gemma: { ...(base.gemma as NonNullable<ModelConfig['gemma']>), slidingWindow: 8 },
   });
   const folder = await writeModelFolder(dir, config, randomWeights(config, 29));
-  const tokenizer = gemmaTokenizerFiles();
-  for (const [name, text] of Object.entries(tokenizer)) await writeFile(join(folder, name), text);
-  const files = new Map<string, Uint8Array>();
-  for (const name of ['config.json', 'model.safetensors', ...Object.keys(tokenizer)]) {
-    files.set(name, new Uint8Array(await readFile(join(folder, name))));
-  }
-  return { folder, config, files };
+  return { folder, config, files: await hubModelFiles(folder, gemmaTokenizerFiles()) };
 }

@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expectedTensors, type ModelConfig, serializeModelConfig } from '../../core/model-config';
@@ -25,6 +25,22 @@ export function roundToBf16(values: Float64Array): Float64Array {
   const u32 = new Uint32Array(Float32Array.from(values).buffer);
   for (let i = 0; i < u32.length; i++) u32[i] &= 0xffff0000;
   return Float64Array.from(new Float32Array(u32.buffer));
+}
+
+/**
+ * `tokenizer` files (name → text) written into the model `folder`, then the folder's config, weights and tokenizer
+ * files as a Hub stand-in serves them (name → bytes).
+ */
+export async function hubModelFiles(
+  folder: string,
+  tokenizer: Record<string, string>,
+): Promise<Map<string, Uint8Array>> {
+  for (const [name, text] of Object.entries(tokenizer)) await writeFile(join(folder, name), text);
+  const files = new Map<string, Uint8Array>();
+  for (const name of ['config.json', 'model.safetensors', ...Object.keys(tokenizer)]) {
+    files.set(name, new Uint8Array(await readFile(join(folder, name))));
+  }
+  return files;
 }
 
 /** Writes a model folder in the Hugging Face layout: config.json + model.safetensors (F32 or BF16). */

@@ -35,6 +35,22 @@ export async function trainOnFile(page: Page, file: string, settings: [label: st
   await expect(page.getByTestId('run-status')).toHaveText('Finished', { timeout: 300_000 });
 }
 
+/**
+ * From the Data step: trains on a code-word file (codeWordsJsonl) long and fast enough for a tiny model to learn it
+ * (30 steps of 6 at lr 0.02, sequences of 64); returns the run's last training loss.
+ */
+export async function trainCodeWords(page: Page, file: string): Promise<number> {
+  await trainOnFile(page, file, [
+    ['Sequence length', '64'],
+    ['Learning rate', '0.02'],
+    ['Warm-up (steps, or fraction)', '2'],
+    ['Batch size', '6'],
+    ['Max steps (empty: by epochs)', '30'],
+  ]);
+  const progress = await page.getByTestId('run-progress').textContent();
+  return Number(progress?.match(/loss ([\d.]+)/)?.[1]);
+}
+
 /** In the Model step: points the Hub settings at `hubUrl` (a local stand-in) and picks `repo` from it. */
 export async function pickHubRepo(page: Page, hubUrl: string, repo: string): Promise<void> {
   await page.getByText('Hub settings').click();

@@ -81,6 +81,34 @@ async function recomputed(
   return { ids: ids.slice(prompt.length), logits };
 }
 
+/**
+ * Decodes `prompt` then `steps` greedy tokens with a cache of `cacheLength`, each step's logits those of recomputing
+ * the whole sequence with the training forward, its tokens theirs; returns the tokens and the decoder.
+ */
+async function expectDecodesAsRecomputed(
+  { device, gw, lora }: Awaited<ReturnType<typeof setup>>,
+  kernels: EngineKernels,
+  prompt: number[],
+  steps: number,
+  cacheLength: number,
+): Promise<{ ids: number[]; decoder: Decoder }> {
+  const shape = { batch: 1, seq: prompt.length + steps };
+  const step = new TransformerStep(device, kernels, gw, lora, shape, { full: !lora });
+  const expected = await recomputed(device, step, prompt, steps);
+  step.destroy();
+  const decoder = new Decoder(device, kernels, gw, lora, cacheLength);
+  let logits = await decoder.feed(prompt);
+  const ids: number[] = [];
+  for (let n = 0; n < steps; n++) {
+    expect(maxRelativeError(logits, expected.logits[n])).toBeLessThan(1e-4);
+    const next = argmax(logits);
+    ids.push(next);
+    logits = await decoder.step(next);
+  }
+  expect(ids).toEqual(expected.ids);
+  return { ids, decoder };
+}
+
 describe('decoding with a key-value cache', () => {
   const cases: [string, ModelConfig, boolean, boolean?, Projection[]?][] = [
     ['llama, base model', tinyConfig(), false],
@@ -112,32 +140,13 @@ describe('decoding with a key-value cache', () => {
   ];
   for (const [name, config, withLora, half, targets] of cases) {
     it(`gives the logits of recomputing the whole sequence, token by token: ${name}`, async () => {
-      const { device, kernels, gw, lora, weights, ref } = await setup(config, { lora: withLora, half, targets });
+      const model = await setup(config, { lora: withLora, half, targets });
       const prompt = [3, 17, 5, 30, 8];
       const steps = 9;
-      const step = new TransformerStep(
-        device,
-        kernels,
-        gw,
-        lora,
-        { batch: 1, seq: prompt.length + steps },
-        { full: !lora },
-      );
-      const expected = await recomputed(device, step, prompt, steps);
-      const decoder = new Decoder(device, kernels, gw, lora, 32);
-      let logits = await decoder.feed(prompt);
-      const ids: number[] = [];
-      for (let n = 0; n < steps; n++) {
-        expect(maxRelativeError(logits, expected.logits[n])).toBeLessThan(1e-4);
-        const next = argmax(logits);
-        ids.push(next);
-        logits = await decoder.step(next);
-      }
-      expect(ids).toEqual(expected.ids);
+      const { ids, decoder } = await expectDecodesAsRecomputed(model, model.kernels, prompt, steps, 32);
       // fp16 matrices round the weights the float64 reference keeps exact, so only fp32 must match it token for token.
-      if (!half) expect(ids.slice(0, 4)).toEqual(referenceGreedy(config, weights, ref, prompt, 4));
+      if (!half) expect(ids.slice(0, 4)).toEqual(referenceGreedy(config, model.weights, model.ref, prompt, 4));
       expect(decoder.cached).toBe(prompt.length + steps);
-      step.destroy();
       decoder.destroy();
     });
   }
@@ -271,27 +280,10 @@ describe('decoding with a key-value cache', () => {
     it(`decodes over a ${base} base (${layout} adapters' kernels) as recomputing does, greedily as the reference on its dequantized weights`, async () => {
       const config = tinyConfig({ hiddenSize: 64, intermediateSize: 128, headDim: 16 });
       const model = await setup(config, { lora: true, targets: [...PROJECTIONS], base });
-      const { device, gw, lora, weights, ref } = model;
-      const kernels = layout === 'GPU' ? new EngineKernels(device, GPU_KERNELS) : model.kernels;
+      const kernels = layout === 'GPU' ? new EngineKernels(model.device, GPU_KERNELS) : model.kernels;
       const prompt = [3, 17, 5, 30, 8];
-      const steps = 6;
-      const step = new TransformerStep(
-        device,
-        kernels,
-        gw,
-        lora,
-        { batch: 1, seq: prompt.length + steps },
-        { full: false },
-      );
-      const expected = await recomputed(device, step, prompt, steps);
-      const decoder = new Decoder(device, kernels, gw, lora, 16);
-      let logits = await decoder.feed(prompt);
-      for (let n = 0; n < steps; n++) {
-        expect(maxRelativeError(logits, expected.logits[n])).toBeLessThan(1e-4);
-        logits = await decoder.step(expected.ids[n]);
-      }
-      expect(expected.ids.slice(0, 4)).toEqual(referenceGreedy(config, weights, ref, prompt, 4));
-      step.destroy();
+      const { ids, decoder } = await expectDecodesAsRecomputed(model, kernels, prompt, 6, 16);
+      expect(ids.slice(0, 4)).toEqual(referenceGreedy(config, model.weights, model.ref, prompt, 4));
       decoder.destroy();
       await expectRowsMatch({ ...model, kernels });
     });
