@@ -23,8 +23,9 @@ describe('quantized base matrices', () => {
     expect(words[0]).toBe((codes[0] | (codes[1] << 8) | (codes[2] << 16) | (codes[3] << 24)) >>> 0);
     expect(words[1]).toBe(s);
     expect([words[2], words[3]]).toEqual([0, 0]);
-    // The size the memory estimate counts.
-    for (const format of QUANT_FORMATS) expect(quantBytes(format, 6, 128)).toBe(4 * quantWordCount(format, 6, 128));
+    // The sizes the memory estimate counts: 6 rows of 128, a byte a weight and a scale word a row; half a byte a
+    // weight and an fp16 scale per 32 (q4) or 64 (NF4).
+    expect(QUANT_FORMATS.map((format) => quantBytes(format, 6, 128))).toEqual([6 * 128 + 24, 384 + 48, 384 + 24]);
   });
 
   it('puts q4 codes eight a word, low nibble first, the group scale from its largest weight with its sign', () => {

@@ -1,4 +1,4 @@
-import { QUANT_LAYOUT, type QuantFormat } from '../../../core/base-precision';
+import { QUANT_LAYOUT, type QuantFormat, quantBytes } from '../../../core/base-precision';
 import { f16BitsToF32Bits, float32FromBits, halfBits } from '../../../core/float16';
 
 /**
@@ -23,23 +23,20 @@ export const NF4_LEVELS = [
   0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ] as const;
 
-const LAYOUT = QUANT_LAYOUT;
-
 /** Weights that share a scale: a row of `cols` for q8, the format's group otherwise. */
 export function groupSize(format: QuantFormat, cols: number): number {
-  return LAYOUT[format].group || cols;
+  return QUANT_LAYOUT[format].group || cols;
 }
 
 /** Why a matrix of `cols` columns cannot be stored in `format` (whole groups and whole words a row), or null. */
 export function quantRefusal(format: QuantFormat, cols: number): string | null {
-  const unit = LAYOUT[format].bits === 8 ? 4 : LAYOUT[format].group;
+  const unit = QUANT_LAYOUT[format].bits === 8 ? 4 : QUANT_LAYOUT[format].group;
   return cols % unit === 0 ? null : `${format} needs rows of a multiple of ${unit} weights, not ${cols}`;
 }
 
-/** u32 words of a [rows, cols] matrix in `format` (core/base-precision's quantBytes / 4). */
+/** u32 words of a [rows, cols] matrix in `format`. */
 export function quantWordCount(format: QuantFormat, rows: number, cols: number): number {
-  if (format === 'q8') return rows * (cols / 4 + 1);
-  return (rows * cols) / 8 + Math.ceil((rows * cols) / LAYOUT[format].group / 2);
+  return quantBytes(format, rows, cols) / 4;
 }
 
 /** Where element i's code is (its word, its bit offset there) and its scale's half (word, which half). */
@@ -49,7 +46,7 @@ function locate(format: QuantFormat, i: number, rows: number, cols: number) {
     const stride = cols / 4 + 1;
     return { word: row * stride + (col >> 2), shift: (col & 3) * 8, scaleWord: row * stride + cols / 4, half: 0 };
   }
-  const g = Math.floor(i / LAYOUT[format].group);
+  const g = Math.floor(i / QUANT_LAYOUT[format].group);
   return { word: i >> 3, shift: (i & 7) * 4, scaleWord: (rows * cols) / 8 + (g >> 1), half: g & 1 };
 }
 
@@ -93,7 +90,7 @@ export function quantize(values: ArrayLike<number>, rows: number, cols: number, 
 
 /** The matrix the kernels compute with: `words` [rows, cols] in `format` dequantized (the kernels' CPU twin). */
 export function dequantize(words: Uint32Array, rows: number, cols: number, format: QuantFormat): Float32Array {
-  const { bits } = LAYOUT[format];
+  const { bits } = QUANT_LAYOUT[format];
   const out = new Float32Array(rows * cols);
   for (let i = 0; i < out.length; i++) {
     const at = locate(format, i, rows, cols);
@@ -106,7 +103,7 @@ export function dequantize(words: Uint32Array, rows: number, cols: number, forma
 }
 
 /** Codes a u32 word holds: 4 (q8) or 8 (4-bit). */
-export const codesPerWord = (format: QuantFormat) => 32 / LAYOUT[format].bits;
+export const codesPerWord = (format: QuantFormat) => 32 / QUANT_LAYOUT[format].bits;
 
 /**
  * WGSL for the matrices `names` (each an array<u32>) in `format`, `rows` × `cols` (a q8 matrix's rows counted from
@@ -120,7 +117,7 @@ export const codesPerWord = (format: QuantFormat) => 32 / LAYOUT[format].bits;
  * A word never straddles rows or groups; no division but by constants (shifts).
  */
 export function dequantWgsl(format: QuantFormat, names: readonly string[]): string {
-  const { bits, group } = LAYOUT[format];
+  const { bits, group } = QUANT_LAYOUT[format];
   const perWord = 32 / bits;
   const level = (code: string) =>
     format === 'q8' ? `f32((i32(${code}) << 24u) >> 24u)` : format === 'q4' ? `f32(i32(${code}) - 8)` : `NF4[${code}]`;
