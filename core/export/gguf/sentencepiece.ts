@@ -9,7 +9,16 @@
  * written from tokenizer.model's scores in). Pieces no merge makes score below every merged one; byte pieces 0.
  */
 import { type GgufMetadata, gguf } from './format';
-import { type AddedToken, GgufTokenizerError, isObject, type Json, looksSpecial, TokenType } from './vocabulary';
+import {
+  type AddedToken,
+  addedEntries,
+  GgufTokenizerError,
+  isObject,
+  type Json,
+  mergePairs,
+  TokenType,
+  vocabEntries,
+} from './vocabulary';
 
 const BYTE_PIECE = /^<0x[0-9A-Fa-f]{2}>$/;
 
@@ -30,49 +39,26 @@ export function sentencePieceVocabulary(
 ): GgufMetadata {
   const model = tokenizerJson.model as Json;
   const addSpacePrefix = spaceHandling(tokenizerJson, file);
-  const vocab = model.vocab as Json;
-  const mergeList = model.merges ?? [];
-  if (!Array.isArray(mergeList)) throw new GgufTokenizerError(`${file}: model.merges is not a list`);
+  const pairs = mergePairs(model.merges, file);
   const rank = new Map<string, number>();
-  mergeList.forEach((merge, i) => {
-    const parts = typeof merge === 'string' ? merge.split(' ') : merge;
-    if (!Array.isArray(parts) || parts.length !== 2 || !parts.every((p) => typeof p === 'string')) {
-      throw new GgufTokenizerError(`${file}: model.merges[${i}] is neither "a b" nor ["a", "b"]`);
-    }
-    const piece = parts.join('');
-    if (!rank.has(piece)) rank.set(piece, i);
+  pairs.forEach(([a, b], i) => {
+    if (!rank.has(a + b)) rank.set(a + b, i);
   });
-  const unmerged = -mergeList.length;
 
   const tokens = Array.from({ length: vocabSize }, (_, i) => `[PAD${i}]`);
   const scores = new Float32Array(vocabSize).fill(-10_000);
   const types = new Int32Array(vocabSize).fill(TokenType.UNUSED);
-  for (const [piece, id] of Object.entries(vocab)) {
-    if (!Number.isInteger(id) || (id as number) < 0) {
-      throw new GgufTokenizerError(`${file}: vocab["${piece}"] is not an id`);
-    }
-    if ((id as number) >= vocabSize) {
-      throw new GgufTokenizerError(
-        `${file}: token ${JSON.stringify(piece)} has id ${id}, but config.json's vocab_size is ${vocabSize}`,
-      );
-    }
-    const i = id as number;
-    tokens[i] = piece;
+  for (const [piece, id] of vocabEntries(model.vocab as Json, vocabSize, file)) {
+    tokens[id] = piece;
     const merged = rank.get(piece);
-    scores[i] = merged === undefined ? (BYTE_PIECE.test(piece) ? 0 : unmerged) : -merged;
-    types[i] =
+    scores[id] = merged === undefined ? (BYTE_PIECE.test(piece) ? 0 : -pairs.length) : -merged;
+    types[id] =
       piece === model.unk_token ? TokenType.UNKNOWN : BYTE_PIECE.test(piece) ? TokenType.BYTE : TokenType.NORMAL;
   }
-  for (const token of added) {
-    if (token.id < 0 || token.id >= vocabSize) {
-      throw new GgufTokenizerError(
-        `${file}: added token ${JSON.stringify(token.content)} has id ${token.id}, outside config.json's vocab_size ${vocabSize}`,
-      );
-    }
-    const control = token.special || looksSpecial(token.content);
-    tokens[token.id] = control ? token.content : token.content.replaceAll('\u2581', ' ');
-    types[token.id] = control ? TokenType.CONTROL : TokenType.USER_DEFINED;
-    scores[token.id] = -1000;
+  for (const { id, text, type } of addedEntries(added, vocabSize, file)) {
+    tokens[id] = text;
+    types[id] = type;
+    scores[id] = -1000;
   }
   return new Map([
     ['tokenizer.ggml.model', gguf.string('llama')],

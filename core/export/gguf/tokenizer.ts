@@ -14,7 +14,16 @@ import type { ReadFile } from '../../checkpoint';
 import { type GgufMetadata, gguf } from './format';
 import { CHECK_TEXT, checkHash, KNOWN_HASHES, preTokenizerFromJson } from './pre-tokenizer';
 import { isSentencePieceBpe, sentencePieceVocabulary } from './sentencepiece';
-import { type AddedToken, GgufTokenizerError, isObject, type Json, looksSpecial, TokenType } from './vocabulary';
+import {
+  type AddedToken,
+  addedEntries,
+  GgufTokenizerError,
+  isObject,
+  type Json,
+  mergePairs,
+  TokenType,
+  vocabEntries,
+} from './vocabulary';
 
 export { GgufTokenizerError, TokenType };
 
@@ -146,46 +155,22 @@ function vocabulary(
   vocabSize: number,
   file: string,
 ): { tokens: string[]; types: Int32Array } {
-  const tokens = new Array<string | undefined>(vocabSize);
-  const types = new Int32Array(vocabSize);
-  const tooLarge = (id: number, token: string) =>
-    new GgufTokenizerError(
-      `${file}: token ${JSON.stringify(token)} has id ${id}, but config.json's vocab_size is ${vocabSize}`,
-    );
-  for (const [token, id] of Object.entries(vocab)) {
-    if (!Number.isInteger(id) || (id as number) < 0)
-      throw new GgufTokenizerError(`${file}: vocab["${token}"] is not an id`);
-    if ((id as number) >= vocabSize) throw tooLarge(id as number, token);
-    tokens[id as number] = token;
-    types[id as number] = TokenType.NORMAL;
+  const tokens = Array.from({ length: vocabSize }, (_, i) => `[PAD${i}]`);
+  const types = new Int32Array(vocabSize).fill(TokenType.UNUSED);
+  for (const [token, id] of vocabEntries(vocab, vocabSize, file)) {
+    tokens[id] = token;
+    types[id] = TokenType.NORMAL;
   }
-  for (const token of added) {
-    if (token.id < 0) throw new GgufTokenizerError(`${file}: added token ${token.content} has id ${token.id}`);
-    if (token.id >= vocabSize) throw tooLarge(token.id, token.content);
-    tokens[token.id] = token.content;
-    types[token.id] = token.special || looksSpecial(token.content) ? TokenType.CONTROL : TokenType.USER_DEFINED;
-    if (types[token.id] === TokenType.USER_DEFINED) tokens[token.id] = token.content.replaceAll('\u2581', ' ');
+  for (const { id, text, type } of addedEntries(added, vocabSize, file)) {
+    tokens[id] = text;
+    types[id] = type;
   }
-  for (let i = 0; i < vocabSize; i++) {
-    if (tokens[i] === undefined) {
-      tokens[i] = `[PAD${i}]`;
-      types[i] = TokenType.UNUSED;
-    }
-  }
-  return { tokens: tokens as string[], types };
+  return { tokens, types };
 }
 
 /** tokenizer.json's merges as "a b" strings; the [a, b] form has any space inside a part written as U+0120. */
 export function merges(list: unknown, file = 'tokenizer.json'): string[] {
-  if (list === undefined) return [];
-  if (!Array.isArray(list)) throw new GgufTokenizerError(`${file}: model.merges is not a list`);
-  return list.map((merge, i) => {
-    if (typeof merge === 'string') return merge;
-    if (Array.isArray(merge) && merge.length === 2 && merge.every((part) => typeof part === 'string')) {
-      return merge.map((part: string) => part.replaceAll(' ', '\u0120')).join(' ');
-    }
-    throw new GgufTokenizerError(`${file}: model.merges[${i}] is neither "a b" nor ["a", "b"]`);
-  });
+  return mergePairs(list, file).map((pair) => pair.map((part) => part.replaceAll(' ', '\u0120')).join(' '));
 }
 
 const SPECIAL_KEYS: Record<string, string> = {
