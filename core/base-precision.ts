@@ -17,6 +17,15 @@ export const BASE_PRECISION_LABELS: Record<BasePrecision, string> = {
   nf4: '4-bit NF4',
 };
 
+/**
+ * What exporting a run trained over `base` folds the adapter into, where it is a quantized copy (null for 16-bit):
+ * the exports read the model's original weights again, never the copy on the GPU.
+ */
+export function originalWeightsNote(base: BasePrecision): string | null {
+  if (base === 'f16') return null;
+  return `The run trained over a ${BASE_PRECISION_LABELS[base]} copy of the base; the adapter folds into the original weights, read again, not into that copy.`;
+}
+
 /** Bits per code, and weights a scale (0: one per row), of each quantized format. */
 export const QUANT_LAYOUT: Record<QuantFormat, { bits: 8 | 4; group: number }> = {
   q8: { bits: 8, group: 0 },

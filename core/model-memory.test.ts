@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { GEMMA3_270M, LLAMA32_1B, LLAMA32_3B, QWEN25_15B, SMOLLM2_17B } from '../tests/fixtures/hub-configs';
-import { defaultBasePrecision, quantBytes } from './base-precision';
+import { quantBytes } from './base-precision';
 import { expectedTensors, parseModelConfig } from './model-config';
-import { checkFit, estimateTrainingMemory, parameterCount, weightBytes } from './model-memory';
+import { checkFit, defaultBaseOf, estimateTrainingMemory, parameterCount, weightBytes } from './model-memory';
 
 const smollm2 = parseModelConfig({
   model_type: 'llama',
@@ -70,14 +70,8 @@ describe('model memory', () => {
     expect(estimateTrainingMemory(llama3b, { halfMatrices: true, recompute: true }).total).toBeGreaterThan(7e9);
     expect(params).toBeGreaterThan(3.2e9);
 
-    const pick = (config: Record<string, unknown>) => {
-      const c = parseModelConfig(config);
-      return defaultBasePrecision(c, parameterCount(c));
-    };
-    expect([smollm2, parseModelConfig(LLAMA32_1B)].map((c) => defaultBasePrecision(c, parameterCount(c)))).toEqual([
-      'f16',
-      'f16',
-    ]);
+    const pick = (config: Record<string, unknown>) => defaultBaseOf(parseModelConfig(config));
+    expect([smollm2, parseModelConfig(LLAMA32_1B)].map(defaultBaseOf)).toEqual(['f16', 'f16']);
     expect([QWEN25_15B, SMOLLM2_17B, LLAMA32_3B].map(pick)).toEqual(['q4', 'q4', 'q4']);
     // Rows that are not whole 32-weight groups: 8-bit.
     expect(pick({ ...SMOLLM2_17B, hidden_size: 2056, num_attention_heads: 4, num_key_value_heads: 4 })).toBe('q8');

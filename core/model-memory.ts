@@ -1,4 +1,4 @@
-import { type BasePrecision, quantBytes } from './base-precision';
+import { type BasePrecision, defaultBasePrecision, quantBytes } from './base-precision';
 import { expectedTensors, type ModelConfig, PROJECTIONS, type Projection, projectionShape } from './model-config';
 
 /** Parameters of the base model, counted from the tensors its architecture needs. */
@@ -6,6 +6,11 @@ export function parameterCount(config: ModelConfig): number {
   let total = 0;
   for (const shape of expectedTensors(config).values()) total += shape.reduce((a, b) => a * b, 1);
   return total;
+}
+
+/** The base precision `config`'s model loads at unless another is picked: defaultBasePrecision at its size. */
+export function defaultBaseOf(config: ModelConfig): BasePrecision {
+  return defaultBasePrecision(config, parameterCount(config));
 }
 
 /** How the base weights are held: matrices at fp16 (`halfMatrices`, else fp32), projections quantized by `base`. */

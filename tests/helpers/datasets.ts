@@ -42,3 +42,14 @@ export function codeWordsJsonl(): string {
     });
   return `${CODE_WORDS.map(line).join('\n')}\n`;
 }
+
+/** One conversation (`question`, then `answer`) `copies` times: a dataset a model can learn by heart in a few steps. */
+export function oneConversationJsonl(question: string, answer: string, copies: number): string {
+  const line = JSON.stringify({
+    messages: [
+      { role: 'user', content: question },
+      { role: 'assistant', content: answer },
+    ],
+  });
+  return `${line}\n`.repeat(copies);
+}

@@ -1,4 +1,6 @@
 import { execFile, spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -46,4 +48,15 @@ export function honeInterrupted(
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
+}
+
+/** The records of metrics.jsonl in a `hone train` run's folder. */
+export async function runMetrics(out: string) {
+  const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
+  return lines.map((line) => JSON.parse(line));
+}
+
+/** The training losses of a `hone train` run's folder, step by step. */
+export async function trainLosses(out: string): Promise<number[]> {
+  return (await runMetrics(out)).filter((r) => r.type === 'train').map((r): number => r.loss);
 }

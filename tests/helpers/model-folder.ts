@@ -1,12 +1,13 @@
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { expectedTensors, type ModelConfig, serializeModelConfig } from '../../core/model-config';
+import { expectedTensors, type ModelConfig, parseModelConfig, serializeModelConfig } from '../../core/model-config';
 import { serializeAdapter } from '../../core/peft';
 import { randomUniform } from '../../core/random';
 import { serializeSafetensors, type WritableTensor } from '../../core/safetensors';
-import { randomLora } from '../../workers/engine/reference/random-model';
+import { randomLora, tensorDraw } from '../../workers/engine/reference/random-model';
 import type { ReferenceLora } from '../../workers/engine/reference/transformer.cpu';
+import { LLAMA32_1B } from '../fixtures/hub-configs';
 
 /** A fresh temporary folder. */
 export function tempDir(prefix = 'hone-test-'): Promise<string> {
@@ -15,9 +16,10 @@ export function tempDir(prefix = 'hone-test-'): Promise<string> {
 
 /** bf16 bits of a float32 value, truncated: exact when the value already is a bf16 number. */
 function toBf16Bits(values: ArrayLike<number>): Uint16Array {
-  const f32 = Float32Array.from(values);
-  const u32 = new Uint32Array(f32.buffer);
-  return Uint16Array.from(u32, (bits) => bits >>> 16);
+  const u32 = new Uint32Array(Float32Array.from(values).buffer);
+  const out = new Uint16Array(u32.length);
+  for (let i = 0; i < u32.length; i++) out[i] = u32[i] >>> 16;
+  return out;
 }
 
 /** Rounds values to the nearest bf16 (toward zero), so a bf16 file and an fp32 reference hold the same numbers. */
@@ -60,6 +62,32 @@ export async function writeModelFolder(
       key,
       dtype === 'F32' ? { dtype, shape, data: Float32Array.from(data) } : { dtype, shape, data: toBf16Bits(data) },
     );
+  }
+  await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
+  return dir;
+}
+
+/**
+ * Llama 3.2 1B's layers (hidden 2048, intermediate 8192, 32 query heads over 8 of 64, llama3 rope), two of them,
+ * over a vocabulary of 300: a model of a real width that a software adapter still trains a step of in seconds.
+ */
+export function llama1bLayersConfig(): ModelConfig {
+  return { ...parseModelConfig(LLAMA32_1B), numLayers: 2, vocabSize: 300 };
+}
+
+/**
+ * Writes a BF16 model folder of randomWeights(config, seed)'s values (truncated to bf16), one tensor at a time:
+ * for models too large to hold in float64.
+ */
+export async function writeRandomBf16Folder(dir: string, config: ModelConfig, seed: number): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'config.json'), serializeModelConfig(config));
+  const tensors = new Map<string, WritableTensor>();
+  for (const [key, shape] of expectedTensors(config)) {
+    const draw = tensorDraw(key, shape, seed);
+    const values = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < values.length; i++) values[i] = draw();
+    tensors.set(key, { dtype: 'BF16', shape, data: toBf16Bits(values) });
   }
   await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
   return dir;

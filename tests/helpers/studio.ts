@@ -17,9 +17,14 @@ export async function loadDemoModel(page: Page, step?: RegExp): Promise<void> {
 
 /**
  * From the Data step: drops `file` with nothing held out, trains it to the end with `settings` (label and value of
- * each field) on a constant schedule, and waits for the run to finish.
+ * each field) on `schedule`, and waits for the run to finish.
  */
-export async function trainOnFile(page: Page, file: string, settings: [label: string, value: string][]): Promise<void> {
+export async function trainOnFile(
+  page: Page,
+  file: string,
+  settings: [label: string, value: string][],
+  schedule: 'constant' | 'cosine' = 'constant',
+): Promise<void> {
   await page.getByLabel('choose files').setInputFiles(file);
   const validation = page.getByLabel('Validation (fraction or count)');
   await validation.fill('0');
@@ -30,7 +35,7 @@ export async function trainOnFile(page: Page, file: string, settings: [label: st
     await form.getByLabel(label, { exact: true }).fill(value);
     await form.getByLabel(label, { exact: true }).blur();
   }
-  await form.getByLabel(/^Schedule/).selectOption('constant');
+  await form.getByLabel(/^Schedule/).selectOption(schedule);
   await page.getByRole('button', { name: 'Start training' }).click();
   await expect(page.getByTestId('run-status')).toHaveText('Finished', { timeout: 300_000 });
 }

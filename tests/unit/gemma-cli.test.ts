@@ -3,12 +3,12 @@
  * conversations pass, the Gemma-shaped tokenizer with <start_of_turn> / <end_of_turn> and Gemma's chat template),
  * served by a local Hub-layout server, trained, chatted with (the end-of-turn token ends the answer), merged.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { codeWordsJsonl } from '../helpers/datasets';
 import { writeGemmaFolder } from '../helpers/gemma-model';
-import { hone, honeWithEnv } from '../helpers/hone-cli';
+import { hone, honeWithEnv, trainLosses } from '../helpers/hone-cli';
 import { type HubServer, startHubServer } from '../helpers/hub-server';
 import { tempDir } from '../helpers/model-folder';
 
@@ -46,12 +46,7 @@ describe('a Gemma 3 model from the Hub in the CLI', () => {
       ...schedule,
     );
     expect(trained.code, trained.stderr).toBe(0);
-    const losses = (await readFile(join(run, 'metrics.jsonl'), 'utf8'))
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line))
-      .filter((r) => r.type === 'train')
-      .map((r) => r.loss as number);
+    const losses = await trainLosses(run);
     expect(losses).toHaveLength(30);
     expect(Math.min(...losses.slice(-5))).toBeLessThan(losses[0] / 4);
 

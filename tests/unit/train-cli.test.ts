@@ -5,7 +5,7 @@ import { folderReader } from '../../cli/folder';
 import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
 import { randomLora } from '../../workers/engine/reference/random-model';
 import { capitalsJsonl, ordersJsonl } from '../helpers/datasets';
-import { hone, honeInterrupted } from '../helpers/hone-cli';
+import { hone, honeInterrupted, runMetrics } from '../helpers/hone-cli';
 import { tempDir, writeAdapterFolder } from '../helpers/model-folder';
 import { meanTokenWeightOnnx } from '../helpers/onnx-model';
 
@@ -46,11 +46,6 @@ function adapterValues(adapter: Awaited<ReturnType<typeof loadAdapter>>): number
   return adapter.modules.reduce((n, m) => n + m.shapeA[0] * m.shapeA[1] + m.shapeB[0] * m.shapeB[1], 0);
 }
 
-async function metrics(out: string) {
-  const lines = (await readFile(join(out, 'metrics.jsonl'), 'utf8')).trim().split('\n');
-  return lines.map((l) => JSON.parse(l));
-}
-
 // Each test runs hone train in new processes (three in a row for resuming), each compiling its kernels: over a
 // minute on SwiftShader, the adapter npm test uses.
 describe('hone train', { timeout: 180_000 }, () => {
@@ -60,7 +55,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     const { code, stderr } = await hone('train', ...args, '--max-steps', '6', '--lr', '0.01', '--schedule', 'constant');
     expect(stderr).toContain('messages data: 4 records (0 skipped), 4 training and 0 validation sequences');
     expect(code).toBe(0);
-    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    const steps = (await runMetrics(out)).filter((m) => m.type === 'train');
     expect(steps.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(steps[5].loss).toBeLessThan(0.9 * steps[0].loss);
     const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
@@ -90,7 +85,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     expect(bad.stderr).toContain("--base must be one of f16, q8, q4, nf4, not 'q5'");
     const { code } = await hone('train', ...args, '--base', 'q4', '--max-steps', '4', '--lr', '0.01');
     expect(code).toBe(0);
-    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    const steps = (await runMetrics(out)).filter((m) => m.type === 'train');
     expect(steps[3].loss).toBeLessThan(0.9 * steps[0].loss);
     const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
     const adapter = await loadAdapter(folderReader(out), out, model.config);
@@ -99,6 +94,10 @@ describe('hone train', { timeout: 180_000 }, () => {
     expect(run).toMatchObject({ model: 'hone-tiny', base: 'q4' });
     const other = await hone('train', '--out', out, '--resume', '--max-steps', '6', '--base', 'f16');
     expect(other.stderr).toContain(`--resume: the run in ${out} trains over a q4 base, not f16`);
+    // Merging says what the adapter folds into.
+    const merged = await hone('merge', '--model', 'hone-tiny', '--adapter', out, '--out', join(dir, 'q4-merged'));
+    expect(merged.code, merged.stderr).toBe(0);
+    expect(merged.stderr).toContain('over a 4-bit copy of the base; the adapter folds into the original weights');
   });
 
   it('resumes a paused or finished run to the adapter an uninterrupted run writes, recomputing or not', async () => {
@@ -107,7 +106,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     expect((await hone('train', ...common, '--out', whole, '--max-steps', '4')).code).toBe(0);
     const bytes = (folder: string) => readFile(join(folder, 'adapter_model.safetensors'));
     const trainSteps = async (folder: string) =>
-      (await metrics(folder)).filter((m) => m.type === 'train').map((m) => m.step);
+      (await runMetrics(folder)).filter((m) => m.type === 'train').map((m) => m.step);
 
     // Finished at step 2, then trained on to step 4 with only its folder named (and recomputing activations).
     const longer = join(dir, 'longer');
@@ -143,7 +142,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     const first = join(dir, 'first');
     const shape = ['--lora-r', '4', '--lora-alpha', '8', '--schedule', 'constant'];
     expect((await hone('train', ...run, ...quick, ...shape, '--out', first, '--max-steps', '30')).code).toBe(0);
-    const firstSteps = (await metrics(first)).filter((m) => m.type === 'train');
+    const firstSteps = (await runMetrics(first)).filter((m) => m.type === 'train');
     // The next run takes the adapter's rank and alpha (no flags for them) and starts where the first ended; its
     // optimizer starts fresh, so it warms up (the studio's defaults would give 0 warm-up steps of 4).
     const next = join(dir, 'next');
@@ -160,7 +159,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     );
     expect(code).toBe(0);
     expect(stderr).toContain('4 steps, 3 of them warming up');
-    const nextSteps = (await metrics(next)).filter((m) => m.type === 'train');
+    const nextSteps = (await runMetrics(next)).filter((m) => m.type === 'train');
     const learned = firstSteps[0].loss - firstSteps[29].loss;
     expect(learned).toBeGreaterThan(0);
     expect(Math.abs(nextSteps[0].loss - firstSteps[29].loss)).toBeLessThan(0.1 * learned);
@@ -220,7 +219,7 @@ describe('hone train', { timeout: 180_000 }, () => {
       'constant',
     );
     expect(code).toBe(0);
-    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    const steps = (await runMetrics(out)).filter((m) => m.type === 'train');
     expect(steps.at(-1).loss).toBeLessThan(steps[0].loss);
   });
 
@@ -238,7 +237,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     const { code, stderr } = await hone(...dpo, ...small, '--max-steps', '4', '--lr', '0.01', '--schedule', 'constant');
     expect(stderr).toContain('preference data: 4 records (0 skipped), 4 training and 0 validation pairs');
     expect(code).toBe(0);
-    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    const steps = (await runMetrics(out)).filter((m) => m.type === 'train');
     expect(steps[0].loss).toBeCloseTo(Math.log(2), 4);
     expect(steps.at(-1).loss).toBeLessThan(0.8 * steps[0].loss);
     const full = await hone(...dpo, '--full');
@@ -266,9 +265,9 @@ describe('hone train', { timeout: 180_000 }, () => {
     expect(stderr).toContain('4 training and 2 validation pairs');
     expect(stderr).toMatch(/validation loss [\d.]+, [\d.]+% of held-out pairs ranked right/);
     expect(code).toBe(0);
-    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    const steps = (await runMetrics(out)).filter((m) => m.type === 'train');
     expect(steps.at(-1).loss).toBeLessThan(steps[0].loss);
-    const evals = (await metrics(out)).filter((m) => m.type === 'eval');
+    const evals = (await runMetrics(out)).filter((m) => m.type === 'eval');
     expect(typeof evals.at(-1).validationAccuracy).toBe('number');
     const model = await loadCheckpoint(folderReader('public/models/hone-tiny'), 'hone-tiny');
     const adapter = await loadAdapter(folderReader(out), out, model.config, 'SEQ_CLS');
@@ -296,7 +295,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     const { code, stderr } = await hone(...grpo, ...tiny, '--reward-js', rule);
     expect(stderr).toContain('rl_prompts data: 3 records (0 skipped), 3 training and 0 validation prompts');
     expect(code).toBe(0);
-    const steps = (await metrics(out)).filter((m) => m.type === 'train');
+    const steps = (await runMetrics(out)).filter((m) => m.type === 'train');
     expect(steps).toHaveLength(1);
     expect(steps[0].completionLength).toBeGreaterThan(0);
     expect(steps[0].completionLength).toBeLessThanOrEqual(2);
@@ -317,7 +316,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     expect((await hone('train', '--model', 'hone-tiny', ...rmArgs, ...small)).code).toBe(0);
     const withModel = await hone(...grpo, ...tiny, '--reward-model', rm);
     expect(withModel.code).toBe(0);
-    const rewarded = (await metrics(out)).filter((m) => m.type === 'train');
+    const rewarded = (await runMetrics(out)).filter((m) => m.type === 'train');
     expect(rewarded).toHaveLength(1);
     expect(rewarded[0].reward).not.toBe(steps[0].reward);
 
@@ -325,7 +324,7 @@ describe('hone train', { timeout: 180_000 }, () => {
     const onnx = join(dir, 'ones.onnx');
     await writeFile(onnx, meanTokenWeightOnnx(new Float32Array(4096).fill(1)));
     expect((await hone(...grpo, ...tiny, '--reward-onnx', onnx)).code).toBe(0);
-    const scored = (await metrics(out)).filter((m) => m.type === 'train');
+    const scored = (await runMetrics(out)).filter((m) => m.type === 'train');
     expect(scored[0].reward).toBeCloseTo(1, 6);
     expect(scored[0].rewardStd).toBe(0);
   }, 120_000);

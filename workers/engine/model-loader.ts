@@ -1,9 +1,9 @@
-import { BASE_PRECISIONS, type BasePrecision, defaultBasePrecision } from '../../core/base-precision';
+import { BASE_PRECISIONS, type BasePrecision } from '../../core/base-precision';
 import { type Checkpoint, CheckpointError, loadCheckpoint, type ReadFile } from '../../core/checkpoint';
 import { type DownloadProgress, type FileCache, hubFileSize, hubReader } from '../../core/hub';
 import { hubErrorKind } from '../../core/hub-errors';
 import { type ModelConfig, parseModelConfig } from '../../core/model-config';
-import { estimateTrainingMemory, parameterCount, type TrainingMemory } from '../../core/model-memory';
+import { defaultBaseOf, estimateTrainingMemory, parameterCount, type TrainingMemory } from '../../core/model-memory';
 import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
 
 /**
@@ -28,7 +28,7 @@ export interface ModelInfo {
   downloadBytes: number | null;
   /** Whether loading downloads the weights (a Hub repo) or reads them from here. */
   downloads: boolean;
-  /** The base precision it loads at unless another is picked (defaultBasePrecision). */
+  /** The base precision it loads at unless another is picked (defaultBaseOf). */
   defaultBase: BasePrecision;
   /** For LoRA training at batch 1 × 512 tokens, r = 16 on all projections, at each base precision. */
   memory: Record<BasePrecision, TrainingMemory>;
@@ -115,7 +115,7 @@ export async function describeModel(
     parameters,
     downloadBytes,
     downloads: source.kind === 'hub',
-    defaultBase: defaultBasePrecision(config, parameters),
+    defaultBase: defaultBaseOf(config),
     memory,
   };
 }

@@ -3,13 +3,12 @@
  * adapter, or another model read for it), answering several examples at once and measuring perplexity; a rule and
  * a reward model as scorers; the report kept with the latest run.
  */
-import { defaultBasePrecision } from '../../core/base-precision';
 import type { ReadFile } from '../../core/checkpoint';
 import { lastUserTurn } from '../../core/dataset/formats';
 import { renderChat, renderExample, renderPrompt } from '../../core/dataset/render';
 import { type EvalExample, perplexityTarget } from '../../core/eval/examples';
 import { type ModelConfig, shortDims } from '../../core/model-config';
-import { parameterCount } from '../../core/model-memory';
+import { defaultBaseOf } from '../../core/model-memory';
 import type { ModelTokenizer } from '../../core/tokenizer';
 import { type ReplyModel, replyRows } from './chat';
 import {
@@ -131,7 +130,7 @@ export class RunEvaluation {
     const config = files.checkpoint.config;
     const weights = await uploadChecked(device, files.checkpoint, {
       halfMatrices: kernels.choices.halfWeights,
-      base: defaultBasePrecision(config, parameterCount(config)),
+      base: defaultBaseOf(config),
       what: `the weights of ${other.label}, which answer beside the loaded model`,
     });
     const model = { config: files.checkpoint.config, weights, lora: null, tokenizer: files.tokenizer };

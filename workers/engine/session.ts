@@ -4,12 +4,12 @@
  * through `run-exports.ts`.
  */
 import type { AdapterSummary } from '../../core/adapter';
-import { BASE_PRECISION_LABELS, type BasePrecision, defaultBasePrecision } from '../../core/base-precision';
+import { BASE_PRECISION_LABELS, type BasePrecision } from '../../core/base-precision';
 import { type Checkpoint, loadAdapter, type ReadFile } from '../../core/checkpoint';
 import type { DatasetFile } from '../../core/dataset/read-records';
 import { pickedFilesReader } from '../../core/export/unzip-folder';
 import type { DownloadProgress, FileCache } from '../../core/hub';
-import { checkFit, parameterCount } from '../../core/model-memory';
+import { checkFit, defaultBaseOf } from '../../core/model-memory';
 import type { TrainSettings } from '../../core/training/settings';
 import type {
   DescribedModel,
@@ -196,7 +196,7 @@ export class EngineSession {
 
   /**
    * Reads the model through `read` and puts it on the GPU, in place of the loaded one, its projections at `base`
-   * (by default the model's: defaultBasePrecision); loads run one at a time.
+   * (by default the model's: defaultBaseOf); loads run one at a time.
    */
   loadFrom(read: ReadFile, label: string, base?: BasePrecision): Promise<LoadedModelSummary> {
     const load = this.loading.then(() => this.loadNow(read, label, base));
@@ -218,7 +218,7 @@ export class EngineSession {
     this.lostReason = null;
     const { checkpoint, tokenizer } = model;
     const halfMatrices = choices.halfWeights;
-    const base = chosen ?? defaultBasePrecision(checkpoint.config, parameterCount(checkpoint.config));
+    const base = chosen ?? defaultBaseOf(checkpoint.config);
     const precision = base === 'f16' ? '' : ` (${BASE_PRECISION_LABELS[base]})`;
     const weights = await uploadChecked(device, checkpoint, {
       halfMatrices,

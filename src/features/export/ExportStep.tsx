@@ -1,6 +1,6 @@
 import { useMutation } from '@tanstack/react-query';
 import { useState } from 'react';
-import { BASE_PRECISION_LABELS } from '../../../core/base-precision';
+import { originalWeightsNote } from '../../../core/base-precision';
 import type { KeptCheckpoint } from '../../../workers/engine/api';
 import { CheckpointChoice } from '../../components/CheckpointChoice';
 import { button, card, ErrorMessage, Step } from '../../components/ui';
@@ -84,13 +84,7 @@ function PeftExport({ which }: { which: Which }) {
         The adapter loads with PEFT on top of the base model. The tuned model has the adapter folded into its weights
         (or is the weights themselves, for a run that trained every one), in the Hugging Face layout, and loads with
         transformers alone.
-        {base !== 'f16' && (
-          <span data-testid="export-original-weights">
-            {' '}
-            The run trained over a {BASE_PRECISION_LABELS[base]} copy of the base; the tuned model and its GGUF fold the
-            adapter into the original weights, read again from the cache, not into that copy.
-          </span>
-        )}
+        {originalWeightsNote(base) && <span data-testid="export-original-weights"> {originalWeightsNote(base)}</span>}
       </p>
       {exported.isPending && <p>Preparing the download…</p>}
       {exported.isSuccess && (

@@ -65,17 +65,25 @@ export function tinyGemmaConfig(overrides: Partial<ModelConfig> = {}): ModelConf
 export function randomWeights(config: ModelConfig, seed: number): Map<string, Float64Array> {
   const weights = new Map<string, Float64Array>();
   for (const [key, shape] of expectedTensors(config)) {
-    const size = shape.reduce((a, b) => a * b, 1);
-    const next = mulberry32(seed ^ fnv1a(key));
-    const uniform = () => 2 * next() - 1; // U(-1, 1)
-    let draw: () => number;
-    if (key === 'model.embed_tokens.weight') draw = () => 0.5 * uniform();
-    else if (key.endsWith('norm.weight')) draw = () => 1 + 0.1 * uniform();
-    else if (key.endsWith('.bias')) draw = () => 0.1 * uniform();
-    else draw = () => uniform() / Math.sqrt(shape[1]); // [out, in] matrices
-    weights.set(key, fill(size, draw));
+    weights.set(
+      key,
+      fill(
+        shape.reduce((a, b) => a * b, 1),
+        tensorDraw(key, shape, seed),
+      ),
+    );
   }
   return weights;
+}
+
+/** Tensor `key` [shape] of randomWeights(…, seed), its values one call at a time in row-major order. */
+export function tensorDraw(key: string, shape: readonly number[], seed: number): () => number {
+  const next = mulberry32(seed ^ fnv1a(key));
+  const uniform = () => 2 * next() - 1; // U(-1, 1)
+  if (key === 'model.embed_tokens.weight') return () => 0.5 * uniform();
+  if (key.endsWith('norm.weight')) return () => 1 + 0.1 * uniform();
+  if (key.endsWith('.bias')) return () => 0.1 * uniform();
+  return () => uniform() / Math.sqrt(shape[1]); // [out, in] matrices
 }
 
 /**
