@@ -18,7 +18,7 @@ import { folderReader } from './folder';
 export const BASE_FLAG = {
   base: {
     value: 'P',
-    help: `the frozen base's precision: ${BASE_PRECISIONS.join(', ')} (default: f16 below ${QUANTIZED_FROM_PARAMETERS / 1e9}B parameters, else q4, or q8 where rows are not whole groups of 32)`,
+    help: `the frozen base's precision: ${BASE_PRECISIONS.join(', ')} (default: f16 below ${QUANTIZED_FROM_PARAMETERS / 1e9}B parameters, else q4, q8 where rows are not whole groups of 32; smaller where a matrix would not fit the GPU's binding limit)`,
   },
 } as const;
 

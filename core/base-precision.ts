@@ -49,10 +49,16 @@ export const QUANTIZED_FROM_PARAMETERS = 1.3e9;
 /**
  * The base precision a model loads at unless the person picks another: 16-bit below QUANTIZED_FROM_PARAMETERS,
  * else 4-bit (q4: its validation loss after fine-tuning came closest to 16-bit's, docs/PERFORMANCE.md), where every
- * projection's rows are whole 4-bit groups.
+ * projection's rows are whole 4-bit groups, else 8-bit where they are whole words.
  */
 export function defaultBasePrecision(config: ModelConfig, parameters: number): BasePrecision {
   if (parameters < QUANTIZED_FROM_PARAMETERS) return 'f16';
+  return wholeGroups(config, 'q4') ? 'q4' : wholeGroups(config, 'q8') ? 'q8' : 'f16';
+}
+
+/** Whether every projection's rows hold whole groups of `format` (q8's: whole words of 4). */
+export function wholeGroups(config: ModelConfig, format: QuantFormat): boolean {
+  const unit = QUANT_LAYOUT[format].group || 4;
   const { hiddenSize: d, intermediateSize: f, numHeads: H, headDim: hd } = config;
-  return [d, f, H * hd].every((cols) => cols % QUANT_LAYOUT.q4.group === 0) ? 'q4' : 'q8';
+  return [d, f, H * hd].every((cols) => cols % unit === 0);
 }

@@ -71,9 +71,33 @@ describe('model memory', () => {
     expect(params).toBeGreaterThan(3.2e9);
 
     const pick = (config: Record<string, unknown>) => defaultBaseOf(parseModelConfig(config));
-    expect([smollm2, parseModelConfig(LLAMA32_1B)].map(defaultBaseOf)).toEqual(['f16', 'f16']);
+    const llama1b = parseModelConfig(LLAMA32_1B);
+    expect([smollm2, llama1b].map((c) => defaultBaseOf(c))).toEqual(['f16', 'f16']);
     expect([QWEN25_15B, SMOLLM2_17B, LLAMA32_3B].map(pick)).toEqual(['q4', 'q4', 'q4']);
-    // Rows that are not whole 32-weight groups: 8-bit.
+    // Rows that are not whole 32-weight groups: 8-bit; not whole words: 16-bit.
     expect(pick({ ...SMOLLM2_17B, hidden_size: 2056, num_attention_heads: 4, num_key_value_heads: 4 })).toBe('q8');
+    expect(pick({ ...SMOLLM2_17B, hidden_size: 2058, num_attention_heads: 1, num_key_value_heads: 1 })).toBe('f16');
+  });
+
+  it('defaults to a smaller base where the largest matrix passes the GPU’s binding limit at the size’s default', () => {
+    // Llama 3.2 1B's gate projection, [8192, 2048]: 64 MiB at fp32, 32 MiB at fp16, 16 MiB + 32 KiB at 8 bits, 8 MiB
+    // + 512 KiB at 4 bits.
+    const llama1b = parseModelConfig(LLAMA32_1B);
+    const gpu = (limit: number, halfMatrices = false) => ({
+      limits: { maxStorageBufferBindingSize: limit, maxBufferSize: 2 ** 32 },
+      halfMatrices,
+    });
+    const MiB = 2 ** 20;
+    expect(defaultBaseOf(llama1b, gpu(64 * MiB))).toBe('f16');
+    expect(defaultBaseOf(llama1b, gpu(48 * MiB))).toBe('q8');
+    expect(defaultBaseOf(llama1b, gpu(48 * MiB, true))).toBe('f16');
+    expect(defaultBaseOf(llama1b, gpu(16 * MiB))).toBe('q4');
+    // Nothing fits: the size's default, which checkFit then refuses.
+    expect(defaultBaseOf(llama1b, gpu(4 * MiB))).toBe('f16');
+    const q4 = estimateTrainingMemory(llama1b, { base: 'q4' });
+    expect(q4.largestBinding).toBe(quantBytes('q4', 8192, 2048));
+    expect(checkFit(q4, gpu(4 * MiB).limits).reason).toContain(`needs ${q4.largestBinding} bytes in one buffer`);
+    // A full-parameter run trains its matrices at fp32, whatever the base.
+    expect(estimateTrainingMemory(llama1b, { base: 'q4', full: true }).largestBinding).toBe(4 * 8192 * 2048);
   });
 });

@@ -1,4 +1,4 @@
-import { type BasePrecision, defaultBasePrecision, quantBytes } from './base-precision';
+import { type BasePrecision, defaultBasePrecision, quantBytes, wholeGroups } from './base-precision';
 import { expectedTensors, type ModelConfig, PROJECTIONS, type Projection, projectionShape } from './model-config';
 
 /** Parameters of the base model, counted from the tensors its architecture needs. */
@@ -8,9 +8,28 @@ export function parameterCount(config: ModelConfig): number {
   return total;
 }
 
-/** The base precision `config`'s model loads at unless another is picked: defaultBasePrecision at its size. */
-export function defaultBaseOf(config: ModelConfig): BasePrecision {
-  return defaultBasePrecision(config, parameterCount(config));
+/** The limits that bound one storage binding. */
+export interface BindingLimits {
+  maxStorageBufferBindingSize: number;
+  maxBufferSize: number;
+}
+
+/**
+ * The base precision `config`'s model loads at unless another is picked: defaultBasePrecision at its size; on a GPU
+ * (its `limits`, and whether it holds matrices at fp16) whose binding limit a matrix passes at that precision, the
+ * first smaller one (8-bit, then 4-bit) it fits at.
+ */
+export function defaultBaseOf(
+  config: ModelConfig,
+  gpu?: { limits: BindingLimits; halfMatrices: boolean },
+): BasePrecision {
+  const bySize = defaultBasePrecision(config, parameterCount(config));
+  if (!gpu) return bySize;
+  const order: BasePrecision[] = ['f16', 'q8', 'q4'];
+  const fits = (base: BasePrecision) =>
+    (base === 'f16' || wholeGroups(config, base)) &&
+    checkFit(estimateTrainingMemory(config, { halfMatrices: gpu.halfMatrices, base }), gpu.limits).fits;
+  return order.slice(order.indexOf(bySize)).find(fits) ?? bySize;
 }
 
 /** How the base weights are held: matrices at fp16 (`halfMatrices`, else fp32), projections quantized by `base`. */
@@ -27,12 +46,23 @@ export interface HeldWeights {
 export function weightBytes(config: ModelConfig, { halfMatrices = false, base = 'f16' }: HeldWeights): number {
   let total = 0;
   for (const [key, shape] of expectedTensors(config)) {
-    const count = shape.reduce((a, b) => a * b, 1);
     const matrix = !key.endsWith('norm.weight') && !key.endsWith('.bias');
-    if (!matrix || base === 'f16') total += (matrix && halfMatrices ? 2 : 4) * count;
-    else total += quantBytes(key.endsWith('_proj.weight') ? base : 'q8', shape[0], shape[1]);
+    if (!matrix) total += 4 * shape.reduce((a, b) => a * b, 1);
+    else
+      total += matrixBytes(shape[0], shape[1], {
+        halfMatrices,
+        base: key.endsWith('_proj.weight') ? base : tables(base),
+      });
   }
   return total;
+}
+
+/** A quantized base's tables (embedding, LM head): 8-bit. */
+const tables = (base: BasePrecision): BasePrecision => (base === 'f16' ? 'f16' : 'q8');
+
+/** Bytes of a [rows, cols] matrix held at `base` (16-bit: fp16 with `halfMatrices`, else fp32). */
+function matrixBytes(rows: number, cols: number, { halfMatrices = false, base = 'f16' }: HeldWeights): number {
+  return base === 'f16' ? (halfMatrices ? 2 : 4) * rows * cols : quantBytes(base, rows, cols);
 }
 
 export interface TrainingMemory {
@@ -111,7 +141,10 @@ export function estimateTrainingMemory(
   const adapter = full ? 3 * 4 * params : 4 * 4 * adapterParams;
   const held = weightBytes(config, { halfMatrices, base: full ? 'f16' : base });
   const weights = full ? 4 * params + (keepsBase ? held : 0) : held;
-  const largestBinding = 4 * Math.max(f * d, H * hd * d);
+  // The largest projection as held (a full-parameter run trains every one at fp32).
+  const largestBinding = Math.max(
+    ...[f, H * hd].map((rows) => matrixBytes(rows, d, full ? {} : { halfMatrices, base })),
+  );
   return { weights, activations, adapter, total: weights + activations + adapter, largestBinding };
 }
 

@@ -117,6 +117,8 @@ export interface SavedRunSummary {
 }
 
 export interface DescribedModel extends ModelInfo {
+  /** The base precision it loads at unless another is picked, on this GPU (defaultBaseOf). */
+  defaultBase: BasePrecision;
   /** Whether it fits this GPU's buffer limits at its default base precision. */
   fit: { fits: boolean; reason: string };
 }

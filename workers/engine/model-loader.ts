@@ -3,7 +3,7 @@ import { type Checkpoint, CheckpointError, loadCheckpoint, type ReadFile } from 
 import { type DownloadProgress, type FileCache, hubFileSize, hubReader } from '../../core/hub';
 import { hubErrorKind } from '../../core/hub-errors';
 import { type ModelConfig, parseModelConfig } from '../../core/model-config';
-import { defaultBaseOf, estimateTrainingMemory, parameterCount, type TrainingMemory } from '../../core/model-memory';
+import { estimateTrainingMemory, parameterCount, type TrainingMemory } from '../../core/model-memory';
 import { loadTokenizer, type ModelTokenizer } from '../../core/tokenizer';
 
 /**
@@ -28,8 +28,6 @@ export interface ModelInfo {
   downloadBytes: number | null;
   /** Whether loading downloads the weights (a Hub repo) or reads them from here. */
   downloads: boolean;
-  /** The base precision it loads at unless another is picked (defaultBaseOf). */
-  defaultBase: BasePrecision;
   /** For LoRA training at batch 1 × 512 tokens, r = 16 on all projections, at each base precision. */
   memory: Record<BasePrecision, TrainingMemory>;
 }
@@ -115,7 +113,6 @@ export async function describeModel(
     parameters,
     downloadBytes,
     downloads: source.kind === 'hub',
-    defaultBase: defaultBaseOf(config),
     memory,
   };
 }

@@ -128,9 +128,10 @@ export class RunEvaluation {
     const files = await loadModelFiles(other.read, other.label);
     if (!files.tokenizer) throw new Error(`${other.label}: ${files.tokenizerError}; it cannot read the examples`);
     const config = files.checkpoint.config;
+    const halfMatrices = kernels.choices.halfWeights;
     const weights = await uploadChecked(device, files.checkpoint, {
-      halfMatrices: kernels.choices.halfWeights,
-      base: defaultBaseOf(config),
+      halfMatrices,
+      base: defaultBaseOf(config, { limits: device.limits, halfMatrices }),
       what: `the weights of ${other.label}, which answer beside the loaded model`,
     });
     const model = { config: files.checkpoint.config, weights, lora: null, tokenizer: files.tokenizer };

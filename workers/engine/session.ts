@@ -171,7 +171,8 @@ export class EngineSession {
   async describe(source: ModelSource, hub: HubSettings): Promise<DescribedModel> {
     const { device, choices } = await this.device();
     const info = await describeModel(source, hub, this.options.cache ?? null, choices.halfWeights);
-    return { ...info, fit: checkFit(info.memory[info.defaultBase], device.limits) };
+    const defaultBase = defaultBaseOf(info.config, { limits: device.limits, halfMatrices: choices.halfWeights });
+    return { ...info, defaultBase, fit: checkFit(info.memory[defaultBase], device.limits) };
   }
 
   /** Puts the model on the GPU, its projections at `base` (the model's default precision when not given). */
@@ -218,7 +219,7 @@ export class EngineSession {
     this.lostReason = null;
     const { checkpoint, tokenizer } = model;
     const halfMatrices = choices.halfWeights;
-    const base = chosen ?? defaultBaseOf(checkpoint.config);
+    const base = chosen ?? defaultBaseOf(checkpoint.config, { limits: device.limits, halfMatrices });
     const precision = base === 'f16' ? '' : ` (${BASE_PRECISION_LABELS[base]})`;
     const weights = await uploadChecked(device, checkpoint, {
       halfMatrices,
