@@ -152,10 +152,7 @@ export function estimateTrainingMemory(
  * Whether training fits the adapter's limits. WebGPU does not report how much memory a GPU has, so the hard
  * check is the one it does report: each weight that cannot be split must fit one storage binding.
  */
-export function checkFit(
-  memory: TrainingMemory,
-  limits: { maxStorageBufferBindingSize: number; maxBufferSize: number },
-): { fits: boolean; reason: string } {
+export function checkFit(memory: TrainingMemory, limits: BindingLimits): { fits: boolean; reason: string } {
   const limit = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   if (memory.largestBinding > limit) {
     return {
