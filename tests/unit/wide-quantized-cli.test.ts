@@ -26,7 +26,8 @@ beforeAll(async () => {
   await writeFile(data, oneConversationJsonl(question, answer, 4));
 }, 120_000);
 
-describe('a 4-bit base at Llama 3.2 1B’s width in the CLI', () => {
+// Six training steps and a decode at a width a software adapter runs at about 15 s a step: minutes beside other tests.
+describe('a 4-bit base at Llama 3.2 1B’s width in the CLI', { timeout: 600_000 }, () => {
   it('trains a conversation in and answers it, decoding over the 4-bit weights', async () => {
     const out = join(dir, 'run');
     const settings = ['--batch-size', '1', '--seq-len', '64', '--validation', '0', '--max-steps', '6'];
