@@ -1,5 +1,6 @@
 import { mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { originalWeightsNote } from '../core/base-precision';
 import type { RunStore } from '../workers/engine/train/training-session';
 import { folderRunStore, type RunFolder } from '../workers/storage/run-store';
 import { exists, folderReader } from './folder';
@@ -35,4 +36,15 @@ export function diskRunStore(dir: string): RunStore {
     },
     1,
   );
+}
+
+/**
+ * Says on stderr what the adapter in `adapter` folds into, where it is a `hone train` run's folder over a quantized
+ * base (its checkpoint records the base); says nothing for any other adapter (a PEFT folder, a zip, a Hub repo).
+ */
+export async function noteOriginalWeights(adapter: string): Promise<void> {
+  const checkpoint = join(adapter, 'checkpoint');
+  const run = await diskRunStore(checkpoint).keptRun(checkpoint);
+  const note = run && originalWeightsNote(run.request.base ?? 'f16');
+  if (note) process.stderr.write(`${note}\n`);
 }

@@ -2,12 +2,7 @@ import { openAsBlob } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  BASE_PRECISIONS,
-  type BasePrecision,
-  originalWeightsNote,
-  QUANTIZED_FROM_PARAMETERS,
-} from '../core/base-precision';
+import { BASE_PRECISIONS, type BasePrecision, QUANTIZED_FROM_PARAMETERS } from '../core/base-precision';
 import type { ReadFile } from '../core/checkpoint';
 import { pickedFilesReader } from '../core/export/unzip-folder';
 import { DEFAULT_HUB_URL, type DownloadProgress, hubReader } from '../core/hub';
@@ -30,23 +25,6 @@ export function basePrecisionFlag(values: Record<string, unknown>): BasePrecisio
     throw new Error(`--base must be one of ${BASE_PRECISIONS.join(', ')}, not '${String(base)}'`);
   }
   return base as BasePrecision;
-}
-
-/**
- * Says on stderr what the adapter read through `read` folds into, where it is a `hone train` run's folder over a
- * quantized base (its checkpoint/run.json records the base); says nothing for any other adapter.
- */
-export async function noteOriginalWeights(read: ReadFile): Promise<void> {
-  const record = await read('checkpoint/run.json');
-  if (!record) return;
-  let base: unknown;
-  try {
-    base = JSON.parse(await record.text()).base;
-  } catch {
-    return;
-  }
-  const note = BASE_PRECISIONS.includes(base as BasePrecision) && originalWeightsNote(base as BasePrecision);
-  if (note) process.stderr.write(`${note}\n`);
 }
 
 /** The Hub settings from the environment: HONE_HUB_URL (a mirror, or a local server) and HF_TOKEN. */

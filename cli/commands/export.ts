@@ -13,7 +13,8 @@ import {
   writeGguf,
 } from '../../core/export/gguf';
 import type { Command } from '../command';
-import { modelSource, noteOriginalWeights } from '../model-source';
+import { noteOriginalWeights } from '../disk-run-store';
+import { modelSource } from '../model-source';
 
 const FORMATS = ['gguf', 'gguf-lora'] as const;
 const DEFAULT_DTYPE: GgufDtype = 'f16';
@@ -118,7 +119,7 @@ export const exportCommand: Command = {
       plan = loraGgufPlan(checkpoint.config, adapter, { dtype: dtype as 'f32' | 'f16', name: nameOf(adapterSpec) });
       what = `the LoRA adapter (${adapter.modules.size} modules, rank ${adapter.r}, ${dtype})`;
     } else {
-      if (adapterSource) await noteOriginalWeights(adapterSource.read);
+      if (adapterSpec) await noteOriginalWeights(adapterSpec);
       const modelPlan = await modelGgufPlan(checkpoint, source.read, {
         dtype,
         name: adapterSpec ? nameOf(adapterSpec) : nameOf(model),

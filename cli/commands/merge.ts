@@ -4,7 +4,8 @@ import { loadAdapter, loadCheckpoint } from '../../core/checkpoint';
 import { mergedModelFiles } from '../../core/export/merge';
 import { loraScale } from '../../core/peft';
 import type { Command } from '../command';
-import { modelSource, noteOriginalWeights } from '../model-source';
+import { noteOriginalWeights } from '../disk-run-store';
+import { modelSource } from '../model-source';
 
 /**
  * `hone merge`: the adapter folded into the model's weights, written as a model folder in the Hugging Face layout
@@ -31,7 +32,7 @@ export const merge: Command = {
         { A: adapter.file.readFloat32(m.keyA), B: adapter.file.readFloat32(m.keyB) },
       ]),
     );
-    await noteOriginalWeights(adapterSource.read);
+    await noteOriginalWeights(adapterDir);
     const files = await mergedModelFiles(
       checkpoint,
       source.read,

@@ -52,8 +52,6 @@ export async function writeModelFolder(
   weights: Map<string, Float64Array>,
   dtype: 'F32' | 'BF16' = 'F32',
 ): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'config.json'), serializeModelConfig(config));
   const shapes = expectedTensors(config);
   const tensors = new Map<string, WritableTensor>();
   for (const [key, data] of weights) {
@@ -63,6 +61,17 @@ export async function writeModelFolder(
       dtype === 'F32' ? { dtype, shape, data: Float32Array.from(data) } : { dtype, shape, data: toBf16Bits(data) },
     );
   }
+  return writeTensorsFolder(dir, config, tensors);
+}
+
+/** config.json and model.safetensors holding `tensors`, written into `dir`. */
+async function writeTensorsFolder(
+  dir: string,
+  config: ModelConfig,
+  tensors: Map<string, WritableTensor>,
+): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'config.json'), serializeModelConfig(config));
   await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
   return dir;
 }
@@ -80,8 +89,6 @@ export function llama1bLayersConfig(): ModelConfig {
  * for models too large to hold in float64.
  */
 export async function writeRandomBf16Folder(dir: string, config: ModelConfig, seed: number): Promise<string> {
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'config.json'), serializeModelConfig(config));
   const tensors = new Map<string, WritableTensor>();
   for (const [key, shape] of expectedTensors(config)) {
     const draw = tensorDraw(key, shape, seed);
@@ -89,8 +96,7 @@ export async function writeRandomBf16Folder(dir: string, config: ModelConfig, se
     for (let i = 0; i < values.length; i++) values[i] = draw();
     tensors.set(key, { dtype: 'BF16', shape, data: toBf16Bits(values) });
   }
-  await writeFile(join(dir, 'model.safetensors'), serializeSafetensors(tensors));
-  return dir;
+  return writeTensorsFolder(dir, config, tensors);
 }
 
 /** PEFT's files of `lora` for `targets`; with `scoreHead`, a reward model's (SEQ_CLS, its score head beside). */
